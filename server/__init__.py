@@ -1,0 +1,1 @@
+"""chatbench server: a threaded multi-user TCP chat server."""

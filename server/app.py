@@ -1,0 +1,210 @@
+"""The listening socket, the accept loop and shutdown.
+
+``ChatServer`` is usable in-process (tests, embedding)::
+
+    with ChatServer(ServerConfig(port=0)) as server:
+        host, port = server.address
+        ...
+
+and ``serve(config)`` runs it as a program: logs ``listening on HOST:PORT``,
+then waits for SIGINT/SIGTERM and shuts down cleanly with exit code 0.
+Like ``socketserver``, the hooks a subclass might want are small methods:
+``make_session`` and ``refuse``.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+import socket
+import threading
+import time
+from types import FrameType, TracebackType
+
+from server import protocol
+from server.config import ServerConfig
+from server.hub import Hub
+from server.session import Session
+
+log = logging.getLogger(__name__)
+
+#: How long shutdown waits for reader threads to finish their cleanup.
+SHUTDOWN_GRACE_SECONDS = 1.5
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ChatServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.hub = Hub()
+        self._sessions: set[Session] = set()
+        self._threads: dict[Session, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.address: tuple[str, int] = (config.host, config.port)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind, listen and start accepting in a background thread."""
+        threading.stack_size(self.config.thread_stack_bytes)
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        listener = socket.create_server(
+            (self.config.host, self.config.port), family=family, backlog=self.config.backlog
+        )
+        self._listener = listener
+        host, port = listener.getsockname()[:2]
+        self.address = (host, port)
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="accept", daemon=True)
+        self._accept_thread.start()
+
+    def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting, tell every client, close every socket.  Returns
+        within about ``grace`` seconds whatever the clients do."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self.hub.closing = True
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
+            except OSError:
+                pass
+            self._listener.close()
+        if self._accept_thread is not None:
+            self._accept_thread.join(grace)
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.disconnect("server shutting down")
+        deadline = time.monotonic() + grace
+        for session in sessions:
+            thread = self._threads.get(session)
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = len(self._sessions)
+        if left:
+            log.warning("%d sessions still closing after %.1fs; exiting anyway", left, grace)
+        log.info("server stopped")
+
+    def __enter__(self) -> ChatServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+    # -- accepting ------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        listener = self._listener
+        while not self._stopping.is_set():
+            try:
+                sock, addr = listener.accept()
+            except OSError as exc:
+                if self._stopping.is_set():
+                    return
+                # EMFILE and friends: log, back off a little, keep serving.
+                log.error("accept failed: %s", exc)
+                time.sleep(0.05)
+                continue
+            try:
+                self._admit(sock, format_address(addr[0], addr[1]))
+            except Exception:
+                log.exception("could not start a session for %s", addr)
+                sock.close()
+
+    def _admit(self, sock: socket.socket, peer: str) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            full = len(self._sessions) >= self.config.max_clients
+            if not full:
+                session = self.make_session(sock, peer)
+                self._sessions.add(session)
+        if full:
+            self.refuse(sock, "server full")
+            return
+        thread = threading.Thread(target=session.run, name=f"reader-{peer}", daemon=True)
+        with self._lock:
+            self._threads[session] = thread
+        thread.start()
+
+    def make_session(self, sock: socket.socket, peer: str) -> Session:
+        """Hook: build the session object for a new connection."""
+        return Session(self, sock, peer)
+
+    def refuse(self, sock: socket.socket, reason: str) -> None:
+        """Hook: turn a connection away with one line."""
+        log.warning("refused %s: %s", sock.getpeername() if sock.fileno() >= 0 else "?", reason)
+        try:
+            sock.send(protocol.encode_disconnect(reason), socket.MSG_DONTWAIT)
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def forget(self, session: Session) -> None:
+        """Called by a session's reader thread as its very last act."""
+        with self._lock:
+            self._sessions.discard(session)
+            self._threads.pop(session, None)
+
+    @property
+    def connection_count(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft descriptor limit to the hard one (one fd per client)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def serve(config: ServerConfig) -> int:
+    """Run until SIGINT or SIGTERM; the program's exit code."""
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_open_file_limit()
+    server = ChatServer(config)
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", format_address(config.host, config.port), exc.strerror or exc)
+        return 2
+    log.info("listening on %s", format_address(*server.address))
+    log.info(
+        "fanout=%s max_clients=%d max_line_bytes=%d send_queue_bytes=%d",
+        config.fanout,
+        config.max_clients,
+        config.max_line_bytes,
+        config.send_queue_bytes,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    return 0

@@ -1,0 +1,117 @@
+"""Server settings: one frozen dataclass, built from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Literal
+
+from server.protocol import DEFAULT_MAX_LINE_BYTES
+
+FanoutStrategy = Literal["queued", "direct"]
+FANOUT_STRATEGIES: tuple[FanoutStrategy, ...] = ("queued", "direct")
+
+#: Default cap on simultaneous clients.  10,000 fit on a 2-core, 24 GiB
+#: machine with small thread stacks; beyond that the host's descriptor limit
+#: and thread count become the problem, so the server says "server full".
+DEFAULT_MAX_CLIENTS = 10_000
+
+#: Bytes that may wait for one slow reader before it is cut off ("send queue
+#: exceeded", as IRC servers say).  1 MiB holds ~20,000 typical chat lines,
+#: plenty for a reader that is merely slow, and with 10,000 clients bounds the
+#: worst case at ~10 GiB only if *every* client stops reading at once.
+DEFAULT_SEND_QUEUE_BYTES = 1 << 20
+
+#: Seconds a new connection has to send a valid username.  Long enough for a
+#: person to type one, short enough that idle sockets cannot pile up.
+DEFAULT_REGISTRATION_TIMEOUT = 60.0
+
+#: Stack size for every client thread.  The default 8 MiB reserves 80 GiB of
+#: address space for 10,000 threads; the threads here never recurse deeply,
+#: and 256 KiB is comfortably above what CPython needs for this code.
+DEFAULT_THREAD_STACK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_clients: int = DEFAULT_MAX_CLIENTS
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    send_queue_bytes: int = DEFAULT_SEND_QUEUE_BYTES
+    registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT
+    fanout: FanoutStrategy = "queued"
+    thread_stack_bytes: int = DEFAULT_THREAD_STACK_BYTES
+    backlog: int = 1024
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        if self.max_clients < 1:
+            raise ValueError("max clients must be at least 1")
+        if self.max_line_bytes < 16:
+            raise ValueError("max line bytes must be at least 16")
+        if self.send_queue_bytes < self.max_line_bytes:
+            raise ValueError("send queue limit must be at least one line (max line bytes)")
+        if self.registration_timeout <= 0:
+            raise ValueError("registration timeout must be positive")
+        if self.fanout not in FANOUT_STRATEGIES:
+            raise ValueError(f"fanout must be one of {', '.join(FANOUT_STRATEGIES)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = ServerConfig()
+    parser = argparse.ArgumentParser(
+        prog="chat-server",
+        description="Multi-user TCP chat server (threads, one reader per client, bounded per-client send queues).",
+        epilog="Connect with `chat-client --port PORT` or `nc HOST PORT`. SIGINT/SIGTERM shut down cleanly.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default=d.host, help="address to listen on")
+    parser.add_argument("--port", type=int, default=d.port, help="TCP port; 0 picks a free one (logged on start)")
+    parser.add_argument(
+        "--max-clients", type=int, default=d.max_clients, help="connections beyond this get 'server full'"
+    )
+    parser.add_argument("--max-line-bytes", type=int, default=d.max_line_bytes, help="longest accepted client line")
+    parser.add_argument(
+        "--send-queue-bytes",
+        type=int,
+        default=d.send_queue_bytes,
+        help="bytes queued for one slow reader before it is disconnected ('send queue exceeded')",
+    )
+    parser.add_argument(
+        "--registration-timeout", type=float, default=d.registration_timeout, help="seconds to send a username"
+    )
+    parser.add_argument(
+        "--fanout",
+        choices=FANOUT_STRATEGIES,
+        default=d.fanout,
+        help="queued: per-client bounded queue + writer; direct: the seed's blocking sends in the sender's thread",
+    )
+    parser.add_argument("--thread-stack-kib", type=int, default=d.thread_stack_bytes // 1024, help="stack per thread")
+    parser.add_argument("--backlog", type=int, default=d.backlog, help="listen() backlog")
+    parser.add_argument(
+        "--log-level", default=d.log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level"
+    )
+    return parser
+
+
+def config_from_args(argv: list[str] | None = None) -> ServerConfig:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return ServerConfig(
+            host=args.host,
+            port=args.port,
+            max_clients=args.max_clients,
+            max_line_bytes=args.max_line_bytes,
+            send_queue_bytes=args.send_queue_bytes,
+            registration_timeout=args.registration_timeout,
+            fanout=args.fanout,
+            thread_stack_bytes=args.thread_stack_kib * 1024,
+            backlog=args.backlog,
+            log_level=args.log_level,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))

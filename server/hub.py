@@ -1,0 +1,97 @@
+"""Who is in the chat: names -> sessions under one lock, and broadcast.
+
+Broadcast reads an immutable tuple of members that is replaced (under the
+lock) on every join, leave and rename, so the hot path takes no lock of its
+own: it encodes a line once and hands the same bytes to every recipient's
+outbox.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from server import protocol
+
+if TYPE_CHECKING:
+    from server.session import Session
+
+
+class NameTaken(Exception):
+    pass
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, Session] = {}
+        self._members: tuple[Session, ...] = ()
+        #: Set when the server shuts down: leaves are then silent, because
+        #: N clients each telling N-1 others that they left is O(N^2) work
+        #: for notices nobody will read.
+        self.closing = False
+
+    # -- membership -------------------------------------------------------
+
+    def join(self, session: Session, name: str) -> None:
+        """Register ``session`` as ``name``; it gets the welcome line before any
+        other line can reach it, then everyone else sees the join notice."""
+        key = protocol.name_key(name)
+        with self._lock:
+            if key in self._by_key:
+                raise NameTaken(name)
+            session.name = name
+            self._by_key[key] = session
+            online = sorted((s.name for s in self._by_key.values() if s.name), key=str.casefold)
+            session.send(protocol.encode_welcome(name, online))
+            self._members = tuple(self._by_key.values())
+        self.broadcast(protocol.encode_joined(name), exclude=session)
+
+    def leave(self, session: Session, reason: str) -> bool:
+        """Remove ``session``; True the first (and only) time it was a member."""
+        name = session.name
+        if name is None:
+            return False
+        with self._lock:
+            if self._by_key.get(protocol.name_key(name)) is not session:
+                return False
+            del self._by_key[protocol.name_key(name)]
+            self._members = tuple(self._by_key.values())
+        if not self.closing:
+            self.broadcast(protocol.encode_left(name, reason))
+        return True
+
+    def rename(self, session: Session, new_name: str) -> str:
+        """Rename ``session``; returns the old name.  Everyone, the renamed
+        client included, sees the notice."""
+        new_key = protocol.name_key(new_name)
+        with self._lock:
+            old = session.name
+            assert old is not None
+            old_key = protocol.name_key(old)
+            holder = self._by_key.get(new_key)
+            if holder is not None and holder is not session:
+                raise NameTaken(new_name)
+            del self._by_key[old_key]
+            self._by_key[new_key] = session
+            session.name = new_name
+        self.broadcast(protocol.encode_renamed(old, new_name))
+        return old
+
+    # -- queries ------------------------------------------------------------
+
+    def find(self, name: str) -> Session | None:
+        return self._by_key.get(protocol.name_key(name))
+
+    def names(self) -> list[str]:
+        return sorted((s.name for s in self._members if s.name), key=str.casefold)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    # -- fan-out --------------------------------------------------------------
+
+    def broadcast(self, data: bytes, exclude: Session | None = None) -> None:
+        for member in self._members:
+            if member is not exclude:
+                member.send(data)

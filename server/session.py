@@ -1,0 +1,179 @@
+"""One connected client: registration -> chat -> closed, in its own reader thread.
+
+Everything a client can do wrong ends in this session's ``finally`` and
+nowhere else: the leave notice goes out exactly once and the socket is
+closed exactly once, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from server import protocol
+from server.commands import EndSession, dispatch
+from server.hub import NameTaken
+from server.outbox import DirectOutbox, Outbox, QueuedOutbox
+
+if TYPE_CHECKING:
+    from server.app import ChatServer
+    from server.hub import Hub
+
+log = logging.getLogger(__name__)
+
+#: Bytes asked of the kernel per recv.  64 KiB lets one call pick up a whole
+#: burst, whose chat lines are then broadcast as one batch per recipient.
+RECV_BYTES = 65536
+
+
+class Session:
+    def __init__(self, server: ChatServer, sock: socket.socket, peer: str) -> None:
+        self.server = server
+        self.hub: Hub = server.hub
+        self.sock = sock
+        self.peer = peer
+        self.name: str | None = None
+        config = server.config
+        self.decoder = protocol.LineDecoder(config.max_line_bytes, discard_oversized=True)
+        self.outbox: Outbox
+        if config.fanout == "direct":
+            self.outbox = DirectOutbox(sock)
+        else:
+            self.outbox = QueuedOutbox(sock, config.send_queue_bytes, self._send_queue_exceeded, peer)
+        #: Why the session ends, when something other than the reader decides.
+        self._end_reason: str | None = None
+
+    # -- called from other threads ----------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self.outbox.send(data)
+
+    def disconnect(self, reason: str) -> None:
+        """End this session from any thread: a last line, then the reader
+        wakes up with EOF and cleans up."""
+        if self._end_reason is None:
+            self._end_reason = reason
+        self.outbox.close(protocol.encode_disconnect(reason))
+
+    def _send_queue_exceeded(self) -> None:
+        log.warning("%s (%s): send queue exceeded, disconnecting", self.name or "?", self.peer)
+        if self._end_reason is None:
+            self._end_reason = "send queue exceeded"
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- the reader thread ------------------------------------------------------
+
+    def run(self) -> None:
+        reason = "connection closed"
+        try:
+            self._register()
+            if self.name is not None:
+                self._chat()
+        except EndSession as end:
+            reason = str(end)
+            self.outbox.close(protocol.encode_disconnect("bye"))
+        except ConnectionResetError:
+            reason = "connection reset"
+        except TimeoutError:
+            reason = "registration timeout"
+            self.outbox.close(protocol.encode_disconnect("registration timeout"))
+        except OSError as exc:
+            reason = f"socket error: {exc.strerror or exc}"
+        except Exception:
+            log.exception("%s (%s): unexpected error", self.name or "?", self.peer)
+            reason = "server error"
+        finally:
+            if self._end_reason is not None:
+                reason = self._end_reason
+            if self.hub.leave(self, reason):
+                log.info("%s left (%s)", self.name, reason)
+            else:
+                log.debug("%s disconnected before registering (%s)", self.peer, reason)
+            self.outbox.close()
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.server.forget(self)
+
+    def _recv_lines(self) -> list[bytes] | None:
+        """Next complete lines, or None at EOF.  Reports dropped oversized lines."""
+        before = self.decoder.oversized
+        data = self.sock.recv(RECV_BYTES)
+        if not data:
+            return None
+        lines = self.decoder.feed(data)
+        if self.decoder.oversized != before:
+            limit = self.decoder.max_line_bytes
+            self.send(protocol.encode_error(f"Line too long (limit {limit} bytes), dropped"))
+        return lines
+
+    def _register(self) -> None:
+        deadline = time.monotonic() + self.server.config.registration_timeout
+        self.send(protocol.encode_prompt())
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.sock.settimeout(remaining)
+            lines = self._recv_lines()
+            if lines is None:
+                return
+            for i, line in enumerate(lines):
+                if self._try_name(protocol.decode_text(line)):
+                    self._handle(lines[i + 1 :])
+                    return
+
+    def _try_name(self, raw: str) -> bool:
+        try:
+            name = protocol.validate_name(raw)
+        except protocol.ProtocolError as exc:
+            self.send(protocol.encode_error(f"Invalid name: {exc}"))
+            self.send(protocol.encode_prompt())
+            return False
+        # From here on reads block: the writer thread shares this socket.
+        self.sock.settimeout(None)
+        try:
+            self.hub.join(self, name)
+        except NameTaken:
+            self.send(protocol.encode_error(f"Name taken: {name}"))
+            self.send(protocol.encode_prompt())
+            return False
+        log.info("%s joined from %s", name, self.peer)
+        return True
+
+    def _chat(self) -> None:
+        while (lines := self._recv_lines()) is not None:
+            self._handle(lines)
+
+    def _handle(self, lines: list[bytes]) -> None:
+        """Act on a batch of lines.  Consecutive chat lines become one
+        broadcast, so each recipient gets one send per batch, not per line."""
+        assert self.name is not None
+        pending: list[bytes] = []
+        for line in lines:
+            text = protocol.sanitize_text(protocol.decode_text(line))
+            try:
+                cmd = protocol.parse_client_line(text)
+            except protocol.ProtocolError as exc:
+                self._flush(pending)
+                self.send(protocol.encode_error(str(exc)))
+                continue
+            if cmd is None:
+                continue
+            if type(cmd) is protocol.Say:
+                pending.append(protocol.encode_message(self.name, cmd.text))
+                continue
+            self._flush(pending)
+            dispatch(self, cmd)
+        self._flush(pending)
+
+    def _flush(self, pending: list[bytes]) -> None:
+        if pending:
+            self.hub.broadcast(b"".join(pending) if len(pending) > 1 else pending[0], exclude=self)
+            pending.clear()
