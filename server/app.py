@@ -28,6 +28,10 @@ from server.hub import Hub
 from server.session import Session
 
 log = logging.getLogger(__name__)
+#: The "listening on HOST:PORT" line is what scripts wait for, so it is shown
+#: at any --log-level: this logger's own level lets it through.
+startup_log = logging.getLogger("server.startup")
+startup_log.setLevel(logging.INFO)
 
 #: How long shutdown waits for reader threads to finish their cleanup.
 SHUTDOWN_GRACE_SECONDS = 1.5
@@ -188,8 +192,8 @@ def serve(config: ServerConfig) -> int:
     except OSError as exc:
         log.error("cannot listen on %s: %s", format_address(config.host, config.port), exc.strerror or exc)
         return 2
-    log.info("listening on %s", format_address(*server.address))
-    log.info(
+    startup_log.info("listening on %s", format_address(*server.address))
+    startup_log.info(
         "fanout=%s max_clients=%d max_line_bytes=%d send_queue_bytes=%d",
         config.fanout,
         config.max_clients,

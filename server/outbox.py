@@ -33,6 +33,11 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class Outbox(Protocol):
+    #: The error a send hit, if any.  A socket error is reported to only one
+    #: syscall, so when a send sees ECONNRESET the reader just sees EOF; the
+    #: session looks here to give the right leave reason.
+    failure: OSError | None
+
     def send(self, data: bytes) -> None:
         """Deliver ``data`` after everything sent before; never raises."""
 
@@ -65,6 +70,7 @@ class QueuedOutbox:
         "_wake",
         "_writer",
         "_writing",
+        "failure",
     )
 
     def __init__(self, sock: socket.socket, limit_bytes: int, on_overflow: Callable[[], None], name: str) -> None:
@@ -80,6 +86,7 @@ class QueuedOutbox:
         self._writer: threading.Thread | None = None
         self._closed = False
         self._closing_line = b""
+        self.failure: OSError | None = None
 
     @property
     def backlog_bytes(self) -> int:
@@ -95,8 +102,9 @@ class QueuedOutbox:
                     sent = self._sock.send(data, _DONTWAIT)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
-                except OSError:
+                except OSError as exc:
                     # The peer is gone; its reader thread will notice and clean up.
+                    self.failure = exc
                     self._closed = True
                     return
                 if sent == len(data):
@@ -151,8 +159,10 @@ class QueuedOutbox:
                 self._writing = True
             try:
                 sock.sendall(chunk)
-            except OSError:
+            except OSError as exc:
                 with self._lock:
+                    if not self._closed:
+                        self.failure = exc
                     self._closed = True
                     self._backlog.clear()
                     self._backlog_bytes = 0
@@ -172,12 +182,13 @@ class QueuedOutbox:
 class DirectOutbox:
     """Blocking ``sendall`` in the caller's thread: the seed's strategy."""
 
-    __slots__ = ("_closed", "_lock", "_sock")
+    __slots__ = ("_closed", "_lock", "_sock", "failure")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._lock = threading.Lock()
         self._closed = False
+        self.failure: OSError | None = None
 
     def send(self, data: bytes) -> None:
         with self._lock:
@@ -185,7 +196,8 @@ class DirectOutbox:
                 return
             try:
                 self._sock.sendall(data)
-            except OSError:
+            except OSError as exc:
+                self.failure = exc
                 self._closed = True
 
     def close(self, last_line: bytes = b"") -> None:

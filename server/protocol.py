@@ -313,8 +313,28 @@ def encode_prompt() -> bytes:
     return encode_line(PROMPT_PREFIX + NAME_PROMPT)
 
 
+#: Bytes of names listed in one welcome or /who line.  With thousands of
+#: users the full list would not fit a line any client accepts, so it is cut
+#: and ends with "(+N more)"; the count in parentheses is always exact.
+NAME_LIST_BYTES = 2048
+
+
+def _name_list(online: list[str]) -> str:
+    shown: list[str] = []
+    used = 0
+    for name in online:
+        used += len(name.encode("utf-8")) + 2
+        if used > NAME_LIST_BYTES:
+            break
+        shown.append(name)
+    listing = ", ".join(shown)
+    if len(shown) < len(online):
+        listing += f" (+{len(online) - len(shown)} more)"
+    return f"Online ({len(online)}): {listing}"
+
+
 def encode_welcome(name: str, online: list[str]) -> bytes:
-    return encode_line(f"{NOTICE_PREFIX}Welcome, {name}! Online ({len(online)}): {', '.join(online)}")
+    return encode_line(f"{NOTICE_PREFIX}Welcome, {name}! {_name_list(online)}")
 
 
 def encode_joined(name: str) -> bytes:
@@ -330,7 +350,7 @@ def encode_renamed(old: str, new: str) -> bytes:
 
 
 def encode_who(online: list[str]) -> bytes:
-    return encode_line(f"{NOTICE_PREFIX}Online ({len(online)}): {', '.join(online)}")
+    return encode_line(f"{NOTICE_PREFIX}{_name_list(online)}")
 
 
 def encode_help() -> bytes:
@@ -376,6 +396,12 @@ class Prompt:
 class Welcome:
     name: str
     online: tuple[str, ...]
+    #: How many are online; more than ``len(online)`` when the list was cut.
+    count: int = -1
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            object.__setattr__(self, "count", len(self.online))
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +424,12 @@ class Renamed:
 @dataclass(frozen=True, slots=True)
 class Online:
     names: tuple[str, ...]
+    #: How many are online; more than ``len(names)`` when the list was cut.
+    count: int = -1
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            object.__setattr__(self, "count", len(self.names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,8 +489,8 @@ ServerEvent = (
     | PrivateEcho
 )
 
-_WELCOME = re.compile(r"Welcome, (\S+)! Online \((\d+)\): ?(.*)")
-_ONLINE = re.compile(r"Online \((\d+)\): ?(.*)")
+_WELCOME = re.compile(r"Welcome, (\S+)! Online \((\d+)\): ?(.*?)(?: \(\+\d+ more\))?")
+_ONLINE = re.compile(r"Online \((\d+)\): ?(.*?)(?: \(\+\d+ more\))?")
 _JOINED = re.compile(r"(\S+) joined the chat")
 _LEFT = re.compile(r"(\S+) left the chat \((.*)\)")
 _RENAMED = re.compile(r"(\S+) is now known as (\S+)")
@@ -490,9 +522,9 @@ def parse_server_line(text: str) -> ServerEvent:
         if m := _RENAMED.fullmatch(body):
             return Renamed(m[1], m[2])
         if m := _WELCOME.fullmatch(body):
-            return Welcome(m[1], _names(m[3]))
+            return Welcome(m[1], _names(m[3]), int(m[2]))
         if m := _ONLINE.fullmatch(body):
-            return Online(_names(m[2]))
+            return Online(_names(m[2]), int(m[1]))
         if body.startswith(_DISCONNECTED):
             return Disconnected(body[len(_DISCONNECTED) :])
         return Notice(body)

@@ -90,6 +90,8 @@ class Session:
         finally:
             if self._end_reason is not None:
                 reason = self._end_reason
+            elif reason == "connection closed" and isinstance(self.outbox.failure, ConnectionResetError):
+                reason = "connection reset"
             if self.hub.leave(self, reason):
                 log.info("%s left (%s)", self.name, reason)
             else:

@@ -1,0 +1,261 @@
+"""The chat server over real loopback sockets."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+
+import pytest
+
+from server import protocol as p
+from server.app import ChatServer
+from tests.conftest import ChatTestClient, wait_until
+
+Connect = Callable[..., ChatTestClient]
+
+
+def test_two_clients_chat_with_usernames_and_join_notice(connect: Connect) -> None:
+    alice = connect()
+    assert alice.expect(p.Prompt).text == p.NAME_PROMPT
+    alice.send_line("  alice  ")
+    assert alice.expect(p.Welcome) == p.Welcome("alice", ("alice",))
+    bob = connect()
+    assert bob.register("bob") == p.Welcome("bob", ("alice", "bob"))
+    assert alice.expect(p.Joined) == p.Joined("bob")
+    alice.say("hello bob")
+    assert bob.expect(p.Message) == p.Message("alice", "hello bob")
+    bob.say("hi alice: how are you?")
+    assert alice.expect(p.Message) == p.Message("bob", "hi alice: how are you?")
+    # Nobody hears their own messages back.
+    assert alice.drain() == [] and bob.drain() == []
+
+
+def test_leave_notices_are_sent_exactly_once_for_quit_eof_and_reset(connect: Connect) -> None:
+    watcher = connect("watcher")
+    quitter, closer, resetter = connect("quitter"), connect("closer"), connect("resetter")
+    quitter.send_line("/quit gotta go")
+    assert quitter.read_until_closed()[-1] == p.Disconnected("bye")
+    closer.sock.shutdown(socket.SHUT_WR)
+    resetter.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    resetter.sock.close()
+    events = watcher.drain(quiet=0.5)
+    lefts = [e for e in events if isinstance(e, p.Left)]
+    assert sorted(lefts, key=lambda e: e.name) == [
+        p.Left("closer", "connection closed"),
+        p.Left("quitter", "quit: gotta go"),
+        p.Left("resetter", "connection reset"),
+    ]
+
+
+def test_private_messages_reach_only_the_recipient(connect: Connect) -> None:
+    alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
+    alice.drain()
+    bob.drain()
+    alice.send_line("/msg BOB meet me at noon")
+    assert bob.expect(p.Private) == p.Private("alice", "meet me at noon")
+    assert alice.expect(p.PrivateEcho) == p.PrivateEcho("bob", "meet me at noon")
+    alice.send_line("/msg nobody hello?")
+    assert alice.expect(p.Error) == p.Error("No such user: nobody")
+    assert carol.drain() == []
+
+
+def test_nick_renames_everywhere_and_frees_the_old_name(connect: Connect) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    alice.expect(p.Joined)
+    alice.send_line("/nick al")
+    assert alice.expect(p.Renamed) == p.Renamed("alice", "al")
+    assert bob.expect(p.Renamed) == p.Renamed("alice", "al")
+    alice.say("now as al")
+    assert bob.expect(p.Message) == p.Message("al", "now as al")
+    bob.send_line("/nick AL")
+    assert bob.expect(p.Error) == p.Error("Name taken: AL")
+    bob.send_line("/nick bad name")
+    assert bob.expect(p.Error).message.startswith("Invalid name:")
+    newcomer = connect("alice")  # the old name is free again
+    assert newcomer.name == "alice"
+    alice.send_line("/nick Al")  # a case-only change of one's own name is allowed
+    assert alice.wait_for(lambda e: isinstance(e, p.Renamed)) == p.Renamed("al", "Al")
+
+
+def test_duplicate_and_invalid_names_get_an_error_and_the_prompt_again(connect: Connect) -> None:
+    connect("Alice")
+    client = connect()
+    client.expect(p.Prompt)
+    for bad, message in [
+        ("ALICE", "Name taken: ALICE"),
+        ("", "Invalid name: name is empty"),
+        ("two words", "Invalid name: name must not contain spaces"),
+        ("*** admin", "Invalid name: name must not contain spaces"),
+        ("***admin", "Invalid name: name must not start with '*'"),
+        ("x" * 40, "Invalid name: name is longer than 32 characters"),
+        ("evil\x1b[2J", "Invalid name: name must not contain control characters"),
+    ]:
+        client.send_line(bad)
+        assert client.expect(p.Error) == p.Error(message)
+        client.expect(p.Prompt)
+    client.send_line("alice2")
+    assert client.expect(p.Welcome).name == "alice2"
+
+
+def test_commands_who_help_me_and_unknown(connect: Connect) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    alice.expect(p.Joined)
+    alice.send_line("/who")
+    assert alice.expect(p.Online) == p.Online(("alice", "bob"))
+    alice.send_line("/help")
+    assert "/msg NAME TEXT" in alice.expect(p.Notice).text
+    alice.send_line("/dance")
+    assert alice.expect(p.Error) == p.Error("unknown command /dance; try /help")
+    alice.send_line("/me waves")
+    assert bob.expect(p.Action) == p.Action("alice", "waves")
+    alice.send_line("//slashes are fine")
+    assert bob.expect(p.Message) == p.Message("alice", "/slashes are fine")
+
+
+def test_control_characters_are_never_relayed_raw(connect: Connect) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    alice.expect(p.Joined)
+    alice.send_raw(b"look \x1b[2J\x07\x00 here \xff\n")
+    message = bob.expect(p.Message)
+    assert message.sender == "alice"
+    assert message.text == "look \ufffd[2J\ufffd\ufffd here \ufffd"
+
+
+def test_oversized_line_is_dropped_with_an_error_and_the_session_goes_on(
+    make_server: Callable[..., ChatServer],
+) -> None:
+    server = make_server(max_line_bytes=100)
+    alice, bob = ChatTestClient(server.address), ChatTestClient(server.address)
+    try:
+        alice.register("alice")
+        bob.register("bob")
+        alice.expect(p.Joined)
+        alice.send_raw(b"a" * 500 + b"\nstill here\n")
+        assert alice.expect(p.Error) == p.Error("Line too long (limit 100 bytes), dropped")
+        assert bob.expect(p.Message) == p.Message("alice", "still here")
+        assert bob.drain() == []
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_burst_of_2000_lines_reaches_20_receivers_intact_once_and_in_order(connect: Connect) -> None:
+    receivers = [connect(f"r{i}") for i in range(20)]
+    sender = connect("sender")
+    for r in receivers:
+        r.wait_for(lambda e: e == p.Joined("sender"))
+    lines = [f"line {i:05d} " + "x" * (i % 97) for i in range(2000)]
+    sender.send_raw(b"".join(p.encode_say(text) for text in lines))
+    for r in receivers:
+        got = [r.expect(p.Message, skip=(p.Joined,)) for _ in lines]
+        assert [m.sender for m in got] == ["sender"] * len(lines)
+        assert [m.text for m in got] == lines
+    assert all(r.drain(quiet=0.1) == [] for r in receivers)
+
+
+@pytest.mark.parametrize("fanout", ["queued", "direct"])
+def test_both_fanout_strategies_relay_correctly(make_server: Callable[..., ChatServer], fanout: str) -> None:
+    server = make_server(fanout=fanout)
+    clients = [ChatTestClient(server.address) for _ in range(5)]
+    try:
+        for i, c in enumerate(clients):
+            c.register(f"c{i}")
+        for c in clients:
+            c.drain(quiet=0.1)
+        clients[0].say("to all")
+        for c in clients[1:]:
+            assert c.expect(p.Message) == p.Message("c0", "to all")
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_a_client_that_never_reads_is_cut_off_and_the_others_get_everything(
+    make_server: Callable[..., ChatServer],
+) -> None:
+    server = make_server(send_queue_bytes=256 * 1024)
+    stalled = ChatTestClient(server.address, rcvbuf=4096)
+    readers = [ChatTestClient(server.address) for _ in range(3)]
+    sender = ChatTestClient(server.address)
+    try:
+        stalled.register("stalled")
+        for i, r in enumerate(readers):
+            r.register(f"reader{i}")
+        sender.register("sender")
+        for r in readers:
+            r.drain(quiet=0.1)
+        # ~4 MB: far more than the stalled client's socket buffers plus its send queue.
+        lines = [f"{i:06d} " + "y" * 2000 for i in range(2000)]
+        sender.send_raw(b"".join(p.encode_say(text) for text in lines))
+
+        # Healthy readers read concurrently, as real clients do.
+        def read_all(reader: ChatTestClient) -> list[p.ServerEvent]:
+            events: list[p.ServerEvent] = []
+            while sum(isinstance(e, p.Message) for e in events) < len(lines):
+                events.append(reader.next_event())
+            return events
+
+        with ThreadPoolExecutor(len(readers)) as pool:
+            received = list(pool.map(read_all, readers))
+        for events in received:
+            assert [e.text for e in events if isinstance(e, p.Message)] == lines
+        # The stalled client was cut off, with the reason, exactly once.
+        for reader, events in zip(readers, received, strict=True):
+            lefts = [e for e in events if isinstance(e, p.Left)] + [
+                e for e in reader.drain(quiet=0.3) if isinstance(e, p.Left)
+            ]
+            assert lefts == [p.Left("stalled", "send queue exceeded")]
+        assert wait_until(lambda: server.connection_count == 4)
+    finally:
+        for c in [stalled, sender, *readers]:
+            c.close()
+
+
+def test_silent_client_is_disconnected_after_the_registration_timeout(
+    make_server: Callable[..., ChatServer],
+) -> None:
+    server = make_server(registration_timeout=0.3)
+    silent = ChatTestClient(server.address)
+    try:
+        events = silent.read_until_closed(timeout=5)
+        assert events == [p.Prompt(p.NAME_PROMPT), p.Disconnected("registration timeout")]
+        assert wait_until(lambda: server.connection_count == 0)
+    finally:
+        silent.close()
+
+
+def test_server_full_gets_a_clear_line(make_server: Callable[..., ChatServer]) -> None:
+    server = make_server(max_clients=2)
+    a, b = ChatTestClient(server.address), ChatTestClient(server.address)
+    c = ChatTestClient(server.address)
+    try:
+        a.register("a")
+        b.register("b")
+        assert c.read_until_closed() == [p.Disconnected("server full")]
+        b.close()
+        assert wait_until(lambda: server.connection_count == 1)
+        d = ChatTestClient(server.address)
+        assert d.register("d").name == "d"
+        d.close()
+    finally:
+        for x in (a, b, c):
+            x.close()
+
+
+def test_in_process_shutdown_tells_every_client(make_server: Callable[..., ChatServer]) -> None:
+    server = make_server()
+    clients = [ChatTestClient(server.address) for _ in range(10)]
+    try:
+        for i, c in enumerate(clients):
+            c.register(f"c{i}")
+        started = time.monotonic()
+        server.shutdown()
+        assert time.monotonic() - started < 2.0
+        for c in clients:
+            assert c.read_until_closed()[-1] == p.Disconnected("server shutting down")
+    finally:
+        for c in clients:
+            c.close()
