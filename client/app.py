@@ -22,9 +22,8 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
-from typing import TextIO
 
-from client.connection import Closed, Connection, ConnectionEvent, Line, Oversized, format_address
+from client.connection import Closed, Connection, ConnectionEvent, Line, Oversized
 from server import protocol
 
 EXIT_OK = 0
@@ -82,9 +81,8 @@ class ChatClient:
     ``done``.
     """
 
-    def __init__(self, host: str, port: int, name: str | None, *, interactive: bool, out: TextIO) -> None:
+    def __init__(self, host: str, port: int, name: str | None, *, interactive: bool) -> None:
         self.interactive = interactive
-        self.out = out
         self.conn = Connection(host, port, self.on_event)
         self._auto_name = name
         self.name_sent = name is not None
@@ -107,7 +105,8 @@ class ChatClient:
 
     def show(self, text: str) -> None:
         with self._print_lock:
-            print(text, file=self.out, flush=True)
+            # sys.stdout at call time: in terminal mode it is patch_stdout's proxy.
+            print(text, file=sys.stdout, flush=True)
 
     # -- input ----------------------------------------------------------------
 
@@ -228,24 +227,20 @@ def run_plain(client: ChatClient) -> int:
 
     client.listeners.append(wake_on_close)
     threading.Thread(target=_read_stdin, args=(lines,), name="stdin", daemon=True).start()
-    try:
-        if client.name_sent:
+    if client.name_sent:
+        client.settled.wait()
+    while not client.done.is_set():
+        text = lines.get()
+        if client.done.is_set():
+            break
+        if text is _EOF:
+            client.quit()
+            break
+        client.submit(text)
+        if client.name is None:
+            # The line was the name: wait for the verdict before sending more.
             client.settled.wait()
-        while not client.done.is_set():
-            text = lines.get()
-            if client.done.is_set():
-                break
-            if text is _EOF:
-                client.quit()
-                break
-            client.submit(text)
-            if client.name is None:
-                # The line was the name: wait for the verdict before sending more.
-                client.settled.wait()
-        return client.finish()
-    except KeyboardInterrupt:
-        client.quit()
-        return client.finish()
+    return client.finish()
 
 
 class _ConnectionEnded(Exception):
@@ -295,28 +290,40 @@ def run_terminal(client: ChatClient) -> int:
     return client.finish()
 
 
+def leave(client: ChatClient) -> int:
+    """Ctrl-C outside the prompt: quit politely; a second Ctrl-C hangs up."""
+    try:
+        client.quit()
+        return client.finish()
+    except KeyboardInterrupt:
+        client.conn.close()
+        return EXIT_OK
+
+
 def run(host: str, port: int, name: str | None) -> int:
     """Connect and chat; the program's exit code."""
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    address = format_address(host, port)
+    client = ChatClient(host, port, name, interactive=interactive)
+    try:
+        client.conn.open()
+    except ConnectionRefusedError:
+        print(f"{PROG}: connection to {client.conn.address} refused (is the server running?)", file=sys.stderr)
+        return EXIT_CONNECTION
+    except OSError as exc:
+        print(f"{PROG}: cannot connect to {client.conn.address}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONNECTION
+    except KeyboardInterrupt:
+        return EXIT_OK
     try:
         if interactive:
             from prompt_toolkit.patch_stdout import patch_stdout
 
             with patch_stdout(raw=True):
-                client = ChatClient(host, port, name, interactive=True, out=sys.stdout)
-                client.conn.open()
                 code = run_terminal(client)
         else:
-            client = ChatClient(host, port, name, interactive=False, out=sys.stdout)
-            client.conn.open()
             code = run_plain(client)
-    except ConnectionRefusedError:
-        print(f"{PROG}: connection to {address} refused (is the server running?)", file=sys.stderr)
-        return EXIT_CONNECTION
-    except OSError as exc:
-        print(f"{PROG}: cannot connect to {address}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_CONNECTION
+    except KeyboardInterrupt:
+        code = leave(client)
     if client.status:
         print(client.status, file=sys.stderr)
     return code
