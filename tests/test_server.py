@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
