@@ -41,6 +41,17 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def set_keepalive(sock: socket.socket, idle_seconds: int) -> None:
+    """TCP keepalive: probe after ``idle_seconds`` of silence, then every
+    quarter of that, and give up after 4 unanswered probes (so a vanished
+    peer is dropped after about twice ``idle_seconds``)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle_seconds)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle_seconds // 4))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 4)
+
+
 class ChatServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -67,6 +78,8 @@ class ChatServer:
         self.address = (host, port)
         self._accept_thread = threading.Thread(target=self._accept_loop, name="accept", daemon=True)
         self._accept_thread.start()
+        if self.config.idle_timeout > 0:
+            threading.Thread(target=self._sweep_idle, name="idle-sweeper", daemon=True).start()
 
     def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting, tell every client, close every socket.  Returns
@@ -128,8 +141,21 @@ class ChatServer:
                 log.exception("could not start a session for %s", addr)
                 sock.close()
 
+    def _sweep_idle(self) -> None:
+        """Disconnect registered clients that sent nothing for ``idle_timeout`` s."""
+        limit = self.config.idle_timeout
+        while not self._stopping.wait(min(1.0, limit / 4)):
+            now = time.monotonic()
+            with self._lock:
+                idle = [s for s in self._sessions if s.name is not None and now - s.last_activity > limit]
+            for session in idle:
+                log.info("%s idle for %.0fs, disconnecting", session.name, now - session.last_activity)
+                session.disconnect("idle timeout")
+
     def _admit(self, sock: socket.socket, peer: str) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.config.keepalive > 0:
+            set_keepalive(sock, self.config.keepalive)
         with self._lock:
             full = len(self._sessions) >= self.config.max_clients
             if not full:
@@ -194,11 +220,13 @@ def serve(config: ServerConfig) -> int:
         return 2
     startup_log.info("listening on %s", format_address(*server.address))
     startup_log.info(
-        "fanout=%s max_clients=%d max_line_bytes=%d send_queue_bytes=%d",
+        "fanout=%s max_clients=%d max_line_bytes=%d send_queue_bytes=%d rate_limit=%g/s burst=%d",
         config.fanout,
         config.max_clients,
         config.max_line_bytes,
         config.send_queue_bytes,
+        config.rate_limit,
+        config.rate_burst,
     )
     stop = threading.Event()
 

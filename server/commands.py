@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 
 
 class EndSession(Exception):
-    """Close this session; ``str(exc)`` is the reason others see."""
+    """Close this session.  ``reason`` is what others see in the leave notice,
+    ``farewell`` what the client itself is told in ``*** Disconnected:``."""
+
+    def __init__(self, reason: str, farewell: str = "bye") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.farewell = farewell
 
 
 def _who(session: Session, cmd: protocol.Who) -> None:

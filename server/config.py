@@ -32,6 +32,27 @@ DEFAULT_REGISTRATION_TIMEOUT = 60.0
 DEFAULT_THREAD_STACK_BYTES = 256 * 1024
 
 
+#: Flood control: sustained lines per second one client may send.  No person
+#: types or pastes at 50 lines/s for long; a script that does is flooding.
+#: Excess lines are delayed (IRC "fakelag"), so a fast sender is slowed to this
+#: rate by TCP back-pressure; 0 turns flood control off (the harness does, to
+#: measure fan-out rather than the limiter).
+DEFAULT_RATE_LIMIT = 50.0
+
+#: Lines a client may send at once before the limit applies (a pasted block),
+#: and also how many further excess lines it may send before it is cut off
+#: with "excess flood".
+DEFAULT_RATE_BURST = 200
+
+#: Seconds without a single line before a registered client is disconnected;
+#: 0 = never (people idle in chats for hours; keepalive finds dead peers).
+DEFAULT_IDLE_TIMEOUT = 0.0
+
+#: TCP keepalive idle time in seconds, so half-open connections (a peer that
+#: vanished without FIN or RST) are found and closed; 0 = off.
+DEFAULT_KEEPALIVE = 60
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -41,6 +62,10 @@ class ServerConfig:
     send_queue_bytes: int = DEFAULT_SEND_QUEUE_BYTES
     registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT
     fanout: FanoutStrategy = "queued"
+    rate_limit: float = DEFAULT_RATE_LIMIT
+    rate_burst: int = DEFAULT_RATE_BURST
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    keepalive: int = DEFAULT_KEEPALIVE
     thread_stack_bytes: int = DEFAULT_THREAD_STACK_BYTES
     backlog: int = 1024
     log_level: str = "INFO"
@@ -56,6 +81,10 @@ class ServerConfig:
             raise ValueError("send queue limit must be at least one line (max line bytes)")
         if self.registration_timeout <= 0:
             raise ValueError("registration timeout must be positive")
+        if self.rate_limit < 0 or self.rate_burst < 1:
+            raise ValueError("rate limit must be >= 0 (0 = off) and rate burst >= 1")
+        if self.idle_timeout < 0 or self.keepalive < 0:
+            raise ValueError("idle timeout and keepalive must be >= 0 (0 = off)")
         if self.fanout not in FANOUT_STRATEGIES:
             raise ValueError(f"fanout must be one of {', '.join(FANOUT_STRATEGIES)}")
 
@@ -89,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.fanout,
         help="queued: per-client bounded queue + writer; direct: the seed's blocking sends in the sender's thread",
     )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=d.rate_limit,
+        help="lines/s one client may send; excess lines are delayed, a persistent flooder is disconnected (0 = off)",
+    )
+    parser.add_argument(
+        "--rate-burst", type=int, default=d.rate_burst, help="lines a client may send at once before the limit applies"
+    )
+    parser.add_argument(
+        "--idle-timeout", type=float, default=d.idle_timeout, help="disconnect clients silent this many seconds (0 = off)"
+    )
+    parser.add_argument(
+        "--keepalive", type=int, default=d.keepalive, help="TCP keepalive idle seconds, finds half-open peers (0 = off)"
+    )
     parser.add_argument("--thread-stack-kib", type=int, default=d.thread_stack_bytes // 1024, help="stack per thread")
     parser.add_argument("--backlog", type=int, default=d.backlog, help="listen() backlog")
     parser.add_argument(
@@ -109,6 +153,10 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
             send_queue_bytes=args.send_queue_bytes,
             registration_timeout=args.registration_timeout,
             fanout=args.fanout,
+            rate_limit=args.rate_limit,
+            rate_burst=args.rate_burst,
+            idle_timeout=args.idle_timeout,
+            keepalive=args.keepalive,
             thread_stack_bytes=args.thread_stack_kib * 1024,
             backlog=args.backlog,
             log_level=args.log_level,

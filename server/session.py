@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from typing import TYPE_CHECKING
 
 from server import protocol
 from server.commands import EndSession, dispatch
+from server.flood import TokenBucket, Verdict
 from server.hub import NameTaken
 from server.outbox import DirectOutbox, Outbox, QueuedOutbox
 
@@ -44,6 +46,11 @@ class Session:
             self.outbox = QueuedOutbox(sock, config.send_queue_bytes, self._send_queue_exceeded, peer)
         #: Why the session ends, when something other than the reader decides.
         self._end_reason: str | None = None
+        #: Set when the session is being ended from outside; cuts flood waits short.
+        self._ending = threading.Event()
+        self.bucket = TokenBucket(config.rate_limit, config.rate_burst) if config.rate_limit > 0 else None
+        #: monotonic time of the last bytes received (for the idle sweeper).
+        self.last_activity = time.monotonic()
 
     # -- called from other threads ----------------------------------------
 
@@ -55,6 +62,7 @@ class Session:
         wakes up with EOF and cleans up."""
         if self._end_reason is None:
             self._end_reason = reason
+        self._ending.set()
         self.outbox.close(protocol.encode_disconnect(reason))
 
     def _send_queue_exceeded(self) -> None:
@@ -75,8 +83,8 @@ class Session:
             if self.name is not None:
                 self._chat()
         except EndSession as end:
-            reason = str(end)
-            self.outbox.close(protocol.encode_disconnect("bye"))
+            reason = end.reason
+            self.outbox.close(protocol.encode_disconnect(end.farewell))
         except ConnectionResetError:
             reason = "connection reset"
         except TimeoutError:
@@ -109,6 +117,7 @@ class Session:
         data = self.sock.recv(RECV_BYTES)
         if not data:
             return None
+        self.last_activity = time.monotonic()
         lines = self.decoder.feed(data)
         if self.decoder.oversized != before:
             limit = self.decoder.max_line_bytes
@@ -127,6 +136,7 @@ class Session:
             if lines is None:
                 return
             for i, line in enumerate(lines):
+                self._pace()
                 if self._try_name(protocol.decode_text(line)):
                     self._handle(lines[i + 1 :])
                     return
@@ -159,6 +169,8 @@ class Session:
         assert self.name is not None
         pending: list[bytes] = []
         for line in lines:
+            if self.bucket is not None and self._pace(pending):
+                continue
             text = protocol.sanitize_text(protocol.decode_text(line))
             try:
                 cmd = protocol.parse_client_line(text)
@@ -174,6 +186,31 @@ class Session:
             self._flush(pending)
             dispatch(self, cmd)
         self._flush(pending)
+
+    def _pace(self, pending: list[bytes] | None = None) -> bool:
+        """Flood control for one line: returns after the line may be handled
+        (delaying it if the client is over its rate); raises EndSession for a
+        persistent flooder.  Returns True if the line should be skipped (the
+        session is ending anyway)."""
+        bucket = self.bucket
+        if bucket is None:
+            return False
+        verdict = bucket.take()
+        if verdict is Verdict.OK:
+            return False
+        if pending:
+            self._flush(pending)
+        if verdict is Verdict.FLOOD:
+            log.warning("%s (%s): excess flood, disconnecting", self.name or "?", self.peer)
+            raise EndSession("excess flood", farewell="excess flood")
+        if verdict is Verdict.WARN:
+            self.send(
+                protocol.encode_error(
+                    f"Flooding: the limit is {bucket.rate:g} lines/s (bursts of {bucket.burst}); "
+                    "your lines are being delayed, keep going and you will be disconnected"
+                )
+            )
+        return self._ending.wait(bucket.delay)
 
     def _flush(self, pending: list[bytes]) -> None:
         if pending:

@@ -142,18 +142,28 @@ def test_oversized_line_is_dropped_with_an_error_and_the_session_goes_on(
         bob.close()
 
 
-def test_burst_of_2000_lines_reaches_20_receivers_intact_once_and_in_order(connect: Connect) -> None:
-    receivers = [connect(f"r{i}") for i in range(20)]
-    sender = connect("sender")
-    for r in receivers:
-        r.wait_for(lambda e: e == p.Joined("sender"))
-    lines = [f"line {i:05d} " + "x" * (i % 97) for i in range(2000)]
-    sender.send_raw(b"".join(p.encode_say(text) for text in lines))
-    for r in receivers:
-        got = [r.expect(p.Message, skip=(p.Joined,)) for _ in lines]
-        assert [m.sender for m in got] == ["sender"] * len(lines)
-        assert [m.text for m in got] == lines
-    assert all(r.drain(quiet=0.1) == [] for r in receivers)
+def test_burst_of_2000_lines_reaches_20_receivers_intact_once_and_in_order(
+    make_server: Callable[..., ChatServer],
+) -> None:
+    server = make_server(rate_limit=0)  # a burst on purpose: flood control off
+    receivers = [ChatTestClient(server.address) for _ in range(20)]
+    sender = ChatTestClient(server.address)
+    try:
+        for i, r in enumerate(receivers):
+            r.register(f"r{i}")
+        sender.register("sender")
+        for r in receivers:
+            r.wait_for(lambda e: e == p.Joined("sender"))
+        lines = [f"line {i:05d} " + "x" * (i % 97) for i in range(2000)]
+        sender.send_raw(b"".join(p.encode_say(text) for text in lines))
+        for r in receivers:
+            got = [r.expect(p.Message, skip=(p.Joined,)) for _ in lines]
+            assert [m.sender for m in got] == ["sender"] * len(lines)
+            assert [m.text for m in got] == lines
+        assert all(r.drain(quiet=0.1) == [] for r in receivers)
+    finally:
+        for c in [sender, *receivers]:
+            c.close()
 
 
 @pytest.mark.parametrize("fanout", ["queued", "direct"])
@@ -176,7 +186,7 @@ def test_both_fanout_strategies_relay_correctly(make_server: Callable[..., ChatS
 def test_a_client_that_never_reads_is_cut_off_and_the_others_get_everything(
     make_server: Callable[..., ChatServer],
 ) -> None:
-    server = make_server(send_queue_bytes=256 * 1024)
+    server = make_server(send_queue_bytes=256 * 1024, rate_limit=0)
     stalled = ChatTestClient(server.address, rcvbuf=4096)
     readers = [ChatTestClient(server.address) for _ in range(3)]
     sender = ChatTestClient(server.address)
