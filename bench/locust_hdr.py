@@ -35,6 +35,7 @@ import gevent
 from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner, WorkerRunner
 
+from bench.locust_support import FANOUT_NAME, FANOUT_TYPE, fanout_counts, pack_delta, summary_line, unpack_delta
 from bench.stats import LatencyHistogram
 
 log = logging.getLogger("chatbench.locust")
@@ -43,9 +44,6 @@ log = logging.getLogger("chatbench.locust")
 REPORT_KEY = "chatbench_fanout_hdr"
 #: Schema version of the JSON file.
 SCHEMA = 1
-#: Locust request type and name of one fan-out delivery.
-FANOUT_TYPE = "FANOUT"
-FANOUT_NAME = "broadcast"
 
 
 class FanoutRecorder:
@@ -105,22 +103,18 @@ class FanoutRecorder:
         # No greenlet switch happens between Locust's own stats listener and
         # this one, so the delta shipped here covers exactly the same
         # deliveries as the FANOUT stats in the same message.
-        hist = self.hist
-        if hist.count:
-            data[REPORT_KEY] = {"hist": hist.encode(), "clamped": hist.clamped, "count": hist.count}
+        delta = pack_delta(self.hist)
+        if delta is not None:
+            data[REPORT_KEY] = delta
             self.hist = LatencyHistogram()
 
     def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
-        requests, failures = self.locust_counts
-        for entry in data.get("stats", ()):
-            if entry.get("name") == FANOUT_NAME and entry.get("method") == FANOUT_TYPE:
-                requests += int(entry.get("num_requests") or 0)
-                failures += int(entry.get("num_failures") or 0)
-        self.locust_counts = (requests, failures)
+        requests, failures = fanout_counts(data.get("stats", ()))
+        self.locust_counts = (self.locust_counts[0] + requests, self.locust_counts[1] + failures)
         payload = data.get(REPORT_KEY)
         if not payload:
             return
-        delta = LatencyHistogram.decode(payload["hist"], payload.get("clamped", 0))
+        delta = unpack_delta(payload)
         self.hist.merge(delta)
         self.per_worker[client_id] = self.per_worker.get(client_id, 0) + delta.count
 
@@ -204,23 +198,6 @@ class FanoutRecorder:
         where = f" -> {path}" if path is not None else ""
         # A result for the person running the test: stdout, like Locust's own tables.
         print(f"chatbench FANOUT exact ({reason}): {line}{where}", flush=True)
-
-
-def summary_line(summary: dict[str, Any]) -> str:
-    """``deliveries=N p50=… p90=… p99=… p99.9=… max=…`` in milliseconds."""
-
-    def ms(key: str) -> str:
-        return f"{summary[key] / 1000:.3f}ms"
-
-    if not summary.get("count"):
-        return "deliveries=0 (no fan-out deliveries were received)"
-    text = (
-        f"deliveries={summary['count']} p50={ms('p50_us')} p90={ms('p90_us')} p99={ms('p99_us')} "
-        f"p99.9={ms('p99_9_us')} max={ms('max_us')}"
-    )
-    if summary.get("clamped"):
-        text += f" clamped={summary['clamped']}"
-    return text
 
 
 #: The histogram of this process.  A forked ``--processes`` child starts with

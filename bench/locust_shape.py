@@ -1,6 +1,6 @@
 """Step load for Locust: N more users every T seconds up to ``-u``.
 
-Locust picks up every ``LoadTestShape`` in the locustfile; :func:`step_users`
+Locust picks up every ``LoadTestShape`` in the locustfile; :func:`bench.locust_support.step_users`
 is the arithmetic, :class:`StepLoadShape` reads its knobs from the command
 line (``--chat-step-users``, ``--chat-step-time``, ``-u`` as the maximum,
 ``-r`` as the spawn rate, ``-t`` as the total time).  It is only active with
@@ -12,23 +12,11 @@ reads as latency against the number of connected clients.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from locust import LoadTestShape
 
-
-def step_users(elapsed: float, step_users: int, step_time: float, max_users: int) -> int:
-    """Users wanted ``elapsed`` seconds into the test: one step at once,
-    another every ``step_time`` seconds, never more than ``max_users``."""
-    steps = int(elapsed // step_time) + 1
-    return min(max_users, steps * step_users)
-
-
-def step_end(step_users: int, step_time: float, max_users: int) -> float:
-    """When a test without ``-t`` ends: the step reaching ``max_users`` has
-    run for a full ``step_time``."""
-    return math.ceil(max_users / step_users) * step_time
+from bench.locust_support import step_end, step_users
 
 
 class StepLoadShape(LoadTestShape):

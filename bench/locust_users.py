@@ -2,7 +2,7 @@
 
 :class:`ChatUser` is the abstract base: it connects, registers a unique name,
 runs a receiving greenlet that measures every fan-out delivery, and offers
-``send_probe()`` / ``say()`` to tasks.  :class:`ChatClientUser` is the
+``send_probe()`` / ``say()`` / ``send_line()`` to tasks.  :class:`ChatClientUser` is the
 concrete user the locustfile exposes: it sends one probe per scheduled slot
 (``--chat-rate`` per second) and measures what everybody else sends.
 
@@ -30,27 +30,44 @@ patches anything itself.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
-import os
 import random
 import socket
+import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
 from locust import User, task
 
-from bench.locust_hdr import FANOUT_NAME, FANOUT_TYPE, RECORDER
-from bench.workload import CorruptProbe, encode_probe, is_probe, make_payload, parse_probe
+from bench.locust_hdr import RECORDER
+from bench.locust_support import (
+    CONNECT_NAME,
+    CONNECT_TYPE,
+    DEFAULT_HOST,
+    FANOUT_NAME,
+    FANOUT_TYPE,
+    FOREIGN_NAME,
+    MAX_PAYLOAD,
+    RECEIVE_LINE_LIMIT,
+    RECEIVE_NAME,
+    RECEIVE_TYPE,
+    SEND_NAME,
+    SEND_TYPE,
+    BadLine,
+    ChatLine,
+    CorruptDelivery,
+    Delivery,
+    ForeignDelivery,
+    Identity,
+    parse_host,
+    probe_line,
+    read_line,
+)
 from server import protocol
 
 log = logging.getLogger("chatbench.locust")
-
-DEFAULT_PORT = 8000
-DEFAULT_HOST = f"tcp://127.0.0.1:{DEFAULT_PORT}"
 
 #: Defaults of the ``--chat-*`` options.
 DEFAULT_RATE = 1.0
@@ -58,88 +75,18 @@ DEFAULT_PAYLOAD = 64
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_STEP_USERS = 50
 DEFAULT_STEP_TIME = 10.0
-#: Room a probe needs besides its payload (tag, ids, timestamp, checksum).
-PROBE_OVERHEAD = 80
-#: Largest payload that keeps a probe within the server's default line limit.
-MAX_PAYLOAD = protocol.DEFAULT_MAX_LINE_BYTES - PROBE_OVERHEAD
 #: A registration that keeps being refused (names taken) gives up after this.
 MAX_NAME_ATTEMPTS = 5
 #: Seconds between reconnection attempts of a user that lost its connection.
 RECONNECT_INTERVAL = 1.0
-
-SEND_TYPE = "SEND"
-SEND_NAME = "chat"
-CONNECT_TYPE = "CONNECT"
-CONNECT_NAME = "register"
-FOREIGN_NAME = FANOUT_NAME + " (other clock)"
-RECEIVE_TYPE = "RECEIVE"
-RECEIVE_NAME = "unrecognised line"
 
 
 class ChatConnectionError(Exception):
     """Connecting, registering, or staying connected failed; says why."""
 
 
-# --------------------------------------------------------------------------
-# Host and identity
-# --------------------------------------------------------------------------
-
-
-def parse_host(host: str | None) -> tuple[str, int]:
-    """``tcp://HOST:PORT`` (the documented form), ``HOST:PORT``,
-    ``[V6]:PORT`` or ``HOST`` (port 8000) to an address tuple."""
-    text = (host or DEFAULT_HOST).strip()
-    if "://" not in text:
-        text = "tcp://" + text
-    parts = urlsplit(text)
-    if parts.scheme != "tcp":
-        raise ValueError(f"host {host!r}: use tcp://HOST:PORT (the chat server speaks raw TCP, not {parts.scheme})")
-    if not parts.hostname:
-        raise ValueError(f"host {host!r} has no host name; use tcp://HOST:PORT")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"host {host!r}: {exc}") from exc
-    return parts.hostname, port if port is not None else DEFAULT_PORT
-
-
-def _clock_tag() -> int:
-    """16 bits naming this machine's monotonic clock (its boot), so a
-    receiver can tell whether a sender's timestamps are comparable."""
-    try:
-        ident = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        ident = socket.gethostname()
-    return int.from_bytes(hashlib.sha256(ident.encode()).digest()[:2], "big")
-
-
-CLOCK_TAG = _clock_tag()
-
-
-class _Identity:
-    """Unique user names and probe sender ids, per process.  Names carry a
-    random token and the pid, so users of forked ``--processes`` children,
-    other workers and other machines never collide; the sender id carries
-    :data:`CLOCK_TAG`."""
-
-    def __init__(self) -> None:
-        self._pid = -1
-        self._token = ""
-        self._counter = 0
-
-    def next(self) -> tuple[str, int]:
-        pid = os.getpid()
-        if pid != self._pid:  # first use, or a forked child
-            self._pid = pid
-            self._token = os.urandom(2).hex()
-            self._counter = 0
-        self._counter += 1
-        name = f"lc{self._token}{pid:x}n{self._counter}"
-        sender = (CLOCK_TAG << 48) | ((pid & 0xFFFFFF) << 24) | (self._counter & 0xFFFFFF)
-        return name, sender
-
-
-IDENTITY = _Identity()
+#: Names and sender ids of this process's users.
+IDENTITY = Identity()
 
 
 # --------------------------------------------------------------------------
@@ -266,18 +213,20 @@ class ChatConnection:
     """A registered connection: socket plus the protocol's line decoder."""
 
     def __init__(self, address: tuple[str, int], timeout: float) -> None:
-        self.decoder = protocol.LineDecoder(protocol.DEFAULT_MAX_LINE_BYTES + protocol.SERVER_LINE_OVERHEAD)
+        self.decoder = protocol.LineDecoder(RECEIVE_LINE_LIMIT)
         self.sock = socket.create_connection(address, timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.name = ""
+        self.sender_id = 0
         #: Lines that arrived together with the welcome, for the receiver.
         self.backlog: list[bytes] = []
         self.closed = False
 
-    def register(self, names: list[str]) -> protocol.Welcome:
-        """Answer the prompt with the first name; on refusal try the next.
+    def register(self, identities: Callable[[], tuple[str, int]], attempts: int) -> protocol.Welcome:
+        """Answer the prompt with a fresh name from ``identities``; on
+        refusal (name taken) try another, up to ``attempts`` names.
         Blocking, bounded by the socket timeout."""
-        pending = list(names)
+        tried = 0
         lines: list[bytes] = []
         while True:
             while not lines:
@@ -288,9 +237,10 @@ class ChatConnection:
             line = lines.pop(0)
             event = protocol.parse_server_line(protocol.decode_text(line))
             if isinstance(event, protocol.Prompt):
-                if not pending:
-                    raise ChatConnectionError(f"no name accepted after {len(names)} attempts")
-                self.name = pending.pop(0)
+                if tried >= attempts:
+                    raise ChatConnectionError(f"no name accepted after {attempts} attempts")
+                tried += 1
+                self.name, self.sender_id = identities()
                 self.sock.sendall(protocol.encode_line(self.name))
             elif isinstance(event, protocol.Welcome):
                 self.backlog = lines
@@ -319,10 +269,10 @@ class ChatUser(User):
     """Abstract raw-TCP chat user.
 
     Subclasses add ``@task`` methods that call :meth:`send_probe` (measured
-    messages) or :meth:`say` (any line).  Pacing: by default each user sends
-    on an open-loop schedule of ``rate`` messages per second (``--chat-rate``;
-    set the class attribute to override) with a random phase, and a probe
-    carries its *scheduled* time.  A subclass may set its own ``wait_time``
+    messages), :meth:`say` (plain chat) or :meth:`send_line` (commands).
+    Pacing: by default each user sends on an open-loop schedule of ``rate``
+    messages per second (``--chat-rate``; set the class attribute to
+    override) with a random phase, and a probe carries its *scheduled* time.  A subclass may set its own ``wait_time``
     (``constant_throughput(2)``, ``between(1, 3)``...); probes then carry the
     time they were sent.  Override :meth:`on_chat` / :meth:`on_server_event`
     to react to non-probe traffic.
@@ -370,9 +320,7 @@ class ChatUser(User):
         try:
             address = parse_host(self.host)
             conn = ChatConnection(address, self._timeout)
-            identities = [IDENTITY.next() for _ in range(MAX_NAME_ATTEMPTS)]
-            conn.register([name for name, _ in identities])
-            self.sender_id = dict(identities)[conn.name]
+            conn.register(IDENTITY.next, MAX_NAME_ATTEMPTS)
             conn.sock.settimeout(None)
         except Exception as exc:
             if conn is not None:
@@ -383,6 +331,7 @@ class ChatUser(User):
         self._fire(CONNECT_TYPE, CONNECT_NAME, (time.perf_counter() - start) * 1000.0, 0)
         self.conn = conn
         self.name = conn.name
+        self.sender_id = conn.sender_id
         self.seq = 0
         if self._period_ns:
             self._next_ns = time.monotonic_ns() + random.randrange(self._period_ns)
@@ -417,12 +366,21 @@ class ChatUser(User):
 
     # -- sending --------------------------------------------------------------
 
-    def say(self, text: str, intended_ns: int | None = None) -> bool:
-        """Send one chat line; fires SEND.  False if not connected."""
+    def say(self, text: str) -> bool:
+        """Say ``text`` in the chat (a leading ``/`` is escaped, so it is
+        never a command); fires SEND.  False if not connected."""
+        return self.send_bytes(protocol.encode_say(text))
+
+    def send_line(self, line: str) -> bool:
+        """Send one raw protocol line, e.g. a command such as ``/who``."""
+        return self.send_bytes(protocol.encode_line(line))
+
+    def send_bytes(self, data: bytes, intended_ns: int | None = None) -> bool:
+        """Send encoded protocol bytes; fires SEND with the time from
+        ``intended_ns`` (default: now) until the kernel took them."""
         conn = self.conn
         if conn is None:
             return False
-        data = protocol.encode_say(text)
         start = time.monotonic_ns() if intended_ns is None else intended_ns
         try:
             conn.sock.sendall(data)
@@ -448,8 +406,7 @@ class ChatUser(User):
             intended = time.monotonic_ns()
         seq = self.seq
         self.seq += 1
-        payload = make_payload(self._payload_size, self.sender_id, seq)
-        return self.say(encode_probe(self.sender_id, seq, intended, payload), intended)
+        return self.send_bytes(probe_line(self.sender_id, seq, intended, self._payload_size), intended)
 
     # -- receiving ------------------------------------------------------------
 
@@ -478,33 +435,24 @@ class ChatUser(User):
 
     def _handle(self, lines: list[bytes], now_ns: int) -> None:
         for line in lines:
-            text = protocol.decode_text(line)
-            split = protocol.split_message(text)
-            if split is None:
-                try:
-                    event = protocol.parse_server_line(text)
-                except protocol.ProtocolError as exc:
-                    self._fire(RECEIVE_TYPE, RECEIVE_NAME, 0.0, len(line) + 1, exc)
-                    continue
-                if isinstance(event, protocol.Disconnected):
-                    raise ChatConnectionError(f"disconnected by server: {event.reason}")
-                self.on_server_event(event)
-                continue
-            sender, body = split
-            if not is_probe(body):
-                self.on_chat(sender, body)
-                continue
-            try:
-                probe = parse_probe(body)
-            except CorruptProbe as exc:
-                self._fire(FANOUT_TYPE, FANOUT_NAME, 0.0, len(line) + 1, exc)
-                continue
-            if probe.sender >> 48 != CLOCK_TAG:
-                self._fire(FANOUT_TYPE, FOREIGN_NAME, 0.0, len(line) + 1)
-                continue
-            latency_ns = now_ns - probe.intended_ns
-            RECORDER.record(latency_ns // 1000)
-            self._fire(FANOUT_TYPE, FANOUT_NAME, latency_ns / 1e6, len(line) + 1)
+            got = read_line(line, now_ns)
+            if isinstance(got, Delivery):
+                # Histogram and Locust event together, with no greenlet
+                # switch between them: the two counts always agree.
+                RECORDER.record(got.latency_ns // 1000)
+                self._fire(FANOUT_TYPE, FANOUT_NAME, got.latency_ns / 1e6, got.length)
+            elif isinstance(got, ChatLine):
+                self.on_chat(got.sender, got.text)
+            elif isinstance(got, ForeignDelivery):
+                self._fire(FANOUT_TYPE, FOREIGN_NAME, 0.0, got.length)
+            elif isinstance(got, CorruptDelivery):
+                self._fire(FANOUT_TYPE, FANOUT_NAME, 0.0, got.length, got.error)
+            elif isinstance(got, BadLine):
+                self._fire(RECEIVE_TYPE, RECEIVE_NAME, 0.0, got.length, got.error)
+            elif isinstance(got.event, protocol.Disconnected):
+                raise ChatConnectionError(f"disconnected by server: {got.event.reason}")
+            else:
+                self.on_server_event(got.event)
 
     def _lost(self, conn: ChatConnection, exc: Exception) -> None:
         """A connection failed while in use: one CONNECT failure, then the
@@ -555,6 +503,10 @@ def install(events: Any) -> None:
     events.init.add_listener(_on_init)
 
 
+def step_load_requested(options: Any) -> bool:
+    return bool(getattr(options, "chat_step_load", False))
+
+
 def _on_init(environment: Any, runner: Any = None, **_kwargs: Any) -> None:
     RECORDER.attach(environment, runner)
     options = environment.parsed_options
@@ -564,11 +516,11 @@ def _on_init(environment: Any, runner: Any = None, **_kwargs: Any) -> None:
         parse_host(environment.host or DEFAULT_HOST)
     except ValueError as exc:
         log.error("%s", exc)
-        environment.process_exit_code = 2
-        if runner is not None:
-            runner.quit()
-        return
-    step_load = bool(getattr(options, "chat_step_load", False))
+        sys.exit(2)
+    if step_load_requested(options) and options.num_users is None and getattr(options, "headless", False):
+        log.error("--chat-step-load needs -u (the largest number of users to step up to)")
+        sys.exit(2)
+    step_load = step_load_requested(options)
     if not step_load and not getattr(options, "class_picker", False):
         # The step shape is in the locustfile so the web UI's class picker
         # can offer it, but plain runs use Locust's -u/-r unless asked.

@@ -27,3 +27,12 @@ from bench.locust_users import ChatClientUser, ChatUser, install
 __all__ = ["ChatClientUser", "ChatUser", "StepLoadShape"]
 
 install(events)
+
+if __name__ == "__main__":
+    # Locust prints --help before it imports the locustfile (locust issue
+    # #2917), so `locust -f bench/locustfile.py --help` cannot list the
+    # --chat-* options; `python bench/locustfile.py` prints Locust's help
+    # with them included.
+    from locust.argument_parser import get_parser
+
+    get_parser().parse_args(["--help"])
