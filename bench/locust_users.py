@@ -190,7 +190,9 @@ def add_arguments(parser: Any) -> None:
 
 def _add(group: Any, *flags: str, web_ui: bool = True, **kwargs: Any) -> None:
     """``add_argument`` on a group, with the attributes Locust's web UI looks
-    for (only its top-level ``add_argument`` sets them)."""
+    for (only its top-level ``add_argument`` sets them) and, like Locust's
+    own options, an environment variable (``--chat-rate``: LOCUST_CHAT_RATE)."""
+    kwargs.setdefault("env_var", "LOCUST_" + flags[0].lstrip("-").replace("-", "_").upper())
     action = group.add_argument(*flags, **kwargs)
     action.include_in_web_ui = web_ui
     action.is_secret = False

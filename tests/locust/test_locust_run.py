@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -233,6 +235,65 @@ def test_master_and_worker_processes(tmp_path: Path, chat_server: int) -> None:
     finally:
         stop(worker)
         worker_out.close()
+
+
+def test_web_ui_swarm_passes_custom_options_and_reports_exact_percentiles(tmp_path: Path, chat_server: int) -> None:
+    web_port = free_port()
+    out_path = tmp_path / "web.out"
+    host = f"tcp://127.0.0.1:{chat_server}"
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(LOCUSTFILE),
+                "--host",
+                host,
+                "--web-host",
+                "127.0.0.1",
+                "--web-port",
+                str(web_port),
+                "--csv",
+                str(tmp_path / "web"),
+            ],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{web_port}"
+    try:
+        deadline = time.monotonic() + 30
+        form = urllib.parse.urlencode({"user_count": 4, "spawn_rate": 4, "host": host, "chat_rate": 4}).encode()
+        while True:  # until the web UI is up
+            try:
+                with urllib.request.urlopen(f"{base}/swarm", data=form, timeout=5) as response:
+                    assert json.load(response)["success"] is True
+                break
+            except OSError:
+                assert proc.poll() is None, out_path.read_text()
+                assert time.monotonic() < deadline, "web UI did not come up"
+                time.sleep(0.2)
+        counts: dict[tuple[str, str], int] = {}
+        while counts.get(("SEND", "chat"), 0) < 12 or counts.get(("FANOUT", "broadcast"), 0) < 12:
+            assert time.monotonic() < deadline, counts
+            time.sleep(0.5)
+            with urllib.request.urlopen(f"{base}/stats/requests", timeout=5) as response:
+                stats = json.load(response)["stats"]
+            counts = {(row["method"], row["name"]): row["num_requests"] for row in stats}
+        proc.send_signal(signal.SIGTERM)  # Locust's shutdown: stop, report, exit
+        proc.wait(timeout=30)
+    finally:
+        stop(proc)
+    output = out_path.read_text(errors="replace")
+    result = exact_result(tmp_path / "web")
+    assert result["options"]["chat_rate"] == 4.0  # the form's value reached the users
+    assert result["summary"]["count"] >= 12
+    assert result["summary"]["count"] == result["locust_fanout_requests"]
+    assert "chatbench FANOUT exact" in output
 
 
 def test_unreachable_server_is_reported_as_connect_failures(tmp_path: Path) -> None:
