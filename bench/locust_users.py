@@ -1,0 +1,539 @@
+"""Locust users that speak the chat protocol over raw TCP.
+
+:class:`ChatUser` is the abstract base: it connects, registers a unique name,
+runs a receiving greenlet that measures every fan-out delivery, and offers
+``send_probe()`` / ``say()`` / ``send_line()`` to tasks.  :class:`ChatClientUser` is the
+concrete user the locustfile exposes: it sends one probe per scheduled slot
+(``--chat-rate`` per second) and measures what everybody else sends.
+
+Request events (what Locust's statistics, charts and CSV show):
+
+``FANOUT broadcast``   one per probe delivered to this user; response time is
+                       receive time minus the *intended* send time the sender
+                       embedded (ms), so a stalled sender or server shows up
+                       as latency (no coordinated omission).
+``FANOUT broadcast (other clock)``  a probe from a sender on another machine
+                       (another monotonic clock): counted, not timed.
+``SEND chat``          one per line sent; response time is from the intended
+                       send instant until the line was handed to the kernel.
+``CONNECT register``   connect + registration time; connection, registration
+                       and lost-connection errors are failures of this name.
+``RECEIVE unrecognised line``  failure: a server line the protocol module
+                       does not know (the connection stays up).
+
+Everything on the wire goes through :mod:`server.protocol`; the probe text is
+:mod:`bench.workload`'s.  Sockets are plain :mod:`socket` objects: Locust
+monkey-patches the process with gevent, so they are cooperative.  Nothing here
+patches anything itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from locust import User, task
+
+from bench.locust_hdr import RECORDER
+from bench.locust_support import (
+    CONNECT_NAME,
+    CONNECT_TYPE,
+    DEFAULT_HOST,
+    FANOUT_NAME,
+    FANOUT_TYPE,
+    FOREIGN_NAME,
+    MAX_PAYLOAD,
+    RECEIVE_LINE_LIMIT,
+    RECEIVE_NAME,
+    RECEIVE_TYPE,
+    SEND_NAME,
+    SEND_TYPE,
+    BadLine,
+    ChatLine,
+    CorruptDelivery,
+    Delivery,
+    ForeignDelivery,
+    Identity,
+    parse_host,
+    probe_line,
+    read_line,
+)
+from server import protocol
+
+log = logging.getLogger("chatbench.locust")
+
+#: Defaults of the ``--chat-*`` options.
+DEFAULT_RATE = 1.0
+DEFAULT_PAYLOAD = 64
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_STEP_USERS = 50
+DEFAULT_STEP_TIME = 10.0
+#: A registration that keeps being refused (names taken) gives up after this.
+MAX_NAME_ATTEMPTS = 5
+#: Seconds between reconnection attempts of a user that lost its connection.
+RECONNECT_INTERVAL = 1.0
+
+
+class ChatConnectionError(Exception):
+    """Connecting, registering, or staying connected failed; says why."""
+
+
+#: Names and sender ids of this process's users.
+IDENTITY = Identity()
+
+
+# --------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------
+
+
+def _payload_size(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_PAYLOAD:
+        raise argparse.ArgumentTypeError(f"payload must be 0..{MAX_PAYLOAD} bytes (server line limit)")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def add_arguments(parser: Any) -> None:
+    """The ``--chat-*`` options (Locust's ``init_command_line_parser``)."""
+    group = parser.add_argument_group(
+        "chatbench", "Chat server load (host as tcp://HOST:PORT; fan-out latency in FANOUT rows)"
+    )
+    _add(
+        group,
+        "--chat-rate",
+        type=_non_negative,
+        default=DEFAULT_RATE,
+        metavar="MSGS",
+        help=f"chat messages per second per user; 0 = listen only (default {DEFAULT_RATE}). "
+        "Deliveries per second = users x rate x (users - 1).",
+    )
+    _add(
+        group,
+        "--chat-payload",
+        type=_payload_size,
+        default=DEFAULT_PAYLOAD,
+        metavar="BYTES",
+        help=f"payload bytes in each message (default {DEFAULT_PAYLOAD}, at most {MAX_PAYLOAD})",
+    )
+    _add(
+        group,
+        "--chat-connect-timeout",
+        type=_positive,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"connect + registration timeout (default {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
+    _add(
+        group,
+        "--chat-step-load",
+        action="store_true",
+        default=False,
+        web_ui=False,
+        help="step load: start with --chat-step-users users and add as many every --chat-step-time "
+        "seconds up to -u; ends after -t, or after the last step has run for a full step",
+    )
+    _add(
+        group,
+        "--chat-step-users",
+        type=_positive_int,
+        default=DEFAULT_STEP_USERS,
+        metavar="N",
+        help=f"users added per step (default {DEFAULT_STEP_USERS})",
+    )
+    _add(
+        group,
+        "--chat-step-time",
+        type=_positive,
+        default=DEFAULT_STEP_TIME,
+        metavar="SECONDS",
+        help=f"seconds per step (default {DEFAULT_STEP_TIME:g})",
+    )
+    _add(
+        group,
+        "--chat-hdr-file",
+        default=None,
+        metavar="PATH",
+        web_ui=False,
+        help="where to save the exact fan-out percentiles (JSON); default <csv-prefix>_fanout_hdr.json "
+        "when --csv is given, else only printed",
+    )
+
+
+def _add(group: Any, *flags: str, web_ui: bool = True, **kwargs: Any) -> None:
+    """``add_argument`` on a group, with the attributes Locust's web UI looks
+    for (only its top-level ``add_argument`` sets them) and, like Locust's
+    own options, an environment variable (``--chat-rate``: LOCUST_CHAT_RATE)."""
+    kwargs.setdefault("env_var", "LOCUST_" + flags[0].lstrip("-").replace("-", "_").upper())
+    action = group.add_argument(*flags, **kwargs)
+    action.include_in_web_ui = web_ui
+    action.is_secret = False
+    action.is_required = False
+    action.is_multiple = False
+
+
+def _option(environment: Any, name: str, default: Any) -> Any:
+    options = getattr(environment, "parsed_options", None)
+    value = getattr(options, name, None)
+    return default if value is None else value
+
+
+# --------------------------------------------------------------------------
+# One connection
+# --------------------------------------------------------------------------
+
+
+class ChatConnection:
+    """A registered connection: socket plus the protocol's line decoder."""
+
+    def __init__(self, address: tuple[str, int], timeout: float) -> None:
+        self.decoder = protocol.LineDecoder(RECEIVE_LINE_LIMIT)
+        self.sock = socket.create_connection(address, timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.name = ""
+        self.sender_id = 0
+        #: Lines that arrived together with the welcome, for the receiver.
+        self.backlog: list[bytes] = []
+        self.closed = False
+
+    def register(self, identities: Callable[[], tuple[str, int]], attempts: int) -> protocol.Welcome:
+        """Answer the prompt with a fresh name from ``identities``; on
+        refusal (name taken) try another, up to ``attempts`` names.
+        Blocking, bounded by the socket timeout."""
+        tried = 0
+        lines: list[bytes] = []
+        while True:
+            while not lines:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ChatConnectionError("server closed the connection during registration")
+                lines = self.decoder.feed(data)
+            line = lines.pop(0)
+            event = protocol.parse_server_line(protocol.decode_text(line))
+            if isinstance(event, protocol.Prompt):
+                if tried >= attempts:
+                    raise ChatConnectionError(f"no name accepted after {attempts} attempts")
+                tried += 1
+                self.name, self.sender_id = identities()
+                self.sock.sendall(protocol.encode_line(self.name))
+            elif isinstance(event, protocol.Welcome):
+                self.backlog = lines
+                return event
+            elif isinstance(event, protocol.Disconnected):
+                raise ChatConnectionError(f"disconnected during registration: {event.reason}")
+            elif isinstance(event, protocol.Error):
+                log.debug("name %r refused: %s", self.name, event.message)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------
+# Users
+# --------------------------------------------------------------------------
+
+
+class ChatUser(User):
+    """Abstract raw-TCP chat user.
+
+    Subclasses add ``@task`` methods that call :meth:`send_probe` (measured
+    messages), :meth:`say` (plain chat) or :meth:`send_line` (commands).
+    Pacing: by default each user sends on an open-loop schedule of ``rate``
+    messages per second (``--chat-rate``; set the class attribute to
+    override) with a random phase, and a probe carries its *scheduled* time.  A subclass may set its own ``wait_time``
+    (``constant_throughput(2)``, ``between(1, 3)``...); probes then carry the
+    time they were sent.  Override :meth:`on_chat` / :meth:`on_server_event`
+    to react to non-probe traffic.
+    """
+
+    abstract = True
+    host = DEFAULT_HOST
+    #: Messages per second; ``None`` takes ``--chat-rate``.
+    rate: float | None = None
+    #: Payload bytes; ``None`` takes ``--chat-payload``.
+    payload_size: int | None = None
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.conn: ChatConnection | None = None
+        self.name = ""
+        self.sender_id = 0
+        self.seq = 0
+        self._receiver: gevent.Greenlet | None = None
+        self._period_ns = 0
+        self._next_ns = 0
+        self._retry_at = 0.0
+        self._rate = float(self.rate if self.rate is not None else _option(environment, "chat_rate", DEFAULT_RATE))
+        size = self.payload_size
+        self._payload_size = int(size if size is not None else _option(environment, "chat_payload", DEFAULT_PAYLOAD))
+        self._timeout = float(_option(environment, "chat_connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+        self._paced = type(self).wait_time is ChatUser.wait_time
+        if self._rate > 0:
+            self._period_ns = int(1e9 / self._rate)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.connect()
+
+    def on_stop(self) -> None:
+        self.disconnect()
+
+    def connect(self) -> bool:
+        """Connect and register; on failure fire a CONNECT failure and
+        return False (tasks retry every RECONNECT_INTERVAL seconds)."""
+        self.disconnect()
+        start = time.perf_counter()
+        conn: ChatConnection | None = None
+        try:
+            address = parse_host(self.host)
+            conn = ChatConnection(address, self._timeout)
+            conn.register(IDENTITY.next, MAX_NAME_ATTEMPTS)
+            conn.sock.settimeout(None)
+        except Exception as exc:
+            if conn is not None:
+                conn.close()
+            self._retry_at = time.monotonic() + RECONNECT_INTERVAL
+            self._fire(CONNECT_TYPE, CONNECT_NAME, (time.perf_counter() - start) * 1000.0, 0, exc)
+            return False
+        self._fire(CONNECT_TYPE, CONNECT_NAME, (time.perf_counter() - start) * 1000.0, 0)
+        self.conn = conn
+        self.name = conn.name
+        self.sender_id = conn.sender_id
+        self.seq = 0
+        if self._period_ns:
+            self._next_ns = time.monotonic_ns() + random.randrange(self._period_ns)
+        self._receiver = gevent.spawn(self._receive_loop, conn)
+        return True
+
+    def disconnect(self) -> None:
+        conn, self.conn = self.conn, None
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None and receiver is not gevent.getcurrent():
+            receiver.kill(block=False)
+        if conn is not None:
+            conn.close()
+
+    def ensure_connected(self) -> bool:
+        if self.conn is not None:
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        return self.connect()
+
+    # -- pacing ---------------------------------------------------------------
+
+    def wait_time(self) -> float:
+        """Seconds until the next scheduled send (open loop: a late user
+        sends at once and the lateness counts as latency)."""
+        if self.conn is None:
+            return max(0.0, self._retry_at - time.monotonic())
+        if not self._period_ns:
+            return 1.0
+        return max(0.0, (self._next_ns - time.monotonic_ns()) / 1e9)
+
+    # -- sending --------------------------------------------------------------
+
+    def say(self, text: str) -> bool:
+        """Say ``text`` in the chat (a leading ``/`` is escaped, so it is
+        never a command); fires SEND.  False if not connected."""
+        return self.send_bytes(protocol.encode_say(text))
+
+    def send_line(self, line: str) -> bool:
+        """Send one raw protocol line, e.g. a command such as ``/who``."""
+        return self.send_bytes(protocol.encode_line(line))
+
+    def send_bytes(self, data: bytes, intended_ns: int | None = None) -> bool:
+        """Send encoded protocol bytes; fires SEND with the time from
+        ``intended_ns`` (default: now) until the kernel took them."""
+        conn = self.conn
+        if conn is None:
+            return False
+        start = time.monotonic_ns() if intended_ns is None else intended_ns
+        try:
+            conn.sock.sendall(data)
+        except OSError as exc:
+            self._lost(conn, exc)
+            return False
+        self._fire(SEND_TYPE, SEND_NAME, (time.monotonic_ns() - start) / 1e6, len(data))
+        return True
+
+    def send_probe(self) -> bool:
+        """Send the next measured message (reconnecting first if needed)."""
+        if not self.ensure_connected():
+            return False
+        if self._paced:
+            if not self._period_ns:
+                return False
+            intended = self._next_ns
+            self._next_ns += self._period_ns
+            early = intended - time.monotonic_ns()
+            if early > 0:  # the first task runs at once; keep to the schedule
+                gevent.sleep(early / 1e9)
+        else:
+            intended = time.monotonic_ns()
+        seq = self.seq
+        self.seq += 1
+        return self.send_bytes(probe_line(self.sender_id, seq, intended, self._payload_size), intended)
+
+    # -- receiving ------------------------------------------------------------
+
+    def on_chat(self, sender: str, text: str) -> None:
+        """A chat line that is not a probe (hook; ignored by default)."""
+
+    def on_server_event(self, event: protocol.ServerEvent) -> None:
+        """Any other server line (joins, leaves, notices...; hook)."""
+
+    def _receive_loop(self, conn: ChatConnection) -> None:
+        try:
+            if conn.backlog:
+                self._handle(conn.backlog, time.monotonic_ns())
+                conn.backlog = []
+            sock, decoder = conn.sock, conn.decoder
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    raise ChatConnectionError("server closed the connection")
+                now = time.monotonic_ns()
+                self._handle(decoder.feed(data), now)
+        except gevent.GreenletExit:
+            raise
+        except Exception as exc:
+            self._lost(conn, exc)
+
+    def _handle(self, lines: list[bytes], now_ns: int) -> None:
+        for line in lines:
+            got = read_line(line, now_ns)
+            if isinstance(got, Delivery):
+                # Histogram and Locust event together, with no greenlet
+                # switch between them: the two counts always agree.
+                RECORDER.record(got.latency_ns // 1000)
+                self._fire(FANOUT_TYPE, FANOUT_NAME, got.latency_ns / 1e6, got.length)
+            elif isinstance(got, ChatLine):
+                self.on_chat(got.sender, got.text)
+            elif isinstance(got, ForeignDelivery):
+                self._fire(FANOUT_TYPE, FOREIGN_NAME, 0.0, got.length)
+            elif isinstance(got, CorruptDelivery):
+                self._fire(FANOUT_TYPE, FANOUT_NAME, 0.0, got.length, got.error)
+            elif isinstance(got, BadLine):
+                self._fire(RECEIVE_TYPE, RECEIVE_NAME, 0.0, got.length, got.error)
+            elif isinstance(got.event, protocol.Disconnected):
+                raise ChatConnectionError(f"disconnected by server: {got.event.reason}")
+            else:
+                self.on_server_event(got.event)
+
+    def _lost(self, conn: ChatConnection, exc: Exception) -> None:
+        """A connection failed while in use: one CONNECT failure, then the
+        user reconnects (as a new name) from its next task."""
+        if conn.closed or conn is not self.conn:
+            return  # we closed it ourselves
+        self._fire(CONNECT_TYPE, CONNECT_NAME, 0.0, 0, exc)
+        self._retry_at = time.monotonic() + RECONNECT_INTERVAL
+        self.disconnect()
+
+    def _fire(
+        self, request_type: str, name: str, response_time: float, length: int, exc: Exception | None = None
+    ) -> None:
+        self.environment.events.request.fire(
+            request_type=request_type,
+            name=name,
+            response_time=response_time,
+            response_length=length,
+            exception=exc,
+            context={},
+        )
+
+
+class ChatClientUser(ChatUser):
+    """Connects, sends measured messages at ``--chat-rate`` per second and
+    measures every message the others send."""
+
+    @task
+    def chat(self) -> None:
+        self.send_probe()
+
+
+# --------------------------------------------------------------------------
+# Wiring into Locust (called once by the locustfile)
+# --------------------------------------------------------------------------
+
+_installed = False
+
+
+def install(events: Any) -> None:
+    """Register the ``--chat-*`` options, the exact fan-out percentiles and
+    the step-load toggle on Locust's event hooks.  Idempotent."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    events.init_command_line_parser.add_listener(add_arguments)
+    events.init.add_listener(_on_init)
+
+
+def step_load_requested(options: Any) -> bool:
+    return bool(getattr(options, "chat_step_load", False))
+
+
+def _on_init(environment: Any, runner: Any = None, **_kwargs: Any) -> None:
+    RECORDER.attach(environment, runner)
+    options = environment.parsed_options
+    if options is None:
+        return
+    try:
+        parse_host(environment.host or DEFAULT_HOST)
+    except ValueError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    if step_load_requested(options) and options.num_users is None and getattr(options, "headless", False):
+        log.error("--chat-step-load needs -u (the largest number of users to step up to)")
+        sys.exit(2)
+    step_load = step_load_requested(options)
+    if not step_load and not getattr(options, "class_picker", False):
+        # The step shape is in the locustfile so the web UI's class picker
+        # can offer it, but plain runs use Locust's -u/-r unless asked.
+        environment.shape_class = None
+    elif step_load and environment.shape_class is not None:
+        if getattr(options, "spawn_rate", None) is None:
+            options.spawn_rate = float(options.chat_step_users)
+        log.info(
+            "step load: +%d users every %gs up to %s, spawn rate %g/s",
+            options.chat_step_users,
+            options.chat_step_time,
+            options.num_users or options.chat_step_users,
+            options.spawn_rate,
+        )
