@@ -79,6 +79,8 @@ class ResourceSampler:
             self._thread.join(5)
 
     def window_start(self) -> None:
+        """Mark the start of the active window (also takes a sample)."""
+        self.sample_once()
         self._window = (time.monotonic(), None)
         with self._lock:
             for w in self._watched:
@@ -88,9 +90,11 @@ class ResourceSampler:
                     w.gone = True
 
     def window_end(self) -> None:
+        """Mark the end of the active window (also takes a sample)."""
         if self._window is None:
             return
         self._window = (self._window[0], time.monotonic())
+        self.sample_once()
         with self._lock:
             for w in self._watched:
                 try:

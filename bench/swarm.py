@@ -690,7 +690,9 @@ def summary_line(doc: dict[str, Any]) -> str:
         f"lost {i['lost']} dup {i['duplicated']} reord {i['reordered']} corrupt {i['corrupted']}",
     ]
     if server.get("cpu_percent_window") is not None:
-        parts.append(f"server CPU {server['cpu_percent_window']:.0f}% RSS {server['rss_max_bytes'] / 2**20:.0f}MiB")
+        parts.append(f"server CPU {server['cpu_percent_window']:.0f}%")
+    if server.get("rss_max_bytes") is not None:
+        parts.append(f"server RSS {server['rss_max_bytes'] / 2**20:.0f}MiB threads {server['threads_max']}")
     harness = doc["resources"].get("harness_cpu_percent_window")
     if harness is not None:
         parts.append(f"harness CPU {harness:.0f}%")

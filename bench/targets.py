@@ -83,6 +83,7 @@ class EmbeddedTarget:
         self._stderr_lines = 0
         self._reader: threading.Thread | None = None
         self.exit_code: int | None = None
+        self.last_pid: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -109,6 +110,7 @@ class EmbeddedTarget:
                     break
                 if _can_connect(self.host, port):
                     self.port = port
+                    self.last_pid = proc.pid
                     return self.host, port
                 time.sleep(0.05)
             if proc.poll() is None:
@@ -153,6 +155,7 @@ class EmbeddedTarget:
         return {
             "kind": self.kind,
             "address": f"{self.host}:{self.port}",
+            "pid": self.last_pid,
             "command": ["python", "-m", "server", *self.command(self.port)[3:]],
             "server_options": list(self.server_args),
             "stderr_lines": self._stderr_lines,

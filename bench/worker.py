@@ -45,7 +45,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench import workload
-from bench.integrity import IntegrityCounts, IntegrityTracker, probe_header
+from bench.integrity import DUPLICATE, IntegrityCounts, IntegrityTracker, probe_header
 from bench.stats import LatencyHistogram
 from server import protocol
 
@@ -175,6 +175,95 @@ def raise_nofile_limit() -> int:
     return soft
 
 
+class DeliveryRecorder:
+    """The receive path, without sockets: what a worker does with the lines of
+    one ``recv`` buffer.  Also usable on its own to replay recorded traffic
+    (a benchmark of the harness's own cost).
+
+    Per line: ``protocol.split_message``; non-probe chat lines are ignored;
+    probes are parsed and checksummed (:func:`workload.parse_probe`), checked
+    against the sender's chat name, accounted in the receiver's
+    :class:`IntegrityTracker`, and -- if intended at or after
+    ``measure_start_ns`` -- their latency ``now - intended`` (microseconds)
+    goes into the histogram, one ``record_many`` per call.
+    """
+
+    __slots__ = (
+        "delivered_all",
+        "delivered_measured",
+        "echoes",
+        "hist",
+        "last_measured_recv_ns",
+        "lines",
+        "measure_start_ns",
+        "sender_names",
+    )
+
+    def __init__(self, sender_names: dict[int, str], measure_start_ns: int = 0) -> None:
+        self.sender_names = sender_names
+        self.measure_start_ns = measure_start_ns
+        self.hist = LatencyHistogram()
+        self.delivered_all = 0  #: intact, first-time deliveries, warm-up included
+        self.delivered_measured = 0  #: the same, measured messages only
+        self.last_measured_recv_ns = 0
+        self.echoes = 0  #: a receiver's own messages coming back (our server never does this)
+        self.lines = 0
+
+    def feed(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int) -> list[str]:
+        """Account ``lines`` received by the receiver ``own`` at ``now``
+        (``time.monotonic_ns()``).  Returns the lines that are not chat
+        messages (notices, errors), for the caller to look at."""
+        self.lines += len(lines)
+        split_message = protocol.split_message
+        decode_text = protocol.decode_text
+        parse_probe = workload.parse_probe
+        is_probe = workload.is_probe
+        observe = tracker.observe
+        names = self.sender_names
+        measure_start = self.measure_start_ns
+        latencies: list[int] = []
+        other: list[str] = []
+        delivered = 0
+        for line in lines:
+            text = decode_text(line)
+            msg = split_message(text)
+            if msg is None:
+                other.append(text)
+                continue
+            name, body = msg
+            if not is_probe(body):
+                continue
+            try:
+                probe = parse_probe(body)
+            except workload.CorruptProbe:
+                header = probe_header(body)
+                if header is None:
+                    tracker.observe_corrupt()
+                else:
+                    tracker.observe_corrupt(*header)
+                continue
+            sender = probe.sender
+            if sender == own:
+                self.echoes += 1
+                continue
+            if names.get(sender) != name:  # attributed to the wrong sender
+                tracker.observe_corrupt(sender, probe.seq)
+                continue
+            if observe(sender, probe.seq) == DUPLICATE:
+                continue
+            delivered += 1
+            intended = probe.intended_ns
+            if intended >= measure_start:
+                latencies.append((now - intended) // 1000)
+        if delivered:
+            self.delivered_all += delivered
+        if latencies:
+            self.delivered_measured += len(latencies)
+            self.last_measured_recv_ns = now
+            self.hist.record_many(latencies)
+        return other
+
+
 class Worker:
     def __init__(self, plan: WorkerPlan, ctl: Connection) -> None:
         self.plan = plan
@@ -197,15 +286,9 @@ class Worker:
         self.schedule: Schedule | None = None
         self.heap: list[tuple[int, int, _Conn]] = []  # (due_ns, global m, sender)
         self.sending = False
-        self.hist = LatencyHistogram()
+        self.recorder = DeliveryRecorder(plan.sender_names)
         self.send_lag = LatencyHistogram()
-        self.delivered_all = 0
-        self.delivered_measured = 0
-        self.last_measured_recv_ns = 0
-        self.echoes = 0
-        self.lines = 0
         self.bytes_in = 0
-        self.measure_start_ns = 0
         self.next_progress_ns = 0
         self.done = False
         self.payloads: dict[int, str] = {}
@@ -389,7 +472,7 @@ class Worker:
 
     def _start(self, schedule: Schedule) -> None:
         self.schedule = schedule
-        self.measure_start_ns = schedule.measure_start_ns
+        self.recorder.measure_start_ns = schedule.measure_start_ns
         for conn in self.conns.values():
             slot = conn.spec.slot
             if conn.state == _READY and slot is not None and slot < schedule.total:
@@ -563,58 +646,10 @@ class Worker:
         self._traffic(conn, lines, now)
 
     def _traffic(self, conn: _Conn, lines: list[bytes], now: int) -> None:
-        """The hot path: every line of one recv buffer."""
-        tracker = conn.tracker
-        if tracker is None or not lines:
+        if conn.tracker is None or not lines:
             return
-        self.lines += len(lines)
-        split_message = protocol.split_message
-        decode_text = protocol.decode_text
-        parse_probe = workload.parse_probe
-        is_probe = workload.is_probe
-        observe = tracker.observe
-        names = self.plan.sender_names
-        own = conn.spec.cid
-        measure_start = self.measure_start_ns
-        latencies: list[int] = []
-        delivered = 0
-        for line in lines:
-            text = decode_text(line)
-            msg = split_message(text)
-            if msg is None:
-                self._control_line(conn, text)
-                continue
-            name, body = msg
-            if not is_probe(body):
-                continue
-            try:
-                probe = parse_probe(body)
-            except workload.CorruptProbe:
-                header = probe_header(body)
-                if header is None:
-                    tracker.observe_corrupt()
-                else:
-                    tracker.observe_corrupt(*header)
-                continue
-            sender = probe.sender
-            if sender == own:
-                self.echoes += 1
-                continue
-            if names.get(sender) != name:
-                tracker.observe_corrupt(sender, probe.seq)
-                continue
-            if observe(sender, probe.seq) == 2:  # DUPLICATE
-                continue
-            delivered += 1
-            intended = probe.intended_ns
-            if intended >= measure_start:
-                latencies.append((now - intended) // 1000)
-        if delivered:
-            self.delivered_all += delivered
-        if latencies:
-            self.delivered_measured += len(latencies)
-            self.last_measured_recv_ns = now
-            self.hist.record_many(latencies)
+        for text in self.recorder.feed(conn.tracker, conn.spec.cid, lines, now):
+            self._control_line(conn, text)
 
     def _control_line(self, conn: _Conn, text: str) -> None:
         try:
@@ -682,7 +717,7 @@ class Worker:
                 "progress",
                 {
                     "t_ns": now,
-                    "delivered": self.delivered_all,
+                    "delivered": self.recorder.delivered_all,
                     "expected": self._expected_all(),
                     "sent": sum(c.sent for c in self._senders()),
                     "pending": pending,
@@ -692,6 +727,7 @@ class Worker:
         )
 
     def _result(self, sent: dict[int, int]) -> dict[str, Any]:
+        rec = self.recorder
         counts = IntegrityCounts()
         receivers = self.receiver_conns
         for conn in receivers:
@@ -699,16 +735,16 @@ class Worker:
             counts.add(conn.tracker.finish(sent, skip_sender=conn.spec.cid))
         return {
             "worker": self.plan.index,
-            "histogram": self.hist.encode(),
-            "clamped": self.hist.clamped,
+            "histogram": rec.hist.encode(),
+            "clamped": rec.hist.clamped,
             "send_lag_histogram": self.send_lag.encode(),
             "send_lag_clamped": self.send_lag.clamped,
-            "delivered_all": self.delivered_all,
-            "delivered_measured": self.delivered_measured,
-            "last_measured_recv_ns": self.last_measured_recv_ns,
+            "delivered_all": rec.delivered_all,
+            "delivered_measured": rec.delivered_measured,
+            "last_measured_recv_ns": rec.last_measured_recv_ns,
             "integrity": counts.as_dict(),
-            "echoes": self.echoes,
-            "lines": self.lines,
+            "echoes": rec.echoes,
+            "lines": rec.lines,
             "bytes_in": self.bytes_in,
             "disconnects": dict(self.disconnects),
             "receivers": len(receivers),
