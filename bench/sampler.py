@@ -161,13 +161,15 @@ class ResourceSampler:
             if w["summary"]["cpu_percent_window"] is not None
             and w["summary"]["cpu_percent_window"] >= SATURATION_CPU_PERCENT
         ]
-        window_s = None
+        window_s = window_t_s = None
         if self._window is not None and self._window[1] is not None:
             window_s = round(self._window[1] - self._window[0], 3)
+            window_t_s = [round(self._window[0] - self._t0, 3), round(self._window[1] - self._t0, 3)]
         harness_cpu = [w["summary"]["cpu_percent_window"] for w in workers]
         return {
             "interval_s": self.interval_s,
             "window_s": window_s,
+            "window_t_s": window_t_s,
             "server": servers[0] if servers else None,
             "workers": workers,
             "harness_cpu_percent_window": round(sum(c for c in harness_cpu if c is not None), 1) if workers else None,

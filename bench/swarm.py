@@ -444,7 +444,6 @@ class _Run:
             failures = Counter()
             for m in got.values():
                 failures.update(m[2])  # a worker's failure counts are cumulative
-        stalled_failed = config.stalled_clients - stalled_ok
 
         # 3. traffic
         schedule = Schedule(
@@ -480,7 +479,6 @@ class _Run:
             senders=senders,
             failures=failures,
             stalled_ok=stalled_ok,
-            stalled_failed=stalled_failed,
             sent=sent,
             measured=measured,
             unsent_bytes=unsent_bytes,
@@ -552,7 +550,6 @@ class _Run:
         senders: list[int],
         failures: Counter[str],
         stalled_ok: int,
-        stalled_failed: int,
         sent: dict[int, int],
         measured: dict[int, int],
         unsent_bytes: int,
@@ -756,7 +753,7 @@ def run_sweep(
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": list(command) if command is not None else None,
         "sweep": {"variable": "clients", "values": list(clients)},
-        "parameters": config.parameters(),
+        "parameters": {k: v for k, v in config.parameters().items() if k != "clients"},
         "runs": [],
     }
     for n in clients:
@@ -909,7 +906,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TargetError) as exc:
         parser.error(str(exc))
     out = Path(args.out) if args.out else default_out_dir()
-    index = run_sweep(config, args.clients, out, echo=sys.stdout, command=[sys.argv[0], *(argv or sys.argv[1:])])
+    command = ["python", "-m", "bench.swarm", *(sys.argv[1:] if argv is None else argv)]
+    index = run_sweep(config, args.clients, out, echo=sys.stdout, command=command)
     print(f"results: {out / results.INDEX_NAME}", file=sys.stderr)
     if any(r["status"] != "ok" for r in index["runs"]):
         return 1

@@ -55,9 +55,13 @@ log = logging.getLogger(__name__)
 #: burst of fan-out lines, so the per-call costs are spread over many lines.
 RECV_BYTES = 256 * 1024
 
-#: Longest line a receiver accepts: the server's client-line limit plus the
-#: decoration a server line adds (the sender's name).
-RECEIVER_LINE_LIMIT = protocol.DEFAULT_MAX_LINE_BYTES + protocol.SERVER_LINE_OVERHEAD
+#: Longest line a harness client accepts.  Chat lines stay under the
+#: server's client-line limit plus the decoration a server line adds, but the
+#: welcome line lists everyone online: with 10,000 clients that is ~10,000
+#: names of up to 32 characters (4 bytes each in UTF-8) plus separators, far
+#: past 4 KiB.  4 MiB covers that worst case; the decoder only holds a partial
+#: line this long while such a line is actually arriving.
+RECEIVER_LINE_LIMIT = 4 << 20
 
 #: Seconds between ``progress`` reports to the parent while traffic runs.
 PROGRESS_INTERVAL_S = 0.2
@@ -370,6 +374,7 @@ class Worker:
             self.ctl.send(("sent", sent, measured, unsent_bytes))
         elif kind == "finish":
             self.ctl.send(("result", self._result(msg[1])))
+            self.schedule = None  # no more progress reports
         elif kind == "exit":
             self.done = True
         else:
