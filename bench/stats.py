@@ -68,10 +68,15 @@ class LatencyHistogram:
         shift0 = unit + half_mag + 1
         base = h.sub_bucket_half_count
         counts = h.counts
-        for index, count in Counter(
-            (((b := (v | mask).bit_length() - shift0) + 1) << half_mag) + (v >> (b + unit)) - base for v in values
-        ).items():
-            counts[index] += count
+        if len(values) <= 8:  # small batches (light load): counting first costs more than it saves
+            for v in values:
+                b = (v | mask).bit_length() - shift0
+                counts[((b + 1) << half_mag) + (v >> (b + unit)) - base] += 1
+        else:
+            for index, count in Counter(
+                (((b := (v | mask).bit_length() - shift0) + 1) << half_mag) + (v >> (b + unit)) - base for v in values
+            ).items():
+                counts[index] += count
         h.total_count += len(values)
         if lo < h.min_value:
             h.min_value = lo

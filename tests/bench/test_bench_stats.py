@@ -51,8 +51,11 @@ def test_record_many_equals_recording_one_by_one() -> None:
     values = [rng.choice([0, 1, 2047, 2048, 2049, 65_535, HIGHEST_US, HIGHEST_US + 5]) for _ in range(200)]
     values += [int(rng.lognormvariate(8, 3)) for _ in range(2000)]
     batched = LatencyHistogram()
-    for i in range(0, len(values), 97):
-        batched.record_many(values[i : i + 97])
+    i = 0
+    for size in [1, 3, 8, 9, 97] * 100:  # small and large batches take different paths
+        batched.record_many(values[i : i + size])
+        i += size
+    assert i >= len(values)
     one_by_one = _hist(values)
     assert batched.encode() == one_by_one.encode()
     assert batched.summary() == one_by_one.summary()
