@@ -4,13 +4,17 @@ A background thread samples every watched process (CPU %, RSS, threads) at a
 fixed interval.  Besides the time series, the sampler takes exact CPU-time
 snapshots at the start and end of the *active window* (traffic and drain),
 so the window's average CPU is computed from ``cpu_times`` deltas rather than
-from noisy point samples.  A harness worker whose average over the window is
-at least :data:`SATURATION_CPU_PERCENT` flags the run as *load generator
-saturated*: the numbers then describe the harness as much as the server.
+from noisy point samples, and the time spent runnable but waiting for a CPU
+(``/proc/PID/task/*/schedstat``).  A harness worker that was running or
+waiting to run for at least :data:`SATURATION_CPU_PERCENT` of the window flags
+the run as *load generator saturated*: busy, or starved by other load on the
+machine, it cannot read its sockets promptly, and the numbers then describe
+the harness as much as the server.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,12 +41,31 @@ class _Watched:
     threads: list[int] = field(default_factory=list)
     window_start_cpu: float | None = None
     window_end_cpu: float | None = None
+    window_start_wait: float | None = None
+    window_end_wait: float | None = None
     gone: bool = False
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
     t = proc.cpu_times()
     return float(t.user + t.system)
+
+
+def _runqueue_wait_seconds(pid: int) -> float | None:
+    """Time the process's threads spent runnable but waiting for a CPU
+    (``/proc/PID/task/*/schedstat``, Linux); None where unavailable."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just ended
+    return total / 1e9
 
 
 class ResourceSampler:
@@ -88,6 +111,7 @@ class ResourceSampler:
                     w.window_start_cpu = _cpu_seconds(w.proc)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     w.gone = True
+                w.window_start_wait = _runqueue_wait_seconds(w.proc.pid)
 
     def window_end(self) -> None:
         """Mark the end of the active window (also takes a sample)."""
@@ -101,6 +125,7 @@ class ResourceSampler:
                     w.window_end_cpu = _cpu_seconds(w.proc)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     w.gone = True
+                w.window_end_wait = _runqueue_wait_seconds(w.proc.pid)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -127,15 +152,13 @@ class ResourceSampler:
 
     # -- results -----------------------------------------------------------------
 
-    def _window_percent(self, w: _Watched) -> float | None:
-        if self._window is None or self._window[1] is None:
-            return None
-        if w.window_start_cpu is None or w.window_end_cpu is None:
+    def _window_percent(self, start: float | None, end: float | None) -> float | None:
+        if self._window is None or self._window[1] is None or start is None or end is None:
             return None
         wall = self._window[1] - self._window[0]
         if wall <= 0:
             return None
-        return round(100.0 * (w.window_end_cpu - w.window_start_cpu) / wall, 1)
+        return round(100.0 * (end - start) / wall, 1)
 
     def _describe(self, w: _Watched) -> dict[str, Any]:
         return {
@@ -143,7 +166,8 @@ class ResourceSampler:
             "pid": w.proc.pid,
             "samples": {"t_s": w.t_s, "cpu_percent": w.cpu_percent, "rss_bytes": w.rss_bytes, "threads": w.threads},
             "summary": {
-                "cpu_percent_window": self._window_percent(w),
+                "cpu_percent_window": self._window_percent(w.window_start_cpu, w.window_end_cpu),
+                "runqueue_wait_percent_window": self._window_percent(w.window_start_wait, w.window_end_wait),
                 "cpu_percent_max": max(w.cpu_percent, default=None),
                 "rss_max_bytes": max(w.rss_bytes, default=None),
                 "threads_max": max(w.threads, default=None),
@@ -155,12 +179,7 @@ class ResourceSampler:
         with self._lock:
             servers = [self._describe(w) for w in self._watched if w.role == "server"]
             workers = [self._describe(w) for w in self._watched if w.role == "worker"]
-        saturated = [
-            w["label"]
-            for w in workers
-            if w["summary"]["cpu_percent_window"] is not None
-            and w["summary"]["cpu_percent_window"] >= SATURATION_CPU_PERCENT
-        ]
+        saturated = [w["label"] for w in workers if _demand(w["summary"]) >= SATURATION_CPU_PERCENT]
         window_s = window_t_s = None
         if self._window is not None and self._window[1] is not None:
             window_s = round(self._window[1] - self._window[0], 3)
@@ -176,3 +195,9 @@ class ResourceSampler:
             "saturation_threshold_percent": SATURATION_CPU_PERCENT,
             "saturated_workers": saturated,
         }
+
+
+def _demand(summary: dict[str, Any]) -> float:
+    """Percent of the window a worker was running or waiting to run: a worker
+    starved of CPU by other load is as unable to keep up as a busy one."""
+    return float(summary["cpu_percent_window"] or 0.0) + float(summary["runqueue_wait_percent_window"] or 0.0)

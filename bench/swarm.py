@@ -591,7 +591,8 @@ class _Run:
             self.notes.append(
                 "load generator saturated: worker(s) "
                 + ", ".join(resources["saturated_workers"])
-                + " averaged >= 90% CPU; latency and throughput may be the harness's limits"
+                + " were running or waiting for a CPU >= 90% of the traffic window; latency and throughput "
+                "may be the harness's limits"
             )
         if integrity.lost and disconnects:
             self.notes.append(f"receivers disconnected during the run: {dict(disconnects)}")

@@ -66,6 +66,9 @@ RECEIVER_LINE_LIMIT = 4 << 20
 #: Seconds between ``progress`` reports to the parent while traffic runs.
 PROGRESS_INTERVAL_S = 0.2
 
+#: Within a long batch of socket events, look at the parent's commands this often.
+HOUSEKEEPING_INTERVAL_NS = 20_000_000
+
 #: Longest the loop sleeps in ``select`` with nothing scheduled, so commands
 #: and registration deadlines are noticed promptly.
 IDLE_WAIT_S = 0.05
@@ -297,6 +300,7 @@ class Worker:
         self.done = False
         self.payloads: dict[int, str] = {}
         self.next_deadline_check_ns = 0
+        self.next_housekeeping_ns = 0
 
     # -- main loop ------------------------------------------------------------
 
@@ -315,10 +319,21 @@ class Worker:
                     self._readable(conn)
                 if mask & selectors.EVENT_WRITE and conn.state != _CLOSED:
                     self._writable(conn)
-                # Sends due while this batch of events is handled go out now, not
-                # after the whole batch: pacing must not wait for receive work.
-                if self.sending and self.heap and self.heap[0][0] <= time.monotonic_ns():
-                    self._emit_due(time.monotonic_ns())
+                # One batch of events can take long under a backlog (every ready
+                # socket drained once).  Sends due meanwhile go out now, and the
+                # parent's commands and progress reports are seen every few ms,
+                # so neither pacing nor control waits for receive work.
+                t = time.monotonic_ns()
+                if self.sending and self.heap and self.heap[0][0] <= t:
+                    self._emit_due(t)
+                if t >= self.next_housekeeping_ns:
+                    self.next_housekeeping_ns = t + HOUSEKEEPING_INTERVAL_NS
+                    while not self.done and self.ctl.poll():
+                        self._command(self.ctl.recv())
+                    if self.schedule is not None and t >= self.next_progress_ns:
+                        self._report_progress(t)
+                    if self.done:
+                        break
             now = time.monotonic_ns()
             if self.pending and self.inflight < self.plan.max_inflight:
                 self._open_more(now)
