@@ -48,10 +48,40 @@ class LatencyHistogram:
         self._hist.record_value(latency_us, count)
 
     def record_many(self, latencies_us: Iterable[int]) -> None:
-        """Record a batch.  Equal values are counted first, so a batch costs
-        one histogram update per distinct value instead of one per value."""
-        for value, count in Counter(latencies_us).items():
-            self.record(value, count)
+        """Record a batch: the same result as :meth:`record` for each value,
+        several times cheaper.  Each value's bucket index is computed inline
+        (the arithmetic ``HdrHistogram.record_value`` does), equal indexes are
+        counted first, so a batch costs one counter update per distinct
+        bucket instead of one method call chain per value."""
+        values = latencies_us if isinstance(latencies_us, list) else list(latencies_us)
+        if not values:
+            return
+        lo, hi = min(values), max(values)
+        if lo < LOWEST_US or hi > HIGHEST_US:
+            self.clamped += sum(1 for v in values if v > HIGHEST_US)
+            values = [LOWEST_US if v < LOWEST_US else HIGHEST_US if v > HIGHEST_US else v for v in values]
+            lo, hi = min(values), max(values)
+        h = self._hist
+        mask = h.sub_bucket_mask
+        unit = h.unit_magnitude
+        half_mag = h.sub_bucket_half_count_magnitude
+        shift0 = unit + half_mag + 1
+        base = h.sub_bucket_half_count
+        counts = h.counts
+        if len(values) <= 8:  # small batches (light load): counting first costs more than it saves
+            for v in values:
+                b = (v | mask).bit_length() - shift0
+                counts[((b + 1) << half_mag) + (v >> (b + unit)) - base] += 1
+        else:
+            for index, count in Counter(
+                (((b := (v | mask).bit_length() - shift0) + 1) << half_mag) + (v >> (b + unit)) - base for v in values
+            ).items():
+                counts[index] += count
+        h.total_count += len(values)
+        if lo < h.min_value:
+            h.min_value = lo
+        if hi > h.max_value:
+            h.max_value = hi
 
     def merge(self, other: LatencyHistogram) -> None:
         self._hist.add(other._hist)

@@ -1,0 +1,184 @@
+"""Per-sender delivery integrity: lost, duplicated, reordered, corrupted.
+
+One :class:`IntegrityTracker` per *receiving* connection.  Every probe a
+sender emits carries ``(sender, seq)`` with ``seq`` counting 0, 1, 2, ... per
+sender, and a TCP stream through one server thread should deliver them in
+that order.  The tracker keeps, per sender, only the next expected sequence
+number and the (usually empty) set of *holes* below it, so the common case --
+the next message in order -- costs one dict lookup and one store, and memory
+does not grow with the number of messages.
+
+Definitions (each message from a sender to this receiver counts once):
+
+``duplicated``  a sequence number arrived again after it had already arrived.
+``reordered``   a sequence number arrived after a later one from the same
+                sender (it filled a hole); the message is still delivered.
+``corrupted``   a line that claims to be a probe but fails its checksum or
+                format, or whose chat name is not the name of the sender id it
+                carries.  When its ``sender`` and ``seq`` fields can still be
+                read, that sequence number counts as *accounted for* (it
+                arrived, damaged), so it is not also counted as lost.
+``lost``        a sequence number the sender sent (per the final ``sent``
+                counts given to :meth:`IntegrityTracker.finish`) that never
+                arrived, whole or corrupted.
+
+So a stream with one message missing, one arriving twice, one swapped with
+its successor and one damaged reports exactly ``lost=1, duplicated=1,
+reordered=1, corrupted=1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+from bench.workload import TAG
+
+#: Return values of :meth:`IntegrityTracker.observe`.
+IN_ORDER = 0
+REORDERED = 1
+DUPLICATE = 2
+
+
+@dataclass(slots=True)
+class IntegrityCounts:
+    """The four counters, addable across receivers and workers."""
+
+    lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    corrupted: int = 0
+
+    def add(self, other: IntegrityCounts) -> None:
+        self.lost += other.lost
+        self.duplicated += other.duplicated
+        self.reordered += other.reordered
+        self.corrupted += other.corrupted
+
+    @property
+    def faults(self) -> int:
+        return self.lost + self.duplicated + self.reordered + self.corrupted
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, int]) -> IntegrityCounts:
+        return cls(
+            lost=int(data.get("lost", 0)),
+            duplicated=int(data.get("duplicated", 0)),
+            reordered=int(data.get("reordered", 0)),
+            corrupted=int(data.get("corrupted", 0)),
+        )
+
+
+class IntegrityTracker:
+    """What one receiver got from every sender.  See the module docstring."""
+
+    __slots__ = ("_holes", "_next", "corrupted", "duplicated", "reordered")
+
+    def __init__(self) -> None:
+        #: sender -> next expected seq (one more than the highest seen).
+        self._next: dict[int, int] = {}
+        #: sender -> seqs below ``_next`` not seen yet; only senders with holes.
+        self._holes: dict[int, set[int]] = {}
+        self.duplicated = 0
+        self.reordered = 0
+        self.corrupted = 0
+
+    def observe(self, sender: int, seq: int) -> int:
+        """Account one intact probe.  Returns :data:`IN_ORDER`,
+        :data:`REORDERED` (counts as delivered) or :data:`DUPLICATE` (does not)."""
+        expected = self._next.get(sender, 0)
+        if seq == expected:
+            self._next[sender] = seq + 1
+            return IN_ORDER
+        if seq > expected:
+            holes = self._holes.get(sender)
+            if holes is None:
+                holes = self._holes[sender] = set()
+            holes.update(range(expected, seq))
+            self._next[sender] = seq + 1
+            return IN_ORDER
+        holes = self._holes.get(sender)
+        if holes is not None and seq in holes:
+            holes.discard(seq)
+            if not holes:
+                del self._holes[sender]
+            self.reordered += 1
+            return REORDERED
+        self.duplicated += 1
+        return DUPLICATE
+
+    def observe_corrupt(self, sender: int | None = None, seq: int | None = None) -> None:
+        """Account one damaged probe; ``sender``/``seq`` when still readable."""
+        self.corrupted += 1
+        if sender is None or seq is None or seq < 0:
+            return
+        expected = self._next.get(sender, 0)
+        if seq >= expected:
+            if seq > expected:
+                holes = self._holes.get(sender)
+                if holes is None:
+                    holes = self._holes[sender] = set()
+                holes.update(range(expected, seq))
+            self._next[sender] = seq + 1
+            return
+        holes = self._holes.get(sender)
+        if holes is not None:
+            holes.discard(seq)
+            if not holes:
+                del self._holes[sender]
+
+    def lost(self, sent: Mapping[int, int], skip_sender: int | None = None) -> int:
+        """Messages sent that never arrived.  ``sent`` maps every sender to
+        the number of messages it sent; ``skip_sender`` is this receiver's own
+        sender id, if it is one (it does not receive its own messages)."""
+        total = 0
+        for sender, count in sent.items():
+            if sender == skip_sender:
+                continue
+            seen_up_to = self._next.get(sender, 0)
+            holes = self._holes.get(sender)
+            if holes:
+                total += sum(1 for seq in holes if seq < count)
+            if count > seen_up_to:
+                total += count - seen_up_to
+        return total
+
+    def finish(self, sent: Mapping[int, int], skip_sender: int | None = None) -> IntegrityCounts:
+        return IntegrityCounts(
+            lost=self.lost(sent, skip_sender),
+            duplicated=self.duplicated,
+            reordered=self.reordered,
+            corrupted=self.corrupted,
+        )
+
+
+_TAG_PREFIX = TAG + " "
+
+
+def probe_header(text: str) -> tuple[int, int] | None:
+    """Best-effort ``(sender, seq)`` of a probe that failed to parse, so a
+    damaged message can be told apart from a lost one.  Reads only the two
+    leading fields of the format defined in :mod:`bench.workload`; ``None``
+    when even those are unreadable."""
+    if not text.startswith(_TAG_PREFIX):
+        return None
+    fields = text[len(_TAG_PREFIX) :].split(" ", 2)
+    if len(fields) < 2:
+        return None
+    try:
+        sender, seq = int(fields[0]), int(fields[1])
+    except ValueError:
+        return None
+    if sender < 0 or seq < 0:
+        return None
+    return sender, seq
+
+
+def total(counts: Iterable[IntegrityCounts]) -> IntegrityCounts:
+    out = IntegrityCounts()
+    for c in counts:
+        out.add(c)
+    return out

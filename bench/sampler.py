@@ -1,0 +1,203 @@
+"""Resource sampling with psutil: the server under test and the harness itself.
+
+A background thread samples every watched process (CPU %, RSS, threads) at a
+fixed interval.  Besides the time series, the sampler takes exact CPU-time
+snapshots at the start and end of the *active window* (traffic and drain),
+so the window's average CPU is computed from ``cpu_times`` deltas rather than
+from noisy point samples, and the time spent runnable but waiting for a CPU
+(``/proc/PID/task/*/schedstat``).  A harness worker that was running or
+waiting to run for at least :data:`SATURATION_CPU_PERCENT` of the window flags
+the run as *load generator saturated*: busy, or starved by other load on the
+machine, it cannot read its sockets promptly, and the numbers then describe
+the harness as much as the server.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+#: A single-threaded worker above this average CPU % over the active window
+#: cannot be trusted to read its sockets promptly.
+SATURATION_CPU_PERCENT = 90.0
+
+#: Default seconds between samples.
+DEFAULT_INTERVAL_S = 0.5
+
+
+@dataclass
+class _Watched:
+    label: str
+    role: str  # "server" or "worker"
+    proc: psutil.Process
+    t_s: list[float] = field(default_factory=list)
+    cpu_percent: list[float] = field(default_factory=list)
+    rss_bytes: list[int] = field(default_factory=list)
+    threads: list[int] = field(default_factory=list)
+    window_start_cpu: float | None = None
+    window_end_cpu: float | None = None
+    window_start_wait: float | None = None
+    window_end_wait: float | None = None
+    gone: bool = False
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+def _runqueue_wait_seconds(pid: int) -> float | None:
+    """Time the process's threads spent runnable but waiting for a CPU
+    (``/proc/PID/task/*/schedstat``, Linux); None where unavailable."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just ended
+    return total / 1e9
+
+
+class ResourceSampler:
+    """Samples processes in a background thread; see the module docstring."""
+
+    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._watched: list[_Watched] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = time.monotonic()
+        self._window: tuple[float, float | None] | None = None
+        self._lock = threading.Lock()
+
+    def watch(self, label: str, pid: int, role: str) -> bool:
+        """Add a process; False if it does not exist (nothing is sampled then)."""
+        try:
+            proc = psutil.Process(pid)
+            proc.cpu_percent(None)  # prime: the first reading is always 0
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+        with self._lock:
+            self._watched.append(_Watched(label, role, proc))
+        return True
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def window_start(self) -> None:
+        """Mark the start of the active window (also takes a sample)."""
+        self.sample_once()
+        self._window = (time.monotonic(), None)
+        with self._lock:
+            for w in self._watched:
+                try:
+                    w.window_start_cpu = _cpu_seconds(w.proc)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    w.gone = True
+                w.window_start_wait = _runqueue_wait_seconds(w.proc.pid)
+
+    def window_end(self) -> None:
+        """Mark the end of the active window (also takes a sample)."""
+        if self._window is None:
+            return
+        self._window = (self._window[0], time.monotonic())
+        self.sample_once()
+        with self._lock:
+            for w in self._watched:
+                try:
+                    w.window_end_cpu = _cpu_seconds(w.proc)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    w.gone = True
+                w.window_end_wait = _runqueue_wait_seconds(w.proc.pid)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample_once()
+
+    def sample_once(self) -> None:
+        now = round(time.monotonic() - self._t0, 3)
+        with self._lock:
+            for w in self._watched:
+                if w.gone:
+                    continue
+                try:
+                    with w.proc.oneshot():
+                        cpu = w.proc.cpu_percent(None)
+                        rss = w.proc.memory_info().rss
+                        threads = w.proc.num_threads()
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    w.gone = True
+                    continue
+                w.t_s.append(now)
+                w.cpu_percent.append(round(cpu, 1))
+                w.rss_bytes.append(int(rss))
+                w.threads.append(int(threads))
+
+    # -- results -----------------------------------------------------------------
+
+    def _window_percent(self, start: float | None, end: float | None) -> float | None:
+        if self._window is None or self._window[1] is None or start is None or end is None:
+            return None
+        wall = self._window[1] - self._window[0]
+        if wall <= 0:
+            return None
+        return round(100.0 * (end - start) / wall, 1)
+
+    def _describe(self, w: _Watched) -> dict[str, Any]:
+        return {
+            "label": w.label,
+            "pid": w.proc.pid,
+            "samples": {"t_s": w.t_s, "cpu_percent": w.cpu_percent, "rss_bytes": w.rss_bytes, "threads": w.threads},
+            "summary": {
+                "cpu_percent_window": self._window_percent(w.window_start_cpu, w.window_end_cpu),
+                "runqueue_wait_percent_window": self._window_percent(w.window_start_wait, w.window_end_wait),
+                "cpu_percent_max": max(w.cpu_percent, default=None),
+                "rss_max_bytes": max(w.rss_bytes, default=None),
+                "threads_max": max(w.threads, default=None),
+            },
+        }
+
+    def result(self) -> dict[str, Any]:
+        """``server`` (or None), ``workers`` (list), window length, saturation."""
+        with self._lock:
+            servers = [self._describe(w) for w in self._watched if w.role == "server"]
+            workers = [self._describe(w) for w in self._watched if w.role == "worker"]
+        saturated = [w["label"] for w in workers if _demand(w["summary"]) >= SATURATION_CPU_PERCENT]
+        window_s = window_t_s = None
+        if self._window is not None and self._window[1] is not None:
+            window_s = round(self._window[1] - self._window[0], 3)
+            window_t_s = [round(self._window[0] - self._t0, 3), round(self._window[1] - self._t0, 3)]
+        harness_cpu = [w["summary"]["cpu_percent_window"] for w in workers]
+        return {
+            "interval_s": self.interval_s,
+            "window_s": window_s,
+            "window_t_s": window_t_s,
+            "server": servers[0] if servers else None,
+            "workers": workers,
+            "harness_cpu_percent_window": round(sum(c for c in harness_cpu if c is not None), 1) if workers else None,
+            "saturation_threshold_percent": SATURATION_CPU_PERCENT,
+            "saturated_workers": saturated,
+        }
+
+
+def _demand(summary: dict[str, Any]) -> float:
+    """Percent of the window a worker was running or waiting to run: a worker
+    starved of CPU by other load is as unable to keep up as a busy one."""
+    return float(summary["cpu_percent_window"] or 0.0) + float(summary["runqueue_wait_percent_window"] or 0.0)

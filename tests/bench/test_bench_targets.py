@@ -1,0 +1,85 @@
+"""Targets: the embedded server starts with the given options and stops; remote addresses are refused."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from bench.targets import EmbeddedTarget, ExternalTarget, TargetError, make_target, split_host_port
+from server import protocol
+
+
+@pytest.mark.parametrize("spec", ["10.0.0.1:6667", "192.168.1.10:8000", "8.8.8.8:80", "[2001:db8::1]:8000"])
+def test_non_loopback_targets_are_refused_with_a_clear_error(spec: str) -> None:
+    with pytest.raises(TargetError, match="not a loopback address"):
+        make_target(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("127.0.0.1:8000", ("127.0.0.1", 8000)), ("[::1]:9000", ("::1", 9000)), ("localhost:1", ("localhost", 1))],
+)
+def test_loopback_targets_are_accepted(spec: str, expected: tuple[str, int]) -> None:
+    assert split_host_port(spec) == expected
+    target = make_target(spec)
+    assert isinstance(target, ExternalTarget)
+
+
+@pytest.mark.parametrize("spec", ["nonsense", "127.0.0.1:", "127.0.0.1:99999", ":80"])
+def test_malformed_targets_are_rejected(spec: str) -> None:
+    with pytest.raises(TargetError):
+        make_target(spec)
+
+
+def test_server_options_only_apply_to_an_embedded_server() -> None:
+    with pytest.raises(TargetError, match="only apply"):
+        make_target("127.0.0.1:8000", ["--fanout", "direct"])
+
+
+def test_external_target_that_is_not_listening_fails_clearly() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connections are refused
+        with pytest.raises(TargetError, match="nothing accepts connections"):
+            ExternalTarget("127.0.0.1", port).start()
+
+
+def _prompt(host: str, port: int) -> bytes:
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.settimeout(5)
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(1024)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def test_embedded_server_starts_with_options_and_stops() -> None:
+    target = EmbeddedTarget(["--fanout", "direct", "--send-queue-bytes", "65536"])
+    try:
+        host, port = target.start()
+        assert target.pid is not None
+        assert _prompt(host, port) == protocol.encode_prompt()
+        described = target.describe()
+        assert described["server_options"] == ["--fanout", "direct", "--send-queue-bytes", "65536"]
+        assert "--fanout" in described["command"]
+    finally:
+        target.stop()
+    assert target.exit_code == 0  # SIGTERM is a clean shutdown
+    with pytest.raises(OSError):
+        socket.create_connection((host, port), timeout=2).close()
+
+
+def test_embedded_server_with_bad_options_reports_why() -> None:
+    target = EmbeddedTarget(["--fanout", "sideways"])
+    with pytest.raises(TargetError, match="failed to start"):
+        target.start()
+    target.stop()
+
+
+def test_embedded_server_refuses_harness_chosen_options() -> None:
+    with pytest.raises(TargetError, match="--port"):
+        EmbeddedTarget(["--port", "80"])
