@@ -35,8 +35,8 @@ def _extra_info(measurements: list[gate.Measurement]) -> dict[str, Any]:
     last = measurements[-1]
     return {
         **{k: round(v, 4) for k, v in last.ratios.items()},
-        "server_median_fanout_ms": round(last.server.median_fanout_us / 1000, 3),
-        "relay_median_fanout_ms": round(last.relay.median_fanout_us / 1000, 3),
+        "server_fanout_ms": round(last.server.typical_fanout_us / 1000, 3),
+        "relay_fanout_ms": round(last.relay.typical_fanout_us / 1000, 3),
         "attempts": [{k: round(v, 4) for k, v in m.ratios.items()} for m in measurements],
     }
 
