@@ -54,6 +54,7 @@ Command line::
     python -m bench.gate                    # measure, compare, exit 1 on regression
     python -m bench.gate --write-baseline   # measure --runs times, write bench/baseline.json
     python -m bench.gate --fanout direct --stalled 1   # the regression the gate must catch
+    python -m bench.gate --server-command "python tests/perf/slow_server.py 2 --port 0 --log-level INFO"
     python -m bench.gate --relay --port 0   # only the calibration relay (used internally)
 """
 
@@ -97,8 +98,9 @@ log = logging.getLogger(__name__)
 
 #: Receivers per burst: enough that per-recipient cost dominates the round.
 DEFAULT_CLIENTS = 50
-#: Lines per burst.  100 lines of ~150 bytes are ~15 KB per receiver, ~750 KB
-#: per burst: a few milliseconds of work, far above timer resolution.
+#: Lines per burst.  100 lines of ~120 bytes are ~12 KB per receiver, ~600 KB
+#: per burst: about a millisecond of work on the 2-core dev VM, short enough
+#: to often run between two preemptions, long enough to dwarf clock jitter.
 DEFAULT_LINES = 100
 #: Probe payload characters per line.
 DEFAULT_PAYLOAD = 64
@@ -1252,7 +1254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-baseline", action="store_true", help="measure --runs times and write the baseline instead of checking"
     )
     parser.add_argument(
-        "--runs", type=int, default=3, help="runs for --write-baseline; the median is recorded (default: %(default)s)"
+        "--runs", type=int, default=7, help="runs for --write-baseline; the median is recorded (default: %(default)s)"
     )
     parser.add_argument(
         "--tolerance",
@@ -1267,6 +1269,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--note", default="", help="with --write-baseline: free text stored in the baseline")
     parser.add_argument("--fanout", choices=("queued", "direct"), default=d.fanout, help="server --fanout strategy")
     parser.add_argument("--stalled", type=int, default=d.stalled, help="registered clients that never read")
+    parser.add_argument(
+        "--server-command",
+        metavar="CMD",
+        help="start the server under test with this command instead of `python -m server` "
+        "(it must log 'listening on HOST:PORT' on stderr); --fanout is then ignored",
+    )
     parser.add_argument("--clients", type=int, default=d.clients, help="receivers (default: %(default)s)")
     parser.add_argument("--lines", type=int, default=d.lines, help="lines per burst (default: %(default)s)")
     parser.add_argument("--payload", type=int, default=d.payload, help="payload characters per line")
@@ -1322,6 +1330,7 @@ def main(argv: list[str] | None = None) -> int:
             burst_timeout=args.burst_timeout,
             fanout=args.fanout,
             stalled=args.stalled,
+            server_command=tuple(shlex.split(args.server_command)) if args.server_command else None,
         )
     except ValueError as exc:
         parser.error(str(exc))
