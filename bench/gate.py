@@ -143,6 +143,9 @@ SENDER_ID = 1
 #: reading: on loopback the stamp is taken as the target's ``send`` runs.
 #: Where it is not available the harness's own clock is used (and said so).
 SO_TIMESTAMPNS = 35
+#: Where that number is known to mean SO_TIMESTAMPNS (other architectures
+#: number socket options differently; they get the harness clock).
+_KERNEL_STAMP_MACHINES = frozenset({"x86_64", "amd64", "aarch64", "arm64", "i686", "riscv64"})
 _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 
@@ -452,6 +455,8 @@ class _Client:
         return client
 
     def enable_kernel_stamps(self) -> bool:
+        if sys.platform != "linux" or platform.machine().lower() not in _KERNEL_STAMP_MACHINES:
+            return False
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         except OSError:
