@@ -1,0 +1,69 @@
+"""A deliberately slowed chat server, for proving the fan-out gate catches a
+slowdown.
+
+``python tests/perf/slow_server.py FACTOR [server options]`` runs the real
+server (``python -m server``) with its fan-out path FACTOR times as slow:
+from the moment a reader thread starts handling a batch of lines until its
+last send, every stretch of server code (parsing the lines, each
+recipient's send) is followed by a spin (FACTOR - 1) times as long, holding
+the GIL as slower Python code would.  Kernel work outside those calls (the
+wake-up of the reader thread, delivery) is not slowed, as it would not be
+by a slower server.  Join and leave notices are not slowed either: with 50
+reader threads spinning at once the spins would feed on each other's GIL
+waits and only make setup and shutdown slow, which the gate does not measure.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from server.__main__ import main
+from server.hub import Hub
+from server.session import Session
+
+_clock = time.perf_counter
+_batch = threading.local()
+
+
+def _spin(seconds: float) -> None:
+    until = _clock() + seconds
+    while _clock() < until:
+        pass
+
+
+def slow_down(factor: float) -> None:
+    extra = factor - 1.0
+    original_handle = Session._handle
+    original_broadcast = Hub.broadcast
+
+    def handle(self: Session, lines: list[bytes]) -> None:
+        _batch.active = True
+        _batch.started = _clock()
+        try:
+            original_handle(self, lines)
+        finally:
+            _batch.active = False
+
+    def broadcast(self: Hub, data: bytes, exclude: Session | None = None) -> None:
+        if not getattr(_batch, "active", False):  # a join or leave notice
+            original_broadcast(self, data, exclude)
+            return
+        started = _batch.started
+        if started is not None:  # parsing the batch took this long so far
+            _spin((_clock() - started) * extra)
+            _batch.started = None
+        for member in self._members:
+            if member is not exclude:
+                start = _clock()
+                member.send(data)
+                _spin((_clock() - start) * extra)
+
+    Session._handle = handle  # type: ignore[method-assign]
+    Hub.broadcast = broadcast  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    slow_down(float(sys.argv[1]))
+    sys.exit(main(sys.argv[2:]))
