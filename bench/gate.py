@@ -221,6 +221,8 @@ class Scenario:
             "0",
             "--log-level",
             "INFO",
+            "--rate-limit",  # flood control off: a burst is the measurement, not a flood
+            "0",
             "--fanout",
             self.fanout,
         ]

@@ -90,7 +90,9 @@ class EmbeddedTarget:
         return self._proc.pid if self._proc is not None else None
 
     def command(self, port: int) -> list[str]:
-        args = ["--log-level", "WARNING", *self.server_args]  # a later --log-level wins
+        # Flood control off: the harness measures fan-out, not the limiter (it would
+        # delay a fast sender's lines).  A later --log-level or --rate-limit wins.
+        args = ["--log-level", "WARNING", "--rate-limit", "0", *self.server_args]
         return [sys.executable, "-m", "server", "--host", self.host, "--port", str(port), *args]
 
     def start(self) -> tuple[str, int]:

@@ -128,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-burst", type=int, default=d.rate_burst, help="lines a client may send at once before the limit applies"
     )
     parser.add_argument(
-        "--idle-timeout", type=float, default=d.idle_timeout, help="disconnect clients silent this many seconds (0 = off)"
+        "--idle-timeout",
+        type=float,
+        default=d.idle_timeout,
+        help="disconnect clients silent this many seconds (0 = off)",
     )
     parser.add_argument(
         "--keepalive", type=int, default=d.keepalive, help="TCP keepalive idle seconds, finds half-open peers (0 = off)"

@@ -43,8 +43,15 @@ class Hub:
             session.name = name
             self._by_key[key] = session
             online = sorted((s.name for s in self._by_key.values() if s.name), key=str.casefold)
-            session.send(protocol.encode_welcome(name, online))
-            self._members = tuple(self._by_key.values())
+            # From the moment it is in _members, broadcasters may send to it:
+            # hold its outbox so the welcome line goes first, and publish it
+            # before the client can read the welcome (and answer it).
+            session.outbox.hold()
+            try:
+                self._members = tuple(self._by_key.values())
+                session.send(protocol.encode_welcome(name, online))
+            finally:
+                session.outbox.release()
         self.broadcast(protocol.encode_joined(name), exclude=session)
 
     def leave(self, session: Session, reason: str) -> bool:
@@ -95,3 +102,7 @@ class Hub:
         for member in self._members:
             if member is not exclude:
                 member.send(data)
+            if self.closing:
+                # Shutting down: stop fanning out, so busy threads get out of
+                # the way of the one saying goodbye to everyone.
+                return

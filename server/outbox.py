@@ -41,8 +41,18 @@ class Outbox(Protocol):
     def send(self, data: bytes) -> None:
         """Deliver ``data`` after everything sent before; never raises."""
 
-    def close(self, last_line: bytes = b"") -> None:
-        """Send ``last_line`` if possible, then stop the connection both ways."""
+    def hold(self) -> None:
+        """Make other threads' ``send`` wait until ``release``; the holding
+        thread may still send.  Used so a new member's welcome line is the
+        first thing it gets, even though it becomes visible to broadcasters
+        at the same moment."""
+
+    def release(self) -> None:
+        """End ``hold``."""
+
+    def close(self, last_line: bytes = b"", wake_reader: bool = True) -> None:
+        """Send ``last_line`` if possible, then (with ``wake_reader``) shut the
+        connection down both ways, which ends the reader's blocking recv."""
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -62,6 +72,7 @@ class QueuedOutbox:
         "_backlog_bytes",
         "_closed",
         "_closing_line",
+        "_shutdown_after",
         "_limit",
         "_lock",
         "_name",
@@ -78,7 +89,8 @@ class QueuedOutbox:
         self._limit = limit_bytes
         self._on_overflow = on_overflow
         self._name = name
-        self._lock = threading.Lock()
+        # Reentrant, for hold(): the holding thread sends the welcome line.
+        self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._backlog: list[bytes] = []
         self._backlog_bytes = 0  # queued + being written by the writer
@@ -86,11 +98,18 @@ class QueuedOutbox:
         self._writer: threading.Thread | None = None
         self._closed = False
         self._closing_line = b""
+        self._shutdown_after = True
         self.failure: OSError | None = None
 
     @property
     def backlog_bytes(self) -> int:
         return self._backlog_bytes
+
+    def hold(self) -> None:
+        self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
 
     def send(self, data: bytes) -> None:
         overflow = False
@@ -127,7 +146,7 @@ class QueuedOutbox:
         if overflow:
             self._on_overflow()
 
-    def close(self, last_line: bytes = b"") -> None:
+    def close(self, last_line: bytes = b"", wake_reader: bool = True) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -136,14 +155,15 @@ class QueuedOutbox:
             if self._writer is not None and (self._backlog or self._writing):
                 # Let the writer finish what is queued, then the last line, then shut down.
                 self._closing_line = last_line
-                self._wake.notify()
+                self._shutdown_after = wake_reader
                 return
         if last_line:
             try:
                 self._sock.send(last_line, _DONTWAIT)
             except OSError:
                 pass
-        _shutdown(self._sock)
+        if wake_reader:
+            _shutdown(self._sock)
 
     def _drain(self) -> None:
         sock = self._sock
@@ -176,7 +196,8 @@ class QueuedOutbox:
                 sock.send(closing_line, _DONTWAIT)
             except OSError:
                 pass
-            _shutdown(sock)
+            if self._shutdown_after:
+                _shutdown(sock)
 
 
 class DirectOutbox:
@@ -186,9 +207,15 @@ class DirectOutbox:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._closed = False
         self.failure: OSError | None = None
+
+    def hold(self) -> None:
+        self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
 
     def send(self, data: bytes) -> None:
         with self._lock:
@@ -200,7 +227,7 @@ class DirectOutbox:
                 self.failure = exc
                 self._closed = True
 
-    def close(self, last_line: bytes = b"") -> None:
+    def close(self, last_line: bytes = b"", wake_reader: bool = True) -> None:
         # Do not wait for the lock: a sender may be blocked on this client forever.
         self._closed = True
         if last_line:
@@ -208,4 +235,5 @@ class DirectOutbox:
                 self._sock.send(last_line, _DONTWAIT)
             except OSError:
                 pass
-        _shutdown(self._sock)
+        if wake_reader:
+            _shutdown(self._sock)

@@ -57,22 +57,27 @@ class Session:
     def send(self, data: bytes) -> None:
         self.outbox.send(data)
 
-    def disconnect(self, reason: str) -> None:
+    def disconnect(self, reason: str, wake_reader: bool = True) -> None:
         """End this session from any thread: a last line, then the reader
-        wakes up with EOF and cleans up."""
+        wakes up with EOF and cleans up.  With ``wake_reader=False`` only the
+        last line goes out (see ``ChatServer.shutdown``); ``wake()`` finishes."""
         if self._end_reason is None:
             self._end_reason = reason
         self._ending.set()
-        self.outbox.close(protocol.encode_disconnect(reason))
+        self.outbox.close(protocol.encode_disconnect(reason), wake_reader)
+
+    def wake(self) -> None:
+        """Shut the socket down so the reader's recv returns and it cleans up."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _send_queue_exceeded(self) -> None:
         log.warning("%s (%s): send queue exceeded, disconnecting", self.name or "?", self.peer)
         if self._end_reason is None:
             self._end_reason = "send queue exceeded"
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.wake()
 
     # -- the reader thread ------------------------------------------------------
 

@@ -269,3 +269,22 @@ def test_in_process_shutdown_tells_every_client(make_server: Callable[..., ChatS
     finally:
         for c in clients:
             c.close()
+
+
+def test_a_line_sent_the_moment_a_client_is_welcomed_reaches_it(make_server: Callable[..., ChatServer]) -> None:
+    """The welcome line and membership become visible together: a message sent
+    as soon as the newcomer has read its welcome is never lost to it."""
+    server = make_server(rate_limit=0)
+    old = ChatTestClient(server.address)
+    try:
+        old.register("old")
+        for i in range(150):
+            new = ChatTestClient(server.address)
+            try:
+                new.register(f"new{i}")
+                old.say(f"hello new{i}")
+                assert new.expect(p.Message) == p.Message("old", f"hello new{i}")
+            finally:
+                new.close()
+    finally:
+        old.close()

@@ -94,7 +94,7 @@ def test_perf_gate_catches_a_2x_slower_fanout_path(baseline: gate.Baseline) -> N
     (tests/perf/slow_server.py: every stretch of server code from reading
     a batch to its last send is followed by a spin as long) fails the gate
     exactly as CI runs it, confirmation measurement included."""
-    command = (sys.executable, str(SLOW_SERVER), "2", "--port", "0", "--log-level", "INFO")
+    command = (sys.executable, str(SLOW_SERVER), "2", "--port", "0", "--log-level", "INFO", "--rate-limit", "0")
     scenario = gate.Scenario(server_command=command)
     verdict, measurements = gate.check(scenario, baseline)
     assert not any(m.stalled for m in measurements)
