@@ -6,18 +6,20 @@ STAMP  := $(VENV)/.installed
 
 # Bench knobs (override on the command line: make bench CLIENTS=10,100 RATE=500)
 CLIENTS  ?= 10,50,100,250,500,1000
-RATE     ?= 1000
+RATE     ?= 100
 DURATION ?= 5
 PAYLOAD  ?= 64
 TARGET   ?= embedded
 
-.PHONY: install test lint bench help clean
+.PHONY: install test lint bench bench-gate bench-baseline help clean
 
 help:
 	@echo "make install   create $(VENV) and install chatbench with its test extras"
 	@echo "make test      run the test suite (what CI runs)"
 	@echo "make lint      ruff + mypy"
 	@echo "make bench     default fan-out sweep against the embedded server; report under reports/"
+	@echo "make bench-gate      fan-out regression gate: server vs calibration relay ratio against the baseline"
+	@echo "make bench-baseline  re-measure bench/baseline.json (7 runs, keeps the tolerances)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +38,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	@echo "make bench: the benchmark sweep is not built yet (see the swarm and report issues)."
+	$(BIN)/python -m bench.swarm --clients $(CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD) --target $(TARGET)
+
+bench-gate: $(STAMP)
+	$(BIN)/python -m bench.gate
+
+bench-baseline: $(STAMP)
+	$(BIN)/python -m bench.gate --write-baseline
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ class Verdict(Enum):
 
 
 class TokenBucket:
-    __slots__ = ("burst", "delay", "excess", "rate", "_stamp", "_tokens")
+    __slots__ = ("_stamp", "_tokens", "burst", "delay", "excess", "rate")
 
     def __init__(self, rate: float, burst: int, clock: float | None = None) -> None:
         self.rate = rate
