@@ -25,6 +25,7 @@ from types import FrameType, TracebackType
 from server import protocol
 from server.config import ServerConfig
 from server.hub import Hub
+from server.outbox import Flusher
 from server.session import Session
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,16 @@ class ChatServer:
         self._accept_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.address: tuple[str, int] = (config.host, config.port)
+        #: The writer thread of the ``queued`` fan-out strategy.
+        self.flusher: Flusher | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> None:
         """Bind, listen and start accepting in a background thread."""
         threading.stack_size(self.config.thread_stack_bytes)
+        if self.config.fanout == "queued":
+            self.flusher = Flusher()
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         listener = socket.create_server(
             (self.config.host, self.config.port), family=family, backlog=self.config.backlog
@@ -107,6 +112,8 @@ class ChatServer:
             sessions = list(self._sessions)
         for session in sessions:
             session.disconnect("server shutting down", wake_reader=False)
+        if self.flusher is not None:
+            self.flusher.drain(grace)
         if close_connections:
             for session in sessions:
                 session.wake()
@@ -119,6 +126,9 @@ class ChatServer:
                 left = len(self._sessions)
             if left:
                 log.warning("%d sessions still closing after %.1fs; exiting anyway", left, grace)
+            if self.flusher is not None:
+                self.flusher.drain(grace)
+                self.flusher.stop()
         log.info("server stopped")
 
     def __enter__(self) -> ChatServer:

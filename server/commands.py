@@ -22,10 +22,13 @@ class EndSession(Exception):
     """Close this session.  ``reason`` is what others see in the leave notice,
     ``farewell`` what the client itself is told in ``*** Disconnected:``."""
 
-    def __init__(self, reason: str, farewell: str = "bye") -> None:
+    def __init__(self, reason: str, farewell: str = "bye", linger: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
         self.farewell = farewell
+        #: Wait for the client to close after the farewell (see Session._linger);
+        #: False for a client that is flooding and would only keep us reading.
+        self.linger = linger
 
 
 def _who(session: Session, cmd: protocol.Who) -> None:

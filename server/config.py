@@ -8,8 +8,8 @@ from typing import Literal
 
 from server.protocol import DEFAULT_MAX_LINE_BYTES
 
-FanoutStrategy = Literal["queued", "direct"]
-FANOUT_STRATEGIES: tuple[FanoutStrategy, ...] = ("queued", "direct")
+FanoutStrategy = Literal["queued", "threads", "direct"]
+FANOUT_STRATEGIES: tuple[FanoutStrategy, ...] = ("queued", "threads", "direct")
 
 #: Default cap on simultaneous clients.  10,000 fit on a 2-core, 24 GiB
 #: machine with small thread stacks; beyond that the host's descriptor limit
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--fanout",
         choices=FANOUT_STRATEGIES,
         default=d.fanout,
-        help="queued: per-client bounded queue + writer; direct: the seed's blocking sends in the sender's thread",
+        help="queued: per-client bounded queues drained in batches by one flusher thread (epoll); "
+        "threads: per-client writer threads; direct: the seed's blocking sends in the sender's thread",
     )
     parser.add_argument(
         "--rate-limit",

@@ -9,6 +9,7 @@ outbox.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from server import protocol
@@ -26,6 +27,8 @@ class Hub:
         self._lock = threading.Lock()
         self._by_key: dict[str, Session] = {}
         self._members: tuple[Session, ...] = ()
+        #: (session, its outbox's send) pairs: the broadcast loop's only input.
+        self._targets: tuple[tuple[Session, Callable[[bytes], None]], ...] = ()
         #: Set when the server shuts down: leaves are then silent, because
         #: N clients each telling N-1 others that they left is O(N^2) work
         #: for notices nobody will read.
@@ -43,16 +46,15 @@ class Hub:
             session.name = name
             self._by_key[key] = session
             online = sorted((s.name for s in self._by_key.values() if s.name), key=str.casefold)
-            # From the moment it is in _members, broadcasters may send to it:
-            # hold its outbox so the welcome line goes first, and publish it
-            # before the client can read the welcome (and answer it).
-            session.outbox.hold()
-            try:
-                self._members = tuple(self._by_key.values())
-                session.send(protocol.encode_welcome(name, online))
-            finally:
-                session.outbox.release()
+            # The welcome must be the first line it gets, yet it must already be
+            # a member when it reads the welcome (and anyone reacts to it).
+            session.outbox.admit(protocol.encode_welcome(name, online), self._publish)
         self.broadcast(protocol.encode_joined(name), exclude=session)
+
+    def _publish(self) -> None:
+        """Rebuild the broadcast snapshot (caller holds the lock)."""
+        self._members = tuple(self._by_key.values())
+        self._targets = tuple((s, s.outbox.send) for s in self._members)
 
     def leave(self, session: Session, reason: str) -> bool:
         """Remove ``session``; True the first (and only) time it was a member."""
@@ -63,7 +65,7 @@ class Hub:
             if self._by_key.get(protocol.name_key(name)) is not session:
                 return False
             del self._by_key[protocol.name_key(name)]
-            self._members = tuple(self._by_key.values())
+            self._publish()
         if not self.closing:
             self.broadcast(protocol.encode_left(name, reason))
         return True
@@ -99,9 +101,9 @@ class Hub:
     # -- fan-out --------------------------------------------------------------
 
     def broadcast(self, data: bytes, exclude: Session | None = None) -> None:
-        for member in self._members:
+        for member, send in self._targets:
             if member is not exclude:
-                member.send(data)
+                send(data)
             if self.closing:
                 # Shutting down: stop fanning out, so busy threads get out of
                 # the way of the one saying goodbye to everyone.

@@ -1,18 +1,27 @@
 """How bytes reach one client: the fan-out strategies.
 
-Both strategies have the same small interface (:class:`Outbox`): ``send``
+Every strategy has the same small interface (:class:`Outbox`): ``send``
 hands over bytes that must reach the client whole and in order, ``close``
-ends it after a last line.  Which one the server uses is ``--fanout``.
+ends it after a last line, ``admit`` sends the first line of a new member.
+Which one the server uses is ``--fanout``.
 
-``queued`` (default)
-    The caller first tries a non-blocking send.  What the kernel does not
-    take at once goes into a bounded per-client backlog drained by that
-    client's own writer thread, started the first time a backlog appears.
-    Queued lines are coalesced into one ``sendall``.  A backlog past the
-    send-queue limit disconnects that client ("send queue exceeded"); the
-    sender never waits for a slow reader.
+``queued`` (default): :class:`QueuedOutbox` + :class:`Flusher`
+    ``send`` only appends to the client's queue (no syscall, no lock, no
+    thread wake-up) and marks it ready.  One flusher thread for the whole
+    server drains ready queues: everything queued for a client since its
+    last flush goes out in ONE non-blocking ``send``.  The busier the server,
+    the more lines each send carries, so the batch grows with load by itself.
+    What the kernel does not take waits in that client's queue and is retried
+    when epoll says the socket is writable.  A queue past the send-queue
+    limit disconnects that client ("send queue exceeded"); nobody waits for
+    a slow reader.
 
-``direct``
+``threads``: :class:`ThreadedOutbox`
+    The first design: the caller tries a non-blocking send; what the kernel
+    does not take goes into a bounded backlog drained by that client's own
+    writer thread.  One syscall per line per recipient.  Kept for comparison.
+
+``direct``: :class:`DirectOutbox`
     The seed's way: the sender's thread does a blocking ``sendall`` to every
     recipient.  One client that stops reading stalls everyone who talks.
     Kept as the slow reference for the benchmarks (with a per-client lock,
@@ -22,8 +31,12 @@ ends it after a last line.  Which one the server uses is ``--fanout``.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -41,30 +54,40 @@ class Outbox(Protocol):
     def send(self, data: bytes) -> None:
         """Deliver ``data`` after everything sent before; never raises."""
 
-    def hold(self) -> None:
-        """Make other threads' ``send`` wait until ``release``; the holding
-        thread may still send.  Used so a new member's welcome line is the
-        first thing it gets, even though it becomes visible to broadcasters
-        at the same moment."""
+    def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
+        """Send ``first_line`` (a welcome) and call ``publish`` (which makes the
+        client visible to broadcasters) so that ``first_line`` is the first
+        line the client gets, and is not on the wire before ``publish``
+        returned: whoever reacts to it finds the client already published."""
 
-    def release(self) -> None:
-        """End ``hold``."""
-
-    def close(self, last_line: bytes = b"", wake_reader: bool = True) -> None:
+    def close(self, last_line: bytes = b"", wake_reader: bool = True, half_close: bool = False) -> None:
         """Send ``last_line`` if possible, then (with ``wake_reader``) shut the
-        connection down both ways, which ends the reader's blocking recv."""
+        connection down both ways, which ends the reader's blocking recv.
+        With ``half_close`` only our sending side is shut (FIN after the last
+        line) and the reader goes on reading until the client closes too, so
+        the last line is not lost to a reset."""
+
+    def dispose(self) -> None:
+        """The session is finished with the socket: close it (now, or when the
+        writer is done with it)."""
 
 
-def _shutdown(sock: socket.socket) -> None:
+def _how(wake_reader: bool, half_close: bool) -> int | None:
+    return socket.SHUT_WR if half_close else socket.SHUT_RDWR if wake_reader else None
+
+
+def _shutdown(sock: socket.socket, how: int | None = socket.SHUT_RDWR) -> None:
     """Wake the reader thread (its recv returns b"") without closing the fd,
-    which stays owned by the session."""
+    which stays owned by the session; ``how=SHUT_WR`` only sends our FIN."""
+    if how is None:
+        return
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        sock.shutdown(how)
     except OSError:
         pass
 
 
-class QueuedOutbox:
+class ThreadedOutbox:
     """Non-blocking first try, then a bounded backlog and a lazy writer thread."""
 
     __slots__ = (
@@ -98,18 +121,17 @@ class QueuedOutbox:
         self._writer: threading.Thread | None = None
         self._closed = False
         self._closing_line = b""
-        self._shutdown_after = True
+        self._shutdown_after: int | None = socket.SHUT_RDWR
         self.failure: OSError | None = None
 
     @property
     def backlog_bytes(self) -> int:
         return self._backlog_bytes
 
-    def hold(self) -> None:
-        self._lock.acquire()
-
-    def release(self) -> None:
-        self._lock.release()
+    def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
+        with self._lock:  # other senders wait until the first line is out
+            publish()
+            self.send(first_line)
 
     def send(self, data: bytes) -> None:
         overflow = False
@@ -146,7 +168,11 @@ class QueuedOutbox:
         if overflow:
             self._on_overflow()
 
-    def close(self, last_line: bytes = b"", wake_reader: bool = True) -> None:
+    def dispose(self) -> None:
+        self._sock.close()
+
+    def close(self, last_line: bytes = b"", wake_reader: bool = True, half_close: bool = False) -> None:
+        how = _how(wake_reader, half_close)
         with self._lock:
             if self._closed:
                 return
@@ -155,15 +181,14 @@ class QueuedOutbox:
             if self._writer is not None and (self._backlog or self._writing):
                 # Let the writer finish what is queued, then the last line, then shut down.
                 self._closing_line = last_line
-                self._shutdown_after = wake_reader
+                self._shutdown_after = how
                 return
         if last_line:
             try:
                 self._sock.send(last_line, _DONTWAIT)
             except OSError:
                 pass
-        if wake_reader:
-            _shutdown(self._sock)
+        _shutdown(self._sock, how)
 
     def _drain(self) -> None:
         sock = self._sock
@@ -196,8 +221,7 @@ class QueuedOutbox:
                 sock.send(closing_line, _DONTWAIT)
             except OSError:
                 pass
-            if self._shutdown_after:
-                _shutdown(sock)
+            _shutdown(sock, self._shutdown_after)
 
 
 class DirectOutbox:
@@ -211,11 +235,10 @@ class DirectOutbox:
         self._closed = False
         self.failure: OSError | None = None
 
-    def hold(self) -> None:
-        self._lock.acquire()
-
-    def release(self) -> None:
-        self._lock.release()
+    def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
+        with self._lock:  # other senders wait until the first line is out
+            publish()
+            self.send(first_line)
 
     def send(self, data: bytes) -> None:
         with self._lock:
@@ -227,7 +250,10 @@ class DirectOutbox:
                 self.failure = exc
                 self._closed = True
 
-    def close(self, last_line: bytes = b"", wake_reader: bool = True) -> None:
+    def dispose(self) -> None:
+        self._sock.close()
+
+    def close(self, last_line: bytes = b"", wake_reader: bool = True, half_close: bool = False) -> None:
         # Do not wait for the lock: a sender may be blocked on this client forever.
         self._closed = True
         if last_line:
@@ -235,5 +261,255 @@ class DirectOutbox:
                 self._sock.send(last_line, _DONTWAIT)
             except OSError:
                 pass
-        if wake_reader:
-            _shutdown(self._sock)
+        _shutdown(self._sock, _how(wake_reader, half_close))
+
+
+class Flusher:
+    """The one writer thread behind every :class:`QueuedOutbox` of a server.
+
+    Outboxes with fresh data are put on the ``ready`` deque (once until they
+    are flushed).  The thread pops them, sends each one's queue in a single
+    non-blocking ``send``, and sleeps in ``epoll`` when nothing is ready,
+    woken by a pipe (written only when it is asleep) or by a backlogged
+    socket becoming writable.
+    """
+
+    def __init__(self) -> None:
+        self.ready: deque[QueuedOutbox] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._epoll = select.epoll()
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        self._waiting: dict[int, QueuedOutbox] = {}  # fd -> outbox waiting for EPOLLOUT
+        self._sleeping = False
+        self._woken = False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
+        self._thread.start()
+
+    def schedule(self, outbox: QueuedOutbox) -> None:
+        """Called by any thread after queueing data for ``outbox``."""
+        self.ready.append(outbox)
+        if self._sleeping and not self._woken:
+            self._wake()
+
+    def _wake(self) -> None:
+        self._woken = True
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything queued so far was handed to the kernel (or
+        waits on a socket that will not take it); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.ready and self._sleeping:
+                return True
+            time.sleep(0.002)
+        return False
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake()
+        self._thread.join(2)
+
+    def _run(self) -> None:
+        ready = self.ready
+        epoll = self._epoll
+        waiting = self._waiting
+        while not self._stopped:
+            if not ready:
+                self._sleeping = True
+                events = epoll.poll() if not ready else []  # re-check after raising the flag
+                self._sleeping = False
+                self._woken = False
+                for fd, _ in events:
+                    if fd == self._wake_r:
+                        try:
+                            os.read(self._wake_r, 4096)
+                        except OSError:
+                            pass
+                        continue
+                    woken = waiting.pop(fd, None)
+                    if woken is not None:
+                        self._unregister(fd)
+                        woken.writable = True
+                        ready.append(woken)
+            # Flush what is ready now; whatever arrives meanwhile waits for the
+            # next round and so travels in a bigger batch.
+            for _ in range(len(ready)):
+                outbox = ready.popleft()
+                try:
+                    outbox.flush()
+                except Exception:  # one client's trouble never stops the flusher
+                    log.exception("flushing %s failed", outbox.name)
+                    outbox.failure = OSError("flush failed")
+                if outbox.disposed:
+                    if waiting.pop(outbox.fd, None) is not None:
+                        self._unregister(outbox.fd)
+                elif not outbox.writable and outbox.fd not in waiting:
+                    try:
+                        epoll.register(outbox.fd, select.EPOLLOUT | select.EPOLLONESHOT)
+                        waiting[outbox.fd] = outbox
+                    except (OSError, ValueError):
+                        outbox.writable = True
+        self._epoll.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _unregister(self, fd: int) -> None:
+        try:
+            self._epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+
+
+class QueuedOutbox:
+    """A bounded per-client queue, drained by the server's :class:`Flusher`.
+
+    Broadcasters only append to ``_pending`` (atomic, no lock) and put the
+    outbox on the flusher's ready deque if it is not there yet.  Everything
+    else happens in the flusher thread, which also closes the socket once the
+    session has let go of it (``dispose``), so no send can ever hit a
+    descriptor that was closed and reused.
+    """
+
+    __slots__ = (
+        "_backlog",
+        "_backlog_bytes",
+        "_flusher",
+        "_held",
+        "_limit",
+        "_on_overflow",
+        "_pending",
+        "_scheduled",
+        "_shutdown_after",
+        "_sock",
+        "closed",
+        "disposed",
+        "failure",
+        "fd",
+        "name",
+        "writable",
+    )
+
+    def __init__(
+        self, sock: socket.socket, limit_bytes: int, on_overflow: Callable[[], None], name: str, flusher: Flusher
+    ) -> None:
+        self._sock = sock
+        self.fd = sock.fileno()
+        self._limit = limit_bytes
+        self._on_overflow = on_overflow
+        self.name = name
+        self._flusher = flusher
+        self._pending: deque[bytes] = deque()
+        self._scheduled = False
+        self._held = False
+        # The flusher's side: bytes the kernel has not taken yet.
+        self._backlog: list[bytes] = []
+        self._backlog_bytes = 0
+        #: False while the socket is known to be full (waiting for EPOLLOUT).
+        self.writable = True
+        self.closed = False
+        self.disposed = False
+        self._shutdown_after: int | None = None
+        self.failure: OSError | None = None
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog_bytes
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._flusher.schedule(self)
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._pending.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            self._flusher.schedule(self)
+
+    def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
+        # Queue the first line, publish, and only then let the flusher send.
+        self._held = True
+        self._pending.append(first_line)
+        try:
+            publish()
+        finally:
+            self._held = False
+            self._schedule()
+
+    def close(self, last_line: bytes = b"", wake_reader: bool = True, half_close: bool = False) -> None:
+        if self.closed:
+            return
+        if last_line:
+            self._pending.append(last_line)
+        self._shutdown_after = _how(wake_reader, half_close)
+        self.closed = True
+        self._flusher.schedule(self)
+
+    def dispose(self) -> None:
+        """The session is done: send what is queued if the socket takes it
+        now, then close the socket (in the flusher thread)."""
+        self.closed = True
+        self.disposed = True
+        self._flusher.schedule(self)
+
+    def flush(self) -> None:
+        """Flusher thread only: move queued lines to the backlog and send the
+        backlog in one non-blocking syscall."""
+        self._scheduled = False
+        if self._held:
+            self._schedule()  # the first line is not released yet: next round
+            return
+        pending = self._pending
+        if pending:
+            parts = [pending.popleft() for _ in range(len(pending))]
+            if self.failure is None:
+                self._backlog.extend(parts)
+                self._backlog_bytes += sum(map(len, parts))
+        if self.failure is None and self._backlog and (self.writable or self.disposed):
+            data = b"".join(self._backlog) if len(self._backlog) > 1 else self._backlog[0]
+            try:
+                sent = self._sock.send(data, _DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                # The peer is gone; its reader thread will see it and clean up.
+                self.failure = exc
+                self.closed = True
+                sent = len(data)
+            if sent == len(data):
+                self._backlog = []
+                self._backlog_bytes = 0
+            else:
+                self._backlog = [data[sent:]]
+                self._backlog_bytes = len(data) - sent
+                self.writable = False
+        if self.disposed:
+            if self._pending:  # appended while we were sending: next round
+                self._schedule()
+                return
+            self._backlog = []
+            self._backlog_bytes = 0
+            self._sock.close()
+            return
+        if self._backlog_bytes > self._limit and self.failure is None:
+            self.failure = OSError("send queue exceeded")
+            self._backlog = []
+            self._backlog_bytes = 0
+            self.writable = True
+            self.closed = True
+            self._on_overflow()
+            return
+        # A last line is appended before `closed` is set, so once `closed` is
+        # seen here, an empty `_pending` really means everything went out.
+        if self.closed and not self._backlog and not self._pending and self._shutdown_after is not None:
+            _shutdown(self._sock, self._shutdown_after)
+            self._shutdown_after = None

@@ -17,7 +17,7 @@ from server import protocol
 from server.commands import EndSession, dispatch
 from server.flood import TokenBucket, Verdict
 from server.hub import NameTaken
-from server.outbox import DirectOutbox, Outbox, QueuedOutbox
+from server.outbox import DirectOutbox, Outbox, QueuedOutbox, ThreadedOutbox
 
 if TYPE_CHECKING:
     from server.app import ChatServer
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 #: Bytes asked of the kernel per recv.  64 KiB lets one call pick up a whole
 #: burst, whose chat lines are then broadcast as one batch per recipient.
 RECV_BYTES = 65536
+
+#: How long a session that is ending waits for the client to close after our
+#: last line (see ``Session._linger``).
+LINGER_SECONDS = 2.0
 
 
 class Session:
@@ -42,8 +46,11 @@ class Session:
         self.outbox: Outbox
         if config.fanout == "direct":
             self.outbox = DirectOutbox(sock)
+        elif config.fanout == "threads":
+            self.outbox = ThreadedOutbox(sock, config.send_queue_bytes, self._send_queue_exceeded, peer)
         else:
-            self.outbox = QueuedOutbox(sock, config.send_queue_bytes, self._send_queue_exceeded, peer)
+            assert server.flusher is not None
+            self.outbox = QueuedOutbox(sock, config.send_queue_bytes, self._send_queue_exceeded, peer, server.flusher)
         #: Why the session ends, when something other than the reader decides.
         self._end_reason: str | None = None
         #: Set when the session is being ended from outside; cuts flood waits short.
@@ -89,12 +96,16 @@ class Session:
                 self._chat()
         except EndSession as end:
             reason = end.reason
-            self.outbox.close(protocol.encode_disconnect(end.farewell))
+            self._leave(reason)  # others hear of it now, not after the linger
+            self.outbox.close(protocol.encode_disconnect(end.farewell), half_close=end.linger)
+            if end.linger:
+                self._linger()
         except ConnectionResetError:
             reason = "connection reset"
         except TimeoutError:
             reason = "registration timeout"
-            self.outbox.close(protocol.encode_disconnect("registration timeout"))
+            self.outbox.close(protocol.encode_disconnect("registration timeout"), half_close=True)
+            self._linger()
         except OSError as exc:
             reason = f"socket error: {exc.strerror or exc}"
         except Exception:
@@ -105,16 +116,31 @@ class Session:
                 reason = self._end_reason
             elif reason == "connection closed" and isinstance(self.outbox.failure, ConnectionResetError):
                 reason = "connection reset"
-            if self.hub.leave(self, reason):
-                log.info("%s left (%s)", self.name, reason)
-            else:
+            self._leave(reason)
+            if self.name is None:
                 log.debug("%s disconnected before registering (%s)", self.peer, reason)
             self.outbox.close()
-            try:
-                self.sock.close()
-            except OSError:
-                pass
+            self.outbox.dispose()
             self.server.forget(self)
+
+    def _leave(self, reason: str) -> None:
+        """Leave the hub (announced to the others) if still a member."""
+        if self.hub.leave(self, reason):
+            log.info("%s left (%s)", self.name, reason)
+
+    def _linger(self) -> None:
+        """After our last line and FIN, read (and drop) what the client still
+        sends until it closes, for at most LINGER_SECONDS.  Closing a socket
+        with unread input makes the kernel send a reset, which can destroy the
+        last line before the client reads it."""
+        deadline = time.monotonic() + LINGER_SECONDS
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(remaining)
+                if not self.sock.recv(RECV_BYTES):
+                    return
+        except OSError:
+            pass
 
     def _recv_lines(self) -> list[bytes] | None:
         """Next complete lines, or None at EOF.  Reports dropped oversized lines."""
@@ -207,7 +233,7 @@ class Session:
             self._flush(pending)
         if verdict is Verdict.FLOOD:
             log.warning("%s (%s): excess flood, disconnecting", self.name or "?", self.peer)
-            raise EndSession("excess flood", farewell="excess flood")
+            raise EndSession("excess flood", farewell="excess flood", linger=False)
         if verdict is Verdict.WARN:
             self.send(
                 protocol.encode_error(

@@ -166,7 +166,7 @@ def test_burst_of_2000_lines_reaches_20_receivers_intact_once_and_in_order(
             c.close()
 
 
-@pytest.mark.parametrize("fanout", ["queued", "direct"])
+@pytest.mark.parametrize("fanout", ["queued", "threads", "direct"])
 def test_both_fanout_strategies_relay_correctly(make_server: Callable[..., ChatServer], fanout: str) -> None:
     server = make_server(fanout=fanout)
     clients = [ChatTestClient(server.address) for _ in range(5)]
@@ -183,10 +183,11 @@ def test_both_fanout_strategies_relay_correctly(make_server: Callable[..., ChatS
             c.close()
 
 
+@pytest.mark.parametrize("fanout", ["queued", "threads"])
 def test_a_client_that_never_reads_is_cut_off_and_the_others_get_everything(
-    make_server: Callable[..., ChatServer],
+    make_server: Callable[..., ChatServer], fanout: str
 ) -> None:
-    server = make_server(send_queue_bytes=256 * 1024, rate_limit=0)
+    server = make_server(send_queue_bytes=256 * 1024, rate_limit=0, fanout=fanout)
     stalled = ChatTestClient(server.address, rcvbuf=4096)
     readers = [ChatTestClient(server.address) for _ in range(3)]
     sender = ChatTestClient(server.address)
