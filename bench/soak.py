@@ -1,0 +1,131 @@
+"""A bounded soak: steady chat traffic for a while, then check that the server
+gives back what it took.
+
+Starts the embedded server, records its RSS, thread count and open
+descriptors while idle, drives ``--clients`` clients at ``--rate`` messages/s
+for ``--duration`` seconds with the swarm (every delivery checked), lets the
+clients leave, and checks that threads and descriptors are back at the idle
+baseline and RSS is within ``--rss-slack-mib`` of it.  Exit code 0 if so and
+no delivery was lost, 1 otherwise.  Not part of CI (it runs for a minute)::
+
+    python -m bench.soak                      # 60 s, 200 clients, 200 msg/s
+    python -m bench.soak --duration 10 --clients 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.swarm import SwarmConfig, run_swarm, summary_line
+from bench.targets import EmbeddedTarget
+
+
+@dataclass(frozen=True)
+class Footprint:
+    rss_bytes: int
+    threads: int
+    fds: int
+
+    @classmethod
+    def of(cls, proc: psutil.Process) -> Footprint:
+        return cls(proc.memory_info().rss, proc.num_threads(), proc.num_fds())
+
+
+def settle(proc: psutil.Process, baseline: Footprint, timeout: float) -> Footprint:
+    """Sample until threads and descriptors are back at the baseline (or time out)."""
+    deadline = time.monotonic() + timeout
+    current = Footprint.of(proc)
+    while time.monotonic() < deadline:
+        current = Footprint.of(proc)
+        if current.threads <= baseline.threads and current.fds <= baseline.fds:
+            break
+        time.sleep(0.2)
+    return current
+
+
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    with EmbeddedTarget(["--log-level", "WARNING"]) as target:
+        host, port = target.start()
+        assert target.pid is not None
+        proc = psutil.Process(target.pid)
+        time.sleep(0.5)
+        idle = Footprint.of(proc)
+        print(f"idle server: RSS {idle.rss_bytes / 2**20:.1f} MiB, {idle.threads} threads, {idle.fds} fds",
+              file=sys.stderr)
+        config = SwarmConfig(
+            clients=args.clients,
+            rate=args.rate,
+            duration_s=args.duration,
+            payload_bytes=args.payload,
+            target=f"{host}:{port}",
+            server_pid=target.pid,
+            label="soak",
+        )
+        doc = run_swarm(config)
+        print(summary_line(doc))
+        server_summary = (doc["resources"].get("server") or {}).get("summary") or {}
+        loaded_rss = int(server_summary.get("rss_max_bytes") or 0)
+        after = settle(proc, idle, args.settle)
+    rss_growth = after.rss_bytes - idle.rss_bytes
+    problems = []
+    if after.threads > idle.threads:
+        problems.append(f"threads {after.threads} > idle {idle.threads}")
+    if after.fds > idle.fds:
+        problems.append(f"descriptors {after.fds} > idle {idle.fds}")
+    if rss_growth > args.rss_slack_mib * 2**20:
+        problems.append(f"RSS grew {rss_growth / 2**20:.1f} MiB > {args.rss_slack_mib} MiB")
+    if doc["integrity"]["faults"]:
+        problems.append(f"integrity faults: {doc['integrity']}")
+    return {
+        "idle": asdict(idle),
+        "after": asdict(after),
+        "peak_rss_bytes": loaded_rss,
+        "rss_growth_bytes": rss_growth,
+        "problems": problems,
+        "summary": summary_line(doc),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak",
+        description="Bounded soak of the embedded server: steady traffic, then check that RSS, "
+        "threads and descriptors return to the idle baseline.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--clients", type=int, default=200, help="chat clients")
+    parser.add_argument("--rate", type=float, default=200.0, help="messages/s over all senders")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
+    parser.add_argument("--payload", type=int, default=64, help="payload bytes per message")
+    parser.add_argument("--settle", type=float, default=10.0, help="seconds to wait for cleanup afterwards")
+    parser.add_argument("--rss-slack-mib", type=float, default=16.0, help="allowed RSS growth over idle")
+    parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    args = parser.parse_args(argv)
+    if args.duration > 600 or args.clients > 5000:
+        parser.error("a soak is bounded: at most 600 s and 5,000 clients")
+    result = soak(args)
+    idle, after = result["idle"], result["after"]
+    print(
+        f"idle RSS {idle['rss_bytes'] / 2**20:.1f} MiB / {idle['threads']} threads / {idle['fds']} fds; "
+        f"peak RSS {result['peak_rss_bytes'] / 2**20:.1f} MiB; after RSS {after['rss_bytes'] / 2**20:.1f} MiB / "
+        f"{after['threads']} threads / {after['fds']} fds"
+    )
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2))
+    if result["problems"]:
+        print("SOAK FAILED: " + "; ".join(result["problems"]))
+        return 1
+    print("soak passed: the server returned to its idle footprint")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
