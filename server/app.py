@@ -56,7 +56,7 @@ def set_keepalive(sock: socket.socket, idle_seconds: int) -> None:
 class ChatServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.hub = Hub()
+        self.hub = Hub(config.announce_limit)
         self._sessions: set[Session] = set()
         self._threads: dict[Session, threading.Thread] = {}
         self._lock = threading.Lock()

@@ -53,6 +53,13 @@ DEFAULT_IDLE_TIMEOUT = 0.0
 DEFAULT_KEEPALIVE = 60
 
 
+#: Join and leave notices go out only while the room has at most this many
+#: members.  Each one is a line to every member, so N people arriving cost N^2
+#: lines: with 10,000 clients that is 50 million notices nobody can read.
+#: Big IRC channels mute joins the same way ("auditorium mode").
+DEFAULT_ANNOUNCE_LIMIT = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -66,6 +73,7 @@ class ServerConfig:
     rate_burst: int = DEFAULT_RATE_BURST
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     keepalive: int = DEFAULT_KEEPALIVE
+    announce_limit: int = DEFAULT_ANNOUNCE_LIMIT
     thread_stack_bytes: int = DEFAULT_THREAD_STACK_BYTES
     backlog: int = 1024
     log_level: str = "INFO"
@@ -83,6 +91,8 @@ class ServerConfig:
             raise ValueError("registration timeout must be positive")
         if self.rate_limit < 0 or self.rate_burst < 1:
             raise ValueError("rate limit must be >= 0 (0 = off) and rate burst >= 1")
+        if self.announce_limit < 0:
+            raise ValueError("announce limit must be >= 0")
         if self.idle_timeout < 0 or self.keepalive < 0:
             raise ValueError("idle timeout and keepalive must be >= 0 (0 = off)")
         if self.fanout not in FANOUT_STRATEGIES:
@@ -137,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keepalive", type=int, default=d.keepalive, help="TCP keepalive idle seconds, finds half-open peers (0 = off)"
     )
+    parser.add_argument(
+        "--announce-limit",
+        type=int,
+        default=d.announce_limit,
+        help="send join/leave notices only while at most this many are online (they cost N^2 lines)",
+    )
     parser.add_argument("--thread-stack-kib", type=int, default=d.thread_stack_bytes // 1024, help="stack per thread")
     parser.add_argument("--backlog", type=int, default=d.backlog, help="listen() backlog")
     parser.add_argument(
@@ -161,6 +177,7 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
             rate_burst=args.rate_burst,
             idle_timeout=args.idle_timeout,
             keepalive=args.keepalive,
+            announce_limit=args.announce_limit,
             thread_stack_bytes=args.thread_stack_kib * 1024,
             backlog=args.backlog,
             log_level=args.log_level,

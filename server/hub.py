@@ -23,7 +23,9 @@ class NameTaken(Exception):
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, announce_limit: int = 1000) -> None:
+        #: Join/leave notices only while at most this many are members.
+        self.announce_limit = announce_limit
         self._lock = threading.Lock()
         self._by_key: dict[str, Session] = {}
         self._members: tuple[Session, ...] = ()
@@ -49,7 +51,8 @@ class Hub:
             # The welcome must be the first line it gets, yet it must already be
             # a member when it reads the welcome (and anyone reacts to it).
             session.outbox.admit(protocol.encode_welcome(name, online), self._publish)
-        self.broadcast(protocol.encode_joined(name), exclude=session)
+        if len(self._members) <= self.announce_limit:
+            self.broadcast(protocol.encode_joined(name), exclude=session)
 
     def _publish(self) -> None:
         """Rebuild the broadcast snapshot (caller holds the lock)."""
@@ -66,7 +69,7 @@ class Hub:
                 return False
             del self._by_key[protocol.name_key(name)]
             self._publish()
-        if not self.closing:
+        if not self.closing and len(self._members) < self.announce_limit:
             self.broadcast(protocol.encode_left(name, reason))
         return True
 

@@ -289,3 +289,23 @@ def test_a_line_sent_the_moment_a_client_is_welcomed_reaches_it(make_server: Cal
                 new.close()
     finally:
         old.close()
+
+
+def test_join_and_leave_notices_stop_above_the_announce_limit(make_server: Callable[..., ChatServer]) -> None:
+    server = make_server(announce_limit=2)
+    a, b, c = (ChatTestClient(server.address) for _ in range(3))
+    try:
+        a.register("a")
+        b.register("b")
+        assert a.expect(p.Joined) == p.Joined("b")  # 2 members: announced
+        assert c.register("c").count == 3  # 3 members: quiet, but the count is exact
+        c.say("still relayed")
+        assert a.expect(p.Message) == p.Message("c", "still relayed")
+        c.send_line("/quit")
+        c.read_until_closed()
+        b.send_line("/quit")  # back to 2 members, then 1: announced again
+        assert a.expect(p.Left) == p.Left("b", "quit")
+        assert a.drain() == []
+    finally:
+        for x in (a, b, c):
+            x.close()
