@@ -119,7 +119,7 @@ def parse(line: bytes) -> Message:
     head, sep, trailing = rest.partition(b" :")
     if not sep and rest.startswith(b":"):  # no command, only a trailing part
         head, trailing, sep = b"", rest[1:], b" :"
-    words = head.split()
+    words = [w for w in head.split(b" ") if w]
     if not words:
         raise IrcError(f"no command in IRC line {line[:80]!r}")
     command = _text(words[0]).upper()
