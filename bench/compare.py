@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import math
 import sys
 from collections.abc import Sequence
@@ -237,6 +238,21 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], charts: list[str]) -
             f"| {name} | {t.get('protocol', '-')} | {t.get('version') or 'this repo'} | "
             f"{t.get('flood_control') or ('--rate-limit 0' if name == OURS else '-')} |"
         )
+    points = [p for s in series.values() for p in s["points"]]
+    saturated = sum(1 for p in points if p.get("load_generator_saturated"))
+    load = meta["environment"].get("load_average")
+    lines += [
+        "",
+        f"Machine load average when the comparison ended: {', '.join(f'{v:.2f}' for v in load) if load else '-'}.",
+    ]
+    if saturated:
+        lines += [
+            "",
+            f"**Caveat:** {saturated} of {len(points)} points are flagged *harness saturated*: a load-generator "
+            "worker was running or waiting for a CPU for >= 90% of the traffic window (busy, or starved by other "
+            "load on the machine). Their latencies describe the harness as much as the server; read them as upper "
+            "bounds and compare them only with care.",
+        ]
     lines += [
         "",
         "## Ratios (ours / peer)",
@@ -295,6 +311,7 @@ def write_charts(summary: dict[str, Any], out: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     metrics = [
         ("compare-p99.png", "p99_us", "p99 latency (ms)", 1e-3, True),
@@ -310,8 +327,14 @@ def write_charts(summary: dict[str, Any], out: Path) -> list[str]:
                 xs, ys = zip(*pts, strict=True)
                 ax.plot(xs, ys, marker="o", label=name)
         ax.set_xscale("log")
+        ax.set_xticks(sorted({p["clients"] for s in summary["series"].values() for p in s["points"]}))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         if logy:
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:,.10g}"))
+            ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("clients")
         ax.set_ylabel(label)
         ax.set_title(f"{label} vs clients")
@@ -369,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
         "up by delayed ACKs",
     )
     p.add_argument("--out", help="output directory (default: reports/compare/<timestamp>)")
+    p.add_argument(
+        "--rebuild",
+        metavar="DIR",
+        help="run nothing: re-read the sweeps in DIR (a previous --out); rewrite compare.json, COMPARE.md, charts",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -376,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.rebuild:
+        try:
+            path = write_report(Path(args.rebuild))
+        except (results.ResultsError, OSError, KeyError) as exc:
+            parser.error(f"cannot rebuild {args.rebuild}: {exc}")
+        print(f"comparison: {path}", file=sys.stderr)
+        return 0
     targets: list[str] = args.targets
     if args.rate <= 0:
         parser.error("--rate must be positive")
@@ -411,9 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             command=[*command, f"# target {name}"],
         )
         failed |= any(r["status"] != "ok" for r in index["runs"])
-    summary = summarize(out, targets)
-
     meta = {
+        "targets": targets,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command,
         "clients": list(args.clients),
@@ -428,11 +462,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "flood_plan": flood,
         "environment": environment(),
     }
+    print(f"comparison: {write_report(out, meta)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def write_report(out: Path, meta: dict[str, Any] | None = None) -> Path:
+    """Summarize the sweeps under ``out`` into compare.json, COMPARE.md and
+    charts; ``meta`` None re-uses the one in an existing compare.json."""
+    if meta is None:
+        try:
+            previous = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+            meta = dict(previous["meta"])
+            meta.setdefault("targets", list(previous["series"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise results.ResultsError(f"no readable compare.json in {out}: {exc}") from exc
+    summary = summarize(out, meta["targets"])
     charts = write_charts(summary, out)
     results.write_json(out / "compare.json", {"kind": COMPARE_KIND, "meta": meta, **summary})
-    (out / "COMPARE.md").write_text(markdown(summary, meta, charts), encoding="utf-8")
-    print(f"comparison: {out / 'COMPARE.md'}", file=sys.stderr)
-    return 1 if failed else 0
+    path = out / "COMPARE.md"
+    path.write_text(markdown(summary, meta, charts), encoding="utf-8")
+    return path
 
 
 if __name__ == "__main__":
