@@ -47,13 +47,12 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench import results, workload
+from bench import adapters, results, workload
 from bench.integrity import IntegrityCounts
 from bench.sampler import DEFAULT_INTERVAL_S, ResourceSampler
 from bench.stats import LatencyHistogram
-from bench.targets import Target, TargetError, make_target
+from bench.targets import Target, TargetError, make_target, target_protocol
 from bench.worker import ClientSpec, Schedule, WorkerPlan, raise_nofile_limit, worker_main
-from server import protocol
 
 #: Default senders when ``--senders`` is not given (capped at the client count).
 DEFAULT_SENDERS = 10
@@ -91,6 +90,9 @@ class SwarmConfig:
     sample_interval_s: float = DEFAULT_INTERVAL_S
     spin_us: int = 0
     target: str = "embedded"
+    protocol: str | None = None  #: HOST:PORT target: chat (default) or irc; named targets know theirs
+    connect_batch: int | None = None  #: registrations in flight over all workers; default: the target's
+    quickack: bool = False  #: receivers ACK every read at once (TCP_QUICKACK)
     fanout: str | None = None  #: embedded only: --fanout
     send_queue_bytes: int | None = None  #: embedded only: --send-queue-bytes
     server_args: tuple[str, ...] = ()  #: embedded only: more server options, verbatim
@@ -115,17 +117,24 @@ class SwarmConfig:
         need(self.messages is not None or self.duration_s > 0, "--duration must be positive")
         need(self.warmup_s >= 0, "--warmup must be >= 0")
         need(self.payload_bytes >= 0, "--payload must be >= 0")
+        try:
+            proto = self.protocol_name
+        except TargetError as exc:
+            raise ValueError(str(exc)) from None
         probe = workload.encode_probe(10**6, 10**9, time.monotonic_ns(), "x" * self.payload_bytes)
-        need(
-            len(protocol.encode_say(probe)) - 1 <= protocol.DEFAULT_MAX_LINE_BYTES,
-            f"--payload {self.payload_bytes} makes probe lines longer than the server's "
-            f"{protocol.DEFAULT_MAX_LINE_BYTES}-byte line limit",
-        )
+        why = adapters.get(proto).check_text(probe)
+        need(why is None, f"--payload {self.payload_bytes} is too big for the {proto} protocol: {why}")
+        need(self.connect_batch is None or self.connect_batch >= 1, "--connect-batch must be at least 1")
         need(self.workers is None or self.workers >= 1, "--workers must be at least 1")
         need(self.ramp_per_s >= 0, "--ramp must be >= 0")
         need(self.connect_timeout_s > 0, "--connect-timeout must be positive")
         need(self.drain_timeout_s >= 0, "--drain-timeout must be >= 0")
         need(self.sample_interval_s > 0, "--sample-interval must be positive")
+
+    @property
+    def protocol_name(self) -> str:
+        """The protocol the target speaks (``chat`` or ``irc``)."""
+        return target_protocol(self.target, self.protocol)
 
     @property
     def sender_count(self) -> int:
@@ -164,6 +173,7 @@ class SwarmConfig:
         d["measured_messages"] = self.measured_messages
         d["server_args"] = list(self.all_server_args)
         d["senders_receive"] = not self.dedicated_senders
+        d["protocol"] = self.protocol_name
         return d
 
 
@@ -267,7 +277,7 @@ class _WorkerHandle:
     progress_ns: int = 0
 
 
-def _plans(config: SwarmConfig, host: str, port: int, tag: str) -> list[WorkerPlan]:
+def _plans(config: SwarmConfig, host: str, port: int, tag: str, connect_batch: int | None = None) -> list[WorkerPlan]:
     n, s, k = config.clients, config.sender_count, config.stalled_clients
     specs: list[ClientSpec] = []
     for cid in range(n):
@@ -281,6 +291,8 @@ def _plans(config: SwarmConfig, host: str, port: int, tag: str) -> list[WorkerPl
     stalled = [ClientSpec(first_stalled + i, f"{NAME_PREFIX}{tag}-st{i}", receives=False) for i in range(k)]
     sender_names = {c.cid: c.name for c in specs if c.slot is not None}
     p = config.worker_count
+    batch = config.connect_batch or connect_batch
+    inflight = {"max_inflight": max(1, batch // p)} if batch else {}
     return [
         WorkerPlan(
             index=w,
@@ -294,6 +306,9 @@ def _plans(config: SwarmConfig, host: str, port: int, tag: str) -> list[WorkerPl
             connect_timeout_s=config.connect_timeout_s,
             stalled_rcvbuf=config.stalled_rcvbuf,
             spin_us=config.spin_us,
+            protocol=config.protocol_name,
+            quickack=config.quickack,
+            **inflight,
         )
         for w in range(p)
     ]
@@ -365,7 +380,14 @@ class _Run:
         started_at = dt.datetime.now(dt.UTC)
         t_start = time.monotonic()
         raise_nofile_limit()
-        self.target = make_target(config.target, config.all_server_args, config.server_pid)
+        self.target = make_target(config.target, config.all_server_args, config.server_pid, config.protocol)
+        limit = self.target.max_connections
+        wanted = config.clients + (config.sender_count if config.dedicated_senders else 0) + config.stalled_clients
+        if limit is not None and wanted > limit:
+            raise SwarmError(
+                f"{config.target} cannot hold {wanted} connections (its limit is about {limit}); "
+                "use fewer clients for this target"
+            )
         try:
             host, port = self.target.start()
             self.timing["server_start_s"] = round(time.monotonic() - t_start, 3)
@@ -410,7 +432,8 @@ class _Run:
     def _run_with_target(self, host: str, port: int) -> dict[str, Any]:
         config = self.config
         tag = secrets.token_hex(2)
-        plans = _plans(config, host, port, tag)
+        assert self.target is not None
+        plans = _plans(config, host, port, tag, self.target.connect_batch)
         t = time.monotonic()
         self._spawn(plans)
         for h in self.workers:
@@ -816,8 +839,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--target",
         default=d.target,
-        help="'embedded' (start `python -m server` on a free loopback port) or HOST:PORT of a running "
+        help="'embedded' (start `python -m server` on a free loopback port), 'ngircd' or 'miniircd' (start "
+        "that IRC server on a free loopback port; `make peers` installs them) or HOST:PORT of a running "
         "server (loopback addresses only)",
+    )
+    g.add_argument(
+        "--protocol",
+        choices=list(adapters.PROTOCOLS),
+        help="HOST:PORT target: what it speaks (default chat; ngircd/miniircd always speak irc)",
     )
     g.add_argument("--fanout", choices=["queued", "direct"], help="embedded server: fan-out strategy")
     g.add_argument("--send-queue-bytes", type=int, help="embedded server: per-client send queue limit")
@@ -848,6 +877,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, help="load-generator processes (default: CPU count)")
     g.add_argument("--ramp", type=float, default=d.ramp_per_s, help="new connections per second (0: no limit)")
     g.add_argument("--connect-timeout", type=float, default=d.connect_timeout_s, help="seconds to register")
+    g.add_argument(
+        "--quickack",
+        action="store_true",
+        help="ACK every read at once (TCP_QUICKACK); without it a server that leaves Nagle on (no TCP_NODELAY, "
+        "e.g. ngircd, miniircd) waits up to ~40 ms for the harness's delayed ACKs, as it would for most clients",
+    )
+    g.add_argument(
+        "--connect-batch",
+        type=int,
+        help="registrations in flight at once over all workers (default: 64 per worker; ngircd 8, miniircd 4: "
+        "their listen backlogs are tiny)",
+    )
 
     g = p.add_argument_group("traffic")
     g.add_argument("--rate", type=float, default=d.rate, help="total messages/s over all senders; 0 = one burst")
@@ -896,6 +937,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sample_interval_s=args.sample_interval,
             spin_us=args.pacing_spin_us,
             target=args.target,
+            protocol=args.protocol,
+            connect_batch=args.connect_batch,
+            quickack=args.quickack,
             fanout=args.fanout,
             send_queue_bytes=args.send_queue_bytes,
             server_args=tuple(args.server_arg),
@@ -903,7 +947,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
             label=args.label,
         )
-        make_target(config.target, config.all_server_args, config.server_pid)  # validate early
+        make_target(config.target, config.all_server_args, config.server_pid, config.protocol)  # validate early
     except (ValueError, TargetError) as exc:
         parser.error(str(exc))
     out = Path(args.out) if args.out else default_out_dir()

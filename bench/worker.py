@@ -6,8 +6,11 @@ and talks to each over a :class:`multiprocessing.connection.Connection`.  A
 worker's life, driven by the parent's commands:
 
 1. **connect** (at start): open its share of connections at the ramp rate,
-   register each one as a real client does (wait for the prompt, send the
-   name, wait for the welcome line), then report ``ready``.
+   at most ``max_inflight`` registering at once, register each one as a real
+   client does (the protocol adapter, :mod:`bench.adapters`, says how: for our
+   protocol wait for the prompt, send the name, wait for the welcome line;
+   for IRC ``NICK``/``USER``, ``001``, ``JOIN``, end of ``NAMES``), then
+   report ``ready``.
 2. ``stall``: open its stalled clients (register, then never read again;
    small ``SO_RCVBUF``), report ``stalled``.
 3. ``start``: the schedule.  Senders emit their probes at the intended send
@@ -26,6 +29,12 @@ The receive path handles a whole ``recv`` buffer per call: one
 ``LineDecoder.feed``, then per line ``protocol.split_message`` and
 ``workload.parse_probe``, the integrity check, and one
 ``LatencyHistogram.record_many`` per buffer.
+
+Protocols: the worker itself knows none.  The plan names one
+(``WorkerPlan.protocol``) and :func:`bench.adapters.get` gives the adapter
+that frames what is sent, drives registration, and turns received lines
+into what :class:`DeliveryRecorder` reads (for IRC: channel ``PRIVMSG`` lines
+become chat lines, ``PING`` is answered with ``PONG``).
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench import workload
+from bench import adapters, workload
 from bench.integrity import DUPLICATE, IntegrityCounts, IntegrityTracker, probe_header
 from bench.stats import LatencyHistogram
 from server import protocol
@@ -77,7 +86,11 @@ IDLE_WAIT_S = 0.05
 #: (``swarm-worker-N.prof``), for profiling the receive path under load.
 PROFILE_ENV = "CHATBENCH_SWARM_PROFILE"
 
-_CONNECTING, _PROMPT, _WELCOME, _READY, _STALLED, _CLOSED = range(6)
+_CONNECTING, _REGISTERING, _READY, _STALLED, _CLOSED = range(5)
+
+#: ``out_lens`` entries at or above this are bytes that are not a chat message
+#: (a ``PONG``): their length is the entry minus this, and they are not counted.
+_CONTROL = 1 << 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +123,10 @@ class WorkerPlan:
     #: so without spinning a send can be up to ~1 ms late (which then shows in
     #: the measured latency and in ``send_lag``).
     spin_us: int = 0
+    protocol: str = "chat"  #: :data:`bench.adapters.PROTOCOLS`
+    #: ACK every read at once (``TCP_QUICKACK``): a server that does not set
+    #: ``TCP_NODELAY`` then is not held up by Nagle waiting for our delayed ACKs.
+    quickack: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +173,8 @@ class _Conn:
     fd: int = -1
     state: int = _CONNECTING
     deadline_ns: int = 0
-    decoder: protocol.LineDecoder = field(default_factory=lambda: protocol.LineDecoder(RECEIVER_LINE_LIMIT))
+    decoder: adapters.Decoder | None = None
+    registration: adapters.Registration | None = None
     tracker: IntegrityTracker | None = None
     # sending
     outbuf: bytearray = field(default_factory=bytearray)
@@ -293,6 +311,13 @@ class Worker:
         self.schedule: Schedule | None = None
         self.heap: list[tuple[int, int, _Conn]] = []  # (due_ns, global m, sender)
         self.sending = False
+        self.adapter: adapters.Adapter = (
+            adapters.ChatAdapter(RECEIVER_LINE_LIMIT) if plan.protocol == "chat" else adapters.get(plan.protocol)
+        )
+        self.line_errors = self.adapter.line_errors
+        self.quickack = plan.quickack and hasattr(socket, "TCP_QUICKACK")
+        #: received lines go through the adapter first (None: they already are chat lines)
+        self.translate = self.adapter.incoming if self.adapter.translates else None
         self.recorder = DeliveryRecorder(plan.sender_names)
         self.send_lag = LatencyHistogram()
         self.bytes_in = 0
@@ -416,6 +441,8 @@ class Worker:
         if stalled:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.plan.stalled_rcvbuf)
         conn = _Conn(spec=spec, sock=sock, fd=sock.fileno())
+        conn.decoder = self.adapter.decoder()
+        conn.registration = self.adapter.registration(spec.name)
         conn.deadline_ns = time.monotonic_ns() + int(self.plan.connect_timeout_s * 1e9)
         if stalled:
             conn.state = _CONNECTING
@@ -438,27 +465,21 @@ class Worker:
         self._maybe_stalled_done()
 
     def _check_deadlines(self, now: int) -> None:
-        for conn in [c for c in self.conns.values() if c.state in (_CONNECTING, _PROMPT, _WELCOME)]:
+        for conn in [c for c in self.conns.values() if c.state in (_CONNECTING, _REGISTERING)]:
             if now > conn.deadline_ns:
                 self._fail(conn, "registration timeout")
 
     def _registration_line(self, conn: _Conn, line: bytes) -> None:
-        try:
-            event = protocol.parse_server_line(protocol.decode_text(line))
-        except protocol.ProtocolError:
-            return
-        if isinstance(event, protocol.Prompt):
-            if conn.state == _PROMPT:
-                conn.state = _WELCOME
-                self._send_now(conn, protocol.encode_line(conn.spec.name))
-            else:  # a second prompt: the name was refused (the error line said why)
-                self._fail(conn, "name refused")
-        elif isinstance(event, protocol.Welcome) and conn.state == _WELCOME:
+        assert conn.registration is not None
+        step = conn.registration.line(line)
+        if step.send:
+            self._send_now(conn, step.send)
+            if conn.state == _CLOSED:
+                return
+        if step.error is not None:
+            self._fail(conn, step.error)
+        elif step.done:
             self._registered(conn)
-        elif isinstance(event, protocol.Error) and conn.state == _WELCOME:
-            self._fail(conn, f"refused: {event.message[:60]}")
-        elif isinstance(event, protocol.Disconnected):
-            self._fail(conn, f"disconnected: {event.reason[:60]}")
 
     def _registered(self, conn: _Conn) -> None:
         self.inflight -= 1
@@ -482,7 +503,7 @@ class Worker:
             self.ctl.send(("stalled", len(self.stalled_conns), dict(self.failures)))
 
     def _registering(self) -> list[_Conn]:
-        return [c for c in self.conns.values() if c.state in (_CONNECTING, _PROMPT, _WELCOME)]
+        return [c for c in self.conns.values() if c.state in (_CONNECTING, _REGISTERING)]
 
     def _report_ready(self) -> None:
         self.ready_sent = True
@@ -517,6 +538,7 @@ class Worker:
         senders = schedule.senders
         total = schedule.total
         warmup = schedule.warmup
+        encode_chat = self.adapter.encode_chat
         dirty: list[_Conn] = []
         lags: list[int] = []
         while heap and heap[0][0] <= now:
@@ -526,7 +548,7 @@ class Worker:
             seq = m // senders
             cid = conn.spec.cid
             probe = workload.encode_probe(cid, seq, due, self._payload(cid, seq))
-            data = protocol.encode_say(probe)
+            data = encode_chat(probe)
             if not conn.outbuf:
                 dirty.append(conn)
             conn.outbuf += data
@@ -565,15 +587,26 @@ class Worker:
         done = conn.out_head_done + n
         while lens:
             size = lens[0]
-            length = size if size > 0 else -size
+            length = size - _CONTROL if size >= _CONTROL else abs(size)
             if done < length:
                 break
             done -= length
             lens.popleft()
-            conn.sent += 1
-            if size > 0:
-                conn.measured_sent += 1
+            if size < _CONTROL:
+                conn.sent += 1
+                if size > 0:
+                    conn.measured_sent += 1
         conn.out_head_done = done
+
+    def _send_control(self, conn: _Conn, data: bytes) -> None:
+        """Protocol replies during traffic (``PONG``): queued behind any
+        buffered messages, not counted as messages."""
+        if conn.state != _READY:
+            return
+        conn.outbuf += data
+        conn.out_lens.append(_CONTROL + len(data))
+        if not conn.writing:
+            self._flush(conn)
 
     def _send_now(self, conn: _Conn, data: bytes) -> None:
         """Registration lines: tiny, sent before any traffic; queue if needed."""
@@ -598,10 +631,14 @@ class Worker:
             if err:
                 self._fail(conn, f"connect: {errno.errorcode.get(err, str(err))}")
                 return
-            conn.state = _PROMPT
+            conn.state = _REGISTERING
             self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            assert conn.registration is not None
+            first = conn.registration.connected()
+            if first:
+                self._send_now(conn, first)
             return
-        if conn.state in (_PROMPT, _WELCOME):
+        if conn.state == _REGISTERING:
             # Only registration bytes can be queued here.
             try:
                 n = conn.sock.send(conn.outbuf)
@@ -634,6 +671,9 @@ class Worker:
                 self._fail(conn, reason)
             return
         now = time.monotonic_ns()
+        if self.quickack:
+            # Re-arm after every read (the kernel drops back to delayed ACKs).
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         if not data:
             if conn.state == _READY:
                 self._close(conn, "closed by server")
@@ -641,10 +681,12 @@ class Worker:
                 self._fail(conn, "closed during registration")
             return
         self.bytes_in += len(data)
+        decoder = conn.decoder
+        assert decoder is not None
         if conn.state != _READY:
             try:
-                lines = conn.decoder.feed(data)
-            except protocol.LineTooLong:
+                lines = decoder.feed(data)
+            except self.line_errors:
                 self._fail(conn, "line too long")
                 return
             for i, line in enumerate(lines):
@@ -656,28 +698,35 @@ class Worker:
                 if conn.state in (_STALLED, _CLOSED):
                     return
             return
-        if conn.tracker is None:
+        if conn.tracker is None and self.translate is None:
             return  # a sender that is not a measured receiver: read and discard
         try:
-            lines = conn.decoder.feed(data)
-        except protocol.LineTooLong:
+            lines = decoder.feed(data)
+        except self.line_errors:
             self._close(conn, "line too long")
             return
         self._traffic(conn, lines, now)
 
     def _traffic(self, conn: _Conn, lines: list[bytes], now: int) -> None:
-        if conn.tracker is None or not lines:
+        """The hook between the socket and the recorder: the adapter (if it
+        translates) classifies the lines first and answers what needs it."""
+        if not lines:
+            return
+        if self.translate is not None:
+            incoming = self.translate(lines)
+            if incoming.reply:
+                self._send_control(conn, incoming.reply)
+            if incoming.ended is not None:
+                conn.end_reason = incoming.ended
+            lines = incoming.lines
+            if not lines:
+                return
+        if conn.tracker is None:
             return
         for text in self.recorder.feed(conn.tracker, conn.spec.cid, lines, now):
-            self._control_line(conn, text)
-
-    def _control_line(self, conn: _Conn, text: str) -> None:
-        try:
-            event = protocol.parse_server_line(text)
-        except protocol.ProtocolError:
-            return
-        if isinstance(event, protocol.Disconnected):
-            conn.end_reason = f"disconnected: {event.reason[:60]}"
+            reason = self.adapter.control(text)
+            if reason is not None:
+                conn.end_reason = reason
 
     # -- closing ------------------------------------------------------------------
 

@@ -1,0 +1,203 @@
+"""The IRC adapter without sockets: framing, parsing, registration, traffic."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench import adapters, irc, workload
+from bench.integrity import IntegrityTracker
+from bench.worker import DeliveryRecorder
+from server import protocol
+
+# -- framing ------------------------------------------------------------------------
+
+
+def test_splitter_handles_crlf_bare_lf_partial_lines_and_empty_lines() -> None:
+    s = irc.LineSplitter()
+    assert s.feed(b":a 001 x :hi\r\n:a PING") == [b":a 001 x :hi"]
+    assert s.buffered == len(b":a PING")
+    assert s.feed(b" :t\r") == []
+    assert s.feed(b"\n\r\nPING :u\n") == [b":a PING :t", b"PING :u"]
+    assert s.buffered == 0
+
+
+def test_splitter_refuses_a_line_past_its_limit() -> None:
+    s = irc.LineSplitter(512)
+    assert s.feed(b"x" * 510 + b"\r\n") == [b"x" * 510]  # exactly 512 with CR LF
+    with pytest.raises(irc.LineTooLong):
+        s.feed(b"x" * 511 + b"\r\n")
+    with pytest.raises(irc.LineTooLong):  # an unterminated line that can no longer fit
+        irc.LineSplitter(512).feed(b"y" * 512)
+
+
+def test_encode_frames_with_crlf_and_keeps_the_512_byte_limit() -> None:
+    assert irc.encode("NICK", "bob") == b"NICK bob\r\n"
+    assert irc.encode("PRIVMSG", "#c", "hello world") == b"PRIVMSG #c :hello world\r\n"
+    assert irc.encode("PRIVMSG", "#c", ":)") == b"PRIVMSG #c ::)\r\n"
+    assert irc.encode("PONG", "") == b"PONG :\r\n"
+    head = len(b"PRIVMSG #c :a \r\n")  # text with a space: sent as a trailing parameter
+    assert len(irc.encode("PRIVMSG", "#c", "a " + "x" * (512 - head))) == 512
+    with pytest.raises(irc.LineTooLong):
+        irc.encode("PRIVMSG", "#c", "a " + "x" * (513 - head))
+    with pytest.raises(irc.IrcError, match="CR, LF or NUL"):
+        irc.encode("PRIVMSG", "#c", "two\r\nlines")
+    with pytest.raises(irc.IrcError, match="middle"):
+        irc.encode("PRIVMSG", "#a b", "x")
+
+
+def test_parse_prefix_numerics_trailing_and_tags() -> None:
+    m = irc.parse(b":srv.example 001 bob :Welcome to IRC bob")
+    assert (m.prefix, m.command, m.params) == ("srv.example", "001", ("bob", "Welcome to IRC bob"))
+    m = irc.parse(b"@time=2024-01-01T00:00:00Z :bob!~b@127.0.0.1 privmsg #c :a :b c")
+    assert (m.nick, m.command, m.params) == ("bob", "PRIVMSG", ("#c", "a :b c"))
+    m = irc.parse(b"PING :token here")
+    assert (m.prefix, m.command, m.params) == (None, "PING", ("token here",))
+    m = irc.parse(b":s 366 bob #c :End of NAMES list")
+    assert m.param(1) == "#c" and m.param(5, "none") == "none"
+    with pytest.raises(irc.IrcError):
+        irc.parse(b":only-a-prefix")
+
+
+_nick = st.from_regex(r"[A-Za-z][A-Za-z0-9\-\[\]\\`^{}_|]{0,20}", fullmatch=True)
+_text = st.text(st.characters(blacklist_characters="\r\n\0", blacklist_categories=("Cs",)), max_size=80)
+
+
+@given(_nick, _text)
+def test_privmsg_fast_path_agrees_with_the_parser(nick: str, text: str) -> None:
+    line = f":{nick}!~u@127.0.0.1 ".encode() + irc.encode("PRIVMSG", "#chatbench", text)[:-2]
+    fast = irc.privmsg(line)
+    parsed = irc.parse(line)
+    assert fast is not None
+    assert (fast[0].decode(), fast[1].decode(), fast[2].decode("utf-8", "replace")) == (
+        parsed.nick,
+        parsed.params[0],
+        parsed.params[1],
+    )
+    assert parsed.params[1] == text
+
+
+def test_rfc1459_case_mapping() -> None:
+    assert irc.lower("#Chat[Bench]\\~") == "#chat{bench}|^"
+
+
+# -- registration ------------------------------------------------------------------------
+
+
+def test_irc_registration_nick_user_001_join_366() -> None:
+    reg = adapters.IrcRegistration("cbab12-7", "#chatbench")
+    assert reg.connected() == b"NICK cbab12-7\r\nUSER cbab12-7 0 * chatbench\r\n"
+    # A PING before the welcome is answered; notices and the MOTD are ignored.
+    assert reg.line(b"PING :abc") == adapters.Step(send=b"PONG abc\r\n")
+    assert reg.line(b":srv NOTICE * :*** Looking up your hostname") == adapters.Step()
+    assert reg.line(b":srv 366 cbab12-7 #chatbench :End") == adapters.Step()  # not joining yet
+    step = reg.line(b":srv 001 cbab12-7 :Welcome")
+    assert step == adapters.Step(send=b"JOIN #chatbench\r\n")
+    assert reg.line(b":srv 375 cbab12-7 :- motd") == adapters.Step()
+    assert reg.line(b":cbab12-7!~c@127.0.0.1 JOIN :#chatbench") == adapters.Step()
+    assert reg.line(b":srv 366 cbab12-7 #other :End of NAMES list") == adapters.Step()
+    assert reg.line(b":srv 366 cbab12-7 #ChatBench :End of NAMES list").done
+
+
+@pytest.mark.parametrize(
+    ("lines", "error"),
+    [
+        ([b":srv 433 * cbab12-7 :Nickname is already in use"], "nick refused: 433"),
+        ([b":srv 432 * cbab12-7 :Erroneous nickname"], "nick refused: 432"),
+        ([b":srv 001 cbab12-7 :Hi", b":srv 471 cbab12-7 #chatbench :Cannot join channel (+l)"], "join refused: 471"),
+        ([b"ERROR :Closing connection"], "disconnected: Closing connection"),
+        ([b":srv 464 * :Password incorrect"], "refused: 464"),
+    ],
+)
+def test_irc_registration_failures_say_why(lines: list[bytes], error: str) -> None:
+    reg = adapters.IrcRegistration("cbab12-7", "#chatbench")
+    steps = [reg.line(line) for line in lines]
+    assert steps[-1].error is not None and steps[-1].error.startswith(error)
+    assert all(s.error is None for s in steps[:-1])
+
+
+def test_chat_registration_prompt_name_welcome() -> None:
+    reg = adapters.ChatRegistration("alice")
+    assert reg.connected() == b""
+    assert reg.line(protocol.encode_prompt().rstrip(b"\n")).send == protocol.encode_line("alice")
+    assert reg.line(protocol.encode_welcome("alice", ["alice"]).rstrip(b"\n")).done
+    again = adapters.ChatRegistration("bob")
+    again.line(protocol.encode_prompt().rstrip(b"\n"))
+    assert again.line(protocol.encode_error("name taken").rstrip(b"\n")).error == "refused: name taken"
+    assert again.line(protocol.encode_prompt().rstrip(b"\n")).error == "name refused"
+
+
+# -- traffic ------------------------------------------------------------------------------
+
+
+def test_irc_incoming_classifies_deliveries_pings_and_errors() -> None:
+    a = adapters.IrcAdapter("#chatbench")
+    got = a.incoming(
+        [
+            b":bob!~bob@127.0.0.1 PRIVMSG #chatbench :hello: world",
+            b"@tag=1 :carol!~c@h PRIVMSG #chatbench :tagged",
+            b":bob!~bob@127.0.0.1 PRIVMSG alice :a private message, not the room",
+            b":dave!~d@h JOIN :#chatbench",
+            b"PING :srv.example",
+            b":srv 372 alice :- motd",
+        ]
+    )
+    assert [protocol.split_message(protocol.decode_text(line)) for line in got.lines] == [
+        ("bob", "hello: world"),
+        ("carol", "tagged"),
+    ]
+    assert got.reply == b"PONG srv.example\r\n"
+    assert got.ended is None
+    assert a.incoming([b"ERROR :Closing Link: 127.0.0.1 (Ping timeout)"]).ended == (
+        "disconnected: Closing Link: 127.0.0.1 (Ping timeout)"
+    )
+    assert a.classify(b"PING :x") == adapters.Reply(b"PONG x\r\n")
+    assert a.classify(b":bob!b@h PRIVMSG #chatbench :hi") == adapters.Delivery("bob", "hi")
+    assert a.classify(b":bob!b@h NOTICE #chatbench :hi") is None
+
+
+def test_irc_deliveries_reach_the_recorder_as_measured_probes() -> None:
+    a = adapters.IrcAdapter()
+    intended = time.monotonic_ns()
+    probe = workload.encode_probe(3, 0, intended, workload.make_payload(64, 3, 0))
+    sent = a.encode_chat(probe)
+    assert sent == b"PRIVMSG #chatbench :" + probe.encode() + b"\r\n"
+    relayed = b":cbab12-3!~cbab12-3@127.0.0.1 " + sent  # what the server forwards
+    lines = irc.LineSplitter().feed(relayed)
+    recorder = DeliveryRecorder({3: "cbab12-3"})
+    tracker = IntegrityTracker()
+    other = recorder.feed(tracker, 0, a.incoming(lines).lines, intended + 2_000_000)
+    assert other == []
+    assert recorder.delivered_all == recorder.delivered_measured == 1
+    assert recorder.hist.summary()["max_us"] >= 1900
+    # Attributed to the wrong nick: counted as corrupt, not delivered.
+    wrong = a.incoming([b":mallory!m@h PRIVMSG #chatbench :" + probe.encode()]).lines
+    recorder.feed(IntegrityTracker(), 0, wrong, intended)
+    assert recorder.delivered_all == 1
+
+
+def test_irc_message_size_limit_leaves_room_for_the_relay_prefix() -> None:
+    a = adapters.IrcAdapter()
+    assert a.check_text("x" * a.max_text_bytes) is None
+    assert "512-byte" in (a.check_text("x" * (a.max_text_bytes + 1)) or "")
+    assert "CR, LF" in (a.check_text("a\nb") or "")
+    # the longest relayed line still fits 512 bytes with a maximal prefix
+    prefix = b":" + b"n" * 31 + b"!~" + b"u" * 10 + b"@" + b"h" * 63 + b" "
+    assert len(prefix + a.encode_chat("x" * a.max_text_bytes)) <= irc.MAX_LINE_BYTES
+    with pytest.raises(irc.LineTooLong):
+        a.encode_chat("x" * 600)
+
+
+def test_adapters_by_name() -> None:
+    assert isinstance(adapters.get("chat"), adapters.ChatAdapter)
+    assert isinstance(adapters.get("irc"), adapters.IrcAdapter)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        adapters.get("xmpp")
+    chat = adapters.get("chat")
+    assert chat.control(protocol.encode_disconnect("server shutting down").decode().rstrip("\n")) == (
+        "disconnected: server shutting down"
+    )
+    assert chat.encode_chat("hi") == protocol.encode_say("hi")
