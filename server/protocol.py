@@ -319,7 +319,10 @@ def encode_prompt() -> bytes:
 NAME_LIST_BYTES = 2048
 
 
-def _name_list(online: list[str]) -> str:
+def _name_list(online: list[str], total: int | None = None) -> str:
+    """``Online (N): a, b (+K more)``; ``total`` when ``online`` is already
+    only part of the names."""
+    count = len(online) if total is None else max(total, len(online))
     shown: list[str] = []
     used = 0
     for name in online:
@@ -328,13 +331,13 @@ def _name_list(online: list[str]) -> str:
             break
         shown.append(name)
     listing = ", ".join(shown)
-    if len(shown) < len(online):
-        listing += f" (+{len(online) - len(shown)} more)"
-    return f"Online ({len(online)}): {listing}"
+    if len(shown) < count:
+        listing += f" (+{count - len(shown)} more)"
+    return f"Online ({count}): {listing}"
 
 
-def encode_welcome(name: str, online: list[str]) -> bytes:
-    return encode_line(f"{NOTICE_PREFIX}Welcome, {name}! {_name_list(online)}")
+def encode_welcome(name: str, online: list[str], total: int | None = None) -> bytes:
+    return encode_line(f"{NOTICE_PREFIX}Welcome, {name}! {_name_list(online, total)}")
 
 
 def encode_joined(name: str) -> bytes:

@@ -217,3 +217,8 @@ def test_long_name_lists_are_cut_with_an_exact_count() -> None:
         assert 100 < len(shown) < 1000
         assert list(shown) == names[: len(shown)]
         assert encoded.endswith(f" (+{1000 - len(shown)} more)\n".encode())
+
+
+def test_welcome_with_a_partial_name_list_keeps_the_exact_count() -> None:
+    event = p.parse_server_line(p.decode_text(p.encode_welcome("zed", ["a", "b"], total=10_000)[:-1]))
+    assert event == p.Welcome("zed", ("a", "b"), 10_000)
