@@ -11,7 +11,10 @@ DURATION ?= 5
 PAYLOAD  ?= 64
 TARGET   ?= embedded
 
-.PHONY: install test lint bench bench-gate bench-baseline help clean
+COMPARE_TARGETS ?= embedded,ngircd,miniircd
+COMPARE_CLIENTS ?= 10,50,100,250,500
+
+.PHONY: install test lint bench bench-gate bench-baseline peers compare soak help clean
 
 help:
 	@echo "make install   create $(VENV) and install chatbench with its test extras"
@@ -20,6 +23,9 @@ help:
 	@echo "make bench     default fan-out sweep against the embedded server; report under reports/"
 	@echo "make bench-gate      fan-out regression gate: server vs calibration relay ratio against the baseline"
 	@echo "make bench-baseline  re-measure bench/baseline.json (7 runs, keeps the tolerances)"
+	@echo "make peers     install the peer servers (ngircd via apt-get, miniircd via pip) for make compare"
+	@echo "make compare   same sweep against ours, ngircd and miniircd; ratio table + charts under reports/compare/"
+	@echo "make soak      60 s bounded soak; checks the server returns to its idle RSS/threads/fds"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +51,15 @@ bench-gate: $(STAMP)
 
 bench-baseline: $(STAMP)
 	$(BIN)/python -m bench.gate --write-baseline
+
+peers: $(STAMP)
+	bash bench/peers/install.sh $(VENV)
+
+compare: $(STAMP) peers
+	$(BIN)/python -m bench.compare --targets $(COMPARE_TARGETS) --clients $(COMPARE_CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD)
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

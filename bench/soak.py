@@ -58,8 +58,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         proc = psutil.Process(target.pid)
         time.sleep(0.5)
         idle = Footprint.of(proc)
-        print(f"idle server: RSS {idle.rss_bytes / 2**20:.1f} MiB, {idle.threads} threads, {idle.fds} fds",
-              file=sys.stderr)
+        print(
+            f"idle server: RSS {idle.rss_bytes / 2**20:.1f} MiB, {idle.threads} threads, {idle.fds} fds",
+            file=sys.stderr,
+        )
         config = SwarmConfig(
             clients=args.clients,
             rate=args.rate,
