@@ -170,6 +170,7 @@ class ReplayResult:
     other_lines: int
     chunks: int
     lines: int
+    blocks_fast: int  #: recv buffers that took the vectorised block path
     elapsed_s: float
     histogram: LatencyHistogram = field(repr=False)
 
@@ -219,6 +220,7 @@ def run_replay(stream: ReplayStream) -> ReplayResult:
         other_lines=other,
         chunks=len(stream.chunks) * cfg.receivers,
         lines=rec.lines,
+        blocks_fast=rec.blocks_fast,
         elapsed_s=elapsed,
         histogram=rec.hist,
     )
@@ -317,11 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"kind": "chatbench.replay", "runs": rows}, indent=2))
     else:
-        print(f"{'chunk B':>8} {'lines/chunk':>11} {'deliveries':>11} {'deliveries/s':>13} {'ns/delivery':>11} faults")
+        print(
+            f"{'chunk B':>8} {'lines/chunk':>11} {'block path':>10} {'deliveries':>11} {'deliveries/s':>13} "
+            f"{'ns/delivery':>11} faults"
+        )
         for row in rows:
+            share = row["blocks_fast"] / row["chunks"] if row["chunks"] else 0.0
             print(
-                f"{row['config']['chunk_bytes']:>8} {row['lines_per_chunk']:>11} {row['delivered']:>11,} "
-                f"{row['per_s']:>13,} {row['ns_per_delivery']:>11} {row['faults']}"
+                f"{row['config']['chunk_bytes']:>8} {row['lines_per_chunk']:>11} {share:>10.0%} "
+                f"{row['delivered']:>11,} {row['per_s']:>13,} {row['ns_per_delivery']:>11} {row['faults']}"
             )
     return 1 if failed else 0
 
