@@ -83,6 +83,40 @@ class LatencyHistogram:
         if hi > h.max_value:
             h.max_value = hi
 
+    def record_array(self, latencies_us: Any) -> None:
+        """Record a numpy integer array of latencies: exactly what
+        :meth:`record` does for each value (same counts, total, min, max and
+        ``clamped``), vectorised.  Each value's bucket index is the
+        arithmetic of ``HdrHistogram.record_value`` (the bit length of
+        ``v | sub_bucket_mask`` from ``frexp``, exact for integers below
+        2**53), and the counts of the batch's index range are added to the
+        histogram's counts array in one step."""
+        import numpy as np
+
+        values = np.asarray(latencies_us, dtype=np.int64)
+        if values.size == 0:
+            return
+        lo, hi = int(values.min()), int(values.max())
+        if lo < LOWEST_US or hi > HIGHEST_US:
+            self.clamped += int(np.count_nonzero(values > HIGHEST_US))
+            values = np.clip(values, LOWEST_US, HIGHEST_US)
+            lo, hi = int(values.min()), int(values.max())
+        h = self._hist
+        unit = h.unit_magnitude
+        half_mag = h.sub_bucket_half_count_magnitude
+        _, bits = np.frexp((values | h.sub_bucket_mask).astype(np.float64))
+        bucket = bits.astype(np.int64) - (unit + half_mag + 1)
+        index = ((bucket + 1) << half_mag) + (values >> (bucket + unit)) - h.sub_bucket_half_count
+        first = int(index.min())
+        added = np.bincount(index - first)
+        counts = np.ctypeslib.as_array(h.counts)
+        counts[first : first + len(added)] += added.astype(counts.dtype)
+        h.total_count += int(values.size)
+        if lo < h.min_value:
+            h.min_value = lo
+        if hi > h.max_value:
+            h.max_value = hi
+
     def merge(self, other: LatencyHistogram) -> None:
         self._hist.add(other._hist)
         self.clamped += other.clamped

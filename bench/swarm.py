@@ -743,6 +743,7 @@ def _index_entry(doc: dict[str, Any], file: str) -> dict[str, Any]:
             "server_cpu_percent": ((doc["resources"].get("server") or {}).get("summary") or {}).get(
                 "cpu_percent_window"
             ),
+            "harness_cpu_percent": doc["resources"].get("harness_cpu_percent_window"),
             "load_generator_saturated": doc["load_generator_saturated"],
         },
     }

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 # --------------------------------------------------------------------------
 # Limits.  Each is a default; the server exposes every one as a CLI option.
@@ -134,10 +135,58 @@ class LineDecoder:
             self._partial = partial
         return lines
 
+    def feed_block(self, data: bytes) -> bytes:
+        """Like :meth:`feed`, but the complete lines come back as one block:
+        the bytes up to and including the last newline, with any held partial
+        line in front, each line still ending in ``\n`` (and a ``\r`` before
+        it kept).  ``split_block(feed_block(data)) == feed(data)`` for every
+        input, limits included, so a caller can work on a whole ``recv``
+        buffer at once (see :func:`chat_block_layout`) and fall back to the
+        line list only when it needs it."""
+        if not data:
+            return b""
+        if self.discard_oversized or self._skipping:
+            return b"".join([line + NEWLINE for line in self.feed(data)])
+        cut = data.rfind(NEWLINE)
+        limit = self.max_line_bytes
+        if cut < 0:
+            partial = self._partial + data if self._partial else data
+            if len(partial) > limit + 1:
+                self._partial = b""
+                self._skipping = True
+                raise LineTooLong(limit)
+            self._partial = partial
+            return b""
+        if cut == len(data) - 1:
+            head, tail = data, b""
+        else:
+            head, tail = data[: cut + 1], data[cut + 1 :]
+        block = self._partial + head if self._partial else head
+        self._partial = b""
+        # Only a block longer than the limit can hold a line over it.
+        if len(block) > limit + 1 and max(map(len, split_block(block))) > limit:
+            raise LineTooLong(limit)
+        if len(tail) > limit + 1:
+            self._skipping = True
+            raise LineTooLong(limit)
+        self._partial = tail
+        return block
+
     def _oversized(self) -> None:
         if not self.discard_oversized:
             raise LineTooLong(self.max_line_bytes)
         self.oversized += 1
+
+
+def split_block(block: bytes) -> list[bytes]:
+    """The lines of a block from :meth:`LineDecoder.feed_block` (complete
+    lines, each ending in ``\n``), as :meth:`LineDecoder.feed` returns them:
+    without the terminator and without a ``\r`` before it."""
+    lines = block.split(NEWLINE)
+    lines.pop()  # after the last newline: nothing
+    if b"\r" in block:
+        lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+    return lines
 
 
 def encode_line(text: str) -> bytes:
@@ -512,6 +561,74 @@ def split_message(text: str) -> tuple[str, str] | None:
     if not sep or not sender or sender[0] in _RESERVED_FIRST or " " in sender:
         return None
     return sender, body
+
+
+@dataclass(frozen=True, slots=True)
+class ChatBlockLayout:
+    """Where the lines and spaces of a block of chat messages are: see
+    :func:`chat_block_layout`.  Offsets index the block's bytes."""
+
+    #: offset of each line's first byte
+    starts: Any
+    #: offset of each line's ``\n``
+    ends: Any
+    #: ``(lines, text_spaces + 1)``: per line, the offset of the space of the
+    #: ``": "`` separator, then of every space in the text, in order
+    spaces: Any
+
+
+#: byte value -> True for the first characters a chat sender's name cannot have
+_RESERVED_FIRST_BYTES = bytes(1 if chr(b) in _RESERVED_FIRST else 0 for b in range(256))
+
+
+def chat_block_layout(block: bytes, text_spaces: int) -> ChatBlockLayout | None:
+    """Bytes-level fast path of :func:`split_message` for a whole block of
+    complete lines (:meth:`LineDecoder.feed_block`), vectorised with numpy.
+
+    Returns the layout when *every* line of ``block`` is a chat message
+    (``split_message`` of its text is not ``None``) whose text holds exactly
+    ``text_spaces`` spaces; then, for line ``i`` from ``starts[i]`` to
+    ``ends[i]``, ``split_message`` gives the sender
+    ``block[starts[i]:spaces[i, 0] - 1]`` and the text
+    ``block[spaces[i, 0] + 1:ends[i]]`` (decoded).  Returns ``None``
+    otherwise -- also for some blocks that do qualify (a ``\r`` before a
+    newline), so ``None`` means "use the per-line path", never "not chat".
+
+    Why it agrees with :func:`split_message`: with exactly
+    ``text_spaces + 1`` spaces on every line, the first space of a line is
+    the one after the first ``": "`` (checked), so the name before it has
+    no space and its first ``": "`` is that one; the name must be non-empty
+    and not start with a reserved character (checked).  Bytes-level and
+    text-level positions agree because UTF-8 decoding with replacement
+    never merges an ASCII byte into another character.
+    """
+    import numpy as np
+
+    if not block or block[-1:] != NEWLINE:
+        return None
+    a = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(a == 10)
+    n = len(ends)
+    width = text_spaces + 1
+    space_at = np.flatnonzero(a == 32)
+    if len(space_at) != n * width:
+        return None
+    spaces = space_at.reshape(n, width)
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    first = spaces[:, 0]
+    # Every line's spaces lie inside it (so each has exactly `width`), the
+    # first right after a colon that ends a non-empty name.
+    if not ((first >= starts + 2).all() and (spaces[:, -1] < ends).all()):
+        return None
+    if not (a[first - 1] == 58).all():
+        return None
+    if (a[ends - 1] == 13).any():  # "\r\n": the line feed() returns is shorter
+        return None
+    if np.frombuffer(_RESERVED_FIRST_BYTES, dtype=np.uint8)[a[starts]].any():
+        return None
+    return ChatBlockLayout(starts=starts, ends=ends, spaces=spaces)
 
 
 def parse_server_line(text: str) -> ServerEvent:

@@ -1,0 +1,275 @@
+"""The swarm worker's receive path, without sockets.
+
+:meth:`DeliveryRecorder.receive` is what :class:`bench.worker.Worker` does
+with every ``recv`` buffer of a registered receiver; :mod:`bench.replay`
+runs the same method over a generated stream to measure the harness's own
+cost (``python -m bench.replay``).
+
+Three layers, each exact -- the same counters, integrity state and
+histogram as the reference per-line code (:meth:`DeliveryRecorder.feed_reference`,
+kept for the tests to compare against):
+
+* **block path** (:meth:`DeliveryRecorder.receive`, buffers of at least
+  :data:`BLOCK_MIN_BYTES`): the whole buffer's complete lines are laid out
+  with numpy (:func:`server.protocol.chat_block_layout`), every probe's
+  fields parsed and checksum verified (:func:`bench.workload.parse_probe_block`,
+  one ``zlib.crc32`` per probe driven by ``map``), names checked against the
+  senders' with one array comparison, integrity checked per sender
+  (:meth:`IntegrityTracker.observe_block`) and latencies added to the
+  histogram in one step (:meth:`LatencyHistogram.record_array`).  It only
+  accepts a buffer in which *every* line is an intact, in-format probe from
+  a known sender; anything else (a notice, a corrupted or foreign line)
+  sends the buffer down the per-line path, which classifies each line.
+* **per-line path** (:meth:`DeliveryRecorder.feed`): a short bytes-level
+  check per line that accepts only intact, canonical probes; every other
+  line goes through the reference code.
+* **reference** (:meth:`DeliveryRecorder.feed_reference`): decode, split,
+  :func:`workload.parse_probe`, per line.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from bench import workload
+from bench.integrity import DUPLICATE, IntegrityTracker, probe_header
+from bench.stats import LatencyHistogram
+from server import protocol
+
+#: Buffers at least this long take the vectorised block path; below it the
+#: fixed cost of its ~60 numpy calls (~150 us on a 2-core CI-class machine)
+#: outweighs the per-line saving: about 150 probe lines of 64-byte payload.
+BLOCK_MIN_BYTES = 16384
+
+#: Sender ids above this are not put in the block path's name table (they
+#: still take the per-line path).
+_MAX_TABLE_IDS = 1 << 20
+
+_PROBE_MARK = b": " + workload.TAG.encode("ascii") + b" "
+
+
+class DeliveryRecorder:
+    """The receive path, without sockets: what a worker does with one
+    ``recv`` buffer (:meth:`receive`) or with its lines (:meth:`feed`).
+
+    Per line: ``protocol.split_message``; non-probe chat lines are ignored;
+    probes are parsed and checksummed, checked against the sender's chat
+    name, accounted in the receiver's :class:`IntegrityTracker`, and -- if
+    intended at or after ``measure_start_ns`` -- their latency
+    ``now - intended`` (microseconds) goes into the histogram, once per
+    call.  See the module docstring for the fast paths.
+    """
+
+    __slots__ = (
+        "_name_lens",
+        "_name_table",
+        "_names_b",
+        "blocks_fast",
+        "delivered_all",
+        "delivered_measured",
+        "echoes",
+        "hist",
+        "last_measured_recv_ns",
+        "lines",
+        "measure_start_ns",
+        "sender_names",
+    )
+
+    def __init__(self, sender_names: dict[int, str], measure_start_ns: int = 0) -> None:
+        self.sender_names = sender_names
+        self.measure_start_ns = measure_start_ns
+        self.hist = LatencyHistogram()
+        self.delivered_all = 0  #: intact, first-time deliveries, warm-up included
+        self.delivered_measured = 0  #: the same, measured messages only
+        self.last_measured_recv_ns = 0
+        self.echoes = 0  #: a receiver's own messages coming back (our server never does this)
+        self.lines = 0
+        self.blocks_fast = 0  #: buffers that took the block path
+        # Sender names as bytes, only those a chat line can carry unambiguously
+        # (split_message of "NAME: x" gives NAME back): the fast paths compare
+        # a line's name bytes with these, so a name they hold is a valid one.
+        self._names_b: dict[int, bytes] = {
+            sid: name.encode("utf-8")
+            for sid, name in sender_names.items()
+            if protocol.split_message(name + ": x") == (name, "x")
+        }
+        self._name_table: Any = None  # built on first use of the block path
+        self._name_lens: Any = None
+
+    # -- one recv buffer ---------------------------------------------------------
+
+    def receive(
+        self, decoder: protocol.LineDecoder, tracker: IntegrityTracker, own: int, data: bytes, now: int
+    ) -> list[str]:
+        """One ``recv`` buffer of the registered receiver ``own``, received at
+        ``now`` (``time.monotonic_ns()``): what the worker does per ``recv``.
+        ``decoder`` is that connection's line decoder.  Returns the lines that
+        are not chat messages (notices, errors).  Raises
+        :class:`protocol.LineTooLong` like the decoder."""
+        block = decoder.feed_block(data)
+        if not block:
+            return []
+        if len(block) >= BLOCK_MIN_BYTES and self._receive_block(tracker, own, block, now):
+            return []
+        return self.feed(tracker, own, protocol.split_block(block), now)
+
+    def _receive_block(self, tracker: IntegrityTracker, own: int, block: bytes, now: int) -> bool:
+        """The block path; False (nothing recorded) when the block does not
+        qualify."""
+        import numpy as np
+
+        layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+        if layout is None:
+            return False
+        spaces = layout.spaces
+        probes = workload.parse_probe_block(block, spaces[:, 0] + 1, spaces[:, 1:], layout.ends)
+        if probes is None:
+            return False
+        sender = probes.sender
+        if not self._names_match(np, block, layout.starts, spaces[:, 0] - 1, sender, own):
+            return False
+        # Every line is an intact probe from another known sender: account.
+        delivered = tracker.observe_block(sender, probes.seq)
+        n = len(sender)
+        self.lines += n
+        self.blocks_fast += 1
+        intended = probes.intended_ns
+        if delivered is not None:
+            intended = intended[delivered]
+        self.delivered_all += len(intended)
+        measured = intended[intended >= self.measure_start_ns]
+        if len(measured):
+            self.delivered_measured += len(measured)
+            self.last_measured_recv_ns = now
+            self.hist.record_array((now - measured) // 1000)
+        return True
+
+    def _names_match(self, np: Any, block: bytes, starts: Any, name_ends: Any, sender: Any, own: int) -> bool:
+        """Every line's chat name is the name of the sender its probe names,
+        and no probe is the receiver's own."""
+        if self._name_table is None:
+            self._build_name_table(np)
+        table, lens = self._name_table, self._name_lens
+        if int(sender.max()) >= len(lens) or bool((sender == own).any()):
+            return False
+        name_lens = name_ends - starts
+        if not np.array_equal(name_lens, lens[sender]):  # unknown senders have length -1
+            return False
+        width = table.shape[1]
+        a = np.frombuffer(block, dtype=np.uint8)
+        cols = np.arange(width)
+        got = a[np.minimum(starts[:, None] + cols, len(a) - 1)]
+        got[cols >= name_lens[:, None]] = 0
+        return bool(np.array_equal(got, table[sender]))
+
+    def _build_name_table(self, np: Any) -> None:
+        ids = [sid for sid in self._names_b if 0 <= sid < _MAX_TABLE_IDS]
+        size = max(ids, default=-1) + 1
+        width = max((len(self._names_b[sid]) for sid in ids), default=1)
+        table = np.zeros((size, width), dtype=np.uint8)
+        lens = np.full(size, -1, dtype=np.int64)
+        for sid in ids:
+            name = self._names_b[sid]
+            table[sid, : len(name)] = np.frombuffer(name, dtype=np.uint8)
+            lens[sid] = len(name)
+        self._name_table, self._name_lens = table, lens
+
+    # -- lines -------------------------------------------------------------------
+
+    def feed(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int) -> list[str]:
+        """Account ``lines`` (as :meth:`protocol.LineDecoder.feed` returns
+        them) received by the receiver ``own`` at ``now``.  Returns the lines
+        that are not chat messages (notices, errors), for the caller to look
+        at.  Same results as :meth:`feed_reference`; an intact probe in the
+        canonical form :func:`workload.encode_probe` writes costs a few
+        bytes operations, anything else goes through the reference code."""
+        self.lines += len(lines)
+        names = self._names_b
+        nxt = tracker._next  # the in-order case of tracker.observe, inlined
+        observe = tracker.observe
+        measure_start = self.measure_start_ns
+        mark = _PROBE_MARK
+        crc32 = zlib.crc32
+        latencies: list[int] = []
+        other: list[str] = []
+        delivered = 0
+        for line in lines:
+            i = line.find(mark)
+            if i > 0 and line[-9:-8] == b" " and line.isascii():
+                body = line[i + 7 : -9]
+                if b"%08x" % crc32(body) == line[-8:]:
+                    parts = body.split(b" ", 3)
+                    if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit() and parts[2].isdigit():
+                        sender = int(parts[0])
+                        # A known name (so no ":" in it: the mark is the line's first ": ").
+                        if sender != own and names.get(sender) == line[:i]:
+                            seq = int(parts[1])
+                            if seq == nxt.get(sender, 0):
+                                nxt[sender] = seq + 1
+                            elif observe(sender, seq) == DUPLICATE:
+                                continue
+                            delivered += 1
+                            intended = int(parts[2])
+                            if intended >= measure_start:
+                                latencies.append((now - intended) // 1000)
+                            continue
+            # Not an intact canonical probe from a known sender: the reference code.
+            delivered += self._reference_line(tracker, own, line, now, latencies, other)
+        self._account(delivered, latencies, now)
+        return other
+
+    def feed_reference(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int) -> list[str]:
+        """:meth:`feed` the plain way: every line decoded, split and parsed
+        by :func:`protocol.split_message` and :func:`workload.parse_probe`.
+        The definition the fast paths are tested against."""
+        self.lines += len(lines)
+        latencies: list[int] = []
+        other: list[str] = []
+        delivered = 0
+        for line in lines:
+            delivered += self._reference_line(tracker, own, line, now, latencies, other)
+        self._account(delivered, latencies, now)
+        return other
+
+    def _reference_line(
+        self, tracker: IntegrityTracker, own: int, line: bytes, now: int, latencies: list[int], other: list[str]
+    ) -> int:
+        """One line, the plain way; returns 1 if it was a delivery."""
+        text = protocol.decode_text(line)
+        msg = protocol.split_message(text)
+        if msg is None:
+            other.append(text)
+            return 0
+        name, body = msg
+        if not workload.is_probe(body):
+            return 0
+        try:
+            probe = workload.parse_probe(body)
+        except workload.CorruptProbe:
+            header = probe_header(body)
+            if header is None:
+                tracker.observe_corrupt()
+            else:
+                tracker.observe_corrupt(*header)
+            return 0
+        sender = probe.sender
+        if sender == own:
+            self.echoes += 1
+            return 0
+        if self.sender_names.get(sender) != name:  # attributed to the wrong sender
+            tracker.observe_corrupt(sender, probe.seq)
+            return 0
+        if tracker.observe(sender, probe.seq) == DUPLICATE:
+            return 0
+        if probe.intended_ns >= self.measure_start_ns:
+            latencies.append((now - probe.intended_ns) // 1000)
+        return 1
+
+    def _account(self, delivered: int, latencies: list[int], now: int) -> None:
+        if delivered:
+            self.delivered_all += delivered
+        if latencies:
+            self.delivered_measured += len(latencies)
+            self.last_measured_recv_ns = now
+            self.hist.record_many(latencies)

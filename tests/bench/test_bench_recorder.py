@@ -1,0 +1,220 @@
+"""The receive path's fast paths give exactly the reference results.
+
+``DeliveryRecorder.receive`` (block path for big buffers, per-line path
+otherwise), ``LatencyHistogram.record_array``, ``IntegrityTracker.observe_block``
+and ``workload.parse_probe_block`` are each compared with the plain code they
+replace, on clean streams and on streams with every kind of fault.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench import recorder as recorder_mod
+from bench import workload
+from bench.integrity import DUPLICATE, IntegrityTracker
+from bench.recorder import DeliveryRecorder
+from bench.stats import HIGHEST_US, LatencyHistogram
+from server import protocol
+
+NAMES = {1: "alice", 2: "bob", 3: "carol", 40: "dave-40"}
+OWN = 3
+
+
+def _hist_state(h: LatencyHistogram) -> tuple[Any, ...]:
+    raw = h._hist
+    return (list(raw.counts), raw.total_count, raw.min_value, raw.max_value, h.clamped, h.summary())
+
+
+@given(st.lists(st.integers(-5, 2 * HIGHEST_US), max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_record_array_is_record_of_each_value(values: list[int]) -> None:
+    slow, fast = LatencyHistogram(), LatencyHistogram()
+    for v in values:
+        slow.record(v)
+    fast.record_array(np.array(values, dtype=np.int64))
+    assert _hist_state(fast) == _hist_state(slow)
+
+
+def test_record_array_on_a_wide_realistic_spread() -> None:
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.integers(1, 5000, 20000), rng.integers(1, HIGHEST_US, 2000), [1, HIGHEST_US]])
+    slow, fast = LatencyHistogram(), LatencyHistogram()
+    for v in values.tolist():
+        slow.record(v)
+    fast.record_array(values[:10000])
+    fast.record_array(values[10000:])
+    assert _hist_state(fast) == _hist_state(slow)
+
+
+@given(st.lists(st.tuples(st.sampled_from([1, 2, 5]), st.integers(0, 12)), max_size=60), st.integers(1, 4))
+@settings(max_examples=300, deadline=None)
+def test_observe_block_is_observe_of_each(events: list[tuple[int, int]], pieces: int) -> None:
+    slow, fast = IntegrityTracker(), IntegrityTracker()
+    expected = [slow.observe(s, q) != DUPLICATE for s, q in events]
+    got: list[bool] = []
+    size = max(1, len(events) // pieces)
+    for i in range(0, len(events), size):
+        part = events[i : i + size]
+        senders = np.array([s for s, _ in part], dtype=np.int64)
+        seqs = np.array([q for _, q in part], dtype=np.int64)
+        mask = fast.observe_block(senders, seqs)
+        got += [True] * len(part) if mask is None else mask.tolist()
+    assert got == expected
+    sent = {1: 13, 2: 13, 5: 13}
+    assert fast.finish(sent) == slow.finish(sent)
+    assert (fast._next, fast._holes) == (slow._next, slow._holes)
+
+
+def test_observe_block_in_order_returns_none() -> None:
+    t = IntegrityTracker()
+    senders = np.array([1, 2, 1, 2, 1], dtype=np.int64)
+    assert t.observe_block(senders, np.array([0, 0, 1, 1, 2], dtype=np.int64)) is None
+    assert t.observe_block(senders[:2], np.array([3, 2], dtype=np.int64)) is None
+    assert t._next == {1: 4, 2: 3}
+
+
+def _probe_texts(n: int, payload: int = 64) -> list[str]:
+    return [
+        workload.encode_probe(s, q, 10**12 + q, workload.make_payload(payload, s, q)) for q in range(n) for s in (1, 2)
+    ]
+
+
+def test_parse_probe_block_agrees_with_parse_probe() -> None:
+    texts = _probe_texts(40)
+    block = b"".join(protocol.encode_message("x", t) for t in texts)
+    layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+    assert layout is not None
+    sp = layout.spaces
+    got = workload.parse_probe_block(block, sp[:, 0] + 1, sp[:, 1:], layout.ends)
+    assert got is not None
+    probes = [workload.parse_probe(t) for t in texts]
+    assert got.sender.tolist() == [p.sender for p in probes]
+    assert got.seq.tolist() == [p.seq for p in probes]
+    assert got.intended_ns.tolist() == [p.intended_ns for p in probes]
+
+
+@pytest.mark.parametrize("position", [0, 20, 40, 60, 79])
+def test_parse_probe_block_refuses_a_block_with_any_corrupted_byte(position: int) -> None:
+    texts = _probe_texts(40)
+    rng = random.Random(position)
+    for _ in range(30):
+        text = texts[position]
+        i = rng.randrange(len(text))
+        bad = text[:i] + rng.choice("0123456789abcdefxyzXYZ~") + text[i + 1 :]
+        if bad == text:
+            continue
+        with pytest.raises(workload.CorruptProbe):
+            workload.parse_probe(bad)  # the reference sees the damage...
+        damaged = [*texts[:position], bad, *texts[position + 1 :]]
+        block = b"".join(protocol.encode_message("x", t) for t in damaged)
+        layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+        if layout is None:
+            continue
+        sp = layout.spaces
+        # ...and so does the block path: it refuses the block.
+        assert workload.parse_probe_block(block, sp[:, 0] + 1, sp[:, 1:], layout.ends) is None
+
+
+# -- the whole receive path ------------------------------------------------------------
+
+
+def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict[int, int]]:
+    """Lines a receiver gets: probes from alice, bob and dave; with ``faults``
+    also duplicates, swaps, losses, corruption, wrong names, echoes, notices,
+    foreign chat and uppercase checksums (valid, not canonical)."""
+    seqs = dict.fromkeys((1, 2, 40), 0)
+    lines: list[bytes] = []
+    for m in range(n):
+        sender = rng.choice((1, 2, 40))
+        seq = seqs[sender]
+        seqs[sender] += 1
+        intended = 10**12 + m * 1000 + (rng.choice((-(10**9), 0)) if m < 30 else 0)
+        text = workload.encode_probe(sender, seq, intended, workload.make_payload(rng.choice((0, 8, 64)), sender, seq))
+        line = protocol.encode_message(NAMES[sender], text)
+        if faults:
+            r = rng.random()
+            if r < 0.03:
+                continue  # lost
+            if r < 0.06:
+                lines.append(line)  # duplicated
+            elif r < 0.09 and lines:
+                lines.insert(len(lines) - 1, line)  # swapped with the previous line
+                continue
+            elif r < 0.12:
+                i = rng.randrange(len(line) - 1)
+                line = line[:i] + bytes([rng.choice(b"0123456789az: ~\xff")]) + line[i + 1 :]
+            elif r < 0.14:
+                line = protocol.encode_message("bob" if sender != 2 else "alice", text)  # wrong name
+            elif r < 0.16:
+                line = protocol.encode_message("carol", workload.encode_probe(OWN, m, intended, "echo"))
+            elif r < 0.18:
+                lines.append(protocol.encode_joined(f"u{m}"))
+            elif r < 0.20:
+                lines.append(protocol.encode_message("eve", f"hello there {m}"))
+            elif r < 0.22:
+                line = line[:-9] + line[-9:].upper()
+            elif r < 0.23:
+                line = line[:-1] + b"\r\n"
+        lines.append(line)
+    return lines, seqs
+
+
+def _run(lines: list[bytes], chunk_sizes: list[int], *, reference: bool) -> tuple[Any, ...]:
+    rec = DeliveryRecorder(NAMES, measure_start_ns=10**12 + 20_000)
+    tracker = IntegrityTracker()
+    decoder = protocol.LineDecoder(1 << 16)
+    data = b"".join(lines)
+    other: list[str] = []
+    pos = 0
+    i = 0
+    while pos < len(data):
+        chunk = data[pos : pos + chunk_sizes[i % len(chunk_sizes)]]
+        pos += len(chunk)
+        now = 10**12 + 10**9 + pos * 100
+        if reference:
+            other += rec.feed_reference(tracker, OWN, decoder.feed(chunk), now)
+        else:
+            other += rec.receive(decoder, tracker, OWN, chunk, now)
+        i += 1
+    return (
+        rec.delivered_all,
+        rec.delivered_measured,
+        rec.echoes,
+        rec.lines,
+        rec.last_measured_recv_ns,
+        _hist_state(rec.hist),
+        tracker.duplicated,
+        tracker.reordered,
+        tracker.corrupted,
+        tracker._next,
+        tracker._holes,
+        other,
+        rec.blocks_fast,
+    )
+
+
+@pytest.mark.parametrize("faults", [False, True])
+@pytest.mark.parametrize("block_min", [0, 1 << 30])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_receive_gives_the_reference_results(
+    faults: bool, block_min: int, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder_mod, "BLOCK_MIN_BYTES", block_min)
+    rng = random.Random(seed)
+    lines, _ = _stream(rng, 3000, faults)
+    chunks = [rng.choice((1, 7, 100, 1000, 5000, 30000)) for _ in range(200)]
+    expected = _run(lines, chunks, reference=True)
+    got = _run(lines, chunks, reference=False)
+    assert got[:-1] == expected[:-1]
+    assert expected[0] > 1000
+    if faults:
+        assert expected[6] and expected[7] and expected[8] and expected[2]  # every fault kind occurred
+    elif block_min == 0:
+        assert got[-1] > 0  # the block path was taken
