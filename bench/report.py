@@ -473,8 +473,9 @@ def render_markdown(
     if warn:
         lines += [f"- {w}" for w in warn]
     else:
-        lines.append("None: every run delivered every message, in order, to every client, with a load generator")
-        lines.append("that kept up.")
+        lines.append(
+            "None: every run delivered every message, in order, to every client, with a load generator that kept up."
+        )
     lines.append("")
     hl = highlights(series)
     if hl:
