@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -288,7 +289,7 @@ def _finish_report(out: Path, args: argparse.Namespace, title: str, latest_name:
     if warn:
         print(f"{len(warn)} warning(s) at the top of the report:")
         for w in warn:
-            print("  - " + w.replace("**", "").split(":")[0])
+            print(textwrap.fill(w.replace("**", ""), width=100, initial_indent="  - ", subsequent_indent="    "))
     if not args.out and not args.no_latest:
         latest = point_latest(out.parent, out, latest_name)
         if latest is not None:

@@ -134,6 +134,16 @@ def server_summary(run: dict[str, Any]) -> dict[str, Any]:
     return dict(((run.get("resources") or {}).get("server") or {}).get("summary") or {})
 
 
+def worker_demand(run: dict[str, Any]) -> tuple[float, float]:
+    """Mean CPU % and mean run-queue wait % of the load generator's workers
+    over the traffic window."""
+    workers = (run.get("resources") or {}).get("workers") or []
+    busy = [float(w["summary"].get("cpu_percent_window") or 0.0) for w in workers]
+    wait = [float(w["summary"].get("runqueue_wait_percent_window") or 0.0) for w in workers]
+    n = max(1, len(workers))
+    return sum(busy) / n, sum(wait) / n
+
+
 def run_warnings(run: dict[str, Any]) -> list[str]:
     """Short flags for one run (also used to draw hollow markers)."""
     flags = []
@@ -254,14 +264,19 @@ def warnings(series: Sequence[SeriesData]) -> list[str]:
             f"**{len(failed)} of {total} points have no result**, so the charts and table leave them out: {detail}."
         )
 
-    saturated = [(label, r["parameters"]["clients"]) for label, r in all_runs if r.get("load_generator_saturated")]
+    saturated = [(label, r) for label, r in all_runs if r.get("load_generator_saturated")]
     if saturated:
+        detail = "; ".join(
+            f"{label} {r['parameters']['clients']} clients: workers busy {busy:.0f}%, waiting for a CPU {wait:.0f}%"
+            for label, r in saturated
+            for busy, wait in [worker_demand(r)]
+        )
         out.append(
-            f"**Load generator saturated** in {len(saturated)} of {total} runs ({_points(saturated)}): the "
-            "harness's worker processes were busy, or waiting for a CPU, for at least 90% of the traffic window. "
-            "Their latency and throughput may describe the load generator (and the machine it shares with the "
-            "server) more than the server. Fewer clients, a lower rate or a machine with more cores give cleaner "
-            "numbers."
+            f"**Load generator saturated** in {len(saturated)} of {total} runs: the harness's worker processes "
+            "were busy, or runnable but waiting for a CPU, for at least 90% of the traffic window "
+            f"({detail}; averages per worker). Waiting means the cores were held by the server or by other load "
+            "on the machine. These runs' latency and throughput may describe the load generator and the machine "
+            "more than the server; fewer clients, a lower rate or more cores give cleaner numbers."
         )
 
     faulty = [(label, r) for label, r in all_runs if r["integrity"]["faults"]]

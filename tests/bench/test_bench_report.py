@@ -154,7 +154,8 @@ def test_warnings_are_in_plain_words_at_the_top(sweep_dir: Path) -> None:
     md = (sweep_dir / report.REPORT_MD).read_text()
     top = md.split("## Charts")[0]
     assert "None: every run" not in top
-    assert "**Load generator saturated** in 1 of 5 runs (queued: 6 clients)" in top
+    assert "**Load generator saturated** in 1 of 5 runs" in top
+    assert "(queued 6 clients: workers busy " in top and "waiting for a CPU" in top
     assert "**Integrity faults** in 1 runs: direct 6 clients: 7 lost" in top
     assert "**Failed connections** in 1 runs: direct 6 clients: 2 of " in top and "2x connection refused" in top
     assert "**Incomplete runs**: direct 6 clients: 7 of 200 deliveries missing" in top
