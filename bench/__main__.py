@@ -350,6 +350,7 @@ def cmd_capacity(args: argparse.Namespace, command: Sequence[str]) -> int:
         step=args.step,
         max_clients=args.max_clients,
         refine=args.refine,
+        confirm=args.confirm,
         p95_bound_ms=args.p95_bound,
     )
     _validate(args, [cfg.start, cfg.max_clients], fanouts)
@@ -376,6 +377,8 @@ def cmd_capacity(args: argparse.Namespace, command: Sequence[str]) -> int:
 
         def on_step(step: dict[str, Any], name: str = name) -> None:
             verdict = "pass" if step["passed"] else "FAIL: " + "; ".join(step["reasons"])
+            if step.get("attempt", 1) > 1:
+                verdict += f" (attempt {step['attempt']})"
             p95 = step.get("p95_us")
             p95_text = "" if p95 is None else f" p95 {p95 / 1000:.1f} ms"
             print(f"{name} clients={step['clients']}{p95_text}: {verdict}", flush=True)
@@ -533,6 +536,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--step", type=int, help="next count = count + step (instead of --growth)")
     c.add_argument("--max-clients", type=int, default=d.max_clients, help="stop searching here")
     c.add_argument("--refine", type=int, default=d.refine, help="bisection steps after the first failure")
+    c.add_argument(
+        "--confirm",
+        type=int,
+        default=d.confirm,
+        help="re-runs of a point that failed on latency alone (it passes if any attempt passes; "
+        "lost deliveries and failed connections are never retried)",
+    )
     c.add_argument("--p95-bound", type=float, default=d.p95_bound_ms, help="p95 latency bound, ms")
     _add_common(
         c,

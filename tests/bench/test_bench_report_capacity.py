@@ -48,7 +48,7 @@ def test_search_doubles_then_bisects_to_the_largest_passing_count() -> None:
     seen: list[int] = []
     found = capacity.search(
         linear_server(1.0),
-        capacity.SearchConfig(start=100, growth=2, refine=3),
+        capacity.SearchConfig(start=100, growth=2, refine=3, confirm=0),
         on_step=lambda s: seen.append(s["clients"]),
     )
     assert seen == [100, 200, 400, 800, 600, 500, 550]
@@ -62,7 +62,8 @@ def test_search_doubles_then_bisects_to_the_largest_passing_count() -> None:
 
 def test_additive_steps_and_the_bound_are_configurable() -> None:
     found = capacity.search(
-        linear_server(1.0), capacity.SearchConfig(start=50, step=50, refine=0, p95_bound_ms=120, max_clients=1000)
+        linear_server(1.0),
+        capacity.SearchConfig(start=50, step=50, refine=0, p95_bound_ms=120, max_clients=1000, confirm=0),
     )
     assert [s["clients"] for s in found["steps"]] == [50, 100, 150]
     assert found["result"]["largest_passing"] == 100 and found["result"]["smallest_failing"] == 150
@@ -86,7 +87,7 @@ def test_reaching_the_limit_a_failing_start_and_a_broken_run_are_reported() -> N
     assert found["result"]["reached_max_clients"] is True and found["result"]["largest_passing"] == 1000
     assert "at least 1000 clients" in found["result"]["summary"]
 
-    found = capacity.search(linear_server(10.0), capacity.SearchConfig(start=100, refine=2))
+    found = capacity.search(linear_server(10.0), capacity.SearchConfig(start=100, refine=2, confirm=0))
     assert found["result"]["largest_passing"] is not None  # bisection below the start found a passing count
     assert found["result"]["largest_passing"] < 100
 
@@ -105,7 +106,7 @@ def test_saturated_load_generator_at_the_limit_is_called_out() -> None:
 
 
 def test_document_round_trip_and_markdown(tmp_path: Any) -> None:
-    cfg = capacity.SearchConfig(start=100, growth=2, refine=1)
+    cfg = capacity.SearchConfig(start=100, growth=2, refine=1, confirm=0)
     found = capacity.search(linear_server(1.0), cfg)
     params = {"senders": 4, "rate": 100.0, "duration_s": 3.0, "payload_bytes": 64}
     doc = capacity.document(
@@ -122,9 +123,39 @@ def test_document_round_trip_and_markdown(tmp_path: Any) -> None:
         capacity.load(tmp_path)
 
 
+def test_a_slow_point_is_confirmed_but_a_loss_is_not_retried() -> None:
+    attempts: dict[int, int] = {}
+
+    def flaky(n: int) -> tuple[dict[str, Any] | None, str | None]:
+        attempts[n] = attempts.get(n, 0) + 1
+        if n == 200 and attempts[n] == 1:
+            return fake_run(n, p95_ms=900), None  # one unlucky run
+        if n >= 800:
+            return fake_run(n, p95_ms=1, lost=1), None
+        return fake_run(n, p95_ms=n / 10), None
+
+    found = capacity.search(flaky, capacity.SearchConfig(start=100, growth=2, refine=0, confirm=1))
+    assert [(s["clients"], s["attempt"], s["passed"]) for s in found["steps"]] == [
+        (100, 1, True),
+        (200, 1, False),
+        (200, 2, True),
+        (400, 1, True),
+        (800, 1, False),
+    ]
+    assert found["result"]["largest_passing"] == 400 and found["result"]["why"] == ["1 delivery lost"]
+
+
 @pytest.mark.parametrize(
     "kw",
-    [{"start": 1}, {"growth": 1.0}, {"step": 0}, {"max_clients": 10, "start": 20}, {"refine": -1}, {"p95_bound_ms": 0}],
+    [
+        {"start": 1},
+        {"growth": 1.0},
+        {"step": 0},
+        {"max_clients": 10, "start": 20},
+        {"refine": -1},
+        {"p95_bound_ms": 0},
+        {"confirm": -1},
+    ],
 )
 def test_bad_search_parameters_are_refused(kw: dict[str, Any]) -> None:
     with pytest.raises(capacity.CapacityError):
