@@ -337,7 +337,13 @@ def cmd_sweep(args: argparse.Namespace, command: Sequence[str]) -> int:
         f"{args.duration:g} s each; results in {out}",
         file=sys.stderr,
     )
-    writers = run_points(args, clients, fanouts, out, command)
+    try:
+        writers = run_points(args, clients, fanouts, out, command)
+    except KeyboardInterrupt:
+        print("\ninterrupted: reporting the points that finished", file=sys.stderr)
+        if report.find_indexes(out):
+            _finish_report(out, args, "chatbench fan-out report (interrupted)", LATEST)
+        return 130
     code = _finish_report(out, args, "chatbench fan-out report", LATEST)
     return _exit_code(writers, args.strict) or code
 
