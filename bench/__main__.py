@@ -427,7 +427,9 @@ def _fanout_list(text: str) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def _add_common(p: argparse.ArgumentParser, *, rate: float, duration: float, senders_help: str) -> None:
+def _add_common(
+    p: argparse.ArgumentParser, *, rate: float, duration: float, senders_help: str, fanout_default: str
+) -> None:
     g = p.add_argument_group("target")
     g.add_argument(
         "--target",
@@ -438,9 +440,10 @@ def _add_common(p: argparse.ArgumentParser, *, rate: float, duration: float, sen
     g.add_argument(
         "--fanout",
         type=_fanout_list,
+        metavar="LIST",
         help="embedded server: comma-separated fan-out strategies, one series each "
         "(queued: a bounded send queue and writer thread per client; direct: the sender's thread writes to "
-        "every socket)",
+        f"every socket); default: {fanout_default}",
     )
     g.add_argument("--server-arg", action="append", default=[], metavar="ARG", help="embedded: extra server option")
     g.add_argument("--server-pid", type=int, help="HOST:PORT target: its pid, to sample CPU and memory")
@@ -451,7 +454,7 @@ def _add_common(p: argparse.ArgumentParser, *, rate: float, duration: float, sen
     g.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, help="unmeasured seconds before")
     g.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="payload bytes per message")
     g.add_argument("--senders", type=int, help=senders_help)
-    g.add_argument("--workers", type=int, help="load-generator processes (default: CPU count)")
+    g.add_argument("--workers", type=int, help="load-generator processes (default: the CPU count)")
     g.add_argument(
         "--drain-timeout",
         type=float,
@@ -468,8 +471,18 @@ def _add_common(p: argparse.ArgumentParser, *, rate: float, duration: float, sen
     g.add_argument("--quiet", action="store_true", help="no progress output on stderr")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, but not the empty ones, nor where the help names its own."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description=(
@@ -499,10 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--clients",
         type=_counts,
         default=list(DEFAULT_CLIENTS),
-        help="comma-separated client counts",
+        metavar="N,N,...",
+        help=f"comma-separated client counts (default: {','.join(map(str, DEFAULT_CLIENTS))})",
     )
     _add_common(
-        s, rate=DEFAULT_RATE, duration=DEFAULT_DURATION_S, senders_help="sending clients (default min(clients, 10))"
+        s,
+        rate=DEFAULT_RATE,
+        duration=DEFAULT_DURATION_S,
+        senders_help="sending clients (default: min(clients, 10))",
+        fanout_default=",".join(DEFAULT_FANOUTS),
     )
     s.add_argument(
         "--keep-going",
@@ -517,9 +535,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="One point (same output as sweep, one series). Default: 100 clients, queued fan-out.",
         formatter_class=fmt,
     )
-    r.add_argument("--clients", type=_counts, default=[100], help="client count (a list runs a small sweep)")
+    r.add_argument(
+        "--clients", type=_counts, default=[100], metavar="N", help="client count (default: 100; a list runs a sweep)"
+    )
     _add_common(
-        r, rate=DEFAULT_RATE, duration=DEFAULT_DURATION_S, senders_help="sending clients (default min(clients, 10))"
+        r,
+        rate=DEFAULT_RATE,
+        duration=DEFAULT_DURATION_S,
+        senders_help="sending clients (default: min(clients, 10))",
+        fanout_default=DEFAULT_FANOUTS[0],
     )
     r.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--strict", action="store_true", help="exit 3 unless the point delivered everything, faultless")
@@ -555,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
         rate=CAPACITY_RATE,
         duration=CAPACITY_DURATION_S,
         senders_help="concurrent sending clients",
+        fanout_default=",".join(DEFAULT_FANOUTS),
     )
     c.set_defaults(senders=capacity.DEFAULT_SENDERS)
 
