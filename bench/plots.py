@@ -1,0 +1,284 @@
+"""The report's charts (PNG).  The only module that imports matplotlib.
+
+Every function takes plain data (:class:`Series`, built by
+:mod:`bench.report` from the results JSON) and writes one PNG, so the
+charts can be redrawn from saved results at any time.  One colour per
+series (a fan-out strategy or a target) in every chart; line styles tell
+statistics apart.  Points whose run carries a warning (load generator
+saturated, lost deliveries, failed connections, incomplete) are drawn with
+hollow markers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only (before pyplot is imported)
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.typing import LineStyleType as LineStyle
+
+#: Fixed colours for the known fan-out strategies, so a chart in one report
+#: matches the same strategy's colour in every other report.
+KNOWN_COLOURS = {"queued": "tab:blue", "direct": "tab:orange"}
+OTHER_COLOURS = ("tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+DPI = 110
+
+#: Percentile ticks of the distribution chart: (percentile, label).
+PERCENTILE_TICKS: tuple[tuple[float, str], ...] = (
+    (50.0, "50%"),
+    (90.0, "90%"),
+    (99.0, "99%"),
+    (99.9, "99.9%"),
+    (99.99, "99.99%"),
+    (99.999, "99.999%"),
+    (99.9999, "99.9999%"),
+)
+
+CHART_FILES = {
+    "latency": "latency.png",
+    "throughput": "throughput.png",
+    "percentiles": "percentiles.png",
+    "resources": "resources.png",
+}
+
+
+@dataclass
+class Series:
+    """One line per chart: one fan-out strategy (or target), its points in
+    client-count order.  Latencies in microseconds; ``None`` = not measured."""
+
+    label: str
+    clients: list[int] = field(default_factory=list)
+    p50_us: list[float | None] = field(default_factory=list)
+    p99_us: list[float | None] = field(default_factory=list)
+    max_us: list[float | None] = field(default_factory=list)
+    deliveries_per_s: list[float | None] = field(default_factory=list)
+    offered_per_s: list[float | None] = field(default_factory=list)
+    server_cpu_percent: list[float | None] = field(default_factory=list)
+    harness_cpu_percent: list[float | None] = field(default_factory=list)
+    server_rss_bytes: list[float | None] = field(default_factory=list)
+    flagged: list[bool] = field(default_factory=list)  #: the run has a warning
+    #: client count -> HDR percentile distribution [(percentile, value_us)]
+    distributions: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
+    #: client count -> number of latency samples behind that distribution
+    sample_counts: dict[int, int] = field(default_factory=dict)
+
+
+def colours(labels: Sequence[str]) -> dict[str, str]:
+    """label -> colour: the known strategies keep theirs, others take the next free one."""
+    out: dict[str, str] = {}
+    spare = iter(OTHER_COLOURS)
+    for label in labels:
+        out[label] = KNOWN_COLOURS.get(label) or next(spare, "black")
+    return out
+
+
+def _ms(values: Sequence[float | None]) -> list[float]:
+    return [math.nan if v is None else v / 1000.0 for v in values]
+
+
+def _nan(values: Sequence[float | None], scale: float = 1.0) -> list[float]:
+    return [math.nan if v is None else v * scale for v in values]
+
+
+def _plot(
+    ax: Axes,
+    x: Sequence[int],
+    y: Sequence[float],
+    flagged: Sequence[bool],
+    *,
+    colour: str,
+    style: LineStyle = "-",
+    marker: str = "o",
+) -> None:
+    ax.plot(x, y, style, color=colour, linewidth=1.6)
+    solid = [(a, b) for a, b, f in zip(x, y, flagged, strict=True) if not f]
+    hollow = [(a, b) for a, b, f in zip(x, y, flagged, strict=True) if f]
+    if solid:
+        ax.plot(*zip(*solid, strict=True), marker, color=colour, markersize=5, linestyle="none")
+    if hollow:
+        ax.plot(
+            *zip(*hollow, strict=True),
+            marker,
+            markerfacecolor="white",
+            markeredgecolor=colour,
+            markersize=6,
+            linestyle="none",
+        )
+
+
+def _client_axis(ax: Axes, series: Sequence[Series]) -> None:
+    counts = sorted({c for s in series for c in s.clients})
+    if counts and counts[-1] / max(counts[0], 1) >= 8:
+        ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(counts))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.set_xlabel("connected clients")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _legend_handles(series: Sequence[Series], colour: dict[str, str], flagged: bool) -> list[Line2D]:
+    handles = [Line2D([], [], color=colour[s.label], marker="o", label=s.label) for s in series]
+    if flagged:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="grey",
+                marker="o",
+                markerfacecolor="white",
+                linestyle="none",
+                label="run with a warning (see report)",
+            )
+        )
+    return handles
+
+
+def _title(fig: Figure, title: str, subtitle: str) -> None:
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def latency_chart(series: Sequence[Series], path: Path, subtitle: str = "") -> Path:
+    """Chart 1: p50 / p99 / max broadcast latency vs client count (log y)."""
+    colour = colours([s.label for s in series])
+    fig, ax = plt.subplots(figsize=(9, 5.2), layout="constrained")
+    styles: tuple[tuple[str, LineStyle, str], ...] = (("p50", "-", "o"), ("p99", "--", "s"), ("max", ":", "^"))
+    for s in series:
+        for (_name, style, marker), values in zip(styles, (s.p50_us, s.p99_us, s.max_us), strict=True):
+            _plot(ax, s.clients, _ms(values), s.flagged, colour=colour[s.label], style=style, marker=marker)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency, send to receive (ms, log scale)")
+    _client_axis(ax, series)
+    _title(fig, "Broadcast latency vs connected clients", subtitle)
+    handles = _legend_handles(series, colour, any(f for s in series for f in s.flagged))
+    handles += [
+        Line2D([], [], color="black", linestyle=style, marker=marker, label=name) for name, style, marker in styles
+    ]
+    ax.legend(handles=handles, loc="upper left", fontsize="small")
+    return _save(fig, path)
+
+
+def throughput_chart(series: Sequence[Series], path: Path, subtitle: str = "") -> Path:
+    """Chart 2: measured deliveries/s vs client count, offered deliveries/s dashed."""
+    colour = colours([s.label for s in series])
+    fig, ax = plt.subplots(figsize=(9, 5.2), layout="constrained")
+    for s in series:
+        # offered: a wide pale band under the measured line, so "measured = offered" stays visible
+        ax.plot(s.clients, _nan(s.offered_per_s), "-", color=colour[s.label], linewidth=7, alpha=0.2)
+        _plot(ax, s.clients, _nan(s.deliveries_per_s), s.flagged, colour=colour[s.label])
+    ax.set_yscale("log")
+    ax.set_ylabel("deliveries per second (log scale)")
+    _client_axis(ax, series)
+    _title(fig, "Deliveries per second vs connected clients", subtitle)
+    handles = _legend_handles(series, colour, any(f for s in series for f in s.flagged))
+    handles.append(Line2D([], [], color="grey", linewidth=7, alpha=0.3, label="offered: rate x receivers per message"))
+    ax.legend(handles=handles, loc="upper left", fontsize="small")
+    return _save(fig, path)
+
+
+def _percentile_x(p: float, count: int) -> float:
+    """1/(1-p) for a percentile p in percent, capped at the sample count (the
+    last point, 100%, is the maximum: the top 1/count of the samples)."""
+    if p >= 100.0:
+        return float(max(count, 2))
+    return min(1.0 / (1.0 - p / 100.0), float(max(count, 2)))
+
+
+def percentiles_chart(series: Sequence[Series], path: Path, subtitle: str = "") -> Path:
+    """Chart 3: HDR latency percentile distribution, one panel per client
+    count, one line per series; x = percentile on a log 1/(1-p) axis."""
+    colour = colours([s.label for s in series])
+    counts = sorted({c for s in series for c in s.distributions})
+    n = max(1, len(counts))
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows + 0.6), sharey=True, squeeze=False, layout="constrained"
+    )
+    top = 2.0
+    for i, ax in enumerate(axes.flat):
+        if i >= len(counts):
+            ax.set_visible(False)
+            continue
+        clients = counts[i]
+        for s in series:
+            dist = s.distributions.get(clients)
+            if not dist:
+                continue
+            xs = [_percentile_x(p, s.sample_counts.get(clients, 2)) for p, _ in dist]
+            ys = [v / 1000.0 for _, v in dist]
+            top = max(top, max(xs))
+            ax.plot(xs, ys, color=colour[s.label], linewidth=1.4, label=s.label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{clients} clients", fontsize="medium")
+        ax.grid(True, which="major", alpha=0.3)
+        if i % ncols == 0:
+            ax.set_ylabel("latency (ms, log scale)")
+        if i >= len(counts) - ncols:
+            ax.set_xlabel("percentile")
+    ticks = [(1.0 / (1.0 - p / 100.0), label) for p, label in PERCENTILE_TICKS]
+    for ax in axes.flat:
+        if not ax.get_visible():
+            continue
+        ax.set_xlim(1.0, max(top, 100.0) * 1.2)
+        shown = [(x, label) for x, label in ticks if x <= max(top, 100.0) * 1.2]
+        ax.xaxis.set_major_locator(FixedLocator([x for x, _ in shown]))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([label for _, label in shown], rotation=45, fontsize="small")
+    handles = [Line2D([], [], color=colour[s.label], label=s.label) for s in series]
+    fig.legend(handles=handles, loc="outside lower center", ncols=max(1, len(handles)), fontsize="small")
+    _title(fig, "Latency percentile distribution (HDR): the latency at each percentile of deliveries", subtitle)
+    return _save(fig, path)
+
+
+def resources_chart(series: Sequence[Series], path: Path, subtitle: str = "") -> Path:
+    """Chart 4: server CPU (and the harness's, dotted) and server RSS vs client count."""
+    colour = colours([s.label for s in series])
+    fig, (cpu_ax, rss_ax) = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    for s in series:
+        _plot(cpu_ax, s.clients, _nan(s.server_cpu_percent), s.flagged, colour=colour[s.label])
+        cpu_ax.plot(s.clients, _nan(s.harness_cpu_percent), ":", color=colour[s.label], linewidth=1.2)
+        _plot(rss_ax, s.clients, _nan(s.server_rss_bytes, 1 / 2**20), s.flagged, colour=colour[s.label])
+    cpu_ax.set_ylabel("CPU (% of one core, traffic window average)")
+    cpu_ax.set_ylim(bottom=0)
+    cpu_ax.set_title("Server CPU")
+    rss_ax.set_ylabel("resident memory (MiB, peak)")
+    rss_ax.set_ylim(bottom=0)
+    rss_ax.set_title("Server memory (RSS)")
+    for ax in (cpu_ax, rss_ax):
+        _client_axis(ax, series)
+    handles = _legend_handles(series, colour, any(f for s in series for f in s.flagged))
+    cpu_handles = [*handles, Line2D([], [], color="grey", linestyle=":", label="load generator (all workers)")]
+    cpu_ax.legend(handles=cpu_handles, loc="upper left", fontsize="small")
+    rss_ax.legend(handles=handles, loc="upper left", fontsize="small")
+    _title(fig, "Server resources vs connected clients", subtitle)
+    return _save(fig, path)
+
+
+def draw_all(series: Sequence[Series], out_dir: Path, subtitle: str = "") -> dict[str, Path]:
+    """All four charts into ``out_dir``; returns name -> path."""
+    return {
+        "latency": latency_chart(series, out_dir / CHART_FILES["latency"], subtitle),
+        "throughput": throughput_chart(series, out_dir / CHART_FILES["throughput"], subtitle),
+        "percentiles": percentiles_chart(series, out_dir / CHART_FILES["percentiles"], subtitle),
+        "resources": resources_chart(series, out_dir / CHART_FILES["resources"], subtitle),
+    }

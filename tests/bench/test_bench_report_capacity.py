@@ -1,0 +1,162 @@
+"""The capacity search's logic, with a simulated server (no sockets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import capacity
+
+
+def fake_run(
+    clients: int,
+    *,
+    p95_ms: float,
+    lost: int = 0,
+    failed: int = 0,
+    saturated: bool = False,
+) -> dict[str, Any]:
+    """The keys of a swarm run document that the search reads."""
+    p95 = int(p95_ms * 1000)
+    return {
+        "latency_us": {
+            "count": 1000,
+            "p50_us": p95 // 2,
+            "p95_us": p95,
+            "p99_us": p95 * 2,
+            "max_us": p95 * 3,
+        },
+        "integrity": {"lost": lost, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": lost},
+        "connections": {"requested": clients, "failed": failed, "failures": {"timed out": failed} if failed else {}},
+        "deliveries": {"delivered_ratio": 1.0, "per_s": 1000.0},
+        "load_generator_saturated": saturated,
+    }
+
+
+def linear_server(ms_per_client: float, **kw: Any) -> capacity.RunPoint:
+    """p95 grows linearly with the client count."""
+
+    def run(n: int) -> tuple[dict[str, Any] | None, str | None]:
+        return fake_run(n, p95_ms=n * ms_per_client, **kw), None
+
+    return run
+
+
+def test_search_doubles_then_bisects_to_the_largest_passing_count() -> None:
+    # p95 = n ms: 500 clients is the last within 500 ms
+    seen: list[int] = []
+    found = capacity.search(
+        linear_server(1.0),
+        capacity.SearchConfig(start=100, growth=2, refine=3, confirm=0),
+        on_step=lambda s: seen.append(s["clients"]),
+    )
+    assert seen == [100, 200, 400, 800, 600, 500, 550]
+    r = found["result"]
+    assert r["largest_passing"] == 500
+    assert r["smallest_failing"] == 550
+    assert r["why"] == ["p95 latency 550.0 ms is above the 500 ms bound"]
+    assert r["summary"].startswith("500 clients pass; 550 fail: p95 latency 550.0 ms")
+    assert [s["passed"] for s in found["steps"]] == [True, True, True, False, False, True, False]
+
+
+def test_additive_steps_and_the_bound_are_configurable() -> None:
+    found = capacity.search(
+        linear_server(1.0),
+        capacity.SearchConfig(start=50, step=50, refine=0, p95_bound_ms=120, max_clients=1000, confirm=0),
+    )
+    assert [s["clients"] for s in found["steps"]] == [50, 100, 150]
+    assert found["result"]["largest_passing"] == 100 and found["result"]["smallest_failing"] == 150
+
+
+def test_a_lost_delivery_or_a_failed_connection_fails_a_point_whatever_the_latency() -> None:
+    def lossy(n: int) -> tuple[dict[str, Any] | None, str | None]:
+        return fake_run(n, p95_ms=1, lost=3 if n >= 300 else 0, failed=5 if n >= 1000 else 0), None
+
+    found = capacity.search(lossy, capacity.SearchConfig(start=100, growth=2, refine=0))
+    assert found["result"]["largest_passing"] == 200
+    assert found["result"]["why"] == ["3 deliveries lost"]
+    assert capacity.judge(fake_run(1000, p95_ms=1, failed=5), 500) == [
+        "5 of 1000 clients failed to connect (5x timed out)"
+    ]
+
+
+def test_reaching_the_limit_a_failing_start_and_a_broken_run_are_reported() -> None:
+    found = capacity.search(linear_server(0.01), capacity.SearchConfig(start=100, growth=3, max_clients=1000))
+    assert [s["clients"] for s in found["steps"]] == [100, 300, 900, 1000]
+    assert found["result"]["reached_max_clients"] is True and found["result"]["largest_passing"] == 1000
+    assert "at least 1000 clients" in found["result"]["summary"]
+
+    found = capacity.search(linear_server(10.0), capacity.SearchConfig(start=100, refine=2, confirm=0))
+    assert found["result"]["largest_passing"] is not None  # bisection below the start found a passing count
+    assert found["result"]["largest_passing"] < 100
+
+    def broken(n: int) -> tuple[dict[str, Any] | None, str | None]:
+        return (None, "no sender could register") if n > 150 else (fake_run(n, p95_ms=1), None)
+
+    found = capacity.search(broken, capacity.SearchConfig(start=100, growth=2, refine=0))
+    assert found["result"]["smallest_failing"] == 200
+    assert found["result"]["why"] == ["the run failed: no sender could register"]
+
+
+def test_saturated_load_generator_at_the_limit_is_called_out() -> None:
+    found = capacity.search(linear_server(1.0, saturated=True), capacity.SearchConfig(start=400, growth=2, refine=0))
+    assert found["result"]["load_generator_saturated_at_limit"] is True
+    assert "may be the harness's capacity" in found["result"]["summary"]
+
+
+def test_document_round_trip_and_markdown(tmp_path: Any) -> None:
+    cfg = capacity.SearchConfig(start=100, growth=2, refine=1, confirm=0)
+    found = capacity.search(linear_server(1.0), cfg)
+    params = {"senders": 4, "rate": 100.0, "duration_s": 3.0, "payload_bytes": 64}
+    doc = capacity.document(
+        [{"label": "queued", "directory": "queued", **found}], cfg, params, ["python", "-m", "bench"]
+    )
+    json_path, md_path = capacity.write(tmp_path, doc)
+    assert capacity.load(tmp_path) == doc
+    md = md_path.read_text()
+    assert "**queued: 400**" in md
+    assert "4 concurrent senders, 100 msg/s" in md
+    assert "| 800 | FAIL | 400.0 | 800.0 | 1600.0 | 2400.0 | 100.00% | p95 latency 800.0 ms" in md
+    json_path.write_text('{"kind": "other"}')
+    with pytest.raises(capacity.CapacityError):
+        capacity.load(tmp_path)
+
+
+def test_a_slow_point_is_confirmed_but_a_loss_is_not_retried() -> None:
+    attempts: dict[int, int] = {}
+
+    def flaky(n: int) -> tuple[dict[str, Any] | None, str | None]:
+        attempts[n] = attempts.get(n, 0) + 1
+        if n == 200 and attempts[n] == 1:
+            return fake_run(n, p95_ms=900), None  # one unlucky run
+        if n >= 800:
+            return fake_run(n, p95_ms=1, lost=1), None
+        return fake_run(n, p95_ms=n / 10), None
+
+    found = capacity.search(flaky, capacity.SearchConfig(start=100, growth=2, refine=0, confirm=1))
+    assert [(s["clients"], s["attempt"], s["passed"]) for s in found["steps"]] == [
+        (100, 1, True),
+        (200, 1, False),
+        (200, 2, True),
+        (400, 1, True),
+        (800, 1, False),
+    ]
+    assert found["result"]["largest_passing"] == 400 and found["result"]["why"] == ["1 delivery lost"]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"start": 1},
+        {"growth": 1.0},
+        {"step": 0},
+        {"max_clients": 10, "start": 20},
+        {"refine": -1},
+        {"p95_bound_ms": 0},
+        {"confirm": -1},
+    ],
+)
+def test_bad_search_parameters_are_refused(kw: dict[str, Any]) -> None:
+    with pytest.raises(capacity.CapacityError):
+        capacity.SearchConfig(**kw)

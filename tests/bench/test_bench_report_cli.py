@@ -1,0 +1,131 @@
+"""``python -m bench``: a very short real sweep (what ``make bench`` does, in
+miniature), a tiny capacity search, and the command line's checks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import __main__ as cli
+from bench import capacity, plots, report, results
+from bench.swarm import SwarmConfig
+
+pytestmark = pytest.mark.timeout(120)
+
+TINY = ["--rate", "20", "--duration", "1", "--warmup", "0.2", "--workers", "1", "--quiet"]
+
+
+def test_short_sweep_writes_runs_charts_report_and_latest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "reports"
+    code = cli.main(["sweep", "--clients", "3,5", *TINY, "--reports-root", str(root)])
+    assert code == 0
+    latest = root / cli.LATEST
+    assert latest.is_symlink()
+    out = latest.resolve()
+    assert out.parent == root.resolve() and out.name[:8].isdigit()
+    for fanout in ("queued", "direct"):
+        index = results.load_index(out / fanout)
+        assert index["parameters"]["fanout"] == fanout
+        assert [(r["clients"], r["status"]) for r in index["runs"]] == [(3, "ok"), (5, "ok")]
+        runs = results.load_runs(out / fanout)
+        assert [r["deliveries"]["expected"] for r in runs] == [20 * 2, 20 * 4]  # 20 msgs x (clients - 1)
+        assert all(r["deliveries"]["delivered"] == r["deliveries"]["expected"] for r in runs)
+    for file in plots.CHART_FILES.values():
+        assert (out / file).stat().st_size > 10_000
+    md = (out / report.REPORT_MD).read_text()
+    assert md.count("| queued |") == 2 and md.count("| direct |") == 2
+    printed = capsys.readouterr().out
+    assert "queued: clients=3" in printed and "direct: clients=5" in printed
+    assert f"report: {out.name}" in printed.replace(str(root.resolve()) + "/", "").replace(str(root) + "/", "")
+
+    # a second run moves the link
+    assert cli.main(["run", "--clients", "3", *TINY, "--duration", "0.5", "--reports-root", str(root)]) == 0
+    second = latest.resolve()
+    assert second != out and [p.name for p in second.iterdir() if p.is_dir()] == ["queued"]
+
+
+def test_tiny_capacity_search_writes_its_json_and_section(tmp_path: Path) -> None:
+    out = tmp_path / "cap"
+    args = ["capacity", "--fanout", "queued", "--start", "3", "--max-clients", "5", "--refine", "0"]
+    assert cli.main([*args, *TINY, "--out", str(out)]) == 0
+    doc = capacity.load(out)
+    (search,) = doc["searches"]
+    assert [s["clients"] for s in search["steps"]] == [3, 5]
+    assert search["result"]["largest_passing"] == 5 and search["result"]["reached_max_clients"] is True
+    assert doc["parameters"]["senders"] == capacity.DEFAULT_SENDERS
+    runs = results.load_runs(out / "queued")
+    assert [r["parameters"]["senders"] for r in runs] == [3, 4]  # 4 senders, capped at the client count
+    md = (out / report.REPORT_MD).read_text()
+    assert "## Capacity" in md and "**queued: 5**" in md
+    assert (out / capacity.CAPACITY_MD).read_text().startswith("# Capacity")
+    assert not (tmp_path / cli.LATEST_CAPACITY).exists()  # --out leaves the links alone
+
+
+def _args(**kw: Any) -> argparse.Namespace:
+    parser = cli.build_parser()
+    args = parser.parse_args(["sweep", "--quiet", "--workers", "1"])
+    for k, v in kw.items():
+        setattr(args, k, v)
+    return args
+
+
+def test_a_strategy_that_cannot_finish_skips_its_larger_counts(tmp_path: Path) -> None:
+    calls: list[tuple[int, str | None]] = []
+
+    def fake_run(config: SwarmConfig) -> dict[str, Any]:
+        calls.append((config.clients, config.fanout))
+        doc = _fake_doc(config)
+        doc["completed"] = not (config.fanout == "direct" and config.clients >= 50)
+        return doc
+
+    writers = cli.run_points(
+        _args(keep_going=False), [10, 50, 100], ["queued", "direct"], tmp_path, ["test"], run=fake_run
+    )
+    assert calls == [(10, "queued"), (10, "direct"), (50, "queued"), (50, "direct"), (100, "queued")]
+    direct = results.load_index(tmp_path / "direct")
+    assert [r["status"] for r in direct["runs"]] == ["ok", "ok", "error"]
+    assert direct["runs"][2]["error"].startswith("skipped: 50 clients did not deliver everything")
+    assert cli._exit_code(writers, strict=False) == 1
+
+
+def _fake_doc(config: SwarmConfig) -> dict[str, Any]:
+    """A real run document from the report fixture, relabelled as this point."""
+    doc = results.load_run(Path(__file__).parent / "fixtures" / "report_sweep" / "queued" / "run-c00003.json")
+    doc["parameters"] = config.parameters()
+    return doc
+
+
+def test_command_line_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sweep", "--fanout", "fastest"])
+    assert exc.value.code == 2
+    assert "fan-out strategies are queued, direct" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--clients", "1,10"])
+    assert "at least 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--target", "127.0.0.1:1", "--fanout", "direct"])
+    assert "--fanout applies to the embedded server only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--target", "example.invalid:7000"])
+    assert "cannot resolve" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    assert "sweep" in capsys.readouterr().out
+
+
+def test_latest_link_is_replaced_not_followed(tmp_path: Path) -> None:
+    a, b = tmp_path / "20260101-000000", tmp_path / "20260101-000100"
+    a.mkdir()
+    b.mkdir()
+    assert cli.point_latest(tmp_path, a) == tmp_path / "latest"
+    assert cli.point_latest(tmp_path, b) == tmp_path / "latest"
+    assert (tmp_path / "latest").readlink() == Path(b.name)
+    assert a.is_dir() and list(a.iterdir()) == []
+    real = tmp_path / "other"
+    real.mkdir()
+    assert cli.point_latest(tmp_path, a, "other") is None  # a real directory of that name is left alone
