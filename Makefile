@@ -10,17 +10,21 @@ RATE     ?= 100
 DURATION ?= 5
 PAYLOAD  ?= 64
 TARGET   ?= embedded
+FANOUT   ?=
+P95_BOUND ?= 500
 
 COMPARE_TARGETS ?= embedded,ngircd,miniircd
 COMPARE_CLIENTS ?= 10,50,100,250,500
 
-.PHONY: install test lint bench bench-gate bench-baseline peers compare soak help clean
+.PHONY: install test lint bench capacity bench-gate bench-baseline bench-replay peers compare soak help clean
 
 help:
 	@echo "make install   create $(VENV) and install chatbench with its test extras"
 	@echo "make test      run the test suite (what CI runs)"
 	@echo "make lint      ruff + mypy"
-	@echo "make bench     default fan-out sweep against the embedded server; report under reports/"
+	@echo "make bench     sweep 10..1000 clients x queued/direct fan-out; report in reports/latest/report.html"
+	@echo "make capacity  largest client count with p95 <= $(P95_BOUND) ms, no loss (4 senders); reports/latest-capacity/"
+	@echo "make bench-replay    the harness's own receive path, no sockets: deliveries/s per process"
 	@echo "make bench-gate      fan-out regression gate: server vs calibration relay ratio against the baseline"
 	@echo "make bench-baseline  re-measure bench/baseline.json (7 runs, keeps the tolerances)"
 	@echo "make peers     install the peer servers (ngircd via apt-get, miniircd via pip) for make compare"
@@ -44,7 +48,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.swarm --clients $(CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD) --target $(TARGET)
+	$(BIN)/python -m bench sweep --clients $(CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD) --target $(TARGET) $(if $(FANOUT),--fanout $(FANOUT))
+
+capacity: $(STAMP)
+	$(BIN)/python -m bench capacity --target $(TARGET) --payload $(PAYLOAD) --p95-bound $(P95_BOUND) $(if $(FANOUT),--fanout $(FANOUT))
+
+bench-replay: $(STAMP)
+	$(BIN)/python -m bench.replay --deliveries 1000000 --chunk-bytes 262144,65536,16384,1024
 
 bench-gate: $(STAMP)
 	$(BIN)/python -m bench.gate

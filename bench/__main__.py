@@ -34,6 +34,7 @@ from typing import Any, TextIO
 from bench import capacity, report, results
 from bench.swarm import SwarmConfig, SwarmError, _index_entry, run_swarm, summary_line
 from bench.targets import TargetError, make_target
+from server.config import FANOUT_STRATEGIES
 
 #: The default sweep (``make bench``).
 DEFAULT_CLIENTS = (10, 50, 100, 250, 500, 1000)
@@ -43,6 +44,8 @@ DEFAULT_RATE = 100.0
 DEFAULT_DURATION_S = 5.0
 DEFAULT_WARMUP_S = 1.0
 DEFAULT_PAYLOAD = 64
+#: What `make bench` compares: the default strategy and the seed's (add
+#: `--fanout queued,threads,direct` for the per-client-writer design too).
 DEFAULT_FANOUTS = ("queued", "direct")
 #: Seconds a point waits for late deliveries after its last message was due;
 #: bounds the run time of a point that cannot keep up (``direct`` at high counts).
@@ -421,9 +424,9 @@ def _counts(text: str) -> list[int]:
 
 def _fanout_list(text: str) -> list[str]:
     values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in DEFAULT_FANOUTS]
+    bad = [v for v in values if v not in FANOUT_STRATEGIES]
     if not values or bad:
-        raise argparse.ArgumentTypeError(f"fan-out strategies are {', '.join(DEFAULT_FANOUTS)}; got {text!r}")
+        raise argparse.ArgumentTypeError(f"fan-out strategies are {', '.join(FANOUT_STRATEGIES)}; got {text!r}")
     return list(dict.fromkeys(values))
 
 
@@ -442,8 +445,9 @@ def _add_common(
         type=_fanout_list,
         metavar="LIST",
         help="embedded server: comma-separated fan-out strategies, one series each "
-        "(queued: a bounded send queue and writer thread per client; direct: the sender's thread writes to "
-        f"every socket); default: {fanout_default}",
+        "(queued: bounded per-client queues sent in batches by one flusher thread; threads: a writer "
+        "thread per client; direct: the sender's thread writes to every socket); "
+        f"default: {fanout_default}",
     )
     g.add_argument("--server-arg", action="append", default=[], metavar="ARG", help="embedded: extra server option")
     g.add_argument("--server-pid", type=int, help="HOST:PORT target: its pid, to sample CPU and memory")
@@ -454,7 +458,7 @@ def _add_common(
     g.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, help="unmeasured seconds before")
     g.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="payload bytes per message")
     g.add_argument("--senders", type=int, help=senders_help)
-    g.add_argument("--workers", type=int, help="load-generator processes (default: the CPU count)")
+    g.add_argument("--workers", type=int, help="load-generator processes (default: CPU count - 1, leaving one for the server)")
     g.add_argument(
         "--drain-timeout",
         type=float,

@@ -29,7 +29,7 @@ from matplotlib.typing import LineStyleType as LineStyle
 
 #: Fixed colours for the known fan-out strategies, so a chart in one report
 #: matches the same strategy's colour in every other report.
-KNOWN_COLOURS = {"queued": "tab:blue", "direct": "tab:orange"}
+KNOWN_COLOURS = {"queued": "tab:blue", "direct": "tab:orange", "threads": "tab:green"}
 OTHER_COLOURS = ("tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 DPI = 110
 

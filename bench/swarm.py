@@ -83,7 +83,7 @@ class SwarmConfig:
     duration_s: float = 5.0
     warmup_s: float = 1.0
     payload_bytes: int = 64
-    workers: int | None = None  #: default os.cpu_count()
+    workers: int | None = None  #: default: one per CPU but one, which the server needs
     ramp_per_s: float = 2000.0  #: connections per second over all workers; 0 = no limit
     connect_timeout_s: float = 30.0
     drain_timeout_s: float = 10.0
@@ -143,7 +143,9 @@ class SwarmConfig:
     @property
     def worker_count(self) -> int:
         total = self.clients + (self.sender_count if self.dedicated_senders else 0)
-        return max(1, min(self.workers or os.cpu_count() or 1, total))
+        # The server always runs on this machine too (loopback only): leave it a CPU.
+        default = max(1, (os.cpu_count() or 2) - 1)
+        return max(1, min(self.workers or default, total))
 
     @property
     def warmup_messages(self) -> int:
@@ -875,7 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--stalled-clients", type=int, default=d.stalled_clients, help="clients that never read")
     g.add_argument("--stalled-rcvbuf", type=int, default=d.stalled_rcvbuf, help="SO_RCVBUF of stalled clients")
-    g.add_argument("--workers", type=int, help="load-generator processes (default: CPU count)")
+    g.add_argument("--workers", type=int, help="load-generator processes (default: CPU count - 1, leaving one for the server)")
     g.add_argument("--ramp", type=float, default=d.ramp_per_s, help="new connections per second (0: no limit)")
     g.add_argument("--connect-timeout", type=float, default=d.connect_timeout_s, help="seconds to register")
     g.add_argument(

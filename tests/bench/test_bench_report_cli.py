@@ -102,7 +102,7 @@ def test_command_line_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as exc:
         cli.main(["sweep", "--fanout", "fastest"])
     assert exc.value.code == 2
-    assert "fan-out strategies are queued, direct" in capsys.readouterr().err
+    assert "fan-out strategies are queued, threads, direct" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--clients", "1,10"])
     assert "at least 2" in capsys.readouterr().err
