@@ -5,7 +5,8 @@ slowdown.
 server (``python -m server``) with its fan-out path FACTOR times as slow:
 from the moment a reader thread starts handling a batch of lines until its
 last send, every stretch of server code (parsing the lines, each
-recipient's send) is followed by a spin (FACTOR - 1) times as long, holding
+recipient's send, and with ``--fanout queued`` each flush of a client's
+queue by the flusher thread) is followed by a spin (FACTOR - 1) times as long, holding
 the GIL as slower Python code would.  Kernel work outside those calls (the
 wake-up of the reader thread, delivery) is not slowed, as it would not be
 by a slower server.  Join and leave notices are not slowed either: with 50
@@ -21,6 +22,7 @@ import time
 
 from server.__main__ import main
 from server.hub import Hub
+from server.outbox import QueuedOutbox
 from server.session import Session
 
 _clock = time.perf_counter
@@ -60,8 +62,17 @@ def slow_down(factor: float) -> None:
                 member.send(data)
                 _spin((_clock() - start) * extra)
 
+    original_flush = QueuedOutbox.flush
+
+    def flush(self: QueuedOutbox) -> None:
+        # The queued strategy's sends happen here, in the flusher thread.
+        start = _clock()
+        original_flush(self)
+        _spin((_clock() - start) * extra)
+
     Session._handle = handle  # type: ignore[method-assign]
     Hub.broadcast = broadcast  # type: ignore[method-assign]
+    QueuedOutbox.flush = flush  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
