@@ -458,7 +458,9 @@ def _add_common(
     g.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, help="unmeasured seconds before")
     g.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="payload bytes per message")
     g.add_argument("--senders", type=int, help=senders_help)
-    g.add_argument("--workers", type=int, help="load-generator processes (default: CPU count - 1, leaving one for the server)")
+    g.add_argument(
+        "--workers", type=int, help="load-generator processes (default: CPU count - 1, leaving one for the server)"
+    )
     g.add_argument(
         "--drain-timeout",
         type=float,

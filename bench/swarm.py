@@ -53,6 +53,7 @@ from bench.sampler import DEFAULT_INTERVAL_S, ResourceSampler
 from bench.stats import LatencyHistogram
 from bench.targets import Target, TargetError, make_target, target_protocol
 from bench.worker import ClientSpec, Schedule, WorkerPlan, raise_nofile_limit, worker_main
+from server.config import FANOUT_STRATEGIES
 
 #: Default senders when ``--senders`` is not given (capped at the client count).
 DEFAULT_SENDERS = 10
@@ -851,7 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(adapters.PROTOCOLS),
         help="HOST:PORT target: what it speaks (default chat; ngircd/miniircd always speak irc)",
     )
-    g.add_argument("--fanout", choices=["queued", "direct"], help="embedded server: fan-out strategy")
+    g.add_argument("--fanout", choices=FANOUT_STRATEGIES, help="embedded server: fan-out strategy")
     g.add_argument("--send-queue-bytes", type=int, help="embedded server: per-client send queue limit")
     g.add_argument(
         "--server-arg",
@@ -877,7 +878,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--stalled-clients", type=int, default=d.stalled_clients, help="clients that never read")
     g.add_argument("--stalled-rcvbuf", type=int, default=d.stalled_rcvbuf, help="SO_RCVBUF of stalled clients")
-    g.add_argument("--workers", type=int, help="load-generator processes (default: CPU count - 1, leaving one for the server)")
+    g.add_argument(
+        "--workers", type=int, help="load-generator processes (default: CPU count - 1, one left for the server)"
+    )
     g.add_argument("--ramp", type=float, default=d.ramp_per_s, help="new connections per second (0: no limit)")
     g.add_argument("--connect-timeout", type=float, default=d.connect_timeout_s, help="seconds to register")
     g.add_argument(
