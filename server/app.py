@@ -83,8 +83,7 @@ class ChatServer:
         self.address = (host, port)
         self._accept_thread = threading.Thread(target=self._accept_loop, name="accept", daemon=True)
         self._accept_thread.start()
-        if self.config.idle_timeout > 0:
-            threading.Thread(target=self._sweep_idle, name="idle-sweeper", daemon=True).start()
+        threading.Thread(target=self._reap, name="reaper", daemon=True).start()
 
     def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS, close_connections: bool = True) -> None:
         """Stop accepting, tell every client, close every socket.  Returns
@@ -161,16 +160,24 @@ class ChatServer:
                 log.exception("could not start a session for %s", addr)
                 sock.close()
 
-    def _sweep_idle(self) -> None:
-        """Disconnect registered clients that sent nothing for ``idle_timeout`` s."""
-        limit = self.config.idle_timeout
-        while not self._stopping.wait(min(1.0, limit / 4)):
+    def _reap(self) -> None:
+        """Disconnect connections that did not register in time, and (with
+        ``--idle-timeout``) registered clients that went silent.  One thread
+        for all, instead of socket timeouts: a timeout on a socket also makes
+        every send on it wait for room, and no writer may ever wait."""
+        idle_limit = self.config.idle_timeout
+        intervals = [1.0, self.config.registration_timeout / 4] + ([idle_limit / 4] if idle_limit > 0 else [])
+        while not self._stopping.wait(min(intervals)):
             now = time.monotonic()
             with self._lock:
-                idle = [s for s in self._sessions if s.name is not None and now - s.last_activity > limit]
-            for session in idle:
-                log.info("%s idle for %.0fs, disconnecting", session.name, now - session.last_activity)
-                session.disconnect("idle timeout")
+                sessions = list(self._sessions)
+            for session in sessions:
+                if session.name is None:
+                    if now > session.registration_deadline:
+                        session.disconnect("registration timeout")
+                elif idle_limit > 0 and now - session.last_activity > idle_limit:
+                    log.info("%s idle for %.0fs, disconnecting", session.name, now - session.last_activity)
+                    session.disconnect("idle timeout")
 
     def _admit(self, sock: socket.socket, peer: str) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

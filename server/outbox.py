@@ -112,7 +112,7 @@ class ThreadedOutbox:
         self._limit = limit_bytes
         self._on_overflow = on_overflow
         self._name = name
-        # Reentrant, for hold(): the holding thread sends the welcome line.
+        # Reentrant, for admit(): publish() runs while we hold it and may send.
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._backlog: list[bytes] = []

@@ -8,6 +8,7 @@ closed exactly once, whatever happened.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 import time
@@ -56,8 +57,10 @@ class Session:
         #: Set when the session is being ended from outside; cuts flood waits short.
         self._ending = threading.Event()
         self.bucket = TokenBucket(config.rate_limit, config.rate_burst) if config.rate_limit > 0 else None
-        #: monotonic time of the last bytes received (for the idle sweeper).
+        #: monotonic time of the last bytes received (for the idle timeout).
         self.last_activity = time.monotonic()
+        #: When an unregistered session is cut off ("registration timeout").
+        self.registration_deadline = self.last_activity + config.registration_timeout
 
     # -- called from other threads ----------------------------------------
 
@@ -102,10 +105,6 @@ class Session:
                 self._linger()
         except ConnectionResetError:
             reason = "connection reset"
-        except TimeoutError:
-            reason = "registration timeout"
-            self.outbox.close(protocol.encode_disconnect("registration timeout"), half_close=True)
-            self._linger()
         except OSError as exc:
             reason = f"socket error: {exc.strerror or exc}"
         except Exception:
@@ -133,11 +132,14 @@ class Session:
         sends until it closes, for at most LINGER_SECONDS.  Closing a socket
         with unread input makes the kernel send a reset, which can destroy the
         last line before the client reads it."""
+        # poll(), not a socket timeout: a timeout would also make every send on
+        # this socket wait for room first, and the flusher must never wait.
         deadline = time.monotonic() + LINGER_SECONDS
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
         try:
             while (remaining := deadline - time.monotonic()) > 0:
-                self.sock.settimeout(remaining)
-                if not self.sock.recv(RECV_BYTES):
+                if poller.poll(remaining * 1000) and not self.sock.recv(RECV_BYTES):
                     return
         except OSError:
             pass
@@ -156,13 +158,10 @@ class Session:
         return lines
 
     def _register(self) -> None:
-        deadline = time.monotonic() + self.server.config.registration_timeout
+        # The registration deadline is enforced by the server's reaper thread
+        # (see ChatServer._reap), which disconnects this session when it passes.
         self.send(protocol.encode_prompt())
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            self.sock.settimeout(remaining)
             lines = self._recv_lines()
             if lines is None:
                 return
@@ -179,8 +178,6 @@ class Session:
             self.send(protocol.encode_error(f"Invalid name: {exc}"))
             self.send(protocol.encode_prompt())
             return False
-        # From here on reads block: the writer thread shares this socket.
-        self.sock.settimeout(None)
         try:
             self.hub.join(self, name)
         except NameTaken:

@@ -302,3 +302,22 @@ def test_fuzz_strict_decoder_raises_only_line_too_long_and_keeps_lines_exact(chu
     stream = b"".join(chunks)
     expected = [line.removesuffix(b"\r") for line in stream.split(b"\n")[:-1]]
     assert out == expected
+
+
+def test_a_registering_client_that_never_reads_cannot_stall_everyone(
+    make_server: MakeServer, clients: list[ChatTestClient]
+) -> None:
+    """Every bad name gets an error and a new prompt; a client that never reads
+    them fills its socket.  That must cost nobody else anything."""
+    server = make_server(rate_limit=0, registration_timeout=30)
+    alice, bob = join(server, clients, "alice"), join(server, clients, "bob")
+    alice.expect(p.Joined)
+    hostile = ChatTestClient(server.address, rcvbuf=4096)
+    clients.append(hostile)
+    hostile.send_raw(b"*\n" * 60_000)  # ~60,000 error + prompt pairs, ~5 MB, never read
+    time.sleep(1.0)
+    for i in range(5):
+        started = time.monotonic()
+        alice.say(f"still here {i}")
+        assert bob.expect(p.Message, timeout=5) == p.Message("alice", f"still here {i}")
+        assert time.monotonic() - started < 2.0
