@@ -469,6 +469,26 @@ class QueuedOutbox:
             self._schedule()  # the first line is not released yet: next round
             return
         pending = self._pending
+        if not self._backlog and self.writable and not self.closed:
+            # The common case: nothing left over, the socket takes data.  Send
+            # what is queued straight away, without the backlog bookkeeping.
+            n = len(pending)
+            if not n:
+                return
+            data = pending.popleft() if n == 1 else b"".join([pending.popleft() for _ in range(n)])
+            try:
+                sent = self._sock.send(data, _DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self.failure = exc
+                self.closed = True
+                return
+            if sent == len(data):
+                return
+            self._backlog = [data[sent:]]
+            self._backlog_bytes = len(data) - sent
+            self.writable = False
         if pending:
             parts = [pending.popleft() for _ in range(len(pending))]
             if self.failure is None:
