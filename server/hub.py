@@ -33,10 +33,10 @@ class Hub:
         self.announce_limit = announce_limit
         self._lock = threading.Lock()
         self._by_key: dict[str, Session] = {}
-        self._members: tuple[Session, ...] = ()
         #: Member -> its outbox's send, in join order; the source of _targets.
         self._send_of: dict[Session, Callable[[bytes], None]] = {}
-        #: (session, its outbox's send) pairs: the broadcast loop's only input.
+        #: Snapshot of the members as (session, send) pairs, replaced under the
+        #: lock: the broadcast loop, len() and /who read it without locking.
         self._targets: tuple[tuple[Session, Callable[[bytes], None]], ...] = ()
         #: Set when the server shuts down: leaves are then silent, because
         #: N clients each telling N-1 others that they left is O(N^2) work
@@ -59,7 +59,7 @@ class Hub:
             # The welcome must be the first line it gets, yet it must already be
             # a member when it reads the welcome (and anyone reacts to it).
             session.outbox.admit(welcome, self._publish)
-        if len(self._members) <= self.announce_limit:
+        if len(self._targets) <= self.announce_limit:
             self.broadcast(protocol.encode_joined(name), exclude=session)
 
     def _welcome_names(self) -> list[str]:
@@ -75,7 +75,6 @@ class Hub:
         """Rebuild the broadcast snapshot (caller holds the lock); C-speed
         copies only, so a join in a room of 10,000 stays cheap."""
         self._targets = tuple(self._send_of.items())
-        self._members = tuple(self._send_of)
 
     def leave(self, session: Session, reason: str) -> bool:
         """Remove ``session``; True the first (and only) time it was a member."""
@@ -88,7 +87,7 @@ class Hub:
             del self._by_key[protocol.name_key(name)]
             del self._send_of[session]
             self._publish()
-        if not self.closing and len(self._members) < self.announce_limit:
+        if not self.closing and len(self._targets) < self.announce_limit:
             self.broadcast(protocol.encode_left(name, reason))
         return True
 
@@ -115,10 +114,10 @@ class Hub:
         return self._by_key.get(protocol.name_key(name))
 
     def names(self) -> list[str]:
-        return sorted((s.name for s in self._members if s.name), key=str.casefold)
+        return sorted((s.name for s, _ in self._targets if s.name), key=str.casefold)
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._targets)
 
     # -- fan-out --------------------------------------------------------------
 

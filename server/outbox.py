@@ -72,6 +72,17 @@ class Outbox(Protocol):
         writer is done with it)."""
 
 
+def _send_nowait(sock: socket.socket, data: bytes) -> int | OSError:
+    """One non-blocking send: the bytes the kernel took now (0 if it took
+    none), or the error if the peer is gone.  Never waits, never raises."""
+    try:
+        return sock.send(data, _DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return 0
+    except OSError as exc:
+        return exc
+
+
 def _how(wake_reader: bool, half_close: bool) -> int | None:
     return socket.SHUT_WR if half_close else socket.SHUT_RDWR if wake_reader else None
 
@@ -124,10 +135,6 @@ class ThreadedOutbox:
         self._shutdown_after: int | None = socket.SHUT_RDWR
         self.failure: OSError | None = None
 
-    @property
-    def backlog_bytes(self) -> int:
-        return self._backlog_bytes
-
     def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
         with self._lock:  # other senders wait until the first line is out
             publish()
@@ -139,13 +146,10 @@ class ThreadedOutbox:
             if self._closed:
                 return
             if not self._backlog and not self._writing:
-                try:
-                    sent = self._sock.send(data, _DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError as exc:
+                sent = _send_nowait(self._sock, data)
+                if isinstance(sent, OSError):
                     # The peer is gone; its reader thread will notice and clean up.
-                    self.failure = exc
+                    self.failure = sent
                     self._closed = True
                     return
                 if sent == len(data):
@@ -184,10 +188,7 @@ class ThreadedOutbox:
                 self._shutdown_after = how
                 return
         if last_line:
-            try:
-                self._sock.send(last_line, _DONTWAIT)
-            except OSError:
-                pass
+            _send_nowait(self._sock, last_line)
         _shutdown(self._sock, how)
 
     def _drain(self) -> None:
@@ -217,10 +218,7 @@ class ThreadedOutbox:
                 self._writing = False
                 self._backlog_bytes -= len(chunk)
         if closing_line:
-            try:
-                sock.send(closing_line, _DONTWAIT)
-            except OSError:
-                pass
+            _send_nowait(sock, closing_line)
             _shutdown(sock, self._shutdown_after)
 
 
@@ -257,10 +255,7 @@ class DirectOutbox:
         # Do not wait for the lock: a sender may be blocked on this client forever.
         self._closed = True
         if last_line:
-            try:
-                self._sock.send(last_line, _DONTWAIT)
-            except OSError:
-                pass
+            _send_nowait(self._sock, last_line)
         _shutdown(self._sock, _how(wake_reader, half_close))
 
 
@@ -418,10 +413,6 @@ class QueuedOutbox:
         self._shutdown_after: int | None = None
         self.failure: OSError | None = None
 
-    @property
-    def backlog_bytes(self) -> int:
-        return self._backlog_bytes
-
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
@@ -476,12 +467,9 @@ class QueuedOutbox:
             if not n:
                 return
             data = pending.popleft() if n == 1 else b"".join([pending.popleft() for _ in range(n)])
-            try:
-                sent = self._sock.send(data, _DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                self.failure = exc
+            sent = _send_nowait(self._sock, data)
+            if isinstance(sent, OSError):
+                self.failure = sent
                 self.closed = True
                 return
             if sent == len(data):
@@ -496,13 +484,10 @@ class QueuedOutbox:
                 self._backlog_bytes += sum(map(len, parts))
         if self.failure is None and self._backlog and (self.writable or self.disposed):
             data = b"".join(self._backlog) if len(self._backlog) > 1 else self._backlog[0]
-            try:
-                sent = self._sock.send(data, _DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
+            sent = _send_nowait(self._sock, data)
+            if isinstance(sent, OSError):
                 # The peer is gone; its reader thread will see it and clean up.
-                self.failure = exc
+                self.failure = sent
                 self.closed = True
                 sent = len(data)
             if sent == len(data):

@@ -56,10 +56,10 @@ def slow_down(factor: float) -> None:
         if started is not None:  # parsing the batch took this long so far
             _spin((_clock() - started) * extra)
             _batch.started = None
-        for member in self._members:
+        for member, send in self._targets:
             if member is not exclude:
                 start = _clock()
-                member.send(data)
+                send(data)
                 _spin((_clock() - start) * extra)
 
     original_flush = QueuedOutbox.flush
