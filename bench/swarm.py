@@ -52,7 +52,7 @@ from bench.integrity import IntegrityCounts
 from bench.sampler import DEFAULT_INTERVAL_S, ResourceSampler
 from bench.stats import LatencyHistogram
 from bench.targets import Target, TargetError, make_target, target_protocol
-from bench.worker import ClientSpec, Schedule, WorkerPlan, raise_nofile_limit, worker_main
+from bench.worker import RX_CLOCKS, ClientSpec, Schedule, WorkerPlan, raise_nofile_limit, worker_main
 from server.config import FANOUT_STRATEGIES
 
 #: Default senders when ``--senders`` is not given (capped at the client count).
@@ -94,6 +94,8 @@ class SwarmConfig:
     protocol: str | None = None  #: HOST:PORT target: chat (default) or irc; named targets know theirs
     connect_batch: int | None = None  #: registrations in flight over all workers; default: the target's
     quickack: bool = False  #: receivers ACK every read at once (TCP_QUICKACK)
+    #: where a delivery's latency ends: the kernel's arrival stamp or the read (worker.RX_CLOCKS)
+    rx_clock: str = "kernel"
     fanout: str | None = None  #: embedded only: --fanout
     send_queue_bytes: int | None = None  #: embedded only: --send-queue-bytes
     server_args: tuple[str, ...] = ()  #: embedded only: more server options, verbatim
@@ -311,6 +313,7 @@ def _plans(config: SwarmConfig, host: str, port: int, tag: str, connect_batch: i
             spin_us=config.spin_us,
             protocol=config.protocol_name,
             quickack=config.quickack,
+            rx_clock=config.rx_clock,
             **inflight,
         )
         for w in range(p)
@@ -591,6 +594,8 @@ class _Run:
 
         hist = LatencyHistogram()
         lag = LatencyHistogram()
+        rx_lag = LatencyHistogram()
+        rx_clocks: set[str] = set()
         integrity = IntegrityCounts()
         disconnects: Counter[str] = Counter()
         delivered = delivered_all = echoes = lines = bytes_in = 0
@@ -598,6 +603,8 @@ class _Run:
         for r in worker_results:
             hist.merge(LatencyHistogram.decode(r["histogram"], r["clamped"]))
             lag.merge(LatencyHistogram.decode(r["send_lag_histogram"], r["send_lag_clamped"]))
+            rx_lag.merge(LatencyHistogram.decode(r["receive_lag_histogram"], r["receive_lag_clamped"]))
+            rx_clocks.add(r["rx_clock"])
             integrity.add(IntegrityCounts.from_dict(r["integrity"]))
             disconnects.update(r["disconnects"])
             delivered += r["delivered_measured"]
@@ -665,6 +672,8 @@ class _Run:
             "completed": completed,
             "latency_us": hist.summary(),
             "send_lag_us": lag.summary(),
+            "rx_clock": rx_clocks.pop() if len(rx_clocks) == 1 else ("mixed" if rx_clocks else config.rx_clock),
+            "receive_lag_us": rx_lag.summary() if rx_lag.count else None,
             "integrity": {**integrity.as_dict(), "faults": integrity.faults},
             "resources": resources,
             "load_generator_saturated": saturated,
@@ -720,6 +729,9 @@ def summary_line(doc: dict[str, Any]) -> str:
     harness = doc["resources"].get("harness_cpu_percent_window")
     if harness is not None:
         parts.append(f"harness CPU {harness:.0f}%")
+    rx_lag = doc.get("receive_lag_us")
+    if rx_lag:
+        parts.append(f"harness read lag p99 {_ms(rx_lag['p99_us'])}")
     if doc["connections"]["failed"]:
         parts.append(f"FAILED CONNECTIONS {doc['connections']['failed']}")
     if doc["load_generator_saturated"]:
@@ -890,6 +902,16 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. ngircd, miniircd) waits up to ~40 ms for the harness's delayed ACKs, as it would for most clients",
     )
     g.add_argument(
+        "--rx-clock",
+        choices=RX_CLOCKS,
+        default=d.rx_clock,
+        help="where a delivery's latency ends. kernel: when the kernel queued the bytes on the receiving socket "
+        "(SO_TIMESTAMPNS; for a read that gathers several segments, the last one's time, so never early), so the "
+        "harness's own delay in reading is not counted as server latency and is reported apart (receive lag). "
+        "read: right after the harness's recv returned (includes that delay). Either way it starts at the "
+        "intended send time",
+    )
+    g.add_argument(
         "--connect-batch",
         type=int,
         help="registrations in flight at once over all workers (default: 64 per worker; ngircd 8, miniircd 4: "
@@ -946,6 +968,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             protocol=args.protocol,
             connect_batch=args.connect_batch,
             quickack=args.quickack,
+            rx_clock=args.rx_clock,
             fanout=args.fanout,
             send_queue_bytes=args.send_queue_bytes,
             server_args=tuple(args.server_arg),

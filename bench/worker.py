@@ -46,6 +46,8 @@ import os
 import resource
 import selectors
 import socket
+import struct
+import sys
 import time
 import traceback
 from collections import Counter, deque
@@ -128,6 +130,31 @@ class WorkerPlan:
     #: ACK every read at once (``TCP_QUICKACK``): a server that does not set
     #: ``TCP_NODELAY`` then is not held up by Nagle waiting for our delayed ACKs.
     quickack: bool = False
+    #: Which clock ends a delivery's latency: ``"kernel"`` (default) is the time
+    #: the kernel queued the bytes on the receiving socket (``SO_TIMESTAMPNS``),
+    #: so the harness's own delay in reading does not count as server latency;
+    #: ``"read"`` is ``time.monotonic_ns()`` right after ``recv`` returned.
+    #: Either way the start is the *intended* send time.  See :data:`RX_CLOCKS`.
+    rx_clock: str = "kernel"
+
+
+#: ``--rx-clock`` choices.  ``kernel``: for TCP the kernel stamps each
+#: ``recvmsg`` with the arrival time of the *last* segment it copied, so a
+#: line from an earlier segment of the same read is stamped late, never early:
+#: the measured latency stays an upper bound of the true one, and at most the
+#: harness's read delay above it.  That delay is measured on its own
+#: (``receive_lag_us``: read time minus kernel time, once per read).
+RX_CLOCKS = ("kernel", "read")
+
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux value; 3.11 may lack the constant
+#: Ancillary buffer for one ``struct timespec`` control message.
+_TS_ANCBUF = socket.CMSG_SPACE(16)
+_TIMESPEC = struct.Struct("@qq")
+
+
+def kernel_rx_clock_supported() -> bool:
+    """True if this platform stamps received TCP data (Linux does)."""
+    return sys.platform.startswith("linux")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +215,32 @@ class _Conn:
     end_reason: str | None = None
 
 
+def enable_rx_stamps(sock: socket.socket) -> None:
+    """Ask the kernel to stamp data received on ``sock`` (``SO_TIMESTAMPNS``)."""
+    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+
+
+def recv_stamped(sock: socket.socket, views: list[memoryview], realtime_offset_ns: int) -> tuple[int, int]:
+    """``recvmsg_into(views)`` on a socket with :func:`enable_rx_stamps`:
+    (bytes read, the kernel's arrival time of the last segment read on the
+    ``time.monotonic_ns()`` clock, or 0 if the kernel gave none).
+    ``realtime_offset_ns`` is :func:`realtime_offset_ns`."""
+    n, ancdata, _flags, _addr = sock.recvmsg_into(views, _TS_ANCBUF)
+    if not ancdata:
+        return n, 0
+    sec, nsec = _TIMESPEC.unpack_from(ancdata[0][2])
+    return n, sec * 1_000_000_000 + nsec - realtime_offset_ns
+
+
+def realtime_offset_ns() -> int:
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC now, in ns (the realtime read is
+    bracketed by two monotonic reads; their midpoint is used)."""
+    a = time.monotonic_ns()
+    r = time.time_ns()
+    b = time.monotonic_ns()
+    return r - (a + b) // 2
+
+
 def raise_nofile_limit() -> int:
     """Lift the soft open-files limit to the hard limit; returns the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -232,7 +285,16 @@ class Worker:
         self.translate = self.adapter.incoming if self.adapter.translates else None
         self.recorder = DeliveryRecorder(plan.sender_names)
         self.send_lag = LatencyHistogram()
+        #: kernel clock: read time minus the kernel's arrival stamp, once per read (us)
+        self.receive_lag = LatencyHistogram()
+        self.rx_lags: list[int] = []  #: not yet in receive_lag (added each housekeeping round)
+        self.kernel_clock = plan.rx_clock == "kernel" and kernel_rx_clock_supported()
+        #: CLOCK_REALTIME minus CLOCK_MONOTONIC (ns), refreshed every housekeeping
+        #: round: the kernel stamps are realtime, the probes monotonic.
+        self.realtime_offset_ns = realtime_offset_ns()
         self.bytes_in = 0
+        self.recv_buffer = memoryview(bytearray(RECV_BYTES))
+        self.recv_views = [self.recv_buffer]
         self.next_progress_ns = 0
         self.done = False
         self.payloads: dict[int, str] = {}
@@ -265,6 +327,7 @@ class Worker:
                     self._emit_due(t)
                 if t >= self.next_housekeeping_ns:
                     self.next_housekeeping_ns = t + HOUSEKEEPING_INTERVAL_NS
+                    self._housekeeping_clock()
                     while not self.done and self.ctl.poll():
                         self._command(self.ctl.recv())
                     if self.schedule is not None and t >= self.next_progress_ns:
@@ -283,7 +346,16 @@ class Worker:
                 self._emit_due(now)
             if self.schedule is not None and now >= self.next_progress_ns:
                 self._report_progress(now)
+            if now >= self.next_housekeeping_ns:
+                self.next_housekeeping_ns = now + HOUSEKEEPING_INTERVAL_NS
+                self._housekeeping_clock()
         self._close_all()
+
+    def _housekeeping_clock(self) -> None:
+        self.realtime_offset_ns = realtime_offset_ns()
+        if self.rx_lags:
+            self.receive_lag.record_many(self.rx_lags)
+            self.rx_lags = []
 
     def _timeout(self) -> float:
         now = time.monotonic_ns()
@@ -352,6 +424,8 @@ class Worker:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if stalled:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.plan.stalled_rcvbuf)
+        elif self.kernel_clock and spec.receives:
+            enable_rx_stamps(sock)
         conn = _Conn(spec=spec, sock=sock, fd=sock.fileno())
         conn.decoder = self.adapter.decoder()
         conn.registration = self.adapter.registration(spec.name)
@@ -571,8 +645,15 @@ class Worker:
             self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
 
     def _readable(self, conn: _Conn) -> None:
+        stamp = 0
         try:
-            data = conn.sock.recv(RECV_BYTES)
+            # Into one reused buffer: a fresh 256 KiB bytes object per recv is
+            # an mmap + mremap + munmap (and a TLB shootdown) every time.
+            if self.kernel_clock and conn.state == _READY and conn.tracker is not None:
+                n, stamp = recv_stamped(conn.sock, self.recv_views, self.realtime_offset_ns)
+            else:
+                n = conn.sock.recv_into(self.recv_buffer)
+            data = self.recv_buffer[:n].tobytes()
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -583,6 +664,16 @@ class Worker:
                 self._fail(conn, reason)
             return
         now = time.monotonic_ns()
+        if stamp:
+            # The kernel's arrival time, on the monotonic clock; never later
+            # than the read (a clock-offset error of a few us must not make
+            # a delivery look older than it can be).
+            lag = now - stamp
+            if lag > 0:
+                self.rx_lags.append(lag // 1000)
+                now = stamp
+            else:
+                self.rx_lags.append(0)
         if self.quickack:
             # Re-arm after every read (the kernel drops back to delayed ACKs).
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
@@ -721,6 +812,7 @@ class Worker:
         )
 
     def _result(self, sent: dict[int, int]) -> dict[str, Any]:
+        self._housekeeping_clock()
         rec = self.recorder
         counts = IntegrityCounts()
         receivers = self.receiver_conns
@@ -733,6 +825,9 @@ class Worker:
             "clamped": rec.hist.clamped,
             "send_lag_histogram": self.send_lag.encode(),
             "send_lag_clamped": self.send_lag.clamped,
+            "receive_lag_histogram": self.receive_lag.encode(),
+            "receive_lag_clamped": self.receive_lag.clamped,
+            "rx_clock": "kernel" if self.kernel_clock else "read",
             "delivered_all": rec.delivered_all,
             "delivered_measured": rec.delivered_measured,
             "last_measured_recv_ns": rec.last_measured_recv_ns,
