@@ -44,6 +44,7 @@ import heapq
 import logging
 import os
 import resource
+import select
 import selectors
 import socket
 import struct
@@ -85,6 +86,10 @@ HOUSEKEEPING_INTERVAL_NS = 20_000_000
 #: and registration deadlines are noticed promptly.
 IDLE_WAIT_S = 0.05
 
+#: Waits shorter than this (the next send is due soon) sleep to the
+#: microsecond (``select`` on the epoll fd) instead of epoll's whole milliseconds.
+PRECISE_WAIT_S = 0.01
+
 #: Set to a directory to write each worker's cProfile stats there
 #: (``swarm-worker-N.prof``), for profiling the receive path under load.
 PROFILE_ENV = "CHATBENCH_SWARM_PROFILE"
@@ -122,8 +127,9 @@ class WorkerPlan:
     connect_timeout_s: float = 30.0
     stalled_rcvbuf: int = 4096
     #: Spin (poll without sleeping) when the next send is due within this many
-    #: microseconds; 0 never spins.  ``select`` sleeps in whole milliseconds,
-    #: so without spinning a send can be up to ~1 ms late (which then shows in
+    #: microseconds; 0 never spins.  Without spinning the loop sleeps to the
+    #: microsecond (see :data:`PRECISE_WAIT_S`) and a send is late by the
+    #: kernel's wake-up time, typically tens of microseconds (which shows in
     #: the measured latency and in ``send_lag``).
     spin_us: int = 0
     protocol: str = "chat"  #: :data:`bench.adapters.PROTOCOLS`
@@ -306,8 +312,17 @@ class Worker:
     def run(self) -> None:
         self.sel.register(self.ctl.fileno(), selectors.EVENT_READ, None)
         self.next_connect_ns = time.monotonic_ns()
+        epoll_fd = [self.sel.fileno()]
+        precise_wait = PRECISE_WAIT_S if epoll_fd[0] < 1024 else 0.0  # select()'s FD_SETSIZE
         while not self.done:
             timeout = self._timeout()
+            if 0 < timeout < precise_wait:
+                # epoll sleeps in whole milliseconds (rounded up), so a send due
+                # in 0.3 ms would go out ~1 ms late.  select() on the epoll fd
+                # itself sleeps to the microsecond and still wakes on any socket
+                # event; the events are then fetched without waiting.
+                select.select(epoll_fd, (), (), timeout)
+                timeout = 0
             for key, mask in self.sel.select(timeout):
                 conn = key.data
                 if conn is None:
@@ -366,11 +381,7 @@ class Worker:
             due = self.heap[0][0] - now
             if due <= self.plan.spin_us * 1000:
                 return 0.0
-            # select() sleeps in whole milliseconds, rounding up: round down
-            # here so the loop wakes at or before the due time when it can.
             wait_ns = min(wait_ns, due)
-            if wait_ns >= 1_000_000:
-                wait_ns = wait_ns // 1_000_000 * 1_000_000
         if self.schedule is not None:
             wait_ns = min(wait_ns, max(0, self.next_progress_ns - now))
         return max(0.0, wait_ns / 1e9)
