@@ -74,6 +74,7 @@ class ChatServer:
         threading.stack_size(self.config.thread_stack_bytes)
         if self.config.fanout == "queued":
             self.flusher = Flusher()
+            self.hub.fan_out = self.flusher.broadcast
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         listener = socket.create_server(
             (self.config.host, self.config.port), family=family, backlog=self.config.backlog

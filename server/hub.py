@@ -2,8 +2,9 @@
 
 Broadcast reads an immutable tuple of members that is replaced (under the
 lock) on every join, leave and rename, so the hot path takes no lock of its
-own: it encodes a line once and hands the same bytes to every recipient's
-outbox.
+own: it encodes a line once and hands the same bytes either to the fan-out
+strategy in one call (``fan_out``: the ``queued`` flusher) or to every
+recipient's outbox.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from server import protocol
 
 if TYPE_CHECKING:
+    from server.outbox import Outbox
     from server.session import Session
 
 
@@ -33,11 +35,14 @@ class Hub:
         self.announce_limit = announce_limit
         self._lock = threading.Lock()
         self._by_key: dict[str, Session] = {}
-        #: Member -> its outbox's send, in join order; the source of _targets.
-        self._send_of: dict[Session, Callable[[bytes], None]] = {}
-        #: Snapshot of the members as (session, send) pairs, replaced under the
-        #: lock: the broadcast loop, len() and /who read it without locking.
-        self._targets: tuple[tuple[Session, Callable[[bytes], None]], ...] = ()
+        #: Member -> its outbox, in join order; the source of _targets.
+        self._outbox_of: dict[Session, Outbox] = {}
+        #: Snapshot of the members as (session, outbox) pairs, replaced under
+        #: the lock: broadcast, len() and /who read it without locking.
+        self._targets: tuple[tuple[Session, Outbox], ...] = ()
+        #: Hands a whole broadcast to the fan-out strategy in one call
+        #: (``Flusher.broadcast``); None: the hub calls each outbox's ``send``.
+        self.fan_out: Callable[[tuple[tuple[Session, Outbox], ...], bytes, Session | None], None] | None = None
         #: Set when the server shuts down: leaves are then silent, because
         #: N clients each telling N-1 others that they left is O(N^2) work
         #: for notices nobody will read.
@@ -54,7 +59,7 @@ class Hub:
                 raise NameTaken(name)
             session.name = name
             self._by_key[key] = session
-            self._send_of[session] = session.outbox.send
+            self._outbox_of[session] = session.outbox
             welcome = protocol.encode_welcome(name, self._welcome_names(), len(self._by_key))
             # The welcome must be the first line it gets, yet it must already be
             # a member when it reads the welcome (and anyone reacts to it).
@@ -74,7 +79,7 @@ class Hub:
     def _publish(self) -> None:
         """Rebuild the broadcast snapshot (caller holds the lock); C-speed
         copies only, so a join in a room of 10,000 stays cheap."""
-        self._targets = tuple(self._send_of.items())
+        self._targets = tuple(self._outbox_of.items())
 
     def leave(self, session: Session, reason: str) -> bool:
         """Remove ``session``; True the first (and only) time it was a member."""
@@ -85,7 +90,7 @@ class Hub:
             if self._by_key.get(protocol.name_key(name)) is not session:
                 return False
             del self._by_key[protocol.name_key(name)]
-            del self._send_of[session]
+            del self._outbox_of[session]
             self._publish()
         if not self.closing and len(self._targets) < self.announce_limit:
             self.broadcast(protocol.encode_left(name, reason))
@@ -122,9 +127,13 @@ class Hub:
     # -- fan-out --------------------------------------------------------------
 
     def broadcast(self, data: bytes, exclude: Session | None = None) -> None:
-        for member, send in self._targets:
+        if self.fan_out is not None:
+            if not self.closing:
+                self.fan_out(self._targets, data, exclude)
+            return
+        for member, outbox in self._targets:
             if member is not exclude:
-                send(data)
+                outbox.send(data)
             if self.closing:
                 # Shutting down: stop fanning out, so busy threads get out of
                 # the way of the one saying goodbye to everyone.

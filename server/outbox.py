@@ -38,7 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -259,18 +259,46 @@ class DirectOutbox:
         _shutdown(self._sock, _how(wake_reader, half_close))
 
 
+#: The audience of a broadcast: the hub's immutable snapshot of (member,
+#: outbox) pairs; with this strategy every outbox is a :class:`QueuedOutbox`.
+BroadcastTargets = tuple[tuple[object, Any], ...]
+
+
 class Flusher:
     """The one writer thread behind every :class:`QueuedOutbox` of a server.
 
-    Outboxes with fresh data are put on the ``ready`` deque (once until they
-    are flushed).  The thread pops them, sends each one's queue in a single
-    non-blocking ``send``, and sleeps in ``epoll`` when nothing is ready,
-    woken by a pipe (written only when it is asleep) or by a backlogged
-    socket becoming writable.
+    Two ways in:
+
+    * :meth:`broadcast` (the hot path): one line for every member of a
+      snapshot, appended to the flusher's *log* in O(1) -- the broadcasting
+      thread touches no recipient.  Each round the flusher takes the whole
+      log, joins consecutive lines with the same audience into one block
+      (encoded once), and gives every recipient that block in ONE
+      non-blocking ``send``: when the socket takes it, no queue is touched
+      at all.  The busier the server, the more lines a round carries, so the
+      batch grows with load by itself.
+    * an outbox's own lines (welcome, replies, private messages, last line):
+      queued on that outbox, which is put on the ``ready`` deque.
+
+    Order: broadcasts are numbered in log order under :attr:`lock`, and an
+    outbox's own line records the number of the next broadcast when it was
+    queued, so it is sent after every earlier broadcast and before every
+    later one -- exactly the order each thread produced them in.
+
+    What a socket does not take waits in that outbox's backlog and is retried
+    when epoll says the socket is writable; past the send-queue limit the
+    client is disconnected ("send queue exceeded").  The thread sleeps in
+    ``epoll`` when there is nothing to do, woken by a pipe (written only when
+    it is asleep) or by a backlogged socket becoming writable.
     """
 
     def __init__(self) -> None:
         self.ready: deque[QueuedOutbox] = deque()
+        #: Orders broadcasts against outboxes' own lines (held for O(1) only).
+        self.lock = threading.Lock()
+        #: Number of the next broadcast (the log's lines are numbered before it).
+        self.next_seq = 0
+        self._log: deque[tuple[BroadcastTargets, bytes, object]] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -282,6 +310,14 @@ class Flusher:
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
         self._thread.start()
+
+    def broadcast(self, targets: BroadcastTargets, data: bytes, exclude: object = None) -> None:
+        """Send ``data`` to every outbox in ``targets`` but ``exclude``'s; any thread."""
+        with self.lock:
+            self._log.append((targets, data, exclude))
+            self.next_seq += 1
+        if self._sleeping and not self._woken:
+            self._wake()
 
     def schedule(self, outbox: QueuedOutbox) -> None:
         """Called by any thread after queueing data for ``outbox``."""
@@ -301,7 +337,7 @@ class Flusher:
         waits on a socket that will not take it); False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.ready and self._sleeping:
+            if not self.ready and not self._log and self._sleeping:
                 return True
             time.sleep(0.002)
         return False
@@ -313,12 +349,13 @@ class Flusher:
 
     def _run(self) -> None:
         ready = self.ready
+        log_ = self._log
         epoll = self._epoll
         waiting = self._waiting
         while not self._stopped:
-            if not ready:
+            if not ready and not log_:
                 self._sleeping = True
-                events = epoll.poll() if not ready else []  # re-check after raising the flag
+                events = epoll.poll() if not ready and not log_ else []  # re-check after raising the flag
                 self._sleeping = False
                 self._woken = False
                 for fd, _ in events:
@@ -333,12 +370,18 @@ class Flusher:
                         self._unregister(fd)
                         woken.writable = True
                         ready.append(woken)
-            # Flush what is ready now; whatever arrives meanwhile waits for the
-            # next round and so travels in a bigger batch.
+            # Everything broadcast so far, then the outboxes with lines of their
+            # own.  Whatever arrives meanwhile waits for the next round and so
+            # travels in a bigger batch.
+            with self.lock:  # the round's broadcasts, and the number after them
+                end = self.next_seq
+                items = [log_.popleft() for _ in range(len(log_))] if log_ else []
+            if items:
+                self._fan_out(items, end - len(items))
             for _ in range(len(ready)):
                 outbox = ready.popleft()
                 try:
-                    outbox.flush()
+                    outbox.flush(end)
                 except Exception:  # one client's trouble never stops the flusher
                     log.exception("flushing %s failed", outbox.name)
                     outbox.failure = OSError("flush failed")
@@ -355,6 +398,56 @@ class Flusher:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
+    def _fan_out(self, items: list[tuple[BroadcastTargets, bytes, object]], first_seq: int) -> None:
+        """Deliver one round of broadcasts (numbered from ``first_seq``):
+        each run of lines with the same audience as one block per recipient."""
+        start = 0
+        while start < len(items):
+            targets = items[start][0]
+            stop = start + 1
+            while stop < len(items) and items[stop][0] is targets:
+                stop += 1
+            run = items[start:stop]
+            self._fan_out_run(targets, run, first_seq + start)
+            start = stop
+
+    def _fan_out_run(
+        self, targets: BroadcastTargets, run: list[tuple[BroadcastTargets, bytes, object]], first_seq: int
+    ) -> None:
+        block = run[0][1] if len(run) == 1 else b"".join([data for _, data, _ in run])
+        skipping = {exclude for _, _, exclude in run if exclude is not None}
+        ready = self.ready
+        for member, outbox in targets:
+            data = block
+            if member in skipping:  # a sender: every line of the run but its own
+                data = b"".join([d for _, d, exclude in run if exclude is not member])
+                if not data:
+                    continue
+            if (
+                outbox.writable
+                and not outbox._pending
+                and not outbox._own
+                and not outbox._backlog
+                and not outbox.closed
+                and not outbox._held
+            ):
+                # The common case: nothing queued, the socket takes data.  One
+                # send, no queue touched.
+                sent = _send_nowait(outbox._sock, data)
+                if sent == len(data):
+                    continue
+                outbox.keep_unsent(data, sent)
+                ready.append(outbox)  # limit check, EPOLLOUT registration
+            elif outbox._own or outbox.closed:
+                # Its own lines must interleave by number (or it is closing):
+                # line by line.
+                lines = [(first_seq + i, d) for i, (_, d, exclude) in enumerate(run) if exclude is not member]
+                outbox.add_broadcasts(lines)
+                ready.append(outbox)
+            else:
+                outbox._pending.append(data)
+                ready.append(outbox)
+
     def _unregister(self, fd: int) -> None:
         try:
             self._epoll.unregister(fd)
@@ -365,8 +458,9 @@ class Flusher:
 class QueuedOutbox:
     """A bounded per-client queue, drained by the server's :class:`Flusher`.
 
-    Broadcasters only append to ``_pending`` (atomic, no lock) and put the
-    outbox on the flusher's ready deque if it is not there yet.  Everything
+    Broadcasts never come through here (see :meth:`Flusher.broadcast`); the
+    client's own lines (``send``, ``admit``, ``close``) are numbered against
+    the broadcasts under the flusher's lock and put on ``_own``.  Everything
     else happens in the flusher thread, which also closes the socket once the
     session has let go of it (``dispose``), so no send can ever hit a
     descriptor that was closed and reused.
@@ -375,12 +469,13 @@ class QueuedOutbox:
     __slots__ = (
         "_backlog",
         "_backlog_bytes",
+        "_close_seq",
         "_flusher",
         "_held",
         "_limit",
         "_on_overflow",
+        "_own",
         "_pending",
-        "_scheduled",
         "_shutdown_after",
         "_sock",
         "closed",
@@ -400,9 +495,13 @@ class QueuedOutbox:
         self._on_overflow = on_overflow
         self.name = name
         self._flusher = flusher
+        #: Own lines not yet placed: (number of the next broadcast then, line).
+        self._own: deque[tuple[int, bytes]] = deque()
+        #: Bytes in their final order, not yet handed to a send (flusher only).
         self._pending: deque[bytes] = deque()
-        self._scheduled = False
         self._held = False
+        #: Broadcasts numbered at or after this are not for us any more.
+        self._close_seq: int | None = None
         # The flusher's side: bytes the kernel has not taken yet.
         self._backlog: list[bytes] = []
         self._backlog_bytes = 0
@@ -413,70 +512,100 @@ class QueuedOutbox:
         self._shutdown_after: int | None = None
         self.failure: OSError | None = None
 
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            self._flusher.schedule(self)
-
     def send(self, data: bytes) -> None:
-        if self.closed:
-            return
-        self._pending.append(data)
-        if not self._scheduled:
-            self._scheduled = True
-            self._flusher.schedule(self)
+        flusher = self._flusher
+        with flusher.lock:
+            if self.closed:
+                return
+            self._own.append((flusher.next_seq, data))
+        flusher.schedule(self)
 
     def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
         # Queue the first line, publish, and only then let the flusher send.
+        flusher = self._flusher
         self._held = True
-        self._pending.append(first_line)
+        with flusher.lock:
+            self._own.append((flusher.next_seq, first_line))
         try:
             publish()
         finally:
             self._held = False
-            self._schedule()
+            flusher.schedule(self)
 
     def close(self, last_line: bytes = b"", wake_reader: bool = True, half_close: bool = False) -> None:
-        if self.closed:
-            return
-        if last_line:
-            self._pending.append(last_line)
-        self._shutdown_after = _how(wake_reader, half_close)
-        self.closed = True
-        self._flusher.schedule(self)
+        flusher = self._flusher
+        with flusher.lock:
+            if self.closed:
+                return
+            if last_line:
+                self._own.append((flusher.next_seq, last_line))
+            self._close_seq = flusher.next_seq
+            self._shutdown_after = _how(wake_reader, half_close)
+            self.closed = True
+        flusher.schedule(self)
 
     def dispose(self) -> None:
         """The session is done: send what is queued if the socket takes it
         now, then close the socket (in the flusher thread)."""
-        self.closed = True
+        with self._flusher.lock:
+            if self._close_seq is None:
+                self._close_seq = self._flusher.next_seq
+            self.closed = True
         self.disposed = True
         self._flusher.schedule(self)
 
-    def flush(self) -> None:
-        """Flusher thread only: move queued lines to the backlog and send the
-        backlog in one non-blocking syscall."""
-        self._scheduled = False
+    # -- flusher thread only ----------------------------------------------------
+
+    def keep_unsent(self, data: bytes, sent: int | OSError) -> None:
+        """A direct send of ``data`` took only ``sent`` bytes (or failed)."""
+        if isinstance(sent, OSError):
+            self.failure = sent
+            self.closed = True
+            return
+        self._backlog = [data[sent:]]
+        self._backlog_bytes = len(data) - sent
+        self.writable = False
+
+    def add_broadcasts(self, lines: list[tuple[int, bytes]]) -> None:
+        """Numbered broadcast lines for us, merged with our own lines in
+        number order (an own line numbered n goes before broadcast n)."""
+        own = self._own
+        pending = self._pending
+        close_seq = self._close_seq
+        for seq, data in lines:
+            while own and own[0][0] <= seq:
+                pending.append(own.popleft()[1])
+            if close_seq is not None and seq >= close_seq:
+                return
+            pending.append(data)
+
+    def flush(self, end: int) -> None:
+        """Place our own lines numbered up to ``end`` (every broadcast before
+        ``end`` has been placed), then send everything placed in one
+        non-blocking syscall."""
+        own = self._own
         if self._held:
-            self._schedule()  # the first line is not released yet: next round
+            if own or self._pending:
+                self._flusher.ready.append(self)  # the first line is not released yet: next round
             return
         pending = self._pending
-        if not self._backlog and self.writable and not self.closed:
-            # The common case: nothing left over, the socket takes data.  Send
-            # what is queued straight away, without the backlog bookkeeping.
+        while own and own[0][0] <= end:
+            pending.append(own.popleft()[1])
+        if own:
+            self._flusher.ready.append(self)  # waits for broadcasts not in this round yet
+        if not self._backlog and self.writable and not self.disposed:
+            # The common case: nothing left over, the socket takes data.
             n = len(pending)
-            if not n:
-                return
-            data = pending.popleft() if n == 1 else b"".join([pending.popleft() for _ in range(n)])
-            sent = _send_nowait(self._sock, data)
-            if isinstance(sent, OSError):
-                self.failure = sent
-                self.closed = True
-                return
-            if sent == len(data):
-                return
-            self._backlog = [data[sent:]]
-            self._backlog_bytes = len(data) - sent
-            self.writable = False
+            if n and self.failure is None:
+                data = pending.popleft() if n == 1 else b"".join([pending.popleft() for _ in range(n)])
+                sent = _send_nowait(self._sock, data)
+                if isinstance(sent, OSError):
+                    self.failure = sent
+                    self.closed = True
+                elif sent != len(data):
+                    self._backlog = [data[sent:]]
+                    self._backlog_bytes = len(data) - sent
+                    self.writable = False
         if pending:
             parts = [pending.popleft() for _ in range(len(pending))]
             if self.failure is None:
@@ -498,8 +627,7 @@ class QueuedOutbox:
                 self._backlog_bytes = len(data) - sent
                 self.writable = False
         if self.disposed:
-            if self._pending:  # appended while we were sending: next round
-                self._schedule()
+            if own:  # still waiting for its place: next round
                 return
             self._backlog = []
             self._backlog_bytes = 0
@@ -513,8 +641,8 @@ class QueuedOutbox:
             self.closed = True
             self._on_overflow()
             return
-        # A last line is appended before `closed` is set, so once `closed` is
-        # seen here, an empty `_pending` really means everything went out.
-        if self.closed and not self._backlog and not self._pending and self._shutdown_after is not None:
+        # A last line is queued before `closed` is set (under the lock), so
+        # once everything queued is out, the last line is too.
+        if self.closed and not self._backlog and not own and not pending and self._shutdown_after is not None:
             _shutdown(self._sock, self._shutdown_after)
             self._shutdown_after = None

@@ -5,24 +5,26 @@ slowdown.
 server (``python -m server``) with its fan-out path FACTOR times as slow:
 from the moment a reader thread starts handling a batch of lines until its
 last send, every stretch of server code (parsing the lines, each
-recipient's send, and with ``--fanout queued`` each flush of a client's
-queue by the flusher thread) is followed by a spin (FACTOR - 1) times as long, holding
-the GIL as slower Python code would.  Kernel work outside those calls (the
-wake-up of the reader thread, delivery) is not slowed, as it would not be
-by a slower server.  Join and leave notices are not slowed either: with 50
-reader threads spinning at once the spins would feed on each other's GIL
-waits and only make setup and shutdown slow, which the gate does not measure.
+recipient's send, and with ``--fanout queued`` each send by the flusher
+thread together with its work since its previous send) is followed by a
+spin (FACTOR - 1) times as long, holding the GIL as slower Python code
+would.  Kernel work outside those calls (the wake-up of the reader thread,
+delivery) is not slowed, as it would not be by a slower server.  Join and
+leave notices are not slowed by the reader threads: with 50 of them spinning
+at once the spins would feed on each other's GIL waits and only make setup
+and shutdown slow, which the gate does not measure.
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 import time
 
+from server import outbox as outbox_module
 from server.__main__ import main
 from server.hub import Hub
-from server.outbox import QueuedOutbox
 from server.session import Session
 
 _clock = time.perf_counter
@@ -56,23 +58,34 @@ def slow_down(factor: float) -> None:
         if started is not None:  # parsing the batch took this long so far
             _spin((_clock() - started) * extra)
             _batch.started = None
-        for member, send in self._targets:
+        if self.fan_out is not None:  # queued: one hand-over, the sends are the flusher's
+            start = _clock()
+            original_broadcast(self, data, exclude)
+            _spin((_clock() - start) * extra)
+            return
+        for member, outbox in self._targets:
             if member is not exclude:
                 start = _clock()
-                send(data)
+                outbox.send(data)
                 _spin((_clock() - start) * extra)
 
-    original_flush = QueuedOutbox.flush
+    original_send_nowait = outbox_module._send_nowait
+    flusher_clock = threading.local()
 
-    def flush(self: QueuedOutbox) -> None:
-        # The queued strategy's sends happen here, in the flusher thread.
+    def send_nowait(sock: socket.socket, data: bytes) -> int | OSError:
+        # Every send of the queued strategy (the flusher's), with the flusher's
+        # Python work since its previous send -- unless it slept in between.
         start = _clock()
-        original_flush(self)
-        _spin((_clock() - start) * extra)
+        previous = getattr(flusher_clock, "last", None)
+        result = original_send_nowait(sock, data)
+        base = previous if previous is not None and start - previous < 0.001 else start
+        _spin((_clock() - base) * extra)
+        flusher_clock.last = _clock()
+        return result
 
     Session._handle = handle  # type: ignore[method-assign]
     Hub.broadcast = broadcast  # type: ignore[method-assign]
-    QueuedOutbox.flush = flush  # type: ignore[method-assign]
+    outbox_module._send_nowait = send_nowait
 
 
 if __name__ == "__main__":
