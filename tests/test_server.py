@@ -310,3 +310,82 @@ def test_join_and_leave_notices_stop_above_the_announce_limit(make_server: Calla
     finally:
         for x in (a, b, c):
             x.close()
+
+
+@pytest.mark.parametrize("fanout", ["queued", "threads", "direct"])
+def test_private_and_public_lines_keep_each_senders_order(make_server: Callable[..., ChatServer], fanout: str) -> None:
+    """A broadcast and a private line travel different paths through the
+    queued strategy (the flusher's log, the recipient's own queue); each
+    sender's lines must still reach a recipient in the order it sent them,
+    while another client broadcasts at the same time."""
+    server = make_server(rate_limit=0, fanout=fanout)
+    alice, bob, carol = (ChatTestClient(server.address) for _ in range(3))
+    try:
+        alice.register("alice")
+        bob.register("bob")
+        carol.register("carol")
+        for c in (alice, bob):
+            c.wait_for(lambda e: e == p.Joined("carol"))
+        n = 300
+        with ThreadPoolExecutor(2) as pool:
+            noise = pool.submit(carol.send_raw, b"".join(p.encode_say(f"noise {i}") for i in range(n)))
+            burst = b"".join(
+                p.encode_say(f"public {i}") + p.encode_line(f"/msg bob private {i}") + p.encode_line(f"/me waves {i}")
+                for i in range(n)
+            )
+            alice.send_raw(burst)
+            noise.result(timeout=10)
+        wanted = []
+        for i in range(n):
+            wanted += [
+                p.Message("alice", f"public {i}"),
+                p.Private("alice", f"private {i}"),
+                p.Action("alice", f"waves {i}"),
+            ]
+        got_alice: list[p.ServerEvent] = []
+        got_carol: list[p.ServerEvent] = []
+        while len(got_alice) < len(wanted) or len(got_carol) < n:
+            event = bob.next_event()
+            if isinstance(event, (p.Message, p.Action, p.Private)) and event.sender == "alice":
+                got_alice.append(event)
+            elif isinstance(event, p.Message) and event.sender == "carol":
+                got_carol.append(event)
+            else:
+                raise AssertionError(f"unexpected {event!r}")
+        assert got_alice == wanted
+        assert got_carol == [p.Message("carol", f"noise {i}") for i in range(n)]
+        assert bob.drain(quiet=0.1) == []
+    finally:
+        for c in (alice, bob, carol):
+            c.close()
+
+
+def test_lines_broadcast_before_a_kick_arrive_before_the_last_line(make_server: Callable[..., ChatServer]) -> None:
+    """The last line of a session ends its stream: what was broadcast before
+    it still arrives first, nothing broadcast after it does."""
+    server = make_server(rate_limit=0)
+    victim, talker = ChatTestClient(server.address), ChatTestClient(server.address)
+    try:
+        victim.register("victim")
+        talker.register("talker")
+        victim.wait_for(lambda e: e == p.Joined("talker"))
+        talker.send_raw(b"".join(p.encode_say(f"before {i}") for i in range(200)))
+        # Wait until the server relayed them all (the talker cannot see that:
+        # a second listener can).
+        listener = ChatTestClient(server.address)
+        listener.register("listener")
+        talker.say("marker")
+        listener.wait_for(lambda e: e == p.Message("talker", "marker"))
+        session = server.hub.find("victim")
+        assert session is not None
+        session.disconnect("kicked for the test")
+        talker.send_raw(b"".join(p.encode_say(f"after {i}") for i in range(50)))
+        events = victim.read_until_closed()
+        texts = [e.text for e in events if isinstance(e, p.Message)]
+        assert texts[:200] == [f"before {i}" for i in range(200)]
+        assert not any(t.startswith("after") for t in texts)
+        assert isinstance(events[-1], p.Disconnected) and "kicked for the test" in events[-1].reason
+        listener.close()
+    finally:
+        victim.close()
+        talker.close()
