@@ -5,16 +5,20 @@ hands over bytes that must reach the client whole and in order, ``close``
 ends it after a last line, ``admit`` sends the first line of a new member.
 Which one the server uses is ``--fanout``.
 
-``queued`` (default): :class:`QueuedOutbox` + :class:`Flusher`
-    ``send`` only appends to the client's queue (no syscall, no lock, no
-    thread wake-up) and marks it ready.  One flusher thread for the whole
-    server drains ready queues: everything queued for a client since its
-    last flush goes out in ONE non-blocking ``send``.  The busier the server,
-    the more lines each send carries, so the batch grows with load by itself.
-    What the kernel does not take waits in that client's queue and is retried
-    when epoll says the socket is writable.  A queue past the send-queue
-    limit disconnects that client ("send queue exceeded"); nobody waits for
-    a slow reader.
+``queued`` (default): :class:`Flusher` + :class:`QueuedOutbox`
+    A broadcast is handed to the flusher in one O(1) call (the hub's
+    ``fan_out``): the broadcasting thread touches no recipient, wakes no
+    thread per recipient and takes no per-recipient lock.  One flusher
+    thread for the whole server takes every broadcast made since its last
+    round, joins the lines that share an audience into one block (encoded
+    once) and gives each recipient that block in ONE non-blocking ``send``.
+    The busier the server, the more lines each send carries, so the batch
+    grows with load by itself.  A client's own lines (welcome, replies,
+    private messages) are numbered against the broadcasts, so every
+    thread's lines keep their order.  What the kernel does not take waits in
+    that client's queue and is retried when epoll says the socket is
+    writable.  A queue past the send-queue limit disconnects that client
+    ("send queue exceeded"); nobody waits for a slow reader.
 
 ``threads``: :class:`ThreadedOutbox`
     The first design: the caller tries a non-blocking send; what the kernel
