@@ -73,7 +73,6 @@ import selectors
 import shlex
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import threading
@@ -85,6 +84,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from bench import rxstamp
 from bench.stats import LatencyHistogram
 from bench.workload import CorruptProbe, encode_probe, make_payload, parse_probe
 from server import protocol
@@ -134,20 +134,6 @@ PREFILL_TEXT_CHARS = 3800
 PREFILL_BLOCKED_SECONDS = 1.0
 #: Probe sender id used by the gate (bench.workload's SENDER field).
 SENDER_ID = 1
-
-#: Linux's SO_TIMESTAMPNS (asm-generic value, x86-64 and arm64; Python does
-#: not export it): the kernel stamps each received segment with the time it
-#: reached the socket, and ``recvmsg`` hands the stamp of the newest segment
-#: it returned as an SCM_TIMESTAMPNS control message (struct timespec).
-#: Arrival times then do not depend on when the harness got around to
-#: reading: on loopback the stamp is taken as the target's ``send`` runs.
-#: Where it is not available the harness's own clock is used (and said so).
-SO_TIMESTAMPNS = 35
-#: Where that number is known to mean SO_TIMESTAMPNS (other architectures
-#: number socket options differently; they get the harness clock).
-_KERNEL_STAMP_MACHINES = frozenset({"x86_64", "amd64", "aarch64", "arm64", "i686", "riscv64"})
-_TIMESPEC = struct.Struct("@qq")
-_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 
 SENDER_NAME = "gate-sender"
 FILLER_NAME = "gate-filler"
@@ -457,14 +443,8 @@ class _Client:
         return client
 
     def enable_kernel_stamps(self) -> bool:
-        if sys.platform != "linux" or platform.machine().lower() not in _KERNEL_STAMP_MACHINES:
-            return False
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        except OSError:
-            return False
-        self.kernel_stamps = True
-        return True
+        self.kernel_stamps = rxstamp.enable(self.sock)
+        return self.kernel_stamps
 
     def next_event(self, deadline: float) -> protocol.ServerEvent:
         while not self._events:
@@ -634,7 +614,7 @@ class FanoutGroup:
         deadline = t0 + int(scenario.burst_timeout * 1e9)
         # Kernel stamps are CLOCK_REALTIME; this offset maps them onto the
         # monotonic clock of t0 (a burst lasts milliseconds: no drift).
-        realtime_offset = time.time_ns() - time.monotonic_ns()
+        realtime_offset = rxstamp.realtime_offset_ns()
         try:
             self._sender.sock.sendall(data)
         except TimeoutError:
@@ -642,7 +622,9 @@ class FanoutGroup:
         pending = len(receivers)
         select = self._selector.select
         monotonic_ns = time.monotonic_ns
-        unpack = _TIMESPEC.unpack_from
+        recv_stamped = rxstamp.recv_stamped
+        buffer = memoryview(bytearray(1 << 18))
+        views = [buffer]
         unstamped = 0
         # The hot loop: recv and timestamp, nothing else.
         while pending:
@@ -652,14 +634,10 @@ class FanoutGroup:
             for key, _ in select(remaining):
                 receiver = key.data
                 try:
-                    chunk, ancillary, _, _ = receiver.sock.recvmsg(1 << 18, _ANCILLARY_BYTES)
+                    n, arrived = recv_stamped(receiver.sock, views, realtime_offset)
                 except BlockingIOError:
                     continue
-                arrived = 0
-                for level, kind, stamp in ancillary:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(stamp) >= _TIMESPEC.size:
-                        seconds, nanoseconds = unpack(stamp)
-                        arrived = seconds * 1_000_000_000 + nanoseconds - realtime_offset
+                chunk = buffer[:n].tobytes()
                 if not arrived:
                     arrived = monotonic_ns()
                     unstamped += 1

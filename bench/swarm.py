@@ -596,6 +596,7 @@ class _Run:
         lag = LatencyHistogram()
         rx_lag = LatencyHistogram()
         rx_clocks: set[str] = set()
+        unstamped = 0
         integrity = IntegrityCounts()
         disconnects: Counter[str] = Counter()
         delivered = delivered_all = echoes = lines = bytes_in = 0
@@ -605,6 +606,7 @@ class _Run:
             lag.merge(LatencyHistogram.decode(r["send_lag_histogram"], r["send_lag_clamped"]))
             rx_lag.merge(LatencyHistogram.decode(r["receive_lag_histogram"], r["receive_lag_clamped"]))
             rx_clocks.add(r["rx_clock"])
+            unstamped += r["unstamped_reads"]
             integrity.add(IntegrityCounts.from_dict(r["integrity"]))
             disconnects.update(r["disconnects"])
             delivered += r["delivered_measured"]
@@ -626,6 +628,10 @@ class _Run:
                 + ", ".join(resources["saturated_workers"])
                 + " were running or waiting for a CPU >= 90% of the traffic window; latency and throughput "
                 "may be the harness's limits"
+            )
+        if unstamped:
+            self.notes.append(
+                f"{unstamped} reads came without a kernel receive stamp; they were timed when read (--rx-clock read)"
             )
         if integrity.lost and disconnects:
             self.notes.append(f"receivers disconnected during the run: {dict(disconnects)}")

@@ -47,8 +47,6 @@ import resource
 import select
 import selectors
 import socket
-import struct
-import sys
 import time
 import traceback
 from collections import Counter, deque
@@ -56,7 +54,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench import adapters, workload
+from bench import adapters, rxstamp, workload
 from bench.integrity import IntegrityCounts, IntegrityTracker
 from bench.recorder import DeliveryRecorder
 from bench.stats import LatencyHistogram
@@ -152,16 +150,6 @@ class WorkerPlan:
 #: (``receive_lag_us``: read time minus kernel time, once per read).
 RX_CLOCKS = ("kernel", "read")
 
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux value; 3.11 may lack the constant
-#: Ancillary buffer for one ``struct timespec`` control message.
-_TS_ANCBUF = socket.CMSG_SPACE(16)
-_TIMESPEC = struct.Struct("@qq")
-
-
-def kernel_rx_clock_supported() -> bool:
-    """True if this platform stamps received TCP data (Linux does)."""
-    return sys.platform.startswith("linux")
-
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
@@ -221,32 +209,6 @@ class _Conn:
     end_reason: str | None = None
 
 
-def enable_rx_stamps(sock: socket.socket) -> None:
-    """Ask the kernel to stamp data received on ``sock`` (``SO_TIMESTAMPNS``)."""
-    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-
-
-def recv_stamped(sock: socket.socket, views: list[memoryview], realtime_offset_ns: int) -> tuple[int, int]:
-    """``recvmsg_into(views)`` on a socket with :func:`enable_rx_stamps`:
-    (bytes read, the kernel's arrival time of the last segment read on the
-    ``time.monotonic_ns()`` clock, or 0 if the kernel gave none).
-    ``realtime_offset_ns`` is :func:`realtime_offset_ns`."""
-    n, ancdata, _flags, _addr = sock.recvmsg_into(views, _TS_ANCBUF)
-    if not ancdata:
-        return n, 0
-    sec, nsec = _TIMESPEC.unpack_from(ancdata[0][2])
-    return n, sec * 1_000_000_000 + nsec - realtime_offset_ns
-
-
-def realtime_offset_ns() -> int:
-    """CLOCK_REALTIME minus CLOCK_MONOTONIC now, in ns (the realtime read is
-    bracketed by two monotonic reads; their midpoint is used)."""
-    a = time.monotonic_ns()
-    r = time.time_ns()
-    b = time.monotonic_ns()
-    return r - (a + b) // 2
-
-
 def raise_nofile_limit() -> int:
     """Lift the soft open-files limit to the hard limit; returns the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -293,11 +255,12 @@ class Worker:
         self.send_lag = LatencyHistogram()
         #: kernel clock: read time minus the kernel's arrival stamp, once per read (us)
         self.receive_lag = LatencyHistogram()
+        self.unstamped_reads = 0  #: kernel clock asked for, but a read came without a stamp
         self.rx_lags: list[int] = []  #: not yet in receive_lag (added each housekeeping round)
-        self.kernel_clock = plan.rx_clock == "kernel" and kernel_rx_clock_supported()
+        self.kernel_clock = plan.rx_clock == "kernel" and rxstamp.supported()
         #: CLOCK_REALTIME minus CLOCK_MONOTONIC (ns), refreshed every housekeeping
         #: round: the kernel stamps are realtime, the probes monotonic.
-        self.realtime_offset_ns = realtime_offset_ns()
+        self.realtime_offset_ns = rxstamp.realtime_offset_ns()
         self.bytes_in = 0
         self.recv_buffer = memoryview(bytearray(RECV_BYTES))
         self.recv_views = [self.recv_buffer]
@@ -367,7 +330,7 @@ class Worker:
         self._close_all()
 
     def _housekeeping_clock(self) -> None:
-        self.realtime_offset_ns = realtime_offset_ns()
+        self.realtime_offset_ns = rxstamp.realtime_offset_ns()
         if self.rx_lags:
             self.receive_lag.record_many(self.rx_lags)
             self.rx_lags = []
@@ -436,7 +399,7 @@ class Worker:
         if stalled:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.plan.stalled_rcvbuf)
         elif self.kernel_clock and spec.receives:
-            enable_rx_stamps(sock)
+            rxstamp.enable(sock)
         conn = _Conn(spec=spec, sock=sock, fd=sock.fileno())
         conn.decoder = self.adapter.decoder()
         conn.registration = self.adapter.registration(spec.name)
@@ -661,7 +624,7 @@ class Worker:
             # Into one reused buffer: a fresh 256 KiB bytes object per recv is
             # an mmap + mremap + munmap (and a TLB shootdown) every time.
             if self.kernel_clock and conn.state == _READY and conn.tracker is not None:
-                n, stamp = recv_stamped(conn.sock, self.recv_views, self.realtime_offset_ns)
+                n, stamp = rxstamp.recv_stamped(conn.sock, self.recv_views, self.realtime_offset_ns)
             else:
                 n = conn.sock.recv_into(self.recv_buffer)
             data = self.recv_buffer[:n].tobytes()
@@ -675,6 +638,8 @@ class Worker:
                 self._fail(conn, reason)
             return
         now = time.monotonic_ns()
+        if self.kernel_clock and not stamp and conn.state == _READY and conn.tracker is not None:
+            self.unstamped_reads += 1
         if stamp:
             # The kernel's arrival time, on the monotonic clock; never later
             # than the read (a clock-offset error of a few us must not make
@@ -839,6 +804,7 @@ class Worker:
             "receive_lag_histogram": self.receive_lag.encode(),
             "receive_lag_clamped": self.receive_lag.clamped,
             "rx_clock": "kernel" if self.kernel_clock else "read",
+            "unstamped_reads": self.unstamped_reads,
             "delivered_all": rec.delivered_all,
             "delivered_measured": rec.delivered_measured,
             "last_measured_recv_ns": rec.last_measured_recv_ns,

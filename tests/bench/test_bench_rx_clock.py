@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from bench.rxstamp import enable, realtime_offset_ns, recv_stamped
 from bench.swarm import SwarmConfig, run_swarm, summary_line
-from bench.worker import enable_rx_stamps, realtime_offset_ns, recv_stamped
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -43,7 +43,7 @@ def _read(sock: socket.socket) -> tuple[bytes, int]:
 
 def test_stamp_is_the_arrival_not_the_read(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     server, client = tcp_pair
-    enable_rx_stamps(client)
+    assert enable(client)
     before_send = time.monotonic_ns()
     server.sendall(b"one line\n")
     after_send = time.monotonic_ns()
@@ -62,7 +62,7 @@ def test_a_read_of_several_segments_gets_the_last_ones_time(tcp_pair: tuple[sock
     """Never early: lines gathered by one read are stamped with the latest
     arrival among them, so their latency is over-, not under-stated."""
     server, client = tcp_pair
-    enable_rx_stamps(client)
+    assert enable(client)
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server.sendall(b"first\n")
