@@ -362,6 +362,13 @@ class Flusher:
                 events = epoll.poll() if not ready and not log_ else []  # re-check after raising the flag
                 self._sleeping = False
                 self._woken = False
+            elif waiting:
+                # Busy: never sleeps, but backlogged sockets that can take more
+                # must still be noticed, or they wait for the first lull.
+                events = epoll.poll(0)
+            else:
+                events = []
+            if events:
                 for fd, _ in events:
                     if fd == self._wake_r:
                         try:
