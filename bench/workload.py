@@ -260,31 +260,31 @@ def _word_layout(np: Any, words: tuple[int, ...]) -> tuple[Any, Any, Any, Any]:
 def _decimal_words(np: Any, w: Any, firsts: Any, stops: Any) -> Any:
     """Vectorised ``int()`` of several all-digit fields per line at once:
     field ``f`` of line ``i`` is bytes ``firsts[i, f]:stops[i, f]`` of the
-    buffer ``w`` views (:func:`words_view`).  Returns an ``(n, fields)``
-    int64 array, or None unless every field is 1 to 18 ASCII digits.  Each
-    field is read as 8-byte words from its end (one gather for all of them),
-    the bytes in front of the field masked off, and the digits of each word
-    combined with three multiply-shift-mask steps (SWAR)."""
+    ASCII buffer ``w`` views (:func:`words_view`), every field at least 8
+    bytes into it.  Returns an ``(n, fields)`` int64 array, or None unless
+    every field is 1 to 18 digits.  Each field is read as 8-byte words from
+    its end (one gather for all of them), the bytes in front of the field
+    masked off, and the digits of each word combined with three
+    multiply-shift-mask steps (SWAR)."""
     lens = stops - firsts
-    if int(lens.min()) < 1 or int(lens.max()) > _MAX_DIGITS:
+    longest = lens.max(axis=0).tolist()
+    if int(lens.min()) < 1 or max(longest) > _MAX_DIGITS:
         return None
-    words = tuple(((lens.max(axis=0) + 7) // 8).tolist())
-    field_of, back, back8, weights = _word_layout(np, words)
-    pos = stops[:, field_of] - back8
-    if int(pos.min()) < 0:  # a field too near the buffer's start to read a whole word
+    field_of, back, back8, weights = _word_layout(np, tuple((k + 7) // 8 for k in longest))
+    # A word only partly in its field starts at or after the buffer's start
+    # (fields start 8 bytes in); one wholly outside it (a shorter field than
+    # the column's longest) may have a small negative index: numpy reads it
+    # from the end, and the mask drops it.
+    raw = w[stops[:, field_of] - back8]
+    mask = _BYTE_MASKS[np.clip(lens[:, field_of] - back, 0, 8)]  # the field's bytes: the word's high ones
+    # Every field byte is 0x30..0x39: high nibble 3, also after adding 6
+    # (ASCII bytes: no carry out of a byte).
+    if (((((raw + _SIXES) | raw) & _HIGH_NIBBLES) ^ _ASCII_ZEROS) & mask).any():
         return None
-    valid = np.clip(lens[:, field_of] - back, 0, 8)  # field bytes in each word (the high ones)
-    mask = _BYTE_MASKS[valid]
-    d = w[pos] & mask
-    hi = mask & _HIGH_NIBBLES
-    zeros = mask & _ASCII_ZEROS
-    # Every field byte is 0x30..0x39: high nibble 3, and still 3 after adding 6.
-    if not (np.array_equal(d & hi, zeros) and np.array_equal((d + (mask & _SIXES)) & hi, zeros)):
-        return None
-    v = d & _LOW_NIBBLES  # the digits; masked bytes are leading zeros
-    v = (v * _U10 + (v >> _U8)) & _PAIRS
-    v = (v * _U100 + (v >> _U16)) & _QUADS
-    v = (v * _U10000 + (v >> _U32)) & _OCTETS
+    v = raw & mask & _LOW_NIBBLES  # the digits, first one in the low byte; masked bytes are leading zeros
+    v = ((v * _MUL_10) >> _U8) & _PAIRS
+    v = ((v * _MUL_100) >> _U16) & _QUADS
+    v = (v * _MUL_10000) >> _U32
     return (v @ weights).view(np.int64)
 
 
@@ -350,10 +350,9 @@ def _np_constants() -> tuple[Any, ...]:
         u(0x0F0F0F0F0F0F0F0F),
         u(0x00FF00FF00FF00FF),
         u(0x0000FFFF0000FFFF),
-        u(0x00000000FFFFFFFF),
-        u(10),
-        u(100),
-        u(10000),
+        u(1 + (10 << 8)),
+        u(1 + (100 << 16)),
+        u(1 + (10000 << 32)),
         u(8),
         u(16),
         u(32),
@@ -371,10 +370,9 @@ try:
         _LOW_NIBBLES,
         _PAIRS,
         _QUADS,
-        _OCTETS,
-        _U10,
-        _U100,
-        _U10000,
+        _MUL_10,
+        _MUL_100,
+        _MUL_10000,
         _U8,
         _U16,
         _U32,
