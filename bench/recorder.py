@@ -47,6 +47,11 @@ BLOCK_MIN_BYTES = 16384
 _MAX_TABLE_IDS = 1 << 20
 
 _PROBE_MARK = b": " + workload.TAG.encode("ascii") + b" "
+assert _PROBE_MARK == b": ~cb2 "  # written out in _feed
+_TEXT_CRC = workload.TEXT_CRC
+
+#: The per-line path's latencies go into the histogram in batches of this many.
+_PENDING_MAX = 4096
 
 
 class DeliveryRecorder:
@@ -62,16 +67,17 @@ class DeliveryRecorder:
     """
 
     __slots__ = (
+        "_hist",
         "_name_cols",
         "_name_lens",
         "_name_masks",
         "_name_table",
         "_names_b",
+        "_pending",
         "blocks_fast",
         "delivered_all",
         "delivered_measured",
         "echoes",
-        "hist",
         "last_measured_recv_ns",
         "lines",
         "measure_start_ns",
@@ -81,7 +87,9 @@ class DeliveryRecorder:
     def __init__(self, sender_names: dict[int, str], measure_start_ns: int = 0) -> None:
         self.sender_names = sender_names
         self.measure_start_ns = measure_start_ns
-        self.hist = LatencyHistogram()
+        self._hist = LatencyHistogram()
+        # The per-line path's latencies, recorded in batches (see hist).
+        self._pending: list[int] = []
         self.delivered_all = 0  #: intact, first-time deliveries, warm-up included
         self.delivered_measured = 0  #: the same, measured messages only
         self.last_measured_recv_ns = 0
@@ -116,7 +124,11 @@ class DeliveryRecorder:
             return []
         if len(block) >= BLOCK_MIN_BYTES and self._receive_block(tracker, own, block, now):
             return []
-        return self.feed(tracker, own, protocol.split_block(block), now)
+        if b"\r" in block:
+            return self._feed(tracker, own, protocol.split_block(block), now, block.isascii())
+        lines = block.split(b"\n")  # split_block without its "\r" handling
+        lines.pop()
+        return self._feed(tracker, own, lines, now, block.isascii())
 
     def _receive_block(self, tracker: IntegrityTracker, own: int, block: bytes, now: int) -> bool:
         """The block path; False (nothing recorded) when the block does not
@@ -145,7 +157,7 @@ class DeliveryRecorder:
         if len(measured):
             self.delivered_measured += len(measured)
             self.last_measured_recv_ns = now
-            self.hist.record_array((now - measured) // 1000)
+            self._hist.record_array((now - measured) // 1000)
         return True
 
     def _names_match(self, np: Any, block: bytes, starts: Any, name_ends: Any, sender: Any, own: int) -> bool:
@@ -190,49 +202,60 @@ class DeliveryRecorder:
         them) received by the receiver ``own`` at ``now``.  Returns the lines
         that are not chat messages (notices, errors), for the caller to look
         at.  Same results as :meth:`feed_reference`; an intact probe in the
-        canonical form :func:`workload.encode_probe` writes costs a few
-        bytes operations, anything else goes through the reference code."""
+        form :func:`workload.encode_probe` writes costs a few bytes
+        operations, anything else goes through the reference code."""
+        return self._feed(tracker, own, lines, now, False)
+
+    def _feed(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int, ascii_known: bool) -> list[str]:
+        """:meth:`feed`; ``ascii_known``: the caller checked that every line
+        is ASCII."""
         self.lines += len(lines)
         names = self._names_b
         nxt = tracker._next  # the in-order case of tracker.observe, inlined
-        observe = tracker.observe
         measure_start = self.measure_start_ns
-        mark = _PROBE_MARK
         crc32 = zlib.crc32
-        text_crc = workload.TEXT_CRC
-        latencies: list[int] = []
+        text_crc = _TEXT_CRC
+        pending = self._pending
+        measured = len(pending)
         other: list[str] = []
         delivered = 0
         for line in lines:
-            i = line.find(mark)
-            if i > 0 and line.isascii():
+            i = line.find(b": ~cb2 ")  # _PROBE_MARK
+            if i > 0 and (ascii_known or line.isascii()):
                 text = line[i + 2 :]
                 # One CRC call checks the whole text (see bench.workload).
                 if crc32(text, 0xFFFFFFFF) == text_crc:
-                    parts = text.split(b" ", 4)  # tag, SENDER, SEQ, INTENDED_NS, "PAYLOAD CHECK"
-                    if (
-                        len(parts) == 5
-                        and parts[4].rfind(b" ") == len(parts[4]) - 9  # CHECK: the 8 bytes after the last space
-                        and parts[1].isdigit()
-                        and parts[2].isdigit()
-                        and parts[3].isdigit()
-                    ):
-                        sender = int(parts[1])
-                        # A known name (so no ":" in it: the mark is the line's first ": ").
-                        if sender != own and names.get(sender) == line[:i]:
+                    # tag, SENDER, SEQ, INTENDED_NS, PAYLOAD, CHECK (8 bytes after the last space)
+                    parts = text.split(b" ")
+                    if len(parts) == 6 and len(parts[5]) == 8:
+                        # int() of ASCII bytes is int() of the text (parse_probe's), so
+                        # whatever it accepts (digits, "+5", "1_0") gives the same numbers.
+                        try:
+                            sender = int(parts[1])
                             seq = int(parts[2])
-                            if seq == nxt.get(sender, 0):
-                                nxt[sender] = seq + 1
-                            elif observe(sender, seq) == DUPLICATE:
-                                continue
-                            delivered += 1
                             intended = int(parts[3])
-                            if intended >= measure_start:
-                                latencies.append((now - intended) // 1000)
-                            continue
-            # Not an intact canonical probe from a known sender: the reference code.
-            delivered += self._reference_line(tracker, own, line, now, latencies, other)
-        self._account(delivered, latencies, now)
+                        except ValueError:
+                            pass
+                        else:
+                            # A known name (so no ":" in it: the mark is the line's first ": ").
+                            if sender != own and names.get(sender) == line[:i]:
+                                if seq == nxt.get(sender, 0):
+                                    nxt[sender] = seq + 1
+                                elif tracker.observe(sender, seq) == DUPLICATE:
+                                    continue
+                                delivered += 1
+                                if intended >= measure_start:
+                                    pending.append((now - intended) // 1000)
+                                continue
+            # Anything else: the reference code.
+            delivered += self._reference_line(tracker, own, line, now, pending, other)
+        if delivered:
+            self.delivered_all += delivered
+            if len(pending) != measured:
+                self.delivered_measured += len(pending) - measured
+                self.last_measured_recv_ns = now
+                if len(pending) >= _PENDING_MAX:
+                    self._flush()
         return other
 
     def feed_reference(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int) -> list[str]:
@@ -288,4 +311,16 @@ class DeliveryRecorder:
         if latencies:
             self.delivered_measured += len(latencies)
             self.last_measured_recv_ns = now
-            self.hist.record_many(latencies)
+            self._hist.record_many(latencies)
+
+    def _flush(self) -> None:
+        """Record the per-line path's pending latencies in the histogram."""
+        if self._pending:
+            self._hist.record_many(self._pending)
+            self._pending.clear()
+
+    @property
+    def hist(self) -> LatencyHistogram:
+        """The latency histogram (microseconds) of every measured delivery so far."""
+        self._flush()
+        return self._hist
