@@ -124,7 +124,7 @@ class DeliveryRecorder:
             return []
         if len(block) >= BLOCK_MIN_BYTES and self._receive_block(tracker, own, block, now):
             return []
-        if b"\r" in block:
+        if 13 in block:  # b"\r": the lines need split_block
             return self._feed(tracker, own, protocol.split_block(block), now, block.isascii())
         lines = block.split(b"\n")  # split_block without its "\r" handling
         lines.pop()
@@ -314,10 +314,19 @@ class DeliveryRecorder:
             self._hist.record_many(latencies)
 
     def _flush(self) -> None:
-        """Record the per-line path's pending latencies in the histogram."""
-        if self._pending:
-            self._hist.record_many(self._pending)
-            self._pending.clear()
+        """Record the per-line path's pending latencies in the histogram: in
+        one numpy step (~50 ns a value, against ~500 for ``record_many``)."""
+        pending = self._pending
+        if pending:
+            import numpy as np
+
+            try:
+                values = np.fromiter(pending, dtype=np.int64, count=len(pending))
+            except OverflowError:  # a probe's absurd intended time: the plain way
+                self._hist.record_many(pending)
+            else:
+                self._hist.record_array(values)
+            pending.clear()
 
     @property
     def hist(self) -> LatencyHistogram:

@@ -161,8 +161,12 @@ class LineDecoder:
             block = self._partial + data if self._partial else data
             tail = b""
         else:
-            # One copy: bytes + memoryview concatenates without slicing first.
-            block = self._partial + memoryview(data)[: cut + 1] if self._partial else data[: cut + 1]
+            if not self._partial:
+                block = data[: cut + 1]
+            elif cut < 8192:
+                block = self._partial + data[: cut + 1]
+            else:  # one copy of a big buffer: bytes + memoryview concatenates without slicing first
+                block = self._partial + memoryview(data)[: cut + 1]
             tail = data[cut + 1 :]
         self._partial = b""
         # Only a block longer than the limit can hold a line over it.
@@ -203,7 +207,7 @@ def split_block(block: bytes) -> list[bytes]:
     without the terminator and without a ``\r`` before it."""
     lines = block.split(NEWLINE)
     lines.pop()  # after the last newline: nothing
-    if b"\r" in block:
+    if 13 in block:  # b"\r" (an int is found with memchr, several times faster)
         lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
     return lines
 
