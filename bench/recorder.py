@@ -69,11 +69,13 @@ class DeliveryRecorder:
     __slots__ = (
         "_hist",
         "_name_cols",
+        "_name_ids",
         "_name_lens",
         "_name_masks",
         "_name_table",
         "_names_b",
         "_pending",
+        "_sender_b",
         "blocks_fast",
         "delivered_all",
         "delivered_measured",
@@ -104,6 +106,9 @@ class DeliveryRecorder:
             for sid, name in sender_names.items()
             if protocol.split_message(name + ": x") == (name, "x")
         }
+        # The per-line path's tables: b"NAME:" -> sender id, and id -> its decimal bytes.
+        self._name_ids = {name + b":": sid for sid, name in self._names_b.items()}
+        self._sender_b = {sid: b"%d" % sid for sid in self._names_b}
         self._name_table: Any = None  # built on first use of the block path
         self._name_lens: Any = None
         self._name_masks: Any = None
@@ -210,7 +215,8 @@ class DeliveryRecorder:
         """:meth:`feed`; ``ascii_known``: the caller checked that every line
         is ASCII."""
         self.lines += len(lines)
-        names = self._names_b
+        ids = self._name_ids
+        sender_b = self._sender_b
         nxt = tracker._next  # the in-order case of tracker.observe, inlined
         measure_start = self.measure_start_ns
         crc32 = zlib.crc32
@@ -220,33 +226,35 @@ class DeliveryRecorder:
         other: list[str] = []
         delivered = 0
         for line in lines:
-            i = line.find(b": ~cb2 ")  # _PROBE_MARK
-            if i > 0 and (ascii_known or line.isascii()):
-                text = line[i + 2 :]
-                # One CRC call checks the whole text (see bench.workload).
-                if crc32(text, 0xFFFFFFFF) == text_crc:
-                    # tag, SENDER, SEQ, INTENDED_NS, PAYLOAD, CHECK (8 bytes after the last space)
-                    parts = text.split(b" ")
-                    if len(parts) == 6 and len(parts[5]) == 8:
-                        # int() of ASCII bytes is int() of the text (parse_probe's), so
-                        # whatever it accepts (digits, "+5", "1_0") gives the same numbers.
-                        try:
-                            sender = int(parts[1])
-                            seq = int(parts[2])
-                            intended = int(parts[3])
-                        except ValueError:
-                            pass
-                        else:
-                            # A known name (so no ":" in it: the mark is the line's first ": ").
-                            if sender != own and names.get(sender) == line[:i]:
-                                if seq == nxt.get(sender, 0):
-                                    nxt[sender] = seq + 1
-                                elif tracker.observe(sender, seq) == DUPLICATE:
-                                    continue
-                                delivered += 1
-                                if intended >= measure_start:
-                                    pending.append((now - intended) // 1000)
-                                continue
+            # "NAME:", tag, SENDER, SEQ, INTENDED_NS, PAYLOAD, CHECK (8 bytes after the last space)
+            parts = line.split(b" ")
+            if len(parts) == 7 and parts[1] == b"~cb2" and len(parts[6]) == 8 and (ascii_known or line.isascii()):
+                # A known sender's name (so the line's first ": " ends it), and
+                # the sender field is that sender's id, written as encode_probe does.
+                sender = ids.get(parts[0])
+                if (
+                    sender is not None
+                    and sender != own
+                    and sender_b[sender] == parts[2]
+                    # One CRC call checks the whole text (see bench.workload).
+                    and crc32(line[len(parts[0]) + 1 :], 0xFFFFFFFF) == text_crc
+                ):
+                    # int() of ASCII bytes is int() of the text (parse_probe's), so
+                    # whatever it accepts ("+5", "1_0") gives the same numbers.
+                    try:
+                        seq = int(parts[3])
+                        intended = int(parts[4])
+                    except ValueError:
+                        pass
+                    else:
+                        if seq == nxt.get(sender, 0):
+                            nxt[sender] = seq + 1
+                        elif tracker.observe(sender, seq) == DUPLICATE:
+                            continue
+                        delivered += 1
+                        if intended >= measure_start:
+                            pending.append((now - intended) // 1000)
+                        continue
             # Anything else: the reference code.
             delivered += self._reference_line(tracker, own, line, now, pending, other)
         if delivered:
