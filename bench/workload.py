@@ -217,6 +217,8 @@ def parse_probe(text: str) -> Probe:
 PROBE_SPACES = 5
 #: Decimal digits a field may have on the vectorised path (int64-safe).
 _MAX_DIGITS = 18
+#: _BYTE_MASKS[i] masks the high min(max(i - _MASK_OFFSET, 0), 8) bytes of a word.
+_MASK_OFFSET = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,44 +241,47 @@ _WORD_LAYOUTS: dict[tuple[int, ...], tuple[Any, Any, Any, Any]] = {}
 
 
 def _word_layout(np: Any, words: tuple[int, ...]) -> tuple[Any, Any, Any, Any]:
-    """Columns for decimal fields of ``words[f]`` 8-digit words each, read
-    from each field's end: (field of each column, 8 x its word index from
-    the end, the same as a (1, columns) array, the columns x fields matrix
-    of powers of 10**8).  Cached: the widths rarely change."""
+    """Rows for decimal fields of ``words[f]`` 8-digit words each, read from
+    each field's end: (field of each row, 8 x (word index from the end + 1)
+    as a column, the mask-table offset of each row as a column, the
+    fields x rows matrix of powers of 10**8).  Cached: the widths rarely
+    change."""
     cached = _WORD_LAYOUTS.get(words)
     if cached is None:
         field_of = [f for f, k in enumerate(words) for _ in range(k)]
         back = [8 * j for k in words for j in range(k)]
-        weights = np.zeros((len(field_of), len(words)), dtype=np.uint64)
-        for col, (f, b) in enumerate(zip(field_of, back, strict=True)):
-            weights[col, f] = 10**b
-        back_a = np.array(back, dtype=np.int64)
-        cached = (np.array(field_of), back_a, back_a + 8, weights)
+        weights = np.zeros((len(words), len(field_of)), dtype=np.uint64)
+        for row, (f, b) in enumerate(zip(field_of, back, strict=True)):
+            weights[f, row] = 10**b
+        back_a = np.array(back, dtype=np.int64)[:, None]
+        # gap (field length + 1) - back - 1 + _MASK_OFFSET indexes _BYTE_MASKS
+        cached = (np.array(field_of), back_a + 8, back_a + 1 - _MASK_OFFSET, weights)
         if len(_WORD_LAYOUTS) < 4096:
             _WORD_LAYOUTS[words] = cached
     return cached
 
 
-def _decimal_words(np: Any, w: Any, firsts: Any, stops: Any) -> Any:
-    """Vectorised ``int()`` of several all-digit fields per line at once:
-    field ``f`` of line ``i`` is bytes ``firsts[i, f]:stops[i, f]`` of the
-    ASCII buffer ``w`` views (:func:`words_view`), every field at least 8
-    bytes into it.  Returns an ``(n, fields)`` int64 array, or None unless
-    every field is 1 to 18 digits.  Each field is read as 8-byte words from
-    its end (one gather for all of them), the bytes in front of the field
-    masked off, and the digits of each word combined with three
-    multiply-shift-mask steps (SWAR)."""
-    lens = stops - firsts
-    longest = lens.max(axis=0).tolist()
-    if int(lens.min()) < 1 or max(longest) > _MAX_DIGITS:
+def _decimal_words(np: Any, w: Any, starts_t: Any, stops_t: Any) -> Any:
+    """Vectorised ``int()`` of several all-digit fields per line at once,
+    field by field (rows) for all lines (columns): field ``f`` of line
+    ``i`` is bytes ``starts_t[f, i] + 1:stops_t[f, i]`` (between two
+    spaces) of the ASCII buffer ``w`` views (:func:`words_view`), every
+    field at least 8 bytes into it.  Returns a ``(fields, n)`` uint64
+    array, or None unless every field is 1 to 18 digits.  Each field is read
+    as 8-byte words from its end (one gather for all of them), the bytes in
+    front of the field masked off, and the digits of each word combined
+    with three multiply-shift-mask steps (SWAR)."""
+    gaps = stops_t - starts_t  # field lengths + 1
+    longest = gaps.max(axis=1).tolist()
+    if int(gaps.min()) < 2 or max(longest) > _MAX_DIGITS + 1:
         return None
-    field_of, back, back8, weights = _word_layout(np, tuple((k + 7) // 8 for k in longest))
+    field_of, back8, mask_back, weights = _word_layout(np, tuple((k + 6) // 8 for k in longest))
     # A word only partly in its field starts at or after the buffer's start
     # (fields start 8 bytes in); one wholly outside it (a shorter field than
-    # the column's longest) may have a small negative index: numpy reads it
+    # the row's longest) may have a small negative index: numpy reads it
     # from the end, and the mask drops it.
-    raw = w[stops[:, field_of] - back8]
-    mask = _BYTE_MASKS[np.clip(lens[:, field_of] - back, 0, 8)]  # the field's bytes: the word's high ones
+    raw = w[stops_t[field_of] - back8]
+    mask = _BYTE_MASKS[gaps[field_of] - mask_back]  # the field's bytes: the word's high ones
     # Every field byte is 0x30..0x39: high nibble 3, also after adding 6
     # (ASCII bytes: no carry out of a byte).
     if (((((raw + _SIXES) | raw) & _HIGH_NIBBLES) ^ _ASCII_ZEROS) & mask).any():
@@ -285,7 +290,7 @@ def _decimal_words(np: Any, w: Any, firsts: Any, stops: Any) -> Any:
     v = ((v * _MUL_10) >> _U8) & _PAIRS
     v = ((v * _MUL_100) >> _U16) & _QUADS
     v = (v * _MUL_10000) >> _U32
-    return (v @ weights).view(np.int64)
+    return weights @ v
 
 
 def parse_probe_block(block: bytes, layout: Any) -> ProbeBlock | None:
@@ -311,17 +316,19 @@ def parse_probe_block(block: bytes, layout: Any) -> ProbeBlock | None:
     n = len(ends)
     if n == 0 or spaces.shape[1] != PROBE_SPACES + 1:
         return None
-    sep = spaces[:, 0]  # the space of ": "
+    spaces_t = spaces.T
+    sep = spaces_t[0]  # the space of ": "
     w = words_view(np, block)
     # Each text is "~cb2 " ... " " + CHECK: the tag (read with the ": " in
     # front of it), and the check field's 8 bytes before the newline.
-    if not (np.array_equal(spaces[:, 1], sep + len(_TAG_PREFIX)) and np.array_equal(spaces[:, 5], ends - 9)):
+    if not ((spaces_t[1] - sep == len(_TAG_PREFIX)).all() and (ends - spaces_t[5] == 9).all()):
         return None
     if not ((w[sep - 1] & _LOW7) == _SEP_TAG).all():
         return None
-    fields = _decimal_words(np, w, spaces[:, 1:4] + 1, spaces[:, 2:5])
+    fields = _decimal_words(np, w, spaces_t[1:4], spaces_t[2:5])
     if fields is None:
         return None
+    fields = fields.view(np.int64)
     # The check: zero every "NAME: " (from a line's start to its text) in a
     # copy, then one CRC of the whole copy.
     buf = bytearray(block)
@@ -335,7 +342,7 @@ def parse_probe_block(block: bytes, layout: Any) -> ProbeBlock | None:
         np.frombuffer(buf, dtype=np.uint8)[np.minimum(starts[:, None] + cols, sep[:, None])] = 0
     if zlib.crc32(buf, 0xFFFFFFFF) != 0xFFFFFFFF:
         return None
-    return ProbeBlock(sender=fields[:, 0], seq=fields[:, 1], intended_ns=fields[:, 2])
+    return ProbeBlock(sender=fields[0], seq=fields[1], intended_ns=fields[2])
 
 
 def _np_constants() -> tuple[Any, ...]:
@@ -343,7 +350,13 @@ def _np_constants() -> tuple[Any, ...]:
 
     u = np.uint64
     return (
-        np.array([0] + [(1 << 64) - (1 << (64 - 8 * c)) for c in range(1, 9)], dtype=np.uint64),
+        np.array(
+            [
+                (1 << 64) - (1 << (64 - 8 * c)) if c else 0
+                for c in (min(max(i - _MASK_OFFSET, 0), 8) for i in range(64))
+            ],
+            dtype=np.uint64,
+        ),
         u(0xF0F0F0F0F0F0F0F0),
         u(0x3030303030303030),
         u(0x0606060606060606),
