@@ -144,7 +144,7 @@ class IntegrityTracker:
         expected = np.empty(n, dtype=np.int64)
         expected[1:] = seq_sorted[:-1] + 1
         expected[starts] = [nxt.get(s, 0) for s in distinct]
-        if np.array_equal(expected, seq_sorted):
+        if (expected == seq_sorted).all():
             lasts = np.empty_like(starts)
             lasts[:-1] = starts[1:] - 1
             lasts[-1] = n - 1

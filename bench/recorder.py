@@ -70,8 +70,6 @@ class DeliveryRecorder:
         "_hist",
         "_name_cols",
         "_name_ids",
-        "_name_lens",
-        "_name_masks",
         "_name_table",
         "_names_b",
         "_pending",
@@ -110,8 +108,6 @@ class DeliveryRecorder:
         self._name_ids = {name + b":": sid for sid, name in self._names_b.items()}
         self._sender_b = {sid: b"%d" % sid for sid in self._names_b}
         self._name_table: Any = None  # built on first use of the block path
-        self._name_lens: Any = None
-        self._name_masks: Any = None
         self._name_cols: Any = None
 
     # -- one recv buffer ---------------------------------------------------------
@@ -147,7 +143,7 @@ class DeliveryRecorder:
         if probes is None:
             return False
         sender = probes.sender
-        if not self._names_match(np, block, layout.starts, layout.spaces[:, 0] - 1, sender, own):
+        if not self._names_match(np, block, layout.starts, sender, own):
             return False
         # Every line is an intact probe from another known sender: account.
         delivered = tracker.observe_block(sender, probes.seq)
@@ -165,39 +161,35 @@ class DeliveryRecorder:
             self._hist.record_array((now - measured) // 1000)
         return True
 
-    def _names_match(self, np: Any, block: bytes, starts: Any, name_ends: Any, sender: Any, own: int) -> bool:
+    def _names_match(self, np: Any, block: bytes, starts: Any, sender: Any, own: int) -> bool:
         """Every line's chat name is the name of the sender its probe names,
-        and no probe is the receiver's own."""
+        and no probe is the receiver's own.  Compares each line's first
+        bytes with ``NAME: `` of its sender, as 8-byte words: the space ends
+        the name there, since a line's first space is its ``": "``'s."""
         if self._name_table is None:
             self._build_name_table(np)
-        table, lens = self._name_table, self._name_lens
-        if int(sender.max()) >= len(lens) or bool((sender == own).any()):
-            return False
-        name_lens = name_ends - starts
-        if not np.array_equal(name_lens, lens[sender]):  # unknown senders have length -1
+        table = self._name_table
+        if int(sender.max()) >= len(table) or (sender == own).any():
             return False
         w = workload.words_view(np, block)
-        pos = np.minimum(starts[:, None] + self._name_cols, len(w) - 1)  # beyond a name: masked off
-        return bool(np.array_equal(w[pos] & self._name_masks[sender], table[sender]))
+        got = w[np.minimum(starts[:, None] + self._name_cols, len(w) - 1)]  # past the block's end: masked off
+        want = table[sender]
+        return bool(((got & want[:, 1]) == want[:, 0]).all())
 
     def _build_name_table(self, np: Any) -> None:
-        """Per sender id: its name as little-endian 8-byte words (zero-padded),
-        the masks of its bytes, its length (-1: not a sender)."""
+        """Per sender id: ``NAME: `` as little-endian 8-byte words (zero-padded)
+        and the masks of its bytes."""
         ids = [sid for sid in self._names_b if 0 <= sid < _MAX_TABLE_IDS]
         size = max(ids, default=-1) + 1
-        width = max((len(self._names_b[sid]) for sid in ids), default=1)
+        width = max((len(self._names_b[sid]) + 2 for sid in ids), default=8)
         words = (width + 7) // 8
-        table = np.zeros((size, 8 * words), dtype=np.uint8)
-        masks = np.zeros((size, 8 * words), dtype=np.uint8)
-        lens = np.full(size, -1, dtype=np.int64)
+        table = np.zeros((size, 2, 8 * words), dtype=np.uint8)
+        table[:, :, 0] = 0xFF  # not a sender: a byte 0xFF, which no accepted block holds
         for sid in ids:
-            name = self._names_b[sid]
-            table[sid, : len(name)] = np.frombuffer(name, dtype=np.uint8)
-            masks[sid, : len(name)] = 0xFF
-            lens[sid] = len(name)
-        self._name_table = table.view("<u8")
-        self._name_masks = masks.view("<u8")
-        self._name_lens = lens
+            prefix = self._names_b[sid] + b": "
+            table[sid, 0, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+            table[sid, 1, : len(prefix)] = 0xFF
+        self._name_table = table.view("<u8")  # (size, 2, words): the words, their masks
         self._name_cols = np.arange(0, 8 * words, 8)
 
     # -- lines -------------------------------------------------------------------

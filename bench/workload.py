@@ -290,6 +290,8 @@ def _decimal_words(np: Any, w: Any, starts_t: Any, stops_t: Any) -> Any:
     v = ((v * _MUL_10) >> _U8) & _PAIRS
     v = ((v * _MUL_100) >> _U16) & _QUADS
     v = (v * _MUL_10000) >> _U32
+    if len(v) == len(weights):  # one word per field
+        return v
     return weights @ v
 
 
@@ -332,13 +334,18 @@ def parse_probe_block(block: bytes, layout: Any) -> ProbeBlock | None:
     # The check: zero every "NAME: " (from a line's start to its text) in a
     # copy, then one CRC of the whole copy.
     buf = bytearray(block)
-    gap = sep + 1 - starts
-    if int(gap.min()) >= 8:
-        # 8 bytes at a time, the last word of each prefix ending at its text.
-        cols = np.arange(0, int(gap.max()), 8)
-        words_view(np, buf)[np.minimum(starts[:, None] + cols, (sep - 7)[:, None])] = 0
+    gap = sep - starts  # prefix length - 1
+    shortest, longest = int(gap.min()), int(gap.max())
+    if shortest >= 7:
+        # 8 bytes at a time: the first word of each prefix, the last one
+        # (ending at its space), and any between.
+        z = words_view(np, buf)
+        z[starts] = 0
+        z[sep - 7] = 0
+        for col in range(8, longest - 7, 8):
+            z[np.minimum(starts + col, sep - 7)] = 0
     else:
-        cols = np.arange(int(gap.max()))
+        cols = np.arange(longest + 1)
         np.frombuffer(buf, dtype=np.uint8)[np.minimum(starts[:, None] + cols, sep[:, None])] = 0
     if zlib.crc32(buf, 0xFFFFFFFF) != 0xFFFFFFFF:
         return None

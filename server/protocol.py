@@ -600,9 +600,6 @@ class ChatBlockLayout:
     spaces: Any
 
 
-#: byte value -> True for the first characters a chat sender's name cannot have
-_RESERVED_FIRST_BYTES = bytes(1 if chr(b) in _RESERVED_FIRST else 0 for b in range(256))
-
 
 def chat_block_layout(block: bytes, text_spaces: int) -> ChatBlockLayout | None:
     """Bytes-level fast path of :func:`split_message` for a whole block of
@@ -643,25 +640,30 @@ def chat_block_layout(block: bytes, text_spaces: int) -> ChatBlockLayout | None:
     pattern = _LAYOUT_PATTERNS.get(width)
     if pattern is None:
         pattern = _LAYOUT_PATTERNS.setdefault(width, np.array([32] * (width - 1) + [10], dtype=np.int8))
-    if not np.array_equal(a[marks], np.broadcast_to(pattern, marks.shape)):
+    if not (a[marks] == pattern).all():
         return None
     ends = marks[:, -1]
     spaces = marks[:, :-1]
     starts = np.empty_like(ends)
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
-    first = spaces[:, 0]
-    # The first space right after a colon that ends a non-empty name whose
-    # first character is not reserved.
-    if not (first >= starts + 2).all() or not (a[first - 1] == 58).all():
+    # The first space comes right after a colon that ends a non-empty name
+    # whose first character is not reserved: the colon, and the first byte
+    # neither reserved nor a colon (so the name is not empty; a line that
+    # starts with its space has the previous line's newline before it).
+    if not (a[spaces[:, 0] - 1] == 58).all():
         return None
-    if np.frombuffer(_RESERVED_FIRST_BYTES, dtype=np.uint8)[a[starts]].any():
+    if np.frombuffer(_NOT_FIRST_BYTES, dtype=np.uint8)[a[starts]].any():
         return None
     return ChatBlockLayout(starts=starts, ends=ends, spaces=spaces)
 
 
 #: chat_block_layout's expected byte values at its marks, per line width.
 _LAYOUT_PATTERNS: dict[int, Any] = {}
+#: byte value -> 1 for the bytes chat_block_layout refuses at a line's start:
+#: the reserved first characters, and ":" (also taken by lines with an empty
+#: name; a name that starts with ":" only takes the per-line path).
+_NOT_FIRST_BYTES = bytes(1 if chr(b) in _RESERVED_FIRST or b == 58 else 0 for b in range(256))
 
 
 def parse_server_line(text: str) -> ServerEvent:
