@@ -600,7 +600,6 @@ class ChatBlockLayout:
     spaces: Any
 
 
-
 def chat_block_layout(block: bytes, text_spaces: int) -> ChatBlockLayout | None:
     """Bytes-level fast path of :func:`split_message` for a whole block of
     complete lines (:meth:`LineDecoder.feed_block`), vectorised with numpy.
