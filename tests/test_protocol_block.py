@@ -92,6 +92,7 @@ EVERY_KIND = [
     p.encode_message("ünï", "a b c"),
     b"no separator here at all\n",
     b": empty name a b\n",
+    b":colon-first: a b c\n",
     b"two words: a b c\n",
     b"*star: a b c\n",
     b"name:nospace a b c\n",

@@ -157,6 +157,9 @@ def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict
                 lines.append(protocol.encode_joined(f"u{m}"))
             elif r < 0.20:
                 lines.append(protocol.encode_message("eve", f"hello there {m}"))
+            elif r < 0.21:
+                # A sender id that is no one's (inside the block path's name table).
+                line = protocol.encode_message("eve", workload.encode_probe(7, seq, intended, payload))
             elif r < 0.22:
                 # Valid but not in encode_probe's form: the reference reads it.
                 odd = rng.choice((f"+{seq}", f"0{seq}", f"{seq:_}"))
@@ -168,8 +171,10 @@ def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict
     return lines, seqs
 
 
-def _run(lines: list[bytes], chunk_sizes: list[int], *, reference: bool) -> tuple[Any, ...]:
-    rec = DeliveryRecorder(NAMES, measure_start_ns=10**12 + 20_000)
+def _run(
+    lines: list[bytes], chunk_sizes: list[int], *, reference: bool, names: dict[int, str] = NAMES, own: int = OWN
+) -> tuple[Any, ...]:
+    rec = DeliveryRecorder(names, measure_start_ns=10**12 + 20_000)
     tracker = IntegrityTracker()
     decoder = protocol.LineDecoder(1 << 16)
     data = b"".join(lines)
@@ -181,9 +186,9 @@ def _run(lines: list[bytes], chunk_sizes: list[int], *, reference: bool) -> tupl
         pos += len(chunk)
         now = 10**12 + 10**9 + pos * 100
         if reference:
-            other += rec.feed_reference(tracker, OWN, decoder.feed(chunk), now)
+            other += rec.feed_reference(tracker, own, decoder.feed(chunk), now)
         else:
-            other += rec.receive(decoder, tracker, OWN, chunk, now)
+            other += rec.receive(decoder, tracker, own, chunk, now)
         i += 1
     return (
         rec.delivered_all,
@@ -220,3 +225,43 @@ def test_receive_gives_the_reference_results(
         assert expected[6] and expected[7] and expected[8] and expected[2]  # every fault kind occurred
     elif block_min == 0:
         assert got[-1] > 0  # the block path was taken
+
+
+#: Sender names whose "NAME: " prefixes the block path zeroes byte by byte
+#: (shorter than 8 bytes), with two 8-byte words, and with more.
+NAME_SETS = {
+    "short": {1: "al", 2: "bo", 5: "c", 9: "own"},
+    "medium": {1: "alice-01", 2: "bob-0002", 5: "carol-5", 9: "own"},
+    "long": {1: "a-rather-long-name-1", 2: "another-long-name-22", 5: "x" * 32, 9: "own"},
+}
+
+
+@pytest.mark.parametrize("names", NAME_SETS.values(), ids=NAME_SETS.keys())
+def test_block_path_takes_clean_buffers_and_agrees_with_the_reference_under_damage(
+    names: dict[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder_mod, "BLOCK_MIN_BYTES", 0)
+    senders = [s for s in names if s != 9]
+    lines = [
+        protocol.encode_message(
+            names[s], workload.encode_probe(s, q, 10**12 + 1000 * q, workload.make_payload(40 + q % 30, s, q))
+        )
+        for q in range(200)
+        for s in senders
+    ]
+    chunks = [4000, 9000, 20000]
+    expected = _run(lines, chunks, reference=True, names=names, own=9)
+    got = _run(lines, chunks, reference=False, names=names, own=9)
+    assert got[:-1] == expected[:-1]
+    assert expected[0] == len(lines)
+    assert got[-1] >= len(b"".join(lines)) // 20000  # the block path took (nearly) every buffer
+    rng = random.Random(len(names[1]))
+    for _ in range(40):
+        damaged = list(lines)
+        # One or two bytes changed, anywhere (names, fields, checks, newlines), in different lines.
+        for i in rng.sample(range(len(lines)), rng.choice((1, 2))):
+            j = rng.randrange(len(damaged[i]))
+            damaged[i] = damaged[i][:j] + bytes([rng.choice(b"09azAW@:~ -")]) + damaged[i][j + 1 :]
+        expected = _run(damaged, chunks, reference=True, names=names, own=9)
+        got = _run(damaged, chunks, reference=False, names=names, own=9)
+        assert got[:-1] == expected[:-1]
