@@ -318,7 +318,7 @@ def parse_probe_block(block: bytes, layout: Any) -> ProbeBlock | None:
     n = len(ends)
     if n == 0 or spaces.shape[1] != PROBE_SPACES + 1:
         return None
-    spaces_t = spaces.T
+    spaces_t = np.ascontiguousarray(spaces.T)  # field-major rows: contiguous for what follows
     sep = spaces_t[0]  # the space of ": "
     w = words_view(np, block)
     # Each text is "~cb2 " ... " " + CHECK: the tag (read with the ": " in
