@@ -132,7 +132,10 @@ class IntegrityTracker:
         n = len(senders)
         if n == 0:
             return None
-        order = np.argsort(senders, kind="stable")
+        keys = senders
+        if n > 64 and int(senders.min()) >= 0 and int(senders.max()) < 1 << 15:
+            keys = senders.astype(np.int16)  # numpy's stable sort of 16-bit keys is a radix sort
+        order = np.argsort(keys, kind="stable")
         by_sender = senders[order]
         seq_sorted = seqs[order]
         first = np.empty(n, dtype=bool)

@@ -237,25 +237,24 @@ def words_view(np: Any, buf: Any) -> Any:
     return np.ndarray((max(len(buf) - 7, 0),), dtype="<u8", buffer=buf, strides=(1,))
 
 
-_WORD_LAYOUTS: dict[tuple[int, ...], tuple[Any, Any, Any, Any]] = {}
+_WORD_LAYOUTS: dict[tuple[int, ...], tuple[Any, ...]] = {}
 
 
-def _word_layout(np: Any, words: tuple[int, ...]) -> tuple[Any, Any, Any, Any]:
+def _word_layout(np: Any, words: tuple[int, ...]) -> tuple[Any, ...]:
     """Rows for decimal fields of ``words[f]`` 8-digit words each, read from
     each field's end: (field of each row, 8 x (word index from the end + 1)
-    as a column, the mask-table offset of each row as a column, the
-    fields x rows matrix of powers of 10**8).  Cached: the widths rarely
-    change."""
+    as a column, the mask-table offset of each row as a column, the row of
+    each field's last word, and ``(row, field, 10**(8 * word index))`` for
+    every other word).  Cached: the widths rarely change."""
     cached = _WORD_LAYOUTS.get(words)
     if cached is None:
         field_of = [f for f, k in enumerate(words) for _ in range(k)]
         back = [8 * j for k in words for j in range(k)]
-        weights = np.zeros((len(words), len(field_of)), dtype=np.uint64)
-        for row, (f, b) in enumerate(zip(field_of, back, strict=True)):
-            weights[f, row] = 10**b
+        lasts = [row for row, b in enumerate(back) if b == 0]
+        higher = tuple((row, f, 10**b) for row, (f, b) in enumerate(zip(field_of, back, strict=True)) if b)
         back_a = np.array(back, dtype=np.int64)[:, None]
         # gap (field length + 1) - back - 1 + _MASK_OFFSET indexes _BYTE_MASKS
-        cached = (np.array(field_of), back_a + 8, back_a + 1 - _MASK_OFFSET, weights)
+        cached = (np.array(field_of), back_a + 8, back_a + 1 - _MASK_OFFSET, np.array(lasts), higher)
         if len(_WORD_LAYOUTS) < 4096:
             _WORD_LAYOUTS[words] = cached
     return cached
@@ -275,7 +274,7 @@ def _decimal_words(np: Any, w: Any, starts_t: Any, stops_t: Any) -> Any:
     longest = gaps.max(axis=1).tolist()
     if int(gaps.min()) < 2 or max(longest) > _MAX_DIGITS + 1:
         return None
-    field_of, back8, mask_back, weights = _word_layout(np, tuple((k + 6) // 8 for k in longest))
+    field_of, back8, mask_back, lasts, higher = _word_layout(np, tuple((k + 6) // 8 for k in longest))
     # A word only partly in its field starts at or after the buffer's start
     # (fields start 8 bytes in); one wholly outside it (a shorter field than
     # the row's longest) may have a small negative index: numpy reads it
@@ -290,9 +289,12 @@ def _decimal_words(np: Any, w: Any, starts_t: Any, stops_t: Any) -> Any:
     v = ((v * _MUL_10) >> _U8) & _PAIRS
     v = ((v * _MUL_100) >> _U16) & _QUADS
     v = (v * _MUL_10000) >> _U32
-    if len(v) == len(weights):  # one word per field
+    if not higher:  # one word per field
         return v
-    return weights @ v
+    fields = v[lasts]
+    for row, f, weight in higher:
+        fields[f] += v[row] * np.uint64(weight)
+    return fields
 
 
 def parse_probe_block(block: bytes, layout: Any) -> ProbeBlock | None:

@@ -53,7 +53,7 @@ def test_record_array_on_a_wide_realistic_spread() -> None:
     assert _hist_state(fast) == _hist_state(slow)
 
 
-@given(st.lists(st.tuples(st.sampled_from([1, 2, 5]), st.integers(0, 12)), max_size=60), st.integers(1, 4))
+@given(st.lists(st.tuples(st.sampled_from([1, 2, 5, 40000]), st.integers(0, 12)), max_size=300), st.integers(1, 4))
 @settings(max_examples=300, deadline=None)
 def test_observe_block_is_observe_of_each(events: list[tuple[int, int]], pieces: int) -> None:
     slow, fast = IntegrityTracker(), IntegrityTracker()
@@ -67,7 +67,7 @@ def test_observe_block_is_observe_of_each(events: list[tuple[int, int]], pieces:
         mask = fast.observe_block(senders, seqs)
         got += [True] * len(part) if mask is None else mask.tolist()
     assert got == expected
-    sent = {1: 13, 2: 13, 5: 13}
+    sent = {1: 13, 2: 13, 5: 13, 40000: 13}
     assert fast.finish(sent) == slow.finish(sent)
     assert (fast._next, fast._holes) == (slow._next, slow._holes)
 
@@ -84,6 +84,31 @@ def _probe_texts(n: int, payload: int = 64) -> list[str]:
     return [
         workload.encode_probe(s, q, 10**12 + q, workload.make_payload(payload, s, q)) for q in range(n) for s in (1, 2)
     ]
+
+
+@pytest.mark.parametrize("digits", [1, 7, 8, 9, 16, 17, 18])
+def test_parse_probe_block_reads_fields_of_every_width(digits: int) -> None:
+    rng = random.Random(digits)
+    values = [rng.randrange(10 ** (digits - 1) if digits > 1 else 0, 10**digits) for _ in range(300)]
+    texts = [workload.encode_probe(v % 997, v, values[-1 - i], "p" * (i % 5)) for i, v in enumerate(values)]
+    texts.append(workload.encode_probe(1, 2, 3, "x"))  # short fields too
+    block = b"".join(protocol.encode_message("n" * (1 + i % 20), t) for i, t in enumerate(texts))
+    layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+    assert layout is not None
+    got = workload.parse_probe_block(block, layout)
+    assert got is not None
+    probes = [workload.parse_probe(t) for t in texts]
+    assert got.sender.tolist() == [p.sender for p in probes]
+    assert got.seq.tolist() == [p.seq for p in probes]
+    assert got.intended_ns.tolist() == [p.intended_ns for p in probes]
+
+
+def test_parse_probe_block_leaves_19_digit_fields_to_the_per_line_path() -> None:
+    texts = [workload.encode_probe(1, q, 10**18 + q, "x") for q in range(20)]
+    block = b"".join(protocol.encode_message("name", t) for t in texts)
+    layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+    assert layout is not None
+    assert workload.parse_probe_block(block, layout) is None
 
 
 def test_parse_probe_block_agrees_with_parse_probe() -> None:
