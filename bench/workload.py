@@ -167,11 +167,11 @@ def _forcing_tables() -> tuple[list[list[int]], int, int]:
     return tables, constant, r ^ 0xFFFFFFFF
 
 
-(_T0, _T1, _T2, _T3), _CONSTANT, TEXT_CRC = _forcing_tables()
+(_T0, _T1, _T2, _T3), _CONSTANT, _TEXT_CRC = _forcing_tables()
 _BASE_XOR_CONSTANT = _CHECK_BASE_INT ^ _CONSTANT
 #: ``zlib.crc32(text, 0xFFFFFFFF)`` of every intact probe text (UTF-8,
 #: without the line feed): one call checks a probe.
-TEXT_CRC: int
+TEXT_CRC: int = _TEXT_CRC
 
 
 def encode_probe(sender: int, seq: int, intended_ns: int, payload: str) -> str:

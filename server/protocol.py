@@ -631,11 +631,11 @@ def chat_block_layout(block: bytes, text_spaces: int) -> ChatBlockLayout | None:
     if not block or block[-1:] != NEWLINE:
         return None
     a = np.frombuffer(block, dtype=np.int8)  # bytes >= 0x80 are negative
-    marks = np.flatnonzero(a <= 32)
+    flat = np.flatnonzero(a <= 32)
     width = text_spaces + 2
-    if len(marks) % width:
+    if len(flat) % width:
         return None
-    marks = marks.reshape(-1, width)
+    marks = flat.reshape(-1, width)
     pattern = _LAYOUT_PATTERNS.get(width)
     if pattern is None:
         pattern = _LAYOUT_PATTERNS.setdefault(width, np.array([32] * (width - 1) + [10], dtype=np.int8))
