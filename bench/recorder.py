@@ -12,17 +12,21 @@ kept for the tests to compare against):
 * **block path** (:meth:`DeliveryRecorder.receive`, buffers of at least
   :data:`BLOCK_MIN_BYTES`): the whole buffer's complete lines are laid out
   with numpy (:func:`server.protocol.chat_block_layout`), every probe's
-  fields parsed and checksum verified (:func:`bench.workload.parse_probe_block`,
-  one ``zlib.crc32`` per probe driven by ``map``), names checked against the
-  senders' with one array comparison, integrity checked per sender
-  (:meth:`IntegrityTracker.observe_block`) and latencies added to the
+  fields parsed and every text checked (:func:`bench.workload.parse_probe_block`:
+  *one* ``zlib.crc32`` call for the whole buffer, see :mod:`bench.workload`),
+  names compared with the senders' as 8-byte words, integrity checked per
+  sender (:meth:`IntegrityTracker.observe_block`) and latencies added to the
   histogram in one step (:meth:`LatencyHistogram.record_array`).  It only
   accepts a buffer in which *every* line is an intact, in-format probe from
   a known sender; anything else (a notice, a corrupted or foreign line)
   sends the buffer down the per-line path, which classifies each line.
-* **per-line path** (:meth:`DeliveryRecorder.feed`): a short bytes-level
-  check per line that accepts only intact, canonical probes; every other
-  line goes through the reference code.
+  The one exception to exactness is inherited from the CRC: damage on two
+  or more lines of one buffer that cancels out in the buffer's CRC (odds
+  2**-32, those of a damaged line passing its own check) would go unseen.
+* **per-line path** (:meth:`DeliveryRecorder.feed`): per line one split,
+  one CRC call and a few lookups accept an intact probe from a known
+  sender; every other line goes through the reference code.  Its latencies
+  are recorded in batches (:attr:`DeliveryRecorder.hist` flushes them).
 * **reference** (:meth:`DeliveryRecorder.feed_reference`): decode, split,
   :func:`workload.parse_probe`, per line.
 """
@@ -38,16 +42,16 @@ from bench.stats import LatencyHistogram
 from server import protocol
 
 #: Buffers at least this long take the vectorised block path; below it the
-#: fixed cost of its ~60 numpy calls (~150 us on a 2-core CI-class machine)
-#: outweighs the per-line saving: about 150 probe lines of 64-byte payload.
+#: fixed cost of its ~70 numpy calls (~100-200 us on a 2-core CI-class
+#: machine) outweighs the per-line saving: about 150 probe lines of 64-byte
+#: payload (measured with ``python -m bench.replay``, see reports/perf-harness.md).
 BLOCK_MIN_BYTES = 16384
 
 #: Sender ids above this are not put in the block path's name table (they
 #: still take the per-line path).
 _MAX_TABLE_IDS = 1 << 20
 
-_PROBE_MARK = b": " + workload.TAG.encode("ascii") + b" "
-assert _PROBE_MARK == b": ~cb2 "  # written out in _feed
+_TAG_BYTES = workload.TAG.encode("ascii")
 _TEXT_CRC = workload.TEXT_CRC
 
 #: The per-line path's latencies go into the histogram in batches of this many.
@@ -172,7 +176,10 @@ class DeliveryRecorder:
         if int(sender.max()) >= len(table) or (sender == own).any():
             return False
         w = workload.words_view(np, block)
-        got = w[np.minimum(starts[:, None] + self._name_cols, len(w) - 1)]  # past the block's end: masked off
+        pos = starts[:, None] + self._name_cols
+        if int(starts[-1]) + int(self._name_cols[-1]) >= len(w):
+            pos = np.minimum(pos, len(w) - 1)  # words past the block's end: masked off
+        got = w[pos]
         want = table[sender]
         return bool(((got & want[:, 1]) == want[:, 0]).all())
 
@@ -213,6 +220,7 @@ class DeliveryRecorder:
         measure_start = self.measure_start_ns
         crc32 = zlib.crc32
         text_crc = _TEXT_CRC
+        tag = _TAG_BYTES
         pending = self._pending
         measured = len(pending)
         other: list[str] = []
@@ -220,7 +228,7 @@ class DeliveryRecorder:
         for line in lines:
             # "NAME:", tag, SENDER, SEQ, INTENDED_NS, PAYLOAD, CHECK (8 bytes after the last space)
             parts = line.split(b" ")
-            if len(parts) == 7 and parts[1] == b"~cb2" and len(parts[6]) == 8 and (ascii_known or line.isascii()):
+            if len(parts) == 7 and parts[1] == tag and len(parts[6]) == 8 and (ascii_known or line.isascii()):
                 # A known sender's name (so the line's first ": " ends it), and
                 # the sender field is that sender's id, written as encode_probe does.
                 sender = ids.get(parts[0])
