@@ -132,7 +132,10 @@ class IntegrityTracker:
         n = len(senders)
         if n == 0:
             return None
-        order = np.argsort(senders, kind="stable")
+        keys = senders
+        if n > 64 and int(senders.min()) >= 0 and int(senders.max()) < 1 << 15:
+            keys = senders.astype(np.int16)  # numpy's stable sort of 16-bit keys is a radix sort
+        order = np.argsort(keys, kind="stable")
         by_sender = senders[order]
         seq_sorted = seqs[order]
         first = np.empty(n, dtype=bool)
@@ -144,7 +147,7 @@ class IntegrityTracker:
         expected = np.empty(n, dtype=np.int64)
         expected[1:] = seq_sorted[:-1] + 1
         expected[starts] = [nxt.get(s, 0) for s in distinct]
-        if np.array_equal(expected, seq_sorted):
+        if (expected == seq_sorted).all():
             lasts = np.empty_like(starts)
             lasts[:-1] = starts[1:] - 1
             lasts[-1] = n - 1

@@ -12,17 +12,21 @@ kept for the tests to compare against):
 * **block path** (:meth:`DeliveryRecorder.receive`, buffers of at least
   :data:`BLOCK_MIN_BYTES`): the whole buffer's complete lines are laid out
   with numpy (:func:`server.protocol.chat_block_layout`), every probe's
-  fields parsed and checksum verified (:func:`bench.workload.parse_probe_block`,
-  one ``zlib.crc32`` per probe driven by ``map``), names checked against the
-  senders' with one array comparison, integrity checked per sender
-  (:meth:`IntegrityTracker.observe_block`) and latencies added to the
+  fields parsed and every text checked (:func:`bench.workload.parse_probe_block`:
+  *one* ``zlib.crc32`` call for the whole buffer, see :mod:`bench.workload`),
+  names compared with the senders' as 8-byte words, integrity checked per
+  sender (:meth:`IntegrityTracker.observe_block`) and latencies added to the
   histogram in one step (:meth:`LatencyHistogram.record_array`).  It only
   accepts a buffer in which *every* line is an intact, in-format probe from
   a known sender; anything else (a notice, a corrupted or foreign line)
   sends the buffer down the per-line path, which classifies each line.
-* **per-line path** (:meth:`DeliveryRecorder.feed`): a short bytes-level
-  check per line that accepts only intact, canonical probes; every other
-  line goes through the reference code.
+  The one exception to exactness is inherited from the CRC: damage on two
+  or more lines of one buffer that cancels out in the buffer's CRC (odds
+  2**-32, those of a damaged line passing its own check) would go unseen.
+* **per-line path** (:meth:`DeliveryRecorder.feed`): per line one split,
+  one CRC call and a few lookups accept an intact probe from a known
+  sender; every other line goes through the reference code.  Its latencies
+  are recorded in batches (:attr:`DeliveryRecorder.hist` flushes them).
 * **reference** (:meth:`DeliveryRecorder.feed_reference`): decode, split,
   :func:`workload.parse_probe`, per line.
 """
@@ -38,15 +42,20 @@ from bench.stats import LatencyHistogram
 from server import protocol
 
 #: Buffers at least this long take the vectorised block path; below it the
-#: fixed cost of its ~60 numpy calls (~150 us on a 2-core CI-class machine)
-#: outweighs the per-line saving: about 150 probe lines of 64-byte payload.
+#: fixed cost of its ~70 numpy calls (~100-200 us on a 2-core CI-class
+#: machine) outweighs the per-line saving: about 150 probe lines of 64-byte
+#: payload (measured with ``python -m bench.replay``, see reports/perf-harness.md).
 BLOCK_MIN_BYTES = 16384
 
 #: Sender ids above this are not put in the block path's name table (they
 #: still take the per-line path).
 _MAX_TABLE_IDS = 1 << 20
 
-_PROBE_MARK = b": " + workload.TAG.encode("ascii") + b" "
+_TAG_BYTES = workload.TAG.encode("ascii")
+_TEXT_CRC = workload.TEXT_CRC
+
+#: The per-line path's latencies go into the histogram in batches of this many.
+_PENDING_MAX = 4096
 
 
 class DeliveryRecorder:
@@ -62,14 +71,17 @@ class DeliveryRecorder:
     """
 
     __slots__ = (
-        "_name_lens",
+        "_hist",
+        "_name_cols",
+        "_name_ids",
         "_name_table",
         "_names_b",
+        "_pending",
+        "_sender_b",
         "blocks_fast",
         "delivered_all",
         "delivered_measured",
         "echoes",
-        "hist",
         "last_measured_recv_ns",
         "lines",
         "measure_start_ns",
@@ -79,7 +91,9 @@ class DeliveryRecorder:
     def __init__(self, sender_names: dict[int, str], measure_start_ns: int = 0) -> None:
         self.sender_names = sender_names
         self.measure_start_ns = measure_start_ns
-        self.hist = LatencyHistogram()
+        self._hist = LatencyHistogram()
+        # The per-line path's latencies, recorded in batches (see hist).
+        self._pending: list[int] = []
         self.delivered_all = 0  #: intact, first-time deliveries, warm-up included
         self.delivered_measured = 0  #: the same, measured messages only
         self.last_measured_recv_ns = 0
@@ -94,8 +108,11 @@ class DeliveryRecorder:
             for sid, name in sender_names.items()
             if protocol.split_message(name + ": x") == (name, "x")
         }
+        # The per-line path's tables: b"NAME:" -> sender id, and id -> its decimal bytes.
+        self._name_ids = {name + b":": sid for sid, name in self._names_b.items()}
+        self._sender_b = {sid: b"%d" % sid for sid in self._names_b}
         self._name_table: Any = None  # built on first use of the block path
-        self._name_lens: Any = None
+        self._name_cols: Any = None
 
     # -- one recv buffer ---------------------------------------------------------
 
@@ -112,7 +129,11 @@ class DeliveryRecorder:
             return []
         if len(block) >= BLOCK_MIN_BYTES and self._receive_block(tracker, own, block, now):
             return []
-        return self.feed(tracker, own, protocol.split_block(block), now)
+        if 13 in block:  # b"\r": the lines need split_block
+            return self._feed(tracker, own, protocol.split_block(block), now, block.isascii())
+        lines = block.split(b"\n")  # split_block without its "\r" handling
+        lines.pop()
+        return self._feed(tracker, own, lines, now, block.isascii())
 
     def _receive_block(self, tracker: IntegrityTracker, own: int, block: bytes, now: int) -> bool:
         """The block path; False (nothing recorded) when the block does not
@@ -122,12 +143,11 @@ class DeliveryRecorder:
         layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
         if layout is None:
             return False
-        spaces = layout.spaces
-        probes = workload.parse_probe_block(block, spaces[:, 0] + 1, spaces[:, 1:], layout.ends)
+        probes = workload.parse_probe_block(block, layout)
         if probes is None:
             return False
         sender = probes.sender
-        if not self._names_match(np, block, layout.starts, spaces[:, 0] - 1, sender, own):
+        if not self._names_match(np, block, layout.starts, sender, own):
             return False
         # Every line is an intact probe from another known sender: account.
         delivered = tracker.observe_block(sender, probes.seq)
@@ -142,38 +162,42 @@ class DeliveryRecorder:
         if len(measured):
             self.delivered_measured += len(measured)
             self.last_measured_recv_ns = now
-            self.hist.record_array((now - measured) // 1000)
+            self._hist.record_array((now - measured) // 1000)
         return True
 
-    def _names_match(self, np: Any, block: bytes, starts: Any, name_ends: Any, sender: Any, own: int) -> bool:
+    def _names_match(self, np: Any, block: bytes, starts: Any, sender: Any, own: int) -> bool:
         """Every line's chat name is the name of the sender its probe names,
-        and no probe is the receiver's own."""
+        and no probe is the receiver's own.  Compares each line's first
+        bytes with ``NAME: `` of its sender, as 8-byte words: the space ends
+        the name there, since a line's first space is its ``": "``'s."""
         if self._name_table is None:
             self._build_name_table(np)
-        table, lens = self._name_table, self._name_lens
-        if int(sender.max()) >= len(lens) or bool((sender == own).any()):
+        table = self._name_table
+        if int(sender.max()) >= len(table) or (sender == own).any():
             return False
-        name_lens = name_ends - starts
-        if not np.array_equal(name_lens, lens[sender]):  # unknown senders have length -1
-            return False
-        width = table.shape[1]
-        a = np.frombuffer(block, dtype=np.uint8)
-        cols = np.arange(width)
-        got = a[np.minimum(starts[:, None] + cols, len(a) - 1)]
-        got[cols >= name_lens[:, None]] = 0
-        return bool(np.array_equal(got, table[sender]))
+        w = workload.words_view(np, block)
+        pos = starts[:, None] + self._name_cols
+        if int(starts[-1]) + int(self._name_cols[-1]) >= len(w):
+            pos = np.minimum(pos, len(w) - 1)  # words past the block's end: masked off
+        got = w[pos]
+        want = table[sender]
+        return bool(((got & want[:, 1]) == want[:, 0]).all())
 
     def _build_name_table(self, np: Any) -> None:
+        """Per sender id: ``NAME: `` as little-endian 8-byte words (zero-padded)
+        and the masks of its bytes."""
         ids = [sid for sid in self._names_b if 0 <= sid < _MAX_TABLE_IDS]
         size = max(ids, default=-1) + 1
-        width = max((len(self._names_b[sid]) for sid in ids), default=1)
-        table = np.zeros((size, width), dtype=np.uint8)
-        lens = np.full(size, -1, dtype=np.int64)
+        width = max((len(self._names_b[sid]) + 2 for sid in ids), default=8)
+        words = (width + 7) // 8
+        table = np.zeros((size, 2, 8 * words), dtype=np.uint8)
+        table[:, :, 0] = 0xFF  # not a sender: a byte 0xFF, which no accepted block holds
         for sid in ids:
-            name = self._names_b[sid]
-            table[sid, : len(name)] = np.frombuffer(name, dtype=np.uint8)
-            lens[sid] = len(name)
-        self._name_table, self._name_lens = table, lens
+            prefix = self._names_b[sid] + b": "
+            table[sid, 0, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+            table[sid, 1, : len(prefix)] = 0xFF
+        self._name_table = table.view("<u8")  # (size, 2, words): the words, their masks
+        self._name_cols = np.arange(0, 8 * words, 8)
 
     # -- lines -------------------------------------------------------------------
 
@@ -182,41 +206,64 @@ class DeliveryRecorder:
         them) received by the receiver ``own`` at ``now``.  Returns the lines
         that are not chat messages (notices, errors), for the caller to look
         at.  Same results as :meth:`feed_reference`; an intact probe in the
-        canonical form :func:`workload.encode_probe` writes costs a few
-        bytes operations, anything else goes through the reference code."""
+        form :func:`workload.encode_probe` writes costs a few bytes
+        operations, anything else goes through the reference code."""
+        return self._feed(tracker, own, lines, now, False)
+
+    def _feed(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int, ascii_known: bool) -> list[str]:
+        """:meth:`feed`; ``ascii_known``: the caller checked that every line
+        is ASCII."""
         self.lines += len(lines)
-        names = self._names_b
+        ids = self._name_ids
+        sender_b = self._sender_b
         nxt = tracker._next  # the in-order case of tracker.observe, inlined
-        observe = tracker.observe
         measure_start = self.measure_start_ns
-        mark = _PROBE_MARK
         crc32 = zlib.crc32
-        latencies: list[int] = []
+        text_crc = _TEXT_CRC
+        tag = _TAG_BYTES
+        pending = self._pending
+        measured = len(pending)
         other: list[str] = []
         delivered = 0
         for line in lines:
-            i = line.find(mark)
-            if i > 0 and line[-9:-8] == b" " and line.isascii():
-                body = line[i + 7 : -9]
-                if b"%08x" % crc32(body) == line[-8:]:
-                    parts = body.split(b" ", 3)
-                    if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit() and parts[2].isdigit():
-                        sender = int(parts[0])
-                        # A known name (so no ":" in it: the mark is the line's first ": ").
-                        if sender != own and names.get(sender) == line[:i]:
-                            seq = int(parts[1])
-                            if seq == nxt.get(sender, 0):
-                                nxt[sender] = seq + 1
-                            elif observe(sender, seq) == DUPLICATE:
-                                continue
-                            delivered += 1
-                            intended = int(parts[2])
-                            if intended >= measure_start:
-                                latencies.append((now - intended) // 1000)
+            # "NAME:", tag, SENDER, SEQ, INTENDED_NS, PAYLOAD, CHECK (8 bytes after the last space)
+            parts = line.split(b" ")
+            if len(parts) == 7 and parts[1] == tag and len(parts[6]) == 8 and (ascii_known or line.isascii()):
+                # A known sender's name (so the line's first ": " ends it), and
+                # the sender field is that sender's id, written as encode_probe does.
+                sender = ids.get(parts[0])
+                if (
+                    sender is not None
+                    and sender != own
+                    and sender_b[sender] == parts[2]
+                    # One CRC call checks the whole text (see bench.workload).
+                    and crc32(line[len(parts[0]) + 1 :], 0xFFFFFFFF) == text_crc
+                ):
+                    # int() of ASCII bytes is int() of the text (parse_probe's), so
+                    # whatever it accepts ("+5", "1_0") gives the same numbers.
+                    try:
+                        seq = int(parts[3])
+                        intended = int(parts[4])
+                    except ValueError:
+                        pass
+                    else:
+                        if seq == nxt.get(sender, 0):
+                            nxt[sender] = seq + 1
+                        elif tracker.observe(sender, seq) == DUPLICATE:
                             continue
-            # Not an intact canonical probe from a known sender: the reference code.
-            delivered += self._reference_line(tracker, own, line, now, latencies, other)
-        self._account(delivered, latencies, now)
+                        delivered += 1
+                        if intended >= measure_start:
+                            pending.append((now - intended) // 1000)
+                        continue
+            # Anything else: the reference code.
+            delivered += self._reference_line(tracker, own, line, now, pending, other)
+        if delivered:
+            self.delivered_all += delivered
+            if len(pending) != measured:
+                self.delivered_measured += len(pending) - measured
+                self.last_measured_recv_ns = now
+                if len(pending) >= _PENDING_MAX:
+                    self._flush()
         return other
 
     def feed_reference(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int) -> list[str]:
@@ -272,4 +319,25 @@ class DeliveryRecorder:
         if latencies:
             self.delivered_measured += len(latencies)
             self.last_measured_recv_ns = now
-            self.hist.record_many(latencies)
+            self._hist.record_many(latencies)
+
+    def _flush(self) -> None:
+        """Record the per-line path's pending latencies in the histogram: in
+        one numpy step (~50 ns a value, against ~500 for ``record_many``)."""
+        pending = self._pending
+        if pending:
+            import numpy as np
+
+            try:
+                values = np.fromiter(pending, dtype=np.int64, count=len(pending))
+            except OverflowError:  # a probe's absurd intended time: the plain way
+                self._hist.record_many(pending)
+            else:
+                self._hist.record_array(values)
+            pending.clear()
+
+    @property
+    def hist(self) -> LatencyHistogram:
+        """The latency histogram (microseconds) of every measured delivery so far."""
+        self._flush()
+        return self._hist

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -226,6 +227,56 @@ def run_replay(stream: ReplayStream) -> ReplayResult:
     )
 
 
+def block_path_steps(stream: ReplayStream, buffers: int = 20, passes: int = 5) -> dict[str, float]:
+    """Where the block path's time goes: ns per line of each step of
+    :meth:`DeliveryRecorder._receive_block` (and the decoder before it),
+    timed one by one over the stream's first ``buffers`` chunks, the median
+    of ``passes`` passes.  Raises ValueError unless every one of those chunks
+    takes the block path (use big chunks)."""
+    import numpy as np
+
+    from bench import recorder
+
+    chunks = list(zip(stream.chunks, stream.now_ns, strict=True))[:buffers]
+    per_pass: list[dict[str, float]] = []
+    for _ in range(passes):
+        rec = DeliveryRecorder(stream.sender_names, stream.measure_start_ns)
+        decoder, tracker = protocol.LineDecoder(RECEIVER_LINE_LIMIT), IntegrityTracker()
+        spent: dict[str, float] = {}
+        lines = 0
+
+        def lap(step: str, t0: float, spent: dict[str, float] = spent) -> float:
+            t1 = time.perf_counter()
+            spent[step] = spent.get(step, 0.0) + t1 - t0
+            return t1
+
+        for chunk, now in chunks:
+            t = time.perf_counter()
+            block = decoder.feed_block(chunk)
+            t = lap("decoder (feed_block)", t)
+            layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+            t = lap("layout (chat_block_layout)", t)
+            probes = workload.parse_probe_block(block, layout) if layout is not None else None
+            t = lap("fields and check (parse_probe_block)", t)
+            if layout is None or probes is None or len(block) < recorder.BLOCK_MIN_BYTES:
+                raise ValueError("a buffer did not take the block path: use bigger --chunk-bytes")
+            if not rec._names_match(np, block, layout.starts, probes.sender, stream.own):
+                raise ValueError("names do not match")
+            t = lap("names", t)
+            delivered = tracker.observe_block(probes.sender, probes.seq)
+            t = lap("integrity (observe_block)", t)
+            intended = probes.intended_ns if delivered is None else probes.intended_ns[delivered]
+            measured = intended[intended >= stream.measure_start_ns]
+            if len(measured):
+                rec.hist.record_array((now - measured) // 1000)
+            lap("histogram (record_array)", t)
+            lines += len(layout.ends)
+        per_pass.append({step: s / lines * 1e9 for step, s in spent.items()})
+    steps = {step: statistics.median(p[step] for p in per_pass) for step in per_pass[0]}
+    steps["total"] = sum(steps.values())
+    return steps
+
+
 def check(stream: ReplayStream, result: ReplayResult) -> list[str]:
     """What is wrong with a replay's results (empty when all is right)."""
     problems = []
@@ -272,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     ap.add_argument("--no-check", action="store_true", help="skip checking the results against the stream")
+    ap.add_argument(
+        "--steps",
+        action="store_true",
+        help="instead: time each step of the block path on the first 20 buffers (ns per line; needs big chunks)",
+    )
     args = ap.parse_args(argv)
     try:
         sizes = [int(x) for x in str(args.chunk_bytes).split(",") if x.strip()]
@@ -290,6 +346,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
+    if args.steps:
+        for cfg in configs:
+            steps = block_path_steps(make_stream(cfg, build_expected=False))
+            print(f"block path, chunks of ~{cfg.chunk_bytes} bytes: ns per line (median of 5 passes)")
+            for step, ns in steps.items():
+                print(f"  {step:40s} {ns:7.1f}")
+        return 0
     rows: list[dict[str, Any]] = []
     failed = False
     for cfg in configs:

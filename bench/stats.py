@@ -31,11 +31,12 @@ class LatencyHistogram:
     """An HDR histogram of latencies in microseconds, with exact merge and a
     compact text encoding for shipping between processes."""
 
-    __slots__ = ("_hist", "clamped")
+    __slots__ = ("_hist", "_index_tables", "clamped")
 
     def __init__(self) -> None:
         self._hist = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
         self.clamped = 0
+        self._index_tables: tuple[Any, ...] | None = None  # record_array's, for _hist.counts
 
     # -- recording ------------------------------------------------------------
 
@@ -87,9 +88,9 @@ class LatencyHistogram:
         """Record a numpy integer array of latencies: exactly what
         :meth:`record` does for each value (same counts, total, min, max and
         ``clamped``), vectorised.  Each value's bucket index is the
-        arithmetic of ``HdrHistogram.record_value`` (the bit length of
-        ``v | sub_bucket_mask`` from ``frexp``, exact for integers below
-        2**53), and the counts of the batch's index range are added to the
+        arithmetic of ``HdrHistogram.record_value``, looked up by the bit
+        length of ``v | sub_bucket_mask`` (a binary search among the powers
+        of two), and the counts of the batch's index range are added to the
         histogram's counts array in one step."""
         import numpy as np
 
@@ -102,15 +103,15 @@ class LatencyHistogram:
             values = np.clip(values, LOWEST_US, HIGHEST_US)
             lo, hi = int(values.min()), int(values.max())
         h = self._hist
-        unit = h.unit_magnitude
-        half_mag = h.sub_bucket_half_count_magnitude
-        _, bits = np.frexp((values | h.sub_bucket_mask).astype(np.float64))
-        bucket = bits.astype(np.int64) - (unit + half_mag + 1)
-        index = ((bucket + 1) << half_mag) + (values >> (bucket + unit)) - h.sub_bucket_half_count
+        tables = self._index_tables
+        if tables is None or tables[0] is not h.counts:
+            tables = self._index_tables = _index_tables(np, h)
+        _, powers, shifts, offsets, counts = tables
+        bits = np.searchsorted(powers, values | h.sub_bucket_mask, side="right")  # bit lengths
+        index = (values >> shifts[bits]) + offsets[bits]
         first = int(index.min())
         added = np.bincount(index - first)
-        counts = np.ctypeslib.as_array(h.counts)
-        counts[first : first + len(added)] += added.astype(counts.dtype)
+        counts[first : first + len(added)] += added.astype(counts.dtype, copy=False)
         h.total_count += int(values.size)
         if lo < h.min_value:
             h.min_value = lo
@@ -175,6 +176,25 @@ class LatencyHistogram:
             hist._hist = HdrHistogram.decode(encoded.encode("ascii"))
         hist.clamped = clamped
         return hist
+
+
+def _index_tables(np: Any, h: HdrHistogram) -> tuple[Any, ...]:
+    """For :meth:`LatencyHistogram.record_array`: ``(h.counts, powers, shifts,
+    offsets, counts)``.  ``powers[k] = 2**k``, so ``searchsorted(powers, x,
+    "right")`` is the bit length ``L`` of ``x``; for a value ``v`` whose
+    ``v | sub_bucket_mask`` has bit length ``L`` the counts index is
+    ``(v >> shifts[L]) + offsets[L]`` (``HdrHistogram``'s bucket arithmetic:
+    bucket ``b = L - (unit_magnitude + sub_bucket_half_count_magnitude + 1)``,
+    index ``((b + 1) << half_count_magnitude) + (v >> (b + unit_magnitude))
+    - sub_bucket_half_count``); ``counts`` is a numpy view of ``h``'s counts."""
+    half_mag = h.sub_bucket_half_count_magnitude
+    unit = h.unit_magnitude
+    lengths = np.arange(64, dtype=np.int64)
+    bucket = np.maximum(lengths - (unit + half_mag + 1), 0)  # lengths below the mask's never occur
+    shifts = bucket + unit
+    offsets = ((bucket + 1) << half_mag) - h.sub_bucket_half_count
+    powers = np.int64(1) << np.arange(63, dtype=np.int64)
+    return (h.counts, powers, shifts, offsets, np.ctypeslib.as_array(h.counts))
 
 
 def percentile_key(pct: float) -> str:

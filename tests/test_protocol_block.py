@@ -92,6 +92,7 @@ EVERY_KIND = [
     p.encode_message("ünï", "a b c"),
     b"no separator here at all\n",
     b": empty name a b\n",
+    b":colon-first: a b c\n",
     b"two words: a b c\n",
     b"*star: a b c\n",
     b"name:nospace a b c\n",
@@ -128,7 +129,7 @@ def test_layout_agrees_with_split_message_on_every_line_kind() -> None:
 
 
 def test_layout_accepts_a_block_of_chat_lines_and_refuses_one_foreign_line() -> None:
-    chat = [p.encode_message(f"user{i}", f"~cb1 {i} {i * 7} 123456789 payload{i} 0000abcd") for i in range(50)]
+    chat = [p.encode_message(f"user{i}", f"~cb2 {i} {i * 7} 123456789 payload{i} ABCDEFGH") for i in range(50)]
     block = b"".join(chat)
     assert _check_layout(block, 5)
     assert p.chat_block_layout(block, 4) is None
@@ -153,6 +154,15 @@ def test_layout_of_random_canonical_blocks_is_always_found() -> None:
         lines = []
         for _ in range(rng.randint(1, 30)):
             name = "".join(rng.choice("abcXYZ09-_é") for _ in range(rng.randint(1, 10)))
-            words = ["".join(rng.choice("xyz:!*") for _ in range(rng.randint(0, 5))) for _ in range(4)]
+            words = ["".join(rng.choice("xyz:!*~") for _ in range(rng.randint(0, 5))) for _ in range(4)]
             lines.append(p.encode_message(name, " ".join(words)))
-        assert _check_layout(b"".join(lines), 3)
+        block = b"".join(lines)
+        # Found unless a byte is not printable ASCII (then the per-line path decides).
+        assert _check_layout(block, 3) == block.isascii()
+
+
+def test_layout_refuses_control_characters_and_utf8() -> None:
+    good = p.encode_message("alice", "a b c")
+    assert _check_layout(good * 3, 2)
+    for bad in (b"al\xc3\xa9: a b c\n", b"alice: a b\tc\n", b"alice: a b c\r\n", b"alice: a\x00 b c\n"):
+        assert p.chat_block_layout(good + bad + good, 2) is None, bad

@@ -70,8 +70,8 @@ def test_probe_header_reads_sender_and_seq_or_gives_up() -> None:
     good = workload.encode_probe(12, 34, 56, "abc")
     assert probe_header(good) == (12, 34)
     assert probe_header(good.replace("abc", "abd")) == (12, 34)  # still readable though the CRC fails
-    assert probe_header("~cb1 x y z") is None
-    assert probe_header("~cb1 5") is None
+    assert probe_header("~cb2 x y z") is None
+    assert probe_header("~cb2 5") is None
     assert probe_header("hello") is None
 
 
@@ -95,7 +95,7 @@ def test_receive_path_reports_exactly_the_faults_in_a_synthetic_stream() -> None
 
     alice = [_line("alice", 1, seq, at(seq)) for seq in range(10)]
     bob = [_line("bob", 2, seq, at(seq)) for seq in range(10)]
-    damaged = alice[7].replace(b"alice: ~cb1 1 7 ", b"alice: ~cb1 1 7 9")  # intended time changed: CRC fails
+    damaged = alice[7].replace(b"alice: ~cb2 1 7 ", b"alice: ~cb2 1 7 9")  # intended time changed: CRC fails
     assert damaged != alice[7]
     stream = [
         *alice[:3],

@@ -53,7 +53,7 @@ def test_record_array_on_a_wide_realistic_spread() -> None:
     assert _hist_state(fast) == _hist_state(slow)
 
 
-@given(st.lists(st.tuples(st.sampled_from([1, 2, 5]), st.integers(0, 12)), max_size=60), st.integers(1, 4))
+@given(st.lists(st.tuples(st.sampled_from([1, 2, 5, 40000]), st.integers(0, 12)), max_size=300), st.integers(1, 4))
 @settings(max_examples=300, deadline=None)
 def test_observe_block_is_observe_of_each(events: list[tuple[int, int]], pieces: int) -> None:
     slow, fast = IntegrityTracker(), IntegrityTracker()
@@ -67,7 +67,7 @@ def test_observe_block_is_observe_of_each(events: list[tuple[int, int]], pieces:
         mask = fast.observe_block(senders, seqs)
         got += [True] * len(part) if mask is None else mask.tolist()
     assert got == expected
-    sent = {1: 13, 2: 13, 5: 13}
+    sent = {1: 13, 2: 13, 5: 13, 40000: 13}
     assert fast.finish(sent) == slow.finish(sent)
     assert (fast._next, fast._holes) == (slow._next, slow._holes)
 
@@ -86,13 +86,37 @@ def _probe_texts(n: int, payload: int = 64) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("digits", [1, 7, 8, 9, 16, 17, 18])
+def test_parse_probe_block_reads_fields_of_every_width(digits: int) -> None:
+    rng = random.Random(digits)
+    values = [rng.randrange(10 ** (digits - 1) if digits > 1 else 0, 10**digits) for _ in range(300)]
+    texts = [workload.encode_probe(v % 997, v, values[-1 - i], "p" * (i % 5)) for i, v in enumerate(values)]
+    texts.append(workload.encode_probe(1, 2, 3, "x"))  # short fields too
+    block = b"".join(protocol.encode_message("n" * (1 + i % 20), t) for i, t in enumerate(texts))
+    layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+    assert layout is not None
+    got = workload.parse_probe_block(block, layout)
+    assert got is not None
+    probes = [workload.parse_probe(t) for t in texts]
+    assert got.sender.tolist() == [p.sender for p in probes]
+    assert got.seq.tolist() == [p.seq for p in probes]
+    assert got.intended_ns.tolist() == [p.intended_ns for p in probes]
+
+
+def test_parse_probe_block_leaves_19_digit_fields_to_the_per_line_path() -> None:
+    texts = [workload.encode_probe(1, q, 10**18 + q, "x") for q in range(20)]
+    block = b"".join(protocol.encode_message("name", t) for t in texts)
+    layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+    assert layout is not None
+    assert workload.parse_probe_block(block, layout) is None
+
+
 def test_parse_probe_block_agrees_with_parse_probe() -> None:
     texts = _probe_texts(40)
     block = b"".join(protocol.encode_message("x", t) for t in texts)
     layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
     assert layout is not None
-    sp = layout.spaces
-    got = workload.parse_probe_block(block, sp[:, 0] + 1, sp[:, 1:], layout.ends)
+    got = workload.parse_probe_block(block, layout)
     assert got is not None
     probes = [workload.parse_probe(t) for t in texts]
     assert got.sender.tolist() == [p.sender for p in probes]
@@ -117,9 +141,8 @@ def test_parse_probe_block_refuses_a_block_with_any_corrupted_byte(position: int
         layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
         if layout is None:
             continue
-        sp = layout.spaces
         # ...and so does the block path: it refuses the block.
-        assert workload.parse_probe_block(block, sp[:, 0] + 1, sp[:, 1:], layout.ends) is None
+        assert workload.parse_probe_block(block, layout) is None
 
 
 # -- the whole receive path ------------------------------------------------------------
@@ -128,7 +151,7 @@ def test_parse_probe_block_refuses_a_block_with_any_corrupted_byte(position: int
 def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict[int, int]]:
     """Lines a receiver gets: probes from alice, bob and dave; with ``faults``
     also duplicates, swaps, losses, corruption, wrong names, echoes, notices,
-    foreign chat and uppercase checksums (valid, not canonical)."""
+    foreign chat and probes that are valid but not in the canonical form."""
     seqs = dict.fromkeys((1, 2, 40), 0)
     lines: list[bytes] = []
     for m in range(n):
@@ -136,7 +159,8 @@ def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict
         seq = seqs[sender]
         seqs[sender] += 1
         intended = 10**12 + m * 1000 + (rng.choice((-(10**9), 0)) if m < 30 else 0)
-        text = workload.encode_probe(sender, seq, intended, workload.make_payload(rng.choice((0, 8, 64)), sender, seq))
+        payload = workload.make_payload(rng.choice((0, 8, 64)), sender, seq)
+        text = workload.encode_probe(sender, seq, intended, payload)
         line = protocol.encode_message(NAMES[sender], text)
         if faults:
             r = rng.random()
@@ -158,16 +182,24 @@ def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict
                 lines.append(protocol.encode_joined(f"u{m}"))
             elif r < 0.20:
                 lines.append(protocol.encode_message("eve", f"hello there {m}"))
+            elif r < 0.21:
+                # A sender id that is no one's (inside the block path's name table).
+                line = protocol.encode_message("eve", workload.encode_probe(7, seq, intended, payload))
             elif r < 0.22:
-                line = line[:-9] + line[-9:].upper()
+                # Valid but not in encode_probe's form: the reference reads it.
+                odd = rng.choice((f"+{seq}", f"0{seq}", f"{seq:_}"))
+                text = workload.seal(f"{workload.TAG} {sender} {odd} {intended} {payload} ")
+                line = protocol.encode_message(NAMES[sender], text)
             elif r < 0.23:
                 line = line[:-1] + b"\r\n"
         lines.append(line)
     return lines, seqs
 
 
-def _run(lines: list[bytes], chunk_sizes: list[int], *, reference: bool) -> tuple[Any, ...]:
-    rec = DeliveryRecorder(NAMES, measure_start_ns=10**12 + 20_000)
+def _run(
+    lines: list[bytes], chunk_sizes: list[int], *, reference: bool, names: dict[int, str] = NAMES, own: int = OWN
+) -> tuple[Any, ...]:
+    rec = DeliveryRecorder(names, measure_start_ns=10**12 + 20_000)
     tracker = IntegrityTracker()
     decoder = protocol.LineDecoder(1 << 16)
     data = b"".join(lines)
@@ -179,9 +211,9 @@ def _run(lines: list[bytes], chunk_sizes: list[int], *, reference: bool) -> tupl
         pos += len(chunk)
         now = 10**12 + 10**9 + pos * 100
         if reference:
-            other += rec.feed_reference(tracker, OWN, decoder.feed(chunk), now)
+            other += rec.feed_reference(tracker, own, decoder.feed(chunk), now)
         else:
-            other += rec.receive(decoder, tracker, OWN, chunk, now)
+            other += rec.receive(decoder, tracker, own, chunk, now)
         i += 1
     return (
         rec.delivered_all,
@@ -218,3 +250,43 @@ def test_receive_gives_the_reference_results(
         assert expected[6] and expected[7] and expected[8] and expected[2]  # every fault kind occurred
     elif block_min == 0:
         assert got[-1] > 0  # the block path was taken
+
+
+#: Sender names whose "NAME: " prefixes the block path zeroes byte by byte
+#: (shorter than 8 bytes), with two 8-byte words, and with more.
+NAME_SETS = {
+    "short": {1: "al", 2: "bo", 5: "c", 9: "own"},
+    "medium": {1: "alice-01", 2: "bob-0002", 5: "carol-5", 9: "own"},
+    "long": {1: "a-rather-long-name-1", 2: "another-long-name-22", 5: "x" * 32, 9: "own"},
+}
+
+
+@pytest.mark.parametrize("names", NAME_SETS.values(), ids=NAME_SETS.keys())
+def test_block_path_takes_clean_buffers_and_agrees_with_the_reference_under_damage(
+    names: dict[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder_mod, "BLOCK_MIN_BYTES", 0)
+    senders = [s for s in names if s != 9]
+    lines = [
+        protocol.encode_message(
+            names[s], workload.encode_probe(s, q, 10**12 + 1000 * q, workload.make_payload(40 + q % 30, s, q))
+        )
+        for q in range(200)
+        for s in senders
+    ]
+    chunks = [4000, 9000, 20000]
+    expected = _run(lines, chunks, reference=True, names=names, own=9)
+    got = _run(lines, chunks, reference=False, names=names, own=9)
+    assert got[:-1] == expected[:-1]
+    assert expected[0] == len(lines)
+    assert got[-1] >= len(b"".join(lines)) // 20000  # the block path took (nearly) every buffer
+    rng = random.Random(len(names[1]))
+    for _ in range(40):
+        damaged = list(lines)
+        # One or two bytes changed, anywhere (names, fields, checks, newlines), in different lines.
+        for i in rng.sample(range(len(lines)), rng.choice((1, 2))):
+            j = rng.randrange(len(damaged[i]))
+            damaged[i] = damaged[i][:j] + bytes([rng.choice(b"09azAW@:~ -")]) + damaged[i][j + 1 :]
+        expected = _run(damaged, chunks, reference=True, names=names, own=9)
+        got = _run(damaged, chunks, reference=False, names=names, own=9)
+        assert got[:-1] == expected[:-1]
