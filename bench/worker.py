@@ -25,10 +25,12 @@ worker's life, driven by the parent's commands:
    counters and report the ``result`` (histogram encoded, counters).
 7. ``exit``: close every socket and return.
 
-The receive path handles a whole ``recv`` buffer per call: one
-``LineDecoder.feed``, then per line ``protocol.split_message`` and
-``workload.parse_probe``, the integrity check, and one
-``LatencyHistogram.record_many`` per buffer.
+The receive path handles a whole ``recv`` buffer per call
+(:meth:`bench.recorder.DeliveryRecorder.receive`: vectorised for big
+buffers, a short per-line check for small ones), read into one reused
+buffer.  A delivery's latency ends at the kernel's receive stamp of the
+read (``--rx-clock kernel``, :mod:`bench.rxstamp`) or at the read itself
+(``--rx-clock read``); the harness's read delay is reported apart.
 
 Protocols: the worker itself knows none.  The plan names one
 (``WorkerPlan.protocol``) and :func:`bench.adapters.get` gives the adapter
