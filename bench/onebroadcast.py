@@ -1,0 +1,151 @@
+"""How long one broadcast takes to reach N idle clients: the server's own
+fan-out time, with no load generator competing for the CPU.
+
+``python -m bench.onebroadcast --clients 1000`` starts the embedded server
+(``python -m server``, flood control off), registers N + 1 raw clients with
+blocking sockets, and then, round after round, sends ONE chat line from the
+first client and reads it at every other client *afterwards*.  Each
+receiver's arrival time is the kernel's receive stamp (:mod:`bench.rxstamp`),
+so reading late costs nothing: what is measured is when the server's send
+put the line into each receiver's socket, from the moment the sender
+called ``send``.  Reported per round: the first, median, p99 and last
+arrival; printed: their medians over the rounds.
+
+This is the lower bound a swarm run at that client count can show (the swarm
+adds queueing behind other messages and CPU contention with the harness).
+Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import time
+from typing import Any
+
+from bench import rxstamp
+from bench.targets import EmbeddedTarget
+from server import protocol
+
+#: Seconds given to a round's deliveries before they are read.
+ROUND_SETTLE_S = 0.2
+
+
+def _register(address: tuple[str, int], name: str, timeout: float) -> socket.socket:
+    sock = socket.create_connection(address, timeout=timeout)
+    decoder = protocol.LineDecoder(1 << 22)
+    deadline = time.monotonic() + timeout
+    sent = False
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            raise RuntimeError(f"{name}: the server closed the connection while registering")
+        for line in decoder.feed(data):
+            event = protocol.parse_server_line(protocol.decode_text(line))
+            if isinstance(event, protocol.Prompt) and not sent:
+                sock.sendall(protocol.encode_line(name))
+                sent = True
+            elif isinstance(event, protocol.Welcome):
+                return sock
+            elif isinstance(event, protocol.Error):
+                raise RuntimeError(f"{name}: {event.message}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: no welcome in {timeout} s")
+
+
+def _discard_pending(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except BlockingIOError:
+        pass
+    finally:
+        sock.setblocking(True)
+
+
+def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: float = 30.0) -> dict[str, Any]:
+    """Run the measurement; returns the per-round arrivals (us after the
+    sender called send) and their medians."""
+    if not rxstamp.supported():
+        raise RuntimeError("kernel receive stamps (SO_TIMESTAMPNS) are needed: Linux only")
+    line = protocol.encode_say("x" * payload)
+    with EmbeddedTarget(["--fanout", fanout, "--announce-limit", "0"]) as target:
+        address = (target.host, target.port)
+        sockets = [_register(address, f"c{i}", timeout) for i in range(clients + 1)]
+        try:
+            sender, receivers = sockets[0], sockets[1:]
+            time.sleep(ROUND_SETTLE_S)
+            for sock in receivers:
+                _discard_pending(sock)
+                if not rxstamp.enable(sock):
+                    raise RuntimeError("could not enable SO_TIMESTAMPNS")
+                sock.settimeout(timeout)
+            buffer = memoryview(bytearray(1 << 16))
+            per_round: list[dict[str, float]] = []
+            for _ in range(rounds):
+                offset = rxstamp.realtime_offset_ns()
+                sent_ns = time.monotonic_ns()
+                sender.sendall(line)
+                time.sleep(ROUND_SETTLE_S)
+                arrivals = []
+                for sock in receivers:
+                    n, stamp = rxstamp.recv_stamped(sock, [buffer], offset)
+                    if n == 0:
+                        raise RuntimeError("a receiver was disconnected")
+                    if bytes(buffer[: n - 1]).count(b"\n"):
+                        raise RuntimeError("a receiver got more than the one line")
+                    arrivals.append((stamp - sent_ns) / 1000)
+                arrivals.sort()
+                per_round.append(
+                    {
+                        "first_us": arrivals[0],
+                        "p50_us": arrivals[len(arrivals) // 2],
+                        "p99_us": arrivals[min(len(arrivals) - 1, int(len(arrivals) * 0.99))],
+                        "last_us": arrivals[-1],
+                    }
+                )
+        finally:
+            for sock in sockets:
+                sock.close()
+    medians = {key: round(statistics.median(r[key] for r in per_round), 1) for key in per_round[0]}
+    return {"clients": clients, "fanout": fanout, "rounds": per_round, "median": medians}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.onebroadcast",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="Arrival = the kernel's receive stamp at each client minus the time the sender called send.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument("--clients", type=int, default=1000, help="receiving clients (one more connection sends)")
+    ap.add_argument("--rounds", type=int, default=20, help="broadcasts measured, one at a time")
+    ap.add_argument("--fanout", choices=("queued", "threads", "direct"), default="queued", help="server strategy")
+    ap.add_argument("--payload", type=int, default=64, help="characters of the chat line")
+    ap.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    args = ap.parse_args(argv)
+    if args.clients < 1 or args.rounds < 1:
+        ap.error("--clients and --rounds must be at least 1")
+    try:
+        result = measure(args.clients, args.rounds, args.fanout, args.payload)
+    except (RuntimeError, OSError) as exc:
+        print(f"bench.onebroadcast: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        m = result["median"]
+        print(
+            f"one broadcast to {args.clients} idle clients (fanout={args.fanout}, median of {args.rounds} rounds): "
+            f"first {m['first_us'] / 1000:.2f} ms, median {m['p50_us'] / 1000:.2f} ms, "
+            f"p99 {m['p99_us'] / 1000:.2f} ms, last {m['last_us'] / 1000:.2f} ms"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
