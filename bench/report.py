@@ -468,6 +468,20 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def arrival_clock(series: Sequence[SeriesData]) -> str:
+    """How the runs timed an arrival, in words (runs before the kernel clock
+    existed timed the read)."""
+    clocks = {run.get("rx_clock", "read") for sd in series for run in sd.runs}
+    if clocks == {"kernel"}:
+        return (
+            "the kernel's receive stamp at the client's socket, so the harness's own delay in reading does not "
+            "count (it is reported apart as the harness read lag)"
+        )
+    if clocks == {"read"}:
+        return "the moment the harness read it"
+    return "the kernel's receive stamp in some runs and the harness's read in others"
+
+
 def render_markdown(
     series: Sequence[SeriesData],
     charts: dict[str, str],
@@ -479,8 +493,8 @@ def render_markdown(
     lines += [
         f"Generated {generated} from the JSON results in this directory "
         "(`python -m bench.report DIR` redraws it). Latency is measured from each message's *intended* send "
-        "time to its arrival at every other client (open loop: a stalled server shows as latency); units: "
-        "ms, deliveries per second, CPU in % of one core.",
+        "time to its arrival at every other client (open loop: a stalled server shows as latency); arrival is "
+        f"{arrival_clock(series)}. Units: ms, deliveries per second, CPU in % of one core.",
         "",
     ]
     warn = warnings(series)
@@ -565,8 +579,8 @@ def render_html(
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
         "<p>Latency is measured from each message's <em>intended</em> send time to its arrival at every other "
-        "client (open loop). Units: ms, deliveries per second, CPU in % of one core. Redraw with "
-        "<code>python -m bench.report DIR</code>.</p>",
+        f"client (open loop); arrival is {e(arrival_clock(series))}. Units: ms, deliveries per second, CPU in % "
+        "of one core. Redraw with <code>python -m bench.report DIR</code>.</p>",
         "<h2>Warnings</h2>",
     ]
     warn = warnings(series)

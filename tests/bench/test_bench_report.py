@@ -202,3 +202,15 @@ def test_percentile_axis_maps_percentiles_to_one_over_one_minus_p() -> None:
     # the maximum (100%) and anything finer than one sample sit at the sample count
     assert plots._percentile_x(100.0, 5000) == 5000.0
     assert plots._percentile_x(99.999, 5000) == 5000.0
+
+
+def test_report_says_which_clock_timed_the_arrivals(sweep_dir: Path) -> None:
+    # The fixture predates the kernel clock: its runs timed the read.
+    assert "arrival is the moment the harness read it" in report.render_markdown(report.load_series(sweep_dir), {})
+    for run_file in sweep_dir.glob("*/run-*.json"):
+        doc = json.loads(run_file.read_text())
+        doc["rx_clock"] = "kernel"
+        run_file.write_text(json.dumps(doc))
+    md = report.render_markdown(report.load_series(sweep_dir), {})
+    assert "arrival is the kernel's receive stamp at the client's socket" in md
+    assert "harness read lag" in md
