@@ -36,7 +36,12 @@ def supported() -> bool:
 
 
 def enable(sock: socket.socket) -> bool:
-    """Ask the kernel to stamp data received on ``sock``; False if it cannot."""
+    """Ask the kernel to stamp data received on ``sock``; False if it cannot.
+
+    When no socket on the machine had stamps on, Linux switches stamping on
+    from a work queue: segments arriving in the next moments can come
+    without a stamp (:func:`recv_stamped` then returns 0 and callers fall
+    back to their own clock).  Enable well before the traffic to be timed."""
     if not supported():
         return False
     try:

@@ -41,9 +41,25 @@ def _read(sock: socket.socket) -> tuple[bytes, int]:
     return buf[:n].tobytes(), stamp
 
 
+def _enable_and_prime(server: socket.socket, client: socket.socket) -> None:
+    """Enable stamps on ``client`` and wait until the kernel really stamps:
+    when no socket on the machine had them on, Linux switches stamping on
+    from a work queue, so the first segments after ``enable`` can go
+    unstamped."""
+    assert enable(client)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        server.sendall(b".")
+        _, stamp = _read(client)
+        if stamp:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the kernel never stamped a received segment")
+
+
 def test_stamp_is_the_arrival_not_the_read(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     server, client = tcp_pair
-    assert enable(client)
+    _enable_and_prime(server, client)
     before_send = time.monotonic_ns()
     server.sendall(b"one line\n")
     after_send = time.monotonic_ns()
@@ -62,7 +78,7 @@ def test_a_read_of_several_segments_gets_the_last_ones_time(tcp_pair: tuple[sock
     """Never early: lines gathered by one read are stamped with the latest
     arrival among them, so their latency is over-, not under-stated."""
     server, client = tcp_pair
-    assert enable(client)
+    _enable_and_prime(server, client)
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server.sendall(b"first\n")
