@@ -78,6 +78,38 @@ class LineSplitter:
         self._partial = tail
         return lines
 
+    def feed_block(self, data: bytes) -> bytes:
+        """Like :meth:`feed`, but the complete lines come back as one block,
+        each with its line ending as received: ``split_block(feed_block(x))
+        == feed(x)``, limits included."""
+        if self._partial:
+            data = self._partial + data
+        cut = data.rfind(b"\n") + 1
+        block, tail = data[:cut], data[cut:]
+        limit = self.max_line_bytes
+        if len(block) + 1 > limit:  # only then can one of its lines be too long
+            for line in split_block(block):
+                if len(line) + 2 > limit:
+                    self._partial = b""
+                    raise LineTooLong(len(line) + 2, limit)
+        if len(tail) + 1 > limit:
+            self._partial = b""
+            raise LineTooLong(len(tail), limit)
+        self._partial = tail
+        return block
+
+
+def split_block(block: bytes) -> list[bytes]:
+    """The lines of a :meth:`LineSplitter.feed_block` block, as
+    :meth:`LineSplitter.feed` returns them (no CR LF, empty lines dropped)."""
+    lines = []
+    for line in block.split(b"\n")[:-1]:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if line:
+            lines.append(line)
+    return lines
+
 
 @dataclass(frozen=True, slots=True)
 class Message:

@@ -124,7 +124,11 @@ class DeliveryRecorder:
         ``decoder`` is that connection's line decoder.  Returns the lines that
         are not chat messages (notices, errors).  Raises
         :class:`protocol.LineTooLong` like the decoder."""
-        block = decoder.feed_block(data)
+        return self.receive_block(tracker, own, decoder.feed_block(data), now)
+
+    def receive_block(self, tracker: IntegrityTracker, own: int, block: bytes, now: int) -> list[str]:
+        """:meth:`receive` for complete chat lines already cut from the stream
+        (``LineDecoder.feed_block``'s result, or an adapter's translation)."""
         if not block:
             return []
         if len(block) >= BLOCK_MIN_BYTES and self._receive_block(tracker, own, block, now):

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench import adapters, rxstamp, workload
+from bench import adapters, irc, rxstamp, workload
 from bench.integrity import IntegrityCounts, IntegrityTracker
 from bench.recorder import DeliveryRecorder
 from bench.stats import LatencyHistogram
@@ -253,6 +253,8 @@ class Worker:
         self.quickack = plan.quickack and hasattr(socket, "TCP_QUICKACK")
         #: received lines go through the adapter first (None: they already are chat lines)
         self.translate = self.adapter.incoming if self.adapter.translates else None
+        #: IRC's whole-buffer translation (None for other protocols)
+        self.irc_blocks = self.adapter.translate_block if isinstance(self.adapter, adapters.IrcAdapter) else None
         self.recorder = DeliveryRecorder(plan.sender_names)
         self.send_lag = LatencyHistogram()
         #: kernel clock: read time minus the kernel's arrival stamp, once per read (us)
@@ -693,6 +695,23 @@ class Worker:
                 ended = self.adapter.control(text)
                 if ended is not None:
                     conn.end_reason = ended
+            return
+        if self.irc_blocks is not None and conn.tracker is not None and isinstance(decoder, irc.LineSplitter):
+            # IRC: a block of nothing but channel messages is translated in one
+            # regex pass and recorded like our own protocol's buffers.
+            try:
+                block = decoder.feed_block(data)
+            except self.line_errors:
+                self._close(conn, "line too long")
+                return
+            chat = self.irc_blocks(block)
+            if chat is not None:
+                for text in self.recorder.receive_block(conn.tracker, conn.spec.cid, chat, now):
+                    ended = self.adapter.control(text)
+                    if ended is not None:
+                        conn.end_reason = ended
+                return
+            self._traffic(conn, irc.split_block(block), now)
             return
         try:
             lines = decoder.feed(data)

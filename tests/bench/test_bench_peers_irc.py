@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bench import adapters, irc, workload
 from bench.integrity import IntegrityTracker
-from bench.worker import DeliveryRecorder
+from bench.recorder import DeliveryRecorder
 from server import protocol
 
 # -- framing ------------------------------------------------------------------------
@@ -201,3 +201,73 @@ def test_adapters_by_name() -> None:
         "disconnected: server shutting down"
     )
     assert chat.encode_chat("hi") == protocol.encode_say("hi")
+
+
+_IRC_LINE = st.one_of(
+    st.builds(
+        lambda nick, text, end: b":" + nick + b"!u@h PRIVMSG #chatbench :" + text + end,
+        st.sampled_from([b"alice", b"b0b", b"a:b", b"x"]),
+        st.binary(max_size=40).filter(lambda t: b"\r" not in t and b"\n" not in t),
+        st.sampled_from([b"\r\n", b"\n"]),
+    ),
+    st.sampled_from(
+        [
+            b"PING :token\r\n",
+            b":srv 001 me :hi\r\n",
+            b":bob PRIVMSG #chatbench :no user part\r\n",
+            b":bob!u@h PRIVMSG #ChatBench :other spelling\r\n",
+            b":bob!u@h PRIVMSG #elsewhere :other channel\r\n",
+            b":bob!u@h PRIVMSG #chatbench notrailing\r\n",
+            b":bob!u@h NOTICE #chatbench :a notice\r\n",
+            b"\r\n",
+            b":caf\xc3\xa9!u@h PRIVMSG #chatbench :utf-8 nick\r\n",
+            b":bad!u@h PRIVMSG #chatbench :\xff\xfe\r\n",
+            b"ERROR :Closing link\r\n",
+        ]
+    ),
+)
+
+
+@given(st.lists(_IRC_LINE, max_size=12), st.lists(st.integers(min_value=1, max_value=64), max_size=8))
+def test_feed_block_then_split_is_feed(lines: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(lines)
+    by_lines, by_block = irc.LineSplitter(), irc.LineSplitter()
+    pos = 0
+    for size in [*cuts, len(stream)]:
+        chunk = stream[pos : pos + size]
+        pos += size
+        assert irc.split_block(by_block.feed_block(chunk)) == by_lines.feed(chunk)
+        assert by_block.buffered == by_lines.buffered
+
+
+def test_feed_block_refuses_a_line_past_its_limit_like_feed() -> None:
+    for data in (b"x" * 20 + b"\r\nok\r\n", b"ok\r\n" + b"y" * 30):
+        plain, block = irc.LineSplitter(16), irc.LineSplitter(16)
+        with pytest.raises(irc.LineTooLong) as a:
+            plain.feed(data)
+        with pytest.raises(irc.LineTooLong) as b:
+            block.feed_block(data)
+        assert (a.value.args, plain.buffered) == (b.value.args, block.buffered)
+
+
+@given(st.lists(_IRC_LINE, min_size=1, max_size=12))
+def test_translate_block_is_incoming_or_declines(lines: list[bytes]) -> None:
+    """The whole-block translation gives exactly what incoming() gives
+    line by line, or declines (None) so the lines take incoming()."""
+    adapter = adapters.IrcAdapter()
+    block = b"".join(lines)
+    chat = adapter.translate_block(block)
+    incoming = adapter.incoming(irc.split_block(block))
+    if chat is None:
+        return
+    assert chat == b"".join(line + b"\n" for line in incoming.lines)
+    assert incoming.reply == b"" and incoming.ended is None
+
+
+def test_translate_block_takes_plain_channel_messages_and_declines_the_rest() -> None:
+    adapter = adapters.IrcAdapter()
+    plain = b":alice!a@h PRIVMSG #chatbench :hello\r\n:bob!b@h PRIVMSG #chatbench :~cb2 1 2 3 x\r\n"
+    assert adapter.translate_block(plain) == b"alice: hello\nbob: ~cb2 1 2 3 x\n"
+    assert adapter.translate_block(b"") == b""
+    for other in (b"PING :t\r\n", b":bob!b@h PRIVMSG #elsewhere :x\r\n", b":b!b@h PRIVMSG #chatbench :\xff\r\n"):
+        assert adapter.translate_block(plain + other) is None
