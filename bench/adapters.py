@@ -292,13 +292,14 @@ class IrcAdapter(Adapter):
         lines (:meth:`irc.LineSplitter.feed_block`): when every line is a
         plain ``:nick[!user@host] PRIVMSG <our channel> :text`` in ASCII, the
         chat lines :meth:`incoming` would give, as one block (one regex
-        substitution); otherwise None, and the lines take :meth:`incoming`."""
+        scan); otherwise None, and the lines take :meth:`incoming`."""
         if not block.isascii():  # invalid UTF-8 would be replaced, one line at a time
             return None
-        chat, n = self._privmsg_block.subn(rb"\1: \2\n", block)
-        if n != block.count(b"\n"):
+        found = self._privmsg_block.findall(block)
+        if len(found) != block.count(b"\n"):
             return None
-        return chat
+        # (re.sub with a template expands each match in Python: 3x slower)
+        return b"".join([nick + b": " + text + b"\n" for nick, text in found])
 
     def registration(self, name: str) -> Registration:
         return IrcRegistration(name, self.channel)

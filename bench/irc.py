@@ -87,7 +87,9 @@ class LineSplitter:
         cut = data.rfind(b"\n") + 1
         block, tail = data[:cut], data[cut:]
         limit = self.max_line_bytes
-        if len(block) + 1 > limit:  # only then can one of its lines be too long
+        # Only a run of limit - 1 bytes without LF can be a line that is too
+        # long (C-speed scan); the exact check runs only then.
+        if len(block) + 1 > limit and max(map(len, block.split(b"\n"))) + 1 >= limit:
             for line in split_block(block):
                 if len(line) + 2 > limit:
                     self._partial = b""
