@@ -595,6 +595,11 @@ class QueuedOutbox:
         ``end`` has been placed), then send everything placed in one
         non-blocking syscall."""
         own = self._own
+        if self.disposed and self._sock.fileno() == -1:
+            # Closed already: broadcasts captured before it left still name it.
+            own.clear()
+            self._pending.clear()
+            return
         if self._held:
             if own or self._pending:
                 self._flusher.ready.append(self)  # the first line is not released yet: next round
