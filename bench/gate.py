@@ -406,7 +406,7 @@ def run_relay(host: str, port: int) -> int:
 # --------------------------------------------------------------------------
 
 
-class _Client:
+class HarnessClient:
     """One harness connection: blocking with timeouts during setup, then
     non-blocking in the burst loop.  Everything it reads goes through
     ``protocol.LineDecoder`` and ``protocol.parse_server_line``."""
@@ -423,7 +423,7 @@ class _Client:
         self.kernel_stamps = False
 
     @classmethod
-    def connect(cls, address: tuple[str, int], name: str, rcvbuf: int | None = None) -> _Client:
+    def connect(cls, address: tuple[str, int], name: str, rcvbuf: int | None = None) -> HarnessClient:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -503,10 +503,10 @@ class FanoutGroup:
 
     def __init__(self, address: tuple[str, int], scenario: Scenario, stalled: int) -> None:
         self.scenario = scenario
-        self._stalled: list[_Client] = []
-        self._receivers: list[_Client] = []
-        self._sender: _Client | None = None
-        self._filler: _Client | None = None
+        self._stalled: list[HarnessClient] = []
+        self._receivers: list[HarnessClient] = []
+        self._sender: HarnessClient | None = None
+        self._filler: HarnessClient | None = None
         self._selector = selectors.DefaultSelector()
         self._payloads = [make_payload(scenario.payload, SENDER_ID, i) for i in range(scenario.lines)]
         self._seq = 0
@@ -520,14 +520,14 @@ class FanoutGroup:
             # Non-readers join first, so they come first in the server's
             # member list: a sender blocked on them blocks everyone.
             for i in range(stalled):
-                self._stalled.append(_Client.connect(address, f"{STALLED_PREFIX}{i}", rcvbuf=STALLED_RCVBUF))
+                self._stalled.append(HarnessClient.connect(address, f"{STALLED_PREFIX}{i}", rcvbuf=STALLED_RCVBUF))
             for i in range(scenario.clients):
-                self._receivers.append(_Client.connect(address, f"{RECEIVER_PREFIX}{i:03d}"))
+                self._receivers.append(HarnessClient.connect(address, f"{RECEIVER_PREFIX}{i:03d}"))
             late = [SENDER_NAME]
             if stalled:
-                self._filler = _Client.connect(address, FILLER_NAME)
+                self._filler = HarnessClient.connect(address, FILLER_NAME)
                 late.append(FILLER_NAME)
-            self._sender = _Client.connect(address, SENDER_NAME)
+            self._sender = HarnessClient.connect(address, SENDER_NAME)
             # Each receiver gets a join notice for everyone who registered
             # after it (in any order: joins are broadcast by the joiners'
             # own threads); after those, no setup traffic is left.

@@ -26,34 +26,12 @@ import sys
 import time
 from typing import Any
 
-from bench import rxstamp
+from bench import gate, rxstamp
 from bench.targets import EmbeddedTarget
 from server import protocol
 
 #: Seconds given to a round's deliveries before they are read.
 ROUND_SETTLE_S = 0.2
-
-
-def _register(address: tuple[str, int], name: str, timeout: float) -> socket.socket:
-    sock = socket.create_connection(address, timeout=timeout)
-    decoder = protocol.LineDecoder(1 << 22)
-    deadline = time.monotonic() + timeout
-    sent = False
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            raise RuntimeError(f"{name}: the server closed the connection while registering")
-        for line in decoder.feed(data):
-            event = protocol.parse_server_line(protocol.decode_text(line))
-            if isinstance(event, protocol.Prompt) and not sent:
-                sock.sendall(protocol.encode_line(name))
-                sent = True
-            elif isinstance(event, protocol.Welcome):
-                return sock
-            elif isinstance(event, protocol.Error):
-                raise RuntimeError(f"{name}: {event.message}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name}: no welcome in {timeout} s")
 
 
 def _discard_pending(sock: socket.socket) -> None:
@@ -75,8 +53,10 @@ def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: 
     line = protocol.encode_say("x" * payload)
     with EmbeddedTarget(["--fanout", fanout, "--announce-limit", "0"]) as target:
         address = (target.host, target.port)
-        sockets = [_register(address, f"c{i}", timeout) for i in range(clients + 1)]
+        sockets: list[socket.socket] = []
         try:
+            for i in range(clients + 1):
+                sockets.append(gate.HarnessClient.connect(address, f"c{i}").sock)
             sender, receivers = sockets[0], sockets[1:]
             time.sleep(ROUND_SETTLE_S)
             for sock in receivers:
@@ -139,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--clients and --rounds must be at least 1")
     try:
         result = measure(args.clients, args.rounds, args.fanout, args.payload)
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, gate.GateError) as exc:
         print(f"bench.onebroadcast: {exc}", file=sys.stderr)
         return 1
     if args.json:
