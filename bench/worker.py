@@ -624,10 +624,11 @@ class Worker:
 
     def _readable(self, conn: _Conn) -> None:
         stamp = 0
+        stamped = self.kernel_clock and conn.state == _READY and conn.tracker is not None
         try:
             # Into one reused buffer: a fresh 256 KiB bytes object per recv is
             # an mmap + mremap + munmap (and a TLB shootdown) every time.
-            if self.kernel_clock and conn.state == _READY and conn.tracker is not None:
+            if stamped:
                 n, stamp = rxstamp.recv_stamped(conn.sock, self.recv_views, self.realtime_offset_ns)
             else:
                 n = conn.sock.recv_into(self.recv_buffer)
@@ -642,7 +643,7 @@ class Worker:
                 self._fail(conn, reason)
             return
         now = time.monotonic_ns()
-        if self.kernel_clock and not stamp and conn.state == _READY and conn.tracker is not None:
+        if stamped and not stamp:
             self.unstamped_reads += 1
         if stamp:
             # The kernel's arrival time, on the monotonic clock; never later
