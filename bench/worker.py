@@ -692,10 +692,7 @@ class Worker:
             except self.line_errors:
                 self._close(conn, "line too long")
                 return
-            for text in other:
-                ended = self.adapter.control(text)
-                if ended is not None:
-                    conn.end_reason = ended
+            self._controls(conn, other)
             return
         if self.irc_blocks is not None and conn.tracker is not None and isinstance(decoder, irc.LineSplitter):
             # IRC: a block of nothing but channel messages is translated in one
@@ -707,10 +704,7 @@ class Worker:
                 return
             chat = self.irc_blocks(block)
             if chat is not None:
-                for text in self.recorder.receive_block(conn.tracker, conn.spec.cid, chat, now):
-                    ended = self.adapter.control(text)
-                    if ended is not None:
-                        conn.end_reason = ended
+                self._controls(conn, self.recorder.receive_block(conn.tracker, conn.spec.cid, chat, now))
                 return
             self._traffic(conn, irc.split_block(block), now)
             return
@@ -737,7 +731,11 @@ class Worker:
                 return
         if conn.tracker is None:
             return
-        for text in self.recorder.feed(conn.tracker, conn.spec.cid, lines, now):
+        self._controls(conn, self.recorder.feed(conn.tracker, conn.spec.cid, lines, now))
+
+    def _controls(self, conn: _Conn, texts: list[str]) -> None:
+        """Lines the recorder did not take: the adapter says if one ends the connection."""
+        for text in texts:
             reason = self.adapter.control(text)
             if reason is not None:
                 conn.end_reason = reason

@@ -568,7 +568,8 @@ class QueuedOutbox:
     # -- flusher thread only ----------------------------------------------------
 
     def keep_unsent(self, data: bytes, sent: int | OSError) -> None:
-        """A direct send of ``data`` took only ``sent`` bytes (or failed)."""
+        """A send of ``data`` with nothing left over before it took only
+        ``sent`` bytes (or failed): the rest becomes the backlog."""
         if isinstance(sent, OSError):
             self.failure = sent
             self.closed = True
@@ -615,13 +616,8 @@ class QueuedOutbox:
             if n and self.failure is None:
                 data = pending.popleft() if n == 1 else b"".join([pending.popleft() for _ in range(n)])
                 sent = _send_nowait(self._sock, data)
-                if isinstance(sent, OSError):
-                    self.failure = sent
-                    self.closed = True
-                elif sent != len(data):
-                    self._backlog = [data[sent:]]
-                    self._backlog_bytes = len(data) - sent
-                    self.writable = False
+                if sent != len(data):
+                    self.keep_unsent(data, sent)
         if pending:
             parts = [pending.popleft() for _ in range(len(pending))]
             if self.failure is None:
