@@ -26,7 +26,7 @@ help:
 	@echo "make capacity  largest client count with p95 <= $(P95_BOUND) ms, no loss (4 senders); reports/latest-capacity/"
 	@echo "make bench-replay    the harness's own receive path, no sockets: deliveries/s per process"
 	@echo "make bench-gate      fan-out regression gate: server vs calibration relay ratio against the baseline"
-	@echo "make bench-baseline  re-measure bench/baseline.json (7 runs, keeps the tolerances)"
+	@echo "make bench-baseline  re-measure bench/gate/baseline.json (7 runs, keeps the tolerances)"
 	@echo "make peers     install the peer servers (ngircd via apt-get, miniircd via pip) for make compare"
 	@echo "make compare   same sweep against ours, ngircd and miniircd; ratio table + charts under reports/compare/"
 	@echo "make soak      60 s bounded soak; checks the server returns to its idle RSS/threads/fds"
@@ -54,7 +54,7 @@ capacity: $(STAMP)
 	$(BIN)/python -m bench capacity --target $(TARGET) --payload $(PAYLOAD) --p95-bound $(P95_BOUND) $(if $(FANOUT),--fanout $(FANOUT))
 
 bench-replay: $(STAMP)
-	$(BIN)/python -m bench.replay --deliveries 1000000 --chunk-bytes 262144,65536,16384,1024
+	$(BIN)/python -m bench.studies.replay --deliveries 1000000 --chunk-bytes 262144,65536,16384,1024
 
 bench-gate: $(STAMP)
 	$(BIN)/python -m bench.gate
@@ -66,10 +66,10 @@ peers: $(STAMP)
 	bash bench/peers/install.sh $(VENV)
 
 compare: $(STAMP) peers
-	$(BIN)/python -m bench.compare --targets $(COMPARE_TARGETS) --clients $(COMPARE_CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD)
+	$(BIN)/python -m bench.studies.compare --targets $(COMPARE_TARGETS) --clients $(COMPARE_CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD)
 
 soak: $(STAMP)
-	$(BIN)/python -m bench.soak
+	$(BIN)/python -m bench.studies.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ Subcommands (``python -m bench SUBCOMMAND --help`` for each):
               ``report.html``) and points ``reports/latest`` at it.
 ``run``       one point (one client count, one strategy), same output.
 ``capacity``  raise the client count until p95 latency passes a bound, a
-              delivery is lost or clients fail to connect (``bench.capacity``);
+              delivery is lost or clients fail to connect (``bench.studies.capacity``);
               writes ``reports/<timestamp>-capacity/`` and ``reports/latest-capacity``.
 ``report``    redraw charts and report from a results directory (no run).
 
@@ -31,7 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench import capacity, report, results
+from bench import report, results
+from bench.studies import capacity
 from bench.swarm import SwarmConfig, SwarmError, _index_entry, run_swarm, summary_line
 from bench.targets import TargetError, make_target
 from server.config import FANOUT_STRATEGIES

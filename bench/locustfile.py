@@ -21,8 +21,8 @@ try:
 except ImportError:  # run from elsewhere without installing: use this checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.locust_shape import StepLoadShape
-from bench.locust_users import ChatClientUser, ChatUser, install
+from bench.loadtest.shape import StepLoadShape
+from bench.loadtest.users import ChatClientUser, ChatUser, install
 
 __all__ = ["ChatClientUser", "ChatUser", "StepLoadShape"]
 

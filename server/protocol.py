@@ -29,7 +29,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
 
 # --------------------------------------------------------------------------
 # Limits.  Each is a default; the server exposes every one as a CLI option.
@@ -230,7 +229,7 @@ def decode_text(line: bytes) -> str:
 #: First characters reserved for server lines, so no name can impersonate a
 #: notice (``*** ``), an action (``* ``), an error (``! ``), a prompt
 #: (``? ``), a private line (``[``) or a command (``/``).
-_RESERVED_FIRST = frozenset("*!?[/#@")
+RESERVED_FIRST = frozenset("*!?[/#@")
 #: Characters that would make ``NAME: TEXT`` or name lists ambiguous.
 _FORBIDDEN_IN_NAME = frozenset(":,")
 
@@ -251,7 +250,7 @@ def validate_name(raw: str) -> str:
             raise ProtocolError("name must not contain control characters")
         if ch in _FORBIDDEN_IN_NAME:
             raise ProtocolError(f"name must not contain {ch!r}")
-    if name[0] in _RESERVED_FIRST:
+    if name[0] in RESERVED_FIRST:
         raise ProtocolError(f"name must not start with {name[0]!r}")
     return name
 
@@ -581,88 +580,9 @@ def split_message(text: str) -> tuple[str, str] | None:
     line is a chat message, else ``None``.  Agrees with
     :func:`parse_server_line` on every line."""
     sender, sep, body = text.partition(MESSAGE_SEPARATOR)
-    if not sep or not sender or sender[0] in _RESERVED_FIRST or " " in sender:
+    if not sep or not sender or sender[0] in RESERVED_FIRST or " " in sender:
         return None
     return sender, body
-
-
-@dataclass(frozen=True, slots=True)
-class ChatBlockLayout:
-    """Where the lines and spaces of a block of chat messages are: see
-    :func:`chat_block_layout`.  Offsets index the block's bytes."""
-
-    #: offset of each line's first byte
-    starts: Any
-    #: offset of each line's ``\n``
-    ends: Any
-    #: ``(lines, text_spaces + 1)``: per line, the offset of the space of the
-    #: ``": "`` separator, then of every space in the text, in order
-    spaces: Any
-
-
-def chat_block_layout(block: bytes, text_spaces: int) -> ChatBlockLayout | None:
-    """Bytes-level fast path of :func:`split_message` for a whole block of
-    complete lines (:meth:`LineDecoder.feed_block`), vectorised with numpy.
-
-    Returns the layout when *every* line of ``block`` is a chat message
-    (``split_message`` of its text is not ``None``) whose text holds exactly
-    ``text_spaces`` spaces and which is ASCII without control characters
-    (no byte below 0x20 but the ``\n``, none above 0x7F); then, for line ``i`` from ``starts[i]``
-    to ``ends[i]``, ``split_message`` gives the sender
-    ``block[starts[i]:spaces[i, 0] - 1]`` and the text
-    ``block[spaces[i, 0] + 1:ends[i]]``.  Returns ``None`` otherwise -- also
-    for blocks that do qualify but hold other bytes (a ``\r`` before a
-    newline, a tab, UTF-8), so ``None`` means "use the per-line path", never
-    "not chat".
-
-    One pass finds every byte that is a space, a newline, a control
-    character or not ASCII (the bytes <= 0x20 as signed 8-bit numbers); in
-    an accepted block they are exactly ``text_spaces + 1`` spaces and a
-    newline per line, in that order.
-
-    Why it agrees with :func:`split_message`: with exactly
-    ``text_spaces + 1`` spaces on every line, the first space of a line is
-    the one after the first ``": "`` (checked), so the name before it has
-    no space and its first ``": "`` is that one; the name must be non-empty
-    and not start with a reserved character (checked).
-    """
-    import numpy as np
-
-    if not block or block[-1:] != NEWLINE:
-        return None
-    a = np.frombuffer(block, dtype=np.int8)  # bytes >= 0x80 are negative
-    flat = np.flatnonzero(a <= 32)
-    width = text_spaces + 2
-    if len(flat) % width:
-        return None
-    marks = flat.reshape(-1, width)
-    pattern = _LAYOUT_PATTERNS.get(width)
-    if pattern is None:
-        pattern = _LAYOUT_PATTERNS.setdefault(width, np.array([32] * (width - 1) + [10], dtype=np.int8))
-    if not (a[marks] == pattern).all():
-        return None
-    ends = marks[:, -1]
-    spaces = marks[:, :-1]
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    # The first space comes right after a colon that ends a non-empty name
-    # whose first character is not reserved: the colon, and the first byte
-    # neither reserved nor a colon (so the name is not empty; a line that
-    # starts with its space has the previous line's newline before it).
-    if not (a[spaces[:, 0] - 1] == 58).all():
-        return None
-    if np.frombuffer(_NOT_FIRST_BYTES, dtype=np.uint8)[a[starts]].any():
-        return None
-    return ChatBlockLayout(starts=starts, ends=ends, spaces=spaces)
-
-
-#: chat_block_layout's expected byte values at its marks, per line width.
-_LAYOUT_PATTERNS: dict[int, Any] = {}
-#: byte value -> 1 for the bytes chat_block_layout refuses at a line's start:
-#: the reserved first characters, and ":" (also taken by lines with an empty
-#: name; a name that starts with ":" only takes the per-line path).
-_NOT_FIRST_BYTES = bytes(1 if chr(b) in _RESERVED_FIRST or b == 58 else 0 for b in range(256))
 
 
 def parse_server_line(text: str) -> ServerEvent:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench import workload
-from bench.integrity import (
+from bench.measure import probe
+from bench.measure.integrity import (
     DUPLICATE,
     IN_ORDER,
     REORDERED,
@@ -12,7 +12,7 @@ from bench.integrity import (
     probe_header,
     total,
 )
-from bench.worker import DeliveryRecorder
+from bench.swarm.worker import DeliveryRecorder
 from server import protocol
 
 
@@ -67,7 +67,7 @@ def test_counts_add_up() -> None:
 
 
 def test_probe_header_reads_sender_and_seq_or_gives_up() -> None:
-    good = workload.encode_probe(12, 34, 56, "abc")
+    good = probe.encode_probe(12, 34, 56, "abc")
     assert probe_header(good) == (12, 34)
     assert probe_header(good.replace("abc", "abd")) == (12, 34)  # still readable though the CRC fails
     assert probe_header("~cb2 x y z") is None
@@ -79,8 +79,8 @@ def test_probe_header_reads_sender_and_seq_or_gives_up() -> None:
 
 
 def _line(name: str, sender: int, seq: int, intended_ns: int) -> bytes:
-    probe = workload.encode_probe(sender, seq, intended_ns, workload.make_payload(32, sender, seq))
-    return protocol.encode_message(name, probe)
+    text = probe.encode_probe(sender, seq, intended_ns, probe.make_payload(32, sender, seq))
+    return protocol.encode_message(name, text)
 
 
 def test_receive_path_reports_exactly_the_faults_in_a_synthetic_stream() -> None:

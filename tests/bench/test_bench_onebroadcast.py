@@ -1,4 +1,4 @@
-"""python -m bench.onebroadcast: one broadcast to N idle clients, timed by
+"""python -m bench.studies.onebroadcast: one broadcast to N idle clients, timed by
 kernel receive stamps."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench import onebroadcast
+from bench.studies import onebroadcast
 
 pytestmark = [
     pytest.mark.timeout(60),

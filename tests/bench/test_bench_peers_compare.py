@@ -1,4 +1,4 @@
-"""``python -m bench.compare``: one sweep per target, ratios ours/peer, charts."""
+"""``python -m bench.studies.compare``: one sweep per target, ratios ours/peer, charts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare, results
+from bench import results
+from bench.studies import compare
 from bench.targets import miniircd_installed
 
 
@@ -66,11 +67,15 @@ def test_compare_writes_sweeps_ratios_and_charts(tmp_path: Path) -> None:
 
 def test_compare_cli_help_and_errors() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "bench.compare", "--help"], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-m", "bench.studies.compare", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert "--targets" in run.stdout and "make peers" in run.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "bench.compare", "--targets", "embedded,quakeircd"],
+        [sys.executable, "-m", "bench.studies.compare", "--targets", "embedded,quakeircd"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -13,9 +13,9 @@ from typing import Any
 import psutil
 import pytest
 
-from bench import irc
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
 from bench.targets import TargetError, find_ngircd, make_target, miniircd_installed
+from bench.wire import irc
 
 SMALL = {"clients": 6, "rate": 150.0, "duration_s": 0.8, "warmup_s": 0.2, "progress": False, "drain_timeout_s": 15}
 

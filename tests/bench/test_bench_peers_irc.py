@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench import adapters, irc, workload
-from bench.integrity import IntegrityTracker
-from bench.recorder import DeliveryRecorder
+from bench.measure import probe
+from bench.measure.integrity import IntegrityTracker
+from bench.measure.recorder import DeliveryRecorder
+from bench.wire import adapters, irc
 from server import protocol
 
 # -- framing ------------------------------------------------------------------------
@@ -162,9 +163,9 @@ def test_irc_incoming_classifies_deliveries_pings_and_errors() -> None:
 def test_irc_deliveries_reach_the_recorder_as_measured_probes() -> None:
     a = adapters.IrcAdapter()
     intended = time.monotonic_ns()
-    probe = workload.encode_probe(3, 0, intended, workload.make_payload(64, 3, 0))
-    sent = a.encode_chat(probe)
-    assert sent == b"PRIVMSG #chatbench :" + probe.encode() + b"\r\n"
+    text = probe.encode_probe(3, 0, intended, probe.make_payload(64, 3, 0))
+    sent = a.encode_chat(text)
+    assert sent == b"PRIVMSG #chatbench :" + text.encode() + b"\r\n"
     relayed = b":cbab12-3!~cbab12-3@127.0.0.1 " + sent  # what the server forwards
     lines = irc.LineSplitter().feed(relayed)
     recorder = DeliveryRecorder({3: "cbab12-3"})
@@ -174,7 +175,7 @@ def test_irc_deliveries_reach_the_recorder_as_measured_probes() -> None:
     assert recorder.delivered_all == recorder.delivered_measured == 1
     assert recorder.hist.summary()["max_us"] >= 1900
     # Attributed to the wrong nick: counted as corrupt, not delivered.
-    wrong = a.incoming([b":mallory!m@h PRIVMSG #chatbench :" + probe.encode()]).lines
+    wrong = a.incoming([b":mallory!m@h PRIVMSG #chatbench :" + text.encode()]).lines
     recorder.feed(IntegrityTracker(), 0, wrong, intended)
     assert recorder.delivered_all == 1
 

@@ -2,7 +2,7 @@
 
 ``DeliveryRecorder.receive`` (block path for big buffers, per-line path
 otherwise), ``LatencyHistogram.record_array``, ``IntegrityTracker.observe_block``
-and ``workload.parse_probe_block`` are each compared with the plain code they
+and ``probe.parse_probe_block`` are each compared with the plain code they
 replace, on clean streams and on streams with every kind of fault.
 """
 
@@ -16,11 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import recorder as recorder_mod
-from bench import workload
-from bench.integrity import DUPLICATE, IntegrityTracker
-from bench.recorder import DeliveryRecorder
-from bench.stats import HIGHEST_US, LatencyHistogram
+from bench.measure import probe
+from bench.measure import recorder as recorder_mod
+from bench.measure.integrity import DUPLICATE, IntegrityTracker
+from bench.measure.recorder import DeliveryRecorder
+from bench.measure.stats import HIGHEST_US, LatencyHistogram
+from bench.wire import chatblock
 from server import protocol
 
 NAMES = {1: "alice", 2: "bob", 3: "carol", 40: "dave-40"}
@@ -81,44 +82,42 @@ def test_observe_block_in_order_returns_none() -> None:
 
 
 def _probe_texts(n: int, payload: int = 64) -> list[str]:
-    return [
-        workload.encode_probe(s, q, 10**12 + q, workload.make_payload(payload, s, q)) for q in range(n) for s in (1, 2)
-    ]
+    return [probe.encode_probe(s, q, 10**12 + q, probe.make_payload(payload, s, q)) for q in range(n) for s in (1, 2)]
 
 
 @pytest.mark.parametrize("digits", [1, 7, 8, 9, 16, 17, 18])
 def test_parse_probe_block_reads_fields_of_every_width(digits: int) -> None:
     rng = random.Random(digits)
     values = [rng.randrange(10 ** (digits - 1) if digits > 1 else 0, 10**digits) for _ in range(300)]
-    texts = [workload.encode_probe(v % 997, v, values[-1 - i], "p" * (i % 5)) for i, v in enumerate(values)]
-    texts.append(workload.encode_probe(1, 2, 3, "x"))  # short fields too
+    texts = [probe.encode_probe(v % 997, v, values[-1 - i], "p" * (i % 5)) for i, v in enumerate(values)]
+    texts.append(probe.encode_probe(1, 2, 3, "x"))  # short fields too
     block = b"".join(protocol.encode_message("n" * (1 + i % 20), t) for i, t in enumerate(texts))
-    layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+    layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
     assert layout is not None
-    got = workload.parse_probe_block(block, layout)
+    got = probe.parse_probe_block(block, layout)
     assert got is not None
-    probes = [workload.parse_probe(t) for t in texts]
+    probes = [probe.parse_probe(t) for t in texts]
     assert got.sender.tolist() == [p.sender for p in probes]
     assert got.seq.tolist() == [p.seq for p in probes]
     assert got.intended_ns.tolist() == [p.intended_ns for p in probes]
 
 
 def test_parse_probe_block_leaves_19_digit_fields_to_the_per_line_path() -> None:
-    texts = [workload.encode_probe(1, q, 10**18 + q, "x") for q in range(20)]
+    texts = [probe.encode_probe(1, q, 10**18 + q, "x") for q in range(20)]
     block = b"".join(protocol.encode_message("name", t) for t in texts)
-    layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+    layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
     assert layout is not None
-    assert workload.parse_probe_block(block, layout) is None
+    assert probe.parse_probe_block(block, layout) is None
 
 
 def test_parse_probe_block_agrees_with_parse_probe() -> None:
     texts = _probe_texts(40)
     block = b"".join(protocol.encode_message("x", t) for t in texts)
-    layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+    layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
     assert layout is not None
-    got = workload.parse_probe_block(block, layout)
+    got = probe.parse_probe_block(block, layout)
     assert got is not None
-    probes = [workload.parse_probe(t) for t in texts]
+    probes = [probe.parse_probe(t) for t in texts]
     assert got.sender.tolist() == [p.sender for p in probes]
     assert got.seq.tolist() == [p.seq for p in probes]
     assert got.intended_ns.tolist() == [p.intended_ns for p in probes]
@@ -134,15 +133,15 @@ def test_parse_probe_block_refuses_a_block_with_any_corrupted_byte(position: int
         bad = text[:i] + rng.choice("0123456789abcdefxyzXYZ~") + text[i + 1 :]
         if bad == text:
             continue
-        with pytest.raises(workload.CorruptProbe):
-            workload.parse_probe(bad)  # the reference sees the damage...
+        with pytest.raises(probe.CorruptProbe):
+            probe.parse_probe(bad)  # the reference sees the damage...
         damaged = [*texts[:position], bad, *texts[position + 1 :]]
         block = b"".join(protocol.encode_message("x", t) for t in damaged)
-        layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+        layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
         if layout is None:
             continue
         # ...and so does the block path: it refuses the block.
-        assert workload.parse_probe_block(block, layout) is None
+        assert probe.parse_probe_block(block, layout) is None
 
 
 # -- the whole receive path ------------------------------------------------------------
@@ -159,8 +158,8 @@ def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict
         seq = seqs[sender]
         seqs[sender] += 1
         intended = 10**12 + m * 1000 + (rng.choice((-(10**9), 0)) if m < 30 else 0)
-        payload = workload.make_payload(rng.choice((0, 8, 64)), sender, seq)
-        text = workload.encode_probe(sender, seq, intended, payload)
+        payload = probe.make_payload(rng.choice((0, 8, 64)), sender, seq)
+        text = probe.encode_probe(sender, seq, intended, payload)
         line = protocol.encode_message(NAMES[sender], text)
         if faults:
             r = rng.random()
@@ -177,18 +176,18 @@ def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict
             elif r < 0.14:
                 line = protocol.encode_message("bob" if sender != 2 else "alice", text)  # wrong name
             elif r < 0.16:
-                line = protocol.encode_message("carol", workload.encode_probe(OWN, m, intended, "echo"))
+                line = protocol.encode_message("carol", probe.encode_probe(OWN, m, intended, "echo"))
             elif r < 0.18:
                 lines.append(protocol.encode_joined(f"u{m}"))
             elif r < 0.20:
                 lines.append(protocol.encode_message("eve", f"hello there {m}"))
             elif r < 0.21:
                 # A sender id that is no one's (inside the block path's name table).
-                line = protocol.encode_message("eve", workload.encode_probe(7, seq, intended, payload))
+                line = protocol.encode_message("eve", probe.encode_probe(7, seq, intended, payload))
             elif r < 0.22:
                 # Valid but not in encode_probe's form: the reference reads it.
                 odd = rng.choice((f"+{seq}", f"0{seq}", f"{seq:_}"))
-                text = workload.seal(f"{workload.TAG} {sender} {odd} {intended} {payload} ")
+                text = probe.seal(f"{probe.TAG} {sender} {odd} {intended} {payload} ")
                 line = protocol.encode_message(NAMES[sender], text)
             elif r < 0.23:
                 line = line[:-1] + b"\r\n"
@@ -269,7 +268,7 @@ def test_block_path_takes_clean_buffers_and_agrees_with_the_reference_under_dama
     senders = [s for s in names if s != 9]
     lines = [
         protocol.encode_message(
-            names[s], workload.encode_probe(s, q, 10**12 + 1000 * q, workload.make_payload(40 + q % 30, s, q))
+            names[s], probe.encode_probe(s, q, 10**12 + 1000 * q, probe.make_payload(40 + q % 30, s, q))
         )
         for q in range(200)
         for s in senders

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from bench import plots, report, results
+from bench import report, results
+from bench.report import plots
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_sweep"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

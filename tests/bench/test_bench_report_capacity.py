@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench import capacity
+from bench.studies import capacity
 
 
 def fake_run(

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from bench import __main__ as cli
-from bench import capacity, plots, report, results
+from bench import report, results
+from bench.report import plots
+from bench.studies import capacity
 from bench.swarm import SwarmConfig
 
 pytestmark = pytest.mark.timeout(120)

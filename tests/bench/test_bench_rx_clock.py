@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench.rxstamp import enable, realtime_offset_ns, recv_stamped
+from bench.measure.rxstamp import enable, realtime_offset_ns, recv_stamped
 from bench.swarm import SwarmConfig, run_swarm, summary_line
 
 pytestmark = [

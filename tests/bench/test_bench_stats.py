@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from bench.stats import HIGHEST_US, LatencyHistogram, percentile_key
+from bench.measure.stats import HIGHEST_US, LatencyHistogram, percentile_key
 
 
 def _hist(values: list[int]) -> LatencyHistogram:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench.locust_support import (
+from bench.loadtest.support import (
     CLOCK_TAG,
     MAX_PAYLOAD,
     RECEIVE_LINE_LIMIT,
@@ -30,14 +30,14 @@ from bench.locust_support import (
     summary_line,
     unpack_delta,
 )
-from bench.stats import LatencyHistogram
-from bench.workload import encode_probe
+from bench.measure.probe import encode_probe
+from bench.measure.stats import LatencyHistogram
 from server import protocol
 
 
 def test_support_module_imports_neither_locust_nor_gevent() -> None:
     code = (
-        "import sys, bench.locust_support\n"
+        "import sys, bench.loadtest.support\n"
         "bad = [m for m in ('locust', 'gevent') if m in sys.modules]\n"
         "sys.exit(f'imported {bad}' if bad else 0)\n"
     )

@@ -5,7 +5,7 @@ pytest-benchmark times one replay (``pytest tests/perf -k replay
 replay's results are exactly right -- every delivery counted once, no
 integrity faults, the histogram equal to one built value by value -- for a
 buffer size that takes the vectorised block path and one that takes the
-per-line path.  No speed is asserted: ``python -m bench.replay`` measures.
+per-line path.  No speed is asserted: ``python -m bench.studies.replay`` measures.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bench import recorder
-from bench.replay import ReplayConfig, block_path_steps, check, make_stream, run_replay
+from bench.measure import recorder
+from bench.studies.replay import ReplayConfig, block_path_steps, check, make_stream, run_replay
 
 
 @pytest.mark.parametrize("chunk_bytes", [262144, 1024], ids=["block-path", "line-path"])

@@ -1,11 +1,11 @@
 """Step load for Locust: N more users every T seconds up to ``-u``.
 
-Locust picks up every ``LoadTestShape`` in the locustfile; :func:`bench.locust_support.step_users`
+Locust picks up every ``LoadTestShape`` in the locustfile; :func:`bench.loadtest.support.step_users`
 is the arithmetic, :class:`StepLoadShape` reads its knobs from the command
 line (``--chat-step-users``, ``--chat-step-time``, ``-u`` as the maximum,
 ``-r`` as the spawn rate, ``-t`` as the total time).  It is only active with
 ``--chat-step-load`` (or when picked in the web UI with ``--class-picker``):
-:func:`bench.locust_users.install` removes it otherwise.  Each step shows up
+:func:`bench.loadtest.users.install` removes it otherwise.  Each step shows up
 as a plateau in Locust's user-count chart, so the FANOUT response-time chart
 reads as latency against the number of connected clients.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from locust import LoadTestShape
 
-from bench.locust_support import step_end, step_users
+from bench.loadtest.support import step_end, step_users
 
 
 class StepLoadShape(LoadTestShape):

@@ -22,7 +22,7 @@ Request events (what Locust's statistics, charts and CSV show):
                        does not know (the connection stays up).
 
 Everything on the wire goes through :mod:`server.protocol`; the probe text is
-:mod:`bench.workload`'s.  Sockets are plain :mod:`socket` objects: Locust
+:mod:`bench.measure.probe`'s.  Sockets are plain :mod:`socket` objects: Locust
 monkey-patches the process with gevent, so they are cooperative.  Nothing here
 patches anything itself.
 """
@@ -41,8 +41,8 @@ from typing import Any
 import gevent
 from locust import User, task
 
-from bench.locust_hdr import RECORDER
-from bench.locust_support import (
+from bench.loadtest.hdr import RECORDER
+from bench.loadtest.support import (
     CONNECT_NAME,
     CONNECT_TYPE,
     DEFAULT_HOST,

@@ -19,7 +19,7 @@ in :data:`TARGET_KINDS`.
                send load to any other machine.
 
 Each target says which protocol it speaks (``protocol``, an adapter name in
-:mod:`bench.adapters`), how many registrations may be in flight at once
+:mod:`bench.wire.adapters`), how many registrations may be in flight at once
 (``connect_batch``, small for servers with tiny listen backlogs) and, if it
 has one, its hard connection limit (``max_connections``).
 """
@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from bench.adapters import PROTOCOLS
+from bench.wire.adapters import PROTOCOLS
 
 #: Seconds an embedded server gets to start listening.
 STARTUP_TIMEOUT_S = 15.0
@@ -93,7 +93,7 @@ class ProcessTarget:
     :meth:`prepare` for anything to write first).  Usable as a context manager."""
 
     kind = "process"
-    #: What the server speaks (:data:`bench.adapters.PROTOCOLS`).
+    #: What the server speaks (:data:`bench.wire.adapters.PROTOCOLS`).
     protocol = "chat"
     #: Registrations in progress at once over all workers; None: the swarm's default.
     #: Servers with tiny listen backlogs need small batches.

@@ -1,9 +1,9 @@
 """The swarm worker's receive path, without sockets.
 
-:meth:`DeliveryRecorder.receive` is what :class:`bench.worker.Worker` does
-with every ``recv`` buffer of a registered receiver; :mod:`bench.replay`
+:meth:`DeliveryRecorder.receive` is what :class:`bench.swarm.worker.Worker` does
+with every ``recv`` buffer of a registered receiver; :mod:`bench.studies.replay`
 runs the same method over a generated stream to measure the harness's own
-cost (``python -m bench.replay``).
+cost (``python -m bench.studies.replay``).
 
 Three layers, each exact -- the same counters, integrity state and
 histogram as the reference per-line code (:meth:`DeliveryRecorder.feed_reference`,
@@ -11,9 +11,9 @@ kept for the tests to compare against):
 
 * **block path** (:meth:`DeliveryRecorder.receive`, buffers of at least
   :data:`BLOCK_MIN_BYTES`): the whole buffer's complete lines are laid out
-  with numpy (:func:`server.protocol.chat_block_layout`), every probe's
-  fields parsed and every text checked (:func:`bench.workload.parse_probe_block`:
-  *one* ``zlib.crc32`` call for the whole buffer, see :mod:`bench.workload`),
+  with numpy (:func:`server.chatblock.chat_block_layout`), every probe's
+  fields parsed and every text checked (:func:`bench.measure.probe.parse_probe_block`:
+  *one* ``zlib.crc32`` call for the whole buffer, see :mod:`bench.measure.probe`),
   names compared with the senders' as 8-byte words, integrity checked per
   sender (:meth:`IntegrityTracker.observe_block`) and latencies added to the
   histogram in one step (:meth:`LatencyHistogram.record_array`).  It only
@@ -28,7 +28,7 @@ kept for the tests to compare against):
   sender; every other line goes through the reference code.  Its latencies
   are recorded in batches (:attr:`DeliveryRecorder.hist` flushes them).
 * **reference** (:meth:`DeliveryRecorder.feed_reference`): decode, split,
-  :func:`workload.parse_probe`, per line.
+  :func:`probe.parse_probe`, per line.
 """
 
 from __future__ import annotations
@@ -36,23 +36,24 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from bench import workload
-from bench.integrity import DUPLICATE, IntegrityTracker, probe_header
-from bench.stats import LatencyHistogram
+from bench.measure import probe
+from bench.measure.integrity import DUPLICATE, IntegrityTracker, probe_header
+from bench.measure.stats import LatencyHistogram
+from bench.wire import chatblock
 from server import protocol
 
 #: Buffers at least this long take the vectorised block path; below it the
 #: fixed cost of its ~70 numpy calls (~100-200 us on a 2-core CI-class
 #: machine) outweighs the per-line saving: about 150 probe lines of 64-byte
-#: payload (measured with ``python -m bench.replay``, see reports/perf-harness.md).
+#: payload (measured with ``python -m bench.studies.replay``, see reports/perf-harness.md).
 BLOCK_MIN_BYTES = 16384
 
 #: Sender ids above this are not put in the block path's name table (they
 #: still take the per-line path).
 _MAX_TABLE_IDS = 1 << 20
 
-_TAG_BYTES = workload.TAG.encode("ascii")
-_TEXT_CRC = workload.TEXT_CRC
+_TAG_BYTES = probe.TAG.encode("ascii")
+_TEXT_CRC = probe.TEXT_CRC
 
 #: The per-line path's latencies go into the histogram in batches of this many.
 _PENDING_MAX = 4096
@@ -144,10 +145,10 @@ class DeliveryRecorder:
         qualify."""
         import numpy as np
 
-        layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+        layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
         if layout is None:
             return False
-        probes = workload.parse_probe_block(block, layout)
+        probes = probe.parse_probe_block(block, layout)
         if probes is None:
             return False
         sender = probes.sender
@@ -179,7 +180,7 @@ class DeliveryRecorder:
         table = self._name_table
         if int(sender.max()) >= len(table) or (sender == own).any():
             return False
-        w = workload.words_view(np, block)
+        w = probe.words_view(np, block)
         pos = starts[:, None] + self._name_cols
         if int(starts[-1]) + int(self._name_cols[-1]) >= len(w):
             pos = np.minimum(pos, len(w) - 1)  # words past the block's end: masked off
@@ -210,7 +211,7 @@ class DeliveryRecorder:
         them) received by the receiver ``own`` at ``now``.  Returns the lines
         that are not chat messages (notices, errors), for the caller to look
         at.  Same results as :meth:`feed_reference`; an intact probe in the
-        form :func:`workload.encode_probe` writes costs a few bytes
+        form :func:`probe.encode_probe` writes costs a few bytes
         operations, anything else goes through the reference code."""
         return self._feed(tracker, own, lines, now, False)
 
@@ -240,7 +241,7 @@ class DeliveryRecorder:
                     sender is not None
                     and sender != own
                     and sender_b[sender] == parts[2]
-                    # One CRC call checks the whole text (see bench.workload).
+                    # One CRC call checks the whole text (see bench.measure.probe).
                     and crc32(line[len(parts[0]) + 1 :], 0xFFFFFFFF) == text_crc
                 ):
                     # int() of ASCII bytes is int() of the text (parse_probe's), so
@@ -272,7 +273,7 @@ class DeliveryRecorder:
 
     def feed_reference(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int) -> list[str]:
         """:meth:`feed` the plain way: every line decoded, split and parsed
-        by :func:`protocol.split_message` and :func:`workload.parse_probe`.
+        by :func:`protocol.split_message` and :func:`probe.parse_probe`.
         The definition the fast paths are tested against."""
         self.lines += len(lines)
         latencies: list[int] = []
@@ -293,28 +294,28 @@ class DeliveryRecorder:
             other.append(text)
             return 0
         name, body = msg
-        if not workload.is_probe(body):
+        if not probe.is_probe(body):
             return 0
         try:
-            probe = workload.parse_probe(body)
-        except workload.CorruptProbe:
+            parsed = probe.parse_probe(body)
+        except probe.CorruptProbe:
             header = probe_header(body)
             if header is None:
                 tracker.observe_corrupt()
             else:
                 tracker.observe_corrupt(*header)
             return 0
-        sender = probe.sender
+        sender = parsed.sender
         if sender == own:
             self.echoes += 1
             return 0
         if self.sender_names.get(sender) != name:  # attributed to the wrong sender
-            tracker.observe_corrupt(sender, probe.seq)
+            tracker.observe_corrupt(sender, parsed.seq)
             return 0
-        if tracker.observe(sender, probe.seq) == DUPLICATE:
+        if tracker.observe(sender, parsed.seq) == DUPLICATE:
             return 0
-        if probe.intended_ns >= self.measure_start_ns:
-            latencies.append((now - probe.intended_ns) // 1000)
+        if parsed.intended_ns >= self.measure_start_ns:
+            latencies.append((now - parsed.intended_ns) // 1000)
         return 1
 
     def _account(self, delivered: int, latencies: list[int], now: int) -> None:

@@ -1,7 +1,7 @@
 """Our server next to other chat servers: the same sweep against each target,
 in one run, and a comparison.
 
-``python -m bench.compare --help`` for the command line (``make compare``).
+``python -m bench.studies.compare --help`` for the command line (``make compare``).
 For each target the sweep (:func:`bench.swarm.run_sweep`: one run per client
 count, a fresh server each) goes to ``OUT/<target>/`` (run JSONs and
 ``index.json``, the usual results schema).  Then:
@@ -20,7 +20,7 @@ target (the first of ``--targets`` when ``embedded`` is not among them).
 
 Fairness: every target gets the same workload (clients, senders, rate,
 payload, warm-up) from the same harness; the peers speak IRC through
-:mod:`bench.adapters`, ours its own line protocol.  ngircd runs with
+:mod:`bench.wire.adapters`, ours its own line protocol.  ngircd runs with
 ``MaxPenaltyTime = 0`` when the installed version has it; otherwise the rate is
 spread over enough senders that none exceeds ngircd's penalty rate, for
 *every* target, and the report says so.  By default receivers ACK every read
@@ -355,14 +355,15 @@ def write_charts(summary: dict[str, Any], out: Path) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     d = SwarmConfig()
     p = argparse.ArgumentParser(
-        prog="python -m bench.compare",
+        prog="python -m bench.studies.compare",
         description=(
             "Run the same fan-out sweep against several chat servers (ours and IRC peers) and write a "
             "comparison: per-target run JSONs, compare.json, COMPARE.md with ratios ours/peer, and charts."
         ),
         epilog=(
             "Peers: `make peers` installs ngircd (apt) and miniircd (pip). miniircd's select() loop cannot go "
-            "past ~1,020 connections. Example: `python -m bench.compare --clients 10,50,100 --rate 100 --duration 3`."
+            "past ~1,020 connections. "
+            "Example: `python -m bench.studies.compare --clients 10,50,100 --rate 100 --duration 3`."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -434,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TargetError, ValueError) as exc:
         parser.error(str(exc))
     out = Path(args.out) if args.out else default_out_dir("reports/compare")
-    command = ["python", "-m", "bench.compare", *(sys.argv[1:] if argv is None else argv)]
+    command = ["python", "-m", "bench.studies.compare", *(sys.argv[1:] if argv is None else argv)]
     failed = False
     for name in targets:
         print(f"== {name} ==", flush=True)

@@ -1,11 +1,11 @@
 """How long one broadcast takes to reach N idle clients: the server's own
 fan-out time, with no load generator competing for the CPU.
 
-``python -m bench.onebroadcast --clients 1000`` starts the embedded server
+``python -m bench.studies.onebroadcast --clients 1000`` starts the embedded server
 (``python -m server``, flood control off), registers N + 1 raw clients with
 blocking sockets, and then, round after round, sends ONE chat line from the
 first client and reads it at every other client *afterwards*.  Each
-receiver's arrival time is the kernel's receive stamp (:mod:`bench.rxstamp`),
+receiver's arrival time is the kernel's receive stamp (:mod:`bench.measure.rxstamp`),
 so reading late costs nothing: what is measured is when the server's send
 put the line into each receiver's socket, from the moment the sender
 called ``send``.  Reported per round: the first, median, p99 and last
@@ -26,7 +26,8 @@ import sys
 import time
 from typing import Any
 
-from bench import gate, rxstamp
+from bench import gate
+from bench.measure import rxstamp
 from bench.targets import EmbeddedTarget
 from server import protocol
 
@@ -104,7 +105,7 @@ def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m bench.onebroadcast",
+        prog="python -m bench.studies.onebroadcast",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Arrival = the kernel's receive stamp at each client minus the time the sender called send.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = measure(args.clients, args.rounds, args.fanout, args.payload)
     except (RuntimeError, OSError, gate.GateError) as exc:
-        print(f"bench.onebroadcast: {exc}", file=sys.stderr)
+        print(f"bench.studies.onebroadcast: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=2))

@@ -8,8 +8,8 @@ clients leave, and checks that threads and descriptors are back at the idle
 baseline and RSS is within ``--rss-slack-mib`` of it.  Exit code 0 if so and
 no delivery was lost, 1 otherwise.  Not part of CI (it runs for a minute)::
 
-    python -m bench.soak                      # 60 s, 200 clients, 200 msg/s
-    python -m bench.soak --duration 10 --clients 50
+    python -m bench.studies.soak                      # 60 s, 200 clients, 200 msg/s
+    python -m bench.studies.soak --duration 10 --clients 50
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.soak",
+        prog="python -m bench.studies.soak",
         description="Bounded soak of the embedded server: steady traffic, then check that RSS, "
         "threads and descriptors return to the idle baseline.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -4,8 +4,8 @@ Everything here can be imported (and is unit-tested) without Locust's gevent
 monkey-patching, which must never reach the server or the test process:
 host parsing, unique identities, what a received line means for the
 measurement, step-load arithmetic, and the histogram deltas workers ship to
-the master.  :mod:`bench.locust_users`, :mod:`bench.locust_hdr` and
-:mod:`bench.locust_shape` wrap these for Locust.
+the master.  :mod:`bench.loadtest.users`, :mod:`bench.loadtest.hdr` and
+:mod:`bench.loadtest.shape` wrap these for Locust.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.stats import LatencyHistogram
-from bench.workload import CorruptProbe, encode_probe, is_probe, make_payload, parse_probe
+from bench.measure.probe import CorruptProbe, encode_probe, is_probe, make_payload, parse_probe
+from bench.measure.stats import LatencyHistogram
 from server import protocol
 
 DEFAULT_PORT = 8000

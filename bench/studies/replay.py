@@ -1,15 +1,15 @@
 """Replay benchmark of the harness's receive path: no sockets, no server.
 
-``python -m bench.replay --help`` for the command line; from Python::
+``python -m bench.studies.replay --help`` for the command line; from Python::
 
-    from bench.replay import ReplayConfig, make_stream, run_replay
+    from bench.studies.replay import ReplayConfig, make_stream, run_replay
     stream = make_stream(ReplayConfig(deliveries=100_000))
     result = run_replay(stream)
     result.per_s, result.delivered, result.faults
 
 What it measures: a swarm worker's cost per delivery on the receive side --
-exactly the code :meth:`bench.worker.Worker._readable` runs for every
-``recv`` buffer of a registered receiver (:meth:`bench.recorder.DeliveryRecorder.receive`:
+exactly the code :meth:`bench.swarm.worker.Worker._readable` runs for every
+``recv`` buffer of a registered receiver (:meth:`bench.measure.recorder.DeliveryRecorder.receive`:
 line framing, the chat-line split, probe parsing and checksum, the
 integrity check and the latency histogram) -- fed with a recorded-like
 stream instead of a socket.
@@ -37,11 +37,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench import workload
-from bench.integrity import IntegrityCounts, IntegrityTracker
-from bench.recorder import DeliveryRecorder
-from bench.stats import LatencyHistogram
-from bench.worker import RECEIVER_LINE_LIMIT
+from bench.measure import probe
+from bench.measure.integrity import IntegrityCounts, IntegrityTracker
+from bench.measure.recorder import DeliveryRecorder
+from bench.measure.stats import LatencyHistogram
+from bench.swarm.worker import RECEIVER_LINE_LIMIT
+from bench.wire import chatblock
 from server import protocol
 
 #: Name prefix of the replayed senders (as the swarm names its clients).
@@ -117,8 +118,8 @@ def make_stream(config: ReplayConfig, *, build_expected: bool = True) -> ReplayS
         key = (sender * 7 + seq) % 62
         payload = payloads.get(key)
         if payload is None:
-            payload = payloads[key] = workload.make_payload(config.payload_bytes, sender, seq)
-        line = protocol.encode_message(names[sender], workload.encode_probe(sender, seq, t0 + m * step_ns, payload))
+            payload = payloads[key] = probe.make_payload(config.payload_bytes, sender, seq)
+        line = protocol.encode_message(names[sender], probe.encode_probe(sender, seq, t0 + m * step_ns, payload))
         parts.append(line)
         pos += len(line)
         ends.append(pos)
@@ -235,7 +236,7 @@ def block_path_steps(stream: ReplayStream, buffers: int = 20, passes: int = 5) -
     takes the block path (use big chunks)."""
     import numpy as np
 
-    from bench import recorder
+    from bench.measure import recorder
 
     chunks = list(zip(stream.chunks, stream.now_ns, strict=True))[:buffers]
     per_pass: list[dict[str, float]] = []
@@ -254,9 +255,9 @@ def block_path_steps(stream: ReplayStream, buffers: int = 20, passes: int = 5) -
             t = time.perf_counter()
             block = decoder.feed_block(chunk)
             t = lap("decoder (feed_block)", t)
-            layout = protocol.chat_block_layout(block, workload.PROBE_SPACES)
+            layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
             t = lap("layout (chat_block_layout)", t)
-            probes = workload.parse_probe_block(block, layout) if layout is not None else None
+            probes = probe.parse_probe_block(block, layout) if layout is not None else None
             t = lap("fields and check (parse_probe_block)", t)
             if layout is None or probes is None or len(block) < recorder.BLOCK_MIN_BYTES:
                 raise ValueError("a buffer did not take the block path: use bigger --chunk-bytes")
@@ -300,7 +301,7 @@ def check(stream: ReplayStream, result: ReplayResult) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m bench.replay",
+        prog="python -m bench.studies.replay",
         description=(
             "Replay benchmark of the swarm worker's receive path (line framing, probe parse and checksum, "
             "integrity check, latency histogram) on a generated stream of NAME: PROBE lines, cut into "

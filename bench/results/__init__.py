@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.stats import LatencyHistogram
+from bench.measure.stats import LatencyHistogram
 
 #: Bumped on any incompatible change to the documents below.
 SCHEMA_VERSION = 1

@@ -1,6 +1,6 @@
 """Protocol adapters: the only place in the harness that knows a wire protocol.
 
-A worker (:mod:`bench.worker`) moves bytes; an :class:`Adapter` says what
+A worker (:mod:`bench.swarm.worker`) moves bytes; an :class:`Adapter` says what
 they mean.  Per connection it gives
 
 * a **decoder** (received bytes -> lines),
@@ -14,7 +14,7 @@ and for traffic
 * :meth:`Adapter.encode_chat` -- a chat message framed for sending, and
   :meth:`Adapter.check_text`, whether a message fits the protocol's limits;
 * :meth:`Adapter.incoming` -- received lines classified: deliveries in the
-  form the :class:`bench.worker.DeliveryRecorder` reads (our chat protocol's
+  form the :class:`bench.swarm.worker.DeliveryRecorder` reads (our chat protocol's
   ``NAME: TEXT`` lines, built with :func:`server.protocol.encode_message`),
   bytes that must be sent back at once (``PONG``), and whether the server said
   it is closing the connection.  An adapter whose deliveries already are chat
@@ -27,7 +27,7 @@ Two protocols:
 ``chat``  this project's line protocol, parsed only through
           :mod:`server.protocol`: wait for the name prompt, send the name,
           wait for the welcome; chat lines are ``/say``-safe lines.
-``irc``   an IRC subset (:mod:`bench.irc`): ``NICK``/``USER``, wait for
+``irc``   an IRC subset (:mod:`bench.wire.irc`): ``NICK``/``USER``, wait for
           ``001``, ``JOIN`` one channel and wait for its end of ``NAMES``
           (``366``); messages are ``PRIVMSG #channel :text``; ``PING`` is
           answered with ``PONG`` at any time; CR LF framing; lines the harness
@@ -42,7 +42,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from bench import irc
+from bench.wire import irc
 from server import protocol
 
 #: The protocols ``--protocol`` accepts.

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.workload import TAG
+from bench.measure.probe import TAG
 
 #: A damaged probe whose readable seq lies further than this beyond the
 #: sender's next expected one counts as corrupted with an unreadable header.
@@ -216,7 +216,7 @@ _TAG_PREFIX = TAG + " "
 def probe_header(text: str) -> tuple[int, int] | None:
     """Best-effort ``(sender, seq)`` of a probe that failed to parse, so a
     damaged message can be told apart from a lost one.  Reads only the two
-    leading fields of the format defined in :mod:`bench.workload`; ``None``
+    leading fields of the format defined in :mod:`bench.measure.probe`; ``None``
     when even those are unreadable."""
     if not text.startswith(_TAG_PREFIX):
         return None

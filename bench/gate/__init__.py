@@ -28,7 +28,7 @@ target's ``send`` ran -- not when the harness, competing for two cores with
 everything else, got around to reading them.  (Without kernel stamps the
 harness clock is used and the measurement says so.)  The hot loop only
 receives; decoding (through :mod:`server.protocol`) and probe checking
-(:mod:`bench.workload`) happen after each burst.  A receiver is done when it
+(:mod:`bench.measure.probe`) happen after each burst.  A receiver is done when it
 has the exact number of bytes the burst must produce (computed with
 ``protocol.encode_message``); afterwards every line is decoded and every
 probe checked (sender, order, checksum), so a wrong, lost or extra line
@@ -44,7 +44,7 @@ Per round and target:
 Each is then summarised over the rounds by the mean of the faster half
 (:func:`fast_half_mean`: noise only adds time), and the ratios are
 server / relay.  Gated: ``fanout_ratio`` and ``p99_ratio`` (``p50_ratio`` is
-reported).  The committed baseline (``bench/baseline.json``) holds each
+reported).  The committed baseline (``bench/gate/baseline.json``) holds each
 gated ratio with its tolerance; a measured ratio above
 ``baseline * (1 + tolerance)`` fails.  A failure is measured again before it
 counts (:func:`check`); a server that stalls fails at once.
@@ -52,7 +52,7 @@ counts (:func:`check`); a server that stalls fails at once.
 Command line::
 
     python -m bench.gate                    # measure, compare, exit 1 on regression
-    python -m bench.gate --write-baseline   # measure --runs times, write bench/baseline.json
+    python -m bench.gate --write-baseline   # measure --runs times, write bench/gate/baseline.json
     python -m bench.gate --fanout direct --stalled 1   # the regression the gate must catch
     python -m bench.gate --server-command "python tests/perf/slow_server.py 2 --port 0 --log-level INFO"
     python -m bench.gate --relay --port 0   # only the calibration relay (used internally)
@@ -84,9 +84,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from bench import rxstamp
-from bench.stats import LatencyHistogram
-from bench.workload import CorruptProbe, encode_probe, make_payload, parse_probe
+from bench.measure import rxstamp
+from bench.measure.probe import CorruptProbe, encode_probe, make_payload, parse_probe
+from bench.measure.stats import LatencyHistogram
 from server import protocol
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ PREFILL_LIMIT_BYTES = 32 << 20
 PREFILL_TEXT_CHARS = 3800
 #: The server has stopped reading the filler when a send blocks this long.
 PREFILL_BLOCKED_SECONDS = 1.0
-#: Probe sender id used by the gate (bench.workload's SENDER field).
+#: Probe sender id used by the gate (bench.measure.probe's SENDER field).
 SENDER_ID = 1
 
 SENDER_NAME = "gate-sender"
@@ -148,7 +148,7 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
 #: Reported but not gated: p50 is dominated by the first receivers and noisy.
 REPORTED_RATIOS = ("fanout_ratio", "p50_ratio", "p99_ratio")
 
-#: Tolerances used when no baseline exists yet (see bench/baseline.json for
+#: Tolerances used when no baseline exists yet (see bench/gate/baseline.json for
 #: the committed ones and how they were chosen).
 DEFAULT_TOLERANCES: dict[str, float] = {"fanout_ratio": 0.5, "p99_ratio": 0.5}
 
@@ -1227,7 +1227,7 @@ def build_parser() -> argparse.ArgumentParser:
             "in the same run, and compare the ratio with the committed baseline (exit 1 on regression)."
         ),
         epilog=(
-            "Examples:  python -m bench.gate            (check against bench/baseline.json)\n"
+            "Examples:  python -m bench.gate            (check against bench/gate/baseline.json)\n"
             "           python -m bench.gate --write-baseline --runs 5\n"
             "           python -m bench.gate --fanout direct --stalled 1   (a regression the gate must catch)"
         ),

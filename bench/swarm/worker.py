@@ -7,7 +7,7 @@ worker's life, driven by the parent's commands:
 
 1. **connect** (at start): open its share of connections at the ramp rate,
    at most ``max_inflight`` registering at once, register each one as a real
-   client does (the protocol adapter, :mod:`bench.adapters`, says how: for our
+   client does (the protocol adapter, :mod:`bench.wire.adapters`, says how: for our
    protocol wait for the prompt, send the name, wait for the welcome line;
    for IRC ``NICK``/``USER``, ``001``, ``JOIN``, end of ``NAMES``), then
    report ``ready``.
@@ -26,14 +26,14 @@ worker's life, driven by the parent's commands:
 7. ``exit``: close every socket and return.
 
 The receive path handles a whole ``recv`` buffer per call
-(:meth:`bench.recorder.DeliveryRecorder.receive`: vectorised for big
+(:meth:`bench.measure.recorder.DeliveryRecorder.receive`: vectorised for big
 buffers, a short per-line check for small ones), read into one reused
 buffer.  A delivery's latency ends at the kernel's receive stamp of the
-read (``--rx-clock kernel``, :mod:`bench.rxstamp`) or at the read itself
+read (``--rx-clock kernel``, :mod:`bench.measure.rxstamp`) or at the read itself
 (``--rx-clock read``); the harness's read delay is reported apart.
 
 Protocols: the worker itself knows none.  The plan names one
-(``WorkerPlan.protocol``) and :func:`bench.adapters.get` gives the adapter
+(``WorkerPlan.protocol``) and :func:`bench.wire.adapters.get` gives the adapter
 that frames what is sent, drives registration, and turns received lines
 into what :class:`DeliveryRecorder` reads (for IRC: channel ``PRIVMSG`` lines
 become chat lines, ``PING`` is answered with ``PONG``).
@@ -56,10 +56,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench import adapters, irc, rxstamp, workload
-from bench.integrity import IntegrityCounts, IntegrityTracker
-from bench.recorder import DeliveryRecorder
-from bench.stats import LatencyHistogram
+from bench.measure import probe, rxstamp
+from bench.measure.integrity import IntegrityCounts, IntegrityTracker
+from bench.measure.recorder import DeliveryRecorder
+from bench.measure.stats import LatencyHistogram
+from bench.wire import adapters, irc
 from server import protocol
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class WorkerPlan:
     #: kernel's wake-up time, typically tens of microseconds (which shows in
     #: the measured latency and in ``send_lag``).
     spin_us: int = 0
-    protocol: str = "chat"  #: :data:`bench.adapters.PROTOCOLS`
+    protocol: str = "chat"  #: :data:`bench.wire.adapters.PROTOCOLS`
     #: ACK every read at once (``TCP_QUICKACK``): a server that does not set
     #: ``TCP_NODELAY`` then is not held up by Nagle waiting for our delayed ACKs.
     quickack: bool = False
@@ -492,7 +493,7 @@ class Worker:
         key = (cid * 7 + seq) % 62
         payload = self.payloads.get(key)
         if payload is None:
-            payload = self.payloads[key] = workload.make_payload(self.plan.payload_bytes, cid, seq)
+            payload = self.payloads[key] = probe.make_payload(self.plan.payload_bytes, cid, seq)
         return payload
 
     def _emit_due(self, now: int) -> None:
@@ -511,8 +512,8 @@ class Worker:
                 continue
             seq = m // senders
             cid = conn.spec.cid
-            probe = workload.encode_probe(cid, seq, due, self._payload(cid, seq))
-            data = encode_chat(probe)
+            text = probe.encode_probe(cid, seq, due, self._payload(cid, seq))
+            data = encode_chat(text)
             if not conn.outbuf:
                 dirty.append(conn)
             conn.outbuf += data

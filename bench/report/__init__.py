@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, plots, results
+from bench import results
+from bench.report import plots
+from bench.studies import capacity
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

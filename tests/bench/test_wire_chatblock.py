@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.wire.chatblock import chat_block_layout
 from server import protocol as p
 
 LIMIT = 64
@@ -104,7 +105,7 @@ EVERY_KIND = [
 def _check_layout(block: bytes, text_spaces: int) -> bool:
     """If the layout accepts the block, it must agree with split_message on
     every line; returns whether it accepted."""
-    layout = p.chat_block_layout(block, text_spaces)
+    layout = chat_block_layout(block, text_spaces)
     if layout is None:
         return False
     lines = p.split_block(block)
@@ -132,11 +133,11 @@ def test_layout_accepts_a_block_of_chat_lines_and_refuses_one_foreign_line() -> 
     chat = [p.encode_message(f"user{i}", f"~cb2 {i} {i * 7} 123456789 payload{i} ABCDEFGH") for i in range(50)]
     block = b"".join(chat)
     assert _check_layout(block, 5)
-    assert p.chat_block_layout(block, 4) is None
+    assert chat_block_layout(block, 4) is None
     for kind in EVERY_KIND:
         mixed = b"".join(chat[:20]) + kind + b"".join(chat[20:])
         if p.split_message(p.decode_text(kind.rstrip(b"\n"))) is None:
-            assert p.chat_block_layout(mixed, 5) is None, kind
+            assert chat_block_layout(mixed, 5) is None, kind
         else:
             _check_layout(mixed, 5)
 
@@ -165,4 +166,4 @@ def test_layout_refuses_control_characters_and_utf8() -> None:
     good = p.encode_message("alice", "a b c")
     assert _check_layout(good * 3, 2)
     for bad in (b"al\xc3\xa9: a b c\n", b"alice: a b\tc\n", b"alice: a b c\r\n", b"alice: a\x00 b c\n"):
-        assert p.chat_block_layout(good + bad + good, 2) is None, bad
+        assert chat_block_layout(good + bad + good, 2) is None, bad

@@ -8,7 +8,7 @@
 
 One run: start the target (by default this project's server as a
 subprocess), spread the connections over P worker processes
-(:mod:`bench.worker`), register them all, optionally add *stalled* clients
+(:mod:`bench.swarm.worker`), register them all, optionally add *stalled* clients
 that never read, then drive open-loop traffic: global message ``m`` is due
 at ``t0 + m / rate`` from sender ``m % S`` (all at ``t0`` with ``rate == 0``,
 a burst).  Every probe carries its *intended* send time, so latency =
@@ -47,12 +47,14 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench import adapters, results, workload
-from bench.integrity import IntegrityCounts
-from bench.sampler import DEFAULT_INTERVAL_S, ResourceSampler
-from bench.stats import LatencyHistogram
+from bench import results
+from bench.measure import probe
+from bench.measure.integrity import IntegrityCounts
+from bench.measure.sampler import DEFAULT_INTERVAL_S, ResourceSampler
+from bench.measure.stats import LatencyHistogram
+from bench.swarm.worker import RX_CLOCKS, ClientSpec, Schedule, WorkerPlan, raise_nofile_limit, worker_main
 from bench.targets import Target, TargetError, make_target, target_protocol
-from bench.worker import RX_CLOCKS, ClientSpec, Schedule, WorkerPlan, raise_nofile_limit, worker_main
+from bench.wire import adapters
 from server.config import FANOUT_STRATEGIES
 
 #: Default senders when ``--senders`` is not given (capped at the client count).
@@ -124,8 +126,8 @@ class SwarmConfig:
             proto = self.protocol_name
         except TargetError as exc:
             raise ValueError(str(exc)) from None
-        probe = workload.encode_probe(10**6, 10**9, time.monotonic_ns(), "x" * self.payload_bytes)
-        why = adapters.get(proto).check_text(probe)
+        sample = probe.encode_probe(10**6, 10**9, time.monotonic_ns(), "x" * self.payload_bytes)
+        why = adapters.get(proto).check_text(sample)
         need(why is None, f"--payload {self.payload_bytes} is too big for the {proto} protocol: {why}")
         need(self.connect_batch is None or self.connect_batch >= 1, "--connect-batch must be at least 1")
         need(self.workers is None or self.workers >= 1, "--workers must be at least 1")
@@ -236,7 +238,7 @@ def _cpu_model() -> str | None:
 
 
 def _git(*args: str) -> str | None:
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(
             ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True

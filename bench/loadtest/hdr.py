@@ -3,7 +3,7 @@
 Locust rounds every response time to about two significant digits before it
 counts it, so its percentiles of sub-millisecond fan-out latency are coarse.
 Every Locust user of ours therefore also records each delivery's latency in a
-:class:`~bench.stats.LatencyHistogram` of its own process, at the same moment
+:class:`~bench.measure.stats.LatencyHistogram` of its own process, at the same moment
 it fires the ``FANOUT`` request event.  Where the numbers go depends on the
 role of the process:
 
@@ -35,8 +35,8 @@ import gevent
 from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner, WorkerRunner
 
-from bench.locust_support import FANOUT_NAME, FANOUT_TYPE, fanout_counts, pack_delta, summary_line, unpack_delta
-from bench.stats import LatencyHistogram
+from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE, fanout_counts, pack_delta, summary_line, unpack_delta
+from bench.measure.stats import LatencyHistogram
 
 log = logging.getLogger("chatbench.locust")
 

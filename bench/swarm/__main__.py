@@ -1,0 +1,5 @@
+import sys
+
+from bench.swarm import main
+
+sys.exit(main())
