@@ -33,7 +33,8 @@ from typing import Any, TextIO
 
 from bench import report, results
 from bench.studies import capacity
-from bench.swarm import SwarmConfig, SwarmError, _index_entry, run_swarm, summary_line
+from bench.swarm import SwarmConfig, SwarmError, run_swarm
+from bench.swarm.cli import _index_entry, summary_line
 from bench.targets import TargetError, make_target
 from server.config import FANOUT_STRATEGIES
 

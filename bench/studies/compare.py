@@ -43,7 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import results
-from bench.swarm import DEFAULT_SENDERS, SwarmConfig, _client_list, default_out_dir, environment, run_sweep
+from bench.results.machine import environment
+from bench.swarm import DEFAULT_SENDERS, SwarmConfig
+from bench.swarm.cli import _client_list, default_out_dir, run_sweep
 from bench.targets import (
     NGIRCD_PENALTY_RATE_PER_SENDER,
     TARGET_KINDS,

@@ -24,7 +24,8 @@ from typing import Any
 
 import psutil
 
-from bench.swarm import SwarmConfig, run_swarm, summary_line
+from bench.swarm import SwarmConfig, run_swarm
+from bench.swarm.cli import summary_line
 from bench.targets import EmbeddedTarget
 
 

@@ -1,5 +1,5 @@
 import sys
 
-from bench.swarm import main
+from bench.swarm.cli import main
 
 sys.exit(main())

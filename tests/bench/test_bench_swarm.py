@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from bench import results
-from bench.swarm import SwarmConfig, main, run_swarm, summary_line
+from bench.swarm import SwarmConfig, run_swarm
+from bench.swarm.cli import main, summary_line
 
 pytestmark = pytest.mark.timeout(90)
 
