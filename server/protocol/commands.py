@@ -1,0 +1,120 @@
+"""Client -> server lines, sans-IO: the commands a registered client sends.
+
+``TEXT`` is a chat message (:class:`Say`), ``/CMD ARGS`` a command (``/who``,
+``/msg``, ``/me``, ``/nick``, ``/quit``, ``/help``) and ``//TEXT`` sends
+``/TEXT``.  Each command is a frozen dataclass; :func:`parse_client_line`
+turns a line into one through a table of argument parsers, one row per
+command word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from server.protocol.framing import ProtocolError, encode_line
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateMessage:
+    to: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Me:
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nick:
+    new_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    pass
+
+
+#: What a slash command line parses to (a chat line is a :class:`Say`).
+SlashCommand = Who | PrivateMessage | Me | Nick | Quit | Help
+ClientCommand = Say | SlashCommand
+
+#: Usage strings, also what /help prints.
+COMMAND_USAGE: dict[str, str] = {
+    "who": "/who",
+    "msg": "/msg NAME TEXT",
+    "me": "/me ACTION",
+    "nick": "/nick NEWNAME",
+    "quit": "/quit [REASON]",
+    "help": "/help",
+}
+
+
+def _usage(command: str) -> ProtocolError:
+    return ProtocolError(f"usage: {COMMAND_USAGE[command]}")
+
+
+def _me(rest: str) -> Me:
+    if not rest:
+        raise _usage("me")
+    return Me(rest)
+
+
+def _nick(rest: str) -> Nick:
+    if not rest:
+        raise _usage("nick")
+    return Nick(rest)
+
+
+def _msg(rest: str) -> PrivateMessage:
+    to, _, body = rest.partition(" ")
+    if not to or not body.strip():
+        raise _usage("msg")
+    return PrivateMessage(to, body.strip())
+
+
+#: Command word (lower case) -> parser of the stripped rest of the line.
+_PARSERS: dict[str, Callable[[str], SlashCommand]] = {
+    "who": lambda rest: Who(),
+    "help": lambda rest: Help(),
+    "quit": Quit,
+    "me": _me,
+    "nick": _nick,
+    "msg": _msg,
+}
+
+
+def parse_client_line(text: str) -> ClientCommand | None:
+    """Parse one line a registered client sent.  Returns ``None`` for a blank
+    line (ignored) and raises :class:`ProtocolError` for an unknown command
+    or a command with missing arguments."""
+    if not text.startswith("/"):
+        return Say(text) if text.strip() else None
+    if text.startswith("//"):
+        return Say(text[1:])
+    word, _, rest = text[1:].partition(" ")
+    parse = _PARSERS.get(word.lower())
+    if parse is None:
+        raise ProtocolError(f"unknown command /{word}; try /help")
+    return parse(rest.strip())
+
+
+def encode_say(text: str) -> bytes:
+    """What a client sends to say ``text`` (escaping a leading slash)."""
+    return encode_line("/" + text if text.startswith("/") else text)

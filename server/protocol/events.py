@@ -1,0 +1,274 @@
+"""Server -> client lines, sans-IO: encoders and the events a client parses.
+
+One kind per line, told apart by the first characters::
+
+    ? PROMPT              asks for a username
+    *** NOTICE            welcome, join, leave, rename, who, help, disconnect
+    ! ERROR               something the client asked for was refused
+    * NAME ACTION         a /me action
+    [private] NAME: TEXT  / [private to NAME] TEXT
+    NAME: TEXT            a chat message
+
+The server encodes with the ``encode_*`` functions; a receiver classifies a
+line with :func:`parse_server_line` (or :func:`split_message` on its hot path).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from server.protocol.commands import COMMAND_USAGE
+from server.protocol.framing import ProtocolError, encode_line
+from server.protocol.names import RESERVED_FIRST
+
+PROMPT_PREFIX = "? "
+NOTICE_PREFIX = "*** "
+ERROR_PREFIX = "! "
+ACTION_PREFIX = "* "
+PRIVATE_PREFIX = "[private] "
+PRIVATE_TO_PREFIX = "[private to "
+MESSAGE_SEPARATOR = ": "
+
+NAME_PROMPT = "Enter your username:"
+
+
+def encode_prompt() -> bytes:
+    return encode_line(PROMPT_PREFIX + NAME_PROMPT)
+
+
+#: Bytes of names listed in one welcome or /who line.  With thousands of
+#: users the full list would not fit a line any client accepts, so it is cut
+#: and ends with "(+N more)"; the count in parentheses is always exact.
+NAME_LIST_BYTES = 2048
+
+
+def _name_list(online: list[str], total: int | None = None) -> str:
+    """``Online (N): a, b (+K more)``; ``total`` when ``online`` is already
+    only part of the names."""
+    count = len(online) if total is None else max(total, len(online))
+    shown: list[str] = []
+    used = 0
+    for name in online:
+        used += len(name.encode("utf-8")) + 2
+        if used > NAME_LIST_BYTES:
+            break
+        shown.append(name)
+    listing = ", ".join(shown)
+    if len(shown) < count:
+        listing += f" (+{count - len(shown)} more)"
+    return f"Online ({count}): {listing}"
+
+
+def encode_welcome(name: str, online: list[str], total: int | None = None) -> bytes:
+    return encode_line(f"{NOTICE_PREFIX}Welcome, {name}! {_name_list(online, total)}")
+
+
+def encode_joined(name: str) -> bytes:
+    return encode_line(f"{NOTICE_PREFIX}{name} joined the chat")
+
+
+def encode_left(name: str, reason: str) -> bytes:
+    return encode_line(f"{NOTICE_PREFIX}{name} left the chat ({reason})")
+
+
+def encode_renamed(old: str, new: str) -> bytes:
+    return encode_line(f"{NOTICE_PREFIX}{old} is now known as {new}")
+
+
+def encode_who(online: list[str]) -> bytes:
+    return encode_line(f"{NOTICE_PREFIX}{_name_list(online)}")
+
+
+def encode_help() -> bytes:
+    return encode_line(f"{NOTICE_PREFIX}Commands: {', '.join(COMMAND_USAGE.values())}; //TEXT sends /TEXT")
+
+
+def encode_disconnect(reason: str) -> bytes:
+    """The last line a client gets before the server closes the connection."""
+    return encode_line(f"{NOTICE_PREFIX}Disconnected: {reason}")
+
+
+def encode_error(message: str) -> bytes:
+    return encode_line(ERROR_PREFIX + message)
+
+
+def encode_message(sender: str, text: str) -> bytes:
+    return encode_line(sender + MESSAGE_SEPARATOR + text)
+
+
+def encode_action(sender: str, action: str) -> bytes:
+    return encode_line(f"{ACTION_PREFIX}{sender} {action}")
+
+
+def encode_private(sender: str, text: str) -> bytes:
+    return encode_line(f"{PRIVATE_PREFIX}{sender}{MESSAGE_SEPARATOR}{text}")
+
+
+def encode_private_echo(recipient: str, text: str) -> bytes:
+    return encode_line(f"{PRIVATE_TO_PREFIX}{recipient}] {text}")
+
+
+# --------------------------------------------------------------------------
+# Server -> client: events
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    name: str
+    online: tuple[str, ...]
+    #: How many are online; more than ``len(online)`` when the list was cut.
+    count: int = -1
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            object.__setattr__(self, "count", len(self.online))
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Online:
+    names: tuple[str, ...]
+    #: How many are online; more than ``len(names)`` when the list was cut.
+    count: int = -1
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            object.__setattr__(self, "count", len(self.names))
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Any other server notice (help text, for instance)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    sender: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class Private:
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateEcho:
+    recipient: str
+    text: str
+
+
+ServerEvent = (
+    Prompt
+    | Welcome
+    | Joined
+    | Left
+    | Renamed
+    | Online
+    | Disconnected
+    | Notice
+    | Error
+    | Message
+    | Action
+    | Private
+    | PrivateEcho
+)
+
+_WELCOME = re.compile(r"Welcome, (\S+)! Online \((\d+)\): ?(.*?)(?: \(\+\d+ more\))?")
+_ONLINE = re.compile(r"Online \((\d+)\): ?(.*?)(?: \(\+\d+ more\))?")
+_JOINED = re.compile(r"(\S+) joined the chat")
+_LEFT = re.compile(r"(\S+) left the chat \((.*)\)")
+_RENAMED = re.compile(r"(\S+) is now known as (\S+)")
+_DISCONNECTED = "Disconnected: "
+
+
+def _names(listing: str) -> tuple[str, ...]:
+    return tuple(listing.split(", ")) if listing else ()
+
+
+def split_message(text: str) -> tuple[str, str] | None:
+    """Fast path for the hot loop of a receiver: ``(sender, text)`` when the
+    line is a chat message, else ``None``.  Agrees with
+    :func:`parse_server_line` on every line."""
+    sender, sep, body = text.partition(MESSAGE_SEPARATOR)
+    if not sep or not sender or sender[0] in RESERVED_FIRST or " " in sender:
+        return None
+    return sender, body
+
+
+def parse_server_line(text: str) -> ServerEvent:
+    """Classify one line the server sent (already decoded to text)."""
+    if text.startswith(NOTICE_PREFIX):
+        body = text[len(NOTICE_PREFIX) :]
+        if m := _JOINED.fullmatch(body):
+            return Joined(m[1])
+        if m := _LEFT.fullmatch(body):
+            return Left(m[1], m[2])
+        if m := _RENAMED.fullmatch(body):
+            return Renamed(m[1], m[2])
+        if m := _WELCOME.fullmatch(body):
+            return Welcome(m[1], _names(m[3]), int(m[2]))
+        if m := _ONLINE.fullmatch(body):
+            return Online(_names(m[2]), int(m[1]))
+        if body.startswith(_DISCONNECTED):
+            return Disconnected(body[len(_DISCONNECTED) :])
+        return Notice(body)
+    if text.startswith(ERROR_PREFIX):
+        return Error(text[len(ERROR_PREFIX) :])
+    if text.startswith(PROMPT_PREFIX):
+        return Prompt(text[len(PROMPT_PREFIX) :])
+    if text.startswith(ACTION_PREFIX):
+        sender, _, action = text[len(ACTION_PREFIX) :].partition(" ")
+        return Action(sender, action)
+    if text.startswith(PRIVATE_PREFIX):
+        sender, _, body = text[len(PRIVATE_PREFIX) :].partition(MESSAGE_SEPARATOR)
+        return Private(sender, body)
+    if text.startswith(PRIVATE_TO_PREFIX):
+        recipient, _, body = text[len(PRIVATE_TO_PREFIX) :].partition("] ")
+        return PrivateEcho(recipient, body)
+    split = split_message(text)
+    if split is None:
+        raise ProtocolError(f"unrecognised server line: {text[:80]!r}")
+    return Message(*split)
