@@ -9,13 +9,15 @@
 and ``serve(config)`` runs it as a program: logs ``listening on HOST:PORT``,
 then waits for SIGINT/SIGTERM and shuts down cleanly with exit code 0.
 Like ``socketserver``, the hooks a subclass might want are small methods:
-``make_session`` and ``refuse``.
+``make_session`` and ``refuse``.  The server owns the choices a session
+must not make: it builds the fan-out strategy once from the config
+(:func:`server.fanout.make_fanout`) and gives every session a
+:class:`~server.session.SessionContext` instead of itself.
 """
 
 from __future__ import annotations
 
 import logging
-import resource
 import signal
 import socket
 import threading
@@ -24,9 +26,12 @@ from types import FrameType, TracebackType
 
 from server import protocol
 from server.config import ServerConfig
+from server.fanout import Fanout, make_fanout
 from server.hub import Hub
-from server.outbox import Flusher
-from server.session import Session
+from server.limits import raise_open_file_limit
+from server.session import Session, SessionContext
+
+__all__ = ["ChatServer", "format_address", "raise_open_file_limit", "serve", "set_keepalive"]
 
 log = logging.getLogger(__name__)
 #: The "listening on HOST:PORT" line is what scripts wait for, so it is shown
@@ -64,17 +69,18 @@ class ChatServer:
         self._accept_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.address: tuple[str, int] = (config.host, config.port)
-        #: The writer thread of the ``queued`` fan-out strategy.
-        self.flusher: Flusher | None = None
+        #: The fan-out strategy (``--fanout``), built once by ``start``.
+        self.fanout: Fanout | None = None
+        self._context: SessionContext | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> None:
         """Bind, listen and start accepting in a background thread."""
         threading.stack_size(self.config.thread_stack_bytes)
-        if self.config.fanout == "queued":
-            self.flusher = Flusher()
-            self.hub.fan_out = self.flusher.broadcast
+        self.fanout = make_fanout(self.config.fanout, self.config.send_queue_bytes)
+        self.hub.fan_out = self.fanout.fan_out
+        self._context = SessionContext(self.hub, self.config, self.fanout, self.forget)
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         listener = socket.create_server(
             (self.config.host, self.config.port), family=family, backlog=self.config.backlog
@@ -112,8 +118,8 @@ class ChatServer:
             sessions = list(self._sessions)
         for session in sessions:
             session.disconnect("server shutting down", wake_reader=False)
-        if self.flusher is not None:
-            self.flusher.drain(grace)
+        if self.fanout is not None:
+            self.fanout.drain(grace)
         if close_connections:
             for session in sessions:
                 session.wake()
@@ -126,9 +132,9 @@ class ChatServer:
                 left = len(self._sessions)
             if left:
                 log.warning("%d sessions still closing after %.1fs; exiting anyway", left, grace)
-            if self.flusher is not None:
-                self.flusher.drain(grace)
-                self.flusher.stop()
+            if self.fanout is not None:
+                self.fanout.drain(grace)
+                self.fanout.stop()
         log.info("server stopped")
 
     def __enter__(self) -> ChatServer:
@@ -199,7 +205,8 @@ class ChatServer:
 
     def make_session(self, sock: socket.socket, peer: str) -> Session:
         """Hook: build the session object for a new connection."""
-        return Session(self, sock, peer)
+        assert self._context is not None, "start() builds the sessions' context"
+        return Session(self._context, sock, peer)
 
     def refuse(self, sock: socket.socket, reason: str) -> None:
         """Hook: turn a connection away with one line."""
@@ -221,19 +228,6 @@ class ChatServer:
     def connection_count(self) -> int:
         with self._lock:
             return len(self._sessions)
-
-
-def raise_open_file_limit() -> int:
-    """Lift the soft descriptor limit to the hard one (one fd per client)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            return target
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 def serve(config: ServerConfig) -> int:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from server import protocol
 
 if TYPE_CHECKING:
-    from server.outbox import Outbox
+    from server.fanout.base import FanOutHook, Outbox
     from server.session import Session
 
 
@@ -35,6 +34,10 @@ class Hub:
         self.announce_limit = announce_limit
         self._lock = threading.Lock()
         self._by_key: dict[str, Session] = {}
+        #: Member -> its current name.  The hub owns the names: a session
+        #: learns its own from ``join``/``rename`` returning, and the welcome,
+        #: /who and leave notices read them here.
+        self._name_of: dict[Session, str] = {}
         #: Member -> its outbox, in join order; the source of _targets.
         self._outbox_of: dict[Session, Outbox] = {}
         #: Snapshot of the members as (session, outbox) pairs, replaced under
@@ -42,7 +45,7 @@ class Hub:
         self._targets: tuple[tuple[Session, Outbox], ...] = ()
         #: Hands a whole broadcast to the fan-out strategy in one call
         #: (``Flusher.broadcast``); None: the hub calls each outbox's ``send``.
-        self.fan_out: Callable[[tuple[tuple[Session, Outbox], ...], bytes, Session | None], None] | None = None
+        self.fan_out: FanOutHook | None = None
         #: Set when the server shuts down: leaves are then silent, because
         #: N clients each telling N-1 others that they left is O(N^2) work
         #: for notices nobody will read.
@@ -52,12 +55,13 @@ class Hub:
 
     def join(self, session: Session, name: str) -> None:
         """Register ``session`` as ``name``; it gets the welcome line before any
-        other line can reach it, then everyone else sees the join notice."""
+        other line can reach it, then everyone else sees the join notice.  The
+        session takes ``name`` as its own once this returns."""
         key = protocol.name_key(name)
         with self._lock:
             if key in self._by_key:
                 raise NameTaken(name)
-            session.name = name
+            self._name_of[session] = name
             self._by_key[key] = session
             self._outbox_of[session] = session.outbox
             welcome = protocol.encode_welcome(name, self._welcome_names(), len(self._by_key))
@@ -71,7 +75,8 @@ class Hub:
         """Names for a welcome line (caller holds the lock): all of them,
         sorted, in a small room; the earliest arrivals in a big one, where
         sorting every name for every arrival would cost O(N^2 log N)."""
-        names = (s.name for s in self._by_key.values() if s.name)
+        name_of = self._name_of
+        names = (name_of[s] for s in self._by_key.values())
         if len(self._by_key) <= WELCOME_SORTED_UP_TO:
             return sorted(names, key=str.casefold)
         return list(itertools.islice(names, WELCOME_SORTED_UP_TO))
@@ -83,11 +88,11 @@ class Hub:
 
     def leave(self, session: Session, reason: str) -> bool:
         """Remove ``session``; True the first (and only) time it was a member."""
-        name = session.name
-        if name is None:
+        if session not in self._name_of:  # never joined: no lock needed
             return False
         with self._lock:
-            if self._by_key.get(protocol.name_key(name)) is not session:
+            name = self._name_of.pop(session, None)
+            if name is None:
                 return False
             del self._by_key[protocol.name_key(name)]
             del self._outbox_of[session]
@@ -98,18 +103,18 @@ class Hub:
 
     def rename(self, session: Session, new_name: str) -> str:
         """Rename ``session``; returns the old name.  Everyone, the renamed
-        client included, sees the notice."""
+        client included, sees the notice.  The session takes ``new_name`` as
+        its own once this returns."""
         new_key = protocol.name_key(new_name)
         with self._lock:
-            old = session.name
-            assert old is not None
+            old = self._name_of[session]
             old_key = protocol.name_key(old)
             holder = self._by_key.get(new_key)
             if holder is not None and holder is not session:
                 raise NameTaken(new_name)
             del self._by_key[old_key]
             self._by_key[new_key] = session
-            session.name = new_name
+            self._name_of[session] = new_name
         self.broadcast(protocol.encode_renamed(old, new_name))
         return old
 
@@ -118,8 +123,14 @@ class Hub:
     def find(self, name: str) -> Session | None:
         return self._by_key.get(protocol.name_key(name))
 
+    def name_of(self, session: Session) -> str | None:
+        """``session``'s name while it is a member, else None."""
+        return self._name_of.get(session)
+
     def names(self) -> list[str]:
-        return sorted((s.name for s, _ in self._targets if s.name), key=str.casefold)
+        """Every member's name, sorted; reads the snapshot, takes no lock."""
+        name_of = self._name_of
+        return sorted((n for s, _ in self._targets if (n := name_of.get(s))), key=str.casefold)
 
     def __len__(self) -> int:
         return len(self._targets)

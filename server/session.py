@@ -3,6 +3,10 @@
 Everything a client can do wrong ends in this session's ``finally`` and
 nowhere else: the leave notice goes out exactly once and the socket is
 closed exactly once, whatever happened.
+
+A session is given what it needs in a :class:`SessionContext` (the hub, the
+limits, the fan-out strategy that builds its outbox, and the server's
+``forget``), never the server itself.
 """
 
 from __future__ import annotations
@@ -12,17 +16,15 @@ import select
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from server import protocol
-from server.commands import EndSession, dispatch
+from server.config import ServerConfig
+from server.fanout import Fanout, Outbox
 from server.flood import TokenBucket, Verdict
-from server.hub import NameTaken
-from server.outbox import DirectOutbox, Outbox, QueuedOutbox, ThreadedOutbox
-
-if TYPE_CHECKING:
-    from server.app import ChatServer
-    from server.hub import Hub
+from server.handlers import EndSession, dispatch
+from server.hub import Hub, NameTaken
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +37,31 @@ RECV_BYTES = 65536
 LINGER_SECONDS = 2.0
 
 
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What every session of one server shares."""
+
+    hub: Hub
+    #: The limits: line length, registration timeout, flood control.
+    config: ServerConfig
+    #: The server's fan-out strategy; it builds each session's outbox.
+    fanout: Fanout
+    #: Called by a session's reader thread as its very last act.
+    forget: Callable[[Session], None]
+
+
 class Session:
-    def __init__(self, server: ChatServer, sock: socket.socket, peer: str) -> None:
-        self.server = server
-        self.hub: Hub = server.hub
+    def __init__(self, context: SessionContext, sock: socket.socket, peer: str) -> None:
+        self.hub = context.hub
+        self._forget = context.forget
         self.sock = sock
         self.peer = peer
+        #: Our name once the hub accepted it (set by us after ``Hub.join`` and
+        #: by the /nick handler after ``Hub.rename``); None until registered.
         self.name: str | None = None
-        config = server.config
+        config = context.config
         self.decoder = protocol.LineDecoder(config.max_line_bytes, discard_oversized=True)
-        self.outbox: Outbox
-        if config.fanout == "direct":
-            self.outbox = DirectOutbox(sock)
-        elif config.fanout == "threads":
-            self.outbox = ThreadedOutbox(sock, config.send_queue_bytes, self._send_queue_exceeded, peer)
-        else:
-            assert server.flusher is not None
-            self.outbox = QueuedOutbox(sock, config.send_queue_bytes, self._send_queue_exceeded, peer, server.flusher)
+        self.outbox: Outbox = context.fanout.outbox(sock, self._send_queue_exceeded, peer)
         #: Why the session ends, when something other than the reader decides.
         self._end_reason: str | None = None
         #: Set when the session is being ended from outside; cuts flood waits short.
@@ -120,7 +130,7 @@ class Session:
                 log.debug("%s disconnected before registering (%s)", self.peer, reason)
             self.outbox.close()
             self.outbox.dispose()
-            self.server.forget(self)
+            self._forget(self)
 
     def _leave(self, reason: str) -> None:
         """Leave the hub (announced to the others) if still a member."""
@@ -184,6 +194,7 @@ class Session:
             self.send(protocol.encode_error(f"Name taken: {name}"))
             self.send(protocol.encode_prompt())
             return False
+        self.name = name
         log.info("%s joined from %s", name, self.peer)
         return True
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import final
 
 from server.protocol.framing import ProtocolError, encode_line
 
 
+@final  # so ``type(cmd) is Say`` (the server's hot path) narrows it out for mypy
 @dataclass(frozen=True, slots=True)
 class Say:
     text: str

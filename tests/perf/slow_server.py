@@ -22,8 +22,8 @@ import sys
 import threading
 import time
 
-from server import outbox as outbox_module
 from server.__main__ import main
+from server.fanout import base, direct, queued, threads
 from server.hub import Hub
 from server.session import Session
 
@@ -69,7 +69,7 @@ def slow_down(factor: float) -> None:
                 outbox.send(data)
                 _spin((_clock() - start) * extra)
 
-    original_send_nowait = outbox_module._send_nowait
+    original_send_nowait = base.send_nowait
     flusher_clock = threading.local()
 
     def send_nowait(sock: socket.socket, data: bytes) -> int | OSError:
@@ -85,7 +85,9 @@ def slow_down(factor: float) -> None:
 
     Session._handle = handle  # type: ignore[method-assign]
     Hub.broadcast = broadcast  # type: ignore[method-assign]
-    outbox_module._send_nowait = send_nowait
+    # Every strategy module holds its own reference to the helper.
+    for module in (base, direct, queued, threads):
+        module.send_nowait = send_nowait  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -1,35 +1,21 @@
-"""How bytes reach one client: the fan-out strategies.
+"""``--fanout queued`` (the default): :class:`Flusher` + :class:`QueuedOutbox`.
 
-Every strategy has the same small interface (:class:`Outbox`): ``send``
-hands over bytes that must reach the client whole and in order, ``close``
-ends it after a last line, ``admit`` sends the first line of a new member.
-Which one the server uses is ``--fanout``.
+A broadcast is handed to the flusher in one O(1) call (the hub's
+``fan_out``): the broadcasting thread touches no recipient, wakes no thread
+per recipient and takes no per-recipient lock.  One flusher thread for the
+whole server takes every broadcast made since its last round, joins the
+lines that share an audience into one block (encoded once) and gives each
+recipient that block in ONE non-blocking ``send``.  The busier the server,
+the more lines each send carries, so the batch grows with load by itself.
+A client's own lines (welcome, replies, private messages) are numbered
+against the broadcasts, so every thread's lines keep their order.  What the
+kernel does not take waits in that client's queue and is retried when epoll
+says the socket is writable.  A queue past the send-queue limit disconnects
+that client ("send queue exceeded"); nobody waits for a slow reader.
 
-``queued`` (default): :class:`Flusher` + :class:`QueuedOutbox`
-    A broadcast is handed to the flusher in one O(1) call (the hub's
-    ``fan_out``): the broadcasting thread touches no recipient, wakes no
-    thread per recipient and takes no per-recipient lock.  One flusher
-    thread for the whole server takes every broadcast made since its last
-    round, joins the lines that share an audience into one block (encoded
-    once) and gives each recipient that block in ONE non-blocking ``send``.
-    The busier the server, the more lines each send carries, so the batch
-    grows with load by itself.  A client's own lines (welcome, replies,
-    private messages) are numbered against the broadcasts, so every
-    thread's lines keep their order.  What the kernel does not take waits in
-    that client's queue and is retried when epoll says the socket is
-    writable.  A queue past the send-queue limit disconnects that client
-    ("send queue exceeded"); nobody waits for a slow reader.
-
-``threads``: :class:`ThreadedOutbox`
-    The first design: the caller tries a non-blocking send; what the kernel
-    does not take goes into a bounded backlog drained by that client's own
-    writer thread.  One syscall per line per recipient.  Kept for comparison.
-
-``direct``: :class:`DirectOutbox`
-    The seed's way: the sender's thread does a blocking ``sendall`` to every
-    recipient.  One client that stops reading stalls everyone who talks.
-    Kept as the slow reference for the benchmarks (with a per-client lock,
-    so at least lines are never interleaved mid-line).
+This is the server's hot path: the perf gate (``tests/perf``) and the
+benchmarks measure it.  The flusher and its outboxes share state freely, so
+they live in this one module.
 """
 
 from __future__ import annotations
@@ -42,226 +28,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
+
+from server.fanout.base import FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
 
 log = logging.getLogger(__name__)
-
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
-
-
-class Outbox(Protocol):
-    #: The error a send hit, if any.  A socket error is reported to only one
-    #: syscall, so when a send sees ECONNRESET the reader just sees EOF; the
-    #: session looks here to give the right leave reason.
-    failure: OSError | None
-
-    def send(self, data: bytes) -> None:
-        """Deliver ``data`` after everything sent before; never raises."""
-
-    def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
-        """Send ``first_line`` (a welcome) and call ``publish`` (which makes the
-        client visible to broadcasters) so that ``first_line`` is the first
-        line the client gets, and is not on the wire before ``publish``
-        returned: whoever reacts to it finds the client already published."""
-
-    def close(self, last_line: bytes = b"", wake_reader: bool = True, half_close: bool = False) -> None:
-        """Send ``last_line`` if possible, then (with ``wake_reader``) shut the
-        connection down both ways, which ends the reader's blocking recv.
-        With ``half_close`` only our sending side is shut (FIN after the last
-        line) and the reader goes on reading until the client closes too, so
-        the last line is not lost to a reset."""
-
-    def dispose(self) -> None:
-        """The session is finished with the socket: close it (now, or when the
-        writer is done with it)."""
-
-
-def _send_nowait(sock: socket.socket, data: bytes) -> int | OSError:
-    """One non-blocking send: the bytes the kernel took now (0 if it took
-    none), or the error if the peer is gone.  Never waits, never raises."""
-    try:
-        return sock.send(data, _DONTWAIT)
-    except (BlockingIOError, InterruptedError):
-        return 0
-    except OSError as exc:
-        return exc
-
-
-def _how(wake_reader: bool, half_close: bool) -> int | None:
-    return socket.SHUT_WR if half_close else socket.SHUT_RDWR if wake_reader else None
-
-
-def _shutdown(sock: socket.socket, how: int | None = socket.SHUT_RDWR) -> None:
-    """Wake the reader thread (its recv returns b"") without closing the fd,
-    which stays owned by the session; ``how=SHUT_WR`` only sends our FIN."""
-    if how is None:
-        return
-    try:
-        sock.shutdown(how)
-    except OSError:
-        pass
-
-
-class ThreadedOutbox:
-    """Non-blocking first try, then a bounded backlog and a lazy writer thread."""
-
-    __slots__ = (
-        "_backlog",
-        "_backlog_bytes",
-        "_closed",
-        "_closing_line",
-        "_limit",
-        "_lock",
-        "_name",
-        "_on_overflow",
-        "_shutdown_after",
-        "_sock",
-        "_wake",
-        "_writer",
-        "_writing",
-        "failure",
-    )
-
-    def __init__(self, sock: socket.socket, limit_bytes: int, on_overflow: Callable[[], None], name: str) -> None:
-        self._sock = sock
-        self._limit = limit_bytes
-        self._on_overflow = on_overflow
-        self._name = name
-        # Reentrant, for admit(): publish() runs while we hold it and may send.
-        self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
-        self._backlog: list[bytes] = []
-        self._backlog_bytes = 0  # queued + being written by the writer
-        self._writing = False
-        self._writer: threading.Thread | None = None
-        self._closed = False
-        self._closing_line = b""
-        self._shutdown_after: int | None = socket.SHUT_RDWR
-        self.failure: OSError | None = None
-
-    def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
-        with self._lock:  # other senders wait until the first line is out
-            publish()
-            self.send(first_line)
-
-    def send(self, data: bytes) -> None:
-        overflow = False
-        with self._lock:
-            if self._closed:
-                return
-            if not self._backlog and not self._writing:
-                sent = _send_nowait(self._sock, data)
-                if isinstance(sent, OSError):
-                    # The peer is gone; its reader thread will notice and clean up.
-                    self.failure = sent
-                    self._closed = True
-                    return
-                if sent == len(data):
-                    return
-                data = data[sent:]
-            self._backlog.append(data)
-            self._backlog_bytes += len(data)
-            if self._backlog_bytes > self._limit:
-                # Cut this client off; the session's overflow hook shuts the socket
-                # down, which also unblocks a writer stuck in sendall.
-                self._closed = True
-                self._backlog.clear()
-                self._wake.notify()
-                overflow = True
-            elif self._writer is None:
-                self._writer = threading.Thread(target=self._drain, name=f"writer-{self._name}", daemon=True)
-                self._writer.start()
-            else:
-                self._wake.notify()
-        if overflow:
-            self._on_overflow()
-
-    def dispose(self) -> None:
-        self._sock.close()
-
-    def close(self, last_line: bytes = b"", wake_reader: bool = True, half_close: bool = False) -> None:
-        how = _how(wake_reader, half_close)
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._wake.notify()
-            if self._writer is not None and (self._backlog or self._writing):
-                # Let the writer finish what is queued, then the last line, then shut down.
-                self._closing_line = last_line
-                self._shutdown_after = how
-                return
-        if last_line:
-            _send_nowait(self._sock, last_line)
-        _shutdown(self._sock, how)
-
-    def _drain(self) -> None:
-        sock = self._sock
-        while True:
-            with self._lock:
-                while not self._backlog and not self._closed:
-                    self._wake.wait()
-                if not self._backlog:  # closed and nothing left to write
-                    closing_line = self._closing_line
-                    break
-                chunk = b"".join(self._backlog) if len(self._backlog) > 1 else self._backlog[0]
-                self._backlog.clear()
-                self._writing = True
-            try:
-                sock.sendall(chunk)
-            except OSError as exc:
-                with self._lock:
-                    if not self._closed:
-                        self.failure = exc
-                    self._closed = True
-                    self._backlog.clear()
-                    self._backlog_bytes = 0
-                    self._writing = False
-                return
-            with self._lock:
-                self._writing = False
-                self._backlog_bytes -= len(chunk)
-        if closing_line:
-            _send_nowait(sock, closing_line)
-            _shutdown(sock, self._shutdown_after)
-
-
-class DirectOutbox:
-    """Blocking ``sendall`` in the caller's thread: the seed's strategy."""
-
-    __slots__ = ("_closed", "_lock", "_sock", "failure")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._lock = threading.RLock()
-        self._closed = False
-        self.failure: OSError | None = None
-
-    def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
-        with self._lock:  # other senders wait until the first line is out
-            publish()
-            self.send(first_line)
-
-    def send(self, data: bytes) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                self._sock.sendall(data)
-            except OSError as exc:
-                self.failure = exc
-                self._closed = True
-
-    def dispose(self) -> None:
-        self._sock.close()
-
-    def close(self, last_line: bytes = b"", wake_reader: bool = True, half_close: bool = False) -> None:
-        # Do not wait for the lock: a sender may be blocked on this client forever.
-        self._closed = True
-        if last_line:
-            _send_nowait(self._sock, last_line)
-        _shutdown(self._sock, _how(wake_reader, half_close))
-
 
 #: The audience of a broadcast: the hub's immutable snapshot of (member,
 #: outbox) pairs; with this strategy every outbox is a :class:`QueuedOutbox`.
@@ -352,35 +123,13 @@ class Flusher:
         self._thread.join(2)
 
     def _run(self) -> None:
-        ready = self.ready
+        """The flusher thread: each round, wait for work (or only peek when
+        busy), take the round's broadcasts, then flush every ready outbox."""
         log_ = self._log
-        epoll = self._epoll
-        waiting = self._waiting
         while not self._stopped:
-            if not ready and not log_:
-                self._sleeping = True
-                events = epoll.poll() if not ready and not log_ else []  # re-check after raising the flag
-                self._sleeping = False
-                self._woken = False
-            elif waiting:
-                # Busy: never sleeps, but backlogged sockets that can take more
-                # must still be noticed, or they wait for the first lull.
-                events = epoll.poll(0)
-            else:
-                events = []
+            events = self._poll()
             if events:
-                for fd, _ in events:
-                    if fd == self._wake_r:
-                        try:
-                            os.read(self._wake_r, 4096)
-                        except OSError:
-                            pass
-                        continue
-                    woken = waiting.pop(fd, None)
-                    if woken is not None:
-                        self._unregister(fd)
-                        woken.writable = True
-                        ready.append(woken)
+                self._take_events(events)
             # Everything broadcast so far, then the outboxes with lines of their
             # own.  Whatever arrives meanwhile waits for the next round and so
             # travels in a bigger batch.
@@ -389,25 +138,67 @@ class Flusher:
                 items = [log_.popleft() for _ in range(len(log_))] if log_ else []
             if items:
                 self._fan_out(items, end - len(items))
-            for _ in range(len(ready)):
-                outbox = ready.popleft()
-                try:
-                    outbox.flush(end)
-                except Exception:  # one client's trouble never stops the flusher
-                    log.exception("flushing %s failed", outbox.name)
-                    outbox.failure = OSError("flush failed")
-                if outbox.disposed:
-                    if waiting.pop(outbox.fd, None) is not None:
-                        self._unregister(outbox.fd)
-                elif not outbox.writable and outbox.fd not in waiting:
-                    try:
-                        epoll.register(outbox.fd, select.EPOLLOUT | select.EPOLLONESHOT)
-                        waiting[outbox.fd] = outbox
-                    except (OSError, ValueError):
-                        outbox.writable = True
+            self._flush_ready(end)
         self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+    def _poll(self) -> list[tuple[int, int]]:
+        """Sleep in epoll when there is nothing to do; when busy, only look
+        (without waiting) for backlogged sockets that can take more."""
+        ready = self.ready
+        log_ = self._log
+        if not ready and not log_:
+            self._sleeping = True
+            events = self._epoll.poll() if not ready and not log_ else []  # re-check after raising the flag
+            self._sleeping = False
+            self._woken = False
+            return events
+        if self._waiting:
+            # Busy: never sleeps, but backlogged sockets that can take more
+            # must still be noticed, or they wait for the first lull.
+            return self._epoll.poll(0)
+        return []
+
+    def _take_events(self, events: list[tuple[int, int]]) -> None:
+        """Empty the wake-up pipe; put sockets that became writable on ``ready``."""
+        waiting = self._waiting
+        for fd, _ in events:
+            if fd == self._wake_r:
+                try:
+                    os.read(self._wake_r, 4096)
+                except OSError:
+                    pass
+                continue
+            woken = waiting.pop(fd, None)
+            if woken is not None:
+                self._unregister(fd)
+                woken.writable = True
+                self.ready.append(woken)
+
+    def _flush_ready(self, end: int) -> None:
+        """Flush every outbox that was ready at the start of this call (those
+        it puts back wait for the next round); a socket that stays full waits
+        for EPOLLOUT."""
+        ready = self.ready
+        epoll = self._epoll
+        waiting = self._waiting
+        for _ in range(len(ready)):
+            outbox = ready.popleft()
+            try:
+                outbox.flush(end)
+            except Exception:  # one client's trouble never stops the flusher
+                log.exception("flushing %s failed", outbox.name)
+                outbox.failure = OSError("flush failed")
+            if outbox.disposed:
+                if waiting.pop(outbox.fd, None) is not None:
+                    self._unregister(outbox.fd)
+            elif not outbox.writable and outbox.fd not in waiting:
+                try:
+                    epoll.register(outbox.fd, select.EPOLLOUT | select.EPOLLONESHOT)
+                    waiting[outbox.fd] = outbox
+                except (OSError, ValueError):
+                    outbox.writable = True
 
     def _fan_out(self, items: list[tuple[BroadcastTargets, bytes, object]], first_seq: int) -> None:
         """Deliver one round of broadcasts (numbered from ``first_seq``):
@@ -444,7 +235,7 @@ class Flusher:
             ):
                 # The common case: nothing queued, the socket takes data.  One
                 # send, no queue touched.
-                sent = _send_nowait(outbox._sock, data)
+                sent = send_nowait(outbox._sock, data)
                 if sent == len(data):
                     continue
                 outbox.keep_unsent(data, sent)
@@ -551,7 +342,7 @@ class QueuedOutbox:
             if last_line:
                 self._own.append((flusher.next_seq, last_line))
             self._close_seq = flusher.next_seq
-            self._shutdown_after = _how(wake_reader, half_close)
+            self._shutdown_after = shutdown_how(wake_reader, half_close)
             self.closed = True
         flusher.schedule(self)
 
@@ -610,12 +401,22 @@ class QueuedOutbox:
             pending.append(own.popleft()[1])
         if own:
             self._flusher.ready.append(self)  # waits for broadcasts not in this round yet
+        if pending:
+            self._send_placed(pending)
+        if self.failure is None and self._backlog and (self.writable or self.disposed):
+            self._send_backlog()
+        self._settle()
+
+    def _send_placed(self, pending: deque[bytes]) -> None:
+        """Send the placed bytes in one syscall when nothing is left over
+        from before; what is not sent joins the backlog (or is dropped if
+        the peer is gone).  Leaves ``pending`` empty."""
         if not self._backlog and self.writable and not self.disposed:
             # The common case: nothing left over, the socket takes data.
             n = len(pending)
-            if n and self.failure is None:
+            if self.failure is None:
                 data = pending.popleft() if n == 1 else b"".join([pending.popleft() for _ in range(n)])
-                sent = _send_nowait(self._sock, data)
+                sent = send_nowait(self._sock, data)
                 if sent != len(data):
                     self.keep_unsent(data, sent)
         if pending:
@@ -623,21 +424,29 @@ class QueuedOutbox:
             if self.failure is None:
                 self._backlog.extend(parts)
                 self._backlog_bytes += sum(map(len, parts))
-        if self.failure is None and self._backlog and (self.writable or self.disposed):
-            data = b"".join(self._backlog) if len(self._backlog) > 1 else self._backlog[0]
-            sent = _send_nowait(self._sock, data)
-            if isinstance(sent, OSError):
-                # The peer is gone; its reader thread will see it and clean up.
-                self.failure = sent
-                self.closed = True
-                sent = len(data)
-            if sent == len(data):
-                self._backlog = []
-                self._backlog_bytes = 0
-            else:
-                self._backlog = [data[sent:]]
-                self._backlog_bytes = len(data) - sent
-                self.writable = False
+
+    def _send_backlog(self) -> None:
+        """Offer the whole backlog to the socket in one syscall."""
+        data = b"".join(self._backlog) if len(self._backlog) > 1 else self._backlog[0]
+        sent = send_nowait(self._sock, data)
+        if isinstance(sent, OSError):
+            # The peer is gone; its reader thread will see it and clean up.
+            self.failure = sent
+            self.closed = True
+            sent = len(data)
+        if sent == len(data):
+            self._backlog = []
+            self._backlog_bytes = 0
+        else:
+            self._backlog = [data[sent:]]
+            self._backlog_bytes = len(data) - sent
+            self.writable = False
+
+    def _settle(self) -> None:
+        """After a flush: close a disposed socket once its lines are placed,
+        cut off a client past the send-queue limit, or shut the socket down
+        once a closing client's last line is out."""
+        own = self._own
         if self.disposed:
             if own:  # still waiting for its place: next round
                 return
@@ -655,6 +464,24 @@ class QueuedOutbox:
             return
         # A last line is queued before `closed` is set (under the lock), so
         # once everything queued is out, the last line is too.
-        if self.closed and not self._backlog and not own and not pending and self._shutdown_after is not None:
-            _shutdown(self._sock, self._shutdown_after)
+        if self.closed and not self._backlog and not own and not self._pending and self._shutdown_after is not None:
+            shutdown_socket(self._sock, self._shutdown_after)
             self._shutdown_after = None
+
+
+class QueuedFanout:
+    """The server's one :class:`Flusher` (started here) and its outboxes."""
+
+    def __init__(self, send_queue_bytes: int) -> None:
+        self._limit = send_queue_bytes
+        self.flusher = Flusher()
+        self.fan_out: FanOutHook | None = self.flusher.broadcast
+
+    def outbox(self, sock: socket.socket, on_overflow: OverflowHook, name: str) -> Outbox:
+        return QueuedOutbox(sock, self._limit, on_overflow, name, self.flusher)
+
+    def drain(self, timeout: float) -> bool:
+        return self.flusher.drain(timeout)
+
+    def stop(self) -> None:
+        self.flusher.stop()

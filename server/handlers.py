@@ -1,9 +1,14 @@
-"""Slash commands as a dispatch table: command type -> handler.
+"""The server's one command table: slash command type -> handler.
 
 Each handler gets the session that sent the command and the parsed command.
 A handler that wants the connection closed raises :class:`EndSession`.
-Adding a command means a dataclass and parser branch in ``protocol`` and one
-function + table row here.
+Adding a command means a dataclass and a parser row in
+``server.protocol.commands`` and one function + table row here.
+
+Chat lines (``protocol.Say``) have no row: the session batches consecutive
+chat lines into one broadcast (one send per recipient per batch instead of
+one per line), which a per-line handler could not do, so it handles them
+itself and hands only slash commands to :func:`dispatch`.
 """
 
 from __future__ import annotations
@@ -40,13 +45,15 @@ def _help(session: Session, cmd: protocol.Help) -> None:
 
 
 def _msg(session: Session, cmd: protocol.PrivateMessage) -> None:
-    target = session.hub.find(cmd.to)
-    if target is None or target.name is None:
+    hub = session.hub
+    target = hub.find(cmd.to)
+    target_name = None if target is None else hub.name_of(target)
+    if target is None or target_name is None:
         session.send(protocol.encode_error(f"No such user: {cmd.to}"))
         return
     assert session.name is not None
     target.send(protocol.encode_private(session.name, cmd.text))
-    session.send(protocol.encode_private_echo(target.name, cmd.text))
+    session.send(protocol.encode_private_echo(target_name, cmd.text))
 
 
 def _me(session: Session, cmd: protocol.Me) -> None:
@@ -58,6 +65,7 @@ def _nick(session: Session, cmd: protocol.Nick) -> None:
     try:
         new_name = protocol.validate_name(cmd.new_name)
         session.hub.rename(session, new_name)
+        session.name = new_name
     except protocol.ProtocolError as exc:
         session.send(protocol.encode_error(f"Invalid name: {exc}"))
     except NameTaken:
@@ -68,15 +76,10 @@ def _quit(session: Session, cmd: protocol.Quit) -> None:
     raise EndSession(f"quit: {cmd.reason}" if cmd.reason else "quit")
 
 
-def _say(session: Session, cmd: protocol.Say) -> None:
-    assert session.name is not None
-    session.hub.broadcast(protocol.encode_message(session.name, cmd.text), exclude=session)
-
-
 Handler = Callable[["Session", Any], None]
 
+#: No ``protocol.Say`` row: chat lines are batched by the session (see above).
 COMMANDS: dict[type, Handler] = {
-    protocol.Say: _say,
     protocol.Who: _who,
     protocol.Help: _help,
     protocol.PrivateMessage: _msg,
@@ -86,5 +89,6 @@ COMMANDS: dict[type, Handler] = {
 }
 
 
-def dispatch(session: Session, cmd: protocol.ClientCommand) -> None:
+def dispatch(session: Session, cmd: protocol.SlashCommand) -> None:
+    """Run the handler of one slash command for ``session``."""
     COMMANDS[type(cmd)](session, cmd)
