@@ -6,6 +6,7 @@ never raises)."""
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -72,6 +73,39 @@ class Fanout(Protocol):
 
     def stop(self) -> None:
         """End the strategy's own threads, if any (server shutdown)."""
+
+
+class LockedOutbox:
+    """Base of the outboxes whose senders take turns on one reentrant lock
+    (``direct``, ``threads``): ``admit`` holds it while publishing, so the
+    first line goes out before any broadcast can reach the new member."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        # Reentrant: publish() runs while admit holds it, and may send.
+        self._lock = threading.RLock()
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
+        with self._lock:  # other senders wait until the first line is out
+            publish()
+            self.send(first_line)
+
+
+class HubSendsFanout:
+    """Base of the strategies without a thread of their own: the hub calls
+    each member outbox's ``send`` itself, and nothing is queued server-wide."""
+
+    fan_out: FanOutHook | None = None
+
+    def drain(self, timeout: float) -> bool:
+        return True
+
+    def stop(self) -> None:
+        pass
 
 
 def send_nowait(sock: socket.socket, data: bytes) -> int | OSError:

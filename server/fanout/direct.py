@@ -9,27 +9,28 @@ lines are never interleaved mid-line).
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Callable
 
-from server.fanout.base import FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
+from server.fanout.base import (
+    HubSendsFanout,
+    LockedOutbox,
+    Outbox,
+    OverflowHook,
+    send_nowait,
+    shutdown_how,
+    shutdown_socket,
+)
 
 
-class DirectOutbox:
+class DirectOutbox(LockedOutbox):
     """Blocking ``sendall`` in the caller's thread: the seed's strategy."""
 
-    __slots__ = ("_closed", "_lock", "_sock", "failure")
+    __slots__ = ("_closed", "_sock", "failure")
 
     def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
         self._sock = sock
-        self._lock = threading.RLock()
         self._closed = False
         self.failure: OSError | None = None
-
-    def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
-        with self._lock:  # other senders wait until the first line is out
-            publish()
-            self.send(first_line)
 
     def send(self, data: bytes) -> None:
         with self._lock:
@@ -52,10 +53,8 @@ class DirectOutbox:
         shutdown_socket(self._sock, shutdown_how(wake_reader, half_close))
 
 
-class DirectFanout:
+class DirectFanout(HubSendsFanout):
     """No thread and no queue: the hub sends to each outbox itself."""
-
-    fan_out: FanOutHook | None = None
 
     def __init__(self, send_queue_bytes: int) -> None:
         # Nothing is ever queued, so there is no queue limit to enforce.
@@ -63,9 +62,3 @@ class DirectFanout:
 
     def outbox(self, sock: socket.socket, on_overflow: OverflowHook, name: str) -> Outbox:
         return DirectOutbox(sock)
-
-    def drain(self, timeout: float) -> bool:
-        return True
-
-    def stop(self) -> None:
-        pass

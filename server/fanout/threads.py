@@ -11,10 +11,18 @@ import socket
 import threading
 from collections.abc import Callable
 
-from server.fanout.base import FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
+from server.fanout.base import (
+    HubSendsFanout,
+    LockedOutbox,
+    Outbox,
+    OverflowHook,
+    send_nowait,
+    shutdown_how,
+    shutdown_socket,
+)
 
 
-class ThreadedOutbox:
+class ThreadedOutbox(LockedOutbox):
     """Non-blocking first try, then a bounded backlog and a lazy writer thread."""
 
     __slots__ = (
@@ -23,7 +31,6 @@ class ThreadedOutbox:
         "_closed",
         "_closing_line",
         "_limit",
-        "_lock",
         "_name",
         "_on_overflow",
         "_shutdown_after",
@@ -35,12 +42,11 @@ class ThreadedOutbox:
     )
 
     def __init__(self, sock: socket.socket, limit_bytes: int, on_overflow: Callable[[], None], name: str) -> None:
+        super().__init__()
         self._sock = sock
         self._limit = limit_bytes
         self._on_overflow = on_overflow
         self._name = name
-        # Reentrant, for admit(): publish() runs while we hold it and may send.
-        self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._backlog: list[bytes] = []
         self._backlog_bytes = 0  # queued + being written by the writer
@@ -50,11 +56,6 @@ class ThreadedOutbox:
         self._closing_line = b""
         self._shutdown_after: int | None = socket.SHUT_RDWR
         self.failure: OSError | None = None
-
-    def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
-        with self._lock:  # other senders wait until the first line is out
-            publish()
-            self.send(first_line)
 
     def send(self, data: bytes) -> None:
         overflow = False
@@ -138,19 +139,11 @@ class ThreadedOutbox:
             shutdown_socket(sock, self._shutdown_after)
 
 
-class ThreadsFanout:
+class ThreadsFanout(HubSendsFanout):
     """A writer thread per backlogged client: the hub sends to each outbox."""
-
-    fan_out: FanOutHook | None = None
 
     def __init__(self, send_queue_bytes: int) -> None:
         self._limit = send_queue_bytes
 
     def outbox(self, sock: socket.socket, on_overflow: OverflowHook, name: str) -> Outbox:
         return ThreadedOutbox(sock, self._limit, on_overflow, name)
-
-    def drain(self, timeout: float) -> bool:
-        return True
-
-    def stop(self) -> None:
-        pass
