@@ -39,6 +39,18 @@ log = logging.getLogger(__name__)
 startup_log = logging.getLogger("server.startup")
 startup_log.setLevel(logging.INFO)
 
+#: Unanswered TCP keepalive probes before a silent peer counts as gone.
+KEEPALIVE_PROBES = 4
+
+#: Pause after a failed accept (EMFILE and friends) before trying again:
+#: long enough not to spin on a full descriptor table, short enough that
+#: clients barely notice once descriptors are free again.
+ACCEPT_RETRY_SECONDS = 0.05
+
+#: The reaper wakes at least this often, so a registration deadline or idle
+#: timeout is enforced within about a second of passing.
+REAP_INTERVAL_SECONDS = 1.0
+
 #: How long shutdown waits for reader threads to finish their cleanup.
 SHUTDOWN_GRACE_SECONDS = 1.5
 
@@ -55,7 +67,7 @@ def set_keepalive(sock: socket.socket, idle_seconds: int) -> None:
     if hasattr(socket, "TCP_KEEPIDLE"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle_seconds)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle_seconds // 4))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 4)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
 
 
 class ChatServer:
@@ -159,7 +171,7 @@ class ChatServer:
                     return
                 # EMFILE and friends: log, back off a little, keep serving.
                 log.error("accept failed: %s", exc)
-                time.sleep(0.05)
+                time.sleep(ACCEPT_RETRY_SECONDS)
                 continue
             try:
                 self._admit(sock, format_address(addr[0], addr[1]))
@@ -173,7 +185,9 @@ class ChatServer:
         for all, instead of socket timeouts: a timeout on a socket also makes
         every send on it wait for room, and no writer may ever wait."""
         idle_limit = self.config.idle_timeout
-        intervals = [1.0, self.config.registration_timeout / 4] + ([idle_limit / 4] if idle_limit > 0 else [])
+        intervals = [REAP_INTERVAL_SECONDS, self.config.registration_timeout / 4]
+        if idle_limit > 0:
+            intervals.append(idle_limit / 4)
         while not self._stopping.wait(min(intervals)):
             now = time.monotonic()
             with self._lock:

@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from server import protocol
+from server.config import DEFAULT_ANNOUNCE_LIMIT
 
 if TYPE_CHECKING:
     from server.fanout.base import FanOutHook, Outbox
@@ -29,7 +30,7 @@ class NameTaken(Exception):
 
 
 class Hub:
-    def __init__(self, announce_limit: int = 1000) -> None:
+    def __init__(self, announce_limit: int = DEFAULT_ANNOUNCE_LIMIT) -> None:
         #: Join/leave notices only while at most this many are members.
         self.announce_limit = announce_limit
         self._lock = threading.Lock()

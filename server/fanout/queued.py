@@ -34,6 +34,18 @@ from server.fanout.base import FanOutHook, Outbox, OverflowHook, send_nowait, sh
 
 log = logging.getLogger(__name__)
 
+#: How often ``drain`` looks whether the flusher is done: short next to a
+#: shutdown's grace period, long enough not to compete with the flusher.
+DRAIN_POLL_SECONDS = 0.002
+
+#: How long ``stop`` waits for the flusher thread: it only has to finish one
+#: round (every send is non-blocking), so 2 s means it is stuck.
+STOP_JOIN_SECONDS = 2.0
+
+#: Bytes read from the wake-up pipe at once; one byte is written per wake-up
+#: and only while the flusher sleeps, so one read empties it.
+WAKE_READ_BYTES = 4096
+
 #: The audience of a broadcast: the hub's immutable snapshot of (member,
 #: outbox) pairs; with this strategy every outbox is a :class:`QueuedOutbox`.
 BroadcastTargets = tuple[tuple[object, Any], ...]
@@ -114,13 +126,13 @@ class Flusher:
         while time.monotonic() < deadline:
             if not self.ready and not self._log and self._sleeping:
                 return True
-            time.sleep(0.002)
+            time.sleep(DRAIN_POLL_SECONDS)
         return False
 
     def stop(self) -> None:
         self._stopped = True
         self._wake()
-        self._thread.join(2)
+        self._thread.join(STOP_JOIN_SECONDS)
 
     def _run(self) -> None:
         """The flusher thread: each round, wait for work (or only peek when
@@ -166,7 +178,7 @@ class Flusher:
         for fd, _ in events:
             if fd == self._wake_r:
                 try:
-                    os.read(self._wake_r, 4096)
+                    os.read(self._wake_r, WAKE_READ_BYTES)
                 except OSError:
                     pass
                 continue
