@@ -51,6 +51,9 @@ class SessionContext:
 
 
 class Session:
+    """One client's reader thread (``run``) and what other threads may do to
+    it (``send``, ``disconnect``, ``wake``)."""
+
     def __init__(self, context: SessionContext, sock: socket.socket, peer: str) -> None:
         self.hub = context.hub
         self._forget = context.forget
