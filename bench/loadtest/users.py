@@ -21,7 +21,9 @@ Request events (what Locust's statistics, charts and CSV show):
 ``RECEIVE unrecognised line``  failure: a server line the protocol module
                        does not know (the connection stays up).
 
-Everything on the wire goes through :mod:`server.protocol`; the probe text is
+Registration goes through the harness's one blocking client
+(:mod:`bench.wire.client`, driving the chat adapter's state machine);
+everything else on the wire through :mod:`server.protocol`; the probe text is
 :mod:`bench.measure.probe`'s.  Sockets are plain :mod:`socket` objects: Locust
 monkey-patches the process with gevent, so they are cooperative.  Nothing here
 patches anything itself.
@@ -29,10 +31,8 @@ patches anything itself.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +42,13 @@ import gevent
 from locust import User, task
 
 from bench.loadtest.hdr import RECORDER
+from bench.loadtest.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_PAYLOAD,
+    DEFAULT_RATE,
+    add_arguments,
+    option,
+)
 from bench.loadtest.support import (
     CONNECT_NAME,
     CONNECT_TYPE,
@@ -49,7 +56,6 @@ from bench.loadtest.support import (
     FANOUT_NAME,
     FANOUT_TYPE,
     FOREIGN_NAME,
-    MAX_PAYLOAD,
     RECEIVE_LINE_LIMIT,
     RECEIVE_NAME,
     RECEIVE_TYPE,
@@ -65,16 +71,11 @@ from bench.loadtest.support import (
     probe_line,
     read_line,
 )
+from bench.wire.client import RegistrationRefused, WireClient
 from server import protocol
 
 log = logging.getLogger("chatbench.locust")
 
-#: Defaults of the ``--chat-*`` options.
-DEFAULT_RATE = 1.0
-DEFAULT_PAYLOAD = 64
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_STEP_USERS = 50
-DEFAULT_STEP_TIME = 10.0
 #: A registration that keeps being refused (names taken) gives up after this.
 MAX_NAME_ATTEMPTS = 5
 #: Seconds between reconnection attempts of a user that lost its connection.
@@ -90,176 +91,54 @@ IDENTITY = Identity()
 
 
 # --------------------------------------------------------------------------
-# Options
-# --------------------------------------------------------------------------
-
-
-def _payload_size(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= MAX_PAYLOAD:
-        raise argparse.ArgumentTypeError(f"payload must be 0..{MAX_PAYLOAD} bytes (server line limit)")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
-def add_arguments(parser: Any) -> None:
-    """The ``--chat-*`` options (Locust's ``init_command_line_parser``)."""
-    group = parser.add_argument_group(
-        "chatbench", "Chat server load (host as tcp://HOST:PORT; fan-out latency in FANOUT rows)"
-    )
-    _add(
-        group,
-        "--chat-rate",
-        type=_non_negative,
-        default=DEFAULT_RATE,
-        metavar="MSGS",
-        help=f"chat messages per second per user; 0 = listen only (default {DEFAULT_RATE}). "
-        "Deliveries per second = users x rate x (users - 1).",
-    )
-    _add(
-        group,
-        "--chat-payload",
-        type=_payload_size,
-        default=DEFAULT_PAYLOAD,
-        metavar="BYTES",
-        help=f"payload bytes in each message (default {DEFAULT_PAYLOAD}, at most {MAX_PAYLOAD})",
-    )
-    _add(
-        group,
-        "--chat-connect-timeout",
-        type=_positive,
-        default=DEFAULT_CONNECT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"connect + registration timeout (default {DEFAULT_CONNECT_TIMEOUT:g})",
-    )
-    _add(
-        group,
-        "--chat-step-load",
-        action="store_true",
-        default=False,
-        web_ui=False,
-        help="step load: start with --chat-step-users users and add as many every --chat-step-time "
-        "seconds up to -u; ends after -t, or after the last step has run for a full step",
-    )
-    _add(
-        group,
-        "--chat-step-users",
-        type=_positive_int,
-        default=DEFAULT_STEP_USERS,
-        metavar="N",
-        help=f"users added per step (default {DEFAULT_STEP_USERS})",
-    )
-    _add(
-        group,
-        "--chat-step-time",
-        type=_positive,
-        default=DEFAULT_STEP_TIME,
-        metavar="SECONDS",
-        help=f"seconds per step (default {DEFAULT_STEP_TIME:g})",
-    )
-    _add(
-        group,
-        "--chat-hdr-file",
-        default=None,
-        metavar="PATH",
-        web_ui=False,
-        help="where to save the exact fan-out percentiles (JSON); default <csv-prefix>_fanout_hdr.json "
-        "when --csv is given, else only printed",
-    )
-
-
-def _add(group: Any, *flags: str, web_ui: bool = True, **kwargs: Any) -> None:
-    """``add_argument`` on a group, with the attributes Locust's web UI looks
-    for (only its top-level ``add_argument`` sets them) and, like Locust's
-    own options, an environment variable (``--chat-rate``: LOCUST_CHAT_RATE)."""
-    kwargs.setdefault("env_var", "LOCUST_" + flags[0].lstrip("-").replace("-", "_").upper())
-    action = group.add_argument(*flags, **kwargs)
-    action.include_in_web_ui = web_ui
-    action.is_secret = False
-    action.is_required = False
-    action.is_multiple = False
-
-
-def _option(environment: Any, name: str, default: Any) -> Any:
-    options = getattr(environment, "parsed_options", None)
-    value = getattr(options, name, None)
-    return default if value is None else value
-
-
-# --------------------------------------------------------------------------
 # One connection
 # --------------------------------------------------------------------------
 
 
 class ChatConnection:
-    """A registered connection: socket plus the protocol's line decoder."""
+    """A registered connection: the harness's one blocking client
+    (:class:`bench.wire.client.WireClient`, cooperative under gevent) and
+    the name and probe sender id it registered with."""
 
-    def __init__(self, address: tuple[str, int], timeout: float) -> None:
-        self.decoder = protocol.LineDecoder(RECEIVE_LINE_LIMIT)
-        self.sock = socket.create_connection(address, timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.name = ""
-        self.sender_id = 0
+    def __init__(self, client: WireClient, sender_id: int) -> None:
+        self.client = client
+        self.sock = client.sock
+        self.decoder = client.decoder
+        self.name = client.name
+        self.sender_id = sender_id
         #: Lines that arrived together with the welcome, for the receiver.
-        self.backlog: list[bytes] = []
+        self.backlog: list[bytes] = client.take_lines()
         self.closed = False
 
-    def register(self, identities: Callable[[], tuple[str, int]], attempts: int) -> protocol.Welcome:
-        """Answer the prompt with a fresh name from ``identities``; on
-        refusal (name taken) try another, up to ``attempts`` names.
-        Blocking, bounded by the socket timeout."""
-        tried = 0
-        lines: list[bytes] = []
-        while True:
-            while not lines:
-                data = self.sock.recv(65536)
-                if not data:
-                    raise ChatConnectionError("server closed the connection during registration")
-                lines = self.decoder.feed(data)
-            line = lines.pop(0)
-            event = protocol.parse_server_line(protocol.decode_text(line))
-            if isinstance(event, protocol.Prompt):
-                if tried >= attempts:
-                    raise ChatConnectionError(f"no name accepted after {attempts} attempts")
-                tried += 1
-                self.name, self.sender_id = identities()
-                self.sock.sendall(protocol.encode_line(self.name))
-            elif isinstance(event, protocol.Welcome):
-                self.backlog = lines
-                return event
-            elif isinstance(event, protocol.Disconnected):
-                raise ChatConnectionError(f"disconnected during registration: {event.reason}")
-            elif isinstance(event, protocol.Error):
-                log.debug("name %r refused: %s", self.name, event.message)
+    @classmethod
+    def open(
+        cls, address: tuple[str, int], timeout: float, identities: Callable[[], tuple[str, int]], attempts: int
+    ) -> ChatConnection:
+        """Connect and register with a fresh name from ``identities``; on
+        refusal (name taken) try another, up to ``attempts`` names, all
+        within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        client = WireClient.open(address, "chat", timeout, decoder=protocol.LineDecoder(RECEIVE_LINE_LIMIT))
+        try:
+            for _ in range(attempts):
+                name, sender_id = identities()
+                try:
+                    client.register(name, deadline)
+                except RegistrationRefused as exc:
+                    log.debug("%s", exc)
+                    continue
+                return cls(client, sender_id)
+        except BaseException:
+            client.close()
+            raise
+        client.close()
+        raise ChatConnectionError(f"no name accepted after {attempts} attempts")
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        self.client.close()
 
 
 # --------------------------------------------------------------------------
@@ -297,10 +176,10 @@ class ChatUser(User):
         self._period_ns = 0
         self._next_ns = 0
         self._retry_at = 0.0
-        self._rate = float(self.rate if self.rate is not None else _option(environment, "chat_rate", DEFAULT_RATE))
+        self._rate = float(self.rate if self.rate is not None else option(environment, "chat_rate", DEFAULT_RATE))
         size = self.payload_size
-        self._payload_size = int(size if size is not None else _option(environment, "chat_payload", DEFAULT_PAYLOAD))
-        self._timeout = float(_option(environment, "chat_connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+        self._payload_size = int(size if size is not None else option(environment, "chat_payload", DEFAULT_PAYLOAD))
+        self._timeout = float(option(environment, "chat_connect_timeout", DEFAULT_CONNECT_TIMEOUT))
         self._paced = type(self).wait_time is ChatUser.wait_time
         if self._rate > 0:
             self._period_ns = int(1e9 / self._rate)
@@ -321,8 +200,7 @@ class ChatUser(User):
         conn: ChatConnection | None = None
         try:
             address = parse_host(self.host)
-            conn = ChatConnection(address, self._timeout)
-            conn.register(IDENTITY.next, MAX_NAME_ATTEMPTS)
+            conn = ChatConnection.open(address, self._timeout, IDENTITY.next, MAX_NAME_ATTEMPTS)
             conn.sock.settimeout(None)
         except Exception as exc:
             if conn is not None:

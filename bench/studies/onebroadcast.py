@@ -1,7 +1,7 @@
 """How long one broadcast takes to reach N idle clients: the server's own
 fan-out time, with no load generator competing for the CPU.
 
-``python -m bench.studies.onebroadcast --clients 1000`` starts the embedded server
+``python -m bench onebroadcast --clients 1000`` starts the embedded server
 (``python -m server``, flood control off), registers N + 1 raw clients with
 blocking sockets, and then, round after round, sends ONE chat line from the
 first client and reads it at every other client *afterwards*.  Each
@@ -26,10 +26,11 @@ import sys
 import time
 from typing import Any
 
-from bench import gate
 from bench.measure import rxstamp
-from bench.targets import EmbeddedTarget
+from bench.targets import EmbeddedTarget, TargetError
+from bench.wire.client import ClientError, WireClient
 from server import protocol
+from server.config import FANOUT_STRATEGIES
 
 #: Seconds given to a round's deliveries before they are read.
 ROUND_SETTLE_S = 0.2
@@ -57,7 +58,7 @@ def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: 
         sockets: list[socket.socket] = []
         try:
             for i in range(clients + 1):
-                sockets.append(gate.HarnessClient.connect(address, f"c{i}").sock)
+                sockets.append(WireClient.connect(address, f"c{i}").sock)
             sender, receivers = sockets[0], sockets[1:]
             time.sleep(ROUND_SETTLE_S)
             for sock in receivers:
@@ -103,25 +104,27 @@ def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: 
     return {"clients": clients, "fanout": fanout, "rounds": per_round, "median": medians}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m bench.studies.onebroadcast",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Arrival = the kernel's receive stamp at each client minus the time the sender called send.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    ap.add_argument("--clients", type=int, default=1000, help="receiving clients (one more connection sends)")
-    ap.add_argument("--rounds", type=int, default=20, help="broadcasts measured, one at a time")
-    ap.add_argument("--fanout", choices=("queued", "threads", "direct"), default="queued", help="server strategy")
-    ap.add_argument("--payload", type=int, default=64, help="characters of the chat line")
-    ap.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    args = ap.parse_args(argv)
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add this study's options to ``parser`` (``python -m bench onebroadcast``)."""
+    parser.description = __doc__.split("\n\n")[0] if __doc__ else None
+    parser.epilog = "Arrival = the kernel's receive stamp at each client minus the time the sender called send."
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.add_argument("--clients", type=int, default=1000, help="receiving clients (one more connection sends)")
+    parser.add_argument("--rounds", type=int, default=20, help="broadcasts measured, one at a time")
+    parser.add_argument("--fanout", choices=FANOUT_STRATEGIES, default="queued", help="server strategy")
+    parser.add_argument("--payload", type=int, default=64, help="characters of the chat line")
+    parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure and print; 1 if the measurement failed, 2 for nonsense options."""
     if args.clients < 1 or args.rounds < 1:
-        ap.error("--clients and --rounds must be at least 1")
+        print("bench onebroadcast: error: --clients and --rounds must be at least 1", file=sys.stderr)
+        return 2
     try:
         result = measure(args.clients, args.rounds, args.fanout, args.payload)
-    except (RuntimeError, OSError, gate.GateError) as exc:
-        print(f"bench.studies.onebroadcast: {exc}", file=sys.stderr)
+    except (RuntimeError, OSError, ClientError, TargetError) as exc:
+        print(f"bench onebroadcast: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=2))
@@ -133,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             f"p99 {m['p99_us'] / 1000:.2f} ms, last {m['last_us'] / 1000:.2f} ms"
         )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Until the single command line registers ``onebroadcast``: ``python -m bench.studies.onebroadcast``."""
+    parser = argparse.ArgumentParser(prog="python -m bench onebroadcast")
+    configure(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

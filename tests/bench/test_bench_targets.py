@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import socket
+import sys
+import time
 
 import pytest
 
-from bench.targets import EmbeddedTarget, ExternalTarget, TargetError, make_target, split_host_port
+from bench.targets import CommandTarget, EmbeddedTarget, ExternalTarget, TargetError, make_target, split_host_port
+from bench.targets.relay import relay_target
+from bench.wire.client import WireClient
 from server import protocol
 
 
@@ -83,3 +87,30 @@ def test_embedded_server_with_bad_options_reports_why() -> None:
 def test_embedded_server_refuses_harness_chosen_options() -> None:
     with pytest.raises(TargetError, match="--port"):
         EmbeddedTarget(["--port", "80"])
+
+
+def test_command_target_that_never_listens_is_reported() -> None:
+    command = [sys.executable, "-c", "import sys; print('cannot start: boom', file=sys.stderr); sys.exit(3)"]
+    with pytest.raises(TargetError, match="boom"):
+        CommandTarget(command, "broken server").start()
+
+
+def test_calibration_relay_announces_its_port_and_relays_a_line() -> None:
+    """The gate's relay, started as the gate starts it: two clients register
+    through the harness's one blocking client; a line from one reaches the
+    other as the server would frame it."""
+    with relay_target() as relay:
+        address = (relay.host, relay.port)
+        assert relay.port > 0 and relay.pid is not None
+        a = WireClient.connect(address, "alice", timeout=10)
+        b = WireClient.connect(address, "bob", timeout=10)
+        try:
+            deadline = time.monotonic() + 10
+            # bob is a member once alice has his join notice
+            assert protocol.parse_server_line(protocol.decode_text(a.next_line(deadline))) == protocol.Joined("bob")
+            a.sock.sendall(protocol.encode_say("hello"))
+            got = protocol.parse_server_line(protocol.decode_text(b.next_line(deadline)))
+            assert got == protocol.Message("alice", "hello")
+        finally:
+            a.close()
+            b.close()

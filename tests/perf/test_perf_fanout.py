@@ -1,9 +1,9 @@
-"""The CI regression gate on broadcast fan-out latency (bench/gate.py).
+"""The CI regression gate on broadcast fan-out latency (bench/gate/).
 
 Runs under plain ``pytest`` (so ``make test`` and CI).  The gate measures
 the server (a subprocess) against a calibration relay (another subprocess)
 in the same run and compares the ratio of their fan-out times with the
-committed ``bench/baseline.json``; absolute times are never compared.
+committed ``bench/gate/baseline.json``; absolute times are never compared.
 
 pytest-benchmark times the server's transfers (one burst to every receiver
 per round), so ``pytest tests/perf --benchmark-autosave`` and later
@@ -24,6 +24,16 @@ import pytest
 from bench import gate
 
 SLOW_SERVER = Path(__file__).with_name("slow_server.py")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def gate_command() -> list[str]:
+    """``python -m bench gate``.  TEMPORARY fallback: until the single
+    command line registers the ``gate`` subcommand (another branch of the
+    redesign), the gate's own module runs it; drop the fallback once merged."""
+    if "bench.gate.cli" in (REPO / "bench" / "__main__.py").read_text(encoding="utf-8"):
+        return [sys.executable, "-m", "bench", "gate"]
+    return [sys.executable, "-m", "bench.gate.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +121,9 @@ def test_perf_gate_catches_a_2x_slower_fanout_path(baseline: gate.Baseline) -> N
 def test_perf_committed_baseline_records_how_it_was_made(baseline: gate.Baseline) -> None:
     raw = baseline.raw
     assert raw["schema"] == gate.BASELINE_SCHEMA
-    assert raw["command"].startswith("python -m bench.gate --write-baseline")
-    assert raw["created"] and raw["machine"]["cpus"] >= 1 and raw["machine"]["cpu"]
+    # (written before the single command line: "python -m bench.gate")
+    assert raw["command"].startswith(("python -m bench gate --write-baseline", "python -m bench.gate --write-baseline"))
+    assert raw["created"] and baseline.machine["cpu_count"] >= 1 and baseline.machine["cpu_model"]
     assert len(raw["runs"]) >= 1
     assert baseline.scenario == gate.Scenario().key(), "the baseline must describe the scenario the gate runs"
     assert set(baseline.metrics) == set(gate.METRIC_DESCRIPTIONS)
@@ -169,27 +180,21 @@ def test_perf_build_baseline_refuses_a_stalled_run() -> None:
     relay = gate.TargetSummary("relay", (10,), (5,), (10,), 0, 0, {})
     stalled = gate.Measurement(gate.Scenario(), summary, relay, 1.0)
     with pytest.raises(gate.GateError, match="stalled"):
-        gate.build_baseline([stalled], gate.DEFAULT_TOLERANCES, "python -m bench.gate --write-baseline")
+        gate.build_baseline([stalled], gate.DEFAULT_TOLERANCES, "python -m bench gate --write-baseline")
 
 
 # --------------------------------------------------------------------------
-# Processes and the command line
+# The command line
 # --------------------------------------------------------------------------
-
-
-def test_perf_target_that_never_listens_is_reported() -> None:
-    command = [sys.executable, "-c", "import sys; print('cannot start: boom', file=sys.stderr); sys.exit(3)"]
-    with pytest.raises(gate.GateError, match="boom"):
-        gate.TargetProcess(command, "broken server").start(timeout=20)
 
 
 def test_perf_cli_writes_a_baseline_and_exits_1_on_regression(tmp_path: Path) -> None:
-    """End to end through ``python -m bench.gate`` with a small scenario."""
+    """End to end through ``python -m bench gate`` with a small scenario."""
     path = tmp_path / "baseline.json"
     small = ["--clients", "5", "--lines", "10", "--rounds", "3", "--warmup", "1", "--baseline", str(path), "-q"]
     write = ["--write-baseline", "--runs", "1", "--tolerance", "fanout_ratio=0.4"]
     written = subprocess.run(
-        [sys.executable, "-m", "bench.gate", *write, *small],
+        [*gate_command(), *write, *small],
         capture_output=True,
         text=True,
         timeout=60,
@@ -197,10 +202,11 @@ def test_perf_cli_writes_a_baseline_and_exits_1_on_regression(tmp_path: Path) ->
     assert written.returncode == 0, written.stderr
     document = json.loads(path.read_text())
     assert document["metrics"]["fanout_ratio"]["tolerance"] == 0.4
-    assert document["command"].startswith("python -m bench.gate --write-baseline")
+    assert document["command"].startswith("python -m bench gate --write-baseline")
+    assert document["machine"]["cpu_count"] >= 1, "machine information as every result has it"
     assert document["scenario"]["clients"] == 5
     checked = subprocess.run(
-        [sys.executable, "-m", "bench.gate", "--fanout", "direct", "--stalled", "1", "--burst-timeout", "0.5", *small],
+        [*gate_command(), "--fanout", "direct", "--stalled", "1", "--burst-timeout", "0.5", *small],
         capture_output=True,
         text=True,
         timeout=60,

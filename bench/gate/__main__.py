@@ -1,5 +1,0 @@
-import sys
-
-from bench.gate import main
-
-sys.exit(main())

@@ -1,0 +1,159 @@
+"""The gate's committed baseline: load it, build a new one, write it.
+
+A baseline (``bench/gate/baseline.json``) holds each gated ratio (server /
+calibration relay) with its tolerance, the scenario it was measured with,
+every run's ratios and where it was measured (machine information from
+:func:`bench.results.machine.environment`, as every result of the harness).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import results
+from bench.gate.run import Measurement
+from bench.gate.scenario import GateError
+from bench.results.machine import environment
+
+#: The gated metrics and their meaning, for messages.
+METRIC_DESCRIPTIONS: dict[str, str] = {
+    "fanout_ratio": "server fan-out time / calibration relay fan-out time",
+    "p99_ratio": "server p99 delivery latency / calibration relay p99 delivery latency",
+}
+#: Reported but not gated: p50 is dominated by the first receivers and noisy.
+REPORTED_RATIOS = ("fanout_ratio", "p50_ratio", "p99_ratio")
+
+#: Tolerances used when no baseline exists yet (see bench/gate/baseline.json for
+#: the committed ones and how they were chosen).
+DEFAULT_TOLERANCES: dict[str, float] = {"fanout_ratio": 0.5, "p99_ratio": 0.5}
+
+#: The committed baseline.
+BASELINE_PATH = Path(__file__).with_name("baseline.json")
+#: Bumped when the baseline document changes incompatibly.
+BASELINE_SCHEMA = 1
+#: Scenario fields that must match between a measurement and the baseline.
+SCENARIO_KEYS = ("clients", "lines", "payload")
+#: Machine-information keys of baselines written before the gate used
+#: :func:`bench.results.machine.environment`, and their names there.
+LEGACY_MACHINE_KEYS = {"cpu": "cpu_model", "cpus": "cpu_count", "loadavg_at_write": "load_average"}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricBaseline:
+    """One gated ratio: its recorded value and the fraction it may exceed it by."""
+
+    value: float
+    tolerance: float
+
+    @property
+    def limit(self) -> float:
+        return self.value * (1.0 + self.tolerance)
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """A loaded baseline document."""
+
+    metrics: dict[str, MetricBaseline]
+    scenario: dict[str, int]
+    path: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def machine(self) -> dict[str, Any]:
+        """Where it was measured, under :func:`bench.results.machine.environment`'s
+        keys (baselines written before kept it under other names)."""
+        machine = self.raw.get("machine") or {}
+        return {LEGACY_MACHINE_KEYS.get(key, key): value for key, value in machine.items()}
+
+
+def load_baseline(path: Path = BASELINE_PATH) -> Baseline:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise GateError(f"no baseline at {path}; create it with `python -m bench gate --write-baseline`") from exc
+    except (OSError, ValueError) as exc:
+        raise GateError(f"cannot read baseline {path}: {exc}") from exc
+    try:
+        if raw["schema"] != BASELINE_SCHEMA:
+            raise GateError(f"baseline {path} has schema {raw['schema']}, expected {BASELINE_SCHEMA}")
+        metrics = {
+            name: MetricBaseline(float(entry["value"]), float(entry["tolerance"]))
+            for name, entry in raw["metrics"].items()
+        }
+        scenario = {key: int(raw["scenario"][key]) for key in SCENARIO_KEYS}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GateError(f"baseline {path} is malformed ({exc!r}); regenerate it with `make bench-baseline`") from exc
+    for name, metric in metrics.items():
+        if metric.value <= 0 or metric.tolerance <= 0:
+            raise GateError(f"baseline {path}: {name} needs a positive value and tolerance")
+    return Baseline(metrics, scenario, str(path), raw)
+
+
+def build_baseline(
+    measurements: Sequence[Measurement],
+    tolerances: Mapping[str, float],
+    command: str,
+    note: str = "",
+) -> dict[str, Any]:
+    """The baseline document: for each gated metric the median over runs."""
+    if not measurements:
+        raise GateError("no measurements to build a baseline from")
+    if any(m.stalled for m in measurements):
+        raise GateError("the server stalled during a baseline run; refusing to record it as the baseline")
+    scenario = measurements[0].scenario
+    metrics: dict[str, dict[str, float]] = {}
+    for name in METRIC_DESCRIPTIONS:
+        values = [m.ratios[name] for m in measurements]
+        metrics[name] = {"value": round(statistics.median(values), 4), "tolerance": tolerances[name]}
+    return {
+        "schema": BASELINE_SCHEMA,
+        "about": (
+            "Fan-out regression gate (bench/gate/, tests/perf/test_perf_fanout.py). Each metric is a ratio "
+            "server / calibration relay measured in the same run; the gate fails when a measured ratio exceeds "
+            "value * (1 + tolerance). Regenerate with `make bench-baseline`."
+        ),
+        "metrics": metrics,
+        "descriptions": METRIC_DESCRIPTIONS,
+        "scenario": {**scenario.key(), "rounds": scenario.rounds, "warmup": scenario.warmup, "fanout": scenario.fanout},
+        "runs": [
+            {
+                **{k: round(v, 4) for k, v in m.ratios.items()},
+                "server_fanout_ms": round(m.server.typical_fanout_us / 1000, 3),
+                "relay_fanout_ms": round(m.relay.typical_fanout_us / 1000, 3),
+            }
+            for m in measurements
+        ],
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": environment(),
+        "command": command,
+        "note": note,
+    }
+
+
+def write_baseline(path: Path, document: Mapping[str, Any]) -> None:
+    """Write a baseline document (atomically, as every result)."""
+    results.write_json(path, dict(document))
+
+
+def parse_tolerances(items: Sequence[str], existing: Mapping[str, float]) -> dict[str, float]:
+    """The tolerances to record: ``METRIC=FRACTION`` items over ``existing``
+    over :data:`DEFAULT_TOLERANCES`."""
+    tolerances = {**DEFAULT_TOLERANCES, **existing}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in METRIC_DESCRIPTIONS:
+            raise GateError(f"--tolerance wants METRIC=FRACTION with METRIC in {', '.join(METRIC_DESCRIPTIONS)}")
+        try:
+            tolerances[name] = float(value)
+        except ValueError as exc:
+            raise GateError(f"--tolerance {item}: {value!r} is not a number") from exc
+        if tolerances[name] <= 0:
+            raise GateError(f"--tolerance {item}: must be positive")
+    return tolerances

@@ -1,0 +1,134 @@
+"""The Locust users' ``--chat-*`` command-line options.
+
+:func:`add_arguments` adds them to Locust's parser (on its
+``init_command_line_parser`` event), each with the attributes Locust's web
+UI reads and a ``LOCUST_CHAT_*`` environment variable; :func:`option` reads
+one back from a Locust environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bench.loadtest.support import MAX_PAYLOAD
+
+#: Defaults of the ``--chat-*`` options.
+DEFAULT_RATE = 1.0
+DEFAULT_PAYLOAD = 64
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_STEP_USERS = 50
+DEFAULT_STEP_TIME = 10.0
+
+
+def _payload_size(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_PAYLOAD:
+        raise argparse.ArgumentTypeError(f"payload must be 0..{MAX_PAYLOAD} bytes (server line limit)")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def add_arguments(parser: Any) -> None:
+    """The ``--chat-*`` options (Locust's ``init_command_line_parser``)."""
+    group = parser.add_argument_group(
+        "chatbench", "Chat server load (host as tcp://HOST:PORT; fan-out latency in FANOUT rows)"
+    )
+    _add(
+        group,
+        "--chat-rate",
+        type=_non_negative,
+        default=DEFAULT_RATE,
+        metavar="MSGS",
+        help=f"chat messages per second per user; 0 = listen only (default {DEFAULT_RATE}). "
+        "Deliveries per second = users x rate x (users - 1).",
+    )
+    _add(
+        group,
+        "--chat-payload",
+        type=_payload_size,
+        default=DEFAULT_PAYLOAD,
+        metavar="BYTES",
+        help=f"payload bytes in each message (default {DEFAULT_PAYLOAD}, at most {MAX_PAYLOAD})",
+    )
+    _add(
+        group,
+        "--chat-connect-timeout",
+        type=_positive,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"connect + registration timeout (default {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
+    _add(
+        group,
+        "--chat-step-load",
+        action="store_true",
+        default=False,
+        web_ui=False,
+        help="step load: start with --chat-step-users users and add as many every --chat-step-time "
+        "seconds up to -u; ends after -t, or after the last step has run for a full step",
+    )
+    _add(
+        group,
+        "--chat-step-users",
+        type=_positive_int,
+        default=DEFAULT_STEP_USERS,
+        metavar="N",
+        help=f"users added per step (default {DEFAULT_STEP_USERS})",
+    )
+    _add(
+        group,
+        "--chat-step-time",
+        type=_positive,
+        default=DEFAULT_STEP_TIME,
+        metavar="SECONDS",
+        help=f"seconds per step (default {DEFAULT_STEP_TIME:g})",
+    )
+    _add(
+        group,
+        "--chat-hdr-file",
+        default=None,
+        metavar="PATH",
+        web_ui=False,
+        help="where to save the exact fan-out percentiles (JSON); default <csv-prefix>_fanout_hdr.json "
+        "when --csv is given, else only printed",
+    )
+
+
+def _add(group: Any, *flags: str, web_ui: bool = True, **kwargs: Any) -> None:
+    """``add_argument`` on a group, with the attributes Locust's web UI looks
+    for (only its top-level ``add_argument`` sets them) and, like Locust's
+    own options, an environment variable (``--chat-rate``: LOCUST_CHAT_RATE)."""
+    kwargs.setdefault("env_var", "LOCUST_" + flags[0].lstrip("-").replace("-", "_").upper())
+    action = group.add_argument(*flags, **kwargs)
+    action.include_in_web_ui = web_ui
+    action.is_secret = False
+    action.is_required = False
+    action.is_multiple = False
+
+
+def option(environment: Any, name: str, default: Any) -> Any:
+    """The parsed ``--chat-*`` option ``name``, or ``default`` without one."""
+    options = getattr(environment, "parsed_options", None)
+    value = getattr(options, name, None)
+    return default if value is None else value

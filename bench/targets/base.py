@@ -1,0 +1,282 @@
+"""The one process launcher of the harness: a server run as a subprocess.
+
+:class:`ProcessTarget` starts a server, learns where it listens, keeps the
+tail of its stderr for error messages and stops it with SIGTERM.  It learns
+the address one of two ways:
+
+* it picks a free loopback port and passes it on the command line, then
+  polls until the port accepts connections (servers that take a port
+  option: the embedded server, ngircd, miniircd), or
+* with :attr:`ProcessTarget.announces_address`, it runs the command as
+  given (typically with ``--port 0``) and waits for the process to log
+  ``listening on HOST:PORT`` on stderr (:class:`CommandTarget`: the gate's
+  server under test and its calibration relay).
+
+Every kind of target -- started here or somebody else's -- satisfies the
+small :class:`Target` protocol the swarm drives.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import re
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol, Self
+
+#: Seconds a started server gets to start listening (generous: a loaded
+#: 2-core CI machine starts Python slowly).
+STARTUP_TIMEOUT_S = 15.0
+#: Seconds a server started by a whole command line gets: the gate starts
+#: two such processes back to back on a loaded machine.
+COMMAND_STARTUP_TIMEOUT_S = 20.0
+#: Seconds it gets to shut down after SIGTERM before it is killed.
+STOP_TIMEOUT_S = 10.0
+#: Attempts at picking a free port (another process may take it first).
+PORT_ATTEMPTS = 3
+#: stderr lines kept for error messages and ``describe()``.
+STDERR_TAIL_LINES = 200
+#: Seconds between two connection attempts while a server starts.
+POLL_INTERVAL_S = 0.05
+#: What a server that picks its own port logs (``server.app`` does).
+LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s:]+):(\d+)")
+
+
+class TargetError(Exception):
+    """The target cannot be used; the message says why, in plain words."""
+
+
+class Target(Protocol):
+    kind: str
+    protocol: str
+    connect_batch: int | None
+    max_connections: int | None
+
+    def start(self) -> tuple[str, int]: ...
+
+    def stop(self) -> None: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def free_port(host: str) -> int:
+    """A port nobody listens on right now (another process may take it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class ProcessTarget:
+    """A server the harness starts as a subprocess and stops with SIGTERM.
+    Subclasses say how to run it (:meth:`command`, and :meth:`prepare` for
+    anything to write first).  Usable as a context manager."""
+
+    kind = "process"
+    #: What the server speaks (``bench.wire.PROTOCOLS``).
+    protocol = "chat"
+    #: Registrations in progress at once over all workers; None: the swarm's default.
+    #: Servers with tiny listen backlogs need small batches.
+    connect_batch: int | None = None
+    #: Most client connections the server can hold, when it has a hard limit.
+    max_connections: int | None = None
+    #: Name in error messages.
+    label = "server"
+    #: stderr text meaning the port was taken meanwhile (then another port is tried).
+    port_taken_markers: tuple[str, ...] = ("cannot listen",)
+    #: The server picks its port and logs ``listening on HOST:PORT`` (see module doc).
+    announces_address = False
+    #: Seconds the server gets to start listening.
+    startup_timeout = STARTUP_TIMEOUT_S
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._stderr_lines = 0
+        self._reader: threading.Thread | None = None
+        self._announced: queue.Queue[tuple[str, int] | None] = queue.Queue()
+        self.exit_code: int | None = None
+        self.last_pid: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self, port: int) -> None:
+        """Called before each start attempt (e.g. to write a config file)."""
+
+    def cleanup(self) -> None:
+        """Called after the server stopped."""
+
+    def start(self) -> tuple[str, int]:
+        if self.announces_address:
+            return self._start_announced()
+        last_error = "unknown error"
+        for _ in range(PORT_ATTEMPTS):
+            port = free_port(self.host)
+            self.prepare(port)
+            proc = self._launch(port)
+            if self._wait_connectable(proc, port):
+                self.port = port
+                self.last_pid = proc.pid
+                return self.host, port
+            if proc.poll() is None:
+                self.stop()
+                raise TargetError(f"{self.label} did not listen within {self.startup_timeout:.0f}s")
+            last_error = self._reap(proc)
+            if not any(marker in last_error for marker in self.port_taken_markers):
+                break  # not a port race: retrying will not help
+        raise TargetError(f"{self.label} failed to start: {last_error}")
+
+    def _start_announced(self) -> tuple[str, int]:
+        proc = self._launch(0)
+        try:
+            found = self._announced.get(timeout=self.startup_timeout)
+        except queue.Empty:
+            found = None
+        if found is None:
+            self.stop()
+            raise TargetError(
+                f"{self.label} did not log 'listening on HOST:PORT' within {self.startup_timeout:.0f}s "
+                f"({shlex.join(self.command(0))}); its stderr:\n{self.stderr_text()}"
+            )
+        self.host, self.port = found
+        self.last_pid = proc.pid
+        return found
+
+    def _launch(self, port: int) -> subprocess.Popen[bytes]:
+        argv = self.command(port)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            )
+        except OSError as exc:
+            raise TargetError(f"cannot start {self.label} ({shlex.join(argv)}): {exc}") from exc
+        self._proc = proc
+        self._stderr.clear()
+        self._announced = queue.Queue()
+        self._reader = threading.Thread(
+            target=self._drain_stderr, args=(proc,), name=f"stderr-{self.label}", daemon=True
+        )
+        self._reader.start()
+        return proc
+
+    def _wait_connectable(self, proc: subprocess.Popen[bytes], port: int) -> bool:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            if can_connect(self.host, port):
+                return True
+            time.sleep(POLL_INTERVAL_S)
+        return False
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> str:
+        """A start attempt whose process exited: why, from its stderr."""
+        if self._reader is not None:
+            self._reader.join(2)
+        self._proc = None
+        self.cleanup()
+        return " | ".join(list(self._stderr)[-3:]) or f"exit code {proc.returncode}"
+
+    def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        announced = False
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self._stderr_lines += 1
+            self._stderr.append(line)
+            if not announced and (m := LISTENING.search(line)):
+                announced = True
+                self._announced.put((m[1].strip("[]"), int(m[2])))
+        if not announced:
+            self._announced.put(None)  # exited (or closed stderr) before listening
+
+    def stop(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.exit_code = proc.returncode
+        if self._reader is not None:
+            self._reader.join(2)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        self._proc = None
+        self.cleanup()
+
+    @property
+    def stderr_tail(self) -> list[str]:
+        return list(self._stderr)
+
+    def stderr_text(self) -> str:
+        return "\n".join(list(self._stderr)[-40:]) or "(nothing)"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "protocol": self.protocol,
+            "address": f"{self.host}:{self.port}",
+            "pid": self.last_pid,
+            "command": self.command(self.port),
+            "stderr_lines": self._stderr_lines,
+            "stderr_tail": list(self._stderr)[-10:],
+            "exit_code": self.exit_code,
+        }
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class CommandTarget(ProcessTarget):
+    """A server started with a command line given whole, which picks its own
+    port and logs ``listening on HOST:PORT`` on stderr (the gate's
+    ``--server-command``, the calibration relay)."""
+
+    kind = "command"
+    announces_address = True
+    startup_timeout = COMMAND_STARTUP_TIMEOUT_S
+
+    def __init__(self, argv: Sequence[str], label: str = "server", protocol: str = "chat") -> None:
+        super().__init__()
+        self.argv = list(argv)
+        self.label = label
+        self.protocol = protocol
+
+    def command(self, port: int) -> list[str]:
+        return list(self.argv)

@@ -1,0 +1,36 @@
+"""This project's server (``python -m server``) as a target."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bench.targets.base import ProcessTarget, TargetError
+
+
+class EmbeddedTarget(ProcessTarget):
+    """This project's server as a subprocess."""
+
+    kind = "embedded"
+    protocol = "chat"
+    label = "embedded server"
+
+    def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
+        for arg in server_args:
+            if arg.split("=")[0] in ("--host", "--port"):
+                raise TargetError(f"{arg.split('=')[0]} is chosen by the harness for an embedded server")
+        super().__init__(host)
+        self.server_args = list(server_args)
+
+    def command(self, port: int) -> list[str]:
+        # Flood control off: the harness measures fan-out, not the limiter (it would
+        # delay a fast sender's lines).  A later --log-level or --rate-limit wins.
+        args = ["--log-level", "WARNING", "--rate-limit", "0", *self.server_args]
+        return [sys.executable, "-m", "server", "--host", self.host, "--port", str(port), *args]
+
+    def describe(self) -> dict[str, Any]:
+        doc = super().describe()
+        doc["command"] = ["python", "-m", "server", *self.command(self.port)[3:]]
+        doc["server_options"] = list(self.server_args)
+        return doc
