@@ -53,6 +53,8 @@ REAP_INTERVAL_SECONDS = 1.0
 
 #: How long shutdown waits for reader threads to finish their cleanup.
 SHUTDOWN_GRACE_SECONDS = 1.5
+#: What every client is told, and the log says, when the server stops.
+SHUTDOWN_REASON = "server shutting down"
 
 
 def format_address(host: str, port: int) -> str:
@@ -118,6 +120,22 @@ class ChatServer:
             return
         self._stopping.set()
         self.hub.closing = True
+        self._stop_accepting(grace)
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.disconnect(SHUTDOWN_REASON, wake_reader=False)
+        if self.fanout is not None:
+            self.fanout.drain(grace)
+        if close_connections:
+            self._close_sessions(sessions, grace)
+        else:  # no reader thread runs again to log its leave
+            for session in sessions:
+                if session.name is not None:
+                    log.info("%s left (%s)", session.name, SHUTDOWN_REASON)
+        log.info("server stopped")
+
+    def _stop_accepting(self, grace: float) -> None:
         if self._listener is not None:
             try:
                 self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
@@ -126,28 +144,23 @@ class ChatServer:
             self._listener.close()
         if self._accept_thread is not None:
             self._accept_thread.join(grace)
-        with self._lock:
-            sessions = list(self._sessions)
+
+    def _close_sessions(self, sessions: list[Session], grace: float) -> None:
+        """Wake every reader so it cleans up; wait up to ``grace`` for them."""
         for session in sessions:
-            session.disconnect("server shutting down", wake_reader=False)
+            session.wake()
+        deadline = time.monotonic() + grace
+        for session in sessions:
+            thread = self._threads.get(session)
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = len(self._sessions)
+        if left:
+            log.warning("%d sessions still closing after %.1fs; exiting anyway", left, grace)
         if self.fanout is not None:
             self.fanout.drain(grace)
-        if close_connections:
-            for session in sessions:
-                session.wake()
-            deadline = time.monotonic() + grace
-            for session in sessions:
-                thread = self._threads.get(session)
-                if thread is not None:
-                    thread.join(max(0.0, deadline - time.monotonic()))
-            with self._lock:
-                left = len(self._sessions)
-            if left:
-                log.warning("%d sessions still closing after %.1fs; exiting anyway", left, grace)
-            if self.fanout is not None:
-                self.fanout.drain(grace)
-                self.fanout.stop()
-        log.info("server stopped")
+            self.fanout.stop()
 
     def __enter__(self) -> ChatServer:
         self.start()

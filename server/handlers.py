@@ -13,11 +13,14 @@ itself and hands only slash commands to :func:`dispatch`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from server import protocol
 from server.hub import NameTaken
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from server.session import Session
@@ -64,8 +67,9 @@ def _me(session: Session, cmd: protocol.Me) -> None:
 def _nick(session: Session, cmd: protocol.Nick) -> None:
     try:
         new_name = protocol.validate_name(cmd.new_name)
-        session.hub.rename(session, new_name)
+        old_name = session.hub.rename(session, new_name)
         session.name = new_name
+        log.info("%s is now known as %s", old_name, new_name)
     except protocol.ProtocolError as exc:
         session.send(protocol.encode_error(f"Invalid name: {exc}"))
     except NameTaken:

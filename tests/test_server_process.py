@@ -136,3 +136,35 @@ def test_sigint_with_1000_clients_connected_shuts_down_within_2_seconds() -> Non
             proc.kill()
         proc.wait(5)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_log_names_every_identity_change_and_every_disconnect() -> None:
+    """The log follows a person through a rename and says why each client
+    went away, the ones dropped by the shutdown included."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "--port", "0"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        match = LISTENING.search(proc.stderr.readline().strip())
+        assert match is not None
+        address = (match[1], int(match[2]))
+        bob, carol = ChatTestClient(address), ChatTestClient(address)
+        try:
+            bob.register("bob")
+            carol.register("carol")
+            bob.send_line("/nick robert")
+            bob.wait_for(lambda e: isinstance(e, p.Renamed))
+            proc.send_signal(signal.SIGTERM)
+            log = proc.stderr.read()  # to EOF: the process has exited
+            assert proc.wait(5) == 0
+        finally:
+            bob.close()
+            carol.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert "bob is now known as robert" in log
+    assert "robert left (server shutting down)" in log
+    assert "carol left (server shutting down)" in log
