@@ -41,6 +41,7 @@ from typing import Any
 import gevent
 from locust import User, task
 
+from bench.loadtest import finalcsv
 from bench.loadtest.hdr import RECORDER
 from bench.loadtest.options import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -78,6 +79,9 @@ log = logging.getLogger("chatbench.locust")
 
 #: A registration that keeps being refused (names taken) gives up after this.
 MAX_NAME_ATTEMPTS = 5
+#: Users the web UI's form offers when -u is not given: enough that every
+#: message fans out to several receivers (one user alone receives nothing).
+WEB_UI_USERS = 10
 #: Seconds between reconnection attempts of a user that lost its connection.
 RECONNECT_INTERVAL = 1.0
 
@@ -387,8 +391,16 @@ def step_load_requested(options: Any) -> bool:
     return bool(getattr(options, "chat_step_load", False))
 
 
-def _on_init(environment: Any, runner: Any = None, **_kwargs: Any) -> None:
+def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs: Any) -> None:
     RECORDER.attach(environment, runner)
+    finalcsv.install(environment)
+    options = environment.parsed_options
+    if web_ui is not None and options is not None and options.num_users is None:
+        # Locust's form would offer 1 user, and one user alone receives no
+        # fan-out at all (the server relays to everyone but the sender).
+        options.num_users = WEB_UI_USERS
+        if getattr(options, "spawn_rate", None) is None:
+            options.spawn_rate = float(WEB_UI_USERS)
     options = environment.parsed_options
     if options is None:
         return

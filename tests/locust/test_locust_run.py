@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -147,7 +148,7 @@ def check_healthy_run(code: int, output: str, prefix: Path) -> dict[str, Any]:
     # The histogram holds exactly the deliveries Locust counted...
     assert summary["count"] == result["locust_fanout_requests"] - result["locust_fanout_failures"]
     assert result["locust_fanout_failures"] == 0
-    # ...and Locust's CSV (written once a second) never runs ahead of it.
+    # ...and Locust's CSV, rewritten with the final statistics at exit, agrees.
     assert 0 < int(fanout["Request Count"]) <= summary["count"]
     assert 1 <= summary["p50_us"] <= summary["p90_us"] <= summary["p99_us"] <= summary["p99_9_us"] <= summary["max_us"]
     assert summary["clamped"] == 0
@@ -162,6 +163,8 @@ def test_headless_run_reports_fanout_and_send_without_failures(tmp_path: Path, c
     code, output = run_locust(tmp_path, "local", headless(chat_server, prefix, users=20, seconds=5))
     result = check_healthy_run(code, output, prefix)
     assert result["role"] == "local"
+    # The CSV's FANOUT row is the final count, the one the final table prints.
+    assert int(stats_rows(prefix)[("FANOUT", "broadcast")]["Request Count"]) == result["locust_fanout_requests"]
     # Every probe reaches at most the 19 other users: deliveries are bounded
     # by what was sent (the CSV's SEND count can only lag behind).
     rows = stats_rows(prefix)
@@ -270,13 +273,17 @@ def test_web_ui_swarm_passes_custom_options_and_reports_exact_percentiles(tmp_pa
         form = urllib.parse.urlencode({"user_count": 4, "spawn_rate": 4, "host": host, "chat_rate": 4}).encode()
         while True:  # until the web UI is up
             try:
-                with urllib.request.urlopen(f"{base}/swarm", data=form, timeout=5) as response:
-                    assert json.load(response)["success"] is True
+                with urllib.request.urlopen(f"{base}/", timeout=5) as response:
+                    page = response.read().decode()
                 break
             except OSError:
                 assert proc.poll() is None, out_path.read_text()
                 assert time.monotonic() < deadline, "web UI did not come up"
                 time.sleep(0.2)
+        # The form offers enough users for fan-out (Locust's own default is 1).
+        assert re.search(r'"num_users": ?10\b', page), page[-2000:]
+        with urllib.request.urlopen(f"{base}/swarm", data=form, timeout=5) as response:
+            assert json.load(response)["success"] is True
         counts: dict[tuple[str, str], int] = {}
         while counts.get(("SEND", "chat"), 0) < 12 or counts.get(("FANOUT", "broadcast"), 0) < 12:
             assert time.monotonic() < deadline, counts
