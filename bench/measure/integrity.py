@@ -36,8 +36,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.measure.probe import TAG
-
 #: A damaged probe whose readable seq lies further than this beyond the
 #: sender's next expected one counts as corrupted with an unreadable header.
 MAX_CORRUPT_SEQ_JUMP = 1 << 16
@@ -208,28 +206,6 @@ class IntegrityTracker:
             reordered=self.reordered,
             corrupted=self.corrupted,
         )
-
-
-_TAG_PREFIX = TAG + " "
-
-
-def probe_header(text: str) -> tuple[int, int] | None:
-    """Best-effort ``(sender, seq)`` of a probe that failed to parse, so a
-    damaged message can be told apart from a lost one.  Reads only the two
-    leading fields of the format defined in :mod:`bench.measure.probe`; ``None``
-    when even those are unreadable."""
-    if not text.startswith(_TAG_PREFIX):
-        return None
-    fields = text[len(_TAG_PREFIX) :].split(" ", 2)
-    if len(fields) < 2:
-        return None
-    try:
-        sender, seq = int(fields[0]), int(fields[1])
-    except ValueError:
-        return None
-    if sender < 0 or seq < 0:
-        return None
-    return sender, seq
 
 
 def total(counts: Iterable[IntegrityCounts]) -> IntegrityCounts:

@@ -37,7 +37,7 @@ import zlib
 from typing import Any
 
 from bench.measure import probe
-from bench.measure.integrity import DUPLICATE, IntegrityTracker, probe_header
+from bench.measure.integrity import DUPLICATE, IntegrityTracker
 from bench.measure.stats import LatencyHistogram
 from bench.wire import chatblock
 from server import protocol
@@ -299,7 +299,7 @@ class DeliveryRecorder:
         try:
             parsed = probe.parse_probe(body)
         except probe.CorruptProbe:
-            header = probe_header(body)
+            header = probe.probe_header(body)
             if header is None:
                 tracker.observe_corrupt()
             else:

@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from bench.wire.adapters import PROTOCOLS
+from bench.wire import PROTOCOLS
 
 #: Seconds an embedded server gets to start listening.
 STARTUP_TIMEOUT_S = 15.0
@@ -93,7 +93,7 @@ class ProcessTarget:
     :meth:`prepare` for anything to write first).  Usable as a context manager."""
 
     kind = "process"
-    #: What the server speaks (:data:`bench.wire.adapters.PROTOCOLS`).
+    #: What the server speaks (:data:`bench.wire.PROTOCOLS`).
     protocol = "chat"
     #: Registrations in progress at once over all workers; None: the swarm's default.
     #: Servers with tiny listen backlogs need small batches.
