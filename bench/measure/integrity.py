@@ -100,11 +100,7 @@ class IntegrityTracker:
             self._next[sender] = seq + 1
             return IN_ORDER
         if seq > expected:
-            holes = self._holes.get(sender)
-            if holes is None:
-                holes = self._holes[sender] = set()
-            holes.update(range(expected, seq))
-            self._next[sender] = seq + 1
+            self._skip(sender, expected, seq)
             return IN_ORDER
         holes = self._holes.get(sender)
         if holes is not None and seq in holes:
@@ -158,6 +154,14 @@ class IntegrityTracker:
             count=n,
         )
 
+    def _skip(self, sender: int, expected: int, seq: int) -> None:
+        """``seq`` came ahead of ``expected``: the numbers between are holes."""
+        holes = self._holes.get(sender)
+        if holes is None:
+            holes = self._holes[sender] = set()
+        holes.update(range(expected, seq))
+        self._next[sender] = seq + 1
+
     def observe_corrupt(self, sender: int | None = None, seq: int | None = None) -> None:
         """Account one damaged probe; ``sender``/``seq`` when still readable."""
         self.corrupted += 1
@@ -169,12 +173,10 @@ class IntegrityTracker:
             # into a digit makes it enormous): treat the header as unreadable
             # rather than open millions of holes.
             return
-        if seq >= expected:
-            if seq > expected:
-                holes = self._holes.get(sender)
-                if holes is None:
-                    holes = self._holes[sender] = set()
-                holes.update(range(expected, seq))
+        if seq > expected:
+            self._skip(sender, expected, seq)
+            return
+        if seq == expected:
             self._next[sender] = seq + 1
             return
         holes = self._holes.get(sender)
