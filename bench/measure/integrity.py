@@ -36,8 +36,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.measure.probe import TAG
-
 #: A damaged probe whose readable seq lies further than this beyond the
 #: sender's next expected one counts as corrupted with an unreadable header.
 MAX_CORRUPT_SEQ_JUMP = 1 << 16
@@ -102,11 +100,7 @@ class IntegrityTracker:
             self._next[sender] = seq + 1
             return IN_ORDER
         if seq > expected:
-            holes = self._holes.get(sender)
-            if holes is None:
-                holes = self._holes[sender] = set()
-            holes.update(range(expected, seq))
-            self._next[sender] = seq + 1
+            self._skip(sender, expected, seq)
             return IN_ORDER
         holes = self._holes.get(sender)
         if holes is not None and seq in holes:
@@ -160,6 +154,14 @@ class IntegrityTracker:
             count=n,
         )
 
+    def _skip(self, sender: int, expected: int, seq: int) -> None:
+        """``seq`` came ahead of ``expected``: the numbers between are holes."""
+        holes = self._holes.get(sender)
+        if holes is None:
+            holes = self._holes[sender] = set()
+        holes.update(range(expected, seq))
+        self._next[sender] = seq + 1
+
     def observe_corrupt(self, sender: int | None = None, seq: int | None = None) -> None:
         """Account one damaged probe; ``sender``/``seq`` when still readable."""
         self.corrupted += 1
@@ -171,12 +173,10 @@ class IntegrityTracker:
             # into a digit makes it enormous): treat the header as unreadable
             # rather than open millions of holes.
             return
-        if seq >= expected:
-            if seq > expected:
-                holes = self._holes.get(sender)
-                if holes is None:
-                    holes = self._holes[sender] = set()
-                holes.update(range(expected, seq))
+        if seq > expected:
+            self._skip(sender, expected, seq)
+            return
+        if seq == expected:
             self._next[sender] = seq + 1
             return
         holes = self._holes.get(sender)
@@ -208,28 +208,6 @@ class IntegrityTracker:
             reordered=self.reordered,
             corrupted=self.corrupted,
         )
-
-
-_TAG_PREFIX = TAG + " "
-
-
-def probe_header(text: str) -> tuple[int, int] | None:
-    """Best-effort ``(sender, seq)`` of a probe that failed to parse, so a
-    damaged message can be told apart from a lost one.  Reads only the two
-    leading fields of the format defined in :mod:`bench.measure.probe`; ``None``
-    when even those are unreadable."""
-    if not text.startswith(_TAG_PREFIX):
-        return None
-    fields = text[len(_TAG_PREFIX) :].split(" ", 2)
-    if len(fields) < 2:
-        return None
-    try:
-        sender, seq = int(fields[0]), int(fields[1])
-    except ValueError:
-        return None
-    if sender < 0 or seq < 0:
-        return None
-    return sender, seq
 
 
 def total(counts: Iterable[IntegrityCounts]) -> IntegrityCounts:

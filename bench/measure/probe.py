@@ -194,9 +194,7 @@ def is_probe(text: str) -> bool:
 def parse_probe(text: str) -> Probe:
     """Parse a probe's chat text.  Raises :class:`CorruptProbe` if the text
     is not a well-formed probe or its check fails."""
-    if not text.startswith(_TAG_PREFIX):
-        raise CorruptProbe("not a probe")
-    body, sep, check = text[len(_TAG_PREFIX) :].rpartition(" ")
+    body, sep, check = _after_tag(text).rpartition(" ")
     if not sep:
         raise CorruptProbe("no check field")
     if len(check) != CHECK_CHARS:
@@ -210,6 +208,33 @@ def parse_probe(text: str) -> Probe:
         return Probe(int(parts[0]), int(parts[1]), int(parts[2]), parts[3])
     except ValueError as exc:
         raise CorruptProbe(f"bad numeric field: {exc}") from exc
+
+
+def probe_header(text: str) -> tuple[int, int] | None:
+    """Best-effort ``(sender, seq)`` of a probe that failed to parse, so a
+    damaged message can be told apart from a lost one.  Reads only the two
+    leading fields; ``None`` when even those are unreadable."""
+    try:
+        fields = _after_tag(text).split(" ", 2)
+    except CorruptProbe:
+        return None
+    if len(fields) < 2:
+        return None
+    try:
+        sender, seq = int(fields[0]), int(fields[1])
+    except ValueError:
+        return None
+    if sender < 0 or seq < 0:
+        return None
+    return sender, seq
+
+
+def _after_tag(text: str) -> str:
+    """The fields of a probe's text, after its tag; :class:`CorruptProbe`
+    when the text does not start with the tag."""
+    if not text.startswith(_TAG_PREFIX):
+        raise CorruptProbe("not a probe")
+    return text[len(_TAG_PREFIX) :]
 
 
 #: Spaces in a probe's text whose payload has none (the swarm's filler):

@@ -1,9 +1,11 @@
 """The swarm worker's receive path, without sockets.
 
-:meth:`DeliveryRecorder.receive` is what :class:`bench.swarm.worker.Worker` does
-with every ``recv`` buffer of a registered receiver; :mod:`bench.studies.replay`
-runs the same method over a generated stream to measure the harness's own
-cost (``python -m bench.studies.replay``).
+:meth:`DeliveryRecorder.receive_block` is what the swarm's receive path
+(:class:`bench.swarm.receiver.Receiver`) does with every ``recv`` buffer of a
+registered receiver, once the decoder cut it into whole lines;
+:mod:`bench.studies.replay` runs the same steps (:meth:`DeliveryRecorder.receive`)
+over a generated stream to measure the harness's own cost
+(``python -m bench replay``).
 
 Three layers, each exact -- the same counters, integrity state and
 histogram as the reference per-line code (:meth:`DeliveryRecorder.feed_reference`,
@@ -11,7 +13,7 @@ kept for the tests to compare against):
 
 * **block path** (:meth:`DeliveryRecorder.receive`, buffers of at least
   :data:`BLOCK_MIN_BYTES`): the whole buffer's complete lines are laid out
-  with numpy (:func:`server.chatblock.chat_block_layout`), every probe's
+  with numpy (:func:`bench.wire.chatblock.chat_block_layout`), every probe's
   fields parsed and every text checked (:func:`bench.measure.probe.parse_probe_block`:
   *one* ``zlib.crc32`` call for the whole buffer, see :mod:`bench.measure.probe`),
   names compared with the senders' as 8-byte words, integrity checked per
@@ -37,7 +39,7 @@ import zlib
 from typing import Any
 
 from bench.measure import probe
-from bench.measure.integrity import DUPLICATE, IntegrityTracker, probe_header
+from bench.measure.integrity import DUPLICATE, IntegrityTracker
 from bench.measure.stats import LatencyHistogram
 from bench.wire import chatblock
 from server import protocol
@@ -45,7 +47,7 @@ from server import protocol
 #: Buffers at least this long take the vectorised block path; below it the
 #: fixed cost of its ~70 numpy calls (~100-200 us on a 2-core CI-class
 #: machine) outweighs the per-line saving: about 150 probe lines of 64-byte
-#: payload (measured with ``python -m bench.studies.replay``, see reports/perf-harness.md).
+#: payload (measured with ``python -m bench replay``, see reports/perf-harness.md).
 BLOCK_MIN_BYTES = 16384
 
 #: Sender ids above this are not put in the block path's name table (they
@@ -299,7 +301,7 @@ class DeliveryRecorder:
         try:
             parsed = probe.parse_probe(body)
         except probe.CorruptProbe:
-            header = probe_header(body)
+            header = probe.probe_header(body)
             if header is None:
                 tracker.observe_corrupt()
             else:

@@ -41,8 +41,7 @@ from bench.measure import probe
 from bench.measure.integrity import IntegrityCounts, IntegrityTracker
 from bench.measure.recorder import DeliveryRecorder
 from bench.measure.stats import LatencyHistogram
-from bench.swarm.worker import RECEIVER_LINE_LIMIT
-from bench.wire import chatblock
+from bench.wire import RECEIVER_LINE_LIMIT, chatblock
 from server import protocol
 
 #: Name prefix of the replayed senders (as the swarm names its clients).

@@ -11,11 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench import results
+from bench import results, wire
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig, SwarmError, run_swarm
 from bench.swarm.worker import RX_CLOCKS
 from bench.targets import TargetError, make_target
-from bench.wire import adapters
 from server.config import FANOUT_STRATEGIES
 
 # ---------------------------------------------------------------------------
@@ -183,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--protocol",
-        choices=list(adapters.PROTOCOLS),
+        choices=list(wire.PROTOCOLS),
         help="HOST:PORT target: what it speaks (default chat; ngircd/miniircd always speak irc)",
     )
     g.add_argument("--fanout", choices=FANOUT_STRATEGIES, help="embedded server: fan-out strategy")

@@ -4,8 +4,36 @@ Other packages use only what this module exports: :func:`get` gives the
 :class:`Adapter` for a protocol name; an adapter's registration is an
 I/O-free state machine (:class:`Registration`, :class:`Step`) that every
 driver (swarm worker, gate, Locust users, tests) feeds with lines.
+
+Modules: :mod:`~bench.wire.base` (the interface), :mod:`~bench.wire.chat`
+(this project's protocol), :mod:`~bench.wire.irc` (the IRC codec) and
+:mod:`~bench.wire.irc_adapter` (IRC as the harness speaks it),
+:mod:`~bench.wire.chatblock` (the chat block layout the recorder's fast path
+uses).  A new protocol is one new module and one line in :data:`_ADAPTERS`.
 """
 
-from bench.wire.adapters import PROTOCOLS, Adapter, Registration, Step, get
+from collections.abc import Callable
 
-__all__ = ["PROTOCOLS", "Adapter", "Registration", "Step", "get"]
+from bench.wire.base import Adapter, Decoder, Incoming, Registration, Step
+from bench.wire.chat import RECEIVER_LINE_LIMIT, ChatAdapter
+from bench.wire.irc_adapter import IrcAdapter
+
+#: The registry: protocol name -> its adapter's factory.
+_ADAPTERS: dict[str, Callable[[], Adapter]] = {
+    "chat": ChatAdapter,
+    "irc": IrcAdapter,
+}
+
+#: The protocols ``--protocol`` accepts.
+PROTOCOLS = tuple(_ADAPTERS)
+
+
+def get(name: str) -> Adapter:
+    """The adapter for a ``--protocol`` value."""
+    factory = _ADAPTERS.get(name)
+    if factory is None:
+        raise ValueError(f"unknown protocol {name!r} (choose from {', '.join(PROTOCOLS)})")
+    return factory()
+
+
+__all__ = ["PROTOCOLS", "RECEIVER_LINE_LIMIT", "Adapter", "Decoder", "Incoming", "Registration", "Step", "get"]

@@ -4,7 +4,7 @@ Nothing here touches a socket: :class:`LineSplitter` turns received bytes
 into lines, :func:`parse` turns a line into a :class:`Message`,
 :func:`encode` builds a line to send, and :func:`privmsg` is the fast path
 for the one line the receive loop sees most (a channel message).
-:mod:`bench.wire.adapters` builds the harness's IRC client out of these.
+:mod:`bench.wire.irc_adapter` builds the harness's IRC client out of these.
 
 Framing: lines end in CR LF (a bare LF is accepted too, as most servers
 do).  A line the harness *sends* is at most :data:`MAX_LINE_BYTES` (512)

@@ -9,10 +9,9 @@ from bench.measure.integrity import (
     REORDERED,
     IntegrityCounts,
     IntegrityTracker,
-    probe_header,
     total,
 )
-from bench.swarm.worker import DeliveryRecorder
+from bench.measure.recorder import DeliveryRecorder
 from server import protocol
 
 
@@ -68,11 +67,11 @@ def test_counts_add_up() -> None:
 
 def test_probe_header_reads_sender_and_seq_or_gives_up() -> None:
     good = probe.encode_probe(12, 34, 56, "abc")
-    assert probe_header(good) == (12, 34)
-    assert probe_header(good.replace("abc", "abd")) == (12, 34)  # still readable though the CRC fails
-    assert probe_header("~cb2 x y z") is None
-    assert probe_header("~cb2 5") is None
-    assert probe_header("hello") is None
+    assert probe.probe_header(good) == (12, 34)
+    assert probe.probe_header(good.replace("abc", "abd")) == (12, 34)  # still readable though the CRC fails
+    assert probe.probe_header("~cb2 x y z") is None
+    assert probe.probe_header("~cb2 5") is None
+    assert probe.probe_header("hello") is None
 
 
 # -- the whole receive path, on real protocol lines --------------------------

@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench import wire
 from bench.measure import probe
 from bench.measure.integrity import IntegrityTracker
 from bench.measure.recorder import DeliveryRecorder
-from bench.wire import adapters, irc
+from bench.wire import chat, irc, irc_adapter
 from server import protocol
 
 # -- framing ------------------------------------------------------------------------
@@ -89,17 +90,17 @@ def test_rfc1459_case_mapping() -> None:
 
 
 def test_irc_registration_nick_user_001_join_366() -> None:
-    reg = adapters.IrcRegistration("cbab12-7", "#chatbench")
+    reg = irc_adapter.IrcRegistration("cbab12-7", "#chatbench")
     assert reg.connected() == b"NICK cbab12-7\r\nUSER cbab12-7 0 * chatbench\r\n"
     # A PING before the welcome is answered; notices and the MOTD are ignored.
-    assert reg.line(b"PING :abc") == adapters.Step(send=b"PONG abc\r\n")
-    assert reg.line(b":srv NOTICE * :*** Looking up your hostname") == adapters.Step()
-    assert reg.line(b":srv 366 cbab12-7 #chatbench :End") == adapters.Step()  # not joining yet
+    assert reg.line(b"PING :abc") == wire.Step(send=b"PONG abc\r\n")
+    assert reg.line(b":srv NOTICE * :*** Looking up your hostname") == wire.Step()
+    assert reg.line(b":srv 366 cbab12-7 #chatbench :End") == wire.Step()  # not joining yet
     step = reg.line(b":srv 001 cbab12-7 :Welcome")
-    assert step == adapters.Step(send=b"JOIN #chatbench\r\n")
-    assert reg.line(b":srv 375 cbab12-7 :- motd") == adapters.Step()
-    assert reg.line(b":cbab12-7!~c@127.0.0.1 JOIN :#chatbench") == adapters.Step()
-    assert reg.line(b":srv 366 cbab12-7 #other :End of NAMES list") == adapters.Step()
+    assert step == wire.Step(send=b"JOIN #chatbench\r\n")
+    assert reg.line(b":srv 375 cbab12-7 :- motd") == wire.Step()
+    assert reg.line(b":cbab12-7!~c@127.0.0.1 JOIN :#chatbench") == wire.Step()
+    assert reg.line(b":srv 366 cbab12-7 #other :End of NAMES list") == wire.Step()
     assert reg.line(b":srv 366 cbab12-7 #ChatBench :End of NAMES list").done
 
 
@@ -114,18 +115,18 @@ def test_irc_registration_nick_user_001_join_366() -> None:
     ],
 )
 def test_irc_registration_failures_say_why(lines: list[bytes], error: str) -> None:
-    reg = adapters.IrcRegistration("cbab12-7", "#chatbench")
+    reg = irc_adapter.IrcRegistration("cbab12-7", "#chatbench")
     steps = [reg.line(line) for line in lines]
     assert steps[-1].error is not None and steps[-1].error.startswith(error)
     assert all(s.error is None for s in steps[:-1])
 
 
 def test_chat_registration_prompt_name_welcome() -> None:
-    reg = adapters.ChatRegistration("alice")
+    reg = chat.ChatRegistration("alice")
     assert reg.connected() == b""
     assert reg.line(protocol.encode_prompt().rstrip(b"\n")).send == protocol.encode_line("alice")
     assert reg.line(protocol.encode_welcome("alice", ["alice"]).rstrip(b"\n")).done
-    again = adapters.ChatRegistration("bob")
+    again = chat.ChatRegistration("bob")
     again.line(protocol.encode_prompt().rstrip(b"\n"))
     assert again.line(protocol.encode_error("name taken").rstrip(b"\n")).error == "refused: name taken"
     assert again.line(protocol.encode_prompt().rstrip(b"\n")).error == "name refused"
@@ -135,7 +136,7 @@ def test_chat_registration_prompt_name_welcome() -> None:
 
 
 def test_irc_incoming_classifies_deliveries_pings_and_errors() -> None:
-    a = adapters.IrcAdapter("#chatbench")
+    a = irc_adapter.IrcAdapter("#chatbench")
     got = a.incoming(
         [
             b":bob!~bob@127.0.0.1 PRIVMSG #chatbench :hello: world",
@@ -155,13 +156,13 @@ def test_irc_incoming_classifies_deliveries_pings_and_errors() -> None:
     assert a.incoming([b"ERROR :Closing Link: 127.0.0.1 (Ping timeout)"]).ended == (
         "disconnected: Closing Link: 127.0.0.1 (Ping timeout)"
     )
-    assert a.classify(b"PING :x") == adapters.Reply(b"PONG x\r\n")
-    assert a.classify(b":bob!b@h PRIVMSG #chatbench :hi") == adapters.Delivery("bob", "hi")
+    assert a.classify(b"PING :x") == irc_adapter.Reply(b"PONG x\r\n")
+    assert a.classify(b":bob!b@h PRIVMSG #chatbench :hi") == irc_adapter.Delivery("bob", "hi")
     assert a.classify(b":bob!b@h NOTICE #chatbench :hi") is None
 
 
 def test_irc_deliveries_reach_the_recorder_as_measured_probes() -> None:
-    a = adapters.IrcAdapter()
+    a = irc_adapter.IrcAdapter()
     intended = time.monotonic_ns()
     text = probe.encode_probe(3, 0, intended, probe.make_payload(64, 3, 0))
     sent = a.encode_chat(text)
@@ -181,7 +182,7 @@ def test_irc_deliveries_reach_the_recorder_as_measured_probes() -> None:
 
 
 def test_irc_message_size_limit_leaves_room_for_the_relay_prefix() -> None:
-    a = adapters.IrcAdapter()
+    a = irc_adapter.IrcAdapter()
     assert a.check_text("x" * a.max_text_bytes) is None
     assert "512-byte" in (a.check_text("x" * (a.max_text_bytes + 1)) or "")
     assert "CR, LF" in (a.check_text("a\nb") or "")
@@ -193,15 +194,15 @@ def test_irc_message_size_limit_leaves_room_for_the_relay_prefix() -> None:
 
 
 def test_adapters_by_name() -> None:
-    assert isinstance(adapters.get("chat"), adapters.ChatAdapter)
-    assert isinstance(adapters.get("irc"), adapters.IrcAdapter)
+    assert isinstance(wire.get("chat"), chat.ChatAdapter)
+    assert isinstance(wire.get("irc"), irc_adapter.IrcAdapter)
     with pytest.raises(ValueError, match="unknown protocol"):
-        adapters.get("xmpp")
-    chat = adapters.get("chat")
-    assert chat.control(protocol.encode_disconnect("server shutting down").decode().rstrip("\n")) == (
+        wire.get("xmpp")
+    chat_adapter = wire.get("chat")
+    assert chat_adapter.control(protocol.encode_disconnect("server shutting down").decode().rstrip("\n")) == (
         "disconnected: server shutting down"
     )
-    assert chat.encode_chat("hi") == protocol.encode_say("hi")
+    assert chat_adapter.encode_chat("hi") == protocol.encode_say("hi")
 
 
 _IRC_LINE = st.one_of(
@@ -255,7 +256,7 @@ def test_feed_block_refuses_a_line_past_its_limit_like_feed() -> None:
 def test_translate_block_is_incoming_or_declines(lines: list[bytes]) -> None:
     """The whole-block translation gives exactly what incoming() gives
     line by line, or declines (None) so the lines take incoming()."""
-    adapter = adapters.IrcAdapter()
+    adapter = irc_adapter.IrcAdapter()
     block = b"".join(lines)
     chat = adapter.translate_block(block)
     incoming = adapter.incoming(irc.split_block(block))
@@ -266,7 +267,7 @@ def test_translate_block_is_incoming_or_declines(lines: list[bytes]) -> None:
 
 
 def test_translate_block_takes_plain_channel_messages_and_declines_the_rest() -> None:
-    adapter = adapters.IrcAdapter()
+    adapter = irc_adapter.IrcAdapter()
     plain = b":alice!a@h PRIVMSG #chatbench :hello\r\n:bob!b@h PRIVMSG #chatbench :~cb2 1 2 3 x\r\n"
     assert adapter.translate_block(plain) == b"alice: hello\nbob: ~cb2 1 2 3 x\n"
     assert adapter.translate_block(b"") == b""

@@ -1,0 +1,132 @@
+"""What one swarm run is asked to do: :class:`SwarmConfig`, checked on creation."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench import wire
+from bench.measure import probe
+from bench.measure.sampler import DEFAULT_INTERVAL_S
+from bench.targets import TargetError, target_protocol
+
+#: Default senders when ``--senders`` is not given (capped at the client count).
+DEFAULT_SENDERS = 10
+
+
+class SwarmError(Exception):
+    """The run could not be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class SwarmConfig:
+    """Everything one run needs.  Times in seconds, rates per second."""
+
+    clients: int = 100
+    senders: int | None = None  #: default min(clients, DEFAULT_SENDERS)
+    dedicated_senders: bool = False
+    stalled_clients: int = 0
+    stalled_rcvbuf: int = 4096
+    rate: float = 1000.0  #: total messages/s over all senders; 0 = one burst of ``messages``
+    messages: int | None = None  #: measured messages; default rate * duration_s
+    duration_s: float = 5.0
+    warmup_s: float = 1.0
+    payload_bytes: int = 64
+    workers: int | None = None  #: default: one per CPU but one, which the server needs
+    ramp_per_s: float = 2000.0  #: connections per second over all workers; 0 = no limit
+    connect_timeout_s: float = 30.0
+    drain_timeout_s: float = 10.0
+    sample_interval_s: float = DEFAULT_INTERVAL_S
+    spin_us: int = 0
+    target: str = "embedded"
+    protocol: str | None = None  #: HOST:PORT target: chat (default) or irc; named targets know theirs
+    connect_batch: int | None = None  #: registrations in flight over all workers; default: the target's
+    quickack: bool = False  #: receivers ACK every read at once (TCP_QUICKACK)
+    #: where a delivery's latency ends: the kernel's arrival stamp or the read (worker.RX_CLOCKS)
+    rx_clock: str = "kernel"
+    fanout: str | None = None  #: embedded only: --fanout
+    send_queue_bytes: int | None = None  #: embedded only: --send-queue-bytes
+    server_args: tuple[str, ...] = ()  #: embedded only: more server options, verbatim
+    server_pid: int | None = None  #: external target: process to sample
+    progress: bool = True  #: progress line on stderr for long runs
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(msg)
+
+        need(self.clients >= 1, "--clients must be at least 1")
+        need(self.senders is None or self.senders >= 1, "--senders must be at least 1")
+        if not self.dedicated_senders:
+            need(self.sender_count <= self.clients, "--senders cannot exceed --clients (or use --dedicated-senders)")
+            need(self.clients >= 2, "with senders among the clients, at least 2 clients are needed")
+        need(self.stalled_clients >= 0, "--stalled-clients must be >= 0")
+        need(self.rate >= 0, "--rate must be >= 0")
+        need(self.rate > 0 or (self.messages or 0) > 0, "--rate 0 (a burst) needs --messages M")
+        need(self.messages is None or self.messages >= 1, "--messages must be at least 1")
+        need(self.messages is not None or self.duration_s > 0, "--duration must be positive")
+        need(self.warmup_s >= 0, "--warmup must be >= 0")
+        need(self.payload_bytes >= 0, "--payload must be >= 0")
+        try:
+            proto = self.protocol_name
+        except TargetError as exc:
+            raise ValueError(str(exc)) from None
+        sample = probe.encode_probe(10**6, 10**9, time.monotonic_ns(), "x" * self.payload_bytes)
+        why = wire.get(proto).check_text(sample)
+        need(why is None, f"--payload {self.payload_bytes} is too big for the {proto} protocol: {why}")
+        need(self.connect_batch is None or self.connect_batch >= 1, "--connect-batch must be at least 1")
+        need(self.workers is None or self.workers >= 1, "--workers must be at least 1")
+        need(self.ramp_per_s >= 0, "--ramp must be >= 0")
+        need(self.connect_timeout_s > 0, "--connect-timeout must be positive")
+        need(self.drain_timeout_s >= 0, "--drain-timeout must be >= 0")
+        need(self.sample_interval_s > 0, "--sample-interval must be positive")
+
+    @property
+    def protocol_name(self) -> str:
+        """The protocol the target speaks (``chat`` or ``irc``)."""
+        return target_protocol(self.target, self.protocol)
+
+    @property
+    def sender_count(self) -> int:
+        return self.senders if self.senders is not None else min(self.clients, DEFAULT_SENDERS)
+
+    @property
+    def worker_count(self) -> int:
+        total = self.clients + (self.sender_count if self.dedicated_senders else 0)
+        # The server always runs on this machine too (loopback only): leave it a CPU.
+        default = max(1, (os.cpu_count() or 2) - 1)
+        return max(1, min(self.workers or default, total))
+
+    @property
+    def warmup_messages(self) -> int:
+        return round(self.warmup_s * self.rate) if self.rate > 0 else 0
+
+    @property
+    def measured_messages(self) -> int:
+        if self.messages is not None:
+            return self.messages
+        return max(1, round(self.duration_s * self.rate))
+
+    @property
+    def all_server_args(self) -> tuple[str, ...]:
+        args: list[str] = []
+        if self.fanout is not None:
+            args += ["--fanout", self.fanout]
+        if self.send_queue_bytes is not None:
+            args += ["--send-queue-bytes", str(self.send_queue_bytes)]
+        return (*args, *self.server_args)
+
+    def parameters(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("progress")
+        d["senders"] = self.sender_count
+        d["workers"] = self.worker_count
+        d["warmup_messages"] = self.warmup_messages
+        d["measured_messages"] = self.measured_messages
+        d["server_args"] = list(self.all_server_args)
+        d["senders_receive"] = not self.dedicated_senders
+        d["protocol"] = self.protocol_name
+        return d

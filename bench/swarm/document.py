@@ -1,0 +1,186 @@
+"""The swarm's result document (``docs/results.md``), built from what a run collected.
+
+:func:`build_document` is the only place that knows the document's layout;
+:class:`Collected` is what the run phases hand it, and :func:`merge_results`
+adds the workers' :class:`~bench.swarm.messages.Result` reports up (the
+histograms merged exactly).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import results
+from bench.measure.integrity import IntegrityCounts
+from bench.measure.stats import LatencyHistogram
+from bench.results.machine import environment
+from bench.swarm.config import SwarmConfig
+from bench.swarm.messages import Result
+from bench.swarm.plan import ClientSpec, Schedule
+
+
+@dataclass
+class Collected:
+    """Everything the run phases found, for the document."""
+
+    tag: str  #: the run's random name tag (also in its id)
+    specs: dict[int, ClientSpec]  #: client id -> spec, for the measured connections
+    total_conns: int  #: measured connections asked for
+    registered: set[int] = field(default_factory=set)
+    receivers: list[int] = field(default_factory=list)
+    senders: list[int] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    stalled_ok: int = 0
+    schedule: Schedule | None = None
+    completed: bool = False
+    sent: dict[int, int] = field(default_factory=dict)
+    measured: dict[int, int] = field(default_factory=dict)
+    unsent_bytes: int = 0
+    worker_results: list[Result] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Merged:
+    """The workers' results added up."""
+
+    hist: LatencyHistogram = field(default_factory=LatencyHistogram)
+    send_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
+    receive_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
+    rx_clocks: set[str] = field(default_factory=set)
+    unstamped: int = 0
+    integrity: IntegrityCounts = field(default_factory=IntegrityCounts)
+    disconnects: Counter[str] = field(default_factory=Counter)
+    delivered: int = 0
+    delivered_all: int = 0
+    echoes: int = 0
+    lines: int = 0
+    bytes_in: int = 0
+    last_recv: int = 0
+
+
+def merge_results(worker_results: list[Result]) -> Merged:
+    """Add up the workers' reports."""
+    m = Merged()
+    for r in worker_results:
+        m.hist.merge(LatencyHistogram.decode(r.histogram, r.clamped))
+        m.send_lag.merge(LatencyHistogram.decode(r.send_lag_histogram, r.send_lag_clamped))
+        m.receive_lag.merge(LatencyHistogram.decode(r.receive_lag_histogram, r.receive_lag_clamped))
+        m.rx_clocks.add(r.rx_clock)
+        m.unstamped += r.unstamped_reads
+        m.integrity.add(r.integrity)
+        m.disconnects.update(r.disconnects)
+        m.delivered += r.delivered_measured
+        m.delivered_all += r.delivered_all
+        m.echoes += r.echoes
+        m.lines += r.lines
+        m.bytes_in += r.bytes_in
+        m.last_recv = max(m.last_recv, r.last_measured_recv_ns)
+    return m
+
+
+def _notes(notes: list[str], merged: Merged, resources: dict[str, Any]) -> None:
+    """What a reader must know to trust the figures, appended to ``notes``."""
+    if resources["saturated_workers"]:
+        notes.append(
+            "load generator saturated: worker(s) "
+            + ", ".join(resources["saturated_workers"])
+            + " were running or waiting for a CPU >= 90% of the traffic window; latency and throughput "
+            "may be the harness's limits"
+        )
+    if merged.unstamped:
+        notes.append(
+            f"{merged.unstamped} reads came without a kernel receive stamp; they were timed when read (--rx-clock read)"
+        )
+    if merged.integrity.lost and merged.disconnects:
+        notes.append(f"receivers disconnected during the run: {dict(merged.disconnects)}")
+
+
+def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> dict[str, Any]:
+    """The ``deliveries`` section: expected against delivered, and the rate."""
+    schedule = got.schedule
+    assert schedule is not None
+    n_recv = len(got.receivers)
+
+    def audience(cid: int) -> int:  # receivers of one message from sender cid
+        return n_recv - (1 if got.specs[cid].receives else 0)
+
+    expected = sum(count * audience(cid) for cid, count in got.measured.items())
+    expected_all = sum(count * audience(cid) for cid, count in got.sent.items())
+    delivered = merged.delivered
+    send_span = config.measured_messages / config.rate if config.rate > 0 else 0.0
+    last_recv = merged.last_recv
+    recv_span = max(0.0, (last_recv - schedule.measure_start_ns) / 1e9) if last_recv else 0.0
+    span = max(send_span, recv_span)
+    return {
+        "expected": expected,
+        "delivered": delivered,
+        "delivered_ratio": round(delivered / expected, 6) if expected else None,
+        "per_s": round(delivered / span, 1) if span > 0 else None,
+        "offered_per_s": round(expected / send_span, 1) if send_span > 0 else None,
+        "span_s": round(span, 4),
+        "expected_all": expected_all,
+        "delivered_all": merged.delivered_all,
+        "echoes": merged.echoes,
+        "lines_received": merged.lines,
+        "bytes_received": merged.bytes_in,
+    }
+
+
+def build_document(config: SwarmConfig, got: Collected, resources: dict[str, Any]) -> dict[str, Any]:
+    """The result document of one run (without ``target``, ``started_at`` and
+    ``timing.total_s``, which the run adds once the target has stopped)."""
+    schedule = got.schedule
+    assert schedule is not None
+    merged = merge_results(got.worker_results)
+    _notes(got.notes, merged, resources)
+    hist, integrity, disconnects, rx_clocks = merged.hist, merged.integrity, merged.disconnects, merged.rx_clocks
+    total_sent = sum(got.sent.values())
+    return {
+        "schema_version": results.SCHEMA_VERSION,
+        "kind": results.RUN_KIND,
+        "run_id": f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{got.tag}",
+        "label": config.label,
+        "parameters": config.parameters(),
+        "environment": environment(),
+        "connections": {
+            "requested": got.total_conns + config.stalled_clients,
+            "registered": len(got.registered),
+            "receivers": len(got.receivers),
+            "senders": len(got.senders),
+            "stalled": got.stalled_ok,
+            "failed": sum(got.failures.values()),
+            "failures": dict(got.failures),
+            "disconnected_during_run": sum(disconnects.values()),
+            "disconnect_reasons": dict(disconnects),
+        },
+        "messages": {
+            "scheduled": schedule.total,
+            "warmup": schedule.warmup,
+            "sent": total_sent,
+            "measured_sent": sum(got.measured.values()),
+            "unsent": schedule.total - total_sent,
+            "unsent_bytes": got.unsent_bytes,
+        },
+        "deliveries": _deliveries(config, got, merged),
+        "completed": got.completed,
+        "latency_us": hist.summary(),
+        "send_lag_us": merged.send_lag.summary(),
+        "rx_clock": rx_clocks.pop() if len(rx_clocks) == 1 else ("mixed" if rx_clocks else config.rx_clock),
+        "receive_lag_us": merged.receive_lag.summary() if merged.receive_lag.count else None,
+        "integrity": {**integrity.as_dict(), "faults": integrity.faults},
+        "resources": resources,
+        "load_generator_saturated": bool(resources["saturated_workers"]),
+        "histogram": {
+            "format": "hdrhistogram-v2-base64",
+            "unit": "us",
+            "data": hist.encode(),
+            "clamped": hist.clamped,
+        },
+        "timing": dict(got.timing),
+        "notes": got.notes,
+    }

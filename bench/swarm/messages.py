@@ -1,0 +1,131 @@
+"""What the parent and its worker processes say to each other.
+
+Every message is a frozen dataclass with named fields, pickled over a
+:class:`multiprocessing.connection.Connection`.  :data:`Command` goes from
+the parent to a worker, :data:`Report` back; a worker handles each command by
+a dispatch table keyed by its type (:mod:`bench.swarm.worker`), and the
+parent waits for one report type from every worker
+(:meth:`bench.swarm.pool.WorkerPool.gather`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.measure.integrity import IntegrityCounts
+from bench.swarm.plan import Schedule
+
+# -- parent -> worker ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """Open the stalled clients (register, then never read); answer :class:`Stalled`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Run this timetable: senders send, receivers measure; :class:`Progress` follows."""
+
+    schedule: Schedule
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Close the stalled clients."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopSending:
+    """Stop writing; answer :class:`Sent`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Every sender's final count (sender id -> messages handed to the kernel):
+    compute the integrity counters and answer :class:`Result`."""
+
+    sent: dict[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """Close every socket and end the process."""
+
+
+Command = Stall | Start | Release | StopSending | Finish | Exit
+
+# -- worker -> parent ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A few times a second while traffic runs (zeros before the first)."""
+
+    t_ns: int = 0
+    delivered: int = 0
+    expected: int = 0
+    sent: int = 0
+    pending: int = 0  #: messages live senders still have to hand to the kernel
+    disconnects: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Every connection of the worker's share is registered or has failed."""
+
+    registered: list[int]  #: client ids
+    failures: dict[str, int]  #: reason -> count
+
+
+@dataclass(frozen=True, slots=True)
+class Stalled:
+    """The stalled clients are connected; failures are cumulative."""
+
+    count: int
+    failures: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Per sender id: messages fully handed to the kernel, and how many of
+    them are measured; bytes still buffered."""
+
+    sent: dict[int, int]
+    measured: dict[int, int]
+    unsent_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One worker's measurements (histograms HDR-encoded, merged exactly by the parent)."""
+
+    worker: int
+    histogram: str
+    clamped: int
+    send_lag_histogram: str
+    send_lag_clamped: int
+    receive_lag_histogram: str
+    receive_lag_clamped: int
+    rx_clock: str
+    unstamped_reads: int
+    delivered_all: int
+    delivered_measured: int
+    last_measured_recv_ns: int
+    integrity: IntegrityCounts
+    echoes: int
+    lines: int
+    bytes_in: int
+    disconnects: dict[str, int] = field(default_factory=dict)
+    receivers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The worker raised: its traceback (it exits after sending this)."""
+
+    worker: int
+    traceback: str
+
+
+Report = Progress | Ready | Stalled | Sent | Result | Failed

@@ -1,0 +1,231 @@
+"""A worker's connection setup: connect at the ramp rate, register each client.
+
+Registration is the protocol adapter's I/O-free state machine
+(:class:`bench.wire.Registration`); this module only moves its bytes:
+it opens at most ``max_inflight`` connections at once, sends what the
+registration asks for, feeds it the received lines, and gives up on a
+connection past its deadline.  When the worker's share is done it reports
+:class:`~bench.swarm.messages.Ready` (and, for the stalled clients,
+:class:`~bench.swarm.messages.Stalled`).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+
+from bench.measure import rxstamp
+from bench.measure.integrity import IntegrityTracker
+from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, STALLED, Conn, Sockets
+from bench.swarm.messages import Ready, Report, Stalled
+from bench.swarm.plan import ClientSpec, WorkerPlan
+from bench.wire import Adapter
+
+#: Seconds between scans for registrations past their deadline.
+DEADLINE_CHECK_NS = 100_000_000
+
+
+class Registrar:
+    """Opens a worker's connections and registers them."""
+
+    def __init__(self, plan: WorkerPlan, adapter: Adapter, sockets: Sockets, report: Callable[[Report], None]) -> None:
+        self.plan = plan
+        self.adapter = adapter
+        self.sockets = sockets
+        self.report = report
+        #: receivers get kernel receive stamps (``--rx-clock kernel``, where supported)
+        self.kernel_clock = plan.rx_clock == "kernel" and rxstamp.supported()
+        self.pending: deque[ClientSpec] = deque(plan.clients)
+        self.inflight = 0
+        self.next_connect_ns = time.monotonic_ns()
+        self.next_deadline_check_ns = 0
+        self.registered: list[int] = []
+        #: every registered connection that sends / measures, open or closed since
+        self.sender_conns: list[Conn] = []
+        self.receiver_conns: list[Conn] = []
+        self.failures: Counter[str] = Counter()
+        self.stalled_conns: list[Conn] = []
+        self.connecting_stalled = False
+        self.ready_sent = False
+
+    # -- the loop's hooks -----------------------------------------------------------
+
+    def wants_more(self) -> bool:
+        """Connections are still to be opened, and there is room for one."""
+        return bool(self.pending) and self.inflight < self.plan.max_inflight
+
+    def tick(self, now: int) -> None:
+        """Open what the ramp allows, time out late registrations, report ``ready``."""
+        if self.wants_more():
+            self._open_more(now)
+        if self.inflight and now >= self.next_deadline_check_ns:
+            self.next_deadline_check_ns = now + DEADLINE_CHECK_NS
+            for conn in self._registering():
+                if now > conn.deadline_ns:
+                    self.fail(conn, "registration timeout")
+        if not self.ready_sent and not self.pending and not self.inflight:
+            self.ready_sent = True
+            self.report(Ready(list(self.registered), dict(self.failures)))
+
+    def stall(self) -> None:
+        """Open the stalled clients (the ``stall`` command)."""
+        self.connecting_stalled = True
+        for spec in self.plan.stalled:
+            self._connect(spec, stalled=True)
+        self._maybe_stalled_done()
+
+    def release(self) -> None:
+        """Close the stalled clients (the ``release`` command)."""
+        for conn in self.stalled_conns:
+            self.sockets.close(conn, None)
+        self.stalled_conns.clear()
+
+    # -- connecting -------------------------------------------------------------------
+
+    def _open_more(self, now: int) -> None:
+        ramp = self.plan.ramp_per_s
+        interval = int(1e9 / ramp) if ramp > 0 else 0
+        while self.wants_more() and now >= self.next_connect_ns:
+            self._connect(self.pending.popleft(), stalled=False)
+            if interval:
+                # Never bank more than one interval of credit after a pause.
+                self.next_connect_ns = max(self.next_connect_ns + interval, now - interval)
+
+    def _connect(self, spec: ClientSpec, *, stalled: bool) -> None:
+        plan = self.plan
+        sock = socket.socket(socket.AF_INET6 if ":" in plan.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if stalled:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, plan.stalled_rcvbuf)
+        elif self.kernel_clock and spec.receives:
+            rxstamp.enable(sock)
+        conn = Conn(
+            spec=spec,
+            sock=sock,
+            decoder=self.adapter.decoder(),
+            registration=self.adapter.registration(spec.name),
+            fd=sock.fileno(),
+            deadline_ns=time.monotonic_ns() + int(plan.connect_timeout_s * 1e9),
+            stalled=stalled,
+        )
+        self.inflight += 1
+        err = sock.connect_ex((plan.host, plan.port))
+        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+            self.inflight -= 1
+            self.failures[f"connect: {errno.errorcode.get(err, err)}"] += 1
+            sock.close()
+            self._maybe_stalled_done()
+            return
+        self.sockets.add(conn)
+
+    def writable(self, conn: Conn) -> None:
+        """A connecting or registering connection can be written to."""
+        if conn.state == CONNECTING:
+            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.fail(conn, f"connect: {errno.errorcode.get(err, str(err))}")
+                return
+            conn.state = REGISTERING
+            self.sockets.want_write(conn, False)
+            first = conn.registration.connected()
+            if first:
+                self._send(conn, first)
+            return
+        # Registering: only registration bytes can be queued here.
+        try:
+            n = conn.sock.send(conn.outbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.fail(conn, f"send: {exc.strerror or exc}")
+            return
+        del conn.outbuf[:n]
+        if not conn.outbuf:
+            self.sockets.want_write(conn, False)
+
+    def _send(self, conn: Conn, data: bytes) -> None:
+        """Registration lines: tiny, sent before any traffic; queue if needed."""
+        conn.outbuf += data
+        try:
+            n = conn.sock.send(conn.outbuf)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            self.fail(conn, f"send: {exc.strerror or exc}")
+            return
+        del conn.outbuf[:n]
+        if conn.outbuf:
+            self.sockets.want_write(conn, True)
+
+    # -- registering --------------------------------------------------------------------
+
+    def receive(self, conn: Conn, data: bytes) -> list[bytes] | None:
+        """Bytes received before ``conn`` is ready: the lines that follow its
+        registration (traffic) once it completes, else None."""
+        try:
+            lines = conn.decoder.feed(data)
+        except self.adapter.line_errors:
+            self.fail(conn, "line too long")
+            return None
+        for i, line in enumerate(lines):
+            self._line(conn, line)
+            if conn.state == READY:
+                return lines[i + 1 :]
+            if conn.state in (STALLED, CLOSED):
+                return None
+        return None
+
+    def _line(self, conn: Conn, line: bytes) -> None:
+        step = conn.registration.line(line)
+        if step.send:
+            self._send(conn, step.send)
+            if conn.state == CLOSED:
+                return
+        if step.error is not None:
+            self.fail(conn, step.error)
+        elif step.done:
+            self._registered(conn)
+
+    def _registered(self, conn: Conn) -> None:
+        self.inflight -= 1
+        if conn.stalled:
+            conn.state = STALLED
+            self.sockets.forget(conn)  # never read again
+            self.stalled_conns.append(conn)
+            self._maybe_stalled_done()
+            return
+        conn.state = READY
+        if conn.spec.receives:
+            conn.tracker = IntegrityTracker()
+            self.receiver_conns.append(conn)
+        if conn.spec.slot is not None:
+            self.sender_conns.append(conn)
+        self.registered.append(conn.spec.cid)
+
+    # -- failing --------------------------------------------------------------------------
+
+    def fail(self, conn: Conn, reason: str) -> None:
+        """A connection that never got registered."""
+        self.failures[reason] += 1
+        self.inflight -= 1
+        self.sockets.drop(conn)
+        self._maybe_stalled_done()
+
+    def end(self, conn: Conn, reason: str) -> None:
+        """The connection broke: a disconnect once registered, else a failure."""
+        if conn.state == READY:
+            self.sockets.close(conn, reason)
+        else:
+            self.fail(conn, reason)
+
+    def _maybe_stalled_done(self) -> None:
+        if self.connecting_stalled and not any(c.stalled for c in self._registering()):
+            self.connecting_stalled = False
+            self.report(Stalled(len(self.stalled_conns), dict(self.failures)))
+
+    def _registering(self) -> list[Conn]:
+        return [c for c in self.sockets.conns.values() if c.state in (CONNECTING, REGISTERING)]

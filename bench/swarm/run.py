@@ -1,0 +1,245 @@
+"""One swarm run, phase by phase: start the target, spawn the workers,
+register, (stall), traffic and drain, collect; then the result document
+(:mod:`bench.swarm.document`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import sys
+import time
+from collections import Counter
+from typing import Any, TextIO
+
+from bench.measure.sampler import ResourceSampler
+from bench.swarm.config import SwarmConfig, SwarmError
+from bench.swarm.document import Collected, build_document
+from bench.swarm.messages import Finish, Ready, Release, Result, Sent, Stall, Stalled, Start, StopSending
+from bench.swarm.plan import Schedule, make_plans
+from bench.swarm.pool import WorkerPool
+from bench.targets import Target, make_target
+from server.limits import raise_open_file_limit
+
+#: Seconds between the ``start`` command and the first intended send, so
+#: every worker has the schedule before it begins.
+START_LEAD_S = 0.2
+#: Runs longer than this (seconds) show a progress line on stderr.
+PROGRESS_AFTER_S = 2.0
+#: Seconds between progress lines: on a terminal (one line redrawn), and in a log.
+PROGRESS_EVERY_TTY_S = 0.25
+PROGRESS_EVERY_LOG_S = 2.0
+#: Seconds one polling round of the traffic phase waits for reports.
+DRIVE_POLL_S = 0.05
+#: Slack (seconds) on top of the configured timeouts for the workers' answers.
+REGISTER_SLACK_S = 30.0
+COLLECT_SENT_S = 30.0
+COLLECT_RESULT_S = 60.0
+
+
+class ProgressLine:
+    """One status line on stderr, shown once a run is past a few seconds."""
+
+    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
+        self.enabled = enabled
+        self.stream = stream
+        self.t0 = time.monotonic()
+        self.tty = stream.isatty()
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, text: str) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        every = PROGRESS_EVERY_TTY_S if self.tty else PROGRESS_EVERY_LOG_S
+        if now - self.t0 < PROGRESS_AFTER_S or now - self.last < every:
+            return
+        self.last = now
+        line = f"[swarm {now - self.t0:6.1f}s] {text}"
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.enabled and self.shown and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class SwarmRun:
+    """One run of a :class:`SwarmConfig`; :meth:`run` returns its document."""
+
+    def __init__(self, config: SwarmConfig) -> None:
+        self.config = config
+        self.progress = ProgressLine(config.progress)
+        self.pool = WorkerPool(self.progress.update)
+        self.sampler = ResourceSampler(config.sample_interval_s)
+        self.timing: dict[str, float] = {}
+        self.notes: list[str] = []
+
+    def run(self) -> dict[str, Any]:
+        """Start the target, run with it, stop everything (whatever happened)."""
+        config = self.config
+        started_at = dt.datetime.now(dt.UTC)
+        t_start = time.monotonic()
+        raise_open_file_limit()
+        target = make_target(config.target, config.all_server_args, config.server_pid, config.protocol)
+        limit = target.max_connections
+        wanted = config.clients + (config.sender_count if config.dedicated_senders else 0) + config.stalled_clients
+        if limit is not None and wanted > limit:
+            raise SwarmError(
+                f"{config.target} cannot hold {wanted} connections (its limit is about {limit}); "
+                "use fewer clients for this target"
+            )
+        try:
+            host, port = target.start()
+            self.timing["server_start_s"] = round(time.monotonic() - t_start, 3)
+            if target.pid is not None and not self.sampler.watch("server", target.pid, "server"):
+                self.notes.append(f"server pid {target.pid} cannot be sampled")
+            doc = self._run_with_target(target, host, port)
+        finally:
+            self.progress.done()
+            self.sampler.stop()
+            target.stop()  # before the workers close: leaves are then silent
+            self.pool.shutdown()
+        doc["target"] = target.describe()
+        doc["started_at"] = started_at.isoformat(timespec="seconds")
+        doc["timing"]["total_s"] = round(time.monotonic() - t_start, 3)
+        return doc
+
+    def _run_with_target(self, target: Target, host: str, port: int) -> dict[str, Any]:
+        config = self.config
+        tag = secrets.token_hex(2)
+        plans = make_plans(config, host, port, tag, target.connect_batch)
+        got = Collected(
+            tag=tag,
+            specs={c.cid: c for p in plans for c in p.clients},
+            total_conns=sum(len(p.clients) for p in plans),
+            timing=self.timing,
+            notes=self.notes,
+        )
+        t = time.monotonic()
+        self.pool.spawn(plans)
+        for h in self.pool.workers:
+            assert h.proc.pid is not None
+            self.sampler.watch(f"worker-{h.index}", h.proc.pid, "worker")
+        self.sampler.start()
+        self._register(got)
+        self.timing["connect_s"] = round(time.monotonic() - t, 3)
+        if config.stalled_clients:
+            self._stall(got)
+        self._traffic(got)
+        self._collect(got)
+        self.sampler.stop()
+        return build_document(config, got, self.sampler.result())
+
+    # -- phases ---------------------------------------------------------------------
+
+    def _register(self, got: Collected) -> None:
+        """Every worker connects and registers its share."""
+        config = self.config
+        ramp_time = got.total_conns / config.ramp_per_s if config.ramp_per_s > 0 else 0.0
+        ready = self.pool.gather(
+            Ready, config.connect_timeout_s + ramp_time + REGISTER_SLACK_S, f"connecting {got.total_conns} clients"
+        )
+        for msg in ready.values():
+            got.registered.update(msg.registered)
+            got.failures.update(msg.failures)
+        got.receivers = sorted(cid for cid in got.registered if got.specs[cid].receives)
+        got.senders = sorted(cid for cid in got.registered if got.specs[cid].slot is not None)
+        if not got.senders:
+            raise SwarmError(f"no sender could register ({dict(got.failures) or 'no failures recorded'})")
+        lone = len(got.receivers) == 1 and not config.dedicated_senders and got.receivers == got.senders
+        if not got.receivers or lone:
+            raise SwarmError(f"no receiver could register ({dict(got.failures)})")
+
+    def _stall(self, got: Collected) -> None:
+        """Stalled clients, after everyone else so no join notice can stall a registration."""
+        self.pool.broadcast(Stall())
+        stalled = self.pool.gather(
+            Stalled, self.config.connect_timeout_s + REGISTER_SLACK_S, "connecting stalled clients"
+        )
+        got.stalled_ok = sum(m.count for m in stalled.values())
+        got.failures = Counter()
+        for m in stalled.values():
+            got.failures.update(m.failures)  # a worker's failure counts are cumulative
+
+    def _traffic(self, got: Collected) -> None:
+        """Send the schedule and wait for its deliveries."""
+        config = self.config
+        got.schedule = Schedule(
+            t0_ns=time.monotonic_ns() + int(START_LEAD_S * 1e9),
+            rate=config.rate,
+            total=config.warmup_messages + config.measured_messages,
+            senders=config.sender_count,
+            warmup=config.warmup_messages,
+            receivers_present=len(got.receivers),
+        )
+        self.pool.broadcast(Start(got.schedule))
+        got.completed = self._drive(got.schedule, stalled=config.stalled_clients > 0)
+
+    def _collect(self, got: Collected) -> None:
+        """Stop the senders, then gather every worker's counts and histograms."""
+        self.pool.broadcast(StopSending())
+        for msg in self.pool.gather(Sent, COLLECT_SENT_S, "collecting").values():
+            got.sent.update(msg.sent)
+            got.measured.update(msg.measured)
+            got.unsent_bytes += msg.unsent_bytes
+        self.pool.broadcast(Finish(got.sent))
+        got.worker_results = list(self.pool.gather(Result, COLLECT_RESULT_S, "collecting").values())
+
+    def _drive(self, schedule: Schedule, *, stalled: bool) -> bool:
+        """Run the schedule and the drain; True when every expected delivery arrived."""
+        config = self.config
+        end_ns = schedule.end_ns
+        deadline_ns = end_ns + int(config.drain_timeout_s * 1e9)
+        window_started = released = False
+        t_end_send = None
+        while True:
+            self.pool.poll(DRIVE_POLL_S)
+            now = time.monotonic_ns()
+            if not window_started and now >= schedule.t0_ns:
+                self.sampler.window_start()
+                window_started = True
+            if stalled and not released and now >= end_ns:
+                self.pool.broadcast(Release())
+                released = True
+            states = self.pool.progress()
+            delivered = sum(p.delivered for p in states)
+            expected = sum(p.expected for p in states)
+            pending = sum(p.pending for p in states)
+            if now >= end_ns:
+                if t_end_send is None:
+                    t_end_send = now
+                fresh = all(p.t_ns > end_ns for p in states)
+                if fresh and pending == 0 and delivered >= expected:
+                    break
+                if now >= deadline_ns:
+                    self.notes.append(
+                        f"drain timeout ({config.drain_timeout_s:g}s): {pending} messages unsent, "
+                        f"{expected - delivered} deliveries outstanding"
+                    )
+                    break
+            self._show(schedule, now, states)
+        if not window_started:
+            self.sampler.window_start()
+        self.sampler.window_end()
+        done = time.monotonic_ns()
+        self.timing["traffic_s"] = round((done - schedule.t0_ns) / 1e9, 3)
+        self.timing["drain_s"] = round((done - (t_end_send or done)) / 1e9, 3)
+        return bool(pending == 0 and delivered >= expected)
+
+    def _show(self, schedule: Schedule, now: int, states: list[Any]) -> None:
+        """The progress line of the traffic phase."""
+        end_ns = schedule.end_ns
+        phase = "draining" if now >= end_ns else "sending"
+        elapsed = max(0.0, (now - schedule.t0_ns) / 1e9)
+        planned = max(0.0, (end_ns - schedule.t0_ns) / 1e9)
+        self.progress.update(
+            f"{phase} {min(elapsed, planned):.1f}/{planned:.1f}s  sent {sum(p.sent for p in states)}/{schedule.total}  "
+            f"delivered {sum(p.delivered for p in states)}/{sum(p.expected for p in states)}"
+        )
