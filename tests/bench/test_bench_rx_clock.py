@@ -15,7 +15,7 @@ import pytest
 
 from bench.measure.rxstamp import enable, realtime_offset_ns, recv_stamped
 from bench.swarm import SwarmConfig, run_swarm
-from bench.swarm.cli import summary_line
+from bench.report.runline import summary_line
 
 pytestmark = [
     pytest.mark.timeout(90),

@@ -1,0 +1,47 @@
+"""Number and text formats shared by every report, table and summary line
+(one place for "microseconds as milliseconds", percentages, sizes, and the
+little markdown the reports use)."""
+
+from __future__ import annotations
+
+import html
+
+MISSING = "-"
+
+
+def ms(us: float | None, digits: int = 2, unit: str = "") -> str:
+    """Microseconds -> milliseconds with ``digits`` decimals (and ``unit``)."""
+    return MISSING if us is None else f"{us / 1000:.{digits}f}{unit}"
+
+
+def num(v: float | None, fmt: str = "{:,.0f}") -> str:
+    return MISSING if v is None else fmt.format(v)
+
+
+def pct(v: float | None, unit: str = "") -> str:
+    """A CPU share (% of one core) as a whole number."""
+    return MISSING if v is None else f"{v:.0f}{unit}"
+
+
+def ratio_pct(ratio: float | None, digits: int = 2) -> str:
+    """0.9876 -> '98.76%'."""
+    return MISSING if ratio is None else f"{100 * ratio:.{digits}f}%"
+
+
+def mib(b: float | None) -> str:
+    return MISSING if b is None else f"{b / 2**20:.1f}"
+
+
+def md_cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|")
+
+
+def md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(md_cell(c) for c in cells) + " |"
+
+
+def inline_html(text: str) -> str:
+    """Markdown-ish text to HTML: escaped, with the reports' one markup (**bold**)."""
+    parts = html.escape(text).split("**")
+    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
