@@ -1,10 +1,8 @@
 """Number and text formats shared by every report, table and summary line
-(one place for "microseconds as milliseconds", percentages, sizes, and the
-little markdown the reports use)."""
+(one place for "microseconds as milliseconds", percentages, sizes, and
+markdown table cells)."""
 
 from __future__ import annotations
-
-import html
 
 MISSING = "-"
 
@@ -39,9 +37,3 @@ def md_cell(text: str) -> str:
 
 def md_row(cells: list[str]) -> str:
     return "| " + " | ".join(md_cell(c) for c in cells) + " |"
-
-
-def inline_html(text: str) -> str:
-    """Markdown-ish text to HTML: escaped, with the reports' one markup (**bold**)."""
-    parts = html.escape(text).split("**")
-    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))

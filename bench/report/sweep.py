@@ -17,7 +17,6 @@ charts, the table of every point and the environment.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import os
 import textwrap
 from collections.abc import Sequence
@@ -25,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import results
-from bench.report import capacity, plots
-from bench.report.fmt import inline_html, md_cell, mib, ms, num, pct, ratio_pct
+from bench.report import capacity, doc, plots
+from bench.report.fmt import mib, ms, num, pct, ratio_pct
 from bench.results.schema import CapacityDocument, IndexDocument, IndexEntry, ProcessSummary, RunDocument
 from bench.results.store import load_capacity
 
@@ -235,100 +234,131 @@ def _points(items: Sequence[tuple[str, int]]) -> str:
     return "; ".join(f"{label}: {', '.join(str(c) for c in counts)} clients" for label, counts in by.items())
 
 
-def warnings(series: Sequence[SeriesData]) -> list[str]:
-    """Plain-words warnings for the top of the report (empty when all is well)."""
-    out: list[str] = []
-    all_runs = [(s.label, r) for s in series for r in s.runs]
-    total = len(all_runs) + sum(len(s.failed) for s in series)
+#: (label, run) over every series: what the warning checks read.
+Labelled = list[tuple[str, RunDocument]]
 
+
+def _failed_points(series: Sequence[SeriesData], total: int) -> str | None:
     failed = [(s.label, e) for s in series for e in s.failed]
-    if failed:
-        detail = "; ".join(
-            f"{label} {e.get('clients')} clients: {e.get('error') or 'no result'}" for label, e in failed
-        )
-        out.append(
-            f"**{len(failed)} of {total} points have no result**, so the charts and table leave them out: {detail}."
-        )
+    if not failed:
+        return None
+    detail = "; ".join(f"{label} {e.get('clients')} clients: {e.get('error') or 'no result'}" for label, e in failed)
+    return f"**{len(failed)} of {total} points have no result**, so the charts and table leave them out: {detail}."
 
+
+def _saturated(all_runs: Labelled, total: int) -> str | None:
     saturated = [(label, r) for label, r in all_runs if r.get("load_generator_saturated")]
-    if saturated:
-        detail = "; ".join(
-            f"{label} {r['parameters']['clients']} clients: workers busy {busy:.0f}%, waiting for a CPU {wait:.0f}%"
-            for label, r in saturated
-            for busy, wait in [worker_demand(r)]
-        )
-        out.append(
-            f"**Load generator saturated** in {len(saturated)} of {total} runs: the harness's worker processes "
-            "were busy, or runnable but waiting for a CPU, for at least 90% of the traffic window "
-            f"({detail}; averages per worker). Waiting means the cores were held by the server or by other load "
-            "on the machine. These runs' latency and throughput may describe the load generator and the machine "
-            "more than the server; fewer clients, a lower rate or more cores give cleaner numbers."
-        )
+    if not saturated:
+        return None
+    detail = "; ".join(
+        f"{label} {r['parameters']['clients']} clients: workers busy {busy:.0f}%, waiting for a CPU {wait:.0f}%"
+        for label, r in saturated
+        for busy, wait in [worker_demand(r)]
+    )
+    return (
+        f"**Load generator saturated** in {len(saturated)} of {total} runs: the harness's worker processes "
+        "were busy, or runnable but waiting for a CPU, for at least 90% of the traffic window "
+        f"({detail}; averages per worker). Waiting means the cores were held by the server or by other load "
+        "on the machine. These runs' latency and throughput may describe the load generator and the machine "
+        "more than the server; fewer clients, a lower rate or more cores give cleaner numbers."
+    )
 
+
+def _integrity(all_runs: Labelled) -> str | None:
     faulty = [(label, r) for label, r in all_runs if r["integrity"]["faults"]]
-    if faulty:
-        parts = []
-        for label, r in faulty:
-            i = r["integrity"]
-            kinds = ", ".join(f"{i[k]:,} {k}" for k in ("lost", "duplicated", "reordered", "corrupted") if i[k])
-            parts.append(f"{label} {r['parameters']['clients']} clients: {kinds}")
-        out.append(
-            f"**Integrity faults** in {len(faulty)} runs: {'; '.join(parts)}. Lost means a message a client should "
-            "have received never arrived; duplicated, reordered and corrupted mean the server delivered it wrongly."
-        )
+    if not faulty:
+        return None
+    parts = []
+    for label, r in faulty:
+        i = r["integrity"]
+        counts = {"lost": i["lost"], "duplicated": i["duplicated"], "reordered": i["reordered"]}
+        counts["corrupted"] = i["corrupted"]
+        kinds = ", ".join(f"{n:,} {k}" for k, n in counts.items() if n)
+        parts.append(f"{label} {r['parameters']['clients']} clients: {kinds}")
+    return (
+        f"**Integrity faults** in {len(faulty)} runs: {'; '.join(parts)}. Lost means a message a client should "
+        "have received never arrived; duplicated, reordered and corrupted mean the server delivered it wrongly."
+    )
 
+
+def _failed_connections(all_runs: Labelled) -> str | None:
     conn = [(label, r) for label, r in all_runs if r["connections"]["failed"]]
-    if conn:
-        parts = []
-        for label, r in conn:
-            c = r["connections"]
-            reasons = (
-                ", ".join(f"{n}x {why}" for why, n in sorted(c.get("failures", {}).items())) or "no reason recorded"
-            )
-            parts.append(f"{label} {r['parameters']['clients']} clients: {c['failed']} of {c['requested']} ({reasons})")
-        out.append(
-            f"**Failed connections** in {len(conn)} runs: {'; '.join(parts)}. These clients never joined, so "
-            "those runs measured fewer clients than their label says."
-        )
+    if not conn:
+        return None
+    parts = []
+    for label, r in conn:
+        c = r["connections"]
+        reasons = ", ".join(f"{n}x {why}" for why, n in sorted(c.get("failures", {}).items())) or "no reason recorded"
+        parts.append(f"{label} {r['parameters']['clients']} clients: {c['failed']} of {c['requested']} ({reasons})")
+    return (
+        f"**Failed connections** in {len(conn)} runs: {'; '.join(parts)}. These clients never joined, so "
+        "those runs measured fewer clients than their label says."
+    )
 
+
+def _incomplete(all_runs: Labelled) -> str | None:
     incomplete = [(label, r) for label, r in all_runs if not r.get("completed", True) or r["messages"].get("unsent")]
-    if incomplete:
-        parts = []
-        for label, r in incomplete:
-            d, m = r["deliveries"], r["messages"]
-            what = f"{d['expected'] - d['delivered']:,} of {d['expected']:,} deliveries missing"
-            if m.get("unsent"):
-                what += f", {m['unsent']:,} messages never sent"
-            parts.append(f"{label} {r['parameters']['clients']} clients: {what}")
-        drain = {r["parameters"].get("drain_timeout_s") for _, r in incomplete}
-        drain_text = "/".join(f"{d:g}" for d in sorted(x for x in drain if x is not None)) or "?"
-        out.append(
-            f"**Incomplete runs**: {'; '.join(parts)}. The run stopped waiting {drain_text} s after the last "
-            "message was due; whatever had not arrived by then counts as lost, and the latency of those "
-            "deliveries is missing from the percentiles (which are therefore too optimistic)."
-        )
+    if not incomplete:
+        return None
+    parts = []
+    for label, r in incomplete:
+        d, m = r["deliveries"], r["messages"]
+        what = f"{d['expected'] - d['delivered']:,} of {d['expected']:,} deliveries missing"
+        if m.get("unsent"):
+            what += f", {m['unsent']:,} messages never sent"
+        parts.append(f"{label} {r['parameters']['clients']} clients: {what}")
+    drain = {r["parameters"].get("drain_timeout_s") for _, r in incomplete}
+    drain_text = "/".join(f"{d:g}" for d in sorted(x for x in drain if x is not None)) or "?"
+    return (
+        f"**Incomplete runs**: {'; '.join(parts)}. The run stopped waiting {drain_text} s after the last "
+        "message was due; whatever had not arrived by then counts as lost, and the latency of those "
+        "deliveries is missing from the percentiles (which are therefore too optimistic)."
+    )
 
+
+def _disconnected(all_runs: Labelled) -> str | None:
     dropped = [(label, r) for label, r in all_runs if r["connections"].get("disconnected_during_run")]
-    if dropped:
-        parts = [
-            f"{label} {r['parameters']['clients']} clients: {r['connections']['disconnected_during_run']} "
-            f"({', '.join(sorted(r['connections'].get('disconnect_reasons', {}))) or 'no reason'})"
-            for label, r in dropped
-        ]
-        out.append(f"**Clients disconnected by the server during the run**: {'; '.join(parts)}.")
+    if not dropped:
+        return None
+    parts = [
+        f"{label} {r['parameters']['clients']} clients: {r['connections'].get('disconnected_during_run')} "
+        f"({', '.join(sorted(r['connections'].get('disconnect_reasons', {}))) or 'no reason'})"
+        for label, r in dropped
+    ]
+    return f"**Clients disconnected by the server during the run**: {'; '.join(parts)}."
 
+
+def _clamped(all_runs: Labelled) -> str | None:
     clamped = [(label, r["parameters"]["clients"]) for label, r in all_runs if r["latency_us"].get("clamped")]
-    if clamped:
-        out.append(f"**Latencies above 600 s were clamped** to 600 s in {_points(clamped)}.")
+    return f"**Latencies above 600 s were clamped** to 600 s in {_points(clamped)}." if clamped else None
 
+
+def _server_exit(all_runs: Labelled) -> str | None:
     bad_exit = [
         (label, r["parameters"]["clients"])
         for label, r in all_runs
         if (r.get("target") or {}).get("exit_code") not in (None, 0)
     ]
-    if bad_exit:
-        out.append(f"**The server exited with an error** after {_points(bad_exit)} (see the run JSON's stderr_tail).")
-    return out
+    if not bad_exit:
+        return None
+    return f"**The server exited with an error** after {_points(bad_exit)} (see the run JSON's stderr_tail)."
+
+
+def warnings(series: Sequence[SeriesData]) -> list[str]:
+    """Plain-words warnings for the top of the report (empty when all is well)."""
+    all_runs: Labelled = [(s.label, r) for s in series for r in s.runs]
+    total = len(all_runs) + sum(len(s.failed) for s in series)
+    found = [
+        _failed_points(series, total),
+        _saturated(all_runs, total),
+        _integrity(all_runs),
+        _failed_connections(all_runs),
+        _incomplete(all_runs),
+        _disconnected(all_runs),
+        _clamped(all_runs),
+        _server_exit(all_runs),
+    ]
+    return [w for w in found if w is not None]
 
 
 def highlights(series: Sequence[SeriesData]) -> list[str]:
@@ -464,81 +494,75 @@ def arrival_clock(series: Sequence[SeriesData]) -> str:
     return "the kernel's receive stamp in some runs and the harness's read in others"
 
 
+def document(
+    series: Sequence[SeriesData],
+    charts: dict[str, str],
+    capacity_doc: CapacityDocument | None = None,
+    title: str = DEFAULT_TITLE,
+) -> list[doc.Block]:
+    """The report as blocks (rendered by :func:`render_markdown` and :func:`render_html`)."""
+    generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    blocks: list[doc.Block] = [
+        doc.Heading(1, title),
+        doc.Para(
+            f"Generated {generated} from the JSON results in this directory "
+            "(`python -m bench report DIR` redraws it). Latency is measured from each message's *intended* send "
+            "time to its arrival at every other client (open loop: a stalled server shows as latency); arrival is "
+            f"{arrival_clock(series)}. Units: ms, deliveries per second, CPU in % of one core."
+        ),
+        doc.Heading(2, "Warnings"),
+    ]
+    warn = warnings(series)
+    if warn:
+        blocks.append(doc.Bullets(warn, css="warn"))
+    else:
+        blocks.append(doc.Para(ALL_WELL, css="ok"))
+    hl = highlights(series)
+    if hl:
+        blocks += [doc.Heading(2, "At a glance"), doc.Bullets(hl)]
+    if capacity_doc is not None:
+        blocks += capacity.blocks(capacity_doc, level=2)
+    blocks.append(doc.Heading(2, "Charts"))
+    for name, file in charts.items():
+        blocks += [doc.Heading(3, CHART_TITLES[name]), doc.Image(CHART_TITLES[name], file)]
+    blocks += [doc.Heading(2, "Every point"), doc.Para(TABLE_NOTE), points_table(series)]
+    notes = [
+        f"{label}, {r['parameters']['clients']} clients: {note}"
+        for label, r in ((s.label, r) for s in series for r in s.runs)
+        for note in r.get("notes") or []
+    ]
+    if notes:
+        blocks += [doc.Heading(3, "Notes from the runs"), doc.Bullets(notes)]
+    env = environment_rows(series)
+    if env:
+        blocks += [doc.Heading(2, "Environment"), doc.Table(None, [list(kv) for kv in env], "ll")]
+    return blocks
+
+
+ALL_WELL = "None: every run delivered every message, in order, to every client, with a load generator that kept up."
+TABLE_NOTE = (
+    "Latency percentiles over every measured delivery (HDR histograms merged across the load generator's "
+    "processes). *offered/s* is what the senders offered (rate x receivers per message); *server CPU* is the "
+    "average over the traffic window. *data* is the run's JSON."
+)
+
+
+def points_table(series: Sequence[SeriesData]) -> doc.Table:
+    """The 'Every point' table: numbers right-aligned, the run JSON linked."""
+    rows: list[list[doc.Cell]] = [
+        [*row[:-1], doc.Link("json", row[-1]) if row[-1] else ""] for row in table_rows(series)
+    ]
+    align = "".join("l" if h in ("strategy", "warnings", "data") else "r" for h in TABLE_HEADER)
+    return doc.Table(TABLE_HEADER, rows, align, flag_column=TABLE_HEADER.index("warnings"))
+
+
 def render_markdown(
     series: Sequence[SeriesData],
     charts: dict[str, str],
     capacity_doc: CapacityDocument | None = None,
     title: str = DEFAULT_TITLE,
 ) -> str:
-    lines = [f"# {title}", ""]
-    generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    lines += [
-        f"Generated {generated} from the JSON results in this directory "
-        "(`python -m bench report DIR` redraws it). Latency is measured from each message's *intended* send "
-        "time to its arrival at every other client (open loop: a stalled server shows as latency); arrival is "
-        f"{arrival_clock(series)}. Units: ms, deliveries per second, CPU in % of one core.",
-        "",
-    ]
-    warn = warnings(series)
-    lines += ["## Warnings", ""]
-    if warn:
-        lines += [f"- {w}" for w in warn]
-    else:
-        lines.append(
-            "None: every run delivered every message, in order, to every client, with a load generator that kept up."
-        )
-    lines.append("")
-    hl = highlights(series)
-    if hl:
-        lines += ["## At a glance", "", *[f"- {h}" for h in hl], ""]
-    if capacity_doc is not None:
-        lines += [capacity.render_markdown(capacity_doc, heading="##"), ""]
-    lines += ["## Charts", ""]
-    for name, file in charts.items():
-        lines += [f"### {CHART_TITLES[name]}", "", f"![{CHART_TITLES[name]}]({file})", ""]
-    lines += [
-        "## Every point",
-        "",
-        "Latency percentiles over every measured delivery (HDR histograms merged across the load generator's "
-        "processes). *offered/s* is what the senders offered (rate x receivers per message); *server CPU* is the "
-        "average over the traffic window. *data* is the run's JSON.",
-        "",
-    ]
-    lines.append("| " + " | ".join(TABLE_HEADER) + " |")
-    lines.append(
-        "|" + "|".join("---:" if h not in ("strategy", "warnings", "data") else "---" for h in TABLE_HEADER) + "|"
-    )
-    for row in table_rows(series):
-        cells = [*row[:-1], f"[json]({row[-1]})" if row[-1] else ""]
-        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
-    lines.append("")
-    notes = [(s.label, r) for s in series for r in s.runs if r.get("notes")]
-    if notes:
-        lines += ["### Notes from the runs", ""]
-        for label, r in notes:
-            for note in r["notes"]:
-                lines.append(f"- {label}, {r['parameters']['clients']} clients: {note}")
-        lines.append("")
-    env = environment_rows(series)
-    if env:
-        lines += ["## Environment", "", "| | |", "|---|---|"]
-        lines += [f"| {md_cell(k)} | {md_cell(v)} |" for k, v in env]
-        lines.append("")
-    return "\n".join(lines)
-
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
-th { background: #f3f3f3; }
-tr.flag td { background: #fff6e0; }
-.warn { background: #fff3cd; border: 1px solid #e0c36b; padding: 0.5em 1em; }
-.ok { background: #e8f5e9; border: 1px solid #9ccc9f; padding: 0.5em 1em; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
-code { background: #f3f3f3; padding: 0 0.2em; }
-"""
+    return doc.to_markdown(document(series, charts, capacity_doc, title))
 
 
 def render_html(
@@ -547,59 +571,7 @@ def render_html(
     capacity_doc: CapacityDocument | None = None,
     title: str = DEFAULT_TITLE,
 ) -> str:
-    e = html.escape
-    h = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        "<p>Latency is measured from each message's <em>intended</em> send time to its arrival at every other "
-        f"client (open loop); arrival is {e(arrival_clock(series))}. Units: ms, deliveries per second, CPU in % "
-        "of one core. Redraw with <code>python -m bench report DIR</code>.</p>",
-        "<h2>Warnings</h2>",
-    ]
-    warn = warnings(series)
-    if warn:
-        h.append('<div class="warn"><ul>' + "".join(f"<li>{inline_html(w)}</li>" for w in warn) + "</ul></div>")
-    else:
-        h.append(
-            '<p class="ok">None: every run delivered every message, in order, to every client, with a load '
-            "generator that kept up.</p>"
-        )
-    hl = highlights(series)
-    if hl:
-        h += ["<h2>At a glance</h2>", "<ul>" + "".join(f"<li>{e(x)}</li>" for x in hl) + "</ul>"]
-    if capacity_doc is not None:
-        h.append(capacity.render_html(capacity_doc))
-    h.append("<h2>Charts</h2>")
-    for name, file in charts.items():
-        h.append(f'<h3>{e(CHART_TITLES[name])}</h3><img src="{e(file)}" alt="{e(CHART_TITLES[name])}">')
-    h.append("<h2>Every point</h2><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in TABLE_HEADER) + "</tr>")
-    for row in table_rows(series):
-        cls = ' class="flag"' if row[-2] else ""
-        cells = []
-        for i, c in enumerate(row):
-            if i == len(row) - 1:
-                cells.append(f'<td><a href="{e(c)}">json</a></td>' if c else "<td></td>")
-            elif 1 <= i <= 14:
-                cells.append(f'<td class="n">{e(c)}</td>')
-            else:
-                cells.append(f"<td>{e(c)}</td>")
-        h.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-    h.append("</table>")
-    notes = [(s.label, r) for s in series for r in s.runs if r.get("notes")]
-    if notes:
-        h.append("<h3>Notes from the runs</h3><ul>")
-        for label, r in notes:
-            h += [f"<li>{e(label)}, {r['parameters']['clients']} clients: {e(n)}</li>" for n in r["notes"]]
-        h.append("</ul>")
-    env = environment_rows(series)
-    if env:
-        h.append("<h2>Environment</h2><table>")
-        h += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in env]
-        h.append("</table>")
-    h.append("</body></html>")
-    return "\n".join(h) + "\n"
+    return doc.to_html(title, document(series, charts, capacity_doc, title))
 
 
 def build_report(
