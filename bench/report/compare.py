@@ -40,8 +40,7 @@ def _point(run: IndexEntry, doc: RunDocument | None) -> ComparePoint:
     if run.get("status") != "ok" or doc is None:
         return {"clients": run["clients"], "status": "error", "error": run.get("error")}
     lat = doc["latency_us"]
-    server_doc = doc["resources"].get("server")
-    server = server_doc.get("summary") or {} if server_doc else {}
+    server = schema.server_summary(doc)
     return {
         "clients": run["clients"],
         "status": "ok",

@@ -4,6 +4,8 @@ markdown table cells)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 MISSING = "-"
 
 
@@ -37,3 +39,13 @@ def md_cell(text: str) -> str:
 
 def md_row(cells: list[str]) -> str:
     return "| " + " | ".join(md_cell(c) for c in cells) + " |"
+
+
+def counts(items: Mapping[str, int]) -> str:
+    """{"lost": 3, "duplicated": 0, "reordered": 1} -> '3 lost, 1 reordered'."""
+    return ", ".join(f"{n:,} {what}" for what, n in items.items() if n)
+
+
+def reasons(failures: Mapping[str, int]) -> str:
+    """{"timed out": 2} -> '2x timed out' (sorted by reason; '' when none)."""
+    return ", ".join(f"{n}x {why}" for why, n in sorted(failures.items()))

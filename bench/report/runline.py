@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from bench.report.fmt import ms
-from bench.results.schema import RunDocument
+from bench.results.schema import RunDocument, server_summary
 
 
 def _lat(us: float | None) -> str:
@@ -16,8 +16,7 @@ def summary_line(doc: RunDocument) -> str:
     lat = doc["latency_us"]
     d = doc["deliveries"]
     i = doc["integrity"]
-    server_doc = doc["resources"].get("server")
-    server = server_doc.get("summary", {}) if server_doc else {}
+    server = server_summary(doc)
     ratio = d["delivered_ratio"]
     rate = f"{p['rate']:g}/s" if p["rate"] else "burst"
     parts = [

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import results
-from bench.report import capacity, doc, plots
+from bench.report import capacity, doc, fmt, plots
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
-from bench.results.schema import CapacityDocument, IndexDocument, IndexEntry, ProcessSummary, RunDocument
+from bench.results.schema import CapacityDocument, IndexDocument, IndexEntry, RunDocument, server_summary
 from bench.results.store import load_capacity
 
 REPORT_MD = "report.md"
@@ -131,11 +131,6 @@ def load_series(directory: str | Path) -> list[SeriesData]:
 # ---------------------------------------------------------------------------
 # numbers
 # ---------------------------------------------------------------------------
-
-
-def server_summary(run: RunDocument) -> ProcessSummary:
-    server = run["resources"].get("server")
-    return server.get("summary") or {} if server else {}
 
 
 def worker_demand(run: RunDocument) -> tuple[float, float]:
@@ -271,9 +266,9 @@ def _integrity(all_runs: Labelled) -> str | None:
     parts = []
     for label, r in faulty:
         i = r["integrity"]
-        counts = {"lost": i["lost"], "duplicated": i["duplicated"], "reordered": i["reordered"]}
-        counts["corrupted"] = i["corrupted"]
-        kinds = ", ".join(f"{n:,} {k}" for k, n in counts.items() if n)
+        kinds = fmt.counts(
+            {"lost": i["lost"], "duplicated": i["duplicated"], "reordered": i["reordered"], "corrupted": i["corrupted"]}
+        )
         parts.append(f"{label} {r['parameters']['clients']} clients: {kinds}")
     return (
         f"**Integrity faults** in {len(faulty)} runs: {'; '.join(parts)}. Lost means a message a client should "
@@ -288,7 +283,7 @@ def _failed_connections(all_runs: Labelled) -> str | None:
     parts = []
     for label, r in conn:
         c = r["connections"]
-        reasons = ", ".join(f"{n}x {why}" for why, n in sorted(c.get("failures", {}).items())) or "no reason recorded"
+        reasons = fmt.reasons(c.get("failures", {})) or "no reason recorded"
         parts.append(f"{label} {r['parameters']['clients']} clients: {c['failed']} of {c['requested']} ({reasons})")
     return (
         f"**Failed connections** in {len(conn)} runs: {'; '.join(parts)}. These clients never joined, so "

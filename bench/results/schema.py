@@ -181,6 +181,12 @@ class RunDocument(TypedDict):
     notes: list[str]
 
 
+def server_summary(run: RunDocument) -> ProcessSummary:
+    """The server's resource summary ({} when no server pid was known)."""
+    server = run["resources"].get("server")
+    return server.get("summary") or {} if server else {}
+
+
 def as_run(doc: dict[str, Any]) -> RunDocument:
     """``run_swarm``'s ``dict[str, Any]`` seen as the run document it is."""
     return cast(RunDocument, doc)

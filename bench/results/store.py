@@ -33,6 +33,7 @@ from bench.results.schema import (
     IndexDocument,
     IndexEntry,
     RunDocument,
+    server_summary,
 )
 
 
@@ -126,7 +127,6 @@ def index_entry(doc: RunDocument, file: str) -> IndexEntry:
     """The index's line for one finished run."""
     lat = doc["latency_us"]
     resources = doc["resources"]
-    server = resources.get("server")
     return {
         "clients": doc["parameters"]["clients"],
         "file": file,
@@ -141,7 +141,7 @@ def index_entry(doc: RunDocument, file: str) -> IndexEntry:
             "delivered_ratio": doc["deliveries"]["delivered_ratio"],
             "faults": doc["integrity"]["faults"],
             "failed_connections": doc["connections"]["failed"],
-            "server_cpu_percent": (server.get("summary") or {}).get("cpu_percent_window") if server else None,
+            "server_cpu_percent": server_summary(doc).get("cpu_percent_window"),
             "harness_cpu_percent": resources.get("harness_cpu_percent_window"),
             "load_generator_saturated": doc["load_generator_saturated"],
         },

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from bench import cli
 from bench.report import capacity as capacity_report
+from bench.report import fmt
 from bench.results import schema
 from bench.results.schema import (
     CAPACITY_JSON,
@@ -105,12 +106,12 @@ def judge(doc: RunDocument, p95_bound_ms: float) -> list[str]:
     i = doc["integrity"]
     if i["lost"]:
         reasons.append(f"{i['lost']:,} {'delivery' if i['lost'] == 1 else 'deliveries'} lost")
-    other = {k: i[k] for k in ("duplicated", "reordered", "corrupted") if i[k]}
+    other = fmt.counts({"duplicated": i["duplicated"], "reordered": i["reordered"], "corrupted": i["corrupted"]})
     if other:
-        reasons.append("integrity faults: " + ", ".join(f"{v:,} {k}" for k, v in other.items()))
+        reasons.append("integrity faults: " + other)
     c = doc["connections"]
     if c["failed"]:
-        why = ", ".join(f"{n}x {r}" for r, n in sorted(c.get("failures", {}).items()))
+        why = fmt.reasons(c.get("failures", {}))
         reasons.append(f"{c['failed']} of {c['requested']} clients failed to connect" + (f" ({why})" if why else ""))
     if doc["latency_us"]["count"] == 0 and not reasons:
         reasons.append("no delivery was measured")

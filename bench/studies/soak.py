@@ -27,6 +27,7 @@ import psutil
 from bench import cli
 from bench.report.runline import summary_line
 from bench.results import as_run
+from bench.results.schema import server_summary
 from bench.swarm import run_swarm
 from bench.targets import EmbeddedTarget
 
@@ -74,9 +75,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         )
         doc = as_run(run_swarm(config))
         print(summary_line(doc))
-        server = doc["resources"].get("server")
-        server_summary = server.get("summary") or {} if server else {}
-        loaded_rss = int(server_summary.get("rss_max_bytes") or 0)
+        loaded_rss = int(server_summary(doc).get("rss_max_bytes") or 0)
         after = settle(proc, idle, args.settle)
     rss_growth = after.rss_bytes - idle.rss_bytes
     problems = []
