@@ -121,14 +121,10 @@ def target_list(text: str) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def _parent(title: str) -> tuple[argparse.ArgumentParser, argparse._ArgumentGroup]:
-    p = argparse.ArgumentParser(add_help=False)
-    return p, p.add_argument_group(title)
-
-
 def target_options() -> argparse.ArgumentParser:
     """Which server: --target, --protocol, --fanout, --send-queue-bytes, --server-arg, --server-pid."""
-    p, g = _parent("target")
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("target")
     g.add_argument(
         "--target",
         default="embedded",
@@ -164,7 +160,8 @@ def target_options() -> argparse.ArgumentParser:
 def clients_options() -> argparse.ArgumentParser:
     """Who connects: --senders, roles, stalled clients, workers, ramp, clocks."""
     d = SwarmConfig()
-    p, g = _parent("clients")
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("clients")
     g.add_argument("--senders", type=int, help=f"sending clients (default: min(clients, {DEFAULT_SENDERS}))")
     g.add_argument(
         "--dedicated-senders",
@@ -205,7 +202,8 @@ def clients_options() -> argparse.ArgumentParser:
 def traffic_options() -> argparse.ArgumentParser:
     """What is sent: --rate, --messages, --duration, --warmup, --payload, --drain-timeout, pacing, sampling."""
     d = SwarmConfig()
-    p, g = _parent("traffic")
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("traffic")
     g.add_argument("--rate", type=float, default=DEFAULT_RATE, help="total messages/s over all senders; 0 = a burst")
     g.add_argument("--messages", type=int, help="measured messages (default: rate x duration; needed with --rate 0)")
     g.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="measured seconds per point")
@@ -229,7 +227,8 @@ def traffic_options() -> argparse.ArgumentParser:
 
 def output_options() -> argparse.ArgumentParser:
     """Where results go: --reports-root, --out, --no-latest, --label, --quiet."""
-    p, g = _parent("output")
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output")
     g.add_argument("--reports-root", default=DEFAULT_REPORTS_ROOT, help="where timestamped report directories go")
     g.add_argument("--out", help="write into this (new or empty) directory instead; the latest link is not touched")
     g.add_argument("--no-latest", action="store_true", help="do not update the latest link")
@@ -242,6 +241,8 @@ def add_parents(parser: argparse.ArgumentParser, *parents: argparse.ArgumentPars
     """What ``ArgumentParser(parents=...)`` does, for a subparser that already
     exists (the CLI makes it, the subcommand's ``configure`` fills it)."""
     for parent in parents:
+        # argparse's own way of copying a parent's groups and options (what
+        # ``parents=`` calls); there is no public spelling for an existing parser.
         parser._add_container_actions(parent)
 
 
@@ -376,15 +377,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     args.argv = command_line(argv)
+    prog = f"{PROG} {args.command}"
     if getattr(args, "unavailable", None):
-        parser.error(args.unavailable)
+        parser.exit(2, f"{prog}: error: {args.unavailable}\n")
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
     except (UsageError, TargetError, ValueError) as exc:
-        parser.error(str(exc))
+        parser.exit(2, f"{prog}: error: {exc}\n(see `{prog} --help`)\n")
     except KeyboardInterrupt:
         print(f"\ninterrupted: the results written so far stay readable ({PROG} report DIR)", file=sys.stderr)
         return 130
