@@ -18,9 +18,9 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import psutil
 
@@ -42,6 +42,9 @@ class Footprint:
     threads: int
     fds: int
 
+    def as_doc(self) -> FootprintDoc:
+        return {"rss_bytes": self.rss_bytes, "threads": self.threads, "fds": self.fds}
+
     @classmethod
     def of(cls, proc: psutil.Process) -> Footprint:
         return cls(proc.memory_info().rss, proc.num_threads(), proc.num_fds())
@@ -59,7 +62,24 @@ def settle(proc: psutil.Process, baseline: Footprint, timeout: float) -> Footpri
     return current
 
 
-def soak(args: argparse.Namespace) -> dict[str, Any]:
+class FootprintDoc(TypedDict):
+    rss_bytes: int
+    threads: int
+    fds: int
+
+
+class SoakResult(TypedDict):
+    """What ``--out`` writes."""
+
+    idle: FootprintDoc
+    after: FootprintDoc
+    peak_rss_bytes: int
+    rss_growth_bytes: int
+    problems: list[str]
+    summary: str
+
+
+def soak(args: argparse.Namespace) -> SoakResult:
     with EmbeddedTarget(["--log-level", "WARNING"]) as target:
         host, port = target.start()
         assert target.pid is not None
@@ -88,8 +108,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     if doc["integrity"]["faults"]:
         problems.append(f"integrity faults: {doc['integrity']}")
     return {
-        "idle": asdict(idle),
-        "after": asdict(after),
+        "idle": idle.as_doc(),
+        "after": after.as_doc(),
         "peak_rss_bytes": loaded_rss,
         "rss_growth_bytes": rss_growth,
         "problems": problems,
