@@ -275,6 +275,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Writes reports/<timestamp>-capacity/ (capacity.json, capacity.md, runs, charts, report) and "
         "reports/latest-capacity."
     )
+    parser.epilog = f"Fan-out strategies without --fanout: {','.join(sweep.DEFAULT_FANOUTS)}."
     d = SearchConfig()
     g = parser.add_argument_group("search")
     g.add_argument("--start", type=int, default=d.start, help="first client count")

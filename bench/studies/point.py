@@ -26,7 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Examples: `python -m bench run --clients 100 --rate 1000 --duration 5`; "
         "`python -m bench run --rate 0 --messages 200 --clients 20 --fanout direct --stalled-clients 1`; "
-        "`python -m bench run --target 127.0.0.1:8000 --server-pid PID`."
+        "`python -m bench run --target 127.0.0.1:8000 --server-pid PID`. "
+        f"Fan-out strategy without --fanout: {sweep.DEFAULT_FANOUTS[0]}."
     )
     sweep.add_sweep_options(parser, DEFAULT_CLIENTS, "client count (a list runs each)")
 

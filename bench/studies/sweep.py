@@ -44,6 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "write the run JSON, index.json per strategy, four charts, report.md and report.html under "
         "reports/<timestamp>/, and point reports/latest at it. Expected deliveries/s = rate x (clients - 1)."
     )
+    parser.epilog = f"Fan-out strategies without --fanout: {','.join(DEFAULT_FANOUTS)}."
     add_sweep_options(parser, DEFAULT_CLIENTS, "comma-separated client counts")
 
 
