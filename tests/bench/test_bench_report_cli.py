@@ -178,3 +178,11 @@ def test_usage_errors_are_one_line_and_point_at_help(capsys: pytest.CaptureFixtu
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "unrecognized arguments" in err[0] and "--help" in err[1]
+
+
+def test_one_command_line_has_every_subcommand() -> None:
+    names = ["sweep", "run", "capacity", "compare", "gate", "onebroadcast", "soak", "replay", "report"]
+    assert list(cli.SUBCOMMANDS) == names
+    for name in ("sweep", "run", "capacity", "compare", "soak", "replay", "report"):
+        module = cli.load(name)
+        assert callable(module.configure) and callable(module.run), name
