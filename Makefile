@@ -54,22 +54,22 @@ capacity: $(STAMP)
 	$(BIN)/python -m bench capacity --target $(TARGET) --payload $(PAYLOAD) --p95-bound $(P95_BOUND) $(if $(FANOUT),--fanout $(FANOUT))
 
 bench-replay: $(STAMP)
-	$(BIN)/python -m bench.studies.replay --deliveries 1000000 --chunk-bytes 262144,65536,16384,1024
+	$(BIN)/python -m bench replay --deliveries 1000000 --chunk-bytes 262144,65536,16384,1024
 
 bench-gate: $(STAMP)
-	$(BIN)/python -m bench.gate
+	$(BIN)/python -m bench gate
 
 bench-baseline: $(STAMP)
-	$(BIN)/python -m bench.gate --write-baseline
+	$(BIN)/python -m bench gate --write-baseline
 
 peers: $(STAMP)
 	bash bench/peers/install.sh $(VENV)
 
 compare: $(STAMP) peers
-	$(BIN)/python -m bench.studies.compare --targets $(COMPARE_TARGETS) --clients $(COMPARE_CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD)
+	$(BIN)/python -m bench compare --targets $(COMPARE_TARGETS) --clients $(COMPARE_CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD)
 
 soak: $(STAMP)
-	$(BIN)/python -m bench.studies.soak
+	$(BIN)/python -m bench soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

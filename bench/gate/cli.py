@@ -194,14 +194,3 @@ def _write_baseline(args: argparse.Namespace, scenario: Scenario, progress: Prog
     recorded = ", ".join(f"{k} {v['value']} (+{v['tolerance']:.0%})" for k, v in document["metrics"].items())
     print(f"wrote {args.baseline}: {recorded}")
     return EXIT_PASS
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Until the single command line registers ``gate``: ``python -m bench.gate.cli``."""
-    parser = argparse.ArgumentParser(prog="python -m bench gate")
-    configure(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

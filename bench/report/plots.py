@@ -12,9 +12,10 @@ hollow markers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -24,7 +25,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 from matplotlib.typing import LineStyleType as LineStyle
 
 #: Fixed colours for the known fan-out strategies, so a chart in one report
@@ -91,7 +92,9 @@ def _nan(values: Sequence[float | None], scale: float = 1.0) -> list[float]:
     return [math.nan if v is None else v * scale for v in values]
 
 
-def _plot(
+# Four data arguments and three keyword-only styling options that every call
+# site names; grouping them in an object would only move the same names.
+def _plot(  # noqa: PLR0913
     ax: Axes,
     x: Sequence[int],
     y: Sequence[float],
@@ -282,3 +285,51 @@ def draw_all(series: Sequence[Series], out_dir: Path, subtitle: str = "") -> dic
         "percentiles": percentiles_chart(series, out_dir / CHART_FILES["percentiles"], subtitle),
         "resources": resources_chart(series, out_dir / CHART_FILES["resources"], subtitle),
     }
+
+
+# ---------------------------------------------------------------------------
+# the comparison (python -m bench compare): one line per target
+# ---------------------------------------------------------------------------
+
+#: (file, metric key, axis label, scale, log y axis) of the comparison's charts.
+COMPARE_CHARTS: tuple[tuple[str, str, str, float, bool], ...] = (
+    ("compare-p99.png", "p99_us", "p99 latency (ms)", 1e-3, True),
+    ("compare-deliveries.png", "deliveries_per_s", "deliveries/s", 1.0, True),
+    ("compare-server-cpu.png", "server_cpu_percent", "server CPU (% of one core)", 1.0, False),
+)
+#: The comparison's charts are smaller than the report's (three side by side in COMPARE.md).
+COMPARE_DPI = 90
+
+
+def compare_charts(points: Mapping[str, Sequence[Mapping[str, Any]]], out: Path) -> list[str]:
+    """One PNG per metric of :data:`COMPARE_CHARTS`, one line per target.
+    ``points``: target -> its points (compare.json's); those with a
+    ``status`` other than ``ok`` are left out.  Returns the file names."""
+    files = []
+    all_clients = sorted({p["clients"] for pts in points.values() for p in pts})
+    for file, key, label, scale, logy in COMPARE_CHARTS:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for name, pts in points.items():
+            xy = [(p["clients"], p[key] * scale) for p in pts if p["status"] == "ok" and p.get(key)]
+            if xy:
+                xs, ys = zip(*xy, strict=True)
+                ax.plot(xs, ys, marker="o", label=name)
+        ax.set_xscale("log")
+        ax.set_xticks(all_clients)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if logy:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.10g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("clients")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} vs clients")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / file, dpi=COMPARE_DPI)
+        plt.close(fig)
+        files.append(file)
+    return files

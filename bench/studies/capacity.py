@@ -19,27 +19,42 @@ failing one failed.  A point where the load generator was saturated is
 still judged, but the result says so: the limit found may be the
 harness's, not the server's.
 
-This module is the logic and its rendering; running points and writing
-their JSON is the caller's (``python -m bench capacity`` in
-:mod:`bench.__main__`), so the search itself is tested without sockets.
+:func:`search` is the logic, tested without sockets; :func:`run` is
+``python -m bench capacity`` (points through :mod:`bench.studies.sweep`,
+rendering in :mod:`bench.report.capacity`).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
-import html
-import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from bench import results
+from bench import cli
+from bench.report import capacity as capacity_report
+from bench.report import fmt
+from bench.results import schema
+from bench.results.schema import (
+    CAPACITY_JSON,
+    CAPACITY_MD,
+    CapacityDocument,
+    CapacityFound,
+    CapacityResult,
+    CapacitySearch,
+    CapacityStep,
+    RunDocument,
+)
+from bench.results.store import write_json
+from bench.studies import sweep
 
-CAPACITY_JSON = "capacity.json"
-CAPACITY_MD = "capacity.md"
-CAPACITY_KIND = "chatbench.capacity"
-SCHEMA_VERSION = 1
+#: The offered rate and measured time of every point: short points, so a
+#: search of ten points stays within a few minutes.
+CAPACITY_RATE = 100.0
+CAPACITY_DURATION_S = 3.0
+LATEST_CAPACITY = "latest-capacity"
 
 #: Default p95 bound, as in the websocket shootout ("500 ms at the 95th percentile").
 DEFAULT_P95_BOUND_MS = 500.0
@@ -82,7 +97,7 @@ class SearchConfig:
         return min(nxt, self.max_clients)
 
 
-def judge(doc: dict[str, Any], p95_bound_ms: float) -> list[str]:
+def judge(doc: RunDocument, p95_bound_ms: float) -> list[str]:
     """Why a run fails the capacity criteria, in plain words ([] = it passes)."""
     reasons = []
     p95 = doc["latency_us"].get("p95_us")
@@ -91,19 +106,19 @@ def judge(doc: dict[str, Any], p95_bound_ms: float) -> list[str]:
     i = doc["integrity"]
     if i["lost"]:
         reasons.append(f"{i['lost']:,} {'delivery' if i['lost'] == 1 else 'deliveries'} lost")
-    other = {k: i[k] for k in ("duplicated", "reordered", "corrupted") if i[k]}
+    other = fmt.counts({"duplicated": i["duplicated"], "reordered": i["reordered"], "corrupted": i["corrupted"]})
     if other:
-        reasons.append("integrity faults: " + ", ".join(f"{v:,} {k}" for k, v in other.items()))
+        reasons.append("integrity faults: " + other)
     c = doc["connections"]
     if c["failed"]:
-        why = ", ".join(f"{n}x {r}" for r, n in sorted(c.get("failures", {}).items()))
+        why = fmt.reasons(c.get("failures", {}))
         reasons.append(f"{c['failed']} of {c['requested']} clients failed to connect" + (f" ({why})" if why else ""))
     if doc["latency_us"]["count"] == 0 and not reasons:
         reasons.append("no delivery was measured")
     return reasons
 
 
-def _step_record(clients: int, doc: dict[str, Any] | None, error: str | None, bound: float) -> dict[str, Any]:
+def _step_record(clients: int, doc: RunDocument | None, error: str | None, bound: float) -> CapacityStep:
     if doc is None:
         return {
             "clients": clients,
@@ -114,7 +129,8 @@ def _step_record(clients: int, doc: dict[str, Any] | None, error: str | None, bo
         }
     lat = doc["latency_us"]
     reasons = judge(doc, bound)
-    slow = lat.get("p95_us") is not None and lat["p95_us"] > bound * 1000
+    p95 = lat.get("p95_us")
+    slow = p95 is not None and p95 > bound * 1000
     return {
         "clients": clients,
         "passed": not reasons,
@@ -133,17 +149,17 @@ def _step_record(clients: int, doc: dict[str, Any] | None, error: str | None, bo
 
 
 #: run_point(clients) -> (run document, None) or (None, error message)
-RunPoint = Callable[[int], tuple[dict[str, Any] | None, str | None]]
+RunPoint = Callable[[int], tuple[RunDocument | None, str | None]]
 
 
 def search(
     run_point: RunPoint,
     config: SearchConfig,
     *,
-    on_step: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    on_step: Callable[[CapacityStep], None] | None = None,
+) -> CapacityFound:
     """Carry out one search; returns ``{"steps": [...], "result": {...}}``."""
-    steps: list[dict[str, Any]] = []
+    steps: list[CapacityStep] = []
 
     def try_count(n: int) -> bool:
         for attempt in range(1 + config.confirm):
@@ -184,12 +200,12 @@ def search(
 
 
 def _result(
-    steps: list[dict[str, Any]], last_pass: int | None, first_fail: int | None, config: SearchConfig
-) -> dict[str, Any]:
+    steps: list[CapacityStep], last_pass: int | None, first_fail: int | None, config: SearchConfig
+) -> CapacityResult:
     by_count = {s["clients"]: s for s in steps}  # the last attempt at each count
     fail = by_count.get(first_fail) if first_fail is not None else None
     passing = by_count.get(last_pass) if last_pass is not None else None
-    saturated_at_limit = bool((fail or {}).get("saturated") or (passing or {}).get("saturated"))
+    saturated_at_limit = bool((fail and fail["saturated"]) or (passing and passing["saturated"]))
     if first_fail is None:
         summary = (
             f"every point passed up to the {config.max_clients}-client limit of the search; the capacity is "
@@ -215,16 +231,16 @@ def _result(
 
 
 def document(
-    searches: list[dict[str, Any]],
+    searches: list[CapacitySearch],
     config: SearchConfig,
-    parameters: dict[str, Any],
+    parameters: dict[str, object],
     command: list[str] | None = None,
-) -> dict[str, Any]:
+) -> CapacityDocument:
     """The capacity.json document.  ``searches``: one per strategy/target,
     each ``{"label", "directory", "steps", "result"}``."""
     return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": CAPACITY_KIND,
+        "schema_version": schema.CAPACITY_SCHEMA_VERSION,
+        "kind": schema.CAPACITY_KIND,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command,
         "criteria": {
@@ -237,96 +253,97 @@ def document(
     }
 
 
-def write(directory: str | Path, doc: dict[str, Any]) -> tuple[Path, Path]:
+def write(directory: str | Path, doc: CapacityDocument) -> tuple[Path, Path]:
     """capacity.json and capacity.md into ``directory``."""
     d = Path(directory)
-    js = results.write_json(d / CAPACITY_JSON, doc)
+    js = write_json(d / CAPACITY_JSON, doc)
     md = d / CAPACITY_MD
-    md.write_text(render_markdown(doc) + "\n", encoding="utf-8")
+    md.write_text(capacity_report.render_markdown(doc) + "\n", encoding="utf-8")
     return js, md
 
 
-def load(directory: str | Path) -> dict[str, Any]:
-    p = Path(directory) / CAPACITY_JSON
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CapacityError(f"cannot read {p}: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("kind") != CAPACITY_KIND or doc.get("schema_version") != SCHEMA_VERSION:
-        raise CapacityError(f"{p} is not a {CAPACITY_KIND} document of schema_version {SCHEMA_VERSION}")
-    return doc
+# ---------------------------------------------------------------------------
+# python -m bench capacity
+# ---------------------------------------------------------------------------
 
 
-def _ms(us: float | None) -> str:
-    return "-" if us is None else f"{us / 1000:.1f}"
-
-
-def _criteria_text(doc: dict[str, Any]) -> str:
-    p = doc.get("parameters", {})
-    rate = p.get("rate")
-    return (
-        f"Client count raised until p95 latency passed {doc['criteria']['p95_bound_ms']:g} ms, a delivery was "
-        f"lost (or any other integrity fault), or a client failed to connect; {p.get('senders')} concurrent "
-        f"senders, {rate:g} msg/s in total, {p.get('duration_s'):g} s measured per point, "
-        f"{p.get('payload_bytes')} B payload. A point that failed on latency alone was run again "
-        f"(up to {doc['search'].get('confirm', 0)} times) and passes if any attempt passed."
-        if rate
-        else "Client count raised until a point failed."
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Raise the client count from --start (x --growth, or + --step) until a point fails: p95 latency above "
+        "--p95-bound, any lost delivery (or other integrity fault), or any failed connection; then bisect "
+        "--refine times. Reports the largest passing count and why the next one failed, per strategy. "
+        "Writes reports/<timestamp>-capacity/ (capacity.json, capacity.md, runs, charts, report) and "
+        "reports/latest-capacity."
     )
+    parser.epilog = f"Fan-out strategies without --fanout: {','.join(sweep.DEFAULT_FANOUTS)}."
+    d = SearchConfig()
+    g = parser.add_argument_group("search")
+    g.add_argument("--start", type=int, default=d.start, help="first client count")
+    g.add_argument("--growth", type=float, default=d.growth, help="next count = count x growth")
+    g.add_argument("--step", type=int, help="next count = count + step (instead of --growth)")
+    g.add_argument("--max-clients", type=int, default=d.max_clients, help="stop searching here")
+    g.add_argument("--refine", type=int, default=d.refine, help="bisection steps after the first failure")
+    g.add_argument(
+        "--confirm",
+        type=int,
+        default=d.confirm,
+        help="re-runs of a point that failed on latency alone (it passes if any attempt passes; "
+        "lost deliveries and failed connections are never retried)",
+    )
+    g.add_argument("--p95-bound", type=float, default=d.p95_bound_ms, help="p95 latency bound, ms")
+    cli.add_parents(parser, *cli.swarm_parents())
+    parser.set_defaults(rate=CAPACITY_RATE, duration=CAPACITY_DURATION_S, senders=DEFAULT_SENDERS)
 
 
-def render_markdown(doc: dict[str, Any], heading: str = "#") -> str:
-    lines = [f"{heading} Capacity", "", _criteria_text(doc), ""]
-    for s in doc["searches"]:
-        r = s["result"]
-        largest = r["largest_passing"]
-        lines.append(f"- **{s['label']}: {largest if largest is not None else 'none'}** — {r['summary']}.")
-    lines.append("")
-    for s in doc["searches"]:
-        lines += [
-            f"{heading}# Steps: {s['label']}",
-            "",
-            "| clients | result | p50 ms | p95 ms | p99 ms | max ms | delivered | why |",
-            "|---:|---|---:|---:|---:|---:|---:|---|",
-        ]
-        for st in s["steps"]:
-            ratio = st.get("delivered_ratio")
-            delivered = "-" if ratio is None else f"{100 * ratio:.2f}%"
-            verdict = "pass" if st["passed"] else "FAIL"
-            if st.get("attempt", 1) > 1:
-                verdict += f" (attempt {st['attempt']})"
-            if st.get("saturated"):
-                verdict += " (load generator saturated)"
-            why = "; ".join(st["reasons"]).replace("|", "\\|")
-            lines.append(
-                f"| {st['clients']} | {verdict} | {_ms(st.get('p50_us'))} | {_ms(st.get('p95_us'))} | "
-                f"{_ms(st.get('p99_us'))} | {_ms(st.get('max_us'))} | {delivered} | {why} |"
-            )
-        lines.append("")
-    return "\n".join(lines).rstrip()
-
-
-def render_html(doc: dict[str, Any]) -> str:
-    e = html.escape
-    out = ["<h2>Capacity</h2>", f"<p>{e(_criteria_text(doc))}</p><ul>"]
-    for s in doc["searches"]:
-        r = s["result"]
-        largest = r["largest_passing"]
-        out.append(
-            f"<li><strong>{e(s['label'])}: {largest if largest is not None else 'none'}</strong> — "
-            f"{e(r['summary'])}.</li>"
+def _search_config(args: argparse.Namespace) -> SearchConfig:
+    try:
+        return SearchConfig(
+            start=args.start,
+            growth=args.growth,
+            step=args.step,
+            max_clients=args.max_clients,
+            refine=args.refine,
+            confirm=args.confirm,
+            p95_bound_ms=args.p95_bound,
         )
-    out.append("</ul>")
-    for s in doc["searches"]:
-        out.append(f"<h3>Steps: {e(s['label'])}</h3><table><tr>")
-        out.append("".join(f"<th>{h}</th>" for h in ("clients", "result", "p50 ms", "p95 ms", "p99 ms", "why")))
-        out.append("</tr>")
-        for st in s["steps"]:
-            verdict = ("pass" if st["passed"] else "FAIL") + (" (saturated)" if st.get("saturated") else "")
-            out.append(
-                f'<tr><td class="n">{st["clients"]}</td><td>{verdict}</td><td class="n">{_ms(st.get("p50_us"))}</td>'
-                f'<td class="n">{_ms(st.get("p95_us"))}</td><td class="n">{_ms(st.get("p99_us"))}</td>'
-                f"<td>{e('; '.join(st['reasons']))}</td></tr>"
-            )
-        out.append("</table>")
-    return "\n".join(out)
+    except CapacityError as exc:
+        raise cli.UsageError(str(exc)) from None
+
+
+def _print_step(name: str, step: CapacityStep) -> None:
+    verdict = "pass" if step["passed"] else "FAIL: " + "; ".join(step["reasons"])
+    if step.get("attempt", 1) > 1:
+        verdict += f" (attempt {step.get('attempt')})"
+    p95 = step.get("p95_us")
+    p95_text = "" if p95 is None else f" p95 {p95 / 1000:.1f} ms"
+    print(f"{name} clients={step['clients']}{p95_text}: {verdict}", flush=True)
+
+
+def _search_one(series: sweep.Series, cfg: SearchConfig, quiet: bool) -> CapacitySearch:
+    name = series.writer.label
+    print(f"capacity search: {name}, from {cfg.start} clients, p95 bound {cfg.p95_bound_ms:g} ms", file=sys.stderr)
+
+    def run_point(n: int) -> tuple[RunDocument | None, str | None]:
+        if not quiet:
+            print(f"  trying {n} clients ...", file=sys.stderr, flush=True)
+        entries = len(series.writer.index["runs"])
+        doc = sweep.run_point(series, n)
+        error = None if doc is not None else series.writer.index["runs"][entries].get("error")
+        return doc, error
+
+    found = search(run_point, cfg, on_step=lambda step: _print_step(name, step))
+    print(f"{name}: {found['result']['summary']}", flush=True)
+    return {"label": name, "directory": name, **found}
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = _search_config(args)
+    strategies = cli.fanouts(args, sweep.DEFAULT_FANOUTS)
+    cli.validate(args, [cfg.start, cfg.max_clients], strategies)
+    out = sweep.out_dir(args, "-capacity")
+    searches = [_search_one(s, cfg, args.quiet) for s in sweep.make_series(args, [cfg.max_clients], strategies, out)]
+    params = cli.swarm_config(args, cfg.max_clients).parameters()
+    params.pop("clients")
+    params["senders"] = args.senders
+    write(out, document(searches, cfg, params, list(args.argv)))
+    return sweep.finish_report(out, args, "chatbench capacity report", LATEST_CAPACITY)

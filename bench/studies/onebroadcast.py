@@ -136,14 +136,3 @@ def run(args: argparse.Namespace) -> int:
             f"p99 {m['p99_us'] / 1000:.2f} ms, last {m['last_us'] / 1000:.2f} ms"
         )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Until the single command line registers ``onebroadcast``: ``python -m bench.studies.onebroadcast``."""
-    parser = argparse.ArgumentParser(prog="python -m bench onebroadcast")
-    configure(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Replay benchmark of the harness's receive path: no sockets, no server.
 
-``python -m bench.studies.replay --help`` for the command line; from Python::
+``python -m bench replay --help`` for the command line; from Python::
 
     from bench.studies.replay import ReplayConfig, make_stream, run_replay
     stream = make_stream(ReplayConfig(deliveries=100_000))
@@ -298,28 +298,24 @@ def check(stream: ReplayStream, result: ReplayResult) -> list[str]:
     return problems
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m bench.studies.replay",
-        description=(
-            "Replay benchmark of the swarm worker's receive path (line framing, probe parse and checksum, "
-            "integrity check, latency histogram) on a generated stream of NAME: PROBE lines, cut into "
-            "recv-sized chunks; no sockets.  Prints deliveries/s for one process."
-        ),
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Replay benchmark of the swarm worker's receive path (line framing, probe parse and checksum, "
+        "integrity check, latency histogram) on a generated stream of NAME: PROBE lines, cut into "
+        "recv-sized chunks; no sockets.  Prints deliveries/s for one process."
     )
     d = ReplayConfig()
-    ap.add_argument("--deliveries", type=int, default=d.deliveries, help="total deliveries (default %(default)s)")
-    ap.add_argument("--senders", type=int, default=d.senders, help="senders in the stream (default %(default)s)")
-    ap.add_argument(
-        "--receivers", type=int, default=d.receivers, help="receivers, each fed every chunk (default %(default)s)"
-    )
-    ap.add_argument("--payload", type=int, default=d.payload_bytes, help="probe payload bytes (default %(default)s)")
+    ap = parser.add_argument_group("replay")
+    ap.add_argument("--deliveries", type=int, default=d.deliveries, help="total deliveries")
+    ap.add_argument("--senders", type=int, default=d.senders, help="senders in the stream")
+    ap.add_argument("--receivers", type=int, default=d.receivers, help="receivers, each fed every chunk")
+    ap.add_argument("--payload", type=int, default=d.payload_bytes, help="probe payload bytes")
     ap.add_argument(
         "--chunk-bytes",
         default=str(d.chunk_bytes),
-        help="mean recv size; a comma list runs each (default %(default)s; the worker asks for up to 262144)",
+        help="mean recv size; a comma list runs each (the worker asks for up to 262144)",
     )
-    ap.add_argument("--repeat", type=int, default=3, help="runs per chunk size; the best is reported (default 3)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per chunk size; the best is reported")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     ap.add_argument("--no-check", action="store_true", help="skip checking the results against the stream")
@@ -328,72 +324,87 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="instead: time each step of the block path on the first 20 buffers (ns per line; needs big chunks)",
     )
-    args = ap.parse_args(argv)
-    try:
-        sizes = [int(x) for x in str(args.chunk_bytes).split(",") if x.strip()]
-        configs = [
-            ReplayConfig(
-                deliveries=args.deliveries,
-                senders=args.senders,
-                receivers=args.receivers,
-                payload_bytes=args.payload,
-                chunk_bytes=size,
-                seed=args.seed,
-            )
-            for size in sizes
-        ]
-    except ValueError as exc:
-        ap.error(str(exc))
+
+
+def _configs(args: argparse.Namespace) -> list[ReplayConfig]:
+    """One ReplayConfig per --chunk-bytes value (ValueError says what is wrong)."""
     if args.repeat < 1:
-        ap.error("--repeat must be at least 1")
+        raise ValueError("--repeat must be at least 1")
+    sizes = [int(x) for x in str(args.chunk_bytes).split(",") if x.strip()]
+    return [
+        ReplayConfig(
+            deliveries=args.deliveries,
+            senders=args.senders,
+            receivers=args.receivers,
+            payload_bytes=args.payload,
+            chunk_bytes=size,
+            seed=args.seed,
+        )
+        for size in sizes
+    ]
+
+
+def _print_steps(configs: list[ReplayConfig]) -> None:
+    for cfg in configs:
+        steps = block_path_steps(make_stream(cfg, build_expected=False))
+        print(f"block path, chunks of ~{cfg.chunk_bytes} bytes: ns per line (median of 5 passes)")
+        for step, ns in steps.items():
+            print(f"  {step:40s} {ns:7.1f}")
+
+
+def _best_of(cfg: ReplayConfig, repeat: int, check_results: bool) -> tuple[dict[str, Any], bool]:
+    """The best of ``repeat`` replays as a table row, and whether any gave wrong results."""
+    t = time.perf_counter()
+    print(f"building stream: {cfg.messages:,} lines, chunks of ~{cfg.chunk_bytes} bytes ...", file=sys.stderr)
+    stream = make_stream(cfg, build_expected=check_results)
+    print(
+        f"  built in {time.perf_counter() - t:.1f}s ({stream.stream_bytes / 2**20:.1f} MiB, "
+        f"{len(stream.chunks):,} chunks x {cfg.receivers} receivers)",
+        file=sys.stderr,
+    )
+    best: ReplayResult | None = None
+    failed = False
+    for i in range(repeat):
+        result = run_replay(stream)
+        print(f"  run {i + 1}/{repeat}: {result.per_s:,.0f} deliveries/s", file=sys.stderr)
+        problems = check(stream, result) if check_results else []
+        if problems:
+            failed = True
+            print("  WRONG RESULTS: " + "; ".join(problems), file=sys.stderr)
+        if best is None or result.per_s > best.per_s:
+            best = result
+    assert best is not None
+    row: dict[str, Any] = {"config": asdict(cfg), "lines_per_chunk": round(stream.messages / len(stream.chunks), 1)}
+    row.update(best.as_dict())
+    return row, failed
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"{'chunk B':>8} {'lines/chunk':>11} {'block path':>10} {'deliveries':>11} {'deliveries/s':>13} "
+        f"{'ns/delivery':>11} faults"
+    )
+    for row in rows:
+        share = row["blocks_fast"] / row["chunks"] if row["chunks"] else 0.0
+        print(
+            f"{row['config']['chunk_bytes']:>8} {row['lines_per_chunk']:>11} {share:>10.0%} "
+            f"{row['delivered']:>11,} {row['per_s']:>13,} {row['ns_per_delivery']:>11} {row['faults']}"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    configs = _configs(args)
     if args.steps:
-        for cfg in configs:
-            steps = block_path_steps(make_stream(cfg, build_expected=False))
-            print(f"block path, chunks of ~{cfg.chunk_bytes} bytes: ns per line (median of 5 passes)")
-            for step, ns in steps.items():
-                print(f"  {step:40s} {ns:7.1f}")
+        _print_steps(configs)
         return 0
     rows: list[dict[str, Any]] = []
     failed = False
     for cfg in configs:
-        t = time.perf_counter()
-        print(f"building stream: {cfg.messages:,} lines, chunks of ~{cfg.chunk_bytes} bytes ...", file=sys.stderr)
-        stream = make_stream(cfg, build_expected=not args.no_check)
-        print(
-            f"  built in {time.perf_counter() - t:.1f}s ({stream.stream_bytes / 2**20:.1f} MiB, "
-            f"{len(stream.chunks):,} chunks x {cfg.receivers} receivers)",
-            file=sys.stderr,
-        )
-        best: ReplayResult | None = None
-        for i in range(args.repeat):
-            result = run_replay(stream)
-            print(f"  run {i + 1}/{args.repeat}: {result.per_s:,.0f} deliveries/s", file=sys.stderr)
-            if not args.no_check:
-                problems = check(stream, result)
-                if problems:
-                    failed = True
-                    print("  WRONG RESULTS: " + "; ".join(problems), file=sys.stderr)
-            if best is None or result.per_s > best.per_s:
-                best = result
-        assert best is not None
-        row: dict[str, Any] = {"config": asdict(cfg), "lines_per_chunk": round(stream.messages / len(stream.chunks), 1)}
-        row.update(best.as_dict())
+        row, wrong = _best_of(cfg, args.repeat, not args.no_check)
         rows.append(row)
+        failed |= wrong
     if args.json:
         print(json.dumps({"kind": "chatbench.replay", "runs": rows}, indent=2))
     else:
-        print(
-            f"{'chunk B':>8} {'lines/chunk':>11} {'block path':>10} {'deliveries':>11} {'deliveries/s':>13} "
-            f"{'ns/delivery':>11} faults"
-        )
-        for row in rows:
-            share = row["blocks_fast"] / row["chunks"] if row["chunks"] else 0.0
-            print(
-                f"{row['config']['chunk_bytes']:>8} {row['lines_per_chunk']:>11} {share:>10.0%} "
-                f"{row['delivered']:>11,} {row['per_s']:>13,} {row['ns_per_delivery']:>11} {row['faults']}"
-            )
+        _print_table(rows)
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

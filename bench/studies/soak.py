@@ -8,8 +8,8 @@ clients leave, and checks that threads and descriptors are back at the idle
 baseline and RSS is within ``--rss-slack-mib`` of it.  Exit code 0 if so and
 no delivery was lost, 1 otherwise.  Not part of CI (it runs for a minute)::
 
-    python -m bench.studies.soak                      # 60 s, 200 clients, 200 msg/s
-    python -m bench.studies.soak --duration 10 --clients 50
+    python -m bench soak                      # 60 s, 200 clients, 200 msg/s
+    python -m bench soak --duration 10 --clients 50
 """
 
 from __future__ import annotations
@@ -18,15 +18,22 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import psutil
 
-from bench.swarm import SwarmConfig, run_swarm
-from bench.swarm.cli import summary_line
+from bench import cli
+from bench.report.runline import summary_line
+from bench.results import as_run
+from bench.results.schema import server_summary
+from bench.swarm import run_swarm
 from bench.targets import EmbeddedTarget
+
+#: A soak is bounded: it must end within minutes on a developer machine.
+MAX_DURATION_S = 600
+MAX_CLIENTS = 5000
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,9 @@ class Footprint:
     rss_bytes: int
     threads: int
     fds: int
+
+    def as_doc(self) -> FootprintDoc:
+        return {"rss_bytes": self.rss_bytes, "threads": self.threads, "fds": self.fds}
 
     @classmethod
     def of(cls, proc: psutil.Process) -> Footprint:
@@ -52,7 +62,24 @@ def settle(proc: psutil.Process, baseline: Footprint, timeout: float) -> Footpri
     return current
 
 
-def soak(args: argparse.Namespace) -> dict[str, Any]:
+class FootprintDoc(TypedDict):
+    rss_bytes: int
+    threads: int
+    fds: int
+
+
+class SoakResult(TypedDict):
+    """What ``--out`` writes."""
+
+    idle: FootprintDoc
+    after: FootprintDoc
+    peak_rss_bytes: int
+    rss_growth_bytes: int
+    problems: list[str]
+    summary: str
+
+
+def soak(args: argparse.Namespace) -> SoakResult:
     with EmbeddedTarget(["--log-level", "WARNING"]) as target:
         host, port = target.start()
         assert target.pid is not None
@@ -63,19 +90,12 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             f"idle server: RSS {idle.rss_bytes / 2**20:.1f} MiB, {idle.threads} threads, {idle.fds} fds",
             file=sys.stderr,
         )
-        config = SwarmConfig(
-            clients=args.clients,
-            rate=args.rate,
-            duration_s=args.duration,
-            payload_bytes=args.payload,
-            target=f"{host}:{port}",
-            server_pid=target.pid,
-            label="soak",
+        config = replace(
+            cli.swarm_config(args, args.clients), target=f"{host}:{port}", server_pid=target.pid, label="soak"
         )
-        doc = run_swarm(config)
+        doc = as_run(run_swarm(config))
         print(summary_line(doc))
-        server_summary = (doc["resources"].get("server") or {}).get("summary") or {}
-        loaded_rss = int(server_summary.get("rss_max_bytes") or 0)
+        loaded_rss = int(server_summary(doc).get("rss_max_bytes") or 0)
         after = settle(proc, idle, args.settle)
     rss_growth = after.rss_bytes - idle.rss_bytes
     problems = []
@@ -88,8 +108,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     if doc["integrity"]["faults"]:
         problems.append(f"integrity faults: {doc['integrity']}")
     return {
-        "idle": asdict(idle),
-        "after": asdict(after),
+        "idle": idle.as_doc(),
+        "after": after.as_doc(),
         "peak_rss_bytes": loaded_rss,
         "rss_growth_bytes": rss_growth,
         "problems": problems,
@@ -97,23 +117,23 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.studies.soak",
-        description="Bounded soak of the embedded server: steady traffic, then check that RSS, "
-        "threads and descriptors return to the idle baseline.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Bounded soak of the embedded server: steady traffic, then check that RSS, "
+        "threads and descriptors return to the idle baseline."
     )
-    parser.add_argument("--clients", type=int, default=200, help="chat clients")
-    parser.add_argument("--rate", type=float, default=200.0, help="messages/s over all senders")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
-    parser.add_argument("--payload", type=int, default=64, help="payload bytes per message")
-    parser.add_argument("--settle", type=float, default=10.0, help="seconds to wait for cleanup afterwards")
-    parser.add_argument("--rss-slack-mib", type=float, default=16.0, help="allowed RSS growth over idle")
-    parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
-    args = parser.parse_args(argv)
-    if args.duration > 600 or args.clients > 5000:
-        parser.error("a soak is bounded: at most 600 s and 5,000 clients")
+    g = parser.add_argument_group("soak")
+    g.add_argument("--clients", type=int, default=200, help="chat clients")
+    g.add_argument("--settle", type=float, default=10.0, help="seconds to wait for cleanup afterwards")
+    g.add_argument("--rss-slack-mib", type=float, default=16.0, help="allowed RSS growth over idle")
+    g.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    cli.add_parents(parser, cli.traffic_options())
+    parser.set_defaults(rate=200.0, duration=60.0)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.duration > MAX_DURATION_S or args.clients > MAX_CLIENTS:
+        raise cli.UsageError(f"a soak is bounded: at most {MAX_DURATION_S} s and {MAX_CLIENTS:,} clients")
     result = soak(args)
     idle, after = result["idle"], result["after"]
     print(
@@ -128,7 +148,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("soak passed: the server returned to its idle footprint")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from bench import cli
 from bench.studies import onebroadcast
 
 pytestmark = [
@@ -27,8 +28,8 @@ def test_every_client_gets_the_line_and_arrivals_are_ordered(fanout: str) -> Non
 
 
 def test_cli_prints_the_medians_and_rejects_nonsense(capsys: pytest.CaptureFixture[str]) -> None:
-    assert onebroadcast.main(["--clients", "3", "--rounds", "2"]) == 0
+    assert cli.main(["onebroadcast", "--clients", "3", "--rounds", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("one broadcast to 3 idle clients (fanout=queued, median of 2 rounds): first ")
-    assert onebroadcast.main(["--clients", "0"]) == 2
+    assert cli.main(["onebroadcast", "--clients", "0"]) == 2
     assert "--clients and --rounds must be at least 1" in capsys.readouterr().err

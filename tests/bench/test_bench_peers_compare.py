@@ -1,4 +1,4 @@
-"""``python -m bench.studies.compare``: one sweep per target, ratios ours/peer, charts."""
+"""``python -m bench compare``: one sweep per target, ratios ours/peer, charts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import results
+from bench import cli, results
 from bench.studies import compare
 from bench.targets import miniircd_installed
 
@@ -19,8 +19,9 @@ from bench.targets import miniircd_installed
 )
 def test_compare_writes_sweeps_ratios_and_charts(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    code = compare.main(
+    code = cli.main(
         [
+            "compare",
             "--targets",
             "embedded,miniircd",
             "--clients",
@@ -61,13 +62,17 @@ def test_compare_writes_sweeps_ratios_and_charts(tmp_path: Path) -> None:
         assert f"]({chart})" in report
     # --rebuild re-reads the sweeps and rewrites the same report
     (out / "COMPARE.md").unlink()
-    assert compare.main(["--rebuild", str(out)]) == 0
+    assert cli.main(["compare", "--rebuild", str(out)]) == 0
+    assert (out / "COMPARE.md").read_text() == report
+    # ... and so does `report DIR`
+    (out / "COMPARE.md").unlink()
+    assert cli.main(["report", str(out)]) == 0
     assert (out / "COMPARE.md").read_text() == report
 
 
 def test_compare_cli_help_and_errors() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "bench.studies.compare", "--help"],
+        [sys.executable, "-m", "bench", "compare", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -75,7 +80,7 @@ def test_compare_cli_help_and_errors() -> None:
     )
     assert "--targets" in run.stdout and "make peers" in run.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "bench.studies.compare", "--targets", "embedded,quakeircd"],
+        [sys.executable, "-m", "bench", "compare", "--targets", "embedded,quakeircd"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -3,7 +3,8 @@ the JSON, warnings in plain words, redraw from the command line.
 
 The fixture under ``fixtures/report_sweep/`` is a real sweep (3 and 6
 clients, both fan-out strategies, 40 msg/s for 1 s) written by
-``python -m bench sweep``; only its JSON is committed.
+``python -m bench sweep``; only its JSON is committed.  The committed example
+reports under ``reports/`` are redrawn by ``python -m bench report`` too.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from bench import report, results
+from bench import cli, results
 from bench.report import plots
+from bench.report import sweep as report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_sweep"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -173,7 +175,7 @@ def test_warnings_are_in_plain_words_at_the_top(sweep_dir: Path) -> None:
 def test_cli_redraws_from_saved_json_into_another_directory(sweep_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "elsewhere" / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.report", str(sweep_dir), "--out", str(out)],
+        [sys.executable, "-m", "bench", "report", str(sweep_dir), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -189,11 +191,13 @@ def test_cli_redraws_from_saved_json_into_another_directory(sweep_dir: Path, tmp
 
 def test_cli_explains_a_directory_without_results(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.report", str(tmp_path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "bench", "report", str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
     assert "no index.json" in proc.stderr
-    assert report.main([str(tmp_path / "missing")]) == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["report", str(tmp_path / "missing")])
+    assert exc.value.code == 2
 
 
 def test_percentile_axis_maps_percentiles_to_one_over_one_minus_p() -> None:
@@ -215,3 +219,25 @@ def test_report_says_which_clock_timed_the_arrivals(sweep_dir: Path) -> None:
     md = report.render_markdown(report.load_series(sweep_dir), {})
     assert "arrival is the kernel's receive stamp at the client's socket" in md
     assert "harness read lag" in md
+
+
+REPORTS = Path(__file__).parents[2] / "reports"
+
+
+@pytest.mark.parametrize("example", ["example", "compare-example"])
+def test_the_committed_example_reports_are_redrawn(example: str, tmp_path: Path) -> None:
+    """``python -m bench report`` redraws what is committed under reports/: the
+    same tables from the same JSON (only the generation time may differ)."""
+    copy = tmp_path / example
+    shutil.copytree(REPORTS / example, copy)
+    name = "COMPARE.md" if (copy / "compare.json").is_file() else report.REPORT_MD
+    before = (copy / name).read_text()
+    assert cli.main(["report", str(copy)]) == 0
+    after = (copy / name).read_text()
+
+    def stable(md: str) -> list[str]:
+        return [line for line in md.splitlines() if not line.startswith("Generated ")]
+
+    # COMPARE.md in compare-example ends with a note written by hand, after what the code draws
+    assert stable(after) == stable(before)[: len(stable(after))]
+    assert len(stable(after)) > 40

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from bench import results
 from bench.studies import capacity
 
 
@@ -113,14 +114,14 @@ def test_document_round_trip_and_markdown(tmp_path: Any) -> None:
         [{"label": "queued", "directory": "queued", **found}], cfg, params, ["python", "-m", "bench"]
     )
     json_path, md_path = capacity.write(tmp_path, doc)
-    assert capacity.load(tmp_path) == doc
+    assert results.load_capacity(tmp_path) == doc
     md = md_path.read_text()
     assert "**queued: 400**" in md
     assert "4 concurrent senders, 100 msg/s" in md
     assert "| 800 | FAIL | 400.0 | 800.0 | 1600.0 | 2400.0 | 100.00% | p95 latency 800.0 ms" in md
     json_path.write_text('{"kind": "other"}')
-    with pytest.raises(capacity.CapacityError):
-        capacity.load(tmp_path)
+    with pytest.raises(results.ResultsError):
+        results.load_capacity(tmp_path)
 
 
 def test_a_slow_point_is_confirmed_but_a_loss_is_not_retried() -> None:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bench import __main__ as cli
-from bench import report, results
+from bench import cli, report, results
 from bench.report import plots
-from bench.studies import capacity
+from bench.results import store
+from bench.studies import capacity, sweep
 from bench.swarm import SwarmConfig
 
 pytestmark = pytest.mark.timeout(120)
@@ -24,7 +24,7 @@ def test_short_sweep_writes_runs_charts_report_and_latest(tmp_path: Path, capsys
     root = tmp_path / "reports"
     code = cli.main(["sweep", "--clients", "3,5", *TINY, "--reports-root", str(root)])
     assert code == 0
-    latest = root / cli.LATEST
+    latest = root / sweep.LATEST
     assert latest.is_symlink()
     out = latest.resolve()
     assert out.parent == root.resolve() and out.name[:8].isdigit()
@@ -53,7 +53,7 @@ def test_tiny_capacity_search_writes_its_json_and_section(tmp_path: Path) -> Non
     out = tmp_path / "cap"
     args = ["capacity", "--fanout", "queued", "--start", "3", "--max-clients", "5", "--refine", "0"]
     assert cli.main([*args, *TINY, "--out", str(out)]) == 0
-    doc = capacity.load(out)
+    doc = results.load_capacity(out)
     (search,) = doc["searches"]
     assert [s["clients"] for s in search["steps"]] == [3, 5]
     assert search["result"]["largest_passing"] == 5 and search["result"]["reached_max_clients"] is True
@@ -63,12 +63,13 @@ def test_tiny_capacity_search_writes_its_json_and_section(tmp_path: Path) -> Non
     md = (out / report.REPORT_MD).read_text()
     assert "## Capacity" in md and "**queued: 5**" in md
     assert (out / capacity.CAPACITY_MD).read_text().startswith("# Capacity")
-    assert not (tmp_path / cli.LATEST_CAPACITY).exists()  # --out leaves the links alone
+    assert not (tmp_path / capacity.LATEST_CAPACITY).exists()  # --out leaves the links alone
 
 
 def _args(**kw: Any) -> argparse.Namespace:
     parser = cli.build_parser()
     args = parser.parse_args(["sweep", "--quiet", "--workers", "1"])
+    args.argv = ["test"]
     for k, v in kw.items():
         setattr(args, k, v)
     return args
@@ -83,14 +84,14 @@ def test_a_strategy_that_cannot_finish_skips_its_larger_counts(tmp_path: Path) -
         doc["completed"] = not (config.fanout == "direct" and config.clients >= 50)
         return doc
 
-    writers = cli.run_points(
-        _args(keep_going=False), [10, 50, 100], ["queued", "direct"], tmp_path, ["test"], run=fake_run
-    )
+    clients = [10, 50, 100]
+    series = sweep.make_series(_args(), clients, ["queued", "direct"], tmp_path)
+    writers = sweep.run_series(series, clients, sweep.Plan(keep_going=False, quiet=True), run=fake_run)
     assert calls == [(10, "queued"), (10, "direct"), (50, "queued"), (50, "direct"), (100, "queued")]
     direct = results.load_index(tmp_path / "direct")
     assert [r["status"] for r in direct["runs"]] == ["ok", "ok", "error"]
     assert direct["runs"][2]["error"].startswith("skipped: 50 clients did not deliver everything")
-    assert cli._exit_code(writers, strict=False) == 1
+    assert sweep.exit_code(writers, strict=False) == 1
 
 
 def _fake_doc(config: SwarmConfig) -> dict[str, Any]:
@@ -109,6 +110,9 @@ def test_command_line_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> No
         cli.main(["sweep", "--clients", "1,10"])
     assert "at least 2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        cli.main(["run", "--clients", "0"])
+    assert "client counts must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         cli.main(["sweep", "--target", "127.0.0.1:1", "--fanout", "direct"])
     assert "--fanout applies to the embedded server only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -124,10 +128,61 @@ def test_latest_link_is_replaced_not_followed(tmp_path: Path) -> None:
     a, b = tmp_path / "20260101-000000", tmp_path / "20260101-000100"
     a.mkdir()
     b.mkdir()
-    assert cli.point_latest(tmp_path, a) == tmp_path / "latest"
-    assert cli.point_latest(tmp_path, b) == tmp_path / "latest"
+    assert store.point_latest(tmp_path, a) == tmp_path / "latest"
+    assert store.point_latest(tmp_path, b) == tmp_path / "latest"
     assert (tmp_path / "latest").readlink() == Path(b.name)
     assert a.is_dir() and list(a.iterdir()) == []
     real = tmp_path / "other"
     real.mkdir()
-    assert cli.point_latest(tmp_path, a, "other") is None  # a real directory of that name is left alone
+    assert store.point_latest(tmp_path, a, "other") is None  # a real directory of that name is left alone
+
+
+SWARM_OPTIONS = ["--target", "127.0.0.1:7000", "--protocol", "irc", "--senders", "3", "--stalled-clients", "1"]
+SWARM_OPTIONS += ["--rate", "50", "--duration", "2", "--payload", "32", "--rx-clock", "read", "--quickack"]
+SWARM_OPTIONS += ["--connect-batch", "4", "--pacing-spin-us", "10", "--label", "x", "--quiet"]
+
+
+@pytest.mark.parametrize("command", ["sweep", "run", "capacity"])
+def test_the_swarm_options_are_declared_once_and_built_into_one_config(command: str) -> None:
+    args = cli.build_parser().parse_args([command, *SWARM_OPTIONS])
+    config = cli.swarm_config(args, 10)
+    assert (config.target, config.protocol, config.senders, config.stalled_clients) == ("127.0.0.1:7000", "irc", 3, 1)
+    assert (config.rate, config.duration_s, config.payload_bytes) == (50.0, 2.0, 32)
+    assert (config.rx_clock, config.quickack, config.connect_batch, config.spin_us) == ("read", True, 4, 10)
+    assert (config.label, config.progress) == ("x", False)
+
+
+def test_one_client_is_a_valid_run_only_with_dedicated_senders() -> None:
+    parser = cli.build_parser()
+    alone = parser.parse_args(["run", "--clients", "1", "--dedicated-senders", "--senders", "1"])
+    cli.validate(alone, alone.clients, ["queued"])  # one receiver, one extra sender: fine
+    assert cli.swarm_config(alone, 1).clients == 1
+    shared = parser.parse_args(["run", "--clients", "1"])
+    with pytest.raises(ValueError, match="at least 2 clients"):
+        cli.validate(shared, shared.clients, ["queued"])
+
+
+def test_capacity_and_compare_keep_their_own_defaults() -> None:
+    parser = cli.build_parser()
+    cap = parser.parse_args(["capacity"])
+    assert (cap.rate, cap.duration, cap.senders) == (capacity.CAPACITY_RATE, capacity.CAPACITY_DURATION_S, 4)
+    cmp = parser.parse_args(["compare"])
+    assert cmp.quickack is True and cmp.rate == 100.0
+    assert parser.parse_args(["compare", "--no-quickack"]).quickack is False
+    assert parser.parse_args(["sweep"]).quickack is False
+
+
+def test_usage_errors_are_one_line_and_point_at_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sweep", "--no-such-option"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "unrecognized arguments" in err[0] and "--help" in err[1]
+
+
+def test_one_command_line_has_every_subcommand() -> None:
+    names = ["sweep", "run", "capacity", "compare", "gate", "onebroadcast", "soak", "replay", "report"]
+    assert list(cli.SUBCOMMANDS) == names
+    for name in ("sweep", "run", "capacity", "compare", "soak", "replay", "report"):
+        module = cli.load(name)
+        assert callable(module.configure) and callable(module.run), name

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from bench.measure.rxstamp import enable, realtime_offset_ns, recv_stamped
+from bench.report.runline import summary_line
 from bench.swarm import SwarmConfig, run_swarm
-from bench.swarm.cli import summary_line
 
 pytestmark = [
     pytest.mark.timeout(90),

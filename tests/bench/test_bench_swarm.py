@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bench import results
+from bench import cli, results
+from bench.report.runline import summary_line
 from bench.swarm import SwarmConfig, run_swarm
-from bench.swarm.cli import main, summary_line
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -93,16 +93,19 @@ def test_stalled_reader_hurts_direct_fanout_but_not_queued() -> None:
 
 
 def test_sweep_writes_one_json_per_point_and_an_index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "sweep"
-    code = main(["--clients", "3,5", "--rate", "0", "--messages", "20", "--workers", "1", "--quiet", "--out", str(out)])
+    # `python -m bench run` with a list of counts: what `python -m bench.swarm` did (one series: queued)
+    sweep = tmp_path / "sweep"
+    args = ["run", "--clients", "3,5", "--rate", "0", "--messages", "20", "--workers", "1", "--quiet"]
+    code = cli.main([*args, "--out", str(sweep)])
     assert code == 0
+    out = sweep / "queued"
     index = results.load_index(out)
     assert [r["clients"] for r in index["runs"]] == [3, 5]
     assert all(r["status"] == "ok" and r["summary"]["delivered_ratio"] == 1.0 for r in index["runs"])
     runs = results.load_runs(out)
     assert [r["parameters"]["clients"] for r in runs] == [3, 5]
     assert [r["deliveries"]["expected"] for r in runs] == [20 * 2, 20 * 4]
-    printed = capsys.readouterr().out.splitlines()
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("queued: clients=")]
     assert len(printed) == 2 and all("lost 0 dup 0 reord 0 corrupt 0" in line for line in printed)
 
 
@@ -132,11 +135,14 @@ def test_bad_configurations_say_what_is_wrong(kw: dict[str, Any], message: str) 
 
 def test_cli_help_and_usage_errors() -> None:
     help_text = subprocess.run(
-        [sys.executable, "-m", "bench.swarm", "--help"], capture_output=True, text=True, timeout=30, check=True
+        [sys.executable, "-m", "bench", "run", "--help"], capture_output=True, text=True, timeout=30, check=True
     ).stdout
     for option in ("--clients", "--rate", "--stalled-clients", "--target", "--fanout", "--warmup", "--payload"):
         assert option in help_text
     bad = subprocess.run(
-        [sys.executable, "-m", "bench.swarm", "--target", "10.1.2.3:6667"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "bench", "run", "--target", "10.1.2.3:6667"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert bad.returncode == 2 and "loopback" in bad.stderr

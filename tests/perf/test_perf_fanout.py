@@ -28,12 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def gate_command() -> list[str]:
-    """``python -m bench gate``.  TEMPORARY fallback: until the single
-    command line registers the ``gate`` subcommand (another branch of the
-    redesign), the gate's own module runs it; drop the fallback once merged."""
-    if "bench.gate.cli" in (REPO / "bench" / "__main__.py").read_text(encoding="utf-8"):
-        return [sys.executable, "-m", "bench", "gate"]
-    return [sys.executable, "-m", "bench.gate.cli"]
+    """``python -m bench gate``."""
+    return [sys.executable, "-m", "bench", "gate"]
 
 
 @pytest.fixture(scope="module")

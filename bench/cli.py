@@ -1,0 +1,393 @@
+"""The one command line, ``python -m bench`` / ``chat-bench``: its subcommands
+and the options they share.
+
+Each subcommand is a module with ``configure(parser)`` (adds its own
+options to the subparser made here) and ``run(args) -> int`` (the exit
+code); :data:`SUBCOMMANDS` is the dispatch table, imported lazily so a
+subcommand's dependencies load only when it runs.  The options every
+swarm-driving subcommand shares are declared once, in the parent parsers
+below (:func:`target_options`, :func:`clients_options`,
+:func:`traffic_options`, :func:`output_options`), and turned into a
+:class:`~bench.swarm.SwarmConfig` by one function, :func:`swarm_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import NoReturn, Protocol, cast
+
+from bench.swarm import DEFAULT_SENDERS, SwarmConfig
+from bench.targets import TARGET_KINDS, TargetError, make_target
+from bench.wire import PROTOCOLS
+from server.config import FANOUT_STRATEGIES
+
+PROG = "python -m bench"
+
+#: Defaults of the swarm options: ``make bench``'s sweep.  A subcommand that
+#: wants others calls ``parser.set_defaults`` in its ``configure``.
+#: Total messages/s over all senders: 1000 clients -> 100 x 999 ~ 100k deliveries/s,
+#: within what the load generator handles on a 2-core machine.
+DEFAULT_RATE = 100.0
+DEFAULT_DURATION_S = 5.0
+DEFAULT_WARMUP_S = 1.0
+DEFAULT_PAYLOAD = 64
+#: Seconds a point waits for late deliveries after its last message was due;
+#: bounds the run time of a point that cannot keep up (``direct`` at high counts).
+DEFAULT_DRAIN_TIMEOUT_S = 10.0
+DEFAULT_REPORTS_ROOT = "reports"
+
+
+class UsageError(Exception):
+    """The options do not make sense together; the message says why."""
+
+
+class Subcommand(Protocol):
+    """What every subcommand module provides."""
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+@dataclass(frozen=True)
+class Entry:
+    module: str
+    help: str
+
+
+#: name -> the module that implements it (miniircd-like: one readable table).
+SUBCOMMANDS: dict[str, Entry] = {
+    "sweep": Entry("bench.studies.sweep", "the default benchmark: several client counts x both fan-out strategies"),
+    "run": Entry("bench.studies.point", "one point (or a list of client counts), one strategy; all swarm options"),
+    "capacity": Entry("bench.studies.capacity", "largest client count within a p95 bound, no loss, no failed conn."),
+    "compare": Entry("bench.studies.compare", "the same sweep against ours, ngircd and miniircd; ratios and charts"),
+    "gate": Entry("bench.gate.cli", "fan-out regression gate: server vs calibration relay against the baseline"),
+    "onebroadcast": Entry("bench.studies.onebroadcast", "time ONE broadcast to N idle clients (the server's floor)"),
+    "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
+    "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
+    "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
+}
+
+
+def load(name: str) -> Subcommand:
+    return cast(Subcommand, importlib.import_module(SUBCOMMANDS[name].module))
+
+
+# ---------------------------------------------------------------------------
+# option types
+# ---------------------------------------------------------------------------
+
+
+def client_counts(text: str) -> list[int]:
+    """``10,50,100`` -> sorted distinct counts.  One client is allowed here:
+    it is a valid run with --dedicated-senders; SwarmConfig says when not."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or a comma-separated list, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("client counts must be positive")
+    return sorted(set(values))
+
+
+def fanout_list(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in FANOUT_STRATEGIES]
+    if not values or bad:
+        raise argparse.ArgumentTypeError(f"fan-out strategies are {', '.join(FANOUT_STRATEGIES)}; got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def target_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of targets")
+    unknown = [t for t in names if t not in TARGET_KINDS and ":" not in t]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGET_KINDS)} or HOST:PORT"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("a target is listed twice")
+    return names
+
+
+# ---------------------------------------------------------------------------
+# shared parent parsers
+# ---------------------------------------------------------------------------
+
+
+def target_options() -> argparse.ArgumentParser:
+    """Which server: --target, --protocol, --fanout, --send-queue-bytes, --server-arg, --server-pid."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("target")
+    g.add_argument(
+        "--target",
+        default="embedded",
+        help="'embedded': start this project's server (`python -m server`, flood control off) on a free loopback "
+        "port for every point; 'ngircd' or 'miniircd' (that IRC server, `make peers` installs them); or HOST:PORT "
+        "of a server already running on this machine (loopback only)",
+    )
+    g.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        help="HOST:PORT target: what it speaks (default chat; ngircd/miniircd always speak irc)",
+    )
+    g.add_argument(
+        "--fanout",
+        type=fanout_list,
+        metavar="LIST",
+        help="embedded server: comma-separated fan-out strategies, one series each (queued: bounded per-client "
+        "queues sent in batches by one flusher thread; threads: a writer thread per client; direct: the sender's "
+        "thread writes to every socket)",
+    )
+    g.add_argument("--send-queue-bytes", type=int, help="embedded server: per-client send queue limit")
+    g.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="embedded server: one more option passed verbatim (repeatable), e.g. --server-arg=--max-clients=20000",
+    )
+    g.add_argument("--server-pid", type=int, help="HOST:PORT target: the server's pid, to sample its CPU/RSS/threads")
+    return p
+
+
+def clients_options() -> argparse.ArgumentParser:
+    """Who connects: --senders, roles, stalled clients, workers, ramp, clocks."""
+    d = SwarmConfig()
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("clients")
+    g.add_argument("--senders", type=int, help=f"sending clients (default: min(clients, {DEFAULT_SENDERS}))")
+    g.add_argument(
+        "--dedicated-senders",
+        action="store_true",
+        help="senders are extra connections, not receivers (default: the first S clients send)",
+    )
+    g.add_argument("--stalled-clients", type=int, default=d.stalled_clients, help="clients that never read")
+    g.add_argument("--stalled-rcvbuf", type=int, default=d.stalled_rcvbuf, help="SO_RCVBUF of stalled clients")
+    g.add_argument(
+        "--workers", type=int, help="load-generator processes (default: CPU count - 1, one left for the server)"
+    )
+    g.add_argument("--ramp", type=float, default=d.ramp_per_s, help="new connections per second (0: no limit)")
+    g.add_argument("--connect-timeout", type=float, default=d.connect_timeout_s, help="seconds to register")
+    g.add_argument(
+        "--quickack",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="ACK every read at once (TCP_QUICKACK); without it a server that leaves Nagle on (no TCP_NODELAY, "
+        "e.g. ngircd, miniircd) waits up to ~40 ms for the harness's delayed ACKs, as it would for most clients",
+    )
+    g.add_argument(
+        "--rx-clock",
+        choices=("kernel", "read"),
+        default=d.rx_clock,
+        help="where a delivery's latency ends. kernel: when the kernel queued the bytes on the receiving socket "
+        "(SO_TIMESTAMPNS), so the harness's own delay in reading is reported apart (receive lag); read: right "
+        "after the harness's recv returned. Either way it starts at the intended send time",
+    )
+    g.add_argument(
+        "--connect-batch",
+        type=int,
+        help="registrations in flight at once over all workers (default: 64 per worker; ngircd 8, miniircd 4: "
+        "their listen backlogs are tiny)",
+    )
+    return p
+
+
+def traffic_options() -> argparse.ArgumentParser:
+    """What is sent: --rate, --messages, --duration, --warmup, --payload, --drain-timeout, pacing, sampling."""
+    d = SwarmConfig()
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("traffic")
+    g.add_argument("--rate", type=float, default=DEFAULT_RATE, help="total messages/s over all senders; 0 = a burst")
+    g.add_argument("--messages", type=int, help="measured messages (default: rate x duration; needed with --rate 0)")
+    g.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="measured seconds per point")
+    g.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, help="unmeasured seconds of traffic first")
+    g.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="payload bytes per message")
+    g.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DEFAULT_DRAIN_TIMEOUT_S,
+        help="seconds a point waits for late deliveries after the last message is due (bounds its run time)",
+    )
+    g.add_argument(
+        "--pacing-spin-us",
+        type=int,
+        default=d.spin_us,
+        help="busy-poll when the next send is due within this many us (more precise pacing, more harness CPU)",
+    )
+    g.add_argument("--sample-interval", type=float, default=d.sample_interval_s, help="seconds between psutil samples")
+    return p
+
+
+def output_options() -> argparse.ArgumentParser:
+    """Where results go: --reports-root, --out, --no-latest, --label, --quiet."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output")
+    g.add_argument("--reports-root", default=DEFAULT_REPORTS_ROOT, help="where timestamped report directories go")
+    g.add_argument("--out", help="write into this (new or empty) directory instead; the latest link is not touched")
+    g.add_argument("--no-latest", action="store_true", help="do not update the latest link")
+    g.add_argument("--label", help="free text stored in every run's JSON")
+    g.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    return p
+
+
+def add_parents(parser: argparse.ArgumentParser, *parents: argparse.ArgumentParser) -> None:
+    """What ``ArgumentParser(parents=...)`` does, for a subparser that already
+    exists (the CLI makes it, the subcommand's ``configure`` fills it)."""
+    for parent in parents:
+        # argparse's own way of copying a parent's groups and options (what
+        # ``parents=`` calls); there is no public spelling for an existing parser.
+        parser._add_container_actions(parent)
+
+
+def swarm_parents() -> list[argparse.ArgumentParser]:
+    """All four groups, for the subcommands that drive the swarm at one target."""
+    return [target_options(), clients_options(), traffic_options(), output_options()]
+
+
+# ---------------------------------------------------------------------------
+# args -> SwarmConfig (the one place)
+# ---------------------------------------------------------------------------
+
+
+def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None = None) -> SwarmConfig:
+    """The SwarmConfig the options describe, for ``clients`` clients and one
+    fan-out strategy (subcommands without the target group get the defaults
+    for its options).  ValueError says what is wrong."""
+    get = args.__dict__.get
+    rate = float(args.rate)
+    return SwarmConfig(
+        clients=clients,
+        senders=get("senders"),
+        dedicated_senders=bool(get("dedicated_senders", False)),
+        stalled_clients=get("stalled_clients", 0),
+        stalled_rcvbuf=get("stalled_rcvbuf", SwarmConfig.stalled_rcvbuf),
+        rate=rate,
+        messages=get("messages"),
+        duration_s=args.duration,
+        warmup_s=args.warmup if rate > 0 else 0.0,
+        payload_bytes=args.payload,
+        workers=get("workers"),
+        ramp_per_s=get("ramp", SwarmConfig.ramp_per_s),
+        connect_timeout_s=get("connect_timeout", SwarmConfig.connect_timeout_s),
+        drain_timeout_s=args.drain_timeout,
+        sample_interval_s=get("sample_interval", SwarmConfig.sample_interval_s),
+        spin_us=get("pacing_spin_us", SwarmConfig.spin_us),
+        target=get("target", "embedded"),
+        protocol=get("protocol"),
+        connect_batch=get("connect_batch"),
+        quickack=bool(get("quickack", False)),
+        rx_clock=get("rx_clock", SwarmConfig.rx_clock),
+        fanout=fanout,
+        send_queue_bytes=get("send_queue_bytes"),
+        server_args=tuple(get("server_arg", ())),
+        server_pid=get("server_pid"),
+        progress=not get("quiet", False),
+        label=get("label"),
+    )
+
+
+def point_config(base: SwarmConfig, clients: int) -> SwarmConfig:
+    """``base`` at another client count; --senders is capped at the count
+    when the senders are among the clients."""
+    senders = base.senders
+    if senders is not None and not base.dedicated_senders:
+        senders = min(senders, clients)
+    return replace(base, clients=clients, senders=senders)
+
+
+def fanouts(args: argparse.Namespace, default: Sequence[str]) -> list[str | None]:
+    """The strategies to run: --fanout, or ``default`` for the embedded server."""
+    if args.target != "embedded":
+        if args.fanout:
+            raise UsageError("--fanout applies to the embedded server only; a running server has its own")
+        return [None]
+    return list(args.fanout or default)
+
+
+def validate(args: argparse.Namespace, clients: Sequence[int], strategies: Sequence[str | None]) -> None:
+    """Every point can be configured and its target made (clear errors before any run)."""
+    for f in strategies:
+        base = swarm_config(args, max(clients), fanout=f)
+        point_config(base, min(clients))  # the smallest point is valid too (SwarmConfig checks)
+        make_target(base.target, base.all_server_args, base.server_pid, base.protocol)
+
+
+def command_line(argv: Sequence[str] | None) -> list[str]:
+    """What was typed, for the result documents."""
+    return [*PROG.split(), *(sys.argv[1:] if argv is None else argv)]
+
+
+# ---------------------------------------------------------------------------
+# the parser
+# ---------------------------------------------------------------------------
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, but not the empty ones, nor where the help names its own."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line plus where to look, not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n(see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog=PROG,
+        description=(
+            "chatbench: measure how the chat server's broadcast fan-out holds up as clients are added. "
+            "Each point starts a fresh server, connects N clients, sends chat messages at a fixed total rate "
+            "(open loop) and times every delivery from the message's intended send time. Results go to "
+            "reports/<timestamp>/ as JSON, PNG charts, report.md and report.html."
+        ),
+        epilog=(
+            "Start with `python -m bench sweep` (what `make bench` runs, a few minutes), then open "
+            "reports/latest/report.html. Each subcommand has its own --help."
+        ),
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for name, entry in SUBCOMMANDS.items():
+        s = sub.add_parser(name, help=entry.help, description=entry.help, formatter_class=HelpFormatter)
+        try:
+            module = load(name)
+            module.configure(s)
+        except (ImportError, AttributeError) as exc:  # a subcommand not there yet must not break the others
+            s.set_defaults(unavailable=f"{name} is not available: {exc}")
+            continue
+        s.set_defaults(handler=module.run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    args.argv = command_line(argv)
+    prog = f"{PROG} {args.command}"
+    if getattr(args, "unavailable", None):
+        parser.exit(2, f"{prog}: error: {args.unavailable}\n")
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except (UsageError, TargetError, ValueError) as exc:
+        parser.exit(2, f"{prog}: error: {exc}\n(see `{prog} --help`)\n")
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the results written so far stay readable ({PROG} report DIR)", file=sys.stderr)
+        return 130
+    return 0

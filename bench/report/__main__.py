@@ -1,5 +1,0 @@
-import sys
-
-from bench.report import main
-
-sys.exit(main())

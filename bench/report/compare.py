@@ -1,0 +1,266 @@
+"""The comparison's report, from the sweeps saved under its directory:
+``compare.json`` (per target and client count, and the ratios ours / each
+peer), ``COMPARE.md`` (settings, ratio tables, every point) and the charts
+(drawn by :mod:`bench.report.plots`).  ``python -m bench compare`` runs the
+sweeps and calls :func:`write_report`; ``python -m bench report DIR``
+redraws from them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.report import plots
+from bench.report.fmt import ms, num, pct, ratio_pct
+from bench.results import schema
+from bench.results.schema import (
+    COMPARE_JSON,
+    COMPARE_MD,
+    CompareMeta,
+    ComparePoint,
+    CompareRatio,
+    CompareSeries,
+    CompareSummary,
+    IndexEntry,
+    RunDocument,
+)
+from bench.results.store import load_compare, load_index, load_run, write_json
+
+#: The target that is "ours" in the ratios when it is among the targets.
+OURS = "embedded"
+
+
+# ---------------------------------------------------------------------------
+# compare.json: the sweeps summarized
+# ---------------------------------------------------------------------------
+
+
+def _point(run: IndexEntry, doc: RunDocument | None) -> ComparePoint:
+    if run.get("status") != "ok" or doc is None:
+        return {"clients": run["clients"], "status": "error", "error": run.get("error")}
+    lat = doc["latency_us"]
+    server = schema.server_summary(doc)
+    return {
+        "clients": run["clients"],
+        "status": "ok",
+        "deliveries_per_s": doc["deliveries"]["per_s"],
+        "delivered_ratio": doc["deliveries"]["delivered_ratio"],
+        "p50_us": lat["p50_us"],
+        "p99_us": lat["p99_us"],
+        "max_us": lat["max_us"],
+        "faults": doc["integrity"]["faults"],
+        "failed_connections": doc["connections"]["failed"],
+        "server_cpu_percent": server.get("cpu_percent_window"),
+        "server_rss_max_bytes": server.get("rss_max_bytes"),
+        "harness_cpu_percent": doc["resources"].get("harness_cpu_percent_window"),
+        "load_generator_saturated": doc["load_generator_saturated"],
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 3)
+
+
+def summarize(out: Path, targets: Sequence[str]) -> CompareSummary:
+    """Read each target's sweep under ``out`` and compute the ratios."""
+    series: dict[str, CompareSeries] = {}
+    for name in targets:
+        index = load_index(out / dirname(name) / schema.INDEX_NAME)
+        points = []
+        described: dict[str, Any] | None = None
+        for run in index["runs"]:
+            file = run.get("file")
+            doc = load_run(out / dirname(name) / file) if file else None
+            if doc is not None and described is None:
+                described = doc["target"]
+            points.append(_point(run, doc))
+        series[name] = {"target": _target_summary(described), "points": points}
+    ours = OURS if OURS in series else targets[0]
+    ratios: dict[str, list[CompareRatio]] = {}
+    by_clients = {p["clients"]: p for p in series[ours]["points"]}
+    for name in targets:
+        if name == ours:
+            continue
+        rows: list[CompareRatio] = []
+        for peer in series[name]["points"]:
+            mine = by_clients.get(peer["clients"])
+            if mine is None:
+                continue
+            ok = mine["status"] == "ok" and peer["status"] == "ok"
+            rows.append(
+                {
+                    "clients": peer["clients"],
+                    "deliveries_per_s": _ratio(mine.get("deliveries_per_s"), peer.get("deliveries_per_s"))
+                    if ok
+                    else None,
+                    "p99": _ratio(mine.get("p99_us"), peer.get("p99_us")) if ok else None,
+                }
+            )
+        ratios[name] = rows
+    return {"ours": ours, "series": series, "ratios": ratios}
+
+
+def _target_summary(described: dict[str, Any] | None) -> dict[str, Any]:
+    if described is None:
+        return {}
+    keys = ("kind", "protocol", "version", "flood_control", "command", "server_options", "config")
+    return {k: described[k] for k in keys if k in described}
+
+
+def dirname(target: str) -> str:
+    return target.replace(":", "_").replace("[", "").replace("]", "")
+
+
+def write_report(out: Path, meta: CompareMeta | None = None) -> Path:
+    """Summarize the sweeps under ``out`` into compare.json, COMPARE.md and
+    charts; ``meta`` None re-uses the one in an existing compare.json."""
+    if meta is None:
+        previous = load_compare(out)
+        meta = previous["meta"]
+        meta.setdefault("targets", list(previous["series"]))
+    summary = summarize(out, meta["targets"])
+    charts = plots.compare_charts({name: s["points"] for name, s in summary["series"].items()}, out)
+    write_json(out / COMPARE_JSON, {"kind": schema.COMPARE_KIND, "meta": meta, **summary})
+    path = out / COMPARE_MD
+    path.write_text(markdown(summary, meta, charts), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------
+# COMPARE.md
+# ---------------------------------------------------------------------------
+
+
+def _pct(v: float | None) -> str:
+    return pct(v, unit="%")
+
+
+def _mark(p: ComparePoint) -> str:
+    flags = []
+    if p["status"] != "ok":
+        return " (error)"
+    ratio = p.get("delivered_ratio")
+    if ratio is not None and ratio < 1:
+        flags.append(f"{ratio_pct(ratio, 1)} delivered")
+    if p.get("faults"):
+        flags.append(f"{p.get('faults')} faults")
+    if p.get("failed_connections"):
+        flags.append(f"{p.get('failed_connections')} failed conns")
+    if p.get("load_generator_saturated"):
+        flags.append("harness saturated")
+    return f" ({', '.join(flags)})" if flags else ""
+
+
+def markdown(summary: CompareSummary, meta: CompareMeta, charts: list[str]) -> str:
+    """COMPARE.md: settings, the ratio tables ours/peer, every point, the charts."""
+    lines = [
+        "# chatbench: our server next to other chat servers",
+        "",
+        *_settings(summary, meta),
+        *_ratio_tables(summary),
+        *_all_points(summary),
+    ]
+    if charts:
+        lines += ["", "## Charts", ""]
+        lines += [f"![{c}]({c})" for c in charts]
+    lines += [
+        "",
+        "Per-run JSON documents (schema: docs/results.md) are in one folder per target.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
+    series = summary["series"]
+    lines = [
+        f"Created {meta['created_at']} with `{' '.join(meta['command'])}`.",
+        "",
+        "## Settings",
+        "",
+        f"- Workload (same for every target): clients {', '.join(str(c) for c in meta['clients'])}; "
+        f"{meta['parameters']['senders']} senders among them; {meta['parameters']['rate']:g} messages/s in total; "
+        f"{meta['parameters']['payload_bytes']}-byte payload; {meta['parameters']['warmup_s']:g} s warm-up, "
+        f"{meta['parameters']['duration_s']:g} s measured; a fresh server per point; targets one after another.",
+        f"- Receivers ACK every read at once (TCP_QUICKACK): {'yes' if meta['quickack'] else 'no'}. "
+        "ngircd and miniircd leave Nagle on (no TCP_NODELAY), so without quick ACKs their lines wait up to "
+        "~40 ms for the client's delayed ACK; ours sets TCP_NODELAY.",
+        f"- Flood control: ours runs with `--rate-limit 0`; {meta['flood_plan']}; miniircd has none.",
+        f"- Machine: {meta['environment'].get('cpu_model')}, {meta['environment'].get('cpu_count')} CPUs, "
+        "harness and server on the same machine (loopback).",
+        "",
+        "| target | protocol | version | flood control |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, s in series.items():
+        t = s["target"]
+        lines.append(
+            f"| {name} | {t.get('protocol', '-')} | {t.get('version') or 'this repo'} | "
+            f"{t.get('flood_control') or ('--rate-limit 0' if name == OURS else '-')} |"
+        )
+    points = [p for s in series.values() for p in s["points"]]
+    saturated = sum(1 for p in points if p.get("load_generator_saturated"))
+    load = meta["environment"].get("load_average")
+    lines += [
+        "",
+        f"Machine load average when the comparison ended: {', '.join(f'{v:.2f}' for v in load) if load else '-'}.",
+    ]
+    if saturated:
+        lines += [
+            "",
+            f"**Caveat:** {saturated} of {len(points)} points are flagged *harness saturated*: a load-generator "
+            "worker was running or waiting for a CPU for >= 90% of the traffic window (busy, or starved by other "
+            "load on the machine). Their latencies describe the harness as much as the server; read them as upper "
+            "bounds and compare them only with care.",
+        ]
+    return lines
+
+
+def _ratio_tables(summary: CompareSummary) -> list[str]:
+    ours = summary["ours"]
+    series = summary["series"]
+    lines = [
+        "",
+        "## Ratios (ours / peer)",
+        "",
+        "deliveries/s: above 1 = ours delivered more. p99: below 1 = ours was faster. "
+        "CPU is each server's average over the traffic window (100% = one core).",
+        "",
+    ]
+    ours_points = {p["clients"]: p for p in series[ours]["points"]}
+    for peer, rows in summary["ratios"].items():
+        peer_points = {p["clients"]: p for p in series[peer]["points"]}
+        lines += [
+            f"### {ours} vs {peer}",
+            "",
+            f"| clients | deliveries/s {ours} | deliveries/s {peer} | ratio | p99 ms {ours} | p99 ms {peer} | ratio "
+            f"| CPU {ours} | CPU {peer} |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in rows:
+            a, b = ours_points[row["clients"]], peer_points[row["clients"]]
+            lines.append(
+                f"| {row['clients']} | {num(a.get('deliveries_per_s'))}{_mark(a)} | "
+                f"{num(b.get('deliveries_per_s'))}{_mark(b)} | {num(row['deliveries_per_s'], '{:.2f}')} | "
+                f"{ms(a.get('p99_us'))} | {ms(b.get('p99_us'))} | {num(row['p99'], '{:.2f}')} | "
+                f"{_pct(a.get('server_cpu_percent'))} | {_pct(b.get('server_cpu_percent'))} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _all_points(summary: CompareSummary) -> list[str]:
+    series = summary["series"]
+    lines = ["## All points", "", "| target | clients | deliveries/s | p50 ms | p99 ms | server CPU | harness CPU |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, s in series.items():
+        for p in s["points"]:
+            lines.append(
+                f"| {name} | {p['clients']} | {num(p.get('deliveries_per_s'))}{_mark(p)} | {ms(p.get('p50_us'))} | "
+                f"{ms(p.get('p99_us'))} | {_pct(p.get('server_cpu_percent'))} | "
+                f"{_pct(p.get('harness_cpu_percent'))} |"
+            )
+    return lines

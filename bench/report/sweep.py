@@ -1,0 +1,606 @@
+"""The sweep report: results JSON -> ``report.md`` + ``report.html`` + PNG charts.
+
+``python -m bench report DIR`` redraws everything from the JSON saved in
+``DIR`` without running anything.  ``DIR`` holds one or more *series*: a
+swarm index (``index.json``, see ``docs/results.md``) with its run files,
+either in ``DIR`` itself or in its subdirectories (``DIR/queued/``,
+``DIR/direct/`` as ``python -m bench sweep`` writes them).  Each series is
+one fan-out strategy (or one target) and gets one colour in every chart.
+A ``capacity.json`` in ``DIR`` (``python -m bench capacity``) adds the
+capacity section.
+
+The report opens with warnings in plain words (load generator saturated,
+integrity faults, failed connections, incomplete or failed runs), then the
+charts, the table of every point and the environment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import results
+from bench.report import capacity, doc, fmt, plots
+from bench.report.fmt import mib, ms, num, pct, ratio_pct
+from bench.results.schema import CapacityDocument, IndexDocument, IndexEntry, RunDocument, server_summary
+from bench.results.store import load_capacity
+
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+
+#: Series order in tables and legends: the known strategies first.
+KNOWN_ORDER = ("queued", "direct")
+#: The server's fan-out strategy when none was given.
+DEFAULT_FANOUT = "queued"
+DEFAULT_TITLE = "chatbench fan-out report"
+
+CHART_TITLES = {
+    "latency": "Broadcast latency (p50, p99, max) vs connected clients",
+    "throughput": "Deliveries per second vs connected clients (offered rate as a pale band)",
+    "percentiles": "Latency percentile distribution per client count",
+    "resources": "Server CPU and memory vs connected clients",
+}
+
+
+class ReportError(Exception):
+    """Nothing to report on, or unreadable results; the message says why."""
+
+
+@dataclass
+class SeriesData:
+    """One swarm index and its runs."""
+
+    label: str
+    directory: Path
+    index: IndexDocument
+    runs: list[RunDocument] = field(default_factory=list)
+    #: run file (relative to the report directory) per run, same order
+    files: list[str] = field(default_factory=list)
+    #: index entries that have no run document (errors, skipped points)
+    failed: list[IndexEntry] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------
+
+
+def find_indexes(directory: Path) -> list[Path]:
+    """``DIR/index.json`` and ``DIR/*/index.json``."""
+    found = []
+    if (directory / results.INDEX_NAME).is_file():
+        found.append(directory / results.INDEX_NAME)
+    found += sorted(p for p in directory.glob(f"*/{results.INDEX_NAME}") if p.is_file())
+    return found
+
+
+def _base_label(index: IndexDocument) -> str:
+    params = index.get("parameters") or {}
+    target = params.get("target") or "embedded"
+    if target == "embedded":
+        return str(params.get("fanout") or DEFAULT_FANOUT)
+    return str(target)
+
+
+def load_series(directory: str | Path) -> list[SeriesData]:
+    """Every series under ``directory``, in display order."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise ReportError(f"{root} is not a directory")
+    indexes = find_indexes(root)
+    if not indexes:
+        raise ReportError(
+            f"no {results.INDEX_NAME} in {root} or its subdirectories: point at a directory written by "
+            "`python -m bench sweep` or `python -m bench run`"
+        )
+    out: list[SeriesData] = []
+    for path in indexes:
+        try:
+            index = results.load_index(path)
+        except results.ResultsError as exc:
+            raise ReportError(str(exc)) from exc
+        s = SeriesData(label=_base_label(index), directory=path.parent, index=index)
+        entries = sorted(index.get("runs", []), key=lambda e: int(e.get("clients", 0)))
+        for entry in entries:
+            file = entry.get("file")
+            if file:
+                try:
+                    s.runs.append(results.load_run(path.parent / file))
+                except results.ResultsError as exc:
+                    raise ReportError(str(exc)) from exc
+                s.files.append((path.parent / file).relative_to(root).as_posix())
+            else:
+                s.failed.append(entry)
+        out.append(s)
+    labels = [s.label for s in out]
+    for s in out:
+        if labels.count(s.label) > 1:
+            s.label = f"{s.label} ({s.directory.relative_to(root).as_posix() or '.'})"
+
+    def order(s: SeriesData) -> tuple[int, str]:
+        base = _base_label(s.index)
+        return (KNOWN_ORDER.index(base) if base in KNOWN_ORDER else len(KNOWN_ORDER), s.label)
+
+    return sorted(out, key=order)
+
+
+# ---------------------------------------------------------------------------
+# numbers
+# ---------------------------------------------------------------------------
+
+
+def worker_demand(run: RunDocument) -> tuple[float, float]:
+    """Mean CPU % and mean run-queue wait % of the load generator's workers
+    over the traffic window."""
+    workers = (run.get("resources") or {}).get("workers") or []
+    busy = [float(w["summary"].get("cpu_percent_window") or 0.0) for w in workers]
+    wait = [float(w["summary"].get("runqueue_wait_percent_window") or 0.0) for w in workers]
+    n = max(1, len(workers))
+    return sum(busy) / n, sum(wait) / n
+
+
+def run_warnings(run: RunDocument) -> list[str]:
+    """Short flags for one run (also used to draw hollow markers)."""
+    flags = []
+    if run.get("load_generator_saturated"):
+        flags.append("load generator saturated")
+    if run["integrity"]["faults"]:
+        flags.append("integrity faults")
+    if run["connections"]["failed"]:
+        flags.append("failed connections")
+    if not run.get("completed", True) or run["messages"].get("unsent"):
+        flags.append("incomplete")
+    return flags
+
+
+def fmt_ratio(run: RunDocument) -> str:
+    d = run["deliveries"]
+    return f"{d['delivered']:,} / {d['expected']:,} ({ratio_pct(d['delivered_ratio'])})"
+
+
+TABLE_HEADER = (
+    "strategy",
+    "clients",
+    "rate msg/s",
+    "delivered / expected",
+    "faults",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "max ms",
+    "deliveries/s",
+    "offered/s",
+    "server CPU %",
+    "server RSS MiB",
+    "server threads",
+    "warnings",
+    "data",
+)
+
+
+def table_rows(series: Sequence[SeriesData]) -> list[list[str]]:
+    """One row per run (text cells), in series then client-count order."""
+    rows = []
+    for s in series:
+        for run, file in zip(s.runs, s.files, strict=True):
+            p = run["parameters"]
+            lat = run["latency_us"]
+            d = run["deliveries"]
+            srv = server_summary(run)
+            rate = f"{p['rate']:g}" if p["rate"] else "burst"
+            rows.append(
+                [
+                    s.label,
+                    str(p["clients"]),
+                    rate,
+                    fmt_ratio(run),
+                    str(run["integrity"]["faults"]),
+                    ms(lat["p50_us"]),
+                    ms(lat["p90_us"]),
+                    ms(lat["p99_us"]),
+                    ms(lat["p99_9_us"]),
+                    ms(lat["max_us"]),
+                    num(d.get("per_s")),
+                    num(d.get("offered_per_s")),
+                    pct(srv.get("cpu_percent_window")),
+                    mib(srv.get("rss_max_bytes")),
+                    "-" if srv.get("threads_max") is None else str(srv["threads_max"]),
+                    ", ".join(run_warnings(run)) or "",
+                    file,
+                ]
+            )
+        for entry in s.failed:
+            rows.append(
+                [s.label, str(entry.get("clients")), "", "not run", "", *[""] * 10, "error", ""],
+            )
+    return rows
+
+
+def _points(items: Sequence[tuple[str, int]]) -> str:
+    """[("queued", 500), ("queued", 1000), ("direct", 1000)] -> 'queued: 500, 1000 clients; direct: 1000 clients'."""
+    by: dict[str, list[int]] = {}
+    for label, clients in items:
+        by.setdefault(label, []).append(clients)
+    return "; ".join(f"{label}: {', '.join(str(c) for c in counts)} clients" for label, counts in by.items())
+
+
+#: (label, run) over every series: what the warning checks read.
+Labelled = list[tuple[str, RunDocument]]
+
+
+def _failed_points(series: Sequence[SeriesData], total: int) -> str | None:
+    failed = [(s.label, e) for s in series for e in s.failed]
+    if not failed:
+        return None
+    detail = "; ".join(f"{label} {e.get('clients')} clients: {e.get('error') or 'no result'}" for label, e in failed)
+    return f"**{len(failed)} of {total} points have no result**, so the charts and table leave them out: {detail}."
+
+
+def _saturated(all_runs: Labelled, total: int) -> str | None:
+    saturated = [(label, r) for label, r in all_runs if r.get("load_generator_saturated")]
+    if not saturated:
+        return None
+    detail = "; ".join(
+        f"{label} {r['parameters']['clients']} clients: workers busy {busy:.0f}%, waiting for a CPU {wait:.0f}%"
+        for label, r in saturated
+        for busy, wait in [worker_demand(r)]
+    )
+    return (
+        f"**Load generator saturated** in {len(saturated)} of {total} runs: the harness's worker processes "
+        "were busy, or runnable but waiting for a CPU, for at least 90% of the traffic window "
+        f"({detail}; averages per worker). Waiting means the cores were held by the server or by other load "
+        "on the machine. These runs' latency and throughput may describe the load generator and the machine "
+        "more than the server; fewer clients, a lower rate or more cores give cleaner numbers."
+    )
+
+
+def _integrity(all_runs: Labelled) -> str | None:
+    faulty = [(label, r) for label, r in all_runs if r["integrity"]["faults"]]
+    if not faulty:
+        return None
+    parts = []
+    for label, r in faulty:
+        i = r["integrity"]
+        kinds = fmt.counts(
+            {"lost": i["lost"], "duplicated": i["duplicated"], "reordered": i["reordered"], "corrupted": i["corrupted"]}
+        )
+        parts.append(f"{label} {r['parameters']['clients']} clients: {kinds}")
+    return (
+        f"**Integrity faults** in {len(faulty)} runs: {'; '.join(parts)}. Lost means a message a client should "
+        "have received never arrived; duplicated, reordered and corrupted mean the server delivered it wrongly."
+    )
+
+
+def _failed_connections(all_runs: Labelled) -> str | None:
+    conn = [(label, r) for label, r in all_runs if r["connections"]["failed"]]
+    if not conn:
+        return None
+    parts = []
+    for label, r in conn:
+        c = r["connections"]
+        reasons = fmt.reasons(c.get("failures", {})) or "no reason recorded"
+        parts.append(f"{label} {r['parameters']['clients']} clients: {c['failed']} of {c['requested']} ({reasons})")
+    return (
+        f"**Failed connections** in {len(conn)} runs: {'; '.join(parts)}. These clients never joined, so "
+        "those runs measured fewer clients than their label says."
+    )
+
+
+def _incomplete(all_runs: Labelled) -> str | None:
+    incomplete = [(label, r) for label, r in all_runs if not r.get("completed", True) or r["messages"].get("unsent")]
+    if not incomplete:
+        return None
+    parts = []
+    for label, r in incomplete:
+        d, m = r["deliveries"], r["messages"]
+        what = f"{d['expected'] - d['delivered']:,} of {d['expected']:,} deliveries missing"
+        if m.get("unsent"):
+            what += f", {m['unsent']:,} messages never sent"
+        parts.append(f"{label} {r['parameters']['clients']} clients: {what}")
+    drain = {r["parameters"].get("drain_timeout_s") for _, r in incomplete}
+    drain_text = "/".join(f"{d:g}" for d in sorted(x for x in drain if x is not None)) or "?"
+    return (
+        f"**Incomplete runs**: {'; '.join(parts)}. The run stopped waiting {drain_text} s after the last "
+        "message was due; whatever had not arrived by then counts as lost, and the latency of those "
+        "deliveries is missing from the percentiles (which are therefore too optimistic)."
+    )
+
+
+def _disconnected(all_runs: Labelled) -> str | None:
+    dropped = [(label, r) for label, r in all_runs if r["connections"].get("disconnected_during_run")]
+    if not dropped:
+        return None
+    parts = [
+        f"{label} {r['parameters']['clients']} clients: {r['connections'].get('disconnected_during_run')} "
+        f"({', '.join(sorted(r['connections'].get('disconnect_reasons', {}))) or 'no reason'})"
+        for label, r in dropped
+    ]
+    return f"**Clients disconnected by the server during the run**: {'; '.join(parts)}."
+
+
+def _clamped(all_runs: Labelled) -> str | None:
+    clamped = [(label, r["parameters"]["clients"]) for label, r in all_runs if r["latency_us"].get("clamped")]
+    return f"**Latencies above 600 s were clamped** to 600 s in {_points(clamped)}." if clamped else None
+
+
+def _server_exit(all_runs: Labelled) -> str | None:
+    bad_exit = [
+        (label, r["parameters"]["clients"])
+        for label, r in all_runs
+        if (r.get("target") or {}).get("exit_code") not in (None, 0)
+    ]
+    if not bad_exit:
+        return None
+    return f"**The server exited with an error** after {_points(bad_exit)} (see the run JSON's stderr_tail)."
+
+
+def warnings(series: Sequence[SeriesData]) -> list[str]:
+    """Plain-words warnings for the top of the report (empty when all is well)."""
+    all_runs: Labelled = [(s.label, r) for s in series for r in s.runs]
+    total = len(all_runs) + sum(len(s.failed) for s in series)
+    found = [
+        _failed_points(series, total),
+        _saturated(all_runs, total),
+        _integrity(all_runs),
+        _failed_connections(all_runs),
+        _incomplete(all_runs),
+        _disconnected(all_runs),
+        _clamped(all_runs),
+        _server_exit(all_runs),
+    ]
+    return [w for w in found if w is not None]
+
+
+def highlights(series: Sequence[SeriesData]) -> list[str]:
+    """One plain sentence per series about its largest measured point."""
+    out = []
+    for s in series:
+        if not s.runs:
+            continue
+        r = s.runs[-1]
+        lat, d = r["latency_us"], r["deliveries"]
+        ratio = d.get("delivered_ratio")
+        delivered = "-" if ratio is None else f"{100 * ratio:.2f}%"
+        out.append(
+            f"{s.label}: at {r['parameters']['clients']} clients, p50 {ms(lat['p50_us'])} ms, "
+            f"p99 {ms(lat['p99_us'])} ms, max {ms(lat['max_us'])} ms; "
+            f"{num(d.get('per_s'))} deliveries/s of {num(d.get('offered_per_s'))} offered; "
+            f"{delivered} delivered" + (f" ({', '.join(run_warnings(r))})" if run_warnings(r) else "")
+        )
+    return out
+
+
+def environment_rows(series: Sequence[SeriesData]) -> list[tuple[str, str]]:
+    runs = [r for s in series for r in s.runs]
+    if not runs:
+        return []
+    env = runs[0]["environment"]
+    p = runs[0]["parameters"]
+    rows: list[tuple[str, str]] = []
+    mem = env.get("memory_bytes")
+    rows.append(("CPU", f"{env.get('cpu_model') or 'unknown'} x {env.get('cpu_count')}"))
+    rows.append(("memory", "-" if mem is None else f"{mem / 2**30:.1f} GiB"))
+    rows.append(("Python", f"{env.get('python_implementation')} {env.get('python')}"))
+    rows.append(("platform", str(env.get("platform"))))
+    commits = sorted({(r["environment"].get("git_commit") or "unknown")[:12] for r in runs})
+    dirty = any(r["environment"].get("git_dirty") for r in runs)
+    rows.append(("git commit", ", ".join(commits) + (" (with uncommitted changes)" if dirty else "")))
+    started = sorted(r.get("started_at") or "" for r in runs)
+    rows.append(("runs started", f"{started[0]} .. {started[-1]} ({len(runs)} runs)"))
+    loads = [r["environment"]["load_average"][0] for r in runs if r["environment"].get("load_average")]
+    if loads:
+        rows.append(
+            (
+                "load average (1 min, at the end of each run)",
+                f"{min(loads):.2f} .. {max(loads):.2f} on {env.get('cpu_count')} CPUs "
+                "(includes the server and the load generator themselves; other load on the machine adds to it)",
+            )
+        )
+    targets = sorted({str(r["parameters"]["target"]) for r in runs})
+    rows.append(("target", ", ".join(targets)))
+    rates = sorted({r["parameters"]["rate"] for r in runs})
+    rows.append(("offered rate", ", ".join(f"{x:g} msg/s" if x else "burst" for x in rates) + " over all senders"))
+    senders = sorted({r["parameters"]["senders"] for r in runs})
+    rows.append(
+        (
+            "senders",
+            ", ".join(map(str, senders))
+            + (" (among the clients; a message goes to every other client)" if p.get("senders_receive") else ""),
+        )
+    )
+    rows.append(
+        (
+            "measured traffic",
+            f"{p['duration_s']:g} s after {p['warmup_s']:g} s warm-up; payload {p['payload_bytes']} bytes; "
+            f"drain timeout {p['drain_timeout_s']:g} s",
+        )
+    )
+    rows.append(("load generator", f"{p['workers']} worker processes (raw sockets, one selectors loop each)"))
+    commands = []
+    for s in series:
+        cmd = s.index.get("command")
+        if cmd:
+            commands.append(" ".join(cmd))
+    if commands:
+        rows.append(("command", " ; ".join(sorted(set(commands)))))
+    return rows
+
+
+def _subtitle(series: Sequence[SeriesData]) -> str:
+    runs = [r for s in series for r in s.runs]
+    if not runs:
+        return ""
+    rates = sorted({r["parameters"]["rate"] for r in runs})
+    p = runs[0]["parameters"]
+    env = runs[0]["environment"]
+    rate = ", ".join(f"{x:g} msg/s" if x else "burst" for x in rates)
+    return (
+        f"{rate} from {p['senders']} senders, {p['payload_bytes']} B payload, {p['duration_s']:g} s per point; "
+        f"{env.get('cpu_count')} CPUs for server + load generator"
+    )
+
+
+def chart_series(series: Sequence[SeriesData]) -> list[plots.Series]:
+    out = []
+    for s in series:
+        c = plots.Series(label=s.label)
+        for run in s.runs:
+            n = int(run["parameters"]["clients"])
+            lat, d, srv = run["latency_us"], run["deliveries"], server_summary(run)
+            c.clients.append(n)
+            c.p50_us.append(lat["p50_us"] if lat["count"] else None)
+            c.p99_us.append(lat["p99_us"] if lat["count"] else None)
+            c.max_us.append(lat["max_us"] if lat["count"] else None)
+            c.deliveries_per_s.append(d.get("per_s"))
+            c.offered_per_s.append(d.get("offered_per_s"))
+            c.server_cpu_percent.append(srv.get("cpu_percent_window"))
+            c.harness_cpu_percent.append((run.get("resources") or {}).get("harness_cpu_percent_window"))
+            c.server_rss_bytes.append(srv.get("rss_max_bytes"))
+            c.flagged.append(bool(run_warnings(run)))
+            hist = results.run_histogram(run)
+            if hist.count:
+                c.distributions[n] = hist.distribution()
+                c.sample_counts[n] = hist.count
+        out.append(c)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# rendering
+# ---------------------------------------------------------------------------
+
+
+def arrival_clock(series: Sequence[SeriesData]) -> str:
+    """How the runs timed an arrival, in words (runs before the kernel clock
+    existed timed the read)."""
+    clocks = {run.get("rx_clock", "read") for sd in series for run in sd.runs}
+    if clocks == {"kernel"}:
+        return (
+            "the kernel's receive stamp at the client's socket, so the harness's own delay in reading does not "
+            "count (it is reported apart as the harness read lag)"
+        )
+    if clocks == {"read"}:
+        return "the moment the harness read it"
+    return "the kernel's receive stamp in some runs and the harness's read in others"
+
+
+def document(
+    series: Sequence[SeriesData],
+    charts: dict[str, str],
+    capacity_doc: CapacityDocument | None = None,
+    title: str = DEFAULT_TITLE,
+) -> list[doc.Block]:
+    """The report as blocks (rendered by :func:`render_markdown` and :func:`render_html`)."""
+    generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    blocks: list[doc.Block] = [
+        doc.Heading(1, title),
+        doc.Para(
+            f"Generated {generated} from the JSON results in this directory "
+            "(`python -m bench report DIR` redraws it). Latency is measured from each message's *intended* send "
+            "time to its arrival at every other client (open loop: a stalled server shows as latency); arrival is "
+            f"{arrival_clock(series)}. Units: ms, deliveries per second, CPU in % of one core."
+        ),
+        doc.Heading(2, "Warnings"),
+    ]
+    warn = warnings(series)
+    if warn:
+        blocks.append(doc.Bullets(warn, css="warn"))
+    else:
+        blocks.append(doc.Para(ALL_WELL, css="ok"))
+    hl = highlights(series)
+    if hl:
+        blocks += [doc.Heading(2, "At a glance"), doc.Bullets(hl)]
+    if capacity_doc is not None:
+        blocks += capacity.blocks(capacity_doc, level=2)
+    blocks.append(doc.Heading(2, "Charts"))
+    for name, file in charts.items():
+        blocks += [doc.Heading(3, CHART_TITLES[name]), doc.Image(CHART_TITLES[name], file)]
+    blocks += [doc.Heading(2, "Every point"), doc.Para(TABLE_NOTE), points_table(series)]
+    notes = [
+        f"{label}, {r['parameters']['clients']} clients: {note}"
+        for label, r in ((s.label, r) for s in series for r in s.runs)
+        for note in r.get("notes") or []
+    ]
+    if notes:
+        blocks += [doc.Heading(3, "Notes from the runs"), doc.Bullets(notes)]
+    env = environment_rows(series)
+    if env:
+        blocks += [doc.Heading(2, "Environment"), doc.Table(None, [list(kv) for kv in env], "ll")]
+    return blocks
+
+
+ALL_WELL = "None: every run delivered every message, in order, to every client, with a load generator that kept up."
+TABLE_NOTE = (
+    "Latency percentiles over every measured delivery (HDR histograms merged across the load generator's "
+    "processes). *offered/s* is what the senders offered (rate x receivers per message); *server CPU* is the "
+    "average over the traffic window. *data* is the run's JSON."
+)
+
+
+def points_table(series: Sequence[SeriesData]) -> doc.Table:
+    """The 'Every point' table: numbers right-aligned, the run JSON linked."""
+    rows: list[list[doc.Cell]] = [
+        [*row[:-1], doc.Link("json", row[-1]) if row[-1] else ""] for row in table_rows(series)
+    ]
+    align = "".join("l" if h in ("strategy", "warnings", "data") else "r" for h in TABLE_HEADER)
+    return doc.Table(TABLE_HEADER, rows, align, flag_column=TABLE_HEADER.index("warnings"))
+
+
+def render_markdown(
+    series: Sequence[SeriesData],
+    charts: dict[str, str],
+    capacity_doc: CapacityDocument | None = None,
+    title: str = DEFAULT_TITLE,
+) -> str:
+    return doc.to_markdown(document(series, charts, capacity_doc, title))
+
+
+def render_html(
+    series: Sequence[SeriesData],
+    charts: dict[str, str],
+    capacity_doc: CapacityDocument | None = None,
+    title: str = DEFAULT_TITLE,
+) -> str:
+    return doc.to_html(title, document(series, charts, capacity_doc, title))
+
+
+def build_report(
+    directory: str | Path, out_dir: str | Path | None = None, title: str = DEFAULT_TITLE
+) -> dict[str, Path]:
+    """Read the results in ``directory``, draw the charts and write
+    ``report.md`` and ``report.html`` (into ``out_dir``, default the same
+    directory).  Returns name -> path of everything written."""
+    root = Path(directory)
+    out = Path(out_dir) if out_dir is not None else root
+    series = load_series(root)
+    if not any(s.runs for s in series):
+        raise ReportError(f"no completed run in {root}: every point failed (see its index.json)")
+    capacity_doc = load_capacity(root) if (root / results.CAPACITY_JSON).is_file() else None
+    drawn = plots.draw_all(chart_series(series), out, _subtitle(series))
+    charts = {name: path.relative_to(out).as_posix() for name, path in drawn.items()}
+    written: dict[str, Path] = dict(drawn)
+    if out.resolve() != root.resolve():
+        # links to the run JSON must still resolve from the report's location
+        for s in series:
+            s.files = [Path(os.path.relpath(root / f, out)).as_posix() for f in s.files]
+    md = out / REPORT_MD
+    md.write_text(render_markdown(series, charts, capacity_doc, title), encoding="utf-8")
+    page = out / REPORT_HTML
+    page.write_text(render_html(series, charts, capacity_doc, title), encoding="utf-8")
+    written["markdown"] = md
+    written["html"] = page
+    return written
+
+
+def print_warnings(series: Sequence[SeriesData]) -> None:
+    """The report's warnings on stdout, wrapped, without the markdown."""
+    warn = warnings(series)
+    if warn:
+        print(f"{len(warn)} warning(s) at the top of the report:")
+        for w in warn:
+            print(textwrap.fill(w.replace("**", ""), width=100, initial_indent="  - ", subsequent_indent="    "))

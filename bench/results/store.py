@@ -1,0 +1,228 @@
+"""Reading and writing result files: atomic JSON, validated loaders, the one
+index writer (:class:`SeriesWriter`) and the report directories with their
+``latest`` links.
+
+Every run set the harness writes (a sweep, one point, a capacity search, one
+target of a comparison) goes through :class:`SeriesWriter`, so there is one
+place that knows the layout of ``index.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from bench.measure.stats import LatencyHistogram
+from bench.results.schema import (
+    CAPACITY_JSON,
+    CAPACITY_KIND,
+    CAPACITY_SCHEMA_VERSION,
+    COMPARE_JSON,
+    COMPARE_KIND,
+    INDEX_KIND,
+    INDEX_NAME,
+    RUN_KIND,
+    SCHEMA_VERSION,
+    CapacityDocument,
+    CompareDocument,
+    IndexDocument,
+    IndexEntry,
+    RunDocument,
+    server_summary,
+)
+
+
+class ResultsError(Exception):
+    """A results file is missing, not JSON, or not a schema this code reads."""
+
+
+# ---------------------------------------------------------------------------
+# JSON files
+# ---------------------------------------------------------------------------
+
+
+def read_json(path: str | os.PathLike[str], kind: str, version: int = SCHEMA_VERSION) -> dict[str, Any]:
+    """A JSON object of ``kind`` and ``version``; ResultsError otherwise."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ResultsError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{p} is not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("kind") != kind:
+        raise ResultsError(f"{p} is not a {kind} document")
+    found = doc.get("schema_version")
+    if found != version:
+        raise ResultsError(f"{p} has schema_version {found!r}; this code reads {version}")
+    return doc
+
+
+def write_json(path: str | os.PathLike[str], doc: object) -> Path:
+    """Write atomically (temp file + rename), so a reader never sees half a file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(p)
+    return p
+
+
+def load_run(path: str | os.PathLike[str]) -> RunDocument:
+    """One run document (``kind == "chatbench.swarm.run"``), validated."""
+    return cast(RunDocument, read_json(path, RUN_KIND))
+
+
+def load_index(path: str | os.PathLike[str]) -> IndexDocument:
+    """An index document; ``path`` may be the file or its directory."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / INDEX_NAME
+    return cast(IndexDocument, read_json(p, INDEX_KIND))
+
+
+def load_runs(path: str | os.PathLike[str]) -> list[RunDocument]:
+    """Every run an index lists that completed, in index order."""
+    p = Path(path)
+    index_file = p / INDEX_NAME if p.is_dir() else p
+    index = load_index(index_file)
+    files = [entry["file"] for entry in index["runs"]]
+    return [load_run(index_file.parent / file) for file in files if file]
+
+
+def load_capacity(directory: str | os.PathLike[str]) -> CapacityDocument:
+    """``capacity.json`` in ``directory``, validated."""
+    return cast(CapacityDocument, read_json(Path(directory) / CAPACITY_JSON, CAPACITY_KIND, CAPACITY_SCHEMA_VERSION))
+
+
+def load_compare(directory: str | os.PathLike[str]) -> CompareDocument:
+    """``compare.json`` in ``directory`` (it carries no schema_version: checked by kind and keys)."""
+    p = Path(directory) / COMPARE_JSON
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"no readable {COMPARE_JSON} in {directory}: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("kind") != COMPARE_KIND or "meta" not in doc or "series" not in doc:
+        raise ResultsError(f"{p} is not a {COMPARE_KIND} document")
+    return cast(CompareDocument, doc)
+
+
+def run_histogram(run: RunDocument) -> LatencyHistogram:
+    """The run's merged latency histogram (microseconds), decoded."""
+    h = run["histogram"]
+    return LatencyHistogram.decode(h["data"], int(h.get("clamped", 0)))
+
+
+# ---------------------------------------------------------------------------
+# one series = one index + its run files
+# ---------------------------------------------------------------------------
+
+
+def index_entry(doc: RunDocument, file: str) -> IndexEntry:
+    """The index's line for one finished run."""
+    lat = doc["latency_us"]
+    resources = doc["resources"]
+    return {
+        "clients": doc["parameters"]["clients"],
+        "file": file,
+        "status": "ok",
+        "summary": {
+            "p50_us": lat["p50_us"],
+            "p90_us": lat["p90_us"],
+            "p99_us": lat["p99_us"],
+            "p99_9_us": lat["p99_9_us"],
+            "max_us": lat["max_us"],
+            "deliveries_per_s": doc["deliveries"]["per_s"],
+            "delivered_ratio": doc["deliveries"]["delivered_ratio"],
+            "faults": doc["integrity"]["faults"],
+            "failed_connections": doc["connections"]["failed"],
+            "server_cpu_percent": server_summary(doc).get("cpu_percent_window"),
+            "harness_cpu_percent": resources.get("harness_cpu_percent_window"),
+            "load_generator_saturated": doc["load_generator_saturated"],
+        },
+    }
+
+
+def run_file_name(clients: int) -> str:
+    return f"run-c{clients:05d}.json"
+
+
+class SeriesWriter:
+    """One directory with ``index.json`` (``docs/results.md``) and one run
+    file per point; the index is rewritten after every point, so an
+    interrupted sweep still leaves readable results."""
+
+    def __init__(self, directory: Path, parameters: dict[str, Any], label: str, command: Sequence[str] | None) -> None:
+        self.directory = directory
+        self.label = label
+        self.index: IndexDocument = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": INDEX_KIND,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "command": list(command) if command is not None else None,
+            "sweep": {"variable": "clients", "values": []},
+            "parameters": {k: v for k, v in parameters.items() if k != "clients"},
+            "runs": [],
+        }
+
+    def add(self, doc: RunDocument) -> Path:
+        clients = int(doc["parameters"]["clients"])
+        file = run_file_name(clients)
+        path = write_json(self.directory / file, doc)
+        self.index["sweep"]["values"].append(clients)
+        self.index["runs"].append(index_entry(doc, file))
+        self._flush()
+        return path
+
+    def add_error(self, clients: int, message: str) -> None:
+        self.index["sweep"]["values"].append(clients)
+        self.index["runs"].append({"clients": clients, "file": None, "status": "error", "error": message})
+        self._flush()
+
+    @property
+    def all_ok(self) -> bool:
+        return all(e["status"] == "ok" for e in self.index["runs"])
+
+    def _flush(self) -> None:
+        write_json(self.directory / INDEX_NAME, self.index)
+
+
+# ---------------------------------------------------------------------------
+# report directories
+# ---------------------------------------------------------------------------
+
+
+def new_report_dir(root: Path, suffix: str = "") -> Path:
+    """``root/<YYYYmmdd-HHMMSS><suffix>``, numbered if that exists already."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = root / f"{stamp}{suffix}", 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{n}{suffix}"
+    return path
+
+
+def point_latest(root: Path, target: Path, name: str = "latest") -> Path | None:
+    """Make ``root/name`` a relative symlink to ``target`` (atomically); fall
+    back to ``root/name.txt`` holding the path.  Returns what was written."""
+    link = root / name
+    if link.exists() and not link.is_symlink():
+        print(f"note: {link} exists and is not a symbolic link; left alone", file=sys.stderr)
+        return None
+    rel = os.path.relpath(target.resolve(), root.resolve())
+    tmp = root / f".{name}.tmp{os.getpid()}"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        os.symlink(rel, tmp, target_is_directory=True)
+        os.replace(tmp, link)
+        return link
+    except OSError:
+        text = root / f"{name}.txt"
+        text.write_text(rel + "\n", encoding="utf-8")
+        return text

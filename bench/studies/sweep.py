@@ -1,0 +1,265 @@
+"""``python -m bench sweep``: the default benchmark (``make bench``).
+
+Every client count for each fan-out strategy, interleaved by client count
+(10 queued, 10 direct, 50 queued, ...) so an interrupted sweep still
+compares the strategies; one series directory per strategy (its run JSON
+and ``index.json``, written by :class:`bench.results.SeriesWriter`), then
+the charts and report (:mod:`bench.report`) and the ``reports/latest`` link.
+:func:`run_series` is also how ``run``, ``capacity`` and ``compare`` run
+their points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from bench import cli
+from bench.report import sweep as sweep_report
+from bench.report.runline import summary_line
+from bench.results import as_run
+from bench.results.schema import RunDocument
+from bench.results.store import SeriesWriter, new_report_dir, point_latest
+from bench.swarm import SwarmConfig, SwarmError, run_swarm
+
+#: The default sweep (``make bench``).
+DEFAULT_CLIENTS = (10, 50, 100, 250, 500, 1000)
+#: What `make bench` compares: the default strategy and the seed's (add
+#: `--fanout queued,threads,direct` for the per-client-writer design too).
+DEFAULT_FANOUTS = ("queued", "direct")
+LATEST = "latest"
+
+#: run_swarm, or a stand-in in tests.
+RunFn = Callable[[SwarmConfig], dict[str, Any]]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run every client count for each fan-out strategy (interleaved: 10 queued, 10 direct, 50 queued, ...), "
+        "write the run JSON, index.json per strategy, four charts, report.md and report.html under "
+        "reports/<timestamp>/, and point reports/latest at it. Expected deliveries/s = rate x (clients - 1)."
+    )
+    parser.epilog = f"Fan-out strategies without --fanout: {','.join(DEFAULT_FANOUTS)}."
+    add_sweep_options(parser, DEFAULT_CLIENTS, "comma-separated client counts")
+
+
+def add_sweep_options(parser: argparse.ArgumentParser, clients: Sequence[int], clients_help: str) -> None:
+    """--clients, the shared swarm groups, --keep-going and --strict (sweep and run)."""
+    cli.add_parents(parser, *cli.swarm_parents())
+    parser.add_argument(
+        "--clients", type=cli.client_counts, default=list(clients), metavar="N,N,...", help=clients_help
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="run larger client counts of a strategy even after one did not finish within the drain timeout",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 3 unless every point delivered everything, faultless"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    return execute(args, DEFAULT_FANOUTS, "chatbench fan-out report")
+
+
+# ---------------------------------------------------------------------------
+# running the points
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    """One strategy (or target) of a run set: its base config and its writer."""
+
+    base: SwarmConfig
+    writer: SeriesWriter
+
+
+def series_name(target: str, fanout: str | None) -> str:
+    """Series label and subdirectory name: the strategy, or the target."""
+    if target == "embedded":
+        return fanout or sweep_report.DEFAULT_FANOUT
+    return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in target)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to walk the points."""
+
+    interleave: bool = True  #: by client count across the series (else series after series)
+    keep_going: bool = False  #: run larger counts after a point did not finish
+    quiet: bool = False
+    prefix: bool = True  #: "label: " before each summary line
+
+
+def run_series(
+    series: Sequence[Series], clients: Sequence[int], plan: Plan, *, run: RunFn = run_swarm
+) -> list[SeriesWriter]:
+    """Every (client count, series) point; each result goes to its series' writer."""
+    by_count = [(n, s) for n in clients for s in series]
+    order = by_count if plan.interleave else [(n, s) for s in series for n in clients]
+    progress = PointProgress(
+        [estimate_point_s(s.base, n) for n, s in order], sys.stderr, enabled=not plan.quiet and len(order) > 1
+    )
+    stopped: dict[int, str] = {}
+    for n, s in order:
+        w = s.writer
+        if not plan.interleave and n == clients[0]:
+            print(f"== {w.label} ==", flush=True)
+        if id(s) in stopped and not plan.keep_going:
+            w.add_error(n, f"skipped: {stopped[id(s)]}")
+            print(f"{w.label} clients={n}: skipped ({stopped[id(s)]})", flush=True)
+        else:
+            progress.start(f"{w.label}, {n} clients")
+            doc = run_point(s, n, run)
+            if doc is not None:
+                print(f"{w.label}: {summary_line(doc)}" if plan.prefix else summary_line(doc), flush=True)
+                if not doc.get("completed", True):
+                    stopped[id(s)] = (
+                        f"{n} clients did not deliver everything within the {s.base.drain_timeout_s:g} s drain "
+                        "timeout, so larger counts were not run (--keep-going runs them)"
+                    )
+        progress.finish()
+    return [s.writer for s in series]
+
+
+def run_point(series: Series, clients: int, run: RunFn = run_swarm) -> RunDocument | None:
+    """One point, written to the series; None (and an error entry) if it failed."""
+    try:
+        doc = as_run(run(cli.point_config(series.base, clients)))
+    except (SwarmError, ValueError) as exc:
+        series.writer.add_error(clients, str(exc))
+        print(f"{series.writer.label} clients={clients}: ERROR {exc}", flush=True)
+        return None
+    series.writer.add(doc)
+    return doc
+
+
+def make_series(
+    args: argparse.Namespace, clients: Sequence[int], strategies: Sequence[str | None], out: Path
+) -> list[Series]:
+    out_series = []
+    for f in strategies:
+        base = cli.swarm_config(args, max(clients), fanout=f)
+        name = series_name(base.target, f)
+        out_series.append(Series(base, SeriesWriter(out / name, base.parameters(), name, args.argv)))
+    return out_series
+
+
+def exit_code(writers: Sequence[SeriesWriter], strict: bool) -> int:
+    """1 if a point failed; with ``strict``, 3 if one lost, corrupted or failed to connect."""
+    entries = [e for w in writers for e in w.index["runs"]]
+    if any(e["status"] != "ok" for e in entries):
+        return 1
+    if strict:
+        for e in entries:
+            s = e.get("summary")
+            if s is None or s["delivered_ratio"] != 1 or s["faults"] or s["failed_connections"]:
+                return 3
+    return 0
+
+
+def out_dir(args: argparse.Namespace, suffix: str = "") -> Path:
+    """--out (new or empty), or a new timestamped directory under --reports-root."""
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()):
+            raise cli.UsageError(f"--out {out} exists and is not empty")
+        return out
+    return new_report_dir(Path(args.reports_root), suffix)
+
+
+def finish_report(out: Path, args: argparse.Namespace, title: str, latest_name: str) -> int:
+    """Charts and report for ``out``; its warnings on stdout; the latest link."""
+    try:
+        written = sweep_report.build_report(out, title=title)
+    except sweep_report.ReportError as exc:
+        print(f"no report: {exc}", file=sys.stderr)
+        return 1
+    print(f"\nreport: {written['markdown']}\n        {written['html']}")
+    sweep_report.print_warnings(sweep_report.load_series(out))
+    if not args.out and not args.no_latest:
+        latest = point_latest(out.parent, out, latest_name)
+        if latest is not None:
+            print(f"        {latest} -> {out.name}")
+    return 0
+
+
+def execute(args: argparse.Namespace, default_fanouts: Sequence[str], title: str, *, run: RunFn = run_swarm) -> int:
+    """``sweep`` and ``run``: the points, then the report."""
+    clients: list[int] = args.clients
+    strategies = cli.fanouts(args, default_fanouts)
+    cli.validate(args, clients, strategies)
+    out = out_dir(args)
+    print(
+        f"{len(clients) * len(strategies)} points: clients {','.join(map(str, clients))} x "
+        f"{', '.join(series_name(args.target, f) for f in strategies)}; {args.rate:g} msg/s, "
+        f"{args.duration:g} s each; results in {out}",
+        file=sys.stderr,
+    )
+    plan = Plan(keep_going=args.keep_going, quiet=args.quiet)
+    try:
+        writers = run_series(make_series(args, clients, strategies, out), clients, plan, run=run)
+    except KeyboardInterrupt:
+        print("\ninterrupted: reporting the points that finished", file=sys.stderr)
+        if sweep_report.find_indexes(out):
+            finish_report(out, args, f"{title} (interrupted)", LATEST)
+        return 130
+    code = finish_report(out, args, title, LATEST)
+    return exit_code(writers, args.strict) or code
+
+
+# ---------------------------------------------------------------------------
+# progress
+# ---------------------------------------------------------------------------
+
+
+def _clock(seconds: float) -> str:
+    s = max(0, round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+class PointProgress:
+    """``[###.....] 3/12 direct, 250 clients  elapsed 0:41, ~1:30 left`` on stderr."""
+
+    #: Characters in the bar: fits an 80-column terminal with the text after it.
+    WIDTH = 24
+
+    def __init__(self, estimates: Sequence[float], stream: TextIO, enabled: bool) -> None:
+        self.estimates = list(estimates)
+        self.stream = stream
+        self.enabled = enabled
+        self.t0 = time.monotonic()
+        self.done = 0
+
+    def start(self, what: str) -> None:
+        if not self.enabled:
+            return
+        total = len(self.estimates)
+        elapsed = time.monotonic() - self.t0
+        done_est = sum(self.estimates[: self.done])
+        left_est = sum(self.estimates[self.done :])
+        scale = elapsed / done_est if done_est > 0 and self.done else 1.0
+        frac = done_est / max(1e-9, done_est + left_est)
+        filled = round(frac * self.WIDTH)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(
+            f"[{bar}] {self.done + 1}/{total} {what}   elapsed {_clock(elapsed)}, ~{_clock(left_est * scale)} left\n"
+        )
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.done += 1
+
+
+def estimate_point_s(config: SwarmConfig, clients: int) -> float:
+    """A rough run time for one point (for the progress bar's time left)."""
+    ramp = clients / config.ramp_per_s if config.ramp_per_s > 0 else 0.0
+    traffic = config.warmup_s + (config.measured_messages / config.rate if config.rate > 0 else 1.0)
+    return 2.0 + ramp + traffic + clients / 500

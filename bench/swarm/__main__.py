@@ -1,5 +1,0 @@
-import sys
-
-from bench.swarm.cli import main
-
-sys.exit(main())
