@@ -326,7 +326,7 @@ def parse_probe_block(block: bytes, layout: Any) -> ProbeBlock | None:
     """Vectorised :func:`parse_probe` of every line of a block of chat lines
     (the receive path's fast path; numpy arrays out).
 
-    ``layout`` is :func:`server.protocol.chat_block_layout` of ``block`` for
+    ``layout`` is :func:`bench.wire.chatblock.chat_block_layout` of ``block`` for
     :data:`PROBE_SPACES` text spaces (so every byte is ASCII and each line is
     ``NAME: TEXT\\n``).  Returns the fields of every text when *all* of them
     are probes that :func:`parse_probe` accepts; ``None`` when any one is

@@ -154,7 +154,7 @@ class DeliveryRecorder:
         if probes is None:
             return False
         sender = probes.sender
-        if not self._names_match(np, block, layout.starts, sender, own):
+        if not self.names_match(np, block, layout.starts, sender, own):
             return False
         # Every line is an intact probe from another known sender: account.
         delivered = tracker.observe_block(sender, probes.seq)
@@ -172,7 +172,7 @@ class DeliveryRecorder:
             self._hist.record_array((now - measured) // 1000)
         return True
 
-    def _names_match(self, np: Any, block: bytes, starts: Any, sender: Any, own: int) -> bool:
+    def names_match(self, np: Any, block: bytes, starts: Any, sender: Any, own: int) -> bool:
         """Every line's chat name is the name of the sender its probe names,
         and no probe is the receiver's own.  Compares each line's first
         bytes with ``NAME: `` of its sender, as 8-byte words: the space ends

@@ -260,7 +260,7 @@ def block_path_steps(stream: ReplayStream, buffers: int = 20, passes: int = 5) -
             t = lap("fields and check (parse_probe_block)", t)
             if layout is None or probes is None or len(block) < recorder.BLOCK_MIN_BYTES:
                 raise ValueError("a buffer did not take the block path: use bigger --chunk-bytes")
-            if not rec._names_match(np, block, layout.starts, probes.sender, stream.own):
+            if not rec.names_match(np, block, layout.starts, probes.sender, stream.own):
                 raise ValueError("names do not match")
             t = lap("names", t)
             delivered = tracker.observe_block(probes.sender, probes.seq)

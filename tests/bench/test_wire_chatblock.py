@@ -1,4 +1,4 @@
-"""The bytes-level fast paths of server/protocol.py agree with the per-line API.
+"""The bytes-level fast paths of the chat protocol (server.protocol framing, bench.wire.chatblock) agree with the per-line API.
 
 ``LineDecoder.feed_block`` + ``split_block`` must give exactly what ``feed``
 gives (limits included), and ``chat_block_layout`` must agree with

@@ -24,7 +24,6 @@ import pytest
 from bench import gate
 
 SLOW_SERVER = Path(__file__).with_name("slow_server.py")
-REPO = Path(__file__).resolve().parents[2]
 
 
 def gate_command() -> list[str]:

@@ -1,4 +1,4 @@
-"""Replay benchmark of the harness's receive path (bench/replay.py).
+"""Replay benchmark of the harness's receive path (bench/studies/replay.py).
 
 pytest-benchmark times one replay (``pytest tests/perf -k replay
 --benchmark-autosave`` for numbers); the test itself only checks that the
