@@ -1,4 +1,5 @@
-"""The bytes-level fast paths of the chat protocol (server.protocol framing, bench.wire.chatblock) agree with the per-line API.
+"""The chat protocol's bytes-level fast paths (server.protocol framing,
+bench.wire.chatblock) agree with the per-line API.
 
 ``LineDecoder.feed_block`` + ``split_block`` must give exactly what ``feed``
 gives (limits included), and ``chat_block_layout`` must agree with
