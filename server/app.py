@@ -268,15 +268,7 @@ def serve(config: ServerConfig) -> int:
         log.error("cannot listen on %s: %s", format_address(config.host, config.port), exc.strerror or exc)
         return 2
     startup_log.info("listening on %s", format_address(*server.address))
-    startup_log.info(
-        "fanout=%s max_clients=%d max_line_bytes=%d send_queue_bytes=%d rate_limit=%g/s burst=%d",
-        config.fanout,
-        config.max_clients,
-        config.max_line_bytes,
-        config.send_queue_bytes,
-        config.rate_limit,
-        config.rate_burst,
-    )
+    startup_log.info("%s", config.options_line())
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

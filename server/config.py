@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from server.protocol import DEFAULT_MAX_LINE_BYTES
@@ -87,6 +87,12 @@ class ServerConfig:
     thread_stack_bytes: int = DEFAULT_THREAD_STACK_BYTES
     backlog: int = DEFAULT_BACKLOG
     log_level: str = "INFO"
+
+    def options_line(self) -> str:
+        """Every effective setting as ``options: name=value ...`` (the second
+        line the server logs, at any level): what a benchmark records as the
+        server's configuration."""
+        return "options: " + " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -168,3 +168,22 @@ def test_log_names_every_identity_change_and_every_disconnect() -> None:
     assert "bob is now known as robert" in log
     assert "robert left (server shutting down)" in log
     assert "carol left (server shutting down)" in log
+
+
+def test_second_startup_line_states_every_effective_option_at_any_log_level() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "--port", "0", "--log-level", "ERROR", "--announce-limit", "5"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        assert LISTENING.search(proc.stderr.readline().strip())
+        options = proc.stderr.readline().strip()
+    finally:
+        proc.kill()
+        proc.wait(5)
+    assert "options: " in options
+    for setting in ("fanout=queued", "announce_limit=5", "rate_limit=50.0", "log_level=ERROR", "backlog=1024"):
+        assert f" {setting}" in options, options

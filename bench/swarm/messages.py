@@ -24,6 +24,11 @@ class Stall:
 
 
 @dataclass(frozen=True, slots=True)
+class Settle:
+    """Say when bytes last arrived on any connection; answer :class:`Quiet`."""
+
+
+@dataclass(frozen=True, slots=True)
 class Start:
     """Run this timetable: senders send, receivers measure; :class:`Progress` follows."""
 
@@ -53,7 +58,7 @@ class Exit:
     """Close every socket and end the process."""
 
 
-Command = Stall | Start | Release | StopSending | Finish | Exit
+Command = Stall | Settle | Start | Release | StopSending | Finish | Exit
 
 # -- worker -> parent ----------------------------------------------------------
 
@@ -84,6 +89,15 @@ class Stalled:
 
     count: int
     failures: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """When the worker last received anything (monotonic ns; 0: never), and
+    how many bytes it has received so far."""
+
+    last_rx_ns: int
+    bytes_in: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,4 +142,4 @@ class Failed:
     traceback: str
 
 
-Report = Progress | Ready | Stalled | Sent | Result | Failed
+Report = Progress | Ready | Stalled | Quiet | Sent | Result | Failed

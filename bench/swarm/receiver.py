@@ -58,6 +58,8 @@ class Receiver:
         #: round: the kernel stamps are realtime, the probes monotonic.
         self.realtime_offset_ns = rxstamp.realtime_offset_ns()
         self.bytes_in = 0
+        #: when the last bytes arrived on any connection (monotonic ns; 0: never)
+        self.last_rx_ns = 0
         self.recv_buffer = memoryview(bytearray(RECV_BYTES))
         self.recv_views = [self.recv_buffer]
 
@@ -140,6 +142,7 @@ class Receiver:
             self.registrar.end(conn, "closed by server" if conn.state == READY else "closed during registration")
             return None
         self.bytes_in += len(data)
+        self.last_rx_ns = now
         return data, now
 
     def _traffic(self, conn: Conn, lines: list[bytes], now: int) -> None:

@@ -15,7 +15,19 @@ from typing import Any, TextIO
 from bench.measure.sampler import ResourceSampler
 from bench.swarm.config import SwarmConfig, SwarmError
 from bench.swarm.document import Collected, build_document
-from bench.swarm.messages import Finish, Ready, Release, Result, Sent, Stall, Stalled, Start, StopSending
+from bench.swarm.messages import (
+    Finish,
+    Quiet,
+    Ready,
+    Release,
+    Result,
+    Sent,
+    Settle,
+    Stall,
+    Stalled,
+    Start,
+    StopSending,
+)
 from bench.swarm.plan import Schedule, make_plans
 from bench.swarm.pool import WorkerPool
 from bench.targets import Target, make_target
@@ -35,6 +47,15 @@ DRIVE_POLL_S = 0.05
 REGISTER_SLACK_S = 30.0
 COLLECT_SENT_S = 30.0
 COLLECT_RESULT_S = 60.0
+#: The room is quiet once no client received a byte for this long: the
+#: registrations' join notices (N arrivals = N*(N-1)/2 lines, about 500,000 at
+#: 1,000 clients) have been delivered, and traffic can start in a quiet room.
+QUIET_S = 0.3
+#: Longest wait for a quiet room; a server that never stops talking (or keeps
+#: up periodic traffic) is measured anyway, with a note.
+SETTLE_TIMEOUT_S = 60.0
+#: How often the workers are asked while the room settles.
+SETTLE_POLL_S = 0.1
 
 
 class ProgressLine:
@@ -132,6 +153,7 @@ class SwarmRun:
         self.timing["connect_s"] = round(time.monotonic() - t, 3)
         if config.stalled_clients:
             self._stall(got)
+        self._settle()
         self._traffic(got)
         self._collect(got)
         self.sampler.stop()
@@ -167,6 +189,30 @@ class SwarmRun:
         got.failures = Counter()
         for m in stalled.values():
             got.failures.update(m.failures)  # a worker's failure counts are cumulative
+
+    def _settle(self) -> None:
+        """Wait until no client has received anything for :data:`QUIET_S`:
+        the fan-out is then measured in a quiet room, not behind the
+        registrations' join notices.  ``timing.settle_s`` says how long it took."""
+        t0 = time.monotonic_ns()
+        deadline = t0 + int(SETTLE_TIMEOUT_S * 1e9)
+        quiet_ns = int(QUIET_S * 1e9)
+        while True:
+            self.pool.broadcast(Settle())
+            answers = self.pool.gather(Quiet, COLLECT_SENT_S, "waiting for a quiet room")
+            now = time.monotonic_ns()
+            last = max((q.last_rx_ns for q in answers.values()), default=0)
+            if now - last >= quiet_ns:
+                break
+            if now >= deadline:
+                self.notes.append(
+                    f"the room was not quiet after {SETTLE_TIMEOUT_S:g}s (clients still receiving registration "
+                    "traffic): measured anyway"
+                )
+                break
+            self.progress.update("waiting for registration traffic to stop")
+            time.sleep(min(SETTLE_POLL_S, (quiet_ns - (now - last)) / 1e9))
+        self.timing["settle_s"] = round((time.monotonic_ns() - t0) / 1e9, 3)
 
     def _traffic(self, got: Collected) -> None:
         """Send the schedule and wait for its deliveries."""

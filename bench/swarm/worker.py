@@ -54,8 +54,10 @@ from bench.swarm.messages import (
     Failed,
     Finish,
     Progress,
+    Quiet,
     Release,
     Result,
+    Settle,
     Stall,
     Start,
     StopSending,
@@ -113,6 +115,7 @@ class Worker:
         #: the command table: message type -> handler
         self.commands: dict[type[Any], Callable[[Any], None]] = {
             Stall: self._on_stall,
+            Settle: self._on_settle,
             Start: self._on_start,
             Release: self._on_release,
             StopSending: self._on_stop_sending,
@@ -216,6 +219,9 @@ class Worker:
 
     def _on_stall(self, msg: Stall) -> None:
         self.registrar.stall()
+
+    def _on_settle(self, msg: Settle) -> None:
+        self.ctl.send(Quiet(self.receiver.last_rx_ns, self.receiver.bytes_in))
 
     def _on_start(self, msg: Start) -> None:
         schedule = msg.schedule

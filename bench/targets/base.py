@@ -83,6 +83,11 @@ def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+#: Start-up lines of a server's stderr kept apart from the tail (where they
+#: would scroll away): a server states its settings there.
+STDERR_HEAD_LINES = 5
+
+
 class ProcessTarget:
     """A server the harness starts as a subprocess and stops with SIGTERM.
     Subclasses say how to run it (:meth:`command`, and :meth:`prepare` for
@@ -111,6 +116,8 @@ class ProcessTarget:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._stderr_lines = 0
+        #: the first lines the server logged (its start-up lines), kept whole
+        self.stderr_head: list[str] = []
         self._reader: threading.Thread | None = None
         self._announced: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self.exit_code: int | None = None
@@ -179,6 +186,7 @@ class ProcessTarget:
             raise TargetError(f"cannot start {self.label} ({shlex.join(argv)}): {exc}") from exc
         self._proc = proc
         self._stderr.clear()
+        self.stderr_head = []
         self._announced = queue.Queue()
         self._reader = threading.Thread(
             target=self._drain_stderr, args=(proc,), name=f"stderr-{self.label}", daemon=True
@@ -211,6 +219,8 @@ class ProcessTarget:
             line = raw.decode("utf-8", "replace").rstrip()
             self._stderr_lines += 1
             self._stderr.append(line)
+            if len(self.stderr_head) < STDERR_HEAD_LINES:
+                self.stderr_head.append(line)
             if not announced and (m := LISTENING.search(line)):
                 announced = True
                 self._announced.put((m[1].strip("[]"), int(m[2])))

@@ -33,4 +33,19 @@ class EmbeddedTarget(ProcessTarget):
         doc = super().describe()
         doc["command"] = ["python", "-m", "server", *self.command(self.port)[3:]]
         doc["server_options"] = list(self.server_args)
+        doc["effective_options"] = effective_options(self.stderr_head)
         return doc
+
+
+#: The server's second start-up line: ``options: name=value ...`` (every setting in force).
+OPTIONS_MARK = "options: "
+
+
+def effective_options(lines: Sequence[str]) -> dict[str, str]:
+    """The settings the server says it runs with (its ``options:`` start-up
+    line), name -> value as logged; empty if it logged none."""
+    for line in lines:
+        _, mark, rest = line.partition(OPTIONS_MARK)
+        if mark:
+            return {name: value for name, _, value in (item.partition("=") for item in rest.split())}
+    return {}
