@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from bench.report import doc
-from bench.report.fmt import ms, ratio_pct
+from bench.report.fmt import ms, plural, ratio_pct
 from bench.results.schema import CapacityDocument, CapacitySearch, CapacityStep
 
 
@@ -20,7 +20,7 @@ def _criteria_text(capacity: CapacityDocument) -> str:
         f"lost (or any other integrity fault), or a client failed to connect; {p.get('senders')} concurrent "
         f"senders, {rate:g} msg/s in total, {p.get('duration_s'):g} s measured per point, "
         f"{p.get('payload_bytes')} B payload. A point that failed on latency alone was run again "
-        f"(up to {capacity['search'].get('confirm', 0)} times) and passes if any attempt passed."
+        f"(up to {plural(capacity['search'].get('confirm', 0), 'time')}) and passes if any attempt passed."
         if rate
         else "Client count raised until a point failed."
     )

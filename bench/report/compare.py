@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import plots
-from bench.report.fmt import ms, num, pct, ratio_pct
+from bench.report import plots, runline
+from bench.report.fmt import ms, num, pct, plural, ratio_pct
 from bench.results import schema
 from bench.results.schema import (
     COMPARE_JSON,
@@ -144,9 +144,9 @@ def _mark(p: ComparePoint) -> str:
         return " (error)"
     ratio = p.get("delivered_ratio")
     if ratio is not None and ratio < 1:
-        flags.append(f"{ratio_pct(ratio, 1)} delivered")
+        flags.append(f"{ratio_pct(ratio, 1)} of the {runline.MEASURED} delivered")
     if p.get("faults"):
-        flags.append(f"{p.get('faults')} faults")
+        flags.append(f"{plural(p.get('faults', 0), 'fault')} ({runline.ALL_TRAFFIC})")
     if p.get("failed_connections"):
         flags.append(f"{p.get('failed_connections')} failed conns")
     if p.get("load_generator_saturated"):
@@ -211,7 +211,7 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
     if saturated:
         lines += [
             "",
-            f"**Caveat:** {saturated} of {len(points)} points are flagged *harness saturated*: a load-generator "
+            f"**Caveat:** {saturated} of {plural(len(points), 'point')} {'is' if saturated == 1 else 'are'} flagged *harness saturated*: a load-generator "
             "worker was running or waiting for a CPU for >= 90% of the traffic window (busy, or starved by other "
             "load on the machine). Their latencies describe the harness as much as the server; read them as upper "
             "bounds and compare them only with care.",

@@ -60,6 +60,8 @@ LATEST_CAPACITY = "latest-capacity"
 DEFAULT_P95_BOUND_MS = 500.0
 #: Default concurrent senders, as in the websocket shootout.
 DEFAULT_SENDERS = 4
+#: The strategies searched without --fanout: the sweep's.
+DEFAULT_FANOUTS = sweep.DEFAULT_FANOUTS
 
 
 class CapacityError(Exception):
@@ -275,7 +277,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Writes reports/<timestamp>-capacity/ (capacity.json, capacity.md, runs, charts, report) and "
         "reports/latest-capacity."
     )
-    parser.epilog = f"Fan-out strategies without --fanout: {','.join(sweep.DEFAULT_FANOUTS)}."
+    parser.epilog = f"Fan-out strategies without --fanout: {','.join(DEFAULT_FANOUTS)}."
     d = SearchConfig()
     g = parser.add_argument_group("search")
     g.add_argument("--start", type=int, default=d.start, help="first client count")
@@ -338,7 +340,7 @@ def _search_one(series: sweep.Series, cfg: SearchConfig, quiet: bool) -> Capacit
 
 def run(args: argparse.Namespace) -> int:
     cfg = _search_config(args)
-    strategies = cli.fanouts(args, sweep.DEFAULT_FANOUTS)
+    strategies = cli.fanouts(args, DEFAULT_FANOUTS)
     cli.validate(args, [cfg.start, cfg.max_clients], strategies)
     out = sweep.out_dir(args, "-capacity")
     searches = [_search_one(s, cfg, args.quiet) for s in sweep.make_series(args, [cfg.max_clients], strategies, out)]
