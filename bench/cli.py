@@ -18,7 +18,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import NoReturn, Protocol, cast
+from typing import Any, NoReturn, Protocol, cast
 
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig
 from bench.targets import TARGET_KINDS, TargetError, make_target
@@ -371,15 +371,17 @@ class HelpFormatter(argparse.HelpFormatter):
 class Parser(argparse.ArgumentParser):
     """Usage errors in one line plus where to look, not the whole usage."""
 
-    #: subcommand name -> its parser (filled by :func:`build_parser`), so an
-    #: unknown option is reported by the subcommand it was given to.
-    subcommands: dict[str, Parser]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: subcommand name -> its parser (filled by :func:`build_parser`), so an
+        #: unknown option is reported by the subcommand it was given to.
+        self.subcommands: dict[str, Parser] = {}
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n(see `{self.prog} --help`)\n")
 
     def subcommand(self, name: str) -> Parser:
-        return getattr(self, "subcommands", {}).get(name, self)
+        return self.subcommands.get(name, self)
 
 
 def build_parser() -> Parser:
@@ -397,7 +399,6 @@ def build_parser() -> Parser:
         ),
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    p.subcommands = {}
     for name, entry in SUBCOMMANDS.items():
         s = sub.add_parser(name, help=entry.help, description=entry.help)
         p.subcommands[name] = s

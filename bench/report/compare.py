@@ -211,7 +211,8 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
     if saturated:
         lines += [
             "",
-            f"**Caveat:** {saturated} of {plural(len(points), 'point')} {'is' if saturated == 1 else 'are'} flagged *harness saturated*: a load-generator "
+            f"**Caveat:** {saturated} of {plural(len(points), 'point')} {'is' if saturated == 1 else 'are'} flagged "
+            "*harness saturated*: a load-generator "
             "worker was running or waiting for a CPU for >= 90% of the traffic window (busy, or starved by other "
             "load on the machine). Their latencies describe the harness as much as the server; read them as upper "
             "bounds and compare them only with care.",

@@ -6,7 +6,6 @@ from __future__ import annotations
 from bench.report.fmt import ms
 from bench.results.schema import RunDocument, server_summary
 
-
 #: Which messages each figure covers, named wherever two of them appear together:
 #: "100.00% delivered" (the measured messages) beside "lost 2" (warm-up included)
 #: or beside fewer deliveries/s than offered (a longer window) is no contradiction.

@@ -238,7 +238,8 @@ def _failed_points(series: Sequence[SeriesData], total: int) -> str | None:
     if not failed:
         return None
     detail = "; ".join(f"{label} {e.get('clients')} clients: {e.get('error') or 'no result'}" for label, e in failed)
-    return f"**{len(failed)} of {fmt.plural(total, 'point')} have no result**, so the charts and table leave them out: {detail}."
+    points = fmt.plural(total, "point")
+    return f"**{len(failed)} of {points} have no result**, so the charts and table leave them out: {detail}."
 
 
 def _saturated(all_runs: Labelled, total: int) -> str | None:
@@ -251,8 +252,8 @@ def _saturated(all_runs: Labelled, total: int) -> str | None:
         for busy, wait in [worker_demand(r)]
     )
     return (
-        f"**Load generator saturated** in {len(saturated)} of {fmt.plural(total, 'run')}: the harness's worker processes "
-        "were busy, or runnable but waiting for a CPU, for at least 90% of the traffic window "
+        f"**Load generator saturated** in {len(saturated)} of {fmt.plural(total, 'run')}: the harness's worker "
+        "processes were busy, or runnable but waiting for a CPU, for at least 90% of the traffic window "
         f"({detail}; averages per worker). Waiting means the cores were held by the server or by other load "
         "on the machine. These runs' latency and throughput may describe the load generator and the machine "
         "more than the server; fewer clients, a lower rate or more cores give cleaner numbers."
@@ -271,8 +272,8 @@ def _integrity(all_runs: Labelled) -> str | None:
         )
         parts.append(f"{label} {r['parameters']['clients']} clients: {kinds}")
     return (
-        f"**Integrity faults** in {fmt.plural(len(faulty), 'run')}: {'; '.join(parts)}. Lost means a message a client should "
-        "have received never arrived; duplicated, reordered and corrupted mean the server delivered it wrongly."
+        f"**Integrity faults** in {fmt.plural(len(faulty), 'run')}: {'; '.join(parts)}. Lost means a message a "
+        "client should have received never arrived; duplicated, reordered and corrupted mean the server delivered it wrongly."
     )
 
 
