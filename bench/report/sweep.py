@@ -273,7 +273,8 @@ def _integrity(all_runs: Labelled) -> str | None:
         parts.append(f"{label} {r['parameters']['clients']} clients: {kinds}")
     return (
         f"**Integrity faults** in {fmt.plural(len(faulty), 'run')}: {'; '.join(parts)}. Lost means a message a "
-        "client should have received never arrived; duplicated, reordered and corrupted mean the server delivered it wrongly."
+        "client should have received never arrived; duplicated, reordered and corrupted mean "
+        "the server delivered it wrongly."
     )
 
 
