@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -72,6 +73,9 @@ SUBCOMMANDS: dict[str, Entry] = {
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
     "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
+    "diff": Entry("bench.studies.diff", "compare two results (or one with a saved baseline): ratios NEW/BASE"),
+    "save": Entry("bench.studies.baselines", "keep a results directory as a named baseline for diff --baseline"),
+    "export": Entry("bench.studies.export", "every point of a results directory as one flat CSV row"),
 }
 
 
@@ -443,4 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: the results written so far stay readable ({PROG} report DIR)", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # stdout piped into `head` and closed: not an error; keep Python's exit flush quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
