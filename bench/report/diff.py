@@ -120,6 +120,4 @@ def draw(
     base: Sequence[sweep_report.SeriesData], new: Sequence[sweep_report.SeriesData], out: Path, names: tuple[str, str]
 ) -> Path:
     """The overlay chart: BASE dashed, NEW solid, one colour per series."""
-    return plots.overlay_chart(
-        sweep_report.chart_series(base), sweep_report.chart_series(new), out / DIFF_PNG, names
-    )
+    return plots.overlay_chart(sweep_report.chart_series(base), sweep_report.chart_series(new), out / DIFF_PNG, names)

@@ -55,3 +55,9 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     """(1, "point") -> '1 point'; (3, "point") -> '3 points'; ``many`` for
     irregular plurals (1, "process", "processes").  Thousands separated."""
     return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def clock(seconds: float) -> str:
+    """Seconds as m:ss (90.4 -> '1:30'), for progress lines."""
+    s = max(0, round(seconds))
+    return f"{s // 60}:{s % 60:02d}"

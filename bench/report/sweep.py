@@ -38,6 +38,8 @@ KNOWN_ORDER = ("queued", "direct")
 DEFAULT_FANOUT = "queued"
 DEFAULT_TITLE = "chatbench fan-out report"
 
+#: The capacity chart's name among the charts (drawn when capacity.json is there).
+CAPACITY_CHART = "capacity"
 CHART_TITLES = {
     "latency": "Broadcast latency (p50, p99, max) vs connected clients",
     "throughput": "Deliveries per second vs connected clients (offered rate as a pale band)",
@@ -524,9 +526,11 @@ def document(
     if hl:
         blocks += [doc.Heading(2, "At a glance"), doc.Bullets(hl)]
     if capacity_doc is not None:
-        blocks += capacity.blocks(capacity_doc, level=2)
+        blocks += capacity.blocks(capacity_doc, level=2, chart=charts.get(CAPACITY_CHART))
     blocks.append(doc.Heading(2, "Charts"))
     for name, file in charts.items():
+        if name == CAPACITY_CHART:
+            continue
         blocks += [doc.Heading(3, CHART_TITLES[name]), doc.Image(CHART_TITLES[name], file)]
     blocks += [doc.Heading(2, "Every point"), doc.Para(TABLE_NOTE), points_table(series)]
     notes = [
@@ -593,6 +597,8 @@ def build_report(
         raise ReportError(f"no completed run in {root}: every point failed (see its index.json)")
     capacity_doc = load_capacity(root) if (root / results.CAPACITY_JSON).is_file() else None
     drawn = plots.draw_all(chart_series(series), out, _subtitle(series))
+    if capacity_doc is not None:
+        drawn[CAPACITY_CHART] = capacity.draw(capacity_doc, out)
     charts = {name: path.relative_to(out).as_posix() for name, path in drawn.items()}
     written: dict[str, Path] = dict(drawn)
     if out.resolve() != root.resolve():

@@ -119,8 +119,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Examples: `python -m bench diff reports/A reports/B`; `python -m bench save reports/latest main` then "
         "`python -m bench diff --baseline main reports/latest --fail p99:+10%,deliveries:-5% --out diff/`."
     )
-    parser.add_argument("dirs", nargs="+", metavar="DIR", help="BASE NEW (two results directories), or NEW alone "
-                        "with --baseline")
+    parser.add_argument(
+        "dirs", nargs="+", metavar="DIR", help="BASE NEW (two results directories), or NEW alone with --baseline"
+    )
     parser.add_argument("--baseline", metavar="NAME", help="BASE is the saved baseline NAME (`save DIR NAME`)")
     parser.add_argument("--baselines-root", default=baselines.DEFAULT_ROOT, help="where named baselines are kept")
     parser.add_argument(
