@@ -128,7 +128,7 @@ LOG_AXIS_SPAN = 8
 MIN_LABEL_GAP = 0.07
 
 
-def _axis_position(values: Sequence[float], log: bool) -> list[float]:
+def axis_position(values: Sequence[float], log: bool) -> list[float]:
     """Where each value sits along the axis, 0 .. 1."""
     xs = [math.log(v) if log else float(v) for v in values]
     lo, hi = min(xs), max(xs)
@@ -141,7 +141,7 @@ def labelled_ticks(counts: Sequence[int], log: bool) -> list[int]:
     keep an unlabelled tick)."""
     if len(counts) <= 2:
         return list(counts)
-    pos = _axis_position(counts, log)
+    pos = axis_position(counts, log)
     keep = [0]
     for i in range(1, len(counts) - 1):
         if pos[i] - pos[keep[-1]] >= MIN_LABEL_GAP and pos[-1] - pos[i] >= MIN_LABEL_GAP:
