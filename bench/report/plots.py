@@ -222,7 +222,7 @@ def latency_chart(series: Sequence[Series], path: Path, subtitle: str = "") -> P
 SERIES_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 #: Each series is shifted by this fraction of its x value from the next one
 #: (a few pixels on the log axis): coinciding points sit side by side.
-SERIES_X_OFFSET = 0.025
+SERIES_X_OFFSET = 0.06
 
 
 def series_markers(n: int) -> list[str]:
@@ -230,7 +230,7 @@ def series_markers(n: int) -> list[str]:
 
 
 def series_offsets(n: int) -> list[float]:
-    """x multipliers centred on 1: (0.975, 1.0, 1.025) for three series."""
+    """x multipliers centred on 1: (0.94, 1.0, 1.06) for three series."""
     return [1.0 + SERIES_X_OFFSET * (i - (n - 1) / 2) for i in range(n)]
 
 

@@ -42,7 +42,8 @@ DEFAULT_TITLE = "chatbench fan-out report"
 CAPACITY_CHART = "capacity"
 CHART_TITLES = {
     "latency": "Broadcast latency (p50, p99, max) vs connected clients",
-    "throughput": "Deliveries per second vs connected clients (offered rate as a pale band)",
+    "throughput": "Deliveries per second vs connected clients (offered rate as a pale band; each series "
+    "a little to the side, so coinciding points stay visible)",
     "percentiles": "Latency percentile distribution per client count",
     "resources": "Server CPU and memory vs connected clients",
 }
