@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import results
+from bench import report, results
 from bench.report import capacity as capacity_report
 from bench.report import plots
 from bench.studies import capacity
@@ -234,3 +236,17 @@ def test_client_count_labels_do_not_run_together() -> None:
         gaps = [pos[b] - pos[a] for a, b in itertools.pairwise(kept)]
         assert min(gaps) >= plots.MIN_LABEL_GAP
     assert plots.labelled_ticks([10, 50, 100, 250, 500, 1000], True) == [10, 50, 100, 250, 500, 1000]
+
+
+def test_the_report_of_a_capacity_directory_shows_the_capacity_chart(tmp_path: Path) -> None:
+    out = tmp_path / "cap"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "report_sweep", out)
+    cfg = capacity.SearchConfig(start=100, growth=2, refine=1, confirm=0, repeat_boundary=2)
+    found = capacity.search(linear_server(1.0), cfg)
+    params = {"senders": 4, "rate": 100.0, "duration_s": 3.0, "payload_bytes": 64}
+    capacity.write(out, capacity.document([{"label": "queued", "directory": "queued", **found}], cfg, params))
+    written = report.build_report(out)
+    assert written["capacity"] == out / plots.CAPACITY_PNG and written["capacity"].read_bytes()[:4] == b"\x89PNG"
+    md = (out / report.REPORT_MD).read_text()
+    capacity_section = md.split("## Capacity")[1].split("## Charts")[0]
+    assert f"]({plots.CAPACITY_PNG})" in capacity_section and "### Boundary: queued" in capacity_section
