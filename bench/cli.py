@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import NoReturn, Protocol, cast
+from typing import Any, NoReturn, Protocol, cast
 
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig
 from bench.targets import TARGET_KINDS, TargetError, make_target
 from bench.wire import PROTOCOLS
-from server.config import FANOUT_STRATEGIES
+from server.config import FANOUT_STRATEGIES, ServerConfig
 
 PROG = "python -m bench"
 
@@ -39,6 +40,8 @@ DEFAULT_PAYLOAD = 64
 #: bounds the run time of a point that cannot keep up (``direct`` at high counts).
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
 DEFAULT_REPORTS_ROOT = "reports"
+#: The server's own fan-out strategy when started without --fanout (shown in --help).
+SERVER_DEFAULT_FANOUT: str = ServerConfig().fanout
 
 
 class UsageError(Exception):
@@ -70,6 +73,9 @@ SUBCOMMANDS: dict[str, Entry] = {
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
     "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
+    "diff": Entry("bench.studies.diff", "compare two results (or one with a saved baseline): ratios NEW/BASE"),
+    "save": Entry("bench.studies.baselines", "keep a results directory as a named baseline for diff --baseline"),
+    "export": Entry("bench.studies.export", "every point of a results directory as one flat CSV row"),
 }
 
 
@@ -162,7 +168,7 @@ def clients_options() -> argparse.ArgumentParser:
     d = SwarmConfig()
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("clients")
-    g.add_argument("--senders", type=int, help=f"sending clients (default: min(clients, {DEFAULT_SENDERS}))")
+    g.add_argument("--senders", type=int, help="sending clients")
     g.add_argument(
         "--dedicated-senders",
         action="store_true",
@@ -329,24 +335,60 @@ def command_line(argv: Sequence[str] | None) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, but not the empty ones, nor where the help names its own."""
+#: What an option left unset (None) means, for --help: the value the run computes.
+NONE_DEFAULTS: dict[str, str] = {"senders": f"min(clients, {DEFAULT_SENDERS})"}
+
+
+def default_text(value: object) -> str | None:
+    """A default as a user would type it: ``10,50,100`` for a list, ``100``
+    for 100.0; None for the ones not worth showing (unset, a flag's False)."""
+    if value is None or isinstance(value, bool) or value == argparse.SUPPRESS:
+        return None
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value) or None
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's real default once, as typed on the command line:
+    the value the subcommand uses (its ``set_defaults`` included), or for an
+    unset option what the run computes (:data:`NONE_DEFAULTS`, ``none_defaults``);
+    nothing when the help text already says it."""
+
+    none_defaults: dict[str, str] = NONE_DEFAULTS
+
+    @classmethod
+    def showing(cls, extra: dict[str, str]) -> type[HelpFormatter]:
+        """This formatter with more unset-option texts (one subcommand's)."""
+        return type("SubcommandHelpFormatter", (cls,), {"none_defaults": {**cls.none_defaults, **extra}})
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
+        if "(default" in text or "%(default)" in text:
             return text
-        return super()._get_help_string(action)
+        shown = self.none_defaults.get(action.dest) if action.default is None else default_text(action.default)
+        return text if shown is None else f"{text} (default: {shown})"
 
 
 class Parser(argparse.ArgumentParser):
     """Usage errors in one line plus where to look, not the whole usage."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: subcommand name -> its parser (filled by :func:`build_parser`), so an
+        #: unknown option is reported by the subcommand it was given to.
+        self.subcommands: dict[str, Parser] = {}
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n(see `{self.prog} --help`)\n")
 
+    def subcommand(self, name: str) -> Parser:
+        return self.subcommands.get(name, self)
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser() -> Parser:
     p = Parser(
         prog=PROG,
         description=(
@@ -362,15 +404,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name, entry in SUBCOMMANDS.items():
-        s = sub.add_parser(name, help=entry.help, description=entry.help, formatter_class=HelpFormatter)
+        s = sub.add_parser(name, help=entry.help, description=entry.help)
+        p.subcommands[name] = s
         try:
             module = load(name)
             module.configure(s)
         except (ImportError, AttributeError) as exc:  # a subcommand not there yet must not break the others
             s.set_defaults(unavailable=f"{name} is not available: {exc}")
             continue
+        # after configure: one way of showing defaults for every subcommand, whatever it set
+        s.formatter_class = HelpFormatter.showing(fanout_default(module))
         s.set_defaults(handler=module.run)
     return p
+
+
+def fanout_default(module: object) -> dict[str, str]:
+    """--fanout's default in a subcommand's help: the strategies it runs
+    without the option (its ``DEFAULT_FANOUTS``), the server's own default named."""
+    strategies = getattr(module, "DEFAULT_FANOUTS", None)
+    if not strategies:
+        return {}
+    text = ",".join(strategies)
+    if text != SERVER_DEFAULT_FANOUT:
+        text += f"; the server alone defaults to {SERVER_DEFAULT_FANOUT}"
+    return {"fanout": text}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "unavailable", None):
         parser.exit(2, f"{prog}: error: {args.unavailable}\n")
     if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        parser.subcommand(args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
@@ -390,4 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: the results written so far stay readable ({PROG} report DIR)", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # stdout piped into `head` and closed: not an error; keep Python's exit flush quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import plots
-from bench.report.fmt import ms, num, pct, ratio_pct
+from bench.report import plots, runline
+from bench.report.fmt import ms, num, pct, plural, ratio_pct
 from bench.results import schema
 from bench.results.schema import (
     COMPARE_JSON,
@@ -70,14 +70,14 @@ def summarize(out: Path, targets: Sequence[str]) -> CompareSummary:
     for name in targets:
         index = load_index(out / dirname(name) / schema.INDEX_NAME)
         points = []
-        described: dict[str, Any] | None = None
+        first: RunDocument | None = None
         for run in index["runs"]:
             file = run.get("file")
             doc = load_run(out / dirname(name) / file) if file else None
-            if doc is not None and described is None:
-                described = doc["target"]
+            if doc is not None and first is None:
+                first = doc
             points.append(_point(run, doc))
-        series[name] = {"target": _target_summary(described), "points": points}
+        series[name] = {"target": _target_summary(first), "points": points}
     ours = OURS if OURS in series else targets[0]
     ratios: dict[str, list[CompareRatio]] = {}
     by_clients = {p["clients"]: p for p in series[ours]["points"]}
@@ -103,11 +103,33 @@ def summarize(out: Path, targets: Sequence[str]) -> CompareSummary:
     return {"ours": ours, "series": series, "ratios": ratios}
 
 
-def _target_summary(described: dict[str, Any] | None) -> dict[str, Any]:
-    if described is None:
+#: Our server's name in the version column and the charts' legends.
+OUR_NAME = "chatbench"
+#: Characters of the git commit that name our build ("chatbench 87d2086").
+SHORT_SHA = 7
+
+
+def _target_summary(first: RunDocument | None) -> dict[str, Any]:
+    if first is None:
         return {}
+    described = first["target"]
     keys = ("kind", "protocol", "version", "flood_control", "command", "server_options", "config")
-    return {k: described[k] for k in keys if k in described}
+    summary = {k: described[k] for k in keys if k in described}
+    if described.get("kind") == OURS and not summary.get("version"):
+        commit = first["environment"].get("git_commit")
+        dirty = "+changes" if first["environment"].get("git_dirty") else ""
+        summary["version"] = f"{OUR_NAME} {commit[:SHORT_SHA]}{dirty}" if commit else OUR_NAME
+    return summary
+
+
+def server_label(name: str, target: dict[str, Any]) -> str:
+    """A target as the charts name it: its server and version ('ngIRCd 26.1',
+    'miniircd 2.3', 'chatbench 87d2086'), not the harness's target kind."""
+    version = target.get("version")
+    if not version:
+        return name
+    # ngircd --version: "ngIRCd 26.1-IDENT+IPv6+...-x86_64/pc/linux-gnu": the name and number are enough
+    return str(version).split("-", 1)[0] if not str(version).startswith(OUR_NAME) else str(version)
 
 
 def dirname(target: str) -> str:
@@ -122,7 +144,12 @@ def write_report(out: Path, meta: CompareMeta | None = None) -> Path:
         meta = previous["meta"]
         meta.setdefault("targets", list(previous["series"]))
     summary = summarize(out, meta["targets"])
-    charts = plots.compare_charts({name: s["points"] for name, s in summary["series"].items()}, out)
+    series = summary["series"]
+    charts = plots.compare_charts(
+        {name: s["points"] for name, s in series.items()},
+        out,
+        {name: server_label(name, s["target"]) for name, s in series.items()},
+    )
     write_json(out / COMPARE_JSON, {"kind": schema.COMPARE_KIND, "meta": meta, **summary})
     path = out / COMPARE_MD
     path.write_text(markdown(summary, meta, charts), encoding="utf-8")
@@ -144,9 +171,9 @@ def _mark(p: ComparePoint) -> str:
         return " (error)"
     ratio = p.get("delivered_ratio")
     if ratio is not None and ratio < 1:
-        flags.append(f"{ratio_pct(ratio, 1)} delivered")
+        flags.append(f"{ratio_pct(ratio, 1)} of the {runline.MEASURED} delivered")
     if p.get("faults"):
-        flags.append(f"{p.get('faults')} faults")
+        flags.append(f"{plural(p.get('faults', 0), 'fault')} ({runline.ALL_TRAFFIC})")
     if p.get("failed_connections"):
         flags.append(f"{p.get('failed_connections')} failed conns")
     if p.get("load_generator_saturated"):
@@ -166,6 +193,8 @@ def markdown(summary: CompareSummary, meta: CompareMeta, charts: list[str]) -> s
     if charts:
         lines += ["", "## Charts", ""]
         lines += [f"![{c}]({c})" for c in charts]
+    elif len({p["clients"] for s in summary["series"].values() for p in s["points"]}) == 1:
+        lines += ["", "One client count: the tables above hold every number (a chart of one point would be empty)."]
     lines += [
         "",
         "Per-run JSON documents (schema: docs/results.md) are in one folder per target.",
@@ -211,7 +240,8 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
     if saturated:
         lines += [
             "",
-            f"**Caveat:** {saturated} of {len(points)} points are flagged *harness saturated*: a load-generator "
+            f"**Caveat:** {saturated} of {plural(len(points), 'point')} {'is' if saturated == 1 else 'are'} flagged "
+            "*harness saturated*: a load-generator "
             "worker was running or waiting for a CPU for >= 90% of the traffic window (busy, or starved by other "
             "load on the machine). Their latencies describe the harness as much as the server; read them as upper "
             "bounds and compare them only with care.",

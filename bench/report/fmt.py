@@ -49,3 +49,15 @@ def counts(items: Mapping[str, int]) -> str:
 def reasons(failures: Mapping[str, int]) -> str:
     """{"timed out": 2} -> '2x timed out' (sorted by reason; '' when none)."""
     return ", ".join(f"{n}x {why}" for why, n in sorted(failures.items()))
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """(1, "point") -> '1 point'; (3, "point") -> '3 points'; ``many`` for
+    irregular plurals (1, "process", "processes").  Thousands separated."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def clock(seconds: float) -> str:
+    """Seconds as m:ss (90.4 -> '1:30'), for progress lines."""
+    s = max(0, round(seconds))
+    return f"{s // 60}:{s % 60:02d}"

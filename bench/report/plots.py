@@ -96,7 +96,7 @@ def _nan(values: Sequence[float | None], scale: float = 1.0) -> list[float]:
 # site names; grouping them in an object would only move the same names.
 def _plot(  # noqa: PLR0913
     ax: Axes,
-    x: Sequence[int],
+    x: Sequence[float],
     y: Sequence[float],
     flagged: Sequence[bool],
     *,
@@ -120,15 +120,53 @@ def _plot(  # noqa: PLR0913
         )
 
 
+#: A client-count axis spans this many times from its first count to its last
+#: before it turns logarithmic (evenly spread ticks for 10, 50, 100, ... 1000).
+LOG_AXIS_SPAN = 8
+#: Labelled ticks are at least this fraction of the axis apart: about the width
+#: of a five-digit label on a 9-inch chart, so ``4100 4550 5000`` never run together.
+MIN_LABEL_GAP = 0.07
+
+
+def axis_position(values: Sequence[float], log: bool) -> list[float]:
+    """Where each value sits along the axis, 0 .. 1."""
+    xs = [math.log(v) if log else float(v) for v in values]
+    lo, hi = min(xs), max(xs)
+    return [0.0 if hi == lo else (x - lo) / (hi - lo) for x in xs]
+
+
+def labelled_ticks(counts: Sequence[int], log: bool) -> list[int]:
+    """The counts that get a label: the first, the last, and every other one
+    at least :data:`MIN_LABEL_GAP` from its labelled neighbours (the others
+    keep an unlabelled tick)."""
+    if len(counts) <= 2:
+        return list(counts)
+    pos = axis_position(counts, log)
+    keep = [0]
+    for i in range(1, len(counts) - 1):
+        if pos[i] - pos[keep[-1]] >= MIN_LABEL_GAP and pos[-1] - pos[i] >= MIN_LABEL_GAP:
+            keep.append(i)
+    keep.append(len(counts) - 1)
+    return [counts[i] for i in keep]
+
+
 def _client_axis(ax: Axes, series: Sequence[Series]) -> None:
-    counts = sorted({c for s in series for c in s.clients})
-    if counts and counts[-1] / max(counts[0], 1) >= 8:
+    _count_axis(ax, sorted({c for s in series for c in s.clients}))
+
+
+def _count_axis(ax: Axes, counts: Sequence[int]) -> None:
+    """A client-count x axis: log when it spans :data:`LOG_AXIS_SPAN`, a tick
+    at every count, a label where there is room (:func:`labelled_ticks`)."""
+    log = bool(counts) and counts[-1] / max(counts[0], 1) >= LOG_AXIS_SPAN
+    if log:
         ax.set_xscale("log")
-    ax.xaxis.set_major_locator(FixedLocator(counts))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    labelled = labelled_ticks(counts, log) if counts else []
+    ax.xaxis.set_major_locator(FixedLocator(labelled))
+    ax.xaxis.set_minor_locator(FixedLocator([c for c in counts if c not in labelled]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("connected clients")
-    ax.grid(True, which="major", alpha=0.3)
+    ax.grid(True, which="both", alpha=0.3)
 
 
 def _legend_handles(series: Sequence[Series], colour: dict[str, str], flagged: bool) -> list[Line2D]:
@@ -179,22 +217,50 @@ def latency_chart(series: Sequence[Series], path: Path, subtitle: str = "") -> P
     return _save(fig, path)
 
 
-def throughput_chart(series: Sequence[Series], path: Path, subtitle: str = "") -> Path:
-    """Chart 2: measured deliveries/s vs client count, offered deliveries/s dashed."""
+#: One marker shape per series in the throughput chart, so lines that coincide
+#: (every strategy delivering all it was offered) still show each series.
+SERIES_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+#: Each series is shifted by this fraction of its x value from the next one
+#: (a few pixels on the log axis): coinciding points sit side by side.
+SERIES_X_OFFSET = 0.06
+
+
+def series_markers(n: int) -> list[str]:
+    return [SERIES_MARKERS[i % len(SERIES_MARKERS)] for i in range(n)]
+
+
+def series_offsets(n: int) -> list[float]:
+    """x multipliers centred on 1: (0.94, 1.0, 1.06) for three series."""
+    return [1.0 + SERIES_X_OFFSET * (i - (n - 1) / 2) for i in range(n)]
+
+
+def throughput_figure(series: Sequence[Series], subtitle: str = "") -> Figure:
+    """Chart 2's figure: measured deliveries/s vs client count over the
+    offered rate (a pale band); one marker shape and a small x offset per series."""
     colour = colours([s.label for s in series])
     fig, ax = plt.subplots(figsize=(9, 5.2), layout="constrained")
-    for s in series:
+    markers = series_markers(len(series))
+    for s, marker, shift in zip(series, markers, series_offsets(len(series)), strict=True):
         # offered: a wide pale band under the measured line, so "measured = offered" stays visible
         ax.plot(s.clients, _nan(s.offered_per_s), "-", color=colour[s.label], linewidth=7, alpha=0.2)
-        _plot(ax, s.clients, _nan(s.deliveries_per_s), s.flagged, colour=colour[s.label])
+        xs = [c * shift for c in s.clients]
+        _plot(ax, xs, _nan(s.deliveries_per_s), s.flagged, colour=colour[s.label], marker=marker)
     ax.set_yscale("log")
     ax.set_ylabel("deliveries per second (log scale)")
     _client_axis(ax, series)
     _title(fig, "Deliveries per second vs connected clients", subtitle)
-    handles = _legend_handles(series, colour, any(f for s in series for f in s.flagged))
+    handles = [
+        Line2D([], [], color=colour[s.label], marker=m, label=s.label) for s, m in zip(series, markers, strict=True)
+    ]
+    handles += _legend_handles([], colour, any(f for s in series for f in s.flagged))
     handles.append(Line2D([], [], color="grey", linewidth=7, alpha=0.3, label="offered: rate x receivers per message"))
     ax.legend(handles=handles, loc="upper left", fontsize="small")
-    return _save(fig, path)
+    return fig
+
+
+def throughput_chart(series: Sequence[Series], path: Path, subtitle: str = "") -> Path:
+    """Chart 2: :func:`throughput_figure` as a PNG."""
+    return _save(throughput_figure(series, subtitle), path)
 
 
 def _percentile_x(p: float, count: int) -> float:
@@ -288,6 +354,100 @@ def draw_all(series: Sequence[Series], out_dir: Path, subtitle: str = "") -> dic
 
 
 # ---------------------------------------------------------------------------
+# diff (python -m bench diff): BASE dashed, NEW solid
+# ---------------------------------------------------------------------------
+
+#: The diff chart's panels: (title, Series field, scale to the unit, y label).
+OVERLAY_PANELS: tuple[tuple[str, str, float, str], ...] = (
+    ("p50 latency", "p50_us", 1e-3, "ms (log scale)"),
+    ("p99 latency", "p99_us", 1e-3, "ms (log scale)"),
+    ("deliveries per second", "deliveries_per_s", 1.0, "deliveries/s (log scale)"),
+)
+BASE_STYLE: LineStyle = "--"
+NEW_STYLE: LineStyle = "-"
+
+
+def overlay_chart(base: Sequence[Series], new: Sequence[Series], path: Path, names: tuple[str, str]) -> Path:
+    """Two results on one set of panels: BASE dashed, NEW solid, one colour per series."""
+    colour = colours(list(dict.fromkeys(s.label for s in (*base, *new))))
+    fig, axes = plt.subplots(1, len(OVERLAY_PANELS), figsize=(13, 4.6), layout="constrained", squeeze=False)
+    for ax, (title, attr, scale, unit) in zip(axes.flat, OVERLAY_PANELS, strict=True):
+        for side, style in ((base, BASE_STYLE), (new, NEW_STYLE)):
+            for s in side:
+                values = _nan(getattr(s, attr), scale)
+                ax.plot(s.clients, values, style, marker="o", markersize=4, color=colour[s.label], linewidth=1.5)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.4g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:,.3g}"))
+        ax.set_title(title, fontsize="medium")
+        ax.set_ylabel(unit)
+        _client_axis(ax, [*base, *new])
+    handles = [Line2D([], [], color=c, marker="o", label=label) for label, c in colour.items()]
+    handles += [
+        Line2D([], [], color="black", linestyle=BASE_STYLE, label=f"BASE {names[0]}"),
+        Line2D([], [], color="black", linestyle=NEW_STYLE, label=f"NEW {names[1]}"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize="small")
+    _title(fig, "diff: BASE (dashed) and NEW (solid)", "")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------
+# the capacity search: p95 (the criterion) against the bound
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class CapacityLine:
+    """One search's steps in client-count order (attempts and repeats included)."""
+
+    label: str
+    clients: list[int] = field(default_factory=list)
+    p50_us: list[float | None] = field(default_factory=list)
+    p95_us: list[float | None] = field(default_factory=list)
+    p99_us: list[float | None] = field(default_factory=list)
+    passed: list[bool] = field(default_factory=list)
+
+
+CAPACITY_PNG = "capacity.png"
+#: How failed steps are drawn: a large cross, the same in every series.
+FAILED_MARKER = {"marker": "X", "markersize": 10, "markerfacecolor": "tab:red", "markeredgecolor": "black"}
+
+
+def capacity_figure(lines: Sequence[CapacityLine], bound_ms: float, subtitle: str = "") -> Figure:
+    """p95 latency of every step (solid: the criterion; p50 and p99 faint),
+    the bound as a horizontal line, failed steps as red crosses."""
+    colour = colours([line.label for line in lines])
+    fig, ax = plt.subplots(figsize=(9, 5.2), layout="constrained")
+    for line in lines:
+        c = colour[line.label]
+        ax.plot(line.clients, _ms(line.p50_us), ":", color=c, linewidth=1, alpha=0.6)
+        ax.plot(line.clients, _ms(line.p99_us), "-.", color=c, linewidth=1, alpha=0.6)
+        ax.plot(line.clients, _ms(line.p95_us), "-", marker="o", color=c, linewidth=1.8, markersize=5)
+        failed = [(n, v) for n, v, ok in zip(line.clients, _ms(line.p95_us), line.passed, strict=True) if not ok]
+        if failed:
+            ax.plot(*zip(*failed, strict=True), linestyle="none", **FAILED_MARKER)  # type: ignore[arg-type]
+    ax.axhline(bound_ms, color="black", linestyle="--", linewidth=1.2)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency, send to receive (ms, log scale)")
+    _count_axis(ax, sorted({n for line in lines for n in line.clients}))
+    _title(fig, "Capacity search: p95 latency of each step against the bound", subtitle)
+    handles = [Line2D([], [], color=colour[line.label], marker="o", label=f"{line.label} p95") for line in lines]
+    handles += [
+        Line2D([], [], color="grey", linestyle=":", label="p50"),
+        Line2D([], [], color="grey", linestyle="-.", label="p99"),
+        Line2D([], [], color="black", linestyle="--", label=f"p95 bound {bound_ms:g} ms"),
+        Line2D([], [], linestyle="none", label="failed step", **FAILED_MARKER),  # type: ignore[arg-type]
+    ]
+    ax.legend(handles=handles, loc="upper left", fontsize="small")
+    return fig
+
+
+def capacity_chart(lines: Sequence[CapacityLine], bound_ms: float, path: Path, subtitle: str = "") -> Path:
+    return _save(capacity_figure(lines, bound_ms, subtitle), path)
+
+
+# ---------------------------------------------------------------------------
 # the comparison (python -m bench compare): one line per target
 # ---------------------------------------------------------------------------
 
@@ -301,19 +461,25 @@ COMPARE_CHARTS: tuple[tuple[str, str, str, float, bool], ...] = (
 COMPARE_DPI = 90
 
 
-def compare_charts(points: Mapping[str, Sequence[Mapping[str, Any]]], out: Path) -> list[str]:
-    """One PNG per metric of :data:`COMPARE_CHARTS`, one line per target.
-    ``points``: target -> its points (compare.json's); those with a
-    ``status`` other than ``ok`` are left out.  Returns the file names."""
-    files = []
+def compare_charts(
+    points: Mapping[str, Sequence[Mapping[str, Any]]], out: Path, labels: Mapping[str, str] | None = None
+) -> list[str]:
+    """One PNG per metric of :data:`COMPARE_CHARTS`, one line per target,
+    named ``labels[target]`` (the server and its version).  ``points``:
+    target -> its points (compare.json's); those with a ``status`` other
+    than ``ok`` are left out.  One client count is no line: no chart then
+    (the report's table holds the numbers).  Returns the file names."""
+    files: list[str] = []
     all_clients = sorted({p["clients"] for pts in points.values() for p in pts})
+    if len(all_clients) < 2:
+        return files
     for file, key, label, scale, logy in COMPARE_CHARTS:
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for name, pts in points.items():
             xy = [(p["clients"], p[key] * scale) for p in pts if p["status"] == "ok" and p.get(key)]
             if xy:
                 xs, ys = zip(*xy, strict=True)
-                ax.plot(xs, ys, marker="o", label=name)
+                ax.plot(xs, ys, marker="o", label=(labels or {}).get(name, name))
         ax.set_xscale("log")
         ax.set_xticks(all_clients)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))

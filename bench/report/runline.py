@@ -6,6 +6,16 @@ from __future__ import annotations
 from bench.report.fmt import ms
 from bench.results.schema import RunDocument, server_summary
 
+#: Which messages each figure covers, named wherever two of them appear together:
+#: "100.00% delivered" (the measured messages) beside "lost 2" (warm-up included)
+#: or beside fewer deliveries/s than offered (a longer window) is no contradiction.
+MEASURED = "measured"
+#: deliveries/s divide by the measured window stretched to the last arrival;
+#: offered/s by the send window alone, so late arrivals make it the smaller.
+RATE_WINDOW = "until the last arrival"
+#: The integrity counters cover every message, warm-up included.
+ALL_TRAFFIC = "all traffic incl. warm-up"
+
 
 def _lat(us: float | None) -> str:
     return ms(us, unit="ms")
@@ -21,11 +31,13 @@ def summary_line(doc: RunDocument) -> str:
     rate = f"{p['rate']:g}/s" if p["rate"] else "burst"
     parts = [
         f"clients={p['clients']} senders={p['senders']} rate={rate} msgs={p['measured_messages']}",
-        f"delivered {d['delivered']}/{d['expected']} ({100 * ratio:.2f}%)" if ratio is not None else "no deliveries",
-        f"{d['per_s'] or 0:,.0f} deliveries/s",
+        f"{MEASURED}: delivered {d['delivered']}/{d['expected']} ({100 * ratio:.2f}%)"
+        if ratio is not None
+        else f"{MEASURED}: no deliveries",
+        f"{d['per_s'] or 0:,.0f} deliveries/s {RATE_WINDOW} (offered {d.get('offered_per_s') or 0:,.0f}/s)",
         f"p50 {_lat(lat['p50_us'])} p90 {_lat(lat['p90_us'])} p99 {_lat(lat['p99_us'])} "
         f"p99.9 {_lat(lat['p99_9_us'])} max {_lat(lat['max_us'])}",
-        f"lost {i['lost']} dup {i['duplicated']} reord {i['reordered']} corrupt {i['corrupted']}",
+        f"{ALL_TRAFFIC}: lost {i['lost']} dup {i['duplicated']} reord {i['reordered']} corrupt {i['corrupted']}",
     ]
     cpu = server.get("cpu_percent_window")
     if cpu is not None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import results
-from bench.report import capacity, doc, fmt, plots
+from bench.report import capacity, doc, fmt, plots, runline
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
 from bench.results.schema import CapacityDocument, IndexDocument, IndexEntry, RunDocument, server_summary
 from bench.results.store import load_capacity
@@ -38,9 +38,12 @@ KNOWN_ORDER = ("queued", "direct")
 DEFAULT_FANOUT = "queued"
 DEFAULT_TITLE = "chatbench fan-out report"
 
+#: The capacity chart's name among the charts (drawn when capacity.json is there).
+CAPACITY_CHART = "capacity"
 CHART_TITLES = {
     "latency": "Broadcast latency (p50, p99, max) vs connected clients",
-    "throughput": "Deliveries per second vs connected clients (offered rate as a pale band)",
+    "throughput": "Deliveries per second vs connected clients (offered rate as a pale band; each series "
+    "a little to the side, so coinciding points stay visible)",
     "percentiles": "Latency percentile distribution per client count",
     "resources": "Server CPU and memory vs connected clients",
 }
@@ -238,7 +241,8 @@ def _failed_points(series: Sequence[SeriesData], total: int) -> str | None:
     if not failed:
         return None
     detail = "; ".join(f"{label} {e.get('clients')} clients: {e.get('error') or 'no result'}" for label, e in failed)
-    return f"**{len(failed)} of {total} points have no result**, so the charts and table leave them out: {detail}."
+    points = fmt.plural(total, "point")
+    return f"**{len(failed)} of {points} have no result**, so the charts and table leave them out: {detail}."
 
 
 def _saturated(all_runs: Labelled, total: int) -> str | None:
@@ -251,8 +255,8 @@ def _saturated(all_runs: Labelled, total: int) -> str | None:
         for busy, wait in [worker_demand(r)]
     )
     return (
-        f"**Load generator saturated** in {len(saturated)} of {total} runs: the harness's worker processes "
-        "were busy, or runnable but waiting for a CPU, for at least 90% of the traffic window "
+        f"**Load generator saturated** in {len(saturated)} of {fmt.plural(total, 'run')}: the harness's worker "
+        "processes were busy, or runnable but waiting for a CPU, for at least 90% of the traffic window "
         f"({detail}; averages per worker). Waiting means the cores were held by the server or by other load "
         "on the machine. These runs' latency and throughput may describe the load generator and the machine "
         "more than the server; fewer clients, a lower rate or more cores give cleaner numbers."
@@ -271,8 +275,9 @@ def _integrity(all_runs: Labelled) -> str | None:
         )
         parts.append(f"{label} {r['parameters']['clients']} clients: {kinds}")
     return (
-        f"**Integrity faults** in {len(faulty)} runs: {'; '.join(parts)}. Lost means a message a client should "
-        "have received never arrived; duplicated, reordered and corrupted mean the server delivered it wrongly."
+        f"**Integrity faults** in {fmt.plural(len(faulty), 'run')}: {'; '.join(parts)}. Lost means a message a "
+        "client should have received never arrived; duplicated, reordered and corrupted mean "
+        "the server delivered it wrongly."
     )
 
 
@@ -286,7 +291,7 @@ def _failed_connections(all_runs: Labelled) -> str | None:
         reasons = fmt.reasons(c.get("failures", {})) or "no reason recorded"
         parts.append(f"{label} {r['parameters']['clients']} clients: {c['failed']} of {c['requested']} ({reasons})")
     return (
-        f"**Failed connections** in {len(conn)} runs: {'; '.join(parts)}. These clients never joined, so "
+        f"**Failed connections** in {fmt.plural(len(conn), 'run')}: {'; '.join(parts)}. These clients never joined, so "
         "those runs measured fewer clients than their label says."
     )
 
@@ -369,8 +374,9 @@ def highlights(series: Sequence[SeriesData]) -> list[str]:
         out.append(
             f"{s.label}: at {r['parameters']['clients']} clients, p50 {ms(lat['p50_us'])} ms, "
             f"p99 {ms(lat['p99_us'])} ms, max {ms(lat['max_us'])} ms; "
-            f"{num(d.get('per_s'))} deliveries/s of {num(d.get('offered_per_s'))} offered; "
-            f"{delivered} delivered" + (f" ({', '.join(run_warnings(r))})" if run_warnings(r) else "")
+            f"{num(d.get('per_s'))} deliveries/s {runline.RATE_WINDOW} of {num(d.get('offered_per_s'))} offered; "
+            f"{delivered} of the {runline.MEASURED} deliveries arrived"
+            + (f" ({', '.join(run_warnings(r))})" if run_warnings(r) else "")
         )
     return out
 
@@ -391,7 +397,7 @@ def environment_rows(series: Sequence[SeriesData]) -> list[tuple[str, str]]:
     dirty = any(r["environment"].get("git_dirty") for r in runs)
     rows.append(("git commit", ", ".join(commits) + (" (with uncommitted changes)" if dirty else "")))
     started = sorted(r.get("started_at") or "" for r in runs)
-    rows.append(("runs started", f"{started[0]} .. {started[-1]} ({len(runs)} runs)"))
+    rows.append(("runs started", f"{started[0]} .. {started[-1]} ({fmt.plural(len(runs), 'run')})"))
     loads = [r["environment"]["load_average"][0] for r in runs if r["environment"].get("load_average")]
     if loads:
         rows.append(
@@ -420,7 +426,12 @@ def environment_rows(series: Sequence[SeriesData]) -> list[tuple[str, str]]:
             f"drain timeout {p['drain_timeout_s']:g} s",
         )
     )
-    rows.append(("load generator", f"{p['workers']} worker processes (raw sockets, one selectors loop each)"))
+    rows.append(
+        (
+            "load generator",
+            f"{fmt.plural(p['workers'], 'worker process', 'worker processes')} (raw sockets, one selectors loop each)",
+        )
+    )
     commands = []
     for s in series:
         cmd = s.index.get("command")
@@ -516,9 +527,11 @@ def document(
     if hl:
         blocks += [doc.Heading(2, "At a glance"), doc.Bullets(hl)]
     if capacity_doc is not None:
-        blocks += capacity.blocks(capacity_doc, level=2)
+        blocks += capacity.blocks(capacity_doc, level=2, chart=charts.get(CAPACITY_CHART))
     blocks.append(doc.Heading(2, "Charts"))
     for name, file in charts.items():
+        if name == CAPACITY_CHART:
+            continue
         blocks += [doc.Heading(3, CHART_TITLES[name]), doc.Image(CHART_TITLES[name], file)]
     blocks += [doc.Heading(2, "Every point"), doc.Para(TABLE_NOTE), points_table(series)]
     notes = [
@@ -537,8 +550,11 @@ def document(
 ALL_WELL = "None: every run delivered every message, in order, to every client, with a load generator that kept up."
 TABLE_NOTE = (
     "Latency percentiles over every measured delivery (HDR histograms merged across the load generator's "
-    "processes). *offered/s* is what the senders offered (rate x receivers per message); *server CPU* is the "
-    "average over the traffic window. *data* is the run's JSON."
+    "processes). Windows: *delivered / expected* and the percentiles cover the measured messages only; "
+    "*faults* (lost, duplicated, reordered, corrupted) count all traffic, warm-up included, so a run can show "
+    "100% delivered beside a fault; *deliveries/s* divide the measured deliveries by the time until the last "
+    "one arrived, *offered/s* (rate x receivers per message) by the send window alone, so late arrivals make "
+    "deliveries/s the smaller. *server CPU* is the average over the traffic window. *data* is the run's JSON."
 )
 
 
@@ -582,6 +598,8 @@ def build_report(
         raise ReportError(f"no completed run in {root}: every point failed (see its index.json)")
     capacity_doc = load_capacity(root) if (root / results.CAPACITY_JSON).is_file() else None
     drawn = plots.draw_all(chart_series(series), out, _subtitle(series))
+    if capacity_doc is not None:
+        drawn[CAPACITY_CHART] = capacity.draw(capacity_doc, out)
     charts = {name: path.relative_to(out).as_posix() for name, path in drawn.items()}
     written: dict[str, Path] = dict(drawn)
     if out.resolve() != root.resolve():
@@ -601,6 +619,6 @@ def print_warnings(series: Sequence[SeriesData]) -> None:
     """The report's warnings on stdout, wrapped, without the markdown."""
     warn = warnings(series)
     if warn:
-        print(f"{len(warn)} warning(s) at the top of the report:")
+        print(f"{fmt.plural(len(warn), 'warning')} at the top of the report:")
         for w in warn:
             print(textwrap.fill(w.replace("**", ""), width=100, initial_indent="  - ", subsequent_indent="    "))

@@ -29,8 +29,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import cli
@@ -60,6 +61,12 @@ LATEST_CAPACITY = "latest-capacity"
 DEFAULT_P95_BOUND_MS = 500.0
 #: Default concurrent senders, as in the websocket shootout.
 DEFAULT_SENDERS = 4
+#: Runs of each boundary count (last pass, first failure) on the command line:
+#: three show whether the boundary is a line or a band on this machine, for
+#: four more points per search.
+DEFAULT_REPEAT_BOUNDARY = 3
+#: The strategies searched without --fanout: the sweep's.
+DEFAULT_FANOUTS = sweep.DEFAULT_FANOUTS
 
 
 class CapacityError(Exception):
@@ -75,6 +82,9 @@ class SearchConfig:
     refine: int = 3  #: bisection steps between the last pass and the first failure
     confirm: int = 1  #: re-runs of a point that failed on latency alone
     p95_bound_ms: float = DEFAULT_P95_BOUND_MS
+    #: runs in all of the last passing and the first failing count, once found
+    #: (1: no repeat; the command line's default is DEFAULT_REPEAT_BOUNDARY)
+    repeat_boundary: int = 1
 
     def __post_init__(self) -> None:
         if self.start < 2:
@@ -91,6 +101,8 @@ class SearchConfig:
             raise CapacityError("--confirm must be >= 0")
         if self.p95_bound_ms <= 0:
             raise CapacityError("--p95-bound must be positive")
+        if self.repeat_boundary < 1:
+            raise CapacityError("--repeat-boundary must be at least 1 (1: no repeat)")
 
     def next_count(self, count: int) -> int:
         nxt = count + self.step if self.step is not None else max(count + 1, int(-(-count * self.growth // 1)))
@@ -161,14 +173,18 @@ def search(
     """Carry out one search; returns ``{"steps": [...], "result": {...}}``."""
     steps: list[CapacityStep] = []
 
+    def run_once(n: int) -> CapacityStep:
+        doc, error = run_point(n)
+        step = _step_record(n, doc, error, config.p95_bound_ms)
+        step["attempt"] = 1 + sum(1 for s in steps if s["clients"] == n)
+        steps.append(step)
+        if on_step is not None:
+            on_step(step)
+        return step
+
     def try_count(n: int) -> bool:
-        for attempt in range(1 + config.confirm):
-            doc, error = run_point(n)
-            step = _step_record(n, doc, error, config.p95_bound_ms)
-            step["attempt"] = attempt + 1
-            steps.append(step)
-            if on_step is not None:
-                on_step(step)
+        for _ in range(1 + config.confirm):
+            step = run_once(n)
             if step["passed"] or not step.get("latency_only"):
                 break
         return bool(step["passed"])
@@ -196,7 +212,20 @@ def search(
             last_pass = low = mid
         else:
             first_fail = mid
-    return {"steps": steps, "result": _result(steps, last_pass, first_fail, config)}
+    result = _result(steps, last_pass, first_fail, config)
+    if last_pass is not None and first_fail is not None:
+        # the spread at the boundary (shown in the report); the verdict above stands
+        _repeat(run_once, steps, (last_pass, first_fail), config.repeat_boundary)
+    return {"steps": steps, "result": result}
+
+
+def _repeat(
+    run_once: Callable[[int], CapacityStep], steps: list[CapacityStep], counts: tuple[int, ...], runs: int
+) -> None:
+    """Run each of ``counts`` until ``steps`` holds ``runs`` runs of it."""
+    for n in counts:
+        while sum(1 for s in steps if s["clients"] == n) < runs:
+            run_once(n)
 
 
 def _result(
@@ -275,7 +304,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Writes reports/<timestamp>-capacity/ (capacity.json, capacity.md, runs, charts, report) and "
         "reports/latest-capacity."
     )
-    parser.epilog = f"Fan-out strategies without --fanout: {','.join(sweep.DEFAULT_FANOUTS)}."
+    parser.epilog = f"Fan-out strategies without --fanout: {','.join(DEFAULT_FANOUTS)}."
     d = SearchConfig()
     g = parser.add_argument_group("search")
     g.add_argument("--start", type=int, default=d.start, help="first client count")
@@ -291,6 +320,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "lost deliveries and failed connections are never retried)",
     )
     g.add_argument("--p95-bound", type=float, default=d.p95_bound_ms, help="p95 latency bound, ms")
+    g.add_argument(
+        "--repeat-boundary",
+        type=int,
+        default=DEFAULT_REPEAT_BOUNDARY,
+        metavar="N",
+        help="once found, run the last passing and the first failing count N times in all; the report shows "
+        "their spread (1: no repeat)",
+    )
     cli.add_parents(parser, *cli.swarm_parents())
     parser.set_defaults(rate=CAPACITY_RATE, duration=CAPACITY_DURATION_S, senders=DEFAULT_SENDERS)
 
@@ -305,6 +342,7 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
             refine=args.refine,
             confirm=args.confirm,
             p95_bound_ms=args.p95_bound,
+            repeat_boundary=args.repeat_boundary,
         )
     except CapacityError as exc:
         raise cli.UsageError(str(exc)) from None
@@ -319,26 +357,71 @@ def _print_step(name: str, step: CapacityStep) -> None:
     print(f"{name} clients={step['clients']}{p95_text}: {verdict}", flush=True)
 
 
+@dataclass
+class SearchProgress:
+    """The progress line's estimate of the time left: at most the steps up to
+    --max-clients, the bisection and the boundary repeats, each timed by
+    ``estimate`` (seconds for a count) scaled by how long the steps so far took."""
+
+    config: SearchConfig
+    estimate: Callable[[int], float]
+    t0: float = field(default_factory=time.monotonic)
+    steps: int = 0
+    estimated_so_far: float = 0.0
+    first_failure_at: int | None = None  #: steps done when the first one failed
+
+    def counts_left(self, n: int) -> list[int]:
+        """The counts still to run, at most, when ``n`` is next."""
+        cfg = self.config
+        if self.first_failure_at is None:
+            up = [n]
+            while up[-1] < cfg.max_clients:
+                up.append(cfg.next_count(up[-1]))
+            bisect = [cfg.max_clients] * cfg.refine
+        else:
+            up = [n]
+            bisect = [n] * max(0, cfg.refine - (self.steps - self.first_failure_at) - 1)
+        return up + bisect + [up[-1]] * (2 * (cfg.repeat_boundary - 1))
+
+    def line(self, n: int) -> str:
+        elapsed = time.monotonic() - self.t0
+        scale = elapsed / self.estimated_so_far if self.estimated_so_far > 0 else 1.0
+        left = scale * sum(self.estimate(c) for c in self.counts_left(n))
+        times = f"elapsed {fmt.clock(elapsed)}, ~{fmt.clock(left)} left at most"
+        return f"  trying {n} clients (step {self.steps + 1}; {times})"
+
+    def done(self, step: CapacityStep) -> None:
+        self.steps += 1
+        self.estimated_so_far += self.estimate(step["clients"])
+        if not step["passed"] and self.first_failure_at is None:
+            self.first_failure_at = self.steps
+
+
 def _search_one(series: sweep.Series, cfg: SearchConfig, quiet: bool) -> CapacitySearch:
     name = series.writer.label
     print(f"capacity search: {name}, from {cfg.start} clients, p95 bound {cfg.p95_bound_ms:g} ms", file=sys.stderr)
+    progress = SearchProgress(cfg, lambda n: sweep.estimate_point_s(series.base, n))
 
     def run_point(n: int) -> tuple[RunDocument | None, str | None]:
         if not quiet:
-            print(f"  trying {n} clients ...", file=sys.stderr, flush=True)
+            print(progress.line(n), file=sys.stderr, flush=True)
         entries = len(series.writer.index["runs"])
         doc = sweep.run_point(series, n)
         error = None if doc is not None else series.writer.index["runs"][entries].get("error")
         return doc, error
 
-    found = search(run_point, cfg, on_step=lambda step: _print_step(name, step))
+    def on_step(step: CapacityStep) -> None:
+        progress.done(step)
+        _print_step(name, step)
+
+    found = search(run_point, cfg, on_step=on_step)
     print(f"{name}: {found['result']['summary']}", flush=True)
     return {"label": name, "directory": name, **found}
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = _search_config(args)
-    strategies = cli.fanouts(args, sweep.DEFAULT_FANOUTS)
+    strategies = cli.fanouts(args, DEFAULT_FANOUTS)
     cli.validate(args, [cfg.start, cfg.max_clients], strategies)
     out = sweep.out_dir(args, "-capacity")
     searches = [_search_one(s, cfg, args.quiet) for s in sweep.make_series(args, [cfg.max_clients], strategies, out)]

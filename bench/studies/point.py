@@ -16,6 +16,8 @@ from bench.studies import sweep
 
 #: The point ``run`` measures when no --clients is given.
 DEFAULT_CLIENTS = (100,)
+#: The strategy ``run`` measures without --fanout: the server's default.
+DEFAULT_FANOUTS = sweep.DEFAULT_FANOUTS[:1]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Examples: `python -m bench run --clients 100 --rate 1000 --duration 5`; "
         "`python -m bench run --rate 0 --messages 200 --clients 20 --fanout direct --stalled-clients 1`; "
         "`python -m bench run --target 127.0.0.1:8000 --server-pid PID`. "
-        f"Fan-out strategy without --fanout: {sweep.DEFAULT_FANOUTS[0]}."
+        f"Fan-out strategy without --fanout: {DEFAULT_FANOUTS[0]}."
     )
     sweep.add_sweep_options(parser, DEFAULT_CLIENTS, "client count (a list runs each)")
 
 
 def run(args: argparse.Namespace) -> int:
-    return sweep.execute(args, sweep.DEFAULT_FANOUTS[:1], "chatbench fan-out report")
+    return sweep.execute(args, DEFAULT_FANOUTS, "chatbench fan-out report")

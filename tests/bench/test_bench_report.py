@@ -159,8 +159,8 @@ def test_warnings_are_in_plain_words_at_the_top(sweep_dir: Path) -> None:
     assert "None: every run" not in top
     assert "**Load generator saturated** in 1 of 5 runs" in top
     assert "(queued 6 clients: workers busy " in top and "waiting for a CPU" in top
-    assert "**Integrity faults** in 1 runs: direct 6 clients: 7 lost" in top
-    assert "**Failed connections** in 1 runs: direct 6 clients: 2 of " in top and "2x connection refused" in top
+    assert "**Integrity faults** in 1 run: direct 6 clients: 7 lost" in top
+    assert "**Failed connections** in 1 run: direct 6 clients: 2 of " in top and "2x connection refused" in top
     assert "**Incomplete runs**: direct 6 clients: 7 of 200 deliveries missing" in top
     assert "**1 of 5 points have no result**" in top and "embedded server failed to start" in top
     rows = _table(md)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import results
+from bench import report, results
+from bench.report import capacity as capacity_report
+from bench.report import plots
 from bench.studies import capacity
 
 
@@ -161,3 +166,87 @@ def test_a_slow_point_is_confirmed_but_a_loss_is_not_retried() -> None:
 def test_bad_search_parameters_are_refused(kw: dict[str, Any]) -> None:
     with pytest.raises(capacity.CapacityError):
         capacity.SearchConfig(**kw)
+
+
+def test_the_boundary_is_repeated_and_its_spread_reported(tmp_path: Any) -> None:
+    runs: dict[int, int] = {}
+
+    def noisy(n: int) -> tuple[dict[str, Any] | None, str | None]:
+        runs[n] = runs.get(n, 0) + 1
+        return fake_run(n, p95_ms=n + 10 * runs[n]), None  # each repeat 10 ms slower
+
+    cfg = capacity.SearchConfig(start=100, growth=2, refine=3, confirm=0, repeat_boundary=3)
+    found = capacity.search(noisy, cfg)
+    r = found["result"]
+    low, high = r["largest_passing"], r["smallest_failing"]
+    assert low is not None and high is not None
+    assert runs[low] == 3 and runs[high] == 3
+    assert sum(runs.values()) == len(found["steps"])
+    doc = capacity.document([{"label": "queued", "directory": "queued", **found}], cfg, {"rate": 0})
+    search = doc["searches"][0]
+    rows = {row[1]: row for row in capacity_report.boundary_rows(search)}
+    p95 = sorted(s["p95_us"] or 0 for s in found["steps"] if s["clients"] == low)
+    assert rows["last passing"][0] == str(low) and rows["first failing"][0] == str(high)
+    assert rows["last passing"][2] == "3"
+    assert rows["last passing"][4] == f"{p95[0] / 1000:.1f}" and rows["last passing"][5] == f"{p95[-1] / 1000:.1f}"
+    passed_low = sum(1 for s in found["steps"] if s["clients"] == low and s["passed"])
+    assert rows["last passing"][3] == f"{passed_low} of 3"
+    assert "## Boundary: queued" in capacity_report.render_markdown(doc)
+
+
+def test_no_boundary_no_repeat() -> None:
+    found = capacity.search(linear_server(0.01), capacity.SearchConfig(start=100, growth=3, repeat_boundary=3))
+    assert [s["clients"] for s in found["steps"]] == [100, 300, 900, 2700, 5000]
+    assert capacity_report.boundary_rows({"label": "q", "directory": "q", **found}) == []
+
+
+def test_the_progress_line_estimates_the_time_left() -> None:
+    cfg = capacity.SearchConfig(start=100, growth=2, max_clients=800, refine=2, repeat_boundary=3)
+    progress = capacity.SearchProgress(cfg, lambda n: float(n))
+    # before any failure: up to the maximum, the bisection, the repeats
+    assert progress.counts_left(100) == [100, 200, 400, 800, 800, 800, 800, 800, 800, 800]
+    assert "left at most" in progress.line(100) and "step 1;" in progress.line(100)
+    progress.done({"clients": 100, "passed": True, "reasons": [], "saturated": False})
+    progress.done({"clients": 200, "passed": False, "reasons": ["slow"], "saturated": False})
+    # after the first failure: the bisection's remaining steps and the repeats only
+    assert progress.counts_left(150) == [150, 150, 150, 150, 150, 150]
+    assert "step 3;" in progress.line(150)
+
+
+def test_the_capacity_chart_draws_the_bound_and_marks_failed_steps() -> None:
+    line = plots.CapacityLine("queued", [100, 200, 400], [1e3, 2e3, 4e3], [5e4, 2e5, 9e5], [1e5, 4e5, 2e6])
+    line.passed = [True, True, False]
+    fig = plots.capacity_figure([line], 500.0)
+    ax = fig.axes[0]
+    bound = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == [500.0, 500.0]]
+    assert bound and bound[0].get_linestyle() == "--"
+    crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "X" and len(ln.get_xdata())]
+    assert [list(c.get_xdata()) for c in crosses] == [[400]]
+    p95 = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == [50.0, 200.0, 900.0]]
+    assert p95 and p95[0].get_linestyle() == "-"
+    plots.plt.close(fig)
+
+
+def test_client_count_labels_do_not_run_together() -> None:
+    counts = [100, 200, 400, 800, 1600, 3200, 4100, 4325, 4550, 5000]
+    for log in (True, False):
+        kept = plots.labelled_ticks(counts, log)
+        assert kept[0] == 100 and kept[-1] == 5000
+        pos = dict(zip(counts, plots.axis_position(counts, log), strict=True))
+        gaps = [pos[b] - pos[a] for a, b in itertools.pairwise(kept)]
+        assert min(gaps) >= plots.MIN_LABEL_GAP
+    assert plots.labelled_ticks([10, 50, 100, 250, 500, 1000], True) == [10, 50, 100, 250, 500, 1000]
+
+
+def test_the_report_of_a_capacity_directory_shows_the_capacity_chart(tmp_path: Path) -> None:
+    out = tmp_path / "cap"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "report_sweep", out)
+    cfg = capacity.SearchConfig(start=100, growth=2, refine=1, confirm=0, repeat_boundary=2)
+    found = capacity.search(linear_server(1.0), cfg)
+    params = {"senders": 4, "rate": 100.0, "duration_s": 3.0, "payload_bytes": 64}
+    capacity.write(out, capacity.document([{"label": "queued", "directory": "queued", **found}], cfg, params))
+    written = report.build_report(out)
+    assert written["capacity"] == out / plots.CAPACITY_PNG and written["capacity"].read_bytes()[:4] == b"\x89PNG"
+    md = (out / report.REPORT_MD).read_text()
+    capacity_section = md.split("## Capacity")[1].split("## Charts")[0]
+    assert f"]({plots.CAPACITY_PNG})" in capacity_section and "### Boundary: queued" in capacity_section
