@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench import cli
+from bench.report import fmt
 from bench.report import sweep as sweep_report
 from bench.report.runline import summary_line
 from bench.results import as_run
@@ -198,7 +199,7 @@ def execute(args: argparse.Namespace, default_fanouts: Sequence[str], title: str
     cli.validate(args, clients, strategies)
     out = out_dir(args)
     print(
-        f"{len(clients) * len(strategies)} points: clients {','.join(map(str, clients))} x "
+        f"{fmt.plural(len(clients) * len(strategies), 'point')}: clients {','.join(map(str, clients))} x "
         f"{', '.join(series_name(args.target, f) for f in strategies)}; {args.rate:g} msg/s, "
         f"{args.duration:g} s each; results in {out}",
         file=sys.stderr,
