@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench.swarm import SwarmConfig, run_swarm
-from bench.swarm.run import QUIET_S
+from bench.swarm.run import QUIET_S, SETTLE_TIMEOUT_S
 from server import protocol
 
 #: How long the relay keeps sending noise after the last client registered.
@@ -104,4 +104,5 @@ def test_traffic_starts_only_once_registration_traffic_has_stopped(noisy_relay: 
 
 def test_a_quiet_target_costs_one_quiet_spell() -> None:
     doc = run_swarm(SwarmConfig(clients=4, rate=0, messages=8, workers=1, progress=False, sample_interval_s=0.2))
-    assert QUIET_S <= doc["timing"]["settle_s"] < QUIET_S + 5
+    # At least one quiet spell, and nowhere near the give-up time.
+    assert QUIET_S <= doc["timing"]["settle_s"] < SETTLE_TIMEOUT_S / 2, doc["timing"]
