@@ -75,7 +75,7 @@ def summarize(out: Path, targets: Sequence[str]) -> CompareSummary:
             file = run.get("file")
             doc = load_run(out / dirname(name) / file) if file else None
             if doc is not None and described is None:
-                described = doc["target"]
+                described = dict(doc["target"])
             points.append(_point(run, doc))
         series[name] = {"target": _target_summary(described), "points": points}
     ours = OURS if OURS in series else targets[0]

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -157,7 +157,9 @@ class SeriesWriter:
     file per point; the index is rewritten after every point, so an
     interrupted sweep still leaves readable results."""
 
-    def __init__(self, directory: Path, parameters: dict[str, Any], label: str, command: Sequence[str] | None) -> None:
+    def __init__(
+        self, directory: Path, parameters: Mapping[str, object], label: str, command: Sequence[str] | None
+    ) -> None:
         self.directory = directory
         self.label = label
         self.index: IndexDocument = {
