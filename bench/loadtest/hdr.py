@@ -29,7 +29,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import gevent
 from locust.env import Environment
@@ -37,6 +37,7 @@ from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner, WorkerR
 
 from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE, fanout_counts, pack_delta, summary_line, unpack_delta
 from bench.measure.stats import LatencyHistogram
+from bench.results.schema import Latency
 
 log = logging.getLogger("chatbench.locust")
 
@@ -44,6 +45,33 @@ log = logging.getLogger("chatbench.locust")
 REPORT_KEY = "chatbench_fanout_hdr"
 #: Schema version of the JSON file.
 SCHEMA = 1
+
+
+class HdrOptions(TypedDict):
+    """The options of the test, as Locust parsed them (None where not given)."""
+
+    chat_rate: float | None
+    chat_payload: int | None
+    chat_step_load: bool | None
+    num_users: int | None
+    run_time: int | None
+
+
+class FanoutHdrDocument(TypedDict):
+    """``<csv-prefix>_fanout_hdr.json``: the exact fan-out percentiles of a Locust run."""
+
+    schema: int
+    kind: str
+    unit: str
+    role: str  #: local, worker or master
+    host: str | None
+    written_at: float  #: time.time()
+    options: HdrOptions
+    summary: Latency
+    locust_fanout_requests: int
+    locust_fanout_failures: int
+    per_worker_count: dict[str, int]
+    histogram: str
 
 
 class FanoutRecorder:
@@ -99,6 +127,7 @@ class FanoutRecorder:
 
     # -- worker -> master -----------------------------------------------------
 
+    # ``data`` below is Locust's report message (its event kwargs): untyped.
     def _on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         # No greenlet switch happens between Locust's own stats listener and
         # this one, so the delta shipped here covers exactly the same
@@ -146,7 +175,7 @@ class FanoutRecorder:
             return Path(f"{prefix}_fanout_hdr.json")
         return None
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> FanoutHdrDocument:
         """The JSON document: summary in microseconds plus the encoded
         histogram, and Locust's own FANOUT count for comparison."""
         if self.role == "local" and self.environment is not None:
@@ -155,6 +184,10 @@ class FanoutRecorder:
             if entry is not None and entry.num_requests:
                 self.locust_counts = (entry.num_requests, entry.num_failures)
         options = self.environment.parsed_options if self.environment else None
+
+        def option(key: str) -> Any:  # argparse's Namespace: untyped
+            return getattr(options, key, None)
+
         return {
             "schema": SCHEMA,
             "kind": "chatbench.locust.fanout",
@@ -163,8 +196,11 @@ class FanoutRecorder:
             "host": self.environment.host if self.environment else None,
             "written_at": time.time(),
             "options": {
-                key: getattr(options, key, None)
-                for key in ("chat_rate", "chat_payload", "chat_step_load", "num_users", "run_time")
+                "chat_rate": option("chat_rate"),
+                "chat_payload": option("chat_payload"),
+                "chat_step_load": option("chat_step_load"),
+                "num_users": option("num_users"),
+                "run_time": option("run_time"),
             },
             "summary": self.hist.summary(),
             # Locust's FANOUT requests and failures: the histogram holds the
