@@ -40,10 +40,10 @@ COMPARE_MD = "COMPARE.md"
 # ---------------------------------------------------------------------------
 
 
-class RunParameters(TypedDict):
-    """Every ``SwarmConfig`` field plus the derived ones."""
+class SeriesParameters(TypedDict):
+    """What the runs of a series share: :class:`RunParameters` without
+    ``clients`` (``index.json``'s ``parameters``)."""
 
-    clients: int
     senders: int
     dedicated_senders: bool
     stalled_clients: int
@@ -72,6 +72,12 @@ class RunParameters(TypedDict):
     warmup_messages: int
     measured_messages: int
     senders_receive: bool
+
+
+class RunParameters(SeriesParameters):
+    """Every ``SwarmConfig`` field plus the derived ones (``clients`` first in the JSON)."""
+
+    clients: int
 
 
 class Environment(TypedDict):
@@ -230,7 +236,7 @@ class IndexDocument(TypedDict):
     created_at: str
     command: list[str] | None
     sweep: Sweep
-    parameters: dict[str, Any]  #: RunParameters without ``clients``
+    parameters: SeriesParameters
     runs: list[IndexEntry]
 
 

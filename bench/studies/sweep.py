@@ -147,7 +147,7 @@ def make_series(
     for f in strategies:
         base = cli.swarm_config(args, max(clients), fanout=f)
         name = series_name(base.target, f)
-        out_series.append(Series(base, SeriesWriter(out / name, base.parameters(), name, args.argv)))
+        out_series.append(Series(base, SeriesWriter(out / name, base.series_parameters(), name, args.argv)))
     return out_series
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from bench import wire
 from bench.measure import probe
 from bench.measure.sampler import DEFAULT_INTERVAL_S
-from bench.results.schema import RunParameters
+from bench.results.schema import RunParameters, SeriesParameters
 from bench.targets import TargetError, target_protocol
 
 #: Default senders when ``--senders`` is not given (capped at the client count).
@@ -123,8 +123,11 @@ class SwarmConfig:
         """Every field but ``progress`` (how a run is shown, not what it
         measures), with the effective ``senders``, ``workers``, ``protocol``
         and ``server_args``, plus the derived counts."""
+        return {"clients": self.clients, **self.series_parameters()}
+
+    def series_parameters(self) -> SeriesParameters:
+        """:meth:`parameters` without ``clients`` (a series' index)."""
         return {
-            "clients": self.clients,
             "senders": self.sender_count,
             "dedicated_senders": self.dedicated_senders,
             "stalled_clients": self.stalled_clients,
