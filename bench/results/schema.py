@@ -299,8 +299,10 @@ class CapacityDocument(TypedDict):
     created_at: str
     command: list[str] | None
     criteria: CapacityCriteria
-    search: dict[str, Any]  #: the SearchConfig's fields
-    parameters: dict[str, Any]  #: RunParameters without ``clients``; ``senders`` as given
+    #: The SearchConfig's fields, and RunParameters without ``clients`` (``senders`` as
+    #: given): still untyped, as bench/studies/capacity.py builds them (asdict, a dict).
+    search: dict[str, Any]
+    parameters: dict[str, Any]
     searches: list[CapacitySearch]
 
 
@@ -327,7 +329,8 @@ class ComparePoint(TypedDict):
 
 
 class CompareSeries(TypedDict):
-    target: dict[str, Any]  #: the describe() keys that tell servers apart
+    #: The TargetInfo keys that tell servers apart; untyped as report/compare.py picks them.
+    target: dict[str, Any]
     points: list[ComparePoint]
 
 
