@@ -29,15 +29,22 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import gevent
 from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner, WorkerRunner
 
-from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE, fanout_counts, pack_delta, summary_line, unpack_delta
+from bench.loadtest.support import (
+    FANOUT_NAME,
+    FANOUT_TYPE,
+    FanoutHdrDocument,
+    fanout_counts,
+    pack_delta,
+    summary_line,
+    unpack_delta,
+)
 from bench.measure.stats import LatencyHistogram
-from bench.results.schema import Latency
 
 log = logging.getLogger("chatbench.locust")
 
@@ -45,33 +52,6 @@ log = logging.getLogger("chatbench.locust")
 REPORT_KEY = "chatbench_fanout_hdr"
 #: Schema version of the JSON file.
 SCHEMA = 1
-
-
-class HdrOptions(TypedDict):
-    """The options of the test, as Locust parsed them (None where not given)."""
-
-    chat_rate: float | None
-    chat_payload: int | None
-    chat_step_load: bool | None
-    num_users: int | None
-    run_time: int | None
-
-
-class FanoutHdrDocument(TypedDict):
-    """``<csv-prefix>_fanout_hdr.json``: the exact fan-out percentiles of a Locust run."""
-
-    schema: int
-    kind: str
-    unit: str
-    role: str  #: local, worker or master
-    host: str | None
-    written_at: float  #: time.time()
-    options: HdrOptions
-    summary: Latency
-    locust_fanout_requests: int
-    locust_fanout_failures: int
-    per_worker_count: dict[str, int]
-    histogram: str
 
 
 class FanoutRecorder:

@@ -220,6 +220,34 @@ def step_end(per_step: int, step_time: float, max_users: int) -> float:
 # --------------------------------------------------------------------------
 
 
+class HdrOptions(TypedDict):
+    """The options of the test, as Locust parsed them (None where not given)."""
+
+    chat_rate: float | None
+    chat_payload: int | None
+    chat_step_load: bool | None
+    num_users: int | None
+    run_time: int | None
+
+
+class FanoutHdrDocument(TypedDict):
+    """``<csv-prefix>_fanout_hdr.json``: the exact fan-out percentiles of a Locust run
+    (:meth:`bench.loadtest.hdr.FanoutRecorder.result` writes it; typed here, without gevent)."""
+
+    schema: int
+    kind: str
+    unit: str
+    role: str  #: local, worker or master
+    host: str | None
+    written_at: float  #: time.time()
+    options: HdrOptions
+    summary: Latency
+    locust_fanout_requests: int
+    locust_fanout_failures: int
+    per_worker_count: dict[str, int]
+    histogram: str
+
+
 class HistogramDelta(TypedDict):
     """What a Locust worker attaches to a stats report: its histogram since the last one."""
 

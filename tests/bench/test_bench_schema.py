@@ -18,8 +18,7 @@ import pytest
 from bench import gate, wire
 from bench.gate.baseline import BaselineDocument
 from bench.gate.run import MeasurementDoc, ScenarioDoc
-from bench.loadtest.hdr import FanoutHdrDocument, FanoutRecorder
-from bench.loadtest.support import HistogramDelta, pack_delta
+from bench.loadtest.support import FanoutHdrDocument, HistogramDelta, pack_delta
 from bench.measure.sampler import ResourceSampler
 from bench.measure.stats import REPORTED_PERCENTILES, LatencyHistogram, percentile_key
 from bench.results import machine, schema
@@ -199,11 +198,23 @@ def test_gate_documents_match_their_types() -> None:
     assert set(document["scenario"]) >= set(gate.SCENARIO_KEYS)
 
 
+#: Run in a subprocess: importing Locust monkey-patches (gevent) the process that imports it.
+HDR_RESULT = (
+    "import json; from bench.loadtest.hdr import FanoutRecorder; r = FanoutRecorder(); "
+    "r.record(1500); print(json.dumps(r.result()))"
+)
+
+
 def test_locust_hdr_documents_match_their_types() -> None:
-    recorder = FanoutRecorder()
-    recorder.record(1500)
-    assert conforms(FanoutHdrDocument, json.loads(json.dumps(recorder.result()))) == []
-    assert conforms(HistogramDelta, pack_delta(recorder.hist)) == []
+    out = subprocess.run(
+        [sys.executable, "-c", HDR_RESULT], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=True
+    )
+    document = json.loads(out.stdout)
+    assert conforms(FanoutHdrDocument, document) == []
+    assert document["summary"]["count"] == 1
+    hist = LatencyHistogram()
+    hist.record(1500)
+    assert conforms(HistogramDelta, pack_delta(hist)) == []
 
 
 def test_replay_json_is_a_replay_document() -> None:
