@@ -14,12 +14,13 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from bench import results
 from bench.gate.run import Measurement
 from bench.gate.scenario import GateError
 from bench.results.machine import environment
+from bench.results.schema import Environment
 
 #: The gated metrics and their meaning, for messages.
 METRIC_DESCRIPTIONS: dict[str, str] = {
@@ -44,6 +45,49 @@ SCENARIO_KEYS = ("clients", "lines", "payload")
 LEGACY_MACHINE_KEYS = {"cpu": "cpu_model", "cpus": "cpu_count", "loadavg_at_write": "load_average"}
 
 
+class MetricDoc(TypedDict):
+    value: float
+    tolerance: float
+
+
+class BaselineScenario(TypedDict):
+    """The scenario a baseline was measured with (:data:`SCENARIO_KEYS` must match)."""
+
+    clients: int
+    lines: int
+    payload: int
+    rounds: int
+    warmup: int
+    fanout: str
+
+
+class BaselineRun(TypedDict):
+    """One ``--runs`` measurement: its ratios (:data:`REPORTED_RATIOS`) and both fan-out times."""
+
+    fanout_ratio: float
+    p50_ratio: float
+    p99_ratio: float
+    server_fanout_ms: float
+    relay_fanout_ms: float
+
+
+class BaselineDocument(TypedDict):
+    """``bench/gate/baseline.json`` as :func:`build_baseline` writes it.  Read
+    back, a file is validated key by key in :func:`load_baseline` (an older one
+    may keep its machine information under :data:`LEGACY_MACHINE_KEYS`)."""
+
+    schema: int
+    about: str
+    metrics: dict[str, MetricDoc]
+    descriptions: dict[str, str]
+    scenario: BaselineScenario
+    runs: list[BaselineRun]
+    created: str
+    machine: Environment
+    command: str
+    note: str
+
+
 @dataclass(frozen=True, slots=True)
 class MetricBaseline:
     """One gated ratio: its recorded value and the fraction it may exceed it by."""
@@ -63,10 +107,11 @@ class Baseline:
     metrics: dict[str, MetricBaseline]
     scenario: dict[str, int]
     path: str = ""
+    #: The file as read: json.loads output, untyped beyond what load_baseline checked.
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def machine(self) -> dict[str, Any]:
+    def machine(self) -> dict[str, Any]:  # untyped: an older file has other keys
         """Where it was measured, under :func:`bench.results.machine.environment`'s
         keys (baselines written before kept it under other names)."""
         machine = self.raw.get("machine") or {}
@@ -101,14 +146,14 @@ def build_baseline(
     tolerances: Mapping[str, float],
     command: str,
     note: str = "",
-) -> dict[str, Any]:
+) -> BaselineDocument:
     """The baseline document: for each gated metric the median over runs."""
     if not measurements:
         raise GateError("no measurements to build a baseline from")
     if any(m.stalled for m in measurements):
         raise GateError("the server stalled during a baseline run; refusing to record it as the baseline")
     scenario = measurements[0].scenario
-    metrics: dict[str, dict[str, float]] = {}
+    metrics: dict[str, MetricDoc] = {}
     for name in METRIC_DESCRIPTIONS:
         values = [m.ratios[name] for m in measurements]
         metrics[name] = {"value": round(statistics.median(values), 4), "tolerance": tolerances[name]}
@@ -121,15 +166,15 @@ def build_baseline(
         ),
         "metrics": metrics,
         "descriptions": METRIC_DESCRIPTIONS,
-        "scenario": {**scenario.key(), "rounds": scenario.rounds, "warmup": scenario.warmup, "fanout": scenario.fanout},
-        "runs": [
-            {
-                **{k: round(v, 4) for k, v in m.ratios.items()},
-                "server_fanout_ms": round(m.server.typical_fanout_us / 1000, 3),
-                "relay_fanout_ms": round(m.relay.typical_fanout_us / 1000, 3),
-            }
-            for m in measurements
-        ],
+        "scenario": {
+            "clients": scenario.clients,
+            "lines": scenario.lines,
+            "payload": scenario.payload,
+            "rounds": scenario.rounds,
+            "warmup": scenario.warmup,
+            "fanout": scenario.fanout,
+        },
+        "runs": [_run_entry(m) for m in measurements],
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": environment(),
         "command": command,
@@ -137,9 +182,20 @@ def build_baseline(
     }
 
 
-def write_baseline(path: Path, document: Mapping[str, Any]) -> None:
+def _run_entry(m: Measurement) -> BaselineRun:
+    ratios = m.ratios
+    return {
+        "fanout_ratio": round(ratios["fanout_ratio"], 4),
+        "p50_ratio": round(ratios["p50_ratio"], 4),
+        "p99_ratio": round(ratios["p99_ratio"], 4),
+        "server_fanout_ms": round(m.server.typical_fanout_us / 1000, 3),
+        "relay_fanout_ms": round(m.relay.typical_fanout_us / 1000, 3),
+    }
+
+
+def write_baseline(path: Path, document: BaselineDocument) -> None:
     """Write a baseline document (atomically, as every result)."""
-    results.write_json(path, dict(document))
+    results.write_json(path, document)
 
 
 def parse_tolerances(items: Sequence[str], existing: Mapping[str, float]) -> dict[str, float]:

@@ -12,6 +12,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 from bench.gate.baseline import (
     BASELINE_PATH,
@@ -21,7 +22,7 @@ from bench.gate.baseline import (
     parse_tolerances,
     write_baseline,
 )
-from bench.gate.run import Measurement, Progress, run_gate
+from bench.gate.run import Measurement, MeasurementDoc, Progress, run_gate
 from bench.gate.scenario import GateError, Scenario
 from bench.gate.verdict import check
 from bench.targets.relay import run_relay
@@ -42,6 +43,14 @@ EPILOG = (
     "           python -m bench gate --write-baseline --runs 5\n"
     "           python -m bench gate --fanout direct --stalled 1   (a regression the gate must catch)"
 )
+
+
+class CheckDocument(TypedDict):
+    """What ``bench gate --json`` prints: the verdict and every attempt measured."""
+
+    ok: bool
+    verdict: str
+    attempts: list[MeasurementDoc]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -149,7 +158,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench gate: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
-        document = {"ok": verdict.ok, "verdict": verdict.message, "attempts": [m.to_json() for m in measurements]}
+        document: CheckDocument = {
+            "ok": verdict.ok,
+            "verdict": verdict.message,
+            "attempts": [m.to_json() for m in measurements],
+        }
         print(json.dumps(document, indent=2))
     else:
         print(verdict.message)

@@ -16,16 +16,59 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Literal, TypedDict
 
 from bench.gate.burst import BurstResult, FanoutGroup
 from bench.gate.scenario import GateError, Scenario
 from bench.measure.stats import LatencyHistogram
+from bench.results.schema import Latency
 from bench.targets import CommandTarget, TargetError
 from bench.targets.relay import relay_target
 from bench.wire.client import ClientError
+
+
+class TargetSummaryDoc(TypedDict):
+    """:meth:`TargetSummary.to_json`: one target's rounds in ``bench gate --json``."""
+
+    label: str
+    typical_fanout_us: float
+    typical_p50_us: float
+    typical_p99_us: float
+    median_fanout_us: float
+    fanout_us: list[int]
+    p50_us: list[int]
+    p99_us: list[int]
+    timed_out: int
+    incomplete_receivers: int
+    latency: Latency
+
+
+class ScenarioDoc(TypedDict):
+    """The :class:`~bench.gate.scenario.Scenario` of a measurement, its server command as one string."""
+
+    clients: int
+    lines: int
+    payload: int
+    rounds: int
+    warmup: int
+    burst_timeout: float
+    fanout: Literal["queued", "direct"]
+    stalled: int
+    server_command: str
+
+
+class MeasurementDoc(TypedDict):
+    """:meth:`Measurement.to_json`: one attempt in ``bench gate --json``."""
+
+    scenario: ScenarioDoc
+    ratios: dict[str, float]
+    stalled: bool
+    server: TargetSummaryDoc
+    relay: TargetSummaryDoc
+    seconds: float
+    arrival_clock: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +83,7 @@ class TargetSummary:
     #: timed out too, without waiting, since a stalled target stays stalled.
     timed_out: int
     incomplete_receivers: int
-    latency: dict[str, Any]
+    latency: Latency
 
     @property
     def median_fanout_us(self) -> float:
@@ -58,7 +101,7 @@ class TargetSummary:
     def typical_p99_us(self) -> float:
         return fast_half_mean(self.p99_us)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> TargetSummaryDoc:
         return {
             "label": self.label,
             "typical_fanout_us": round(self.typical_fanout_us, 1),
@@ -97,11 +140,20 @@ class Measurement:
             "p99_ratio": self.server.typical_p99_us / max(1.0, self.relay.typical_p99_us),
         }
 
-    def to_json(self) -> dict[str, Any]:
-        scenario = asdict(self.scenario)
-        scenario["server_command"] = shlex.join(self.scenario.server_argv())
+    def to_json(self) -> MeasurementDoc:
+        s = self.scenario
         return {
-            "scenario": scenario,
+            "scenario": {
+                "clients": s.clients,
+                "lines": s.lines,
+                "payload": s.payload,
+                "rounds": s.rounds,
+                "warmup": s.warmup,
+                "burst_timeout": s.burst_timeout,
+                "fanout": s.fanout,
+                "stalled": s.stalled,
+                "server_command": shlex.join(s.server_argv()),
+            },
             "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
             "stalled": self.stalled,
             "server": self.server.to_json(),

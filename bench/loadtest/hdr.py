@@ -35,7 +35,15 @@ import gevent
 from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner, WorkerRunner
 
-from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE, fanout_counts, pack_delta, summary_line, unpack_delta
+from bench.loadtest.support import (
+    FANOUT_NAME,
+    FANOUT_TYPE,
+    FanoutHdrDocument,
+    fanout_counts,
+    pack_delta,
+    summary_line,
+    unpack_delta,
+)
 from bench.measure.stats import LatencyHistogram
 
 log = logging.getLogger("chatbench.locust")
@@ -99,6 +107,7 @@ class FanoutRecorder:
 
     # -- worker -> master -----------------------------------------------------
 
+    # ``data`` below is Locust's report message (its event kwargs): untyped.
     def _on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         # No greenlet switch happens between Locust's own stats listener and
         # this one, so the delta shipped here covers exactly the same
@@ -146,7 +155,7 @@ class FanoutRecorder:
             return Path(f"{prefix}_fanout_hdr.json")
         return None
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> FanoutHdrDocument:
         """The JSON document: summary in microseconds plus the encoded
         histogram, and Locust's own FANOUT count for comparison."""
         if self.role == "local" and self.environment is not None:
@@ -155,6 +164,10 @@ class FanoutRecorder:
             if entry is not None and entry.num_requests:
                 self.locust_counts = (entry.num_requests, entry.num_failures)
         options = self.environment.parsed_options if self.environment else None
+
+        def option(key: str) -> Any:  # argparse's Namespace: untyped
+            return getattr(options, key, None)
+
         return {
             "schema": SCHEMA,
             "kind": "chatbench.locust.fanout",
@@ -163,8 +176,11 @@ class FanoutRecorder:
             "host": self.environment.host if self.environment else None,
             "written_at": time.time(),
             "options": {
-                key: getattr(options, key, None)
-                for key in ("chat_rate", "chat_payload", "chat_step_load", "num_users", "run_time")
+                "chat_rate": option("chat_rate"),
+                "chat_payload": option("chat_payload"),
+                "chat_step_load": option("chat_step_load"),
+                "num_users": option("num_users"),
+                "run_time": option("run_time"),
             },
             "summary": self.hist.summary(),
             # Locust's FANOUT requests and failures: the histogram holds the

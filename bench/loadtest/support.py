@@ -17,11 +17,12 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from bench.measure.probe import CorruptProbe, encode_probe, is_probe, make_payload, parse_probe
 from bench.measure.stats import LatencyHistogram
+from bench.results.schema import Latency
 from server import protocol
 
 DEFAULT_PORT = 8000
@@ -219,14 +220,50 @@ def step_end(per_step: int, step_time: float, max_users: int) -> float:
 # --------------------------------------------------------------------------
 
 
-def pack_delta(hist: LatencyHistogram) -> dict[str, Any] | None:
+class HdrOptions(TypedDict):
+    """The options of the test, as Locust parsed them (None where not given)."""
+
+    chat_rate: float | None
+    chat_payload: int | None
+    chat_step_load: bool | None
+    num_users: int | None
+    run_time: int | None
+
+
+class FanoutHdrDocument(TypedDict):
+    """``<csv-prefix>_fanout_hdr.json``: the exact fan-out percentiles of a Locust run
+    (:meth:`bench.loadtest.hdr.FanoutRecorder.result` writes it; typed here, without gevent)."""
+
+    schema: int
+    kind: str
+    unit: str
+    role: str  #: local, worker or master
+    host: str | None
+    written_at: float  #: time.time()
+    options: HdrOptions
+    summary: Latency
+    locust_fanout_requests: int
+    locust_fanout_failures: int
+    per_worker_count: dict[str, int]
+    histogram: str
+
+
+class HistogramDelta(TypedDict):
+    """What a Locust worker attaches to a stats report: its histogram since the last one."""
+
+    hist: str  #: LatencyHistogram.encode()
+    clamped: int
+    count: int
+
+
+def pack_delta(hist: LatencyHistogram) -> HistogramDelta | None:
     """A histogram as the plain data a worker report can carry (None if empty)."""
     if not hist.count:
         return None
     return {"hist": hist.encode(), "clamped": hist.clamped, "count": hist.count}
 
 
-def unpack_delta(data: dict[str, Any]) -> LatencyHistogram:
+def unpack_delta(data: HistogramDelta) -> LatencyHistogram:
     hist = LatencyHistogram.decode(data["hist"], int(data.get("clamped", 0)))
     if hist.count != int(data.get("count", hist.count)):
         raise ValueError(f"histogram delta holds {hist.count} values, report says {data['count']}")
@@ -234,7 +271,8 @@ def unpack_delta(data: dict[str, Any]) -> LatencyHistogram:
 
 
 def fanout_counts(entries: Iterable[dict[str, Any]]) -> tuple[int, int]:
-    """(requests, failures) of the FANOUT row in serialized Locust stats."""
+    """(requests, failures) of the FANOUT row in serialized Locust stats
+    (Locust's own format, untyped: hence ``dict[str, Any]``)."""
     requests = failures = 0
     for entry in entries:
         if entry.get("name") == FANOUT_NAME and entry.get("method") == FANOUT_TYPE:
@@ -243,17 +281,17 @@ def fanout_counts(entries: Iterable[dict[str, Any]]) -> tuple[int, int]:
     return requests, failures
 
 
-def summary_line(summary: dict[str, Any]) -> str:
+def summary_line(summary: Latency) -> str:
     """``deliveries=N p50=… p90=… p99=… p99.9=… max=…`` in milliseconds."""
     if not summary.get("count"):
         return "deliveries=0 (no fan-out deliveries were received)"
 
-    def ms(key: str) -> str:
-        return f"{summary[key] / 1000:.3f}ms"
+    def ms(value_us: int | None) -> str:
+        return f"{(value_us or 0) / 1000:.3f}ms"
 
     text = (
-        f"deliveries={summary['count']} p50={ms('p50_us')} p90={ms('p90_us')} p99={ms('p99_us')} "
-        f"p99.9={ms('p99_9_us')} max={ms('max_us')}"
+        f"deliveries={summary['count']} p50={ms(summary['p50_us'])} p90={ms(summary['p90_us'])} "
+        f"p99={ms(summary['p99_us'])} p99.9={ms(summary['p99_9_us'])} max={ms(summary['max_us'])}"
     )
     if summary.get("clamped"):
         text += f" clamped={summary['clamped']}"

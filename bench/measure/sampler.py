@@ -18,9 +18,10 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import psutil
+
+from bench.measure.summaries import ProcessResources, ProcessSummary, Resources
 
 #: A single-threaded worker above this average CPU % over the active window
 #: cannot be trusted to read its sockets promptly.
@@ -160,7 +161,7 @@ class ResourceSampler:
             return None
         return round(100.0 * (end - start) / wall, 1)
 
-    def _describe(self, w: _Watched) -> dict[str, Any]:
+    def _describe(self, w: _Watched) -> ProcessResources:
         return {
             "label": w.label,
             "pid": w.proc.pid,
@@ -174,17 +175,18 @@ class ResourceSampler:
             },
         }
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> Resources:
         """``server`` (or None), ``workers`` (list), window length, saturation."""
         with self._lock:
             servers = [self._describe(w) for w in self._watched if w.role == "server"]
             workers = [self._describe(w) for w in self._watched if w.role == "worker"]
         saturated = [w["label"] for w in workers if _demand(w["summary"]) >= SATURATION_CPU_PERCENT]
-        window_s = window_t_s = None
+        window_s: float | None = None
+        window_t_s: list[float] | None = None
         if self._window is not None and self._window[1] is not None:
             window_s = round(self._window[1] - self._window[0], 3)
             window_t_s = [round(self._window[0] - self._t0, 3), round(self._window[1] - self._t0, 3)]
-        harness_cpu = [w["summary"]["cpu_percent_window"] for w in workers]
+        harness_cpu = [w["summary"].get("cpu_percent_window") for w in workers]
         return {
             "interval_s": self.interval_s,
             "window_s": window_s,
@@ -197,7 +199,7 @@ class ResourceSampler:
         }
 
 
-def _demand(summary: dict[str, Any]) -> float:
+def _demand(summary: ProcessSummary) -> float:
     """Percent of the window a worker was running or waiting to run: a worker
     starved of CPU by other load is as unable to keep up as a busy one."""
-    return float(summary["cpu_percent_window"] or 0.0) + float(summary["runqueue_wait_percent_window"] or 0.0)
+    return float(summary.get("cpu_percent_window") or 0.0) + float(summary.get("runqueue_wait_percent_window") or 0.0)

@@ -15,6 +15,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from bench.measure.summaries import Latency
+
 #: Smallest latency the histogram resolves, in microseconds.
 LOWEST_US = 1
 #: Largest latency recorded, in microseconds (10 minutes).  Longer values are
@@ -143,15 +145,21 @@ class LatencyHistogram:
     def mean(self) -> float:
         return float(self._hist.get_mean_value()) if self.count else 0.0
 
-    def summary(self) -> dict[str, Any]:
-        """Count, min, mean, max and the reported percentiles, in microseconds.
-        Keys: ``p50``, ``p90``, ``p95``, ``p99``, ``p99_9``."""
-        out: dict[str, Any] = {"count": self.count, "min_us": self.min, "mean_us": round(self.mean, 1)}
-        for pct in REPORTED_PERCENTILES:
-            out[percentile_key(pct)] = self.percentile(pct)
-        out["max_us"] = self.max
-        out["clamped"] = self.clamped
-        return out
+    def summary(self) -> Latency:
+        """Count, min, mean, max and the :data:`REPORTED_PERCENTILES`, in
+        microseconds (``percentile_key`` names them)."""
+        return {
+            "count": self.count,
+            "min_us": self.min,
+            "mean_us": round(self.mean, 1),
+            "p50_us": self.percentile(50.0),
+            "p90_us": self.percentile(90.0),
+            "p95_us": self.percentile(95.0),
+            "p99_us": self.percentile(99.0),
+            "p99_9_us": self.percentile(99.9),
+            "max_us": self.max,
+            "clamped": self.clamped,
+        }
 
     def distribution(self, ticks_per_half: int = 5) -> list[tuple[float, int]]:
         """(percentile, value_us) points of the HDR percentile distribution,

@@ -112,9 +112,9 @@ SHORT_SHA = 7
 def _target_summary(first: RunDocument | None) -> dict[str, Any]:
     if first is None:
         return {}
-    described = first["target"]
+    described: dict[str, object] = dict(first["target"])
     keys = ("kind", "protocol", "version", "flood_control", "command", "server_options", "config")
-    summary = {k: described[k] for k in keys if k in described}
+    summary: dict[str, Any] = {k: described[k] for k in keys if k in described}
     if described.get("kind") == OURS and not summary.get("version"):
         commit = first["environment"].get("git_commit")
         dirty = "+changes" if first["environment"].get("git_dirty") else ""

@@ -398,7 +398,7 @@ def environment_rows(series: Sequence[SeriesData]) -> list[tuple[str, str]]:
     rows.append(("git commit", ", ".join(commits) + (" (with uncommitted changes)" if dirty else "")))
     started = sorted(r.get("started_at") or "" for r in runs)
     rows.append(("runs started", f"{started[0]} .. {started[-1]} ({fmt.plural(len(runs), 'run')})"))
-    loads = [r["environment"]["load_average"][0] for r in runs if r["environment"].get("load_average")]
+    loads = [load[0] for r in runs if (load := r["environment"]["load_average"])]
     if loads:
         rows.append(
             (

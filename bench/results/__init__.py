@@ -9,7 +9,7 @@ Chart and report code reads runs through :func:`load_run` /
 
 from __future__ import annotations
 
-from bench.results.schema import CAPACITY_JSON, COMPARE_JSON, INDEX_KIND, INDEX_NAME, RUN_KIND, SCHEMA_VERSION, as_run
+from bench.results.schema import CAPACITY_JSON, COMPARE_JSON, INDEX_KIND, INDEX_NAME, RUN_KIND, SCHEMA_VERSION
 from bench.results.store import (
     ResultsError,
     SeriesWriter,
@@ -31,7 +31,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "ResultsError",
     "SeriesWriter",
-    "as_run",
     "load_capacity",
     "load_compare",
     "load_index",

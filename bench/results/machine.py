@@ -6,7 +6,8 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
+
+from bench.results.schema import Environment
 
 
 def cpu_model() -> str | None:
@@ -31,7 +32,7 @@ def _git(*args: str) -> str | None:
     return out.strip()
 
 
-def environment() -> dict[str, Any]:
+def environment() -> Environment:
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "cpu_model": cpu_model(),

@@ -1,15 +1,24 @@
 """The result documents as types mypy checks (the prose is ``docs/results.md``).
 
-Every JSON document the harness writes or reads has one TypedDict here: a
-swarm run, the index of a run set, the capacity search and the comparison.
-``bench.swarm.run_swarm`` still builds its document as ``dict[str, Any]``;
-:func:`as_run` is the one place that document becomes a :class:`RunDocument`
-(a ``typing.cast``: the keys are checked by the tests, not at run time).
+Every result document the harness writes and others read has one TypedDict
+here: a swarm run, the index of a run set, the capacity search and the
+comparison.  Each part is built typed where it is measured: the histogram
+summaries and resources in :mod:`bench.measure` (their types live in
+:mod:`bench.measure.summaries`, the layer below, and are re-exported here),
+``parameters`` by ``SwarmConfig.parameters()``, ``environment`` by
+:func:`bench.results.machine.environment`, ``target`` by ``Target.describe()``,
+and the whole run document by ``bench.swarm.document.build_document``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict
+
+from bench.measure.summaries import Latency as Latency
+from bench.measure.summaries import ProcessResources as ProcessResources
+from bench.measure.summaries import ProcessSamples as ProcessSamples
+from bench.measure.summaries import ProcessSummary as ProcessSummary
+from bench.measure.summaries import Resources as Resources
 
 #: Bumped on any incompatible change to the swarm documents below.
 SCHEMA_VERSION = 1
@@ -31,10 +40,10 @@ COMPARE_MD = "COMPARE.md"
 # ---------------------------------------------------------------------------
 
 
-class RunParameters(TypedDict):
-    """Every ``SwarmConfig`` field plus the derived ones."""
+class SeriesParameters(TypedDict):
+    """What the runs of a series share: :class:`RunParameters` without
+    ``clients`` (``index.json``'s ``parameters``)."""
 
-    clients: int
     senders: int
     dedicated_senders: bool
     stalled_clients: int
@@ -65,17 +74,43 @@ class RunParameters(TypedDict):
     senders_receive: bool
 
 
-class Latency(TypedDict):
-    count: int
-    min_us: int | None
-    mean_us: float | None
-    p50_us: int | None
-    p90_us: int | None
-    p95_us: int | None
-    p99_us: int | None
-    p99_9_us: int | None
-    max_us: int | None
-    clamped: NotRequired[int]
+class RunParameters(SeriesParameters):
+    """Every ``SwarmConfig`` field plus the derived ones (``clients`` first in the JSON)."""
+
+    clients: int
+
+
+class Environment(TypedDict):
+    """``bench.results.machine.environment()``: where a result was measured."""
+
+    cpu_model: str | None
+    cpu_count: int | None
+    memory_bytes: int | None
+    python: str
+    python_implementation: str
+    platform: str
+    git_commit: str | None
+    git_dirty: bool | None
+    load_average: list[float] | None  #: 1/5/15 min; None where the OS has no getloadavg
+
+
+class TargetInfo(TypedDict):
+    """``Target.describe()``: what was measured.  Every target has the first
+    four keys; the others depend on its kind (``docs/results.md``)."""
+
+    kind: str
+    protocol: str
+    address: str
+    pid: int | None
+    command: NotRequired[list[str]]  #: started servers (ProcessTarget)
+    stderr_lines: NotRequired[int]
+    stderr_tail: NotRequired[list[str]]
+    exit_code: NotRequired[int | None]
+    server_options: NotRequired[list[str]]  #: embedded: what the harness passed
+    effective_options: NotRequired[dict[str, str]]  #: embedded: every setting the server logged
+    version: NotRequired[str | None]  #: ngircd, miniircd
+    flood_control: NotRequired[str]  #: ngircd, miniircd
+    config: NotRequired[list[str]]  #: ngircd: its config file's lines
 
 
 class Connections(TypedDict):
@@ -121,32 +156,6 @@ class Integrity(TypedDict):
     faults: int
 
 
-class ProcessSummary(TypedDict, total=False):
-    cpu_percent_window: float | None
-    runqueue_wait_percent_window: float | None
-    cpu_percent_max: float | None
-    rss_max_bytes: int | None
-    threads_max: int | None
-
-
-class ProcessResources(TypedDict):
-    label: str
-    pid: int
-    samples: dict[str, list[float]]
-    summary: ProcessSummary
-
-
-class Resources(TypedDict):
-    interval_s: float
-    window_s: float
-    window_t_s: list[float]
-    server: ProcessResources | None
-    workers: list[ProcessResources]
-    harness_cpu_percent_window: float | None
-    saturation_threshold_percent: float
-    saturated_workers: list[str]
-
-
 class Histogram(TypedDict):
     format: str
     unit: str
@@ -163,8 +172,8 @@ class RunDocument(TypedDict):
     label: str | None
     started_at: str
     parameters: RunParameters
-    environment: dict[str, Any]  #: bench.results.machine.environment()
-    target: dict[str, Any]  #: Target.describe(): its keys depend on the kind of target
+    environment: Environment
+    target: TargetInfo
     connections: Connections
     messages: Messages
     deliveries: Deliveries
@@ -185,11 +194,6 @@ def server_summary(run: RunDocument) -> ProcessSummary:
     """The server's resource summary ({} when no server pid was known)."""
     server = run["resources"].get("server")
     return server.get("summary") or {} if server else {}
-
-
-def as_run(doc: dict[str, Any]) -> RunDocument:
-    """``run_swarm``'s ``dict[str, Any]`` seen as the run document it is."""
-    return cast(RunDocument, doc)
 
 
 # ---------------------------------------------------------------------------
@@ -233,7 +237,7 @@ class IndexDocument(TypedDict):
     created_at: str
     command: list[str] | None
     sweep: Sweep
-    parameters: dict[str, Any]  #: RunParameters without ``clients``
+    parameters: SeriesParameters
     runs: list[IndexEntry]
 
 
@@ -296,8 +300,10 @@ class CapacityDocument(TypedDict):
     created_at: str
     command: list[str] | None
     criteria: CapacityCriteria
-    search: dict[str, Any]  #: the SearchConfig's fields
-    parameters: dict[str, Any]  #: RunParameters without ``clients``; ``senders`` as given
+    #: The SearchConfig's fields, and RunParameters without ``clients`` (``senders`` as
+    #: given): still untyped, as bench/studies/capacity.py builds them (asdict, a dict).
+    search: dict[str, Any]
+    parameters: dict[str, Any]
     searches: list[CapacitySearch]
 
 
@@ -324,7 +330,8 @@ class ComparePoint(TypedDict):
 
 
 class CompareSeries(TypedDict):
-    target: dict[str, Any]  #: the describe() keys that tell servers apart
+    #: The TargetInfo keys that tell servers apart; untyped as report/compare.py picks them.
+    target: dict[str, Any]
     points: list[ComparePoint]
 
 
@@ -350,7 +357,7 @@ class CompareMeta(TypedDict):
     parameters: CompareParameters
     quickack: bool
     flood_plan: str
-    environment: dict[str, Any]
+    environment: Environment
 
 
 class CompareSummary(TypedDict):

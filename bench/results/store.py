@@ -33,6 +33,7 @@ from bench.results.schema import (
     IndexDocument,
     IndexEntry,
     RunDocument,
+    SeriesParameters,
     server_summary,
 )
 
@@ -47,7 +48,8 @@ class ResultsError(Exception):
 
 
 def read_json(path: str | os.PathLike[str], kind: str, version: int = SCHEMA_VERSION) -> dict[str, Any]:
-    """A JSON object of ``kind`` and ``version``; ResultsError otherwise."""
+    """A JSON object of ``kind`` and ``version``; ResultsError otherwise.
+    (``dict[str, Any]``: json.loads output, before the loaders type it.)"""
     p = Path(path)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
@@ -157,7 +159,11 @@ class SeriesWriter:
     file per point; the index is rewritten after every point, so an
     interrupted sweep still leaves readable results."""
 
-    def __init__(self, directory: Path, parameters: dict[str, Any], label: str, command: Sequence[str] | None) -> None:
+    def __init__(
+        self, directory: Path, parameters: SeriesParameters, label: str, command: Sequence[str] | None
+    ) -> None:
+        """``parameters``: a RunParameters is welcome too (its ``clients`` stays out of the index)."""
+        series = cast(SeriesParameters, {k: v for k, v in parameters.items() if k != "clients"})
         self.directory = directory
         self.label = label
         self.index: IndexDocument = {
@@ -166,7 +172,7 @@ class SeriesWriter:
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": list(command) if command is not None else None,
             "sweep": {"variable": "clients", "values": []},
-            "parameters": {k: v for k, v in parameters.items() if k != "clients"},
+            "parameters": series,
             "runs": [],
         }
 

@@ -425,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
     cli.validate(args, [cfg.start, cfg.max_clients], strategies)
     out = sweep.out_dir(args, "-capacity")
     searches = [_search_one(s, cfg, args.quiet) for s in sweep.make_series(args, [cfg.max_clients], strategies, out)]
-    params = cli.swarm_config(args, cfg.max_clients).parameters()
+    params: dict[str, object] = dict(cli.swarm_config(args, cfg.max_clients).parameters())
     params.pop("clients")
     params["senders"] = args.senders
     write(out, document(searches, cfg, params, list(args.argv)))

@@ -94,7 +94,7 @@ def past_limits(pairs: Sequence[diff_report.Pair], limits: Sequence[Limit]) -> l
 
 def machine(series: Sequence[sweep_report.SeriesData]) -> dict[str, object]:
     """The machine the first run of ``series`` ran on."""
-    env = next((r["environment"] for s in series for r in s.runs), {})
+    env: dict[str, object] = next((dict(r["environment"]) for s in series for r in s.runs), {})
     return {k: env.get(k) for k in MACHINE_KEYS}
 
 

@@ -24,7 +24,7 @@ import socket
 import statistics
 import sys
 import time
-from typing import Any
+from typing import TypedDict
 
 from bench.measure import rxstamp
 from bench.targets import EmbeddedTarget, TargetError
@@ -47,7 +47,48 @@ def _discard_pending(sock: socket.socket) -> None:
         sock.setblocking(True)
 
 
-def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: float = 30.0) -> dict[str, Any]:
+class Arrivals(TypedDict):
+    """When one broadcast reached its receivers, in microseconds after the send call."""
+
+    first_us: float
+    p50_us: float
+    p99_us: float
+    last_us: float
+
+
+class OneBroadcastResult(TypedDict):
+    """What :func:`measure` returns (``--json`` prints it)."""
+
+    clients: int
+    fanout: str
+    rounds: list[Arrivals]
+    median: Arrivals  #: of each key over the rounds
+
+
+def _arrivals(arrivals: list[float]) -> Arrivals:
+    """One round's arrival times, summarised."""
+    arrivals = sorted(arrivals)
+    return {
+        "first_us": arrivals[0],
+        "p50_us": arrivals[len(arrivals) // 2],
+        "p99_us": arrivals[min(len(arrivals) - 1, int(len(arrivals) * 0.99))],
+        "last_us": arrivals[-1],
+    }
+
+
+def _medians(rounds: list[Arrivals]) -> Arrivals:
+    def median(values: list[float]) -> float:
+        return round(statistics.median(values), 1)
+
+    return {
+        "first_us": median([r["first_us"] for r in rounds]),
+        "p50_us": median([r["p50_us"] for r in rounds]),
+        "p99_us": median([r["p99_us"] for r in rounds]),
+        "last_us": median([r["last_us"] for r in rounds]),
+    }
+
+
+def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: float = 30.0) -> OneBroadcastResult:
     """Run the measurement; returns the per-round arrivals (us after the
     sender called send) and their medians."""
     if not rxstamp.supported():
@@ -67,7 +108,7 @@ def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: 
                     raise RuntimeError("could not enable SO_TIMESTAMPNS")
                 sock.settimeout(timeout)
             buffer = memoryview(bytearray(1 << 16))
-            per_round: list[dict[str, float]] = []
+            per_round: list[Arrivals] = []
             # Round 0 is not measured: when no socket on the machine had stamps
             # on, Linux switches stamping on from a work queue, so the first
             # segments after enabling can go unstamped.
@@ -76,7 +117,7 @@ def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: 
                 sent_ns = time.monotonic_ns()
                 sender.sendall(line)
                 time.sleep(ROUND_SETTLE_S)
-                arrivals = []
+                arrivals: list[float] = []
                 for sock in receivers:
                     n, stamp = rxstamp.recv_stamped(sock, [buffer], offset)
                     if n == 0:
@@ -88,20 +129,11 @@ def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: 
                     arrivals.append((stamp - sent_ns) / 1000)
                 if not round_no:
                     continue
-                arrivals.sort()
-                per_round.append(
-                    {
-                        "first_us": arrivals[0],
-                        "p50_us": arrivals[len(arrivals) // 2],
-                        "p99_us": arrivals[min(len(arrivals) - 1, int(len(arrivals) * 0.99))],
-                        "last_us": arrivals[-1],
-                    }
-                )
+                per_round.append(_arrivals(arrivals))
         finally:
             for sock in sockets:
                 sock.close()
-    medians = {key: round(statistics.median(r[key] for r in per_round), 1) for key in per_round[0]}
-    return {"clients": clients, "fanout": fanout, "rounds": per_round, "median": medians}
+    return {"clients": clients, "fanout": fanout, "rounds": per_round, "median": _medians(per_round)}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -34,18 +34,70 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 from bench.measure import probe
 from bench.measure.integrity import IntegrityCounts, IntegrityTracker
 from bench.measure.recorder import DeliveryRecorder
 from bench.measure.stats import LatencyHistogram
+from bench.results.schema import Latency
 from bench.wire import RECEIVER_LINE_LIMIT, chatblock
 from server import protocol
 
 #: Name prefix of the replayed senders (as the swarm names its clients).
 NAME_PREFIX = "cbREPLAY-"
+#: ``kind`` of the ``--json`` document.
+REPLAY_KIND = "chatbench.replay"
+
+
+class ReplayConfigDoc(TypedDict):
+    """A :class:`ReplayConfig`'s fields, as ``--json`` writes them."""
+
+    deliveries: int
+    senders: int
+    receivers: int
+    payload_bytes: int
+    chunk_bytes: int
+    rate: float
+    base_latency_us: int
+    jitter_us: int
+    warmup_fraction: float
+    seed: int
+
+
+class ReplayResultDoc(TypedDict):
+    """:meth:`ReplayResult.as_dict`: one replay's counts and speed."""
+
+    deliveries_expected: int
+    delivered: int
+    delivered_measured: int
+    measured_expected: int
+    histogram_count: int
+    integrity: dict[str, int]  #: IntegrityCounts.as_dict()
+    other_lines: int
+    chunks: int
+    lines: int
+    blocks_fast: int
+    elapsed_s: float
+    faults: int
+    per_s: int
+    ns_per_delivery: float | None
+    histogram_summary: Latency
+
+
+class ReplayRow(ReplayResultDoc):
+    """One chunk size in ``--json``: its config and its best replay."""
+
+    config: ReplayConfigDoc
+    lines_per_chunk: float
+
+
+class ReplayDocument(TypedDict):
+    """What ``bench replay --json`` prints."""
+
+    kind: str
+    runs: list[ReplayRow]
 
 
 @dataclass(frozen=True)
@@ -60,6 +112,20 @@ class ReplayConfig:
     jitter_us: int = 2000  #: ...plus a pseudo-random 0..jitter_us
     warmup_fraction: float = 0.1  #: the first messages are intended before measure_start (not measured)
     seed: int = 1
+
+    def as_doc(self) -> ReplayConfigDoc:
+        return {
+            "deliveries": self.deliveries,
+            "senders": self.senders,
+            "receivers": self.receivers,
+            "payload_bytes": self.payload_bytes,
+            "chunk_bytes": self.chunk_bytes,
+            "rate": self.rate,
+            "base_latency_us": self.base_latency_us,
+            "jitter_us": self.jitter_us,
+            "warmup_fraction": self.warmup_fraction,
+            "seed": self.seed,
+        }
 
     def __post_init__(self) -> None:
         if self.senders < 1 or self.receivers < 1:
@@ -183,15 +249,24 @@ class ReplayResult:
     def faults(self) -> int:
         return self.integrity.faults
 
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("histogram")
-        d["integrity"] = self.integrity.as_dict()
-        d["faults"] = self.faults
-        d["per_s"] = round(self.per_s)
-        d["ns_per_delivery"] = round(1e9 / self.per_s, 1) if self.per_s else None
-        d["histogram_summary"] = self.histogram.summary()
-        return d
+    def as_dict(self) -> ReplayResultDoc:
+        return {
+            "deliveries_expected": self.deliveries_expected,
+            "delivered": self.delivered,
+            "delivered_measured": self.delivered_measured,
+            "measured_expected": self.measured_expected,
+            "histogram_count": self.histogram_count,
+            "integrity": self.integrity.as_dict(),
+            "other_lines": self.other_lines,
+            "chunks": self.chunks,
+            "lines": self.lines,
+            "blocks_fast": self.blocks_fast,
+            "elapsed_s": self.elapsed_s,
+            "faults": self.faults,
+            "per_s": round(self.per_s),
+            "ns_per_delivery": round(1e9 / self.per_s, 1) if self.per_s else None,
+            "histogram_summary": self.histogram.summary(),
+        }
 
 
 def run_replay(stream: ReplayStream) -> ReplayResult:
@@ -352,7 +427,7 @@ def _print_steps(configs: list[ReplayConfig]) -> None:
             print(f"  {step:40s} {ns:7.1f}")
 
 
-def _best_of(cfg: ReplayConfig, repeat: int, check_results: bool) -> tuple[dict[str, Any], bool]:
+def _best_of(cfg: ReplayConfig, repeat: int, check_results: bool) -> tuple[ReplayRow, bool]:
     """The best of ``repeat`` replays as a table row, and whether any gave wrong results."""
     t = time.perf_counter()
     print(f"building stream: {cfg.messages:,} lines, chunks of ~{cfg.chunk_bytes} bytes ...", file=sys.stderr)
@@ -374,12 +449,15 @@ def _best_of(cfg: ReplayConfig, repeat: int, check_results: bool) -> tuple[dict[
         if best is None or result.per_s > best.per_s:
             best = result
     assert best is not None
-    row: dict[str, Any] = {"config": asdict(cfg), "lines_per_chunk": round(stream.messages / len(stream.chunks), 1)}
-    row.update(best.as_dict())
+    row: ReplayRow = {
+        "config": cfg.as_doc(),
+        "lines_per_chunk": round(stream.messages / len(stream.chunks), 1),
+        **best.as_dict(),
+    }
     return row, failed
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
+def _print_table(rows: list[ReplayRow]) -> None:
     print(
         f"{'chunk B':>8} {'lines/chunk':>11} {'block path':>10} {'deliveries':>11} {'deliveries/s':>13} "
         f"{'ns/delivery':>11} faults"
@@ -397,14 +475,15 @@ def run(args: argparse.Namespace) -> int:
     if args.steps:
         _print_steps(configs)
         return 0
-    rows: list[dict[str, Any]] = []
+    rows: list[ReplayRow] = []
     failed = False
     for cfg in configs:
         row, wrong = _best_of(cfg, args.repeat, not args.no_check)
         rows.append(row)
         failed |= wrong
     if args.json:
-        print(json.dumps({"kind": "chatbench.replay", "runs": rows}, indent=2))
+        document: ReplayDocument = {"kind": REPLAY_KIND, "runs": rows}
+        print(json.dumps(document, indent=2))
     else:
         _print_table(rows)
     return 1 if failed else 0

@@ -26,7 +26,6 @@ import psutil
 
 from bench import cli
 from bench.report.runline import summary_line
-from bench.results import as_run
 from bench.results.schema import server_summary
 from bench.swarm import run_swarm
 from bench.targets import EmbeddedTarget
@@ -93,7 +92,7 @@ def soak(args: argparse.Namespace) -> SoakResult:
         config = replace(
             cli.swarm_config(args, args.clients), target=f"{host}:{port}", server_pid=target.pid, label="soak"
         )
-        doc = as_run(run_swarm(config))
+        doc = run_swarm(config)
         print(summary_line(doc))
         loaded_rss = int(server_summary(doc).get("rss_max_bytes") or 0)
         after = settle(proc, idle, args.settle)

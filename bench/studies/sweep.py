@@ -17,13 +17,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from bench import cli
 from bench.report import fmt
 from bench.report import sweep as sweep_report
 from bench.report.runline import summary_line
-from bench.results import as_run
 from bench.results.schema import RunDocument
 from bench.results.store import SeriesWriter, new_report_dir, point_latest
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
@@ -36,7 +35,7 @@ DEFAULT_FANOUTS = ("queued", "direct")
 LATEST = "latest"
 
 #: run_swarm, or a stand-in in tests.
-RunFn = Callable[[SwarmConfig], dict[str, Any]]
+RunFn = Callable[[SwarmConfig], RunDocument]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -133,7 +132,7 @@ def run_series(
 def run_point(series: Series, clients: int, run: RunFn = run_swarm) -> RunDocument | None:
     """One point, written to the series; None (and an error entry) if it failed."""
     try:
-        doc = as_run(run(cli.point_config(series.base, clients)))
+        doc = run(cli.point_config(series.base, clients))
     except (SwarmError, ValueError) as exc:
         series.writer.add_error(clients, str(exc))
         print(f"{series.writer.label} clients={clients}: ERROR {exc}", flush=True)
@@ -149,7 +148,7 @@ def make_series(
     for f in strategies:
         base = cli.swarm_config(args, max(clients), fanout=f)
         name = series_name(base.target, f)
-        out_series.append(Series(base, SeriesWriter(out / name, base.parameters(), name, args.argv)))
+        out_series.append(Series(base, SeriesWriter(out / name, base.series_parameters(), name, args.argv)))
     return out_series
 
 

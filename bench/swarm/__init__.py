@@ -39,8 +39,7 @@ processes :mod:`~bench.swarm.messages`; worker side :mod:`~bench.swarm.worker`
 
 from __future__ import annotations
 
-from typing import Any
-
+from bench.results.schema import RunDocument
 from bench.swarm.config import DEFAULT_SENDERS, SwarmConfig, SwarmError
 from bench.swarm.plan import RX_CLOCKS
 from bench.swarm.run import SwarmRun
@@ -49,7 +48,7 @@ from bench.targets import TargetError
 __all__ = ["DEFAULT_SENDERS", "RX_CLOCKS", "SwarmConfig", "SwarmError", "run_swarm"]
 
 
-def run_swarm(config: SwarmConfig) -> dict[str, Any]:
+def run_swarm(config: SwarmConfig) -> RunDocument:
     """Carry out one run and return its result document (not written anywhere)."""
     try:
         return SwarmRun(config).run()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from bench import wire
 from bench.measure import probe
 from bench.measure.sampler import DEFAULT_INTERVAL_S
+from bench.results.schema import RunParameters, SeriesParameters
 from bench.targets import TargetError, target_protocol
 
 #: Default senders when ``--senders`` is not given (capped at the client count).
@@ -119,14 +119,41 @@ class SwarmConfig:
             args += ["--send-queue-bytes", str(self.send_queue_bytes)]
         return (*args, *self.server_args)
 
-    def parameters(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("progress")
-        d["senders"] = self.sender_count
-        d["workers"] = self.worker_count
-        d["warmup_messages"] = self.warmup_messages
-        d["measured_messages"] = self.measured_messages
-        d["server_args"] = list(self.all_server_args)
-        d["senders_receive"] = not self.dedicated_senders
-        d["protocol"] = self.protocol_name
-        return d
+    def parameters(self) -> RunParameters:
+        """Every field but ``progress`` (how a run is shown, not what it
+        measures), with the effective ``senders``, ``workers``, ``protocol``
+        and ``server_args``, plus the derived counts."""
+        return {"clients": self.clients, **self.series_parameters()}
+
+    def series_parameters(self) -> SeriesParameters:
+        """:meth:`parameters` without ``clients`` (a series' index)."""
+        return {
+            "senders": self.sender_count,
+            "dedicated_senders": self.dedicated_senders,
+            "stalled_clients": self.stalled_clients,
+            "stalled_rcvbuf": self.stalled_rcvbuf,
+            "rate": self.rate,
+            "messages": self.messages,
+            "duration_s": self.duration_s,
+            "warmup_s": self.warmup_s,
+            "payload_bytes": self.payload_bytes,
+            "workers": self.worker_count,
+            "ramp_per_s": self.ramp_per_s,
+            "connect_timeout_s": self.connect_timeout_s,
+            "drain_timeout_s": self.drain_timeout_s,
+            "sample_interval_s": self.sample_interval_s,
+            "spin_us": self.spin_us,
+            "target": self.target,
+            "protocol": self.protocol_name,
+            "connect_batch": self.connect_batch,
+            "quickack": self.quickack,
+            "rx_clock": self.rx_clock,
+            "fanout": self.fanout,
+            "send_queue_bytes": self.send_queue_bytes,
+            "server_args": list(self.all_server_args),
+            "server_pid": self.server_pid,
+            "label": self.label,
+            "warmup_messages": self.warmup_messages,
+            "measured_messages": self.measured_messages,
+            "senders_receive": not self.dedicated_senders,
+        }

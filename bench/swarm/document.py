@@ -9,14 +9,15 @@ histograms merged exactly).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from bench import results
 from bench.measure.integrity import IntegrityCounts
 from bench.measure.stats import LatencyHistogram
 from bench.results.machine import environment
+from bench.results.schema import Deliveries, Resources, RunDocument, TargetInfo
 from bench.swarm.config import SwarmConfig
 from bench.swarm.messages import Result
 from bench.swarm.plan import ClientSpec, Schedule
@@ -27,6 +28,8 @@ class Collected:
     """Everything the run phases found, for the document."""
 
     tag: str  #: the run's random name tag (also in its id)
+    started_at: str  #: when the run began (ISO 8601, UTC, seconds)
+    t_start: float  #: time.monotonic() then: ``timing.total_s`` is counted from it
     specs: dict[int, ClientSpec]  #: client id -> spec, for the measured connections
     total_conns: int  #: measured connections asked for
     registered: set[int] = field(default_factory=set)
@@ -83,7 +86,7 @@ def merge_results(worker_results: list[Result]) -> Merged:
     return m
 
 
-def _notes(notes: list[str], merged: Merged, resources: dict[str, Any]) -> None:
+def _notes(notes: list[str], merged: Merged, resources: Resources) -> None:
     """What a reader must know to trust the figures, appended to ``notes``."""
     if resources["saturated_workers"]:
         notes.append(
@@ -100,7 +103,7 @@ def _notes(notes: list[str], merged: Merged, resources: dict[str, Any]) -> None:
         notes.append(f"receivers disconnected during the run: {dict(merged.disconnects)}")
 
 
-def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> dict[str, Any]:
+def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> Deliveries:
     """The ``deliveries`` section: expected against delivered, and the rate."""
     schedule = got.schedule
     assert schedule is not None
@@ -131,9 +134,10 @@ def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> dict[str
     }
 
 
-def build_document(config: SwarmConfig, got: Collected, resources: dict[str, Any]) -> dict[str, Any]:
-    """The result document of one run (without ``target``, ``started_at`` and
-    ``timing.total_s``, which the run adds once the target has stopped)."""
+def build_document(config: SwarmConfig, got: Collected, resources: Resources, target: TargetInfo) -> RunDocument:
+    """The result document of one run, built once the target has stopped
+    (``target`` describes it then: its exit code and the end of its log);
+    ``timing.total_s`` runs from ``got.t_start`` to this moment."""
     schedule = got.schedule
     assert schedule is not None
     merged = merge_results(got.worker_results)
@@ -172,7 +176,13 @@ def build_document(config: SwarmConfig, got: Collected, resources: dict[str, Any
         "send_lag_us": merged.send_lag.summary(),
         "rx_clock": rx_clocks.pop() if len(rx_clocks) == 1 else ("mixed" if rx_clocks else config.rx_clock),
         "receive_lag_us": merged.receive_lag.summary() if merged.receive_lag.count else None,
-        "integrity": {**integrity.as_dict(), "faults": integrity.faults},
+        "integrity": {
+            "lost": integrity.lost,
+            "duplicated": integrity.duplicated,
+            "reordered": integrity.reordered,
+            "corrupted": integrity.corrupted,
+            "faults": integrity.faults,
+        },
         "resources": resources,
         "load_generator_saturated": bool(resources["saturated_workers"]),
         "histogram": {
@@ -181,6 +191,8 @@ def build_document(config: SwarmConfig, got: Collected, resources: dict[str, Any
             "data": hist.encode(),
             "clamped": hist.clamped,
         },
-        "timing": dict(got.timing),
+        "timing": {**got.timing, "total_s": round(time.monotonic() - got.t_start, 3)},
         "notes": got.notes,
+        "target": target,
+        "started_at": got.started_at,
     }

@@ -10,13 +10,15 @@ import secrets
 import sys
 import time
 from collections import Counter
-from typing import Any, TextIO
+from typing import TextIO
 
 from bench.measure.sampler import ResourceSampler
+from bench.results.schema import Resources, RunDocument
 from bench.swarm.config import SwarmConfig, SwarmError
 from bench.swarm.document import Collected, build_document
 from bench.swarm.messages import (
     Finish,
+    Progress,
     Quiet,
     Ready,
     Release,
@@ -102,10 +104,11 @@ class SwarmRun:
         self.timing: dict[str, float] = {}
         self.notes: list[str] = []
 
-    def run(self) -> dict[str, Any]:
-        """Start the target, run with it, stop everything (whatever happened)."""
+    def run(self) -> RunDocument:
+        """Start the target, run with it, stop everything (whatever happened),
+        then the document."""
         config = self.config
-        started_at = dt.datetime.now(dt.UTC)
+        started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         t_start = time.monotonic()
         raise_open_file_limit()
         target = make_target(config.target, config.all_server_args, config.server_pid, config.protocol)
@@ -121,23 +124,25 @@ class SwarmRun:
             self.timing["server_start_s"] = round(time.monotonic() - t_start, 3)
             if target.pid is not None and not self.sampler.watch("server", target.pid, "server"):
                 self.notes.append(f"server pid {target.pid} cannot be sampled")
-            doc = self._run_with_target(target, host, port)
+            got, resources = self._run_with_target(target, host, port, started_at, t_start)
         finally:
             self.progress.done()
             self.sampler.stop()
             target.stop()  # before the workers close: leaves are then silent
             self.pool.shutdown()
-        doc["target"] = target.describe()
-        doc["started_at"] = started_at.isoformat(timespec="seconds")
-        doc["timing"]["total_s"] = round(time.monotonic() - t_start, 3)
-        return doc
+        return build_document(config, got, resources, target.describe())
 
-    def _run_with_target(self, target: Target, host: str, port: int) -> dict[str, Any]:
+    def _run_with_target(
+        self, target: Target, host: str, port: int, started_at: str, t_start: float
+    ) -> tuple[Collected, Resources]:
+        """Every phase with the target up: what they collected, and the sampler's resources."""
         config = self.config
         tag = secrets.token_hex(2)
         plans = make_plans(config, host, port, tag, target.connect_batch)
         got = Collected(
             tag=tag,
+            started_at=started_at,
+            t_start=t_start,
             specs={c.cid: c for p in plans for c in p.clients},
             total_conns=sum(len(p.clients) for p in plans),
             timing=self.timing,
@@ -157,7 +162,7 @@ class SwarmRun:
         self._traffic(got)
         self._collect(got)
         self.sampler.stop()
-        return build_document(config, got, self.sampler.result())
+        return got, self.sampler.result()
 
     # -- phases ---------------------------------------------------------------------
 
@@ -279,7 +284,7 @@ class SwarmRun:
         self.timing["drain_s"] = round((done - (t_end_send or done)) / 1e9, 3)
         return bool(pending == 0 and delivered >= expected)
 
-    def _show(self, schedule: Schedule, now: int, states: list[Any]) -> None:
+    def _show(self, schedule: Schedule, now: int, states: list[Progress]) -> None:
         """The progress line of the traffic phase."""
         end_ns = schedule.end_ns
         phase = "draining" if now >= end_ns else "sending"

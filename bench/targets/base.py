@@ -28,7 +28,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
+
+from bench.results.schema import TargetInfo
 
 #: Seconds a started server gets to start listening (generous: a loaded
 #: 2-core CI machine starts Python slowly).
@@ -65,7 +67,7 @@ class Target(Protocol):
     @property
     def pid(self) -> int | None: ...
 
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self) -> TargetInfo: ...
 
 
 def free_port(host: str) -> int:
@@ -253,7 +255,7 @@ class ProcessTarget:
     def stderr_text(self) -> str:
         return "\n".join(list(self._stderr)[-40:]) or "(nothing)"
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> TargetInfo:
         return {
             "kind": self.kind,
             "protocol": self.protocol,

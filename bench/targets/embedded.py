@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
 
+from bench.results.schema import TargetInfo
 from bench.targets.base import ProcessTarget, TargetError
 
 
@@ -29,7 +29,7 @@ class EmbeddedTarget(ProcessTarget):
         args = ["--log-level", "WARNING", "--rate-limit", "0", *self.server_args]
         return [sys.executable, "-m", "server", "--host", self.host, "--port", str(port), *args]
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> TargetInfo:
         doc = super().describe()
         doc["command"] = ["python", "-m", "server", *self.command(self.port)[3:]]
         doc["server_options"] = list(self.server_args)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
 
 from bench import wire
+from bench.results.schema import TargetInfo
 from bench.targets.base import TargetError, can_connect
 
 
@@ -38,7 +38,7 @@ class ExternalTarget:
     def stop(self) -> None:
         pass
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> TargetInfo:
         return {"kind": self.kind, "protocol": self.protocol, "address": f"{self.host}:{self.port}", "pid": self._pid}
 
 

@@ -17,8 +17,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from bench.results.schema import TargetInfo
 from bench.targets.base import ProcessTarget, TargetError
 
 #: ngircd's settings for a benchmark on loopback (see ``ngircd.conf(5)``).
@@ -153,7 +153,7 @@ class NgircdTarget(ProcessTarget):
             return None
         return out.splitlines()[0].strip() if out else None
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> TargetInfo:
         doc = super().describe()
         doc["command"] = [self.binary, "--nodaemon", "--config", "ngircd.conf"]
         doc["version"] = self.version()
@@ -202,7 +202,7 @@ class MiniircdTarget(ProcessTarget):
             cmd += ["--setuid", "nobody"]  # miniircd refuses to run as root otherwise
         return cmd
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> TargetInfo:
         doc = super().describe()
         doc["command"] = ["python", *doc["command"][1:]]
         try:

@@ -33,7 +33,15 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, NotRequired, Protocol, TypedDict
+
+
+class ProtocolInfo(TypedDict):
+    """:meth:`Adapter.describe`: the protocol's settings (chat has no others)."""
+
+    protocol: str
+    channel: NotRequired[str]  #: IRC: the channel every client joins
+    max_text_bytes: NotRequired[int]  #: IRC: the longest chat text one line carries
 
 
 class Decoder(Protocol):
@@ -127,6 +135,6 @@ class Adapter(abc.ABC):
         the reason if it says the server is closing the connection."""
         return None
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ProtocolInfo:
         """What a result document records about the protocol."""
         return {"protocol": self.name}

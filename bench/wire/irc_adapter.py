@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from bench.wire import irc
-from bench.wire.base import Adapter, Decoder, Incoming, Registration, Step
+from bench.wire.base import Adapter, Decoder, Incoming, ProtocolInfo, Registration, Step
 from server import protocol
 
 #: The channel every IRC client of a run joins.
@@ -202,5 +201,5 @@ class IrcAdapter(Adapter):
                 ended = event.reason
         return Incoming(out, reply, ended)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ProtocolInfo:
         return {"protocol": self.name, "channel": self.channel, "max_text_bytes": self.max_text_bytes}
