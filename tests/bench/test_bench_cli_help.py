@@ -5,7 +5,6 @@ run's line says which window each figure covers."""
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import pytest
 
 from bench import cli
 from bench.report import fmt, runline
-from bench.results.schema import RunDocument, as_run
+from bench.results import load_run
+from bench.results.schema import RunDocument
 from bench.studies import capacity, sweep
 
 pytestmark = pytest.mark.timeout(60)
@@ -69,7 +69,7 @@ def test_plural_helper() -> None:
 
 def _run() -> RunDocument:
     path = sorted(FIXTURE.glob("queued/run-*.json"))[0]
-    return as_run(json.loads(path.read_text()))
+    return load_run(path)
 
 
 def test_run_line_names_the_window_of_each_figure() -> None:
