@@ -50,9 +50,8 @@ class RedisServer(ProcessTarget):
         if binary is None:
             raise TargetError(f"{REDIS_SERVER} is not installed (apt-get install {REDIS_SERVER})")
         # No RDB/AOF files, no protected mode (loopback only anyway), errors only on stdout.
-        return [binary, "--port", str(port), "--bind", self.host, "--save", "", "--appendonly", "no"] + [
-            "--protected-mode", "no", "--loglevel", "warning", "--logfile", "",
-        ]  # fmt: skip
+        quiet = ["--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"]
+        return [binary, "--port", str(port), "--bind", self.host, *quiet, "--logfile", ""]
 
     def pick_port(self) -> int:
         return self.fixed_port if self.fixed_port is not None else free_port(self.host)
@@ -72,9 +71,8 @@ def node_command(url: str, port: int, server_args: Sequence[str], host: str = "1
     """One node of a cluster, sharing ``port`` with the others."""
     # Flood control off and quiet logs, as for the embedded target; later options win.
     args = ["--log-level", "WARNING", "--rate-limit", "0", *server_args]
-    return [sys.executable, "-m", "server", "--host", host, "--port", str(port), "--reuse-port"] + [
-        "--backplane", url, *args,
-    ]  # fmt: skip
+    where = ["--host", host, "--port", str(port), "--reuse-port", "--backplane", url]
+    return [sys.executable, "-m", "server", *where, *args]
 
 
 class ClusterTarget:
