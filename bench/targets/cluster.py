@@ -83,7 +83,9 @@ class ClusterTarget:
     connect_batch: int | None = None
     max_connections: int | None = None
 
-    def __init__(self, nodes: int, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, nodes: int, server_args: Sequence[str] = (), host: str = "127.0.0.1", port: int | None = None
+    ) -> None:
         if not 1 <= nodes <= MAX_NODES:
             raise TargetError(f"cluster:N needs 1 <= N <= {MAX_NODES}, got {nodes}")
         for arg in server_args:
@@ -94,11 +96,13 @@ class ClusterTarget:
         self.server_args = list(server_args)
         self.redis = RedisServer(host)
         self.nodes: list[CommandTarget] = []
+        #: The nodes' shared port (None: a free one).
+        self.fixed_port = port
         self.port = 0
 
     def start(self) -> tuple[str, int]:
         self.redis.start()
-        self.port = free_port(self.host)
+        self.port = self.fixed_port or free_port(self.host)
         try:
             for i in range(self.count):
                 node = CommandTarget(node_command(self.redis.url, self.port, self.server_args, self.host), f"node {i}")
