@@ -3,15 +3,18 @@ process, to be SIGKILLed), clients on each, every read with a timeout."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from bench.cli import main as bench_main
 from bench.targets import ClusterTarget, CommandTarget, RedisServer, find_redis_server
 from bench.targets.base import free_port
 from bench.targets.cluster import node_command
@@ -251,3 +254,19 @@ def test_cluster_target_shares_one_port() -> None:
         for peer in peers:
             peer.close()
         target.stop()
+
+
+def test_cluster_scaling_study_writes_the_curve(tmp_path: Path) -> None:
+    """`bench cluster-scaling` at a tiny load: one run per node count, every
+    message delivered, the JSON, chart and report written."""
+    out = tmp_path / "scaling"
+    argv = ["cluster-scaling", "--nodes", "1,2", "--clients", "6", "--rate", "10", "--duration", "1"]
+    argv += ["--warmup", "0", "--rate-per-node", "--out", str(out), "--quiet"]
+    assert bench_main(argv) == 0
+    doc = json.loads((out / "scaling.json").read_text())
+    assert [p["nodes"] for p in doc["points"]] == [1, 2]
+    assert [p["rate"] for p in doc["points"]] == [10, 20]
+    for p in doc["points"]:
+        assert p["error"] is None and p["faults"] == 0 and p["deliveries_per_s"] > 0
+    assert (out / "scaling.png").stat().st_size > 0
+    assert "| 2 | 6 | 20 |" in (out / "scaling.md").read_text()

@@ -183,6 +183,8 @@ class Link:
             self._handlers[message.kind](message)
         except codec.CodecError as exc:
             log.warning("skipped a backplane message: %s", exc)
+        except Exception:  # one bad message must not stop this node hearing the cluster
+            log.exception("could not deliver a backplane message")
 
     def _keep_loop(self) -> None:
         dropped = 0
