@@ -69,9 +69,9 @@ SUBCOMMANDS: dict[str, Entry] = {
     "onebroadcast": Entry("bench.studies.onebroadcast", "time ONE broadcast to N idle clients (the server's floor)"),
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
+    "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
     "cluster": Entry("bench.studies.clusterup", "start redis-server and N server nodes on one port until Ctrl-C"),
     "cluster-scaling": Entry("bench.studies.scaling", "deliveries/s and p99 vs nodes of a Redis-backplane cluster"),
-    "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
 }
 
 

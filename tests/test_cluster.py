@@ -112,13 +112,21 @@ def test_chat_names_who_and_msg_across_three_nodes(node: Node, client: Callable[
         carol.send_line("/msg nobody hi")
         assert "No such user" in carol.expect(protocol.Error).message
 
+        bob.send_line("/nick robert")  # a rename frees the old name cluster-wide
+        for peer in (alice, bob, carol):
+            assert peer.expect(protocol.Renamed) == protocol.Renamed("bob", "robert")
+        wait_roster([a, b, c], {"alice", "robert", "carol", "dave"})
+        alice.send_line("/msg robert hi")
+        assert bob.expect(protocol.Private) == protocol.Private("alice", "hi")
+
         late.send_line("/quit")
         for peer in (alice, bob, carol):
             events = peer.drain(0.5)
             assert sum(isinstance(e, protocol.Left) and e.name == "dave" for e in events) == 1, events
     finally:
         late.close()
-    wait_roster([a, b, c], {"alice", "bob", "carol"})
+    wait_roster([a, b, c], {"alice", "robert", "carol"})
+    client(a, "bob")
 
 
 def test_burst_reaches_every_receiver_once_in_order(node: Node, client: Callable[..., ChatTestClient]) -> None:

@@ -48,7 +48,11 @@ class ClusterHub(Hub):
         with self._claims:
             if self.find(name) is not None or not self.link.claim(name):
                 raise NameTaken(name)
-            super().join(session, name)
+            try:
+                super().join(session, name)
+            except BaseException:
+                self.link.release(name)
+                raise
         self._offer(codec.encode_joined(self._node, name))
 
     def leave(self, session: Session, reason: str) -> bool:
