@@ -77,6 +77,20 @@ def wait_roster(servers: list[ChatServer], names: set[str]) -> None:
         assert wait_until(lambda s=server: set(roster(s)) == names), (roster(server), names)
 
 
+def try_taken_name(address: tuple[str, int], name: str) -> ChatTestClient:
+    """A new connection that asks for ``name`` and must be told it is taken
+    (left open: the caller may try another name, and closes it)."""
+    late = ChatTestClient(address)
+    try:
+        late.expect(protocol.Prompt)
+        late.send_line(name)
+        assert "Name taken" in late.expect(protocol.Error).message
+    except BaseException:
+        late.close()
+        raise
+    return late
+
+
 def test_chat_names_who_and_msg_across_three_nodes(node: Node, client: Callable[..., ChatTestClient]) -> None:
     a, b, c = node(), node(), node()
     alice, bob, carol = client(a, "alice"), client(b, "bob"), client(c, "carol")
@@ -89,11 +103,8 @@ def test_chat_names_who_and_msg_across_three_nodes(node: Node, client: Callable[
         assert peer.expect(protocol.Message) == protocol.Message("alice", "hello cluster")
 
     # Names are unique across nodes, case-insensitively.
-    late = ChatTestClient(c.address)
+    late = try_taken_name(c.address, "ALICE")
     try:
-        late.expect(protocol.Prompt)
-        late.send_line("ALICE")
-        assert "Name taken" in late.expect(protocol.Error).message
         # ... and the welcome lists the whole cluster.
         late.send_line("dave")
         welcome = late.expect(protocol.Welcome, skip=(protocol.Prompt,))
@@ -180,13 +191,7 @@ def test_redis_restart_partitions_then_rejoins(
         for c in (alice, alice2):
             assert c.expect(protocol.Message) == protocol.Message("bob", "back")
         # The names were claimed again in the new (empty) Redis.
-        late = ChatTestClient(b.address)
-        try:
-            late.expect(protocol.Prompt)
-            late.send_line("alice")
-            assert "Name taken" in late.expect(protocol.Error).message
-        finally:
-            late.close()
+        try_taken_name(b.address, "alice").close()
     finally:
         again.stop()
 
