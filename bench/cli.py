@@ -72,6 +72,7 @@ SUBCOMMANDS: dict[str, Entry] = {
     "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
     "cluster": Entry("bench.studies.clusterup", "start redis-server and N server nodes on one port until Ctrl-C"),
     "cluster-scaling": Entry("bench.studies.scaling", "deliveries/s and p99 vs nodes of a Redis-backplane cluster"),
+    "cluster-paths": Entry("bench.studies.paths", "latency of one line to receivers on the same node vs across nodes"),
 }
 
 

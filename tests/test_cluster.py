@@ -283,3 +283,13 @@ def test_cluster_scaling_study_writes_the_curve(tmp_path: Path) -> None:
         assert p["error"] is None and p["faults"] == 0 and p["deliveries_per_s"] > 0
     assert (out / "scaling.png").stat().st_size > 0
     assert "| 2 | 6 | 20 |" in (out / "scaling.md").read_text()
+
+
+def test_cluster_paths_study_records_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench cluster-paths`: every delivery recorded by its path, each receiver got the one line."""
+    argv = ["cluster-paths", "--nodes", "2", "--receivers", "3", "--rounds", "4", "--json"]
+    assert bench_main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    # 4 rounds x 6 receivers: each round 3 on the sender's node, 3 on the other.
+    assert result["same"]["count"] == 12 and result["across"]["count"] == 12
+    assert result["same"]["p50_us"] > 0 and result["across"]["p50_us"] > 0

@@ -84,7 +84,13 @@ class ClusterTarget:
     max_connections: int | None = None
 
     def __init__(
-        self, nodes: int, server_args: Sequence[str] = (), host: str = "127.0.0.1", port: int | None = None
+        self,
+        nodes: int,
+        server_args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        share_port: bool = True,
     ) -> None:
         if not 1 <= nodes <= MAX_NODES:
             raise TargetError(f"cluster:N needs 1 <= N <= {MAX_NODES}, got {nodes}")
@@ -98,16 +104,22 @@ class ClusterTarget:
         self.nodes: list[CommandTarget] = []
         #: The nodes' shared port (None: a free one).
         self.fixed_port = port
+        #: False: every node on a port of its own (``addresses``), so a study
+        #: can choose which node each client talks to (``cluster-paths``).
+        self.share_port = share_port
         self.port = 0
+        #: Where each node listens, in node order.
+        self.addresses: list[tuple[str, int]] = []
 
     def start(self) -> tuple[str, int]:
         self.redis.start()
         self.port = self.fixed_port or free_port(self.host)
         try:
             for i in range(self.count):
-                node = CommandTarget(node_command(self.redis.url, self.port, self.server_args, self.host), f"node {i}")
+                port = self.port if self.share_port else 0
+                node = CommandTarget(node_command(self.redis.url, port, self.server_args, self.host), f"node {i}")
                 self.nodes.append(node)
-                node.start()
+                self.addresses.append(node.start())
         except TargetError:
             self.stop()
             raise
@@ -127,6 +139,7 @@ class ClusterTarget:
             "kind": f"cluster:{self.count}",
             "protocol": self.protocol,
             "address": f"{self.host}:{self.port}",
+            "addresses": [f"{h}:{p}" for h, p in self.addresses],
             "pid": self.nodes[0].last_pid if self.nodes else None,
             "nodes": [node.describe() for node in self.nodes],
             "redis": self.redis.describe(),
