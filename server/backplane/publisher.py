@@ -32,9 +32,6 @@ PUBLISH_QUEUE_BYTES = 16 << 20
 #: a burst in a few messages, small enough not to stall Redis' event loop.
 PUBLISH_BATCH_BYTES = 256 * 1024
 
-#: Seconds between two "publish queue full" warnings.
-DROP_LOG_INTERVAL_S = 5.0
-
 
 class Publisher:
     def __init__(
