@@ -13,10 +13,15 @@ TARGET   ?= embedded
 FANOUT   ?=
 P95_BOUND ?= 500
 
+NODES    ?= 4
+CLUSTER_NODES ?= 1,2,4,8
+CLUSTER_CLIENTS ?= 200
+CLUSTER_RATE ?= 25
+
 COMPARE_TARGETS ?= embedded,ngircd,miniircd
 COMPARE_CLIENTS ?= 10,50,100,250,500
 
-.PHONY: install test lint bench capacity bench-gate bench-baseline bench-replay peers compare soak help clean
+.PHONY: install test lint bench capacity bench-gate bench-baseline bench-replay peers compare soak cluster bench-cluster help clean
 
 help:
 	@echo "make install   create $(VENV) and install chatbench with its test extras"
@@ -29,6 +34,8 @@ help:
 	@echo "make bench-baseline  re-measure bench/gate/baseline.json (7 runs, keeps the tolerances)"
 	@echo "make peers     install the peer servers (ngircd via apt-get, miniircd via pip) for make compare"
 	@echo "make compare   same sweep against ours, ngircd and miniircd; ratio table + charts under reports/compare/"
+	@echo "make cluster  redis-server + NODES=$(NODES) server nodes on port 8000 over a Redis backplane (Ctrl-C stops)"
+	@echo "make bench-cluster  deliveries/s and p99 vs nodes ($(CLUSTER_NODES)), scaling chart in reports/*-cluster/"
 	@echo "make soak      60 s bounded soak; checks the server returns to its idle RSS/threads/fds"
 
 $(STAMP): pyproject.toml
@@ -70,6 +77,12 @@ compare: $(STAMP) peers
 
 soak: $(STAMP)
 	$(BIN)/python -m bench soak
+
+cluster: $(STAMP)
+	$(BIN)/python -m bench cluster --nodes $(NODES)
+
+bench-cluster: $(STAMP)
+	$(BIN)/python -m bench cluster-scaling --nodes $(CLUSTER_NODES) --clients $(CLUSTER_CLIENTS) --rate $(CLUSTER_RATE) --rate-per-node --duration $(DURATION) --payload $(PAYLOAD)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

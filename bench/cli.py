@@ -76,6 +76,9 @@ SUBCOMMANDS: dict[str, Entry] = {
     "diff": Entry("bench.studies.diff", "compare two results (or one with a saved baseline): ratios NEW/BASE"),
     "save": Entry("bench.studies.baselines", "keep a results directory as a named baseline for diff --baseline"),
     "export": Entry("bench.studies.export", "every point of a results directory as one flat CSV row"),
+    "cluster": Entry("bench.studies.clusterup", "start redis-server and N server nodes on one port until Ctrl-C"),
+    "cluster-scaling": Entry("bench.studies.scaling", "deliveries/s and p99 vs nodes of a Redis-backplane cluster"),
+    "cluster-paths": Entry("bench.studies.paths", "latency of one line to receivers on the same node vs across nodes"),
 }
 
 

@@ -23,13 +23,18 @@ import socket
 import threading
 import time
 from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
 
 from server import protocol
+from server.backplane.errors import BackplaneError
 from server.config import ServerConfig
 from server.fanout import Fanout, make_fanout
 from server.hub import Hub
 from server.limits import raise_open_file_limit
 from server.session import Session, SessionContext
+
+if TYPE_CHECKING:
+    from server.backplane.hub import ClusterHub
 
 __all__ = ["ChatServer", "format_address", "raise_open_file_limit", "serve", "set_keepalive"]
 
@@ -75,7 +80,13 @@ def set_keepalive(sock: socket.socket, idle_seconds: int) -> None:
 class ChatServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.hub = Hub(config.announce_limit)
+        #: The cluster's hub with --backplane (None: this process is the whole room).
+        self.cluster: ClusterHub | None = None
+        if config.backplane is not None:
+            from server.backplane.hub import ClusterHub  # here: redis is imported only for a cluster
+
+            self.cluster = ClusterHub(config.backplane, config.announce_limit)
+        self.hub: Hub = Hub(config.announce_limit) if self.cluster is None else self.cluster
         self._sessions: set[Session] = set()
         self._threads: dict[Session, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -95,9 +106,14 @@ class ChatServer:
         self.fanout = make_fanout(self.config.fanout, self.config.send_queue_bytes)
         self.hub.fan_out = self.fanout.fan_out
         self._context = SessionContext(self.hub, self.config, self.fanout, self.forget)
+        if self.cluster is not None:
+            self.cluster.start()  # joins before listening: BackplaneError if Redis is unreachable
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         listener = socket.create_server(
-            (self.config.host, self.config.port), family=family, backlog=self.config.backlog
+            (self.config.host, self.config.port),
+            family=family,
+            backlog=self.config.backlog,
+            reuse_port=self.config.reuse_port,
         )
         self._listener = listener
         host, port = listener.getsockname()[:2]
@@ -125,6 +141,8 @@ class ChatServer:
             sessions = list(self._sessions)
         for session in sessions:
             session.disconnect(SHUTDOWN_REASON, wake_reader=False)
+        if self.cluster is not None:
+            self.cluster.stop(SHUTDOWN_REASON)
         if self.fanout is not None:
             self.fanout.drain(grace)
         if close_connections:
@@ -266,6 +284,9 @@ def serve(config: ServerConfig) -> int:
         server.start()
     except OSError as exc:
         log.error("cannot listen on %s: %s", format_address(config.host, config.port), exc.strerror or exc)
+        return 2
+    except BackplaneError as exc:
+        log.error("cannot join the cluster: %s", exc)
         return 2
     startup_log.info("listening on %s", format_address(*server.address))
     startup_log.info("%s", config.options_line())

@@ -70,6 +70,10 @@ MIN_LINE_BYTES = 16
 DEFAULT_ANNOUNCE_LIMIT = 1000
 
 
+#: URL schemes --backplane accepts (Redis over TCP, over TLS, over a Unix socket).
+BACKPLANE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -87,6 +91,10 @@ class ServerConfig:
     thread_stack_bytes: int = DEFAULT_THREAD_STACK_BYTES
     backlog: int = DEFAULT_BACKLOG
     log_level: str = "INFO"
+    #: redis://HOST:PORT[/DB]: join a cluster over this Redis (None: one process).
+    backplane: str | None = None
+    #: SO_REUSEPORT: several server processes share one port (the kernel spreads connections).
+    reuse_port: bool = False
 
     def options_line(self) -> str:
         """Every effective setting as ``options: name=value ...`` (the second
@@ -111,6 +119,8 @@ class ServerConfig:
             raise ValueError("announce limit must be >= 0")
         if self.idle_timeout < 0 or self.keepalive < 0:
             raise ValueError("idle timeout and keepalive must be >= 0 (0 = off)")
+        if self.backplane is not None and not self.backplane.startswith(BACKPLANE_SCHEMES):
+            raise ValueError(f"backplane must be a redis:// URL, got {self.backplane!r}")
         if self.fanout not in FANOUT_STRATEGIES:
             raise ValueError(f"fanout must be one of {', '.join(FANOUT_STRATEGIES)}")
 
@@ -174,6 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default=d.log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level"
     )
+    parser.add_argument(
+        "--backplane",
+        metavar="redis://HOST:PORT[/DB]",
+        help="join a cluster: every node publishes its room's lines to this Redis and delivers the others' "
+        "(names unique cluster-wide, /who and /msg across nodes); default: one process on its own",
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT, so several nodes on one machine share --port",
+    )
     return parser
 
 
@@ -197,6 +218,8 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
             thread_stack_bytes=args.thread_stack_kib * 1024,
             backlog=args.backlog,
             log_level=args.log_level,
+            backplane=args.backplane,
+            reuse_port=args.reuse_port,
         )
     except ValueError as exc:
         parser.error(str(exc))

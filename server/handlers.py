@@ -48,14 +48,11 @@ def _help(session: Session, cmd: protocol.Help) -> None:
 
 
 def _msg(session: Session, cmd: protocol.PrivateMessage) -> None:
-    hub = session.hub
-    target = hub.find(cmd.to)
-    target_name = None if target is None else hub.name_of(target)
-    if target is None or target_name is None:
+    assert session.name is not None
+    target_name = session.hub.send_private(session.name, cmd.to, cmd.text)
+    if target_name is None:
         session.send(protocol.encode_error(f"No such user: {cmd.to}"))
         return
-    assert session.name is not None
-    target.send(protocol.encode_private(session.name, cmd.text))
     session.send(protocol.encode_private_echo(target_name, cmd.text))
 
 

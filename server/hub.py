@@ -65,22 +65,23 @@ class Hub:
             self._name_of[session] = name
             self._by_key[key] = session
             self._outbox_of[session] = session.outbox
-            welcome = protocol.encode_welcome(name, self._welcome_names(), len(self._by_key))
+            welcome = protocol.encode_welcome(name, *self.welcome_roster())
             # The welcome must be the first line it gets, yet it must already be
             # a member when it reads the welcome (and anyone reacts to it).
             session.outbox.admit(welcome, self._publish)
         if len(self._targets) <= self.announce_limit:
             self.broadcast(protocol.encode_joined(name), exclude=session)
 
-    def _welcome_names(self) -> list[str]:
-        """Names for a welcome line (caller holds the lock): all of them,
-        sorted, in a small room; the earliest arrivals in a big one, where
-        sorting every name for every arrival would cost O(N^2 log N)."""
+    def welcome_roster(self) -> tuple[list[str], int]:
+        """Names for a welcome line and how many are online (caller holds the
+        lock): all of them, sorted, in a small room; the earliest arrivals in
+        a big one, where sorting every name for every arrival would cost
+        O(N^2 log N).  A cluster's hub adds the other nodes' members."""
         name_of = self._name_of
         names = (name_of[s] for s in self._by_key.values())
         if len(self._by_key) <= WELCOME_SORTED_UP_TO:
-            return sorted(names, key=str.casefold)
-        return list(itertools.islice(names, WELCOME_SORTED_UP_TO))
+            return sorted(names, key=str.casefold), len(self._by_key)
+        return list(itertools.islice(names, WELCOME_SORTED_UP_TO)), len(self._by_key)
 
     def _publish(self) -> None:
         """Rebuild the broadcast snapshot (caller holds the lock); C-speed
@@ -132,6 +133,16 @@ class Hub:
         """Every member's name, sorted; reads the snapshot, takes no lock."""
         name_of = self._name_of
         return sorted((n for s, _ in self._targets if (n := name_of.get(s))), key=str.casefold)
+
+    def send_private(self, sender: str, to: str, text: str) -> str | None:
+        """Deliver a /msg from ``sender`` to ``to``; the recipient's name as it
+        spells it, or None if nobody has that name."""
+        target = self.find(to)
+        target_name = None if target is None else self.name_of(target)
+        if target is None or target_name is None:
+            return None
+        target.send(protocol.encode_private(sender, text))
+        return target_name
 
     def __len__(self) -> int:
         return len(self._targets)

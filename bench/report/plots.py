@@ -499,3 +499,27 @@ def compare_charts(
         plt.close(fig)
         files.append(file)
     return files
+
+
+def scaling_chart(
+    nodes: Sequence[int], deliveries_per_s: Sequence[float | None], p99_us: Sequence[float | None], path: Path
+) -> Path:
+    """The cluster's scaling curve: deliveries/s vs nodes with the linear ideal
+    (N x the first point's per node) dashed, and p99 latency vs nodes."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), layout="constrained", sharex=True)
+    measured = _nan(deliveries_per_s)
+    if nodes and not math.isnan(measured[0]):
+        per_node = measured[0] / nodes[0]
+        top.plot(nodes, [per_node * n for n in nodes], "--", color="grey", label="linear ideal")
+    top.plot(nodes, measured, "o-", color="tab:blue", label="measured")
+    top.set_ylabel("deliveries per second")
+    top.legend(loc="upper left", fontsize="small")
+    bottom.plot(nodes, _ms(p99_us), "s-", color="tab:red")
+    bottom.set_ylabel("p99 latency (ms)")
+    bottom.set_xlabel("nodes (server processes on one Redis backplane)")
+    bottom.set_xticks(list(nodes))
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)
+    _title(fig, "Cluster scaling: deliveries/s and p99 vs nodes", "")
+    return _save(fig, path)

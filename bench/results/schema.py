@@ -111,6 +111,9 @@ class TargetInfo(TypedDict):
     version: NotRequired[str | None]  #: ngircd, miniircd
     flood_control: NotRequired[str]  #: ngircd, miniircd
     config: NotRequired[list[str]]  #: ngircd: its config file's lines
+    addresses: NotRequired[list[str]]  #: cluster:N: every node's address
+    nodes: NotRequired[list[TargetInfo]]  #: cluster:N: each node as a target
+    redis: NotRequired[TargetInfo]  #: cluster:N: the backplane's redis-server
 
 
 class Connections(TypedDict):

@@ -14,6 +14,8 @@ in :data:`TARGET_KINDS`.
 ``ngircd``     ngIRCd (Debian package ``ngircd``), spoken to over IRC, with
                a config the harness writes (:class:`NgircdTarget`).
 ``miniircd``   miniircd (PyPI), spoken to over IRC (:class:`MiniircdTarget`).
+``cluster:N``  redis-server and N of our server processes sharing one port
+               over a Redis backplane (:mod:`~bench.targets.cluster`).
 ``HOST:PORT``  a server somebody else started, speaking ``--protocol chat``
                (default) or ``irc``.  Loopback only: the harness refuses to
                send load to any other machine.
@@ -37,6 +39,7 @@ from collections.abc import Callable, Sequence
 
 from bench import wire
 from bench.targets.base import CommandTarget, ProcessTarget, Target, TargetError
+from bench.targets.cluster import ClusterTarget, RedisServer, find_redis_server, parse_cluster_spec
 from bench.targets.embedded import EmbeddedTarget
 from bench.targets.external import ExternalTarget, check_loopback, split_host_port
 from bench.targets.peers import (
@@ -53,18 +56,22 @@ __all__ = [
     "NGIRCD_PENALTY_RATE_PER_SENDER",
     "TARGET_KINDS",
     "TARGET_PROTOCOLS",
+    "ClusterTarget",
     "CommandTarget",
     "EmbeddedTarget",
     "ExternalTarget",
     "MiniircdTarget",
     "NgircdTarget",
     "ProcessTarget",
+    "RedisServer",
     "Target",
     "TargetError",
     "check_loopback",
     "find_ngircd",
+    "find_redis_server",
     "make_target",
     "miniircd_installed",
+    "parse_cluster_spec",
     "split_host_port",
     "target_protocol",
 ]
@@ -102,6 +109,9 @@ def make_target(
     factory = TARGET_KINDS.get(spec)
     if factory is not None:
         return factory(server_args)
+    nodes = parse_cluster_spec(spec)
+    if nodes is not None:  # cluster:N (bench/targets/cluster.py)
+        return ClusterTarget(nodes, server_args)
     if server_args:
         raise TargetError(
             f"server options ({' '.join(server_args)}) only apply to a server the harness starts "

@@ -132,6 +132,11 @@ class ProcessTarget:
     def command(self, port: int) -> list[str]:
         raise NotImplementedError
 
+    def pick_port(self) -> int:
+        """The port for the next start attempt: a free one (a subclass that
+        restarts on its old port returns that)."""
+        return free_port(self.host)
+
     def prepare(self, port: int) -> None:
         """Called before each start attempt (e.g. to write a config file)."""
 
@@ -143,7 +148,7 @@ class ProcessTarget:
             return self._start_announced()
         last_error = "unknown error"
         for _ in range(PORT_ATTEMPTS):
-            port = free_port(self.host)
+            port = self.pick_port()
             self.prepare(port)
             proc = self._launch(port)
             if self._wait_connectable(proc, port):

@@ -1,0 +1,159 @@
+"""A chat cluster as a target: ``redis-server`` and N of our server processes.
+
+``cluster:N`` starts a private ``redis-server`` (Debian package
+``redis-server``) on a free loopback port, then N nodes (``python -m server
+--backplane redis://... --reuse-port``) that all listen on ONE port with
+SO_REUSEPORT: the kernel spreads the swarm's connections over the nodes (by a
+hash of each connection's addresses, so about evenly, not strictly round
+robin), and a delivery crosses nodes with probability about (N-1)/N.
+
+The sampler watches the first node's process (``pid``); ``describe()`` lists
+every node.  :class:`RedisServer` is also what the cluster tests start.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Sequence
+
+from bench.results.schema import TargetInfo
+from bench.targets.base import CommandTarget, ProcessTarget, TargetError, free_port
+
+#: The Debian package (and binary) the cluster target needs.
+REDIS_SERVER = "redis-server"
+#: Most nodes one cluster target starts: more processes than that on one
+#: machine measure the scheduler, not the cluster.
+MAX_NODES = 16
+
+
+def find_redis_server() -> str | None:
+    return shutil.which(REDIS_SERVER)
+
+
+class RedisServer(ProcessTarget):
+    """A throw-away ``redis-server``: loopback only, no persistence.
+    ``restart()`` starts it again on the same port (the cluster tests)."""
+
+    kind = "redis"
+    protocol = "redis"
+    label = "redis-server"
+    port_taken_markers = ("Address already in use",)
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        super().__init__(host)
+        #: Start on this port (a Redis restarted where the nodes look for it); None: a free one.
+        self.fixed_port = port
+
+    def command(self, port: int) -> list[str]:
+        binary = find_redis_server()
+        if binary is None:
+            raise TargetError(f"{REDIS_SERVER} is not installed (apt-get install {REDIS_SERVER})")
+        # No RDB/AOF files, no protected mode (loopback only anyway), errors only on stdout.
+        quiet = ["--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"]
+        return [binary, "--port", str(port), "--bind", self.host, *quiet, "--logfile", ""]
+
+    def pick_port(self) -> int:
+        return self.fixed_port if self.fixed_port is not None else free_port(self.host)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def restart(self) -> None:
+        """Stop it and start an empty one on the same port."""
+        self.fixed_port = self.port
+        self.stop()
+        self.start()
+
+
+def node_command(url: str, port: int, server_args: Sequence[str], host: str = "127.0.0.1") -> list[str]:
+    """One node of a cluster, sharing ``port`` with the others."""
+    # Flood control off and quiet logs, as for the embedded target; later options win.
+    args = ["--log-level", "WARNING", "--rate-limit", "0", *server_args]
+    where = ["--host", host, "--port", str(port), "--reuse-port", "--backplane", url]
+    return [sys.executable, "-m", "server", *where, *args]
+
+
+class ClusterTarget:
+    """``cluster:N``: redis-server and N nodes sharing one port."""
+
+    kind = "cluster"
+    protocol = "chat"
+    connect_batch: int | None = None
+    max_connections: int | None = None
+
+    def __init__(
+        self,
+        nodes: int,
+        server_args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        share_port: bool = True,
+    ) -> None:
+        if not 1 <= nodes <= MAX_NODES:
+            raise TargetError(f"cluster:N needs 1 <= N <= {MAX_NODES}, got {nodes}")
+        for arg in server_args:
+            if arg.split("=")[0] in ("--host", "--port", "--backplane", "--reuse-port"):
+                raise TargetError(f"{arg.split('=')[0]} is chosen by the harness for a cluster")
+        self.host = host
+        self.count = nodes
+        self.server_args = list(server_args)
+        self.redis = RedisServer(host)
+        self.nodes: list[CommandTarget] = []
+        #: The nodes' shared port (None: a free one).
+        self.fixed_port = port
+        #: False: every node on a port of its own (``addresses``), so a study
+        #: can choose which node each client talks to (``cluster-paths``).
+        self.share_port = share_port
+        self.port = 0
+        #: Where each node listens, in node order.
+        self.addresses: list[tuple[str, int]] = []
+
+    def start(self) -> tuple[str, int]:
+        self.redis.start()
+        self.port = self.fixed_port or free_port(self.host)
+        try:
+            for i in range(self.count):
+                port = self.port if self.share_port else 0
+                node = CommandTarget(node_command(self.redis.url, port, self.server_args, self.host), f"node {i}")
+                self.nodes.append(node)
+                self.addresses.append(node.start())
+        except TargetError:
+            self.stop()
+            raise
+        return self.host, self.port
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.redis.stop()
+
+    @property
+    def pid(self) -> int | None:
+        return self.nodes[0].pid if self.nodes else None
+
+    def describe(self) -> TargetInfo:
+        return {
+            "kind": f"cluster:{self.count}",
+            "protocol": self.protocol,
+            "address": f"{self.host}:{self.port}",
+            "addresses": [f"{h}:{p}" for h, p in self.addresses],
+            "pid": self.nodes[0].last_pid if self.nodes else None,
+            "nodes": [node.describe() for node in self.nodes],
+            "redis": self.redis.describe(),
+            "server_options": list(self.server_args),
+        }
+
+
+def parse_cluster_spec(spec: str) -> int | None:
+    """N for ``cluster:N`` (``cluster`` alone is 2 nodes); None for any other spec."""
+    name, _, count = spec.partition(":")
+    if name != "cluster":
+        return None
+    if not count:
+        return 2
+    if not count.isdigit():
+        raise TargetError(f"cluster:N needs a node count, got {spec!r}")
+    return int(count)

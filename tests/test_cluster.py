@@ -1,0 +1,295 @@
+"""A chat cluster over a real ``redis-server``: nodes in-process (and one as a
+process, to be SIGKILLed), clients on each, every read with a timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main as bench_main
+from bench.targets import ClusterTarget, CommandTarget, RedisServer, find_redis_server
+from bench.targets.base import free_port
+from bench.targets.cluster import node_command
+from server import protocol
+from server.app import ChatServer
+from server.backplane.leases import LEASE_MS, RENEW_INTERVAL_S
+from tests.conftest import ChatTestClient, wait_until
+
+pytestmark = pytest.mark.skipif(
+    find_redis_server() is None, reason="redis-server is not installed (apt-get install redis-server)"
+)
+
+#: Seconds a crashed node's users take to be announced as gone: its lease, one
+#: renewal round of a survivor, and slack for a loaded CI machine.
+REAP_WAIT_S = LEASE_MS / 1000 + RENEW_INTERVAL_S + 5
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+Node = Callable[[], ChatServer]
+
+
+@pytest.fixture
+def node(redis_server: RedisServer, make_server: Callable[..., ChatServer]) -> Node:
+    """Start an in-process node of the cluster (all are shut down at the end)."""
+    return lambda: make_server(backplane=redis_server.url, rate_limit=0)
+
+
+@pytest.fixture
+def client() -> Iterator[Callable[[ChatServer | tuple[str, int], str], ChatTestClient]]:
+    clients: list[ChatTestClient] = []
+
+    def open_client(where: ChatServer | tuple[str, int], name: str) -> ChatTestClient:
+        c = ChatTestClient(where.address if isinstance(where, ChatServer) else where)
+        clients.append(c)
+        c.register(name)
+        return c
+
+    try:
+        yield open_client
+    finally:
+        for c in clients:
+            c.close()
+
+
+def roster(server: ChatServer) -> list[str]:
+    return server.hub.names()
+
+
+def wait_roster(servers: list[ChatServer], names: set[str]) -> None:
+    for server in servers:
+        assert wait_until(lambda s=server: set(roster(s)) == names), (roster(server), names)
+
+
+def try_taken_name(address: tuple[str, int], name: str) -> ChatTestClient:
+    """A new connection that asks for ``name`` and must be told it is taken
+    (left open: the caller may try another name, and closes it)."""
+    late = ChatTestClient(address)
+    try:
+        late.expect(protocol.Prompt)
+        late.send_line(name)
+        assert "Name taken" in late.expect(protocol.Error).message
+    except BaseException:
+        late.close()
+        raise
+    return late
+
+
+def test_chat_names_who_and_msg_across_three_nodes(node: Node, client: Callable[..., ChatTestClient]) -> None:
+    a, b, c = node(), node(), node()
+    alice, bob, carol = client(a, "alice"), client(b, "bob"), client(c, "carol")
+    wait_roster([a, b, c], {"alice", "bob", "carol"})
+    for peer in (alice, bob, carol):
+        peer.drain(0.3)
+
+    alice.say("hello cluster")
+    for peer in (bob, carol):
+        assert peer.expect(protocol.Message) == protocol.Message("alice", "hello cluster")
+
+    # Names are unique across nodes, case-insensitively.
+    late = try_taken_name(c.address, "ALICE")
+    try:
+        # ... and the welcome lists the whole cluster.
+        late.send_line("dave")
+        welcome = late.expect(protocol.Welcome, skip=(protocol.Prompt,))
+        assert set(welcome.online) == {"alice", "bob", "carol", "dave"} and welcome.count == 4
+        # The join notice reaches every node exactly once.
+        for peer in (alice, bob, carol):
+            events = peer.drain(0.5)
+            assert events.count(protocol.Joined("dave")) == 1, events
+        carol.send_line("/who")
+        assert set(carol.expect(protocol.Online).names) == {"alice", "bob", "carol", "dave"}
+
+        carol.send_line("/msg ALICE psst")
+        assert alice.expect(protocol.Private) == protocol.Private("carol", "psst")
+        assert carol.expect(protocol.PrivateEcho) == protocol.PrivateEcho("alice", "psst")
+        assert bob.drain(0.3) == []  # a private line reaches nobody else
+        carol.send_line("/msg nobody hi")
+        assert "No such user" in carol.expect(protocol.Error).message
+
+        bob.send_line("/nick robert")  # a rename frees the old name cluster-wide
+        for peer in (alice, bob, carol):
+            assert peer.expect(protocol.Renamed) == protocol.Renamed("bob", "robert")
+        wait_roster([a, b, c], {"alice", "robert", "carol", "dave"})
+        alice.send_line("/msg robert hi")
+        assert bob.expect(protocol.Private) == protocol.Private("alice", "hi")
+
+        late.send_line("/quit")
+        for peer in (alice, bob, carol):
+            events = peer.drain(0.5)
+            assert sum(isinstance(e, protocol.Left) and e.name == "dave" for e in events) == 1, events
+    finally:
+        late.close()
+    wait_roster([a, b, c], {"alice", "robert", "carol"})
+    client(a, "bob")
+
+
+def test_burst_reaches_every_receiver_once_in_order(node: Node, client: Callable[..., ChatTestClient]) -> None:
+    """2,000 lines from a sender on node A and 1,000 from one on node C, at
+    once: every other client, on every node, gets each sender's lines once,
+    in the order sent (the two senders' lines may interleave)."""
+    nodes = [node(), node(), node()]
+    clients = {f"u{i}{j}": client(n, f"u{i}{j}") for i, n in enumerate(nodes) for j in range(2)}
+    wait_roster(nodes, set(clients))
+    for c in clients.values():
+        c.drain(0.3)
+    sent = {"u00": 2000, "u21": 1000}
+    for name, count in sent.items():
+        clients[name].send_raw(b"".join(protocol.encode_say(f"{name}-{i}") for i in range(count)))
+    for name, c in clients.items():
+        expected = {s: n for s, n in sent.items() if s != name}
+        got: dict[str, list[int]] = {s: [] for s in expected}
+        while sum(map(len, got.values())) < sum(expected.values()):
+            message = c.expect(protocol.Message)
+            sender, _, seq = message.text.partition("-")
+            got[sender].append(int(seq))
+        for sender, count in expected.items():
+            assert got[sender] == list(range(count)), f"{name} from {sender}"
+        assert c.drain(0.3) == []  # and nothing twice
+
+
+def test_redis_restart_partitions_then_rejoins(
+    redis_server: RedisServer, node: Node, client: Callable[..., ChatTestClient]
+) -> None:
+    a, b = node(), node()
+    alice, alice2, bob = client(a, "alice"), client(a, "alice2"), client(b, "bob")
+    wait_roster([a, b], {"alice", "alice2", "bob"})
+    for c in (alice, alice2, bob):
+        c.drain(0.3)
+
+    port = redis_server.port
+    redis_server.stop()
+    for c in (alice, alice2, bob):
+        assert "link lost" in c.expect(protocol.Notice).text
+    alice.say("local only")  # the node keeps serving its own clients
+    assert alice2.expect(protocol.Message) == protocol.Message("alice", "local only")
+
+    again = RedisServer(port=port)
+    again.start()
+    try:
+        for c in (alice, alice2, bob):
+            assert "restored" in c.expect(protocol.Notice, timeout=15).text
+            assert not any("link" in getattr(e, "text", "") for e in c.drain(0.5))  # told once each way
+        wait_roster([a, b], {"alice", "alice2", "bob"})
+        bob.say("back")
+        for c in (alice, alice2):
+            assert c.expect(protocol.Message) == protocol.Message("bob", "back")
+        # The names were claimed again in the new (empty) Redis.
+        try_taken_name(b.address, "alice").close()
+    finally:
+        again.stop()
+
+
+def test_killed_node_users_leave_everywhere_once(
+    redis_server: RedisServer, node: Node, client: Callable[..., ChatTestClient]
+) -> None:
+    a, c = node(), node()
+    victim = CommandTarget(node_command(redis_server.url, 0, ["--log-level", "INFO"]), "doomed node")
+    address = victim.start()
+    try:
+        alice, carol = client(a, "alice"), client(c, "carol")
+        client(address, "bob")
+        client(address, "bob2")
+        wait_roster([a, c], {"alice", "carol", "bob", "bob2"})
+        for peer in (alice, carol):
+            peer.drain(0.3)
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+
+        deadline = time.monotonic() + REAP_WAIT_S
+        for peer in (alice, carol):
+            left: list[protocol.Left] = []
+            while len(left) < 2:
+                left.append(peer.expect(protocol.Left, timeout=max(0.1, deadline - time.monotonic())))
+            assert sorted(e.name for e in left) == ["bob", "bob2"]
+            assert all(e.reason == "server lost" for e in left)
+            assert not [e for e in peer.drain(1.5) if isinstance(e, protocol.Left)]  # exactly once
+        wait_roster([a, c], {"alice", "carol"})
+        alice.say("still here")
+        assert carol.expect(protocol.Message) == protocol.Message("alice", "still here")
+        # bob's lease ran out with the node: the name is free again.
+        client(c, "bob")
+    finally:
+        victim.stop()
+
+
+def test_unreachable_redis_is_a_clear_error() -> None:
+    url = f"redis://127.0.0.1:{free_port('127.0.0.1')}/0"
+    cmd = [sys.executable, "-m", "server", "--port", "0", "--backplane", url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode != 0
+    assert f"cannot join the cluster: cannot reach Redis at {url}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_backplane_must_be_a_redis_url() -> None:
+    cmd = [sys.executable, "-m", "server", "--port", "0", "--backplane", "http://127.0.0.1:6379"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert "backplane must be a redis:// URL" in done.stderr
+
+
+def test_cluster_target_shares_one_port() -> None:
+    """cluster:3: three node processes on one port (SO_REUSEPORT) over one Redis;
+    clients spread by the kernel all hear each other."""
+    target = ClusterTarget(3)
+    address = target.start()
+    peers: list[ChatTestClient] = []
+    try:
+        for i in range(6):
+            peer = ChatTestClient(address)
+            peers.append(peer)
+            peer.register(f"p{i}")
+        assert len(target.describe()["nodes"]) == 3
+        time.sleep(0.5)
+        for peer in peers:
+            peer.drain(0.2)
+        peers[0].say("to all")
+        for peer in peers[1:]:
+            assert peer.expect(protocol.Message) == protocol.Message("p0", "to all")
+    finally:
+        for peer in peers:
+            peer.close()
+        target.stop()
+
+
+def test_cluster_scaling_study_writes_the_curve(tmp_path: Path) -> None:
+    """`bench cluster-scaling` at a tiny load: one run per node count, every
+    message delivered, the JSON, chart and report written."""
+    out = tmp_path / "scaling"
+    argv = ["cluster-scaling", "--nodes", "1,2", "--clients", "6", "--rate", "10", "--duration", "1"]
+    argv += ["--warmup", "0", "--rate-per-node", "--out", str(out), "--quiet"]
+    assert bench_main(argv) == 0
+    doc = json.loads((out / "scaling.json").read_text())
+    assert [p["nodes"] for p in doc["points"]] == [1, 2]
+    assert [p["rate"] for p in doc["points"]] == [10, 20]
+    for p in doc["points"]:
+        assert p["error"] is None and p["faults"] == 0 and p["deliveries_per_s"] > 0
+    assert (out / "scaling.png").stat().st_size > 0
+    assert "| 2 | 6 | 20 |" in (out / "scaling.md").read_text()
+
+
+def test_cluster_paths_study_records_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench cluster-paths`: every delivery recorded by its path, each receiver got the one line."""
+    argv = ["cluster-paths", "--nodes", "2", "--receivers", "3", "--rounds", "4", "--json"]
+    assert bench_main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    # 4 rounds x 6 receivers: each round 3 on the sender's node, 3 on the other.
+    assert result["same"]["count"] == 12 and result["across"]["count"] == 12
+    assert result["same"]["p50_us"] > 0 and result["across"]["p50_us"] > 0
