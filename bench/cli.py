@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NoReturn, Protocol, cast
 
-from bench.swarm import DEFAULT_SENDERS, SwarmConfig
+from bench.swarm import DEFAULT_SENDERS, SwarmConfig, pinning
 from bench.targets import TARGET_KINDS, TargetError, make_target
 from bench.wire import PROTOCOLS
 from server.config import FANOUT_STRATEGIES
@@ -196,6 +196,20 @@ def clients_options() -> argparse.ArgumentParser:
         help="registrations in flight at once over all workers (default: 64 per worker; ngircd 8, miniircd 4: "
         "their listen backlogs are tiny)",
     )
+    g.add_argument(
+        "--server-cpus",
+        type=pinning.cpu_list,
+        metavar="CPUS",
+        help="pin the server (every thread) to these CPUs, e.g. 0-3 (taskset -c syntax); with --harness-cpus the "
+        "load generator cannot take the server's cores. A HOST:PORT target needs --server-pid",
+    )
+    g.add_argument(
+        "--harness-cpus",
+        type=pinning.cpu_list,
+        metavar="CPUS",
+        help="pin the harness (its worker processes and this process) to these CPUs, e.g. 4-15; disjoint from "
+        "--server-cpus (default --workers: one per CPU listed)",
+    )
     return p
 
 
@@ -288,6 +302,8 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
         send_queue_bytes=get("send_queue_bytes"),
         server_args=tuple(get("server_arg", ())),
         server_pid=get("server_pid"),
+        server_cpus=get("server_cpus"),
+        harness_cpus=get("harness_cpus"),
         progress=not get("quiet", False),
         label=get("label"),
     )

@@ -60,6 +60,8 @@ class RunParameters(TypedDict):
     server_args: list[str]
     server_pid: int | None
     label: str | None
+    server_cpus: list[int] | None
+    harness_cpus: list[int] | None
     warmup_messages: int
     measured_messages: int
     senders_receive: bool
@@ -321,6 +323,19 @@ class ComparePoint(TypedDict):
     server_rss_max_bytes: NotRequired[int | None]
     harness_cpu_percent: NotRequired[float | None]
     load_generator_saturated: NotRequired[bool]
+    #: --repeat N: the point is the median of ``runs`` runs that finished (of ``runs + failed_runs``)
+    runs: NotRequired[int]
+    failed_runs: NotRequired[int]
+    spread: NotRequired[PointSpread]
+
+
+class PointSpread(TypedDict, total=False):
+    """--repeat N: [min, max] over a point's runs, beside the median in :class:`ComparePoint`."""
+
+    deliveries_per_s: list[float]
+    p50_us: list[float]
+    p99_us: list[float]
+    server_cpu_percent: list[float]
 
 
 class CompareSeries(TypedDict):
@@ -332,6 +347,9 @@ class CompareRatio(TypedDict):
     clients: int
     deliveries_per_s: float | None
     p99: float | None
+    #: --repeat N: [lowest, highest] ratio any two runs give (ours min / peer max, ours max / peer min)
+    deliveries_per_s_spread: NotRequired[list[float] | None]
+    p99_spread: NotRequired[list[float] | None]
 
 
 class CompareParameters(TypedDict):
@@ -351,6 +369,9 @@ class CompareMeta(TypedDict):
     quickack: bool
     flood_plan: str
     environment: dict[str, Any]
+    repeat: NotRequired[int]  #: runs per target and client count, interleaved
+    server_cpus: NotRequired[list[int] | None]  #: --server-cpus
+    harness_cpus: NotRequired[list[int] | None]  #: --harness-cpus
 
 
 class CompareSummary(TypedDict):

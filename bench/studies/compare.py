@@ -107,6 +107,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--clients", type=cli.client_counts, default=list(DEFAULT_CLIENTS), help="client counts (comma-separated)"
     )
     g.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each client count N times per target, interleaved (ours, peer, ours, peer ...); the report "
+        "gives the median of the runs with (min-max), and marks a ratio whose spread crosses 1.0. Pin the server "
+        "and the harness apart with --server-cpus/--harness-cpus on a machine with the cores",
+    )
+    g.add_argument(
         "--rebuild",
         metavar="DIR",
         help="run nothing: re-read the sweeps in DIR (a previous --out); rewrite compare.json, COMPARE.md, charts",
@@ -127,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     targets: list[str] = args.targets
     if args.rate <= 0:
         raise cli.UsageError("--rate must be positive")
+    if args.repeat < 1:
+        raise cli.UsageError("--repeat must be at least 1")
     for name in targets:
         make_target(name)  # installed?  (clear error otherwise)
     senders, flood = flood_plan(targets, args.rate, args.senders)
@@ -147,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         )
         for name in targets
     ]
-    plan = sweep.Plan(interleave=False, keep_going=True, quiet=args.quiet, prefix=False)
+    # Interleaved at each client count (A B C, A B C with --repeat): drift hits every target alike.
+    plan = sweep.Plan(interleave=True, keep_going=True, quiet=args.quiet, prefix=True, repeat=args.repeat)
     writers = sweep.run_series(series, args.clients, plan)
     meta: CompareMeta = {
         "targets": targets,
@@ -164,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
         "quickack": args.quickack,
         "flood_plan": flood,
         "environment": environment(),
+        "repeat": args.repeat,
+        "server_cpus": list(base.server_cpus) if base.server_cpus else None,
+        "harness_cpus": list(base.harness_cpus) if base.harness_cpus else None,
     }
     print(f"comparison: {compare_report.write_report(out, meta)}", file=sys.stderr)
     return 0 if all(w.all_ok for w in writers) else 1

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any, TextIO
 
 from bench.measure.sampler import ResourceSampler
+from bench.swarm import pinning
 from bench.swarm.config import SwarmConfig, SwarmError
 from bench.swarm.document import Collected, build_document
 from bench.swarm.messages import (
@@ -91,6 +92,14 @@ class ProgressLine:
             self.stream.flush()
 
 
+def pin(pid: int, cpus: tuple[int, ...]) -> None:
+    """Every thread of ``pid`` on ``cpus``; a SwarmError if it cannot be."""
+    try:
+        pinning.pin_process(pid, cpus)
+    except pinning.PinningError as exc:
+        raise SwarmError(str(exc)) from None
+
+
 class SwarmRun:
     """One run of a :class:`SwarmConfig`; :meth:`run` returns its document."""
 
@@ -117,11 +126,13 @@ class SwarmRun:
                 "use fewer clients for this target"
             )
         try:
-            host, port = target.start()
-            self.timing["server_start_s"] = round(time.monotonic() - t_start, 3)
-            if target.pid is not None and not self.sampler.watch("server", target.pid, "server"):
-                self.notes.append(f"server pid {target.pid} cannot be sampled")
-            doc = self._run_with_target(target, host, port)
+            with pinning.pinned_self(config.harness_cpus):
+                host, port = target.start()
+                self.timing["server_start_s"] = round(time.monotonic() - t_start, 3)
+                self._pin_server(target.pid)
+                if target.pid is not None and not self.sampler.watch("server", target.pid, "server"):
+                    self.notes.append(f"server pid {target.pid} cannot be sampled")
+                doc = self._run_with_target(target, host, port)
         finally:
             self.progress.done()
             self.sampler.stop()
@@ -147,6 +158,8 @@ class SwarmRun:
         self.pool.spawn(plans)
         for h in self.pool.workers:
             assert h.proc.pid is not None
+            if config.harness_cpus is not None:
+                pin(h.proc.pid, config.harness_cpus)
             self.sampler.watch(f"worker-{h.index}", h.proc.pid, "worker")
         self.sampler.start()
         self._register(got)
@@ -158,6 +171,15 @@ class SwarmRun:
         self._collect(got)
         self.sampler.stop()
         return build_document(config, got, self.sampler.result())
+
+    def _pin_server(self, pid: int | None) -> None:
+        """--server-cpus: every thread of the server on those CPUs (a SwarmError if it cannot be)."""
+        cpus = self.config.server_cpus
+        if cpus is None:
+            return
+        if pid is None:
+            raise SwarmError("--server-cpus needs the server's pid: give --server-pid with a HOST:PORT target")
+        pin(pid, cpus)
 
     # -- phases ---------------------------------------------------------------------
 
