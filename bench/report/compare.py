@@ -187,7 +187,7 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
         f"- Workload (same for every target): clients {', '.join(str(c) for c in meta['clients'])}; "
         f"{meta['parameters']['senders']} senders among them; {meta['parameters']['rate']:g} messages/s in total; "
         f"{meta['parameters']['payload_bytes']}-byte payload; {meta['parameters']['warmup_s']:g} s warm-up, "
-        f"{meta['parameters']['duration_s']:g} s measured; a fresh server per run; {_order(meta)}",
+        f"{meta['parameters']['duration_s']:g} s measured; {_order(meta)}",
         *_pinning(meta),
         f"- Receivers ACK every read at once (TCP_QUICKACK): {'yes' if meta['quickack'] else 'no'}. "
         "ngircd and miniircd leave Nagle on (no TCP_NODELAY), so without quick ACKs their lines wait up to "
@@ -224,11 +224,14 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
 
 
 def _order(meta: CompareMeta) -> str:
-    repeat = meta.get("repeat", 1)
+    if "repeat" not in meta:  # written before --repeat: the targets ran one after another
+        return "a fresh server per point; targets one after another."
+    repeat = meta["repeat"]
     if repeat <= 1:
-        return "targets one after another at each client count."
+        return "a fresh server per point; the targets take turns at each client count."
     return (
-        f"each point run {repeat} times, interleaved (every target once, then again), so drift hits all "
+        f"a fresh server per run; each point run {repeat} times, interleaved (every target once, then again), "
+        "so drift hits all "
         "alike; a value is the median of the runs with (min-max) beside it; a ratio is the ratio of medians "
         "with the lowest and highest ratio of any two runs, and is marked ≈1 when that spread crosses 1.0 "
         "(it does not count)."

@@ -116,6 +116,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "and the harness apart with --server-cpus/--harness-cpus on a machine with the cores",
     )
     g.add_argument(
+        "--server-pid",
+        type=int,
+        help="a HOST:PORT target's pid, to sample its CPU/RSS and pin it with --server-cpus (one HOST:PORT target)",
+    )
+    g.add_argument(
         "--rebuild",
         metavar="DIR",
         help="run nothing: re-read the sweeps in DIR (a previous --out); rewrite compare.json, COMPARE.md, charts",
@@ -138,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UsageError("--rate must be positive")
     if args.repeat < 1:
         raise cli.UsageError("--repeat must be at least 1")
+    if args.server_pid is not None and sum(":" in t for t in targets) != 1:
+        raise cli.UsageError("--server-pid names the pid of the one HOST:PORT target among --targets")
     for name in targets:
         make_target(name)  # installed?  (clear error otherwise)
     senders, flood = flood_plan(targets, args.rate, args.senders)
