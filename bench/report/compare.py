@@ -189,7 +189,7 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
         f"{meta['parameters']['payload_bytes']}-byte payload; {meta['parameters']['warmup_s']:g} s warm-up, "
         f"{meta['parameters']['duration_s']:g} s measured; {_order(meta)}",
         *_pinning(meta),
-        f"- Receivers ACK every read at once (TCP_QUICKACK): {'yes' if meta['quickack'] else 'no'}. "
+        f"- Receivers ACK every read at once (TCP_QUICKACK): {_quickack(meta)}. "
         "ngircd and miniircd leave Nagle on (no TCP_NODELAY), so without quick ACKs their lines wait up to "
         "~40 ms for the client's delayed ACK; ours sets TCP_NODELAY.",
         f"- Flood control: ours runs with `--rate-limit 0`; {meta['flood_plan']}; miniircd has none.",
@@ -221,6 +221,15 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
             "bounds and compare them only with care.",
         ]
     return lines
+
+
+def _quickack(meta: CompareMeta) -> str:
+    quick = meta.get("quickack_targets")
+    if quick is None:
+        return "yes" if meta["quickack"] else "no"
+    if set(quick) in (set(meta["targets"]), set()):
+        return "yes" if quick else "no"
+    return f"for {', '.join(quick)} only (the others: delayed ACKs)"
 
 
 def _order(meta: CompareMeta) -> str:

@@ -370,6 +370,7 @@ class CompareMeta(TypedDict):
     flood_plan: str
     environment: dict[str, Any]
     repeat: NotRequired[int]  #: runs per target and client count, interleaved
+    quickack_targets: NotRequired[list[str]]  #: the targets whose receivers ACKed at once
     server_cpus: NotRequired[list[int] | None]  #: --server-cpus
     harness_cpus: NotRequired[list[int] | None]  #: --harness-cpus
 

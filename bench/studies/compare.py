@@ -116,6 +116,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "and the harness apart with --server-cpus/--harness-cpus on a machine with the cores",
     )
     g.add_argument(
+        "--quickack-targets",
+        type=cli.target_list,
+        metavar="LIST",
+        help="only these targets' receivers ACK at once; the others get delayed ACKs (e.g. ngircd,miniircd: the "
+        "peers' best case, ours as most clients would see it). Without it --quickack/--no-quickack applies to all",
+    )
+    g.add_argument(
         "--server-pid",
         type=int,
         help="a HOST:PORT target's pid, to sample its CPU/RSS and pin it with --server-cpus (one HOST:PORT target)",
@@ -145,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UsageError("--repeat must be at least 1")
     if args.server_pid is not None and sum(":" in t for t in targets) != 1:
         raise cli.UsageError("--server-pid names the pid of the one HOST:PORT target among --targets")
+    quick = set(args.quickack_targets or ())
+    if quick - set(targets):
+        raise cli.UsageError(
+            f"--quickack-targets names targets not in --targets: {', '.join(sorted(quick - set(targets)))}"
+        )
     for name in targets:
         make_target(name)  # installed?  (clear error otherwise)
     senders, flood = flood_plan(targets, args.rate, args.senders)
@@ -153,17 +165,23 @@ def run(args: argparse.Namespace) -> int:
     for name in targets:
         replace(base, target=name)  # validates the payload against each protocol
     out = sweep.out_dir(args)
-    series = [
-        sweep.Series(
-            replace(base, target=name, label=f"compare:{name}"),
-            SeriesWriter(
-                out / compare_report.dirname(name),
-                replace(base, target=name, label=f"compare:{name}").parameters(),
-                name,
-                [*args.argv, f"# target {name}"],
-            ),
+    configs = {
+        name: replace(
+            base,
+            target=name,
+            label=f"compare:{name}",
+            quickack=(name in quick) if args.quickack_targets else base.quickack,
         )
         for name in targets
+    }
+    series = [
+        sweep.Series(
+            config,
+            SeriesWriter(
+                out / compare_report.dirname(name), config.parameters(), name, [*args.argv, f"# target {name}"]
+            ),
+        )
+        for name, config in configs.items()
     ]
     # Interleaved at each client count (A B C, A B C with --repeat): drift hits every target alike.
     plan = sweep.Plan(interleave=True, keep_going=True, quiet=args.quiet, prefix=True, repeat=args.repeat)
@@ -184,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         "flood_plan": flood,
         "environment": environment(),
         "repeat": args.repeat,
+        "quickack_targets": [t for t in targets if configs[t].quickack],
         "server_cpus": list(base.server_cpus) if base.server_cpus else None,
         "harness_cpus": list(base.harness_cpus) if base.harness_cpus else None,
     }

@@ -152,7 +152,7 @@ def test_compare_repeats_interleaved_and_pins_server_and_harness_apart(
                 *("compare", "--targets", f"embedded,{host}:{port}", "--server-pid", str(external.pid)),
                 *("--clients", "3", "--rate", "100", "--duration", "0.3", "--warmup", "0.1", "--repeat", "2"),
                 *("--server-cpus", pinning.format_cpus(server), "--harness-cpus", pinning.format_cpus(harness)),
-                *("--out", str(out), "--quiet"),
+                *("--quickack-targets", f"{host}:{port}", "--out", str(out), "--quiet"),
             ]
         )
         assert pinning.process_cpus(external.pid) == server
@@ -164,6 +164,9 @@ def test_compare_repeats_interleaved_and_pins_server_and_harness_apart(
     first = json.loads((out / "embedded" / "run-c00003.json").read_text())
     assert first["parameters"]["server_cpus"] == list(server)
     assert first["parameters"]["workers"] == len(harness)
+    assert first["parameters"]["quickack"] is False  # only the HOST:PORT target ACKs at once
+    other = next(p for p in out.iterdir() if p.is_dir() and p.name != "embedded")
+    assert json.loads((other / "run-c00003-r2.json").read_text())["parameters"]["quickack"] is True
     doc = json.loads((out / "compare.json").read_text())
     assert doc["meta"]["repeat"] == 2 and doc["meta"]["server_cpus"] == list(server)
     ours = doc["series"]["embedded"]["points"]
@@ -175,4 +178,5 @@ def test_compare_repeats_interleaved_and_pins_server_and_harness_apart(
     report = (out / "COMPARE.md").read_text()
     assert "each point run 2 times, interleaved" in report
     assert f"server on CPUs {pinning.format_cpus(server)}" in report
+    assert f"for {host}:{port} only (the others: delayed ACKs)" in report
     assert pinning.process_cpus(os.getpid()) == cpus  # the harness's own pinning was undone
