@@ -66,10 +66,10 @@ SUBCOMMANDS: dict[str, Entry] = {
     "capacity": Entry("bench.studies.capacity", "largest client count within a p95 bound, no loss, no failed conn."),
     "compare": Entry("bench.studies.compare", "the same sweep against ours, ngircd and miniircd; ratios and charts"),
     "gate": Entry("bench.gate.cli", "fan-out regression gate: server vs calibration relay against the baseline"),
-    "cost": Entry("bench.studies.cost", "server CPU time and context switches per delivery, pinned, interleaved"),
     "onebroadcast": Entry("bench.studies.onebroadcast", "time ONE broadcast to N idle clients (the server's floor)"),
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
+    "cost": Entry("bench.studies.cost", "server CPU time and context switches per delivery, pinned, interleaved"),
     "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
 }
 

@@ -180,3 +180,29 @@ def test_compare_repeats_interleaved_and_pins_server_and_harness_apart(
     assert f"server on CPUs {pinning.format_cpus(server)}" in report
     assert f"for {host}:{port} only (the others: delayed ACKs)" in report
     assert pinning.process_cpus(os.getpid()) == cpus  # the harness's own pinning was undone
+
+
+@TWO_CPUS
+def test_cost_measures_cpu_and_switches_per_delivery(tmp_path: Path) -> None:
+    """`bench cost`: our server started, pinned and measured twice; the figures come from real runs."""
+    cpus = pinning.available_cpus()
+    out = tmp_path / "cost"
+    code = cli.main(
+        [
+            *("cost", "--targets", "embedded", "--clients", "4", "--rate", "500", "--duration", "1.5"),
+            *("--warmup", "0.2", "--repeat", "2", "--server-cpus", str(cpus[-1]), "--harness-cpus", str(cpus[0])),
+            *("--out", str(out), "--quiet"),
+        ]
+    )
+    assert code == 0
+    doc = json.loads((out / "cost.json").read_text())
+    assert [r["repeat"] for r in doc["runs"]] == [1, 2]
+    for r in doc["runs"]:
+        assert r["status"] == "ok" and r["delivered_ratio"] == 1.0
+        assert r["cpu_us_per_delivery"] is not None and r["cpu_us_per_delivery"] > 0
+        assert r["switches_per_delivery"] is not None and r["switches_per_delivery"] > 0
+    median, lo, hi = doc["medians"]["embedded"]["cpu_us_per_delivery"]
+    assert lo <= median <= hi
+    assert sorted(p.name for p in (out / "embedded").glob("run-*.json")) == ["run-c00004-r2.json", "run-c00004.json"]
+    with pytest.raises(SystemExit):
+        cli.main(["cost", "--targets", "127.0.0.1:1", "--out", str(tmp_path / "x")])
