@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Protocol, cast
 
-from bench.swarm import DEFAULT_SENDERS, SwarmConfig
+from bench.swarm import DEFAULT_SENDERS, SwarmConfig, pinning
 from bench.targets import TARGET_KINDS, TargetError, make_target
 from bench.wire import PROTOCOLS
 from server.config import FANOUT_STRATEGIES, ServerConfig
@@ -72,6 +72,7 @@ SUBCOMMANDS: dict[str, Entry] = {
     "onebroadcast": Entry("bench.studies.onebroadcast", "time ONE broadcast to N idle clients (the server's floor)"),
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
+    "cost": Entry("bench.studies.cost", "server CPU time and context switches per delivery, pinned, interleaved"),
     "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
     "diff": Entry("bench.studies.diff", "compare two results (or one with a saved baseline): ratios NEW/BASE"),
     "save": Entry("bench.studies.baselines", "keep a results directory as a named baseline for diff --baseline"),
@@ -205,6 +206,20 @@ def clients_options() -> argparse.ArgumentParser:
         help="registrations in flight at once over all workers (default: 64 per worker; ngircd 8, miniircd 4: "
         "their listen backlogs are tiny)",
     )
+    g.add_argument(
+        "--server-cpus",
+        type=pinning.cpu_list,
+        metavar="CPUS",
+        help="pin the server (every thread) to these CPUs, e.g. 0-3 (taskset -c syntax); with --harness-cpus the "
+        "load generator cannot take the server's cores. A HOST:PORT target needs --server-pid",
+    )
+    g.add_argument(
+        "--harness-cpus",
+        type=pinning.cpu_list,
+        metavar="CPUS",
+        help="pin the harness (its worker processes and this process) to these CPUs, e.g. 4-15; disjoint from "
+        "--server-cpus (default --workers: one per CPU listed)",
+    )
     return p
 
 
@@ -297,6 +312,8 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
         send_queue_bytes=get("send_queue_bytes"),
         server_args=tuple(get("server_arg", ())),
         server_pid=get("server_pid"),
+        server_cpus=get("server_cpus"),
+        harness_cpus=get("harness_cpus"),
         progress=not get("quiet", False),
         label=get("label"),
     )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import plots, runline
+from bench.report import plots, repeats, runline
 from bench.report.fmt import ms, num, pct, plural, ratio_pct
 from bench.results import schema
 from bench.results.schema import (
@@ -26,6 +26,7 @@ from bench.results.schema import (
     RunDocument,
 )
 from bench.results.store import load_compare, load_index, load_run, write_json
+from bench.swarm.pinning import format_cpus
 
 #: The target that is "ours" in the ratios when it is among the targets.
 OURS = "embedded"
@@ -77,7 +78,7 @@ def summarize(out: Path, targets: Sequence[str]) -> CompareSummary:
             if doc is not None and first is None:
                 first = doc
             points.append(_point(run, doc))
-        series[name] = {"target": _target_summary(first), "points": points}
+        series[name] = {"target": _target_summary(first), "points": repeats.merge_repeats(points)}
     ours = OURS if OURS in series else targets[0]
     ratios: dict[str, list[CompareRatio]] = {}
     by_clients = {p["clients"]: p for p in series[ours]["points"]}
@@ -90,15 +91,15 @@ def summarize(out: Path, targets: Sequence[str]) -> CompareSummary:
             if mine is None:
                 continue
             ok = mine["status"] == "ok" and peer["status"] == "ok"
-            rows.append(
-                {
-                    "clients": peer["clients"],
-                    "deliveries_per_s": _ratio(mine.get("deliveries_per_s"), peer.get("deliveries_per_s"))
-                    if ok
-                    else None,
-                    "p99": _ratio(mine.get("p99_us"), peer.get("p99_us")) if ok else None,
-                }
-            )
+            row: CompareRatio = {
+                "clients": peer["clients"],
+                "deliveries_per_s": _ratio(mine.get("deliveries_per_s"), peer.get("deliveries_per_s")) if ok else None,
+                "p99": _ratio(mine.get("p99_us"), peer.get("p99_us")) if ok else None,
+            }
+            if ok and ("spread" in mine or "spread" in peer):  # --repeat N
+                row["deliveries_per_s_spread"] = repeats.ratio_spread(mine, peer, "deliveries_per_s")
+                row["p99_spread"] = repeats.ratio_spread(mine, peer, "p99_us")
+            rows.append(row)
         ratios[name] = rows
     return {"ours": ours, "series": series, "ratios": ratios}
 
@@ -178,6 +179,8 @@ def _mark(p: ComparePoint) -> str:
         flags.append(f"{p.get('failed_connections')} failed conns")
     if p.get("load_generator_saturated"):
         flags.append("harness saturated")
+    if p.get("failed_runs"):
+        flags.append(f"{p.get('failed_runs')} of {p.get('runs', 0) + p.get('failed_runs', 0)} runs failed")
     return f" ({', '.join(flags)})" if flags else ""
 
 
@@ -213,8 +216,9 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
         f"- Workload (same for every target): clients {', '.join(str(c) for c in meta['clients'])}; "
         f"{meta['parameters']['senders']} senders among them; {meta['parameters']['rate']:g} messages/s in total; "
         f"{meta['parameters']['payload_bytes']}-byte payload; {meta['parameters']['warmup_s']:g} s warm-up, "
-        f"{meta['parameters']['duration_s']:g} s measured; a fresh server per point; targets one after another.",
-        f"- Receivers ACK every read at once (TCP_QUICKACK): {'yes' if meta['quickack'] else 'no'}. "
+        f"{meta['parameters']['duration_s']:g} s measured; {_order(meta)}",
+        *_pinning(meta),
+        f"- Receivers ACK every read at once (TCP_QUICKACK): {_quickack(meta)}. "
         "ngircd and miniircd leave Nagle on (no TCP_NODELAY), so without quick ACKs their lines wait up to "
         "~40 ms for the client's delayed ACK; ours sets TCP_NODELAY.",
         f"- Flood control: ours runs with `--rate-limit 0`; {meta['flood_plan']}; miniircd has none.",
@@ -249,6 +253,39 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
     return lines
 
 
+def _quickack(meta: CompareMeta) -> str:
+    quick = meta.get("quickack_targets")
+    if quick is None:
+        return "yes" if meta["quickack"] else "no"
+    if set(quick) in (set(meta["targets"]), set()):
+        return "yes" if quick else "no"
+    return f"for {', '.join(quick)} only (the others: delayed ACKs)"
+
+
+def _order(meta: CompareMeta) -> str:
+    if "repeat" not in meta:  # written before --repeat: the targets ran one after another
+        return "a fresh server per point; targets one after another."
+    repeat = meta["repeat"]
+    if repeat <= 1:
+        return "a fresh server per point; the targets take turns at each client count."
+    return (
+        f"a fresh server per run; each point run {repeat} times, interleaved (every target once, then again), "
+        "so drift hits all "
+        "alike; a value is the median of the runs with (min-max) beside it; a ratio is the ratio of medians "
+        "with the lowest and highest ratio of any two runs, and is marked ≈1 when that spread crosses 1.0 "
+        "(it does not count)."
+    )
+
+
+def _pinning(meta: CompareMeta) -> list[str]:
+    server, harness = meta.get("server_cpus"), meta.get("harness_cpus")
+    if not server and not harness:
+        return []
+    return [
+        f"- Pinned apart: server on CPUs {format_cpus(server or [])}, harness on CPUs {format_cpus(harness or [])}."
+    ]
+
+
 def _ratio_tables(summary: CompareSummary) -> list[str]:
     ours = summary["ours"]
     series = summary["series"]
@@ -274,8 +311,10 @@ def _ratio_tables(summary: CompareSummary) -> list[str]:
             a, b = ours_points[row["clients"]], peer_points[row["clients"]]
             lines.append(
                 f"| {row['clients']} | {num(a.get('deliveries_per_s'))}{_mark(a)} | "
-                f"{num(b.get('deliveries_per_s'))}{_mark(b)} | {num(row['deliveries_per_s'], '{:.2f}')} | "
-                f"{ms(a.get('p99_us'))} | {ms(b.get('p99_us'))} | {num(row['p99'], '{:.2f}')} | "
+                f"{num(b.get('deliveries_per_s'))}{_mark(b)} | "
+                f"{repeats.ratio_text(row['deliveries_per_s'], row.get('deliveries_per_s_spread'))} | "
+                f"{repeats.with_spread(a, 'p99_us', ms)} | {repeats.with_spread(b, 'p99_us', ms)} | "
+                f"{repeats.ratio_text(row['p99'], row.get('p99_spread'))} | "
                 f"{_pct(a.get('server_cpu_percent'))} | {_pct(b.get('server_cpu_percent'))} |"
             )
         lines.append("")
@@ -289,8 +328,9 @@ def _all_points(summary: CompareSummary) -> list[str]:
     for name, s in series.items():
         for p in s["points"]:
             lines.append(
-                f"| {name} | {p['clients']} | {num(p.get('deliveries_per_s'))}{_mark(p)} | {ms(p.get('p50_us'))} | "
-                f"{ms(p.get('p99_us'))} | {_pct(p.get('server_cpu_percent'))} | "
+                f"| {name} | {p['clients']} | {num(p.get('deliveries_per_s'))}{_mark(p)} | "
+                f"{repeats.with_spread(p, 'p50_us', ms)} | {repeats.with_spread(p, 'p99_us', ms)} | "
+                f"{repeats.with_spread(p, 'server_cpu_percent', _pct)} | "
                 f"{_pct(p.get('harness_cpu_percent'))} |"
             )
     return lines

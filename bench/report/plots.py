@@ -26,6 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+from matplotlib.typing import ColorType
 from matplotlib.typing import LineStyleType as LineStyle
 
 #: Fixed colours for the known fan-out strategies, so a chart in one report
@@ -461,6 +462,26 @@ COMPARE_CHARTS: tuple[tuple[str, str, str, float, bool], ...] = (
 COMPARE_DPI = 90
 
 
+#: --repeat N: each target's min-max bars are moved sideways by this share of x (log axis),
+#: so the bars of targets at the same client count do not hide each other.
+BAR_DODGE = 0.03
+
+
+def repeated_bars(ax: Axes, pts: Sequence[Mapping[str, Any]], how: tuple[str, float, float], colour: ColorType) -> None:
+    """--repeat N: a bar from the lowest to the highest run at each point (the line joins the
+    medians); ``how`` is (the point's key, the y scale, the x factor that moves the bars aside)."""
+    key, scale, shift = how
+    bars = [
+        (p["clients"] * shift, p[key] * scale, p["spread"][key][0] * scale, p["spread"][key][1] * scale)
+        for p in pts
+        if p["status"] == "ok" and p.get(key) and key in p.get("spread", {})
+    ]
+    if bars:
+        xs, ys, lo, hi = zip(*bars, strict=True)
+        yerr = [[y - low for y, low in zip(ys, lo, strict=True)], [high - y for y, high in zip(ys, hi, strict=True)]]
+        ax.errorbar(xs, ys, yerr=yerr, fmt="none", ecolor=colour, capsize=3, alpha=0.8)
+
+
 def compare_charts(
     points: Mapping[str, Sequence[Mapping[str, Any]]], out: Path, labels: Mapping[str, str] | None = None
 ) -> list[str]:
@@ -475,11 +496,13 @@ def compare_charts(
         return files
     for file, key, label, scale, logy in COMPARE_CHARTS:
         fig, ax = plt.subplots(figsize=(7, 4.2))
-        for name, pts in points.items():
+        for i, (name, pts) in enumerate(points.items()):
             xy = [(p["clients"], p[key] * scale) for p in pts if p["status"] == "ok" and p.get(key)]
             if xy:
                 xs, ys = zip(*xy, strict=True)
-                ax.plot(xs, ys, marker="o", label=(labels or {}).get(name, name))
+                line = ax.plot(xs, ys, marker="o", label=(labels or {}).get(name, name))[0]
+                shift = 1 + BAR_DODGE * (i - (len(points) - 1) / 2)
+                repeated_bars(ax, pts, (key, scale, shift), line.get_color())
         ax.set_xscale("log")
         ax.set_xticks(all_clients)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))

@@ -69,6 +69,8 @@ class SeriesParameters(TypedDict):
     server_args: list[str]
     server_pid: int | None
     label: str | None
+    server_cpus: NotRequired[list[int] | None]  #: --server-cpus (absent in older runs)
+    harness_cpus: NotRequired[list[int] | None]  #: --harness-cpus (absent in older runs)
     warmup_messages: int
     measured_messages: int
     senders_receive: bool
@@ -330,6 +332,19 @@ class ComparePoint(TypedDict):
     server_rss_max_bytes: NotRequired[int | None]
     harness_cpu_percent: NotRequired[float | None]
     load_generator_saturated: NotRequired[bool]
+    #: --repeat N: the point is the median of ``runs`` runs that finished (of ``runs + failed_runs``)
+    runs: NotRequired[int]
+    failed_runs: NotRequired[int]
+    spread: NotRequired[PointSpread]
+
+
+class PointSpread(TypedDict, total=False):
+    """--repeat N: [min, max] over a point's runs, beside the median in :class:`ComparePoint`."""
+
+    deliveries_per_s: list[float]
+    p50_us: list[float]
+    p99_us: list[float]
+    server_cpu_percent: list[float]
 
 
 class CompareSeries(TypedDict):
@@ -342,6 +357,9 @@ class CompareRatio(TypedDict):
     clients: int
     deliveries_per_s: float | None
     p99: float | None
+    #: --repeat N: [lowest, highest] ratio any two runs give (ours min / peer max, ours max / peer min)
+    deliveries_per_s_spread: NotRequired[list[float] | None]
+    p99_spread: NotRequired[list[float] | None]
 
 
 class CompareParameters(TypedDict):
@@ -361,6 +379,10 @@ class CompareMeta(TypedDict):
     quickack: bool
     flood_plan: str
     environment: Environment
+    repeat: NotRequired[int]  #: runs per target and client count, interleaved
+    quickack_targets: NotRequired[list[str]]  #: the targets whose receivers ACKed at once
+    server_cpus: NotRequired[list[int] | None]  #: --server-cpus
+    harness_cpus: NotRequired[list[int] | None]  #: --harness-cpus
 
 
 class CompareSummary(TypedDict):

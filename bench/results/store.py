@@ -150,8 +150,9 @@ def index_entry(doc: RunDocument, file: str) -> IndexEntry:
     }
 
 
-def run_file_name(clients: int) -> str:
-    return f"run-c{clients:05d}.json"
+def run_file_name(clients: int, repeat: int = 1) -> str:
+    """``run-c00100.json``; a repeated point's later runs ``run-c00100-r2.json`` ..."""
+    return f"run-c{clients:05d}.json" if repeat == 1 else f"run-c{clients:05d}-r{repeat}.json"
 
 
 class SeriesWriter:
@@ -176,9 +177,9 @@ class SeriesWriter:
             "runs": [],
         }
 
-    def add(self, doc: RunDocument) -> Path:
+    def add(self, doc: RunDocument, repeat: int = 1) -> Path:
         clients = int(doc["parameters"]["clients"])
-        file = run_file_name(clients)
+        file = run_file_name(clients, repeat)
         path = write_json(self.directory / file, doc)
         self.index["sweep"]["values"].append(clients)
         self.index["runs"].append(index_entry(doc, file))

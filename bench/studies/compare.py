@@ -107,6 +107,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--clients", type=cli.client_counts, default=list(DEFAULT_CLIENTS), help="client counts (comma-separated)"
     )
     g.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each client count N times per target, interleaved (ours, peer, ours, peer ...); the report "
+        "gives the median of the runs with (min-max), and marks a ratio whose spread crosses 1.0. Pin the server "
+        "and the harness apart with --server-cpus/--harness-cpus on a machine with the cores",
+    )
+    g.add_argument(
+        "--quickack-targets",
+        type=cli.target_list,
+        metavar="LIST",
+        help="only these targets' receivers ACK at once; the others get delayed ACKs (e.g. ngircd,miniircd: the "
+        "peers' best case, ours as most clients would see it). Without it --quickack/--no-quickack applies to all",
+    )
+    g.add_argument(
+        "--server-pid",
+        type=int,
+        help="a HOST:PORT target's pid, to sample its CPU/RSS and pin it with --server-cpus (one HOST:PORT target)",
+    )
+    g.add_argument(
         "--rebuild",
         metavar="DIR",
         help="run nothing: re-read the sweeps in DIR (a previous --out); rewrite compare.json, COMPARE.md, charts",
@@ -127,6 +148,15 @@ def run(args: argparse.Namespace) -> int:
     targets: list[str] = args.targets
     if args.rate <= 0:
         raise cli.UsageError("--rate must be positive")
+    if args.repeat < 1:
+        raise cli.UsageError("--repeat must be at least 1")
+    if args.server_pid is not None and sum(":" in t for t in targets) != 1:
+        raise cli.UsageError("--server-pid names the pid of the one HOST:PORT target among --targets")
+    quick = set(args.quickack_targets or ())
+    if quick - set(targets):
+        raise cli.UsageError(
+            f"--quickack-targets names targets not in --targets: {', '.join(sorted(quick - set(targets)))}"
+        )
     for name in targets:
         make_target(name)  # installed?  (clear error otherwise)
     senders, flood = flood_plan(targets, args.rate, args.senders)
@@ -135,19 +165,26 @@ def run(args: argparse.Namespace) -> int:
     for name in targets:
         replace(base, target=name)  # validates the payload against each protocol
     out = sweep.out_dir(args)
-    series = [
-        sweep.Series(
-            replace(base, target=name, label=f"compare:{name}"),
-            SeriesWriter(
-                out / compare_report.dirname(name),
-                replace(base, target=name, label=f"compare:{name}").parameters(),
-                name,
-                [*args.argv, f"# target {name}"],
-            ),
+    configs = {
+        name: replace(
+            base,
+            target=name,
+            label=f"compare:{name}",
+            quickack=(name in quick) if args.quickack_targets else base.quickack,
         )
         for name in targets
+    }
+    series = [
+        sweep.Series(
+            config,
+            SeriesWriter(
+                out / compare_report.dirname(name), config.parameters(), name, [*args.argv, f"# target {name}"]
+            ),
+        )
+        for name, config in configs.items()
     ]
-    plan = sweep.Plan(interleave=False, keep_going=True, quiet=args.quiet, prefix=False)
+    # Interleaved at each client count (A B C, A B C with --repeat): drift hits every target alike.
+    plan = sweep.Plan(interleave=True, keep_going=True, quiet=args.quiet, prefix=True, repeat=args.repeat)
     writers = sweep.run_series(series, args.clients, plan)
     meta: CompareMeta = {
         "targets": targets,
@@ -164,6 +201,10 @@ def run(args: argparse.Namespace) -> int:
         "quickack": args.quickack,
         "flood_plan": flood,
         "environment": environment(),
+        "repeat": args.repeat,
+        "quickack_targets": [t for t in targets if configs[t].quickack],
+        "server_cpus": list(base.server_cpus) if base.server_cpus else None,
+        "harness_cpus": list(base.harness_cpus) if base.harness_cpus else None,
     }
     print(f"comparison: {compare_report.write_report(out, meta)}", file=sys.stderr)
     return 0 if all(w.all_ok for w in writers) else 1

@@ -96,48 +96,53 @@ class Plan:
     keep_going: bool = False  #: run larger counts after a point did not finish
     quiet: bool = False
     prefix: bool = True  #: "label: " before each summary line
+    repeat: int = 1  #: runs per (client count, series); interleaved: A B C A B C at each count
 
 
 def run_series(
     series: Sequence[Series], clients: Sequence[int], plan: Plan, *, run: RunFn = run_swarm
 ) -> list[SeriesWriter]:
     """Every (client count, series) point; each result goes to its series' writer."""
-    by_count = [(n, s) for n in clients for s in series]
-    order = by_count if plan.interleave else [(n, s) for s in series for n in clients]
+    reps = range(1, plan.repeat + 1)
+    by_count = [(n, r, s) for n in clients for r in reps for s in series]
+    order = by_count if plan.interleave else [(n, r, s) for s in series for n in clients for r in reps]
     progress = PointProgress(
-        [estimate_point_s(s.base, n) for n, s in order], sys.stderr, enabled=not plan.quiet and len(order) > 1
+        [estimate_point_s(s.base, n) for n, _, s in order], sys.stderr, enabled=not plan.quiet and len(order) > 1
     )
-    stopped: dict[int, str] = {}
-    for n, s in order:
+    stopped: dict[int, tuple[int, str]] = {}  #: series -> (the count that did not finish, why)
+    for n, r, s in order:
         w = s.writer
-        if not plan.interleave and n == clients[0]:
+        if not plan.interleave and n == clients[0] and r == 1:
             print(f"== {w.label} ==", flush=True)
-        if id(s) in stopped and not plan.keep_going:
-            w.add_error(n, f"skipped: {stopped[id(s)]}")
-            print(f"{w.label} clients={n}: skipped ({stopped[id(s)]})", flush=True)
+        if id(s) in stopped and n > stopped[id(s)][0] and not plan.keep_going:
+            w.add_error(n, f"skipped: {stopped[id(s)][1]}")
+            print(f"{w.label} clients={n}: skipped ({stopped[id(s)][1]})", flush=True)
         else:
-            progress.start(f"{w.label}, {n} clients")
-            doc = run_point(s, n, run)
+            progress.start(f"{w.label}, {n} clients" + (f", run {r}/{plan.repeat}" if plan.repeat > 1 else ""))
+            doc = run_point(s, n, run, r)
             if doc is not None:
                 print(f"{w.label}: {summary_line(doc)}" if plan.prefix else summary_line(doc), flush=True)
                 if not doc.get("completed", True):
                     stopped[id(s)] = (
-                        f"{n} clients did not deliver everything within the {s.base.drain_timeout_s:g} s drain "
-                        "timeout, so larger counts were not run (--keep-going runs them)"
+                        n,
+                        (
+                            f"{n} clients did not deliver everything within the {s.base.drain_timeout_s:g} s drain "
+                            "timeout, so larger counts were not run (--keep-going runs them)"
+                        ),
                     )
         progress.finish()
     return [s.writer for s in series]
 
 
-def run_point(series: Series, clients: int, run: RunFn = run_swarm) -> RunDocument | None:
-    """One point, written to the series; None (and an error entry) if it failed."""
+def run_point(series: Series, clients: int, run: RunFn = run_swarm, repeat: int = 1) -> RunDocument | None:
+    """One point (its ``repeat``-th run), written to the series; None (and an error entry) if it failed."""
     try:
         doc = run(cli.point_config(series.base, clients))
     except (SwarmError, ValueError) as exc:
         series.writer.add_error(clients, str(exc))
         print(f"{series.writer.label} clients={clients}: ERROR {exc}", flush=True)
         return None
-    series.writer.add(doc)
+    series.writer.add(doc, repeat)
     return doc
 
 

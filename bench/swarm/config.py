@@ -10,6 +10,7 @@ from bench import wire
 from bench.measure import probe
 from bench.measure.sampler import DEFAULT_INTERVAL_S
 from bench.results.schema import RunParameters, SeriesParameters
+from bench.swarm import pinning
 from bench.targets import TargetError, target_protocol
 
 #: Default senders when ``--senders`` is not given (capped at the client count).
@@ -50,6 +51,8 @@ class SwarmConfig:
     send_queue_bytes: int | None = None  #: embedded only: --send-queue-bytes
     server_args: tuple[str, ...] = ()  #: embedded only: more server options, verbatim
     server_pid: int | None = None  #: external target: process to sample
+    server_cpus: tuple[int, ...] | None = None  #: pin the server to these CPUs (bench.swarm.pinning)
+    harness_cpus: tuple[int, ...] | None = None  #: pin the workers and this process to these CPUs
     progress: bool = True  #: progress line on stderr for long runs
     label: str | None = None
 
@@ -83,6 +86,8 @@ class SwarmConfig:
         need(self.connect_timeout_s > 0, "--connect-timeout must be positive")
         need(self.drain_timeout_s >= 0, "--drain-timeout must be >= 0")
         need(self.sample_interval_s > 0, "--sample-interval must be positive")
+        why_not = pinning.check_cpus(self.server_cpus or (), self.harness_cpus or ())
+        need(why_not is None, str(why_not))
 
     @property
     def protocol_name(self) -> str:
@@ -96,8 +101,13 @@ class SwarmConfig:
     @property
     def worker_count(self) -> int:
         total = self.clients + (self.sender_count if self.dedicated_senders else 0)
-        # The server always runs on this machine too (loopback only): leave it a CPU.
+        # The server always runs on this machine too (loopback only): leave it a CPU,
+        # or, pinned apart, one worker per harness CPU (or per CPU the server does not have).
         default = max(1, (os.cpu_count() or 2) - 1)
+        if self.harness_cpus:
+            default = len(self.harness_cpus)
+        elif self.server_cpus:
+            default = max(1, len(set(pinning.available_cpus()) - set(self.server_cpus)))
         return max(1, min(self.workers or default, total))
 
     @property
@@ -156,4 +166,6 @@ class SwarmConfig:
             "warmup_messages": self.warmup_messages,
             "measured_messages": self.measured_messages,
             "senders_receive": not self.dedicated_senders,
+            "server_cpus": list(self.server_cpus) if self.server_cpus is not None else None,
+            "harness_cpus": list(self.harness_cpus) if self.harness_cpus is not None else None,
         }

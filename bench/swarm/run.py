@@ -14,6 +14,7 @@ from typing import TextIO
 
 from bench.measure.sampler import ResourceSampler
 from bench.results.schema import Resources, RunDocument
+from bench.swarm import pinning
 from bench.swarm.config import SwarmConfig, SwarmError
 from bench.swarm.document import Collected, build_document
 from bench.swarm.messages import (
@@ -93,6 +94,14 @@ class ProgressLine:
             self.stream.flush()
 
 
+def pin(pid: int, cpus: tuple[int, ...]) -> None:
+    """Every thread of ``pid`` on ``cpus``; a SwarmError if it cannot be."""
+    try:
+        pinning.pin_process(pid, cpus)
+    except pinning.PinningError as exc:
+        raise SwarmError(str(exc)) from None
+
+
 class SwarmRun:
     """One run of a :class:`SwarmConfig`; :meth:`run` returns its document."""
 
@@ -120,11 +129,13 @@ class SwarmRun:
                 "use fewer clients for this target"
             )
         try:
-            host, port = target.start()
-            self.timing["server_start_s"] = round(time.monotonic() - t_start, 3)
-            if target.pid is not None and not self.sampler.watch("server", target.pid, "server"):
-                self.notes.append(f"server pid {target.pid} cannot be sampled")
-            got, resources = self._run_with_target(target, host, port, started_at, t_start)
+            with pinning.pinned_self(config.harness_cpus):
+                host, port = target.start()
+                self.timing["server_start_s"] = round(time.monotonic() - t_start, 3)
+                self._pin_server(target.pid)
+                if target.pid is not None and not self.sampler.watch("server", target.pid, "server"):
+                    self.notes.append(f"server pid {target.pid} cannot be sampled")
+                got, resources = self._run_with_target(target, host, port, started_at, t_start)
         finally:
             self.progress.done()
             self.sampler.stop()
@@ -152,6 +163,8 @@ class SwarmRun:
         self.pool.spawn(plans)
         for h in self.pool.workers:
             assert h.proc.pid is not None
+            if config.harness_cpus is not None:
+                pin(h.proc.pid, config.harness_cpus)
             self.sampler.watch(f"worker-{h.index}", h.proc.pid, "worker")
         self.sampler.start()
         self._register(got)
@@ -163,6 +176,15 @@ class SwarmRun:
         self._collect(got)
         self.sampler.stop()
         return got, self.sampler.result()
+
+    def _pin_server(self, pid: int | None) -> None:
+        """--server-cpus: every thread of the server on those CPUs (a SwarmError if it cannot be)."""
+        cpus = self.config.server_cpus
+        if cpus is None:
+            return
+        if pid is None:
+            raise SwarmError("--server-cpus needs the server's pid: give --server-pid with a HOST:PORT target")
+        pin(pid, cpus)
 
     # -- phases ---------------------------------------------------------------------
 

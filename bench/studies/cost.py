@@ -1,0 +1,257 @@
+"""``python -m bench cost``: what one delivery costs the server, in CPU time and
+context switches -- figures that survive a busy machine, where wall-clock
+latency does not.
+
+For each target (ours, ngircd, miniircd, ...) and repeat, interleaved
+(A B C A B C): start the server, pin it to ``--server-cpus`` (every thread),
+run one swarm point against it with the harness on ``--harness-cpus``, and
+meanwhile read the server's threads from ``/proc`` every
+:data:`PROBE_INTERVAL_S`: their CPU time and their voluntary and involuntary
+context switches.  Reported per run:
+
+``cpu_us_per_delivery``  the server's CPU over the traffic window (psutil,
+                         the run document's ``cpu_percent_window``) / deliveries
+``switches_per_delivery``  the median per-interval rate of context switches
+                         over all the server's threads / deliveries per second
+                         (a voluntary switch is a thread going to sleep: a reader
+                         waiting in recv, the flusher waiting for work; so this
+                         counts the wake-ups a delivery costs)
+``p99_us``, ``delivered_ratio``  from the run document
+
+The median interval is the steady traffic: the run's traffic is most of its
+time (``--duration`` well above the registration time; the default is).
+Medians over the repeats with (min-max) are printed and written to
+``OUT/cost.json`` with every run's figures; each run's document goes to
+``OUT/<target>/``.  Loopback only, Linux only (``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypedDict, cast
+
+from bench import cli
+from bench.results import schema
+from bench.results.store import SeriesWriter, write_json
+from bench.studies import sweep
+from bench.swarm import SwarmConfig, SwarmError, run_swarm
+from bench.swarm.pinning import PinningError, pin_process, threads_of
+from bench.targets import TargetError, make_target
+
+#: Seconds between two reads of the server's threads: short enough for a dozen
+#: intervals in a few seconds of traffic, long enough that reading 1,000 threads'
+#: /proc files stays a small load on the harness's CPU.
+PROBE_INTERVAL_S = 0.5
+#: Clock ticks per second of /proc/PID/task/TID/stat's utime and stime (USER_HZ).
+USER_HZ = 100
+DEFAULT_TARGETS = ("embedded", "ngircd", "miniircd")
+DEFAULT_ROOT = "reports/cost"
+
+
+class CostRun(TypedDict):
+    target: str
+    repeat: int
+    clients: int
+    rate: float
+    status: str  #: "ok" or the error
+    deliveries_per_s: float | None
+    delivered_ratio: float | None
+    p99_us: int | None
+    server_cpu_percent: float | None
+    cpu_us_per_delivery: float | None
+    switches_per_s: float | None
+    switches_per_delivery: float | None
+
+
+class CostDocument(TypedDict):
+    kind: str
+    created_at: str
+    command: list[str]
+    server_cpus: list[int] | None
+    harness_cpus: list[int] | None
+    runs: list[CostRun]
+    medians: dict[str, dict[str, list[float | None]]]  #: target -> figure -> [median, min, max]
+
+
+@dataclass
+class ThreadProbe:
+    """Reads the server's threads every PROBE_INTERVAL_S in a thread of its own."""
+
+    pid: int
+    samples: list[tuple[float, int, int]] = field(default_factory=list)  #: (t, cpu ticks, switches)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def read(self) -> tuple[int, int]:
+        ticks = switches = 0
+        for tid in threads_of(self.pid):
+            base = Path(f"/proc/{self.pid}/task/{tid}")
+            try:
+                stat = (base / "stat").read_text().rsplit(")", 1)[1].split()
+                status = (base / "status").read_text()
+            except OSError:
+                continue  # a thread that ended
+            ticks += int(stat[11]) + int(stat[12])  # utime, stime (fields 14, 15)
+            for line in status.splitlines():
+                if "ctxt_switches:" in line:  # voluntary_ and nonvoluntary_
+                    switches += int(line.split(":")[1])
+        return ticks, switches
+
+    def loop(self) -> None:
+        while not self.stop.wait(PROBE_INTERVAL_S):
+            try:
+                ticks, switches = self.read()
+            except PinningError:
+                return  # the server is gone
+            self.samples.append((time.monotonic(), ticks, switches))
+
+    def steady_switches_per_s(self) -> float | None:
+        """The median over the intervals in which the server used CPU (traffic, not idle)."""
+        rates = [
+            (s1 - s0) / (t1 - t0)
+            for (t0, c0, s0), (t1, c1, s1) in zip(self.samples, self.samples[1:], strict=False)
+            if c1 > c0 and t1 > t0
+        ]
+        return statistics.median(rates) if rates else None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "CPU time and context switches per delivery of each server (ours, ngircd, miniircd), pinned apart from the "
+        "harness, interleaved and repeated: a measurement that holds on a busy machine."
+    )
+    parser.epilog = (
+        "Example (2 cores): `python -m bench cost --clients 100 --rate 200 --repeat 3 --server-cpus 1 "
+        "--harness-cpus 0`. Writes OUT/cost.json and one folder of run documents per target."
+    )
+    g = parser.add_argument_group("cost")
+    g.add_argument("--targets", type=cli.target_list, default=list(DEFAULT_TARGETS), help="comma-separated targets")
+    g.add_argument("--clients", type=int, default=100, help="clients (one point)")
+    g.add_argument("--repeat", type=int, default=3, help="runs per target, interleaved")
+    cli.add_parents(parser, cli.clients_options(), cli.traffic_options(), cli.output_options())
+    parser.set_defaults(reports_root=DEFAULT_ROOT, duration=8.0)
+
+
+def empty_row(config: SwarmConfig, repeat: int, status: str) -> CostRun:
+    return {
+        "target": config.target,
+        "repeat": repeat,
+        "clients": config.clients,
+        "rate": config.rate,
+        "status": status,
+        "deliveries_per_s": None,
+        "delivered_ratio": None,
+        "p99_us": None,
+        "server_cpu_percent": None,
+        "cpu_us_per_delivery": None,
+        "switches_per_s": None,
+        "switches_per_delivery": None,
+    }
+
+
+def one_run(config: SwarmConfig, writer: SeriesWriter, repeat: int) -> CostRun:
+    """Start the target, pin it, run the point against it with the probe reading its threads."""
+    target = make_target(config.target)
+    row = empty_row(config, repeat, "ok")
+    host, port = target.start()
+    try:
+        assert target.pid is not None
+        if config.server_cpus:
+            pin_process(target.pid, config.server_cpus)
+        probe = ThreadProbe(target.pid)
+        reader = threading.Thread(target=probe.loop, name="cost-probe", daemon=True)
+        reader.start()
+        external = replace(
+            config,
+            target=f"{host}:{port}",
+            protocol=target.protocol,
+            server_pid=target.pid,
+            server_cpus=None,
+            connect_batch=config.connect_batch or target.connect_batch,
+        )
+        doc = run_swarm(external)
+        probe.stop.set()
+        reader.join(timeout=PROBE_INTERVAL_S * 4)
+    finally:
+        target.stop()
+    writer.add(doc, repeat)
+    per_s = doc["deliveries"]["per_s"]
+    cpu = schema.server_summary(doc).get("cpu_percent_window")
+    switches = probe.steady_switches_per_s()
+    row.update(
+        {
+            "deliveries_per_s": per_s,
+            "delivered_ratio": doc["deliveries"]["delivered_ratio"],
+            "p99_us": doc["latency_us"]["p99_us"],
+            "server_cpu_percent": cpu,
+            "cpu_us_per_delivery": round(cpu / 100 / per_s * 1e6, 3) if cpu is not None and per_s else None,
+            "switches_per_s": round(switches, 1) if switches is not None else None,
+            "switches_per_delivery": round(switches / per_s, 4) if switches is not None and per_s else None,
+        }
+    )
+    return row
+
+
+FIGURES = ("cpu_us_per_delivery", "switches_per_delivery", "p99_us", "server_cpu_percent", "deliveries_per_s")
+
+
+def medians(runs: list[CostRun], targets: list[str]) -> dict[str, dict[str, list[float | None]]]:
+    """target -> figure -> [median, min, max] over its runs that finished."""
+    out: dict[str, dict[str, list[float | None]]] = {}
+    for name in targets:
+        mine = [r for r in runs if r["target"] == name and r["status"] == "ok"]
+        out[name] = {}
+        for key in FIGURES:
+            values = [float(v) for r in mine if isinstance(v := cast(Mapping[str, object], r)[key], (int, float))]
+            out[name][key] = [statistics.median(values), min(values), max(values)] if values else [None, None, None]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeat < 1:
+        raise cli.UsageError("--repeat must be at least 1")
+    targets: list[str] = args.targets
+    if any(":" in t for t in targets):
+        raise cli.UsageError("cost starts its targets itself: name them (embedded, ngircd, miniircd), not HOST:PORT")
+    base = cli.swarm_config(args, args.clients)
+    out = sweep.out_dir(args)
+    writers = {n: SeriesWriter(out / n, replace(base, target=n).parameters(), n, args.argv) for n in targets}
+    runs: list[CostRun] = []
+    for rep in range(1, args.repeat + 1):
+        for name in targets:
+            config = replace(base, target=name, label=f"cost:{name}")
+            try:
+                row = one_run(config, writers[name], rep)
+            except (SwarmError, TargetError, ValueError, OSError, PinningError) as exc:
+                row = empty_row(config, rep, f"error: {exc}")
+            runs.append(row)
+            print(json.dumps(row), flush=True)
+    doc: CostDocument = {
+        "kind": "chatbench.cost",
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": list(args.argv),
+        "server_cpus": list(base.server_cpus) if base.server_cpus else None,
+        "harness_cpus": list(base.harness_cpus) if base.harness_cpus else None,
+        "runs": runs,
+        "medians": medians(runs, targets),
+    }
+    write_json(out / "cost.json", doc)
+    for name, figs in doc["medians"].items():
+        text = "; ".join(f"{k} {_fmt(v)}" for k, v in figs.items())
+        print(f"{name}: {text}")
+    print(f"cost: {out / 'cost.json'}", file=sys.stderr)
+    return 0 if all(r["status"] == "ok" for r in runs) else 1
+
+
+def _fmt(v: list[float | None]) -> str:
+    if v[0] is None:
+        return "-"
+    return f"{v[0]:.4g} ({v[1]:.4g}-{v[2]:.4g})"
