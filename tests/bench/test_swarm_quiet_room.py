@@ -102,7 +102,9 @@ def test_traffic_starts_only_once_registration_traffic_has_stopped(noisy_relay: 
     assert doc["integrity"]["faults"] == 0
 
 
-def test_a_quiet_target_costs_one_quiet_spell() -> None:
+def test_a_quiet_target_is_not_held_to_the_timeout() -> None:
     doc = run_swarm(SwarmConfig(clients=4, rate=0, messages=8, workers=1, progress=False, sample_interval_s=0.2))
-    # At least one quiet spell, and nowhere near the give-up time.
-    assert QUIET_S <= doc["timing"]["settle_s"] < SETTLE_TIMEOUT_S / 2, doc["timing"]
+    # The quiet spell may have begun before the wait did (the last join notice
+    # arrived during registration), so the wait can be shorter than QUIET_S.
+    assert 0 < doc["timing"]["settle_s"] < SETTLE_TIMEOUT_S / 2, doc["timing"]
+    assert doc["deliveries"]["delivered"] == doc["deliveries"]["expected"]
