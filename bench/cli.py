@@ -69,6 +69,7 @@ SUBCOMMANDS: dict[str, Entry] = {
     "onebroadcast": Entry("bench.studies.onebroadcast", "time ONE broadcast to N idle clients (the server's floor)"),
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
+    "selftest": Entry("bench.studies.selftest", "the harness against a fault-injecting relay: exact counts, latency"),
     "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
 }
 

@@ -196,7 +196,8 @@ class FaultRelay:
         first_probe_ns = 0
         while True:
             for line in lines:
-                first_probe_ns = self._relay_line(sock, member.name, line) or first_probe_ns
+                intended = self._relay_line(sock, member.name, line)
+                first_probe_ns = first_probe_ns or intended
             if pausing and first_probe_ns and time.monotonic_ns() >= first_probe_ns + opts.pause_at_ms * 1e6:
                 pausing = False
                 log.info("not reading from sender %s for %.0f ms", member.cid, opts.pause_ms)
@@ -263,8 +264,9 @@ class FaultRelay:
                 m.sock.sendall(out)
             except OSError:
                 continue
+            sent_ns = time.monotonic_ns()  # before the lock: waiting for it is not the relay's delivery time
             with self._cond:
-                self.outcome.record(time.monotonic_ns(), timings)
+                self.outcome.record(sent_ns, timings)
             if m.cut:
                 self._cut(m)
 

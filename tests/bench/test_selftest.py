@@ -1,0 +1,118 @@
+"""The selftest: the harness against the fault-injecting relay, at CI scale.
+
+The exact-count scenario (drops, duplicates, swaps, corruptions per receiver
+and sender, and a disconnect) must match to the message: a harness change
+that miscounts by one fails here.  The latency scenarios run small, with the
+wide CI tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.measure import probe
+from bench.measure.integrity import IntegrityTracker, total
+from bench.studies import selftest
+from bench.targets.faultplan import FAULT_SPACING, DelayModel, FaultOptions, client_id, plan_faults
+from bench.targets.faultrelay import corrupt_text, option_argv
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _failed(out: selftest.Outcome) -> list[selftest.Check]:
+    return [c for c in out.checks if not c["ok"]]
+
+
+def test_exact_counts_per_receiver_and_sender() -> None:
+    out, _ = selftest.selftest(ci=True, only={"integrity"})
+    assert out.checks, "the integrity scenario ran no checks"
+    assert not _failed(out), selftest.table(out)
+    rows = {c["check"]: c for c in out.checks}
+    # Every kind of fault was injected (so a miscount could not pass as zero = zero).
+    for name in ("duplicated", "reordered", "corrupted"):
+        assert int(rows[f"{name} (total)"]["expected"]) == 3
+    assert int(rows["lost (total)"]["expected"]) > 3  # 3 drops + the disconnected receiver's
+
+
+def test_latency_stall_and_pause_scenarios_small() -> None:
+    out, figures = selftest.selftest(ci=True, only={"constant-20", "uniform-20", "stall", "pause"})
+    assert not _failed(out), selftest.table(out)
+    assert {c["scenario"] for c in out.checks} == {"constant-20", "uniform-20", "stall", "pause"}
+    pause_max = next(c for c in out.checks if c["scenario"] == "pause" and c["check"] == "max ms")
+    assert float(pause_max["reported"]) > 200  # the 300 ms read pause shows as latency
+    assert figures["stall"]
+
+
+def test_fault_plan_is_seeded_spaced_and_avoids_the_disconnected_receiver() -> None:
+    opts = FaultOptions(seed=7, senders=3, clients=6, seq_lo=0, seq_hi=60, drop=4, swap=4, corrupt=2, disconnect=5)
+    plan = plan_faults(opts)
+    assert plan == plan_faults(opts)
+    assert plan != plan_faults(FaultOptions(**{**opts.__dict__, "seed": 8}))
+    assert len({(f.sender, f.seq) for f in plan}) == len(plan) == 10
+    for f in plan:
+        assert f.receiver not in (f.sender, 5) and f.seq % FAULT_SPACING == 0 and f.seq + 1 < 60
+    with pytest.raises(ValueError, match="widen the seq range"):
+        plan_faults(FaultOptions(senders=1, clients=3, seq_lo=0, seq_hi=4, drop=5))
+
+
+def test_delay_model_stall_moves_due_times_to_the_window_end_and_keeps_order() -> None:
+    model = DelayModel(FaultOptions(delay_ms=1, stall_every_ms=1000, stall_ms=200))
+    second = 10**9
+    assert model.due_ns(0, 0, 5 * second + 50_000_000) == 5 * second + 200_000_000  # in the window: held
+    assert model.due_ns(0, 1, 5 * second + 500_000_000) == 5 * second + 501_000_000
+    assert model.due_ns(0, 2, 5 * second) == 5 * second + 501_000_000  # never before its predecessor
+    uniform = DelayModel(FaultOptions(seed=3, uniform_ms=(5, 50)))
+    fractions = [uniform.uniform_fraction(1, q) for q in range(2000)]
+    assert 0 <= min(fractions) < 0.01 and 0.99 < max(fractions) < 1
+    assert 0.45 < sum(fractions) / len(fractions) < 0.55
+
+
+def test_corrupt_text_changes_one_payload_byte_and_keeps_the_header() -> None:
+    text = probe.encode_probe(3, 17, 123456789, probe.make_payload(20, 3, 17))
+    bad = corrupt_text(text)
+    assert len(bad) == len(text) and sum(a != b for a, b in zip(text, bad, strict=True)) == 1
+    with pytest.raises(probe.CorruptProbe):
+        probe.parse_probe(bad)
+    assert probe.probe_header(bad) == (3, 17)
+    assert client_id("cbx1y2-17") == 17 and client_id("alice") is None
+
+
+def test_integrity_counts_per_sender_add_up_to_the_totals() -> None:
+    t = IntegrityTracker()
+    for seq in (0, 2, 1, 1, 3):  # 1 reordered, then duplicated
+        t.observe(0, seq)
+    t.observe(1, 0)
+    t.observe_corrupt(1, 1)
+    t.observe_corrupt()
+    sent = {0: 5, 1: 3, 2: 2}
+    by_sender = t.finish_by_sender(sent, skip_sender=2)
+    assert by_sender[0].as_dict() == {"lost": 1, "duplicated": 1, "reordered": 1, "corrupted": 0}
+    assert by_sender[1].as_dict() == {"lost": 1, "duplicated": 0, "reordered": 0, "corrupted": 1}
+    assert by_sender[-1].corrupted == 1
+    assert total(by_sender.values()) == t.finish(sent, skip_sender=2)
+
+
+def test_relay_refuses_impossible_faults_with_one_line(tmp_path: object) -> None:
+    argv = option_argv(FaultOptions(senders=1, clients=2, seq_lo=0, seq_hi=3, drop=9), f"{tmp_path}/s.json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.targets.faultrelay", *argv], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2
+    assert "bad fault options" in proc.stderr and "widen the seq range" in proc.stderr
+
+
+def test_selftest_command_writes_json_and_its_exit_status(tmp_path: object) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "selftest", "--ci", "--only", "integrity", "--quiet", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "per (receiver, sender) pair" in proc.stdout
+    doc = json.loads((tmp_path / "selftest.json").read_text())  # type: ignore[operator]
+    assert doc["failed"] == 0 and doc["checks"]
