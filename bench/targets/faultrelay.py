@@ -55,12 +55,11 @@ from bench.targets.faultplan import (
     options_dict,
     plan_faults,
 )
+from bench.targets.relay import RECV_BYTES, accept_forever, read_name
 from server import protocol
 
 log = logging.getLogger(__name__)
 
-#: Bytes one ``recv`` may return.
-RECV_BYTES = 65536
 #: Pending connections the listener queues: the swarm connects up to ~1,000 at once.
 LISTEN_BACKLOG = 1024
 #: Longest the delivery thread sleeps with nothing due (seconds): it is woken
@@ -158,31 +157,22 @@ class FaultRelay:
 
     def serve_forever(self) -> None:
         threading.Thread(target=self._deliver_forever, name="deliver", daemon=True).start()
-        while True:
-            sock, _ = self._listener.accept()
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._session, args=(sock,), daemon=True).start()
+        accept_forever(self._listener, self._session)
 
     # -- reading -----------------------------------------------------------------
 
     def _session(self, sock: socket.socket) -> None:
-        decoder = protocol.LineDecoder(protocol.DEFAULT_MAX_LINE_BYTES, discard_oversized=True)
         try:
-            sock.sendall(protocol.encode_prompt())
-            lines: list[bytes] = []
-            while not lines:
-                data = sock.recv(RECV_BYTES)
-                if not data:
-                    return
-                lines = decoder.feed(data)
-            name = protocol.decode_text(lines[0]).strip()
+            if (registered := read_name(sock)) is None:
+                return
+            name, lines, decoder = registered
             member = Member(sock, name, client_id(name))
             with self._cond:
                 online = sorted([m.name for m in self._members] + [name], key=str.casefold)
                 sock.sendall(protocol.encode_welcome(name, online))
                 self._members = (*self._members, member)
                 self._queue(time.monotonic_ns(), None, protocol.encode_joined(name), -1, 0, 0)
-            self._read(sock, member, decoder, lines[1:])
+            self._read(sock, member, decoder, lines)
         except OSError:
             pass
         finally:
