@@ -56,6 +56,10 @@ class FaultOptions:
     pause_sender: int | None = None  #: sender id the relay stops reading from ...
     pause_at_ms: float = 0.0  #: ... this long after its first probe ...
     pause_ms: float = 0.0  #: ... for this long
+    #: The swarm's total send rate (messages/s; 0: unknown).  With it the relay
+    #: checks every probe's intended time against the open-loop timetable
+    #: (:class:`Timetable`), which it knows independently of the probes.
+    rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,46 @@ class DelayModel:
         return due
 
 
+#: A probe's intended time may differ from the timetable by this much (ns):
+#: the swarm rounds ``m * 1e9 / rate`` down to whole nanoseconds.
+TIMETABLE_SLACK_NS = 1_000
+
+
+class TimetableRecord(TypedDict):
+    checked: int  #: probes compared with the timetable
+    off: int  #: probes whose intended time is not their timetable slot
+    max_off_us: float
+
+
+class Timetable:
+    """The swarm's open-loop timetable (``bench.swarm.plan.Schedule``): message
+    ``m = seq * senders + sender`` is due at ``t0 + m / rate``.  ``t0`` comes
+    from the first probe; every later probe must carry exactly its slot's time.
+    A harness that stamped the *actual* send time would be found out here
+    whenever its sender ran late."""
+
+    def __init__(self, senders: int, rate: float) -> None:
+        self.senders = senders
+        self.step_s = 1 / rate
+        self.t0: int | None = None
+        self.checked = 0
+        self.off = 0
+        self.max_off_ns = 0
+
+    def check(self, sender: int, seq: int, intended_ns: int) -> None:
+        offset = int((seq * self.senders + sender) * 1_000_000_000 * self.step_s)
+        if self.t0 is None:
+            self.t0 = intended_ns - offset
+        deviation = abs(intended_ns - (self.t0 + offset))
+        self.checked += 1
+        if deviation > TIMETABLE_SLACK_NS:
+            self.off += 1
+            self.max_off_ns = max(self.max_off_ns, deviation)
+
+    def record(self) -> TimetableRecord:
+        return TimetableRecord(checked=self.checked, off=self.off, max_off_us=round(self.max_off_ns / 1000, 1))
+
+
 class FaultRecord(TypedDict):
     kind: str
     sender: int
@@ -151,6 +195,7 @@ class ScheduleFile(TypedDict):
     #: the disconnected receiver's deliveries before it was cut off, per sender id
     disconnect_delivered: dict[str, int] | None
     latency: LatencyRecord | None
+    timetable: TimetableRecord | None  #: with ``--rate``
     finished: bool
 
 

@@ -51,6 +51,7 @@ from bench.targets.faultplan import (
     FaultRecord,
     LatencyRecord,
     ScheduleFile,
+    Timetable,
     client_id,
     options_dict,
     plan_faults,
@@ -93,6 +94,7 @@ class Outcome:
         self.passthrough = LatencyHistogram()
         self.above_100ms = 0
         self.disconnect_delivered: dict[int, int] | None = None
+        self.timetable: Timetable | None = None
 
     def record(self, sent_ns: int, timings: list[tuple[int, int]]) -> None:
         """Probes handed to the kernel at ``sent_ns``: their (intended, due)."""
@@ -120,6 +122,7 @@ class Outcome:
             faults=faults,
             disconnect_delivered={str(k): v for k, v in cut.items()} if cut is not None else None,
             latency=latency if finished else None,
+            timetable=self.timetable.record() if self.timetable is not None else None,
             finished=finished,
         )
 
@@ -142,6 +145,8 @@ class FaultRelay:
         self.delays = DelayModel(opts)
         faults = plan_faults(opts)
         self.outcome = Outcome(faults)
+        if opts.rate > 0:
+            self.outcome.timetable = Timetable(opts.senders, opts.rate)
         self._faults: dict[tuple[int, int], dict[int, Fault]] = {}
         for f in faults:
             self._faults.setdefault((f.sender, f.seq), {})[f.receiver] = f
@@ -208,6 +213,8 @@ class FaultRelay:
                 self._queue(time.monotonic_ns(), sock, data, -1, 0, 0)
             return 0
         with self._cond:
+            if self.outcome.timetable is not None:
+                self.outcome.timetable.check(p.sender, p.seq, p.intended_ns)
             due = self.delays.due_ns(p.sender, p.seq, p.intended_ns)
             self._queue(due, sock, data, p.sender, p.seq, p.intended_ns)
         return p.intended_ns
@@ -379,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         "disconnect_after": "disconnect --disconnect after this many probes delivered to it",
     }
     for f in fields(FaultOptions):
-        kind = _pair if f.name == "uniform_ms" else (float if "ms" in f.name else int)
+        kind = _pair if f.name == "uniform_ms" else (float if isinstance(f.default, float) else int)
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             type=kind,

@@ -181,7 +181,7 @@ def test_usage_errors_are_one_line_and_point_at_help(capsys: pytest.CaptureFixtu
 
 
 def test_one_command_line_has_every_subcommand() -> None:
-    names = ["sweep", "run", "capacity", "compare", "gate", "onebroadcast", "soak", "replay", "report"]
+    names = ["sweep", "run", "capacity", "compare", "gate", "onebroadcast", "soak", "replay", "selftest", "report"]
     assert list(cli.SUBCOMMANDS) == names
     for name in ("sweep", "run", "capacity", "compare", "soak", "replay", "report"):
         module = cli.load(name)

@@ -17,7 +17,7 @@ import pytest
 from bench.measure import probe
 from bench.measure.integrity import IntegrityTracker, total
 from bench.studies import selftest
-from bench.targets.faultplan import FAULT_SPACING, DelayModel, FaultOptions, client_id, plan_faults
+from bench.targets.faultplan import FAULT_SPACING, DelayModel, FaultOptions, Timetable, client_id, plan_faults
 from bench.targets.faultrelay import corrupt_text, option_argv
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,6 +45,25 @@ def test_latency_stall_and_pause_scenarios_small() -> None:
     pause_max = next(c for c in out.checks if c["scenario"] == "pause" and c["check"] == "max ms")
     assert float(pause_max["reported"]) > 200  # the 300 ms read pause shows as latency
     assert figures["stall"]
+
+
+def test_harness_stall_keeps_the_timetable_and_shows_as_latency() -> None:
+    """The swarm's workers are stopped 200 ms mid-run: every probe still carries
+    its open-loop intended time, so the late sends show as latency."""
+    out, _ = selftest.selftest(ci=True, only={"harness-stall"})
+    assert not _failed(out), selftest.table(out)
+    checks = {c["check"]: c for c in out.checks}
+    assert checks["probes off the timetable"]["reported"].startswith("0 of ")
+    assert float(checks["harness stop shows (max ms)"]["reported"]) >= 150
+
+
+def test_timetable_flags_a_probe_stamped_with_its_actual_send_time() -> None:
+    table = Timetable(senders=2, rate=1000.0)  # m = seq * 2 + sender, 1 ms apart
+    for seq in range(3):
+        for sender in range(2):
+            table.check(sender, seq, 5_000_000 + (seq * 2 + sender) * 1_000_000)
+    table.check(0, 3, 5_000_000 + 6 * 1_000_000 + 40_000)  # sent 40 us late, stamped late
+    assert table.record() == {"checked": 7, "off": 1, "max_off_us": 40.0}
 
 
 def test_fault_plan_is_seeded_spaced_and_avoids_the_disconnected_receiver() -> None:
