@@ -73,6 +73,15 @@ STOP_AFTER_S = 1.8
 STOP_SHOWN = 0.75
 #: Longest wait (seconds) for the swarm's worker processes to appear.
 WORKERS_APPEAR_S = 30.0
+#: The ceiling ramp: messages/s over 10 senders among this many clients (so
+#: x49 deliveries/s, into one worker), each step this long; it stops when
+#: the worker's read lag p99 exceeds this factor x the ramp's lowest, at least
+#: the floor (microseconds).
+CEILING_CLIENTS = 50
+CEILING_RATES = (200.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
+CEILING_STEP_S = 1.0
+CEILING_LAG_FACTOR = 3.0
+CEILING_LAG_FLOOR_US = 1_000
 #: Percentiles compared (HDR percentile, label); the max is compared too.
 PERCENTILES = ((50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9"))
 
@@ -307,6 +316,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "default: also the latency scenarios at 1,000 clients (make selftest, under 2 minutes)."
     )
     parser.add_argument("--ci", action="store_true", help="small scale, latency within 10%% + 5 ms + the read lag")
+    parser.add_argument(
+        "--no-ceiling", action="store_true", help="skip the harness ceiling ramp (skipped with --ci or --only anyway)"
+    )
     parser.add_argument("--only", help="comma-separated scenario names (default: all)")
     parser.add_argument("--out", default="reports/selftest", help="directory for selftest.json (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress output on stderr")
@@ -332,6 +344,68 @@ def selftest(ci: bool, only: set[str] | None = None, quiet: bool = True) -> tupl
     return out, figures
 
 
+class CeilingStep(TypedDict):
+    offered_per_s: float  #: deliveries/s asked of the one worker
+    delivered_per_s: float | None
+    delivered_ratio: float | None
+    receive_lag_p99_us: float | None
+
+
+class Ceiling(TypedDict):
+    """The harness's own ceiling on this machine: the most deliveries/s one
+    worker took while its read lag stayed flat."""
+
+    deliveries_per_s_per_worker: float | None
+    lag_bound_us: float
+    reached: bool  #: the lag grew (or deliveries went missing) within the ramp
+    steps: list[CeilingStep]
+
+
+def harness_ceiling(quiet: bool) -> Ceiling:
+    """Ramp the deliveries one worker receives (our server, queued fan-out,
+    :data:`CEILING_CLIENTS` clients) until its read lag p99 passes
+    :data:`CEILING_LAG_FACTOR` x the lowest so far (at least
+    :data:`CEILING_LAG_FLOOR_US`) or deliveries go missing."""
+    steps: list[CeilingStep] = []
+    best: float | None = None
+    bound = float(CEILING_LAG_FLOOR_US)
+    flat = float("inf")  # the lowest read lag p99 of the ramp so far
+    for rate in CEILING_RATES:
+        config = SwarmConfig(
+            clients=CEILING_CLIENTS, senders=10, rate=rate, duration_s=CEILING_STEP_S, warmup_s=0.2, workers=1,
+            progress=not quiet, label="selftest ceiling",
+        )  # fmt: skip
+        doc: RunDocument = run_swarm(config)  # type: ignore[assignment]
+        lag = ceiling(doc)["receive_lag_p99_us"]
+        d = doc["deliveries"]
+        steps.append(
+            CeilingStep(
+                offered_per_s=d["offered_per_s"] or 0.0,
+                delivered_per_s=d["per_s"],
+                delivered_ratio=d["delivered_ratio"],
+                receive_lag_p99_us=lag,
+            )
+        )
+        if lag is not None:
+            flat = min(flat, lag)
+            bound = max(CEILING_LAG_FLOOR_US, CEILING_LAG_FACTOR * flat)
+        if lag is None or lag > bound or (d["delivered_ratio"] or 0) < 1:
+            return Ceiling(deliveries_per_s_per_worker=best, lag_bound_us=bound, reached=True, steps=steps)
+        best = d["per_s"]
+    return Ceiling(deliveries_per_s_per_worker=best, lag_bound_us=bound, reached=False, steps=steps)
+
+
+def ceiling_line(top: Ceiling) -> str:
+    steps = ", ".join(
+        f"{s['delivered_per_s'] or 0:,.0f}/s: lag p99 {(s['receive_lag_p99_us'] or 0) / 1000:.1f} ms"
+        for s in top["steps"]
+    )
+    best = f"{top['deliveries_per_s_per_worker'] or 0:,.0f}"
+    if not top["reached"]:
+        best = "at least " + best
+    return f"harness ceiling: {best} deliveries/s per worker with a flat read lag ({steps})"
+
+
 def table(out: Outcome) -> str:
     rows = [("scenario", "check", "expected", "reported", "result")]
     rows += [
@@ -351,9 +425,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     failed = [c for c in out.checks if not c["ok"]]
     print(table(out))
+    top = None if (args.ci or only or args.no_ceiling) else harness_ceiling(args.quiet)
+    if top is not None:
+        print("\n" + ceiling_line(top))
     path = write_json(
         Path(args.out) / "selftest.json",
-        {"kind": "selftest", "ci": args.ci, "checks": out.checks, "harness": figures, "failed": len(failed)},
+        {
+            "kind": "selftest",
+            "ci": args.ci,
+            "checks": out.checks,
+            "harness": figures,
+            "ceiling": top,
+            "failed": len(failed),
+        },
     )
     print(f"\n{len(out.checks) - len(failed)}/{len(out.checks)} checks passed in {time.monotonic() - t0:.0f} s; {path}")
     return 1 if failed else 0
