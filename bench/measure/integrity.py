@@ -172,6 +172,21 @@ class IntegrityTracker:
             count=n,
         )
 
+    def start_at(self, sender: int, seq: int) -> None:
+        """This receiver joined while ``sender`` was already sending: count
+        its messages from ``seq`` on (call before the first observe of that
+        sender; the Locust users, whose users join and leave mid-stream)."""
+        self._next.setdefault(sender, seq)
+
+    def knows(self, sender: int) -> bool:
+        """Whether anything from ``sender`` arrived yet."""
+        return sender in self._next
+
+    def gaps(self) -> dict[int, int]:
+        """Per sender, the messages missing *between* the first and the last
+        that arrived (the loss a receiver that came and went can be sure of)."""
+        return {sender: len(holes) for sender, holes in self._holes.items() if holes}
+
     def _skip(self, sender: int, expected: int, seq: int) -> None:
         """``seq`` came ahead of ``expected``: the numbers between are holes."""
         holes = self._holes.get(sender)
