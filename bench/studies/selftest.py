@@ -36,17 +36,20 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 import psutil
 
 from bench.measure.stats import LatencyHistogram
 from bench.results.schema import RunDocument
 from bench.results.store import write_json
+from bench.studies import selftest_locust
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
 from bench.swarm.plan import Schedule
+from bench.targets import TargetError
 from bench.targets.faultplan import FaultOptions, ScheduleFile
 from bench.targets.faultrelay import option_argv
 
@@ -190,7 +193,9 @@ def run_scenario(sc: Scenario, workdir: Path, quiet: bool) -> tuple[RunDocument,
 
 # -- the checks -------------------------------------------------------------------
 
-Pairs = dict[tuple[int, int], tuple[int, int, int, int]]
+Counts = tuple[int, int, int, int]  #: lost, duplicated, reordered, corrupted
+Pairs = dict[tuple[int, int], Counts]
+K = TypeVar("K", int, str)  #: a receiver: the swarm's client id, or a Locust user's name
 
 
 def expected_pairs(doc: RunDocument, sched: ScheduleFile) -> Pairs:
@@ -221,14 +226,38 @@ def reported_pairs(doc: RunDocument) -> Pairs:
 
 def check_integrity(sc: Scenario, doc: RunDocument, sched: ScheduleFile, out: Outcome) -> None:
     out.add(sc.name, "all messages sent", 0, doc["messages"]["unsent"], doc["messages"]["unsent"] == 0)
-    want, got = expected_pairs(doc, sched), reported_pairs(doc)
-    names = ("lost", "duplicated", "reordered", "corrupted")
-    for i, name in enumerate(names):
+    totals = doc["integrity"]
+    reported = (totals["lost"], totals["duplicated"], totals["reordered"], totals["corrupted"])
+    compare_pairs(sc.name, expected_pairs(doc, sched), reported_pairs(doc), reported, out)
+
+
+def compare_pairs(
+    scenario: str,
+    want: Mapping[tuple[K, int], Counts],
+    got: Mapping[tuple[K, int], Counts],
+    reported: Counts,
+    out: Outcome,
+) -> None:
+    """The four totals, then every (receiver, sender) pair: equal, no more and no less."""
+    for i, name in enumerate(("lost", "duplicated", "reordered", "corrupted")):
         total_want = sum(v[i] for v in want.values())
-        out.add(sc.name, f"{name} (total)", total_want, doc["integrity"][name], doc["integrity"][name] == total_want)  # type: ignore[literal-required]
-    wrong = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
+        out.add(scenario, f"{name} (total)", total_want, reported[i], reported[i] == total_want)
+    wrong = [k for k in want.keys() | got.keys() if want.get(k) != got.get(k)]
     shown = "; ".join(f"r{r}<-s{s}: want {want.get((r, s))} got {got.get((r, s))}" for r, s in wrong[:3])
-    out.add(sc.name, "per (receiver, sender) pair", f"{len(want)} pairs", shown or f"{len(got)} pairs", not wrong)
+    out.add(scenario, "per (receiver, sender) pair", f"{len(want)} pairs", shown or f"{len(got)} pairs", not wrong)
+
+
+def check_locust(workdir: Path, out: Outcome) -> None:
+    """``--locust``: Locust's master and two workers against the relay, exact per pair."""
+    result, sched = selftest_locust.run_locust(workdir)
+    name = "locust-integrity"
+    merged = result["integrity"]
+    reported = (merged["lost"], merged["duplicated"], merged["reordered"], merged["corrupted"])
+    compare_pairs(
+        name, selftest_locust.expected_locust_pairs(sched), selftest_locust.reported_locust_pairs(result), reported, out
+    )
+    workers = result.get("per_worker_count", {})
+    out.add(name, "master merged 2 workers", 2, len(workers), result.get("role") == "master" and len(workers) == 2)
 
 
 def check_latency(sc: Scenario, doc: RunDocument, sched: ScheduleFile, out: Outcome, ci: bool) -> None:
@@ -319,12 +348,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-ceiling", action="store_true", help="skip the harness ceiling ramp (skipped with --ci or --only anyway)"
     )
+    parser.add_argument(
+        "--locust",
+        action="store_true",
+        help="also Locust's master and two workers (--processes 2): exact counts per pair",
+    )
     parser.add_argument("--only", help="comma-separated scenario names (default: all)")
     parser.add_argument("--out", default="reports/selftest", help="directory for selftest.json (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress output on stderr")
 
 
-def selftest(ci: bool, only: set[str] | None = None, quiet: bool = True) -> tuple[Outcome, dict[str, object]]:
+def selftest(
+    ci: bool, only: set[str] | None = None, quiet: bool = True, locust: bool = False
+) -> tuple[Outcome, dict[str, object]]:
     """Run the scenarios; the checks and, per scenario, the harness's ceiling figures."""
     out = Outcome()
     figures: dict[str, object] = {}
@@ -341,6 +377,8 @@ def selftest(ci: bool, only: set[str] | None = None, quiet: bool = True) -> tupl
                 check_latency(sc, doc, sched, out, ci)
             check_timetable(sc, sched, out)
             figures[sc.name] = ceiling(doc)
+        if locust:
+            check_locust(Path(tmp), out)
     return out, figures
 
 
@@ -419,8 +457,8 @@ def run(args: argparse.Namespace) -> int:
     only = set(args.only.split(",")) if args.only else None
     t0 = time.monotonic()
     try:
-        out, figures = selftest(args.ci, only, args.quiet)
-    except SwarmError as exc:
+        out, figures = selftest(args.ci, only, args.quiet, args.locust)
+    except (SwarmError, TargetError, RuntimeError) as exc:
         print(f"selftest: {exc}", file=sys.stderr)
         return 2
     failed = [c for c in out.checks if not c["ok"]]

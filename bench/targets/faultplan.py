@@ -19,6 +19,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TypedDict
 
+#: ``FaultOptions.ids`` choices.
+ID_MODES = ("name", "arrival")
 #: The four per-delivery faults.
 FAULT_KINDS = ("drop", "duplicate", "swap", "corrupt")
 #: Faults are put on sequence numbers this far apart, so that no two of them
@@ -60,6 +62,11 @@ class FaultOptions:
     #: checks every probe's intended time against the open-loop timetable
     #: (:class:`Timetable`), which it knows independently of the probes.
     rate: float = 0.0
+    #: How senders and receivers are numbered: ``name`` (the swarm's: the
+    #: client id in the name, the probe's sender field) or ``arrival``
+    #: (receivers in registration order, senders in order of their first
+    #: probe: clients whose names and ids carry no index, the Locust users).
+    ids: str = "name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +201,9 @@ class ScheduleFile(TypedDict):
     faults: list[FaultRecord]
     #: the disconnected receiver's deliveries before it was cut off, per sender id
     disconnect_delivered: dict[str, int] | None
+    #: ``--ids arrival``: receiver index -> chat name, sender index -> probe sender id
+    receiver_names: dict[str, str]
+    sender_ids: dict[str, int]
     latency: LatencyRecord | None
     timetable: TimetableRecord | None  #: with ``--rate``
     finished: bool

@@ -44,6 +44,7 @@ from bench.measure.stats import LatencyHistogram
 from bench.results.store import write_json
 from bench.targets.base import CommandTarget
 from bench.targets.faultplan import (
+    ID_MODES,
     SCHEDULE_KIND,
     DelayModel,
     Fault,
@@ -95,6 +96,8 @@ class Outcome:
         self.above_100ms = 0
         self.disconnect_delivered: dict[int, int] | None = None
         self.timetable: Timetable | None = None
+        self.receiver_names: dict[int, str] = {}
+        self.sender_ids: dict[int, int] = {}
 
     def record(self, sent_ns: int, timings: list[tuple[int, int]]) -> None:
         """Probes handed to the kernel at ``sent_ns``: their (intended, due)."""
@@ -121,6 +124,8 @@ class Outcome:
             options=options_dict(opts),
             faults=faults,
             disconnect_delivered={str(k): v for k, v in cut.items()} if cut is not None else None,
+            receiver_names={str(k): v for k, v in self.receiver_names.items()},
+            sender_ids={str(k): v for k, v in self.sender_ids.items()},
             latency=latency if finished else None,
             timetable=self.timetable.record() if self.timetable is not None else None,
             finished=finished,
@@ -142,6 +147,8 @@ class FaultRelay:
     def __init__(self, listener: socket.socket, opts: FaultOptions) -> None:
         self._listener = listener
         self.opts = opts
+        if opts.ids not in ID_MODES:
+            raise ValueError(f"--ids {opts.ids!r}: choose from {', '.join(ID_MODES)}")
         self.delays = DelayModel(opts)
         faults = plan_faults(opts)
         self.outcome = Outcome(faults)
@@ -171,8 +178,8 @@ class FaultRelay:
             if (registered := read_name(sock)) is None:
                 return
             name, lines, decoder = registered
-            member = Member(sock, name, client_id(name))
             with self._cond:
+                member = Member(sock, name, self._receiver_index(name))
                 online = sorted([m.name for m in self._members] + [name], key=str.casefold)
                 sock.sendall(protocol.encode_welcome(name, online))
                 self._members = (*self._members, member)
@@ -191,7 +198,7 @@ class FaultRelay:
         first_probe_ns = 0
         while True:
             for line in lines:
-                intended = self._relay_line(sock, member.name, line)
+                intended = self._relay_line(sock, member, line)
                 first_probe_ns = first_probe_ns or intended
             if pausing and first_probe_ns and time.monotonic_ns() >= first_probe_ns + opts.pause_at_ms * 1e6:
                 pausing = False
@@ -202,10 +209,10 @@ class FaultRelay:
                 return
             lines = decoder.feed(data)
 
-    def _relay_line(self, sock: socket.socket, name: str, line: bytes) -> int:
+    def _relay_line(self, sock: socket.socket, member: Member, line: bytes) -> int:
         """Queue one chat line; returns its intended send time if it is a probe."""
         text = protocol.decode_text(line)
-        data = protocol.encode_message(name, text)
+        data = protocol.encode_message(member.name, text)
         try:
             p = probe.parse_probe(text)
         except probe.CorruptProbe:
@@ -215,9 +222,27 @@ class FaultRelay:
         with self._cond:
             if self.outcome.timetable is not None:
                 self.outcome.timetable.check(p.sender, p.seq, p.intended_ns)
-            due = self.delays.due_ns(p.sender, p.seq, p.intended_ns)
-            self._queue(due, sock, data, p.sender, p.seq, p.intended_ns)
+            sender = self._sender_index(p.sender, member)
+            due = self.delays.due_ns(sender, p.seq, p.intended_ns)
+            self._queue(due, sock, data, sender, p.seq, p.intended_ns)
         return p.intended_ns
+
+    def _receiver_index(self, name: str) -> int | None:
+        """Under the lock: the receiver id faults are planned for (see ``FaultOptions.ids``)."""
+        if self.opts.ids != "arrival":
+            return client_id(name)
+        index = len(self.outcome.receiver_names)
+        self.outcome.receiver_names[index] = name
+        return index
+
+    def _sender_index(self, sender: int, member: Member) -> int:
+        """Under the lock: the sender id faults are planned for; with
+        ``--ids arrival`` the receiver index of the connection it came from
+        (so a fault is never planned on a sender's own messages)."""
+        if self.opts.ids != "arrival" or member.cid is None:
+            return sender
+        self.outcome.sender_ids.setdefault(member.cid, sender)
+        return member.cid
 
     def _queue(self, due: int, sock: socket.socket | None, data: bytes, sender: int, seq: int, intended: int) -> None:
         """Under the lock: queue one line and wake the delivery thread."""
@@ -384,9 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
         "seq_hi": "... and < this",
         "uniform_ms": "LO,HI: add a seeded uniform delay in [LO, HI] ms",
         "disconnect_after": "disconnect --disconnect after this many probes delivered to it",
+        "ids": "name: ids from the names and probes (the swarm); arrival: by order of arrival (Locust users)",
     }
     for f in fields(FaultOptions):
-        kind = _pair if f.name == "uniform_ms" else (float if isinstance(f.default, float) else int)
+        kind = _pair if f.name == "uniform_ms" else type(f.default) if isinstance(f.default, float | str) else int
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             type=kind,

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from bench.loadtest.integrity import Ledger, merge_states
 from bench.measure import probe
 from bench.measure.integrity import IntegrityTracker, total
 from bench.studies import selftest
@@ -25,17 +27,6 @@ pytestmark = pytest.mark.timeout(120)
 
 def _failed(out: selftest.Outcome) -> list[selftest.Check]:
     return [c for c in out.checks if not c["ok"]]
-
-
-def test_exact_counts_per_receiver_and_sender() -> None:
-    out, _ = selftest.selftest(ci=True, only={"integrity"})
-    assert out.checks, "the integrity scenario ran no checks"
-    assert not _failed(out), selftest.table(out)
-    rows = {c["check"]: c for c in out.checks}
-    # Every kind of fault was injected (so a miscount could not pass as zero = zero).
-    for name in ("duplicated", "reordered", "corrupted"):
-        assert int(rows[f"{name} (total)"]["expected"]) == 3
-    assert int(rows["lost (total)"]["expected"]) > 3  # 3 drops + the disconnected receiver's
 
 
 def test_latency_stall_and_pause_scenarios_small() -> None:
@@ -115,7 +106,7 @@ def test_integrity_counts_per_sender_add_up_to_the_totals() -> None:
     assert total(by_sender.values()) == t.finish(sent, skip_sender=2)
 
 
-def test_relay_refuses_impossible_faults_with_one_line(tmp_path: object) -> None:
+def test_relay_refuses_impossible_faults_with_one_line(tmp_path: Path) -> None:
     argv = option_argv(FaultOptions(senders=1, clients=2, seq_lo=0, seq_hi=3, drop=9), f"{tmp_path}/s.json")
     proc = subprocess.run(
         [sys.executable, "-m", "bench.targets.faultrelay", *argv], capture_output=True, text=True, timeout=30
@@ -124,7 +115,9 @@ def test_relay_refuses_impossible_faults_with_one_line(tmp_path: object) -> None
     assert "bad fault options" in proc.stderr and "widen the seq range" in proc.stderr
 
 
-def test_selftest_command_writes_json_and_its_exit_status(tmp_path: object) -> None:
+def test_exact_counts_per_receiver_and_sender_through_the_command(tmp_path: Path) -> None:
+    """``chat-bench selftest --ci --only integrity``: drops, duplicates, swaps,
+    corruptions and a disconnect, counted exactly per (receiver, sender)."""
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "selftest", "--ci", "--only", "integrity", "--quiet", "--out", str(tmp_path)],
         capture_output=True,
@@ -133,5 +126,37 @@ def test_selftest_command_writes_json_and_its_exit_status(tmp_path: object) -> N
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "per (receiver, sender) pair" in proc.stdout
-    doc = json.loads((tmp_path / "selftest.json").read_text())  # type: ignore[operator]
-    assert doc["failed"] == 0 and doc["checks"]
+    doc = json.loads((tmp_path / "selftest.json").read_text())
+    assert doc["failed"] == 0
+    rows = {c["check"]: c for c in doc["checks"]}
+    # Every kind of fault was injected (so a miscount could not pass as zero = zero).
+    for name in ("duplicated", "reordered", "corrupted"):
+        assert int(rows[f"{name} (total)"]["expected"]) == 3
+    assert int(rows["lost (total)"]["expected"]) > 3  # 3 drops + the disconnected receiver's
+
+
+@pytest.mark.slow
+def test_locust_master_and_two_workers_count_exactly_per_pair() -> None:
+    out, _ = selftest.selftest(ci=True, only={"none"}, locust=True)
+    assert not _failed(out), selftest.table(out)
+    rows = {c["check"]: c for c in out.checks}
+    assert rows["master merged 2 workers"]["reported"] == "2"
+    assert sum(int(rows[f"{n} (total)"]["expected"]) for n in ("lost", "duplicated", "reordered", "corrupted")) >= 8
+
+
+def test_locust_ledger_counts_gaps_from_the_first_message_and_merges() -> None:
+    a = Ledger()
+    assert a.delivered("r1", 9, 5)  # joined mid-stream: 0..4 are not lost
+    assert a.delivered("r1", 9, 7)
+    assert a.delivered("r1", 9, 6)  # reordered
+    assert not a.delivered("r1", 9, 6)  # duplicated
+    a.corrupted("r1", (9, 8))
+    assert a.delivered("r1", 9, 10)  # 9 is a gap: lost
+    b = Ledger()
+    assert b.delivered("r2", 9, 0)
+    merged = merge_states([a.state(), b.state()])
+    assert (merged["lost"], merged["duplicated"], merged["reordered"], merged["corrupted"]) == (1, 1, 1, 1)
+    assert merged["receivers"] == 2
+    assert merged["pairs"] == [
+        {"receiver": "r1", "sender": 9, "lost": 1, "duplicated": 1, "reordered": 1, "corrupted": 1}
+    ]
