@@ -49,7 +49,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 selftest: $(STAMP)
-	$(BIN)/python -m bench selftest
+	$(BIN)/python -m bench selftest --locust
 
 bench: $(STAMP)
 	$(BIN)/python -m bench sweep --clients $(CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD) --target $(TARGET) $(if $(FANOUT),--fanout $(FANOUT))

@@ -21,6 +21,13 @@ says what it did, the run document what the harness saw:
   its open-loop timetable time (the relay checks each one against the
   timetable it knows from ``--rate``), and the late sends must show as
   latency.  Every scenario checks the timetable too.
+* ``--locust`` (:mod:`bench.studies.selftest_locust`): Locust's master and two
+  workers against the relay; the merged integrity counters must equal the
+  injected faults per (receiver, sender) pair.
+
+Without ``--ci``/``--only`` it also ramps one worker against our server to
+find the harness's own ceiling (the deliveries/s it takes with a flat read
+lag), written beside the checks in ``selftest.json``.
 
 ``--ci`` runs it small with wide latency tolerances (shared machines); the
 default adds the latency scenarios at 1,000 clients.  Prints one table
@@ -342,7 +349,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = (
         "Exit status 1 when any check fails. --ci: small and with wide latency tolerances (what make test runs); "
-        "default: also the latency scenarios at 1,000 clients (make selftest, under 2 minutes)."
+        "default: also the latency scenarios at 1,000 clients and the harness's ceiling "
+        "(make selftest adds --locust; under 2 minutes)."
     )
     parser.add_argument("--ci", action="store_true", help="small scale, latency within 10%% + 5 ms + the read lag")
     parser.add_argument(
@@ -353,7 +361,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also Locust's master and two workers (--processes 2): exact counts per pair",
     )
-    parser.add_argument("--only", help="comma-separated scenario names (default: all)")
+    names = ", ".join(dict.fromkeys(sc.name for sc in scenarios(True) + scenarios(False)))
+    parser.add_argument("--only", help=f"comma-separated scenario names (default: all): {names}")
     parser.add_argument("--out", default="reports/selftest", help="directory for selftest.json (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress output on stderr")
 
