@@ -57,7 +57,7 @@ from bench.targets.faultplan import (
     options_dict,
     plan_faults,
 )
-from bench.targets.relay import RECV_BYTES, accept_forever, read_name
+from bench.targets.relay import RECV_BYTES, accept_forever, read_name, send_welcome
 from server import protocol
 
 log = logging.getLogger(__name__)
@@ -180,8 +180,7 @@ class FaultRelay:
             name, lines, decoder = registered
             with self._cond:
                 member = Member(sock, name, self._receiver_index(name))
-                online = sorted([m.name for m in self._members] + [name], key=str.casefold)
-                sock.sendall(protocol.encode_welcome(name, online))
+                send_welcome(sock, name, (m.name for m in self._members))
                 self._members = (*self._members, member)
                 self._queue(time.monotonic_ns(), None, protocol.encode_joined(name), -1, 0, 0)
             self._read(sock, member, decoder, lines)

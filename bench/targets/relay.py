@@ -14,7 +14,7 @@ import logging
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from bench.targets.base import CommandTarget
 from server import protocol
@@ -39,6 +39,11 @@ def accept_forever(listener: socket.socket, session: Callable[[socket.socket], N
 
 
 Registered = tuple[str, list[bytes], protocol.LineDecoder]
+
+
+def send_welcome(sock: socket.socket, name: str, others: Iterable[str]) -> None:
+    """The welcome line: ``name`` and everybody already online, sorted as the server sorts."""
+    sock.sendall(protocol.encode_welcome(name, sorted([*others, name], key=str.casefold)))
 
 
 def read_name(sock: socket.socket) -> Registered | None:
@@ -77,8 +82,7 @@ class CalibrationRelay:
                 return
             name, lines, decoder = registered
             with self._lock:
-                online = sorted([n for _, n in self._members] + [name], key=str.casefold)
-                sock.sendall(protocol.encode_welcome(name, online))
+                send_welcome(sock, name, (n for _, n in self._members))
                 others = self._members
                 self._members = (*self._members, (sock, name))
             self._send(protocol.encode_joined(name), others)
