@@ -21,12 +21,13 @@ CLUSTER_RATE ?= 25
 COMPARE_TARGETS ?= embedded,ngircd,miniircd
 COMPARE_CLIENTS ?= 10,50,100,250,500
 
-.PHONY: install test lint bench capacity bench-gate bench-baseline bench-replay peers compare soak cluster bench-cluster help clean
+.PHONY: install test lint selftest bench capacity bench-gate bench-baseline bench-replay peers compare soak cluster bench-cluster help clean
 
 help:
 	@echo "make install   create $(VENV) and install chatbench with its test extras"
 	@echo "make test      run the test suite (what CI runs)"
 	@echo "make lint      ruff + mypy"
+	@echo "make selftest  the harness against a fault-injecting relay: exact loss/dup/reorder/corrupt counts, latency (< 2 min)"
 	@echo "make bench     sweep 10..1000 clients x queued/direct fan-out; report in reports/latest/report.html"
 	@echo "make capacity  largest client count with p95 <= $(P95_BOUND) ms, no loss (4 senders); reports/latest-capacity/"
 	@echo "make bench-replay    the harness's own receive path, no sockets: deliveries/s per process"
@@ -53,6 +54,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check server client bench tests
 	$(BIN)/ruff format --check server client bench tests
 	$(BIN)/mypy
+
+selftest: $(STAMP)
+	$(BIN)/python -m bench selftest --locust
 
 bench: $(STAMP)
 	$(BIN)/python -m bench sweep --clients $(CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD) --target $(TARGET) $(if $(FANOUT),--fanout $(FANOUT))

@@ -73,6 +73,7 @@ SUBCOMMANDS: dict[str, Entry] = {
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
     "cost": Entry("bench.studies.cost", "server CPU time and context switches per delivery, pinned, interleaved"),
+    "selftest": Entry("bench.studies.selftest", "the harness against a fault-injecting relay: exact counts, latency"),
     "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
     "diff": Entry("bench.studies.diff", "compare two results (or one with a saved baseline): ratios NEW/BASE"),
     "save": Entry("bench.studies.baselines", "keep a results directory as a named baseline for diff --baseline"),

@@ -35,6 +35,7 @@ import gevent
 from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner, WorkerRunner
 
+from bench.loadtest import integrity
 from bench.loadtest.support import (
     FANOUT_NAME,
     FANOUT_TYPE,
@@ -62,6 +63,8 @@ class FanoutRecorder:
         self.hist = LatencyHistogram()
         #: Deltas merged from each worker (master only), for the JSON.
         self.per_worker: dict[str, int] = {}
+        #: Each worker's latest integrity counters (master only).
+        self.integrity_states: dict[str, integrity.IntegrityState] = {}
         #: Locust's own FANOUT (requests, failures), summed from the same
         #: worker reports (master) or read from its stats (local run).
         self.locust_counts = (0, 0)
@@ -80,6 +83,8 @@ class FanoutRecorder:
     def reset(self, **_kwargs: Any) -> None:
         self.hist = LatencyHistogram()
         self.per_worker = {}
+        self.integrity_states = {}
+        integrity.LEDGER.reset()
         self.locust_counts = (0, 0)
         self._written_count = -1
 
@@ -112,6 +117,7 @@ class FanoutRecorder:
         # No greenlet switch happens between Locust's own stats listener and
         # this one, so the delta shipped here covers exactly the same
         # deliveries as the FANOUT stats in the same message.
+        data[integrity.REPORT_KEY] = integrity.LEDGER.state()  # not a delta: the master keeps the latest
         delta = pack_delta(self.hist)
         if delta is not None:
             data[REPORT_KEY] = delta
@@ -120,6 +126,8 @@ class FanoutRecorder:
     def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         requests, failures = fanout_counts(data.get("stats", ()))
         self.locust_counts = (self.locust_counts[0] + requests, self.locust_counts[1] + failures)
+        if integrity.REPORT_KEY in data:
+            self.integrity_states[client_id] = data[integrity.REPORT_KEY]
         payload = data.get(REPORT_KEY)
         if not payload:
             return
@@ -188,8 +196,15 @@ class FanoutRecorder:
             "locust_fanout_requests": self.locust_counts[0],
             "locust_fanout_failures": self.locust_counts[1],
             "per_worker_count": dict(self.per_worker),
+            "integrity": self.integrity(),
             "histogram": self.hist.encode(),
         }
+
+    def integrity(self) -> integrity.IntegrityState:
+        """The integrity counters: merged from the workers on a master, this process's otherwise."""
+        if self.role == "master":
+            return integrity.merge_states(list(self.integrity_states.values()))
+        return integrity.LEDGER.state()
 
     def finalise(self, reason: str) -> None:
         """Print the exact percentiles and save the JSON (if anything changed
@@ -214,6 +229,7 @@ class FanoutRecorder:
         where = f" -> {path}" if path is not None else ""
         # A result for the person running the test: stdout, like Locust's own tables.
         print(f"chatbench FANOUT exact ({reason}): {line}{where}", flush=True)
+        print(f"chatbench integrity ({reason}): {integrity.summary_text(doc['integrity'])}", flush=True)
 
 
 #: The histogram of this process.  A forked ``--processes`` child starts with

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
-from bench.measure.probe import CorruptProbe, encode_probe, is_probe, make_payload, parse_probe
+from bench.loadtest.integrity import IntegrityState
+from bench.measure.probe import CorruptProbe, encode_probe, is_probe, make_payload, parse_probe, probe_header
 from bench.measure.stats import LatencyHistogram
 from bench.results.schema import Latency
 from server import protocol
@@ -136,19 +137,25 @@ class Delivery:
 
     latency_ns: int
     length: int
+    sender: int = 0
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ForeignDelivery:
-    """A probe from another machine: its timestamp is another clock's."""
+    """A probe from another machine: its timestamp is another clock's (its
+    sequence number still counts for integrity: no clock needed)."""
 
     length: int
+    sender: int = 0
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class CorruptDelivery:
     error: CorruptProbe
     length: int
+    header: tuple[int, int] | None = None  #: (sender, seq) when still readable
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +198,10 @@ def read_line(line: bytes, now_ns: int, clock: int = CLOCK_TAG) -> Received:
     try:
         probe = parse_probe(body)
     except CorruptProbe as exc:
-        return CorruptDelivery(exc, len(line) + 1)
+        return CorruptDelivery(exc, len(line) + 1, probe_header(body))
     if sender_clock(probe.sender) != clock:
-        return ForeignDelivery(len(line) + 1)
-    return Delivery(now_ns - probe.intended_ns, len(line) + 1)
+        return ForeignDelivery(len(line) + 1, probe.sender, probe.seq)
+    return Delivery(now_ns - probe.intended_ns, len(line) + 1, probe.sender, probe.seq)
 
 
 # --------------------------------------------------------------------------
@@ -246,6 +253,7 @@ class FanoutHdrDocument(TypedDict):
     locust_fanout_failures: int
     per_worker_count: dict[str, int]
     histogram: str
+    integrity: IntegrityState  #: lost/duplicated/reordered/corrupted per (receiver, sender)
 
 
 class HistogramDelta(TypedDict):

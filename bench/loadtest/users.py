@@ -43,6 +43,7 @@ from locust import User, task
 
 from bench.loadtest import finalcsv
 from bench.loadtest.hdr import RECORDER
+from bench.loadtest.integrity import LEDGER
 from bench.loadtest.options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PAYLOAD,
@@ -321,6 +322,8 @@ class ChatUser(User):
         for line in lines:
             got = read_line(line, now_ns)
             if isinstance(got, Delivery):
+                if not LEDGER.delivered(self.name, got.sender, got.seq):
+                    continue  # a duplicate: counted by the ledger, not a delivery
                 # Histogram and Locust event together, with no greenlet
                 # switch between them: the two counts always agree.
                 RECORDER.record(got.latency_ns // 1000)
@@ -328,8 +331,10 @@ class ChatUser(User):
             elif isinstance(got, ChatLine):
                 self.on_chat(got.sender, got.text)
             elif isinstance(got, ForeignDelivery):
-                self._fire(FANOUT_TYPE, FOREIGN_NAME, 0.0, got.length)
+                if LEDGER.delivered(self.name, got.sender, got.seq):
+                    self._fire(FANOUT_TYPE, FOREIGN_NAME, 0.0, got.length)
             elif isinstance(got, CorruptDelivery):
+                LEDGER.corrupted(self.name, got.header)
                 self._fire(FANOUT_TYPE, FANOUT_NAME, 0.0, got.length, got.error)
             elif isinstance(got, BadLine):
                 self._fire(RECEIVE_TYPE, RECEIVE_NAME, 0.0, got.length, got.error)

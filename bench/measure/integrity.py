@@ -45,6 +45,11 @@ IN_ORDER = 0
 REORDERED = 1
 DUPLICATE = 2
 
+#: The sender key of :attr:`IntegrityTracker.faults_by_sender` for damaged
+#: probes whose sender field cannot be read.
+UNREADABLE_SENDER = -1
+_DUPLICATED_AT, _REORDERED_AT, _CORRUPTED_AT = 0, 1, 2
+
 
 @dataclass(slots=True)
 class IntegrityCounts:
@@ -81,7 +86,7 @@ class IntegrityCounts:
 class IntegrityTracker:
     """What one receiver got from every sender.  See the module docstring."""
 
-    __slots__ = ("_holes", "_next", "corrupted", "duplicated", "reordered")
+    __slots__ = ("_holes", "_next", "corrupted", "duplicated", "faults_by_sender", "reordered")
 
     def __init__(self) -> None:
         #: sender -> next expected seq (one more than the highest seen).
@@ -91,6 +96,17 @@ class IntegrityTracker:
         self.duplicated = 0
         self.reordered = 0
         self.corrupted = 0
+        #: sender -> [duplicated, reordered, corrupted] from that sender (only
+        #: senders with a fault; :data:`UNREADABLE_SENDER` for probes whose
+        #: header is unreadable).  Kept on the fault branches only, so the
+        #: in-order path costs nothing more.
+        self.faults_by_sender: dict[int, list[int]] = {}
+
+    def _fault(self, sender: int, kind: int) -> None:
+        counts = self.faults_by_sender.get(sender)
+        if counts is None:
+            counts = self.faults_by_sender[sender] = [0, 0, 0]
+        counts[kind] += 1
 
     def observe(self, sender: int, seq: int) -> int:
         """Account one intact probe.  Returns :data:`IN_ORDER`,
@@ -108,8 +124,10 @@ class IntegrityTracker:
             if not holes:
                 del self._holes[sender]
             self.reordered += 1
+            self._fault(sender, _REORDERED_AT)
             return REORDERED
         self.duplicated += 1
+        self._fault(sender, _DUPLICATED_AT)
         return DUPLICATE
 
     def observe_block(self, senders: Any, seqs: Any) -> Any:
@@ -154,6 +172,21 @@ class IntegrityTracker:
             count=n,
         )
 
+    def start_at(self, sender: int, seq: int) -> None:
+        """This receiver joined while ``sender`` was already sending: count
+        its messages from ``seq`` on (call before the first observe of that
+        sender; the Locust users, whose users join and leave mid-stream)."""
+        self._next.setdefault(sender, seq)
+
+    def knows(self, sender: int) -> bool:
+        """Whether anything from ``sender`` arrived yet."""
+        return sender in self._next
+
+    def gaps(self) -> dict[int, int]:
+        """Per sender, the messages missing *between* the first and the last
+        that arrived (the loss a receiver that came and went can be sure of)."""
+        return {sender: len(holes) for sender, holes in self._holes.items() if holes}
+
     def _skip(self, sender: int, expected: int, seq: int) -> None:
         """``seq`` came ahead of ``expected``: the numbers between are holes."""
         holes = self._holes.get(sender)
@@ -165,6 +198,7 @@ class IntegrityTracker:
     def observe_corrupt(self, sender: int | None = None, seq: int | None = None) -> None:
         """Account one damaged probe; ``sender``/``seq`` when still readable."""
         self.corrupted += 1
+        self._fault(UNREADABLE_SENDER if sender is None else sender, _CORRUPTED_AT)
         if sender is None or seq is None or seq < 0:
             return
         expected = self._next.get(sender, 0)
@@ -189,17 +223,31 @@ class IntegrityTracker:
         """Messages sent that never arrived.  ``sent`` maps every sender to
         the number of messages it sent; ``skip_sender`` is this receiver's own
         sender id, if it is one (it does not receive its own messages)."""
-        total = 0
+        return sum(self.lost_by_sender(sent, skip_sender).values())
+
+    def lost_by_sender(self, sent: Mapping[int, int], skip_sender: int | None = None) -> dict[int, int]:
+        """:meth:`lost` per sender (only senders with a loss)."""
+        out: dict[int, int] = {}
         for sender, count in sent.items():
             if sender == skip_sender:
                 continue
             seen_up_to = self._next.get(sender, 0)
             holes = self._holes.get(sender)
-            if holes:
-                total += sum(1 for seq in holes if seq < count)
+            lost = sum(1 for seq in holes if seq < count) if holes else 0
             if count > seen_up_to:
-                total += count - seen_up_to
-        return total
+                lost += count - seen_up_to
+            if lost:
+                out[sender] = lost
+        return out
+
+    def finish_by_sender(self, sent: Mapping[int, int], skip_sender: int | None = None) -> dict[int, IntegrityCounts]:
+        """The four counters per sender, only for senders with a fault: what
+        this receiver got wrong from whom.  They add up to :meth:`finish`."""
+        out = {sender: IntegrityCounts(lost=lost) for sender, lost in self.lost_by_sender(sent, skip_sender).items()}
+        for sender, (dup, reord, corrupt) in self.faults_by_sender.items():
+            counts = out.setdefault(sender, IntegrityCounts())
+            counts.duplicated, counts.reordered, counts.corrupted = dup, reord, corrupt
+        return out
 
     def finish(self, sent: Mapping[int, int], skip_sender: int | None = None) -> IntegrityCounts:
         return IntegrityCounts(

@@ -153,12 +153,25 @@ class Deliveries(TypedDict):
     bytes_received: NotRequired[int]
 
 
+class IntegrityPair(TypedDict):
+    """The counters of one (receiver, sender) pair that had a fault; sender
+    -1: damaged probes whose sender could not be read."""
+
+    receiver: int
+    sender: int
+    lost: int
+    duplicated: int
+    reordered: int
+    corrupted: int
+
+
 class Integrity(TypedDict):
     lost: int
     duplicated: int
     reordered: int
     corrupted: int
     faults: int
+    pairs: NotRequired[list[IntegrityPair]]  #: absent in runs from before the per-pair counters
 
 
 class Histogram(TypedDict):

@@ -17,7 +17,7 @@ from bench import results
 from bench.measure.integrity import IntegrityCounts
 from bench.measure.stats import LatencyHistogram
 from bench.results.machine import environment
-from bench.results.schema import Deliveries, Resources, RunDocument, TargetInfo
+from bench.results.schema import Deliveries, IntegrityPair, Resources, RunDocument, TargetInfo
 from bench.swarm.config import SwarmConfig
 from bench.swarm.messages import Result
 from bench.swarm.plan import ClientSpec, Schedule
@@ -57,6 +57,7 @@ class Merged:
     rx_clocks: set[str] = field(default_factory=set)
     unstamped: int = 0
     integrity: IntegrityCounts = field(default_factory=IntegrityCounts)
+    by_pair: dict[tuple[int, int], IntegrityCounts] = field(default_factory=dict)
     disconnects: Counter[str] = field(default_factory=Counter)
     delivered: int = 0
     delivered_all: int = 0
@@ -76,6 +77,7 @@ def merge_results(worker_results: list[Result]) -> Merged:
         m.rx_clocks.add(r.rx_clock)
         m.unstamped += r.unstamped_reads
         m.integrity.add(r.integrity)
+        m.by_pair.update(r.by_pair)  # each receiver lives in one worker
         m.disconnects.update(r.disconnects)
         m.delivered += r.delivered_measured
         m.delivered_all += r.delivered_all
@@ -101,6 +103,21 @@ def _notes(notes: list[str], merged: Merged, resources: Resources) -> None:
         )
     if merged.integrity.lost and merged.disconnects:
         notes.append(f"receivers disconnected during the run: {dict(merged.disconnects)}")
+
+
+def _pairs(merged: Merged) -> list[IntegrityPair]:
+    """``integrity.pairs``: the counters per (receiver, sender) with a fault."""
+    return [
+        IntegrityPair(
+            receiver=receiver,
+            sender=sender,
+            lost=c.lost,
+            duplicated=c.duplicated,
+            reordered=c.reordered,
+            corrupted=c.corrupted,
+        )
+        for (receiver, sender), c in sorted(merged.by_pair.items())
+    ]
 
 
 def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> Deliveries:
@@ -182,6 +199,7 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
             "reordered": integrity.reordered,
             "corrupted": integrity.corrupted,
             "faults": integrity.faults,
+            "pairs": _pairs(merged),
         },
         "resources": resources,
         "load_generator_saturated": bool(resources["saturated_workers"]),

@@ -132,6 +132,8 @@ class Result:
     bytes_in: int
     disconnects: dict[str, int] = field(default_factory=dict)
     receivers: int = 0
+    #: (receiver id, sender id) -> counters, only the pairs with a fault
+    by_pair: dict[tuple[int, int], IntegrityCounts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -274,10 +274,13 @@ class Worker:
         receiver.housekeeping()
         rec = receiver.recorder
         counts = IntegrityCounts()
+        by_pair: dict[tuple[int, int], IntegrityCounts] = {}
         receivers = self.registrar.receiver_conns
         for conn in receivers:
             assert conn.tracker is not None
             counts.add(conn.tracker.finish(sent, skip_sender=conn.spec.cid))
+            for sender, pair in conn.tracker.finish_by_sender(sent, skip_sender=conn.spec.cid).items():
+                by_pair[conn.spec.cid, sender] = pair
         send_lag = self.sender.send_lag
         return Result(
             worker=self.plan.index,
@@ -298,6 +301,7 @@ class Worker:
             bytes_in=receiver.bytes_in,
             disconnects=dict(self.sockets.disconnects),
             receivers=len(receivers),
+            by_pair=by_pair,
         )
 
 

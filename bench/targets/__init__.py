@@ -42,6 +42,7 @@ from bench.targets.base import CommandTarget, ProcessTarget, Target, TargetError
 from bench.targets.cluster import ClusterTarget, RedisServer, find_redis_server, parse_cluster_spec
 from bench.targets.embedded import EmbeddedTarget
 from bench.targets.external import ExternalTarget, check_loopback, split_host_port
+from bench.targets.faultrelay import FaultRelayTarget
 from bench.targets.peers import (
     MINIIRCD_MAX_CONNECTIONS,
     NGIRCD_PENALTY_RATE_PER_SENDER,
@@ -82,9 +83,10 @@ TARGET_KINDS: dict[str, Callable[[Sequence[str]], Target]] = {
     "embedded": lambda args: EmbeddedTarget(args),
     "ngircd": lambda args: NgircdTarget(args),
     "miniircd": lambda args: MiniircdTarget(args),
+    "faultrelay": lambda args: FaultRelayTarget(args),  # the selftest's (bench.targets.faultrelay)
 }
 #: What each named target speaks.
-TARGET_PROTOCOLS: dict[str, str] = {"embedded": "chat", "ngircd": "irc", "miniircd": "irc"}
+TARGET_PROTOCOLS: dict[str, str] = {"embedded": "chat", "ngircd": "irc", "miniircd": "irc", "faultrelay": "chat"}
 
 
 def target_protocol(spec: str, protocol: str | None = None) -> str:

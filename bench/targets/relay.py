@@ -14,6 +14,7 @@ import logging
 import socket
 import sys
 import threading
+from collections.abc import Callable, Iterable
 
 from bench.targets.base import CommandTarget
 from server import protocol
@@ -27,6 +28,36 @@ RECV_BYTES = 65536
 LISTEN_BACKLOG = 1024
 
 Member = tuple[socket.socket, str]
+
+
+def accept_forever(listener: socket.socket, session: Callable[[socket.socket], None]) -> None:
+    """Accept connections for ever, each served by ``session`` in a thread of its own."""
+    while True:
+        sock, _ = listener.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=session, args=(sock,), daemon=True).start()
+
+
+Registered = tuple[str, list[bytes], protocol.LineDecoder]
+
+
+def send_welcome(sock: socket.socket, name: str, others: Iterable[str]) -> None:
+    """The welcome line: ``name`` and everybody already online, sorted as the server sorts."""
+    sock.sendall(protocol.encode_welcome(name, sorted([*others, name], key=str.casefold)))
+
+
+def read_name(sock: socket.socket) -> Registered | None:
+    """Prompt and read the name line: the name, the lines that came after it
+    and the connection's line decoder, or ``None`` when the client left first."""
+    decoder = protocol.LineDecoder(protocol.DEFAULT_MAX_LINE_BYTES, discard_oversized=True)
+    sock.sendall(protocol.encode_prompt())
+    lines: list[bytes] = []
+    while not lines:
+        data = sock.recv(RECV_BYTES)
+        if not data:
+            return None
+        lines = decoder.feed(data)
+    return protocol.decode_text(lines[0]).strip(), lines[1:], decoder
 
 
 class CalibrationRelay:
@@ -43,30 +74,19 @@ class CalibrationRelay:
         self._members: tuple[Member, ...] = ()
 
     def serve_forever(self) -> None:
-        while True:
-            sock, _ = self._listener.accept()
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._session, args=(sock,), daemon=True).start()
+        accept_forever(self._listener, self._session)
 
     def _session(self, sock: socket.socket) -> None:
-        decoder = protocol.LineDecoder(protocol.DEFAULT_MAX_LINE_BYTES, discard_oversized=True)
-        name = ""
         try:
-            sock.sendall(protocol.encode_prompt())
-            lines: list[bytes] = []
-            while not lines:
-                data = sock.recv(RECV_BYTES)
-                if not data:
-                    return
-                lines = decoder.feed(data)
-            name = protocol.decode_text(lines[0]).strip()
+            if (registered := read_name(sock)) is None:
+                return
+            name, lines, decoder = registered
             with self._lock:
-                online = sorted([n for _, n in self._members] + [name], key=str.casefold)
-                sock.sendall(protocol.encode_welcome(name, online))
+                send_welcome(sock, name, (n for _, n in self._members))
                 others = self._members
                 self._members = (*self._members, (sock, name))
             self._send(protocol.encode_joined(name), others)
-            self._relay(sock, name, lines[1:])
+            self._relay(sock, name, lines)
             while data := sock.recv(RECV_BYTES):
                 self._relay(sock, name, decoder.feed(data))
         except OSError:

@@ -29,7 +29,7 @@ def test_small_run_delivers_everything_without_faults(tmp_path: Path) -> None:
     assert d["delivered"] == d["expected"]
     assert d["delivered_ratio"] == 1.0
     assert doc["completed"] is True
-    assert doc["integrity"] == {"lost": 0, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": 0}
+    assert doc["integrity"] == {"lost": 0, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": 0, "pairs": []}
     assert doc["connections"]["failed"] == 0 and doc["connections"]["registered"] == 20
     assert doc["messages"]["sent"] == 200 and doc["messages"]["unsent"] == 0
     lat = doc["latency_us"]

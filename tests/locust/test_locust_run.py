@@ -155,6 +155,11 @@ def check_healthy_run(code: int, output: str, prefix: Path) -> dict[str, Any]:
     assert summary["min_us"] >= 1
     assert "chatbench FANOUT exact" in output
     assert f"deliveries={summary['count']} " in output
+    # Our server loses, repeats, reorders and damages nothing (users' per-sender integrity, merged).
+    integrity = result["integrity"]
+    assert (integrity["lost"], integrity["duplicated"], integrity["reordered"], integrity["corrupted"]) == (0, 0, 0, 0)
+    assert integrity["pairs"] == [] and integrity["receivers"] > 0
+    assert "lost=0 duplicated=0 reordered=0 corrupted=0" in output
     return result
 
 

@@ -95,7 +95,7 @@ def test_a_relayed_probe_measures_receive_time_minus_intended_time() -> None:
     intended = time.monotonic_ns()
     line = relayed("alice", probe_line(sender, 3, intended, 64))
     got = read_line(line, intended + 1_234_567)
-    assert got == Delivery(1_234_567, len(line) + 1)
+    assert got == Delivery(1_234_567, len(line) + 1, sender, 3)
 
 
 def test_the_largest_payload_still_fits_the_server_line_limit() -> None:
@@ -107,7 +107,7 @@ def test_the_largest_payload_still_fits_the_server_line_limit() -> None:
 def test_a_probe_from_another_clock_is_counted_not_timed() -> None:
     other_clock = (CLOCK_TAG + 1) % 0x10000
     line = relayed("bob", probe_line(other_clock << 48, 0, 5, 8))
-    assert read_line(line, 10) == ForeignDelivery(len(line) + 1)
+    assert read_line(line, 10) == ForeignDelivery(len(line) + 1, other_clock << 48, 0)
 
 
 def test_a_damaged_probe_is_reported_as_corrupt() -> None:
