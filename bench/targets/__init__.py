@@ -14,6 +14,10 @@ in :data:`TARGET_KINDS`.
 ``ngircd``     ngIRCd (Debian package ``ngircd``), spoken to over IRC, with
                a config the harness writes (:class:`NgircdTarget`).
 ``miniircd``   miniircd (PyPI), spoken to over IRC (:class:`MiniircdTarget`).
+``mosquitto`` ``redis`` ``nats``  pub/sub brokers from their Debian packages,
+               spoken to over MQTT 5, RESP2 and NATS core
+               (:mod:`~bench.targets.brokers`).
+``redis://HOST:PORT`` (``nats://``, ``mqtt://``)  a broker somebody else started.
 ``HOST:PORT``  a server somebody else started, speaking ``--protocol chat``
                (default) or ``irc``.  Loopback only: the harness refuses to
                send load to any other machine.
@@ -37,6 +41,7 @@ from collections.abc import Callable, Sequence
 
 from bench import wire
 from bench.targets.base import CommandTarget, ProcessTarget, Target, TargetError
+from bench.targets.brokers import MosquittoTarget, NatsTarget, RedisTarget, split_broker_url
 from bench.targets.embedded import EmbeddedTarget
 from bench.targets.external import ExternalTarget, check_loopback, split_host_port
 from bench.targets.peers import (
@@ -75,9 +80,19 @@ TARGET_KINDS: dict[str, Callable[[Sequence[str]], Target]] = {
     "embedded": lambda args: EmbeddedTarget(args),
     "ngircd": lambda args: NgircdTarget(args),
     "miniircd": lambda args: MiniircdTarget(args),
+    "mosquitto": lambda args: MosquittoTarget(args),
+    "redis": lambda args: RedisTarget(args),
+    "nats": lambda args: NatsTarget(args),
 }
 #: What each named target speaks.
-TARGET_PROTOCOLS: dict[str, str] = {"embedded": "chat", "ngircd": "irc", "miniircd": "irc"}
+TARGET_PROTOCOLS: dict[str, str] = {
+    "embedded": "chat",
+    "ngircd": "irc",
+    "miniircd": "irc",
+    "mosquitto": "mqtt",
+    "redis": "redis",
+    "nats": "nats",
+}
 
 
 def target_protocol(spec: str, protocol: str | None = None) -> str:
@@ -86,7 +101,8 @@ def target_protocol(spec: str, protocol: str | None = None) -> str:
     for HOST:PORT."""
     if protocol is not None and protocol not in wire.PROTOCOLS:
         raise TargetError(f"unknown protocol {protocol!r} (choose from {', '.join(wire.PROTOCOLS)})")
-    fixed = TARGET_PROTOCOLS.get(spec)
+    url = split_broker_url(spec)
+    fixed = TARGET_PROTOCOLS.get(spec) or (url[0] if url else None)
     if fixed is not None:
         if protocol is not None and protocol != fixed:
             raise TargetError(f"--protocol {protocol} does not apply: target {spec} speaks {fixed}")
@@ -107,5 +123,6 @@ def make_target(
             f"server options ({' '.join(server_args)}) only apply to a server the harness starts "
             f"({', '.join(TARGET_KINDS)}), not to {spec}"
         )
-    host, port = split_host_port(spec)
+    url = split_broker_url(spec)
+    host, port = split_host_port(url[1] if url else spec)
     return ExternalTarget(host, port, server_pid, proto)

@@ -1,0 +1,156 @@
+"""NATS core as the harness speaks it, with a small sans-IO codec of its own.
+
+Once TCP is up a client sends ``CONNECT`` (``"verbose": false`` -- no
+``+OK`` per command; ``"echo": false`` -- the server never delivers a
+client's own messages back to it, so a sender can be a receiver and expects
+what a chat server's sender expects), ``SUB <topic> 1`` and ``PING``; the
+``PONG`` that follows says the subscription is in place.  Messages are
+``PUB <topic> <n>`` and arrive as ``MSG <topic> <sid> [reply-to] <n>``; the
+server's ``PING`` is answered with ``PONG``; ``-ERR`` (a slow consumer, a
+refused connection) ends the connection with the server's words.
+
+Why by hand: no well-kept sans-IO parser exists for NATS in Python
+(``nats-py`` parses inside its asyncio client), and the protocol's framing
+is a text line plus, for ``MSG``, a counted payload.
+"""
+
+from __future__ import annotations
+
+import json
+
+from bench.wire.base import Decoder, Registration, Step
+from bench.wire.broker import (
+    ERROR,
+    MAX_FRAME_BYTES,
+    PING,
+    PONG,
+    BrokerAdapter,
+    FrameError,
+    deliveries_block,
+    error_line,
+)
+
+CRLF = b"\r\n"
+#: The subscription id every harness client uses (one subscription each).
+SID = b"1"
+
+
+def connect(name: str, topic: str) -> bytes:
+    """``CONNECT`` (no ``+OK``s, no echo), ``SUB`` the topic, ``PING``."""
+    options = {
+        "verbose": False,
+        "pedantic": False,
+        "echo": False,
+        "headers": False,
+        "name": name,
+        "lang": "python",
+        "version": "chatbench",
+        "protocol": 1,
+    }
+    return b"CONNECT %s\r\nSUB %s %s\r\nPING\r\n" % (json.dumps(options).encode(), topic.encode(), SID)
+
+
+class NatsDecoder:
+    """Server operations -> lines: a ``MSG``'s payload, or a control line
+    (see :mod:`bench.wire.broker`); ``+OK`` and ``INFO`` give none."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self.buf
+        buf += data
+        out: list[bytes] = []
+        pos = 0
+        n = len(buf)
+        while True:
+            end = buf.find(CRLF, pos)
+            if end < 0:
+                break
+            if buf.startswith(b"MSG ", pos):
+                start = end + 2
+                stop = start + self.payload_size(buf, pos, end)
+                if stop + 2 > n:
+                    break  # the payload is still arriving
+                if buf[stop : stop + 2] != CRLF:
+                    raise FrameError("NATS MSG payload not followed by CR LF (wrong byte count)")
+                out.append(bytes(buf[start:stop]))
+                pos = stop + 2
+                continue
+            line = self.operation(bytes(buf[pos:end]))
+            pos = end + 2
+            if line is not None:
+                out.append(line)
+        del buf[:pos]
+        if len(buf) > MAX_FRAME_BYTES:
+            raise FrameError(f"a NATS operation over {MAX_FRAME_BYTES} bytes")
+        return out
+
+    def feed_block(self, data: bytes) -> bytes:
+        return deliveries_block(self.feed(data))
+
+    @staticmethod
+    def payload_size(buf: bytearray, pos: int, end: int) -> int:
+        """The byte count at the end of the ``MSG`` line ``buf[pos:end]``."""
+        head = bytes(buf[pos + 4 : end]).split()
+        if len(head) not in (3, 4) or not head[-1].isdigit():
+            raise FrameError(f"bad NATS MSG line: {bytes(buf[pos:end])[:80]!r}")
+        size = int(head[-1])
+        if size > MAX_FRAME_BYTES:
+            raise FrameError(f"a {size}-byte NATS message is over the {MAX_FRAME_BYTES}-byte limit")
+        return size
+
+    @staticmethod
+    def operation(line: bytes) -> bytes | None:
+        op = line.split(b" ", 1)[0].upper()
+        if op == b"PING":
+            return PING
+        if op == b"PONG":
+            return PONG
+        if op == b"-ERR":
+            return error_line(line[5:].strip(b" '"))
+        if op in (b"+OK", b"INFO"):
+            return None
+        raise FrameError(f"unknown NATS operation: {line[:80]!r}")
+
+
+class NatsRegistration:
+    """``CONNECT`` + ``SUB`` + ``PING``; done on the ``PONG``."""
+
+    __slots__ = ("greeting",)
+
+    def __init__(self, greeting: bytes) -> None:
+        self.greeting = greeting
+
+    def connected(self) -> bytes:
+        return self.greeting
+
+    def line(self, line: bytes) -> Step:
+        if line == PONG:
+            return Step(done=True)
+        if line == PING:
+            return Step(send=b"PONG\r\n")
+        if line.startswith(ERROR):
+            return Step(error=f"refused: {line[len(ERROR) : len(ERROR) + 60].decode('utf-8', 'replace')}")
+        return Step()
+
+
+class NatsAdapter(BrokerAdapter):
+    """NATS core ``PUB``/``SUB`` with ``echo`` off."""
+
+    name = "nats"
+    self_delivery = 'none: CONNECT with "echo": false (a sender receives everyone else\'s messages)'
+
+    def decoder(self) -> Decoder:
+        return NatsDecoder()
+
+    def registration(self, name: str) -> Registration:
+        return NatsRegistration(connect(name, self.topic))
+
+    def publish(self, payload: bytes) -> bytes:
+        return b"PUB %s %d\r\n%s\r\n" % (self.topic.encode(), len(payload), payload)
+
+    def pong(self) -> bytes:
+        return b"PONG\r\n"
