@@ -128,6 +128,10 @@ class SwarmRun:
             target.stop()  # before the workers close: leaves are then silent
             self.pool.shutdown()
         doc["target"] = target.describe()
+        logged = doc["target"].get("faults_logged") or []
+        if logged:  # a broker cut clients off or refused them: its own words
+            kind = doc["target"]["kind"]
+            doc["notes"].append(f"{kind} cut off or refused clients ({len(logged)} log line(s)), first: {logged[0]}")
         doc["started_at"] = started_at.isoformat(timespec="seconds")
         doc["timing"]["total_s"] = round(time.monotonic() - t_start, 3)
         return doc

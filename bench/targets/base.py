@@ -23,6 +23,7 @@ import os
 import queue
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import threading
@@ -109,6 +110,8 @@ class ProcessTarget:
     announces_address = False
     #: Seconds the server gets to start listening.
     startup_timeout = STARTUP_TIMEOUT_S
+    #: The signal that asks the server to shut down cleanly (exit status 0).
+    stop_signal = signal.SIGTERM
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -232,7 +235,7 @@ class ProcessTarget:
         if proc is None:
             return
         if proc.poll() is None:
-            proc.terminate()
+            proc.send_signal(self.stop_signal)
             try:
                 proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -83,6 +84,11 @@ log_type notice
 connection_messages false
 """
 
+#: Fault lines a run document keeps (the first ones: the rest are alike).
+FAULT_LINES_KEPT = 20
+#: Characters kept of one (Redis logs the whole client description).
+FAULT_LINE_CHARS = 240
+
 #: URL scheme of an external broker -> the protocol it speaks.
 BROKER_SCHEMES = {"redis": "redis", "nats": "nats", "mqtt": "mqtt"}
 
@@ -91,6 +97,15 @@ def find_binary(name: str) -> str | None:
     """Path of a broker binary (``/usr/sbin`` is searched even when not on PATH)."""
     path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/sbin"))
     return shutil.which(name, path=path)
+
+
+def shorten(line: str) -> str:
+    """A log line cut to :data:`FAULT_LINE_CHARS`, keeping its start (the time)
+    and its end (Redis puts the reason last)."""
+    if len(line) <= FAULT_LINE_CHARS:
+        return line
+    half = FAULT_LINE_CHARS // 2
+    return f"{line[:half]} ... {line[-half:]}"
 
 
 def split_broker_url(spec: str) -> tuple[str, str] | None:
@@ -115,6 +130,9 @@ class BrokerTarget(ProcessTarget):
     config_file = ""
     #: Argument that makes the binary print its version (on stdout or stderr).
     version_args: tuple[str, ...] = ("--version",)
+    #: Log text of the broker's own mechanisms for cutting clients off or
+    #: refusing them: lines with any are the run's ``target.faults_logged``.
+    fault_markers: tuple[str, ...] = ()
 
     def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
         binary = find_binary(self.binary_name)
@@ -166,7 +184,14 @@ class BrokerTarget(ProcessTarget):
         doc["command"] = [a if a != self.config_path else self.config_file for a in doc["command"]]
         doc["version"] = self.version()
         doc["config"] = self.config_text.splitlines()
+        doc["faults_logged"] = self.faults_logged()
         return doc
+
+    def faults_logged(self) -> list[str]:
+        """The kept log lines in which the broker says it cut a client off or
+        refused one (at most :data:`FAULT_LINES_KEPT`, each shortened)."""
+        found = [line for line in self.stderr_tail if any(m in line for m in self.fault_markers)]
+        return [shorten(line) for line in found[:FAULT_LINES_KEPT]]
 
 
 class RedisTarget(BrokerTarget):
@@ -180,6 +205,7 @@ class RedisTarget(BrokerTarget):
     config_template = REDIS_CONFIG
     config_file = "redis.conf"
     port_taken_markers = ("Address already in use",)
+    fault_markers = ("output buffer limits", "max number of clients")
 
     def command(self, port: int) -> list[str]:
         return [self.binary, self.config_path]
@@ -195,7 +221,9 @@ class NatsTarget(BrokerTarget):
     package = "nats-server"
     config_template = NATS_CONFIG
     config_file = "nats.conf"
+    fault_markers = ("Slow Consumer", "Maximum Connections Exceeded", "Write Error", "Stale Connection")
     port_taken_markers = ("address already in use",)
+    stop_signal = signal.SIGINT  # nats-server exits with status 1 on SIGTERM, 0 on SIGINT
 
     def command(self, port: int) -> list[str]:
         return [self.binary, "--config", self.config_path]
@@ -211,6 +239,7 @@ class MosquittoTarget(BrokerTarget):
     package = "mosquitto"
     config_template = MOSQUITTO_CONFIG
     config_file = "mosquitto.conf"
+    fault_markers = ("Out of memory", "exceeded", "disconnected due to")
     port_taken_markers = ("Address already in use",)
     version_args = ("-h",)
 
