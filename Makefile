@@ -13,7 +13,7 @@ TARGET   ?= embedded
 FANOUT   ?=
 P95_BOUND ?= 500
 
-COMPARE_TARGETS ?= embedded,ngircd,miniircd
+COMPARE_TARGETS ?= embedded,ngircd,miniircd,mosquitto,redis,nats
 COMPARE_CLIENTS ?= 10,50,100,250,500
 
 .PHONY: install test lint bench capacity bench-gate bench-baseline bench-replay peers compare soak help clean
@@ -27,8 +27,8 @@ help:
 	@echo "make bench-replay    the harness's own receive path, no sockets: deliveries/s per process"
 	@echo "make bench-gate      fan-out regression gate: server vs calibration relay ratio against the baseline"
 	@echo "make bench-baseline  re-measure bench/gate/baseline.json (7 runs, keeps the tolerances)"
-	@echo "make peers     install the peer servers (ngircd via apt-get, miniircd via pip) for make compare"
-	@echo "make compare   same sweep against ours, ngircd and miniircd; ratio table + charts under reports/compare/"
+	@echo "make peers     install the peer servers (ngircd, mosquitto, redis-server, nats-server via apt-get; miniircd via pip)"
+	@echo "make compare   same sweep against ours, ngircd, miniircd, mosquitto, redis, nats; table + charts under reports/compare/"
 	@echo "make soak      60 s bounded soak; checks the server returns to its idle RSS/threads/fds"
 
 $(STAMP): pyproject.toml

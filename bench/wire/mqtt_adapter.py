@@ -37,6 +37,8 @@ PROTOCOL_LEVEL = 5
 SUBSCRIBE_NO_LOCAL_QOS0 = 0x04
 #: Packet types (the fixed header's high nibble).
 CONNECT, CONNACK, PUBLISH, SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 1, 2, 3, 8, 9, 12, 13, 14
+#: The first byte of a QoS 0 PUBLISH without DUP or RETAIN (what a broker relays).
+PUBLISH_QOS0 = PUBLISH << 4
 #: Packet types a broker never sends a client.
 CLIENT_ONLY = frozenset({0, CONNECT, SUBSCRIBE, 10, PINGREQ})
 #: MQTT 5 reason codes a broker may end or refuse a connection with (spec 2.4).
@@ -116,26 +118,39 @@ class MqttDecoder:
         self.buf = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
-        buf = self.buf
-        buf += data
+        self.buf += data
+        buf = bytes(self.buf)  # slicing bytes is cheaper than slicing a bytearray
         out: list[bytes] = []
+        append = out.append
         pos = 0
         n = len(buf)
         while pos + 2 <= n:
-            got = read_varint(buf, pos + 1)
-            if got is None:
-                break
-            size, start = got
-            if size > MAX_FRAME_BYTES:
-                raise FrameError(f"a {size}-byte MQTT packet is over the {MAX_FRAME_BYTES}-byte limit")
+            first = buf[pos]
+            size = buf[pos + 1]
+            if size < 0x80:  # a packet under 128 bytes: one length byte
+                start = pos + 2
+            else:
+                got = read_varint(buf, pos + 1)
+                if got is None:
+                    break
+                size, start = got
+                if size > MAX_FRAME_BYTES:
+                    raise FrameError(f"a {size}-byte MQTT packet is over the {MAX_FRAME_BYTES}-byte limit")
             stop = start + size
             if stop > n:
                 break
-            line = self.packet(buf[pos], bytes(buf[start:stop]))
+            if first == PUBLISH_QOS0 and size >= 3:
+                # The hot path: topic length, topic, properties length (one byte when < 128), payload.
+                props = start + 2 + (buf[start] << 8 | buf[start + 1])
+                if props < stop and buf[props] < 0x80 and props + 1 + buf[props] <= stop:
+                    append(buf[props + 1 + buf[props] : stop])
+                    pos = stop
+                    continue
+            line = self.packet(first, buf[start:stop])
             if line is not None:
-                out.append(line)
+                append(line)
             pos = stop
-        del buf[:pos]
+        del self.buf[:pos]
         return out
 
     def feed_block(self, data: bytes) -> bytes:
