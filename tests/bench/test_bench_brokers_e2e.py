@@ -7,16 +7,20 @@ broker is not installed (``make peers`` installs them)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
+from bench import cli
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
 from bench.targets import MosquittoTarget, NatsTarget, RedisTarget, TargetError, make_target
 from bench.targets.brokers import find_binary
+from tests.bench.test_readme_examples import readme_command
 
 #: 20 clients, a 2,000-message burst (the issue's end-to-end check).
 BURST = {"clients": 20, "rate": 0.0, "messages": 2000, "progress": False, "drain_timeout_s": 20.0, "workers": 1}
@@ -174,3 +178,17 @@ def test_a_missing_broker_is_one_line_naming_its_package(monkeypatch: pytest.Mon
         with pytest.raises(TargetError, match=f"apt-get install {package}") as info:
             cls()
         assert "\n" not in str(info.value)
+
+
+@needs("nats-server", "nats-server")
+@pytest.mark.timeout(120)
+def test_the_readme_example_points_the_harness_at_a_broker_of_ones_own(tmp_path: Path) -> None:
+    args = readme_command("nats://127.0.0.1:4222")
+    with NatsTarget() as broker:
+        url = f"nats://{broker.host}:{broker.port}"
+        args = [url if a == "nats://127.0.0.1:4222" else a for a in args]
+        extra = ["--workers", "1", "--quiet", "--no-latest", "--out", str(tmp_path), "--server-pid", str(broker.pid)]
+        assert cli.main([*args, *extra]) == 0
+    (run,) = tmp_path.glob("*/run-*.json")
+    doc = json.loads(run.read_text())
+    _complete(doc, "nats")
