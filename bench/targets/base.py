@@ -26,9 +26,11 @@ import shlex
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, Self
 
 #: Seconds a started server gets to start listening (generous: a loaded
@@ -51,6 +53,17 @@ LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s:]+):(\d+)")
 
 class TargetError(Exception):
     """The target cannot be used; the message says why, in plain words."""
+
+
+def write_config(prefix: str, filename: str, text: str) -> tempfile.TemporaryDirectory[str]:
+    """A fresh temporary directory holding one config file ``filename``, both
+    readable by a server that drops root after reading them."""
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    os.chmod(tmp.name, 0o755)
+    path = Path(tmp.name) / filename
+    path.write_text(text)
+    path.chmod(0o644)
+    return tmp
 
 
 class Target(Protocol):

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.targets.base import ProcessTarget, TargetError
+from bench.targets.base import ProcessTarget, TargetError, write_config
 
 #: redis.conf for a benchmark (see redis.conf's own comments).
 REDIS_CONFIG = """\
@@ -153,15 +153,11 @@ class BrokerTarget(ProcessTarget):
 
     def prepare(self, port: int) -> None:
         self.cleanup()
-        self._dir = tempfile.TemporaryDirectory(prefix=f"chatbench-{self.kind}-")
-        os.chmod(self._dir.name, 0o755)  # readable after a broker drops root
         extra = "".join(f"{line}\n" for line in self.extra_config)
         self.config_text = self.config_template.format(host=self.host, port=port) + (
             f"# --server-arg\n{extra}" if extra else ""
         )
-        path = Path(self.config_path)
-        path.write_text(self.config_text)
-        path.chmod(0o644)
+        self._dir = write_config(f"chatbench-{self.kind}-", self.config_file, self.config_text)
 
     def cleanup(self) -> None:
         if self._dir is not None:

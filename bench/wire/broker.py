@@ -27,7 +27,7 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar
 
-from bench.wire.base import Adapter, Incoming
+from bench.wire.base import Adapter, Incoming, Step
 
 #: First bytes of a control line (see the module docstring).
 CONTROL_MARK = b"* "
@@ -63,6 +63,32 @@ def deliveries_block(lines: list[bytes]) -> bytes:
     if not lines:
         return b""
     return b"\n".join(lines) + b"\n"
+
+
+class BrokerRegistration:
+    """A broker connection's registration: send ``greeting``; answer a line
+    in ``answers`` with its bytes; done on a line in ``done_on``; an error
+    line refuses the connection with the broker's words."""
+
+    __slots__ = ("answers", "done_on", "greeting")
+
+    def __init__(self, greeting: bytes, done_on: frozenset[bytes], answers: dict[bytes, bytes] | None = None) -> None:
+        self.greeting = greeting
+        self.done_on = done_on
+        self.answers = answers or {}
+
+    def connected(self) -> bytes:
+        return self.greeting
+
+    def line(self, line: bytes) -> Step:
+        if line in self.done_on:
+            return Step(done=True)
+        answer = self.answers.get(line)
+        if answer is not None:
+            return Step(send=answer)
+        if line.startswith(ERROR):
+            return Step(error=f"refused: {line[len(ERROR) : len(ERROR) + 60].decode('utf-8', 'replace')}")
+        return Step()
 
 
 class BrokerAdapter(Adapter):

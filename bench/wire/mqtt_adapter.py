@@ -17,13 +17,13 @@ integer and a few length-prefixed fields.
 
 from __future__ import annotations
 
-from bench.wire.base import Decoder, Registration, Step
+from bench.wire.base import Decoder, Registration
 from bench.wire.broker import (
-    ERROR,
     MAX_FRAME_BYTES,
     PONG,
     READY,
     BrokerAdapter,
+    BrokerRegistration,
     FrameError,
     deliveries_block,
     error_line,
@@ -193,28 +193,6 @@ def publish_payload(first: int, body: bytes) -> bytes:
     return body[got[1] + got[0] :]
 
 
-class MqttRegistration:
-    """``CONNECT``; on the ``CONNACK`` ``SUBSCRIBE`` (no-local); done on the ``SUBACK``."""
-
-    __slots__ = ("client_id", "subscription")
-
-    def __init__(self, client_id: str, subscription: bytes) -> None:
-        self.client_id = client_id
-        self.subscription = subscription
-
-    def connected(self) -> bytes:
-        return connect(self.client_id)
-
-    def line(self, line: bytes) -> Step:
-        if line == CONNECTED:
-            return Step(send=self.subscription)
-        if line == READY:
-            return Step(done=True)
-        if line.startswith(ERROR):
-            return Step(error=f"refused: {line[len(ERROR) : len(ERROR) + 60].decode('utf-8', 'replace')}")
-        return Step()
-
-
 class MqttAdapter(BrokerAdapter):
     """MQTT 5, QoS 0, no-local subscriptions."""
 
@@ -230,7 +208,8 @@ class MqttAdapter(BrokerAdapter):
         return MqttDecoder()
 
     def registration(self, name: str) -> Registration:
-        return MqttRegistration(name, subscribe(self.topic))
+        # CONNECT; on the CONNACK, SUBSCRIBE (no-local); done on the SUBACK.
+        return BrokerRegistration(connect(name), frozenset({READY}), {CONNECTED: subscribe(self.topic)})
 
     def publish(self, payload: bytes) -> bytes:
         body = self._topic + payload

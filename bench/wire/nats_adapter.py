@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import re
 
-from bench.wire.base import Decoder, Registration, Step
+from bench.wire.base import Decoder, Registration
 from bench.wire.broker import (
-    ERROR,
     MAX_FRAME_BYTES,
     PING,
     PONG,
     BrokerAdapter,
+    BrokerRegistration,
     FrameError,
     deliveries_block,
     error_line,
@@ -117,27 +117,6 @@ class NatsDecoder:
         raise FrameError(f"unknown NATS operation: {line[:80]!r}")
 
 
-class NatsRegistration:
-    """``CONNECT`` + ``SUB`` + ``PING``; done on the ``PONG``."""
-
-    __slots__ = ("greeting",)
-
-    def __init__(self, greeting: bytes) -> None:
-        self.greeting = greeting
-
-    def connected(self) -> bytes:
-        return self.greeting
-
-    def line(self, line: bytes) -> Step:
-        if line == PONG:
-            return Step(done=True)
-        if line == PING:
-            return Step(send=b"PONG\r\n")
-        if line.startswith(ERROR):
-            return Step(error=f"refused: {line[len(ERROR) : len(ERROR) + 60].decode('utf-8', 'replace')}")
-        return Step()
-
-
 class NatsAdapter(BrokerAdapter):
     """NATS core ``PUB``/``SUB`` with ``echo`` off."""
 
@@ -148,7 +127,7 @@ class NatsAdapter(BrokerAdapter):
         return NatsDecoder()
 
     def registration(self, name: str) -> Registration:
-        return NatsRegistration(connect(name, self.topic))
+        return BrokerRegistration(connect(name, self.topic), frozenset({PONG}), {PING: b"PONG\r\n"})
 
     def publish(self, payload: bytes) -> bytes:
         return b"PUB %s %d\r\n%s\r\n" % (self.topic.encode(), len(payload), payload)

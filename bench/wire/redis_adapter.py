@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import hiredis
 
-from bench.wire.base import Decoder, Registration, Step
+from bench.wire.base import Decoder, Registration
 from bench.wire.broker import (
     MAX_FRAME_BYTES,
     PING,
     PONG,
     READY,
     BrokerAdapter,
+    BrokerRegistration,
     FrameError,
     deliveries_block,
     error_line,
 )
+
+#: A subscriber is registered once its subscription is confirmed; a sender once its PING is answered.
+SUBSCRIBED = frozenset({READY})
+PONGED = frozenset({PONG})
 
 
 def command(*args: bytes) -> bytes:
@@ -82,26 +87,6 @@ class RedisDecoder:
         return None  # the receiver count of a PUBLISH, +OK, ...
 
 
-class RedisRegistration:
-    """Subscriber: ``SUBSCRIBE``, done on its confirmation.  Publisher:
-    ``PING``, done on ``PONG``."""
-
-    __slots__ = ("first",)
-
-    def __init__(self, first: bytes) -> None:
-        self.first = first
-
-    def connected(self) -> bytes:
-        return self.first
-
-    def line(self, line: bytes) -> Step:
-        if line in (READY, PONG):
-            return Step(done=True)
-        if line.startswith(b"* error "):
-            return Step(error=f"refused: {line[8:68].decode('utf-8', 'replace')}")
-        return Step()
-
-
 class RedisAdapter(BrokerAdapter):
     """Redis ``PUBLISH``/``SUBSCRIBE`` over RESP2."""
 
@@ -113,10 +98,10 @@ class RedisAdapter(BrokerAdapter):
         return RedisDecoder()
 
     def registration(self, name: str) -> Registration:
-        return RedisRegistration(command(b"SUBSCRIBE", self.topic.encode()))
+        return BrokerRegistration(command(b"SUBSCRIBE", self.topic.encode()), SUBSCRIBED)
 
     def sender_registration(self, name: str) -> Registration:
-        return RedisRegistration(command(b"PING"))
+        return BrokerRegistration(command(b"PING"), PONGED)
 
     def publish(self, payload: bytes) -> bytes:
         return command(b"PUBLISH", self.topic.encode(), payload)
@@ -125,4 +110,4 @@ class RedisAdapter(BrokerAdapter):
         return b""  # Redis never pings a client
 
 
-__all__ = ["PING", "RedisAdapter", "RedisDecoder", "RedisRegistration", "command"]
+__all__ = ["PING", "RedisAdapter", "RedisDecoder", "command"]
