@@ -133,6 +133,9 @@ class BrokerTarget(ProcessTarget):
     #: Log text of the broker's own mechanisms for cutting clients off or
     #: refusing them: lines with any are the run's ``target.faults_logged``.
     fault_markers: tuple[str, ...] = ()
+    #: The settings of the generated config that keep the broker from
+    #: throttling or cutting off clients (the comparison's "flood control").
+    flood_control = ""
 
     def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
         binary = find_binary(self.binary_name)
@@ -181,6 +184,7 @@ class BrokerTarget(ProcessTarget):
         doc["version"] = self.version()
         doc["config"] = self.config_text.splitlines()
         doc["faults_logged"] = self.faults_logged()
+        doc["flood_control"] = self.flood_control + (" (+ --server-arg lines)" if self.extra_config else "")
         return doc
 
     def faults_logged(self) -> list[str]:
@@ -202,6 +206,7 @@ class RedisTarget(BrokerTarget):
     config_file = "redis.conf"
     port_taken_markers = ("Address already in use",)
     fault_markers = ("output buffer limits", "max number of clients")
+    flood_control = "none; pub/sub output-buffer limit off, no persistence"
 
     def command(self, port: int) -> list[str]:
         return [self.binary, self.config_path]
@@ -218,6 +223,7 @@ class NatsTarget(BrokerTarget):
     config_template = NATS_CONFIG
     config_file = "nats.conf"
     fault_markers = ("Slow Consumer", "Maximum Connections Exceeded", "Write Error", "Stale Connection")
+    flood_control = "none; max_pending 1 GiB, write_deadline 60 s"
     port_taken_markers = ("address already in use",)
     stop_signal = signal.SIGINT  # nats-server exits with status 1 on SIGTERM, 0 on SIGINT
 
@@ -236,6 +242,7 @@ class MosquittoTarget(BrokerTarget):
     config_template = MOSQUITTO_CONFIG
     config_file = "mosquitto.conf"
     fault_markers = ("Out of memory", "exceeded", "disconnected due to")
+    flood_control = "none; no persistence, TCP_NODELAY, no connection or queue limits"
     port_taken_markers = ("Address already in use",)
     version_args = ("-h",)
 
