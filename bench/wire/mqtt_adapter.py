@@ -9,10 +9,14 @@ them), done on the ``SUBACK``; messages are QoS 0 ``PUBLISH`` packets.  A
 ``DISCONNECT`` from the broker (MQTT 5 gives a reason code) ends the
 connection with that reason.
 
-Why by hand: ``paho-mqtt`` parses inside its client object (its socket loop,
-its callbacks, one Python call chain per packet) rather than as a sans-IO
-codec, and the five packets used here are a fixed header, a variable-length
-integer and a few length-prefixed fields.
+Why by hand: ``paho-mqtt`` parses inside its client object (its socket
+loop, a ``recv`` per header field, an ``MQTTMessage`` and a callback per
+packet), not as a sans-IO codec.  Measured on this 2-core machine, fed the
+same in-memory stream of 100,000 QoS 0 ``PUBLISH`` packets of a 64-byte probe:
+paho-mqtt 2.1's ``_packet_read`` with an ``on_message`` callback took about
+45 us per message, :class:`MqttDecoder` about 1.3 us (0.6 us on a quiet
+machine) -- at the 100,000 deliveries/s of 1,000 clients x 100 msg/s, paho
+alone would need 4.5 cores.
 """
 
 from __future__ import annotations
