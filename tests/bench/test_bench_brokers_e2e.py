@@ -25,6 +25,7 @@ from tests.bench.test_readme_examples import readme_command
 #: 20 clients, a 2,000-message burst (the issue's end-to-end check).
 BURST = {"clients": 20, "rate": 0.0, "messages": 2000, "progress": False, "drain_timeout_s": 20.0, "workers": 1}
 
+#: target -> (binary, protocol); each binary is also its Debian package's name.
 BROKERS = {"mosquitto": ("mosquitto", "mqtt"), "redis": ("redis-server", "redis"), "nats": ("nats-server", "nats")}
 
 
@@ -55,7 +56,7 @@ def _gone(pid: int | None) -> bool:
 def test_each_broker_delivers_a_burst_once_in_order_intact(target: str) -> None:
     binary, protocol = BROKERS[target]
     if find_binary(binary) is None:
-        pytest.skip(f"{binary} is not installed (run `make peers`: apt-get install {binary.split('-')[0]})")
+        pytest.skip(f"{binary} is not installed (run `make peers`: apt-get install {binary})")
     doc = run_swarm(SwarmConfig(target=target, **BURST))  # type: ignore[arg-type]
     _complete(doc, protocol)
     receivers = 20 if protocol == "redis" else 19  # redis: dedicated senders; others: no self-delivery
