@@ -18,7 +18,7 @@ CLUSTER_NODES ?= 1,2,4,8
 CLUSTER_CLIENTS ?= 200
 CLUSTER_RATE ?= 25
 
-COMPARE_TARGETS ?= embedded,ngircd,miniircd
+COMPARE_TARGETS ?= embedded,ngircd,miniircd,mosquitto,redis,nats
 COMPARE_CLIENTS ?= 10,50,100,250,500
 
 .PHONY: install test lint selftest bench capacity bench-gate bench-baseline bench-replay peers compare soak cluster bench-cluster help clean
@@ -33,8 +33,8 @@ help:
 	@echo "make bench-replay    the harness's own receive path, no sockets: deliveries/s per process"
 	@echo "make bench-gate      fan-out regression gate: server vs calibration relay ratio against the baseline"
 	@echo "make bench-baseline  re-measure bench/gate/baseline.json (7 runs, keeps the tolerances)"
-	@echo "make peers     install the peer servers (ngircd via apt-get, miniircd via pip) for make compare"
-	@echo "make compare   same sweep against ours, ngircd and miniircd; ratio table + charts under reports/compare/"
+	@echo "make peers     install the peer servers (ngircd, mosquitto, redis-server, nats-server via apt-get; miniircd via pip)"
+	@echo "make compare   same sweep against ours, ngircd, miniircd, mosquitto, redis, nats; table + charts under reports/compare/"
 	@echo "make cluster  redis-server + NODES=$(NODES) server nodes on port 8000 over a Redis backplane (Ctrl-C stops)"
 	@echo "make bench-cluster  deliveries/s and p99 vs nodes ($(CLUSTER_NODES)), scaling chart in reports/*-cluster/"
 	@echo "make soak      60 s bounded soak; checks the server returns to its idle RSS/threads/fds"

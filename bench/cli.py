@@ -140,13 +140,14 @@ def target_options() -> argparse.ArgumentParser:
         "--target",
         default="embedded",
         help="'embedded': start this project's server (`python -m server`, flood control off) on a free loopback "
-        "port for every point; 'ngircd' or 'miniircd' (that IRC server, `make peers` installs them); or HOST:PORT "
-        "of a server already running on this machine (loopback only)",
+        "port for every point; 'ngircd' or 'miniircd' (that IRC server, `make peers` installs them); 'mosquitto', "
+        "'redis' or 'nats' (that pub/sub broker, started with a benchmark config); or HOST:PORT of a server already "
+        "running on this machine (loopback only), or redis://HOST:PORT, nats://HOST:PORT, mqtt://HOST:PORT",
     )
     g.add_argument(
         "--protocol",
         choices=list(PROTOCOLS),
-        help="HOST:PORT target: what it speaks (default chat; ngircd/miniircd always speak irc)",
+        help="HOST:PORT target: what it speaks (default chat; ngircd/miniircd always speak irc, the brokers theirs)",
     )
     g.add_argument(
         "--fanout",
@@ -162,7 +163,8 @@ def target_options() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ARG",
-        help="embedded server: one more option passed verbatim (repeatable), e.g. --server-arg=--max-clients=20000",
+        help="embedded server: one more option passed verbatim (repeatable), e.g. --server-arg=--max-clients=20000; "
+        "a broker: one more config line, e.g. --server-arg='client-output-buffer-limit pubsub 64kb 0 0'",
     )
     g.add_argument("--server-pid", type=int, help="HOST:PORT target: the server's pid, to sample its CPU/RSS/threads")
     return p

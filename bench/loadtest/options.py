@@ -12,11 +12,13 @@ import argparse
 from typing import Any
 
 from bench.loadtest.support import MAX_PAYLOAD
+from bench.wire import PROTOCOLS
 
 #: Defaults of the ``--chat-*`` options.
 DEFAULT_RATE = 1.0
 DEFAULT_PAYLOAD = 64
 DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_PROTOCOL = "chat"
 DEFAULT_STEP_USERS = 50
 DEFAULT_STEP_TIME = 10.0
 
@@ -78,6 +80,15 @@ def add_arguments(parser: Any) -> None:
         default=DEFAULT_CONNECT_TIMEOUT,
         metavar="SECONDS",
         help=f"connect + registration timeout (default {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
+    _add(
+        group,
+        "--chat-protocol",
+        choices=list(PROTOCOLS),
+        default=DEFAULT_PROTOCOL,
+        help=f"what the host speaks (default {DEFAULT_PROTOCOL}): mqtt (MQTT 5, no-local), redis (pub/sub; each "
+        "user publishes on a second connection, so it also receives its own messages: deliveries = users x rate x "
+        "users), nats (echo off), or irc; the room is the topic 'chatbench'",
     )
     _add(
         group,

@@ -1,4 +1,6 @@
-"""Locust users that speak the chat protocol over raw TCP.
+"""Locust users that speak the chat protocol over raw TCP (or, with
+``--chat-protocol``, MQTT, Redis pub/sub, NATS or IRC through the harness's
+adapters: :mod:`bench.wire`).
 
 :class:`ChatUser` is the abstract base: it connects, registers a unique name,
 runs a receiving greenlet that measures every fan-out delivery, and offers
@@ -47,6 +49,7 @@ from bench.loadtest.integrity import LEDGER
 from bench.loadtest.options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PAYLOAD,
+    DEFAULT_PROTOCOL,
     DEFAULT_RATE,
     add_arguments,
     option,
@@ -70,9 +73,9 @@ from bench.loadtest.support import (
     ForeignDelivery,
     Identity,
     parse_host,
-    probe_line,
     read_line,
 )
+from bench.measure.probe import encode_probe, make_payload
 from bench.wire.client import RegistrationRefused, WireClient
 from server import protocol
 
@@ -105,25 +108,37 @@ class ChatConnection:
     (:class:`bench.wire.client.WireClient`, cooperative under gevent) and
     the name and probe sender id it registered with."""
 
-    def __init__(self, client: WireClient, sender_id: int) -> None:
+    def __init__(self, client: WireClient, sender_id: int, publisher: WireClient | None = None) -> None:
         self.client = client
         self.sock = client.sock
         self.decoder = client.decoder
+        self.adapter = client.adapter
         self.name = client.name
         self.sender_id = sender_id
+        #: The connection messages are sent on, where the protocol cannot send
+        #: on a receiving one (Redis: a subscribed connection cannot publish).
+        self.publisher = publisher
+        self.send_sock = publisher.sock if publisher is not None else client.sock
         #: Lines that arrived together with the welcome, for the receiver.
         self.backlog: list[bytes] = client.take_lines()
         self.closed = False
 
     @classmethod
     def open(
-        cls, address: tuple[str, int], timeout: float, identities: Callable[[], tuple[str, int]], attempts: int
+        cls,
+        address: tuple[str, int],
+        timeout: float,
+        identities: Callable[[], tuple[str, int]],
+        attempts: int,
+        protocol_name: str = DEFAULT_PROTOCOL,
     ) -> ChatConnection:
         """Connect and register with a fresh name from ``identities``; on
         refusal (name taken) try another, up to ``attempts`` names, all
-        within ``timeout`` seconds."""
+        within ``timeout`` seconds.  ``protocol_name``: what the host speaks
+        (:data:`bench.wire.PROTOCOLS`)."""
         deadline = time.monotonic() + timeout
-        client = WireClient.open(address, "chat", timeout, decoder=protocol.LineDecoder(RECEIVE_LINE_LIMIT))
+        decoder = protocol.LineDecoder(RECEIVE_LINE_LIMIT) if protocol_name == DEFAULT_PROTOCOL else None
+        client = WireClient.open(address, protocol_name, timeout, decoder=decoder)
         try:
             for _ in range(attempts):
                 name, sender_id = identities()
@@ -132,7 +147,7 @@ class ChatConnection:
                 except RegistrationRefused as exc:
                     log.debug("%s", exc)
                     continue
-                return cls(client, sender_id)
+                return cls(client, sender_id, open_publisher(client, address, timeout, deadline))
         except BaseException:
             client.close()
             raise
@@ -144,6 +159,34 @@ class ChatConnection:
             return
         self.closed = True
         self.client.close()
+        if self.publisher is not None:
+            self.publisher.close()
+
+    def translate(self, lines: list[bytes]) -> list[bytes]:
+        """Received lines as chat lines (a broker's deliveries, IRC's
+        ``PRIVMSG``s); answers what needs an answer (``PING``)."""
+        if not self.adapter.translates:
+            return lines
+        got = self.adapter.incoming(lines)
+        if got.reply:
+            self.sock.sendall(got.reply)
+        if got.ended is not None:
+            raise ChatConnectionError(f"disconnected by server: {got.ended}")
+        return got.lines
+
+
+def open_publisher(client: WireClient, address: tuple[str, int], timeout: float, deadline: float) -> WireClient | None:
+    """A second, sending-only connection for ``client``'s user where its
+    protocol cannot send on a receiving connection (Redis), else None."""
+    if client.adapter.senders_receive:
+        return None
+    publisher = WireClient.open(address, client.adapter.name, timeout)
+    try:
+        publisher.register(client.name, deadline, sender_only=True)
+    except BaseException:
+        publisher.close()
+        raise
+    return publisher
 
 
 # --------------------------------------------------------------------------
@@ -185,6 +228,8 @@ class ChatUser(User):
         size = self.payload_size
         self._payload_size = int(size if size is not None else option(environment, "chat_payload", DEFAULT_PAYLOAD))
         self._timeout = float(option(environment, "chat_connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+        self._protocol = str(option(environment, "chat_protocol", DEFAULT_PROTOCOL))
+        self._drainer: gevent.Greenlet | None = None
         self._paced = type(self).wait_time is ChatUser.wait_time
         if self._rate > 0:
             self._period_ns = int(1e9 / self._rate)
@@ -205,8 +250,9 @@ class ChatUser(User):
         conn: ChatConnection | None = None
         try:
             address = parse_host(self.host)
-            conn = ChatConnection.open(address, self._timeout, IDENTITY.next, MAX_NAME_ATTEMPTS)
+            conn = ChatConnection.open(address, self._timeout, IDENTITY.next, MAX_NAME_ATTEMPTS, self._protocol)
             conn.sock.settimeout(None)
+            conn.send_sock.settimeout(None)
         except Exception as exc:
             if conn is not None:
                 conn.close()
@@ -221,13 +267,17 @@ class ChatUser(User):
         if self._period_ns:
             self._next_ns = time.monotonic_ns() + random.randrange(self._period_ns)
         self._receiver = gevent.spawn(self._receive_loop, conn)
+        if conn.publisher is not None:
+            self._drainer = gevent.spawn(self._drain_publisher, conn)
         return True
 
     def disconnect(self) -> None:
         conn, self.conn = self.conn, None
         receiver, self._receiver = self._receiver, None
-        if receiver is not None and receiver is not gevent.getcurrent():
-            receiver.kill(block=False)
+        drainer, self._drainer = self._drainer, None
+        for greenlet in (receiver, drainer):
+            if greenlet is not None and greenlet is not gevent.getcurrent():
+                greenlet.kill(block=False)
         if conn is not None:
             conn.close()
 
@@ -254,7 +304,10 @@ class ChatUser(User):
     def say(self, text: str) -> bool:
         """Say ``text`` in the chat (a leading ``/`` is escaped, so it is
         never a command); fires SEND.  False if not connected."""
-        return self.send_bytes(protocol.encode_say(text))
+        conn = self.conn
+        if conn is None:
+            return False
+        return self.send_bytes(conn.adapter.encode_message(self.name, text))
 
     def send_line(self, line: str) -> bool:
         """Send one raw protocol line, e.g. a command such as ``/who``."""
@@ -268,7 +321,7 @@ class ChatUser(User):
             return False
         start = time.monotonic_ns() if intended_ns is None else intended_ns
         try:
-            conn.sock.sendall(data)
+            conn.send_sock.sendall(data)
         except OSError as exc:
             self._lost(conn, exc)
             return False
@@ -291,7 +344,11 @@ class ChatUser(User):
             intended = time.monotonic_ns()
         seq = self.seq
         self.seq += 1
-        return self.send_bytes(probe_line(self.sender_id, seq, intended, self._payload_size), intended)
+        conn = self.conn
+        if conn is None:
+            return False
+        text = encode_probe(self.sender_id, seq, intended, make_payload(self._payload_size, self.sender_id, seq))
+        return self.send_bytes(conn.adapter.encode_message(self.name, text), intended)
 
     # -- receiving ------------------------------------------------------------
 
@@ -304,7 +361,7 @@ class ChatUser(User):
     def _receive_loop(self, conn: ChatConnection) -> None:
         try:
             if conn.backlog:
-                self._handle(conn.backlog, time.monotonic_ns())
+                self._handle(conn.translate(conn.backlog), time.monotonic_ns())
                 conn.backlog = []
             sock, decoder = conn.sock, conn.decoder
             while True:
@@ -312,7 +369,25 @@ class ChatUser(User):
                 if not data:
                     raise ChatConnectionError("server closed the connection")
                 now = time.monotonic_ns()
-                self._handle(decoder.feed(data), now)
+                self._handle(conn.translate(decoder.feed(data)), now)
+        except gevent.GreenletExit:
+            raise
+        except Exception as exc:
+            self._lost(conn, exc)
+
+    def _drain_publisher(self, conn: ChatConnection) -> None:
+        """Read the sending-only connection's replies (Redis: a count per
+        ``PUBLISH``), so they never pile up; an error reply ends it."""
+        assert conn.publisher is not None
+        sock, decoder = conn.publisher.sock, conn.publisher.decoder
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    raise ChatConnectionError("server closed the sending connection")
+                got = conn.adapter.incoming(decoder.feed(data))
+                if got.ended is not None:
+                    raise ChatConnectionError(f"disconnected by server: {got.ended}")
         except gevent.GreenletExit:
             raise
         except Exception as exc:

@@ -112,7 +112,8 @@ class TargetInfo(TypedDict):
     effective_options: NotRequired[dict[str, str]]  #: embedded: every setting the server logged
     version: NotRequired[str | None]  #: ngircd, miniircd
     flood_control: NotRequired[str]  #: ngircd, miniircd
-    config: NotRequired[list[str]]  #: ngircd: its config file's lines
+    config: NotRequired[list[str]]  #: ngircd, brokers: the config file's lines
+    faults_logged: NotRequired[list[str]]  #: brokers: log lines where the broker cut off or refused a client
     addresses: NotRequired[list[str]]  #: cluster:N: every node's address
     nodes: NotRequired[list[TargetInfo]]  #: cluster:N: each node as a target
     redis: NotRequired[TargetInfo]  #: cluster:N: the backplane's redis-server

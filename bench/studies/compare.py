@@ -49,7 +49,7 @@ from bench.studies import sweep
 from bench.swarm import DEFAULT_SENDERS
 from bench.targets import NGIRCD_PENALTY_RATE_PER_SENDER, NgircdTarget, make_target
 
-DEFAULT_TARGETS = ("embedded", "ngircd", "miniircd")
+DEFAULT_TARGETS = ("embedded", "ngircd", "miniircd", "mosquitto", "redis", "nats")
 DEFAULT_CLIENTS = (10, 50, 100, 250, 500)
 #: Where comparisons go without --out.
 DEFAULT_ROOT = "reports/compare"

@@ -63,6 +63,11 @@ class SwarmConfig:
 
         need(self.clients >= 1, "--clients must be at least 1")
         need(self.senders is None or self.senders >= 1, "--senders must be at least 1")
+        try:
+            if not self.dedicated_senders and not wire.get(self.protocol_name).senders_receive:
+                object.__setattr__(self, "dedicated_senders", True)  # e.g. Redis: subscribers cannot publish
+        except (TargetError, ValueError):
+            pass  # reported below
         if not self.dedicated_senders:
             need(self.sender_count <= self.clients, "--senders cannot exceed --clients (or use --dedicated-senders)")
             need(self.clients >= 2, "with senders among the clients, at least 2 clients are needed")

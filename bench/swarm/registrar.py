@@ -107,7 +107,11 @@ class Registrar:
             spec=spec,
             sock=sock,
             decoder=self.adapter.decoder(),
-            registration=self.adapter.registration(spec.name),
+            registration=(
+                self.adapter.sender_registration(spec.name)
+                if spec.slot is not None and not spec.receives
+                else self.adapter.registration(spec.name)
+            ),
             fd=sock.fileno(),
             deadline_ns=time.monotonic_ns() + int(plan.connect_timeout_s * 1e9),
             stalled=stalled,

@@ -28,7 +28,7 @@ class Sender:
 
     def __init__(self, payload_bytes: int, adapter: Adapter, sockets: Sockets) -> None:
         self.payload_bytes = payload_bytes
-        self.encode_chat = adapter.encode_chat
+        self.encode_message = adapter.encode_message
         self.sockets = sockets
         self.schedule: Schedule | None = None
         self.heap: list[tuple[int, int, Conn]] = []  # (due_ns, global m, sender)
@@ -77,7 +77,7 @@ class Sender:
         senders = schedule.senders
         total = schedule.total
         warmup = schedule.warmup
-        encode_chat = self.encode_chat
+        encode_message = self.encode_message
         dirty: list[Conn] = []
         lags: list[int] = []
         while heap and heap[0][0] <= now:
@@ -87,7 +87,7 @@ class Sender:
             seq = m // senders
             cid = conn.spec.cid
             text = probe.encode_probe(cid, seq, due, self._payload(cid, seq))
-            data = encode_chat(text)
+            data = encode_message(conn.spec.name, text)
             if not conn.outbuf:
                 dirty.append(conn)
             conn.outbuf += data

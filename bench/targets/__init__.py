@@ -16,6 +16,10 @@ in :data:`TARGET_KINDS`.
 ``miniircd``   miniircd (PyPI), spoken to over IRC (:class:`MiniircdTarget`).
 ``cluster:N``  redis-server and N of our server processes sharing one port
                over a Redis backplane (:mod:`~bench.targets.cluster`).
+``mosquitto`` ``redis`` ``nats``  pub/sub brokers from their Debian packages,
+               spoken to over MQTT 5, RESP2 and NATS core
+               (:mod:`~bench.targets.brokers`).
+``redis://HOST:PORT`` (``nats://``, ``mqtt://``)  a broker somebody else started.
 ``HOST:PORT``  a server somebody else started, speaking ``--protocol chat``
                (default) or ``irc``.  Loopback only: the harness refuses to
                send load to any other machine.
@@ -39,6 +43,7 @@ from collections.abc import Callable, Sequence
 
 from bench import wire
 from bench.targets.base import CommandTarget, ProcessTarget, Target, TargetError
+from bench.targets.brokers import MosquittoTarget, NatsTarget, RedisTarget, split_broker_url
 from bench.targets.cluster import ClusterTarget, RedisServer, find_redis_server, parse_cluster_spec
 from bench.targets.embedded import EmbeddedTarget
 from bench.targets.external import ExternalTarget, check_loopback, split_host_port
@@ -84,9 +89,20 @@ TARGET_KINDS: dict[str, Callable[[Sequence[str]], Target]] = {
     "ngircd": lambda args: NgircdTarget(args),
     "miniircd": lambda args: MiniircdTarget(args),
     "faultrelay": lambda args: FaultRelayTarget(args),  # the selftest's (bench.targets.faultrelay)
+    "mosquitto": lambda args: MosquittoTarget(args),
+    "redis": lambda args: RedisTarget(args),
+    "nats": lambda args: NatsTarget(args),
 }
 #: What each named target speaks.
-TARGET_PROTOCOLS: dict[str, str] = {"embedded": "chat", "ngircd": "irc", "miniircd": "irc", "faultrelay": "chat"}
+TARGET_PROTOCOLS: dict[str, str] = {
+    "embedded": "chat",
+    "ngircd": "irc",
+    "miniircd": "irc",
+    "mosquitto": "mqtt",
+    "redis": "redis",
+    "nats": "nats",
+    "faultrelay": "chat",
+}
 
 
 def target_protocol(spec: str, protocol: str | None = None) -> str:
@@ -95,7 +111,8 @@ def target_protocol(spec: str, protocol: str | None = None) -> str:
     for HOST:PORT."""
     if protocol is not None and protocol not in wire.PROTOCOLS:
         raise TargetError(f"unknown protocol {protocol!r} (choose from {', '.join(wire.PROTOCOLS)})")
-    fixed = TARGET_PROTOCOLS.get(spec)
+    url = split_broker_url(spec)
+    fixed = TARGET_PROTOCOLS.get(spec) or (url[0] if url else None)
     if fixed is not None:
         if protocol is not None and protocol != fixed:
             raise TargetError(f"--protocol {protocol} does not apply: target {spec} speaks {fixed}")
@@ -119,5 +136,6 @@ def make_target(
             f"server options ({' '.join(server_args)}) only apply to a server the harness starts "
             f"({', '.join(TARGET_KINDS)}), not to {spec}"
         )
-    host, port = split_host_port(spec)
+    url = split_broker_url(spec)
+    host, port = split_host_port(url[1] if url else spec)
     return ExternalTarget(host, port, server_pid, proto)

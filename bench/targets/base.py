@@ -23,11 +23,14 @@ import os
 import queue
 import re
 import shlex
+import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol, Self
 
 from bench.results.schema import TargetInfo
@@ -52,6 +55,17 @@ LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s:]+):(\d+)")
 
 class TargetError(Exception):
     """The target cannot be used; the message says why, in plain words."""
+
+
+def write_config(prefix: str, filename: str, text: str) -> tempfile.TemporaryDirectory[str]:
+    """A fresh temporary directory holding one config file ``filename``, both
+    readable by a server that drops root after reading them."""
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    os.chmod(tmp.name, 0o755)
+    path = Path(tmp.name) / filename
+    path.write_text(text)
+    path.chmod(0o644)
+    return tmp
 
 
 class Target(Protocol):
@@ -111,6 +125,8 @@ class ProcessTarget:
     announces_address = False
     #: Seconds the server gets to start listening.
     startup_timeout = STARTUP_TIMEOUT_S
+    #: The signal that asks the server to shut down cleanly (exit status 0).
+    stop_signal = signal.SIGTERM
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -239,7 +255,7 @@ class ProcessTarget:
         if proc is None:
             return
         if proc.poll() is None:
-            proc.terminate()
+            proc.send_signal(self.stop_signal)
             try:
                 proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:

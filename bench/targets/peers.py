@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.results.schema import TargetInfo
-from bench.targets.base import ProcessTarget, TargetError
+from bench.targets.base import ProcessTarget, TargetError, write_config
 
 #: ngircd's settings for a benchmark on loopback (see ``ngircd.conf(5)``).
 #: No per-IP or total connection limit, no PAM/DNS/ident look-ups (each would
@@ -124,13 +124,9 @@ class NgircdTarget(ProcessTarget):
 
     def prepare(self, port: int) -> None:
         self.cleanup()
-        self._dir = tempfile.TemporaryDirectory(prefix="chatbench-ngircd-")
-        os.chmod(self._dir.name, 0o755)  # readable after ngircd drops root
         penalty = "MaxPenaltyTime = 0\n" if self.penalty_disabled else ""
         self.config_text = NGIRCD_BASE_CONFIG.format(host=self.host, port=port, penalty=penalty)
-        path = Path(self._dir.name) / "ngircd.conf"
-        path.write_text(self.config_text)
-        path.chmod(0o644)
+        self._dir = write_config("chatbench-ngircd-", "ngircd.conf", self.config_text)
 
     @property
     def config_path(self) -> str:

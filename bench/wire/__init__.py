@@ -9,7 +9,9 @@ Modules: :mod:`~bench.wire.base` (the interface), :mod:`~bench.wire.chat`
 (this project's protocol), :mod:`~bench.wire.irc` (the IRC codec) and
 :mod:`~bench.wire.irc_adapter` (IRC as the harness speaks it),
 :mod:`~bench.wire.chatblock` (the chat block layout the recorder's fast path
-uses).  A new protocol is one new module and one line in :data:`_ADAPTERS`.
+uses), :mod:`~bench.wire.broker` (what the pub/sub brokers share) with
+:mod:`~bench.wire.mqtt_adapter`, :mod:`~bench.wire.redis_adapter` and
+:mod:`~bench.wire.nats_adapter`.  A new protocol is one new module and one line in :data:`_ADAPTERS`.
 """
 
 from collections.abc import Callable
@@ -17,11 +19,17 @@ from collections.abc import Callable
 from bench.wire.base import Adapter, Decoder, Incoming, Registration, Step
 from bench.wire.chat import RECEIVER_LINE_LIMIT, ChatAdapter
 from bench.wire.irc_adapter import IrcAdapter
+from bench.wire.mqtt_adapter import MqttAdapter
+from bench.wire.nats_adapter import NatsAdapter
+from bench.wire.redis_adapter import RedisAdapter
 
 #: The registry: protocol name -> its adapter's factory.
 _ADAPTERS: dict[str, Callable[[], Adapter]] = {
     "chat": ChatAdapter,
     "irc": IrcAdapter,
+    "mqtt": MqttAdapter,
+    "redis": RedisAdapter,
+    "nats": NatsAdapter,
 }
 
 #: The protocols ``--protocol`` accepts.

@@ -42,6 +42,8 @@ class ProtocolInfo(TypedDict):
     protocol: str
     channel: NotRequired[str]  #: IRC: the channel every client joins
     max_text_bytes: NotRequired[int]  #: IRC: the longest chat text one line carries
+    topic: NotRequired[str]  #: brokers: the topic/channel/subject of the room
+    self_delivery: NotRequired[str]  #: brokers: how a sender's own messages are kept from it
 
 
 class Decoder(Protocol):
@@ -98,6 +100,10 @@ class Adapter(abc.ABC):
     replies_needed: ClassVar[bool]
     #: Exceptions the decoder raises for a line past its limit.
     line_errors: ClassVar[tuple[type[Exception], ...]]
+    #: A sender can also be a receiver (false for Redis, where a subscribed
+    #: connection cannot publish: the swarm then makes the senders dedicated
+    #: connections and registers them with :meth:`sender_registration`).
+    senders_receive: ClassVar[bool] = True
 
     @abc.abstractmethod
     def decoder(self) -> Decoder:
@@ -107,9 +113,18 @@ class Adapter(abc.ABC):
     def registration(self, name: str) -> Registration:
         """A fresh registration for a client called ``name``."""
 
+    def sender_registration(self, name: str) -> Registration:
+        """The registration of a dedicated sender (one that does not receive)."""
+        return self.registration(name)
+
     @abc.abstractmethod
     def encode_chat(self, text: str) -> bytes:
         """One chat message, framed for sending."""
+
+    def encode_message(self, sender: str, text: str) -> bytes:
+        """One chat message from ``sender``, framed for sending (a broker has
+        no names: its adapter puts the sender's name in the payload)."""
+        return self.encode_chat(text)
 
     @abc.abstractmethod
     def check_text(self, text: str) -> str | None:

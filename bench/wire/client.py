@@ -99,11 +99,13 @@ class WireClient:
             raise
         return client
 
-    def register(self, name: str, deadline: float) -> None:
+    def register(self, name: str, deadline: float, *, sender_only: bool = False) -> None:
         """Drive the adapter's registration for ``name`` until it is done;
-        :class:`RegistrationRefused` if the server refuses it."""
+        :class:`RegistrationRefused` if the server refuses it.  ``sender_only``:
+        a connection that only sends (:meth:`bench.wire.Adapter.sender_registration`)."""
         self.name = name
-        registration = self.adapter.registration(name)
+        adapter = self.adapter
+        registration = adapter.sender_registration(name) if sender_only else adapter.registration(name)
         greeting = registration.connected()
         if greeting:
             self.sock.sendall(greeting)

@@ -1,0 +1,250 @@
+"""Pub/sub brokers the harness starts itself: Redis, NATS and Mosquitto (MQTT).
+
+Each runs from its Debian package on a free loopback port with a config file
+the harness writes, its log on stderr (kept in the run document like the other
+peers'), and is stopped with SIGTERM after the run.  Settings that would
+distort a fan-out benchmark are set for one in the config, each with a comment
+(:data:`REDIS_CONFIG`, :data:`NATS_CONFIG`, :data:`MOSQUITTO_CONFIG`); extra
+server options (``--server-arg``) are appended as config lines, so a test or a
+user can put a limit back (``client-output-buffer-limit pubsub 64kb 0 0``).
+
+``redis://HOST:PORT``, ``nats://HOST:PORT`` and ``mqtt://HOST:PORT`` name a
+broker somebody else started (loopback only, :func:`split_broker_url`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.results.schema import TargetInfo
+from bench.targets.base import ProcessTarget, TargetError, write_config
+
+#: redis.conf for a benchmark (see redis.conf's own comments).
+REDIS_CONFIG = """\
+# written by the chatbench harness for a loopback fan-out benchmark
+bind {host}
+port {port}
+protected-mode no
+# the log goes to stderr, which the harness keeps
+logfile /dev/stderr
+# no persistence: a benchmark's messages are not data (RDB snapshots and the AOF
+# would fork and write during the run)
+save ""
+appendonly no
+# no pub/sub output-buffer limit: Redis's default (32mb hard, 8mb for 60 s)
+# disconnects a subscriber that falls behind, which a benchmark must see as
+# latency, not as a dropped client (put it back with --server-arg to test that)
+client-output-buffer-limit pubsub 0 0 0
+# room for every harness connection (capped by the open-files limit)
+maxclients 100000
+# a deep accept queue: the swarm opens hundreds of connections at once
+tcp-backlog 4096
+"""
+
+#: nats-server config for a benchmark (see nats-server's configuration docs).
+NATS_CONFIG = """\
+# written by the chatbench harness for a loopback fan-out benchmark
+listen: "{host}:{port}"
+# a subscriber may fall 1 GiB behind before it is cut off as a slow consumer
+# (default 64 MiB) ...
+max_pending: 1GB
+# ... and a write to it may block 60 s (default 10 s)
+write_deadline: "60s"
+# the server pings idle clients every 2 min by default; the harness answers, but a
+# long run need not pay for it
+ping_interval: "10m"
+max_connections: 100000
+"""
+
+#: mosquitto.conf for a benchmark (see mosquitto.conf(5)).
+MOSQUITTO_CONFIG = """\
+# written by the chatbench harness for a loopback fan-out benchmark
+listener {port} {host}
+allow_anonymous true
+# no persistence: nothing is written to disk during a run
+persistence false
+# Nagle off: without it every small PUBLISH to a subscriber may wait for an ACK
+set_tcp_nodelay true
+# no limit on connections, on QoS 1/2 messages in flight or queued per client
+max_connections -1
+max_inflight_messages 0
+max_queued_messages 0
+# the log goes to stderr, which the harness keeps; one line per connection is
+# too many at 1,000 clients
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+connection_messages false
+"""
+
+#: Fault lines a run document keeps (the first ones: the rest are alike).
+FAULT_LINES_KEPT = 20
+#: Characters kept of one (Redis logs the whole client description).
+FAULT_LINE_CHARS = 240
+
+#: URL scheme of an external broker -> the protocol it speaks.
+BROKER_SCHEMES = {"redis": "redis", "nats": "nats", "mqtt": "mqtt"}
+
+
+def find_binary(name: str) -> str | None:
+    """Path of a broker binary (``/usr/sbin`` is searched even when not on PATH)."""
+    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/sbin"))
+    return shutil.which(name, path=path)
+
+
+def shorten(line: str) -> str:
+    """A log line cut to :data:`FAULT_LINE_CHARS`, keeping its start (the time)
+    and its end (Redis puts the reason last)."""
+    if len(line) <= FAULT_LINE_CHARS:
+        return line
+    half = FAULT_LINE_CHARS // 2
+    return f"{line[:half]} ... {line[-half:]}"
+
+
+def split_broker_url(spec: str) -> tuple[str, str] | None:
+    """``redis://HOST:PORT`` -> (``redis``, ``HOST:PORT``); None if ``spec``
+    is not a broker URL; :class:`TargetError` for an unknown scheme."""
+    scheme, sep, rest = spec.partition("://")
+    if not sep:
+        return None
+    protocol = BROKER_SCHEMES.get(scheme.lower())
+    if protocol is None:
+        raise TargetError(f"unknown target scheme {scheme!r}:// (choose from {', '.join(BROKER_SCHEMES)})")
+    return protocol, rest.rstrip("/")
+
+
+class BrokerTarget(ProcessTarget):
+    """A broker from a Debian package with a config file the harness writes.
+    Subclasses give the binary, the package, the config and the command."""
+
+    binary_name = ""
+    package = ""
+    config_template = ""
+    config_file = ""
+    #: Argument that makes the binary print its version (on stdout or stderr).
+    version_args: tuple[str, ...] = ("--version",)
+    #: Log text of the broker's own mechanisms for cutting clients off or
+    #: refusing them: lines with any are the run's ``target.faults_logged``.
+    fault_markers: tuple[str, ...] = ()
+    #: The settings of the generated config that keep the broker from
+    #: throttling or cutting off clients (the comparison's "flood control").
+    flood_control = ""
+
+    def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
+        binary = find_binary(self.binary_name)
+        if binary is None:
+            raise TargetError(
+                f"{self.binary_name} is not installed (Debian package `{self.package}`: `make peers` installs it, "
+                f"or apt-get install {self.package})"
+            )
+        super().__init__(host)
+        self.binary = binary
+        self.extra_config = list(server_args)
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self.config_text = ""
+
+    @property
+    def config_path(self) -> str:
+        return str(Path(self._dir.name) / self.config_file) if self._dir is not None else self.config_file
+
+    def prepare(self, port: int) -> None:
+        self.cleanup()
+        extra = "".join(f"{line}\n" for line in self.extra_config)
+        self.config_text = self.config_template.format(host=self.host, port=port) + (
+            f"# --server-arg\n{extra}" if extra else ""
+        )
+        self._dir = write_config(f"chatbench-{self.kind}-", self.config_file, self.config_text)
+
+    def cleanup(self) -> None:
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def version(self) -> str | None:
+        try:
+            out = subprocess.run(
+                [self.binary, *self.version_args], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        text = (out.stdout or out.stderr).strip()
+        return text.splitlines()[0].strip() if text else None
+
+    def describe(self) -> TargetInfo:
+        doc = super().describe()
+        doc["command"] = [self.binary_name, *self.command(self.port)[1:]]
+        doc["command"] = [a if a != self.config_path else self.config_file for a in doc["command"]]
+        doc["version"] = self.version()
+        doc["config"] = self.config_text.splitlines()
+        doc["faults_logged"] = self.faults_logged()
+        doc["flood_control"] = self.flood_control + (" (+ --server-arg lines)" if self.extra_config else "")
+        return doc
+
+    def faults_logged(self) -> list[str]:
+        """The kept log lines in which the broker says it cut a client off or
+        refused one (at most :data:`FAULT_LINES_KEPT`, each shortened)."""
+        found = [line for line in self.stderr_tail if any(m in line for m in self.fault_markers)]
+        return [shorten(line) for line in found[:FAULT_LINES_KEPT]]
+
+
+class RedisTarget(BrokerTarget):
+    """Redis (``redis-server``, Debian package ``redis-server``): pub/sub over RESP2."""
+
+    kind = "redis"
+    protocol = "redis"
+    label = "redis-server"
+    binary_name = "redis-server"
+    package = "redis-server"
+    config_template = REDIS_CONFIG
+    config_file = "redis.conf"
+    port_taken_markers = ("Address already in use",)
+    fault_markers = ("output buffer limits", "max number of clients")
+    flood_control = "none; pub/sub output-buffer limit off, no persistence"
+
+    def command(self, port: int) -> list[str]:
+        return [self.binary, self.config_path]
+
+
+class NatsTarget(BrokerTarget):
+    """NATS (``nats-server``, Debian package ``nats-server``): core pub/sub."""
+
+    kind = "nats"
+    protocol = "nats"
+    label = "nats-server"
+    binary_name = "nats-server"
+    package = "nats-server"
+    config_template = NATS_CONFIG
+    config_file = "nats.conf"
+    fault_markers = ("Slow Consumer", "Maximum Connections Exceeded", "Write Error", "Stale Connection")
+    flood_control = "none; max_pending 1 GiB, write_deadline 60 s"
+    port_taken_markers = ("address already in use",)
+    stop_signal = signal.SIGINT  # nats-server exits with status 1 on SIGTERM, 0 on SIGINT
+
+    def command(self, port: int) -> list[str]:
+        return [self.binary, "--config", self.config_path]
+
+
+class MosquittoTarget(BrokerTarget):
+    """Eclipse Mosquitto (Debian package ``mosquitto``): MQTT 5 at QoS 0."""
+
+    kind = "mosquitto"
+    protocol = "mqtt"
+    label = "mosquitto"
+    binary_name = "mosquitto"
+    package = "mosquitto"
+    config_template = MOSQUITTO_CONFIG
+    config_file = "mosquitto.conf"
+    fault_markers = ("Out of memory", "exceeded", "disconnected due to")
+    flood_control = "none; no persistence, TCP_NODELAY, no connection or queue limits"
+    port_taken_markers = ("Address already in use",)
+    version_args = ("-h",)
+
+    def command(self, port: int) -> list[str]:
+        return [self.binary, "-c", self.config_path]

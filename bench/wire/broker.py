@@ -1,0 +1,157 @@
+"""What the pub/sub broker adapters (Redis, NATS, MQTT) share.
+
+A broker has no chat names and no chat lines: a client subscribes to one
+topic (the room) and publishes opaque payloads to it.  The harness makes a
+broker look like a chat server to the rest of the swarm:
+
+* a sender publishes ``NAME: PROBE`` -- the chat line our server would have
+  relayed -- as the payload (:meth:`BrokerAdapter.encode_message`), so a
+  received payload *is* the line the recorder reads, and the four integrity
+  counters, the sender-name check and the latency work unchanged;
+* each protocol's decoder cuts received bytes into frames and gives one
+  "line" per frame that matters: a delivered payload as it is, anything the
+  registration or the worker must see (a subscription confirmed, a ``PING``,
+  an error, the broker closing the connection) as a *control line* that
+  starts with :data:`CONTROL_MARK`, which no chat line can start with (it is
+  in :data:`server.protocol.names.RESERVED_FIRST`); acknowledgements nobody
+  needs (Redis's subscriber count per ``PUBLISH``) give no line at all.
+
+So the block fast path holds whenever a buffer is all deliveries
+(:meth:`BrokerAdapter.translate_block` returns the block as it is), and
+control lines take :meth:`BrokerAdapter.incoming`, which answers ``PING``
+and reports the broker's reason for closing.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+from bench.wire.base import Adapter, Incoming, ProtocolInfo, Step
+
+#: First bytes of a control line (see the module docstring).
+CONTROL_MARK = b"* "
+#: Control-line kinds a decoder gives.
+PING = b"* ping"
+PONG = b"* pong"
+ERROR = b"* error "  #: + the broker's text: the connection is (being) refused or closed
+READY = b"* ready"  #: a subscription (or the connection, for a publisher) is confirmed
+
+#: Largest frame a decoder holds while it arrives.  A probe with the default
+#: 64-byte payload is ~120 bytes; NATS's default ``max_payload`` is 1 MiB, so
+#: no broker here sends a real message past this.  A longer frame is
+#: malformed or foreign and ends the connection (:class:`FrameError`).
+MAX_FRAME_BYTES = 1 << 20
+#: Longest chat text a sender may publish: the frame limit less room for the
+#: sender's name and the protocol's own header.
+MAX_TEXT_BYTES = MAX_FRAME_BYTES - 4096
+
+
+class FrameError(Exception):
+    """Received bytes that are not a valid frame of the protocol (or one past
+    :data:`MAX_FRAME_BYTES`): the connection cannot continue."""
+
+
+def error_line(text: str | bytes) -> bytes:
+    """A control line carrying the broker's reason (newlines flattened)."""
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    return ERROR + raw.replace(b"\r", b" ").replace(b"\n", b" ")[:200]
+
+
+def deliveries_block(lines: list[bytes]) -> bytes:
+    """A decoder's lines as one block, each ending in ``\\n``."""
+    if not lines:
+        return b""
+    return b"\n".join(lines) + b"\n"
+
+
+class BrokerRegistration:
+    """A broker connection's registration: send ``greeting``; answer a line
+    in ``answers`` with its bytes; done on a line in ``done_on``; an error
+    line refuses the connection with the broker's words."""
+
+    __slots__ = ("answers", "done_on", "greeting")
+
+    def __init__(self, greeting: bytes, done_on: frozenset[bytes], answers: dict[bytes, bytes] | None = None) -> None:
+        self.greeting = greeting
+        self.done_on = done_on
+        self.answers = answers or {}
+
+    def connected(self) -> bytes:
+        return self.greeting
+
+    def line(self, line: bytes) -> Step:
+        if line in self.done_on:
+            return Step(done=True)
+        answer = self.answers.get(line)
+        if answer is not None:
+            return Step(send=answer)
+        if line.startswith(ERROR):
+            return Step(error=f"refused: {line[len(ERROR) : len(ERROR) + 60].decode('utf-8', 'replace')}")
+        return Step()
+
+
+class BrokerAdapter(Adapter):
+    """A pub/sub broker as the harness speaks it (see the module docstring).
+    Subclasses give the decoder, the registrations and :meth:`publish`."""
+
+    translates = True
+    replies_needed = True
+    line_errors: ClassVar[tuple[type[Exception], ...]] = (FrameError,)
+    #: How a sender is kept from receiving its own messages (the result says).
+    self_delivery: ClassVar[str]
+
+    def __init__(self, topic: str = "chatbench") -> None:
+        self.topic = topic
+
+    @abc.abstractmethod
+    def publish(self, payload: bytes) -> bytes:
+        """One payload published to the room's topic, framed for sending."""
+
+    @abc.abstractmethod
+    def pong(self) -> bytes:
+        """The answer to a broker's ``PING``."""
+
+    def encode_chat(self, text: str) -> bytes:
+        return self.publish(text.encode("utf-8"))
+
+    def encode_message(self, sender: str, text: str) -> bytes:
+        return self.publish(f"{sender}: {text}".encode())
+
+    def check_text(self, text: str) -> str | None:
+        raw = text.encode("utf-8")
+        if b"\n" in raw:
+            return f"{self.name} payloads the harness sends hold one line (no LF)"
+        if len(raw) > MAX_TEXT_BYTES:
+            return f"a {len(raw)}-byte message is over the harness's {MAX_TEXT_BYTES}-byte broker payload limit"
+        return None
+
+    def split_block(self, block: bytes) -> list[bytes]:
+        return block.split(b"\n")[:-1]
+
+    def translate_block(self, block: bytes) -> bytes | None:
+        """The block as it is when it holds deliveries only."""
+        if b"\n* " in block or block.startswith(CONTROL_MARK):
+            return None
+        return block
+
+    def incoming(self, lines: list[bytes]) -> Incoming:
+        out: list[bytes] = []
+        reply = b""
+        ended: str | None = None
+        for line in lines:
+            if not line.startswith(CONTROL_MARK):
+                out.append(line)
+            elif line == PING:
+                reply += self.pong()
+            elif line.startswith(ERROR):
+                ended = f"{self.name}: " + line[len(ERROR) :].decode("utf-8", "replace")
+        return Incoming(out, reply, ended)
+
+    def control(self, text: str) -> str | None:
+        if text.startswith(ERROR.decode()):
+            return f"{self.name}: " + text[len(ERROR) :]
+        return None
+
+    def describe(self) -> ProtocolInfo:
+        return {"protocol": self.name, "topic": self.topic, "self_delivery": self.self_delivery}

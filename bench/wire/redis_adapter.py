@@ -1,0 +1,113 @@
+"""Redis pub/sub (RESP2) as the harness speaks it; replies parsed by
+``hiredis.Reader`` (the sans-IO RESP parser in C that redis-py uses).
+
+A receiver sends ``SUBSCRIBE <topic>`` and is registered on the
+confirmation.  A connection in subscribe mode cannot publish, so the senders
+are dedicated connections that never subscribe (:attr:`RedisAdapter.senders_receive`
+false: the swarm turns ``--dedicated-senders`` on, and a run expects every
+message at every receiver); a sender's registration is a ``PING`` answered
+by ``PONG``, and the integer reply to each of its ``PUBLISH`` commands gives
+no line.
+"""
+
+from __future__ import annotations
+
+import hiredis
+
+from bench.wire.base import Decoder, Registration
+from bench.wire.broker import (
+    MAX_FRAME_BYTES,
+    PING,
+    PONG,
+    READY,
+    BrokerAdapter,
+    BrokerRegistration,
+    FrameError,
+    deliveries_block,
+    error_line,
+)
+
+#: A subscriber is registered once its subscription is confirmed; a sender once its PING is answered.
+SUBSCRIBED = frozenset({READY})
+PONGED = frozenset({PONG})
+
+
+def command(*args: bytes) -> bytes:
+    """One command as a RESP array of bulk strings."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
+class RedisDecoder:
+    """RESP2 replies -> lines: a ``message`` push gives its payload, the rest
+    control lines (see :mod:`bench.wire.broker`)."""
+
+    __slots__ = ("reader",)
+
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        reader = self.reader
+        try:
+            reader.feed(data)
+            out: list[bytes] = []
+            gets = reader.gets
+            reply = gets()
+            while reply is not False:
+                line = self.line(reply)
+                if line is not None:
+                    out.append(line)
+                reply = gets()
+        except hiredis.ProtocolError as exc:
+            raise FrameError(f"bad RESP reply: {exc}") from None
+        if reader.len() > MAX_FRAME_BYTES:  # the bytes of a reply still incomplete
+            raise FrameError(f"a RESP reply over {MAX_FRAME_BYTES} bytes")
+        return out
+
+    def feed_block(self, data: bytes) -> bytes:
+        return deliveries_block(self.feed(data))
+
+    @staticmethod
+    def line(reply: object) -> bytes | None:
+        if isinstance(reply, list):
+            if len(reply) == 3 and reply[0] == b"message" and isinstance(reply[2], bytes):
+                return reply[2]
+            if reply and reply[0] == b"subscribe":
+                return READY
+            if reply and reply[0] == b"pong":
+                return PONG
+            return None
+        if isinstance(reply, hiredis.ReplyError):
+            return error_line(str(reply))
+        if reply == b"PONG":
+            return PONG
+        return None  # the receiver count of a PUBLISH, +OK, ...
+
+
+class RedisAdapter(BrokerAdapter):
+    """Redis ``PUBLISH``/``SUBSCRIBE`` over RESP2."""
+
+    name = "redis"
+    senders_receive = False
+    self_delivery = "none: senders are dedicated connections that never subscribe (Redis cannot publish from one)"
+
+    def decoder(self) -> Decoder:
+        return RedisDecoder()
+
+    def registration(self, name: str) -> Registration:
+        return BrokerRegistration(command(b"SUBSCRIBE", self.topic.encode()), SUBSCRIBED)
+
+    def sender_registration(self, name: str) -> Registration:
+        return BrokerRegistration(command(b"PING"), PONGED)
+
+    def publish(self, payload: bytes) -> bytes:
+        return command(b"PUBLISH", self.topic.encode(), payload)
+
+    def pong(self) -> bytes:
+        return b""  # Redis never pings a client
+
+
+__all__ = ["PING", "RedisAdapter", "RedisDecoder", "command"]
