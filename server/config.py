@@ -87,6 +87,8 @@ class ServerConfig:
     thread_stack_bytes: int = DEFAULT_THREAD_STACK_BYTES
     backlog: int = DEFAULT_BACKLOG
     log_level: str = "INFO"
+    #: WebSocket clients' port (``server.websocket``); None = off, 0 = a free one.
+    ws_port: int | None = None
 
     def options_line(self) -> str:
         """Every effective setting as ``options: name=value ...`` (the second
@@ -97,6 +99,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")
+        if self.ws_port is not None and not 0 <= self.ws_port <= 65535:
+            raise ValueError(f"websocket port must be 0..65535, got {self.ws_port}")
         if self.max_clients < 1:
             raise ValueError("max clients must be at least 1")
         if self.max_line_bytes < MIN_LINE_BYTES:
@@ -127,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=d.port, help="TCP port; 0 picks a free one (logged on start)")
     parser.add_argument(
         "--max-clients", type=int, default=d.max_clients, help="connections beyond this get 'server full'"
+    )
+    parser.add_argument(
+        "--ws-port",
+        type=int,
+        default=None,
+        help="also accept WebSocket clients on this port (path /ws; GET / serves the chat page); "
+        "0 picks a free one (logged as 'websocket on HOST:PORT'); off by default",
     )
     parser.add_argument("--max-line-bytes", type=int, default=d.max_line_bytes, help="longest accepted client line")
     parser.add_argument(
@@ -197,6 +208,7 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
             thread_stack_bytes=args.thread_stack_kib * 1024,
             backlog=args.backlog,
             log_level=args.log_level,
+            ws_port=args.ws_port,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -157,8 +157,9 @@ class Session:
         except OSError:
             pass
 
-    def _recv_lines(self) -> list[bytes] | None:
-        """Next complete lines, or None at EOF.  Reports dropped oversized lines."""
+    def recv_lines(self) -> list[bytes] | None:
+        """Next complete lines, or None at EOF.  Reports dropped oversized lines.
+        The one hook a transport overrides (``server.websocket``)."""
         before = self.decoder.oversized
         data = self.sock.recv(RECV_BYTES)
         if not data:
@@ -175,7 +176,7 @@ class Session:
         # (see ChatServer._reap), which disconnects this session when it passes.
         self.send(protocol.encode_prompt())
         while True:
-            lines = self._recv_lines()
+            lines = self.recv_lines()
             if lines is None:
                 return
             for i, line in enumerate(lines):
@@ -202,7 +203,7 @@ class Session:
         return True
 
     def _chat(self) -> None:
-        while (lines := self._recv_lines()) is not None:
+        while (lines := self.recv_lines()) is not None:
             self._handle(lines)
 
     def _handle(self, lines: list[bytes]) -> None:
