@@ -83,13 +83,9 @@ def http_response(status: int, body: bytes = b"", content_type: str = "text/plai
         ("Connection", "close"),
         ("Cache-Control", "no-store"),
     ]
-    return b"".join(
-        [
-            cast(bytes, conn.send(h11.Response(status_code=status, headers=headers, reason=http.HTTPStatus(status).phrase))),
-            cast(bytes, conn.send(h11.Data(data=body))) if body else b"",
-            cast(bytes, conn.send(h11.EndOfMessage())),
-        ]
-    )
+    response = h11.Response(status_code=status, headers=headers, reason=http.HTTPStatus(status).phrase)
+    parts = [conn.send(response), conn.send(h11.Data(data=body)) if body else b"", conn.send(h11.EndOfMessage())]
+    return b"".join(part or b"" for part in parts)
 
 
 class HttpAnswer(Exception):
@@ -176,7 +172,8 @@ class WebSocketSession(Session):
         log.debug("%s: websocket open", self.peer)
         return self._messages()
 
-    def _answer(self, answer: HttpAnswer) -> None:
+    def _answer(self, answer: HttpAnswer) -> list[bytes] | None:
+        """Send ``answer`` instead of a handshake; the session ends (None)."""
         if answer.status == 200:
             log.info("%s: GET %s (the chat page)", self.peer, PAGE_PATH)
         else:

@@ -109,7 +109,9 @@ def masked_frame(opcode: int, payload: bytes, fin: bool = True, mask: bool = Tru
     """A client frame built by hand, for the frames wsproto will not send."""
     head = bytes(((0x80 if fin else 0) | opcode,))
     n = len(payload)
-    length = bytes(((0x80 if mask else 0) | n,)) if n < 126 else bytes(((0x80 if mask else 0) | 126,)) + struct.pack("!H", n)
+    length = (
+        bytes(((0x80 if mask else 0) | n,)) if n < 126 else bytes(((0x80 if mask else 0) | 126,)) + struct.pack("!H", n)
+    )
     if not mask:
         return head + length + payload
     key = os.urandom(4)
