@@ -47,6 +47,7 @@ from bench.targets.peers import (
     find_ngircd,
     miniircd_installed,
 )
+from bench.targets.websocket import EmbeddedWsTarget
 
 __all__ = [
     "MINIIRCD_MAX_CONNECTIONS",
@@ -55,6 +56,7 @@ __all__ = [
     "TARGET_PROTOCOLS",
     "CommandTarget",
     "EmbeddedTarget",
+    "EmbeddedWsTarget",
     "ExternalTarget",
     "MiniircdTarget",
     "NgircdTarget",
@@ -78,6 +80,10 @@ TARGET_KINDS: dict[str, Callable[[Sequence[str]], Target]] = {
 }
 #: What each named target speaks.
 TARGET_PROTOCOLS: dict[str, str] = {"embedded": "chat", "ngircd": "irc", "miniircd": "irc"}
+#: Named targets that also speak another ``--protocol``: (name, protocol) -> factory.
+TARGET_VARIANTS: dict[tuple[str, str], Callable[[Sequence[str]], Target]] = {
+    ("embedded", "ws"): lambda args: EmbeddedWsTarget(args),
+}
 
 
 def target_protocol(spec: str, protocol: str | None = None) -> str:
@@ -88,9 +94,9 @@ def target_protocol(spec: str, protocol: str | None = None) -> str:
         raise TargetError(f"unknown protocol {protocol!r} (choose from {', '.join(wire.PROTOCOLS)})")
     fixed = TARGET_PROTOCOLS.get(spec)
     if fixed is not None:
-        if protocol is not None and protocol != fixed:
+        if protocol is not None and protocol != fixed and (spec, protocol) not in TARGET_VARIANTS:
             raise TargetError(f"--protocol {protocol} does not apply: target {spec} speaks {fixed}")
-        return fixed
+        return protocol or fixed
     return protocol or "chat"
 
 
@@ -99,7 +105,7 @@ def make_target(
 ) -> Target:
     """Build the target a ``--target`` value names."""
     proto = target_protocol(spec, protocol)
-    factory = TARGET_KINDS.get(spec)
+    factory = TARGET_VARIANTS.get((spec, proto)) or TARGET_KINDS.get(spec)
     if factory is not None:
         return factory(server_args)
     if server_args:
