@@ -81,18 +81,20 @@ class WsDecoder:
         buf = self._buf + data if self._buf else data
         lines: list[bytes] = []
         if not self._open:
-            buf = self._handshake(buf, lines)
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_RESPONSE_HEAD_BYTES:
+                    raise WsProtocolError("websocket handshake response too long")
+                self._buf = buf
+                return b""
+            buf = self._handshake(buf, end, lines)
         pos = self._frames(buf, lines)
         self._buf = buf[pos:]
         return b"\n".join(lines) + b"\n" if lines else b""
 
-    def _handshake(self, buf: bytes, lines: list[bytes]) -> bytes:
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_RESPONSE_HEAD_BYTES:
-                raise WsProtocolError("websocket handshake response too long")
-            self._buf = buf
-            return b""
+    def _handshake(self, buf: bytes, end: int, lines: list[bytes]) -> bytes:
+        """The response head ends at ``end``: open (the bytes after it) or
+        refused (a ``Disconnected`` line, nothing after it)."""
         status_line = buf[: buf.find(b"\r\n")].decode("latin-1")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or parts[1] != "101":
