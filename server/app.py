@@ -31,7 +31,6 @@ from server.fanout import Fanout, make_fanout
 from server.hub import Hub
 from server.limits import raise_open_file_limit
 from server.session import Session, SessionContext
-from server.websocket import WebSocketSession
 from server.wsframes import UNAVAILABLE_RESPONSE
 
 __all__ = ["ChatServer", "format_address", "raise_open_file_limit", "serve", "set_keepalive"]
@@ -254,6 +253,9 @@ class ChatServer:
     def make_ws_session(self, sock: socket.socket, peer: str) -> Session:
         """Hook: build the session object for a new WebSocket connection."""
         assert self._context is not None, "start() builds the sessions' context"
+        # Imported here: wsproto and h11 cost a TCP-only server ~5 MiB of RSS.
+        from server.websocket import WebSocketSession
+
         return WebSocketSession(self._context, sock, peer)
 
     def refuse(self, sock: socket.socket, reason: str) -> None:
