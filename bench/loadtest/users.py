@@ -116,13 +116,19 @@ class ChatConnection:
 
     @classmethod
     def open(
-        cls, address: tuple[str, int], timeout: float, identities: Callable[[], tuple[str, int]], attempts: int
+        cls,
+        address: tuple[str, int],
+        timeout: float,
+        identities: Callable[[], tuple[str, int]],
+        attempts: int,
+        wire_protocol: str = "chat",
     ) -> ChatConnection:
         """Connect and register with a fresh name from ``identities``; on
         refusal (name taken) try another, up to ``attempts`` names, all
-        within ``timeout`` seconds."""
+        within ``timeout`` seconds.  ``wire_protocol``: ``chat`` or ``ws``."""
         deadline = time.monotonic() + timeout
-        client = WireClient.open(address, "chat", timeout, decoder=protocol.LineDecoder(RECEIVE_LINE_LIMIT))
+        decoder = protocol.LineDecoder(RECEIVE_LINE_LIMIT) if wire_protocol == "chat" else None
+        client = WireClient.open(address, wire_protocol, timeout, decoder=decoder)
         try:
             for _ in range(attempts):
                 name, sender_id = identities()
@@ -169,6 +175,9 @@ class ChatUser(User):
     rate: float | None = None
     #: Payload bytes; ``None`` takes ``--chat-payload``.
     payload_size: int | None = None
+    #: The wire protocol (``bench.wire``): ``chat`` here, ``ws`` for
+    #: :class:`bench.loadtest.wsusers.WebSocketChatUser`.
+    wire_protocol = "chat"
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -203,8 +212,8 @@ class ChatUser(User):
         start = time.perf_counter()
         conn: ChatConnection | None = None
         try:
-            address = parse_host(self.host)
-            conn = ChatConnection.open(address, self._timeout, IDENTITY.next, MAX_NAME_ATTEMPTS)
+            address = self.target_address()
+            conn = ChatConnection.open(address, self._timeout, IDENTITY.next, MAX_NAME_ATTEMPTS, self.wire_protocol)
             conn.sock.settimeout(None)
         except Exception as exc:
             if conn is not None:
@@ -221,6 +230,10 @@ class ChatUser(User):
             self._next_ns = time.monotonic_ns() + random.randrange(self._period_ns)
         self._receiver = gevent.spawn(self._receive_loop, conn)
         return True
+
+    def target_address(self) -> tuple[str, int]:
+        """The server's address, from ``--host`` (hook)."""
+        return parse_host(self.host)
 
     def disconnect(self) -> None:
         conn, self.conn = self.conn, None
@@ -374,15 +387,19 @@ class ChatClientUser(ChatUser):
 # --------------------------------------------------------------------------
 
 _installed = False
+#: How ``--host`` is checked at start-up (``install``'s ``host_parser``).
+_host_parser: Callable[[str | None], tuple[str, int]] = parse_host
 
 
-def install(events: Any) -> None:
+def install(events: Any, host_parser: Callable[[str | None], tuple[str, int]] = parse_host) -> None:
     """Register the ``--chat-*`` options, the exact fan-out percentiles and
-    the step-load toggle on Locust's event hooks.  Idempotent."""
-    global _installed
+    the step-load toggle on Locust's event hooks; ``host_parser`` checks
+    ``--host`` (the WebSocket locustfile passes its own).  Idempotent."""
+    global _installed, _host_parser
     if _installed:
         return
     _installed = True
+    _host_parser = host_parser
     events.init_command_line_parser.add_listener(add_arguments)
     events.init.add_listener(_on_init)
 
@@ -405,7 +422,7 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs
     if options is None:
         return
     try:
-        parse_host(environment.host or DEFAULT_HOST)
+        _host_parser(environment.host or None)
     except ValueError as exc:
         log.error("%s", exc)
         sys.exit(2)
