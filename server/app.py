@@ -84,6 +84,9 @@ class ChatServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.hub = Hub(config.announce_limit)
+        #: The room of WebSocket clients speaking the shootout protocol
+        #: (``/ws-shootout``): no names shown, so no join or leave notices.
+        self.shootout_hub = Hub(announce_limit=0)
         self._sessions: set[Session] = set()
         self._threads: dict[Session, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -104,6 +107,7 @@ class ChatServer:
         threading.stack_size(self.config.thread_stack_bytes)
         self.fanout = make_fanout(self.config.fanout, self.config.send_queue_bytes)
         self.hub.fan_out = self.fanout.fan_out
+        self.shootout_hub.fan_out = self.fanout.fan_out
         self._context = SessionContext(self.hub, self.config, self.fanout, self.forget)
         self.address = self._listen(self.config.port, self.make_session, self.refuse)
         if self.config.ws_port is not None:
@@ -137,6 +141,7 @@ class ChatServer:
             return
         self._stopping.set()
         self.hub.closing = True
+        self.shootout_hub.closing = True
         self._stop_accepting(grace)
         with self._lock:
             sessions = list(self._sessions)
@@ -256,7 +261,7 @@ class ChatServer:
         # Imported here: wsproto and h11 cost a TCP-only server ~5 MiB of RSS.
         from server.websocket import WebSocketSession
 
-        return WebSocketSession(self._context, sock, peer)
+        return WebSocketSession(self._context, sock, peer, self.shootout_hub)
 
     def refuse(self, sock: socket.socket, reason: str) -> None:
         """Hook: turn a connection away with one line."""

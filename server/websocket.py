@@ -32,6 +32,8 @@ a broken frame (unmasked, bad opcode)  close 1002
 from __future__ import annotations
 
 import http
+import itertools
+import json
 import logging
 import socket
 import time
@@ -45,6 +47,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping
 from wsproto.utilities import RemoteProtocolError
 
 from server.handlers import EndSession
+from server.hub import Hub
 from server.session import RECV_BYTES, Session, SessionContext
 from server.wsframes import WsSocket, close_frame
 
@@ -52,6 +55,9 @@ log = logging.getLogger(__name__)
 
 #: The path that speaks the chat protocol over WebSocket.
 CHAT_PATH = "/ws"
+#: The path that speaks the hashrocket websocket-shootout protocol (JSON
+#: ``{"type": "echo"|"broadcast", "payload": ...}``), in a room of its own.
+SHOOTOUT_PATH = "/ws-shootout"
 #: The path of the chat page.
 PAGE_PATH = "/"
 #: The chat page: one HTML file with inline JS, read once.
@@ -98,9 +104,9 @@ class HttpAnswer(Exception):
         self.response = http_response(status, body or f"{status} {why}\n".encode(), content_type)
 
 
-def route(head: bytes) -> WSConnection:
+def route(head: bytes) -> tuple[WSConnection, str]:
     """What a complete request head asks for: a WebSocket connection (its
-    handshake accepted) or an :class:`HttpAnswer`."""
+    handshake accepted) and its path, or an :class:`HttpAnswer`."""
     parser = h11.Connection(h11.SERVER)
     parser.receive_data(head)
     try:
@@ -116,10 +122,10 @@ def route(head: bytes) -> WSConnection:
         raise HttpAnswer(405, f"method {method} not allowed")
     if path == PAGE_PATH and not upgrade:
         raise HttpAnswer(200, "chat page", PAGE, "text/html; charset=utf-8")
-    if path != CHAT_PATH:
+    if path not in (CHAT_PATH, SHOOTOUT_PATH):
         raise HttpAnswer(404, f"no such path {path[:60]}")
     if not upgrade:
-        raise HttpAnswer(426, f"{CHAT_PATH} speaks WebSocket only")
+        raise HttpAnswer(426, f"{path} speaks WebSocket only")
     ws = WSConnection(ConnectionType.SERVER)
     try:
         ws.receive_data(head)
@@ -128,14 +134,19 @@ def route(head: bytes) -> WSConnection:
         raise HttpAnswer(400, f"bad handshake: {exc}") from None
     if not events or not isinstance(events[0], Request):
         raise HttpAnswer(400, "bad handshake")
-    return ws
+    return ws, path
 
 
 class WebSocketSession(Session):
     """A chat session whose client speaks WebSocket (see the module docstring)."""
 
-    def __init__(self, context: SessionContext, sock: socket.socket, peer: str) -> None:
+    def __init__(
+        self, context: SessionContext, sock: socket.socket, peer: str, shootout_hub: Hub | None = None
+    ) -> None:
         self.wsock = WsSocket(sock)
+        #: The shootout protocol's room (``/ws-shootout``); None: not offered.
+        self.shootout_hub = shootout_hub
+        self.shootout = False
         # The outbox and the session see the WsSocket as their socket: it has
         # the methods they use (send, sendall, shutdown, close, fileno, recv).
         super().__init__(context, cast(socket.socket, self.wsock), peer)
@@ -163,13 +174,22 @@ class WebSocketSession(Session):
                 return self._answer(HttpAnswer(431, "request header too large"))
             return []
         try:
-            ws = route(self._head)
+            ws, path = route(self._head)
+            if path == SHOOTOUT_PATH and self.shootout_hub is None:
+                raise HttpAnswer(404, f"no such path {path}")
         except HttpAnswer as answer:
             return self._answer(answer)
         self.ws = ws
+        if path == SHOOTOUT_PATH and self.shootout_hub is not None:
+            self.shootout = True
+            self.hub = self.shootout_hub
+            self.wsock.json_only = True  # the prompt and welcome are not for it
         self.wsock.open(ws.send(AcceptConnection()))
         self.outbox.send(b"")  # the 101 and the held prompt go out now
-        log.debug("%s: websocket open", self.peer)
+        log.debug("%s: websocket open on %s", self.peer, path)
+        if self.shootout:  # no names in that protocol: one is made up
+            rest = self._messages()
+            return None if rest is None else [f"~shootout-{next(SHOOTOUT_IDS)}".encode(), *rest]
         return self._messages()
 
     def _answer(self, answer: HttpAnswer) -> list[bytes] | None:
@@ -190,9 +210,13 @@ class WebSocketSession(Session):
             if isinstance(event, TextMessage):
                 self._take_text(event)
                 if event.message_finished:
-                    lines.append("".join(self._message).encode())
+                    text = "".join(self._message)
                     self._message.clear()
                     self._message_bytes = 0
+                    if self.shootout:
+                        shootout_reply(self, text)
+                    else:
+                        lines.append(text.encode())
             elif isinstance(event, Ping):
                 self.wsock.control(self.ws.send(event.response()))
                 self.outbox.send(b"")
@@ -226,3 +250,29 @@ class WebSocketSession(Session):
         log.warning("%s (%s): websocket close %d: %s", self.name or "?", self.peer, code, why)
         self.wsock.close_bytes = close_frame(code, why)
         raise EndSession(f"websocket: {why}", farewell=why, linger=False)
+
+
+#: Numbers for the made-up names of shootout clients.
+SHOOTOUT_IDS = itertools.count(1)
+
+
+def shootout_reply(session: WebSocketSession, text: str) -> None:
+    """One websocket-shootout message: ``echo`` goes back to the sender,
+    ``broadcast`` to everyone in the shootout room (the sender too), then the
+    sender gets ``broadcastResult`` with the listener count.  Anything else
+    is logged and ignored, as the reference servers do."""
+    try:
+        msg = json.loads(text)
+        kind = msg["type"]
+    except (ValueError, KeyError, TypeError):
+        log.debug("%s: not a shootout message: %.60r", session.peer, text)
+        return
+    if kind == "echo":
+        session.send(json.dumps(msg).encode() + b"\n")
+    elif kind == "broadcast":
+        payload = msg.get("payload")
+        session.hub.broadcast(json.dumps({"type": "broadcast", "payload": payload}).encode() + b"\n")
+        result = {"type": "broadcastResult", "payload": payload, "listenCount": len(session.hub)}
+        session.send(json.dumps(result).encode() + b"\n")
+    else:
+        log.debug("%s: unknown shootout message type %.30r", session.peer, kind)

@@ -75,20 +75,23 @@ def frame_header(n: int) -> bytes:
     return struct.pack("!BBQ", TEXT_FIN, 127, n)
 
 
-def frame_lines(block: bytes) -> bytes:
+def frame_lines(block: bytes, json_only: bool = False) -> bytes:
     """Each ``\\n``-terminated line of ``block`` as one text frame (without
-    the newline); a last line without one is framed too."""
+    the newline); a last line without one is framed too.  ``json_only``
+    (the shootout protocol): lines that are not JSON objects are dropped."""
     lines = block.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
     parts: list[bytes] = []
     for line in lines:
+        if json_only and not line.startswith(b"{"):
+            continue
         parts.append(frame_header(len(line)))
         parts.append(line)
     return b"".join(parts)
 
 
-def split_taken(block: bytes, taken: int) -> tuple[int, bytes, int]:
+def split_taken(block: bytes, taken: int, json_only: bool = False) -> tuple[int, bytes, int]:
     """After the kernel took ``taken`` bytes of ``frame_lines(block)``: the
     raw bytes of ``block`` whose frames went out whole, the rest of a frame
     that went out in part (b"" if none), and that frame's raw line length
@@ -100,6 +103,8 @@ def split_taken(block: bytes, taken: int) -> tuple[int, bytes, int]:
         end = len(block) if nl < 0 else nl + 1
         line = block[pos : end - 1 if nl >= 0 else end]
         frame_size = len(frame_header(len(line))) + len(line)
+        if json_only and not line.startswith(b"{"):
+            frame_size = 0  # dropped: never on the wire
         if framed + frame_size > taken:
             if taken > framed:
                 frame = frame_header(len(line)) + line
@@ -121,13 +126,16 @@ class WsSocket:
     anything else, so control frames never cut into a data frame.
     """
 
-    #: The frames of the block framed last, shared by every WebSocket client.
-    _cache: tuple[bytes, bytes] = (b"", b"")
+    #: The block framed last (and whether JSON only), and its frames; shared
+    #: by every WebSocket client.
+    _cache: tuple[bytes, bool, bytes] = (b"", False, b"")
 
     def __init__(self, sock: socket.socket) -> None:
         self.raw = sock
         self._lock = threading.Lock()
         self.opened = False
+        #: Send only the lines that are JSON objects (``/ws-shootout``).
+        self.json_only = False
         self._early: list[bytes] = []
         #: Bytes already committed (a partly sent frame, control frames).
         self._tail = b""
@@ -159,7 +167,7 @@ class WsSocket:
         """The handshake was accepted: the 101 response, then the held lines."""
         with self._lock:
             self.opened = True
-            early = frame_lines(b"".join(self._early)) if self._early else b""
+            early = frame_lines(b"".join(self._early), self.json_only) if self._early else b""
             self._early = []
             self._control.append(response + early)
 
@@ -199,16 +207,16 @@ class WsSocket:
                 return len(data)
             rest = data[skip:] if skip else data
             cache = WsSocket._cache
-            if cache[0] is rest:
-                frames = cache[1]
+            if cache[0] is rest and cache[1] is self.json_only:
+                frames = cache[2]
             else:  # not a broadcast seen before: maybe our own last line
                 self._note_last_line(rest)
-                frames = frame_lines(rest)
-                WsSocket._cache = (rest, frames)
-            taken = self.raw.send(frames, flags)
+                frames = frame_lines(rest, self.json_only)
+                WsSocket._cache = (rest, self.json_only, frames)
+            taken = self.raw.send(frames, flags) if frames else 0
             if taken == len(frames):
                 return len(data)
-            raw, self._tail, self._tail_raw = split_taken(rest, taken)
+            raw, self._tail, self._tail_raw = split_taken(rest, taken, self.json_only)
             return skip + raw
 
     def _flush_prefix(self, flags: int) -> int:
@@ -239,7 +247,7 @@ class WsSocket:
                 return
             prefix = b"".join(self._control)
             self._control = []
-            self.raw.sendall(self._tail + prefix + frame_lines(data[self._tail_raw :]))
+            self.raw.sendall(self._tail + prefix + frame_lines(data[self._tail_raw :], self.json_only))
             self._tail, self._tail_raw = b"", 0
 
     def _send_closing(self) -> None:

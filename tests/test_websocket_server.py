@@ -3,6 +3,7 @@ sockets: chatting with TCP clients, the page, and every bad input."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -178,3 +179,24 @@ def test_the_ws_port_is_off_by_default(make_server: MakeServer) -> None:
     assert server.ws_address is None
     with pytest.raises(ValueError, match="websocket port"):
         make_server(ws_port=70000)
+
+
+def test_the_shootout_protocol_broadcasts_json_in_a_room_of_its_own(
+    make_server: MakeServer, clients: list[Any]
+) -> None:
+    server = make_server(ws_port=0)
+    tom = tcp_client(server, clients, "tom")
+    one = ws_client(server, clients, path="/ws-shootout")
+    two = ws_client(server, clients, path="/ws-shootout")
+    one.send_line(json.dumps({"type": "echo", "payload": {"n": 1}}))
+    assert json.loads(one.line()) == {"type": "echo", "payload": {"n": 1}}  # no prompt, no welcome before it
+    two.send_line(json.dumps({"type": "echo", "payload": "ready"}))
+    assert json.loads(two.line()) == {"type": "echo", "payload": "ready"}
+    one.send_line(json.dumps({"type": "broadcast", "payload": {"t": 123}}))
+    assert json.loads(two.line()) == {"type": "broadcast", "payload": {"t": 123}}
+    assert json.loads(one.line()) == {"type": "broadcast", "payload": {"t": 123}}  # the sender too
+    assert json.loads(one.line()) == {"type": "broadcastResult", "payload": {"t": 123}, "listenCount": 2}
+    one.send_line("not json")
+    one.send_line(json.dumps({"type": "echo", "payload": 2}))
+    assert json.loads(one.line()) == {"type": "echo", "payload": 2}
+    assert tom.drain() == []  # the chat room heard nothing of it
