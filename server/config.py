@@ -89,6 +89,9 @@ class ServerConfig:
     log_level: str = "INFO"
     #: WebSocket clients' port (``server.websocket``); None = off, 0 = a free one.
     ws_port: int | None = None
+    #: ``/ws`` speaks the websocket-shootout protocol instead of chat (as the
+    #: shootout's reference servers do); ``/ws-shootout`` always does.
+    ws_shootout: bool = False
 
     def options_line(self) -> str:
         """Every effective setting as ``options: name=value ...`` (the second
@@ -138,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also accept WebSocket clients on this port (path /ws; GET / serves the chat page); "
         "0 picks a free one (logged as 'websocket on HOST:PORT'); off by default",
+    )
+    parser.add_argument(
+        "--ws-shootout",
+        action="store_true",
+        help="/ws speaks the hashrocket websocket-shootout protocol (JSON broadcast/echo) instead of chat, "
+        "as that project's servers do; /ws-shootout always speaks it",
     )
     parser.add_argument("--max-line-bytes", type=int, default=d.max_line_bytes, help="longest accepted client line")
     parser.add_argument(
@@ -209,6 +218,7 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
             backlog=args.backlog,
             log_level=args.log_level,
             ws_port=args.ws_port,
+            ws_shootout=args.ws_shootout,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -147,6 +147,8 @@ class WebSocketSession(Session):
         #: The shootout protocol's room (``/ws-shootout``); None: not offered.
         self.shootout_hub = shootout_hub
         self.shootout = False
+        #: ``--ws-shootout``: /ws speaks the shootout protocol too.
+        self.shootout_on_chat_path = context.config.ws_shootout
         # The outbox and the session see the WsSocket as their socket: it has
         # the methods they use (send, sendall, shutdown, close, fileno, recv).
         super().__init__(context, cast(socket.socket, self.wsock), peer)
@@ -175,6 +177,8 @@ class WebSocketSession(Session):
             return []
         try:
             ws, path = route(self._head)
+            if path == CHAT_PATH and self.shootout_on_chat_path:
+                path = SHOOTOUT_PATH
             if path == SHOOTOUT_PATH and self.shootout_hub is None:
                 raise HttpAnswer(404, f"no such path {path}")
         except HttpAnswer as answer:

@@ -47,7 +47,7 @@ from bench.targets.peers import (
     find_ngircd,
     miniircd_installed,
 )
-from bench.targets.websocket import EmbeddedWsTarget
+from bench.targets.websocket import WS_URL_PROTOCOLS, EmbeddedShootoutTarget, EmbeddedWsTarget, split_ws_url
 
 __all__ = [
     "MINIIRCD_MAX_CONNECTIONS",
@@ -55,6 +55,7 @@ __all__ = [
     "TARGET_KINDS",
     "TARGET_PROTOCOLS",
     "CommandTarget",
+    "EmbeddedShootoutTarget",
     "EmbeddedTarget",
     "EmbeddedWsTarget",
     "ExternalTarget",
@@ -83,6 +84,7 @@ TARGET_PROTOCOLS: dict[str, str] = {"embedded": "chat", "ngircd": "irc", "miniir
 #: Named targets that also speak another ``--protocol``: (name, protocol) -> factory.
 TARGET_VARIANTS: dict[tuple[str, str], Callable[[Sequence[str]], Target]] = {
     ("embedded", "ws"): lambda args: EmbeddedWsTarget(args),
+    ("embedded", "shootout"): lambda args: EmbeddedShootoutTarget(args),
 }
 
 
@@ -92,6 +94,12 @@ def target_protocol(spec: str, protocol: str | None = None) -> str:
     for HOST:PORT."""
     if protocol is not None and protocol not in wire.PROTOCOLS:
         raise TargetError(f"unknown protocol {protocol!r} (choose from {', '.join(wire.PROTOCOLS)})")
+    if spec.startswith("ws://"):
+        if protocol is not None and protocol not in WS_URL_PROTOCOLS:
+            raise TargetError(
+                f"--protocol {protocol} does not apply: a ws:// target speaks {' or '.join(WS_URL_PROTOCOLS)}"
+            )
+        return protocol or WS_URL_PROTOCOLS[0]
     fixed = TARGET_PROTOCOLS.get(spec)
     if fixed is not None:
         if protocol is not None and protocol != fixed and (spec, protocol) not in TARGET_VARIANTS:
@@ -113,5 +121,5 @@ def make_target(
             f"server options ({' '.join(server_args)}) only apply to a server the harness starts "
             f"({', '.join(TARGET_KINDS)}), not to {spec}"
         )
-    host, port = split_host_port(spec)
+    host, port = split_ws_url(spec) if spec.startswith("ws://") else split_host_port(spec)
     return ExternalTarget(host, port, server_pid, proto)

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from bench.targets.base import POLL_INTERVAL_S, TargetError, can_connect, free_port
 from bench.targets.embedded import EmbeddedTarget
+from bench.wire.ws_adapter import WS_PATH
 
 #: Seconds the WebSocket port gets to accept once the TCP port does (the
 #: server opens both before it logs that it listens).
@@ -20,12 +22,14 @@ class EmbeddedWsTarget(EmbeddedTarget):
     label = "embedded server (websocket)"
 
     ws_port = 0
+    #: More server options this variant needs.
+    ws_args: tuple[str, ...] = ()
 
     def prepare(self, port: int) -> None:
         self.ws_port = free_port(self.host)
 
     def command(self, port: int) -> list[str]:
-        return [*super().command(port), "--ws-port", str(self.ws_port)]
+        return [*super().command(port), "--ws-port", str(self.ws_port), *self.ws_args]
 
     def start(self) -> tuple[str, int]:
         host, _ = super().start()
@@ -36,3 +40,30 @@ class EmbeddedWsTarget(EmbeddedTarget):
                 raise TargetError(f"{self.label}: websocket port {self.ws_port} did not accept")
             time.sleep(POLL_INTERVAL_S)
         return host, self.ws_port
+
+
+class EmbeddedShootoutTarget(EmbeddedWsTarget):
+    """The embedded server speaking the websocket-shootout protocol on ``/ws``."""
+
+    protocol = "shootout"
+    label = "embedded server (websocket-shootout)"
+    ws_args = ("--ws-shootout",)
+
+
+#: What a ``ws://`` target may speak, and the default.
+WS_URL_PROTOCOLS = ("shootout", "ws")
+
+
+def split_ws_url(spec: str) -> tuple[str, int]:
+    """``ws://HOST:PORT/ws`` (a websocket-shootout server, say) -> (host,
+    port); :class:`TargetError` saying what is wrong otherwise."""
+    parts = urlsplit(spec)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise TargetError(f"target {spec!r}: {exc}") from None
+    if not parts.hostname or port is None:
+        raise TargetError(f"target {spec!r}: use ws://HOST:PORT{WS_PATH}")
+    if parts.path != WS_PATH:
+        raise TargetError(f"target {spec!r}: the harness speaks WebSocket on path {WS_PATH} only")
+    return parts.hostname, port

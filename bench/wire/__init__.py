@@ -17,6 +17,7 @@ from collections.abc import Callable
 from bench.wire.base import Adapter, Decoder, Incoming, Registration, Step
 from bench.wire.chat import RECEIVER_LINE_LIMIT, ChatAdapter
 from bench.wire.irc_adapter import IrcAdapter
+from bench.wire.shootout import ShootoutAdapter
 from bench.wire.ws_adapter import WsAdapter
 
 #: The registry: protocol name -> its adapter's factory.
@@ -24,6 +25,7 @@ _ADAPTERS: dict[str, Callable[[], Adapter]] = {
     "chat": ChatAdapter,
     "irc": IrcAdapter,
     "ws": WsAdapter,
+    "shootout": ShootoutAdapter,
 }
 
 #: The protocols ``--protocol`` accepts.

@@ -65,10 +65,13 @@ class WsDecoder:
     server's.  Pings are not answered (neither this project's server nor the
     websocket-shootout servers send them)."""
 
-    __slots__ = ("_buf", "_fragments", "_open", "limit")
+    __slots__ = ("_buf", "_fragments", "_open", "limit", "opened_line")
 
-    def __init__(self, limit: int = RECEIVER_LINE_LIMIT) -> None:
+    def __init__(self, limit: int = RECEIVER_LINE_LIMIT, opened_line: bytes | None = None) -> None:
         self.limit = limit
+        #: A line to give when the handshake succeeds (for protocols where
+        #: the server says nothing first: the shootout's registration).
+        self.opened_line = opened_line
         self._buf = b""
         self._open = False
         self._fragments: list[bytes] = []
@@ -102,6 +105,8 @@ class WsDecoder:
             lines.append(protocol.encode_disconnect(reason).rstrip(b"\n"))
             return b""
         self._open = True
+        if self.opened_line is not None:
+            lines.append(self.opened_line)
         return buf[end + 4 :]
 
     def _frames(self, buf: bytes, lines: list[bytes]) -> int:
@@ -147,6 +152,11 @@ class WsDecoder:
             lines.append(protocol.encode_disconnect(f"websocket close {code} {reason}".strip()).rstrip(b"\n"))
 
 
+def upgrade_request(path: str) -> bytes:
+    """wsproto's opening handshake for ``path`` (a fresh random key)."""
+    return bytes(WSConnection(ConnectionType.CLIENT).send(Request(host=WS_HOST, target=path)))
+
+
 class WsRegistration:
     """The chat registration behind an HTTP upgrade, its lines framed."""
 
@@ -157,7 +167,7 @@ class WsRegistration:
         self.path = path
 
     def connected(self) -> bytes:
-        return bytes(WSConnection(ConnectionType.CLIENT).send(Request(host=WS_HOST, target=self.path)))
+        return upgrade_request(self.path)
 
     def line(self, line: bytes) -> Step:
         step = self.chat.line(line)

@@ -91,3 +91,55 @@ def test_swarm_measures_the_room_over_websocket_with_every_check() -> None:
     assert doc["integrity"] == {"lost": 0, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": 0}
     assert doc["connections"]["failed"] == 0 and doc["connections"]["registered"] == 40
     assert doc["latency_us"]["count"] == d["delivered"]
+
+
+def test_shootout_broadcasts_become_chat_lines_of_the_named_sender() -> None:
+    adapter = wire.get("shootout")
+    adapter.bind_senders(lambda text: {"~p3": "u3"}.get(text.split(" ")[0]))
+    block = (
+        b'{"type": "broadcast", "payload": "~p3 1 2 x"}\n'
+        b'{"type":"broadcastResult","payload":"~p3 1 2 x","listenCount":5}\n'
+        b'{"type":"broadcast","payload":"~p3 2 3 y"}\n'
+        b'{"type":"broadcast","payload":"unknown"}\n'
+        b"not json\n"
+    )
+    assert adapter.translate_block(block) == b"u3: ~p3 1 2 x\nu3: ~p3 2 3 y\n?: unknown\n"
+    frame = adapter.encode_chat("~p3 1 2 x")
+    decoder = FrameDecoder(client=False)
+    decoder.receive_bytes(frame)
+    parsed = decoder.process_buffer()
+    assert parsed is not None and parsed.payload == b'{"type": "broadcast", "payload": "~p3 1 2 x"}'
+
+
+def test_shootout_registration_is_an_echo_round_trip_after_the_upgrade() -> None:
+    adapter = wire.get("shootout")
+    registration = adapter.registration("u1")
+    assert registration.connected().startswith(b"GET /ws HTTP/1.1\r\n")
+    decoder = adapter.decoder()
+    (opened,) = decoder.feed(OPEN)
+    step = registration.line(opened)
+    assert step.send and not step.done
+    assert registration.line(b'{"type": "echo", "payload": "register u1"}').done
+    refused = registration.line(WsDecoder().feed(b"HTTP/1.1 404 Not Found\r\n\r\n")[0])
+    assert refused.error is not None and "404" in refused.error
+
+
+def test_ws_url_targets() -> None:
+    assert target_protocol("ws://127.0.0.1:9/ws") == "shootout"
+    assert target_protocol("ws://127.0.0.1:9/ws", "ws") == "ws"
+    with pytest.raises(TargetError, match="ws:// target speaks"):
+        target_protocol("ws://127.0.0.1:9/ws", "irc")
+    with pytest.raises(TargetError, match="path /ws only"):
+        make_target("ws://127.0.0.1:9/other")
+    with pytest.raises(TargetError, match="loopback"):
+        make_target("ws://192.0.2.1:9/ws")
+
+
+@pytest.mark.timeout(90)
+def test_swarm_measures_the_shootout_protocol_end_to_end() -> None:
+    kw: dict[str, Any] = {"progress": False, "workers": 1, "sample_interval_s": 0.2}
+    doc = run_swarm(SwarmConfig(target="embedded", protocol="shootout", clients=20, rate=100, duration_s=1, **kw))
+    d = doc["deliveries"]
+    assert d["delivered"] == d["expected"] > 0
+    assert doc["integrity"] == {"lost": 0, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": 0}
+    assert doc["connections"]["failed"] == 0
