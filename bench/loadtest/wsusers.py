@@ -4,33 +4,16 @@ server's ``--ws-port`` (``/ws``).  ``bench/locustfile_ws.py`` loads it."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from bench.loadtest.users import ChatClientUser
-from bench.wire.ws_adapter import WS_PATH, mask_text
+from bench.wire.ws_adapter import mask_text, parse_ws_url
 
 #: ``--host`` when none is given: the port the README starts ``--ws-port`` on.
 DEFAULT_WS_HOST = "ws://127.0.0.1:8080/ws"
-#: Port of a ``ws://HOST`` host without one (the HTTP default).
-DEFAULT_WS_PORT = 80
 
 
 def parse_ws_host(host: str | None) -> tuple[str, int]:
-    """``ws://HOST:PORT/ws`` to an address tuple; ``ValueError`` saying what
-    is wrong otherwise (another scheme or path, no host)."""
-    text = (host or DEFAULT_WS_HOST).strip()
-    parts = urlsplit(text if "://" in text else "ws://" + text)
-    if parts.scheme != "ws":
-        raise ValueError(f"host {host!r}: use ws://HOST:PORT{WS_PATH} (wss:// is not supported)")
-    if parts.path not in ("", WS_PATH):
-        raise ValueError(f"host {host!r}: the chat server's WebSocket path is {WS_PATH}")
-    if not parts.hostname:
-        raise ValueError(f"host {host!r} has no host name; use ws://HOST:PORT{WS_PATH}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"host {host!r}: {exc}") from exc
-    return parts.hostname, port if port is not None else DEFAULT_WS_PORT
+    """Locust's ``--host`` (``ws://HOST:PORT/ws``) to an address tuple."""
+    return parse_ws_url(host or DEFAULT_WS_HOST)
 
 
 class WebSocketChatUser(ChatClientUser):

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit
 
 from bench.targets.base import POLL_INTERVAL_S, TargetError, can_connect, free_port
 from bench.targets.embedded import EmbeddedTarget
-from bench.wire.ws_adapter import WS_PATH
+from bench.wire.ws_adapter import parse_ws_url
 
 #: Seconds the WebSocket port gets to accept once the TCP port does (the
 #: server opens both before it logs that it listens).
@@ -57,13 +56,7 @@ WS_URL_PROTOCOLS = ("shootout", "ws")
 def split_ws_url(spec: str) -> tuple[str, int]:
     """``ws://HOST:PORT/ws`` (a websocket-shootout server, say) -> (host,
     port); :class:`TargetError` saying what is wrong otherwise."""
-    parts = urlsplit(spec)
     try:
-        port = parts.port
+        return parse_ws_url(spec)
     except ValueError as exc:
-        raise TargetError(f"target {spec!r}: {exc}") from None
-    if not parts.hostname or port is None:
-        raise TargetError(f"target {spec!r}: use ws://HOST:PORT{WS_PATH}")
-    if parts.path != WS_PATH:
-        raise TargetError(f"target {spec!r}: the harness speaks WebSocket on path {WS_PATH} only")
-    return parts.hostname, port
+        raise TargetError(f"target {exc}") from None

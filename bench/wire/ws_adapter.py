@@ -17,6 +17,8 @@ on this 2-core machine), which at 100,000 deliveries/s is half a core.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 from wsproto.frame_protocol import FrameProtocol
@@ -38,6 +40,27 @@ MAX_RESPONSE_HEAD_BYTES = 16384
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE = 0x0, 0x1, 0x2, 0x8
 FIN = 0x80
 MASKED = 0x80
+
+
+#: Port of a ``ws://HOST`` URL without one (the HTTP default).
+DEFAULT_WS_PORT = 80
+
+
+def parse_ws_url(url: str) -> tuple[str, int]:
+    """``ws://HOST:PORT/ws`` -> (host, port); ``ValueError`` saying what is
+    wrong otherwise (another scheme or path, no host, a bad port)."""
+    parts = urlsplit(url.strip() if "://" in url else "ws://" + url.strip())
+    if parts.scheme != "ws":
+        raise ValueError(f"{url!r}: use ws://HOST:PORT{WS_PATH} (wss:// is not supported)")
+    if parts.path not in ("", WS_PATH):
+        raise ValueError(f"{url!r}: the harness speaks WebSocket on path {WS_PATH} only")
+    if not parts.hostname:
+        raise ValueError(f"{url!r} has no host name; use ws://HOST:PORT{WS_PATH}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{url!r}: {exc}") from None
+    return parts.hostname, port if port is not None else DEFAULT_WS_PORT
 
 
 class WsProtocolError(protocol.LineTooLong):
