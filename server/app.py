@@ -111,7 +111,13 @@ class ChatServer:
         self._context = SessionContext(self.hub, self.config, self.fanout, self.forget)
         self.address = self._listen(self.config.port, self.make_session, self.refuse)
         if self.config.ws_port is not None:
-            self.ws_address = self._listen(self.config.ws_port, self.make_ws_session, self.refuse_ws)
+            try:
+                self.ws_address = self._listen(self.config.ws_port, self.make_ws_session, self.refuse_ws)
+            except OSError as exc:
+                self._stopping.set()  # no half-started server
+                self._stop_accepting(SHUTDOWN_GRACE_SECONDS)
+                self.fanout.stop()
+                raise OSError(exc.errno, f"websocket port {self.config.ws_port}: {exc.strerror}") from exc
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
 
     def _listen(self, port: int, make: MakeSession, refuse: Refuse) -> tuple[str, int]:

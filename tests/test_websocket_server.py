@@ -200,3 +200,10 @@ def test_the_shootout_protocol_broadcasts_json_in_a_room_of_its_own(
     one.send_line(json.dumps({"type": "echo", "payload": 2}))
     assert json.loads(one.line()) == {"type": "echo", "payload": 2}
     assert tom.drain() == []  # the chat room heard nothing of it
+
+
+def test_a_taken_ws_port_fails_the_start_and_says_which(make_server: MakeServer) -> None:
+    first = make_server(ws_port=0)
+    assert first.ws_address is not None
+    with pytest.raises(OSError, match=f"websocket port {first.ws_address[1]}"):
+        make_server(ws_port=first.ws_address[1])
