@@ -238,6 +238,8 @@ class ChatServer:
                 elif idle_limit > 0 and now - session.last_activity > idle_limit:
                     log.info("%s idle for %.0fs, disconnecting", session.name, now - session.last_activity)
                     session.disconnect("idle timeout")
+                else:
+                    session.keepalive(now)
 
     def _admit(self, sock: socket.socket, peer: str, make: MakeSession, refuse: Refuse) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

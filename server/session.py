@@ -96,6 +96,11 @@ class Session:
         except OSError:
             pass
 
+    def keepalive(self, now: float) -> None:
+        """Called by the server's reaper about once a second for a registered
+        session: a transport with keepalive of its own (WebSocket pings)
+        acts here; TCP relies on TCP keepalive."""
+
     def _send_queue_exceeded(self) -> None:
         log.warning("%s (%s): send queue exceeded, disconnecting", self.name or "?", self.peer)
         if self._end_reason is None:

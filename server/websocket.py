@@ -72,6 +72,14 @@ MAX_REQUEST_HEAD_BYTES = 8192
 #: the size limit.
 MAX_FRAGMENTS = 64
 
+#: Seconds of silence from a client before the server pings it: browsers
+#: and proxies drop idle WebSockets after about a minute.
+PING_IDLE_SECONDS = 30.0
+#: Seconds an unanswered ping waits before the client counts as gone.
+PING_TIMEOUT_SECONDS = 30.0
+#: An unmasked ping frame without payload (FIN + opcode 9, length 0).
+PING_FRAME = b"\x89\x00"
+
 #: Close codes (RFC 6455 7.4.1) for what the reader refuses.
 CLOSE_TOO_BIG = 1009
 CLOSE_UNSUPPORTED = 1003
@@ -156,6 +164,23 @@ class WebSocketSession(Session):
         self._head = b""
         self._message: list[str] = []
         self._message_bytes = 0
+        #: When the last keepalive ping went out (monotonic; 0: none pending).
+        self._pinged_at = 0.0
+
+    def keepalive(self, now: float) -> None:
+        """Ping a client silent for PING_IDLE_SECONDS; disconnect it if it
+        stays silent PING_TIMEOUT_SECONDS more (any bytes count as an answer)."""
+        if self.ws is None:
+            return
+        if self._pinged_at and self.last_activity < self._pinged_at:
+            if now - self._pinged_at > PING_TIMEOUT_SECONDS:
+                log.info("%s (%s): no answer to a ping, disconnecting", self.name or "?", self.peer)
+                self.disconnect("ping timeout")
+            return
+        if now - self.last_activity > PING_IDLE_SECONDS:
+            self._pinged_at = now
+            self.wsock.control(PING_FRAME)
+            self.outbox.send(b"")
 
     def recv_lines(self) -> list[bytes] | None:
         """The chat lines (text messages) the next bytes complete; None at the

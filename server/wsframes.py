@@ -50,6 +50,7 @@ CLOSE_CODES = {
     "registration timeout": 1008,
     "idle timeout": 1001,
     "server full": 1013,  # try again later
+    "ping timeout": 1001,
 }
 
 #: The start of the last line a session gets (``*** Disconnected: REASON``).

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from wsproto.events import CloseConnection
+from wsproto.events import CloseConnection, Ping
 
 from server import protocol as p
+from server import websocket
 from server.app import ChatServer
 from tests.conftest import ChatTestClient
 from tests.wsclient import WsTestClient, http_get
@@ -207,3 +208,17 @@ def test_a_taken_ws_port_fails_the_start_and_says_which(make_server: MakeServer)
     assert first.ws_address is not None
     with pytest.raises(OSError, match=f"websocket port {first.ws_address[1]}"):
         make_server(ws_port=first.ws_address[1])
+
+
+def test_a_silent_client_is_pinged_and_dropped_when_it_does_not_answer(
+    make_server: MakeServer, clients: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(websocket, "PING_IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(websocket, "PING_TIMEOUT_SECONDS", 0.5)
+    server = make_server(ws_port=0)
+    tom = tcp_client(server, clients, "tom")
+    ann = ws_client(server, clients)
+    ann.register("ann")
+    assert isinstance(ann.next_event(timeout=5), Ping)  # silent: pinged within the reaper's second
+    assert ann.close_code(timeout=5) == (1001, "ping timeout")  # never answered
+    assert tom.expect(p.Left, skip=(p.Joined,)) == p.Left("ann", "ping timeout")

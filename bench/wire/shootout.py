@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from bench.wire.base import Decoder, Registration, Step
+from bench.wire.base import Decoder, Incoming, Registration, Step
 from bench.wire.chat import RECEIVER_LINE_LIMIT
-from bench.wire.ws_adapter import WsAdapter, WsDecoder, mask_text, upgrade_request
+from bench.wire.ws_adapter import PING_MARK, WsAdapter, WsDecoder, mask_text, upgrade_request
 from server import protocol
 
 #: The path the shootout's servers serve it on (this project's server: with
@@ -90,9 +90,20 @@ class ShootoutAdapter(WsAdapter):
     def encode_chat(self, text: str) -> bytes:
         return mask_text(json.dumps({"type": "broadcast", "payload": text}).encode())
 
-    def translate_block(self, block: bytes) -> bytes:
+    def translate_block(self, block: bytes) -> bytes | None:
         """Broadcasts as ``NAME: PROBE`` chat lines; broadcastResult and
-        anything else dropped."""
+        anything else dropped; None when a ping is in the block."""
+        if PING_MARK in block:
+            return None
+        return self._broadcasts(block)
+
+    def incoming(self, lines: list[bytes]) -> Incoming:
+        """Pongs for pings, and the broadcasts as chat lines."""
+        got = super().incoming(lines)
+        chat = self._broadcasts(b"\n".join(got.lines))
+        return Incoming(protocol.split_block(chat) if chat else [], reply=got.reply)
+
+    def _broadcasts(self, block: bytes) -> bytes:
         out: list[str] = []
         name_of = self.name_of
         for line in block.split(b"\n"):

@@ -23,7 +23,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 from wsproto.frame_protocol import FrameProtocol
 
-from bench.wire.base import Decoder, Registration, Step
+from bench.wire.base import Adapter, Decoder, Incoming, Registration, Step
 from bench.wire.chat import RECEIVER_LINE_LIMIT, ChatAdapter, ChatRegistration
 from server import protocol
 
@@ -37,7 +37,10 @@ WS_HOST = "127.0.0.1"
 MAX_RESPONSE_HEAD_BYTES = 16384
 
 #: Frame opcodes (RFC 6455 5.2).
-OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE = 0x0, 0x1, 0x2, 0x8
+OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x0, 0x1, 0x2, 0x8, 0x9
+#: How the decoder hands a server ping to the adapter: a line no text frame
+#: of a chat or shootout server starts with (a NUL), then the ping's payload.
+PING_MARK = b"\x00ping "
 FIN = 0x80
 MASKED = 0x80
 
@@ -85,8 +88,8 @@ class WsDecoder:
     A refused handshake (any status but 101) becomes the chat protocol's
     ``*** Disconnected: ...`` line, and so does a close frame, so
     registrations and the receiver see the reason the way they see a TCP
-    server's.  Pings are not answered (neither this project's server nor the
-    websocket-shootout servers send them)."""
+    server's.  A ping becomes a ``PING_MARK`` line, which the adapter answers
+    (:meth:`WsAdapter.incoming`)."""
 
     __slots__ = ("_buf", "_fragments", "_open", "limit", "opened_line")
 
@@ -169,6 +172,8 @@ class WsDecoder:
             if b0 & FIN:
                 lines.append(b"".join(self._fragments))
                 self._fragments = []
+        elif opcode == OP_PING:
+            lines.append(PING_MARK + payload)
         elif opcode == OP_CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             reason = payload[2:].decode(errors="replace")
@@ -199,15 +204,30 @@ class WsRegistration:
         return step
 
 
-class WsAdapter(ChatAdapter):
+class WsAdapter(Adapter):
     """The chat protocol in WebSocket frames: lines received are already
-    chat lines once the decoder unframed them."""
+    chat lines once the decoder unframed them (what is not framing is the
+    chat adapter's, which this one holds)."""
 
     name = "ws"
+    #: Server pings (the server pings clients silent for 30 s) are answered.
+    translates = True
+    replies_needed = True
+    line_errors = ChatAdapter.line_errors
 
     def __init__(self, receive_limit: int = RECEIVER_LINE_LIMIT, path: str = WS_PATH) -> None:
-        super().__init__(receive_limit)
+        self.chat = ChatAdapter(receive_limit)
+        self.receive_limit = receive_limit
         self.path = path
+
+    def check_text(self, text: str) -> str | None:
+        return self.chat.check_text(text)
+
+    def split_block(self, block: bytes) -> list[bytes]:
+        return self.chat.split_block(block)
+
+    def control(self, text: str) -> str | None:
+        return self.chat.control(text)
 
     def decoder(self) -> Decoder:
         return WsDecoder(self.receive_limit)
@@ -217,3 +237,16 @@ class WsAdapter(ChatAdapter):
 
     def encode_chat(self, text: str) -> bytes:
         return mask_text(protocol.encode_say(text))
+
+    def translate_block(self, block: bytes) -> bytes | None:
+        """The block as it is, unless a ping is in it (then line by line)."""
+        return None if PING_MARK in block else block
+
+    def incoming(self, lines: list[bytes]) -> Incoming:
+        """Chat lines, and a masked pong for every ping."""
+        pongs = [line for line in lines if line.startswith(PING_MARK)]
+        if not pongs:
+            return Incoming(lines)
+        client = FrameProtocol(client=True, extensions=[])
+        reply = b"".join(bytes(client.pong(line[len(PING_MARK) :])) for line in pongs)
+        return Incoming([line for line in lines if not line.startswith(PING_MARK)], reply=reply)

@@ -15,7 +15,7 @@ from bench.swarm import SwarmConfig, run_swarm
 from bench.targets import EmbeddedWsTarget, TargetError, make_target, target_protocol
 from bench.wire.client import RegistrationRefused, WireClient
 from bench.wire.ws_adapter import WsDecoder, WsProtocolError, mask_text
-from server import protocol
+from server import protocol, websocket
 from server.app import ChatServer
 from server.config import ServerConfig
 from server.wsframes import close_frame, frame_lines
@@ -143,3 +143,24 @@ def test_swarm_measures_the_shootout_protocol_end_to_end() -> None:
     assert d["delivered"] == d["expected"] > 0
     assert doc["integrity"] == {"lost": 0, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": 0}
     assert doc["connections"]["failed"] == 0
+
+
+def test_the_adapter_answers_server_pings_and_the_server_keeps_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(websocket, "PING_IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(websocket, "PING_TIMEOUT_SECONDS", 0.5)
+    adapter = wire.get("ws")
+    with ChatServer(ServerConfig(port=0, ws_port=0)) as server:
+        assert server.ws_address is not None
+        ann = WireClient.connect(server.ws_address, "ann", protocol="ws", timeout=10)
+        try:
+            answered = 0
+            deadline = time.monotonic() + 4  # the reaper pings about once a second
+            while time.monotonic() < deadline:
+                incoming = adapter.incoming([ann.next_line(deadline=deadline + 5)])
+                assert incoming.lines == [] and incoming.reply  # only pings come: a masked pong each
+                ann.sock.sendall(incoming.reply)
+                answered += 1
+            assert answered >= 2
+            assert server.connection_count == 1  # never dropped for "ping timeout"
+        finally:
+            ann.close()
