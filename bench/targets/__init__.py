@@ -14,6 +14,11 @@ in :data:`TARGET_KINDS`.
 ``ngircd``     ngIRCd (Debian package ``ngircd``), spoken to over IRC, with
                a config the harness writes (:class:`NgircdTarget`).
 ``miniircd``   miniircd (PyPI), spoken to over IRC (:class:`MiniircdTarget`).
+``embedded-ws``  the same server measured over WebSocket (``--ws-port``; also
+               ``--target embedded --protocol ws``); ``--protocol shootout``
+               speaks the websocket-shootout protocol to it.
+``ws://HOST:PORT/ws``  a WebSocket server somebody else started (a
+               websocket-shootout server: ``--protocol shootout``).
 ``HOST:PORT``  a server somebody else started, speaking ``--protocol chat``
                (default) or ``irc``.  Loopback only: the harness refuses to
                send load to any other machine.
@@ -78,9 +83,11 @@ TARGET_KINDS: dict[str, Callable[[Sequence[str]], Target]] = {
     "embedded": lambda args: EmbeddedTarget(args),
     "ngircd": lambda args: NgircdTarget(args),
     "miniircd": lambda args: MiniircdTarget(args),
+    # Ours over WebSocket, as a name of its own so `make compare` can list it.
+    "embedded-ws": lambda args: EmbeddedWsTarget(args),
 }
 #: What each named target speaks.
-TARGET_PROTOCOLS: dict[str, str] = {"embedded": "chat", "ngircd": "irc", "miniircd": "irc"}
+TARGET_PROTOCOLS: dict[str, str] = {"embedded": "chat", "ngircd": "irc", "miniircd": "irc", "embedded-ws": "ws"}
 #: Named targets that also speak another ``--protocol``: (name, protocol) -> factory.
 TARGET_VARIANTS: dict[tuple[str, str], Callable[[Sequence[str]], Target]] = {
     ("embedded", "ws"): lambda args: EmbeddedWsTarget(args),

@@ -77,6 +77,8 @@ def test_registration_over_websocket_against_the_server() -> None:
 def test_embedded_target_speaks_ws_when_asked() -> None:
     assert target_protocol("embedded", "ws") == "ws"
     assert isinstance(make_target("embedded", protocol="ws"), EmbeddedWsTarget)
+    assert isinstance(make_target("embedded-ws"), EmbeddedWsTarget)  # a name of its own for `make compare`
+    assert target_protocol("embedded-ws") == "ws"
     with pytest.raises(TargetError, match="speaks irc"):
         target_protocol("ngircd", "ws")
 
