@@ -126,8 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = ServerConfig()
     parser = argparse.ArgumentParser(
         prog="chat-server",
-        description="Multi-user TCP chat server (threads, one reader per client, bounded per-client send queues).",
-        epilog="Connect with `chat-client --port PORT` or `nc HOST PORT`. SIGINT/SIGTERM shut down cleanly.",
+        description="Multi-user chat server over TCP lines, and WebSocket with --ws-port "
+        "(threads, one reader per client, bounded per-client send queues).",
+        epilog="Connect with `chat-client --port PORT` or `nc HOST PORT`; with --ws-port, open "
+        "http://HOST:WS_PORT/ in a browser. SIGINT/SIGTERM shut down cleanly.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default=d.host, help="address to listen on")

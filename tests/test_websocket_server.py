@@ -222,3 +222,12 @@ def test_a_silent_client_is_pinged_and_dropped_when_it_does_not_answer(
     assert isinstance(ann.next_event(timeout=5), Ping)  # silent: pinged within the reaper's second
     assert ann.close_code(timeout=5) == (1001, "ping timeout")  # never answered
     assert tom.expect(p.Left, skip=(p.Joined,)) == p.Left("ann", "ping timeout")
+
+
+def test_flood_control_applies_to_websocket_lines(make_server: MakeServer, clients: list[Any]) -> None:
+    server = make_server(ws_port=0, rate_limit=5, rate_burst=3)
+    ann = ws_client(server, clients)
+    ann.register("ann")
+    for i in range(40):
+        ann.send_line(f"spam {i}")
+    assert ann.close_code() == (1008, "excess flood")
