@@ -22,6 +22,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ from server.fanout import Fanout, make_fanout
 from server.hub import Hub
 from server.limits import raise_open_file_limit
 from server.session import Session, SessionContext
+from server.wsframes import UNAVAILABLE_RESPONSE
 
 if TYPE_CHECKING:
     from server.backplane.hub import ClusterHub
@@ -62,6 +64,12 @@ SHUTDOWN_GRACE_SECONDS = 1.5
 SHUTDOWN_REASON = "server shutting down"
 
 
+#: Builds the session for a new connection on one listener.
+MakeSession = Callable[[socket.socket, str], Session]
+#: Turns a connection away with a reason ("server full").
+Refuse = Callable[[socket.socket, str], None]
+
+
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -87,13 +95,18 @@ class ChatServer:
 
             self.cluster = ClusterHub(config.backplane, config.announce_limit)
         self.hub: Hub = Hub(config.announce_limit) if self.cluster is None else self.cluster
+        #: The room of WebSocket clients speaking the shootout protocol
+        #: (``/ws-shootout``): no names shown, so no join or leave notices.
+        self.shootout_hub = Hub(announce_limit=0)
         self._sessions: set[Session] = set()
         self._threads: dict[Session, threading.Thread] = {}
         self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
+        self._listeners: list[socket.socket] = []
+        self._accept_threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self.address: tuple[str, int] = (config.host, config.port)
+        #: Where WebSocket clients connect (``--ws-port``); None when off.
+        self.ws_address: tuple[str, int] | None = None
         #: The fan-out strategy (``--fanout``), built once by ``start``.
         self.fanout: Fanout | None = None
         self._context: SessionContext | None = None
@@ -105,22 +118,35 @@ class ChatServer:
         threading.stack_size(self.config.thread_stack_bytes)
         self.fanout = make_fanout(self.config.fanout, self.config.send_queue_bytes)
         self.hub.fan_out = self.fanout.fan_out
+        self.shootout_hub.fan_out = self.fanout.fan_out
         self._context = SessionContext(self.hub, self.config, self.fanout, self.forget)
         if self.cluster is not None:
             self.cluster.start()  # joins before listening: BackplaneError if Redis is unreachable
+        self.address = self._listen(self.config.port, self.make_session, self.refuse)
+        if self.config.ws_port is not None:
+            try:
+                self.ws_address = self._listen(self.config.ws_port, self.make_ws_session, self.refuse_ws)
+            except OSError as exc:
+                self._stopping.set()  # no half-started server
+                self._stop_accepting(SHUTDOWN_GRACE_SECONDS)
+                self.fanout.stop()
+                raise OSError(exc.errno, f"websocket port {self.config.ws_port}: {exc.strerror}") from exc
+        threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+
+    def _listen(self, port: int, make: MakeSession, refuse: Refuse) -> tuple[str, int]:
+        """Bind ``port`` and accept on it in a thread of its own; the address."""
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         listener = socket.create_server(
-            (self.config.host, self.config.port),
-            family=family,
-            backlog=self.config.backlog,
-            reuse_port=self.config.reuse_port,
+            (self.config.host, port), family=family, backlog=self.config.backlog, reuse_port=self.config.reuse_port
         )
-        self._listener = listener
-        host, port = listener.getsockname()[:2]
-        self.address = (host, port)
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="accept", daemon=True)
-        self._accept_thread.start()
-        threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+        self._listeners.append(listener)
+        thread = threading.Thread(
+            target=self._accept_loop, args=(listener, make, refuse), name=f"accept-{port}", daemon=True
+        )
+        self._accept_threads.append(thread)
+        thread.start()
+        host, bound = listener.getsockname()[:2]
+        return (host, bound)
 
     def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS, close_connections: bool = True) -> None:
         """Stop accepting, tell every client, close every socket.  Returns
@@ -136,6 +162,7 @@ class ChatServer:
             return
         self._stopping.set()
         self.hub.closing = True
+        self.shootout_hub.closing = True
         self._stop_accepting(grace)
         with self._lock:
             sessions = list(self._sessions)
@@ -154,14 +181,14 @@ class ChatServer:
         log.info("server stopped")
 
     def _stop_accepting(self, grace: float) -> None:
-        if self._listener is not None:
+        for listener in self._listeners:
             try:
-                self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
+                listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
             except OSError:
                 pass
-            self._listener.close()
-        if self._accept_thread is not None:
-            self._accept_thread.join(grace)
+            listener.close()
+        for thread in self._accept_threads:
+            thread.join(grace)
 
     def _close_sessions(self, sessions: list[Session], grace: float) -> None:
         """Wake every reader so it cleans up; wait up to ``grace`` for them."""
@@ -191,9 +218,7 @@ class ChatServer:
 
     # -- accepting ------------------------------------------------------------
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        listener = self._listener
+    def _accept_loop(self, listener: socket.socket, make: MakeSession, refuse: Refuse) -> None:
         while not self._stopping.is_set():
             try:
                 sock, addr = listener.accept()
@@ -205,7 +230,7 @@ class ChatServer:
                 time.sleep(ACCEPT_RETRY_SECONDS)
                 continue
             try:
-                self._admit(sock, format_address(addr[0], addr[1]))
+                self._admit(sock, format_address(addr[0], addr[1]), make, refuse)
             except Exception:
                 log.exception("could not start a session for %s", addr)
                 sock.close()
@@ -230,18 +255,20 @@ class ChatServer:
                 elif idle_limit > 0 and now - session.last_activity > idle_limit:
                     log.info("%s idle for %.0fs, disconnecting", session.name, now - session.last_activity)
                     session.disconnect("idle timeout")
+                else:
+                    session.keepalive(now)
 
-    def _admit(self, sock: socket.socket, peer: str) -> None:
+    def _admit(self, sock: socket.socket, peer: str, make: MakeSession, refuse: Refuse) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.config.keepalive > 0:
             set_keepalive(sock, self.config.keepalive)
         with self._lock:
             full = len(self._sessions) >= self.config.max_clients
             if not full:
-                session = self.make_session(sock, peer)
+                session = make(sock, peer)
                 self._sessions.add(session)
         if full:
-            self.refuse(sock, "server full")
+            refuse(sock, "server full")
             return
         thread = threading.Thread(target=session.run, name=f"reader-{peer}", daemon=True)
         with self._lock:
@@ -253,11 +280,26 @@ class ChatServer:
         assert self._context is not None, "start() builds the sessions' context"
         return Session(self._context, sock, peer)
 
+    def make_ws_session(self, sock: socket.socket, peer: str) -> Session:
+        """Hook: build the session object for a new WebSocket connection."""
+        assert self._context is not None, "start() builds the sessions' context"
+        # Imported here: wsproto and h11 cost a TCP-only server ~5 MiB of RSS.
+        from server.websocket import WebSocketSession
+
+        return WebSocketSession(self._context, sock, peer, self.shootout_hub)
+
     def refuse(self, sock: socket.socket, reason: str) -> None:
         """Hook: turn a connection away with one line."""
+        self._turn_away(sock, reason, protocol.encode_disconnect(reason))
+
+    def refuse_ws(self, sock: socket.socket, reason: str) -> None:
+        """Hook: turn a WebSocket connection away (HTTP 503, before its handshake)."""
+        self._turn_away(sock, reason, UNAVAILABLE_RESPONSE)
+
+    def _turn_away(self, sock: socket.socket, reason: str, answer: bytes) -> None:
         log.warning("refused %s: %s", sock.getpeername() if sock.fileno() >= 0 else "?", reason)
         try:
-            sock.send(protocol.encode_disconnect(reason), socket.MSG_DONTWAIT)
+            sock.send(answer, socket.MSG_DONTWAIT)
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
@@ -289,6 +331,8 @@ def serve(config: ServerConfig) -> int:
         log.error("cannot join the cluster: %s", exc)
         return 2
     startup_log.info("listening on %s", format_address(*server.address))
+    if server.ws_address is not None:
+        startup_log.info("websocket on %s", format_address(*server.ws_address))
     startup_log.info("%s", config.options_line())
     stop = threading.Event()
 

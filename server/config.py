@@ -95,6 +95,11 @@ class ServerConfig:
     backplane: str | None = None
     #: SO_REUSEPORT: several server processes share one port (the kernel spreads connections).
     reuse_port: bool = False
+    #: WebSocket clients' port (``server.websocket``); None = off, 0 = a free one.
+    ws_port: int | None = None
+    #: ``/ws`` speaks the websocket-shootout protocol instead of chat (as the
+    #: shootout's reference servers do); ``/ws-shootout`` always does.
+    ws_shootout: bool = False
 
     def options_line(self) -> str:
         """Every effective setting as ``options: name=value ...`` (the second
@@ -105,6 +110,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")
+        if self.ws_port is not None and not 0 <= self.ws_port <= 65535:
+            raise ValueError(f"websocket port must be 0..65535, got {self.ws_port}")
         if self.max_clients < 1:
             raise ValueError("max clients must be at least 1")
         if self.max_line_bytes < MIN_LINE_BYTES:
@@ -129,14 +136,29 @@ def build_parser() -> argparse.ArgumentParser:
     d = ServerConfig()
     parser = argparse.ArgumentParser(
         prog="chat-server",
-        description="Multi-user TCP chat server (threads, one reader per client, bounded per-client send queues).",
-        epilog="Connect with `chat-client --port PORT` or `nc HOST PORT`. SIGINT/SIGTERM shut down cleanly.",
+        description="Multi-user chat server over TCP lines, and WebSocket with --ws-port "
+        "(threads, one reader per client, bounded per-client send queues).",
+        epilog="Connect with `chat-client --port PORT` or `nc HOST PORT`; with --ws-port, open "
+        "http://HOST:WS_PORT/ in a browser. SIGINT/SIGTERM shut down cleanly.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default=d.host, help="address to listen on")
     parser.add_argument("--port", type=int, default=d.port, help="TCP port; 0 picks a free one (logged on start)")
     parser.add_argument(
         "--max-clients", type=int, default=d.max_clients, help="connections beyond this get 'server full'"
+    )
+    parser.add_argument(
+        "--ws-port",
+        type=int,
+        default=None,
+        help="also accept WebSocket clients on this port (path /ws; GET / serves the chat page); "
+        "0 picks a free one (logged as 'websocket on HOST:PORT'); off by default",
+    )
+    parser.add_argument(
+        "--ws-shootout",
+        action="store_true",
+        help="/ws speaks the hashrocket websocket-shootout protocol (JSON broadcast/echo) instead of chat, "
+        "as that project's servers do; /ws-shootout always speaks it",
     )
     parser.add_argument("--max-line-bytes", type=int, default=d.max_line_bytes, help="longest accepted client line")
     parser.add_argument(
@@ -220,6 +242,8 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
             log_level=args.log_level,
             backplane=args.backplane,
             reuse_port=args.reuse_port,
+            ws_port=args.ws_port,
+            ws_shootout=args.ws_shootout,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -96,6 +96,11 @@ class Session:
         except OSError:
             pass
 
+    def keepalive(self, now: float) -> None:
+        """Called by the server's reaper about once a second for a registered
+        session: a transport with keepalive of its own (WebSocket pings)
+        acts here; TCP relies on TCP keepalive."""
+
     def _send_queue_exceeded(self) -> None:
         log.warning("%s (%s): send queue exceeded, disconnecting", self.name or "?", self.peer)
         if self._end_reason is None:
@@ -157,8 +162,9 @@ class Session:
         except OSError:
             pass
 
-    def _recv_lines(self) -> list[bytes] | None:
-        """Next complete lines, or None at EOF.  Reports dropped oversized lines."""
+    def recv_lines(self) -> list[bytes] | None:
+        """Next complete lines, or None at EOF.  Reports dropped oversized lines.
+        The one hook a transport overrides (``server.websocket``)."""
         before = self.decoder.oversized
         data = self.sock.recv(RECV_BYTES)
         if not data:
@@ -175,7 +181,7 @@ class Session:
         # (see ChatServer._reap), which disconnects this session when it passes.
         self.send(protocol.encode_prompt())
         while True:
-            lines = self._recv_lines()
+            lines = self.recv_lines()
             if lines is None:
                 return
             for i, line in enumerate(lines):
@@ -202,7 +208,7 @@ class Session:
         return True
 
     def _chat(self) -> None:
-        while (lines := self._recv_lines()) is not None:
+        while (lines := self.recv_lines()) is not None:
             self._handle(lines)
 
     def _handle(self, lines: list[bytes]) -> None:

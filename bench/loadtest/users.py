@@ -213,6 +213,9 @@ class ChatUser(User):
     rate: float | None = None
     #: Payload bytes; ``None`` takes ``--chat-payload``.
     payload_size: int | None = None
+    #: The wire protocol (``bench.wire``) whatever ``--chat-protocol`` says
+    #: (``ws`` for :class:`bench.loadtest.wsusers.WebSocketChatUser`); None: the option's.
+    wire_protocol: str | None = None
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -228,7 +231,7 @@ class ChatUser(User):
         size = self.payload_size
         self._payload_size = int(size if size is not None else option(environment, "chat_payload", DEFAULT_PAYLOAD))
         self._timeout = float(option(environment, "chat_connect_timeout", DEFAULT_CONNECT_TIMEOUT))
-        self._protocol = str(option(environment, "chat_protocol", DEFAULT_PROTOCOL))
+        self._protocol = self.wire_protocol or str(option(environment, "chat_protocol", DEFAULT_PROTOCOL))
         self._drainer: gevent.Greenlet | None = None
         self._paced = type(self).wait_time is ChatUser.wait_time
         if self._rate > 0:
@@ -249,7 +252,7 @@ class ChatUser(User):
         start = time.perf_counter()
         conn: ChatConnection | None = None
         try:
-            address = parse_host(self.host)
+            address = self.target_address()
             conn = ChatConnection.open(address, self._timeout, IDENTITY.next, MAX_NAME_ATTEMPTS, self._protocol)
             conn.sock.settimeout(None)
             conn.send_sock.settimeout(None)
@@ -270,6 +273,10 @@ class ChatUser(User):
         if conn.publisher is not None:
             self._drainer = gevent.spawn(self._drain_publisher, conn)
         return True
+
+    def target_address(self) -> tuple[str, int]:
+        """The server's address, from ``--host`` (hook)."""
+        return parse_host(self.host)
 
     def disconnect(self) -> None:
         conn, self.conn = self.conn, None
@@ -454,15 +461,19 @@ class ChatClientUser(ChatUser):
 # --------------------------------------------------------------------------
 
 _installed = False
+#: How ``--host`` is checked at start-up (``install``'s ``host_parser``).
+_host_parser: Callable[[str | None], tuple[str, int]] = parse_host
 
 
-def install(events: Any) -> None:
+def install(events: Any, host_parser: Callable[[str | None], tuple[str, int]] = parse_host) -> None:
     """Register the ``--chat-*`` options, the exact fan-out percentiles and
-    the step-load toggle on Locust's event hooks.  Idempotent."""
-    global _installed
+    the step-load toggle on Locust's event hooks; ``host_parser`` checks
+    ``--host`` (the WebSocket locustfile passes its own).  Idempotent."""
+    global _installed, _host_parser
     if _installed:
         return
     _installed = True
+    _host_parser = host_parser
     events.init_command_line_parser.add_listener(add_arguments)
     events.init.add_listener(_on_init)
 
@@ -485,7 +496,7 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs
     if options is None:
         return
     try:
-        parse_host(environment.host or DEFAULT_HOST)
+        _host_parser(environment.host or None)
     except ValueError as exc:
         log.error("%s", exc)
         sys.exit(2)

@@ -46,6 +46,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench import wire
+from bench.measure import probe
 from bench.measure.integrity import IntegrityCounts
 from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, Conn, Sockets
 from bench.swarm.messages import (
@@ -96,6 +97,17 @@ FD_SETSIZE = 1024
 PROFILE_ENV = "CHATBENCH_SWARM_PROFILE"
 
 
+def sender_name_lookup(sender_names: dict[int, str]) -> Callable[[str], str | None]:
+    """A probe text -> the chat name of the sender it names (see
+    :meth:`bench.wire.Adapter.bind_senders`)."""
+
+    def name_of(text: str) -> str | None:
+        header = probe.probe_header(text) if probe.is_probe(text) else None
+        return sender_names.get(header[0]) if header is not None else None
+
+    return name_of
+
+
 class Worker:
     """The event loop of one worker process, and its command table."""
 
@@ -104,6 +116,7 @@ class Worker:
         self.ctl = ctl
         self.sockets = Sockets()
         adapter = wire.get(plan.protocol)
+        adapter.bind_senders(sender_name_lookup(plan.sender_names))
         self.registrar = Registrar(plan, adapter, self.sockets, ctl.send)
         self.sender = Sender(plan.payload_bytes, adapter, self.sockets)
         self.receiver = Receiver(plan, adapter, self.registrar, self.sender)

@@ -20,6 +20,11 @@ in :data:`TARGET_KINDS`.
                spoken to over MQTT 5, RESP2 and NATS core
                (:mod:`~bench.targets.brokers`).
 ``redis://HOST:PORT`` (``nats://``, ``mqtt://``)  a broker somebody else started.
+``embedded-ws``  the same server measured over WebSocket (``--ws-port``; also
+               ``--target embedded --protocol ws``); ``--protocol shootout``
+               speaks the websocket-shootout protocol to it.
+``ws://HOST:PORT/ws``  a WebSocket server somebody else started (a
+               websocket-shootout server: ``--protocol shootout``).
 ``HOST:PORT``  a server somebody else started, speaking ``--protocol chat``
                (default) or ``irc``.  Loopback only: the harness refuses to
                send load to any other machine.
@@ -56,6 +61,7 @@ from bench.targets.peers import (
     find_ngircd,
     miniircd_installed,
 )
+from bench.targets.websocket import WS_URL_PROTOCOLS, EmbeddedShootoutTarget, EmbeddedWsTarget, split_ws_url
 
 __all__ = [
     "MINIIRCD_MAX_CONNECTIONS",
@@ -64,7 +70,9 @@ __all__ = [
     "TARGET_PROTOCOLS",
     "ClusterTarget",
     "CommandTarget",
+    "EmbeddedShootoutTarget",
     "EmbeddedTarget",
+    "EmbeddedWsTarget",
     "ExternalTarget",
     "MiniircdTarget",
     "NgircdTarget",
@@ -92,6 +100,8 @@ TARGET_KINDS: dict[str, Callable[[Sequence[str]], Target]] = {
     "mosquitto": lambda args: MosquittoTarget(args),
     "redis": lambda args: RedisTarget(args),
     "nats": lambda args: NatsTarget(args),
+    # Ours over WebSocket, as a name of its own so `make compare` can list it.
+    "embedded-ws": lambda args: EmbeddedWsTarget(args),
 }
 #: What each named target speaks.
 TARGET_PROTOCOLS: dict[str, str] = {
@@ -102,6 +112,12 @@ TARGET_PROTOCOLS: dict[str, str] = {
     "redis": "redis",
     "nats": "nats",
     "faultrelay": "chat",
+    "embedded-ws": "ws",
+}
+#: Named targets that also speak another ``--protocol``: (name, protocol) -> factory.
+TARGET_VARIANTS: dict[tuple[str, str], Callable[[Sequence[str]], Target]] = {
+    ("embedded", "ws"): lambda args: EmbeddedWsTarget(args),
+    ("embedded", "shootout"): lambda args: EmbeddedShootoutTarget(args),
 }
 
 
@@ -111,12 +127,18 @@ def target_protocol(spec: str, protocol: str | None = None) -> str:
     for HOST:PORT."""
     if protocol is not None and protocol not in wire.PROTOCOLS:
         raise TargetError(f"unknown protocol {protocol!r} (choose from {', '.join(wire.PROTOCOLS)})")
+    if spec.startswith("ws://"):
+        if protocol is not None and protocol not in WS_URL_PROTOCOLS:
+            raise TargetError(
+                f"--protocol {protocol} does not apply: a ws:// target speaks {' or '.join(WS_URL_PROTOCOLS)}"
+            )
+        return protocol or WS_URL_PROTOCOLS[0]
     url = split_broker_url(spec)
     fixed = TARGET_PROTOCOLS.get(spec) or (url[0] if url else None)
     if fixed is not None:
-        if protocol is not None and protocol != fixed:
+        if protocol is not None and protocol != fixed and (spec, protocol) not in TARGET_VARIANTS:
             raise TargetError(f"--protocol {protocol} does not apply: target {spec} speaks {fixed}")
-        return fixed
+        return protocol or fixed
     return protocol or "chat"
 
 
@@ -125,7 +147,7 @@ def make_target(
 ) -> Target:
     """Build the target a ``--target`` value names."""
     proto = target_protocol(spec, protocol)
-    factory = TARGET_KINDS.get(spec)
+    factory = TARGET_VARIANTS.get((spec, proto)) or TARGET_KINDS.get(spec)
     if factory is not None:
         return factory(server_args)
     nodes = parse_cluster_spec(spec)
@@ -137,5 +159,5 @@ def make_target(
             f"({', '.join(TARGET_KINDS)}), not to {spec}"
         )
     url = split_broker_url(spec)
-    host, port = split_host_port(url[1] if url else spec)
+    host, port = split_ws_url(spec) if spec.startswith("ws://") else split_host_port(url[1] if url else spec)
     return ExternalTarget(host, port, server_pid, proto)

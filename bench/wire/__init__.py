@@ -22,6 +22,8 @@ from bench.wire.irc_adapter import IrcAdapter
 from bench.wire.mqtt_adapter import MqttAdapter
 from bench.wire.nats_adapter import NatsAdapter
 from bench.wire.redis_adapter import RedisAdapter
+from bench.wire.shootout import ShootoutAdapter
+from bench.wire.ws_adapter import WsAdapter
 
 #: The registry: protocol name -> its adapter's factory.
 _ADAPTERS: dict[str, Callable[[], Adapter]] = {
@@ -30,6 +32,8 @@ _ADAPTERS: dict[str, Callable[[], Adapter]] = {
     "mqtt": MqttAdapter,
     "redis": RedisAdapter,
     "nats": NatsAdapter,
+    "ws": WsAdapter,
+    "shootout": ShootoutAdapter,
 }
 
 #: The protocols ``--protocol`` accepts.

@@ -32,6 +32,7 @@ the adapter's (or the registration's) own state.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, NotRequired, Protocol, TypedDict
 
@@ -148,6 +149,13 @@ class Adapter(abc.ABC):
     def control(self, text: str) -> str | None:
         """A received line the recorder did not take (not a chat message):
         the reason if it says the server is closing the connection."""
+        return None
+
+    def bind_senders(self, name_of: Callable[[str], str | None]) -> None:
+        """For protocols without names on the wire (the shootout): how to
+        tell a received message's chat name, the name of the sender its
+        probe names (``None``: not a probe).  The swarm worker calls it once;
+        other adapters ignore it."""
         return None
 
     def describe(self) -> ProtocolInfo:

@@ -55,10 +55,16 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 @pytest.fixture
 def chat_server(tmp_path: Path) -> Iterator[int]:
     """``python -m server --port 0`` in a subprocess; yields its port."""
+    yield from server_process(tmp_path, [], "listening on ")
+
+
+def server_process(tmp_path: Path, args: list[str], marker: str) -> Iterator[int]:
+    """``python -m server --port 0 ARGS`` in a subprocess; yields the port
+    of the stderr line holding ``marker``, stops the server afterwards."""
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--port", "0", "--log-level", "INFO"],
+            [sys.executable, "-m", "server", "--port", "0", "--log-level", "INFO", *args],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -69,7 +75,7 @@ def chat_server(tmp_path: Path) -> Iterator[int]:
         port = None
         while port is None:
             for line in log_path.read_text(errors="replace").splitlines():
-                if "listening on " in line:
+                if marker in line:
                     port = int(line.rsplit(":", 1)[1])
                     break
             else:
@@ -81,12 +87,12 @@ def chat_server(tmp_path: Path) -> Iterator[int]:
         stop(proc, signal.SIGINT)
 
 
-def run_locust(tmp_path: Path, name: str, args: list[str]) -> tuple[int, str]:
+def run_locust(tmp_path: Path, name: str, args: list[str], locustfile: Path = LOCUSTFILE) -> tuple[int, str]:
     """Run locust to completion; return (exit code, stdout + stderr)."""
     out_path = tmp_path / f"{name}.out"
     with out_path.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *args],
+            [sys.executable, "-m", "locust", "-f", str(locustfile), *args],
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,

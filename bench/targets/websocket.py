@@ -1,0 +1,62 @@
+"""This project's server with its WebSocket port on (``--target embedded
+--protocol ws``): the swarm connects to ``--ws-port``, not the TCP port."""
+
+from __future__ import annotations
+
+import time
+
+from bench.targets.base import POLL_INTERVAL_S, TargetError, can_connect, free_port
+from bench.targets.embedded import EmbeddedTarget
+from bench.wire.ws_adapter import parse_ws_url
+
+#: Seconds the WebSocket port gets to accept once the TCP port does (the
+#: server opens both before it logs that it listens).
+WS_PORT_WAIT_S = 5.0
+
+
+class EmbeddedWsTarget(EmbeddedTarget):
+    """The embedded server, measured through its WebSocket port."""
+
+    protocol = "ws"
+    label = "embedded server (websocket)"
+
+    ws_port = 0
+    #: More server options this variant needs.
+    ws_args: tuple[str, ...] = ()
+
+    def prepare(self, port: int) -> None:
+        self.ws_port = free_port(self.host)
+
+    def command(self, port: int) -> list[str]:
+        return [*super().command(port), "--ws-port", str(self.ws_port), *self.ws_args]
+
+    def start(self) -> tuple[str, int]:
+        host, _ = super().start()
+        deadline = time.monotonic() + WS_PORT_WAIT_S
+        while not can_connect(host, self.ws_port):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TargetError(f"{self.label}: websocket port {self.ws_port} did not accept")
+            time.sleep(POLL_INTERVAL_S)
+        return host, self.ws_port
+
+
+class EmbeddedShootoutTarget(EmbeddedWsTarget):
+    """The embedded server speaking the websocket-shootout protocol on ``/ws``."""
+
+    protocol = "shootout"
+    label = "embedded server (websocket-shootout)"
+    ws_args = ("--ws-shootout",)
+
+
+#: What a ``ws://`` target may speak, and the default.
+WS_URL_PROTOCOLS = ("shootout", "ws")
+
+
+def split_ws_url(spec: str) -> tuple[str, int]:
+    """``ws://HOST:PORT/ws`` (a websocket-shootout server, say) -> (host,
+    port); :class:`TargetError` saying what is wrong otherwise."""
+    try:
+        return parse_ws_url(spec)
+    except ValueError as exc:
+        raise TargetError(f"target {exc}") from None
