@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from bench.loadtest.users import ChatClientUser
 from bench.wire.ws_adapter import mask_text, parse_ws_url
+from server import protocol
 
 #: ``--host`` when none is given: the port the README starts ``--ws-port`` on.
 DEFAULT_WS_HOST = "ws://127.0.0.1:8080/ws"
@@ -25,5 +26,7 @@ class WebSocketChatUser(ChatClientUser):
     def target_address(self) -> tuple[str, int]:
         return parse_ws_host(self.host)
 
-    def send_bytes(self, data: bytes, intended_ns: int | None = None) -> bool:
-        return super().send_bytes(mask_text(data), intended_ns)
+    def send_line(self, line: str) -> bool:
+        # Chat and probes are framed by the ws adapter (encode_message); a raw
+        # protocol line (a command) is framed here.
+        return self.send_bytes(mask_text(protocol.encode_line(line)))

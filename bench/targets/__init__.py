@@ -158,6 +158,9 @@ def make_target(
             f"server options ({' '.join(server_args)}) only apply to a server the harness starts "
             f"({', '.join(TARGET_KINDS)}), not to {spec}"
         )
-    url = split_broker_url(spec)
-    host, port = split_ws_url(spec) if spec.startswith("ws://") else split_host_port(url[1] if url else spec)
+    if spec.startswith("ws://"):
+        host, port = split_ws_url(spec)
+    else:
+        url = split_broker_url(spec)
+        host, port = split_host_port(url[1] if url else spec)
     return ExternalTarget(host, port, server_pid, proto)

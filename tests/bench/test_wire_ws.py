@@ -90,7 +90,7 @@ def test_swarm_measures_the_room_over_websocket_with_every_check() -> None:
     d = doc["deliveries"]
     assert doc["completed"] is True and doc["parameters"]["protocol"] == "ws"
     assert d["delivered"] == d["expected"] > 0
-    assert doc["integrity"] == {"lost": 0, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": 0}
+    assert doc["integrity"] == {"lost": 0, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": 0, "pairs": []}
     assert doc["connections"]["failed"] == 0 and doc["connections"]["registered"] == 40
     assert doc["latency_us"]["count"] == d["delivered"]
 
@@ -143,7 +143,7 @@ def test_swarm_measures_the_shootout_protocol_end_to_end() -> None:
     doc = run_swarm(SwarmConfig(target="embedded", protocol="shootout", clients=20, rate=100, duration_s=1, **kw))
     d = doc["deliveries"]
     assert d["delivered"] == d["expected"] > 0
-    assert doc["integrity"] == {"lost": 0, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": 0}
+    assert doc["integrity"] == {"lost": 0, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": 0, "pairs": []}
     assert doc["connections"]["failed"] == 0
 
 
