@@ -28,23 +28,12 @@ from typing import TypedDict
 
 from bench.measure import rxstamp
 from bench.targets import EmbeddedTarget, TargetError
-from bench.wire.client import ClientError, WireClient
+from bench.wire.client import ClientError, WireClient, discard_pending
 from server import protocol
 from server.config import FANOUT_STRATEGIES
 
 #: Seconds given to a round's deliveries before they are read.
 ROUND_SETTLE_S = 0.2
-
-
-def _discard_pending(sock: socket.socket) -> None:
-    sock.setblocking(False)
-    try:
-        while sock.recv(1 << 20):
-            pass
-    except BlockingIOError:
-        pass
-    finally:
-        sock.setblocking(True)
 
 
 class Arrivals(TypedDict):
@@ -103,7 +92,7 @@ def measure(clients: int, rounds: int, fanout: str, payload: int = 64, timeout: 
             sender, receivers = sockets[0], sockets[1:]
             time.sleep(ROUND_SETTLE_S)
             for sock in receivers:
-                _discard_pending(sock)
+                discard_pending(sock)
                 if not rxstamp.enable(sock):
                     raise RuntimeError("could not enable SO_TIMESTAMPNS")
                 sock.settimeout(timeout)

@@ -26,7 +26,7 @@ from typing import TypedDict
 from bench.measure import rxstamp
 from bench.measure.stats import LatencyHistogram
 from bench.targets import ClusterTarget, TargetError
-from bench.wire.client import ClientError, WireClient
+from bench.wire.client import ClientError, WireClient, discard_pending
 from server import protocol
 
 #: Seconds given to a round's deliveries before they are read (the across
@@ -56,18 +56,6 @@ def summarize(h: LatencyHistogram) -> PathSummary:
     return {"count": h.count, "p50_us": h.percentile(50), "p99_us": h.percentile(99), "max_us": h.max}
 
 
-def drain(sock: socket.socket) -> None:
-    """Drop whatever a socket has received so far (welcome, join notices)."""
-    sock.setblocking(False)
-    try:
-        while sock.recv(1 << 20):
-            pass
-    except BlockingIOError:
-        pass
-    finally:
-        sock.settimeout(READ_TIMEOUT_S)
-
-
 def measure(nodes: int, receivers_per_node: int, rounds: int, payload: int = 64) -> PathsResult:
     if not rxstamp.supported():
         raise RuntimeError("kernel receive stamps (SO_TIMESTAMPNS) are needed: Linux only")
@@ -84,7 +72,7 @@ def measure(nodes: int, receivers_per_node: int, rounds: int, payload: int = 64)
         opened = senders + [sock for _, sock in receivers]
         time.sleep(ROUND_SETTLE_S)
         for sock in opened:
-            drain(sock)
+            discard_pending(sock, READ_TIMEOUT_S)
         for _, sock in receivers:
             if not rxstamp.enable(sock):
                 raise RuntimeError("could not enable SO_TIMESTAMPNS")
@@ -94,7 +82,7 @@ def measure(nodes: int, receivers_per_node: int, rounds: int, payload: int = 64)
             text = f"round {round_no} " + "x" * payload
             one_round(senders[origin], receivers, origin, text, with_paths if round_no else None)
         for sock in senders:
-            drain(sock)
+            discard_pending(sock, READ_TIMEOUT_S)
     finally:
         for sock in opened:
             sock.close()

@@ -145,3 +145,16 @@ class WireClient:
             self.sock.close()
         except OSError:
             pass
+
+
+def discard_pending(sock: socket.socket, timeout: float | None = None) -> None:
+    """Drop whatever ``sock`` has received so far (a welcome, join notices),
+    without waiting; then give it ``timeout`` (None: blocking)."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(RECV_BYTES):
+            pass
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(timeout)
