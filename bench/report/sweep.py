@@ -541,10 +541,35 @@ def document(
     ]
     if notes:
         blocks += [doc.Heading(3, "Notes from the runs"), doc.Bullets(notes)]
-    env = environment_rows(series)
+    env = environment_rows(series) + server_rows(series)
     if env:
         blocks += [doc.Heading(2, "Environment"), doc.Table(None, [list(kv) for kv in env], "ll")]
     return blocks
+
+
+#: Server settings that say where and how it was run, not how it treats load.
+HIDDEN_OPTIONS = frozenset({"host", "port", "log_level"})
+
+
+def server_rows(series: Sequence[SeriesData]) -> list[tuple[str, str]]:
+    """How quiet the room was when traffic began, and the settings each
+    series' server said it ran with (its ``options:`` start-up line)."""
+    rows: list[tuple[str, str]] = []
+    waits = [w for s in series for r in s.runs if (w := r["timing"].get("settle_s")) is not None]
+    if waits:
+        rows.append(
+            (
+                "quiet room",
+                "traffic began once no client had received anything for 0.3 s (the join notices delivered): "
+                f"waited {min(waits):.2f} .. {max(waits):.2f} s after registration",
+            )
+        )
+    for s in series:
+        options = next((o for r in s.runs if (o := r["target"].get("effective_options"))), None)
+        if options:
+            shown = ", ".join(f"{k}={v}" for k, v in options.items() if k not in HIDDEN_OPTIONS)
+            rows.append((f"server options ({s.label})", shown))
+    return rows
 
 
 ALL_WELL = "None: every run delivered every message, in order, to every client, with a load generator that kept up."

@@ -39,6 +39,11 @@ def test_short_sweep_writes_runs_charts_report_and_latest(tmp_path: Path, capsys
         assert (out / file).stat().st_size > 10_000
     md = (out / report.REPORT_MD).read_text()
     assert md.count("| queued |") == 2 and md.count("| direct |") == 2
+    # The report says how long the room took to fall quiet and what each server ran with.
+    assert "| quiet room | traffic began once no client had received anything" in md
+    for fanout in ("queued", "direct"):
+        assert f"| server options ({fanout}) |" in md and f"fanout={fanout}, " in md
+    assert "rate_limit=0.0" in md  # the harness turns flood control off
     printed = capsys.readouterr().out
     assert "queued: clients=3" in printed and "direct: clients=5" in printed
     assert f"report: {out.name}" in printed.replace(str(root.resolve()) + "/", "").replace(str(root) + "/", "")
