@@ -147,7 +147,9 @@ def target_options() -> argparse.ArgumentParser:
     g.add_argument(
         "--protocol",
         choices=list(PROTOCOLS),
-        help="HOST:PORT target: what it speaks (default chat; ngircd/miniircd always speak irc, the brokers theirs)",
+        help="what to speak: a HOST:PORT target's protocol (default chat); 'embedded' also over ws (WebSocket) or "
+        "shootout (the websocket-shootout protocol), and a ws:// target speaks ws or shootout; ngircd/miniircd "
+        "always speak irc, the brokers theirs",
     )
     g.add_argument(
         "--fanout",

@@ -33,7 +33,10 @@ class EmbeddedTarget(ProcessTarget):
         doc = super().describe()
         doc["command"] = ["python", "-m", "server", *self.command(self.port)[3:]]
         doc["server_options"] = list(self.server_args)
-        doc["effective_options"] = effective_options(self.stderr_head)
+        doc["effective_options"] = options = effective_options(self.stderr_head)
+        # command() turns flood control off; a later --server-arg may turn it on again.
+        rate = options.get("rate_limit", "0")
+        doc["flood_control"] = "off (--rate-limit 0)" if float(rate) == 0 else f"--rate-limit {rate}"
         return doc
 
 
