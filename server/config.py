@@ -132,6 +132,16 @@ class ServerConfig:
             raise ValueError(f"fanout must be one of {', '.join(FANOUT_STRATEGIES)}")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default, except where there is none to show (an
+    option that is off unless given, a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = ServerConfig()
     parser = argparse.ArgumentParser(
@@ -140,13 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
         "(threads, one reader per client, bounded per-client send queues).",
         epilog="Connect with `chat-client --port PORT` or `nc HOST PORT`; with --ws-port, open "
         "http://HOST:WS_PORT/ in a browser. SIGINT/SIGTERM shut down cleanly.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--host", default=d.host, help="address to listen on")
     parser.add_argument("--port", type=int, default=d.port, help="TCP port; 0 picks a free one (logged on start)")
     parser.add_argument(
         "--max-clients", type=int, default=d.max_clients, help="connections beyond this get 'server full'"
     )
+    _add_transport_options(parser)
+    parser.add_argument("--max-line-bytes", type=int, default=d.max_line_bytes, help="longest accepted client line")
+    _add_limit_options(parser, d)
+    parser.add_argument(
+        "--log-level", default=d.log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level"
+    )
+    return parser
+
+
+def _add_transport_options(parser: argparse.ArgumentParser) -> None:
+    """WebSocket, and a cluster's backplane."""
     parser.add_argument(
         "--ws-port",
         type=int,
@@ -160,7 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="/ws speaks the hashrocket websocket-shootout protocol (JSON broadcast/echo) instead of chat, "
         "as that project's servers do; /ws-shootout always speaks it",
     )
-    parser.add_argument("--max-line-bytes", type=int, default=d.max_line_bytes, help="longest accepted client line")
+    parser.add_argument(
+        "--backplane",
+        metavar="redis://HOST:PORT[/DB]",
+        help="join a cluster: every node publishes its room's lines to this Redis and delivers the others' "
+        "(names unique cluster-wide, /who and /msg across nodes); default: one process on its own",
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT, so several nodes on one machine share --port",
+    )
+
+
+def _add_limit_options(parser: argparse.ArgumentParser, d: ServerConfig) -> None:
+    """Per-client limits, fan-out and thread sizing."""
     parser.add_argument(
         "--send-queue-bytes",
         type=int,
@@ -203,21 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--thread-stack-kib", type=int, default=d.thread_stack_bytes // 1024, help="stack per thread")
     parser.add_argument("--backlog", type=int, default=d.backlog, help="listen() backlog")
-    parser.add_argument(
-        "--log-level", default=d.log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level"
-    )
-    parser.add_argument(
-        "--backplane",
-        metavar="redis://HOST:PORT[/DB]",
-        help="join a cluster: every node publishes its room's lines to this Redis and delivers the others' "
-        "(names unique cluster-wide, /who and /msg across nodes); default: one process on its own",
-    )
-    parser.add_argument(
-        "--reuse-port",
-        action="store_true",
-        help="listen with SO_REUSEPORT, so several nodes on one machine share --port",
-    )
-    return parser
 
 
 def config_from_args(argv: list[str] | None = None) -> ServerConfig:

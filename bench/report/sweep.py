@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import results
 from bench.report import capacity, doc, fmt, plots, runline
+from bench.report.environment import environment_rows, server_rows
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
 from bench.results.schema import CapacityDocument, IndexDocument, IndexEntry, RunDocument, server_summary
 from bench.results.store import load_capacity
@@ -381,67 +382,6 @@ def highlights(series: Sequence[SeriesData]) -> list[str]:
     return out
 
 
-def environment_rows(series: Sequence[SeriesData]) -> list[tuple[str, str]]:
-    runs = [r for s in series for r in s.runs]
-    if not runs:
-        return []
-    env = runs[0]["environment"]
-    p = runs[0]["parameters"]
-    rows: list[tuple[str, str]] = []
-    mem = env.get("memory_bytes")
-    rows.append(("CPU", f"{env.get('cpu_model') or 'unknown'} x {env.get('cpu_count')}"))
-    rows.append(("memory", "-" if mem is None else f"{mem / 2**30:.1f} GiB"))
-    rows.append(("Python", f"{env.get('python_implementation')} {env.get('python')}"))
-    rows.append(("platform", str(env.get("platform"))))
-    commits = sorted({(r["environment"].get("git_commit") or "unknown")[:12] for r in runs})
-    dirty = any(r["environment"].get("git_dirty") for r in runs)
-    rows.append(("git commit", ", ".join(commits) + (" (with uncommitted changes)" if dirty else "")))
-    started = sorted(r.get("started_at") or "" for r in runs)
-    rows.append(("runs started", f"{started[0]} .. {started[-1]} ({fmt.plural(len(runs), 'run')})"))
-    loads = [load[0] for r in runs if (load := r["environment"]["load_average"])]
-    if loads:
-        rows.append(
-            (
-                "load average (1 min, at the end of each run)",
-                f"{min(loads):.2f} .. {max(loads):.2f} on {env.get('cpu_count')} CPUs "
-                "(includes the server and the load generator themselves; other load on the machine adds to it)",
-            )
-        )
-    targets = sorted({str(r["parameters"]["target"]) for r in runs})
-    rows.append(("target", ", ".join(targets)))
-    rates = sorted({r["parameters"]["rate"] for r in runs})
-    rows.append(("offered rate", ", ".join(f"{x:g} msg/s" if x else "burst" for x in rates) + " over all senders"))
-    senders = sorted({r["parameters"]["senders"] for r in runs})
-    rows.append(
-        (
-            "senders",
-            ", ".join(map(str, senders))
-            + (" (among the clients; a message goes to every other client)" if p.get("senders_receive") else ""),
-        )
-    )
-    rows.append(
-        (
-            "measured traffic",
-            f"{p['duration_s']:g} s after {p['warmup_s']:g} s warm-up; payload {p['payload_bytes']} bytes; "
-            f"drain timeout {p['drain_timeout_s']:g} s",
-        )
-    )
-    rows.append(
-        (
-            "load generator",
-            f"{fmt.plural(p['workers'], 'worker process', 'worker processes')} (raw sockets, one selectors loop each)",
-        )
-    )
-    commands = []
-    for s in series:
-        cmd = s.index.get("command")
-        if cmd:
-            commands.append(" ".join(cmd))
-    if commands:
-        rows.append(("command", " ; ".join(sorted(set(commands)))))
-    return rows
-
-
 def _subtitle(series: Sequence[SeriesData]) -> str:
     runs = [r for s in series for r in s.runs]
     if not runs:
@@ -545,31 +485,6 @@ def document(
     if env:
         blocks += [doc.Heading(2, "Environment"), doc.Table(None, [list(kv) for kv in env], "ll")]
     return blocks
-
-
-#: Server settings that say where and how it was run, not how it treats load.
-HIDDEN_OPTIONS = frozenset({"host", "port", "log_level"})
-
-
-def server_rows(series: Sequence[SeriesData]) -> list[tuple[str, str]]:
-    """How quiet the room was when traffic began, and the settings each
-    series' server said it ran with (its ``options:`` start-up line)."""
-    rows: list[tuple[str, str]] = []
-    waits = [w for s in series for r in s.runs if (w := r["timing"].get("settle_s")) is not None]
-    if waits:
-        rows.append(
-            (
-                "quiet room",
-                "traffic began once no client had received anything for 0.3 s (the join notices delivered): "
-                f"waited {min(waits):.2f} .. {max(waits):.2f} s after registration",
-            )
-        )
-    for s in series:
-        options = next((o for r in s.runs if (o := r["target"].get("effective_options"))), None)
-        if options:
-            shown = ", ".join(f"{k}={v}" for k, v in options.items() if k not in HIDDEN_OPTIONS)
-            rows.append((f"server options ({s.label})", shown))
-    return rows
 
 
 ALL_WELL = "None: every run delivered every message, in order, to every client, with a load generator that kept up."
