@@ -66,6 +66,10 @@ _TEXT_CRC = probe.TEXT_CRC
 #: The per-line path's latencies go into the histogram in batches of this many.
 _PENDING_MAX = 4096
 
+#: Above every intended time: with paths, the per-line path's plain
+#: ``intended >= measure_start`` test is given this, so it never passes.
+_NEVER = float("inf")
+
 
 def name_table(np: Any, names: dict[int, bytes]) -> tuple[Any, Any]:
     """The block path's name table: per sender id, ``NAME: `` as
@@ -242,14 +246,20 @@ class DeliveryRecorder:
         ids = self._name_ids
         sender_b = self._sender_b
         nxt = tracker._next  # the in-order case of tracker.observe, inlined
-        measure_start = self.measure_start_ns
+        start = self.measure_start_ns
+        measure_start: float = start  # an int, but for _NEVER
         crc32 = zlib.crc32
         text_crc = _TEXT_CRC
         tag = _TAG_BYTES
         pending = self._pending
         split = self._split
-        # With paths, a measured line goes to its path's list (one dict lookup).
-        route = split.route(own) if split is not None else None
+        route = None
+        if split is not None:
+            # With paths a measured line goes to its path's list (one dict
+            # lookup), below the plain case's test, which then never passes:
+            # without paths the loop does nothing more than it always did.
+            route = split.route(own)
+            measure_start = _NEVER
         measured = len(pending) if split is None else split.pending_count()
         other: list[str] = []
         delivered = 0
@@ -281,10 +291,9 @@ class DeliveryRecorder:
                             continue
                         delivered += 1
                         if intended >= measure_start:
-                            if route is None:
-                                pending.append((now - intended) // 1000)
-                            else:
-                                route[sender].append((now - intended) // 1000)
+                            pending.append((now - intended) // 1000)
+                        elif route is not None and intended >= start:
+                            route[sender].append((now - intended) // 1000)
                         continue
             # Anything else: the reference code.
             delivered += self._reference_line(tracker, own, line, now, pending, other, route)
