@@ -285,6 +285,7 @@ def test_cluster_scaling_study_writes_the_curve(tmp_path: Path) -> None:
         assert p["error"] is None and p["faults"] == 0 and p["deliveries_per_s"] > 0
     assert (out / "scaling.png").stat().st_size > 0
     assert "| 2 | 6 | 20 |" in (out / "scaling.md").read_text()
+    assert "| cluster:2 | 6 | across |" in (out / "scaling.md").read_text()  # the paths of the 2-node run
 
 
 def test_cluster_paths_study_records_both_paths(capsys: pytest.CaptureFixture[str]) -> None:

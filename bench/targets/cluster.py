@@ -107,8 +107,9 @@ class ClusterTarget:
         self.nodes: list[CommandTarget] = []
         #: The nodes' shared port (None: a free one).
         self.fixed_port = port
-        #: False: every node on a port of its own (``addresses``), so a study
-        #: can choose which node each client talks to (``cluster-paths``).
+        #: False: every node on a port of its own (``addresses``), so the
+        #: harness chooses which node each client talks to (``cluster:N`` in
+        #: the swarm, ``cluster-paths``); True: ``make cluster``.
         self.share_port = share_port
         self.port = 0
         #: Where each node listens, in node order.
