@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main as bench_main
+from bench.swarm import SwarmConfig
+from bench.swarm.plan import client_specs, node_of
 from bench.targets import ClusterTarget, CommandTarget, RedisServer, find_redis_server
 from bench.targets.base import free_port
 from bench.targets.cluster import node_command
@@ -283,6 +285,7 @@ def test_cluster_scaling_study_writes_the_curve(tmp_path: Path) -> None:
         assert p["error"] is None and p["faults"] == 0 and p["deliveries_per_s"] > 0
     assert (out / "scaling.png").stat().st_size > 0
     assert "| 2 | 6 | 20 |" in (out / "scaling.md").read_text()
+    assert "| cluster:2 | 6 | across |" in (out / "scaling.md").read_text()  # the paths of the 2-node run
 
 
 def test_cluster_paths_study_records_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
@@ -293,3 +296,33 @@ def test_cluster_paths_study_records_both_paths(capsys: pytest.CaptureFixture[st
     # 4 rounds x 6 receivers: each round 3 on the sender's node, 3 on the other.
     assert result["same"]["count"] == 12 and result["across"]["count"] == 12
     assert result["same"]["p50_us"] > 0 and result["across"]["p50_us"] > 0
+
+
+def test_cluster_run_records_every_deliverys_path(tmp_path: Path) -> None:
+    """`run --target cluster:2`: client i on node i mod 2, every delivery
+    recorded by its path; both distributions in the document and the report."""
+    out = tmp_path / "run"
+    argv = ["run", "--target", "cluster:2", "--clients", "20", "--rate", "0", "--messages", "200"]
+    assert bench_main([*argv, "--workers", "2", "--out", str(out), "--quiet"]) == 0
+    (path,) = out.glob("*/run-*.json")
+    doc = json.loads(path.read_text())
+    assert len(doc["target"]["addresses"]) == 2 and len(set(doc["target"]["addresses"])) == 2
+    d, same, across = doc["deliveries"], doc["latency_same_node_us"], doc["latency_cross_node_us"]
+    assert doc["completed"] and doc["integrity"]["faults"] == 0
+    assert same["count"] + across["count"] == d["delivered"] == doc["latency_us"]["count"]
+    # The plan says who is where: per message of sender s, the receivers on s's
+    # node but s, and the receivers on the other node (10 and 10 of the 20 here).
+    config = SwarmConfig(clients=20, rate=0, messages=200)
+    specs, _ = client_specs(config, "x", 2)
+    per_sender = config.measured_messages // config.sender_count
+    senders = [s for s in specs if s.slot is not None]
+    expected_same = sum(per_sender * sum(r.node == s.node and r != s for r in specs) for s in senders)
+    expected_across = sum(per_sender * sum(r.node != s.node for r in specs) for s in senders)
+    assert all(s.node == node_of(s.cid, 2) for s in specs)
+    assert (same["count"], across["count"]) == (expected_same, expected_across)  # nothing lost: all delivered
+    assert (d["expected_same_node"], d["expected_cross_node"]) == (expected_same, expected_across)
+    assert 0.45 < across["count"] / d["delivered"] < 0.55  # (N-1)/N = 1/2, but a sender skips itself: 10/19
+    assert 0 < same["p50_us"] <= same["max_us"] and 0 < across["p50_us"] <= across["max_us"]
+    report = (out / "report.md").read_text()
+    assert "### Same node and across" in report
+    assert f"| cluster:2 | 20 | across | {across['count']:,} |" in report

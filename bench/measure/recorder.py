@@ -31,6 +31,11 @@ kept for the tests to compare against):
   are recorded in batches (:attr:`DeliveryRecorder.hist` flushes them).
 * **reference** (:meth:`DeliveryRecorder.feed_reference`): decode, split,
   :func:`probe.parse_probe`, per line.
+
+Given every client's node (a target of several nodes), the recorder also
+keeps each measured delivery's path, same node or across, in two histograms
+(:class:`bench.measure.paths.PathSplit`, see there); :attr:`DeliveryRecorder.hist`
+is then their exact merge.  Without nodes nothing of that runs.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any
 
 from bench.measure import probe
 from bench.measure.integrity import DUPLICATE, IntegrityTracker
+from bench.measure.paths import PathSplit
 from bench.measure.stats import LatencyHistogram
 from bench.wire import chatblock
 from server import protocol
@@ -59,6 +65,27 @@ _TEXT_CRC = probe.TEXT_CRC
 
 #: The per-line path's latencies go into the histogram in batches of this many.
 _PENDING_MAX = 4096
+
+#: Above every intended time: with paths, the per-line path's plain
+#: ``intended >= measure_start`` test is given this, so it never passes.
+_NEVER = float("inf")
+
+
+def name_table(np: Any, names: dict[int, bytes]) -> tuple[Any, Any]:
+    """The block path's name table: per sender id, ``NAME: `` as
+    little-endian 8-byte words (zero-padded) and the masks of its bytes,
+    shape (ids, 2, words); and the byte offsets of the words."""
+    ids = [sid for sid in names if 0 <= sid < _MAX_TABLE_IDS]
+    size = max(ids, default=-1) + 1
+    width = max((len(names[sid]) + 2 for sid in ids), default=8)
+    words = (width + 7) // 8
+    table = np.zeros((size, 2, 8 * words), dtype=np.uint8)
+    table[:, :, 0] = 0xFF  # not a sender: a byte 0xFF, which no accepted block holds
+    for sid in ids:
+        prefix = names[sid] + b": "
+        table[sid, 0, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+        table[sid, 1, : len(prefix)] = 0xFF
+    return table.view("<u8"), np.arange(0, 8 * words, 8)
 
 
 class DeliveryRecorder:
@@ -81,6 +108,7 @@ class DeliveryRecorder:
         "_names_b",
         "_pending",
         "_sender_b",
+        "_split",
         "blocks_fast",
         "delivered_all",
         "delivered_measured",
@@ -91,8 +119,13 @@ class DeliveryRecorder:
         "sender_names",
     )
 
-    def __init__(self, sender_names: dict[int, str], measure_start_ns: int = 0) -> None:
+    def __init__(
+        self, sender_names: dict[int, str], measure_start_ns: int = 0, nodes: dict[int, int] | None = None
+    ) -> None:
+        """``nodes``: client id -> node, for every sender and receiver (None:
+        one node, no paths kept)."""
         self.sender_names = sender_names
+        self._split = PathSplit(nodes) if nodes is not None else None
         self.measure_start_ns = measure_start_ns
         self._hist = LatencyHistogram()
         # The per-line path's latencies, recorded in batches (see hist).
@@ -165,11 +198,16 @@ class DeliveryRecorder:
         if delivered is not None:
             intended = intended[delivered]
         self.delivered_all += len(intended)
-        measured = intended[intended >= self.measure_start_ns]
+        keep = intended >= self.measure_start_ns
+        measured = intended[keep]
         if len(measured):
             self.delivered_measured += len(measured)
             self.last_measured_recv_ns = now
-            self._hist.record_array((now - measured) // 1000)
+            if self._split is None:
+                self._hist.record_array((now - measured) // 1000)
+            else:
+                senders = sender if delivered is None else sender[delivered]
+                self._split.record_array(senders[keep], own, (now - measured) // 1000)
         return True
 
     def names_match(self, np: Any, block: bytes, starts: Any, sender: Any, own: int) -> bool:
@@ -178,7 +216,7 @@ class DeliveryRecorder:
         bytes with ``NAME: `` of its sender, as 8-byte words: the space ends
         the name there, since a line's first space is its ``": "``'s."""
         if self._name_table is None:
-            self._build_name_table(np)
+            self._name_table, self._name_cols = name_table(np, self._names_b)
         table = self._name_table
         if int(sender.max()) >= len(table) or (sender == own).any():
             return False
@@ -189,22 +227,6 @@ class DeliveryRecorder:
         got = w[pos]
         want = table[sender]
         return bool(((got & want[:, 1]) == want[:, 0]).all())
-
-    def _build_name_table(self, np: Any) -> None:
-        """Per sender id: ``NAME: `` as little-endian 8-byte words (zero-padded)
-        and the masks of its bytes."""
-        ids = [sid for sid in self._names_b if 0 <= sid < _MAX_TABLE_IDS]
-        size = max(ids, default=-1) + 1
-        width = max((len(self._names_b[sid]) + 2 for sid in ids), default=8)
-        words = (width + 7) // 8
-        table = np.zeros((size, 2, 8 * words), dtype=np.uint8)
-        table[:, :, 0] = 0xFF  # not a sender: a byte 0xFF, which no accepted block holds
-        for sid in ids:
-            prefix = self._names_b[sid] + b": "
-            table[sid, 0, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
-            table[sid, 1, : len(prefix)] = 0xFF
-        self._name_table = table.view("<u8")  # (size, 2, words): the words, their masks
-        self._name_cols = np.arange(0, 8 * words, 8)
 
     # -- lines -------------------------------------------------------------------
 
@@ -224,12 +246,21 @@ class DeliveryRecorder:
         ids = self._name_ids
         sender_b = self._sender_b
         nxt = tracker._next  # the in-order case of tracker.observe, inlined
-        measure_start = self.measure_start_ns
+        start = self.measure_start_ns
+        measure_start: float = start  # an int, but for _NEVER
         crc32 = zlib.crc32
         text_crc = _TEXT_CRC
         tag = _TAG_BYTES
         pending = self._pending
-        measured = len(pending)
+        split = self._split
+        route = None
+        if split is not None:
+            # With paths a measured line goes to its path's list (one dict
+            # lookup), below the plain case's test, which then never passes:
+            # without paths the loop does nothing more than it always did.
+            route = split.route(own)
+            measure_start = _NEVER
+        measured = len(pending) if split is None else split.pending_count()
         other: list[str] = []
         delivered = 0
         for line in lines:
@@ -261,15 +292,18 @@ class DeliveryRecorder:
                         delivered += 1
                         if intended >= measure_start:
                             pending.append((now - intended) // 1000)
+                        elif route is not None and intended >= start:
+                            route[sender].append((now - intended) // 1000)
                         continue
             # Anything else: the reference code.
-            delivered += self._reference_line(tracker, own, line, now, pending, other)
+            delivered += self._reference_line(tracker, own, line, now, pending, other, route)
         if delivered:
             self.delivered_all += delivered
-            if len(pending) != measured:
-                self.delivered_measured += len(pending) - measured
+            count = len(pending) if split is None else split.pending_count()
+            if count != measured:
+                self.delivered_measured += count - measured
                 self.last_measured_recv_ns = now
-                if len(pending) >= _PENDING_MAX:
+                if count >= _PENDING_MAX:
                     self._flush()
         return other
 
@@ -281,15 +315,32 @@ class DeliveryRecorder:
         latencies: list[int] = []
         other: list[str] = []
         delivered = 0
+        split = self._split
+        route = split.route(own) if split is not None else None
+        before = split.pending_count() if split is not None else 0
         for line in lines:
-            delivered += self._reference_line(tracker, own, line, now, latencies, other)
-        self._account(delivered, latencies, now)
+            delivered += self._reference_line(tracker, own, line, now, latencies, other, route)
+        measured = len(latencies) + (split.pending_count() - before if split is not None else 0)
+        self.delivered_all += delivered
+        if measured:
+            self.delivered_measured += measured
+            self.last_measured_recv_ns = now
+        self._hist.record_many(latencies)
         return other
 
-    def _reference_line(
-        self, tracker: IntegrityTracker, own: int, line: bytes, now: int, latencies: list[int], other: list[str]
+    def _reference_line(  # noqa: PLR0913 - the per-line path's state, passed to stay fast
+        self,
+        tracker: IntegrityTracker,
+        own: int,
+        line: bytes,
+        now: int,
+        latencies: list[int],
+        other: list[str],
+        route: dict[int, list[int]] | None = None,
     ) -> int:
-        """One line, the plain way; returns 1 if it was a delivery."""
+        """One line, the plain way; returns 1 if it was a delivery.  A
+        measured latency goes to ``latencies``, or with paths to its sender's
+        list in ``route``."""
         text = protocol.decode_text(line)
         msg = protocol.split_message(text)
         if msg is None:
@@ -317,34 +368,25 @@ class DeliveryRecorder:
         if tracker.observe(sender, parsed.seq) == DUPLICATE:
             return 0
         if parsed.intended_ns >= self.measure_start_ns:
-            latencies.append((now - parsed.intended_ns) // 1000)
+            (latencies if route is None else route[sender]).append((now - parsed.intended_ns) // 1000)
         return 1
 
-    def _account(self, delivered: int, latencies: list[int], now: int) -> None:
-        if delivered:
-            self.delivered_all += delivered
-        if latencies:
-            self.delivered_measured += len(latencies)
-            self.last_measured_recv_ns = now
-            self._hist.record_many(latencies)
-
     def _flush(self) -> None:
-        """Record the per-line path's pending latencies in the histogram: in
-        one numpy step (~50 ns a value, against ~500 for ``record_many``)."""
-        pending = self._pending
-        if pending:
-            import numpy as np
-
-            try:
-                values = np.fromiter(pending, dtype=np.int64, count=len(pending))
-            except OverflowError:  # a probe's absurd intended time: the plain way
-                self._hist.record_many(pending)
-            else:
-                self._hist.record_array(values)
-            pending.clear()
+        """Record the per-line path's pending latencies in their histogram(s)."""
+        self._hist.record_list(self._pending)
+        self._pending.clear()
+        if self._split is not None:
+            self._split.flush()
 
     @property
     def hist(self) -> LatencyHistogram:
-        """The latency histogram (microseconds) of every measured delivery so far."""
+        """The latency histogram (microseconds) of every measured delivery so
+        far (with paths: a fresh merge of the two)."""
         self._flush()
-        return self._hist
+        return self._hist if self._split is None else self._split.merged()
+
+    @property
+    def paths(self) -> PathSplit | None:
+        """The same-node and cross-node histograms (flushed); None without nodes."""
+        self._flush()
+        return self._split

@@ -120,6 +120,21 @@ class LatencyHistogram:
         if hi > h.max_value:
             h.max_value = hi
 
+    def record_list(self, latencies_us: list[int]) -> None:
+        """Record a list of latencies in one numpy step (~50 ns a value,
+        against ~500 for :meth:`record_many`); values too big for int64 (a
+        probe's absurd intended time) go the plain way."""
+        if not latencies_us:
+            return
+        import numpy as np
+
+        try:
+            values = np.fromiter(latencies_us, dtype=np.int64, count=len(latencies_us))
+        except OverflowError:
+            self.record_many(latencies_us)
+        else:
+            self.record_array(values)
+
     def merge(self, other: LatencyHistogram) -> None:
         self._hist.add(other._hist)
         self.clamped += other.clamped

@@ -152,6 +152,9 @@ class Deliveries(TypedDict):
     echoes: NotRequired[int]
     lines_received: NotRequired[int]
     bytes_received: NotRequired[int]
+    #: a target of several nodes (cluster:N): ``expected`` by path, from where the plan put every client
+    expected_same_node: NotRequired[int]
+    expected_cross_node: NotRequired[int]
 
 
 class IntegrityPair(TypedDict):
@@ -198,6 +201,9 @@ class RunDocument(TypedDict):
     deliveries: Deliveries
     completed: bool
     latency_us: Latency
+    #: a target of several nodes (cluster:N): ``latency_us`` split by each delivery's path
+    latency_same_node_us: NotRequired[Latency]
+    latency_cross_node_us: NotRequired[Latency]
     send_lag_us: Latency
     rx_clock: NotRequired[str]  #: absent in runs from before the kernel clock: they timed the read
     receive_lag_us: NotRequired[Latency | None]

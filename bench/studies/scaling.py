@@ -1,12 +1,13 @@
 """``python -m bench cluster-scaling``: the cluster's scaling curve (``make bench-cluster``).
 
 One run per node count N (target ``cluster:N``: redis-server and N server
-processes sharing one port) at one client count; with ``--rate-per-node`` the
+processes, client i on node i mod N) at one client count; with ``--rate-per-node`` the
 offered rate grows with N, so every node carries the load the single process
 carried (weak scaling: the ideal is N times its deliveries/s).  Writes one
 series directory per N (run JSON + index.json, as ``sweep`` does), then
 ``scaling.json`` (N -> deliveries/s, p99, faults), ``scaling.png`` (the curve
-with the linear ideal) and ``scaling.md`` / ``scaling.html``.
+with the linear ideal) and ``scaling.md`` / ``scaling.html`` (with each run's
+same-node and cross-node latencies).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import TypedDict
 from bench import cli
 from bench.report import doc, plots
 from bench.report.fmt import md_cell
-from bench.results.store import SeriesWriter, write_json
+from bench.report.sweep import paths_table
+from bench.results.schema import RunDocument
+from bench.results.store import SeriesWriter, load_run, write_json
 from bench.studies.sweep import Plan, Series, out_dir, run_series
 
 #: Node counts of the default curve (the issue's 1, 2, 4, 8).
@@ -61,7 +64,7 @@ def node_counts(text: str) -> list[int]:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run the same load against a cluster of 1, 2, 4, 8 nodes (target cluster:N: redis-server and N server "
-        "processes sharing one port over a Redis backplane) and draw deliveries/s and p99 against N with the "
+        "processes over a Redis backplane, client i on node i mod N) and draw deliveries/s and p99 against N with the "
         "linear ideal. On a machine with fewer cores than nodes the curve is bounded by the cores."
     )
     cli.add_parents(parser, *cli.swarm_parents())
@@ -90,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
     writers = run_series(series, [args.clients], Plan(interleave=False, quiet=args.quiet))
     scaling = scaling_document(args.nodes, series, writers, args.rate_per_node)
     write_json(out / "scaling.json", scaling)
-    write_report(out, scaling)
+    runs = [
+        (f"cluster:{n}", load_run(w.directory / file))
+        for n, w in zip(args.nodes, writers, strict=True)
+        if (file := w.index["runs"][0].get("file"))
+    ]
+    write_report(out, scaling, runs)
     print(f"\nscaling: {out / 'scaling.md'}\n         {out / 'scaling.png'}")
     return 0 if all(p["error"] is None for p in scaling["points"]) else 1
 
@@ -121,7 +129,9 @@ def scaling_document(
     return {"kind": "chatbench-cluster-scaling", "rate_per_node": rate_per_node, "points": points}
 
 
-def write_report(out: Path, scaling: ScalingDocument) -> None:
+def write_report(out: Path, scaling: ScalingDocument, runs: list[tuple[str, RunDocument]] | None = None) -> None:
+    """``scaling.md``/``.html`` and the chart; ``runs`` (label, run) add the
+    table of each run's latencies by path."""
     points = scaling["points"]
     plots.scaling_chart(
         [p["nodes"] for p in points],
@@ -146,7 +156,7 @@ def write_report(out: Path, scaling: ScalingDocument) -> None:
     blocks: list[doc.Block] = [
         doc.Heading(1, "Cluster scaling"),
         doc.Para(
-            f"One run per node count: clients spread over the nodes by the kernel (SO_REUSEPORT); offered load "
+            f"One run per node count: client i on node i mod N (round robin); offered load "
             f"{load}. The ideal is linear in the nodes; on a machine with fewer cores than processes "
             "(nodes + redis-server + the harness) the curve is bounded by the cores."
         ),
@@ -155,5 +165,8 @@ def write_report(out: Path, scaling: ScalingDocument) -> None:
         ),
         doc.Image("deliveries/s and p99 vs nodes", "scaling.png"),
     ]
+    by_path = paths_table(runs or [])
+    if by_path is not None:
+        blocks += [doc.Heading(2, "Same node and across"), by_path]
     (out / "scaling.md").write_text(doc.to_markdown(blocks))
     (out / "scaling.html").write_text(doc.to_html("chatbench cluster scaling", blocks))

@@ -12,12 +12,13 @@ import datetime as dt
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from bench import results
 from bench.measure.integrity import IntegrityCounts
 from bench.measure.stats import LatencyHistogram
 from bench.results.machine import environment
-from bench.results.schema import Deliveries, IntegrityPair, Resources, RunDocument, TargetInfo
+from bench.results.schema import Deliveries, IntegrityPair, Latency, Resources, RunDocument, TargetInfo
 from bench.swarm.config import SwarmConfig
 from bench.swarm.messages import Result
 from bench.swarm.plan import ClientSpec, Schedule
@@ -65,6 +66,8 @@ class Merged:
     lines: int = 0
     bytes_in: int = 0
     last_recv: int = 0
+    #: a target of several nodes: the same-node and cross-node histograms (None: one node)
+    paths: tuple[LatencyHistogram, LatencyHistogram] | None = None
 
 
 def merge_results(worker_results: list[Result]) -> Merged:
@@ -85,7 +88,41 @@ def merge_results(worker_results: list[Result]) -> Merged:
         m.lines += r.lines
         m.bytes_in += r.bytes_in
         m.last_recv = max(m.last_recv, r.last_measured_recv_ns)
+        if r.paths is not None:
+            same, across = m.paths or (LatencyHistogram(), LatencyHistogram())
+            same.merge(LatencyHistogram.decode(r.paths.same, r.paths.same_clamped))
+            across.merge(LatencyHistogram.decode(r.paths.across, r.paths.across_clamped))
+            m.paths = same, across
     return m
+
+
+class PathLatencies(TypedDict, total=False):
+    """The run document's keys for a target of several nodes (absent otherwise)."""
+
+    latency_same_node_us: Latency
+    latency_cross_node_us: Latency
+
+
+def _path_latencies(merged: Merged) -> PathLatencies:
+    """``latency_same_node_us`` and ``latency_cross_node_us`` (nothing for one node)."""
+    if merged.paths is None:
+        return {}
+    same, across = merged.paths
+    return {"latency_same_node_us": same.summary(), "latency_cross_node_us": across.summary()}
+
+
+def _expected_by_path(got: Collected, deliveries: Deliveries) -> None:
+    """``deliveries.expected`` split by path: per measured message of sender
+    s, the receivers on s's node (but s itself) and those on the others."""
+    nodes = [got.specs[cid].node for cid in got.receivers]
+    same = cross = 0
+    for cid, count in got.measured.items():
+        spec = got.specs[cid]
+        here = nodes.count(spec.node)
+        same += count * (here - (1 if spec.receives else 0))
+        cross += count * (len(nodes) - here)
+    deliveries["expected_same_node"] = same
+    deliveries["expected_cross_node"] = cross
 
 
 def _notes(notes: list[str], merged: Merged, resources: Resources) -> None:
@@ -161,6 +198,9 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
     _notes(got.notes, merged, resources)
     hist, integrity, disconnects, rx_clocks = merged.hist, merged.integrity, merged.disconnects, merged.rx_clocks
     total_sent = sum(got.sent.values())
+    deliveries = _deliveries(config, got, merged)
+    if merged.paths is not None:
+        _expected_by_path(got, deliveries)
     return {
         "schema_version": results.SCHEMA_VERSION,
         "kind": results.RUN_KIND,
@@ -187,9 +227,10 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
             "unsent": schedule.total - total_sent,
             "unsent_bytes": got.unsent_bytes,
         },
-        "deliveries": _deliveries(config, got, merged),
+        "deliveries": deliveries,
         "completed": got.completed,
         "latency_us": hist.summary(),
+        **_path_latencies(merged),
         "send_lag_us": merged.send_lag.summary(),
         "rx_clock": rx_clocks.pop() if len(rx_clocks) == 1 else ("mixed" if rx_clocks else config.rx_clock),
         "receive_lag_us": merged.receive_lag.summary() if merged.receive_lag.count else None,

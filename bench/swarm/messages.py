@@ -111,6 +111,16 @@ class Sent:
 
 
 @dataclass(frozen=True, slots=True)
+class PathHistograms:
+    """A worker's latencies by path on a target of several nodes (HDR-encoded)."""
+
+    same: str  #: sender and receiver on one node
+    same_clamped: int
+    across: str  #: on different nodes
+    across_clamped: int
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """One worker's measurements (histograms HDR-encoded, merged exactly by the parent)."""
 
@@ -134,6 +144,8 @@ class Result:
     receivers: int = 0
     #: (receiver id, sender id) -> counters, only the pairs with a fault
     by_pair: dict[tuple[int, int], IntegrityCounts] = field(default_factory=dict)
+    #: a target of several nodes: the same latencies split by path (None: one node)
+    paths: PathHistograms | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ gets with the ``start`` command.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.swarm.config import SwarmConfig
 
@@ -32,6 +32,7 @@ class ClientSpec:
     name: str
     receives: bool  #: measured receiver (its deliveries are counted)
     slot: int | None = None  #: sender index 0..S-1 in the schedule, None if it does not send
+    node: int = 0  #: which of the target's node addresses it connects to (:func:`node_of`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,12 @@ class WorkerPlan:
     #: ``"read"`` is ``time.monotonic_ns()`` right after ``recv`` returned.
     #: Either way the start is the *intended* send time.  See :data:`RX_CLOCKS`.
     rx_clock: str = "kernel"
+    #: A target of several nodes: every node's address, in node order; client
+    #: ``spec`` connects to ``addresses[spec.node]``.  Empty: all to host:port.
+    addresses: tuple[tuple[str, int], ...] = ()
+    #: With ``addresses``: the node of every sender and of this worker's
+    #: clients (client id -> node), so each delivery's path is known.
+    nodes: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,30 +113,49 @@ class Schedule:
         return (self.total - slot + self.senders - 1) // self.senders
 
 
-def client_specs(config: SwarmConfig, tag: str) -> tuple[list[ClientSpec], list[ClientSpec]]:
-    """The run's measured connections (receivers and senders) and its stalled ones."""
+def node_of(cid: int, nodes: int) -> int:
+    """The node client ``cid`` connects to, of ``nodes``: round robin, so a
+    delivery crosses nodes with probability (N-1)/N."""
+    return cid % nodes
+
+
+def client_specs(config: SwarmConfig, tag: str, nodes: int = 1) -> tuple[list[ClientSpec], list[ClientSpec]]:
+    """The run's measured connections (receivers and senders) and its stalled
+    ones; with ``nodes`` > 1 each on node :func:`node_of` its id."""
     n, s, k = config.clients, config.sender_count, config.stalled_clients
     specs: list[ClientSpec] = []
     for cid in range(n):
         slot = cid if (not config.dedicated_senders and cid < s) else None
-        specs.append(ClientSpec(cid, f"{NAME_PREFIX}{tag}-{cid}", receives=True, slot=slot))
+        specs.append(ClientSpec(cid, f"{NAME_PREFIX}{tag}-{cid}", receives=True, slot=slot, node=node_of(cid, nodes)))
     if config.dedicated_senders:
         for i in range(s):
             cid = n + i
-            specs.append(ClientSpec(cid, f"{NAME_PREFIX}{tag}-{cid}", receives=False, slot=i))
+            specs.append(ClientSpec(cid, f"{NAME_PREFIX}{tag}-{cid}", receives=False, slot=i, node=node_of(cid, nodes)))
     first_stalled = len(specs)
-    stalled = [ClientSpec(first_stalled + i, f"{NAME_PREFIX}{tag}-st{i}", receives=False) for i in range(k)]
+    stalled = [
+        ClientSpec(cid, f"{NAME_PREFIX}{tag}-st{cid - first_stalled}", receives=False, node=node_of(cid, nodes))
+        for cid in range(first_stalled, first_stalled + k)
+    ]
     return specs, stalled
 
 
 def make_plans(
-    config: SwarmConfig, host: str, port: int, tag: str, connect_batch: int | None = None
+    config: SwarmConfig,
+    host: str,
+    port: int,
+    tag: str,
+    connect_batch: int | None = None,
+    addresses: list[tuple[str, int]] | None = None,
 ) -> list[WorkerPlan]:
     """One plan per worker: connections dealt round-robin, ramp and
     registrations in flight shared evenly (``connect_batch``: the target's
-    default when the config names none)."""
-    specs, stalled = client_specs(config, tag)
+    default when the config names none).  ``addresses``: a target's nodes
+    (:meth:`bench.targets.Target.node_addresses`); with two or more, client
+    ``cid`` connects to node :func:`node_of` its id and the plans say who is where."""
+    nodes = tuple(addresses) if addresses is not None and len(addresses) > 1 else ()
+    specs, stalled = client_specs(config, tag, max(1, len(nodes)))
     sender_names = {c.cid: c.name for c in specs if c.slot is not None}
+    sender_nodes = {c.cid: c.node for c in specs if c.slot is not None}
     p = config.worker_count
     batch = config.connect_batch or connect_batch
     inflight = {"max_inflight": max(1, batch // p)} if batch else {}
@@ -149,6 +175,8 @@ def make_plans(
             protocol=config.protocol_name,
             quickack=config.quickack,
             rx_clock=config.rx_clock,
+            addresses=nodes,
+            nodes={**sender_nodes, **{c.cid: c.node for c in specs[w::p]}} if nodes else {},
             **inflight,
         )
         for w in range(p)

@@ -48,7 +48,8 @@ class Receiver:
         self.translate_block = adapter.translate_block
         self.split_block = adapter.split_block
         self.quickack = plan.quickack and hasattr(socket, "TCP_QUICKACK")
-        self.recorder = DeliveryRecorder(plan.sender_names)
+        # Several nodes: each delivery's path is kept too (bench.measure.paths).
+        self.recorder = DeliveryRecorder(plan.sender_names, nodes=plan.nodes if plan.addresses else None)
         self.kernel_clock = registrar.kernel_clock
         #: kernel clock: read time minus the kernel's arrival stamp, once per read (us)
         self.receive_lag = LatencyHistogram()

@@ -117,7 +117,8 @@ class Registrar:
             stalled=stalled,
         )
         self.inflight += 1
-        err = sock.connect_ex((plan.host, plan.port))
+        # A target of several nodes: the client's own node (round robin, plan.node_of).
+        err = sock.connect_ex(plan.addresses[spec.node] if plan.addresses else (plan.host, plan.port))
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             self.inflight -= 1
             self.failures[f"connect: {errno.errorcode.get(err, err)}"] += 1

@@ -156,7 +156,7 @@ class SwarmRun:
         """Every phase with the target up: what they collected, and the sampler's resources."""
         config = self.config
         tag = secrets.token_hex(2)
-        plans = make_plans(config, host, port, tag, target.connect_batch)
+        plans = make_plans(config, host, port, tag, target.connect_batch, target.node_addresses())
         got = Collected(
             tag=tag,
             started_at=started_at,

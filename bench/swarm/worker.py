@@ -54,6 +54,7 @@ from bench.swarm.messages import (
     Exit,
     Failed,
     Finish,
+    PathHistograms,
     Progress,
     Quiet,
     Release,
@@ -295,10 +296,16 @@ class Worker:
             for sender, pair in conn.tracker.finish_by_sender(sent, skip_sender=conn.spec.cid).items():
                 by_pair[conn.spec.cid, sender] = pair
         send_lag = self.sender.send_lag
+        hist, split = rec.hist, rec.paths
+        paths = (
+            PathHistograms(split.same.encode(), split.same.clamped, split.across.encode(), split.across.clamped)
+            if split is not None
+            else None
+        )
         return Result(
             worker=self.plan.index,
-            histogram=rec.hist.encode(),
-            clamped=rec.hist.clamped,
+            histogram=hist.encode(),
+            clamped=hist.clamped,
             send_lag_histogram=send_lag.encode(),
             send_lag_clamped=send_lag.clamped,
             receive_lag_histogram=receiver.receive_lag.encode(),
@@ -315,6 +322,7 @@ class Worker:
             disconnects=dict(self.sockets.disconnects),
             receivers=len(receivers),
             by_pair=by_pair,
+            paths=paths,
         )
 
 

@@ -14,8 +14,9 @@ in :data:`TARGET_KINDS`.
 ``ngircd``     ngIRCd (Debian package ``ngircd``), spoken to over IRC, with
                a config the harness writes (:class:`NgircdTarget`).
 ``miniircd``   miniircd (PyPI), spoken to over IRC (:class:`MiniircdTarget`).
-``cluster:N``  redis-server and N of our server processes sharing one port
-               over a Redis backplane (:mod:`~bench.targets.cluster`).
+``cluster:N``  redis-server and N of our server processes, each on a port of
+               its own, over a Redis backplane; the swarm connects client i
+               to node i mod N (:mod:`~bench.targets.cluster`).
 ``mosquitto`` ``redis`` ``nats``  pub/sub brokers from their Debian packages,
                spoken to over MQTT 5, RESP2 and NATS core
                (:mod:`~bench.targets.brokers`).
@@ -152,7 +153,7 @@ def make_target(
         return factory(server_args)
     nodes = parse_cluster_spec(spec)
     if nodes is not None:  # cluster:N (bench/targets/cluster.py)
-        return ClusterTarget(nodes, server_args)
+        return ClusterTarget(nodes, server_args, share_port=False)
     if server_args:
         raise TargetError(
             f"server options ({' '.join(server_args)}) only apply to a server the harness starts "

@@ -83,6 +83,12 @@ class Target(Protocol):
 
     def describe(self) -> TargetInfo: ...
 
+    def node_addresses(self) -> list[tuple[str, int]] | None:
+        """Once started, a target of several nodes that the harness may choose
+        between: every node's address, in node order (the swarm connects
+        client i to node i mod N); None for one address."""
+        ...
+
 
 def free_port(host: str) -> int:
     """A port nobody listens on right now (another process may take it)."""
@@ -144,6 +150,9 @@ class ProcessTarget:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    def node_addresses(self) -> list[tuple[str, int]] | None:
+        return None  # one server, one address
 
     def command(self, port: int) -> list[str]:
         raise NotImplementedError

@@ -2,10 +2,12 @@
 
 ``cluster:N`` starts a private ``redis-server`` (Debian package
 ``redis-server``) on a free loopback port, then N nodes (``python -m server
---backplane redis://... --reuse-port``) that all listen on ONE port with
-SO_REUSEPORT: the kernel spreads the swarm's connections over the nodes (by a
-hash of each connection's addresses, so about evenly, not strictly round
-robin), and a delivery crosses nodes with probability about (N-1)/N.
+--backplane redis://...``), each on a port of its own
+(:meth:`ClusterTarget.node_addresses`): the swarm connects client i to node
+i mod N (round robin), so a delivery crosses nodes with probability (N-1)/N
+and the harness knows each delivery's path.  With ``share_port`` (``make
+cluster``) the nodes share ONE port with SO_REUSEPORT instead and the kernel
+spreads the connections (by a hash of their addresses: nobody knows who is where).
 
 The sampler watches the first node's process (``pid``); ``describe()`` lists
 every node.  :class:`RedisServer` is also what the cluster tests start.
@@ -76,7 +78,8 @@ def node_command(url: str, port: int, server_args: Sequence[str], host: str = "1
 
 
 class ClusterTarget:
-    """``cluster:N``: redis-server and N nodes sharing one port."""
+    """``cluster:N``: redis-server and N nodes, on one port (``share_port``)
+    or each on its own (``addresses``)."""
 
     kind = "cluster"
     protocol = "chat"
@@ -104,8 +107,9 @@ class ClusterTarget:
         self.nodes: list[CommandTarget] = []
         #: The nodes' shared port (None: a free one).
         self.fixed_port = port
-        #: False: every node on a port of its own (``addresses``), so a study
-        #: can choose which node each client talks to (``cluster-paths``).
+        #: False: every node on a port of its own (``addresses``), so the
+        #: harness chooses which node each client talks to (``cluster:N`` in
+        #: the swarm, ``cluster-paths``); True: ``make cluster``.
         self.share_port = share_port
         self.port = 0
         #: Where each node listens, in node order.
@@ -123,6 +127,8 @@ class ClusterTarget:
         except TargetError:
             self.stop()
             raise
+        if not self.share_port:
+            self.port = self.addresses[0][1]  # "the" address: the first node's
         return self.host, self.port
 
     def stop(self) -> None:
@@ -133,6 +139,11 @@ class ClusterTarget:
     @property
     def pid(self) -> int | None:
         return self.nodes[0].pid if self.nodes else None
+
+    def node_addresses(self) -> list[tuple[str, int]] | None:
+        """Every node's address when each has its own port; None when they
+        share one (the kernel chooses)."""
+        return None if self.share_port else list(self.addresses)
 
     def describe(self) -> TargetInfo:
         return {

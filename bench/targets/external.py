@@ -38,6 +38,9 @@ class ExternalTarget:
     def stop(self) -> None:
         pass
 
+    def node_addresses(self) -> list[tuple[str, int]] | None:
+        return None  # one address
+
     def describe(self) -> TargetInfo:
         return {"kind": self.kind, "protocol": self.protocol, "address": f"{self.host}:{self.port}", "pid": self._pid}
 

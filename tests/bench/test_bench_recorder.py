@@ -289,3 +289,77 @@ def test_block_path_takes_clean_buffers_and_agrees_with_the_reference_under_dama
         expected = _run(damaged, chunks, reference=True, names=names, own=9)
         got = _run(damaged, chunks, reference=False, names=names, own=9)
         assert got[:-1] == expected[:-1]
+
+
+# -- each delivery's path (a target of several nodes) ----------------------------------
+
+#: Client id -> node: alice and dave on the receiver's node 0, bob on node 1.
+NODES = {1: 0, 2: 1, 40: 0, OWN: 0}
+
+
+def _run_paths(lines: list[bytes], chunks: list[int], nodes: dict[int, int] | None, *, reference: bool) -> Any:
+    """Like :func:`_run`, with ``nodes``: the recorder and its counters."""
+    rec = DeliveryRecorder(NAMES, measure_start_ns=10**12 + 20_000, nodes=nodes)
+    tracker, decoder = IntegrityTracker(), protocol.LineDecoder(1 << 16)
+    data, pos, i = b"".join(lines), 0, 0
+    while pos < len(data):
+        chunk = data[pos : pos + chunks[i % len(chunks)]]
+        pos, i = pos + len(chunk), i + 1
+        now = 10**12 + 10**9 + pos * 100
+        if reference:
+            rec.feed_reference(tracker, OWN, decoder.feed(chunk), now)
+        else:
+            rec.receive(decoder, tracker, OWN, chunk, now)
+    return rec
+
+
+def _measured_from(lines: list[bytes], senders: set[int]) -> int:
+    """Measured deliveries a clean stream holds from ``senders`` (read line by line)."""
+    count = 0
+    for line in lines:
+        name, text = protocol.split_message(protocol.decode_text(line.rstrip(b"\r\n"))) or ("", "")
+        parsed = probe.parse_probe(text)
+        count += parsed.sender in senders and name == NAMES[parsed.sender] and parsed.intended_ns >= 10**12 + 20_000
+    return count
+
+
+@pytest.mark.parametrize("faults", [False, True])
+@pytest.mark.parametrize("block_min", [0, 1 << 30])
+def test_paths_split_the_same_deliveries_by_the_senders_node(
+    faults: bool, block_min: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nodes, every measured delivery goes to exactly one path, by its
+    sender's node against the receiver's; both together are the histogram
+    recorded without nodes, and every counter is unchanged."""
+    monkeypatch.setattr(recorder_mod, "BLOCK_MIN_BYTES", block_min)
+    rng = random.Random(7)
+    lines, _ = _stream(rng, 3000, faults)
+    chunks = [rng.choice((1, 7, 100, 1000, 5000, 30000)) for _ in range(200)]
+    plain = _run_paths(lines, chunks, None, reference=False)
+    assert plain.paths is None
+    for reference in (False, True):
+        rec = _run_paths(lines, chunks, NODES, reference=reference)
+        split = rec.paths
+        assert split is not None
+        # The same counts and summary (a merge keeps min and max to their bucket, as the parent's merge does).
+        assert (list(rec.hist._hist.counts), rec.hist.clamped, rec.hist.summary()) == (
+            list(plain.hist._hist.counts),
+            plain.hist.clamped,
+            plain.hist.summary(),
+        )
+        assert (rec.delivered_all, rec.delivered_measured) == (plain.delivered_all, plain.delivered_measured)
+        assert split.same.count + split.across.count == plain.delivered_measured
+        assert split.same.count > 0 and split.across.count > 0
+        if not faults:
+            assert split.across.count == _measured_from(lines, {2})  # bob is on the other node
+            assert split.same.count == _measured_from(lines, {1, 40})
+    if block_min == 0 and not faults:
+        assert _run_paths(lines, chunks, NODES, reference=False).blocks_fast > 0
+
+
+def test_paths_on_one_node_are_all_same_node() -> None:
+    rng = random.Random(8)
+    lines, _ = _stream(rng, 500, False)
+    rec = _run_paths(lines, [30000], dict.fromkeys(NODES, 0), reference=False)
+    assert rec.paths is not None
+    assert rec.paths.across.count == 0 and rec.paths.same.count == rec.delivered_measured > 0

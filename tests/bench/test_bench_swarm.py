@@ -39,6 +39,9 @@ def test_small_run_delivers_everything_without_faults(tmp_path: Path) -> None:
     assert doc["resources"]["server"]["summary"]["rss_max_bytes"] > 0
     assert doc["resources"]["server"]["summary"]["threads_max"] >= 20  # a reader thread per client
     assert len(doc["resources"]["workers"]) == 2
+    # One node: no paths kept, the document has no key of a cluster's.
+    assert not {"latency_same_node_us", "latency_cross_node_us"} & set(doc)
+    assert not {"expected_same_node", "expected_cross_node"} & set(d)
 
     # The document survives the trip through JSON and the loader.
     path = results.write_json(tmp_path / "run.json", doc)

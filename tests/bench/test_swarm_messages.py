@@ -8,7 +8,8 @@ import typing
 
 from bench.measure.integrity import IntegrityCounts
 from bench.swarm import messages
-from bench.swarm.plan import ClientSpec, Schedule, WorkerPlan
+from bench.swarm.config import SwarmConfig
+from bench.swarm.plan import ClientSpec, Schedule, WorkerPlan, make_plans
 from bench.swarm.worker import Worker
 
 
@@ -42,6 +43,7 @@ def _examples() -> list[object]:
             echoes=0,
             lines=1,
             bytes_in=10,
+            paths=messages.PathHistograms(same="", same_clamped=0, across="", across_clamped=0),
         ),
         messages.Failed(0, "Traceback ..."),
     ]
@@ -70,3 +72,22 @@ def test_the_worker_handles_every_command_type() -> None:
     finally:
         parent.close()
         child.close()
+
+
+def test_plans_put_client_i_on_node_i_mod_n_when_the_target_has_several() -> None:
+    config = SwarmConfig(clients=7, senders=3, stalled_clients=2, workers=2)
+    nodes = [("127.0.0.1", 7001), ("127.0.0.1", 7002), ("127.0.0.1", 7003)]
+    plans = make_plans(config, "127.0.0.1", 7001, "t", None, nodes)
+    specs = [c for p in plans for c in (*p.clients, *p.stalled)]
+    assert sorted(c.cid for c in specs) == list(range(9))
+    assert all(c.node == c.cid % 3 for c in specs)
+    for plan in plans:
+        assert plan.addresses == tuple(nodes)
+        # every sender's node (to tell each delivery's path) and the worker's own clients'
+        assert plan.nodes == {0: 0, 1: 1, 2: 2} | {c.cid: c.node for c in plan.clients}
+    # One address (or none): nothing changes.
+    for one in (None, nodes[:1]):
+        plain = make_plans(config, "127.0.0.1", 7001, "t", None, one)
+        assert plain == make_plans(config, "127.0.0.1", 7001, "t")
+        assert all(p.addresses == () and p.nodes == {} for p in plain)
+        assert all(c.node == 0 for p in plain for c in p.clients)
