@@ -5,7 +5,7 @@ pytest-benchmark times one replay (``pytest tests/perf -k replay
 replay's results are exactly right -- every delivery counted once, no
 integrity faults, the histogram equal to one built value by value -- for a
 buffer size that takes the vectorised block path and one that takes the
-per-line path.  No speed is asserted: ``python -m bench.studies.replay`` measures.
+per-line path.  No speed is asserted: ``python -m bench replay`` measures.
 """
 
 from __future__ import annotations
