@@ -37,10 +37,6 @@ def md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(md_cell(c) for c in cells) + " |"
-
-
 def counts(items: Mapping[str, int]) -> str:
     """{"lost": 3, "duplicated": 0, "reordered": 1} -> '3 lost, 1 reordered'."""
     return ", ".join(f"{n:,} {what}" for what, n in items.items() if n)

@@ -27,6 +27,7 @@ from bench import results
 from bench.report import capacity, doc, fmt, plots, runline
 from bench.report.environment import environment_rows, server_rows
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
+from bench.report.paths import PATHS_NOTE, paths_table
 from bench.results.schema import CapacityDocument, IndexDocument, IndexEntry, RunDocument, server_summary
 from bench.results.store import load_capacity
 
@@ -499,56 +500,6 @@ TABLE_NOTE = (
     "one arrived, *offered/s* (rate x receivers per message) by the send window alone, so late arrivals make "
     "deliveries/s the smaller. *server CPU* is the average over the traffic window. *data* is the run's JSON."
 )
-
-
-PATHS_HEADER = (
-    "series",
-    "clients",
-    "path",
-    "deliveries",
-    "share",
-    "expected",
-    "p50 ms",
-    "p99 ms",
-    "p99.9 ms",
-    "max ms",
-)
-PATHS_NOTE = (
-    "A cluster's deliveries by path: *same node* (sender and receiver on one node: its own fan-out) and "
-    "*across* (publisher, Redis, the other node's subscriber, then its fan-out). Client i is on node i mod N, "
-    "so *expected* follows from the plan: per message, the receivers on the sender's node and those on the others."
-)
-
-
-def paths_table(runs: Sequence[tuple[str, RunDocument]]) -> doc.Table | None:
-    """Both latency distributions of every run that kept each delivery's path
-    (a target of several nodes); None when no run did."""
-    rows: list[list[doc.Cell]] = []
-    for label, run in runs:
-        same, across = run.get("latency_same_node_us"), run.get("latency_cross_node_us")
-        if same is None or across is None:
-            continue
-        d = run["deliveries"]
-        total = same["count"] + across["count"]
-        for path, lat, expected in (
-            ("same node", same, d.get("expected_same_node")),
-            ("across", across, d.get("expected_cross_node")),
-        ):
-            rows.append(
-                [
-                    label,
-                    str(run["parameters"]["clients"]),
-                    path,
-                    f"{lat['count']:,}",
-                    ratio_pct(lat["count"] / total if total else None, 1),
-                    num(expected),
-                    ms(lat["p50_us"]),
-                    ms(lat["p99_us"]),
-                    ms(lat["p99_9_us"]),
-                    ms(lat["max_us"]),
-                ]
-            )
-    return doc.Table(PATHS_HEADER, rows, "lrlrrrrrrr") if rows else None
 
 
 def points_table(series: Sequence[SeriesData]) -> doc.Table:

@@ -55,10 +55,6 @@ DEFAULT_CLIENTS = (10, 50, 100, 250, 500)
 DEFAULT_ROOT = "reports/compare"
 
 
-class CompareError(Exception):
-    """The comparison cannot be run; the message says why."""
-
-
 def flood_plan(targets: Sequence[str], rate: float, senders: int | None) -> tuple[int | None, str]:
     """The senders to use and a sentence on flood control: ngircd without
     ``MaxPenaltyTime`` needs the rate spread over many senders."""

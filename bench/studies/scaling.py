@@ -20,7 +20,7 @@ from typing import TypedDict
 from bench import cli
 from bench.report import doc, plots
 from bench.report.fmt import md_cell
-from bench.report.sweep import paths_table
+from bench.report.paths import paths_table
 from bench.results.schema import RunDocument
 from bench.results.store import SeriesWriter, load_run, write_json
 from bench.studies.sweep import Plan, Series, out_dir, run_series

@@ -125,7 +125,7 @@ def _expected_by_path(got: Collected, deliveries: Deliveries) -> None:
     deliveries["expected_cross_node"] = cross
 
 
-def _notes(notes: list[str], merged: Merged, resources: Resources) -> None:
+def _notes(notes: list[str], merged: Merged, resources: Resources, target: TargetInfo) -> None:
     """What a reader must know to trust the figures, appended to ``notes``."""
     if resources["saturated_workers"]:
         notes.append(
@@ -140,6 +140,9 @@ def _notes(notes: list[str], merged: Merged, resources: Resources) -> None:
         )
     if merged.integrity.lost and merged.disconnects:
         notes.append(f"receivers disconnected during the run: {dict(merged.disconnects)}")
+    logged = target.get("faults_logged") or []
+    if logged:  # a broker cut clients off or refused them: its own words
+        notes.append(f"{target['kind']} cut off or refused clients ({len(logged)} log line(s)), first: {logged[0]}")
 
 
 def _pairs(merged: Merged) -> list[IntegrityPair]:
@@ -195,7 +198,7 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
     schedule = got.schedule
     assert schedule is not None
     merged = merge_results(got.worker_results)
-    _notes(got.notes, merged, resources)
+    _notes(got.notes, merged, resources, target)
     hist, integrity, disconnects, rx_clocks = merged.hist, merged.integrity, merged.disconnects, merged.rx_clocks
     total_sent = sum(got.sent.values())
     deliveries = _deliveries(config, got, merged)

@@ -141,14 +141,7 @@ class SwarmRun:
             self.sampler.stop()
             target.stop()  # before the workers close: leaves are then silent
             self.pool.shutdown()
-        described = target.describe()
-        doc = build_document(config, got, resources, described)
-        logged = described.get("faults_logged") or []
-        if logged:  # a broker cut clients off or refused them: its own words
-            doc["notes"].append(
-                f"{described['kind']} cut off or refused clients ({len(logged)} log line(s)), first: {logged[0]}"
-            )
-        return doc
+        return build_document(config, got, resources, target.describe())
 
     def _run_with_target(
         self, target: Target, host: str, port: int, started_at: str, t_start: float
