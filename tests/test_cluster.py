@@ -285,7 +285,7 @@ def test_cluster_scaling_study_writes_the_curve(tmp_path: Path) -> None:
         assert p["error"] is None and p["faults"] == 0 and p["deliveries_per_s"] > 0
     assert (out / "scaling.png").stat().st_size > 0
     assert "| 2 | 6 | 20 |" in (out / "scaling.md").read_text()
-    assert "| cluster:2 | 6 | across |" in (out / "scaling.md").read_text()  # the paths of the 2-node run
+    assert "| cluster:2 | 6 | cross |" in (out / "scaling.md").read_text()  # the paths of the 2-node run
 
 
 def test_cluster_paths_study_records_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
@@ -307,9 +307,13 @@ def test_cluster_run_records_every_deliverys_path(tmp_path: Path) -> None:
     (path,) = out.glob("*/run-*.json")
     doc = json.loads(path.read_text())
     assert len(doc["target"]["addresses"]) == 2 and len(set(doc["target"]["addresses"])) == 2
-    d, same, across = doc["deliveries"], doc["latency_same_node_us"], doc["latency_cross_node_us"]
+    d = doc["deliveries"]
+    by_label = {section["label"]: section for section in doc["labels"]}
+    assert set(by_label) == {"path=same", "path=cross"}
+    same, across = by_label["path=same"]["latency_us"], by_label["path=cross"]["latency_us"]
     assert doc["completed"] and doc["integrity"]["faults"] == 0
     assert same["count"] + across["count"] == d["delivered"] == doc["latency_us"]["count"]
+    assert all(section["integrity"]["faults"] == 0 and section["histogram"]["data"] for section in doc["labels"])
     # The plan says who is where: per message of sender s, the receivers on s's
     # node but s, and the receivers on the other node (10 and 10 of the 20 here).
     config = SwarmConfig(clients=20, rate=0, messages=200)
@@ -320,9 +324,10 @@ def test_cluster_run_records_every_deliverys_path(tmp_path: Path) -> None:
     expected_across = sum(per_sender * sum(r.node != s.node for r in specs) for s in senders)
     assert all(s.node == node_of(s.cid, 2) for s in specs)
     assert (same["count"], across["count"]) == (expected_same, expected_across)  # nothing lost: all delivered
-    assert (d["expected_same_node"], d["expected_cross_node"]) == (expected_same, expected_across)
+    assert (by_label["path=same"]["expected"], by_label["path=cross"]["expected"]) == (expected_same, expected_across)
+    assert (by_label["path=same"]["delivered"], by_label["path=cross"]["delivered"]) == (expected_same, expected_across)
     assert 0.45 < across["count"] / d["delivered"] < 0.55  # (N-1)/N = 1/2, but a sender skips itself: 10/19
     assert 0 < same["p50_us"] <= same["max_us"] and 0 < across["p50_us"] <= across["max_us"]
     report = (out / "report.md").read_text()
-    assert "### Same node and across" in report
-    assert f"| cluster:2 | 20 | across | {across['count']:,} |" in report
+    assert "### By path" in report
+    assert f"| cluster:2 | 20 | cross | {across['count']:,} |" in report

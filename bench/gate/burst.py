@@ -32,9 +32,9 @@ from bench.gate.scenario import (
     GateError,
     Scenario,
 )
-from bench.measure import rxstamp
 from bench.measure.probe import CorruptProbe, encode_probe, make_payload, parse_probe
 from bench.measure.stats import LatencyHistogram
+from bench.net import stamps as rxstamp
 from bench.wire.client import WireClient
 from server import protocol
 

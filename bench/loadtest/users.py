@@ -77,6 +77,7 @@ from bench.loadtest.support import (
 )
 from bench.measure.probe import encode_probe, make_payload
 from bench.wire.client import RegistrationRefused, WireClient
+from bench.wire.lines import split_block
 from server import protocol
 
 log = logging.getLogger("chatbench.locust")
@@ -163,16 +164,14 @@ class ChatConnection:
             self.publisher.close()
 
     def translate(self, lines: list[bytes]) -> list[bytes]:
-        """Received lines as chat lines (a broker's deliveries, IRC's
-        ``PRIVMSG``s); answers what needs an answer (``PING``)."""
-        if not self.adapter.translates:
-            return lines
-        got = self.adapter.incoming(lines)
+        """Received lines as ``NAME: TEXT`` lines (a broker's deliveries,
+        IRC's ``PRIVMSG``s); answers what needs an answer (``PING``)."""
+        got = self.adapter.deliveries(b"".join([line + b"\n" for line in lines]))
         if got.reply:
             self.sock.sendall(got.reply)
         if got.ended is not None:
             raise ChatConnectionError(f"disconnected by server: {got.ended}")
-        return got.lines
+        return split_block(got.lines) + [(name or b"?") + b": " + text for name, text in got.pairs]
 
 
 def open_publisher(client: WireClient, address: tuple[str, int], timeout: float, deadline: float) -> WireClient | None:
@@ -392,7 +391,7 @@ class ChatUser(User):
                 data = sock.recv(65536)
                 if not data:
                     raise ChatConnectionError("server closed the sending connection")
-                got = conn.adapter.incoming(decoder.feed(data))
+                got = conn.adapter.deliveries(b"".join([line + b"\n" for line in decoder.feed(data)]))
                 if got.ended is not None:
                     raise ChatConnectionError(f"disconnected by server: {got.ended}")
         except gevent.GreenletExit:

@@ -27,7 +27,7 @@ from bench import results
 from bench.report import capacity, doc, fmt, plots, runline
 from bench.report.environment import environment_rows, server_rows
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
-from bench.report.paths import PATHS_NOTE, paths_table
+from bench.report.labels import label_tables
 from bench.results.schema import CapacityDocument, IndexDocument, IndexEntry, RunDocument, server_summary
 from bench.results.store import load_capacity
 
@@ -475,9 +475,8 @@ def document(
             continue
         blocks += [doc.Heading(3, CHART_TITLES[name]), doc.Image(CHART_TITLES[name], file)]
     blocks += [doc.Heading(2, "Every point"), doc.Para(TABLE_NOTE), points_table(series)]
-    by_path = paths_table([(s.label, r) for s in series for r in s.runs])
-    if by_path is not None:
-        blocks += [doc.Heading(3, "Same node and across"), doc.Para(PATHS_NOTE), by_path]
+    for dim, meaning, table in label_tables([(s.label, r) for s in series for r in s.runs]):
+        blocks += [doc.Heading(3, f"By {dim}"), doc.Para(meaning), table]
     notes = [
         f"{label}, {r['parameters']['clients']} clients: {note}"
         for label, r in ((s.label, r) for s in series for r in s.runs)

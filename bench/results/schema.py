@@ -21,7 +21,13 @@ from bench.measure.summaries import ProcessSummary as ProcessSummary
 from bench.measure.summaries import Resources as Resources
 
 #: Bumped on any incompatible change to the swarm documents below.
-SCHEMA_VERSION = 1
+#: 2: per-label measurements (``labels``) replace the cluster's
+#: ``latency_same_node_us`` / ``latency_cross_node_us`` and
+#: ``deliveries.expected_same_node`` / ``expected_cross_node``.
+SCHEMA_VERSION = 2
+#: Versions the loaders read (older documents are upgraded as they load:
+#: :func:`bench.results.store.load_run`).
+READABLE_SCHEMA_VERSIONS = (1, 2)
 RUN_KIND = "chatbench.swarm.run"
 INDEX_KIND = "chatbench.swarm.index"
 INDEX_NAME = "index.json"
@@ -150,11 +156,10 @@ class Deliveries(TypedDict):
     expected_all: int
     delivered_all: int
     echoes: NotRequired[int]
+    #: measured deliveries of a stream to a receiver outside its audience (absent before version 2)
+    strays: NotRequired[int]
     lines_received: NotRequired[int]
     bytes_received: NotRequired[int]
-    #: a target of several nodes (cluster:N): ``expected`` by path, from where the plan put every client
-    expected_same_node: NotRequired[int]
-    expected_cross_node: NotRequired[int]
 
 
 class IntegrityPair(TypedDict):
@@ -185,6 +190,20 @@ class Histogram(TypedDict):
     clamped: int
 
 
+class LabelSection(TypedDict):
+    """One label of a run (:mod:`bench.workload.labels`): its share of the
+    deliveries, latency and integrity.  The run's overall figures are the
+    labels' sums (``latency_us`` their histograms' exact merge)."""
+
+    label: str  #: the key, ``dim=value,dim=value``
+    values: dict[str, str]  #: the key's dimensions and values
+    expected: int  #: measured deliveries the plan's audience owed under this label
+    delivered: int
+    latency_us: Latency
+    integrity: Integrity  #: of its (receiver, stream) pairs
+    histogram: NotRequired[Histogram]  #: absent in documents upgraded from version 1
+
+
 class RunDocument(TypedDict):
     """``run-cNNNNN.json``: one swarm run."""
 
@@ -201,9 +220,8 @@ class RunDocument(TypedDict):
     deliveries: Deliveries
     completed: bool
     latency_us: Latency
-    #: a target of several nodes (cluster:N): ``latency_us`` split by each delivery's path
-    latency_same_node_us: NotRequired[Latency]
-    latency_cross_node_us: NotRequired[Latency]
+    #: per label; empty when no label dimension applies to the run
+    labels: list[LabelSection]
     send_lag_us: Latency
     rx_clock: NotRequired[str]  #: absent in runs from before the kernel clock: they timed the read
     receive_lag_us: NotRequired[Latency | None]

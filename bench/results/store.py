@@ -26,6 +26,7 @@ from bench.results.schema import (
     COMPARE_KIND,
     INDEX_KIND,
     INDEX_NAME,
+    READABLE_SCHEMA_VERSIONS,
     RUN_KIND,
     SCHEMA_VERSION,
     CapacityDocument,
@@ -47,8 +48,10 @@ class ResultsError(Exception):
 # ---------------------------------------------------------------------------
 
 
-def read_json(path: str | os.PathLike[str], kind: str, version: int = SCHEMA_VERSION) -> dict[str, Any]:
-    """A JSON object of ``kind`` and ``version``; ResultsError otherwise.
+def read_json(
+    path: str | os.PathLike[str], kind: str, versions: tuple[int, ...] = READABLE_SCHEMA_VERSIONS
+) -> dict[str, Any]:
+    """A JSON object of ``kind`` and one of ``versions``; ResultsError otherwise.
     (``dict[str, Any]``: json.loads output, before the loaders type it.)"""
     p = Path(path)
     try:
@@ -60,8 +63,9 @@ def read_json(path: str | os.PathLike[str], kind: str, version: int = SCHEMA_VER
     if not isinstance(doc, dict) or doc.get("kind") != kind:
         raise ResultsError(f"{p} is not a {kind} document")
     found = doc.get("schema_version")
-    if found != version:
-        raise ResultsError(f"{p} has schema_version {found!r}; this code reads {version}")
+    if found not in versions:
+        readable = " or ".join(map(str, versions))
+        raise ResultsError(f"{p} has schema_version {found!r}; this code reads {readable}")
     return doc
 
 
@@ -76,8 +80,45 @@ def write_json(path: str | os.PathLike[str], doc: object) -> Path:
 
 
 def load_run(path: str | os.PathLike[str]) -> RunDocument:
-    """One run document (``kind == "chatbench.swarm.run"``), validated."""
-    return cast(RunDocument, read_json(path, RUN_KIND))
+    """One run document (``kind == "chatbench.swarm.run"``), validated;
+    one of schema version 1 upgraded to the current form (:func:`upgrade_run`)."""
+    return upgrade_run(read_json(path, RUN_KIND))
+
+
+#: Version 1's cluster keys and the label each became.
+_V1_PATHS = (
+    ("same", "latency_same_node_us", "expected_same_node"),
+    ("cross", "latency_cross_node_us", "expected_cross_node"),
+)
+
+
+def upgrade_run(doc: dict[str, Any]) -> RunDocument:
+    """A run document as the current schema has it.  Version 1 kept a
+    cluster's two paths as keys of their own; they become the ``labels``
+    ``path=same`` and ``path=cross`` (without histograms: version 1 kept
+    none per path)."""
+    if doc.get("schema_version") == 1:
+        doc = dict(doc)
+        deliveries = dict(doc.get("deliveries") or {})
+        sections = []
+        for value, latency_key, expected_key in _V1_PATHS:
+            latency = doc.pop(latency_key, None)
+            expected = deliveries.pop(expected_key, None)
+            if latency is not None:
+                sections.append(
+                    {
+                        "label": f"path={value}",
+                        "values": {"path": value},
+                        "expected": expected or 0,
+                        "delivered": latency.get("count", 0),
+                        "latency_us": latency,
+                        "integrity": {"lost": 0, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": 0},
+                    }
+                )
+        doc["deliveries"] = deliveries
+        doc["labels"] = sections
+        doc["schema_version"] = SCHEMA_VERSION
+    return cast(RunDocument, doc)
 
 
 def load_index(path: str | os.PathLike[str]) -> IndexDocument:
@@ -99,7 +140,7 @@ def load_runs(path: str | os.PathLike[str]) -> list[RunDocument]:
 
 def load_capacity(directory: str | os.PathLike[str]) -> CapacityDocument:
     """``capacity.json`` in ``directory``, validated."""
-    return cast(CapacityDocument, read_json(Path(directory) / CAPACITY_JSON, CAPACITY_KIND, CAPACITY_SCHEMA_VERSION))
+    return cast(CapacityDocument, read_json(Path(directory) / CAPACITY_JSON, CAPACITY_KIND, (CAPACITY_SCHEMA_VERSION,)))
 
 
 def load_compare(directory: str | os.PathLike[str]) -> CompareDocument:

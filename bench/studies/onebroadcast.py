@@ -26,7 +26,7 @@ import sys
 import time
 from typing import TypedDict
 
-from bench.measure import rxstamp
+from bench.net import stamps as rxstamp
 from bench.targets import EmbeddedTarget, TargetError
 from bench.wire.client import ClientError, WireClient, discard_pending
 from server import protocol

@@ -23,8 +23,8 @@ import sys
 import time
 from typing import TypedDict
 
-from bench.measure import rxstamp
 from bench.measure.stats import LatencyHistogram
+from bench.net import stamps as rxstamp
 from bench.targets import ClusterTarget, TargetError
 from bench.wire.client import ClientError, WireClient, discard_pending
 from server import protocol

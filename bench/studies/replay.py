@@ -8,11 +8,11 @@
     result.per_s, result.delivered, result.faults
 
 What it measures: a swarm worker's cost per delivery on the receive side --
-exactly the code :meth:`bench.swarm.worker.Worker._readable` runs for every
-``recv`` buffer of a registered receiver (:meth:`bench.measure.recorder.DeliveryRecorder.receive`:
-line framing, the chat-line split, probe parsing and checksum, the
-integrity check and the latency histogram) -- fed with a recorded-like
-stream instead of a socket.
+exactly the code :meth:`bench.swarm.receiver.Receiver.readable` runs for every
+``recv`` buffer of a registered receiver once it is read
+(:meth:`bench.net.rx.ReceivePath.take`: line framing, the adapter, the
+probe-line split, probe parsing and checksum, the integrity check and the
+latency histogram) -- fed with a recorded-like stream instead of a socket.
 
 The stream is what this project's server sends a receiver: ``NAME: PROBE``
 lines (``protocol.encode_message``) from ``senders`` senders in round-robin
@@ -37,12 +37,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from bench.measure import probe
+from bench import wire
+from bench.measure import probe, probeline
 from bench.measure.integrity import IntegrityCounts, IntegrityTracker
 from bench.measure.recorder import DeliveryRecorder
 from bench.measure.stats import LatencyHistogram
+from bench.net.rx import Read, ReceivePath
 from bench.results.schema import Latency
-from bench.wire import RECEIVER_LINE_LIMIT, chatblock
 from server import protocol
 
 #: Name prefix of the replayed senders (as the swarm names its clients).
@@ -270,19 +271,22 @@ class ReplayResult:
 
 
 def run_replay(stream: ReplayStream) -> ReplayResult:
-    """Feed every chunk to every receiver through the worker's per-recv code;
-    time only that."""
+    """Feed every chunk to every receiver through the worker's per-recv code
+    (the one receive path, :meth:`bench.net.rx.ReceivePath.take`, with the
+    chat protocol's adapter); time only that."""
     cfg = stream.config
+    adapter = wire.get("chat")
     rec = DeliveryRecorder(stream.sender_names, stream.measure_start_ns)
-    rxs = [(protocol.LineDecoder(RECEIVER_LINE_LIMIT), IntegrityTracker()) for _ in range(cfg.receivers)]
-    receive = rec.receive
+    take = ReceivePath(adapter, rec).take
+    rxs = [(adapter.decoder(), IntegrityTracker()) for _ in range(cfg.receivers)]
+    reads = [Read(chunk, now) for chunk, now in zip(stream.chunks, stream.now_ns, strict=True)]
     own = stream.own
-    other = 0
     t0 = time.perf_counter()
-    for chunk, now in zip(stream.chunks, stream.now_ns, strict=True):
+    for read in reads:
         for decoder, tracker in rxs:
-            other += len(receive(decoder, tracker, own, chunk, now))
+            take(decoder, tracker, own, read)
     elapsed = time.perf_counter() - t0
+    other = rec.lines - rec.delivered_all  # every line of the stream is a probe: the rest were not taken
     counts = IntegrityCounts()
     for _, tracker in rxs:
         counts.add(tracker.finish(stream.sent, skip_sender=own))
@@ -304,7 +308,7 @@ def run_replay(stream: ReplayStream) -> ReplayResult:
 
 def block_path_steps(stream: ReplayStream, buffers: int = 20, passes: int = 5) -> dict[str, float]:
     """Where the block path's time goes: ns per line of each step of
-    :meth:`DeliveryRecorder._receive_block` (and the decoder before it),
+    :meth:`DeliveryRecorder.record_lines`'s block path (and the decoder before it),
     timed one by one over the stream's first ``buffers`` chunks, the median
     of ``passes`` passes.  Raises ValueError unless every one of those chunks
     takes the block path (use big chunks)."""
@@ -316,7 +320,8 @@ def block_path_steps(stream: ReplayStream, buffers: int = 20, passes: int = 5) -
     per_pass: list[dict[str, float]] = []
     for _ in range(passes):
         rec = DeliveryRecorder(stream.sender_names, stream.measure_start_ns)
-        decoder, tracker = protocol.LineDecoder(RECEIVER_LINE_LIMIT), IntegrityTracker()
+        decoder, tracker = wire.get("chat").decoder(), IntegrityTracker()
+        table = probeline.name_table(np, {sid: name.encode() for sid, name in stream.sender_names.items()})
         spent: dict[str, float] = {}
         lines = 0
 
@@ -329,13 +334,13 @@ def block_path_steps(stream: ReplayStream, buffers: int = 20, passes: int = 5) -
             t = time.perf_counter()
             block = decoder.feed_block(chunk)
             t = lap("decoder (feed_block)", t)
-            layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
-            t = lap("layout (chat_block_layout)", t)
+            layout = probeline.line_layout(block, probe.PROBE_SPACES)
+            t = lap("layout (line_layout)", t)
             probes = probe.parse_probe_block(block, layout) if layout is not None else None
             t = lap("fields and check (parse_probe_block)", t)
             if layout is None or probes is None or len(block) < recorder.BLOCK_MIN_BYTES:
                 raise ValueError("a buffer did not take the block path: use bigger --chunk-bytes")
-            if not rec.names_match(np, block, layout.starts, probes.sender, stream.own):
+            if not probeline.names_match(np, block, layout.starts, probes.sender, table):
                 raise ValueError("names do not match")
             t = lap("names", t)
             delivered = tracker.observe_block(probes.sender, probes.seq)

@@ -20,7 +20,7 @@ from typing import TypedDict
 from bench import cli
 from bench.report import doc, plots
 from bench.report.fmt import md_cell
-from bench.report.paths import paths_table
+from bench.report.labels import label_tables
 from bench.results.schema import RunDocument
 from bench.results.store import SeriesWriter, load_run, write_json
 from bench.studies.sweep import Plan, Series, out_dir, run_series
@@ -165,8 +165,7 @@ def write_report(out: Path, scaling: ScalingDocument, runs: list[tuple[str, RunD
         ),
         doc.Image("deliveries/s and p99 vs nodes", "scaling.png"),
     ]
-    by_path = paths_table(runs or [])
-    if by_path is not None:
-        blocks += [doc.Heading(2, "Same node and across"), by_path]
+    for dim, meaning, table in label_tables(runs or []):
+        blocks += [doc.Heading(2, f"By {dim}"), doc.Para(meaning), table]
     (out / "scaling.md").write_text(doc.to_markdown(blocks))
     (out / "scaling.html").write_text(doc.to_html("chatbench cluster scaling", blocks))

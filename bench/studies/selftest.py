@@ -216,7 +216,7 @@ def expected_pairs(doc: RunDocument, sched: ScheduleFile) -> Pairs:
     receiver = sched["options"]["disconnect"]
     if cut is not None and isinstance(receiver, int):
         senders = doc["parameters"]["senders"]
-        plan = Schedule(0, 1.0, doc["messages"]["sent"], senders, 0, 0)
+        plan = Schedule(0, 1.0, doc["messages"]["sent"], senders, 0, {})
         for sender in range(senders):  # every message was sent (checked apart): slot s sent messages_of(s)
             lost = plan.messages_of(sender) - cut.get(str(sender), 0)
             if lost and sender != receiver:

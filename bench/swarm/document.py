@@ -12,16 +12,26 @@ import datetime as dt
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TypedDict
 
 from bench import results
 from bench.measure.integrity import IntegrityCounts
 from bench.measure.stats import LatencyHistogram
 from bench.results.machine import environment
-from bench.results.schema import Deliveries, IntegrityPair, Latency, Resources, RunDocument, TargetInfo
+from bench.results.schema import (
+    Deliveries,
+    Histogram,
+    Integrity,
+    IntegrityPair,
+    LabelSection,
+    Resources,
+    RunDocument,
+    TargetInfo,
+)
 from bench.swarm.config import SwarmConfig
 from bench.swarm.messages import Result
 from bench.swarm.plan import ClientSpec, Schedule
+from bench.workload import Plan, label_values
+from bench.workload.labels import expected_by_label
 
 
 @dataclass
@@ -32,6 +42,7 @@ class Collected:
     started_at: str  #: when the run began (ISO 8601, UTC, seconds)
     t_start: float  #: time.monotonic() then: ``timing.total_s`` is counted from it
     specs: dict[int, ClientSpec]  #: client id -> spec, for the measured connections
+    workload: Plan  #: who is in which room: the audience of every stream
     total_conns: int  #: measured connections asked for
     registered: set[int] = field(default_factory=set)
     receivers: list[int] = field(default_factory=list)
@@ -49,10 +60,18 @@ class Collected:
 
 
 @dataclass
+class LabelMerged:
+    """One label's measurements, added up over the workers."""
+
+    hist: LatencyHistogram = field(default_factory=LatencyHistogram)
+    integrity: IntegrityCounts = field(default_factory=IntegrityCounts)
+
+
+@dataclass
 class Merged:
     """The workers' results added up."""
 
-    hist: LatencyHistogram = field(default_factory=LatencyHistogram)
+    labels: dict[str, LabelMerged] = field(default_factory=dict)
     send_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
     receive_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
     rx_clocks: set[str] = field(default_factory=set)
@@ -63,20 +82,30 @@ class Merged:
     delivered: int = 0
     delivered_all: int = 0
     echoes: int = 0
+    strays: int = 0
     lines: int = 0
     bytes_in: int = 0
     last_recv: int = 0
-    #: a target of several nodes: the same-node and cross-node histograms (None: one node)
-    paths: tuple[LatencyHistogram, LatencyHistogram] | None = None
+
+    @property
+    def hist(self) -> LatencyHistogram:
+        """Every measured delivery: the labels' histograms merged (exact)."""
+        hist = LatencyHistogram()
+        for part in self.labels.values():
+            hist.merge(part.hist)
+        return hist
 
 
 def merge_results(worker_results: list[Result]) -> Merged:
     """Add up the workers' reports."""
     m = Merged()
     for r in worker_results:
-        m.hist.merge(LatencyHistogram.decode(r.histogram, r.clamped))
-        m.send_lag.merge(LatencyHistogram.decode(r.send_lag_histogram, r.send_lag_clamped))
-        m.receive_lag.merge(LatencyHistogram.decode(r.receive_lag_histogram, r.receive_lag_clamped))
+        for key, part in r.labels.items():
+            into = m.labels.setdefault(key, LabelMerged())
+            into.hist.merge(part.latency.decode())
+            into.integrity.add(part.integrity)
+        m.send_lag.merge(r.send_lag.decode())
+        m.receive_lag.merge(r.receive_lag.decode())
         m.rx_clocks.add(r.rx_clock)
         m.unstamped += r.unstamped_reads
         m.integrity.add(r.integrity)
@@ -85,44 +114,50 @@ def merge_results(worker_results: list[Result]) -> Merged:
         m.delivered += r.delivered_measured
         m.delivered_all += r.delivered_all
         m.echoes += r.echoes
+        m.strays += r.strays
         m.lines += r.lines
         m.bytes_in += r.bytes_in
         m.last_recv = max(m.last_recv, r.last_measured_recv_ns)
-        if r.paths is not None:
-            same, across = m.paths or (LatencyHistogram(), LatencyHistogram())
-            same.merge(LatencyHistogram.decode(r.paths.same, r.paths.same_clamped))
-            across.merge(LatencyHistogram.decode(r.paths.across, r.paths.across_clamped))
-            m.paths = same, across
     return m
 
 
-class PathLatencies(TypedDict, total=False):
-    """The run document's keys for a target of several nodes (absent otherwise)."""
-
-    latency_same_node_us: Latency
-    latency_cross_node_us: Latency
+def histogram_doc(hist: LatencyHistogram) -> Histogram:
+    """A histogram as the document keeps it (HDR's interchange format)."""
+    return {"format": "hdrhistogram-v2-base64", "unit": "us", "data": hist.encode(), "clamped": hist.clamped}
 
 
-def _path_latencies(merged: Merged) -> PathLatencies:
-    """``latency_same_node_us`` and ``latency_cross_node_us`` (nothing for one node)."""
-    if merged.paths is None:
-        return {}
-    same, across = merged.paths
-    return {"latency_same_node_us": same.summary(), "latency_cross_node_us": across.summary()}
+def integrity_doc(counts: IntegrityCounts) -> Integrity:
+    return {
+        "lost": counts.lost,
+        "duplicated": counts.duplicated,
+        "reordered": counts.reordered,
+        "corrupted": counts.corrupted,
+        "faults": counts.faults,
+    }
 
 
-def _expected_by_path(got: Collected, deliveries: Deliveries) -> None:
-    """``deliveries.expected`` split by path: per measured message of sender
-    s, the receivers on s's node (but s itself) and those on the others."""
-    nodes = [got.specs[cid].node for cid in got.receivers]
-    same = cross = 0
-    for cid, count in got.measured.items():
-        spec = got.specs[cid]
-        here = nodes.count(spec.node)
-        same += count * (here - (1 if spec.receives else 0))
-        cross += count * (len(nodes) - here)
-    deliveries["expected_same_node"] = same
-    deliveries["expected_cross_node"] = cross
+def _label_sections(got: Collected, merged: Merged) -> list[LabelSection]:
+    """``labels``: per label, what was owed (the plan's audience), what
+    arrived and its latency; empty when no label dimension applies to the
+    run (its one label is the whole run)."""
+    if list(merged.labels) in ([], [""]):
+        return []
+    expected = expected_by_label(got.workload, got.measured, set(got.receivers))
+    sections: list[LabelSection] = []
+    for key in sorted(set(merged.labels) | set(expected)):
+        part = merged.labels.get(key, LabelMerged())
+        sections.append(
+            {
+                "label": key,
+                "values": label_values(key),
+                "expected": expected.get(key, 0),
+                "delivered": part.hist.count,
+                "latency_us": part.hist.summary(),
+                "integrity": integrity_doc(part.integrity),
+                "histogram": histogram_doc(part.hist),
+            }
+        )
+    return sections
 
 
 def _notes(notes: list[str], merged: Merged, resources: Resources, target: TargetInfo) -> None:
@@ -161,16 +196,13 @@ def _pairs(merged: Merged) -> list[IntegrityPair]:
 
 
 def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> Deliveries:
-    """The ``deliveries`` section: expected against delivered, and the rate."""
+    """The ``deliveries`` section: expected (the plan's audience of every
+    stream, of the receivers present) against delivered, and the rate."""
     schedule = got.schedule
     assert schedule is not None
-    n_recv = len(got.receivers)
-
-    def audience(cid: int) -> int:  # receivers of one message from sender cid
-        return n_recv - (1 if got.specs[cid].receives else 0)
-
-    expected = sum(count * audience(cid) for cid, count in got.measured.items())
-    expected_all = sum(count * audience(cid) for cid, count in got.sent.items())
+    present = set(got.receivers)
+    expected = got.workload.expected(got.measured, present)
+    expected_all = got.workload.expected(got.sent, present)
     delivered = merged.delivered
     send_span = config.measured_messages / config.rate if config.rate > 0 else 0.0
     last_recv = merged.last_recv
@@ -186,6 +218,7 @@ def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> Deliveri
         "expected_all": expected_all,
         "delivered_all": merged.delivered_all,
         "echoes": merged.echoes,
+        "strays": merged.strays,
         "lines_received": merged.lines,
         "bytes_received": merged.bytes_in,
     }
@@ -202,8 +235,6 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
     hist, integrity, disconnects, rx_clocks = merged.hist, merged.integrity, merged.disconnects, merged.rx_clocks
     total_sent = sum(got.sent.values())
     deliveries = _deliveries(config, got, merged)
-    if merged.paths is not None:
-        _expected_by_path(got, deliveries)
     return {
         "schema_version": results.SCHEMA_VERSION,
         "kind": results.RUN_KIND,
@@ -233,26 +264,14 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "deliveries": deliveries,
         "completed": got.completed,
         "latency_us": hist.summary(),
-        **_path_latencies(merged),
+        "labels": _label_sections(got, merged),
         "send_lag_us": merged.send_lag.summary(),
         "rx_clock": rx_clocks.pop() if len(rx_clocks) == 1 else ("mixed" if rx_clocks else config.rx_clock),
         "receive_lag_us": merged.receive_lag.summary() if merged.receive_lag.count else None,
-        "integrity": {
-            "lost": integrity.lost,
-            "duplicated": integrity.duplicated,
-            "reordered": integrity.reordered,
-            "corrupted": integrity.corrupted,
-            "faults": integrity.faults,
-            "pairs": _pairs(merged),
-        },
+        "integrity": {**integrity_doc(integrity), "pairs": _pairs(merged)},
         "resources": resources,
         "load_generator_saturated": bool(resources["saturated_workers"]),
-        "histogram": {
-            "format": "hdrhistogram-v2-base64",
-            "unit": "us",
-            "data": hist.encode(),
-            "clamped": hist.clamped,
-        },
+        "histogram": histogram_doc(hist),
         "timing": {**got.timing, "total_s": round(time.monotonic() - got.t_start, 3)},
         "notes": got.notes,
         "target": target,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.measure.integrity import IntegrityCounts
+from bench.measure.labelled import EncodedHistogram
 from bench.swarm.plan import Schedule
 
 # -- parent -> worker ----------------------------------------------------------
@@ -47,7 +48,7 @@ class StopSending:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """Every sender's final count (sender id -> messages handed to the kernel):
+    """Every stream's final count (stream id -> messages handed to the kernel):
     compute the integrity counters and answer :class:`Result`."""
 
     sent: dict[int, int]
@@ -102,7 +103,7 @@ class Quiet:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """Per sender id: messages fully handed to the kernel, and how many of
+    """Per stream id: messages fully handed to the kernel, and how many of
     them are measured; bytes still buffered."""
 
     sent: dict[int, int]
@@ -111,13 +112,13 @@ class Sent:
 
 
 @dataclass(frozen=True, slots=True)
-class PathHistograms:
-    """A worker's latencies by path on a target of several nodes (HDR-encoded)."""
+class LabelResult:
+    """One label's share of a worker's measurements (:mod:`bench.workload.labels`)."""
 
-    same: str  #: sender and receiver on one node
-    same_clamped: int
-    across: str  #: on different nodes
-    across_clamped: int
+    latency: EncodedHistogram  #: its measured deliveries' latencies
+    #: the integrity counters of its (receiver, stream) pairs (damaged probes
+    #: whose stream cannot be read count only in :attr:`Result.integrity`)
+    integrity: IntegrityCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +126,10 @@ class Result:
     """One worker's measurements (histograms HDR-encoded, merged exactly by the parent)."""
 
     worker: int
-    histogram: str
-    clamped: int
-    send_lag_histogram: str
-    send_lag_clamped: int
-    receive_lag_histogram: str
-    receive_lag_clamped: int
+    #: label key -> its measurements; the worker's latency histogram is their merge
+    labels: dict[str, LabelResult]
+    send_lag: EncodedHistogram
+    receive_lag: EncodedHistogram
     rx_clock: str
     unstamped_reads: int
     delivered_all: int
@@ -142,10 +141,10 @@ class Result:
     bytes_in: int
     disconnects: dict[str, int] = field(default_factory=dict)
     receivers: int = 0
-    #: (receiver id, sender id) -> counters, only the pairs with a fault
+    #: (receiver id, stream id) -> counters, only the pairs with a fault
     by_pair: dict[tuple[int, int], IntegrityCounts] = field(default_factory=dict)
-    #: a target of several nodes: the same latencies split by path (None: one node)
-    paths: PathHistograms | None = None
+    #: measured deliveries of a stream to a receiver outside its audience
+    strays: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,10 @@ gets with the ``start`` command.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bench.swarm.config import SwarmConfig
+from bench.workload import Client, Plan, one_room
 
 #: Name prefix of harness clients; a random tag per run keeps names unique.
 NAME_PREFIX = "cb"
@@ -44,9 +45,9 @@ class WorkerPlan:
     port: int
     clients: tuple[ClientSpec, ...]
     stalled: tuple[ClientSpec, ...]
-    #: sender id -> chat name, to check that the server attributed each line
-    #: to the right sender.
-    sender_names: dict[int, str]
+    #: the run's plan: who is in which room, and so who must hear each stream
+    #: (its senders' names check that the server attributed every line right)
+    workload: Plan
     payload_bytes: int
     ramp_per_s: float = 0.0  #: this worker's connections per second; 0 = no limit
     max_inflight: int = 64  #: registrations in progress at once
@@ -71,9 +72,6 @@ class WorkerPlan:
     #: A target of several nodes: every node's address, in node order; client
     #: ``spec`` connects to ``addresses[spec.node]``.  Empty: all to host:port.
     addresses: tuple[tuple[str, int], ...] = ()
-    #: With ``addresses``: the node of every sender and of this worker's
-    #: clients (client id -> node), so each delivery's path is known.
-    nodes: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +89,9 @@ class Schedule:
     total: int
     senders: int
     warmup: int
-    receivers_present: int
+    #: stream id -> receivers present that must get each of its messages
+    #: (the plan's audience, of the clients that registered)
+    audience: dict[int, int]
 
     def intended_ns(self, m: int) -> int:
         if self.rate <= 0:
@@ -139,6 +139,13 @@ def client_specs(config: SwarmConfig, tag: str, nodes: int = 1) -> tuple[list[Cl
     return specs, stalled
 
 
+def plan_of(specs: list[ClientSpec], nodes: int = 1) -> Plan:
+    """The run's workload plan: one room of every receiver, every sender
+    sending to it (its stream id is its client id)."""
+    clients = [Client(c.cid, c.name, c.receives, c.node) for c in specs]
+    return one_room(clients, {c.cid: c.slot for c in specs if c.slot is not None}, nodes=nodes)
+
+
 def make_plans(
     config: SwarmConfig,
     host: str,
@@ -154,8 +161,7 @@ def make_plans(
     ``cid`` connects to node :func:`node_of` its id and the plans say who is where."""
     nodes = tuple(addresses) if addresses is not None and len(addresses) > 1 else ()
     specs, stalled = client_specs(config, tag, max(1, len(nodes)))
-    sender_names = {c.cid: c.name for c in specs if c.slot is not None}
-    sender_nodes = {c.cid: c.node for c in specs if c.slot is not None}
+    workload = plan_of(specs, nodes=max(1, len(nodes)))
     p = config.worker_count
     batch = config.connect_batch or connect_batch
     inflight = {"max_inflight": max(1, batch // p)} if batch else {}
@@ -166,7 +172,7 @@ def make_plans(
             port=port,
             clients=tuple(specs[w::p]),
             stalled=tuple(stalled[w::p]),
-            sender_names=sender_names,
+            workload=workload,
             payload_bytes=config.payload_bytes,
             ramp_per_s=config.ramp_per_s / p if config.ramp_per_s > 0 else 0.0,
             connect_timeout_s=config.connect_timeout_s,
@@ -176,7 +182,6 @@ def make_plans(
             quickack=config.quickack,
             rx_clock=config.rx_clock,
             addresses=nodes,
-            nodes={**sender_nodes, **{c.cid: c.node for c in specs[w::p]}} if nodes else {},
             **inflight,
         )
         for w in range(p)

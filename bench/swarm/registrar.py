@@ -17,8 +17,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 
-from bench.measure import rxstamp
 from bench.measure.integrity import IntegrityTracker
+from bench.net import stamps
 from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, STALLED, Conn, Sockets
 from bench.swarm.messages import Ready, Report, Stalled
 from bench.swarm.plan import ClientSpec, WorkerPlan
@@ -37,7 +37,7 @@ class Registrar:
         self.sockets = sockets
         self.report = report
         #: receivers get kernel receive stamps (``--rx-clock kernel``, where supported)
-        self.kernel_clock = plan.rx_clock == "kernel" and rxstamp.supported()
+        self.kernel_clock = plan.rx_clock == "kernel" and stamps.supported()
         self.pending: deque[ClientSpec] = deque(plan.clients)
         self.inflight = 0
         self.next_connect_ns = time.monotonic_ns()
@@ -102,7 +102,7 @@ class Registrar:
         if stalled:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, plan.stalled_rcvbuf)
         elif self.kernel_clock and spec.receives:
-            rxstamp.enable(sock)
+            stamps.enable(sock)
         conn = Conn(
             spec=spec,
             sock=sock,

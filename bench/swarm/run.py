@@ -155,6 +155,7 @@ class SwarmRun:
             started_at=started_at,
             t_start=t_start,
             specs={c.cid: c for p in plans for c in p.clients},
+            workload=plans[0].workload,
             total_conns=sum(len(p.clients) for p in plans),
             timing=self.timing,
             notes=self.notes,
@@ -250,7 +251,7 @@ class SwarmRun:
             total=config.warmup_messages + config.measured_messages,
             senders=config.sender_count,
             warmup=config.warmup_messages,
-            receivers_present=len(got.receivers),
+            audience=got.workload.audience_sizes(set(got.receivers)),
         )
         self.pool.broadcast(Start(got.schedule))
         got.completed = self._drive(got.schedule, stalled=config.stalled_clients > 0)

@@ -46,15 +46,15 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench import wire
-from bench.measure import probe
 from bench.measure.integrity import IntegrityCounts
+from bench.measure.labelled import EncodedHistogram
 from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, Conn, Sockets
 from bench.swarm.messages import (
     Command,
     Exit,
     Failed,
     Finish,
-    PathHistograms,
+    LabelResult,
     Progress,
     Quiet,
     Release,
@@ -98,17 +98,6 @@ FD_SETSIZE = 1024
 PROFILE_ENV = "CHATBENCH_SWARM_PROFILE"
 
 
-def sender_name_lookup(sender_names: dict[int, str]) -> Callable[[str], str | None]:
-    """A probe text -> the chat name of the sender it names (see
-    :meth:`bench.wire.Adapter.bind_senders`)."""
-
-    def name_of(text: str) -> str | None:
-        header = probe.probe_header(text) if probe.is_probe(text) else None
-        return sender_names.get(header[0]) if header is not None else None
-
-    return name_of
-
-
 class Worker:
     """The event loop of one worker process, and its command table."""
 
@@ -117,7 +106,6 @@ class Worker:
         self.ctl = ctl
         self.sockets = Sockets()
         adapter = wire.get(plan.protocol)
-        adapter.bind_senders(sender_name_lookup(plan.sender_names))
         self.registrar = Registrar(plan, adapter, self.sockets, ctl.send)
         self.sender = Sender(plan.payload_bytes, adapter, self.sockets)
         self.receiver = Receiver(plan, adapter, self.registrar, self.sender)
@@ -268,10 +256,8 @@ class Worker:
         pending = sum(
             schedule.messages_of(c.spec.slot) - c.sent for c in senders if c.state == READY and c.spec.slot is not None
         )
-        expected = 0
-        for conn in senders:
-            others = schedule.receivers_present - (1 if conn.spec.receives else 0)
-            expected += conn.sent * others
+        audience = schedule.audience
+        expected = sum(conn.sent * audience.get(conn.spec.cid, 0) for conn in senders)
         self.ctl.send(
             Progress(
                 t_ns=now,
@@ -287,31 +273,31 @@ class Worker:
         receiver = self.receiver
         receiver.housekeeping()
         rec = receiver.recorder
+        labelled = rec.labelled
+        workload = self.plan.workload
         counts = IntegrityCounts()
+        by_label = {key: IntegrityCounts() for key in labelled.keys}
         by_pair: dict[tuple[int, int], IntegrityCounts] = {}
         receivers = self.registrar.receiver_conns
         for conn in receivers:
             assert conn.tracker is not None
-            counts.add(conn.tracker.finish(sent, skip_sender=conn.spec.cid))
-            for sender, pair in conn.tracker.finish_by_sender(sent, skip_sender=conn.spec.cid).items():
-                by_pair[conn.spec.cid, sender] = pair
-        send_lag = self.sender.send_lag
-        hist, split = rec.hist, rec.paths
-        paths = (
-            PathHistograms(split.same.encode(), split.same.clamped, split.across.encode(), split.across.clamped)
-            if split is not None
-            else None
-        )
+            cid = conn.spec.cid
+            owed = workload.sent_to(cid, sent)
+            counts.add(conn.tracker.finish(owed))
+            route = labelled.routes.get(cid, {})
+            for stream, pair in conn.tracker.finish_by_sender(owed).items():
+                by_pair[cid, stream] = pair
+                at = 0 if labelled.single else route.get(stream)
+                if at is not None:
+                    by_label[labelled.keys[at]].add(pair)
+        encoded = labelled.encoded()
         return Result(
             worker=self.plan.index,
-            histogram=hist.encode(),
-            clamped=hist.clamped,
-            send_lag_histogram=send_lag.encode(),
-            send_lag_clamped=send_lag.clamped,
-            receive_lag_histogram=receiver.receive_lag.encode(),
-            receive_lag_clamped=receiver.receive_lag.clamped,
-            rx_clock="kernel" if receiver.kernel_clock else "read",
-            unstamped_reads=receiver.unstamped_reads,
+            labels={key: LabelResult(encoded[key], by_label[key]) for key in labelled.keys},
+            send_lag=EncodedHistogram.of(self.sender.send_lag),
+            receive_lag=EncodedHistogram.of(receiver.reader.receive_lag),
+            rx_clock="kernel" if receiver.reader.kernel else "read",
+            unstamped_reads=receiver.reader.unstamped_reads,
             delivered_all=rec.delivered_all,
             delivered_measured=rec.delivered_measured,
             last_measured_recv_ns=rec.last_measured_recv_ns,
@@ -322,7 +308,7 @@ class Worker:
             disconnects=dict(self.sockets.disconnects),
             receivers=len(receivers),
             by_pair=by_pair,
-            paths=paths,
+            strays=labelled.strays,
         )
 
 

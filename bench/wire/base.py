@@ -1,10 +1,11 @@
 """The one interface between the harness and a wire protocol.
 
-A driver (the swarm worker, the gate, the Locust users, tests) moves bytes;
-an :class:`Adapter` says what they mean.  Per connection it gives
+A driver (the swarm worker, the gate, the Locust users, the studies, tests)
+moves bytes; an :class:`Adapter` says what they mean.  Per connection it gives
 
 * a **decoder** (:class:`Decoder`: received bytes -> lines, or one block of
-  whole lines),
+  whole lines; a "line" is the protocol's unit: a text line, a frame, a
+  broker's delivered payload),
 * a **registration** state machine (:class:`Registration`): the bytes to send
   once TCP is up, and for each line received before the connection is ready,
   a :class:`Step` -- bytes to answer with, "done" (registered and in the
@@ -12,18 +13,17 @@ an :class:`Adapter` says what they mean.  Per connection it gives
 
 and for traffic
 
-* :meth:`Adapter.encode_chat` -- a chat message framed for sending, and
+* :meth:`Adapter.encode_message` -- a message framed for sending, and
   :meth:`Adapter.check_text`, whether a message fits the protocol's limits;
-* :meth:`Adapter.translate_block` -- the fast path for a whole block of
-  received lines: the chat lines the recorder reads, or None when the block
-  needs the per-line path;
-* :meth:`Adapter.incoming` -- received lines classified: deliveries in the
-  form :class:`bench.measure.recorder.DeliveryRecorder` reads (our chat
-  protocol's ``NAME: TEXT`` lines), bytes that must be sent back at once
-  (``PONG``), and whether the server said it is closing the connection.  An
-  adapter whose deliveries already are chat lines (:attr:`Adapter.translates`
-  false) is skipped here, and :meth:`Adapter.control` looks at the lines the
-  recorder did not take.
+* :meth:`Adapter.deliveries` -- a received block (what
+  :meth:`Decoder.feed_block` returned) as :class:`Incoming`: the deliveries
+  in the form the recorder takes straight from the protocol's framing -- a
+  block of probe lines ``NAME: PROBE`` where the framing carries them so
+  (:mod:`bench.measure.probeline`), or ``(name, text)`` pairs -- plus bytes
+  that must be sent back at once (``PONG``) and whether the server said it
+  is closing the connection;
+* :meth:`Adapter.control` -- a line the recorder did not take as a delivery
+  (a notice): the reason if it says the server is ending the connection.
 
 Nothing here does I/O: every method is a pure function of its arguments and
 the adapter's (or the registration's) own state.
@@ -32,7 +32,6 @@ the adapter's (or the registration's) own state.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, NotRequired, Protocol, TypedDict
 
@@ -81,11 +80,20 @@ class Registration(Protocol):
         ...
 
 
+#: A delivery as a protocol without probe lines hands it over: the name it
+#: arrived under (None: the protocol carries no names) and the message text.
+Pair = tuple["bytes | None", bytes]
+
+
 @dataclass(slots=True)
 class Incoming:
-    """Received traffic lines, classified."""
+    """What one received block holds (see :meth:`Adapter.deliveries`)."""
 
-    lines: list[bytes] = field(default_factory=list)  #: chat-protocol lines for the recorder
+    #: complete lines, each ending in ``\n``, for :meth:`DeliveryRecorder.record_lines`:
+    #: probe lines and whatever else the server said (notices come back to :meth:`Adapter.control`)
+    lines: bytes = b""
+    #: deliveries straight from the framing, for :meth:`DeliveryRecorder.record_pairs`
+    pairs: list[Pair] = field(default_factory=list)
     reply: bytes = b""  #: to send back at once (e.g. PONG)
     ended: str | None = None  #: the server is closing the connection, and why
 
@@ -94,8 +102,6 @@ class Adapter(abc.ABC):
     """One wire protocol, as the harness speaks it (see the module docstring)."""
 
     name: ClassVar[str]
-    #: Received lines must go through :meth:`incoming` before the recorder.
-    translates: ClassVar[bool]
     #: The server expects answers during traffic (PING): connections that do
     #: not measure must still be read and parsed.
     replies_needed: ClassVar[bool]
@@ -131,31 +137,15 @@ class Adapter(abc.ABC):
     def check_text(self, text: str) -> str | None:
         """Why ``text`` cannot be sent as one message, or None if it can."""
 
-    @abc.abstractmethod
-    def split_block(self, block: bytes) -> list[bytes]:
-        """The lines of a :meth:`Decoder.feed_block` block, as
-        :meth:`Decoder.feed` would have given them."""
-
-    def translate_block(self, block: bytes) -> bytes | None:
-        """A whole block of received lines (:meth:`Decoder.feed_block`) as
-        the chat lines the recorder reads, when that can be done in one step;
-        None sends the block's lines through :meth:`incoming` one by one."""
-        return None
-
-    def incoming(self, lines: list[bytes]) -> Incoming:
-        """Received traffic lines, classified (see :class:`Incoming`)."""
-        return Incoming(lines)
+    def deliveries(self, block: bytes) -> Incoming:
+        """A received block of whole lines (:meth:`Decoder.feed_block`) as
+        :class:`Incoming`.  The default: the lines are probe lines as they
+        are (a protocol whose server relays ``NAME: TEXT``)."""
+        return Incoming(lines=block)
 
     def control(self, text: str) -> str | None:
-        """A received line the recorder did not take (not a chat message):
-        the reason if it says the server is closing the connection."""
-        return None
-
-    def bind_senders(self, name_of: Callable[[str], str | None]) -> None:
-        """For protocols without names on the wire (the shootout): how to
-        tell a received message's chat name, the name of the sender its
-        probe names (``None``: not a probe).  The swarm worker calls it once;
-        other adapters ignore it."""
+        """A received line the recorder did not take (not a delivery): the
+        reason if it says the server is closing the connection."""
         return None
 
     def describe(self) -> ProtocolInfo:

@@ -4,10 +4,11 @@ A broker has no chat names and no chat lines: a client subscribes to one
 topic (the room) and publishes opaque payloads to it.  The harness makes a
 broker look like a chat server to the rest of the swarm:
 
-* a sender publishes ``NAME: PROBE`` -- the chat line our server would have
-  relayed -- as the payload (:meth:`BrokerAdapter.encode_message`), so a
-  received payload *is* the line the recorder reads, and the four integrity
-  counters, the sender-name check and the latency work unchanged;
+* a sender publishes ``NAME: PROBE`` -- a probe line
+  (:mod:`bench.measure.probeline`), what our server would have relayed --
+  as the payload (:meth:`BrokerAdapter.encode_message`), so a received
+  payload carries its sender's name, and the four integrity counters, the
+  sender-name check and the latency work as for any chat server;
 * each protocol's decoder cuts received bytes into frames and gives one
   "line" per frame that matters: a delivered payload as it is, anything the
   registration or the worker must see (a subscription confirmed, a ``PING``,
@@ -16,10 +17,10 @@ broker look like a chat server to the rest of the swarm:
   in :data:`server.protocol.names.RESERVED_FIRST`); acknowledgements nobody
   needs (Redis's subscriber count per ``PUBLISH``) give no line at all.
 
-So the block fast path holds whenever a buffer is all deliveries
-(:meth:`BrokerAdapter.translate_block` returns the block as it is), and
-control lines take :meth:`BrokerAdapter.incoming`, which answers ``PING``
-and reports the broker's reason for closing.
+So a block of payloads is a block of probe lines the recorder takes as it is
+(:meth:`BrokerAdapter.deliveries`), and when control lines are among them
+the adapter answers ``PING``, reports the broker's reason for closing, and
+hands on the payloads.
 """
 
 from __future__ import annotations
@@ -95,7 +96,6 @@ class BrokerAdapter(Adapter):
     """A pub/sub broker as the harness speaks it (see the module docstring).
     Subclasses give the decoder, the registrations and :meth:`publish`."""
 
-    translates = True
     replies_needed = True
     line_errors: ClassVar[tuple[type[Exception], ...]] = (FrameError,)
     #: How a sender is kept from receiving its own messages (the result says).
@@ -126,27 +126,23 @@ class BrokerAdapter(Adapter):
             return f"a {len(raw)}-byte message is over the harness's {MAX_TEXT_BYTES}-byte broker payload limit"
         return None
 
-    def split_block(self, block: bytes) -> list[bytes]:
-        return block.split(b"\n")[:-1]
-
-    def translate_block(self, block: bytes) -> bytes | None:
-        """The block as it is when it holds deliveries only."""
-        if b"\n* " in block or block.startswith(CONTROL_MARK):
-            return None
-        return block
-
-    def incoming(self, lines: list[bytes]) -> Incoming:
+    def deliveries(self, block: bytes) -> Incoming:
+        """The payloads as they are when the block holds nothing else;
+        otherwise the control lines taken out (a ``PING`` answered, an error
+        the end of the connection)."""
+        if b"\n* " not in block and not block.startswith(CONTROL_MARK):
+            return Incoming(lines=block)
         out: list[bytes] = []
         reply = b""
         ended: str | None = None
-        for line in lines:
+        for line in block.split(b"\n")[:-1]:
             if not line.startswith(CONTROL_MARK):
                 out.append(line)
             elif line == PING:
                 reply += self.pong()
             elif line.startswith(ERROR):
                 ended = f"{self.name}: " + line[len(ERROR) :].decode("utf-8", "replace")
-        return Incoming(out, reply, ended)
+        return Incoming(lines=deliveries_block(out), reply=reply, ended=ended)
 
     def control(self, text: str) -> str | None:
         if text.startswith(ERROR.decode()):

@@ -1,12 +1,14 @@
 """This project's chat protocol as the harness speaks it, parsed only through
 :mod:`server.protocol`: wait for the name prompt, send the name, wait for the
-welcome; chat lines are ``/say``-safe lines and arrive as ``NAME: TEXT``,
-which is already what the recorder reads.
+welcome; chat lines are ``/say``-safe lines and arrive as ``NAME: TEXT``:
+probe lines as they are (:mod:`bench.measure.probeline`), so a received
+block goes to the recorder untouched.
 """
 
 from __future__ import annotations
 
 from bench.wire.base import Adapter, Decoder, Registration, Step
+from bench.wire.lines import BlockLineDecoder
 from server import protocol
 
 #: Longest line a harness client accepts.  Chat lines stay under the
@@ -50,10 +52,9 @@ class ChatRegistration:
 
 
 class ChatAdapter(Adapter):
-    """Our protocol: received lines already are chat lines (no translation)."""
+    """Our protocol: received lines are probe lines as they are."""
 
     name = "chat"
-    translates = False
     replies_needed = False
     line_errors = (protocol.LineTooLong,)
 
@@ -61,7 +62,7 @@ class ChatAdapter(Adapter):
         self.receive_limit = receive_limit
 
     def decoder(self) -> Decoder:
-        return protocol.LineDecoder(self.receive_limit)
+        return BlockLineDecoder(self.receive_limit)
 
     def registration(self, name: str) -> Registration:
         return ChatRegistration(name)
@@ -76,13 +77,6 @@ class ChatAdapter(Adapter):
                 f"a {size}-byte chat line is longer than the server's {protocol.DEFAULT_MAX_LINE_BYTES}-byte line limit"
             )
         return None
-
-    def split_block(self, block: bytes) -> list[bytes]:
-        return protocol.split_block(block)
-
-    def translate_block(self, block: bytes) -> bytes:
-        """The block as it is: our lines are the recorder's lines."""
-        return block
 
     def control(self, text: str) -> str | None:
         try:

@@ -4,8 +4,9 @@
 end of ``NAMES`` (``366``); messages are ``PRIVMSG #channel :text``; ``PING``
 is answered with ``PONG`` at any time; CR LF framing; lines the harness
 sends are at most 512 bytes, and a message must leave room for the prefix a
-server adds when it relays it.  Received channel messages are translated into
-the chat lines (``NAME: TEXT``) the recorder reads.
+server adds when it relays it.  A received channel message is a delivery
+pair ``(nick, text)``, taken straight from the ``PRIVMSG`` (one regex pass
+over a whole block of them), which the recorder reads as it is.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import re
 from dataclasses import dataclass
 
 from bench.wire import irc
-from bench.wire.base import Adapter, Decoder, Incoming, ProtocolInfo, Registration, Step
-from server import protocol
+from bench.wire.base import Adapter, Decoder, Incoming, Pair, ProtocolInfo, Registration, Step
 
 #: The channel every IRC client of a run joins.
 IRC_CHANNEL = "#chatbench"
@@ -90,16 +90,10 @@ class Ended:
 IrcEvent = Delivery | Reply | Ended | None
 
 
-def chat_line(sender: str, text: str) -> bytes:
-    """A delivery as the line our server would have sent (what the recorder reads)."""
-    return protocol.encode_message(sender, text)[: -len(protocol.NEWLINE)]
-
-
 class IrcAdapter(Adapter):
-    """IRC: channel ``PRIVMSG`` lines become chat lines, ``PING`` gets ``PONG``."""
+    """IRC: channel ``PRIVMSG`` lines are deliveries, ``PING`` gets ``PONG``."""
 
     name = "irc"
-    translates = True
     replies_needed = True
     line_errors = (irc.LineTooLong,)
 
@@ -109,7 +103,7 @@ class IrcAdapter(Adapter):
         self._channel_key = self._channel_lower.encode("utf-8")
         self._head = f"PRIVMSG {channel} :".encode()
         # One relayed channel message, a whole line: the nick, then the text.
-        # Only the channel spelled as we joined it, lower-case (others: incoming()).
+        # Only the channel spelled as we joined it, lower-case (others: line by line).
         self._privmsg_block = re.compile(
             rb"^:([^ !\r\n]+)(?:![^ \r\n]*)? PRIVMSG " + re.escape(self._channel_key) + rb" :([^\r\n]*)\r?\n",
             re.MULTILINE,
@@ -120,22 +114,18 @@ class IrcAdapter(Adapter):
     def decoder(self) -> Decoder:
         return irc.LineSplitter()
 
-    def split_block(self, block: bytes) -> list[bytes]:
-        return irc.split_block(block)
-
-    def translate_block(self, block: bytes) -> bytes | None:
-        """The fast path of :meth:`incoming` for a whole block of received
-        lines (:meth:`irc.LineSplitter.feed_block`): when every line is a
-        plain ``:nick[!user@host] PRIVMSG <our channel> :text`` in ASCII, the
-        chat lines :meth:`incoming` would give, as one block (one regex
-        scan); otherwise None, and the lines take :meth:`incoming`."""
-        if not block.isascii():  # invalid UTF-8 would be replaced, one line at a time
-            return None
-        found = self._privmsg_block.findall(block)
-        if len(found) != block.count(b"\n"):
-            return None
-        # (re.sub with a template expands each match in Python: 3x slower)
-        return b"".join([nick + b": " + text + b"\n" for nick, text in found])
+    def deliveries(self, block: bytes) -> Incoming:
+        """The channel messages of a block of received lines
+        (:meth:`irc.LineSplitter.feed_block`) as ``(nick, text)`` pairs; a
+        ``PING`` answered, an ``ERROR`` the end of the connection.  When
+        every line is a plain ``:nick[!user@host] PRIVMSG <our channel>
+        :text`` in ASCII, one regex scan finds them all; otherwise line by
+        line (:meth:`classify`)."""
+        if block.isascii():  # invalid UTF-8 would be replaced, one line at a time
+            found: list[Pair] = self._privmsg_block.findall(block)
+            if len(found) == block.count(b"\n"):
+                return Incoming(pairs=found)
+        return self.classify_lines(irc.split_block(block))
 
     def registration(self, name: str) -> Registration:
         return IrcRegistration(name, self.channel)
@@ -179,8 +169,10 @@ class IrcAdapter(Adapter):
             return Delivery(msg.nick or "", msg.params[-1])
         return None
 
-    def incoming(self, lines: list[bytes]) -> Incoming:
-        out: list[bytes] = []
+    def classify_lines(self, lines: list[bytes]) -> Incoming:
+        """:meth:`deliveries` line by line (:meth:`classify`): what the
+        one-scan path must agree with."""
+        pairs: list[Pair] = []
         reply = b""
         ended: str | None = None
         privmsg = irc.privmsg
@@ -188,18 +180,18 @@ class IrcAdapter(Adapter):
         for line in lines:
             fast = privmsg(line)
             if fast is not None and fast[1].lower() == key:  # the hot path: a message to our channel
-                out.append(chat_line(fast[0].decode("utf-8", "replace"), fast[2].decode("utf-8", "replace")))
+                pairs.append((fast[0], fast[2]))
                 continue
             event = self.classify(line)
             if event is None:
                 continue
             if isinstance(event, Delivery):
-                out.append(chat_line(event.sender, event.text))
+                pairs.append((event.sender.encode("utf-8"), event.text.encode("utf-8")))
             elif isinstance(event, Reply):
                 reply += event.data
             else:
                 ended = event.reason
-        return Incoming(out, reply, ended)
+        return Incoming(pairs=pairs, reply=reply, ended=ended)
 
     def describe(self) -> ProtocolInfo:
         return {"protocol": self.name, "channel": self.channel, "max_text_bytes": self.max_text_bytes}

@@ -6,10 +6,11 @@ The protocol has no names and no registration: a client sends
 ``{"type": "broadcast", "payload": P}``, every client (the sender too)
 receives ``{"type": "broadcast", "payload": P}``, and the sender also gets
 ``{"type": "broadcastResult", ...}``.  Here ``P`` is the probe text, and a
-received broadcast becomes the chat line ``NAME: P`` the recorder reads, NAME
-being the name of the sender the probe names (:meth:`bind_senders`), so the
-integrity checks and latency are exactly a chat run's; a sender's own
-broadcast counts as an echo, never a delivery.
+received broadcast is the delivery pair ``(None, P)``: the protocol carries
+no names, so the recorder checks everything but the name (the probe's own
+checksum still covers its sender field), and the integrity checks and
+latency are exactly a chat run's; a sender's own broadcast counts as an
+echo, never a delivery.
 
 The reference servers serve it on ``/ws``; so does this project's with
 ``--ws-shootout`` (``--target embedded --protocol shootout`` starts it so).
@@ -20,11 +21,11 @@ taken the connection in once it answers).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
-from bench.wire.base import Decoder, Incoming, Registration, Step
+from bench.wire.base import Decoder, Incoming, Pair, Registration, Step
 from bench.wire.chat import RECEIVER_LINE_LIMIT
-from bench.wire.ws_adapter import PING_MARK, WsAdapter, WsDecoder, mask_text, upgrade_request
+from bench.wire.lines import split_block
+from bench.wire.ws_adapter import WsAdapter, WsDecoder, mask_text, upgrade_request
 from server import protocol
 
 #: The path the shootout's servers serve it on (this project's server: with
@@ -76,10 +77,6 @@ class ShootoutAdapter(WsAdapter):
 
     def __init__(self, receive_limit: int = RECEIVER_LINE_LIMIT, path: str = SHOOTOUT_PATH) -> None:
         super().__init__(receive_limit, path)
-        self.name_of: Callable[[str], str | None] = lambda text: None
-
-    def bind_senders(self, name_of: Callable[[str], str | None]) -> None:
-        self.name_of = name_of
 
     def decoder(self) -> Decoder:
         return WsDecoder(self.receive_limit, opened_line=OPENED)
@@ -90,29 +87,23 @@ class ShootoutAdapter(WsAdapter):
     def encode_chat(self, text: str) -> bytes:
         return mask_text(json.dumps({"type": "broadcast", "payload": text}).encode())
 
-    def translate_block(self, block: bytes) -> bytes | None:
-        """Broadcasts as ``NAME: PROBE`` chat lines; broadcastResult and
-        anything else dropped; None when a ping is in the block."""
-        if PING_MARK in block:
-            return None
-        return self._broadcasts(block)
+    def deliveries(self, block: bytes) -> Incoming:
+        """Broadcasts as nameless pairs, a masked pong for every ping;
+        broadcastResult and anything else dropped."""
+        got = super().deliveries(block)
+        return Incoming(pairs=_broadcasts(got.lines), reply=got.reply)
 
-    def incoming(self, lines: list[bytes]) -> Incoming:
-        """Pongs for pings, and the broadcasts as chat lines."""
-        got = super().incoming(lines)
-        chat = self._broadcasts(b"\n".join(got.lines))
-        return Incoming(protocol.split_block(chat) if chat else [], reply=got.reply)
 
-    def _broadcasts(self, block: bytes) -> bytes:
-        out: list[str] = []
-        name_of = self.name_of
-        for line in block.split(b"\n"):
-            if not line.startswith(BROADCAST_PREFIXES):
-                continue
-            try:
-                payload = json.loads(line).get("payload")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(payload, str):
-                out.append(f"{name_of(payload) or '?'}: {payload}\n")
-        return "".join(out).encode()
+def _broadcasts(block: bytes) -> list[Pair]:
+    """The payloads of the broadcasts in ``block`` (one JSON text per line)."""
+    out: list[Pair] = []
+    for line in split_block(block):
+        if not line.startswith(BROADCAST_PREFIXES):
+            continue
+        try:
+            payload = json.loads(line).get("payload")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(payload, str):
+            out.append((None, payload.encode("utf-8")))
+    return out

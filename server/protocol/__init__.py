@@ -9,7 +9,7 @@ get lines and frozen event objects back (the shape h11 made popular).
 
 One module per layer:
 
-``framing``   bytes <-> lines: :class:`LineDecoder`, ``split_block``, the limits
+``framing``   bytes <-> lines: :class:`LineDecoder`, the limits
 ``names``     valid usernames, the uniqueness key, safe client text
 ``commands``  client -> server: command dataclasses and ``parse_client_line``
 ``events``    server -> client: ``encode_*`` and ``parse_server_line``
@@ -82,7 +82,6 @@ from server.protocol.framing import (
     ProtocolError,
     decode_text,
     encode_line,
-    split_block,
 )
 from server.protocol.names import MAX_NAME_CHARS, RESERVED_FIRST, name_key, sanitize_text, validate_name
 
@@ -148,7 +147,6 @@ __all__ = [
     "parse_client_line",
     "parse_server_line",
     "sanitize_text",
-    "split_block",
     "split_message",
     "validate_name",
 ]

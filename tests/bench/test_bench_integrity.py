@@ -115,7 +115,7 @@ def test_receive_path_reports_exactly_the_faults_in_a_synthetic_stream() -> None
     assert tracker.finish({1: 10, 2: 10}, skip_sender=3) == IntegrityCounts(
         lost=1, duplicated=1, reordered=1, corrupted=1
     )
-    assert other == ["*** carol joined the chat"]
+    assert other == ["*** carol joined the chat", "carol: just chatting"]  # every line without a probe
     # alice: 0,1,2,3,4,6,8,9 intact = 8; bob: 10.  Warm-up (seq 0) is delivered but not measured.
     assert rec.delivered_all == 18
     assert rec.delivered_measured == 16

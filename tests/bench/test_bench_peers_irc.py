@@ -135,9 +135,9 @@ def test_chat_registration_prompt_name_welcome() -> None:
 # -- traffic ------------------------------------------------------------------------------
 
 
-def test_irc_incoming_classifies_deliveries_pings_and_errors() -> None:
+def test_irc_deliveries_classify_messages_pings_and_errors() -> None:
     a = irc_adapter.IrcAdapter("#chatbench")
-    got = a.incoming(
+    got = a.classify_lines(
         [
             b":bob!~bob@127.0.0.1 PRIVMSG #chatbench :hello: world",
             b"@tag=1 :carol!~c@h PRIVMSG #chatbench :tagged",
@@ -147,13 +147,10 @@ def test_irc_incoming_classifies_deliveries_pings_and_errors() -> None:
             b":srv 372 alice :- motd",
         ]
     )
-    assert [protocol.split_message(protocol.decode_text(line)) for line in got.lines] == [
-        ("bob", "hello: world"),
-        ("carol", "tagged"),
-    ]
+    assert got.pairs == [(b"bob", b"hello: world"), (b"carol", b"tagged")]
     assert got.reply == b"PONG srv.example\r\n"
     assert got.ended is None
-    assert a.incoming([b"ERROR :Closing Link: 127.0.0.1 (Ping timeout)"]).ended == (
+    assert a.deliveries(b"ERROR :Closing Link: 127.0.0.1 (Ping timeout)\r\n").ended == (
         "disconnected: Closing Link: 127.0.0.1 (Ping timeout)"
     )
     assert a.classify(b"PING :x") == irc_adapter.Reply(b"PONG x\r\n")
@@ -168,17 +165,19 @@ def test_irc_deliveries_reach_the_recorder_as_measured_probes() -> None:
     sent = a.encode_chat(text)
     assert sent == b"PRIVMSG #chatbench :" + text.encode() + b"\r\n"
     relayed = b":cbab12-3!~cbab12-3@127.0.0.1 " + sent  # what the server forwards
-    lines = irc.LineSplitter().feed(relayed)
+    got = a.deliveries(irc.LineSplitter().feed_block(relayed))
+    assert got.pairs == [(b"cbab12-3", text.encode())] and not got.lines
     recorder = DeliveryRecorder({3: "cbab12-3"})
     tracker = IntegrityTracker()
-    other = recorder.feed(tracker, 0, a.incoming(lines).lines, intended + 2_000_000)
-    assert other == []
+    recorder.record_pairs(tracker, 0, got.pairs, intended + 2_000_000)
     assert recorder.delivered_all == recorder.delivered_measured == 1
     assert recorder.hist.summary()["max_us"] >= 1900
     # Attributed to the wrong nick: counted as corrupt, not delivered.
-    wrong = a.incoming([b":mallory!m@h PRIVMSG #chatbench :" + text.encode()]).lines
-    recorder.feed(IntegrityTracker(), 0, wrong, intended)
-    assert recorder.delivered_all == 1
+    wrong = IntegrityTracker()
+    recorder.record_pairs(
+        wrong, 0, a.deliveries(b":mallory!m@h PRIVMSG #chatbench :" + text.encode() + b"\r\n").pairs, intended
+    )
+    assert recorder.delivered_all == 1 and wrong.corrupted == 1
 
 
 def test_irc_message_size_limit_leaves_room_for_the_relay_prefix() -> None:
@@ -253,23 +252,21 @@ def test_feed_block_refuses_a_line_past_its_limit_like_feed() -> None:
 
 
 @given(st.lists(_IRC_LINE, min_size=1, max_size=12))
-def test_translate_block_is_incoming_or_declines(lines: list[bytes]) -> None:
-    """The whole-block translation gives exactly what incoming() gives
-    line by line, or declines (None) so the lines take incoming()."""
+def test_the_one_scan_path_gives_what_the_lines_give_one_by_one(lines: list[bytes]) -> None:
+    """A whole block's deliveries are exactly those of its lines classified
+    one by one, whichever path the block takes."""
     adapter = irc_adapter.IrcAdapter()
     block = b"".join(lines)
-    chat = adapter.translate_block(block)
-    incoming = adapter.incoming(irc.split_block(block))
-    if chat is None:
-        return
-    assert chat == b"".join(line + b"\n" for line in incoming.lines)
-    assert incoming.reply == b"" and incoming.ended is None
+    whole = adapter.deliveries(block)
+    one_by_one = adapter.classify_lines(irc.split_block(block))
+    assert (whole.pairs, whole.reply, whole.ended) == (one_by_one.pairs, one_by_one.reply, one_by_one.ended)
 
 
-def test_translate_block_takes_plain_channel_messages_and_declines_the_rest() -> None:
+def test_plain_channel_messages_take_one_scan() -> None:
     adapter = irc_adapter.IrcAdapter()
     plain = b":alice!a@h PRIVMSG #chatbench :hello\r\n:bob!b@h PRIVMSG #chatbench :~cb2 1 2 3 x\r\n"
-    assert adapter.translate_block(plain) == b"alice: hello\nbob: ~cb2 1 2 3 x\n"
-    assert adapter.translate_block(b"") == b""
+    assert adapter.deliveries(plain).pairs == [(b"alice", b"hello"), (b"bob", b"~cb2 1 2 3 x")]
+    assert adapter.deliveries(b"").pairs == []
     for other in (b"PING :t\r\n", b":bob!b@h PRIVMSG #elsewhere :x\r\n", b":b!b@h PRIVMSG #chatbench :\xff\r\n"):
-        assert adapter.translate_block(plain + other) is None
+        got = adapter.deliveries(plain + other)
+        assert got.pairs[:2] == [(b"alice", b"hello"), (b"bob", b"~cb2 1 2 3 x")]

@@ -1,9 +1,10 @@
 """The receive path's fast paths give exactly the reference results.
 
 ``DeliveryRecorder.receive`` (block path for big buffers, per-line path
-otherwise), ``LatencyHistogram.record_array``, ``IntegrityTracker.observe_block``
-and ``probe.parse_probe_block`` are each compared with the plain code they
-replace, on clean streams and on streams with every kind of fault.
+otherwise), ``DeliveryRecorder.record_pairs``, ``LatencyHistogram.record_array``,
+``IntegrityTracker.observe_block`` and ``probe.parse_probe_block`` are each
+compared with the plain code they replace, on clean streams and on streams
+with every kind of fault; labels split the same deliveries.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.measure import probe
+from bench.measure import probe, probeline
 from bench.measure import recorder as recorder_mod
 from bench.measure.integrity import DUPLICATE, IntegrityTracker
+from bench.measure.labelled import Labelled
 from bench.measure.recorder import DeliveryRecorder
 from bench.measure.stats import HIGHEST_US, LatencyHistogram
-from bench.wire import chatblock
+from bench.wire.lines import BlockLineDecoder
 from server import protocol
 
 NAMES = {1: "alice", 2: "bob", 3: "carol", 40: "dave-40"}
@@ -92,7 +94,7 @@ def test_parse_probe_block_reads_fields_of_every_width(digits: int) -> None:
     texts = [probe.encode_probe(v % 997, v, values[-1 - i], "p" * (i % 5)) for i, v in enumerate(values)]
     texts.append(probe.encode_probe(1, 2, 3, "x"))  # short fields too
     block = b"".join(protocol.encode_message("n" * (1 + i % 20), t) for i, t in enumerate(texts))
-    layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
+    layout = probeline.line_layout(block, probe.PROBE_SPACES)
     assert layout is not None
     got = probe.parse_probe_block(block, layout)
     assert got is not None
@@ -105,7 +107,7 @@ def test_parse_probe_block_reads_fields_of_every_width(digits: int) -> None:
 def test_parse_probe_block_leaves_19_digit_fields_to_the_per_line_path() -> None:
     texts = [probe.encode_probe(1, q, 10**18 + q, "x") for q in range(20)]
     block = b"".join(protocol.encode_message("name", t) for t in texts)
-    layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
+    layout = probeline.line_layout(block, probe.PROBE_SPACES)
     assert layout is not None
     assert probe.parse_probe_block(block, layout) is None
 
@@ -113,7 +115,7 @@ def test_parse_probe_block_leaves_19_digit_fields_to_the_per_line_path() -> None
 def test_parse_probe_block_agrees_with_parse_probe() -> None:
     texts = _probe_texts(40)
     block = b"".join(protocol.encode_message("x", t) for t in texts)
-    layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
+    layout = probeline.line_layout(block, probe.PROBE_SPACES)
     assert layout is not None
     got = probe.parse_probe_block(block, layout)
     assert got is not None
@@ -137,7 +139,7 @@ def test_parse_probe_block_refuses_a_block_with_any_corrupted_byte(position: int
             probe.parse_probe(bad)  # the reference sees the damage...
         damaged = [*texts[:position], bad, *texts[position + 1 :]]
         block = b"".join(protocol.encode_message("x", t) for t in damaged)
-        layout = chatblock.chat_block_layout(block, probe.PROBE_SPACES)
+        layout = probeline.line_layout(block, probe.PROBE_SPACES)
         if layout is None:
             continue
         # ...and so does the block path: it refuses the block.
@@ -200,7 +202,7 @@ def _run(
 ) -> tuple[Any, ...]:
     rec = DeliveryRecorder(names, measure_start_ns=10**12 + 20_000)
     tracker = IntegrityTracker()
-    decoder = protocol.LineDecoder(1 << 16)
+    decoder = BlockLineDecoder(1 << 16)
     data = b"".join(lines)
     other: list[str] = []
     pos = 0
@@ -291,16 +293,17 @@ def test_block_path_takes_clean_buffers_and_agrees_with_the_reference_under_dama
         assert got[:-1] == expected[:-1]
 
 
-# -- each delivery's path (a target of several nodes) ----------------------------------
+# -- labels (here: each delivery's path, a target of several nodes) ---------------------
 
-#: Client id -> node: alice and dave on the receiver's node 0, bob on node 1.
-NODES = {1: 0, 2: 1, 40: 0, OWN: 0}
+#: Stream id -> label index, for the receiver OWN: alice and dave on its node, bob on the other.
+ROUTES = {OWN: {1: 0, 2: 1, 40: 0}}
+KEYS = ["path=same", "path=cross"]
 
 
-def _run_paths(lines: list[bytes], chunks: list[int], nodes: dict[int, int] | None, *, reference: bool) -> Any:
-    """Like :func:`_run`, with ``nodes``: the recorder and its counters."""
-    rec = DeliveryRecorder(NAMES, measure_start_ns=10**12 + 20_000, nodes=nodes)
-    tracker, decoder = IntegrityTracker(), protocol.LineDecoder(1 << 16)
+def _run_labelled(lines: list[bytes], chunks: list[int], labelled: Labelled | None, *, reference: bool) -> Any:
+    """Like :func:`_run`, with ``labelled``: the recorder and its counters."""
+    rec = DeliveryRecorder(NAMES, measure_start_ns=10**12 + 20_000, labelled=labelled)
+    tracker, decoder = IntegrityTracker(), BlockLineDecoder(1 << 16)
     data, pos, i = b"".join(lines), 0, 0
     while pos < len(data):
         chunk = data[pos : pos + chunks[i % len(chunks)]]
@@ -325,22 +328,21 @@ def _measured_from(lines: list[bytes], senders: set[int]) -> int:
 
 @pytest.mark.parametrize("faults", [False, True])
 @pytest.mark.parametrize("block_min", [0, 1 << 30])
-def test_paths_split_the_same_deliveries_by_the_senders_node(
+def test_labels_split_the_same_deliveries_by_their_stream(
     faults: bool, block_min: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With nodes, every measured delivery goes to exactly one path, by its
-    sender's node against the receiver's; both together are the histogram
-    recorded without nodes, and every counter is unchanged."""
+    """With labels, every measured delivery goes to exactly one label, by its
+    (receiver, stream) route; all of them together are the histogram
+    recorded with one label, and every counter is unchanged."""
     monkeypatch.setattr(recorder_mod, "BLOCK_MIN_BYTES", block_min)
     rng = random.Random(7)
     lines, _ = _stream(rng, 3000, faults)
     chunks = [rng.choice((1, 7, 100, 1000, 5000, 30000)) for _ in range(200)]
-    plain = _run_paths(lines, chunks, None, reference=False)
-    assert plain.paths is None
+    plain = _run_labelled(lines, chunks, None, reference=False)
+    assert plain.labelled.single
     for reference in (False, True):
-        rec = _run_paths(lines, chunks, NODES, reference=reference)
-        split = rec.paths
-        assert split is not None
+        rec = _run_labelled(lines, chunks, Labelled(KEYS, ROUTES), reference=reference)
+        same, cross = rec.labelled.hists
         # The same counts and summary (a merge keeps min and max to their bucket, as the parent's merge does).
         assert (list(rec.hist._hist.counts), rec.hist.clamped, rec.hist.summary()) == (
             list(plain.hist._hist.counts),
@@ -348,18 +350,70 @@ def test_paths_split_the_same_deliveries_by_the_senders_node(
             plain.hist.summary(),
         )
         assert (rec.delivered_all, rec.delivered_measured) == (plain.delivered_all, plain.delivered_measured)
-        assert split.same.count + split.across.count == plain.delivered_measured
-        assert split.same.count > 0 and split.across.count > 0
+        assert same.count + cross.count == plain.delivered_measured
+        assert same.count > 0 and cross.count > 0
+        assert rec.labelled.strays == 0
         if not faults:
-            assert split.across.count == _measured_from(lines, {2})  # bob is on the other node
-            assert split.same.count == _measured_from(lines, {1, 40})
+            assert cross.count == _measured_from(lines, {2})  # bob is on the other node
+            assert same.count == _measured_from(lines, {1, 40})
     if block_min == 0 and not faults:
-        assert _run_paths(lines, chunks, NODES, reference=False).blocks_fast > 0
+        assert _run_labelled(lines, chunks, Labelled(KEYS, ROUTES), reference=False).blocks_fast > 0
 
 
-def test_paths_on_one_node_are_all_same_node() -> None:
+def test_a_stream_outside_the_receivers_audience_is_a_stray_not_a_measurement() -> None:
     rng = random.Random(8)
     lines, _ = _stream(rng, 500, False)
-    rec = _run_paths(lines, [30000], dict.fromkeys(NODES, 0), reference=False)
-    assert rec.paths is not None
-    assert rec.paths.across.count == 0 and rec.paths.same.count == rec.delivered_measured > 0
+    routes = {OWN: {1: 0, 40: 1}}  # bob's stream is not one OWN hears
+    rec = _run_labelled(lines, [30000, 700], Labelled(KEYS, routes), reference=False)
+    from_bob = _measured_from(lines, {2})
+    assert from_bob > 0
+    assert rec.labelled.strays == from_bob
+    assert sum(h.count for h in rec.labelled.hists) == _measured_from(lines, {1, 40})
+
+
+# -- pairs: deliveries straight from a protocol's framing ----------------------------------
+
+
+def _pairs_of(lines: list[bytes]) -> list[tuple[bytes | None, bytes]]:
+    return [(line.split(b": ", 1)[0], line.split(b": ", 1)[1]) for line in lines if b": " in line]
+
+
+@pytest.mark.parametrize("faults", [False, True])
+def test_record_pairs_gives_what_the_same_lines_give(faults: bool) -> None:
+    """A stream handed over as (name, text) pairs (IRC, the shootout) is
+    accounted exactly as the same probe lines are."""
+    rng = random.Random(9)
+    lines = [line.rstrip(b"\r\n") for line in _stream(rng, 2000, faults)[0]]
+    by_lines = DeliveryRecorder(NAMES, measure_start_ns=10**12 + 20_000)
+    by_pairs = DeliveryRecorder(NAMES, measure_start_ns=10**12 + 20_000)
+    t1, t2 = IntegrityTracker(), IntegrityTracker()
+    probe_lines = [line for line in lines if probeline.split_line(line) is not None]
+    for i in range(0, len(probe_lines), 37):
+        now = 10**12 + 10**9 + i * 1000
+        by_lines.feed_reference(t1, OWN, probe_lines[i : i + 37], now)
+        by_pairs.record_pairs(t2, OWN, _pairs_of(probe_lines[i : i + 37]), now)
+    assert (by_pairs.delivered_all, by_pairs.delivered_measured, by_pairs.echoes) == (
+        by_lines.delivered_all,
+        by_lines.delivered_measured,
+        by_lines.echoes,
+    )
+    assert _hist_state(by_pairs.hist) == _hist_state(by_lines.hist)
+    assert (t2.duplicated, t2.reordered, t2.corrupted, t2._next, t2._holes) == (
+        t1.duplicated,
+        t1.reordered,
+        t1.corrupted,
+        t1._next,
+        t1._holes,
+    )
+
+
+def test_nameless_pairs_check_everything_but_the_name() -> None:
+    """The shootout carries no names: a probe is still checked and counted,
+    an unknown sender id is corrupt, an echo is an echo."""
+    rec, tracker = DeliveryRecorder(NAMES), IntegrityTracker()
+    ok = probe.encode_probe(1, 0, 10**12, "x").encode()
+    unknown = probe.encode_probe(7, 0, 10**12, "x").encode()
+    echo = probe.encode_probe(OWN, 0, 10**12, "x").encode()
+    rec.record_pairs(tracker, OWN, [(None, ok), (None, unknown), (None, echo), (None, b"not a probe")], 10**12 + 5000)
+    assert (rec.delivered_all, rec.echoes, tracker.corrupted) == (1, 1, 1)
+    assert rec.hist.count == 1 and rec.hist.max == 5

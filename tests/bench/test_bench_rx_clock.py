@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench.measure.rxstamp import enable, realtime_offset_ns, recv_stamped
+from bench.net.stamps import enable, realtime_offset_ns, recv_stamped
 from bench.report.runline import summary_line
 from bench.swarm import SwarmConfig, run_swarm
 

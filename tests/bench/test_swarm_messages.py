@@ -7,14 +7,16 @@ import pickle
 import typing
 
 from bench.measure.integrity import IntegrityCounts
+from bench.measure.labelled import EncodedHistogram
 from bench.swarm import messages
 from bench.swarm.config import SwarmConfig
-from bench.swarm.plan import ClientSpec, Schedule, WorkerPlan, make_plans
+from bench.swarm.plan import ClientSpec, Schedule, WorkerPlan, make_plans, plan_of
 from bench.swarm.worker import Worker
+from bench.workload import labels
 
 
 def _examples() -> list[object]:
-    schedule = Schedule(t0_ns=1, rate=10.0, total=5, senders=1, warmup=1, receivers_present=2)
+    schedule = Schedule(t0_ns=1, rate=10.0, total=5, senders=1, warmup=1, audience={0: 2})
     return [
         messages.Stall(),
         messages.Start(schedule),
@@ -28,12 +30,12 @@ def _examples() -> list[object]:
         messages.Sent({0: 4}, {0: 3}, 0),
         messages.Result(
             worker=0,
-            histogram="",
-            clamped=0,
-            send_lag_histogram="",
-            send_lag_clamped=0,
-            receive_lag_histogram="",
-            receive_lag_clamped=0,
+            labels={
+                "path=same": messages.LabelResult(EncodedHistogram("HISTFAAAAB", 1), IntegrityCounts(lost=1)),
+                "path=cross": messages.LabelResult(EncodedHistogram(), IntegrityCounts()),
+            },
+            send_lag=EncodedHistogram(),
+            receive_lag=EncodedHistogram(),
             rx_clock="read",
             unstamped_reads=0,
             delivered_all=1,
@@ -43,7 +45,8 @@ def _examples() -> list[object]:
             echoes=0,
             lines=1,
             bytes_in=10,
-            paths=messages.PathHistograms(same="", same_clamped=0, across="", across_clamped=0),
+            by_pair={(1, 0): IntegrityCounts(lost=1)},
+            strays=2,
         ),
         messages.Failed(0, "Traceback ..."),
     ]
@@ -61,7 +64,7 @@ def test_the_worker_handles_every_command_type() -> None:
         port=9,
         clients=(ClientSpec(0, "a", receives=True, slot=0),),
         stalled=(),
-        sender_names={0: "a"},
+        workload=plan_of([ClientSpec(0, "a", receives=True, slot=0)]),
         payload_bytes=8,
     )
     parent, child = mp.Pipe()
@@ -83,11 +86,17 @@ def test_plans_put_client_i_on_node_i_mod_n_when_the_target_has_several() -> Non
     assert all(c.node == c.cid % 3 for c in specs)
     for plan in plans:
         assert plan.addresses == tuple(nodes)
-        # every sender's node (to tell each delivery's path) and the worker's own clients'
-        assert plan.nodes == {0: 0, 1: 1, 2: 2} | {c.cid: c.node for c in plan.clients}
-    # One address (or none): nothing changes.
+        # the plan knows every client's node (to tell each delivery's path)
+        workload = plan.workload
+        assert workload.nodes == 3
+        assert {cid: c.node for cid, c in workload.clients.items()} == {
+            c.cid: c.node for c in specs if c.receives or c.slot is not None
+        }
+        assert labels.label_key(workload, 0, 3) == "path=same" and labels.label_key(workload, 1, 3) == "path=cross"
+    # One address (or none): nothing changes, and no label dimension applies.
     for one in (None, nodes[:1]):
         plain = make_plans(config, "127.0.0.1", 7001, "t", None, one)
         assert plain == make_plans(config, "127.0.0.1", 7001, "t")
-        assert all(p.addresses == () and p.nodes == {} for p in plain)
+        assert all(p.addresses == () and p.workload.nodes == 1 for p in plain)
         assert all(c.node == 0 for p in plain for c in p.clients)
+        assert labels.routes(plain[0].workload, range(7)) == ([""], {})

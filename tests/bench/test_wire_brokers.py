@@ -98,12 +98,11 @@ def test_a_sender_publishes_the_chat_line_and_a_block_of_deliveries_passes_whole
     assert adapter.check_text(text) is None
     assert adapter.check_text("a\nb") is not None
     block = PAYLOAD + b"\n" + PAYLOAD + b"\n"
-    assert adapter.translate_block(block) == block
-    assert adapter.split_block(block) == [PAYLOAD, PAYLOAD]
+    whole = adapter.deliveries(block)
+    assert whole.lines is block and not whole.pairs and not whole.reply and whole.ended is None
     mixed = PAYLOAD + b"\n" + PING + b"\n" + ERROR + b"bye\n"
-    assert adapter.translate_block(mixed) is None
-    got = adapter.incoming(adapter.split_block(mixed))
-    assert got.lines == [PAYLOAD]
+    got = adapter.deliveries(mixed)
+    assert got.lines == PAYLOAD + b"\n"
     assert got.ended == f"{name}: bye"
     assert got.reply == (b"PONG\r\n" if name == "nats" else b"")
 

@@ -95,9 +95,8 @@ def test_swarm_measures_the_room_over_websocket_with_every_check() -> None:
     assert doc["latency_us"]["count"] == d["delivered"]
 
 
-def test_shootout_broadcasts_become_chat_lines_of_the_named_sender() -> None:
+def test_shootout_broadcasts_become_nameless_deliveries() -> None:
     adapter = wire.get("shootout")
-    adapter.bind_senders(lambda text: {"~p3": "u3"}.get(text.split(" ")[0]))
     block = (
         b'{"type": "broadcast", "payload": "~p3 1 2 x"}\n'
         b'{"type":"broadcastResult","payload":"~p3 1 2 x","listenCount":5}\n'
@@ -105,7 +104,9 @@ def test_shootout_broadcasts_become_chat_lines_of_the_named_sender() -> None:
         b'{"type":"broadcast","payload":"unknown"}\n'
         b"not json\n"
     )
-    assert adapter.translate_block(block) == b"u3: ~p3 1 2 x\nu3: ~p3 2 3 y\n?: unknown\n"
+    got = adapter.deliveries(block)
+    assert got.pairs == [(None, b"~p3 1 2 x"), (None, b"~p3 2 3 y"), (None, b"unknown")]
+    assert not got.lines and not got.reply
     frame = adapter.encode_chat("~p3 1 2 x")
     decoder = FrameDecoder(client=False)
     decoder.receive_bytes(frame)
@@ -158,8 +159,8 @@ def test_the_adapter_answers_server_pings_and_the_server_keeps_it(monkeypatch: p
             answered = 0
             deadline = time.monotonic() + 4  # the reaper pings about once a second
             while time.monotonic() < deadline:
-                incoming = adapter.incoming([ann.next_line(deadline=deadline + 5)])
-                assert incoming.lines == [] and incoming.reply  # only pings come: a masked pong each
+                incoming = adapter.deliveries(ann.next_line(deadline=deadline + 5) + b"\n")
+                assert incoming.lines == b"" and incoming.reply  # only pings come: a masked pong each
                 ann.sock.sendall(incoming.reply)
                 answered += 1
             assert answered >= 2

@@ -49,7 +49,7 @@ def test_perf_replay_check_catches_a_wrong_histogram() -> None:
 def test_block_path_steps_names_every_step_and_needs_big_buffers() -> None:
     big = make_stream(ReplayConfig(deliveries=20_000, receivers=1, chunk_bytes=65536), build_expected=False)
     steps = block_path_steps(big, buffers=3, passes=1)
-    assert set(steps) >= {"layout (chat_block_layout)", "fields and check (parse_probe_block)", "names", "total"}
+    assert set(steps) >= {"layout (line_layout)", "fields and check (parse_probe_block)", "names", "total"}
     assert all(ns > 0 for ns in steps.values())
     small = make_stream(ReplayConfig(deliveries=2_000, receivers=1, chunk_bytes=1024), build_expected=False)
     with pytest.raises(ValueError, match="block path"):

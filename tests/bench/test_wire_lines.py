@@ -1,9 +1,10 @@
-"""The chat protocol's bytes-level fast paths (server.protocol framing,
-bench.wire.chatblock) agree with the per-line API.
+"""The harness's bytes-level fast paths for lines agree with the per-line API.
 
-``LineDecoder.feed_block`` + ``split_block`` must give exactly what ``feed``
-gives (limits included), and ``chat_block_layout`` must agree with
-``split_message`` on every line kind whenever it accepts a block.
+``BlockLineDecoder.feed_block`` + ``split_block`` (bench.wire.lines) must
+give exactly what the protocol's ``LineDecoder.feed`` gives (limits
+included), and ``probeline.line_layout`` must agree with the probe line's
+definition (the name before the first ``": "``) on every line kind whenever
+it accepts a block.
 """
 
 from __future__ import annotations
@@ -15,18 +16,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.wire.chatblock import chat_block_layout
+from bench.measure.probeline import line_layout
+from bench.wire.lines import BlockLineDecoder, split_block
 from server import protocol as p
 
 LIMIT = 64
 
 
-def _feed_all(decoder: p.LineDecoder, chunks: list[bytes], *, block: bool) -> tuple[list[bytes], str | None]:
+def _feed_all(decoder: BlockLineDecoder, chunks: list[bytes], *, block: bool) -> tuple[list[bytes], str | None]:
     lines: list[bytes] = []
     try:
         for chunk in chunks:
             if block:
-                lines += p.split_block(decoder.feed_block(chunk))
+                lines += split_block(decoder.feed_block(chunk))
             else:
                 lines += decoder.feed(chunk)
     except p.LineTooLong as exc:
@@ -50,30 +52,30 @@ def test_feed_block_then_split_block_is_feed(
     bounds = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
     chunks = [stream[a:b] for a, b in itertools.pairwise(bounds)]
     expected = _feed_all(p.LineDecoder(LIMIT), chunks, block=False)
-    got = _feed_all(p.LineDecoder(LIMIT), chunks, block=True)
+    got = _feed_all(BlockLineDecoder(LIMIT), chunks, block=True)
     assert got == expected
 
 
 def test_feed_block_keeps_the_partial_line_and_returns_whole_lines() -> None:
-    d = p.LineDecoder(LIMIT)
+    d = BlockLineDecoder(LIMIT)
     assert d.feed_block(b"ab") == b""
     assert d.feed_block(b"c\nde\r\nf") == b"abc\nde\r\n"
     assert d.buffered == 1
-    assert p.split_block(b"abc\nde\r\n") == [b"abc", b"de"]
+    assert split_block(b"abc\nde\r\n") == [b"abc", b"de"]
     with pytest.raises(p.LineTooLong):
-        p.LineDecoder(4).feed_block(b"12345678")
+        BlockLineDecoder(4).feed_block(b"12345678")
 
 
 def test_feed_block_in_discarding_mode_drops_oversized_lines_like_feed() -> None:
     chunks = [b"ok\n" + b"x" * 100, b"yy\nfine\n"]
-    a, b = p.LineDecoder(LIMIT, discard_oversized=True), p.LineDecoder(LIMIT, discard_oversized=True)
-    assert [line for c in chunks for line in p.split_block(a.feed_block(c))] == [
+    a, b = BlockLineDecoder(LIMIT, discard_oversized=True), p.LineDecoder(LIMIT, discard_oversized=True)
+    assert [line for c in chunks for line in split_block(a.feed_block(c))] == [
         line for c in chunks for line in b.feed(c)
     ]
     assert a.oversized == b.oversized == 1
 
 
-# -- chat_block_layout -------------------------------------------------------------
+# -- line_layout -------------------------------------------------------------
 
 #: One line of every kind the server sends, plus chat lines of many shapes.
 EVERY_KIND = [
@@ -106,46 +108,48 @@ EVERY_KIND = [
 def _check_layout(block: bytes, text_spaces: int) -> bool:
     """If the layout accepts the block, it must agree with split_message on
     every line; returns whether it accepted."""
-    layout = chat_block_layout(block, text_spaces)
+    layout = line_layout(block, text_spaces)
     if layout is None:
         return False
-    lines = p.split_block(block)
+    lines = split_block(block)
     assert len(lines) == len(layout.starts)
     for i, line in enumerate(lines):
         s, sep, e = int(layout.starts[i]), int(layout.spaces[i, 0]), int(layout.ends[i])
         assert block[s:e] == line
-        expected = p.split_message(p.decode_text(line))
-        assert expected is not None, line
-        assert expected == (p.decode_text(block[s : sep - 1]), p.decode_text(block[sep + 1 : e]))
+        name, found, text = line.partition(b": ")
+        assert found and name, line
+        assert (name, text) == (block[s : sep - 1], block[sep + 1 : e])
         assert [int(x) for x in layout.spaces[i, 1:]] == [s + j for j, ch in enumerate(line) if ch == 32][1:]
     return True
 
 
-def test_layout_agrees_with_split_message_on_every_line_kind() -> None:
+def test_layout_agrees_with_the_probe_line_split_on_every_line_kind() -> None:
     for line in EVERY_KIND:
         for k in range(6):
             accepted = _check_layout(line, k)
             if accepted:
-                # Only chat messages are laid out.
-                assert isinstance(p.parse_server_line(p.decode_text(line.rstrip(b"\n"))), p.Message)
+                # Only lines with a name before a ": " are laid out (and the
+                # recorder then compares that name with a sender's).
+                assert b": " in line and not line.startswith(b": ")
 
 
 def test_layout_accepts_a_block_of_chat_lines_and_refuses_one_foreign_line() -> None:
     chat = [p.encode_message(f"user{i}", f"~cb2 {i} {i * 7} 123456789 payload{i} ABCDEFGH") for i in range(50)]
     block = b"".join(chat)
     assert _check_layout(block, 5)
-    assert chat_block_layout(block, 4) is None
+    assert line_layout(block, 4) is None
     for kind in EVERY_KIND:
         mixed = b"".join(chat[:20]) + kind + b"".join(chat[20:])
-        if p.split_message(p.decode_text(kind.rstrip(b"\n"))) is None:
-            assert chat_block_layout(mixed, 5) is None, kind
+        name, found, _ = kind.rstrip(b"\n").partition(b": ")
+        if not found or not name or b" " in name:
+            assert line_layout(mixed, 5) is None, kind
         else:
             _check_layout(mixed, 5)
 
 
 @given(st.lists(st.text(alphabet="ab :*![é\r", max_size=12), min_size=1, max_size=8), st.integers(0, 4))
 @settings(max_examples=500, deadline=None)
-def test_layout_agrees_with_split_message_on_random_lines(texts: list[str], text_spaces: int) -> None:
+def test_layout_agrees_with_the_probe_line_split_on_random_lines(texts: list[str], text_spaces: int) -> None:
     block = b"".join(t.encode("utf-8") + b"\n" for t in texts)
     _check_layout(block, text_spaces)
 
@@ -167,4 +171,4 @@ def test_layout_refuses_control_characters_and_utf8() -> None:
     good = p.encode_message("alice", "a b c")
     assert _check_layout(good * 3, 2)
     for bad in (b"al\xc3\xa9: a b c\n", b"alice: a b\tc\n", b"alice: a b c\r\n", b"alice: a\x00 b c\n"):
-        assert chat_block_layout(good + bad + good, 2) is None, bad
+        assert line_layout(good + bad + good, 2) is None, bad

@@ -8,8 +8,7 @@ target's ``send`` runs, so a delivery's arrival time does not depend on when
 the harness got around to reading it.  A read that gathers several segments
 gets the newest one's stamp: earlier lines are stamped late, never early.
 
-Used by the swarm's workers (:mod:`bench.swarm.worker`) and the CI gate
-(:mod:`bench.gate`).
+Every receive loop of the harness reads through :class:`bench.net.rx.StampedReader`.
 """
 
 from __future__ import annotations
