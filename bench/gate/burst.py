@@ -36,6 +36,7 @@ from bench.measure.probe import CorruptProbe, encode_probe, make_payload, parse_
 from bench.measure.stats import LatencyHistogram
 from bench.net import stamps as rxstamp
 from bench.wire.client import WireClient
+from bench.wire.lines import BlockLineDecoder
 from server import protocol
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Member:
     __slots__ = ("chunks", "client", "decoder", "expected", "name", "received", "sock")
 
     def __init__(self, address: tuple[str, int], name: str, rcvbuf: int | None = None) -> None:
-        self.decoder = protocol.LineDecoder(RECEIVE_LINE_LIMIT)
+        self.decoder = BlockLineDecoder(RECEIVE_LINE_LIMIT)
         self.client = WireClient.connect(address, name, timeout=HANDSHAKE_TIMEOUT, rcvbuf=rcvbuf, decoder=self.decoder)
         self.sock: socket.socket = self.client.sock
         self.name = name

@@ -77,7 +77,7 @@ from bench.loadtest.support import (
 )
 from bench.measure.probe import encode_probe, make_payload
 from bench.wire.client import RegistrationRefused, WireClient
-from bench.wire.lines import split_block
+from bench.wire.lines import BlockLineDecoder, split_block
 from server import protocol
 
 log = logging.getLogger("chatbench.locust")
@@ -138,7 +138,7 @@ class ChatConnection:
         within ``timeout`` seconds.  ``protocol_name``: what the host speaks
         (:data:`bench.wire.PROTOCOLS`)."""
         deadline = time.monotonic() + timeout
-        decoder = protocol.LineDecoder(RECEIVE_LINE_LIMIT) if protocol_name == DEFAULT_PROTOCOL else None
+        decoder = BlockLineDecoder(RECEIVE_LINE_LIMIT) if protocol_name == DEFAULT_PROTOCOL else None
         client = WireClient.open(address, protocol_name, timeout, decoder=decoder)
         try:
             for _ in range(attempts):

@@ -182,6 +182,10 @@ class IntegrityTracker:
         """Whether anything from ``sender`` arrived yet."""
         return sender in self._next
 
+    def next_seq(self, sender: int) -> int:
+        """One more than the highest sequence number from ``sender`` seen (0: none yet)."""
+        return self._next.get(sender, 0)
+
     def gaps(self) -> dict[int, int]:
         """Per sender, the messages missing *between* the first and the last
         that arrived (the loss a receiver that came and went can be sure of)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import socket
 import time
-from typing import Protocol
 
 from bench import wire
 
@@ -35,23 +34,17 @@ class RegistrationRefused(ClientError):
     connection may still be open for another attempt."""
 
 
-class LineDecoder(Protocol):
-    """Bytes in, complete lines (without terminator) out."""
-
-    def feed(self, data: bytes) -> list[bytes]: ...
-
-
 class WireClient:
     """One blocking connection: its socket, its line decoder and the lines
     received but not yet taken."""
 
     def __init__(
-        self, sock: socket.socket, name: str, adapter: wire.Adapter, decoder: LineDecoder | None = None
+        self, sock: socket.socket, name: str, adapter: wire.Adapter, decoder: wire.Decoder | None = None
     ) -> None:
         self.sock = sock
         self.name = name
         self.adapter = adapter
-        self.decoder: LineDecoder = decoder if decoder is not None else adapter.decoder()
+        self.decoder: wire.Decoder = decoder if decoder is not None else adapter.decoder()
         self._lines: collections.deque[bytes] = collections.deque()
 
     @classmethod
@@ -61,7 +54,7 @@ class WireClient:
         protocol: str = "chat",
         timeout: float = REGISTER_TIMEOUT_S,
         rcvbuf: int | None = None,
-        decoder: LineDecoder | None = None,
+        decoder: wire.Decoder | None = None,
     ) -> WireClient:
         """A connected socket (TCP_NODELAY, timeout set), not registered yet."""
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -86,7 +79,7 @@ class WireClient:
         protocol: str = "chat",
         timeout: float = REGISTER_TIMEOUT_S,
         rcvbuf: int | None = None,
-        decoder: LineDecoder | None = None,
+        decoder: wire.Decoder | None = None,
     ) -> WireClient:
         """Connect and register as ``name``, all within ``timeout`` seconds;
         the socket is closed if anything fails."""
