@@ -75,8 +75,10 @@ _NEVER = float("inf")
 Pair = tuple["bytes | None", bytes]
 
 
-class DeliveryRecorder:
-    """What a receiver's deliveries add up to (see the module docstring).
+class Accounting:
+    """What a receiver's deliveries add up to: the counters, the histograms by
+    label, the reference path and the per-pair path (see the module
+    docstring); :class:`DeliveryRecorder` adds the fast paths for probe lines.
 
     ``sender_names``: stream id -> the name its messages arrive under;
     ``labelled``: the histograms by label (default: one label).
@@ -120,134 +122,6 @@ class DeliveryRecorder:
         self._name_ids = {name + b":": sid for sid, name in self._names_b.items() if b" " not in name}
         self._sender_b = {sid: b"%d" % sid for sid in self._name_ids.values()}
         self._table: tuple[Any, Any] | None = None  # the block path's name table, built on first use
-
-    # -- probe lines -----------------------------------------------------------
-
-    def receive(self, decoder: Any, tracker: IntegrityTracker, own: int, data: bytes, now: int) -> list[str]:
-        """One ``recv`` buffer of receiver ``own`` whose protocol delivers
-        probe lines as they are (``decoder.feed_block`` cuts the whole lines):
-        :meth:`record_lines` of them."""
-        return self.record_lines(tracker, own, decoder.feed_block(data), now)
-
-    def record_lines(self, tracker: IntegrityTracker, own: int, block: bytes, now: int) -> list[str]:
-        """A block of complete lines (each ending in ``\\n``, a ``\\r``
-        before it allowed) received by ``own`` at ``now``
-        (``time.monotonic_ns()`` or the kernel's stamp on that clock).
-        Returns the lines that carry no probe (notices, errors), decoded,
-        for the adapter to look at."""
-        if not block:
-            return []
-        if len(block) >= BLOCK_MIN_BYTES and self._record_block(tracker, own, block, now):
-            return []
-        lines = block.split(b"\n")
-        lines.pop()
-        if 13 in block:  # b"\r"
-            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-        return self._feed(tracker, own, lines, now, block.isascii())
-
-    def feed(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int) -> list[str]:
-        """:meth:`record_lines` for lines already split (without endings)."""
-        return self._feed(tracker, own, lines, now, False)
-
-    def _record_block(self, tracker: IntegrityTracker, own: int, block: bytes, now: int) -> bool:
-        """The block path; False (nothing recorded) when the block does not qualify."""
-        import numpy as np
-
-        layout = probeline.line_layout(block, probe.PROBE_SPACES)
-        if layout is None:
-            return False
-        probes = probe.parse_probe_block(block, layout)
-        if probes is None:
-            return False
-        sender = probes.sender
-        if self._table is None:
-            self._table = probeline.name_table(np, self._names_b)
-        if (sender == own).any() or not probeline.names_match(np, block, layout.starts, sender, self._table):
-            return False
-        # Every line is an intact probe from another known sender: account.
-        delivered = tracker.observe_block(sender, probes.seq)
-        self.lines += len(sender)
-        self.blocks_fast += 1
-        intended = probes.intended_ns
-        if delivered is not None:
-            intended = intended[delivered]
-        self.delivered_all += len(intended)
-        keep = intended >= self.measure_start_ns
-        measured = intended[keep]
-        if len(measured):
-            self.delivered_measured += len(measured)
-            self.last_measured_recv_ns = now
-            labelled = self._labelled
-            if labelled.single:
-                self._hist.record_array((now - measured) // 1000)
-            else:
-                streams = sender if delivered is None else sender[delivered]
-                labelled.record_array(own, streams[keep], (now - measured) // 1000)
-        return True
-
-    def _feed(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int, ascii_known: bool) -> list[str]:
-        """The per-line path; ``ascii_known``: the caller checked that every line is ASCII."""
-        self.lines += len(lines)
-        ids = self._name_ids
-        sender_b = self._sender_b
-        nxt = tracker._next  # the in-order case of tracker.observe, inlined
-        start = self.measure_start_ns
-        measure_start: float = start  # an int, but for _NEVER
-        crc32 = zlib.crc32
-        text_crc = _TEXT_CRC
-        tag = _TAG_BYTES
-        pending = self._pending
-        labelled = self._labelled
-        route = None
-        if not labelled.single:
-            # With labels a measured line goes to its label's list (one dict
-            # lookup), below the plain case's test, which then never passes:
-            # with one label the loop does nothing more than it always did.
-            route = labelled.route(own)
-            measure_start = _NEVER
-        measured = len(pending) if route is None else labelled.pending_count()
-        other: list[str] = []
-        delivered = 0
-        for line in lines:
-            # "NAME:", tag, SENDER, SEQ, INTENDED_NS, PAYLOAD, CHECK (8 bytes after the last space)
-            parts = line.split(b" ")
-            if len(parts) == 7 and parts[1] == tag and len(parts[6]) == 8 and (ascii_known or line.isascii()):
-                # A known sender's name (so the line's first ": " ends it), and
-                # the sender field is that sender's id, written as encode_probe does.
-                sender = ids.get(parts[0])
-                if (
-                    sender is not None
-                    and sender != own
-                    and sender_b[sender] == parts[2]
-                    # One CRC call checks the whole text (see bench.measure.probe).
-                    and crc32(line[len(parts[0]) + 1 :], 0xFFFFFFFF) == text_crc
-                ):
-                    # int() of ASCII bytes is int() of the text (parse_probe's), so
-                    # whatever it accepts ("+5", "1_0") gives the same numbers.
-                    try:
-                        seq = int(parts[3])
-                        intended = int(parts[4])
-                    except ValueError:
-                        pass
-                    else:
-                        if seq == nxt.get(sender, 0):
-                            nxt[sender] = seq + 1
-                        elif tracker.observe(sender, seq) == DUPLICATE:
-                            continue
-                        delivered += 1
-                        if intended >= measure_start:
-                            pending.append((now - intended) // 1000)
-                        elif route is not None and intended >= start:
-                            self._route(route, sender, (now - intended) // 1000)
-                        continue
-            # Anything else: the reference code.
-            pair = probeline.split_line(line)
-            if pair is None:
-                other.append(line.decode("utf-8", "replace"))
-                continue
-            delivered += self._reference(tracker, own, pair[0], pair[1], now, pending, route)
-        self._account(delivered, measured, route, now)
-        return other
 
     # -- pairs -------------------------------------------------------------------
 
@@ -412,3 +286,138 @@ class DeliveryRecorder:
         """The histograms by label (flushed)."""
         self._labelled.flush()
         return self._labelled
+
+
+class DeliveryRecorder(Accounting):
+    """:class:`Accounting` with the fast paths for blocks of probe lines:
+    what every receive loop of the harness records through."""
+
+    __slots__ = ()
+
+    # -- probe lines -----------------------------------------------------------
+
+    def receive(self, decoder: Any, tracker: IntegrityTracker, own: int, data: bytes, now: int) -> list[str]:
+        """One ``recv`` buffer of receiver ``own`` whose protocol delivers
+        probe lines as they are (``decoder.feed_block`` cuts the whole lines):
+        :meth:`record_lines` of them."""
+        return self.record_lines(tracker, own, decoder.feed_block(data), now)
+
+    def record_lines(self, tracker: IntegrityTracker, own: int, block: bytes, now: int) -> list[str]:
+        """A block of complete lines (each ending in ``\\n``, a ``\\r``
+        before it allowed) received by ``own`` at ``now``
+        (``time.monotonic_ns()`` or the kernel's stamp on that clock).
+        Returns the lines that carry no probe (notices, errors), decoded,
+        for the adapter to look at."""
+        if not block:
+            return []
+        if len(block) >= BLOCK_MIN_BYTES and self._record_block(tracker, own, block, now):
+            return []
+        lines = block.split(b"\n")
+        lines.pop()
+        if 13 in block:  # b"\r"
+            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        return self._feed(tracker, own, lines, now, block.isascii())
+
+    def feed(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int) -> list[str]:
+        """:meth:`record_lines` for lines already split (without endings)."""
+        return self._feed(tracker, own, lines, now, False)
+
+    def _record_block(self, tracker: IntegrityTracker, own: int, block: bytes, now: int) -> bool:
+        """The block path; False (nothing recorded) when the block does not qualify."""
+        import numpy as np
+
+        layout = probeline.line_layout(block, probe.PROBE_SPACES)
+        if layout is None:
+            return False
+        probes = probe.parse_probe_block(block, layout)
+        if probes is None:
+            return False
+        sender = probes.sender
+        if self._table is None:
+            self._table = probeline.name_table(np, self._names_b)
+        if (sender == own).any() or not probeline.names_match(np, block, layout.starts, sender, self._table):
+            return False
+        # Every line is an intact probe from another known sender: account.
+        delivered = tracker.observe_block(sender, probes.seq)
+        self.lines += len(sender)
+        self.blocks_fast += 1
+        intended = probes.intended_ns
+        if delivered is not None:
+            intended = intended[delivered]
+        self.delivered_all += len(intended)
+        keep = intended >= self.measure_start_ns
+        measured = intended[keep]
+        if len(measured):
+            self.delivered_measured += len(measured)
+            self.last_measured_recv_ns = now
+            labelled = self._labelled
+            if labelled.single:
+                self._hist.record_array((now - measured) // 1000)
+            else:
+                streams = sender if delivered is None else sender[delivered]
+                labelled.record_array(own, streams[keep], (now - measured) // 1000)
+        return True
+
+    def _feed(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int, ascii_known: bool) -> list[str]:
+        """The per-line path; ``ascii_known``: the caller checked that every line is ASCII."""
+        self.lines += len(lines)
+        ids = self._name_ids
+        sender_b = self._sender_b
+        nxt = tracker._next  # the in-order case of tracker.observe, inlined
+        start = self.measure_start_ns
+        measure_start: float = start  # an int, but for _NEVER
+        crc32 = zlib.crc32
+        text_crc = _TEXT_CRC
+        tag = _TAG_BYTES
+        pending = self._pending
+        labelled = self._labelled
+        route = None
+        if not labelled.single:
+            # With labels a measured line goes to its label's list (one dict
+            # lookup), below the plain case's test, which then never passes:
+            # with one label the loop does nothing more than it always did.
+            route = labelled.route(own)
+            measure_start = _NEVER
+        measured = len(pending) if route is None else labelled.pending_count()
+        other: list[str] = []
+        delivered = 0
+        for line in lines:
+            # "NAME:", tag, SENDER, SEQ, INTENDED_NS, PAYLOAD, CHECK (8 bytes after the last space)
+            parts = line.split(b" ")
+            if len(parts) == 7 and parts[1] == tag and len(parts[6]) == 8 and (ascii_known or line.isascii()):
+                # A known sender's name (so the line's first ": " ends it), and
+                # the sender field is that sender's id, written as encode_probe does.
+                sender = ids.get(parts[0])
+                if (
+                    sender is not None
+                    and sender != own
+                    and sender_b[sender] == parts[2]
+                    # One CRC call checks the whole text (see bench.measure.probe).
+                    and crc32(line[len(parts[0]) + 1 :], 0xFFFFFFFF) == text_crc
+                ):
+                    # int() of ASCII bytes is int() of the text (parse_probe's), so
+                    # whatever it accepts ("+5", "1_0") gives the same numbers.
+                    try:
+                        seq = int(parts[3])
+                        intended = int(parts[4])
+                    except ValueError:
+                        pass
+                    else:
+                        if seq == nxt.get(sender, 0):
+                            nxt[sender] = seq + 1
+                        elif tracker.observe(sender, seq) == DUPLICATE:
+                            continue
+                        delivered += 1
+                        if intended >= measure_start:
+                            pending.append((now - intended) // 1000)
+                        elif route is not None and intended >= start:
+                            self._route(route, sender, (now - intended) // 1000)
+                        continue
+            # Anything else: the reference code.
+            pair = probeline.split_line(line)
+            if pair is None:
+                other.append(line.decode("utf-8", "replace"))
+                continue
+            delivered += self._reference(tracker, own, pair[0], pair[1], now, pending, route)
+        self._account(delivered, measured, route, now)
+        return other
