@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from server import protocol
 from server.config import DEFAULT_ANNOUNCE_LIMIT, DEFAULT_MAX_ROOMS, DEFAULT_MAX_ROOMS_PER_CLIENT
-from server.rooms import Room, RoomError
+from server.rooms import Room, RoomError, part_reason
 
 if TYPE_CHECKING:
     from server.fanout.base import FanOutHook, Outbox
@@ -198,7 +198,7 @@ class Hub:
             current = mine[next(reversed(mine))] if mine else None
             self._remove_member(room, session)
             member_name = self._name_of[session]
-        line = protocol.encode_room_left(member_name, name, f"part: {reason}" if reason else "part")
+        line = protocol.encode_room_left(member_name, name, part_reason(reason))
         session.send(line)
         if self.room_size(room) < self.announce_limit:
             self.notify(room.targets, line)

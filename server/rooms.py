@@ -25,6 +25,11 @@ Members = tuple[tuple["Session", "Outbox"], ...]
 NO_ROOM_ERROR = "You are in no room; /join #ROOM to talk"
 
 
+def part_reason(reason: str) -> str:
+    """What a part's notice says in parentheses: ``part`` or ``part: REASON``."""
+    return f"part: {reason}" if reason else "part"
+
+
 class RoomError(Exception):
     """A room command that cannot be done: the message is the client's one
     error line (``! MESSAGE``); the session goes on."""

@@ -15,10 +15,13 @@ def test_every_kind_round_trips() -> None:
     cases = [
         (codec.encode_lines(NODE, b"alice: hi\nbob: yo\n"), codec.LINES, (b"alice: hi\nbob: yo\n",)),
         (codec.encode_joined(NODE, "Zoë"), codec.JOINED, ("Zoë".encode(),)),
-        (codec.encode_left(NODE, "bob"), codec.LEFT, (b"bob",)),
+        (codec.encode_left(NODE, "bob", "quit: bye"), codec.LEFT, (b"bob", b"quit: bye")),
+        (codec.encode_entered(NODE, "bob", "#rust"), codec.ENTERED, (b"bob", b"#rust")),
+        (codec.encode_exited(NODE, "bob", "#rust", "part: x\x00y"), codec.EXITED, (b"bob", b"#rust", b"part: x\x00y")),
         (codec.encode_renamed(NODE, "bob", "rob"), codec.RENAMED, (b"bob", b"rob")),
         (codec.encode_private(NODE, "a", "b", "hi: there"), codec.PRIVATE, (b"a", b"b", b"hi: there")),
         (codec.encode_sync(NODE, ["a", "b", "c"]), codec.SYNC, (b"a", b"b", b"c")),
+        (codec.encode_sync(NODE, [codec.entry("a", ["#lobby", "#x"])]), codec.SYNC, (b"a #lobby #x",)),
         (codec.encode_sync(NODE, []), codec.SYNC, ()),
     ]
     for data, kind, fields in cases:
@@ -47,6 +50,11 @@ def test_private_text_keeps_separators_after_the_third_field() -> None:
 def test_bad_messages_are_refused_with_a_reason(data: bytes, error: str) -> None:
     with pytest.raises(codec.CodecError, match=error):
         codec.decode(data)
+
+
+def test_an_entry_is_a_name_and_its_rooms() -> None:
+    assert codec.parse_entry(codec.entry("zoë", ["#lobby", "#rust"])) == ("zoë", ["#lobby", "#rust"])
+    assert codec.parse_entry(codec.entry("solo", [])) == ("solo", [])
 
 
 def test_text_refuses_bad_utf8() -> None:
