@@ -139,11 +139,11 @@ class ClusterHub(Hub):
         return roster(local + remote, count + len(remote))
 
     def room_members(self, name: str) -> tuple[list[str], int] | None:
-        local = super().room_members(name)
+        local = self._rooms.get(name)
+        if local is not None:
+            return self.room_roster(local)  # with the other nodes' members
         remote = self.directory.room_names(name)
-        if local is None:
-            return roster(remote, len(remote)) if remote else None
-        return roster(local[0] + remote, local[1] + len(remote))
+        return roster(remote, len(remote)) if remote else None
 
     def room_size(self, room: Room) -> int:
         return super().room_size(room) + self.directory.count(room.name)
@@ -153,8 +153,10 @@ class ClusterHub(Hub):
 
     def room_list(self) -> list[tuple[str, int]]:
         counts = self.directory.room_counts()
-        for name, local in super().room_list():
-            counts[name] = counts.get(name, 0) + local
+        with self._lock:
+            local = [(name, len(room.targets)) for name, room in self._rooms.items()]
+        for name, count in local:
+            counts[name] = counts.get(name, 0) + count
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
     def send_private(self, sender: str, to: str, text: str) -> str | None:
