@@ -161,10 +161,12 @@ class Hub:
         with self._lock:
             mine = self._rooms_of[session]
             room = mine.pop(name, None)
-            if room is not None:  # already in it: it becomes the current room
+            if room is not None:  # already in it: it only becomes the current room
                 mine[name] = room
-                session.send(protocol.encode_talking(name, *self.room_roster(room)))
-                return room
+        if room is not None:
+            session.send(protocol.encode_talking(name, *self.room_roster(room)))
+            return room
+        with self._lock:
             if len(mine) >= self.max_rooms_per_client:
                 raise RoomError(
                     f"Cannot join {name}: you are in {len(mine)} rooms, the most one client may be in; /part one first"

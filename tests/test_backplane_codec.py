@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.backplane import codec
+from server.backplane.directory import Directory
 from server.backplane.publisher import PUBLISH_BATCH_BYTES, coalesce
 
 NODE = b"0123456789ab"
@@ -95,3 +96,20 @@ def test_coalesce_caps_the_size_of_one_publish() -> None:
     head = len(codec.LINES + NODE)
     assert all(len(m) - head <= PUBLISH_BATCH_BYTES for m in out)
     assert b"".join(m[head:] for m in out) == line * 1000
+
+
+def test_the_directory_follows_members_and_their_rooms() -> None:
+    d = Directory()
+    d.add(NODE, "alice")
+    d.add(OTHER, "bob", ["#lobby", "#rust"])
+    assert d.enter(NODE, "alice", "#rust") and not d.enter(NODE, "alice", "#rust")  # once
+    assert not d.enter(OTHER, "alice", "#go")  # not bob's node's to say
+    assert sorted(d.room_names("#rust")) == ["alice", "bob"] and d.count("#rust") == 2
+    assert d.rename(NODE, "alice", "alicia") == ["#lobby", "#rust"]
+    assert d.find("ALICIA") == "alicia" and d.find("alice") is None
+    assert d.exit(NODE, "alicia", "#rust") and not d.exit(NODE, "alicia", "#rust")
+    assert d.room_counts() == {"#lobby": 2, "#rust": 1}
+    assert d.remove(OTHER, "alicia") is None  # another node's member: untouched
+    assert d.remove(NODE, "alicia") == ["#lobby"] and d.remove(NODE, "alicia") is None  # once
+    d.replace_node(OTHER, {"carol": ["#go"]})
+    assert d.names() == ["carol"] and d.room_counts() == {"#go": 1} and d.names_on(OTHER) == ["carol"]
