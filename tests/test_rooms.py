@@ -27,6 +27,11 @@ def joined(client: ChatTestClient, room: str) -> p.Talking:
     return talking
 
 
+def own_part(name: str) -> Callable[[p.ServerEvent], bool]:
+    """Matches the notice of ``name``'s own part of the lobby."""
+    return lambda e: e == p.Left(name, "part", LOBBY)
+
+
 def quiet(*clients: ChatTestClient) -> None:
     """Everything in flight has arrived (and is dropped)."""
     for c in clients:
@@ -108,8 +113,9 @@ def test_who_and_rooms_list_members_and_counts(connect: Connect) -> None:
     assert carol.wait_for(lambda e: isinstance(e, p.RoomList)) == p.RoomList((("#big", 3), (LOBBY, 3)))
     carol.send_line("/who #small")
     assert carol.expect(p.Error) == p.Error("No such room: #small")
-    for c in (alice, bob, carol):
+    for name, c in (("alice", alice), ("bob", bob), ("carol", carol)):
         c.send_line(f"/part {LOBBY}")
+        c.wait_for(own_part(name))  # done before /rooms
     carol.send_line("/rooms")  # the lobby stays, empty
     assert carol.wait_for(lambda e: isinstance(e, p.RoomList)) == p.RoomList((("#big", 3), (LOBBY, 0)))
 
@@ -178,8 +184,9 @@ def test_a_leaving_client_is_announced_once_to_everyone_sharing_a_room(connect: 
     for c in (alice, bob, carol):
         joined(c, "#x")
     joined(dave, "#y")
-    for c in (carol, dave):
+    for name, c in (("carol", carol), ("dave", dave)):
         c.send_line(f"/part {LOBBY}")
+        c.wait_for(own_part(name))
     quiet(alice, bob, carol, dave)
     alice.send_line("/nick alicia")  # a rename too reaches each once, and the renamed
     for c in (alice, bob, carol):
