@@ -9,6 +9,11 @@ Two front ends share one :class:`ChatClient`:
   client sends ``/quit`` and prints until the server closes.  Output is the
   server's lines, uncoloured, one per line.
 
+Rooms: a line from a room other than the default one starts with its room
+(``#rust alice: hi``, as the server sends it; coloured in terminal mode), and
+the prompt names the current room when it is not the default one
+(``alice #rust>``), so the person knows where plain text goes.
+
 Exit codes: 0 after ``/quit``, EOF, Ctrl-D or Ctrl-C; 1 when the connection
 is refused or lost, or the server disconnects us unasked; 2 when the server
 refuses the name and there is no person to type another (plain mode).
@@ -51,18 +56,34 @@ _STYLE: dict[type, str] = {
     protocol.PrivateEcho: "\x1b[35m",
 }
 _BOLD = "\x1b[1m"
+_ROOM = "\x1b[32m"
 
 
 def render(line: Line, colour: bool) -> str:
     """How one server line is shown: the server's own text, which is already
-    readable, with colour by kind in terminal mode."""
+    readable (a room's line starts with its room), with colour by kind in
+    terminal mode."""
     event = line.event
     if not colour or event is None:
         return line.text
     if isinstance(event, protocol.Message):
-        return f"{_BOLD}{event.sender}{_RESET}: {event.text}"
+        return f"{_room(event.room)}{_BOLD}{event.sender}{_RESET}: {event.text}"
     style = _STYLE.get(type(event))
+    if isinstance(event, protocol.Action) and style:
+        return f"{_room(event.room)}{style}* {event.sender} {event.action}{_RESET}"
     return f"{style}{line.text}{_RESET}" if style else line.text
+
+
+def _room(room: str | None) -> str:
+    """A room line's room, coloured (nothing for the default room)."""
+    return f"{_ROOM}{room}{_RESET} " if room else ""
+
+
+def prompt_for(name: str, room: str | None) -> str:
+    """The input prompt: the name, and the current room unless it is the default one."""
+    if room == protocol.DEFAULT_ROOM:
+        return f"{name}> "
+    return f"{name} {room or '(no room)'}> "
 
 
 def is_quit(text: str) -> bool:
@@ -87,6 +108,8 @@ class ChatClient:
         self._auto_name = name
         self.name_sent = name is not None
         self.name: str | None = None
+        #: Where plain text goes: the room joined last (None: no room).
+        self.room: str | None = protocol.DEFAULT_ROOM
         self.prompt_text = protocol.NAME_PROMPT + " "
         self.quitting = False
         #: Set once the first answer to our name arrives (welcome or refusal), or the connection ends.
@@ -159,11 +182,13 @@ class ChatClient:
             return
         if isinstance(event, protocol.Welcome):
             self.name = event.name
-            self.prompt_text = f"{event.name}> "
+            self.prompt_text = prompt_for(event.name, self.room)
             self.settled.set()
         elif isinstance(event, protocol.Renamed) and event.old == self.name:
             self.name = event.new
-            self.prompt_text = f"{event.new}> "
+            self.prompt_text = prompt_for(event.new, self.room)
+        elif isinstance(event, protocol.Talking | protocol.Notice) and self.name is not None:
+            self._room_changed(event)
         elif isinstance(event, protocol.Error) and self.name is None and self.name_sent:
             self.settled.set()
             if not self.interactive:
@@ -174,6 +199,17 @@ class ChatClient:
         elif isinstance(event, protocol.Disconnected) and not self.quitting:
             self._disconnect_reason = event.reason
         self.show(render(line, self.interactive))
+
+    def _room_changed(self, event: protocol.Talking | protocol.Notice) -> None:
+        """The server said which room is current now (or that there is none)."""
+        assert self.name is not None
+        if isinstance(event, protocol.Talking):
+            self.room = event.room
+        elif event.text == protocol.NO_ROOM:
+            self.room = None
+        else:
+            return
+        self.prompt_text = prompt_for(self.name, self.room)
 
     def _closed(self, error: str | None) -> None:
         if self.exit_code == EXIT_NAME_REFUSED:

@@ -93,8 +93,14 @@ class ChatServer:
         if config.backplane is not None:
             from server.backplane.hub import ClusterHub  # here: redis is imported only for a cluster
 
-            self.cluster = ClusterHub(config.backplane, config.announce_limit)
-        self.hub: Hub = Hub(config.announce_limit) if self.cluster is None else self.cluster
+            self.cluster = ClusterHub(
+                config.backplane, config.announce_limit, config.max_rooms, config.max_rooms_per_client
+            )
+        self.hub: Hub = (
+            Hub(config.announce_limit, config.max_rooms, config.max_rooms_per_client)
+            if self.cluster is None
+            else self.cluster
+        )
         #: The room of WebSocket clients speaking the shootout protocol
         #: (``/ws-shootout``): no names shown, so no join or leave notices.
         self.shootout_hub = Hub(announce_limit=0)

@@ -70,6 +70,21 @@ MIN_LINE_BYTES = 16
 DEFAULT_ANNOUNCE_LIMIT = 1000
 
 
+#: Rooms one client may be in at once, the default room included.  Every room
+#: a client is in sends it that room's lines and notices, and costs a place in
+#: the room's snapshot, rebuilt on each join; IRC networks allow 20 to 250
+#: channels per user (CHANLIMIT).  50 fits a person in many rooms and the
+#: harness's workloads (a few rooms per client, a personal room each).
+DEFAULT_MAX_ROOMS_PER_CLIENT = 50
+
+#: Rooms that may exist at once, the default room included.  A room costs a
+#: dict entry and its snapshot (well under 1 KiB when small) and, in a
+#: cluster, a Redis channel.  Twice the default client limit, so a personal
+#: room for every one of 10,000 clients still leaves 10,000 for groups
+#: (Centrifugo's benchmark: a personal channel and a 10-member group each).
+DEFAULT_MAX_ROOMS = 20_000
+
+
 #: URL schemes --backplane accepts (Redis over TCP, over TLS, over a Unix socket).
 BACKPLANE_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -88,6 +103,8 @@ class ServerConfig:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     keepalive: int = DEFAULT_KEEPALIVE
     announce_limit: int = DEFAULT_ANNOUNCE_LIMIT
+    max_rooms: int = DEFAULT_MAX_ROOMS
+    max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
     thread_stack_bytes: int = DEFAULT_THREAD_STACK_BYTES
     backlog: int = DEFAULT_BACKLOG
     log_level: str = "INFO"
@@ -124,6 +141,8 @@ class ServerConfig:
             raise ValueError("rate limit must be >= 0 (0 = off) and rate burst >= 1")
         if self.announce_limit < 0:
             raise ValueError("announce limit must be >= 0")
+        if self.max_rooms < 1 or self.max_rooms_per_client < 1:
+            raise ValueError("max rooms and max rooms per client must be at least 1 (the default room counts)")
         if self.idle_timeout < 0 or self.keepalive < 0:
             raise ValueError("idle timeout and keepalive must be >= 0 (0 = off)")
         if self.backplane is not None and not self.backplane.startswith(BACKPLANE_SCHEMES):
@@ -236,6 +255,18 @@ def _add_limit_options(parser: argparse.ArgumentParser, d: ServerConfig) -> None
         default=d.announce_limit,
         help="send join/leave notices only while at most this many are online (they cost N^2 lines)",
     )
+    parser.add_argument(
+        "--max-rooms",
+        type=int,
+        default=d.max_rooms,
+        help="rooms that may exist at once, the default room included (/join of a new room past it is refused)",
+    )
+    parser.add_argument(
+        "--max-rooms-per-client",
+        type=int,
+        default=d.max_rooms_per_client,
+        help="rooms one client may be in at once, the default room included",
+    )
     parser.add_argument("--thread-stack-kib", type=int, default=d.thread_stack_bytes // 1024, help="stack per thread")
     parser.add_argument("--backlog", type=int, default=d.backlog, help="listen() backlog")
 
@@ -257,6 +288,8 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
             idle_timeout=args.idle_timeout,
             keepalive=args.keepalive,
             announce_limit=args.announce_limit,
+            max_rooms=args.max_rooms,
+            max_rooms_per_client=args.max_rooms_per_client,
             thread_stack_bytes=args.thread_stack_kib * 1024,
             backlog=args.backlog,
             log_level=args.log_level,

@@ -25,6 +25,7 @@ from server.fanout import Fanout, Outbox
 from server.flood import TokenBucket, Verdict
 from server.handlers import EndSession, dispatch
 from server.hub import Hub, NameTaken
+from server.rooms import NO_ROOM_ERROR, Room
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,12 @@ class Session:
         #: Our name once the hub accepted it (set by us after ``Hub.join`` and
         #: by the /nick handler after ``Hub.rename``); None until registered.
         self.name: str | None = None
+        #: Where plain text goes: the room joined last (the lobby after
+        #: registration; set by the /join and /part handlers from the hub's
+        #: answer); None when in no room.
+        self.room: Room | None = None
+        #: The room the chat lines batched in ``_handle`` go to.
+        self._batch_room: Room | None = None
         config = context.config
         self.decoder = protocol.LineDecoder(config.max_line_bytes, discard_oversized=True)
         self.outbox: Outbox = context.fanout.outbox(sock, self._send_queue_exceeded, peer)
@@ -204,6 +211,7 @@ class Session:
             self.send(protocol.encode_prompt())
             return False
         self.name = name
+        self.room = self.hub.lobby
         log.info("%s joined from %s", name, self.peer)
         return True
 
@@ -212,9 +220,10 @@ class Session:
             self._handle(lines)
 
     def _handle(self, lines: list[bytes]) -> None:
-        """Act on a batch of lines.  Consecutive chat lines become one
-        broadcast, so each recipient gets one send per batch, not per line."""
-        assert self.name is not None
+        """Act on a batch of lines.  Consecutive chat lines to one room become
+        one broadcast, so each recipient gets one send per batch, not per line."""
+        name = self.name
+        assert name is not None
         pending: list[bytes] = []
         for line in lines:
             if self.bucket is not None and self._pace(pending):
@@ -229,11 +238,34 @@ class Session:
             if cmd is None:
                 continue
             if type(cmd) is protocol.Say:
-                pending.append(protocol.encode_message(self.name, cmd.text))
+                room = self.room
+                if room is None or room is not self._batch_room:
+                    self._flush(pending)
+                    if room is None:
+                        self.send(protocol.encode_error(NO_ROOM_ERROR))
+                        continue
+                    self._batch_room = room
+                pending.append(room.message(name, cmd.text))
+                continue
+            if type(cmd) is protocol.SayTo:
+                self._say_to(cmd, pending)
                 continue
             self._flush(pending)
             dispatch(self, cmd)
         self._flush(pending)
+
+    def _say_to(self, cmd: protocol.SayTo, pending: list[bytes]) -> None:
+        """``/say #ROOM TEXT``: batched like plain text, for one of our rooms."""
+        assert self.name is not None
+        room = self.hub.member_room(self, cmd.room)
+        if room is None:
+            self._flush(pending)
+            self.send(protocol.encode_error(f"You are not in {cmd.room}; /join {cmd.room} first"))
+            return
+        if room is not self._batch_room:
+            self._flush(pending)
+            self._batch_room = room
+        pending.append(room.message(self.name, cmd.text))
 
     def _pace(self, pending: list[bytes] | None = None) -> bool:
         """Flood control for one line: returns after the line may be handled
@@ -262,5 +294,5 @@ class Session:
 
     def _flush(self, pending: list[bytes]) -> None:
         if pending:
-            self.hub.broadcast(b"".join(pending) if len(pending) > 1 else pending[0], exclude=self)
+            self.hub.broadcast(b"".join(pending) if len(pending) > 1 else pending[0], self, self._batch_room)
             pending.clear()

@@ -1,5 +1,9 @@
 """A chat cluster over a real ``redis-server``: nodes in-process (and one as a
-process, to be SIGKILLed), clients on each, every read with a timeout."""
+process, to be SIGKILLed), clients on each, every read with a timeout.  Rooms
+at the end: one channel per room, subscribed by a node only while the room
+has members there (checked with Redis' own ``PUBSUB NUMSUB`` and ``PUBSUB
+CHANNELS``); a room spread over three nodes; joins and parts racing a node's
+SIGKILL."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from bench.cli import main as bench_main
 from bench.swarm import SwarmConfig
@@ -22,8 +27,9 @@ from bench.targets.base import free_port
 from bench.targets.cluster import node_command
 from server import protocol
 from server.app import ChatServer
-from server.backplane.leases import LEASE_MS, RENEW_INTERVAL_S
+from server.backplane.leases import LEASE_MS, PREFIX, RENEW_INTERVAL_S, room_channel
 from tests.conftest import ChatTestClient, wait_until
+from tests.test_rooms import joined
 
 pytestmark = pytest.mark.skipif(
     find_redis_server() is None, reason="redis-server is not installed (apt-get install redis-server)"
@@ -331,3 +337,182 @@ def test_cluster_run_records_every_deliverys_path(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     assert "### By path" in report
     assert f"| cluster:2 | 20 | cross | {across['count']:,} |" in report
+
+
+# -- rooms ---------------------------------------------------------------------------
+
+Client = Callable[[ChatServer | tuple[str, int], str], ChatTestClient]
+LOBBY = protocol.DEFAULT_ROOM
+
+
+def subscribers(server: RedisServer, room: str) -> int:
+    """How many connections Redis says are subscribed to ``room``'s channel."""
+    with redis.Redis.from_url(server.url) as r:
+        ((_, count),) = r.pubsub_numsub(room_channel(room))
+        return int(count)
+
+
+def room_channels(server: RedisServer) -> set[str]:
+    with redis.Redis.from_url(server.url) as r:
+        return {c.decode() for c in r.pubsub_channels(room_channel("*"))}
+
+
+def wait_members(nodes: list[ChatServer], room: str, count: int) -> None:
+    """Every node sees ``count`` members in ``room`` (the cluster converged)."""
+    for n in nodes:
+        assert wait_until(lambda n=n: (n.hub.room_members(room) or ([], 0))[1] == count), (room, count)
+
+
+def test_a_room_spread_over_three_nodes_gets_every_line_once_in_order(
+    redis_server: RedisServer, node: Node, client: Client
+) -> None:
+    nodes = [node(), node(), node()]
+    members = {f"m{i}{j}": client(n, f"m{i}{j}") for i, n in enumerate(nodes) for j in range(2)}
+    outsiders = [client(n, f"o{i}") for i, n in enumerate(nodes)]
+    for c in members.values():
+        joined(c, "#spread")
+    wait_members(nodes, "#spread", 6)
+    assert subscribers(redis_server, "#spread") == 3
+    for c in [*members.values(), *outsiders]:
+        c.drain(0.3)
+    sent = {"m00": 1000, "m21": 500}
+    members["m00"].send_raw(b"".join(protocol.encode_say(f"m00-{i}") for i in range(sent["m00"])))  # its current room
+    members["m21"].send_raw(b"".join(protocol.encode_line(f"/say #spread m21-{i}") for i in range(sent["m21"])))
+    for name, c in members.items():
+        expected = {s: n for s, n in sent.items() if s != name}
+        got: dict[str, list[int]] = {s: [] for s in expected}
+        while sum(map(len, got.values())) < sum(expected.values()):
+            message = c.expect(protocol.Message)
+            assert message.room == "#spread", message
+            sender, _, seq = message.text.partition("-")
+            got[sender].append(int(seq))
+        assert all(got[s] == list(range(n)) for s, n in expected.items()), name
+        assert c.drain(0.3) == []  # and nothing twice
+    for c in outsiders:
+        assert c.drain(0.3) == []
+
+
+def test_a_room_on_one_node_is_subscribed_by_that_node_only(
+    redis_server: RedisServer, node: Node, client: Client
+) -> None:
+    a, b, c = node(), node(), node()
+    a1, a2, b1, c1 = client(a, "a1"), client(a, "a2"), client(b, "b1"), client(c, "c1")
+    assert room_channels(redis_server) == {room_channel(LOBBY)}
+    assert subscribers(redis_server, LOBBY) == 3
+    joined(a1, "#local")
+    joined(a2, "#local")
+    wait_members([a, b, c], "#local", 2)
+    assert subscribers(redis_server, "#local") == 1  # node A only: B and C never hear its lines
+    assert room_channels(redis_server) == {room_channel(LOBBY), room_channel("#local")}
+    for peer in (a1, a2, b1, c1):
+        peer.drain(0.3)
+    a1.say("just us")
+    assert a2.expect(protocol.Message) == protocol.Message("a1", "just us", "#local")
+    b1.send_line("/who #local")  # B knows the room without hearing it
+    assert b1.expect(protocol.Online) == protocol.Online(("a1", "a2"), 2, "#local")
+    c1.send_line("/rooms")
+    assert c1.expect(protocol.RoomList) == protocol.RoomList(((LOBBY, 4), ("#local", 2)))
+
+    assert joined(b1, "#local") == protocol.Talking("#local", ("a1", "a2", "b1"))  # B subscribes with its first member
+    assert subscribers(redis_server, "#local") == 2
+    assert a1.expect(protocol.Joined) == protocol.Joined("b1", "#local")
+    a2.say("hello b")
+    assert b1.expect(protocol.Message) == protocol.Message("a2", "hello b", "#local")
+    b1.send_line("/part #local")
+    assert (
+        b1.expect(protocol.Left)
+        == a1.expect(protocol.Left, skip=(protocol.Message,))
+        == protocol.Left("b1", "part", "#local")
+    )
+    assert wait_until(lambda: subscribers(redis_server, "#local") == 1)  # ... and leaves with its last
+    for peer in (a1, a2):
+        peer.send_line("/part #local")
+    assert wait_until(lambda: room_channels(redis_server) == {room_channel(LOBBY)})
+    wait_members([a, b, c], "#local", 0)
+    assert b1.drain(0.3) == [protocol.Talking(LOBBY, ("a1", "a2", "b1", "c1"))] and c1.drain() == []
+
+
+def doomed_churn(user: str, cycles: int) -> bytes:
+    """A burst of joins and parts: #r0 #r1 #r2 #r3 #r0 ..., parting the room
+    joined two steps before, so the user is in one to three rooms at a time."""
+    lines = []
+    for i in range(cycles):
+        lines += [f"/join #r{i % 4}", f"/part #r{(i - 2) % 4}"]
+    return b"".join(protocol.encode_line(t) for t in lines)
+
+
+def shared_with(events: list[protocol.ServerEvent], user: str, rooms: set[str]) -> bool:
+    """From what one watcher was told: is ``user`` in one of ``rooms`` now?"""
+    now: set[str] = set()
+    for e in events:
+        if isinstance(e, protocol.Joined) and e.name == user and e.room is not None:
+            now.add(e.room)
+        elif isinstance(e, protocol.Left) and e.name == user and e.room is not None:
+            now.discard(e.room)
+    return bool(now & rooms)
+
+
+def test_joins_and_parts_racing_a_nodes_death_leave_nothing_stale(
+    redis_server: RedisServer, node: Node, client: Client
+) -> None:
+    """Two users on a node churn through rooms #r0-#r3 until the node is
+    SIGKILLed.  Watchers on the two other nodes: every one that shares a room
+    with a dead user (as its own notices say) is told ONCE that it left; no
+    node lists a dead user in any room afterwards; no Redis state is left."""
+    a, c = node(), node()
+    victim = CommandTarget(node_command(redis_server.url, 0, ["--log-level", "WARNING"]), "doomed node")
+    address = victim.start()
+    try:
+        everywhere, lobby_only, two_rooms = client(a, "everywhere"), client(c, "lobby_only"), client(c, "two_rooms")
+        for room in ("#r0", "#r1", "#r2", "#r3"):
+            joined(everywhere, room)
+        one_room = client(a, "one_room")
+        for room in ("#r0", "#r1"):
+            joined(two_rooms, room)
+        joined(one_room, "#r2")
+        for watcher in (two_rooms, one_room):
+            watcher.send_line(f"/part {LOBBY}")
+        doomed = {name: client(address, name) for name in ("d0", "d1")}
+        wait_members([a, c], LOBBY, 4)
+        # The first two share the lobby with the dead (they never part it), so
+        # they hear of the reaping for sure; the others only if in a dead
+        # user's room then, which the churn's timing decides.
+        watchers = {
+            "everywhere": (everywhere, {LOBBY, "#r0", "#r1", "#r2", "#r3"}),
+            "lobby_only": (lobby_only, {LOBBY}),
+        }
+        watchers |= {"two_rooms": (two_rooms, {"#r0", "#r1"}), "one_room": (one_room, {"#r2"})}
+        seen: dict[str, list[protocol.ServerEvent]] = {name: w.drain(0.3) for name, (w, _) in watchers.items()}
+        for name, d in doomed.items():
+            d.send_raw(doomed_churn(name, 3000))
+        while sum(isinstance(e, protocol.Joined) and e.room is not None for e in seen["everywhere"]) < 50:  # churning
+            seen["everywhere"].append(everywhere.next_event())
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+
+        deadline = time.monotonic() + REAP_WAIT_S
+        for name, (watcher, rooms) in watchers.items():
+            while True:  # until every dead user it shares a room with is gone
+                lost = {e.name for e in seen[name] if isinstance(e, protocol.Left) and e.reason == "server lost"}
+                expected = {d for d in doomed if LOBBY in rooms or shared_with(seen[name], d, rooms)}
+                if lost >= expected:
+                    break
+                seen[name].append(watcher.next_event(max(0.1, deadline - time.monotonic())))
+        for name, (watcher, rooms) in watchers.items():
+            seen[name] += watcher.drain(1.5)  # exactly once: no second notice comes
+            lefts = [e.name for e in seen[name] if isinstance(e, protocol.Left) and e.room is None]
+            assert sorted(lefts) == sorted(d for d in doomed if LOBBY in rooms or shared_with(seen[name], d, rooms))
+
+        for server in (a, c):  # no stale membership anywhere
+            assert sorted(server.hub.names()) == ["everywhere", "lobby_only", "one_room", "two_rooms"]
+            rooms = dict(server.hub.room_list())
+            assert rooms == {LOBBY: 2, "#r0": 2, "#r1": 2, "#r2": 2, "#r3": 1}, rooms
+        assert subscribers(redis_server, "#r0") == 2 and subscribers(redis_server, "#r3") == 1
+        with redis.Redis.from_url(redis_server.url) as r:
+            nodes = {n.decode() for n in r.smembers(PREFIX + "nodes")}  # type: ignore[union-attr]
+            assert nodes == {a.cluster.link.node.decode(), c.cluster.link.node.decode()}  # type: ignore[union-attr]
+            assert sorted(k.decode() for k in r.keys(PREFIX + "names:*")) == sorted(  # type: ignore[union-attr]
+                f"{PREFIX}names:{n}" for n in nodes
+            )
+    finally:
+        victim.stop()

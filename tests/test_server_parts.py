@@ -4,6 +4,7 @@ names, the command table and the open-file limit."""
 from __future__ import annotations
 
 import resource
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -95,8 +96,9 @@ def test_hub_join_and_rename_leave_the_session_alone_and_keep_the_names() -> Non
 
 
 def test_the_command_table_has_a_row_per_slash_command_and_none_for_chat() -> None:
-    assert set(handlers.COMMANDS) == {p.Who, p.Help, p.PrivateMessage, p.Me, p.Nick, p.Quit}
-    assert p.Say not in handlers.COMMANDS
+    assert set(handlers.COMMANDS) == set(typing.get_args(p.SlashCommand))
+    assert {p.Who, p.Help, p.PrivateMessage, p.Me, p.Nick, p.Quit, p.Join, p.Part, p.Rooms} <= set(handlers.COMMANDS)
+    assert p.Say not in handlers.COMMANDS and p.SayTo not in handlers.COMMANDS
 
 
 # -- open-file limit ---------------------------------------------------------------

@@ -61,8 +61,19 @@ def test_help_explains_every_option() -> None:
         "--registration-timeout",
         "--fanout",
         "--log-level",
+        "--max-rooms",
+        "--max-rooms-per-client",
     ]:
         assert option in out.stdout
+
+
+def test_room_limits_below_one_are_refused_clearly() -> None:
+    for option in ("--max-rooms", "--max-rooms-per-client"):
+        out = subprocess.run(
+            [sys.executable, "-m", "server", "--port", "0", option, "0"], capture_output=True, text=True, timeout=30
+        )
+        assert out.returncode == 2
+        assert "max rooms and max rooms per client must be at least 1 (the default room counts)" in out.stderr
 
 
 def test_bad_option_values_are_refused_clearly() -> None:

@@ -1,6 +1,7 @@
 """The chat page in a real browser: two headless Chromium users (selenium)
 and one TCP client chat in one room and see each other's lines, joins and
-leaves.  Skipped, saying which package is missing, where Debian's
+leaves; then in two rooms, where each sees exactly its rooms' lines, with
+unread counts on the rooms not shown.  Skipped, saying which package is missing, where Debian's
 ``chromium`` and ``chromium-driver`` or PyPI's ``selenium`` are not installed
 (``.ci/run`` installs them)."""
 
@@ -32,8 +33,8 @@ pytestmark = [
     pytest.mark.timeout(90),
 ]
 
-#: Where a screenshot of the page goes when CHATBENCH_SCREENSHOT names a file
-#: (docs/websocket-chat.png was made this way).
+#: Where a screenshot of the page (two rooms) goes when CHATBENCH_SCREENSHOT
+#: names a file (docs/websocket-chat.png was made this way).
 SCREENSHOT_ENV = "CHATBENCH_SCREENSHOT"
 
 
@@ -61,18 +62,55 @@ def browsers() -> Iterator[Callable[[], Any]]:
         driver.quit()
 
 
+# The page redraws its lists when the room shown changes: each helper reads a
+# list in one script call, so it never holds an element that was replaced.
+
+
 def lines(driver: Any) -> list[str]:
-    return [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#log li")]
+    return list(driver.execute_script("return [...document.querySelectorAll('#log li')].map(li => li.textContent)"))
 
 
 def wait_for_line(driver: Any, text: str) -> None:
     WebDriverWait(driver, READ_TIMEOUT).until(lambda d: text in lines(d), f"no line {text!r} in {lines(driver)}")
 
 
-def type_line(driver: Any, text: str) -> None:
-    box = driver.find_element(By.ID, "input")
+def type_line(driver: Any, text: str, box_id: str = "input") -> None:
+    box = driver.find_element(By.ID, box_id)
     box.send_keys(text)
     box.send_keys(Keys.ENTER)
+
+
+def sign_in(driver: Any, url: str, name: str) -> None:
+    driver.get(url)
+    wait_for_line(driver, p.NAME_PROMPT)
+    type_line(driver, name)
+    WebDriverWait(driver, READ_TIMEOUT).until(lambda d: any(line.startswith(f"Welcome, {name}!") for line in lines(d)))
+
+
+def chat_lines(driver: Any) -> list[str]:
+    """The shown room's messages (not its notices)."""
+    script = "return [...document.querySelectorAll('#log li:not(.notice):not(.error)')].map(li => li.textContent)"
+    return list(driver.execute_script(script))
+
+
+def tabs(driver: Any) -> dict[str, int]:
+    """Every room tab and its unread count."""
+    script = """return [...document.querySelectorAll('#rooms .tab')].map(
+        t => [t.dataset.room, Number(t.querySelector('.unread')?.textContent ?? 0)])"""
+    return {room: count for room, count in driver.execute_script(script)}
+
+
+def shown_room(driver: Any) -> str | None:
+    room = driver.execute_script("return document.querySelector('#rooms .tab.shown')?.dataset.room ?? null")
+    return None if room is None else str(room)
+
+
+def members(driver: Any) -> list[str]:
+    return list(driver.execute_script("return [...document.querySelectorAll('#online li')].map(li => li.textContent)"))
+
+
+def wait(driver: Any, check: Callable[[Any], bool], what: str) -> None:
+    WebDriverWait(driver, READ_TIMEOUT).until(check, what)
 
 
 def test_two_browser_users_and_a_tcp_user_chat(browsers: Callable[[], Any]) -> None:
@@ -99,14 +137,62 @@ def test_two_browser_users_and_a_tcp_user_chat(browsers: Callable[[], Any]) -> N
             tom.say("hello from the terminal")
             wait_for_line(ann, "tom: hello from the terminal")
             wait_for_line(bea, "tom: hello from the terminal")
-            online = [li.text for li in ann.find_elements(By.CSS_SELECTOR, "#online li")]
-            assert online == ["ann", "bea", "tom"]
-            if os.environ.get(SCREENSHOT_ENV):
-                ann.save_screenshot(str(Path(os.environ[SCREENSHOT_ENV])))
+            assert members(ann) == ["ann", "bea", "tom"]
             bea.get("about:blank")  # closes her WebSocket
             assert tom.expect(p.Left) == p.Left("bea", "connection closed")
             wait_for_line(ann, "bea left the chat (connection closed)")
             png = ann.get_screenshot_as_png()
             assert png.startswith(b"\x89PNG") and len(png) > 1000
+        finally:
+            tom.close()
+
+
+def test_two_rooms_each_user_sees_exactly_its_rooms_lines(browsers: Callable[[], Any]) -> None:
+    """ann in #web, bea in #other, tom (TCP) in #web: each sees the lines of
+    its rooms and nothing else; a line to the lobby, which all are in but
+    none is looking at, shows as an unread count until its tab is clicked."""
+    with ChatServer(ServerConfig(port=0, ws_port=0)) as server:
+        assert server.ws_address is not None
+        url = "http://{}:{}/".format(*server.ws_address)
+        ann, bea = browsers(), browsers()
+        sign_in(ann, url, "ann")
+        sign_in(bea, url, "bea")
+        type_line(ann, "#web", box_id="join")
+        type_line(bea, "other", box_id="join")  # the page adds the '#'
+        wait(ann, lambda d: shown_room(d) == "#web", "ann in #web")
+        wait(bea, lambda d: shown_room(d) == "#other", "bea in #other")
+        tom = ChatTestClient(server.address)
+        try:
+            tom.register("tom")
+            tom.send_line("/join #web")
+            assert tom.expect(p.Talking) == p.Talking("#web", ("ann", "tom"))
+            wait_for_line(ann, "tom joined #web")
+            assert members(ann) == ["ann", "tom"] and members(bea) == ["bea"]
+
+            type_line(ann, "hello web")
+            assert tom.expect(p.Message) == p.Message("ann", "hello web", "#web")
+            tom.say("hi web")
+            wait_for_line(ann, "tom: hi web")
+            type_line(bea, "hello other")
+            tom.send_line("/say #lobby to the lobby")
+            wait(ann, lambda d: tabs(d) == {p.DEFAULT_ROOM: 1, "#web": 0}, f"ann's unread lobby line: {tabs(ann)}")
+            wait(bea, lambda d: tabs(d) == {p.DEFAULT_ROOM: 1, "#other": 0}, "bea's unread lobby line")
+            assert chat_lines(ann) == ["ann: hello web", "tom: hi web"]
+            assert chat_lines(bea) == ["bea: hello other"]
+            if os.environ.get(SCREENSHOT_ENV):
+                ann.save_screenshot(str(Path(os.environ[SCREENSHOT_ENV])))
+
+            for driver in (ann, bea):  # the lobby's tab: its line, and the count is gone
+                driver.find_element(By.CSS_SELECTOR, f'#rooms .tab[data-room="{p.DEFAULT_ROOM}"]').click()
+                wait_for_line(driver, "tom: to the lobby")
+                assert chat_lines(driver) == ["tom: to the lobby"]
+                assert tabs(driver)[p.DEFAULT_ROOM] == 0
+            assert tom.drain() == []  # bea's line in #other reached nobody else
+
+            ann.find_element(By.CSS_SELECTOR, '#rooms .tab[data-room="#web"] .part').click()
+            assert tom.expect(p.Left) == p.Left("ann", "part", "#web")
+            wait(ann, lambda d: tabs(d) == {p.DEFAULT_ROOM: 0}, "ann's #web tab gone")
+            type_line(ann, "back in the lobby")  # the lobby was made current by its tab
+            assert tom.expect(p.Message) == p.Message("ann", "back in the lobby")
         finally:
             tom.close()
