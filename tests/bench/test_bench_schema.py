@@ -231,6 +231,6 @@ def test_replay_json_is_a_replay_document() -> None:
 
 
 def test_onebroadcast_result_is_typed() -> None:
-    result = onebroadcast.measure(clients=3, rounds=2, fanout="queued")
+    result = onebroadcast.measure(onebroadcast.Study(clients=3, rounds=2, fanout="queued"))
     assert conforms(onebroadcast.OneBroadcastResult, json.loads(json.dumps(result))) == []
     assert len(result["rounds"]) == 2
