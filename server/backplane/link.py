@@ -25,6 +25,7 @@ from typing import Protocol
 
 import redis
 from redis.backoff import NoBackoff
+from redis.client import PubSub
 from redis.retry import Retry
 
 from server import protocol
@@ -82,6 +83,10 @@ class Link:
             )
         except ValueError as exc:
             raise BackplaneError(f"bad --backplane URL {url!r}: {exc}") from exc
+        #: ``Redis.pubsub``, through a typed name: redis-py releases differ in
+        #: whether they annotate it (an untyped call would need an ignore that
+        #: another release flags as unused).
+        self._open_pubsub: Callable[..., PubSub] = self.client.pubsub
         self.leases = Leases(self.client, self.node)
         self.directory = Directory()
         self.publisher = Publisher(self.client, CHANNEL, self.node, self.lost)
@@ -161,7 +166,7 @@ class Link:
 
     def _subscribe_loop(self) -> None:
         while not self._stopping.is_set():
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = self._open_pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(CHANNEL)
                 self._rejoin()
