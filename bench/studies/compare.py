@@ -47,9 +47,10 @@ from bench.results.schema import CompareMeta
 from bench.results.store import ResultsError, SeriesWriter
 from bench.studies import sweep
 from bench.swarm import DEFAULT_SENDERS
-from bench.targets import NGIRCD_PENALTY_RATE_PER_SENDER, NgircdTarget, make_target
+from bench.targets import NGIRCD_PENALTY_RATE_PER_SENDER, NgircdTarget, make_target, parse_target, registry
 
-DEFAULT_TARGETS = ("embedded", "ngircd", "miniircd", "mosquitto", "redis", "nats")
+#: Without --targets: the registry's (bench/targets/registry.py, ``compare=True``).
+DEFAULT_TARGETS = registry.COMPARE_DEFAULTS
 DEFAULT_CLIENTS = (10, 50, 100, 250, 500)
 #: Where comparisons go without --out.
 DEFAULT_ROOT = "reports/compare"
@@ -85,19 +86,21 @@ def flood_plan(targets: Sequence[str], rate: float, senders: int | None) -> tupl
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Run the same fan-out sweep against several chat servers (ours and IRC peers) and write a "
+        "Run the same fan-out sweep against several servers (ours, IRC servers, pub/sub brokers) and write a "
         "comparison: per-target run JSONs, compare.json, COMPARE.md with ratios ours/peer, and charts."
     )
     parser.epilog = (
-        "Peers: `make peers` installs ngircd (apt) and miniircd (pip). miniircd's select() loop cannot go "
-        "past ~1,020 connections. Example: `python -m bench compare --clients 10,50,100 --rate 100 --duration 3`."
+        "Peers: `chat-bench peers --targets LIST --install` installs what the chosen targets need (Debian "
+        "packages with apt-get, miniircd with pip; `make compare` does it first). Every target kind: "
+        "`chat-bench run --help`. miniircd's select() loop cannot go past ~1,020 connections. Example: "
+        "`chat-bench compare --targets embedded,redis --clients 10,50,100 --rate 100 --duration 3`."
     )
     g = parser.add_argument_group("targets")
     g.add_argument(
         "--targets",
         type=cli.target_list,
         default=list(DEFAULT_TARGETS),
-        help="comma-separated targets; 'embedded' is ours, the ratios are against it",
+        help="comma-separated --target values (see `run --help`); 'embedded' is ours, the ratios are against it",
     )
     g.add_argument(
         "--clients", type=cli.client_counts, default=list(DEFAULT_CLIENTS), help="client counts (comma-separated)"
@@ -146,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UsageError("--rate must be positive")
     if args.repeat < 1:
         raise cli.UsageError("--repeat must be at least 1")
-    if args.server_pid is not None and sum(":" in t for t in targets) != 1:
+    if args.server_pid is not None and sum(parse_target(t).address is not None for t in targets) != 1:
         raise cli.UsageError("--server-pid names the pid of the one HOST:PORT target among --targets")
     quick = set(args.quickack_targets or ())
     if quick - set(targets):

@@ -58,23 +58,3 @@ def check_loopback(host: str) -> None:
             f"refusing target {host!r}: it resolves to {', '.join(outside) or 'nothing'}, which is not a "
             "loopback address; the swarm only sends load to this machine (127.0.0.0/8 or ::1)"
         )
-
-
-def split_host_port(spec: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port)."""
-    if spec.startswith("["):
-        host, sep, rest = spec[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise TargetError(f"bad target {spec!r}: expected [IPV6]:PORT")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = spec.rpartition(":")
-        if not sep or not host:
-            raise TargetError(f"bad target {spec!r}: expected 'embedded' or HOST:PORT")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise TargetError(f"bad port in target {spec!r}") from None
-    if not 0 < port < 65536:
-        raise TargetError(f"port out of range in target {spec!r}")
-    return host, port

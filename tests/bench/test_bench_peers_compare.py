@@ -78,14 +78,14 @@ def test_compare_cli_help_and_errors() -> None:
         timeout=60,
         check=True,
     )
-    assert "--targets" in run.stdout and "make peers" in run.stdout
+    assert "--targets" in run.stdout and "chat-bench peers" in run.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "bench", "compare", "--targets", "embedded,quakeircd"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 2 and "unknown target(s) quakeircd" in bad.stderr
+    assert bad.returncode == 2 and "unknown target 'quakeircd'" in bad.stderr
 
 
 def test_flood_plan_says_what_is_used() -> None:
