@@ -26,6 +26,7 @@ from bench.results.schema import (
     RunDocument,
 )
 from bench.results.store import load_compare, load_index, load_run, write_json
+from bench.results.summary import summarize_into
 from bench.swarm.pinning import format_cpus
 
 #: The target that is "ours" in the ratios when it is among the targets.
@@ -40,23 +41,9 @@ OURS = "embedded"
 def _point(run: IndexEntry, doc: RunDocument | None) -> ComparePoint:
     if run.get("status") != "ok" or doc is None:
         return {"clients": run["clients"], "status": "error", "error": run.get("error")}
-    lat = doc["latency_us"]
-    server = schema.server_summary(doc)
-    return {
-        "clients": run["clients"],
-        "status": "ok",
-        "deliveries_per_s": doc["deliveries"]["per_s"],
-        "delivered_ratio": doc["deliveries"]["delivered_ratio"],
-        "p50_us": lat["p50_us"],
-        "p99_us": lat["p99_us"],
-        "max_us": lat["max_us"],
-        "faults": doc["integrity"]["faults"],
-        "failed_connections": doc["connections"]["failed"],
-        "server_cpu_percent": server.get("cpu_percent_window"),
-        "server_rss_max_bytes": server.get("rss_max_bytes"),
-        "harness_cpu_percent": doc["resources"].get("harness_cpu_percent_window"),
-        "load_generator_saturated": doc["load_generator_saturated"],
-    }
+    point: ComparePoint = {"clients": run["clients"], "status": "ok"}
+    summarize_into(point, doc)
+    return point
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

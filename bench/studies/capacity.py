@@ -49,6 +49,7 @@ from bench.results.schema import (
     RunDocument,
 )
 from bench.results.store import write_json
+from bench.results.summary import summarize_into
 from bench.studies import sweep
 
 #: The offered rate and measured time of every point: short points, so a
@@ -139,25 +140,14 @@ def _step_record(clients: int, doc: RunDocument | None, error: str | None, bound
             "error": error,
             "saturated": False,
         }
-    lat = doc["latency_us"]
     reasons = judge(doc, bound)
-    p95 = lat.get("p95_us")
+    step: CapacityStep = {"clients": clients, "passed": not reasons, "reasons": reasons, "saturated": False}
+    summarize_into(step, doc)
+    p95 = step["p95_us"]
     slow = p95 is not None and p95 > bound * 1000
-    return {
-        "clients": clients,
-        "passed": not reasons,
-        "reasons": reasons,
-        "latency_only": bool(reasons) and slow and len(reasons) == 1,
-        "p50_us": lat["p50_us"],
-        "p95_us": lat["p95_us"],
-        "p99_us": lat["p99_us"],
-        "max_us": lat["max_us"],
-        "delivered_ratio": doc["deliveries"]["delivered_ratio"],
-        "deliveries_per_s": doc["deliveries"]["per_s"],
-        "faults": doc["integrity"]["faults"],
-        "failed_connections": doc["connections"]["failed"],
-        "saturated": bool(doc.get("load_generator_saturated")),
-    }
+    step["latency_only"] = bool(reasons) and slow and len(reasons) == 1
+    step["saturated"] = step["load_generator_saturated"]
+    return step
 
 
 #: run_point(clients) -> (run document, None) or (None, error message)

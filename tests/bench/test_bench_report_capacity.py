@@ -29,10 +29,13 @@ def fake_run(
         "latency_us": {
             "count": 1000,
             "p50_us": p95 // 2,
+            "p90_us": p95 - 1,
             "p95_us": p95,
             "p99_us": p95 * 2,
+            "p99_9_us": p95 * 2,
             "max_us": p95 * 3,
         },
+        "resources": {},
         "integrity": {"lost": lost, "duplicated": 0, "reordered": 0, "corrupted": 0, "faults": lost},
         "connections": {"requested": clients, "failed": failed, "failures": {"timed out": failed} if failed else {}},
         "deliveries": {"delivered_ratio": 1.0, "per_s": 1000.0},
