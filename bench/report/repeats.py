@@ -19,8 +19,8 @@ from typing import Any, Literal, cast
 from bench.results.schema import ComparePoint, PointSpread
 
 #: The point's fields given as median with a spread (the others: worst case or sum, see :func:`merge`).
-SpreadKey = Literal["deliveries_per_s", "p50_us", "p99_us", "server_cpu_percent"]
-SPREAD_KEYS: tuple[SpreadKey, ...] = ("deliveries_per_s", "p50_us", "p99_us", "server_cpu_percent")
+SpreadKey = Literal["deliveries_per_s", "delivered_ratio", "p50_us", "p99_us", "server_cpu_percent"]
+SPREAD_KEYS: tuple[SpreadKey, ...] = ("deliveries_per_s", "delivered_ratio", "p50_us", "p99_us", "server_cpu_percent")
 
 
 def _values(points: Sequence[ComparePoint], key: str) -> list[float]:

@@ -359,6 +359,7 @@ class PointSpread(TypedDict, total=False):
     """--repeat N: [min, max] over a point's runs, beside the median in :class:`ComparePoint`."""
 
     deliveries_per_s: list[float]
+    delivered_ratio: list[float]
     p50_us: list[float]
     p99_us: list[float]
     server_cpu_percent: list[float]
@@ -372,10 +373,12 @@ class CompareSeries(TypedDict):
 
 class CompareRatio(TypedDict):
     clients: int
-    deliveries_per_s: float | None
+    #: ours / peer of the delivered FRACTIONS (``delivered_ratio``), not of deliveries/s: targets
+    #: differ in who hears whom (a Redis publisher hears its own message), so their counts differ
+    delivered: float | None
     p99: float | None
     #: --repeat N: [lowest, highest] ratio any two runs give (ours min / peer max, ours max / peer min)
-    deliveries_per_s_spread: NotRequired[list[float] | None]
+    delivered_spread: NotRequired[list[float] | None]
     p99_spread: NotRequired[list[float] | None]
 
 

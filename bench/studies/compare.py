@@ -6,16 +6,19 @@ For each target the sweep (:func:`bench.studies.sweep.run_series`: one run per
 client count, a fresh server each) goes to ``OUT/<target>/`` (run JSONs and
 ``index.json``, the usual results schema).  Then:
 
-``OUT/compare.json``  per target and client count: deliveries/s, p50/p99,
-                      delivered ratio, faults, server and harness CPU; and the
-                      ratios ours / each peer.
+``OUT/compare.json``  per target and client count: the run summary
+                      (deliveries/s, delivered ratio, p50/p99, faults, server
+                      and harness CPU); and the ratios ours / each peer.
 ``OUT/COMPARE.md``    the settings (protocol, flood control, TCP_QUICKACK), the
                       ratio table per peer, and the charts.
 ``OUT/*.png``         one line per target: p99 latency, deliveries/s and
                       server CPU against the client count.
 
-Ratios are *ours / peer*: for deliveries/s above 1 means ours delivered
-more; for p99 below 1 means ours was faster.  Our server is the ``embedded``
+Ratios are *ours / peer*: of the delivered *fractions* (each target's
+deliveries over its own expected count: a Redis publisher is a connection of
+its own, so there every subscriber gets every message, the sender's too,
+where the other servers skip the sender), above 1 means ours delivered a
+larger share; of p99, below 1 means ours was faster.  Our server is the ``embedded``
 target (the first of ``--targets`` when ``embedded`` is not among them).
 
 Fairness: every target gets the same workload (clients, senders, rate,
