@@ -160,7 +160,12 @@ def target_options() -> argparse.ArgumentParser:
         help="embedded server: one more option passed verbatim (repeatable), e.g. --server-arg=--max-clients=20000; "
         "a broker: one more config line, e.g. --server-arg='client-output-buffer-limit pubsub 64kb 0 0'",
     )
-    g.add_argument("--server-pid", type=int, help="HOST:PORT target: the server's pid, to sample its CPU/RSS/threads")
+    g.add_argument(
+        "--server-pid",
+        type=int,
+        help="HOST:PORT target: the server's pid, to sample its CPU/RSS/threads; it must be the process listening "
+        "on the target's port (checked; the error names the one that is)",
+    )
     return p
 
 

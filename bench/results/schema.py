@@ -117,6 +117,7 @@ class TargetInfo(TypedDict):
     addresses: NotRequired[list[str]]  #: cluster:N: every node's address
     nodes: NotRequired[list[TargetInfo]]  #: cluster:N: each node as a target
     redis: NotRequired[TargetInfo]  #: cluster:N: the backplane's redis-server
+    pid_check: NotRequired[str]  #: HOST:PORT with --server-pid: why the pid could not be checked
 
 
 class Connections(TypedDict):

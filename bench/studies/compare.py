@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
             target=name,
             label=f"compare:{name}",
             quickack=(name in quick) if args.quickack_targets else base.quickack,
+            server_pid=base.server_pid if parse_target(name).address is not None else None,
         )
         for name in targets
     }

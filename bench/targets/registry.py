@@ -305,6 +305,10 @@ def make_target(
     parsed = parse_target(spec)
     proto = parsed.protocol(protocol)
     if parsed.kind is not None:
+        if server_pid is not None:
+            raise TargetError(
+                f"--server-pid applies to a HOST:PORT target only; the harness knows the pid of the {spec} it starts"
+            )
         return parsed.kind.factory_for(proto)(Launch(tuple(server_args), parsed.count))
     if server_args:
         started = ", ".join(kind.spelling for kind in KINDS)
