@@ -188,3 +188,15 @@ def test_peers_are_the_union_of_what_the_chosen_targets_need() -> None:
         check=True,
     ).stdout
     assert "none needed" in nothing
+
+
+def test_the_readme_lists_every_target_kind_and_url_form() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| `--target` | what | needs |") :]
+    table = table[: table.index("\n\n")]
+    for kind in registry.KINDS:
+        assert f"`{kind.spelling}`" in table or f"`{kind.name}`" in table, kind.name
+        for package in kind.needs:
+            assert f"`{package.debian or package.pypi}`" in table, package.name
+        if kind.scheme is not None:
+            assert f"`{kind.scheme.name}://" in table, kind.scheme.name
