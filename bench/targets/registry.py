@@ -42,6 +42,9 @@ class Launch:
     count: int | None = None
 
 
+#: Nodes of ``cluster`` written without N.
+DEFAULT_NODES = 2
+
 #: Builds a target the harness starts itself.
 Factory = Callable[[Launch], Target]
 
@@ -187,12 +190,13 @@ KINDS: tuple[TargetKind, ...] = (
     TargetKind(
         "cluster",
         "chat",
-        lambda launch: ClusterTarget(launch.count or 2, launch.server_args, share_port=False),
-        f"redis-server and N (1 to {MAX_NODES}, default 2) of our server processes over a Redis backplane, each "
-        "on a port of its own; client i talks to node i mod N, and latency is split same node vs across nodes",
+        lambda launch: ClusterTarget(launch.count or DEFAULT_NODES, launch.server_args, share_port=False),
+        f"redis-server and N (1 to {MAX_NODES}, default {DEFAULT_NODES}) of our server processes over a Redis "
+        "backplane, each on a port of its own; client i talks to node i mod N, and latency is split same node vs "
+        "across nodes",
         needs=(REDIS_SERVER,),
         max_count=MAX_NODES,
-        default_count=2,
+        default_count=DEFAULT_NODES,
     ),
     TargetKind(
         "faultrelay",
@@ -269,9 +273,10 @@ def parse_target(spec: str) -> TargetSpec:
     if not sep and not colon:
         raise unknown_target(text)
     scheme = SCHEMES.get(scheme_name.lower()) if sep else None
+    if sep and scheme is None:
+        urls = ", ".join(f"{name}://" for name in SCHEMES)
+        raise TargetError(f"bad target {text!r}: scheme {scheme_name}:// is not accepted (a target URL is {urls})")
     try:
-        if sep and scheme is None:
-            parse_address(text, schemes=SCHEMES)  # raises: the scheme is not one of ours
         url = scheme.scheme if scheme is not None else None
         if url is not None:
             address = parse_address(text, schemes=(url.name,), default_port=url.default_port, paths=url.paths)
