@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Protocol, cast
 
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig, pinning
-from bench.targets import TARGET_KINDS, TargetError, make_target
+from bench.targets import TargetError, make_target, parse_target, registry
 from bench.wire import PROTOCOLS
 from server.config import FANOUT_STRATEGIES, ServerConfig
 
@@ -67,7 +67,10 @@ SUBCOMMANDS: dict[str, Entry] = {
     "sweep": Entry("bench.studies.sweep", "the default benchmark: several client counts x both fan-out strategies"),
     "run": Entry("bench.studies.point", "one point (or a list of client counts), one strategy; all swarm options"),
     "capacity": Entry("bench.studies.capacity", "largest client count within a p95 bound, no loss, no failed conn."),
-    "compare": Entry("bench.studies.compare", "the same sweep against ours, ngircd and miniircd; ratios and charts"),
+    "compare": Entry(
+        "bench.studies.compare",
+        f"the same sweep against several servers (default {','.join(registry.COMPARE_DEFAULTS)}); ratios, charts",
+    ),
     "gate": Entry("bench.gate.cli", "fan-out regression gate: server vs calibration relay against the baseline"),
     "onebroadcast": Entry("bench.studies.onebroadcast", "time ONE broadcast to N idle clients (the server's floor)"),
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
@@ -81,6 +84,7 @@ SUBCOMMANDS: dict[str, Entry] = {
     "cluster": Entry("bench.studies.clusterup", "start redis-server and N server nodes on one port until Ctrl-C"),
     "cluster-scaling": Entry("bench.studies.scaling", "deliveries/s and p99 vs nodes of a Redis-backplane cluster"),
     "cluster-paths": Entry("bench.studies.paths", "latency of one line to receivers on the same node vs across nodes"),
+    "peers": Entry("bench.peers", "the peer servers the chosen targets need: list them, or --install them"),
 }
 
 
@@ -114,14 +118,15 @@ def fanout_list(text: str) -> list[str]:
 
 
 def target_list(text: str) -> list[str]:
+    """``embedded,redis,cluster:2`` -> the targets, each a ``--target`` value (checked)."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
         raise argparse.ArgumentTypeError("expected a comma-separated list of targets")
-    unknown = [t for t in names if t not in TARGET_KINDS and ":" not in t]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGET_KINDS)} or HOST:PORT"
-        )
+    for name in names:
+        try:
+            parse_target(name)
+        except TargetError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError("a target is listed twice")
     return names
@@ -136,21 +141,8 @@ def target_options() -> argparse.ArgumentParser:
     """Which server: --target, --protocol, --fanout, --send-queue-bytes, --server-arg, --server-pid."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("target")
-    g.add_argument(
-        "--target",
-        default="embedded",
-        help="'embedded': start this project's server (`python -m server`, flood control off) on a free loopback "
-        "port for every point; 'ngircd' or 'miniircd' (that IRC server, `make peers` installs them); 'mosquitto', "
-        "'redis' or 'nats' (that pub/sub broker, started with a benchmark config); or HOST:PORT of a server already "
-        "running on this machine (loopback only), or redis://HOST:PORT, nats://HOST:PORT, mqtt://HOST:PORT",
-    )
-    g.add_argument(
-        "--protocol",
-        choices=list(PROTOCOLS),
-        help="what to speak: a HOST:PORT target's protocol (default chat); 'embedded' also over ws (WebSocket) or "
-        "shootout (the websocket-shootout protocol), and a ws:// target speaks ws or shootout; ngircd/miniircd "
-        "always speak irc, the brokers theirs",
-    )
+    g.add_argument("--target", default="embedded", help=registry.target_help())
+    g.add_argument("--protocol", choices=list(PROTOCOLS), help=registry.protocol_help())
     g.add_argument(
         "--fanout",
         type=fanout_list,
@@ -168,7 +160,12 @@ def target_options() -> argparse.ArgumentParser:
         help="embedded server: one more option passed verbatim (repeatable), e.g. --server-arg=--max-clients=20000; "
         "a broker: one more config line, e.g. --server-arg='client-output-buffer-limit pubsub 64kb 0 0'",
     )
-    g.add_argument("--server-pid", type=int, help="HOST:PORT target: the server's pid, to sample its CPU/RSS/threads")
+    g.add_argument(
+        "--server-pid",
+        type=int,
+        help="HOST:PORT target: the server's pid, to sample its CPU/RSS/threads; it must be the process listening "
+        "on the target's port (checked; the error names the one that is)",
+    )
     return p
 
 

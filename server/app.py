@@ -91,11 +91,7 @@ class ChatServer:
         #: The cluster's hub with --backplane (None: this process is the whole room).
         self.cluster: ClusterHub | None = None
         if config.backplane is not None:
-            from server.backplane.hub import ClusterHub  # here: redis is imported only for a cluster
-
-            self.cluster = ClusterHub(
-                config.backplane, config.announce_limit, config.max_rooms, config.max_rooms_per_client
-            )
+            self.cluster = cluster_hub(config)
         self.hub: Hub = (
             Hub(config.announce_limit, config.max_rooms, config.max_rooms_per_client)
             if self.cluster is None
@@ -323,12 +319,26 @@ class ChatServer:
             return len(self._sessions)
 
 
+def cluster_hub(config: ServerConfig) -> ClusterHub:
+    """The hub of a cluster node (--backplane).  Redis is imported here, only
+    for a cluster: it is an extra (``pip install 'chatbench[cluster]'``)."""
+    try:
+        from server.backplane.hub import ClusterHub
+    except ModuleNotFoundError as exc:
+        raise BackplaneError(
+            f"--backplane needs the Python package {exc.name!r}, which is not installed: "
+            "pip install 'chatbench[cluster]'"
+        ) from exc
+    assert config.backplane is not None
+    return ClusterHub(config.backplane, config.announce_limit, config.max_rooms, config.max_rooms_per_client)
+
+
 def serve(config: ServerConfig) -> int:
     """Run until SIGINT or SIGTERM; the program's exit code."""
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_open_file_limit()
-    server = ChatServer(config)
     try:
+        server = ChatServer(config)
         server.start()
     except OSError as exc:
         log.error("cannot listen on %s: %s", format_address(config.host, config.port), exc.strerror or exc)

@@ -18,12 +18,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
-from urllib.parse import urlsplit
 
 from bench.loadtest.integrity import IntegrityState
 from bench.measure.probe import CorruptProbe, encode_probe, is_probe, make_payload, parse_probe, probe_header
 from bench.measure.stats import LatencyHistogram
 from bench.results.schema import Latency
+from bench.wire.address import AddressError, parse_address
 from server import protocol
 
 DEFAULT_PORT = 8000
@@ -58,19 +58,11 @@ def parse_host(host: str | None) -> tuple[str, int]:
     """``tcp://HOST:PORT`` (the documented form), ``HOST:PORT``,
     ``[V6]:PORT`` or ``HOST`` (port 8000) to an address tuple.  Raises
     ``ValueError`` saying what is wrong."""
-    text = (host or DEFAULT_HOST).strip()
-    if "://" not in text:
-        text = "tcp://" + text
-    parts = urlsplit(text)
-    if parts.scheme != "tcp":
-        raise ValueError(f"host {host!r}: use tcp://HOST:PORT (the chat server speaks raw TCP, not {parts.scheme})")
-    if not parts.hostname:
-        raise ValueError(f"host {host!r} has no host name; use tcp://HOST:PORT")
     try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"host {host!r}: {exc}") from exc
-    return parts.hostname, port if port is not None else DEFAULT_PORT
+        address = parse_address(host or DEFAULT_HOST, schemes=("tcp",), default_scheme="tcp", default_port=DEFAULT_PORT)
+    except AddressError as exc:
+        raise ValueError(f"--host {exc}") from None
+    return address.host, address.port
 
 
 # --------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from bench.results.schema import (
     RunDocument,
 )
 from bench.results.store import load_compare, load_index, load_run, write_json
+from bench.results.summary import summarize_into
 from bench.swarm.pinning import format_cpus
 
 #: The target that is "ours" in the ratios when it is among the targets.
@@ -40,23 +41,9 @@ OURS = "embedded"
 def _point(run: IndexEntry, doc: RunDocument | None) -> ComparePoint:
     if run.get("status") != "ok" or doc is None:
         return {"clients": run["clients"], "status": "error", "error": run.get("error")}
-    lat = doc["latency_us"]
-    server = schema.server_summary(doc)
-    return {
-        "clients": run["clients"],
-        "status": "ok",
-        "deliveries_per_s": doc["deliveries"]["per_s"],
-        "delivered_ratio": doc["deliveries"]["delivered_ratio"],
-        "p50_us": lat["p50_us"],
-        "p99_us": lat["p99_us"],
-        "max_us": lat["max_us"],
-        "faults": doc["integrity"]["faults"],
-        "failed_connections": doc["connections"]["failed"],
-        "server_cpu_percent": server.get("cpu_percent_window"),
-        "server_rss_max_bytes": server.get("rss_max_bytes"),
-        "harness_cpu_percent": doc["resources"].get("harness_cpu_percent_window"),
-        "load_generator_saturated": doc["load_generator_saturated"],
-    }
+    point: ComparePoint = {"clients": run["clients"], "status": "ok"}
+    summarize_into(point, doc)
+    return point
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -93,11 +80,12 @@ def summarize(out: Path, targets: Sequence[str]) -> CompareSummary:
             ok = mine["status"] == "ok" and peer["status"] == "ok"
             row: CompareRatio = {
                 "clients": peer["clients"],
-                "deliveries_per_s": _ratio(mine.get("deliveries_per_s"), peer.get("deliveries_per_s")) if ok else None,
+                # fractions, not deliveries/s: each target's expected count is its own (module docstring)
+                "delivered": _ratio(mine.get("delivered_ratio"), peer.get("delivered_ratio")) if ok else None,
                 "p99": _ratio(mine.get("p99_us"), peer.get("p99_us")) if ok else None,
             }
             if ok and ("spread" in mine or "spread" in peer):  # --repeat N
-                row["deliveries_per_s_spread"] = repeats.ratio_spread(mine, peer, "deliveries_per_s")
+                row["delivered_spread"] = repeats.ratio_spread(mine, peer, "delivered_ratio")
                 row["p99_spread"] = repeats.ratio_spread(mine, peer, "p99_us")
             rows.append(row)
         ratios[name] = rows
@@ -166,12 +154,14 @@ def _pct(v: float | None) -> str:
     return pct(v, unit="%")
 
 
-def _mark(p: ComparePoint) -> str:
+def _mark(p: ComparePoint, *, share_shown: bool = False) -> str:
+    """What to know about a point: (error), a share not delivered (unless the
+    cell shows the share already), faults, failed connections, saturation."""
     flags = []
     if p["status"] != "ok":
         return " (error)"
     ratio = p.get("delivered_ratio")
-    if ratio is not None and ratio < 1:
+    if ratio is not None and ratio < 1 and not share_shown:
         flags.append(f"{ratio_pct(ratio, 1)} of the {runline.MEASURED} delivered")
     if p.get("faults"):
         flags.append(f"{plural(p.get('faults', 0), 'fault')} ({runline.ALL_TRAFFIC})")
@@ -286,6 +276,11 @@ def _pinning(meta: CompareMeta) -> list[str]:
     ]
 
 
+def _delivered(p: ComparePoint) -> str:
+    """``100% (900/s)``: the share of the expected deliveries, and the rate."""
+    return f"{ratio_pct(p.get('delivered_ratio'), 1)} ({num(p.get('deliveries_per_s'))}/s)"
+
+
 def _ratio_tables(summary: CompareSummary) -> list[str]:
     ours = summary["ours"]
     series = summary["series"]
@@ -293,8 +288,11 @@ def _ratio_tables(summary: CompareSummary) -> list[str]:
         "",
         "## Ratios (ours / peer)",
         "",
-        "deliveries/s: above 1 = ours delivered more. p99: below 1 = ours was faster. "
-        "CPU is each server's average over the traffic window (100% = one core).",
+        "delivered: the share of its expected deliveries each target made, with its deliveries/s beside it; "
+        "the ratio compares the shares, not the counts, because the targets differ in who hears whom (a Redis "
+        "publisher is a connection of its own, so every subscriber, the sender's too, gets the message; our "
+        "server and the others skip the sender): above 1 = ours delivered a larger share, 1 = the same. "
+        "p99: below 1 = ours was faster. CPU is each server's average over the traffic window (100% = one core).",
         "",
     ]
     ours_points = {p["clients"]: p for p in series[ours]["points"]}
@@ -303,16 +301,16 @@ def _ratio_tables(summary: CompareSummary) -> list[str]:
         lines += [
             f"### {ours} vs {peer}",
             "",
-            f"| clients | deliveries/s {ours} | deliveries/s {peer} | ratio | p99 ms {ours} | p99 ms {peer} | ratio "
+            f"| clients | delivered {ours} | delivered {peer} | ratio | p99 ms {ours} | p99 ms {peer} | ratio "
             f"| CPU {ours} | CPU {peer} |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row in rows:
             a, b = ours_points[row["clients"]], peer_points[row["clients"]]
             lines.append(
-                f"| {row['clients']} | {num(a.get('deliveries_per_s'))}{_mark(a)} | "
-                f"{num(b.get('deliveries_per_s'))}{_mark(b)} | "
-                f"{repeats.ratio_text(row['deliveries_per_s'], row.get('deliveries_per_s_spread'))} | "
+                f"| {row['clients']} | {_delivered(a)}{_mark(a, share_shown=True)} | "
+                f"{_delivered(b)}{_mark(b, share_shown=True)} | "
+                f"{repeats.ratio_text(row['delivered'], row.get('delivered_spread'))} | "
                 f"{repeats.with_spread(a, 'p99_us', ms)} | {repeats.with_spread(b, 'p99_us', ms)} | "
                 f"{repeats.ratio_text(row['p99'], row.get('p99_spread'))} | "
                 f"{_pct(a.get('server_cpu_percent'))} | {_pct(b.get('server_cpu_percent'))} |"

@@ -346,6 +346,19 @@ def _server_exit(all_runs: Labelled) -> str | None:
     return f"**The server exited with an error** after {_points(bad_exit)} (see the run JSON's stderr_tail)."
 
 
+def _pid_unchecked(all_runs: Labelled) -> str | None:
+    unchecked = [
+        (label, r["parameters"]["clients"]) for label, r in all_runs if (r.get("target") or {}).get("pid_check")
+    ]
+    if not unchecked:
+        return None
+    return (
+        f"**The server's pid could not be checked** for {_points(unchecked)}: --server-pid may name another "
+        "process than the one listening, and the server CPU and memory figures would then be that process's "
+        "(see the run JSON's target.pid_check)."
+    )
+
+
 def warnings(series: Sequence[SeriesData]) -> list[str]:
     """Plain-words warnings for the top of the report (empty when all is well)."""
     all_runs: Labelled = [(s.label, r) for s in series for r in s.runs]
@@ -359,6 +372,7 @@ def warnings(series: Sequence[SeriesData]) -> list[str]:
         _disconnected(all_runs),
         _clamped(all_runs),
         _server_exit(all_runs),
+        _pid_unchecked(all_runs),
     ]
     return [w for w in found if w is not None]
 

@@ -123,6 +123,7 @@ class TargetInfo(TypedDict):
     addresses: NotRequired[list[str]]  #: cluster:N: every node's address
     nodes: NotRequired[list[TargetInfo]]  #: cluster:N: each node as a target
     redis: NotRequired[TargetInfo]  #: cluster:N: the backplane's redis-server
+    pid_check: NotRequired[str]  #: HOST:PORT with --server-pid: why the pid could not be checked
 
 
 class Connections(TypedDict):
@@ -244,17 +245,25 @@ def server_summary(run: RunDocument) -> ProcessSummary:
 # ---------------------------------------------------------------------------
 
 
-class IndexSummary(TypedDict):
+class RunSummary(TypedDict, total=False):
+    """One run's headline numbers, picked in one place
+    (:func:`bench.results.summary.run_summary`) for the index, the capacity
+    steps, the comparison's points and the flat rows.  Every key is there in
+    what this code writes; older documents may lack the newer ones (``p95_us``)."""
+
     p50_us: int | None
     p90_us: int | None
+    p95_us: int | None
     p99_us: int | None
     p99_9_us: int | None
     max_us: int | None
     deliveries_per_s: float | None
+    #: delivered / expected (each target's own expectation: who hears whom differs)
     delivered_ratio: float | None
     faults: int
     failed_connections: int
     server_cpu_percent: float | None
+    server_rss_max_bytes: int | None
     harness_cpu_percent: float | None
     load_generator_saturated: bool
 
@@ -263,7 +272,7 @@ class IndexEntry(TypedDict):
     clients: int
     file: str | None
     status: Literal["ok", "error"]
-    summary: NotRequired[IndexSummary]
+    summary: NotRequired[RunSummary]
     error: NotRequired[str]
 
 
@@ -281,6 +290,8 @@ class IndexDocument(TypedDict):
     command: list[str] | None
     sweep: Sweep
     parameters: SeriesParameters
+    #: where the series ran, collected once when it started (absent in older indexes)
+    environment: NotRequired[Environment]
     runs: list[IndexEntry]
 
 
@@ -289,22 +300,17 @@ class IndexDocument(TypedDict):
 # ---------------------------------------------------------------------------
 
 
-class CapacityStep(TypedDict):
+class CapacityStep(RunSummary):
+    """One step of a search: the run's summary (none for a run that failed), and the verdict."""
+
     clients: int
     passed: bool
     reasons: list[str]
+    #: the same as the summary's ``load_generator_saturated`` (False for a failed run)
     saturated: bool
     attempt: NotRequired[int]
     error: NotRequired[str | None]
     latency_only: NotRequired[bool]
-    p50_us: NotRequired[int | None]
-    p95_us: NotRequired[int | None]
-    p99_us: NotRequired[int | None]
-    max_us: NotRequired[int | None]
-    delivered_ratio: NotRequired[float | None]
-    deliveries_per_s: NotRequired[float | None]
-    faults: NotRequired[int]
-    failed_connections: NotRequired[int]
 
 
 class CapacityResult(TypedDict):
@@ -355,21 +361,13 @@ class CapacityDocument(TypedDict):
 # ---------------------------------------------------------------------------
 
 
-class ComparePoint(TypedDict):
+class ComparePoint(RunSummary):
+    """One target at one client count: the run's summary (or the median of
+    --repeat's runs), none for a point that failed."""
+
     clients: int
     status: Literal["ok", "error"]
     error: NotRequired[str | None]
-    deliveries_per_s: NotRequired[float | None]
-    delivered_ratio: NotRequired[float | None]
-    p50_us: NotRequired[int | None]
-    p99_us: NotRequired[int | None]
-    max_us: NotRequired[int | None]
-    faults: NotRequired[int]
-    failed_connections: NotRequired[int]
-    server_cpu_percent: NotRequired[float | None]
-    server_rss_max_bytes: NotRequired[int | None]
-    harness_cpu_percent: NotRequired[float | None]
-    load_generator_saturated: NotRequired[bool]
     #: --repeat N: the point is the median of ``runs`` runs that finished (of ``runs + failed_runs``)
     runs: NotRequired[int]
     failed_runs: NotRequired[int]
@@ -380,6 +378,7 @@ class PointSpread(TypedDict, total=False):
     """--repeat N: [min, max] over a point's runs, beside the median in :class:`ComparePoint`."""
 
     deliveries_per_s: list[float]
+    delivered_ratio: list[float]
     p50_us: list[float]
     p99_us: list[float]
     server_cpu_percent: list[float]
@@ -393,10 +392,12 @@ class CompareSeries(TypedDict):
 
 class CompareRatio(TypedDict):
     clients: int
-    deliveries_per_s: float | None
+    #: ours / peer of the delivered FRACTIONS (``delivered_ratio``), not of deliveries/s: targets
+    #: differ in who hears whom (a Redis publisher hears its own message), so their counts differ
+    delivered: float | None
     p99: float | None
     #: --repeat N: [lowest, highest] ratio any two runs give (ours min / peer max, ours max / peer min)
-    deliveries_per_s_spread: NotRequired[list[float] | None]
+    delivered_spread: NotRequired[list[float] | None]
     p99_spread: NotRequired[list[float] | None]
 
 

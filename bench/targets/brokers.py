@@ -9,13 +9,12 @@ server options (``--server-arg``) are appended as config lines, so a test or a
 user can put a limit back (``client-output-buffer-limit pubsub 64kb 0 0``).
 
 ``redis://HOST:PORT``, ``nats://HOST:PORT`` and ``mqtt://HOST:PORT`` name a
-broker somebody else started (loopback only, :func:`split_broker_url`).
+broker somebody else started (loopback only; the schemes are the registry's,
+:mod:`bench.targets.registry`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from bench.results.schema import TargetInfo
 from bench.targets.base import ProcessTarget, TargetError, write_config
+from bench.targets.packages import Package
 
 #: redis.conf for a benchmark (see redis.conf's own comments).
 REDIS_CONFIG = """\
@@ -84,19 +84,13 @@ log_type notice
 connection_messages false
 """
 
+#: Redis's server binary and its Debian package (the broker target, and the cluster's backplane).
+REDIS_SERVER = Package("redis-server", debian="redis-server")
+
 #: Fault lines a run document keeps (the first ones: the rest are alike).
 FAULT_LINES_KEPT = 20
 #: Characters kept of one (Redis logs the whole client description).
 FAULT_LINE_CHARS = 240
-
-#: URL scheme of an external broker -> the protocol it speaks.
-BROKER_SCHEMES = {"redis": "redis", "nats": "nats", "mqtt": "mqtt"}
-
-
-def find_binary(name: str) -> str | None:
-    """Path of a broker binary (``/usr/sbin`` is searched even when not on PATH)."""
-    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/sbin"))
-    return shutil.which(name, path=path)
 
 
 def shorten(line: str) -> str:
@@ -108,24 +102,12 @@ def shorten(line: str) -> str:
     return f"{line[:half]} ... {line[-half:]}"
 
 
-def split_broker_url(spec: str) -> tuple[str, str] | None:
-    """``redis://HOST:PORT`` -> (``redis``, ``HOST:PORT``); None if ``spec``
-    is not a broker URL; :class:`TargetError` for an unknown scheme."""
-    scheme, sep, rest = spec.partition("://")
-    if not sep:
-        return None
-    protocol = BROKER_SCHEMES.get(scheme.lower())
-    if protocol is None:
-        raise TargetError(f"unknown target scheme {scheme!r}:// (choose from {', '.join(BROKER_SCHEMES)})")
-    return protocol, rest.rstrip("/")
-
-
 class BrokerTarget(ProcessTarget):
     """A broker from a Debian package with a config file the harness writes.
-    Subclasses give the binary, the package, the config and the command."""
+    Subclasses give the binary and its package, the config and the command."""
 
-    binary_name = ""
-    package = ""
+    #: The binary and the Debian package it comes from.
+    requires = Package("broker", debian="broker")
     config_template = ""
     config_file = ""
     #: Argument that makes the binary print its version (on stdout or stderr).
@@ -138,12 +120,9 @@ class BrokerTarget(ProcessTarget):
     flood_control = ""
 
     def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
-        binary = find_binary(self.binary_name)
+        binary = self.requires.find()
         if binary is None:
-            raise TargetError(
-                f"{self.binary_name} is not installed (Debian package `{self.package}`: `make peers` installs it, "
-                f"or apt-get install {self.package})"
-            )
+            raise TargetError(self.requires.missing())
         super().__init__(host)
         self.binary = binary
         self.extra_config = list(server_args)
@@ -179,7 +158,7 @@ class BrokerTarget(ProcessTarget):
 
     def describe(self) -> TargetInfo:
         doc = super().describe()
-        doc["command"] = [self.binary_name, *self.command(self.port)[1:]]
+        doc["command"] = [self.requires.name, *self.command(self.port)[1:]]
         doc["command"] = [a if a != self.config_path else self.config_file for a in doc["command"]]
         doc["version"] = self.version()
         doc["config"] = self.config_text.splitlines()
@@ -200,8 +179,7 @@ class RedisTarget(BrokerTarget):
     kind = "redis"
     protocol = "redis"
     label = "redis-server"
-    binary_name = "redis-server"
-    package = "redis-server"
+    requires = REDIS_SERVER
     config_template = REDIS_CONFIG
     config_file = "redis.conf"
     port_taken_markers = ("Address already in use",)
@@ -218,8 +196,7 @@ class NatsTarget(BrokerTarget):
     kind = "nats"
     protocol = "nats"
     label = "nats-server"
-    binary_name = "nats-server"
-    package = "nats-server"
+    requires = Package("nats-server", debian="nats-server")
     config_template = NATS_CONFIG
     config_file = "nats.conf"
     fault_markers = ("Slow Consumer", "Maximum Connections Exceeded", "Write Error", "Stale Connection")
@@ -237,8 +214,7 @@ class MosquittoTarget(BrokerTarget):
     kind = "mosquitto"
     protocol = "mqtt"
     label = "mosquitto"
-    binary_name = "mosquitto"
-    package = "mosquitto"
+    requires = Package("mosquitto", debian="mosquitto")
     config_template = MOSQUITTO_CONFIG
     config_file = "mosquitto.conf"
     fault_markers = ("Out of memory", "exceeded", "disconnected due to")

@@ -15,22 +15,20 @@ every node.  :class:`RedisServer` is also what the cluster tests start.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Sequence
 
 from bench.results.schema import TargetInfo
 from bench.targets.base import CommandTarget, ProcessTarget, TargetError, free_port
+from bench.targets.brokers import REDIS_SERVER
 
-#: The Debian package (and binary) the cluster target needs.
-REDIS_SERVER = "redis-server"
 #: Most nodes one cluster target starts: more processes than that on one
 #: machine measure the scheduler, not the cluster.
 MAX_NODES = 16
 
 
 def find_redis_server() -> str | None:
-    return shutil.which(REDIS_SERVER)
+    return REDIS_SERVER.find()
 
 
 class RedisServer(ProcessTarget):
@@ -48,9 +46,9 @@ class RedisServer(ProcessTarget):
         self.fixed_port = port
 
     def command(self, port: int) -> list[str]:
-        binary = find_redis_server()
+        binary = REDIS_SERVER.find()
         if binary is None:
-            raise TargetError(f"{REDIS_SERVER} is not installed (apt-get install {REDIS_SERVER})")
+            raise TargetError(REDIS_SERVER.missing())
         # No RDB/AOF files, no protected mode (loopback only anyway), errors only on stdout.
         quiet = ["--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"]
         return [binary, "--port", str(port), "--bind", self.host, *quiet, "--logfile", ""]
@@ -156,15 +154,3 @@ class ClusterTarget:
             "redis": self.redis.describe(),
             "server_options": list(self.server_args),
         }
-
-
-def parse_cluster_spec(spec: str) -> int | None:
-    """N for ``cluster:N`` (``cluster`` alone is 2 nodes); None for any other spec."""
-    name, _, count = spec.partition(":")
-    if name != "cluster":
-        return None
-    if not count:
-        return 2
-    if not count.isdigit():
-        raise TargetError(f"cluster:N needs a node count, got {spec!r}")
-    return int(count)

@@ -11,7 +11,6 @@ import functools
 import importlib.metadata
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from bench.results.schema import TargetInfo
 from bench.targets.base import ProcessTarget, TargetError, write_config
+from bench.targets.packages import Package
 
 #: ngircd's settings for a benchmark on loopback (see ``ngircd.conf(5)``).
 #: No per-IP or total connection limit, no PAM/DNS/ident look-ups (each would
@@ -52,10 +52,15 @@ Ident = no
 NGIRCD_PENALTY_RATE_PER_SENDER = 1.0
 
 
+#: ngIRCd's binary and its Debian package.
+NGIRCD = Package("ngircd", debian="ngircd")
+#: miniircd's module and its PyPI package (installed into the harness's Python).
+MINIIRCD = Package("miniircd", pypi="miniircd")
+
+
 def find_ngircd() -> str | None:
     """Path of the ngircd binary (``/usr/sbin`` is searched even when not on PATH)."""
-    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/sbin"))
-    return shutil.which("ngircd", path=path)
+    return NGIRCD.find()
 
 
 @functools.lru_cache(maxsize=4)
@@ -97,11 +102,9 @@ class NgircdTarget(ProcessTarget):
     def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
         if server_args:
             raise TargetError(f"server options ({' '.join(server_args)}) only apply to the embedded server")
-        binary = find_ngircd()
+        binary = NGIRCD.find()
         if binary is None:
-            raise TargetError(
-                "ngircd is not installed (Debian package `ngircd`: `make peers` installs it, or apt-get install ngircd)"
-            )
+            raise TargetError(NGIRCD.missing())
         super().__init__(host)
         self.binary = binary
         self.penalty_disabled = ngircd_supports_max_penalty_time(binary)
@@ -164,7 +167,7 @@ MINIIRCD_MAX_CONNECTIONS = 1020
 
 
 def miniircd_installed() -> bool:
-    return importlib.util.find_spec("miniircd") is not None
+    return MINIIRCD.installed
 
 
 class MiniircdTarget(ProcessTarget):
@@ -185,11 +188,8 @@ class MiniircdTarget(ProcessTarget):
     def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
         if server_args:
             raise TargetError(f"server options ({' '.join(server_args)}) only apply to the embedded server")
-        if not miniircd_installed():
-            raise TargetError(
-                f"miniircd is not installed for {sys.executable} (PyPI package `miniircd`: "
-                "`make peers` installs it, or pip install miniircd)"
-            )
+        if not MINIIRCD.installed:
+            raise TargetError(f"{MINIIRCD.missing()}; this Python is {sys.executable}")
         super().__init__(host)
 
     def command(self, port: int) -> list[str]:

@@ -7,7 +7,6 @@ import time
 
 from bench.targets.base import POLL_INTERVAL_S, TargetError, can_connect, free_port
 from bench.targets.embedded import EmbeddedTarget
-from bench.wire.ws_adapter import parse_ws_url
 
 #: Seconds the WebSocket port gets to accept once the TCP port does (the
 #: server opens both before it logs that it listens).
@@ -47,16 +46,3 @@ class EmbeddedShootoutTarget(EmbeddedWsTarget):
     protocol = "shootout"
     label = "embedded server (websocket-shootout)"
     ws_args = ("--ws-shootout",)
-
-
-#: What a ``ws://`` target may speak, and the default.
-WS_URL_PROTOCOLS = ("shootout", "ws")
-
-
-def split_ws_url(spec: str) -> tuple[str, int]:
-    """``ws://HOST:PORT/ws`` (a websocket-shootout server, say) -> (host,
-    port); :class:`TargetError` saying what is wrong otherwise."""
-    try:
-        return parse_ws_url(spec)
-    except ValueError as exc:
-        raise TargetError(f"target {exc}") from None

@@ -17,12 +17,11 @@ on this 2-core machine), which at 100,000 deliveries/s is half a core.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 from wsproto.frame_protocol import FrameProtocol
 
+from bench.wire.address import parse_address
 from bench.wire.base import Adapter, Decoder, Incoming, Registration, Step
 from bench.wire.chat import RECEIVER_LINE_LIMIT, ChatAdapter, ChatRegistration
 from bench.wire.lines import split_block
@@ -48,23 +47,15 @@ MASKED = 0x80
 
 #: Port of a ``ws://HOST`` URL without one (the HTTP default).
 DEFAULT_WS_PORT = 80
+#: What a ``ws://HOST:PORT`` URL may end with: the chat's WebSocket path, or nothing.
+WS_PATHS = ("", WS_PATH)
 
 
 def parse_ws_url(url: str) -> tuple[str, int]:
-    """``ws://HOST:PORT/ws`` -> (host, port); ``ValueError`` saying what is
-    wrong otherwise (another scheme or path, no host, a bad port)."""
-    parts = urlsplit(url.strip() if "://" in url else "ws://" + url.strip())
-    if parts.scheme != "ws":
-        raise ValueError(f"{url!r}: use ws://HOST:PORT{WS_PATH} (wss:// is not supported)")
-    if parts.path not in ("", WS_PATH):
-        raise ValueError(f"{url!r}: the harness speaks WebSocket on path {WS_PATH} only")
-    if not parts.hostname:
-        raise ValueError(f"{url!r} has no host name; use ws://HOST:PORT{WS_PATH}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"{url!r}: {exc}") from None
-    return parts.hostname, port if port is not None else DEFAULT_WS_PORT
+    """``ws://HOST:PORT/ws`` (or ``HOST:PORT``) -> (host, port); ``ValueError``
+    saying what is wrong otherwise (another scheme or path, no host, a bad port)."""
+    address = parse_address(url, schemes=("ws",), default_scheme="ws", default_port=DEFAULT_WS_PORT, paths=WS_PATHS)
+    return address.host, address.port
 
 
 class WsProtocolError(protocol.LineTooLong):

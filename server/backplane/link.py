@@ -112,6 +112,10 @@ class Link:
             )
         except ValueError as exc:
             raise BackplaneError(f"bad --backplane URL {url!r}: {exc}") from exc
+        #: ``Redis.pubsub``, through a typed name: redis-py releases differ in
+        #: whether they annotate it (an untyped call would need an ignore that
+        #: another release flags as unused).
+        self._open_pubsub: Callable[..., PubSub] = self.client.pubsub
         self.leases = Leases(self.client, self.node)
         self.directory = Directory()
         self.publisher = Publisher(self.client, self.node, self.lost)
@@ -222,7 +226,7 @@ class Link:
 
     def _subscribe_loop(self) -> None:
         while not self._stopping.is_set():
-            pubsub = self.client.pubsub()
+            pubsub = self._open_pubsub()
             try:
                 self._subscriptions.attach(pubsub)
                 self._rejoin()

@@ -19,7 +19,7 @@ import pytest
 from bench import cli
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
 from bench.targets import MosquittoTarget, NatsTarget, RedisTarget, TargetError, make_target
-from bench.targets.brokers import find_binary
+from bench.targets.packages import find_binary
 from tests.bench.test_readme_examples import readme_command
 
 #: 20 clients, a 2,000-message burst (the issue's end-to-end check).
@@ -81,7 +81,7 @@ def test_a_broker_of_ones_own_by_url_with_its_pid_sampled() -> None:
     assert doc["target"]["pid"] is not None
     with pytest.raises(TargetError, match="not a loopback address"):
         make_target("nats://192.0.2.1:4222")
-    with pytest.raises(TargetError, match="unknown target scheme"):
+    with pytest.raises(TargetError, match="scheme amqp:// is not accepted"):
         make_target("amqp://127.0.0.1:5672")
     with pytest.raises(ValueError, match="target nats speaks nats"):
         SwarmConfig(target="nats", protocol="mqtt", progress=False)
@@ -175,7 +175,7 @@ def test_a_broker_that_dies_mid_run_ends_the_run_within_its_drain_timeout() -> N
 
 def test_a_missing_broker_is_one_line_naming_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr("bench.targets.brokers.find_binary", lambda name: None)
+    monkeypatch.setattr("bench.targets.packages.find_binary", lambda name: None)
     for cls, package in ((MosquittoTarget, "mosquitto"), (RedisTarget, "redis-server"), (NatsTarget, "nats-server")):
         with pytest.raises(TargetError, match=f"apt-get install {package}") as info:
             cls()

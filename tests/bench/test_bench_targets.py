@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench.targets import CommandTarget, EmbeddedTarget, ExternalTarget, TargetError, make_target, split_host_port
+from bench.targets import CommandTarget, EmbeddedTarget, ExternalTarget, TargetError, make_target, parse_target
 from bench.targets.relay import relay_target
 from bench.wire.client import WireClient
 from server import protocol
@@ -25,7 +25,8 @@ def test_non_loopback_targets_are_refused_with_a_clear_error(spec: str) -> None:
     [("127.0.0.1:8000", ("127.0.0.1", 8000)), ("[::1]:9000", ("::1", 9000)), ("localhost:1", ("localhost", 1))],
 )
 def test_loopback_targets_are_accepted(spec: str, expected: tuple[str, int]) -> None:
-    assert split_host_port(spec) == expected
+    address = parse_target(spec).address
+    assert address is not None and (address.host, address.port) == expected
     target = make_target(spec)
     assert isinstance(target, ExternalTarget)
 

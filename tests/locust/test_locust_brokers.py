@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.targets import MosquittoTarget, RedisTarget
-from bench.targets.brokers import find_binary
+from bench.targets.packages import find_binary
 from tests.locust.test_locust_run import check_healthy_run, headless, run_locust, stats_rows
 
 USERS = 5
@@ -21,8 +21,8 @@ USERS = 5
     ("protocol", "target", "package"), [("redis", RedisTarget, "redis-server"), ("mqtt", MosquittoTarget, "mosquitto")]
 )
 def test_locust_users_measure_a_broker(tmp_path: Path, protocol: str, target: type, package: str) -> None:
-    if find_binary(target.binary_name) is None:
-        pytest.skip(f"{target.binary_name} is not installed (run `make peers`: apt-get install {package})")
+    if find_binary(target.requires.name) is None:
+        pytest.skip(f"{target.requires.name} is not installed (run `make peers`: apt-get install {package})")
     prefix = tmp_path / protocol
     with target() as broker:
         args = [*headless(broker.port, prefix, users=USERS, seconds=3), "--chat-protocol", protocol, "--chat-rate", "5"]
