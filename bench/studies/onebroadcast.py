@@ -46,7 +46,7 @@ from bench.net import stamps
 from bench.net.rx import ReceivePath, StampedReader
 from bench.report.fmt import ms
 from bench.results.schema import Latency
-from bench.targets import Target, TargetError, make_target, target_protocol
+from bench.targets import Target, TargetError, make_target, parse_target, target_protocol
 from bench.wire.client import ClientError, WireClient, discard_pending
 from bench.workload import Client, Plan, labels, one_room
 from server.config import FANOUT_STRATEGIES
@@ -56,9 +56,6 @@ from server.config import FANOUT_STRATEGIES
 ROUND_SETTLE_S = 0.2
 #: Seconds a receiver may wait for its probe before the study fails.
 READ_TIMEOUT_S = 10.0
-#: Targets that run this project's server, which take ``--fanout`` and whose
-#: join notices are switched off for the study (``--announce-limit 0``).
-OUR_SERVERS = ("embedded", "embedded-ws")
 
 
 class Arrivals(TypedDict):
@@ -126,9 +123,15 @@ def _medians(rounds: list[Arrivals]) -> Arrivals:
     }
 
 
+def _ours(spec: str) -> bool:
+    """Whether the target runs this project's server (it takes ``--fanout``;
+    its join notices are switched off for the study: ``--announce-limit 0``)."""
+    kind = parse_target(spec).kind
+    return kind is not None and kind.ours
+
+
 def _target(study: Study) -> Target:
-    ours = study.target in OUR_SERVERS or study.target.startswith("cluster:")
-    args = ["--fanout", study.fanout, "--announce-limit", "0"] if ours else []
+    args = ["--fanout", study.fanout, "--announce-limit", "0"] if _ours(study.target) else []
     return make_target(study.target, args, None, study.protocol)
 
 
@@ -293,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     m = result["median"]
-    what = f"fanout={args.fanout}" if args.target in OUR_SERVERS else f"{args.target}, {result['protocol']}"
+    what = f"fanout={args.fanout}" if args.target == "embedded" else f"{args.target}, {result['protocol']}"
     print(
         f"one broadcast to {args.clients} idle clients ({what}, median of {args.rounds} rounds): "
         f"first {m['first_us'] / 1000:.2f} ms, median {m['p50_us'] / 1000:.2f} ms, "

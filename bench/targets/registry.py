@@ -93,6 +93,8 @@ class TargetKind:
     #: ``cluster:N``: the name takes a count, 1 to ``max_count``, ``default_count`` when left out.
     max_count: int | None = None
     default_count: int | None = None
+    #: It runs this project's server, which takes the server's options (``--fanout``, ...).
+    ours: bool = False
 
     @property
     def spelling(self) -> str:
@@ -129,6 +131,7 @@ KINDS: tuple[TargetKind, ...] = (
             ("shootout", lambda launch: EmbeddedShootoutTarget(launch.server_args)),
         ),
         compare=True,
+        ours=True,
     ),
     TargetKind(
         "embedded-ws",
@@ -143,6 +146,7 @@ KINDS: tuple[TargetKind, ...] = (
             WS_PATHS,
             f"ws://HOST:PORT{WS_PATH}",
         ),
+        ours=True,
     ),
     TargetKind(
         "ngircd",
@@ -197,6 +201,7 @@ KINDS: tuple[TargetKind, ...] = (
         needs=(REDIS_SERVER,),
         max_count=MAX_NODES,
         default_count=DEFAULT_NODES,
+        ours=True,
     ),
     TargetKind(
         "faultrelay",
