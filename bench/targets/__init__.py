@@ -48,7 +48,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from bench import wire
-from bench.targets.base import CommandTarget, ProcessTarget, Target, TargetError
+from bench.targets.base import AlreadyStarted, CommandTarget, ProcessTarget, Target, TargetError
 from bench.targets.brokers import MosquittoTarget, NatsTarget, RedisTarget, split_broker_url
 from bench.targets.cluster import ClusterTarget, RedisServer, find_redis_server, parse_cluster_spec
 from bench.targets.embedded import EmbeddedTarget
@@ -66,6 +66,7 @@ from bench.targets.websocket import WS_URL_PROTOCOLS, EmbeddedShootoutTarget, Em
 
 __all__ = [
     "MINIIRCD_MAX_CONNECTIONS",
+    "AlreadyStarted",
     "NGIRCD_PENALTY_RATE_PER_SENDER",
     "TARGET_KINDS",
     "TARGET_PROTOCOLS",
