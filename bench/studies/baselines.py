@@ -5,7 +5,8 @@ directory's JSON as ``reports/baselines/NAME/``, and ``python -m bench diff
 The design is a plain directory per name, a copy of the results' JSON files
 (``index.json``, the run JSONs, ``capacity.json``, ``compare.json``) in
 their layout: any tool that reads a results directory reads a baseline, and
-``git add reports/baselines/NAME`` shares one.  Charts and reports are not
+``git add -f reports/baselines/NAME`` shares one (the directory is ignored,
+so ``git status`` stays clean after a save).  Charts and reports are not
 copied (``python -m bench report`` redraws them).
 """
 
