@@ -66,10 +66,10 @@ from bench.targets.websocket import WS_URL_PROTOCOLS, EmbeddedShootoutTarget, Em
 
 __all__ = [
     "MINIIRCD_MAX_CONNECTIONS",
-    "AlreadyStarted",
     "NGIRCD_PENALTY_RATE_PER_SENDER",
     "TARGET_KINDS",
     "TARGET_PROTOCOLS",
+    "AlreadyStarted",
     "ClusterTarget",
     "CommandTarget",
     "EmbeddedShootoutTarget",

@@ -3,6 +3,7 @@ stays clean after the README's commands; the committed examples stay tracked."""
 
 from __future__ import annotations
 
+import itertools
 import shlex
 import subprocess
 from pathlib import Path
@@ -50,7 +51,7 @@ def readme_locust_outputs() -> list[str]:
     for line in README.read_text(encoding="utf-8").splitlines():
         if line.startswith("locust "):
             words = shlex.split(line.split("#", 1)[0])
-            for option, value in zip(words, words[1:], strict=False):
+            for option, value in itertools.pairwise(words):
                 if option == "--csv":
                     paths += [f"{value}_stats.csv", f"{value}_fanout_hdr.json"]
                 elif option == "--html":
