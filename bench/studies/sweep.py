@@ -52,6 +52,7 @@ RunFn = Callable[[SwarmConfig], RunDocument]
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run every client count for each fan-out strategy (interleaved: 10 queued, 10 direct, 50 queued, ...), "
+        "then one point per strategy in which a client stops reading (where the strategies differ), "
         "write the run JSON, index.json per strategy, four charts, report.md and report.html under "
         "reports/<timestamp>/, and point reports/latest at it. Expected deliveries/s = rate x (clients - 1)."
     )
