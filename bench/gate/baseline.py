@@ -19,6 +19,7 @@ from typing import Any, TypedDict
 from bench import results
 from bench.gate.run import Measurement
 from bench.gate.scenario import GateError
+from bench.progname import PROG
 from bench.results.machine import environment
 from bench.results.schema import Environment
 
@@ -128,7 +129,7 @@ def load_baseline(path: Path = BASELINE_PATH) -> Baseline:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise GateError(f"no baseline at {path}; create it with `python -m bench gate --write-baseline`") from exc
+        raise GateError(f"no baseline at {path}; create it with `{PROG} gate --write-baseline`") from exc
     except (OSError, ValueError) as exc:
         raise GateError(f"cannot read baseline {path}: {exc}") from exc
     try:

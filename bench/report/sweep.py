@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import results
+from bench.progname import PROG
 from bench.report import capacity, doc, fmt, plots, runline, stall
 from bench.report.environment import environment_rows, server_rows
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
@@ -100,7 +101,7 @@ def load_series(directory: str | Path) -> list[SeriesData]:
     if not indexes:
         raise ReportError(
             f"no {results.INDEX_NAME} in {root} or its subdirectories: point at a directory written by "
-            "`python -m bench sweep` or `python -m bench run`"
+            f"`{PROG} sweep` or `{PROG} run`"
         )
     out: list[SeriesData] = []
     for path in indexes:
@@ -454,7 +455,7 @@ def document(
         doc.Heading(1, title),
         doc.Para(
             f"Generated {generated} from the JSON results in this directory "
-            "(`python -m bench report DIR` redraws it). Latency is measured from each message's *intended* send "
+            f"(`{PROG} report DIR` redraws it). Latency is measured from each message's *intended* send "
             "time to its arrival at every other client (open loop: a stalled server shows as latency); arrival is "
             f"{arrival_clock(series)}. Units: ms, deliveries per second, CPU in % of one core."
         ),

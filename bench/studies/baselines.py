@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from bench import cli
+from bench.progname import PROG
 from bench.report import sweep as sweep_report
 
 #: Where named baselines live, under the reports root.
@@ -69,8 +70,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         f"under {DEFAULT_ROOT}/NAME, for `diff --baseline NAME NEW`. Runs nothing."
     )
     parser.epilog = (
-        "Example: `python -m bench save reports/latest before-flusher`, then after a change "
-        "`python -m bench sweep && python -m bench diff --baseline before-flusher reports/latest`."
+        f"Example: `{PROG} save reports/latest before-flusher`, then after a change "
+        f"`{PROG} sweep && {PROG} diff --baseline before-flusher reports/latest`."
     )
     parser.add_argument("dir", metavar="DIR", help="a results directory, e.g. reports/latest")
     parser.add_argument("name", metavar="NAME", help="the baseline's name (letters, digits, '.', '_', '-')")

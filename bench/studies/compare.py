@@ -41,6 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import cli
+from bench.progname import PROG
 from bench.report import compare as compare_report
 from bench.results.machine import environment
 from bench.results.schema import CompareMeta
@@ -90,7 +91,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = (
         "Peers: `make peers` installs ngircd (apt) and miniircd (pip). miniircd's select() loop cannot go "
-        "past ~1,020 connections. Example: `python -m bench compare --clients 10,50,100 --rate 100 --duration 3`."
+        f"past ~1,020 connections. Example: `{PROG} compare --clients 10,50,100 --rate 100 --duration 3`."
     )
     g = parser.add_argument_group("targets")
     g.add_argument(
