@@ -326,4 +326,3 @@ def test_cluster_run_records_every_deliverys_path(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     assert "### Same node and across" in report
     assert f"| cluster:2 | 20 | across | {across['count']:,} |" in report
-
