@@ -68,6 +68,18 @@ def test_websocket_and_tcp_users_chat_in_one_room(make_server: MakeServer, clien
     assert tom.expect(p.Left) == p.Left("anna", "quit: bye all")
 
 
+def test_a_message_with_newlines_is_several_lines_as_over_tcp(make_server: MakeServer, clients: list[Any]) -> None:
+    server = make_server(ws_port=0)
+    ann = ws_client(server, clients)
+    ann.register("ann")
+    tom = tcp_client(server, clients, "tom")
+    ann.send_line("one\ntwo\r\n\nthree\n")
+    for text in ("one", "two", "three"):  # the empty line between is ignored, as over TCP
+        assert tom.expect(p.Message) == p.Message("ann", text)
+    ann.send_line("one line")
+    assert tom.expect(p.Message) == p.Message("ann", "one line")
+
+
 def test_get_slash_serves_the_chat_page(make_server: MakeServer) -> None:
     server = make_server(ws_port=0)
     assert server.ws_address is not None
@@ -155,9 +167,15 @@ def test_ping_gets_a_pong_and_a_client_close_is_echoed(make_server: MakeServer, 
     ann = ws_client(server, clients)
     ann.register("ann")
     assert ann.ping(b"are you there").payload == b"are you there"
-    ann.sock.sendall(ann.ws.send(CloseConnection(code=1000, reason="done")))
-    assert ann.close_code() == (1000, "")
-    assert tom.expect(p.Left, skip=(p.Joined,)) == p.Left("ann", "connection closed")
+    ann.sock.sendall(ann.ws.send(CloseConnection(code=1000, reason="done\x1b[31m")))
+    assert ann.close_code() == (1000, "done\x1b[31m")  # code and reason echoed
+    # The client's reason is the leave notice's, made safe for terminals.
+    assert tom.expect(p.Left, skip=(p.Joined,)) == p.Left("ann", "connection closed: done\ufffd[31m")
+    bob = ws_client(server, clients)
+    bob.register("bob")
+    bob.sock.sendall(bob.ws.send(CloseConnection(code=1001)))  # no reason: the usual notice
+    assert bob.close_code() == (1001, "")
+    assert tom.expect(p.Left, skip=(p.Joined,)) == p.Left("bob", "connection closed")
 
 
 def test_server_shutdown_closes_websockets_with_going_away(make_server: MakeServer, clients: list[Any]) -> None:
