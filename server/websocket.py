@@ -271,10 +271,11 @@ class WebSocketSession(Session):
         assert self.ws is not None
         if self.ws.state is ConnectionState.REMOTE_CLOSING:
             # Echo the client's code and reason; its reason is the leave notice's too.
-            self.wsock.close_bytes = close_frame(event.code, event.reason)
-            log.debug("%s: websocket closed by the client (%d %s)", self.peer, event.code, event.reason)
-            if event.reason and self._end_reason is None:
-                self._end_reason = f"connection closed: {protocol.sanitize_text(event.reason)}"
+            reason = event.reason or ""
+            self.wsock.close_bytes = close_frame(event.code, reason)
+            log.debug("%s: websocket closed by the client (%d %s)", self.peer, event.code, reason)
+            if reason and self._end_reason is None:
+                self._end_reason = f"connection closed: {protocol.sanitize_text(reason)}"
             return lines or None
         self._refuse(int(event.code), event.reason or "protocol error")
         return None
