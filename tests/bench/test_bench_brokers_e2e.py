@@ -62,6 +62,11 @@ def test_each_broker_delivers_a_burst_once_in_order_intact(target: str) -> None:
     receivers = 20 if protocol == "redis" else 19  # redis: dedicated senders; others: no self-delivery
     assert doc["deliveries"]["expected"] == 2000 * receivers
     assert doc["parameters"]["dedicated_senders"] is (protocol == "redis")
+    # --clients 20 is what was requested; Redis's publishing connections are counted apart.
+    senders = doc["parameters"]["senders"]
+    assert doc["connections"]["requested"] == 20
+    assert doc["connections"]["dedicated_senders"] == (senders if protocol == "redis" else 0)
+    assert doc["connections"]["registered"] == 20 + doc["connections"]["dedicated_senders"]
     t = doc["target"]
     assert t["kind"] == target and t["exit_code"] == 0
     assert t["version"] and any(c in t["version"] for c in "0123456789")
