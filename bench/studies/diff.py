@@ -118,7 +118,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Exit codes: 0 within the --fail limits (or none given); 1 a point is past a limit; 2 a usage error "
         "(unreadable results, no point in common, different machines without --force, bad --fail). "
         f"Examples: `{PROG} diff reports/A reports/B`; `{PROG} save reports/latest main` then "
-        f"`{PROG} diff --baseline main reports/latest --fail p99:+10%,deliveries:-5% --out diff/`."
+        f"`{PROG} diff --baseline main reports/latest --fail p99:+10%,deliveries:-5% --out diff/`. "
+        "Each point is one run: two identical sweeps can differ by 8% at p99, so keep --fail limits wider "
+        "than that, and measure with repeats (compare --repeat N) before deciding."
     )
     parser.add_argument(
         "dirs", nargs="+", metavar="DIR", help="BASE NEW (two results directories), or NEW alone with --baseline"

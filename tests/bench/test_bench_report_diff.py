@@ -68,6 +68,8 @@ def test_diff_shows_base_new_and_their_ratio_per_point(tmp_path: Path, capsys: p
     a, b = before["deliveries"]["per_s"], after["deliveries"]["per_s"]
     assert row["deliveries/s"] == f"{a:,.0f} → {b:,.0f} ({b / a:.2f}x)"
     assert _diff_table(out, "direct")[3]["p50 ms"].endswith("(1.00x)")
+    # One run per point: the output says how much of a ratio is noise, and how to measure past it.
+    assert "Run-to-run noise" in out and "8% at p99" in out and "--repeat N" in out
     assert (tmp_path / "d" / "diff.md").read_text().startswith("# chatbench diff")
     assert (tmp_path / "d" / "diff.png").read_bytes().startswith(b"\x89PNG")
 
