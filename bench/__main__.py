@@ -7,12 +7,16 @@ chat server installed without it gets one line saying so, not a traceback.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 #: Top-level modules of the ``bench`` extra (pyproject.toml) that the command line imports.
 BENCH_EXTRA_MODULES = ("hdrh", "psutil", "matplotlib", "locust", "gevent", "numpy", "redis", "hiredis")
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """:func:`bench.cli.main`, imported here so that a Ctrl-C while the
+    harness is still loading (numpy, matplotlib: a second or two) ends as
+    quietly as one during a run, and a missing extra is one line."""
     try:
         from bench.cli import main as cli_main
     except ModuleNotFoundError as exc:
@@ -24,7 +28,14 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    return cli_main()
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    try:
+        return cli_main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Protocol, cast
 
+from bench import progname
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig, pinning
 from bench.targets import TargetError, make_target, parse_target, registry
 from bench.wire import PROTOCOLS
 from server.config import FANOUT_STRATEGIES, ServerConfig
 
-PROG = "python -m bench"
+PROG = progname.PROG  #: chat-bench or python -m bench, as started
 
 #: Defaults of the swarm options: ``make bench``'s sweep.  A subcommand that
 #: wants others calls ``parser.set_defaults`` in its ``configure``.
@@ -64,7 +65,9 @@ class Entry:
 
 #: name -> the module that implements it (miniircd-like: one readable table).
 SUBCOMMANDS: dict[str, Entry] = {
-    "sweep": Entry("bench.studies.sweep", "the default benchmark: several client counts x both fan-out strategies"),
+    "sweep": Entry(
+        "bench.studies.sweep", "the default benchmark: client counts x both fan-out strategies, then a stalled reader"
+    ),
     "run": Entry("bench.studies.point", "one point (or a list of client counts), one strategy; all swarm options"),
     "capacity": Entry("bench.studies.capacity", "largest client count within a p95 bound, no loss, no failed conn."),
     "compare": Entry(
@@ -420,7 +423,7 @@ def build_parser() -> Parser:
             "reports/<timestamp>/ as JSON, PNG charts, report.md and report.html."
         ),
         epilog=(
-            "Start with `python -m bench sweep` (what `make bench` runs, a few minutes), then open "
+            f"Start with `{PROG} sweep` (what `make bench` runs, a few minutes), then open "
             "reports/latest/report.html. Each subcommand has its own --help."
         ),
     )

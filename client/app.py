@@ -174,6 +174,8 @@ class ChatClient:
         event = line.event
         if isinstance(event, protocol.Prompt):
             self.prompt_text = event.text + " "
+            if self.exit_code == EXIT_NAME_REFUSED:
+                return  # the server asks again after refusing the name; nobody is there to answer
             if self._auto_name is not None:
                 name, self._auto_name = self._auto_name, None
                 self.conn.send_line(name)

@@ -74,6 +74,18 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class ListenError(OSError):
+    """A port the server cannot listen on: which address, for which option, and why."""
+
+    def __init__(self, exc: OSError, address: tuple[str, int], option: str) -> None:
+        super().__init__(exc.errno, exc.strerror)
+        self.address = address
+        self.option = option
+
+    def __str__(self) -> str:
+        return f"cannot listen on {format_address(*self.address)} ({self.option}): {self.strerror}"
+
+
 def set_keepalive(sock: socket.socket, idle_seconds: int) -> None:
     """TCP keepalive: probe after ``idle_seconds`` of silence, then every
     quarter of that, and give up after 4 unanswered probes (so a vanished
@@ -124,23 +136,27 @@ class ChatServer:
         self._context = SessionContext(self.hub, self.config, self.fanout, self.forget)
         if self.cluster is not None:
             self.cluster.start()  # joins before listening: BackplaneError if Redis is unreachable
-        self.address = self._listen(self.config.port, self.make_session, self.refuse)
+        self.address = self._listen(self.config.port, "--port", self.make_session, self.refuse)
         if self.config.ws_port is not None:
             try:
-                self.ws_address = self._listen(self.config.ws_port, self.make_ws_session, self.refuse_ws)
-            except OSError as exc:
+                self.ws_address = self._listen(self.config.ws_port, "--ws-port", self.make_ws_session, self.refuse_ws)
+            except OSError:
                 self._stopping.set()  # no half-started server
                 self._stop_accepting(SHUTDOWN_GRACE_SECONDS)
                 self.fanout.stop()
-                raise OSError(exc.errno, f"websocket port {self.config.ws_port}: {exc.strerror}") from exc
+                raise
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
 
-    def _listen(self, port: int, make: MakeSession, refuse: Refuse) -> tuple[str, int]:
-        """Bind ``port`` and accept on it in a thread of its own; the address."""
+    def _listen(self, port: int, option: str, make: MakeSession, refuse: Refuse) -> tuple[str, int]:
+        """Bind ``port`` (the value of ``option``) and accept on it in a thread
+        of its own; the address.  :class:`ListenError` names the port that failed."""
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        listener = socket.create_server(
-            (self.config.host, port), family=family, backlog=self.config.backlog, reuse_port=self.config.reuse_port
-        )
+        try:
+            listener = socket.create_server(
+                (self.config.host, port), family=family, backlog=self.config.backlog, reuse_port=self.config.reuse_port
+            )
+        except OSError as exc:
+            raise ListenError(exc, (self.config.host, port), option) from exc
         self._listeners.append(listener)
         thread = threading.Thread(
             target=self._accept_loop, args=(listener, make, refuse), name=f"accept-{port}", daemon=True
@@ -340,8 +356,11 @@ def serve(config: ServerConfig) -> int:
     try:
         server = ChatServer(config)
         server.start()
+    except ListenError as exc:
+        log.error("%s", exc)
+        return 2
     except OSError as exc:
-        log.error("cannot listen on %s: %s", format_address(config.host, config.port), exc.strerror or exc)
+        log.error("cannot start: %s", exc.strerror or exc)
         return 2
     except BackplaneError as exc:
         log.error("cannot join the cluster: %s", exc)

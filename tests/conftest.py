@@ -15,6 +15,10 @@ from server import protocol
 from server.app import ChatServer
 from server.config import ServerConfig
 
+#: Every test stops the processes it starts (tests/procguard.py); pytester runs a
+#: session inside a test (tests/test_procguard.py).
+pytest_plugins = ["tests.procguard", "pytester"]
+
 E = TypeVar("E")
 
 #: Upper bound for any single wait in a test.  Generous: CI machines are shared.

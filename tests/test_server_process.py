@@ -90,7 +90,17 @@ def test_port_in_use_is_a_clear_error(server_process: tuple[subprocess.Popen[str
         [sys.executable, "-m", "server", "--port", str(port)], capture_output=True, text=True, timeout=30
     )
     assert out.returncode == 2
-    assert f"cannot listen on {host}:{port}" in out.stderr
+    assert f"cannot listen on {host}:{port} (--port): Address already in use" in out.stderr
+    # The WebSocket port taken, the TCP port free: the message names the WebSocket one, once.
+    out = subprocess.run(
+        [sys.executable, "-m", "server", "--port", "0", "--ws-port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("cannot listen") == 1
+    assert f"cannot listen on {host}:{port} (--ws-port): Address already in use" in out.stderr
 
 
 def test_sigterm_with_clients_connected_exits_0_and_tells_them(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -65,6 +66,18 @@ def test_websocket_and_tcp_users_chat_in_one_room(make_server: MakeServer, clien
     ann.send_line("/quit bye all")
     assert ann.close_code() == (1000, "bye")
     assert tom.expect(p.Left) == p.Left("anna", "quit: bye all")
+
+
+def test_a_message_with_newlines_is_several_lines_as_over_tcp(make_server: MakeServer, clients: list[Any]) -> None:
+    server = make_server(ws_port=0)
+    ann = ws_client(server, clients)
+    ann.register("ann")
+    tom = tcp_client(server, clients, "tom")
+    ann.send_line("one\ntwo\r\n\nthree\n")
+    for text in ("one", "two", "three"):  # the empty line between is ignored, as over TCP
+        assert tom.expect(p.Message) == p.Message("ann", text)
+    ann.send_line("one line")
+    assert tom.expect(p.Message) == p.Message("ann", "one line")
 
 
 def test_get_slash_serves_the_chat_page(make_server: MakeServer) -> None:
@@ -154,9 +167,15 @@ def test_ping_gets_a_pong_and_a_client_close_is_echoed(make_server: MakeServer, 
     ann = ws_client(server, clients)
     ann.register("ann")
     assert ann.ping(b"are you there").payload == b"are you there"
-    ann.sock.sendall(ann.ws.send(CloseConnection(code=1000, reason="done")))
-    assert ann.close_code() == (1000, "")
-    assert tom.expect(p.Left, skip=(p.Joined,)) == p.Left("ann", "connection closed")
+    ann.sock.sendall(ann.ws.send(CloseConnection(code=1000, reason="done\x1b[31m")))
+    assert ann.close_code() == (1000, "done\x1b[31m")  # code and reason echoed
+    # The client's reason is the leave notice's, made safe for terminals.
+    assert tom.expect(p.Left, skip=(p.Joined,)) == p.Left("ann", "connection closed: done\ufffd[31m")
+    bob = ws_client(server, clients)
+    bob.register("bob")
+    bob.sock.sendall(bob.ws.send(CloseConnection(code=1001)))  # no reason: the usual notice
+    assert bob.close_code() == (1001, "")
+    assert tom.expect(p.Left, skip=(p.Joined,)) == p.Left("bob", "connection closed")
 
 
 def test_server_shutdown_closes_websockets_with_going_away(make_server: MakeServer, clients: list[Any]) -> None:
@@ -206,8 +225,9 @@ def test_the_shootout_protocol_broadcasts_json_in_a_room_of_its_own(
 def test_a_taken_ws_port_fails_the_start_and_says_which(make_server: MakeServer) -> None:
     first = make_server(ws_port=0)
     assert first.ws_address is not None
-    with pytest.raises(OSError, match=f"websocket port {first.ws_address[1]}"):
-        make_server(ws_port=first.ws_address[1])
+    host, port = first.ws_address
+    with pytest.raises(OSError, match=re.escape(f"cannot listen on {host}:{port} (--ws-port): Address already in use")):
+        make_server(ws_port=port)
 
 
 def test_a_silent_client_is_pinged_and_dropped_when_it_does_not_answer(

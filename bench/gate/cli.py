@@ -25,6 +25,7 @@ from bench.gate.baseline import (
 from bench.gate.run import Measurement, MeasurementDoc, Progress, run_gate
 from bench.gate.scenario import GateError, Scenario
 from bench.gate.verdict import check
+from bench.progname import PROG
 from bench.targets.relay import run_relay
 
 #: Runs ``--write-baseline`` measures by default; the median is recorded.
@@ -39,9 +40,9 @@ DESCRIPTION = (
     "in the same run, and compare the ratio with the committed baseline (exit 1 on regression)."
 )
 EPILOG = (
-    "Examples:  python -m bench gate            (check against bench/gate/baseline.json)\n"
-    "           python -m bench gate --write-baseline --runs 5\n"
-    "           python -m bench gate --fanout direct --stalled 1   (a regression the gate must catch)"
+    f"Examples:  {PROG} gate            (check against bench/gate/baseline.json)\n"
+    f"           {PROG} gate --write-baseline --runs 5\n"
+    f"           {PROG} gate --fanout direct --stalled 1   (a regression the gate must catch)"
 )
 
 

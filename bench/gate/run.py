@@ -137,7 +137,6 @@ class Measurement:
         return {
             "fanout_ratio": self.server.typical_fanout_us / max(1.0, self.relay.typical_fanout_us),
             "p50_ratio": self.server.typical_p50_us / max(1.0, self.relay.typical_p50_us),
-            "p99_ratio": self.server.typical_p99_us / max(1.0, self.relay.typical_p99_us),
         }
 
     def to_json(self) -> MeasurementDoc:

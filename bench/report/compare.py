@@ -7,6 +7,7 @@ redraws from them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,14 +112,23 @@ def _target_summary(first: RunDocument | None) -> dict[str, Any]:
     return summary
 
 
+#: A version number in a server's ``--version`` text: ``26.1``, ``v2.9.10``, ``v=7.0.15``.
+VERSION_NUMBER = re.compile(r"\bv?=?(\d+(?:\.\d+)+)")
+
+
 def server_label(name: str, target: dict[str, Any]) -> str:
-    """A target as the charts name it: its server and version ('ngIRCd 26.1',
-    'miniircd 2.3', 'chatbench 87d2086'), not the harness's target kind."""
-    version = target.get("version")
+    """A target as the charts name it: its server's name and version number
+    ('ngIRCd 26.1', 'Redis 7.0.15', 'nats-server 2.9.10', 'mosquitto 2.0.11',
+    'chatbench 87d2086'), not the harness's target kind nor the whole
+    ``--version`` text (Redis's names its sha, allocator and build)."""
+    version = str(target.get("version") or "")
     if not version:
         return name
-    # ngircd --version: "ngIRCd 26.1-IDENT+IPv6+...-x86_64/pc/linux-gnu": the name and number are enough
-    return str(version).split("-", 1)[0] if not str(version).startswith(OUR_NAME) else str(version)
+    if version.startswith(OUR_NAME):
+        return version
+    number = VERSION_NUMBER.search(version)
+    server = version.split()[0].rstrip(":")
+    return f"{server} {number[1]}" if number else server
 
 
 def dirname(target: str) -> str:
@@ -138,6 +148,7 @@ def write_report(out: Path, meta: CompareMeta | None = None) -> Path:
         {name: s["points"] for name, s in series.items()},
         out,
         {name: server_label(name, s["target"]) for name, s in series.items()},
+        ours=OURS,
     )
     write_json(out / COMPARE_JSON, {"kind": schema.COMPARE_KIND, "meta": meta, **summary})
     path = out / COMPARE_MD

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import results
-from bench.report import capacity, doc, fmt, plots, runline
+from bench.progname import PROG
+from bench.report import capacity, doc, fmt, plots, runline, stall
 from bench.report.environment import environment_rows, server_rows
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
 from bench.report.labels import label_tables
@@ -100,7 +101,7 @@ def load_series(directory: str | Path) -> list[SeriesData]:
     if not indexes:
         raise ReportError(
             f"no {results.INDEX_NAME} in {root} or its subdirectories: point at a directory written by "
-            "`python -m bench sweep` or `python -m bench run`"
+            f"`{PROG} sweep` or `{PROG} run`"
         )
     out: list[SeriesData] = []
     for path in indexes:
@@ -460,6 +461,7 @@ def document(
     charts: dict[str, str],
     capacity_doc: CapacityDocument | None = None,
     title: str = DEFAULT_TITLE,
+    stalled: Sequence[stall.StallRun] = (),
 ) -> list[doc.Block]:
     """The report as blocks (rendered by :func:`render_markdown` and :func:`render_html`)."""
     generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -467,7 +469,7 @@ def document(
         doc.Heading(1, title),
         doc.Para(
             f"Generated {generated} from the JSON results in this directory "
-            "(`python -m bench report DIR` redraws it). Latency is measured from each message's *intended* send "
+            f"(`{PROG} report DIR` redraws it). Latency is measured from each message's *intended* send "
             "time to its arrival at every other client (open loop: a stalled server shows as latency); arrival is "
             f"{arrival_clock(series)}. Units: ms, deliveries per second, CPU in % of one core."
         ),
@@ -481,6 +483,7 @@ def document(
     hl = highlights(series)
     if hl:
         blocks += [doc.Heading(2, "At a glance"), doc.Bullets(hl)]
+    blocks += stall.blocks(stalled)
     if capacity_doc is not None:
         blocks += capacity.blocks(capacity_doc, level=2, chart=charts.get(CAPACITY_CHART))
     blocks.append(doc.Heading(2, "Charts"))
@@ -529,8 +532,9 @@ def render_markdown(
     charts: dict[str, str],
     capacity_doc: CapacityDocument | None = None,
     title: str = DEFAULT_TITLE,
+    stalled: Sequence[stall.StallRun] = (),
 ) -> str:
-    return doc.to_markdown(document(series, charts, capacity_doc, title))
+    return doc.to_markdown(document(series, charts, capacity_doc, title, stalled))
 
 
 def render_html(
@@ -538,8 +542,9 @@ def render_html(
     charts: dict[str, str],
     capacity_doc: CapacityDocument | None = None,
     title: str = DEFAULT_TITLE,
+    stalled: Sequence[stall.StallRun] = (),
 ) -> str:
-    return doc.to_html(title, document(series, charts, capacity_doc, title))
+    return doc.to_html(title, document(series, charts, capacity_doc, title, stalled))
 
 
 def build_report(
@@ -554,6 +559,7 @@ def build_report(
     if not any(s.runs for s in series):
         raise ReportError(f"no completed run in {root}: every point failed (see its index.json)")
     capacity_doc = load_capacity(root) if (root / results.CAPACITY_JSON).is_file() else None
+    stalled = load_stalled(root, out)
     drawn = plots.draw_all(chart_series(series), out, _subtitle(series))
     if capacity_doc is not None:
         drawn[CAPACITY_CHART] = capacity.draw(capacity_doc, out)
@@ -564,12 +570,24 @@ def build_report(
         for s in series:
             s.files = [Path(os.path.relpath(root / f, out)).as_posix() for f in s.files]
     md = out / REPORT_MD
-    md.write_text(render_markdown(series, charts, capacity_doc, title), encoding="utf-8")
+    md.write_text(render_markdown(series, charts, capacity_doc, title, stalled), encoding="utf-8")
     page = out / REPORT_HTML
-    page.write_text(render_html(series, charts, capacity_doc, title), encoding="utf-8")
+    page.write_text(render_html(series, charts, capacity_doc, title, stalled), encoding="utf-8")
     written["markdown"] = md
     written["html"] = page
     return written
+
+
+def load_stalled(root: Path, out: Path) -> list[stall.StallRun]:
+    """The stalled-reader runs under ``root/stalled/`` (the sweep's last point), their JSON linked from ``out``."""
+    where = root / stall.STALL_DIR
+    if not where.is_dir() or not find_indexes(where):
+        return []
+    return [
+        stall.StallRun(s.label, run, Path(os.path.relpath(where / file, out)).as_posix())
+        for s in load_series(where)
+        for run, file in zip(s.runs, s.files, strict=True)
+    ]
 
 
 def print_warnings(series: Sequence[SeriesData]) -> None:

@@ -127,7 +127,9 @@ class TargetInfo(TypedDict):
 
 
 class Connections(TypedDict):
-    requested: int
+    requested: int  #: --clients + --stalled-clients
+    #: connections opened only to send (--dedicated-senders; always for Redis): besides ``requested``
+    dedicated_senders: NotRequired[int]
     registered: int
     receivers: int
     senders: int

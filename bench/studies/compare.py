@@ -44,6 +44,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import cli
+from bench.progname import PROG
 from bench.report import compare as compare_report
 from bench.results.machine import environment
 from bench.results.schema import CompareMeta
@@ -93,10 +94,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "comparison: per-target run JSONs, compare.json, COMPARE.md with ratios ours/peer, and charts."
     )
     parser.epilog = (
-        "Peers: `chat-bench peers --targets LIST --install` installs what the chosen targets need (Debian "
+        f"Peers: `{PROG} peers --targets LIST --install` installs what the chosen targets need (Debian "
         "packages with apt-get, miniircd with pip; `make compare` does it first). Every target kind: "
-        "`chat-bench run --help`. miniircd's select() loop cannot go past ~1,020 connections. Example: "
-        "`chat-bench compare --targets embedded,redis --clients 10,50,100 --rate 100 --duration 3`."
+        f"`{PROG} run --help`. miniircd's select() loop cannot go past ~1,020 connections. Example: "
+        f"`{PROG} compare --targets embedded,redis --clients 10,50,100 --rate 100 --duration 3`."
     )
     g = parser.add_argument_group("targets")
     g.add_argument(

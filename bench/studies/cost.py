@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TypedDict, cast
 
 from bench import cli
+from bench.progname import PROG
 from bench.results import schema
 from bench.results.store import SeriesWriter, write_json
 from bench.studies import sweep
@@ -129,7 +130,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "harness, interleaved and repeated: a measurement that holds on a busy machine."
     )
     parser.epilog = (
-        "Example (2 cores): `python -m bench cost --clients 100 --rate 200 --repeat 3 --server-cpus 1 "
+        f"Example (2 cores): `{PROG} cost --clients 100 --rate 200 --repeat 3 --server-cpus 1 "
         "--harness-cpus 0`. Writes OUT/cost.json and one folder of run documents per target."
     )
     g = parser.add_argument_group("cost")

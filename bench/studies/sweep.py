@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -23,6 +23,7 @@ from bench import cli
 from bench.report import fmt
 from bench.report import sweep as sweep_report
 from bench.report.runline import summary_line
+from bench.report.stall import STALL_DIR
 from bench.results.schema import RunDocument
 from bench.results.store import SeriesWriter, new_report_dir, point_latest
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
@@ -34,6 +35,16 @@ DEFAULT_CLIENTS = (10, 50, 100, 250, 500, 1000)
 DEFAULT_FANOUTS = ("queued", "direct")
 LATEST = "latest"
 
+#: The sweep's last point, per strategy (:func:`stall_series`): the README's
+#: stalled-reader example.  20 clients, 1,500 msg/s of 3,900 B: the client that
+#: stops reading is sent ~5.9 MB a second, more than the kernel buffers hold
+#: within a second, so ``direct`` blocks on it; ``queued`` cuts it off at a
+#: 64 KiB queue (the server's --send-queue-bytes, small so it happens at once).
+STALL_CLIENTS = 20
+STALL_RATE = 1500.0
+STALL_PAYLOAD = 3900
+STALL_QUEUE_BYTES = 65536
+
 #: run_swarm, or a stand-in in tests.
 RunFn = Callable[[SwarmConfig], RunDocument]
 
@@ -41,11 +52,22 @@ RunFn = Callable[[SwarmConfig], RunDocument]
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run every client count for each fan-out strategy (interleaved: 10 queued, 10 direct, 50 queued, ...), "
+        "then one point per strategy in which a client stops reading (where the strategies differ), "
         "write the run JSON, index.json per strategy, four charts, report.md and report.html under "
         "reports/<timestamp>/, and point reports/latest at it. Expected deliveries/s = rate x (clients - 1)."
     )
     parser.epilog = f"Fan-out strategies without --fanout: {','.join(DEFAULT_FANOUTS)}."
     add_sweep_options(parser, DEFAULT_CLIENTS, "comma-separated client counts")
+    parser.add_argument(
+        "--no-stall-point",
+        dest="stall_point",
+        action="store_false",
+        help=(
+            f"skip the last point: per strategy, {STALL_CLIENTS} clients at {STALL_RATE:,.0f} msg/s of "
+            f"{STALL_PAYLOAD:,} B with one client that stops reading (--duration long), which shows what the "
+            "strategies are for (embedded target only)"
+        ),
+    )
 
 
 def add_sweep_options(parser: argparse.ArgumentParser, clients: Sequence[int], clients_help: str) -> None:
@@ -146,6 +168,25 @@ def run_point(series: Series, clients: int, run: RunFn = run_swarm, repeat: int 
     return doc
 
 
+def stall_series(args: argparse.Namespace, strategies: Sequence[str | None], out: Path) -> list[Series]:
+    """The stalled-reader point of each strategy, under ``out/stalled/``
+    (the report's "When a client stops reading" section)."""
+    out_series = []
+    for f in strategies:
+        base = replace(
+            cli.swarm_config(args, STALL_CLIENTS, fanout=f),
+            senders=None,
+            rate=STALL_RATE,
+            payload_bytes=STALL_PAYLOAD,
+            stalled_clients=1,
+            send_queue_bytes=STALL_QUEUE_BYTES,
+        )
+        name = series_name(base.target, f)
+        writer = SeriesWriter(out / STALL_DIR / name, base.series_parameters(), f"{name}, 1 not reading", args.argv)
+        out_series.append(Series(base, writer))
+    return out_series
+
+
 def make_series(
     args: argparse.Namespace, clients: Sequence[int], strategies: Sequence[str | None], out: Path
 ) -> list[Series]:
@@ -211,6 +252,8 @@ def execute(args: argparse.Namespace, default_fanouts: Sequence[str], title: str
     plan = Plan(keep_going=args.keep_going, quiet=args.quiet)
     try:
         writers = run_series(make_series(args, clients, strategies, out), clients, plan, run=run)
+        if getattr(args, "stall_point", False) and args.target == "embedded":
+            run_series(stall_series(args, strategies, out), [STALL_CLIENTS], plan, run=run)
     except KeyboardInterrupt:
         print("\ninterrupted: reporting the points that finished", file=sys.stderr)
         if sweep_report.find_indexes(out):

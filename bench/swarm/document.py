@@ -243,7 +243,9 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "parameters": config.parameters(),
         "environment": environment(),
         "connections": {
-            "requested": got.total_conns + config.stalled_clients,
+            # --clients and --stalled-clients; a broker's dedicated senders are apart
+            "requested": config.clients + config.stalled_clients,
+            "dedicated_senders": got.total_conns - config.clients,
             "registered": len(got.registered),
             "receivers": len(got.receivers),
             "senders": len(got.senders),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -21,6 +24,27 @@ POLL_S = 0.25
 EXIT_WAIT_S = 10.0
 
 R = TypeVar("R", bound=Report)
+
+
+@contextlib.contextmanager
+def sigint_ignored_by_children() -> Iterator[None]:
+    """Processes started meanwhile ignore SIGINT for life (an ignored signal
+    stays ignored across exec).  Ctrl-C goes to the terminal's whole process
+    group, and it is the parent's to handle: it stops the workers and
+    reports what finished; a worker would die of it with a traceback.  The
+    parent's own SIGINT is blocked meanwhile, so a Ctrl-C that arrives then
+    reaches it afterwards instead of being lost.  (Blocking alone is not
+    inherited: a spawned child starts with an empty signal mask.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal dispositions belong to the main thread; nothing to do here
+        return
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if old_handler is None else old_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 @dataclass
@@ -47,7 +71,8 @@ class WorkerPool:
             parent_end, child_end = ctx.Pipe(duplex=True)
             proc = ctx.Process(target=worker_main, args=(plan, child_end), name=f"swarm-worker-{plan.index}")
             proc.daemon = True
-            proc.start()
+            with sigint_ignored_by_children():
+                proc.start()
             child_end.close()
             self.workers.append(WorkerHandle(plan.index, proc, parent_end))
 

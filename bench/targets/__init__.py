@@ -31,7 +31,7 @@ miniircd), :mod:`~bench.targets.brokers`, :mod:`~bench.targets.cluster`,
 
 from __future__ import annotations
 
-from bench.targets.base import CommandTarget, ProcessTarget, Target, TargetError
+from bench.targets.base import AlreadyStarted, CommandTarget, ProcessTarget, Target, TargetError
 from bench.targets.brokers import MosquittoTarget, NatsTarget, RedisTarget
 from bench.targets.cluster import ClusterTarget, RedisServer, find_redis_server
 from bench.targets.embedded import EmbeddedTarget
@@ -51,6 +51,7 @@ __all__ = [
     "KINDS",
     "MINIIRCD_MAX_CONNECTIONS",
     "NGIRCD_PENALTY_RATE_PER_SENDER",
+    "AlreadyStarted",
     "ClusterTarget",
     "CommandTarget",
     "EmbeddedShootoutTarget",

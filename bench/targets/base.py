@@ -57,6 +57,11 @@ class TargetError(Exception):
     """The target cannot be used; the message says why, in plain words."""
 
 
+class AlreadyStarted(RuntimeError):
+    """``start()`` on a target that is running: a bug in the caller (the
+    first server would be left running), never a user's mistake."""
+
+
 def write_config(prefix: str, filename: str, text: str) -> tempfile.TemporaryDirectory[str]:
     """A fresh temporary directory holding one config file ``filename``, both
     readable by a server that drops root after reading them."""
@@ -69,6 +74,12 @@ def write_config(prefix: str, filename: str, text: str) -> tempfile.TemporaryDir
 
 
 class Target(Protocol):
+    """``start()`` once, then ``stop()`` (which may be called any number of
+    times); a second ``start()`` before ``stop()`` raises
+    :class:`AlreadyStarted` rather than start a second server that nobody
+    would stop.  ``with target:`` starts it; the address it listens on is
+    what ``start()`` returned, also kept as ``address``."""
+
     kind: str
     protocol: str
     connect_batch: int | None
@@ -146,6 +157,8 @@ class ProcessTarget:
         self._announced: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self.exit_code: int | None = None
         self.last_pid: int | None = None
+        #: Where it listens once started (what ``start()`` returned).
+        self.address: tuple[str, int] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -169,8 +182,12 @@ class ProcessTarget:
         """Called after the server stopped."""
 
     def start(self) -> tuple[str, int]:
-        if self.announces_address:
-            return self._start_announced()
+        if self._proc is not None:
+            raise AlreadyStarted(f"{self.label} is already running (pid {self._proc.pid}); stop() it first")
+        self.address = self._start_announced() if self.announces_address else self._start_on_port()
+        return self.address
+
+    def _start_on_port(self) -> tuple[str, int]:
         last_error = "unknown error"
         for _ in range(PORT_ATTEMPTS):
             port = self.pick_port()
@@ -298,6 +315,7 @@ class ProcessTarget:
         }
 
     def __enter__(self) -> Self:
+        """Starts it: ``with EmbeddedTarget() as t:`` runs a server, at ``t.address``."""
         self.start()
         return self
 

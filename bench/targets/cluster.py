@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Self
 
 from bench.results.schema import TargetInfo
-from bench.targets.base import CommandTarget, ProcessTarget, TargetError, free_port
+from bench.targets.base import AlreadyStarted, CommandTarget, ProcessTarget, TargetError, free_port
 from bench.targets.brokers import REDIS_SERVER
 
 #: Most nodes one cluster target starts: more processes than that on one
@@ -112,9 +113,16 @@ class ClusterTarget:
         self.port = 0
         #: Where each node listens, in node order.
         self.addresses: list[tuple[str, int]] = []
+        #: "The" address once started (what ``start()`` returned).
+        self.address: tuple[str, int] | None = None
+        self._running = False
 
     def start(self) -> tuple[str, int]:
+        if self._running:
+            raise AlreadyStarted(f"cluster:{self.count} is already running; stop() it first")
+        self.nodes, self.addresses = [], []
         self.redis.start()
+        self._running = True
         self.port = self.fixed_port or free_port(self.host)
         try:
             for i in range(self.count):
@@ -127,12 +135,21 @@ class ClusterTarget:
             raise
         if not self.share_port:
             self.port = self.addresses[0][1]  # "the" address: the first node's
-        return self.host, self.port
+        self.address = (self.host, self.port)
+        return self.address
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
         self.redis.stop()
+        self._running = False
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     @property
     def pid(self) -> int | None:

@@ -37,7 +37,8 @@ class EmbeddedWsTarget(EmbeddedTarget):
                 self.stop()
                 raise TargetError(f"{self.label}: websocket port {self.ws_port} did not accept")
             time.sleep(POLL_INTERVAL_S)
-        return host, self.ws_port
+        self.address = (host, self.ws_port)
+        return self.address
 
 
 class EmbeddedShootoutTarget(EmbeddedWsTarget):

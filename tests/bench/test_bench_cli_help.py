@@ -14,7 +14,7 @@ from bench import cli
 from bench.report import fmt, runline
 from bench.results import load_run
 from bench.results.schema import RunDocument
-from bench.studies import capacity, sweep
+from bench.studies import capacity, clusterup, sweep
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,3 +81,18 @@ def test_run_line_names_the_window_of_each_figure() -> None:
     assert f"{runline.MEASURED}: delivered" in line and "(100.00%)" in line
     assert f"{runline.ALL_TRAFFIC}: lost 2" in line
     assert f"deliveries/s {runline.RATE_WINDOW} (offered " in line
+
+
+def test_make_cluster_says_how_to_start_the_client_from_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make cluster` runs from the checkout, where chat-client is .venv/bin/chat-client, not on PATH."""
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    python, script = bin_dir / "python", bin_dir / "chat-client"
+    python.touch()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert clusterup.client_command(8000, str(python)) == f"{python} -m client --port 8000"  # not installed
+    script.touch(mode=0o755)
+    assert clusterup.client_command(8000, str(python)) == ".venv/bin/chat-client --port 8000"
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert clusterup.client_command(8000, str(python)) == "chat-client --port 8000"

@@ -144,9 +144,9 @@ def test_compare_repeats_interleaved_and_pins_server_and_harness_apart(
     cpus = pinning.available_cpus()
     server, harness = cpus[-1:], cpus[:-1]
     out = tmp_path / "cmp"
-    with EmbeddedTarget() as external:
-        host, port = external.start()
-        assert external.pid is not None
+    with EmbeddedTarget() as external:  # entering starts it
+        assert external.pid is not None and external.address is not None
+        host, port = external.address
         code = cli.main(
             [
                 *("compare", "--targets", f"embedded,{host}:{port}", "--server-pid", str(external.pid)),

@@ -11,6 +11,7 @@ import pytest
 
 from bench import cli, report, results
 from bench.report import plots
+from bench.report.stall import STALL_DIR
 from bench.results import store
 from bench.studies import capacity, sweep
 from bench.swarm import SwarmConfig
@@ -38,12 +39,21 @@ def test_short_sweep_writes_runs_charts_report_and_latest(tmp_path: Path, capsys
     for file in plots.CHART_FILES.values():
         assert (out / file).stat().st_size > 10_000
     md = (out / report.REPORT_MD).read_text()
-    assert md.count("| queued |") == 2 and md.count("| direct |") == 2
+    assert md.count("| direct |") == 3
     # The report says how long the room took to fall quiet and what each server ran with.
     assert "| quiet room | traffic began once no client had received anything" in md
     for fanout in ("queued", "direct"):
         assert f"| server options ({fanout}) |" in md and f"fanout={fanout}, " in md
     assert "rate_limit=0.0" in md  # the harness turns flood control off
+    # The last point, per strategy: one client stops reading -- what the strategies are for.
+    for fanout in ("queued", "direct"):
+        (stalled,) = results.load_runs(out / STALL_DIR / fanout)
+        assert stalled["parameters"]["stalled_clients"] == 1 and stalled["parameters"]["clients"] == 20
+    section = md[md.index("## When a client stops reading") : md.index("## Charts")]
+    assert "| queued |" in section and "cut off by the server at its 64 KiB send queue" in section
+    assert "| direct |" in section and "kept: the server waited on it" in section
+    assert "stalls everyone under `direct`" in section
+    assert md.count("| queued |") == 3  # the sweep's two points and this one; the charts leave it out
     printed = capsys.readouterr().out
     assert "queued: clients=3" in printed and "direct: clients=5" in printed
     assert f"report: {out.name}" in printed.replace(str(root.resolve()) + "/", "").replace(str(root) + "/", "")

@@ -68,6 +68,8 @@ def test_diff_shows_base_new_and_their_ratio_per_point(tmp_path: Path, capsys: p
     a, b = before["deliveries"]["per_s"], after["deliveries"]["per_s"]
     assert row["deliveries/s"] == f"{a:,.0f} → {b:,.0f} ({b / a:.2f}x)"
     assert _diff_table(out, "direct")[3]["p50 ms"].endswith("(1.00x)")
+    # One run per point: the output says how much of a ratio is noise, and how to measure past it.
+    assert "Run-to-run noise" in out and "8% at p99" in out and "--repeat N" in out
     assert (tmp_path / "d" / "diff.md").read_text().startswith("# chatbench diff")
     assert (tmp_path / "d" / "diff.png").read_bytes().startswith(b"\x89PNG")
 
@@ -188,8 +190,28 @@ def test_compare_charts_name_each_server_and_skip_a_single_point(tmp_path: Path)
     ngircd = {"version": "ngIRCd 26.1-IDENT+IPv6+IRCPLUS-x86_64/pc/linux-gnu"}
     assert compare_report.server_label("ngircd", ngircd) == "ngIRCd 26.1"
     assert compare_report.server_label("miniircd", {}) == "miniircd"
+    # Each broker's --version, as its Debian package prints it: the name and the number.
+    versions = {
+        "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0": "Redis 7.0.15",
+        "nats-server: v2.9.10": "nats-server 2.9.10",
+        "mosquitto version 2.0.11": "mosquitto 2.0.11",
+        "miniircd 2.3": "miniircd 2.3",
+    }
+    for version, label in versions.items():
+        assert compare_report.server_label("x", {"version": version}) == label
     point = {"clients": 10, "status": "ok", "p99_us": 1000, "deliveries_per_s": 90.0, "server_cpu_percent": 5.0}
     assert plots.compare_charts({"embedded": [point]}, tmp_path) == []
     two = [point, {**point, "clients": 20}]
     files = plots.compare_charts({"embedded": two}, tmp_path, {"embedded": "chatbench 87d2086"})
     assert len(files) == len(plots.COMPARE_CHARTS)
+
+
+def test_compare_lines_differ_in_shape_and_place_and_ours_is_on_top() -> None:
+    """ngircd's line used to hide ours where the two were alike: every target
+    now has a marker, a line style and an x offset of its own, ours on top."""
+    names = ["embedded", "ngircd", "miniircd", "mosquitto", "redis", "nats"]
+    styles = plots.compare_styles(names, ours="embedded")
+    assert len({(st.marker, st.linestyle) for st in styles.values()}) == len(names)
+    assert len({st.shift for st in styles.values()}) == len(names)
+    assert all(styles["embedded"].zorder > st.zorder for name, st in styles.items() if name != "embedded")
+    assert styles["embedded"].linewidth > styles["ngircd"].linewidth

@@ -6,9 +6,21 @@ import socket
 import sys
 import time
 
+import psutil
 import pytest
 
-from bench.targets import CommandTarget, EmbeddedTarget, ExternalTarget, TargetError, make_target, parse_target
+from bench.targets import (
+    KINDS,
+    AlreadyStarted,
+    ClusterTarget,
+    CommandTarget,
+    EmbeddedTarget,
+    ExternalTarget,
+    Target,
+    TargetError,
+    make_target,
+    parse_target,
+)
 from bench.targets.relay import relay_target
 from bench.wire.client import WireClient
 from server import protocol
@@ -115,3 +127,39 @@ def test_calibration_relay_announces_its_port_and_relays_a_line() -> None:
         finally:
             a.close()
             b.close()
+
+
+@pytest.mark.parametrize(
+    "spec", [kind.name for kind in KINDS if kind.name not in ("faultrelay", "cluster")] + ["cluster:1"]
+)
+def test_a_second_start_is_refused_and_stop_leaves_nothing_running(spec: str) -> None:
+    """``with target:`` already starts it; starting it again would start a
+    second server that nobody stops (it did, in soak and a compare test)."""
+    try:
+        target = make_target(spec)
+        target.start()
+    except TargetError as exc:
+        if "not installed" in str(exc) or "install" in str(exc):
+            pytest.skip(str(exc))
+        raise
+    pids = _pids(target)
+    try:
+        assert target.address is not None
+        with pytest.raises(AlreadyStarted, match="already running"):
+            target.start()
+        assert _pids(target) == pids  # the refused start launched nothing
+    finally:
+        target.stop()
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    address = target.start()  # stopped: it may start again
+    try:
+        assert address == target.address
+    finally:
+        target.stop()
+
+
+def _pids(target: Target) -> list[int]:
+    if isinstance(target, ClusterTarget):
+        return [pid for pid in (target.redis.pid, *(node.pid for node in target.nodes)) if pid is not None]
+    assert target.pid is not None
+    return [target.pid]

@@ -19,6 +19,7 @@ from bench.loadtest.integrity import Ledger, merge_states
 from bench.measure import probe
 from bench.measure.integrity import IntegrityTracker, total
 from bench.studies import selftest
+from bench.studies import selftest_bounds as bounds
 from bench.targets.faultplan import FAULT_SPACING, DelayModel, FaultOptions, Timetable, client_id, plan_faults
 from bench.targets.faultrelay import corrupt_text, option_argv
 
@@ -46,6 +47,39 @@ def test_harness_stall_keeps_the_timetable_and_shows_as_latency() -> None:
     checks = {c["check"]: c for c in out.checks}
     assert checks["probes off the timetable"]["reported"].startswith("0 of ")
     assert float(checks["harness stop shows (max ms)"]["reported"]) >= 150
+
+
+def test_a_late_tail_within_the_read_lag_passes_as_a_busy_machine_and_says_so() -> None:
+    """The issue's run: uniform-100 p99.9 51.17 ms expected, 52.26 reported.
+    Beyond the stated 1% + 0.2 ms; a late read explains it only when the run's
+    read lag was that large, and nothing explains an early value."""
+    stated = bounds.Bound(rel=0.01, abs_us=200, read_lag_us=0)
+    assert bounds.judge(51_170, 51_500, stated) == (bounds.PASS, "")  # within 0.71 ms
+    busy = bounds.Bound(rel=0.01, abs_us=200, read_lag_us=3_000)
+    verdict, note = bounds.judge(51_170, 52_260, busy)
+    assert verdict == bounds.PASS_BUSY
+    assert "1.09 ms late" in note and "0.71 ms here" in note and "read lag p99 (3.00 ms)" in note
+    verdict, note = bounds.judge(51_170, 52_260, bounds.Bound(rel=0.01, abs_us=200, read_lag_us=300))
+    assert verdict == bounds.FAIL and "even widened" in note and "harness error" in note
+    verdict, note = bounds.judge(51_170, 50_000, busy)
+    assert verdict == bounds.FAIL and "early" in note
+
+
+def test_the_table_and_json_say_which_checks_the_machine_is_to_blame_for(tmp_path: Path) -> None:
+    out = selftest.Outcome()
+    out.add("integrity", "lost (total)", 3, 3, True)
+    busy = bounds.Bound(rel=0.01, abs_us=200, read_lag_us=3_000)
+    out.judged("uniform-100", "p99.9 ms", "51.17", "52.26", bounds.judge(51_170, 52_260, busy))
+    assert [c["ok"] for c in out.checks] == [True, True] and out.busy() == out.checks[1:]
+    text = selftest.table(out)
+    assert "pass, busy machine" in text
+    assert "Notes:\n  uniform-100 p99.9 ms: 1.09 ms late" in text
+    noise = bounds.scheduling_delay(sleeps=20)
+    assert (
+        noise["sleeps"] == 20
+        and 0 <= noise["overshoot_p50_us"] <= noise["overshoot_p99_us"] <= noise["overshoot_max_us"]
+    )
+    assert "sleep overshot by p50" in bounds.noise_line(noise)
 
 
 def test_timetable_flags_a_probe_stamped_with_its_actual_send_time() -> None:
@@ -128,6 +162,8 @@ def test_exact_counts_per_receiver_and_sender_through_the_command(tmp_path: Path
     assert "per (receiver, sender) pair" in proc.stdout
     doc = json.loads((tmp_path / "selftest.json").read_text())
     assert doc["failed"] == 0
+    assert doc["machine_noise"]["sleeps"] > 0 and "machine scheduling noise" in proc.stdout
+    assert all(c["verdict"] == "pass" and c["note"] == "" for c in doc["checks"])
     rows = {c["check"]: c for c in doc["checks"]}
     # Every kind of fault was injected (so a miscount could not pass as zero = zero).
     for name in ("duplicated", "reordered", "corrupted"):

@@ -109,6 +109,7 @@ def test_name_taken_exits_2(server: ChatServer, spawn: Spawn, peer: Callable[[st
     imposter = spawn("--port", port_of(server), "--name", "ALICE")  # names clash case-insensitively
     assert imposter.wait(keep_stdin=True) == 2
     assert imposter.stderr.strip() == "chat-client: the server refused the name: Name taken: ALICE"
+    assert imposter.lines == []  # not the server's prompt that follows the refusal
 
 
 def test_piped_invalid_first_line_name_exits_2(server: ChatServer, spawn: Spawn) -> None:
@@ -118,6 +119,7 @@ def test_piped_invalid_first_line_name_exits_2(server: ChatServer, spawn: Spawn)
     client.proc.stdin.flush()
     assert client.wait(keep_stdin=True) == 2
     assert "Invalid name: name must not contain spaces" in client.stderr
+    assert client.lines == ["? Enter your username:"]  # the first prompt only, not the one after the refusal
 
 
 def test_invalid_name_option_is_a_usage_error(spawn: Spawn) -> None:
