@@ -78,7 +78,7 @@ def test_compare_cli_help_and_errors() -> None:
         timeout=60,
         check=True,
     )
-    assert "--targets" in run.stdout and "chat-bench peers" in run.stdout
+    assert "--targets" in run.stdout and "-m bench peers" in run.stdout  # named as it was started
     bad = subprocess.run(
         [sys.executable, "-m", "bench", "compare", "--targets", "embedded,quakeircd"],
         capture_output=True,
