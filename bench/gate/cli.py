@@ -42,7 +42,8 @@ DESCRIPTION = (
 EPILOG = (
     f"Examples:  {PROG} gate            (check against bench/gate/baseline.json)\n"
     f"           {PROG} gate --write-baseline --runs 5\n"
-    f"           {PROG} gate --fanout direct --stalled 1   (a regression the gate must catch)"
+    f"           {PROG} gate --fanout direct --stalled 1   (a regression the gate must catch)\n"
+    f"           {PROG} gate --target redis   (the same bursts against another server: measured, no baseline)"
 )
 
 
@@ -109,6 +110,12 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
         help="start the server under test with this command instead of `python -m server` "
         "(it must log 'listening on HOST:PORT' on stderr); --fanout is then ignored",
     )
+    parser.add_argument(
+        "--target",
+        help="measure another server instead of ours, in its own protocol (a --target of `run`: redis, nats, "
+        "mosquitto, embedded-ws, ngircd, HOST:PORT, ...); the ratio to the relay is reported, no baseline applies",
+    )
+    parser.add_argument("--protocol", help="the protocol of a HOST:PORT or ws:// --target")
     parser.add_argument("--clients", type=int, default=d.clients, help="receivers (default: %(default)s)")
     parser.add_argument("--lines", type=int, default=d.lines, help="lines per burst (default: %(default)s)")
     parser.add_argument("--payload", type=int, default=d.payload, help="payload characters per line")
@@ -133,6 +140,8 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         fanout=args.fanout,
         stalled=args.stalled,
         server_command=tuple(shlex.split(args.server_command)) if args.server_command else None,
+        target=args.target,
+        protocol=args.protocol,
     )
 
 
@@ -151,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"[gate] {message}", file=sys.stderr, flush=True)
 
     try:
+        if scenario.target is not None:
+            return _measure_only(args, scenario, progress)
         if args.write_baseline:
             return _write_baseline(args, scenario, progress)
         baseline = load_baseline(args.baseline)
@@ -168,6 +179,25 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(verdict.message)
     return EXIT_PASS if verdict.ok else EXIT_REGRESSION
+
+
+def _measure_only(args: argparse.Namespace, scenario: Scenario, progress: Progress) -> int:
+    """Another target: the same bursts, the ratios printed; the committed
+    baseline is our server's, so nothing is judged."""
+    if args.write_baseline:
+        raise GateError("--write-baseline records our server's baseline: not with --target")
+    measurement = run_gate(scenario, progress)
+    if args.json:
+        print(json.dumps(measurement.to_json(), indent=2))
+        return EXIT_PASS
+    server, relay = measurement.server, measurement.relay
+    print(
+        f"{scenario.target}: burst to {scenario.clients} receivers in {server.median_fanout_us / 1000:.2f} ms "
+        f"(median; the calibration relay {relay.median_fanout_us / 1000:.2f} ms); "
+        + ", ".join(f"{k} {v:.3f}" for k, v in measurement.ratios.items())
+        + " (measured only: the baseline is our server's)"
+    )
+    return EXIT_PASS
 
 
 def baseline_command(args: argparse.Namespace) -> str:

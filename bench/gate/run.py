@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from bench.gate.burst import BurstResult, FanoutGroup
 from bench.gate.scenario import GateError, Scenario
 from bench.measure.stats import LatencyHistogram
 from bench.results.schema import Latency
-from bench.targets import CommandTarget, TargetError
+from bench.targets import CommandTarget, Target, TargetError, make_target, target_protocol
 from bench.targets.relay import relay_target
 from bench.wire.client import ClientError
 
@@ -57,6 +57,7 @@ class ScenarioDoc(TypedDict):
     fanout: Literal["queued", "direct"]
     stalled: int
     server_command: str
+    target: NotRequired[str]  #: another target measured instead of our server (absent: ours)
 
 
 class MeasurementDoc(TypedDict):
@@ -152,6 +153,7 @@ class Measurement:
                 "fanout": s.fanout,
                 "stalled": s.stalled,
                 "server_command": shlex.join(s.server_argv()),
+                **({"target": s.target} if s.target is not None else {}),
             },
             "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
             "stalled": self.stalled,
@@ -203,11 +205,13 @@ class GateRun:
         self._started = time.monotonic()
         try:
             relay = self._stack.enter_context(relay_target())
-            server = self._stack.enter_context(CommandTarget(self.scenario.server_argv(), "server"))
-            self.progress(f"relay on {relay.host}:{relay.port}, server on {server.host}:{server.port}")
+            server, protocol_name = self._server_target()
+            host, port = server.start()
+            self._stack.callback(server.stop)
+            self.progress(f"relay on {relay.host}:{relay.port}, server on {host}:{port} ({protocol_name})")
             self._relay_group = FanoutGroup((relay.host, relay.port), self.scenario, stalled=0)
             self._stack.callback(self._relay_group.close)
-            self._server_group = FanoutGroup((server.host, server.port), self.scenario, stalled=self.scenario.stalled)
+            self._server_group = FanoutGroup((host, port), self.scenario, self.scenario.stalled, protocol_name)
             self._stack.callback(self._server_group.close)
         except (TargetError, ClientError) as exc:
             self._stack.close()
@@ -217,6 +221,15 @@ class GateRun:
             raise
         self.progress(f"connected {self.scenario.describe()} to both targets")
         return self
+
+    def _server_target(self) -> tuple[Target, str]:
+        """The server under test (not started) and the protocol it is spoken to in."""
+        scenario = self.scenario
+        if scenario.target is None:
+            return CommandTarget(scenario.server_argv(), "server"), "chat"
+        return make_target(scenario.target, (), None, scenario.protocol), target_protocol(
+            scenario.target, scenario.protocol
+        )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

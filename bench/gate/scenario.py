@@ -77,6 +77,11 @@ class Scenario:
     #: Command that starts the server under test; ``None``: ``python -m
     #: server`` with ``fanout``.  It must log ``listening on HOST:PORT``.
     server_command: tuple[str, ...] | None = None
+    #: Another target to measure instead (a ``--target`` value: ``redis``,
+    #: ``nats``, ``embedded-ws``, ...), in its own protocol; None: our server
+    #: (``server_command``).  No baseline applies to it: the ratio is measured only.
+    target: str | None = None
+    protocol: str | None = None  #: the protocol of a HOST:PORT or ws:// ``target``
 
     def __post_init__(self) -> None:
         if self.clients < 1 or self.lines < 1 or self.rounds < 1:
@@ -85,6 +90,8 @@ class Scenario:
             raise ValueError("payload, warmup and stalled must not be negative")
         if self.burst_timeout <= 0:
             raise ValueError("burst timeout must be positive")
+        if self.target is not None and self.server_command is not None:
+            raise ValueError("--target and --server-command name two servers: give one")
 
     def server_argv(self) -> list[str]:
         if self.server_command is not None:
@@ -106,7 +113,8 @@ class Scenario:
         ]
 
     def describe(self) -> str:
-        text = f"{self.clients} receivers x {self.lines} lines ({self.payload}-char payload), fanout={self.fanout}"
+        server = f"target={self.target}" if self.target is not None else f"fanout={self.fanout}"
+        text = f"{self.clients} receivers x {self.lines} lines ({self.payload}-char payload), {server}"
         if self.stalled:
             text += f", {self.stalled} non-reading client(s)"
         return text
