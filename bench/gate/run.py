@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, TypedDict
 
 from bench.gate.burst import BurstResult, FanoutGroup
 from bench.gate.scenario import GateError, Scenario
@@ -57,7 +57,8 @@ class ScenarioDoc(TypedDict):
     fanout: Literal["queued", "direct"]
     stalled: int
     server_command: str
-    target: NotRequired[str]  #: another target measured instead of our server (absent: ours)
+    target: str | None  #: another target measured instead of our server (None: ours)
+    protocol: str | None  #: the protocol of a HOST:PORT or ws:// target
 
 
 class MeasurementDoc(TypedDict):
@@ -153,7 +154,8 @@ class Measurement:
                 "fanout": s.fanout,
                 "stalled": s.stalled,
                 "server_command": shlex.join(s.server_argv()),
-                **({"target": s.target} if s.target is not None else {}),
+                "target": s.target,
+                "protocol": s.protocol,
             },
             "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
             "stalled": self.stalled,
