@@ -32,6 +32,7 @@ from server.config import ServerConfig
 from server.fanout import Fanout, make_fanout
 from server.hub import Hub
 from server.limits import raise_open_file_limit
+from server.memory import Trimmer, limit_arenas
 from server.session import Session, SessionContext
 from server.wsframes import UNAVAILABLE_RESPONSE
 
@@ -237,15 +238,18 @@ class ChatServer:
 
     def _reap(self) -> None:
         """Disconnect connections that did not register in time, and (with
-        ``--idle-timeout``) registered clients that went silent.  One thread
+        ``--idle-timeout``) registered clients that went silent; give memory
+        back after a storm (``server.memory.Trimmer``).  One thread
         for all, instead of socket timeouts: a timeout on a socket also makes
         every send on it wait for room, and no writer may ever wait."""
         idle_limit = self.config.idle_timeout
         intervals = [REAP_INTERVAL_SECONDS, self.config.registration_timeout / 4]
         if idle_limit > 0:
             intervals.append(idle_limit / 4)
+        trimmer = Trimmer()
         while not self._stopping.wait(min(intervals)):
             now = time.monotonic()
+            trimmer.tick(now)
             with self._lock:
                 sessions = list(self._sessions)
             for session in sessions:
@@ -321,6 +325,7 @@ def serve(config: ServerConfig) -> int:
     """Run until SIGINT or SIGTERM; the program's exit code."""
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_open_file_limit()
+    limit_arenas()  # before any thread starts (server.memory)
     server = ChatServer(config)
     try:
         server.start()

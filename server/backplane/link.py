@@ -161,7 +161,7 @@ class Link:
 
     def _subscribe_loop(self) -> None:
         while not self._stopping.is_set():
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 pubsub.subscribe(CHANNEL)
                 self._rejoin()
