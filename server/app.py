@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from server import protocol
 from server.backplane.errors import BackplaneError
@@ -34,12 +34,15 @@ from server.hub import Hub
 from server.limits import raise_open_file_limit
 from server.memory import Trimmer, limit_arenas
 from server.session import Session, SessionContext
+from server.tls import PLAINTEXT_CHAT_ANSWER, PLAINTEXT_HTTP_ANSWER, TlsSocket, server_context
 from server.wsframes import UNAVAILABLE_RESPONSE
 
 if TYPE_CHECKING:
+    import ssl
+
     from server.backplane.hub import ClusterHub
 
-__all__ = ["ChatServer", "format_address", "raise_open_file_limit", "serve", "set_keepalive"]
+__all__ = ["ChatServer", "StartError", "format_address", "raise_open_file_limit", "serve", "set_keepalive"]
 
 log = logging.getLogger(__name__)
 #: The "listening on HOST:PORT" line is what scripts wait for, so it is shown
@@ -69,6 +72,11 @@ SHUTDOWN_REASON = "server shutting down"
 MakeSession = Callable[[socket.socket, str], Session]
 #: Turns a connection away with a reason ("server full").
 Refuse = Callable[[socket.socket, str], None]
+
+
+class StartError(Exception):
+    """A file the server needs at start does not load (TLS certificate or
+    key, accounts): the one line ``serve`` logs before exiting 2."""
 
 
 def format_address(host: str, port: int) -> str:
@@ -108,6 +116,11 @@ class ChatServer:
         self.address: tuple[str, int] = (config.host, config.port)
         #: Where WebSocket clients connect (``--ws-port``); None when off.
         self.ws_address: tuple[str, int] | None = None
+        #: The TLS ports (``--tls-port``, ``--wss-port``); None when off.
+        self.tls_address: tuple[str, int] | None = None
+        self.wss_address: tuple[str, int] | None = None
+        #: The TLS settings of both TLS ports, loaded by ``start``.
+        self.tls_context: ssl.SSLContext | None = None
         #: The fan-out strategy (``--fanout``), built once by ``start``.
         self.fanout: Fanout | None = None
         self._context: SessionContext | None = None
@@ -117,22 +130,52 @@ class ChatServer:
     def start(self) -> None:
         """Bind, listen and start accepting in a background thread."""
         threading.stack_size(self.config.thread_stack_bytes)
+        self.tls_context = self._load_tls()
         self.fanout = make_fanout(self.config.fanout, self.config.send_queue_bytes)
         self.hub.fan_out = self.fanout.fan_out
         self.shootout_hub.fan_out = self.fanout.fan_out
         self._context = SessionContext(self.hub, self.config, self.fanout, self.forget)
         if self.cluster is not None:
             self.cluster.start()  # joins before listening: BackplaneError if Redis is unreachable
-        self.address = self._listen(self.config.port, self.make_session, self.refuse)
-        if self.config.ws_port is not None:
-            try:
-                self.ws_address = self._listen(self.config.ws_port, self.make_ws_session, self.refuse_ws)
-            except OSError as exc:
-                self._stopping.set()  # no half-started server
-                self._stop_accepting(SHUTDOWN_GRACE_SECONDS)
-                self.fanout.stop()
-                raise OSError(exc.errno, f"websocket port {self.config.ws_port}: {exc.strerror}") from exc
+        try:
+            self._open_listeners()
+        except OSError:
+            self._stopping.set()  # no half-started server
+            self._stop_accepting(SHUTDOWN_GRACE_SECONDS)
+            self.fanout.stop()
+            raise
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+
+    def _load_tls(self) -> ssl.SSLContext | None:
+        config = self.config
+        if config.tls_cert is None or config.tls_key is None:
+            return None
+        try:
+            return server_context(config.tls_cert, config.tls_key)
+        except OSError as exc:  # ssl.SSLError is one too
+            detail = exc.strerror if exc.strerror and not getattr(exc, "reason", None) else str(exc)
+            files = f"{config.tls_cert} / {config.tls_key}"
+            raise StartError(f"cannot load the TLS certificate / key {files}: {detail}") from None
+
+    def _open_listeners(self) -> None:
+        """Every port the config asks for; an OSError names the one that failed."""
+        config = self.config
+        if not config.tls_only:
+            self.address = self._listen(config.port, self.make_session, self.refuse)
+        self.tls_address = self._listen_extra("tls", config.tls_port, self.make_tls_session, self.refuse_tls)
+        self.ws_address = self._listen_extra("websocket", config.ws_port, self.make_ws_session, self.refuse_ws)
+        self.wss_address = self._listen_extra("wss", config.wss_port, self.make_wss_session, self.refuse_tls)
+        if config.tls_only and self.tls_address is not None:
+            self.address = self.tls_address
+
+    def _listen_extra(self, label: str, port: int | None, make: MakeSession, refuse: Refuse) -> tuple[str, int] | None:
+        """Listen on an optional port (None: off); an OSError names it."""
+        if port is None:
+            return None
+        try:
+            return self._listen(port, make, refuse)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{label} port {port}: {exc.strerror}") from exc
 
     def _listen(self, port: int, make: MakeSession, refuse: Refuse) -> tuple[str, int]:
         """Bind ``port`` and accept on it in a thread of its own; the address."""
@@ -292,6 +335,19 @@ class ChatServer:
 
         return WebSocketSession(self._context, sock, peer, self.shootout_hub)
 
+    def make_tls_session(self, sock: socket.socket, peer: str) -> Session:
+        """Hook: the session of a chat client on the TLS port (``server.tls``)."""
+        assert self._context is not None and self.tls_context is not None, "start() builds both"
+        tls = TlsSocket(sock, self.tls_context, peer, PLAINTEXT_CHAT_ANSWER)
+        # TlsSocket has the methods a session and its outbox use (see WsSocket).
+        return Session(self._context, cast(socket.socket, tls), peer)
+
+    def make_wss_session(self, sock: socket.socket, peer: str) -> Session:
+        """Hook: the session of a WebSocket client on the TLS port (https, wss)."""
+        assert self.tls_context is not None, "start() loads it"
+        tls = TlsSocket(sock, self.tls_context, peer, PLAINTEXT_HTTP_ANSWER)
+        return self.make_ws_session(cast(socket.socket, tls), peer)
+
     def refuse(self, sock: socket.socket, reason: str) -> None:
         """Hook: turn a connection away with one line."""
         self._turn_away(sock, reason, protocol.encode_disconnect(reason))
@@ -300,10 +356,16 @@ class ChatServer:
         """Hook: turn a WebSocket connection away (HTTP 503, before its handshake)."""
         self._turn_away(sock, reason, UNAVAILABLE_RESPONSE)
 
+    def refuse_tls(self, sock: socket.socket, reason: str) -> None:
+        """Hook: turn a TLS connection away (closed before its handshake: no
+        plaintext line would be readable to it)."""
+        self._turn_away(sock, reason, b"")
+
     def _turn_away(self, sock: socket.socket, reason: str, answer: bytes) -> None:
         log.warning("refused %s: %s", sock.getpeername() if sock.fileno() >= 0 else "?", reason)
         try:
-            sock.send(answer, socket.MSG_DONTWAIT)
+            if answer:
+                sock.send(answer, socket.MSG_DONTWAIT)
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
@@ -332,12 +394,16 @@ def serve(config: ServerConfig) -> int:
     except OSError as exc:
         log.error("cannot listen on %s: %s", format_address(config.host, config.port), exc.strerror or exc)
         return 2
+    except StartError as exc:
+        log.error("%s", exc)
+        return 2
     except BackplaneError as exc:
         log.error("cannot join the cluster: %s", exc)
         return 2
     startup_log.info("listening on %s", format_address(*server.address))
-    if server.ws_address is not None:
-        startup_log.info("websocket on %s", format_address(*server.ws_address))
+    for label, address in (("tls", server.tls_address), ("websocket", server.ws_address), ("wss", server.wss_address)):
+        if address is not None:
+            startup_log.info("%s on %s", label, format_address(*address))
     startup_log.info("%s", config.options_line())
     stop = threading.Event()
 

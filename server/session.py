@@ -36,6 +36,19 @@ RECV_BYTES = 65536
 #: last line (see ``Session._linger``).
 LINGER_SECONDS = 2.0
 
+#: The first byte of a TLS client's first record (a handshake): no name can
+#: start with it (a control character), so on the plaintext port it means
+#: a TLS client came to the wrong port.
+TLS_HANDSHAKE_START = b"\x16"
+
+
+def kernel_socket(sock: object) -> socket.socket:
+    """The OS socket under a transport's wrappers (``WsSocket``,
+    ``TlsSocket``: each keeps the one below as ``raw``)."""
+    while not isinstance(sock, socket.socket):
+        sock = sock.raw  # type: ignore[attr-defined]
+    return sock
+
 
 @dataclass(frozen=True, slots=True)
 class SessionContext:
@@ -153,11 +166,14 @@ class Session:
         # poll(), not a socket timeout: a timeout would also make every send on
         # this socket wait for room first, and the flusher must never wait.
         deadline = time.monotonic() + LINGER_SECONDS
+        # The kernel socket, not a transport over it: what is drained is
+        # dropped, and a TLS record cut short must not make us wait for the rest.
+        sock = kernel_socket(self.sock)
         poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
+        poller.register(sock, select.POLLIN)
         try:
             while (remaining := deadline - time.monotonic()) > 0:
-                if poller.poll(remaining * 1000) and not self.sock.recv(RECV_BYTES):
+                if poller.poll(remaining * 1000) and not sock.recv(RECV_BYTES):
                     return
         except OSError:
             pass
@@ -170,6 +186,9 @@ class Session:
         if not data:
             return None
         self.last_activity = time.monotonic()
+        if self.name is None and data.startswith(TLS_HANDSHAKE_START) and type(self.sock) is socket.socket:
+            log.warning("%s: a TLS handshake on the plaintext port, closing", self.peer)
+            raise EndSession("TLS on the plaintext port", farewell="this port does not speak TLS", linger=False)
         lines = self.decoder.feed(data)
         if self.decoder.oversized != before:
             limit = self.decoder.max_line_bytes
