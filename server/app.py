@@ -27,11 +27,13 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, cast
 
 from server import protocol
+from server.accounts import AccountsError, AccountsFile
 from server.backplane.errors import BackplaneError
 from server.config import ServerConfig
 from server.fanout import Fanout, make_fanout
 from server.hub import Hub
 from server.limits import raise_open_file_limit
+from server.login import Login
 from server.memory import Trimmer, limit_arenas
 from server.session import Session, SessionContext
 from server.tls import PLAINTEXT_CHAT_ANSWER, PLAINTEXT_HTTP_ANSWER, TlsSocket, server_context
@@ -121,6 +123,8 @@ class ChatServer:
         self.wss_address: tuple[str, int] | None = None
         #: The TLS settings of both TLS ports, loaded by ``start``.
         self.tls_context: ssl.SSLContext | None = None
+        #: The login policy with ``--accounts``, loaded by ``start``.
+        self.login: Login | None = None
         #: The fan-out strategy (``--fanout``), built once by ``start``.
         self.fanout: Fanout | None = None
         self._context: SessionContext | None = None
@@ -134,7 +138,8 @@ class ChatServer:
         self.fanout = make_fanout(self.config.fanout, self.config.send_queue_bytes)
         self.hub.fan_out = self.fanout.fan_out
         self.shootout_hub.fan_out = self.fanout.fan_out
-        self._context = SessionContext(self.hub, self.config, self.fanout, self.forget)
+        self.login = self._load_login()
+        self._context = SessionContext(self.hub, self.config, self.fanout, self.forget, self.login)
         if self.cluster is not None:
             self.cluster.start()  # joins before listening: BackplaneError if Redis is unreachable
         try:
@@ -156,6 +161,18 @@ class ChatServer:
             detail = exc.strerror if exc.strerror and not getattr(exc, "reason", None) else str(exc)
             files = f"{config.tls_cert} / {config.tls_key}"
             raise StartError(f"cannot load the TLS certificate / key {files}: {detail}") from None
+
+    def _load_login(self) -> Login | None:
+        """The login policy with ``--accounts`` (``server.login``)."""
+        if self.config.accounts is None:
+            return None
+        try:
+            accounts = AccountsFile(self.config.accounts)
+        except AccountsError as exc:
+            raise StartError(str(exc)) from None
+        if not len(accounts):
+            log.warning("the accounts file %s has no account yet", self.config.accounts)
+        return Login(accounts, self.config.accounts_required)
 
     def _open_listeners(self) -> None:
         """Every port the config asks for; an OSError names the one that failed."""
@@ -338,14 +355,14 @@ class ChatServer:
     def make_tls_session(self, sock: socket.socket, peer: str) -> Session:
         """Hook: the session of a chat client on the TLS port (``server.tls``)."""
         assert self._context is not None and self.tls_context is not None, "start() builds both"
-        tls = TlsSocket(sock, self.tls_context, peer, PLAINTEXT_CHAT_ANSWER)
+        tls = TlsSocket(sock, self.tls_context, peer, plaintext_answer=PLAINTEXT_CHAT_ANSWER)
         # TlsSocket has the methods a session and its outbox use (see WsSocket).
         return Session(self._context, cast(socket.socket, tls), peer)
 
     def make_wss_session(self, sock: socket.socket, peer: str) -> Session:
         """Hook: the session of a WebSocket client on the TLS port (https, wss)."""
         assert self.tls_context is not None, "start() loads it"
-        tls = TlsSocket(sock, self.tls_context, peer, PLAINTEXT_HTTP_ANSWER)
+        tls = TlsSocket(sock, self.tls_context, peer, plaintext_answer=PLAINTEXT_HTTP_ANSWER)
         return self.make_ws_session(cast(socket.socket, tls), peer)
 
     def refuse(self, sock: socket.socket, reason: str) -> None:

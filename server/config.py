@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multi-user chat server over TCP lines, and WebSocket with --ws-port "
         "(threads, one reader per client, bounded per-client send queues).",
         epilog="Connect with `chat-client --port PORT` or `nc HOST PORT`; with --ws-port, open "
-        "http://HOST:WS_PORT/ in a browser. SIGINT/SIGTERM shut down cleanly.",
+        "http://HOST:WS_PORT/ in a browser. SIGINT/SIGTERM shut down cleanly. "
+        "`chat-server passwd NAME --accounts FILE` adds an account (see --accounts).",
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--host", default=d.host, help="address to listen on")

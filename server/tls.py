@@ -91,14 +91,17 @@ def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return context
 
 
-def describe_ssl_error(exc: ssl.SSLError) -> str:
+def describe_ssl_error(exc: ssl.SSLError, server_side: bool = True) -> str:
     """OpenSSL's reason in words ("wrong version number"), and what it
-    usually means on a server."""
+    usually means on this side."""
     reason = (exc.reason or str(exc)).lower().replace("_", " ")
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"{reason}: {exc.verify_message}"
+    peer = "client" if server_side else "server"
     if "alert unknown ca" in reason or "alert bad certificate" in reason or "certificate unknown" in reason:
-        return f"{reason} (the client does not trust our certificate)"
-    if "wrong version number" in reason or "unsupported protocol" in reason:
-        return f"{reason} (not TLS, or a TLS version below 1.2)"
+        return f"{reason} (the client does not trust our certificate)" if server_side else reason
+    if "wrong version number" in reason or "unsupported protocol" in reason or "record layer failure" in reason:
+        return f"{reason} (the {peer} does not speak TLS 1.2+ here)"
     if "http request" in reason:
         return f"{reason} (plain HTTP on the TLS port)"
     return reason
@@ -109,13 +112,26 @@ class TlsSocket:
     ``recv``/``send``/``sendall``/``shutdown``/``close``/``fileno`` over
     plaintext (see the module docstring for how, and why this way)."""
 
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext, peer: str, plaintext_answer: bytes) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        peer: str,
+        *,
+        plaintext_answer: bytes = b"",
+        server_hostname: str | None = None,
+    ) -> None:
+        """The server's side of a connection, or with ``server_hostname`` the
+        client's (``chat-client --tls``: the same threads, the same hazard)."""
         self.raw = sock
         self.peer = peer
+        self.server_side = server_hostname is None
         self._plaintext_answer = plaintext_answer
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._tls = context.wrap_bio(
+            self._incoming, self._outgoing, server_side=self.server_side, server_hostname=server_hostname
+        )
         #: Guards the SSLObject, both BIOs and the fields below.
         self._lock = threading.Lock()
         #: Records taken from the outgoing BIO that the kernel has not taken yet.
@@ -149,7 +165,7 @@ class TlsSocket:
         """Plaintext (at least one byte), or b"" at the end.  The reader
         thread only; the first call does the handshake."""
         if not self.established:
-            self._handshake()
+            self.handshake()
         while True:
             with self._lock:
                 data = self._read_plain(n)
@@ -216,8 +232,8 @@ class TlsSocket:
         try:
             self._tls.write(data)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            # A memory BIO takes every write, and with renegotiation off a
-            # server never has to read before it writes: this cannot happen.
+            # A memory BIO takes every write, and with renegotiation off
+            # neither side has to read before it writes: this cannot happen.
             raise TlsError(errno.EPROTO, "TLS write wants a retry (renegotiation?)") from None
         self._tail += self._outgoing.read()
 
@@ -265,25 +281,35 @@ class TlsSocket:
 
     # -- the handshake (the reader thread, lock not held) ----------------------------
 
-    def _handshake(self) -> None:
+    def handshake(self) -> None:
+        """Do the handshake (the first ``recv`` does it on the server); raises
+        :class:`TlsError` saying why it failed."""
         first = True
-        while not self.established:
-            wire = self.raw.recv(TLS_RECV_BYTES)
-            if not wire:
-                log.info("%s: closed during the TLS handshake", self.peer)
-                raise TlsError(errno.ECONNABORTED, "closed during the TLS handshake")
-            if first and wire[0] != TLS_HANDSHAKE_RECORD:
-                self._refuse_plaintext()
-            first = False
+        while True:
             with self._lock:
-                self._incoming.write(wire)
                 self._step()
             while True:
                 with self._lock:
                     if self._push():
                         break
                 self._wait_writable()
-        log.debug("%s: TLS established (%s, resumed: %s)", self.peer, self._tls.version(), self._tls.session_reused)
+            if self.established:
+                break
+            wire = self.raw.recv(TLS_RECV_BYTES)
+            if not wire:
+                self._note("%s: closed during the TLS handshake", logging.INFO)
+                raise TlsError(errno.ECONNABORTED, "closed during the TLS handshake")
+            if first and self.server_side and wire[0] != TLS_HANDSHAKE_RECORD:
+                self._refuse_plaintext()
+            first = False
+            with self._lock:
+                self._incoming.write(wire)
+        self._note("%s: TLS established (%s, resumed: %s)", logging.DEBUG, self._tls.version(), self.session_reused)
+
+    def _note(self, message: str, level: int, *args: object) -> None:
+        """Log (a server's log; a client says what went wrong its own way)."""
+        if self.server_side:
+            log.log(level, message, self.peer, *args)
 
     def _step(self) -> None:
         """One step of the handshake with what arrived (lock held); once it
@@ -297,8 +323,8 @@ class TlsSocket:
         except ssl.SSLError as exc:
             self._tail += self._outgoing.read()  # the alert that tells the client why
             self._push_quietly()
-            why = describe_ssl_error(exc)
-            log.warning("%s: TLS handshake failed: %s", self.peer, why)
+            why = describe_ssl_error(exc, self.server_side)
+            self._note("%s: TLS handshake failed: %s", logging.WARNING, why)
             raise TlsError(errno.EPROTO, f"TLS handshake failed: {why}") from None
         self.established = True
         self._tail += self._outgoing.read()
@@ -307,7 +333,7 @@ class TlsSocket:
             self._early = []
 
     def _refuse_plaintext(self) -> None:
-        log.warning("%s: plaintext on the TLS port, closing", self.peer)
+        self._note("%s: plaintext on the TLS port, closing", logging.WARNING)
         try:
             self.raw.send(self._plaintext_answer, DONTWAIT)
         except OSError:
