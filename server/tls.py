@@ -141,6 +141,8 @@ class TlsSocket:
         #: Lines written before the handshake finished.
         self._early: list[bytes] = []
         self.established = False
+        #: Sends the kernel took only part of (records kept in ``_tail``).
+        self.partial_sends = 0
         self._eof = False
         self._closed_sent = False
 
@@ -190,6 +192,7 @@ class TlsSocket:
             if self._closed_sent:
                 raise BrokenPipeError(errno.EPIPE, "TLS connection closed")
             if self._tail and not self._push():
+                self.partial_sends += 1
                 return 0
             pos = min(self._tail_raw, len(data))  # already encrypted and now on the wire
             self._tail_raw = 0
@@ -199,6 +202,7 @@ class TlsSocket:
                 self._encrypt(chunk)
                 if not self._push():
                     self._tail_raw = len(chunk)
+                    self.partial_sends += 1
                     return pos
                 pos += len(chunk)
             return pos
