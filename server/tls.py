@@ -73,6 +73,10 @@ PLAINTEXT_HTTP_ANSWER = (
 )
 
 
+#: Why a write fails that a memory BIO cannot refuse (see ``_encrypt``).
+RETRY_WANTED = "TLS write wants a retry (renegotiation?)"
+
+
 class TlsError(ConnectionError):
     """The TLS connection failed: a handshake OpenSSL refused, plaintext on
     the TLS port, or the peer gone mid-handshake.  An ``OSError``, so a
@@ -185,27 +189,49 @@ class TlsSocket:
         """Encrypt and send without waiting (whatever ``flags`` say): the
         plaintext bytes of ``data`` whose records the kernel took whole."""
         with self._lock:
-            if not self.established:
-                if data:
-                    self._early.append(bytes(data))
+            if self._tail or self._tail_raw or self._closed_sent or not self.established or len(data) > TLS_WRITE_BYTES:
+                return self._send_slow(data)
+            # The common case (a broadcast block to a reader that keeps up):
+            # one SSL_write, one non-blocking send, nothing left over.
+            try:
+                self._tls.write(data)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise TlsError(errno.EPROTO, RETRY_WANTED) from None
+            records = self._outgoing.read()
+            try:
+                taken = self.raw.send(records, DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                taken = 0
+            if taken == len(records):
                 return len(data)
-            if self._closed_sent:
-                raise BrokenPipeError(errno.EPIPE, "TLS connection closed")
-            if self._tail and not self._push():
+            self._tail, self._tail_raw = records[taken:], len(data)
+            self.partial_sends += 1
+            return 0
+
+    def _send_slow(self, data: bytes) -> int:
+        """``send`` with records left over, before the handshake, or with
+        more than one chunk (lock held)."""
+        if not self.established:
+            if data:
+                self._early.append(bytes(data))
+            return len(data)
+        if self._closed_sent:
+            raise BrokenPipeError(errno.EPIPE, "TLS connection closed")
+        if self._tail and not self._push():
+            self.partial_sends += 1
+            return 0
+        pos = min(self._tail_raw, len(data))  # already encrypted and now on the wire
+        self._tail_raw = 0
+        view = memoryview(data)
+        while pos < len(data):
+            chunk = view[pos : pos + TLS_WRITE_BYTES]
+            self._encrypt(chunk)
+            if not self._push():
+                self._tail_raw = len(chunk)
                 self.partial_sends += 1
-                return 0
-            pos = min(self._tail_raw, len(data))  # already encrypted and now on the wire
-            self._tail_raw = 0
-            view = memoryview(data)
-            while pos < len(data):
-                chunk = view[pos : pos + TLS_WRITE_BYTES]
-                self._encrypt(chunk)
-                if not self._push():
-                    self._tail_raw = len(chunk)
-                    self.partial_sends += 1
-                    return pos
-                pos += len(chunk)
-            return pos
+                return pos
+            pos += len(chunk)
+        return pos
 
     def sendall(self, data: bytes) -> None:
         """Blocking send (the ``direct`` and ``threads`` strategies): waits
@@ -238,7 +264,7 @@ class TlsSocket:
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             # A memory BIO takes every write, and with renegotiation off
             # neither side has to read before it writes: this cannot happen.
-            raise TlsError(errno.EPROTO, "TLS write wants a retry (renegotiation?)") from None
+            raise TlsError(errno.EPROTO, RETRY_WANTED) from None
         self._tail += self._outgoing.read()
 
     def _push(self) -> bool:
