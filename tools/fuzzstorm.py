@@ -28,8 +28,6 @@ import psutil
 
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
 MIB = 1 << 20
-import os
-SERVER = os.environ.get("FUZZ_SERVER", "-m server").split()
 #: Longest garbage line sent (past the server's 4096-byte line limit on purpose).
 MAX_GARBAGE_BYTES = 8192
 #: Bytes each client has in flight at most before it waits for the socket.
@@ -50,7 +48,7 @@ def garbage(rng: random.Random) -> bytes:
 
 def start_server(extra: list[str]) -> tuple[subprocess.Popen[str], tuple[str, int]]:
     proc = subprocess.Popen(
-        [sys.executable, *SERVER, "--port", "0", "--log-level", "ERROR", *extra],
+        [sys.executable, "-m", "server", "--port", "0", "--log-level", "ERROR", *extra],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -79,11 +77,12 @@ def storm(address: tuple[str, int], clients: int, seconds: float, seed: int) -> 
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         for key, events in sel.select(0.1):
-            s = key.fileobj
-            assert isinstance(s, socket.socket)
+            conn = key.fileobj
+            if not isinstance(conn, socket.socket):
+                continue
             if events & selectors.EVENT_READ:
                 try:
-                    s.recv(65536)
+                    conn.recv(65536)
                 except OSError:
                     pass
             if events & selectors.EVENT_WRITE:
@@ -91,11 +90,11 @@ def storm(address: tuple[str, int], clients: int, seconds: float, seed: int) -> 
                 while len(buf) < CHUNK_BYTES:
                     buf += garbage(rng)
                 try:
-                    n = s.send(buf)
+                    n = conn.send(buf)
                 except BlockingIOError:
                     n = 0
                 except OSError:
-                    sel.unregister(s)
+                    sel.unregister(conn)
                     continue
                 del buf[:n]
                 sent += n

@@ -72,7 +72,9 @@ def connect(address: tuple[str, int], name: str, tls: ssl.SSLContext | None) -> 
     return sock
 
 
-def one_round(address: tuple[str, int], tls: ssl.SSLContext | None, args: argparse.Namespace, proc: psutil.Process) -> dict[str, float]:
+def one_round(
+    address: tuple[str, int], tls: ssl.SSLContext | None, args: argparse.Namespace, proc: psutil.Process
+) -> dict[str, float]:
     socks = [connect(address, f"c{i}", tls) for i in range(args.clients)]
     sel = selectors.DefaultSelector()
     counts = dict.fromkeys(range(len(socks)), 0)
@@ -106,7 +108,12 @@ def one_round(address: tuple[str, int], tls: ssl.SSLContext | None, args: argpar
         s.close()
     time.sleep(1.0)
     cpu = (after.user + after.system) - (before.user + before.system)
-    return {"cpu_s": round(cpu, 3), "deliveries": delivered, "expected": expected, "us_per_delivery": round(cpu / delivered * 1e6, 3)}
+    return {
+        "cpu_s": round(cpu, 3),
+        "deliveries": delivered,
+        "expected": expected,
+        "us_per_delivery": round(cpu / delivered * 1e6, 3),
+    }
 
 
 def _pump(sel: selectors.BaseSelector, counts: dict[int, int], timeout: float) -> None:
@@ -145,7 +152,9 @@ def main() -> int:
             rounds["plain"].append(one_round(ports["plain"], None, args, proc))
             rounds["tls"].append(one_round(ports["tls"], client, args, proc))
         median = {t: statistics.median(r["us_per_delivery"] for r in rs) for t, rs in rounds.items()}
-        ratios = [t["us_per_delivery"] / p["us_per_delivery"] for p, t in zip(rounds["plain"], rounds["tls"], strict=True)]
+        ratios = [
+            t["us_per_delivery"] / p["us_per_delivery"] for p, t in zip(rounds["plain"], rounds["tls"], strict=True)
+        ]
         print(
             json.dumps(
                 {
