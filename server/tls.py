@@ -221,7 +221,7 @@ class TlsSocket:
             self.partial_sends += 1
             return 0
         pos = min(self._tail_raw, len(data))  # already encrypted and now on the wire
-        self._tail_raw = 0
+        self._tail_raw -= pos  # a caller may hand them back in pieces (WsSocket's frame tail)
         view = memoryview(data)
         while pos < len(data):
             chunk = view[pos : pos + TLS_WRITE_BYTES]
