@@ -61,6 +61,14 @@ def test_help_explains_every_option() -> None:
         "--registration-timeout",
         "--fanout",
         "--log-level",
+        "--tls-port",
+        "--wss-port",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-only",
+        "--accounts",
+        "--accounts-required",
+        "chat-server passwd NAME",
     ]:
         assert option in out.stdout
 

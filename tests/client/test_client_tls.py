@@ -165,3 +165,12 @@ def test_a_missing_ca_or_password_file_is_a_usage_error(tmp_path: Path) -> None:
         )
         assert out.returncode == 2
         assert "error:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_help_explains_tls_and_login() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "client", "--help"], capture_output=True, text=True, cwd=REPO, timeout=30
+    )
+    assert out.returncode == 0
+    for option in ("--tls", "--ca", "--insecure", "--password-file", "CHAT_PASSWORD", "--timeout", "8443"):
+        assert option in out.stdout
