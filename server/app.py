@@ -96,6 +96,31 @@ def set_keepalive(sock: socket.socket, idle_seconds: int) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
 
 
+def load_tls(config: ServerConfig) -> ssl.SSLContext | None:
+    """The TLS ports' context from ``--tls-cert``/``--tls-key`` (None: no TLS)."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    try:
+        return server_context(config.tls_cert, config.tls_key)
+    except OSError as exc:  # ssl.SSLError is one too
+        detail = exc.strerror if exc.strerror and not getattr(exc, "reason", None) else str(exc)
+        files = f"{config.tls_cert} / {config.tls_key}"
+        raise StartError(f"cannot load the TLS certificate / key {files}: {detail}") from None
+
+
+def load_login(config: ServerConfig) -> Login | None:
+    """The login policy with ``--accounts`` (``server.login``; None: no passwords)."""
+    if config.accounts is None:
+        return None
+    try:
+        accounts = AccountsFile(config.accounts)
+    except AccountsError as exc:
+        raise StartError(str(exc)) from None
+    if not len(accounts):
+        log.warning("the accounts file %s has no account yet", config.accounts)
+    return Login(accounts, config.accounts_required)
+
+
 class ChatServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -134,11 +159,11 @@ class ChatServer:
     def start(self) -> None:
         """Bind, listen and start accepting in a background thread."""
         threading.stack_size(self.config.thread_stack_bytes)
-        self.tls_context = self._load_tls()
+        self.tls_context = load_tls(self.config)
         self.fanout = make_fanout(self.config.fanout, self.config.send_queue_bytes)
         self.hub.fan_out = self.fanout.fan_out
         self.shootout_hub.fan_out = self.fanout.fan_out
-        self.login = self._load_login()
+        self.login = load_login(self.config)
         self._context = SessionContext(self.hub, self.config, self.fanout, self.forget, self.login)
         if self.cluster is not None:
             self.cluster.start()  # joins before listening: BackplaneError if Redis is unreachable
@@ -150,29 +175,6 @@ class ChatServer:
             self.fanout.stop()
             raise
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
-
-    def _load_tls(self) -> ssl.SSLContext | None:
-        config = self.config
-        if config.tls_cert is None or config.tls_key is None:
-            return None
-        try:
-            return server_context(config.tls_cert, config.tls_key)
-        except OSError as exc:  # ssl.SSLError is one too
-            detail = exc.strerror if exc.strerror and not getattr(exc, "reason", None) else str(exc)
-            files = f"{config.tls_cert} / {config.tls_key}"
-            raise StartError(f"cannot load the TLS certificate / key {files}: {detail}") from None
-
-    def _load_login(self) -> Login | None:
-        """The login policy with ``--accounts`` (``server.login``)."""
-        if self.config.accounts is None:
-            return None
-        try:
-            accounts = AccountsFile(self.config.accounts)
-        except AccountsError as exc:
-            raise StartError(str(exc)) from None
-        if not len(accounts):
-            log.warning("the accounts file %s has no account yet", self.config.accounts)
-        return Login(accounts, self.config.accounts_required)
 
     def _open_listeners(self) -> None:
         """Every port the config asks for; an OSError names the one that failed."""

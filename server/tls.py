@@ -41,6 +41,11 @@ once) are held and encrypted right after it.  Bytes that reading produces
 send.  Plaintext on a TLS port gets a plaintext answer (a chat line, or an
 HTTP 400 on the WebSocket port) and is closed; every failed handshake is
 logged with OpenSSL's reason.
+
+The terminal client (``chat-client --tls``) has the same two threads on one
+connection, so it uses this class too, with ``server_hostname``.  What it
+costs against the alternatives (``tools/tlssend.py``, and in the whole
+server ``tools/tlscost.py``): docs/architecture.md, "TLS".
 """
 
 from __future__ import annotations
