@@ -407,6 +407,15 @@ def serve(config: ServerConfig) -> int:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_open_file_limit()
     limit_arenas()  # before any thread starts (server.memory)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    # Before listening: a SIGTERM right after "listening on" is a clean stop too.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     server = ChatServer(config)
     try:
         server.start()
@@ -424,14 +433,6 @@ def serve(config: ServerConfig) -> int:
         if address is not None:
             startup_log.info("%s on %s", label, format_address(*address))
     startup_log.info("%s", config.options_line())
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     while not stop.wait(0.5):
         pass
     # Every client gets its goodbye line; the sockets close as the process exits.
