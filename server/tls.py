@@ -72,9 +72,11 @@ DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 #: What a plaintext client on the TLS chat port is told before the close.
 PLAINTEXT_CHAT_ANSWER = b"*** Disconnected: this port speaks TLS (chat-client --tls)\n"
 #: What a plain HTTP request on the wss port gets.
+PLAINTEXT_HTTP_BODY = b"This port speaks HTTPS: use https:// or wss://.\n"
 PLAINTEXT_HTTP_ANSWER = (
     b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"Content-Length: 48\r\n\r\nThis port speaks HTTPS: use https:// or wss://.\n"
+    + f"Content-Length: {len(PLAINTEXT_HTTP_BODY)}\r\n\r\n".encode()
+    + PLAINTEXT_HTTP_BODY
 )
 
 
