@@ -71,8 +71,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check server client bench tests
-	$(BIN)/ruff format --check server client bench tests
+	$(BIN)/ruff check server client bench tests tools
+	$(BIN)/ruff format --check server client bench tests tools
 	$(BIN)/mypy
 
 selftest: $(STAMP)

@@ -93,6 +93,10 @@ def _rooms(session: Session, cmd: protocol.Rooms) -> None:
 def _nick(session: Session, cmd: protocol.Nick) -> None:
     try:
         new_name = protocol.validate_name(cmd.new_name)
+        refusal = session.may_rename(new_name)  # accounts: registered names are their owners'
+        if refusal is not None:
+            session.send(protocol.encode_error(refusal))
+            return
         old_name = session.hub.rename(session, new_name)
         session.name = new_name
         log.info("%s is now known as %s", old_name, new_name)

@@ -196,6 +196,9 @@ class WebSocketSession(Session):
         return self._messages()
 
     def _handshake(self, data: bytes) -> list[bytes] | None:
+        if not self._head and data.startswith(b"\x16") and type(self.wsock.raw) is socket.socket:
+            log.warning("%s: a TLS handshake on the plaintext WebSocket port, closing", self.peer)
+            return None  # an HTTP answer would be unreadable to it
         self._head += data
         if b"\r\n\r\n" not in self._head:
             if len(self._head) > MAX_REQUEST_HEAD_BYTES:

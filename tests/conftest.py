@@ -4,9 +4,12 @@ on every read."""
 
 from __future__ import annotations
 
+import datetime
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
@@ -28,12 +31,14 @@ READ_TIMEOUT = 10.0
 class ChatTestClient:
     """A raw protocol client for tests.  Every read has a deadline."""
 
-    def __init__(self, address: tuple[str, int], rcvbuf: int | None = None) -> None:
+    def __init__(self, address: tuple[str, int], rcvbuf: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(READ_TIMEOUT)
         self.sock.connect(address)
+        if tls is not None:  # the handshake happens here, within READ_TIMEOUT
+            self.sock = tls.wrap_socket(self.sock, server_hostname=address[0])
         self.decoder = protocol.LineDecoder(protocol.DEFAULT_MAX_LINE_BYTES + protocol.SERVER_LINE_OVERHEAD)
         self.pending: list[protocol.ServerEvent] = []
         self.raw_lines: list[bytes] = []
@@ -61,7 +66,7 @@ class ChatTestClient:
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError):
             data = b""
         if not data:
             self.closed = True
@@ -128,6 +133,43 @@ class ChatTestClient:
             self.sock.close()
         except OSError:
             pass
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Test certificates (trustme): a CA, and server certificates for
+    127.0.0.1 and localhost signed by it, one of them expired."""
+
+    ca: str
+    #: Private key and certificate chain in one PEM (--tls-cert and --tls-key).
+    cert: str
+    expired: str
+
+    def server_options(self) -> dict[str, Any]:
+        """ServerConfig fields for a TLS chat port on a free port."""
+        return {"tls_port": 0, "tls_cert": self.cert, "tls_key": self.cert}
+
+    def client_context(self, **versions: ssl.TLSVersion) -> ssl.SSLContext:
+        """A client context that trusts the test CA (``maximum_version=...``)."""
+        context = ssl.create_default_context(cafile=self.ca)
+        for name, value in versions.items():
+            setattr(context, name, value)
+        return context
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    trustme = pytest.importorskip("trustme", reason="trustme is not installed (pip install -e '.[test]')")
+    where = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(where / "ca.pem"))
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(where / "server.pem"))
+    yesterday = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    expired = ca.issue_cert(
+        "127.0.0.1", "localhost", not_before=yesterday - datetime.timedelta(days=30), not_after=yesterday
+    )
+    expired.private_key_and_cert_chain_pem.write_to_path(str(where / "expired.pem"))
+    return TlsFiles(str(where / "ca.pem"), str(where / "server.pem"), str(where / "expired.pem"))
 
 
 @pytest.fixture

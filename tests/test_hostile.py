@@ -82,6 +82,26 @@ def test_names_cannot_impersonate_server_lines(make_server: MakeServer, clients:
         client.expect(p.Prompt)
 
 
+def test_names_of_invalid_utf8_are_refused_others_keep_chatting(
+    make_server: MakeServer, clients: list[ChatTestClient]
+) -> None:
+    """Found by a fuzz storm: invalid UTF-8 decodes to U+FFFD, which is
+    printable, so names made of it used to be accepted."""
+    server = make_server()
+    alice, bob = join(server, clients, "alice"), join(server, clients, "bob")
+    alice.expect(p.Joined)
+    fuzz = ChatTestClient(server.address)
+    clients.append(fuzz)
+    fuzz.expect(p.Prompt)
+    for raw in (b"\xff\xfe\n", b"\xef\xbf\xbd\n", b"ok\x80\n"):
+        fuzz.send_raw(raw)
+        assert fuzz.expect(p.Error).message.startswith("Invalid name: name must be valid UTF-8")
+        fuzz.expect(p.Prompt)
+        alice.say("still here")
+        assert bob.expect(p.Message) == p.Message("alice", "still here")
+    assert server.hub.names() == ["alice", "bob"]
+
+
 # -- silent and idle clients ------------------------------------------------------
 
 

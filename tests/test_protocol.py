@@ -105,12 +105,21 @@ def test_valid_names_are_stripped(raw: str, expected: str) -> None:
         ("[private]", "start with"),
         ("/nick", "start with"),
         ("?who", "start with"),
+        ("\ufffd\ufffd", "valid UTF-8"),
+        ("bob\ufffd", "U+FFFD"),
     ],
 )
 def test_invalid_names_are_refused_with_a_reason(raw: str, reason: str) -> None:
     with pytest.raises(p.ProtocolError) as info:
         p.validate_name(raw)
     assert reason in str(info.value)
+
+
+def test_names_of_invalid_utf8_are_refused() -> None:
+    """A fuzzer's name: invalid UTF-8 decodes to U+FFFD, which is printable."""
+    for raw in (b"\xff\xfe", b"\xc3", b"ok\x80"):
+        with pytest.raises(p.ProtocolError, match="valid UTF-8"):
+            p.validate_name(p.decode_text(raw))
 
 
 def test_name_key_is_case_insensitive() -> None:

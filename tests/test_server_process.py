@@ -63,6 +63,14 @@ def test_help_explains_every_option() -> None:
         "--log-level",
         "--max-rooms",
         "--max-rooms-per-client",
+        "--tls-port",
+        "--wss-port",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-only",
+        "--accounts",
+        "--accounts-required",
+        "chat-server passwd NAME",
     ]:
         assert option in out.stdout
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from server import protocol as p
+from server.accounts import set_password
 from server.app import ChatServer
 from server.config import ServerConfig
-from tests.conftest import READ_TIMEOUT, ChatTestClient
+from tests.conftest import READ_TIMEOUT, ChatTestClient, TlsFiles
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -42,7 +43,7 @@ SCREENSHOT_ENV = "CHATBENCH_SCREENSHOT"
 def browsers() -> Iterator[Callable[[], Any]]:
     opened: list[Any] = []
 
-    def open_browser() -> Any:
+    def open_browser(*extra: str) -> Any:
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for arg in (
@@ -51,6 +52,7 @@ def browsers() -> Iterator[Callable[[], Any]]:
             "--disable-gpu",
             "--disable-dev-shm-usage",
             "--window-size=820,560",
+            *extra,
         ):
             options.add_argument(arg)
         driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
@@ -76,7 +78,8 @@ def wait_for_line(driver: Any, text: str) -> None:
 
 def type_line(driver: Any, text: str, box_id: str = "input") -> None:
     box = driver.find_element(By.ID, box_id)
-    box.send_keys(text)
+    if text:
+        box.send_keys(text)
     box.send_keys(Keys.ENTER)
 
 
@@ -194,5 +197,49 @@ def test_two_rooms_each_user_sees_exactly_its_rooms_lines(browsers: Callable[[],
             wait(ann, lambda d: tabs(d) == {p.DEFAULT_ROOM: 0}, "ann's #web tab gone")
             type_line(ann, "back in the lobby")  # the lobby was made current by its tab
             assert tom.expect(p.Message) == p.Message("ann", "back in the lobby")
+        finally:
+            tom.close()
+
+
+def test_chat_over_https_and_wss_with_a_password(
+    browsers: Callable[..., Any], tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    """The page over https (Chromium told to accept the test certificate, for
+    this test only), its WebSocket over wss, a login with a password in the
+    page's password field, and a terminal user over TLS in the same room."""
+    accounts = tmp_path / "accounts.txt"
+    set_password(accounts, "ann", "ann's secret")
+    config = ServerConfig(port=0, wss_port=0, accounts=str(accounts), **tls_files.server_options())
+    with ChatServer(config) as server:
+        assert server.wss_address is not None and server.tls_address is not None
+        ann = browsers("--ignore-certificate-errors")
+        ann.get("https://{}:{}/".format(*server.wss_address))
+        wait_for_line(ann, p.NAME_PROMPT)
+        type_line(ann, "ann")
+        wait_for_line(ann, p.PASSWORD_PROMPT)
+        box = ann.find_element(By.ID, "input")
+        assert box.get_attribute("type") == "password"
+        type_line(ann, "wrong")
+        wait_for_line(ann, "Login failed: unknown name or wrong password")
+        assert "wrong" not in lines(ann)
+        type_line(ann, "ann")
+        WebDriverWait(ann, READ_TIMEOUT).until(lambda d: lines(d).count(p.PASSWORD_PROMPT) == 2)
+        type_line(ann, "ann's secret")
+        wait_for_line(ann, "Welcome, ann! Online (1): ann")
+        assert box.get_attribute("type") == "text"
+        assert not any("secret" in line for line in lines(ann))
+        assert ann.execute_script("return location.protocol") == "https:"
+        tom = ChatTestClient(server.tls_address, tls=tls_files.client_context())
+        try:
+            tom.expect(p.Prompt)
+            tom.send_line("tom")
+            tom.expect(p.Prompt)
+            tom.send_line("")  # a guest
+            assert tom.expect(p.Welcome) == p.Welcome("tom", ("ann", "tom"))
+            wait_for_line(ann, "tom joined the chat")
+            type_line(ann, "hello over wss")
+            assert tom.expect(p.Message) == p.Message("ann", "hello over wss")
+            tom.say("hello over TLS")
+            wait_for_line(ann, "tom: hello over TLS")
         finally:
             tom.close()

@@ -4,6 +4,7 @@ read has a deadline), shared by the WebSocket server tests."""
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
 from wsproto import ConnectionType, WSConnection
@@ -27,8 +28,12 @@ from tests.conftest import READ_TIMEOUT
 class WsTestClient:
     """One WebSocket connection to the chat server's ``/ws``."""
 
-    def __init__(self, address: tuple[str, int], path: str = "/ws", handshake: bool = True) -> None:
+    def __init__(
+        self, address: tuple[str, int], path: str = "/ws", handshake: bool = True, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.sock = socket.create_connection(address, timeout=READ_TIMEOUT)
+        if tls is not None:  # wss://
+            self.sock = tls.wrap_socket(self.sock, server_hostname=address[0])
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.events: list[Event] = []
         self.close: CloseConnection | None = None

@@ -33,10 +33,17 @@ PRIVATE_TO_PREFIX = "[private to "
 MESSAGE_SEPARATOR = ": "
 
 NAME_PROMPT = "Enter your username:"
+#: Asked after the name when the server has accounts (``--accounts``): the
+#: next line is the password (empty for a guest where guests are allowed).
+PASSWORD_PROMPT = "Enter your password:"
 
 
 def encode_prompt() -> bytes:
     return encode_line(PROMPT_PREFIX + NAME_PROMPT)
+
+
+def encode_password_prompt() -> bytes:
+    return encode_line(PROMPT_PREFIX + PASSWORD_PROMPT)
 
 
 #: Bytes of names listed in one welcome or /who line.  With thousands of
