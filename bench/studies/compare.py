@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         "parameters": {
             "senders": base.sender_count if senders else f"min(clients, {DEFAULT_SENDERS})",
             "rate": args.rate,
-            "payload_bytes": args.payload,
+            "payload_bytes": base.payload_bytes,
             "warmup_s": args.warmup,
             "duration_s": args.duration,
         },

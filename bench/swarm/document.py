@@ -24,6 +24,8 @@ from bench.results.schema import (
     IntegrityPair,
     LabelSection,
     Resources,
+    RoomBucket,
+    RoomsSection,
     RunDocument,
     TargetInfo,
 )
@@ -31,7 +33,7 @@ from bench.swarm.config import SwarmConfig
 from bench.swarm.messages import Result
 from bench.swarm.plan import ClientSpec, Schedule
 from bench.workload import Plan, label_values
-from bench.workload.labels import expected_by_label
+from bench.workload.labels import expected_by_label, size_bucket
 
 
 @dataclass
@@ -204,7 +206,7 @@ def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> Deliveri
     expected = got.workload.expected(got.measured, present)
     expected_all = got.workload.expected(got.sent, present)
     delivered = merged.delivered
-    send_span = config.measured_messages / config.rate if config.rate > 0 else 0.0
+    send_span = config.measured_messages / config.total_rate if config.rate > 0 else 0.0
     last_recv = merged.last_recv
     recv_span = max(0.0, (last_recv - schedule.measure_start_ns) / 1e9) if last_recv else 0.0
     span = max(send_span, recv_span)
@@ -235,7 +237,7 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
     hist, integrity, disconnects, rx_clocks = merged.hist, merged.integrity, merged.disconnects, merged.rx_clocks
     total_sent = sum(got.sent.values())
     deliveries = _deliveries(config, got, merged)
-    return {
+    doc: RunDocument = {
         "schema_version": results.SCHEMA_VERSION,
         "kind": results.RUN_KIND,
         "run_id": f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{got.tag}",
@@ -276,4 +278,34 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "notes": got.notes,
         "target": target,
         "started_at": got.started_at,
+    }
+    rooms = rooms_section(got.workload)
+    if rooms is not None:
+        doc["rooms"] = rooms
+    return doc
+
+
+def rooms_section(plan: Plan) -> RoomsSection | None:
+    """``rooms``: the sizes of a run's rooms (receiving members), as a
+    histogram and by ``room_size`` label value; None with one room."""
+    if len(plan.rooms) < 2:
+        return None
+    sizes = [len(room.members) for room in plan.rooms]
+    streams_in = Counter(stream.room for stream in plan.streams.values())
+    buckets: dict[str, RoomBucket] = {}
+    for r, size in enumerate(sizes):
+        key = size_bucket(max(1, size))
+        part = buckets.setdefault(key, {"bucket": key, "rooms": 0, "members": 0, "streams": 0})
+        part["rooms"] += 1
+        part["members"] += size
+        part["streams"] += streams_in[r]
+    return {
+        "rooms": len(sizes),
+        "streams": len(plan.streams),
+        "sending_clients": len({stream.sender for stream in plan.streams.values()}),
+        "memberships": sum(sizes),
+        "smallest": min(sizes),
+        "largest": max(sizes),
+        "sizes": [{"size": size, "rooms": count} for size, count in sorted(Counter(sizes).items())],
+        "buckets": [buckets[key] for key in sorted(buckets, key=lambda k: int(k.split("-")[0]))],
     }

@@ -34,6 +34,7 @@ from bench.swarm.messages import (
 from bench.swarm.plan import Schedule, make_plans
 from bench.swarm.pool import WorkerPool
 from bench.targets import Target, make_target
+from bench.workload.traffic import traffic
 from server.limits import raise_open_file_limit
 
 #: Seconds between the ``start`` command and the first intended send, so
@@ -245,13 +246,17 @@ class SwarmRun:
     def _traffic(self, got: Collected) -> None:
         """Send the schedule and wait for its deliveries."""
         config = self.config
+        total = config.warmup_messages + config.measured_messages
+        slots = len(config.layout.streams)
+        rate = config.total_rate
         got.schedule = Schedule(
             t0_ns=time.monotonic_ns() + int(START_LEAD_S * 1e9),
-            rate=config.rate,
-            total=config.warmup_messages + config.measured_messages,
-            senders=config.sender_count,
+            rate=rate,
+            total=total,
+            senders=slots,
             warmup=config.warmup_messages,
             audience=got.workload.audience_sizes(set(got.receivers)),
+            traffic=traffic(config.workload, config.layout.weights, slots, total, rate),
         )
         self.pool.broadcast(Start(got.schedule))
         got.completed = self._drive(got.schedule, stalled=config.stalled_clients > 0)

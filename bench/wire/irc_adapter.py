@@ -57,12 +57,12 @@ class IrcRegistration:
 
     __slots__ = ("channels", "joining", "nick", "waiting")
 
-    def __init__(self, nick: str, channels: tuple[str, ...] = (IRC_CHANNEL,)) -> None:
+    def __init__(self, nick: str, channels: str | tuple[str, ...] = (IRC_CHANNEL,)) -> None:
         self.nick = nick
-        self.channels = channels
+        self.channels = (channels,) if isinstance(channels, str) else channels
         self.joining = False
         #: channels (lower case) whose end of NAMES has not come yet
-        self.waiting = {irc.lower(c) for c in channels}
+        self.waiting = {irc.lower(c) for c in self.channels}
 
     def connected(self) -> bytes:
         return irc.registration(self.nick)
