@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Protocol, cast
 
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig, pinning
+from bench.swarm.run import rooms_refusal
 from bench.targets import TARGET_KINDS, TargetError, make_target
 from bench.wire import PROTOCOLS
 from bench.workload import Workload, WorkloadError, model, scenario
@@ -445,7 +446,10 @@ def validate(args: argparse.Namespace, clients: Sequence[int], strategies: Seque
     for f in strategies:
         base = swarm_config(args, max(clients), fanout=f)
         point_config(base, min(clients))  # the smallest point is valid too (SwarmConfig checks)
-        make_target(base.target, base.all_server_args, base.server_pid, base.protocol)
+        target = make_target(base.target, base.all_server_args, base.server_pid, base.protocol)
+        why = rooms_refusal(base, target)  # the most rooms: the largest point's
+        if why is not None:
+            raise UsageError(why)
 
 
 def command_line(argv: Sequence[str] | None) -> list[str]:

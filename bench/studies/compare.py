@@ -47,6 +47,7 @@ from bench.results.schema import CompareMeta
 from bench.results.store import ResultsError, SeriesWriter
 from bench.studies import sweep
 from bench.swarm import DEFAULT_SENDERS
+from bench.swarm.run import rooms_refusal
 from bench.targets import NGIRCD_PENALTY_RATE_PER_SENDER, NgircdTarget, make_target
 
 DEFAULT_TARGETS = ("embedded", "ngircd", "miniircd", "mosquitto", "redis", "nats")
@@ -159,7 +160,10 @@ def run(args: argparse.Namespace) -> int:
     args.senders = senders
     base = cli.swarm_config(args, max(args.clients))
     for name in targets:
-        replace(base, target=name)  # validates the payload against each protocol
+        config = replace(base, target=name)  # validates the payload and the rooms against each protocol
+        why = rooms_refusal(config, make_target(name))
+        if why is not None:
+            raise cli.UsageError(why)
     out = sweep.out_dir(args)
     configs = {
         name: replace(

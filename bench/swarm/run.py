@@ -62,6 +62,17 @@ SETTLE_TIMEOUT_S = 60.0
 SETTLE_POLL_S = 0.1
 
 
+def rooms_refusal(config: SwarmConfig, target: Target) -> str | None:
+    """Why ``target`` cannot hold the rooms of ``config``'s workload (a limit
+    of its own, checked before anything starts), or None."""
+    if config.workload.one_room:
+        return None
+    layout = config.layout
+    per_client = max((len(rooms) for rooms in layout.rooms_of.values()), default=0)
+    why = target.refuses_rooms(len(layout.rooms), per_client)
+    return f"{config.target} cannot run this workload: {why}" if why is not None else None
+
+
 class ProgressLine:
     """One status line on stderr, shown once a run is past a few seconds."""
 
@@ -129,6 +140,9 @@ class SwarmRun:
                 f"{config.target} cannot hold {wanted} connections (its limit is about {limit}); "
                 "use fewer clients for this target"
             )
+        why = rooms_refusal(config, target)
+        if why is not None:
+            raise SwarmError(why)
         try:
             with pinning.pinned_self(config.harness_cpus):
                 host, port = target.start()

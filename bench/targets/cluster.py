@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from bench.results.schema import TargetInfo
 from bench.targets.base import CommandTarget, ProcessTarget, TargetError, free_port
+from bench.targets.embedded import room_refusal
 
 #: The Debian package (and binary) the cluster target needs.
 REDIS_SERVER = "redis-server"
@@ -85,6 +86,10 @@ class ClusterTarget:
     protocol = "chat"
     connect_batch: int | None = None
     max_connections: int | None = None
+
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        """Each node is our server, with its room limits."""
+        return room_refusal(self.server_args, rooms, per_client)
 
     def __init__(
         self,

@@ -26,6 +26,10 @@ class ExternalTarget:
         self._pid = pid
         self.protocol = protocol
 
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        """Unknown: a limit of its own shows as refused registrations."""
+        return None
+
     @property
     def pid(self) -> int | None:
         return self._pid
