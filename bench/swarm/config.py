@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from bench import wire
@@ -58,7 +58,7 @@ class SwarmConfig:
     progress: bool = True  #: progress line on stderr for long runs
     label: str | None = None
     #: rooms, senders and messages (bench.workload); the default is the one room
-    workload: Workload = Workload()
+    workload: Workload = field(default_factory=Workload)
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:

@@ -9,7 +9,7 @@ gets with the ``start`` command.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.swarm.config import SwarmConfig
 from bench.workload import Client, Plan, Room, Stream, one_room
@@ -102,7 +102,7 @@ class Schedule:
     #: stream id -> receivers present that must get each of its messages
     #: (the plan's audience, of the clients that registered)
     audience: dict[int, int]
-    traffic: Traffic = Traffic()
+    traffic: Traffic = field(default_factory=Traffic)
 
     def intended_ns(self, m: int) -> int:
         if self.traffic.offset_ns is not None:

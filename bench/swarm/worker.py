@@ -48,7 +48,7 @@ from typing import Any
 from bench import wire
 from bench.measure.integrity import IntegrityCounts
 from bench.measure.labelled import EncodedHistogram
-from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, Conn, Sockets
+from bench.swarm.connections import CLOSED, CONNECTING, REGISTERING, Conn, Sockets
 from bench.swarm.messages import (
     Command,
     Exit,
