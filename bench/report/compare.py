@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import plots, repeats, runline
+from bench.report import plots, repeats, roomcharts, rooms, runline
 from bench.report.fmt import ms, num, pct, plural, ratio_pct
 from bench.results import schema
 from bench.results.schema import (
@@ -151,10 +151,19 @@ def write_report(out: Path, meta: CompareMeta | None = None) -> Path:
         out,
         {name: server_label(name, s["target"]) for name, s in series.items()},
     )
+    runs = [(name, doc) for name in meta["targets"] for doc in _runs(out / dirname(name))]
+    room_charts = {name: path.name for name, path in roomcharts.draw(runs, out).items()}
     write_json(out / COMPARE_JSON, {"kind": schema.COMPARE_KIND, "meta": meta, **summary})
     path = out / COMPARE_MD
-    path.write_text(markdown(summary, meta, charts), encoding="utf-8")
+    path.write_text(markdown(summary, meta, charts) + "\n".join(rooms.markdown(runs, room_charts)), encoding="utf-8")
     return path
+
+
+def _runs(directory: Path) -> list[RunDocument]:
+    """A target's run documents, in its index's order."""
+    index = load_index(directory / schema.INDEX_NAME)
+    files = [run.get("file") for run in index["runs"]]
+    return [load_run(directory / file) for file in files if file]
 
 
 # ---------------------------------------------------------------------------

@@ -458,6 +458,7 @@ class CompareParameters(TypedDict):
     payload_bytes: int
     warmup_s: float
     duration_s: float
+    workload: NotRequired[WorkloadParameters]  #: a workload of rooms or drawn traffic (absent: one room)
 
 
 class CompareMeta(TypedDict):

@@ -206,5 +206,8 @@ def run(args: argparse.Namespace) -> int:
         "server_cpus": list(base.server_cpus) if base.server_cpus else None,
         "harness_cpus": list(base.harness_cpus) if base.harness_cpus else None,
     }
+    workload = base.parameters().get("workload")
+    if workload is not None:
+        meta["parameters"]["workload"] = workload
     print(f"comparison: {compare_report.write_report(out, meta)}", file=sys.stderr)
     return 0 if all(w.all_ok for w in writers) else 1
