@@ -273,13 +273,19 @@ def _integrity(all_runs: Labelled) -> str | None:
     for label, r in faulty:
         i = r["integrity"]
         kinds = fmt.counts(
-            {"lost": i["lost"], "duplicated": i["duplicated"], "reordered": i["reordered"], "corrupted": i["corrupted"]}
+            {
+                "lost": i["lost"],
+                "duplicated": i["duplicated"],
+                "reordered": i["reordered"],
+                "corrupted": i["corrupted"],
+                "strays": i.get("strays", 0),
+            }
         )
         parts.append(f"{label} {r['parameters']['clients']} clients: {kinds}")
     return (
         f"**Integrity faults** in {fmt.plural(len(faulty), 'run')}: {'; '.join(parts)}. Lost means a message a "
         "client should have received never arrived; duplicated, reordered and corrupted mean "
-        "the server delivered it wrongly."
+        "the server delivered it wrongly; strays, that it delivered a room's message to a client not in the room."
     )
 
 

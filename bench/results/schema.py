@@ -201,6 +201,8 @@ class Integrity(TypedDict):
     duplicated: int
     reordered: int
     corrupted: int
+    #: a run of several rooms: deliveries of a stream to a receiver not in its room (counted in ``faults``)
+    strays: NotRequired[int]
     faults: int
     pairs: NotRequired[list[IntegrityPair]]  #: absent in runs from before the per-pair counters
 

@@ -182,6 +182,16 @@ def _notes(notes: list[str], merged: Merged, resources: Resources, target: Targe
         notes.append(f"{target['kind']} cut off or refused clients ({len(logged)} log line(s)), first: {logged[0]}")
 
 
+def _integrity(plan: Plan, counts: IntegrityCounts, merged: Merged) -> Integrity:
+    """The run's integrity counters; with several rooms also its strays (a
+    delivery in a room the receiver is not in), which count as faults."""
+    out: Integrity = {**integrity_doc(counts), "pairs": _pairs(merged)}
+    if len(plan.rooms) > 1:
+        out["strays"] = merged.strays
+        out["faults"] += merged.strays
+    return out
+
+
 def _pairs(merged: Merged) -> list[IntegrityPair]:
     """``integrity.pairs``: the counters per (receiver, sender) with a fault."""
     return [
@@ -270,7 +280,7 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "send_lag_us": merged.send_lag.summary(),
         "rx_clock": rx_clocks.pop() if len(rx_clocks) == 1 else ("mixed" if rx_clocks else config.rx_clock),
         "receive_lag_us": merged.receive_lag.summary() if merged.receive_lag.count else None,
-        "integrity": {**integrity_doc(integrity), "pairs": _pairs(merged)},
+        "integrity": _integrity(got.workload, integrity, merged),
         "resources": resources,
         "load_generator_saturated": bool(resources["saturated_workers"]),
         "histogram": histogram_doc(hist),
