@@ -43,7 +43,8 @@ def join_lines(channels: list[str]) -> bytes:
     out: list[bytes] = []
     batch: list[str] = []
     for channel in channels:
-        if batch and len(irc.encode("JOIN", ",".join([*batch, channel]))) > irc.MAX_LINE_BYTES:
+        joined = len("JOIN ") + len(",".join([*batch, channel]).encode()) + len(irc.CRLF)
+        if batch and joined > irc.MAX_LINE_BYTES:
             out.append(irc.encode("JOIN", ",".join(batch)))
             batch = []
         batch.append(channel)

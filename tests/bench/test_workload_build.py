@@ -161,8 +161,9 @@ def test_a_publisher_skew_and_a_rate_per_room_set_the_shares() -> None:
     skewed = build.layout(Workload(rooms=4, publisher_skew=1.0), 20, 0, 0)
     assert skewed.weights is not None and sorted(skewed.weights)[-1] / sorted(skewed.weights)[0] > 3.9
     # per room: every room the same share, split over its (up to 3) senders
-    lay = build.layout(Workload(rooms=3, sizes=model.room_sizes("zipf:1"), senders_per_room=3, rate_mode="per-room"),
-                       4, 0, 0)
+    lay = build.layout(
+        Workload(rooms=3, sizes=model.room_sizes("zipf:1"), senders_per_room=3, rate_mode="per-room"), 4, 0, 0
+    )
     per_room = Counter[int]()
     for (_, r), w in zip(lay.streams, lay.weights or [1 / len(lay.streams)] * len(lay.streams), strict=True):
         per_room[r] += w
@@ -181,7 +182,7 @@ def test_a_locust_user_gets_the_swarms_rooms_and_streams() -> None:
     users = 12
     lay = build.layout(w, users, 0, 0)
     plans = [locust.user_plan(w, i, users) for i in range(users)]
-    assert sorted((s.stream for p in plans for s in p.sends)) == [users + slot for slot in range(len(lay.streams))]
+    assert sorted(s.stream for p in plans for s in p.sends) == [users + slot for slot in range(len(lay.streams))]
     assert abs(sum(s.rate_share for p in plans for s in p.sends) - 1) < 1e-9
     for p in plans:
         assert set(p.rooms) == {lay.rooms[r][0] for r in lay.rooms_of.get(p.index, ())}
