@@ -293,7 +293,9 @@ def workload_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--rooms-per-client", type=int, metavar="K", help="rooms each client is in (default 1)")
     g.add_argument(
-        "--personal-rooms", action="store_true", default=None, help="also a room of its own per client, one sender"
+        "--personal-rooms",
+        action=argparse.BooleanOptionalAction,
+        help="also a room of its own per client, sent to by one other client",
     )
     g.add_argument(
         "--senders-per-room",
@@ -315,7 +317,9 @@ def workload_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--arrivals", choices=model.ARRIVALS, help="constant (default) or poisson (exponential gaps)")
     g.add_argument(
-        "--rate-per-room", action="store_true", default=None, help="--rate is messages/s per room, not in total"
+        "--rate-per-room",
+        action=argparse.BooleanOptionalAction,
+        help="--rate is messages/s per room (total: rate x rooms with a sender), not over all rooms",
     )
     g.add_argument("--seed", type=int, help="seed of every random draw of the workload (default 1)")
 
@@ -335,7 +339,7 @@ def workload_of(args: argparse.Namespace) -> tuple[Workload, int]:
         publisher_skew=get("publisher_skew"),
         payload=get("payload_sizes"),
         arrivals=get("arrivals"),
-        rate_mode="per-room" if get("rate_per_room") else None,
+        rate_mode=None if get("rate_per_room") is None else ("per-room" if get("rate_per_room") else "total"),
         seed=get("seed"),
     )
     payload = get("payload")

@@ -153,6 +153,8 @@ def test_options_override_the_scenario_and_payload_resolves_once() -> None:
         _args("--payload", "32", "--payload-sizes", "64:1,65:1")
     per_room = _args("--rooms", "10", "--rate-per-room", "--rate", "5")
     assert per_room.total_rate == 50 and per_room.measured_messages == 250
+    plain = _args("--scenario", "centrifugo", "--no-personal-rooms", "--room-sizes", "fixed", "--rooms", "3")
+    assert not plain.workload.personal and plain.workload.name == "centrifugo"
 
 
 @pytest.mark.parametrize(
