@@ -61,7 +61,7 @@ class Sender:
     def start(self, schedule: Schedule, conns: list[Conn]) -> None:
         """Begin the timetable for the ready connections among ``conns``."""
         self.schedule = schedule
-        by_slot = schedule.slot_messages() if schedule.traffic.slot_of is not None else None
+        by_slot = schedule.slot_messages()
         sizes = schedule.traffic.size_of
         self._sizes = sizes.tolist() if sizes is not None else None
         for conn in conns:
@@ -70,7 +70,7 @@ class Sender:
             for sid, slot, room in self._streams_of(conn):
                 if slot >= schedule.senders:
                     continue
-                messages = by_slot[slot] if by_slot is not None else range(slot, schedule.total, schedule.senders)
+                messages = by_slot[slot]
                 stream = Outgoing(sid, conn, room, messages)
                 conn.sent_by.setdefault(sid, 0)
                 conn.measured_by.setdefault(sid, 0)
