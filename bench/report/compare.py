@@ -225,7 +225,7 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
         f"- Workload (same for every target): clients {', '.join(str(c) for c in meta['clients'])}; "
         f"{meta['parameters']['senders']} senders among them; {meta['parameters']['rate']:g} messages/s in total; "
         f"{meta['parameters']['payload_bytes']}-byte payload; {meta['parameters']['warmup_s']:g} s warm-up, "
-        f"{meta['parameters']['duration_s']:g} s measured; {_order(meta)}",
+        f"{meta['parameters']['duration_s']:g} s measured; {_workload(meta)}{_order(meta)}",
         *_pinning(meta),
         f"- Receivers ACK every read at once (TCP_QUICKACK): {_quickack(meta)}. "
         "ngircd and miniircd leave Nagle on (no TCP_NODELAY), so without quick ACKs their lines wait up to "
@@ -260,6 +260,15 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
             "bounds and compare them only with care.",
         ]
     return lines
+
+
+def _workload(meta: CompareMeta) -> str:
+    """A workload of rooms, in the settings' sentence (the Rooms section has the rest)."""
+    w = meta["parameters"].get("workload")
+    if w is None:
+        return ""
+    name = f"scenario {w['scenario']}: " if w["scenario"] else ""
+    return f"rooms: {name}{w['summary']} (seed {w['seed']}, {w['total_rate']:g} msg/s in total); "
 
 
 def _quickack(meta: CompareMeta) -> str:

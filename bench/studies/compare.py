@@ -157,7 +157,10 @@ def run(args: argparse.Namespace) -> int:
     for name in targets:
         make_target(name)  # installed?  (clear error otherwise)
     senders, flood = flood_plan(targets, args.rate, args.senders)
-    args.senders = senders
+    if cli.workload_of(args)[0].one_room:
+        args.senders = senders
+    elif senders != args.senders:  # rooms: each has its senders; ngircd's penalty applies as it is
+        flood += "; with rooms the senders are the rooms' (not spread): ngircd's penalty may hold them back"
     base = cli.swarm_config(args, max(args.clients))
     for name in targets:
         config = replace(base, target=name)  # validates the payload and the rooms against each protocol
@@ -192,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
         "command": list(args.argv),
         "clients": list(args.clients),
         "parameters": {
-            "senders": base.sender_count if senders else f"min(clients, {DEFAULT_SENDERS})",
+            "senders": (
+                base.sender_count if senders or not base.workload.one_room else f"min(clients, {DEFAULT_SENDERS})"
+            ),
             "rate": args.rate,
             "payload_bytes": base.payload_bytes,
             "warmup_s": args.warmup,
