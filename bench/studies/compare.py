@@ -43,10 +43,10 @@ from pathlib import Path
 from bench import cli
 from bench.report import compare as compare_report
 from bench.results.machine import environment
-from bench.results.schema import CompareMeta
+from bench.results.schema import CompareMeta, CompareParameters
 from bench.results.store import ResultsError, SeriesWriter
 from bench.studies import sweep
-from bench.swarm import DEFAULT_SENDERS
+from bench.swarm import DEFAULT_SENDERS, SwarmConfig
 from bench.swarm.run import rooms_refusal
 from bench.targets import NGIRCD_PENALTY_RATE_PER_SENDER, NgircdTarget, make_target
 
@@ -134,6 +134,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(quickack=True, reports_root=DEFAULT_ROOT)
 
 
+def _parameters(args: argparse.Namespace, base: SwarmConfig, senders: int | None) -> CompareParameters:
+    """``meta.parameters``: what every target was given (a workload of rooms included)."""
+    out: CompareParameters = {
+        "senders": base.sender_count if senders or not base.workload.one_room else f"min(clients, {DEFAULT_SENDERS})",
+        "rate": args.rate,
+        "payload_bytes": base.payload_bytes,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+    }
+    workload = base.parameters().get("workload")
+    if workload is not None:
+        out["workload"] = workload
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     if args.rebuild:
         try:
@@ -194,15 +209,7 @@ def run(args: argparse.Namespace) -> int:
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": list(args.argv),
         "clients": list(args.clients),
-        "parameters": {
-            "senders": (
-                base.sender_count if senders or not base.workload.one_room else f"min(clients, {DEFAULT_SENDERS})"
-            ),
-            "rate": args.rate,
-            "payload_bytes": base.payload_bytes,
-            "warmup_s": args.warmup,
-            "duration_s": args.duration,
-        },
+        "parameters": _parameters(args, base, senders),
         "quickack": args.quickack,
         "flood_plan": flood,
         "environment": environment(),
@@ -211,8 +218,5 @@ def run(args: argparse.Namespace) -> int:
         "server_cpus": list(base.server_cpus) if base.server_cpus else None,
         "harness_cpus": list(base.harness_cpus) if base.harness_cpus else None,
     }
-    workload = base.parameters().get("workload")
-    if workload is not None:
-        meta["parameters"]["workload"] = workload
     print(f"comparison: {compare_report.write_report(out, meta)}", file=sys.stderr)
     return 0 if all(w.all_ok for w in writers) else 1
