@@ -23,8 +23,10 @@ from typing import Any, NoReturn, Protocol, cast
 
 from bench import progname
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig, pinning
+from bench.swarm.run import rooms_refusal
 from bench.targets import TargetError, make_target, parse_target, registry
 from bench.wire import PROTOCOLS
+from bench.workload import Workload, WorkloadError, model, scenario
 from server.config import FANOUT_STRATEGIES, ServerConfig
 
 PROG = progname.PROG  #: chat-bench or python -m bench, as started
@@ -237,7 +239,7 @@ def traffic_options() -> argparse.ArgumentParser:
     g.add_argument("--messages", type=int, help="measured messages (default: rate x duration; needed with --rate 0)")
     g.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="measured seconds per point")
     g.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, help="unmeasured seconds of traffic first")
-    g.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="payload bytes per message")
+    g.add_argument("--payload", type=int, help="payload bytes per message (a distribution: --payload-sizes)")
     g.add_argument(
         "--drain-timeout",
         type=float,
@@ -251,7 +253,106 @@ def traffic_options() -> argparse.ArgumentParser:
         help="busy-poll when the next send is due within this many us (more precise pacing, more harness CPU)",
     )
     g.add_argument("--sample-interval", type=float, default=d.sample_interval_s, help="seconds between psutil samples")
+    workload_options(p)
     return p
+
+
+def _parsed(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a workload parser (its error is argparse's one line)."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except WorkloadError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def workload_options(p: argparse.ArgumentParser) -> None:
+    """The workload (bench/workload): a scenario, then any of these on top of it."""
+    g = p.add_argument_group(
+        "workload",
+        "rooms, senders and messages; without any of these every client is in one room and hears every sender. "
+        "A --scenario gives them all; an option given too overrides the scenario's value",
+    )
+    g.add_argument(
+        "--scenario",
+        type=_parsed(scenario.load),
+        metavar="NAME|FILE",
+        help=f"a shipped workload ({', '.join(scenario.names())}) or a TOML workload file (README: Workloads)",
+    )
+    g.add_argument("--rooms", type=int, metavar="R", help="rooms (default 1; personal rooms not counted)")
+    g.add_argument(
+        "--room-sizes",
+        type=_parsed(model.room_sizes),
+        metavar="DIST",
+        help="fixed (memberships spread evenly; default), fixed:M (M members each), uniform:A-B, zipf:S "
+        "(room i of R gets a share i**-S of the memberships)",
+    )
+    g.add_argument("--rooms-per-client", type=int, metavar="K", help="rooms each client is in (default 1)")
+    g.add_argument(
+        "--personal-rooms",
+        action=argparse.BooleanOptionalAction,
+        help="also a room of its own per client, sent to by one other client",
+    )
+    g.add_argument(
+        "--senders-per-room",
+        type=int,
+        metavar="S",
+        help="members of each room that send (default 1; in one room: the senders, as --senders)",
+    )
+    g.add_argument(
+        "--publisher-skew",
+        type=_parsed(model.skew),
+        metavar="none|zipf:S",
+        help="the streams' shares of the rate: equal (none, default) or Zipf over a random ranking",
+    )
+    g.add_argument(
+        "--payload-sizes",
+        type=_parsed(model.payload_sizes),
+        metavar="DIST",
+        help="payload bytes drawn per message: uniform:A-B, or sizes with weights 64:80,1024:15,16384:5",
+    )
+    g.add_argument("--arrivals", choices=model.ARRIVALS, help="constant (default) or poisson (exponential gaps)")
+    g.add_argument(
+        "--rate-per-room",
+        action=argparse.BooleanOptionalAction,
+        help="--rate is messages/s per room (total: rate x rooms with a sender), not over all rooms",
+    )
+    g.add_argument("--seed", type=int, help="seed of every random draw of the workload (default 1)")
+
+
+def workload_of(args: argparse.Namespace) -> tuple[Workload, int]:
+    """The workload the options describe (the scenario, overridden by the
+    options given) and the payload bytes of a message (``--payload``, the
+    workload's one size, the mean of its distribution, or the default)."""
+    get = args.__dict__.get
+    base: Workload = get("scenario") or Workload()
+    workload = base.with_options(
+        rooms=get("rooms"),
+        sizes=get("room_sizes"),
+        per_client=get("rooms_per_client"),
+        personal=get("personal_rooms"),
+        senders_per_room=get("senders_per_room"),
+        publisher_skew=get("publisher_skew"),
+        payload=get("payload_sizes"),
+        arrivals=get("arrivals"),
+        rate_mode=None if get("rate_per_room") is None else ("per-room" if get("rate_per_room") else "total"),
+        seed=get("seed"),
+    )
+    payload = get("payload")
+    if payload is not None:
+        if get("payload_sizes") is not None:
+            raise UsageError("give --payload (one size) or --payload-sizes (a distribution), not both")
+        return replace(workload, payload=None), payload
+    if workload.payload is None:
+        return workload, DEFAULT_PAYLOAD
+    fixed = workload.payload.fixed
+    if fixed is not None:
+        return replace(workload, payload=None), fixed
+    return workload, round(workload.payload.mean)
 
 
 def output_options() -> argparse.ArgumentParser:
@@ -291,6 +392,7 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
     for its options).  ValueError says what is wrong."""
     get = args.__dict__.get
     rate = float(args.rate)
+    workload, payload = workload_of(args)
     return SwarmConfig(
         clients=clients,
         senders=get("senders"),
@@ -301,7 +403,8 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
         messages=get("messages"),
         duration_s=args.duration,
         warmup_s=args.warmup if rate > 0 else 0.0,
-        payload_bytes=args.payload,
+        payload_bytes=payload,
+        workload=workload,
         workers=get("workers"),
         ramp_per_s=get("ramp", SwarmConfig.ramp_per_s),
         connect_timeout_s=get("connect_timeout", SwarmConfig.connect_timeout_s),
@@ -347,7 +450,10 @@ def validate(args: argparse.Namespace, clients: Sequence[int], strategies: Seque
     for f in strategies:
         base = swarm_config(args, max(clients), fanout=f)
         point_config(base, min(clients))  # the smallest point is valid too (SwarmConfig checks)
-        make_target(base.target, base.all_server_args, base.server_pid, base.protocol)
+        target = make_target(base.target, base.all_server_args, base.server_pid, base.protocol)
+        why = rooms_refusal(base, target)  # the most rooms: the largest point's
+        if why is not None:
+            raise UsageError(why)
 
 
 def command_line(argv: Sequence[str] | None) -> list[str]:
@@ -361,7 +467,7 @@ def command_line(argv: Sequence[str] | None) -> list[str]:
 
 
 #: What an option left unset (None) means, for --help: the value the run computes.
-NONE_DEFAULTS: dict[str, str] = {"senders": f"min(clients, {DEFAULT_SENDERS})"}
+NONE_DEFAULTS: dict[str, str] = {"senders": f"min(clients, {DEFAULT_SENDERS})", "payload": str(DEFAULT_PAYLOAD)}
 
 
 def default_text(value: object) -> str | None:

@@ -13,8 +13,9 @@ latencies two ways, as cheaply as it records them without labels:
   stream id -> the pending list of its label, so a line costs one dict
   lookup; the lists are recorded in batches (:meth:`Labelled.flush`).
 
-With one label (no dimension applies) there is nothing to route:
-:attr:`Labelled.single` is true and the recorder appends to list 0 directly.
+With one label (no dimension applies) and one room there is nothing to
+route: :attr:`Labelled.single` is true and the recorder appends to list 0
+directly.
 
 :class:`EncodedHistogram` is a histogram as it travels between processes
 and into the result document.
@@ -53,7 +54,9 @@ class Labelled:
     def __init__(self, keys: list[str] | None = None, routes: dict[int, dict[int, int]] | None = None) -> None:
         self.keys = list(keys) if keys else [""]
         self.routes = routes or {}
-        self.single = len(self.keys) == 1
+        #: one label and nothing to route (with several rooms the routes
+        #: also tell the streams a receiver hears from strays)
+        self.single = len(self.keys) == 1 and not self.routes
         self.hists = [LatencyHistogram() for _ in self.keys]
         #: the per-line path's latencies, not yet in their histograms
         self.pending: list[list[int]] = [[] for _ in self.keys]

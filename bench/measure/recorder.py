@@ -88,6 +88,7 @@ class Accounting:
         "_hist",
         "_labelled",
         "_name_ids",
+        "_name_spaces",
         "_names_b",
         "_pending",
         "_sender_b",
@@ -117,10 +118,17 @@ class Accounting:
         self.blocks_fast = 0  #: blocks that took the block path
         #: stream id -> its sender's name as bytes
         self._names_b: dict[int, bytes] = {sid: name.encode("utf-8") for sid, name in sender_names.items()}
-        # The per-line path's tables: b"NAME:" -> stream id (names a line's
-        # first space can end: no space in them), and id -> its decimal bytes.
-        self._name_ids = {name + b":": sid for sid, name in self._names_b.items() if b" " not in name}
+        # The per-line path's tables: b"NAME:" -> stream id (a line's text
+        # has a fixed number of spaces, so the name is what comes before
+        # them, spaces and all: a room's line "#ROOM NAME: TEXT" names
+        # "#ROOM NAME"; names holding ": " are left to the reference), and
+        # id -> its decimal bytes.
+        self._name_ids = {name + b":": sid for sid, name in self._names_b.items() if b": " not in name}
         self._sender_b = {sid: b"%d" % sid for sid in self._name_ids.values()}
+        # The block path takes blocks whose names have this many spaces (1:
+        # every stream in a room of its own name), others go line by line.
+        spaces = {name.count(b" ") for name in self._names_b.values()}
+        self._name_spaces = spaces.pop() if len(spaces) == 1 else 0
         self._table: tuple[Any, Any] | None = None  # the block path's name table, built on first use
 
     # -- pairs -------------------------------------------------------------------
@@ -326,7 +334,7 @@ class DeliveryRecorder(Accounting):
         """The block path; False (nothing recorded) when the block does not qualify."""
         import numpy as np
 
-        layout = probeline.line_layout(block, probe.PROBE_SPACES)
+        layout = probeline.line_layout(block, probe.PROBE_SPACES, self._name_spaces)
         if layout is None:
             return False
         probes = probe.parse_probe_block(block, layout)
@@ -382,11 +390,12 @@ class DeliveryRecorder(Accounting):
         other: list[str] = []
         delivered = 0
         for line in lines:
-            # "NAME:", tag, SENDER, SEQ, INTENDED_NS, PAYLOAD, CHECK (8 bytes after the last space)
-            parts = line.split(b" ")
+            # "NAME:", tag, SENDER, SEQ, INTENDED_NS, PAYLOAD, CHECK (8 bytes
+            # after the last space); the name may hold spaces ("#ROOM NAME:")
+            parts = line.rsplit(b" ", 6)
             if len(parts) == 7 and parts[1] == tag and len(parts[6]) == 8 and (ascii_known or line.isascii()):
-                # A known sender's name (so the line's first ": " ends it), and
-                # the sender field is that sender's id, written as encode_probe does.
+                # A known stream's name (so the line's first ": " ends it), and
+                # the sender field is that stream's id, written as encode_probe does.
                 sender = ids.get(parts[0])
                 if (
                     sender is not None

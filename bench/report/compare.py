@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import plots, repeats, runline
+from bench.report import plots, repeats, roomcharts, rooms, runline
 from bench.report.fmt import ms, num, pct, plural, ratio_pct
 from bench.results import schema
 from bench.results.schema import (
@@ -150,10 +150,19 @@ def write_report(out: Path, meta: CompareMeta | None = None) -> Path:
         {name: server_label(name, s["target"]) for name, s in series.items()},
         ours=OURS,
     )
+    runs = [(name, doc) for name in meta["targets"] for doc in _runs(out / dirname(name))]
+    room_charts = {name: path.name for name, path in roomcharts.draw(runs, out).items()}
     write_json(out / COMPARE_JSON, {"kind": schema.COMPARE_KIND, "meta": meta, **summary})
     path = out / COMPARE_MD
-    path.write_text(markdown(summary, meta, charts), encoding="utf-8")
+    path.write_text(markdown(summary, meta, charts) + "\n".join(rooms.markdown(runs, room_charts)), encoding="utf-8")
     return path
+
+
+def _runs(directory: Path) -> list[RunDocument]:
+    """A target's run documents, in its index's order."""
+    index = load_index(directory / schema.INDEX_NAME)
+    files = [run.get("file") for run in index["runs"]]
+    return [load_run(directory / file) for file in files if file]
 
 
 # ---------------------------------------------------------------------------
@@ -217,7 +226,7 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
         f"- Workload (same for every target): clients {', '.join(str(c) for c in meta['clients'])}; "
         f"{meta['parameters']['senders']} senders among them; {meta['parameters']['rate']:g} messages/s in total; "
         f"{meta['parameters']['payload_bytes']}-byte payload; {meta['parameters']['warmup_s']:g} s warm-up, "
-        f"{meta['parameters']['duration_s']:g} s measured; {_order(meta)}",
+        f"{meta['parameters']['duration_s']:g} s measured; {_workload(meta)}{_order(meta)}",
         *_pinning(meta),
         f"- Receivers ACK every read at once (TCP_QUICKACK): {_quickack(meta)}. "
         "ngircd and miniircd leave Nagle on (no TCP_NODELAY), so without quick ACKs their lines wait up to "
@@ -252,6 +261,15 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
             "bounds and compare them only with care.",
         ]
     return lines
+
+
+def _workload(meta: CompareMeta) -> str:
+    """A workload of rooms, in the settings' sentence (the Rooms section has the rest)."""
+    w = meta["parameters"].get("workload")
+    if w is None:
+        return ""
+    name = f"scenario {w['scenario']}: " if w["scenario"] else ""
+    return f"rooms: {name}{w['summary']} (seed {w['seed']}, {w['total_rate']:g} msg/s in total); "
 
 
 def _quickack(meta: CompareMeta) -> str:

@@ -1,4 +1,5 @@
-"""The report's charts (PNG).  The only module that imports matplotlib.
+"""The report's charts (PNG).  With :mod:`bench.report.roomcharts` (a
+workload's rooms), the only module that imports matplotlib.
 
 Every function takes plain data (:class:`Series`, built by
 :mod:`bench.report` from the results JSON) and writes one PNG, so the
@@ -196,6 +197,11 @@ def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG and close it (for :mod:`bench.report.roomcharts`, the room charts)."""
+    return _save(fig, path)
 
 
 def latency_chart(series: Sequence[Series], path: Path, subtitle: str = "") -> Path:

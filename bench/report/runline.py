@@ -37,7 +37,8 @@ def summary_line(doc: RunDocument) -> str:
         f"{d['per_s'] or 0:,.0f} deliveries/s {RATE_WINDOW} (offered {d.get('offered_per_s') or 0:,.0f}/s)",
         f"p50 {_lat(lat['p50_us'])} p90 {_lat(lat['p90_us'])} p99 {_lat(lat['p99_us'])} "
         f"p99.9 {_lat(lat['p99_9_us'])} max {_lat(lat['max_us'])}",
-        f"{ALL_TRAFFIC}: lost {i['lost']} dup {i['duplicated']} reord {i['reordered']} corrupt {i['corrupted']}",
+        f"{ALL_TRAFFIC}: lost {i['lost']} dup {i['duplicated']} reord {i['reordered']} corrupt {i['corrupted']}"
+        + (f" stray {i['strays']}" if "strays" in i else ""),
     ]
     cpu = server.get("cpu_percent_window")
     if cpu is not None:

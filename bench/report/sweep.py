@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import results
 from bench.progname import PROG
-from bench.report import capacity, doc, fmt, plots, runline, stall
+from bench.report import capacity, doc, fmt, plots, roomcharts, rooms, runline, stall
 from bench.report.environment import environment_rows, server_rows
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
 from bench.report.labels import label_tables
@@ -274,13 +274,19 @@ def _integrity(all_runs: Labelled) -> str | None:
     for label, r in faulty:
         i = r["integrity"]
         kinds = fmt.counts(
-            {"lost": i["lost"], "duplicated": i["duplicated"], "reordered": i["reordered"], "corrupted": i["corrupted"]}
+            {
+                "lost": i["lost"],
+                "duplicated": i["duplicated"],
+                "reordered": i["reordered"],
+                "corrupted": i["corrupted"],
+                "strays": i.get("strays", 0),
+            }
         )
         parts.append(f"{label} {r['parameters']['clients']} clients: {kinds}")
     return (
         f"**Integrity faults** in {fmt.plural(len(faulty), 'run')}: {'; '.join(parts)}. Lost means a message a "
         "client should have received never arrived; duplicated, reordered and corrupted mean "
-        "the server delivered it wrongly."
+        "the server delivered it wrongly; strays, that it delivered a room's message to a client not in the room."
     )
 
 
@@ -488,12 +494,14 @@ def document(
         blocks += capacity.blocks(capacity_doc, level=2, chart=charts.get(CAPACITY_CHART))
     blocks.append(doc.Heading(2, "Charts"))
     for name, file in charts.items():
-        if name == CAPACITY_CHART:
+        if name == CAPACITY_CHART or name in rooms.CHARTS:
             continue
         blocks += [doc.Heading(3, CHART_TITLES[name]), doc.Image(CHART_TITLES[name], file)]
     blocks += [doc.Heading(2, "Every point"), doc.Para(TABLE_NOTE), points_table(series)]
-    for dim, meaning, table in label_tables([(s.label, r) for s in series for r in s.runs]):
+    runs = [(s.label, r) for s in series for r in s.runs]
+    for dim, meaning, table in label_tables(runs):
         blocks += [doc.Heading(3, f"By {dim}"), doc.Para(meaning), table]
+    blocks += rooms.blocks(runs, charts)
     notes = [
         f"{label}, {r['parameters']['clients']} clients: {note}"
         for label, r in ((s.label, r) for s in series for r in s.runs)
@@ -563,6 +571,7 @@ def build_report(
     drawn = plots.draw_all(chart_series(series), out, _subtitle(series))
     if capacity_doc is not None:
         drawn[CAPACITY_CHART] = capacity.draw(capacity_doc, out)
+    drawn.update(roomcharts.draw([(s.label, r) for s in series for r in s.runs], out))
     charts = {name: path.relative_to(out).as_posix() for name, path in drawn.items()}
     written: dict[str, Path] = dict(drawn)
     if out.resolve() != root.resolve():

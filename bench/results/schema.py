@@ -46,6 +46,27 @@ COMPARE_MD = "COMPARE.md"
 # ---------------------------------------------------------------------------
 
 
+class WorkloadParameters(TypedDict):
+    """``parameters.workload``: the workload of a run with rooms or drawn
+    traffic (:class:`bench.workload.Workload`; absent: the one room, every
+    message alike)."""
+
+    scenario: str | None  #: the shipped scenario's name or the file's path; None: options only
+    description: str
+    summary: str  #: the workload in one line
+    seed: int  #: every random draw of the plan and the timetable
+    rooms: int | None  #: R as given (None: 1, or what fixed:M / uniform:A-B sizes needed)
+    room_sizes: str
+    rooms_per_client: int | None
+    personal_rooms: bool
+    senders_per_room: int | None
+    publisher_skew: float  #: Zipf exponent of the streams' shares (0: equal)
+    payload_sizes: str | None  #: a drawn payload distribution; None: ``payload_bytes`` each
+    arrivals: str
+    rate_mode: str  #: "total" or "per-room" (``rate`` per room)
+    total_rate: float  #: messages/s over all streams
+
+
 class SeriesParameters(TypedDict):
     """What the runs of a series share: :class:`RunParameters` without
     ``clients`` (``index.json``'s ``parameters``)."""
@@ -80,6 +101,7 @@ class SeriesParameters(TypedDict):
     warmup_messages: int
     measured_messages: int
     senders_receive: bool
+    workload: NotRequired[WorkloadParameters]  #: absent: the one room (the run without workload options)
 
 
 class RunParameters(SeriesParameters):
@@ -182,6 +204,8 @@ class Integrity(TypedDict):
     duplicated: int
     reordered: int
     corrupted: int
+    #: a run of several rooms: deliveries of a stream to a receiver not in its room (counted in ``faults``)
+    strays: NotRequired[int]
     faults: int
     pairs: NotRequired[list[IntegrityPair]]  #: absent in runs from before the per-pair counters
 
@@ -207,6 +231,35 @@ class LabelSection(TypedDict):
     histogram: NotRequired[Histogram]  #: absent in documents upgraded from version 1
 
 
+class RoomSizeCount(TypedDict):
+    """How many rooms of a run have one size (receiving members)."""
+
+    size: int
+    rooms: int
+
+
+class RoomBucket(TypedDict):
+    """The rooms of one ``room_size`` label value (a decade of sizes)."""
+
+    bucket: str  #: ``1-9``, ``10-99``, ...
+    rooms: int
+    members: int  #: memberships of receivers in those rooms
+    streams: int  #: streams said in them
+
+
+class RoomsSection(TypedDict):
+    """``rooms``: the plan's rooms (a run of several rooms; absent with one)."""
+
+    rooms: int
+    streams: int
+    sending_clients: int
+    memberships: int  #: receivers x their rooms
+    smallest: int
+    largest: int
+    sizes: list[RoomSizeCount]  #: every size, ascending: the histogram of room sizes
+    buckets: list[RoomBucket]
+
+
 class RunDocument(TypedDict):
     """``run-cNNNNN.json``: one swarm run."""
 
@@ -225,6 +278,7 @@ class RunDocument(TypedDict):
     latency_us: Latency
     #: per label; empty when no label dimension applies to the run
     labels: list[LabelSection]
+    rooms: NotRequired[RoomsSection]  #: a run of several rooms: their sizes
     send_lag_us: Latency
     rx_clock: NotRequired[str]  #: absent in runs from before the kernel clock: they timed the read
     receive_lag_us: NotRequired[Latency | None]
@@ -409,6 +463,7 @@ class CompareParameters(TypedDict):
     payload_bytes: int
     warmup_s: float
     duration_s: float
+    workload: NotRequired[WorkloadParameters]  #: a workload of rooms or drawn traffic (absent: one room)
 
 
 class CompareMeta(TypedDict):

@@ -479,6 +479,8 @@ def _search_one(series: sweep.Series, cfg: SearchConfig, quiet: bool) -> Capacit
 
 def run(args: argparse.Namespace) -> int:
     cfg = _search_config(args)
+    if args.senders == DEFAULT_SENDERS and not cli.workload_of(args)[0].one_room:
+        args.senders = None  # the default is one room's; a workload of rooms has senders per room
     strategies = cli.fanouts(args, DEFAULT_FANOUTS)
     cli.validate(args, [cfg.start, cfg.max_clients], strategies)
     out = sweep.out_dir(args, "-capacity")

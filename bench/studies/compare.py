@@ -47,10 +47,11 @@ from bench import cli
 from bench.progname import PROG
 from bench.report import compare as compare_report
 from bench.results.machine import environment
-from bench.results.schema import CompareMeta
+from bench.results.schema import CompareMeta, CompareParameters
 from bench.results.store import ResultsError, SeriesWriter
 from bench.studies import sweep
-from bench.swarm import DEFAULT_SENDERS
+from bench.swarm import DEFAULT_SENDERS, SwarmConfig
+from bench.swarm.run import rooms_refusal
 from bench.targets import NGIRCD_PENALTY_RATE_PER_SENDER, NgircdTarget, make_target, parse_target, registry
 
 #: Without --targets: the registry's (bench/targets/registry.py, ``compare=True``).
@@ -140,6 +141,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(quickack=True, reports_root=DEFAULT_ROOT)
 
 
+def _parameters(args: argparse.Namespace, base: SwarmConfig, senders: int | None) -> CompareParameters:
+    """``meta.parameters``: what every target was given (a workload of rooms included)."""
+    out: CompareParameters = {
+        "senders": base.sender_count if senders or not base.workload.one_room else f"min(clients, {DEFAULT_SENDERS})",
+        "rate": args.rate,
+        "payload_bytes": base.payload_bytes,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+    }
+    workload = base.parameters().get("workload")
+    if workload is not None:
+        out["workload"] = workload
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     if args.rebuild:
         try:
@@ -163,10 +179,16 @@ def run(args: argparse.Namespace) -> int:
     for name in targets:
         make_target(name)  # installed?  (clear error otherwise)
     senders, flood = flood_plan(targets, args.rate, args.senders)
-    args.senders = senders
+    if cli.workload_of(args)[0].one_room:
+        args.senders = senders
+    elif senders != args.senders:  # rooms: each has its senders; ngircd's penalty applies as it is
+        flood += "; with rooms the senders are the rooms' (not spread): ngircd's penalty may hold them back"
     base = cli.swarm_config(args, max(args.clients))
     for name in targets:
-        replace(base, target=name)  # validates the payload against each protocol
+        config = replace(base, target=name)  # validates the payload and the rooms against each protocol
+        why = rooms_refusal(config, make_target(name))
+        if why is not None:
+            raise cli.UsageError(why)
     out = sweep.out_dir(args)
     configs = {
         name: replace(
@@ -195,13 +217,7 @@ def run(args: argparse.Namespace) -> int:
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": list(args.argv),
         "clients": list(args.clients),
-        "parameters": {
-            "senders": base.sender_count if senders else f"min(clients, {DEFAULT_SENDERS})",
-            "rate": args.rate,
-            "payload_bytes": args.payload,
-            "warmup_s": args.warmup,
-            "duration_s": args.duration,
-        },
+        "parameters": _parameters(args, base, senders),
         "quickack": args.quickack,
         "flood_plan": flood,
         "environment": environment(),

@@ -309,5 +309,5 @@ class PointProgress:
 def estimate_point_s(config: SwarmConfig, clients: int) -> float:
     """A rough run time for one point (for the progress bar's time left)."""
     ramp = clients / config.ramp_per_s if config.ramp_per_s > 0 else 0.0
-    traffic = config.warmup_s + (config.measured_messages / config.rate if config.rate > 0 else 1.0)
+    traffic = config.warmup_s + (config.measured_messages / config.total_rate if config.rate > 0 else 1.0)
     return 2.0 + ramp + traffic + clients / 500

@@ -42,10 +42,13 @@ class Conn:
     # sending
     outbuf: bytearray = field(default_factory=bytearray)
     out_lens: deque[int] = field(default_factory=deque)
+    #: the stream of each message in ``out_lens`` (not of control bytes), in order
+    out_streams: deque[int] = field(default_factory=deque)
     out_head_done: int = 0  #: bytes of out_lens[0] already written
-    next_seq: int = 0
     sent: int = 0
     measured_sent: int = 0
+    sent_by: dict[int, int] = field(default_factory=dict)  #: stream id -> messages handed to the kernel
+    measured_by: dict[int, int] = field(default_factory=dict)  #: stream id -> measured ones of those
     writing: bool = False
     end_reason: str | None = None  #: why the server said it ends the connection
 

@@ -108,9 +108,9 @@ class Registrar:
             sock=sock,
             decoder=self.adapter.decoder(),
             registration=(
-                self.adapter.sender_registration(spec.name)
+                self.adapter.sender_registration(spec.name, spec.rooms)
                 if spec.slot is not None and not spec.receives
-                else self.adapter.registration(spec.name)
+                else self.adapter.registration(spec.name, spec.rooms)
             ),
             fd=sock.fileno(),
             deadline_ns=time.monotonic_ns() + int(plan.connect_timeout_s * 1e9),

@@ -34,6 +34,7 @@ from bench.swarm.messages import (
 from bench.swarm.plan import Schedule, make_plans
 from bench.swarm.pool import WorkerPool
 from bench.targets import Target, make_target
+from bench.workload.traffic import traffic
 from server.limits import raise_open_file_limit
 
 #: Seconds between the ``start`` command and the first intended send, so
@@ -59,6 +60,17 @@ QUIET_S = 0.3
 SETTLE_TIMEOUT_S = 60.0
 #: How often the workers are asked while the room settles.
 SETTLE_POLL_S = 0.1
+
+
+def rooms_refusal(config: SwarmConfig, target: Target) -> str | None:
+    """Why ``target`` cannot hold the rooms of ``config``'s workload (a limit
+    of its own, checked before anything starts), or None."""
+    if config.workload.one_room:
+        return None
+    layout = config.layout
+    per_client = max((len(rooms) for rooms in layout.rooms_of.values()), default=0)
+    why = target.refuses_rooms(len(layout.rooms), per_client)
+    return f"{config.target} cannot run this workload: {why}" if why is not None else None
 
 
 class ProgressLine:
@@ -128,6 +140,9 @@ class SwarmRun:
                 f"{config.target} cannot hold {wanted} connections (its limit is about {limit}); "
                 "use fewer clients for this target"
             )
+        why = rooms_refusal(config, target)
+        if why is not None:
+            raise SwarmError(why)
         try:
             with pinning.pinned_self(config.harness_cpus):
                 host, port = target.start()
@@ -245,13 +260,17 @@ class SwarmRun:
     def _traffic(self, got: Collected) -> None:
         """Send the schedule and wait for its deliveries."""
         config = self.config
+        total = config.warmup_messages + config.measured_messages
+        slots = len(config.layout.streams)
+        rate = config.total_rate
         got.schedule = Schedule(
             t0_ns=time.monotonic_ns() + int(START_LEAD_S * 1e9),
-            rate=config.rate,
-            total=config.warmup_messages + config.measured_messages,
-            senders=config.sender_count,
+            rate=rate,
+            total=total,
+            senders=slots,
             warmup=config.warmup_messages,
             audience=got.workload.audience_sizes(set(got.receivers)),
+            traffic=traffic(config.workload, config.layout.weights, slots, total, rate),
         )
         self.pool.broadcast(Start(got.schedule))
         got.completed = self._drive(got.schedule, stalled=config.stalled_clients > 0)

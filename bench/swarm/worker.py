@@ -48,7 +48,7 @@ from typing import Any
 from bench import wire
 from bench.measure.integrity import IntegrityCounts
 from bench.measure.labelled import EncodedHistogram
-from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, Conn, Sockets
+from bench.swarm.connections import CLOSED, CONNECTING, REGISTERING, Conn, Sockets
 from bench.swarm.messages import (
     Command,
     Exit,
@@ -105,9 +105,10 @@ class Worker:
         self.plan = plan
         self.ctl = ctl
         self.sockets = Sockets()
-        adapter = wire.get(plan.protocol)
+        workload = plan.workload
+        adapter = wire.get(plan.protocol, rooms=not workload.one_room)
         self.registrar = Registrar(plan, adapter, self.sockets, ctl.send)
-        self.sender = Sender(plan.payload_bytes, adapter, self.sockets)
+        self.sender = Sender(plan.payload_bytes, adapter, self.sockets, workload)
         self.receiver = Receiver(plan, adapter, self.registrar, self.sender)
         #: the running schedule, while progress is reported
         self.reporting = False
@@ -252,19 +253,15 @@ class Worker:
         schedule = self.sender.schedule
         assert schedule is not None
         senders = self.registrar.sender_conns
-        # Messages live senders still have to hand to the kernel (buffered or not yet due).
-        pending = sum(
-            schedule.messages_of(c.spec.slot) - c.sent for c in senders if c.state == READY and c.spec.slot is not None
-        )
         audience = schedule.audience
-        expected = sum(conn.sent * audience.get(conn.spec.cid, 0) for conn in senders)
+        expected = sum(n * audience.get(sid, 0) for conn in senders for sid, n in conn.sent_by.items())
         self.ctl.send(
             Progress(
                 t_ns=now,
                 delivered=self.receiver.recorder.delivered_all,
                 expected=expected,
                 sent=sum(c.sent for c in senders),
-                pending=pending,
+                pending=self.sender.pending(),
                 disconnects=sum(self.sockets.disconnects.values()),
             )
         )

@@ -100,6 +100,11 @@ class Target(Protocol):
         client i to node i mod N); None for one address."""
         ...
 
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        """Why this target cannot hold a workload of ``rooms`` rooms with a
+        client in up to ``per_client`` of them (a limit of its own), or None."""
+        ...
+
 
 def free_port(host: str) -> int:
     """A port nobody listens on right now (another process may take it)."""
@@ -166,6 +171,10 @@ class ProcessTarget:
 
     def node_addresses(self) -> list[tuple[str, int]] | None:
         return None  # one server, one address
+
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        """No limit on rooms (the peers' configs the harness writes set none)."""
+        return None
 
     def command(self, port: int) -> list[str]:
         raise NotImplementedError

@@ -22,6 +22,7 @@ from typing import Self
 from bench.results.schema import TargetInfo
 from bench.targets.base import AlreadyStarted, CommandTarget, ProcessTarget, TargetError, free_port
 from bench.targets.brokers import REDIS_SERVER
+from bench.targets.embedded import room_refusal
 
 #: Most nodes one cluster target starts: more processes than that on one
 #: machine measure the scheduler, not the cluster.
@@ -84,6 +85,10 @@ class ClusterTarget:
     protocol = "chat"
     connect_batch: int | None = None
     max_connections: int | None = None
+
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        """Each node is our server, with its room limits."""
+        return room_refusal(self.server_args, rooms, per_client)
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from bench.results.schema import TargetInfo
 from bench.targets.base import ProcessTarget, TargetError
+from server.config import DEFAULT_MAX_ROOMS, DEFAULT_MAX_ROOMS_PER_CLIENT
 
 
 class EmbeddedTarget(ProcessTarget):
@@ -28,6 +29,9 @@ class EmbeddedTarget(ProcessTarget):
         # delay a fast sender's lines).  A later --log-level or --rate-limit wins.
         args = ["--log-level", "WARNING", "--rate-limit", "0", *self.server_args]
         return [sys.executable, "-m", "server", "--host", self.host, "--port", str(port), *args]
+
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        return room_refusal(self.server_args, rooms, per_client)
 
     def describe(self) -> TargetInfo:
         doc = super().describe()
@@ -52,3 +56,37 @@ def effective_options(lines: Sequence[str]) -> dict[str, str]:
         if mark:
             return {name: value for name, _, value in (item.partition("=") for item in rest.split())}
     return {}
+
+
+def _option(args: Sequence[str], name: str, default: int) -> int:
+    """The last value of ``--name N`` / ``--name=N`` among server args (``default`` without one)."""
+    value = default
+    for i, arg in enumerate(args):
+        text = arg.partition("=")[2] if arg.startswith(name + "=") else None
+        if arg == name and i + 1 < len(args):
+            text = args[i + 1]
+        if text is not None:
+            try:
+                value = int(text)
+            except ValueError:
+                pass  # the server says what is wrong with it when it starts
+    return value
+
+
+def room_refusal(server_args: Sequence[str], rooms: int, per_client: int) -> str | None:
+    """Why our server (with ``server_args``) cannot hold ``rooms`` rooms with
+    a client in ``per_client`` of them, or None.  Both limits count the
+    lobby, which a client is in while it joins its rooms."""
+    most = _option(server_args, "--max-rooms-per-client", DEFAULT_MAX_ROOMS_PER_CLIENT)
+    if per_client + 1 > most:
+        return (
+            f"our server lets a client be in {most} rooms, the lobby included (--max-rooms-per-client); this "
+            f"workload puts a client in {per_client}: add --server-arg=--max-rooms-per-client={per_client + 1}"
+        )
+    total = _option(server_args, "--max-rooms", DEFAULT_MAX_ROOMS)
+    if rooms + 1 > total:
+        return (
+            f"our server holds {total} rooms, the lobby included (--max-rooms); this workload has {rooms}: "
+            f"add --server-arg=--max-rooms={rooms + 1}"
+        )
+    return None

@@ -42,6 +42,10 @@ class ExternalTarget:
         if self.pid_warning is not None:
             print(f"warning: {self.pid_warning}", file=sys.stderr)
 
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        """Unknown: a limit of its own shows as refused registrations."""
+        return None
+
     @property
     def pid(self) -> int | None:
         return self._pid

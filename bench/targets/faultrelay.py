@@ -435,6 +435,9 @@ class FaultRelayTarget(CommandTarget):
     def __init__(self, server_args: Sequence[str]) -> None:
         super().__init__([sys.executable, "-m", "bench.targets.faultrelay", *server_args], "fault relay")
 
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        return "the fault relay has one room: it relays every line to every client"
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,6 +3,13 @@
 welcome; chat lines are ``/say``-safe lines and arrive as ``NAME: TEXT``:
 probe lines as they are (:mod:`bench.measure.probeline`), so a received
 block goes to the recorder untouched.
+
+Rooms: a client of a workload with rooms ``/join`` each of its rooms
+after the welcome (``#r12``), and ``/part`` the lobby unless it is one
+of them; it is registered once the server confirmed each (``*** Now talking
+in #r12 ...``, ``*** NAME left #lobby ...``).  It sends to a room with
+``/say #r12 TEXT``, and a room's lines arrive as ``#r12 NAME: TEXT``: a
+probe line whose name is ``#r12 NAME`` (:meth:`bench.workload.Plan.sender_names`).
 """
 
 from __future__ import annotations
@@ -20,14 +27,37 @@ from server import protocol
 RECEIVER_LINE_LIMIT = 4 << 20
 
 
+def wire_room(room: str) -> str:
+    """A plan's room on our server: ``#NAME``, the lobby for the target's one room."""
+    return f"#{room}" if room else protocol.DEFAULT_ROOM
+
+
+def room_commands(rooms: tuple[str, ...]) -> tuple[bytes, frozenset[str]]:
+    """What a client in ``rooms`` sends after its welcome (joins, and the
+    lobby's part when it is not among them), and the rooms the server must
+    confirm (the lobby: its part)."""
+    joins = [wire_room(r) for r in rooms if r]
+    if not joins and "" in rooms:
+        return b"", frozenset()
+    data = b"".join(protocol.encode_join(room) for room in joins)
+    if "" not in rooms:
+        data += protocol.encode_part(protocol.DEFAULT_ROOM)
+        return data, frozenset([*joins, protocol.DEFAULT_ROOM])
+    return data, frozenset(joins)
+
+
 class ChatRegistration:
-    """Wait for the name prompt, send the name, wait for the welcome."""
+    """Wait for the name prompt, send the name, wait for the welcome; then
+    join the client's rooms and leave the lobby (see the module docstring)."""
 
-    __slots__ = ("name", "sent_name")
+    __slots__ = ("name", "rooms", "sent_name", "waiting")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, rooms: tuple[str, ...] = ("",)) -> None:
         self.name = name
+        self.rooms = rooms
         self.sent_name = False
+        #: rooms whose join (or, for the lobby, part) is not confirmed yet; None before the welcome
+        self.waiting: set[str] | None = None
 
     def connected(self) -> bytes:
         return b""
@@ -42,13 +72,31 @@ class ChatRegistration:
                 return Step(error="name refused")
             self.sent_name = True
             return Step(send=protocol.encode_line(self.name))
-        if self.sent_name and isinstance(event, protocol.Welcome):
-            return Step(done=True)
+        if self.sent_name and self.waiting is None and isinstance(event, protocol.Welcome):
+            send, waiting = room_commands(self.rooms)
+            self.waiting = set(waiting)
+            return Step(send=send, done=not waiting)
+        if self.waiting:
+            return self._room_step(event)
         if self.sent_name and isinstance(event, protocol.Error):
             return Step(error=f"refused: {event.message[:60]}")
         if isinstance(event, protocol.Disconnected):
             return Step(error=f"disconnected: {event.reason[:60]}")
         return Step()
+
+    def _room_step(self, event: protocol.ServerEvent) -> Step:
+        """A line while the joins and the lobby's part are being confirmed."""
+        waiting = self.waiting
+        assert waiting is not None
+        if isinstance(event, protocol.Talking):
+            waiting.discard(event.room)
+        elif isinstance(event, protocol.Left) and event.name == self.name and event.room == protocol.DEFAULT_ROOM:
+            waiting.discard(protocol.DEFAULT_ROOM)
+        elif isinstance(event, protocol.Error):
+            return Step(error=f"room refused: {event.message[:60]}")
+        elif isinstance(event, protocol.Disconnected):
+            return Step(error=f"disconnected: {event.reason[:60]}")
+        return Step(done=not waiting)
 
 
 class ChatAdapter(Adapter):
@@ -64,14 +112,17 @@ class ChatAdapter(Adapter):
     def decoder(self) -> Decoder:
         return BlockLineDecoder(self.receive_limit)
 
-    def registration(self, name: str) -> Registration:
-        return ChatRegistration(name)
+    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
+        return ChatRegistration(name, rooms)
 
     def encode_chat(self, text: str) -> bytes:
         return protocol.encode_say(text)
 
-    def check_text(self, text: str) -> str | None:
-        size = len(protocol.encode_say(text)) - len(protocol.NEWLINE)
+    def encode_message(self, sender: str, text: str, room: str = "") -> bytes:
+        return protocol.encode_say_to(f"#{room}", text) if room else protocol.encode_say(text)
+
+    def check_text(self, text: str, room: str = "") -> str | None:
+        size = len(self.encode_message("", text, room)) - len(protocol.NEWLINE)
         if size > protocol.DEFAULT_MAX_LINE_BYTES:
             return (
                 f"a {size}-byte chat line is longer than the server's {protocol.DEFAULT_MAX_LINE_BYTES}-byte line limit"

@@ -92,13 +92,16 @@ class WireClient:
             raise
         return client
 
-    def register(self, name: str, deadline: float, *, sender_only: bool = False) -> None:
+    def register(
+        self, name: str, deadline: float, *, sender_only: bool = False, rooms: tuple[str, ...] = ("",)
+    ) -> None:
         """Drive the adapter's registration for ``name`` until it is done;
         :class:`RegistrationRefused` if the server refuses it.  ``sender_only``:
-        a connection that only sends (:meth:`bench.wire.Adapter.sender_registration`)."""
+        a connection that only sends (:meth:`bench.wire.Adapter.sender_registration`);
+        ``rooms``: a workload's rooms to join (``("",)``: the target's one room)."""
         self.name = name
         adapter = self.adapter
-        registration = adapter.sender_registration(name) if sender_only else adapter.registration(name)
+        registration = adapter.sender_registration(name, rooms) if sender_only else adapter.registration(name, rooms)
         greeting = registration.connected()
         if greeting:
             self.sock.sendall(greeting)

@@ -74,6 +74,7 @@ class ShootoutAdapter(WsAdapter):
     """websocket-shootout: probes travel as broadcast payloads."""
 
     name = "shootout"
+    no_rooms = "the websocket-shootout protocol has no rooms (every client hears every broadcast)"
 
     def __init__(self, receive_limit: int = RECEIVER_LINE_LIMIT, path: str = SHOOTOUT_PATH) -> None:
         super().__init__(receive_limit, path)
@@ -81,11 +82,14 @@ class ShootoutAdapter(WsAdapter):
     def decoder(self) -> Decoder:
         return WsDecoder(self.receive_limit, opened_line=OPENED)
 
-    def registration(self, name: str) -> Registration:
+    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
         return ShootoutRegistration(name, self.path)
 
     def encode_chat(self, text: str) -> bytes:
         return mask_text(json.dumps({"type": "broadcast", "payload": text}).encode())
+
+    def encode_message(self, sender: str, text: str, room: str = "") -> bytes:
+        return self.encode_chat(text)
 
     def deliveries(self, block: bytes) -> Incoming:
         """Broadcasts as nameless pairs, a masked pong for every ping;

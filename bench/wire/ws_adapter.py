@@ -182,8 +182,8 @@ class WsRegistration:
 
     __slots__ = ("chat", "path")
 
-    def __init__(self, name: str, path: str = WS_PATH) -> None:
-        self.chat = ChatRegistration(name)
+    def __init__(self, name: str, path: str = WS_PATH, rooms: tuple[str, ...] = ("",)) -> None:
+        self.chat = ChatRegistration(name, rooms)
         self.path = path
 
     def connected(self) -> bytes:
@@ -191,8 +191,9 @@ class WsRegistration:
 
     def line(self, line: bytes) -> Step:
         step = self.chat.line(line)
-        if step.send:
-            return Step(send=mask_text(step.send), done=step.done, error=step.error)
+        if step.send:  # one frame per line (the room joins are several)
+            frames = b"".join(mask_text(text) for text in split_block(step.send))
+            return Step(send=frames, done=step.done, error=step.error)
         return step
 
 
@@ -211,8 +212,8 @@ class WsAdapter(Adapter):
         self.receive_limit = receive_limit
         self.path = path
 
-    def check_text(self, text: str) -> str | None:
-        return self.chat.check_text(text)
+    def check_text(self, text: str, room: str = "") -> str | None:
+        return self.chat.check_text(text, room)
 
     def control(self, text: str) -> str | None:
         return self.chat.control(text)
@@ -220,11 +221,14 @@ class WsAdapter(Adapter):
     def decoder(self) -> Decoder:
         return WsDecoder(self.receive_limit)
 
-    def registration(self, name: str) -> Registration:
-        return WsRegistration(name, self.path)
+    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
+        return WsRegistration(name, self.path, rooms)
 
     def encode_chat(self, text: str) -> bytes:
         return mask_text(protocol.encode_say(text))
+
+    def encode_message(self, sender: str, text: str, room: str = "") -> bytes:
+        return mask_text(self.chat.encode_message(sender, text, room))
 
     def deliveries(self, block: bytes) -> Incoming:
         """The lines as they are, unless a ping is among them: then a masked

@@ -191,3 +191,18 @@ def parse_client_line(text: str) -> ClientCommand | None:
 def encode_say(text: str) -> bytes:
     """What a client sends to say ``text`` (escaping a leading slash)."""
     return encode_line("/" + text if text.startswith("/") else text)
+
+
+def encode_say_to(room: str, text: str) -> bytes:
+    """What a client sends to say ``text`` in ``room`` (``#ROOM``, one of its rooms)."""
+    return encode_line(f"/say {room} {text}")
+
+
+def encode_join(room: str) -> bytes:
+    """What a client sends to join ``room`` (``#ROOM``)."""
+    return encode_line(f"/join {room}")
+
+
+def encode_part(room: str) -> bytes:
+    """What a client sends to leave ``room`` (``#ROOM``)."""
+    return encode_line(f"/part {room}")

@@ -149,7 +149,9 @@ def test_parse_probe_block_refuses_a_block_with_any_corrupted_byte(position: int
 # -- the whole receive path ------------------------------------------------------------
 
 
-def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict[int, int]]:
+def _stream(
+    rng: random.Random, n: int, faults: bool, names: dict[int, str] = NAMES
+) -> tuple[list[bytes], dict[int, int]]:
     """Lines a receiver gets: probes from alice, bob and dave; with ``faults``
     also duplicates, swaps, losses, corruption, wrong names, echoes, notices,
     foreign chat and probes that are valid but not in the canonical form."""
@@ -162,7 +164,7 @@ def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict
         intended = 10**12 + m * 1000 + (rng.choice((-(10**9), 0)) if m < 30 else 0)
         payload = probe.make_payload(rng.choice((0, 8, 64)), sender, seq)
         text = probe.encode_probe(sender, seq, intended, payload)
-        line = protocol.encode_message(NAMES[sender], text)
+        line = protocol.encode_message(names[sender], text)
         if faults:
             r = rng.random()
             if r < 0.03:
@@ -176,9 +178,9 @@ def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict
                 i = rng.randrange(len(line) - 1)
                 line = line[:i] + bytes([rng.choice(b"0123456789az: ~\xff")]) + line[i + 1 :]
             elif r < 0.14:
-                line = protocol.encode_message("bob" if sender != 2 else "alice", text)  # wrong name
+                line = protocol.encode_message(names[2] if sender != 2 else names[1], text)  # wrong name (or room)
             elif r < 0.16:
-                line = protocol.encode_message("carol", probe.encode_probe(OWN, m, intended, "echo"))
+                line = protocol.encode_message(names[OWN], probe.encode_probe(OWN, m, intended, "echo"))
             elif r < 0.18:
                 lines.append(protocol.encode_joined(f"u{m}"))
             elif r < 0.20:
@@ -190,7 +192,7 @@ def _stream(rng: random.Random, n: int, faults: bool) -> tuple[list[bytes], dict
                 # Valid but not in encode_probe's form: the reference reads it.
                 odd = rng.choice((f"+{seq}", f"0{seq}", f"{seq:_}"))
                 text = probe.seal(f"{probe.TAG} {sender} {odd} {intended} {payload} ")
-                line = protocol.encode_message(NAMES[sender], text)
+                line = protocol.encode_message(names[sender], text)
             elif r < 0.23:
                 line = line[:-1] + b"\r\n"
         lines.append(line)
@@ -251,6 +253,54 @@ def test_receive_gives_the_reference_results(
         assert expected[6] and expected[7] and expected[8] and expected[2]  # every fault kind occurred
     elif block_min == 0:
         assert got[-1] > 0  # the block path was taken
+
+
+#: A workload's rooms: each stream's name is its room and its sender (``#r1 alice``),
+#: as our server writes a room's line ``#r1 alice: TEXT`` and every adapter names a
+#: room's delivery; the same sender in another room is another stream.
+ROOM_NAMES = {1: "#r1 alice", 2: "#r2 alice", 3: "#r1 carol", 40: "#r12 dave-40"}
+
+
+@pytest.mark.parametrize("faults", [False, True])
+@pytest.mark.parametrize("block_min", [0, 1 << 30])
+def test_room_lines_take_the_fast_paths_and_give_the_reference_results(
+    faults: bool, block_min: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder_mod, "BLOCK_MIN_BYTES", block_min)
+    rng = random.Random(7)
+    lines, _ = _stream(rng, 3000, faults, ROOM_NAMES)
+    assert faults or all(line.startswith(b"#") for line in lines)
+    chunks = [rng.choice((1, 7, 100, 1000, 5000, 30000)) for _ in range(200)]
+    expected = _run(lines, chunks, reference=True, names=ROOM_NAMES)
+    if not faults:  # every clean room line is taken by a fast path, never by the reference
+
+        def refuse(*args: object) -> int:
+            raise AssertionError("a clean room line went to the reference")
+
+        monkeypatch.setattr(DeliveryRecorder, "_reference", refuse)
+    got = _run(lines, chunks, reference=False, names=ROOM_NAMES)
+    assert got[:-1] == expected[:-1]
+    assert expected[0] > 1000
+    if faults:
+        assert expected[8]  # the wrong-room lines (among the damage) are corrupted, not delivered
+    elif block_min == 0:
+        assert got[-1] > 0  # room lines took the block path
+
+
+def test_a_line_in_the_wrong_room_is_a_fault_never_a_delivery() -> None:
+    text = probe.encode_probe(1, 0, 10**12, "x")
+    right = protocol.encode_room_message("#r1", "alice", text)
+    wrong = protocol.encode_room_message("#r2", "alice", text)
+    lobby = protocol.encode_message("alice", text)
+    for line, delivered in ((wrong, 0), (lobby, 0), (right, 1)):
+        rec, tracker = DeliveryRecorder({1: "#r1 alice"}), IntegrityTracker()
+        rec.record_lines(tracker, 9, line, 10**12 + 1000)
+        assert (rec.delivered_all, tracker.corrupted) == (delivered, 1 - delivered)
+    pairs = DeliveryRecorder({1: "#r1 alice"})
+    tracker = IntegrityTracker()
+    later = probe.encode_probe(1, 1, 10**12, "x").encode()
+    pairs.record_pairs(tracker, 9, [(b"#r2 alice", text.encode()), (b"#r1 alice", later)], 10**12)
+    assert (pairs.delivered_all, tracker.corrupted) == (1, 1)
 
 
 #: Sender names whose "NAME: " prefixes the block path zeroes byte by byte

@@ -27,6 +27,7 @@ from bench.studies.replay import ReplayDocument
 from bench.swarm import SwarmConfig, run_swarm
 from bench.targets import EmbeddedTarget, ExternalTarget
 from bench.wire.base import ProtocolInfo
+from bench.workload import Workload
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -122,10 +123,13 @@ def test_a_swarm_run_document_is_a_run_document_in_the_same_key_order() -> None:
 def test_parameters_hold_every_config_field_but_progress() -> None:
     config = SwarmConfig(clients=7, senders=3)
     params = config.parameters()
-    fields = {f.name for f in dataclasses.fields(SwarmConfig)} - {"progress"}
-    assert fields <= set(params)
-    assert set(params) == keys(schema.RunParameters)
-    assert conforms(schema.RunParameters, params) == []
+    # The workload is recorded only where it is not the one room (older documents stay as they were).
+    fields = {f.name for f in dataclasses.fields(SwarmConfig)} - {"progress", "workload"}
+    assert fields <= set(params) and "workload" not in params
+    rooms = SwarmConfig(clients=7, workload=Workload(rooms=2, seed=5)).parameters()
+    assert rooms["workload"]["rooms"] == 2 and rooms["workload"]["seed"] == 5
+    assert set(params) | {"workload"} == keys(schema.RunParameters)
+    assert conforms(schema.RunParameters, params) == [] and conforms(schema.RunParameters, rooms) == []
     series = config.series_parameters()
     assert series == {k: v for k, v in params.items() if k != "clients"}
     assert conforms(schema.SeriesParameters, series) == []

@@ -27,10 +27,12 @@ def _brute_force(plan: Plan, counts: dict[int, int], present: set[int]) -> tuple
             if owed:
                 total += count
                 node_of = {c.cid: c.node for c in plan.clients.values()}
+                parts = []
                 if plan.nodes > 1:
-                    by_label["path=same" if node_of[cid] == node_of[stream.sender] else "path=cross"] += count
-                else:
-                    by_label[""] += count
+                    parts.append("path=same" if node_of[cid] == node_of[stream.sender] else "path=cross")
+                if len(plan.rooms) > 1:
+                    parts.append("room_size=" + labels.size_bucket(len(plan.rooms[stream.room].members)))
+                by_label[",".join(parts)] += count
     return total, by_label
 
 

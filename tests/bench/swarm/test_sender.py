@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import socket
 
+import numpy as np
+
+from bench import wire
 from bench.measure import probe
 from bench.swarm.plan import ClientSpec, Schedule
+from bench.swarm.sender import Sender
+from bench.workload import Client, Plan, Room, Stream
+from bench.workload.traffic import Traffic
 from server import protocol
 from tests.bench.swarm.parts import Parts, worker_plan
 
@@ -91,6 +97,48 @@ def test_a_message_counts_as_sent_only_once_the_kernel_took_all_of_it() -> None:
         parts.sender.send_control(conn, b"PONG x\n")
         assert conn.sent == 2000 and not conn.out_lens
         assert _drain(peer) == b"PONG x\n"
+    finally:
+        parts.close()
+        peer.close()
+
+
+def test_a_client_in_two_rooms_sends_two_streams_each_with_its_own_sequence_and_counts() -> None:
+    """A drawn timetable (which stream, when, how big) and a sender of two
+    streams: each room gets ``/say #ROOM``, each stream counts its own."""
+    bob = ClientSpec(1, "bob", receives=True)
+    alice = ClientSpec(0, "alice", receives=True, slot=0, rooms=("r1", "r2"))
+    plan = Plan(
+        clients={0: Client(0, "alice", True), 1: Client(1, "bob", True)},
+        rooms=(Room("r1", (0, 1)), Room("r2", (0, 1))),
+        streams={10: Stream(10, 0, 0, 0), 11: Stream(11, 0, 1, 1)},
+    )
+    slot_of = np.array([1, 0, 1, 1, 0], dtype=np.int32)
+    offsets = np.array([0, 5, 9, 30, 31], dtype=np.int64) * 1000
+    sizes = np.array([3, 5, 7, 9, 11], dtype=np.int32)
+    schedule = Schedule(10**12, 100.0, 5, 2, 1, {10: 1, 11: 1}, Traffic(slot_of, offsets, sizes))
+    parts = Parts(worker_plan([alice, bob]))
+    sender = Sender(16, wire.get("chat", rooms=True), parts.sockets, plan)
+    ours, peer = socket.socketpair()
+    try:
+        conn = parts.ready_conn(alice, ours)
+        sender.start(schedule, [conn])
+        assert sender.due_ns() == 10**12 and sender.pending() == 5
+        sender.emit_due(10**12 + 10_000)  # the first three are due
+        assert sender.pending() == 2
+        sender.emit_due(10**12 + 10**9)
+        said = [protocol.parse_client_line(line.decode()) for line in _drain(peer).split(b"\n")[:-1]]
+        assert all(isinstance(c, protocol.SayTo) for c in said)
+        got = [(c.room, probe.parse_probe(c.text)) for c in said if isinstance(c, protocol.SayTo)]
+        assert [(room, p.sender, p.seq, p.intended_ns - 10**12, len(p.payload)) for room, p in got] == [
+            ("#r2", 11, 0, 0, 3),
+            ("#r1", 10, 0, 5000, 5),
+            ("#r2", 11, 1, 9000, 7),
+            ("#r2", 11, 2, 30000, 9),
+            ("#r1", 10, 1, 31000, 11),
+        ]
+        sent = sender.stop([conn])
+        assert sent.sent == {10: 2, 11: 3} and sent.measured == {10: 2, 11: 2}  # message 0 is the warm-up
+        assert conn.sent == 5 and sender.pending() == 0
     finally:
         parts.close()
         peer.close()
