@@ -20,7 +20,7 @@ import pytest
 from bench import wire
 from bench.swarm import SwarmConfig, run_swarm
 from bench.targets import find_ngircd, miniircd_installed
-from bench.targets.brokers import find_binary
+from bench.targets.packages import find_binary
 from bench.wire import irc, irc_adapter, mqtt_adapter, nats_adapter, redis_adapter
 from bench.wire.broker import READY
 from bench.wire.chat import ChatRegistration
