@@ -22,11 +22,12 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
 def section(heading: str) -> str:
-    """The README's text under ``heading`` (a ``## `` or ``### `` line) up to the next heading of that level."""
-    level = heading.split(" ", 1)[0]
+    """The README's text under ``heading`` (a ``## `` or ``### `` line) up to
+    the next heading of that level or a higher one."""
+    level = len(heading.split(" ", 1)[0])
     start = README.index(f"\n{heading}\n")
-    end = README.find(f"\n{level} ", start + len(heading) + 2)
-    return README[start : end if end >= 0 else len(README)]
+    after = re.compile(rf"^#{{1,{level}}} ", re.M).search(README, start + len(heading) + 2)
+    return README[start : after.start() if after else len(README)]
 
 
 def slug(heading: str) -> str:
