@@ -251,6 +251,14 @@ def traffic_options() -> argparse.ArgumentParser:
         help="busy-poll when the next send is due within this many us (more precise pacing, more harness CPU)",
     )
     g.add_argument("--sample-interval", type=float, default=d.sample_interval_s, help="seconds between psutil samples")
+    g.add_argument(
+        "--interval",
+        type=float,
+        default=d.interval_s,
+        metavar="S",
+        help="seconds per interval of the run's time axis: one HDR histogram per interval (deliveries by arrival), "
+        "in the run JSON's intervals, the .hlog beside it, the charts over time and the live outputs",
+    )
     return p
 
 
@@ -307,6 +315,7 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
         connect_timeout_s=get("connect_timeout", SwarmConfig.connect_timeout_s),
         drain_timeout_s=args.drain_timeout,
         sample_interval_s=get("sample_interval", SwarmConfig.sample_interval_s),
+        interval_s=get("interval", SwarmConfig.interval_s),
         spin_us=get("pacing_spin_us", SwarmConfig.spin_us),
         target=get("target", "embedded"),
         protocol=get("protocol"),

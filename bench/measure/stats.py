@@ -192,6 +192,11 @@ class LatencyHistogram:
         """Compressed, base64 text (the HdrHistogram interchange format)."""
         return self._hist.encode().decode("ascii") if self.count else ""
 
+    def encoded_always(self) -> str:
+        """:meth:`encode`, an empty histogram included (an interval log's
+        line needs one)."""
+        return str(self._hist.encode().decode("ascii"))
+
     @classmethod
     def decode(cls, encoded: str, clamped: int = 0) -> LatencyHistogram:
         hist = cls()

@@ -68,6 +68,7 @@ from bench.swarm.plan import RX_CLOCKS, WorkerPlan
 from bench.swarm.receiver import Receiver
 from bench.swarm.registrar import Registrar
 from bench.swarm.sender import Sender
+from bench.swarm.timeline import Timeline
 from bench.wire import RECEIVER_LINE_LIMIT
 from server.limits import raise_open_file_limit
 
@@ -109,6 +110,9 @@ class Worker:
         self.registrar = Registrar(plan, adapter, self.sockets, ctl.send)
         self.sender = Sender(plan.payload_bytes, adapter, self.sockets)
         self.receiver = Receiver(plan, adapter, self.registrar, self.sender)
+        self.timeline = Timeline(
+            plan.index, plan.interval_s, self.receiver.recorder, self.receiver.reader, self.sockets, ctl.send
+        )
         #: the running schedule, while progress is reported
         self.reporting = False
         self.next_progress_ns = 0
@@ -172,6 +176,7 @@ class Worker:
         commands, progress; True once ``Exit`` came."""
         self.next_housekeeping_ns = t + HOUSEKEEPING_INTERVAL_NS
         self.receiver.housekeeping()
+        self.timeline.tick(t)
         self._commands()
         if self.reporting and t >= self.next_progress_ns:
             self._report_progress(t)
@@ -188,6 +193,7 @@ class Worker:
         if now >= self.next_housekeeping_ns:
             self.next_housekeeping_ns = now + HOUSEKEEPING_INTERVAL_NS
             self.receiver.housekeeping()
+            self.timeline.tick(now)
 
     def _timeout(self) -> float:
         now = time.monotonic_ns()
@@ -228,6 +234,7 @@ class Worker:
     def _on_start(self, msg: Start) -> None:
         schedule = msg.schedule
         self.receiver.recorder.measure_start_ns = schedule.measure_start_ns
+        self.timeline.start(schedule)
         self.sender.start(schedule, list(self.sockets.conns.values()))
         self.reporting = True
         self.next_progress_ns = time.monotonic_ns()
@@ -272,6 +279,7 @@ class Worker:
     def _result(self, sent: dict[int, int]) -> Result:
         receiver = self.receiver
         receiver.housekeeping()
+        self.timeline.finish(time.monotonic_ns())
         rec = receiver.recorder
         labelled = rec.labelled
         workload = self.plan.workload
@@ -309,7 +317,17 @@ class Worker:
             receivers=len(receivers),
             by_pair=by_pair,
             strays=labelled.strays,
+            lost_by_interval=self._lost_by_interval(sent),
         )
+
+    def _lost_by_interval(self, sent: dict[int, int]) -> dict[int, int]:
+        """The receivers' lost deliveries, by when the lost message was intended."""
+        times = self.timeline.times
+        if times is None:
+            return {}
+        workload = self.plan.workload
+        trackers = [(c.tracker, workload.sent_to(c.spec.cid, sent)) for c in self.registrar.receiver_conns if c.tracker]
+        return times.lost(workload, trackers)
 
 
 def worker_main(plan: WorkerPlan, ctl: Connection) -> None:
