@@ -164,7 +164,7 @@ def _scaled(text: str, metric: str, value: float, unit: str | None) -> float:
         return value * UNITS_US[unit or "ms"]
     if metric == "delivered":
         if unit == "%":
-            return value / 100
+            return round(value / 100, 12)  # 99.9% is 0.999, not 0.9990000000000001
         if unit is not None or value > 1:
             raise ThresholdError(f"{text!r}: delivered is a share: 99.9% or 0.999")
         return value
@@ -215,7 +215,7 @@ class Observed:
                 return float(hist.percentile(pct))
             return float({"min": hist.min, "max": hist.max, "mean": hist.mean}[metric])
         if metric == "delivered":
-            return self.delivered / self.expected if self.expected else None
+            return round(self.delivered / self.expected, 12) if self.expected else None
         if metric == "deliveries_per_s":
             return self.per_s
         counts: Mapping[str, int | None] = {

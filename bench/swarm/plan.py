@@ -117,7 +117,7 @@ class Schedule:
             return 0
         if self.rate <= 0:
             return self.total
-        m = max(0, math.ceil((t_ns - self.t0_ns) * self.rate / 1e9) - 2)
+        m = min(self.total, max(0, math.ceil((t_ns - self.t0_ns) * self.rate / 1e9) - 2))
         while m < self.total and self.intended_ns(m) < t_ns:
             m += 1
         return m
