@@ -9,6 +9,7 @@ injected faults in the intervals they happened in.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
