@@ -93,9 +93,7 @@ def _relay_run(tmp_path: Path, opts: FaultOptions, **config: Any) -> tuple[RunDo
     schedule = tmp_path / "schedule.json"
     base = {"clients": 10, "senders": 2, "rate": 100.0, "warmup_s": 0.0, "payload_bytes": 32, "interval_s": 1.0}
     base.update(config)
-    opts = FaultOptions(
-        **{**opts.__dict__, "senders": base["senders"], "clients": base["clients"], "rate": base["rate"]}
-    )
+    opts = replace(opts, senders=int(base["senders"]), clients=int(base["clients"]), rate=float(base["rate"]))
     doc = run_swarm(
         SwarmConfig(
             target="faultrelay",
