@@ -10,7 +10,7 @@ are the percentiles of all deliveries, not an average of averages.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -175,6 +175,23 @@ class LatencyHistogram:
             "max_us": self.max,
             "clamped": self.clamped,
         }
+
+    def cumulative(self, bounds_us: Sequence[float]) -> list[int]:
+        """How many values lie at or below each of ``bounds_us`` (ascending),
+        each value taken as its bucket's highest equivalent value: the
+        bucket counts of a Prometheus-style histogram."""
+        out = [0] * len(bounds_us)
+        i = 0
+        for item in self._hist.get_recorded_iterator():
+            value = item.value_iterated_to
+            while i < len(bounds_us) and value > bounds_us[i]:
+                out[i] = int(item.total_count_to_this_value - item.count_at_value_iterated_to)
+                i += 1
+            if i == len(bounds_us):
+                break
+        for j in range(i, len(bounds_us)):
+            out[j] = self.count
+        return out
 
     def distribution(self, ticks_per_half: int = 5) -> list[tuple[float, int]]:
         """(percentile, value_us) points of the HDR percentile distribution,

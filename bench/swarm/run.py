@@ -10,11 +10,10 @@ import secrets
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import TextIO
 
 from bench.measure.sampler import ResourceSampler
-from bench.measure.thresholds import Threshold
 from bench.results.schema import Resources, RunDocument
 from bench.results.verdicts import check_run
 from bench.swarm import pinning
@@ -36,7 +35,7 @@ from bench.swarm.messages import (
 )
 from bench.swarm.plan import Schedule, make_plans
 from bench.swarm.pool import WorkerPool
-from bench.swarm.series import IntervalObserver, RunInfo, SeriesMerger
+from bench.swarm.series import Outputs, RunInfo, SeriesMerger
 from bench.swarm.thresholdwatch import ThresholdWatch
 from bench.targets import Target, make_target
 from server.limits import raise_open_file_limit
@@ -67,11 +66,13 @@ SETTLE_POLL_S = 0.1
 
 
 class ProgressLine:
-    """One status line on stderr, shown once a run is past a few seconds."""
+    """One status line on stderr, shown once a run is past a few seconds
+    (``sink``: handed to it instead, e.g. a live view that draws it)."""
 
-    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, enabled: bool, stream: TextIO = sys.stderr, sink: Callable[[str], None] | None = None) -> None:
         self.enabled = enabled
         self.stream = stream
+        self.sink = sink
         self.t0 = time.monotonic()
         self.tty = stream.isatty()
         self.last = 0.0
@@ -86,6 +87,9 @@ class ProgressLine:
             return
         self.last = now
         line = f"[swarm {now - self.t0:6.1f}s] {text}"
+        if self.sink is not None:
+            self.sink(line)
+            return
         if self.tty:
             self.stream.write("\r\x1b[K" + line)
         else:
@@ -94,7 +98,7 @@ class ProgressLine:
         self.shown = True
 
     def done(self) -> None:
-        if self.enabled and self.shown and self.tty:
+        if self.enabled and self.shown and self.tty and self.sink is None:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -109,19 +113,18 @@ def pin(pid: int, cpus: tuple[int, ...]) -> None:
 
 class SwarmRun:
     """One run of a :class:`SwarmConfig`; :meth:`run` returns its document.
-    ``observers`` see every interval as it completes (:mod:`bench.live`);
-    ``thresholds`` are checked at the end, and stop the run when one marked
-    abort-on-fail is crossed."""
+    ``outputs``: observers see every interval as it completes
+    (:mod:`bench.live`), thresholds are checked at the end and stop the run
+    when one marked abort-on-fail is crossed."""
 
-    def __init__(
-        self, config: SwarmConfig, observers: Sequence[IntervalObserver] = (), thresholds: Sequence[Threshold] = ()
-    ) -> None:
+    def __init__(self, config: SwarmConfig, outputs: Outputs | None = None) -> None:
         self.config = config
-        self.progress = ProgressLine(config.progress)
+        outputs = outputs or Outputs()
+        self.progress = ProgressLine(config.progress, sink=outputs.status)
         self.sampler = ResourceSampler(config.sample_interval_s)
-        self.thresholds = list(thresholds)
+        self.thresholds = list(outputs.thresholds)
         watch = [ThresholdWatch(self.thresholds)] if any(t.abort_on_fail for t in self.thresholds) else []
-        self.series = SeriesMerger(config.worker_count, [*observers, *watch], self.sampler)
+        self.series = SeriesMerger(config.worker_count, [*outputs.observers, *watch], self.sampler)
         self.pool = WorkerPool(self.progress.update, self.series.add)
         self.timing: dict[str, float] = {}
         self.notes: list[str] = []

@@ -18,7 +18,7 @@ and nothing else.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +26,7 @@ from bench.measure.integrity import IntegrityCounts
 from bench.measure.intervals import IntervalAxis, IntervalCounts
 from bench.measure.sampler import ResourceSampler
 from bench.measure.stats import LatencyHistogram
+from bench.measure.thresholds import Threshold
 from bench.results.schema import Histogram, IntervalLabel, IntervalSection, IntervalSeries, RunDocument
 from bench.swarm.messages import Interval
 from bench.swarm.plan import Schedule
@@ -67,6 +68,18 @@ class IntervalObserver(Protocol):
         ...
 
     def run_finished(self, doc: RunDocument) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a run shows and checks while it goes (:func:`bench.live.outputs`
+    builds it from the command line)."""
+
+    observers: Sequence[IntervalObserver] = ()
+    #: checked at the end; those marked abort-on-fail after every measured interval too
+    thresholds: Sequence[Threshold] = ()
+    #: where the run's status line goes instead of stderr (a live view that draws it)
+    status: Callable[[str], None] | None = None
 
 
 def histogram_doc(hist: LatencyHistogram) -> Histogram:
