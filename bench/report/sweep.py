@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import results
-from bench.report import capacity, doc, fmt, plots, runline
+from bench.report import capacity, doc, fmt, plots, runline, timeline
 from bench.report.environment import environment_rows, server_rows
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
 from bench.report.labels import label_tables
@@ -67,6 +67,8 @@ class SeriesData:
     files: list[str] = field(default_factory=list)
     #: index entries that have no run document (errors, skipped points)
     failed: list[IndexEntry] = field(default_factory=list)
+    #: each run's chart over time (relative to the report), same order; None: the run has no intervals
+    timelines: list[str | None] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -185,6 +187,7 @@ TABLE_HEADER = (
     "server threads",
     "warnings",
     "data",
+    "over time",
 )
 
 
@@ -474,6 +477,7 @@ def document(
         if name == CAPACITY_CHART:
             continue
         blocks += [doc.Heading(3, CHART_TITLES[name]), doc.Image(CHART_TITLES[name], file)]
+    blocks += _over_time(series)
     blocks += [doc.Heading(2, "Every point"), doc.Para(TABLE_NOTE), points_table(series)]
     for dim, meaning, table in label_tables([(s.label, r) for s in series for r in s.runs]):
         blocks += [doc.Heading(3, f"By {dim}"), doc.Para(meaning), table]
@@ -490,6 +494,26 @@ def document(
     return blocks
 
 
+def _over_time(series: Sequence[SeriesData]) -> list[doc.Block]:
+    """The runs over time: one run's chart shown, several runs' linked from the table."""
+    timelines = [t for s in series for t in s.timelines if t]
+    if not timelines:
+        return []
+    heading = doc.Heading(3, OVER_TIME_TITLE)
+    if len(timelines) == 1:
+        return [heading, doc.Para(OVER_TIME_NOTE), doc.Image(OVER_TIME_TITLE, timelines[0])]
+    return [heading, doc.Para(OVER_TIME_NOTE + " Each point's chart is linked in the table below (*over time*).")]
+
+
+OVER_TIME_TITLE = "The run over time: latency and deliveries per interval"
+OVER_TIME_NOTE = (
+    "Per interval of the run's time axis, the deliveries that *arrived* in it: their p50, p99 and max latency "
+    "(from each message's intended send time), and deliveries per second against what the timetable owed (the "
+    "messages sent in the interval times their audience). Warm-up shaded grey, the drain after the last send "
+    "pale blue, intervals with faults in red. The histograms per interval are in the run's `.hlog` (HdrHistogram's "
+    "interval log) beside its JSON."
+)
+
 ALL_WELL = "None: every run delivered every message, in order, to every client, with a load generator that kept up."
 TABLE_NOTE = (
     "Latency percentiles over every measured delivery (HDR histograms merged across the load generator's "
@@ -502,11 +526,15 @@ TABLE_NOTE = (
 
 
 def points_table(series: Sequence[SeriesData]) -> doc.Table:
-    """The 'Every point' table: numbers right-aligned, the run JSON linked."""
-    rows: list[list[doc.Cell]] = [
-        [*row[:-1], doc.Link("json", row[-1]) if row[-1] else ""] for row in table_rows(series)
+    """The 'Every point' table: numbers right-aligned, the run JSON and its chart over time linked."""
+    charts = [
+        c for s in series for c in [*s.timelines, *[None] * (len(s.runs) - len(s.timelines)), *[None] * len(s.failed)]
     ]
-    align = "".join("l" if h in ("strategy", "warnings", "data") else "r" for h in TABLE_HEADER)
+    rows: list[list[doc.Cell]] = [
+        [*row[:-1], doc.Link("json", row[-1]) if row[-1] else "", doc.Link("chart", chart) if chart else ""]
+        for row, chart in zip(table_rows(series), charts, strict=True)
+    ]
+    align = "".join("l" if h in ("strategy", "warnings", "data", "over time") else "r" for h in TABLE_HEADER)
     return doc.Table(TABLE_HEADER, rows, align, flag_column=TABLE_HEADER.index("warnings"))
 
 
@@ -545,6 +573,15 @@ def build_report(
         drawn[CAPACITY_CHART] = capacity.draw(capacity_doc, out)
     charts = {name: path.relative_to(out).as_posix() for name, path in drawn.items()}
     written: dict[str, Path] = dict(drawn)
+    runs = [
+        (f"{s.label}, {r['parameters']['clients']} clients", r, f)
+        for s in series
+        for r, f in zip(s.runs, s.files, strict=True)
+    ]
+    timelines = timeline.draw_runs(runs, out)
+    for s in series:
+        s.timelines = [timelines.get(f) for f in s.files]
+    written.update({f"over time: {f}": out / name for f, name in timelines.items()})
     if out.resolve() != root.resolve():
         # links to the run JSON must still resolve from the report's location
         for s in series:
