@@ -43,7 +43,7 @@ class Collector:
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = metrics_service_pb2.ExportMetricsServiceRequest()
                 request.ParseFromString(body)
@@ -56,7 +56,7 @@ class Collector:
                 self.end_headers()
                 self.wfile.write(reply)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -162,9 +162,7 @@ def test_prometheus_metrics_parse_and_match_the_run(live_run: dict[str, Any]) ->
     count = doc["latency_us"]["count"]
     assert _value(after, "chatbench_delivery_latency_seconds_count", label="") == count
     assert _value(after, "chatbench_delivery_latency_seconds_bucket", label="", le="+Inf") == count
-    buckets = [
-        s.value for s in after["chatbench_delivery_latency_seconds"].samples if s.name.endswith("_bucket")
-    ]
+    buckets = [s.value for s in after["chatbench_delivery_latency_seconds"].samples if s.name.endswith("_bucket")]
     assert buckets == sorted(buckets) and buckets[0] < count  # cumulative, and not all in the first
     for quantile, key in (("0.5", "p50_us"), ("0.99", "p99_us"), ("1", "max_us")):
         got = _value(after, "chatbench_latency_seconds", window="run", label="", quantile=quantile)
@@ -181,7 +179,11 @@ def test_otlp_export_reaches_a_collector_and_decodes(live_run: dict[str, Any]) -
     assert collector.requests[0][1] == "application/x-protobuf"
     resource = collector.requests[0][2].resource_metrics[0].resource
     assert {a.key: a.value.string_value for a in resource.attributes}["service.name"] == "chatbench"
-    p99 = [v for attrs, v in collector.points("chatbench.latency") if attrs["window"] == "run" and attrs["quantile"] == "0.99"]
+    p99 = [
+        v
+        for attrs, v in collector.points("chatbench.latency")
+        if attrs["window"] == "run" and attrs["quantile"] == "0.99"
+    ]
     assert p99 and p99[-1] == pytest.approx(doc["latency_us"]["p99_us"] / 1e6)
     delivered = [v for attrs, v in collector.points("chatbench.deliveries") if attrs["kind"] == "all"]
     assert delivered[-1] == doc["deliveries"]["delivered_all"]

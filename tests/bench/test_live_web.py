@@ -59,7 +59,7 @@ def _points(driver: Any, chart: str, name: str) -> int:
 def test_the_live_page_shows_the_current_interval_in_its_charts(browser: Any) -> None:
     web = WebOutput(0)
     try:
-        with urllib.request.urlopen(web.url + "nothing", timeout=5) as reply:  # noqa: S310
+        with urllib.request.urlopen(web.url + "nothing", timeout=5) as reply:
             pytest.fail(f"expected 404, got {reply.status}")
     except urllib.error.HTTPError as exc:
         assert exc.code == 404

@@ -17,7 +17,9 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
+from bench import cli
 from bench.measure.stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_FIGURES, LatencyHistogram
+from bench.measure.thresholds import THRESHOLDS_FAILED_EXIT
 from bench.results import store
 from bench.results.schema import RunDocument
 from bench.swarm import SwarmConfig, run_swarm
@@ -133,3 +135,84 @@ def test_a_relay_that_stalls_in_second_3_shows_in_interval_3_only(tmp_path: Path
         k = int((f["seq"] * senders + f["sender"]) / rate)
         want[k] = want.get(k, 0) + 1
     assert {s["index"]: s["lost"] for s in sections if s["lost"]} == want
+
+
+def _run_cli(tmp_path: Path, *extra: str) -> tuple[int, RunDocument]:
+    out = tmp_path / "out"
+    argv = [
+        "run",
+        "--clients",
+        "10",
+        "--senders",
+        "2",
+        "--rate",
+        "100",
+        "--warmup",
+        "0.5",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    code = cli.main([*argv, *extra])
+    return code, json.loads(next(out.glob("*/run-*.json")).read_text())
+
+
+def test_thresholds_pass_and_fail_on_a_known_run(tmp_path: Path) -> None:
+    """Against the fault relay: every delivery 20 ms late, two messages dropped."""
+    schedule = tmp_path / "schedule.json"
+    relay = option_argv(
+        FaultOptions(delay_ms=20, senders=2, clients=10, rate=100, seq_lo=5, seq_hi=80, drop=2), str(schedule)
+    )
+    code, doc = _run_cli(
+        tmp_path,
+        "--duration",
+        "2",
+        "--target",
+        "faultrelay",
+        *(f"--server-arg={a}" for a in relay),
+        "--drain-timeout",
+        "1",
+        "--threshold",
+        "p50>=20ms",
+        "--threshold",
+        "p99<1s",
+        "--threshold",
+        "lost==2",
+        "--threshold",
+        "delivered>=99%",
+        "--threshold",
+        "lost==0",
+        "--threshold",
+        "p50<15ms",
+    )
+    assert code == THRESHOLDS_FAILED_EXIT
+    assert [(t["threshold"], t["ok"]) for t in doc["thresholds"]] == [
+        ("p50>=20ms", True),
+        ("p99<1s", True),
+        ("lost==2", True),
+        ("delivered>=99%", True),
+        ("lost==0", False),
+        ("p50<15ms", False),
+    ]
+    assert doc["thresholds"][4]["value"] == 2
+
+
+def test_all_thresholds_passing_exit_0(tmp_path: Path) -> None:
+    code, doc = _run_cli(tmp_path, "--duration", "1", "--threshold", "lost==0", "--threshold", "p99<5s")
+    assert code == 0 and all(t["ok"] for t in doc["thresholds"])
+
+
+def test_abort_on_fail_stops_the_run_when_crossed(tmp_path: Path) -> None:
+    code, doc = _run_cli(tmp_path, "--duration", "30", "--threshold", "max<1us abort-on-fail")
+    assert code == THRESHOLDS_FAILED_EXIT
+    assert doc["thresholds"][0]["aborted"] and not doc["thresholds"][0]["ok"]
+    assert doc["timing"]["traffic_s"] < 10  # stopped after the first measured interval, not after 30 s
+    assert not doc["completed"]
+    assert any(note.startswith("stopped early: max<1us abort-on-fail: crossed at interval") for note in doc["notes"])
+
+
+def test_a_bad_threshold_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "--threshold", "p99<5%", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2
+    assert "a latency is in us, ms or s" in capsys.readouterr().err
