@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.measure.stats import LatencyHistogram
-from bench.results.schema import Histogram, RunDocument
+from bench.results.schema import Histogram, IntervalSection, RunDocument
 
 #: The interval log format written (HdrHistogram's, with tags).
 LOG_FORMAT_VERSION = "1.3"
@@ -53,21 +54,19 @@ def _payload(h: Histogram | None) -> tuple[str, float]:
     return hist.encoded_always(), hist.max / MAX_VALUE_UNIT_RATIO
 
 
-def hlog_text(doc: RunDocument) -> str | None:
-    """The interval log of ``doc`` (None when it has no intervals)."""
-    series = doc.get("intervals")
-    if series is None:
-        return None
-    base = series["origin_unix_s"]
-    when = dt.datetime.fromtimestamp(base, dt.UTC).isoformat(timespec="milliseconds")
+def interval_log(base_unix_s: float, intervals: Sequence[IntervalSection], comment: str) -> str:
+    """An interval log: ``intervals`` (their ``start_s``, ``length_s``,
+    ``histogram`` and ``labels``) after a header whose ``BaseTime`` is
+    ``base_unix_s``; the swarm's and the Locust path's."""
+    when = dt.datetime.fromtimestamp(base_unix_s, dt.UTC).isoformat(timespec="milliseconds")
     lines = [
         f"#[Histogram log format version {LOG_FORMAT_VERSION}]",
-        f"#[StartTime: {base:.3f} (seconds since epoch), {when}]",
-        f"#[BaseTime: {base:.3f} (seconds since epoch)]",
-        f"#[chatbench run {doc['run_id']}: delivery latency in microseconds, by arrival interval]",
+        f"#[StartTime: {base_unix_s:.3f} (seconds since epoch), {when}]",
+        f"#[BaseTime: {base_unix_s:.3f} (seconds since epoch)]",
+        f"#[{comment}]",
         '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"',
     ]
-    for section in series["intervals"]:
+    for section in intervals:
         start, length = section["start_s"], section["length_s"]
         payload, top = _payload(section.get("histogram"))
         lines.append(f"{start:.3f},{length:.3f},{top:.3f},{payload}")
@@ -77,11 +76,23 @@ def hlog_text(doc: RunDocument) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def hlog_text(doc: RunDocument) -> str | None:
+    """The interval log of ``doc`` (None when it has no intervals)."""
+    series = doc.get("intervals")
+    if series is None:
+        return None
+    comment = f"chatbench run {doc['run_id']}: delivery latency in microseconds, by arrival interval"
+    return interval_log(series["origin_unix_s"], series["intervals"], comment)
+
+
 def write_hlog(path: str | os.PathLike[str], doc: RunDocument) -> Path | None:
     """Write ``doc``'s interval log to ``path`` (atomically); None when it has no intervals."""
     text = hlog_text(doc)
-    if text is None:
-        return None
+    return None if text is None else write_text(path, text)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write an interval log's text to ``path`` atomically."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(text, encoding="ascii")
