@@ -477,7 +477,7 @@ def document(
         if name == CAPACITY_CHART:
             continue
         blocks += [doc.Heading(3, CHART_TITLES[name]), doc.Image(CHART_TITLES[name], file)]
-    blocks += _over_time(series)
+    blocks += timeline.blocks([t for s in series for t in s.timelines if t])
     blocks += [doc.Heading(2, "Every point"), doc.Para(TABLE_NOTE), points_table(series)]
     for dim, meaning, table in label_tables([(s.label, r) for s in series for r in s.runs]):
         blocks += [doc.Heading(3, f"By {dim}"), doc.Para(meaning), table]
@@ -493,26 +493,6 @@ def document(
         blocks += [doc.Heading(2, "Environment"), doc.Table(None, [list(kv) for kv in env], "ll")]
     return blocks
 
-
-def _over_time(series: Sequence[SeriesData]) -> list[doc.Block]:
-    """The runs over time: one run's chart shown, several runs' linked from the table."""
-    timelines = [t for s in series for t in s.timelines if t]
-    if not timelines:
-        return []
-    heading = doc.Heading(3, OVER_TIME_TITLE)
-    if len(timelines) == 1:
-        return [heading, doc.Para(OVER_TIME_NOTE), doc.Image(OVER_TIME_TITLE, timelines[0])]
-    return [heading, doc.Para(OVER_TIME_NOTE + " Each point's chart is linked in the table below (*over time*).")]
-
-
-OVER_TIME_TITLE = "The run over time: latency and deliveries per interval"
-OVER_TIME_NOTE = (
-    "Per interval of the run's time axis, the deliveries that *arrived* in it: their p50, p99 and max latency "
-    "(from each message's intended send time), and deliveries per second against what the timetable owed (the "
-    "messages sent in the interval times their audience). Warm-up shaded grey, the drain after the last send "
-    "pale blue, intervals with faults in red. The histograms per interval are in the run's `.hlog` (HdrHistogram's "
-    "interval log) beside its JSON."
-)
 
 ALL_WELL = "None: every run delivered every message, in order, to every client, with a load generator that kept up."
 TABLE_NOTE = (

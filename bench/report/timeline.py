@@ -25,6 +25,7 @@ matplotlib.use("Agg")  # no display: files only (before pyplot is imported)
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from bench.report import doc
 from bench.results.schema import IntervalSection, RunDocument
 
 DPI = 110
@@ -125,3 +126,23 @@ def draw_runs(runs: Sequence[tuple[str, RunDocument, str]], root: Path) -> dict[
         if timeline_chart(run, root / name, title) is not None:
             out[file] = name
     return out
+
+
+TITLE = "The run over time: latency and deliveries per interval"
+NOTE = (
+    "Per interval of the run's time axis, the deliveries that *arrived* in it: their p50, p99 and max latency "
+    "(from each message's intended send time), and deliveries per second against what the timetable owed (the "
+    "messages sent in the interval times their audience). Warm-up shaded grey, the drain after the last send "
+    "pale blue, intervals with faults in red. The histograms per interval are in the run's `.hlog` (HdrHistogram's "
+    "interval log) beside its JSON."
+)
+
+
+def blocks(charts: Sequence[str]) -> list[doc.Block]:
+    """A report's section on its runs over time: one run's chart shown, several runs' linked from its table."""
+    if not charts:
+        return []
+    heading = doc.Heading(3, TITLE)
+    if len(charts) == 1:
+        return [heading, doc.Para(NOTE), doc.Image(TITLE, charts[0])]
+    return [heading, doc.Para(NOTE + " Each point's chart is linked in the table below (*over time*).")]
