@@ -26,7 +26,7 @@ from bench.measure.intervals import CLOSE_GRACE_NS, ClosedInterval, IntervalAxis
 from bench.measure.labelled import EncodedHistogram
 from bench.measure.recorder import DeliveryRecorder
 from bench.net.rx import StampedReader
-from bench.swarm.connections import Sockets
+from bench.swarm.connections import Conn, Sockets
 from bench.swarm.messages import Interval
 from bench.swarm.plan import Schedule
 from bench.workload import Plan
@@ -158,6 +158,14 @@ class Timeline:
         self._rotate()
         self._ship(self.recorder.close_intervals(now, final=True))
         self.axis = None
+
+    def lost(self, plan: Plan, receivers: Iterable[Conn], sent: Mapping[int, int]) -> dict[int, int]:
+        """The ``receivers``' lost deliveries of what was ``sent`` (stream id ->
+        messages), by the interval the lost message was intended in."""
+        if self.times is None:
+            return {}
+        trackers = [(c.tracker, plan.sent_to(c.spec.cid, sent)) for c in receivers if c.tracker is not None]
+        return self.times.lost(plan, trackers)
 
     def _rotate(self) -> None:
         """What the reads and disconnects so far add to the current boundary's interval."""

@@ -317,17 +317,8 @@ class Worker:
             receivers=len(receivers),
             by_pair=by_pair,
             strays=labelled.strays,
-            lost_by_interval=self._lost_by_interval(sent),
+            lost_by_interval=self.timeline.lost(workload, receivers, sent),
         )
-
-    def _lost_by_interval(self, sent: dict[int, int]) -> dict[int, int]:
-        """The receivers' lost deliveries, by when the lost message was intended."""
-        times = self.timeline.times
-        if times is None:
-            return {}
-        workload = self.plan.workload
-        trackers = [(c.tracker, workload.sent_to(c.spec.cid, sent)) for c in self.registrar.receiver_conns if c.tracker]
-        return times.lost(workload, trackers)
 
 
 def worker_main(plan: WorkerPlan, ctl: Connection) -> None:
