@@ -58,10 +58,12 @@ class Labelled:
 
     __slots__ = (
         "_current",
+        "_idle",
         "_lists",
         "_marks",
         "_next_close",
         "_open",
+        "_spare",
         "_tables",
         "axis",
         "faults",
@@ -95,6 +97,10 @@ class Labelled:
         self._current: OpenInterval | None = None
         self._next_close = 0  # the oldest interval not closed yet
         self._marks = Marks()
+        #: closed intervals' histograms, emptied, for the next ones: a worker
+        #: allocates a few sets for a whole run (see LatencyHistogram.reset)
+        self._spare: list[list[LatencyHistogram]] = []
+        self._idle: list[LatencyHistogram] = []  # hists between closing the current interval and the next at()
 
     def route(self, own: int) -> dict[int, list[int]]:
         """For receiver ``own``: stream id -> the pending list of its label
@@ -191,7 +197,8 @@ class Labelled:
             k = self._next_close
         interval = self._open.get(k)
         if interval is None:
-            interval = self._open[k] = OpenInterval(k, [LatencyHistogram() for _ in self.keys])
+            hists = self._spare.pop() if self._spare else [LatencyHistogram() for _ in self.keys]
+            interval = self._open[k] = OpenInterval(k, hists)
         if late:
             interval.counts.late_reads += 1
         self._current = interval
@@ -222,7 +229,12 @@ class Labelled:
                 closed.append(ClosedInterval(k, labels, interval.counts))
                 if interval is self._current:
                     self._current = None
-                    self.hists = [LatencyHistogram() for _ in self.keys]  # until the next at()
+                    if not self._idle:
+                        self._idle = [LatencyHistogram() for _ in self.keys]
+                    self.hists = self._idle  # until the next at(): nothing is recorded meanwhile
+                for hist in interval.hists:
+                    hist.reset()
+                self._spare.append(interval.hists)
             self._next_close += 1
         return closed
 

@@ -54,7 +54,7 @@ class StampedReader:
         self._views = [self.buffer]
         #: kernel clock: read time minus the kernel's arrival stamp, once per read (us)
         self.receive_lag = LatencyHistogram()
-        #: the same, since the last :meth:`take_interval_lag` (the time axis' share)
+        #: the same, since its owner last emptied it (the time axis' share of the read lags)
         self.interval_lag = LatencyHistogram()
         self._lags: list[int] = []  # not yet in receive_lag (added by housekeeping)
         self.unstamped_reads = 0  #: stamps asked for, but a read came without one
@@ -73,11 +73,6 @@ class StampedReader:
             self.receive_lag.record_many(self._lags)
             self.interval_lag.record_list(self._lags)
             self._lags = []
-
-    def take_interval_lag(self) -> LatencyHistogram:
-        """The read lags moved in by :meth:`housekeeping` since the last call."""
-        lag, self.interval_lag = self.interval_lag, LatencyHistogram()
-        return lag
 
     def read(self, sock: socket.socket, stamped: bool = True) -> Read:
         """One ``recv`` (``stamped``: with the kernel's stamp, if this reader

@@ -132,7 +132,7 @@ class Timeline:
         axis = self.axis = IntervalAxis.of(schedule.t0_ns, self.interval_s)
         self.times = MessageTimes(schedule, axis)
         self.recorder.start_intervals(axis)
-        self.reader.take_interval_lag()  # registration's reads are no interval's
+        self.reader.interval_lag.reset()  # registration's reads are no interval's
         self._disconnects_seen = sum(self.sockets.disconnects.values())
         self._boundary_ns = axis.end_ns(0)
         self._next_close_ns = axis.end_ns(0) + CLOSE_GRACE_NS
@@ -169,9 +169,10 @@ class Timeline:
 
     def _rotate(self) -> None:
         """What the reads and disconnects so far add to the current boundary's interval."""
-        lag = self.reader.take_interval_lag()
+        lag = self.reader.interval_lag
         if lag.count:
             self._lags[self._boundary] = EncodedHistogram.of(lag)
+            lag.reset()
         seen = sum(self.sockets.disconnects.values())
         if seen != self._disconnects_seen:
             self._disconnects[self._boundary] += seen - self._disconnects_seen

@@ -201,3 +201,16 @@ def test_lost_deliveries_are_counted_by_when_the_message_was_due() -> None:
         want[int((seq * 2 + sender) / 10)] += 1
     assert lost == dict(want)
     assert sum(lost.values()) == tracker.lost({0: 100, 1: 100}) == 43
+
+
+def test_a_histogram_used_again_is_a_new_one() -> None:
+    """Closed intervals' histograms are emptied and used again (no allocation per interval)."""
+    used, new = LatencyHistogram(), LatencyHistogram()
+    used.record_many([5, 700, 10**9])  # one clamped
+    used.record_list([3, 4])
+    used.reset()
+    assert used.summary() == new.summary() and used.clamped == 0
+    for h in (used, new):
+        h.record_list([10, 2000, 2000])
+        h.record(7)
+    assert _counts(used) == _counts(new) and used.summary() == new.summary()
