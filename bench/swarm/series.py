@@ -50,7 +50,8 @@ class IntervalView:
     """One merged interval, as the observers see it."""
 
     section: IntervalSection  #: its numbers (``sent`` and ``lost`` None: known at the end)
-    hists: dict[str, LatencyHistogram]  #: its latencies per label ("" with one label)
+    #: its latencies per label ("" with one label); emptied and used again for the next interval
+    hists: dict[str, LatencyHistogram]
     totals: dict[str, LatencyHistogram]  #: every measured delivery so far, per label
     observed: IntegrityCounts  #: the faults seen so far (``lost`` 0: known at the end)
     delivered: int  #: measured deliveries so far
@@ -112,6 +113,7 @@ class SeriesMerger:
         self._next = 0
         self._records: list[_Record] = []
         self._totals: dict[str, LatencyHistogram] = {}
+        self._scratches: dict[str, LatencyHistogram] = {}
         self._observed = IntegrityCounts()
         self._delivered = 0
         self._owed = 0
@@ -153,16 +155,19 @@ class SeriesMerger:
         self._next = k + 1
         hists: dict[str, LatencyHistogram] = {}
         counts = IntervalCounts()
-        lag = LatencyHistogram()
+        lag = self._scratch(" lag")
         for part in self._parts.pop(k, {}).values():
             for key, encoded in part.labels.items():
-                hists.setdefault(key, LatencyHistogram()).merge(encoded.decode())
+                if key not in hists:
+                    hists[key] = self._scratch(key)
+                hists[key].merge(encoded.decode())
             counts.add(part.counts)
             if part.receive_lag.data:
                 lag.merge(part.receive_lag.decode())
-        merged = LatencyHistogram()
+        merged = hists[""] if list(hists) == [""] else self._scratch(" merged")
         for key, hist in hists.items():
-            merged.merge(hist)
+            if hist is not merged:
+                merged.merge(hist)
             self._totals.setdefault(key, LatencyHistogram()).merge(hist)
         start = axis.start_ns(k)
         length_ns = axis.step_ns if end_ns is None else max(1, min(axis.step_ns, end_ns - start))
@@ -172,7 +177,8 @@ class SeriesMerger:
                 {"label": key, "delivered": h.count, "latency_us": h.summary()} for key, h in sorted(hists.items())
             ]
         record = _Record(section, histogram_doc(merged))
-        record.labels = {key: (h.count, histogram_doc(h)) for key, h in hists.items()}
+        if "labels" in section:
+            record.labels = {key: (h.count, histogram_doc(h)) for key, h in hists.items()}
         self._records.append(record)
         self._observed.add(IntegrityCounts(0, counts.duplicated, counts.reordered, counts.corrupted))
         self._delivered += merged.count
@@ -182,6 +188,16 @@ class SeriesMerger:
             reason = observer.interval(view)
             if reason is not None and self.abort is None:
                 self.abort = reason
+
+    def _scratch(self, name: str) -> LatencyHistogram:
+        """An emptied histogram kept for this use from interval to interval (one
+        allocation of its counts per run, not per interval: see LatencyHistogram.reset)."""
+        hist = self._scratches.get(name)
+        if hist is None:
+            hist = self._scratches[name] = LatencyHistogram()
+        else:
+            hist.reset()
+        return hist
 
     def _section(
         self, k: int, length_ns: int, merged: LatencyHistogram, counts: IntervalCounts, lag: LatencyHistogram
