@@ -73,27 +73,32 @@ def open_outputs(args: argparse.Namespace) -> LiveOutputs:
     live.thresholds = list(get("threshold") or [])
     try:
         _terminal(live, "off" if get("quiet") else get("live", "auto"))
+        what = "--web"
         if get("web") is not None:
             from bench.live.web import WebOutput
 
+            what = f"--web on {get('web_host', '127.0.0.1')}:{args.web}"
             web = WebOutput(args.web, get("web_host", "127.0.0.1"))
             live.add(web, f"live view: {web.url}")
         if get("out_jsonl"):
             from bench.live.jsonl import JsonLines
 
+            what = f"--out-jsonl {args.out_jsonl}"
             live.add(JsonLines(args.out_jsonl))
         if get("prometheus") is not None:
             from bench.live.prom import PrometheusOutput
 
+            what = f"--prometheus on {get('prometheus_host', '127.0.0.1')}:{args.prometheus}"
             prom = PrometheusOutput(args.prometheus, get("prometheus_host", "127.0.0.1"))
             live.add(prom, f"prometheus metrics: {prom.url}")
         if get("otlp"):
             from bench.live.otlp import OtlpOutput
 
+            what = "--otlp"
             live.add(OtlpOutput(args.otlp), f"OTLP metrics to {args.otlp}")
     except OSError as exc:
         live.close()
-        raise OutputError(f"cannot open a live output: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot open {what}: {exc.strerror or exc}") from exc
     except ValueError as exc:
         live.close()
         raise OutputError(str(exc)) from exc

@@ -7,6 +7,7 @@ the terminal's lines and table."""
 from __future__ import annotations
 
 import io
+import socket
 import json
 import threading
 import time
@@ -205,3 +206,17 @@ def test_the_terminal_shows_every_interval(live_run: dict[str, Any]) -> None:
     assert "deliveries/s" in rows[1] and "p99" in rows[1]
     table = live_run["table"]
     assert "every 0.5 s (deliveries by arrival)" in table and "p99 ms" in table
+
+
+def test_a_port_in_use_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for option in ("--web", "--prometheus"):
+            with pytest.raises(SystemExit) as exc:
+                cli.main(["run", option, str(port), "--quiet", "--out", str(tmp_path / option)])
+            assert exc.value.code == 2
+            assert f"cannot open {option} on 127.0.0.1:{port}" in capsys.readouterr().err
