@@ -7,8 +7,8 @@ the terminal's lines and table."""
 from __future__ import annotations
 
 import io
-import socket
 import json
+import socket
 import threading
 import time
 import urllib.request
