@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Protocol, cast
 
 from bench import progname
+from bench.measure import thresholds
+from bench.measure.thresholds import Threshold
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig, pinning
 from bench.swarm.run import rooms_refusal
 from bench.targets import TargetError, make_target, parse_target, registry
@@ -253,6 +255,14 @@ def traffic_options() -> argparse.ArgumentParser:
         help="busy-poll when the next send is due within this many us (more precise pacing, more harness CPU)",
     )
     g.add_argument("--sample-interval", type=float, default=d.sample_interval_s, help="seconds between psutil samples")
+    g.add_argument(
+        "--interval",
+        type=float,
+        default=d.interval_s,
+        metavar="S",
+        help="seconds per interval of the run's time axis: one HDR histogram per interval (deliveries by arrival), "
+        "in the run JSON's intervals, the .hlog beside it, the charts over time and the live outputs",
+    )
     workload_options(p)
     return p
 
@@ -367,6 +377,56 @@ def output_options() -> argparse.ArgumentParser:
     return p
 
 
+def threshold_arg(text: str) -> Threshold:
+    try:
+        return thresholds.parse(text)
+    except thresholds.ThresholdError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def port_arg(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0-65535 (0 picks a free one), got {text!r}")
+    return port
+
+
+def live_options() -> argparse.ArgumentParser:
+    """The run shown and exported while it goes (bench.live), and its thresholds."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("live view, outputs and thresholds")
+    g.add_argument(
+        "--live",
+        choices=("auto", "table", "lines", "off"),
+        default="auto",
+        help="one row per interval on stderr while a run goes: table (a live table), lines (a plain line each), "
+        "auto (table on a terminal, lines when piped), off; --quiet turns it off",
+    )
+    g.add_argument("--web", type=port_arg, metavar="PORT", help="serve a page with live charts on PORT (0: a free one)")
+    g.add_argument("--web-host", default="127.0.0.1", help="the address --web listens on")
+    g.add_argument("--out-jsonl", metavar="FILE", help="append one JSON object per interval (and per run) to FILE")
+    g.add_argument(
+        "--prometheus", type=port_arg, metavar="PORT", help="serve Prometheus metrics on http://HOST:PORT/metrics"
+    )
+    g.add_argument("--prometheus-host", default="127.0.0.1", help="the address --prometheus listens on")
+    g.add_argument(
+        "--otlp", metavar="URL", help="export OpenTelemetry metrics (OTLP/HTTP) to URL, e.g. http://127.0.0.1:4318"
+    )
+    g.add_argument(
+        "--threshold",
+        type=threshold_arg,
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="pass/fail criterion as k6 writes it, repeatable: 'p99<50ms', 'delivered>=99.9%%', 'lost==0', "
+        "'p99{path=cross}<80ms', 'max<1s abort-on-fail' (stops the run when crossed); any failed: exit 99",
+    )
+    return p
+
+
 def add_parents(parser: argparse.ArgumentParser, *parents: argparse.ArgumentParser) -> None:
     """What ``ArgumentParser(parents=...)`` does, for a subparser that already
     exists (the CLI makes it, the subcommand's ``configure`` fills it)."""
@@ -410,6 +470,7 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
         connect_timeout_s=get("connect_timeout", SwarmConfig.connect_timeout_s),
         drain_timeout_s=args.drain_timeout,
         sample_interval_s=get("sample_interval", SwarmConfig.sample_interval_s),
+        interval_s=get("interval", SwarmConfig.interval_s),
         spin_us=get("pacing_spin_us", SwarmConfig.spin_us),
         target=get("target", "embedded"),
         protocol=get("protocol"),

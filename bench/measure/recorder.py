@@ -42,6 +42,11 @@ kept for the tests to compare against):
 
 Pairs take the per-pair equivalent of the per-line path
 (:meth:`DeliveryRecorder.record_pairs`).
+
+With a time axis (:meth:`DeliveryRecorder.start_intervals`) every call checks
+once whether its arrival time lies in the current interval and switches the
+labels' histograms when it does not (:mod:`bench.measure.intervals`): the
+loops above are unchanged.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from typing import Any
 
 from bench.measure import probe, probeline
 from bench.measure.integrity import DUPLICATE, IntegrityTracker
+from bench.measure.intervals import ClosedInterval, IntervalAxis
 from bench.measure.labelled import Labelled
 from bench.measure.stats import LatencyHistogram
 
@@ -70,6 +76,9 @@ _PENDING_MAX = 4096
 #: ``intended >= measure_start`` test is given this, so it never passes.
 _NEVER = float("inf")
 
+#: Bounds of the one interval of a recorder without a time axis: every time is in it.
+_ALWAYS = (-(1 << 63), 1 << 63)
+
 #: A received pair: the name the delivery arrived under (None: the protocol
 #: carries none) and the text.
 Pair = tuple["bytes | None", bytes]
@@ -85,6 +94,7 @@ class Accounting:
     """
 
     __slots__ = (
+        "_from",
         "_hist",
         "_labelled",
         "_name_ids",
@@ -93,6 +103,7 @@ class Accounting:
         "_pending",
         "_sender_b",
         "_table",
+        "_until",
         "blocks_fast",
         "delivered_all",
         "delivered_measured",
@@ -130,6 +141,8 @@ class Accounting:
         spaces = {name.count(b" ") for name in self._names_b.values()}
         self._name_spaces = spaces.pop() if len(spaces) == 1 else 0
         self._table: tuple[Any, Any] | None = None  # the block path's name table, built on first use
+        # The current interval's bounds: an arrival outside them switches intervals (_moment).
+        self._from, self._until = _ALWAYS
 
     # -- pairs -------------------------------------------------------------------
 
@@ -139,6 +152,8 @@ class Accounting:
         An intact probe in :func:`probe.encode_probe`'s form from a known
         sender costs one split, one CRC call and a few lookups; any other
         probe goes through the reference code."""
+        if not self._from <= now < self._until:
+            self._moment(now)
         self.lines += len(pairs)
         names = self._names_b
         crc32 = zlib.crc32
@@ -195,6 +210,8 @@ class Accounting:
         """:meth:`feed` the plain way: every line split by
         :func:`probeline.split_line` and parsed by :func:`probe.parse_probe`.
         The definition the fast paths are tested against."""
+        if not self._from <= now < self._until:
+            self._moment(now)
         self.lines += len(lines)
         labelled = self._labelled
         route = None if labelled.single else labelled.route(own)
@@ -283,6 +300,36 @@ class Accounting:
             if count >= _PENDING_MAX:
                 labelled.flush()
 
+    # -- the time axis ------------------------------------------------------------
+
+    def start_intervals(self, axis: IntervalAxis) -> None:
+        """Record by interval of ``axis`` (arrival time) from now on."""
+        self._labelled.start(axis)
+        self._from = self._until = 0  # the next call selects its interval
+
+    def close_intervals(self, until_ns: int, final: bool = False) -> list[ClosedInterval]:
+        """The intervals that ended by ``until_ns`` (``final``: all), closed
+        (:meth:`Labelled.close`)."""
+        closed = self._labelled.close(until_ns, self.delivered_all, final)
+        if closed:
+            self._from = self._until = 0
+        return closed
+
+    @property
+    def fault_sink(self) -> list[int]:
+        """The list a receiver's tracker counts its faults in, so that each
+        is counted in the interval it was seen in (``IntegrityTracker(sink=...)``)."""
+        return self._labelled.faults
+
+    def _moment(self, now: int) -> None:
+        """An arrival outside the current interval: switch to its interval."""
+        labelled = self._labelled
+        if labelled.axis is None:
+            self._from, self._until = _ALWAYS
+            return
+        self._from, self._until = labelled.at(now, self.delivered_all)
+        self._hist = labelled.hists[0]
+
     @property
     def hist(self) -> LatencyHistogram:
         """The latency histogram (microseconds) of every measured delivery so
@@ -318,6 +365,8 @@ class DeliveryRecorder(Accounting):
         for the adapter to look at."""
         if not block:
             return []
+        if not self._from <= now < self._until:
+            self._moment(now)
         if len(block) >= BLOCK_MIN_BYTES and self._record_block(tracker, own, block, now):
             return []
         lines = block.split(b"\n")
@@ -328,6 +377,8 @@ class DeliveryRecorder(Accounting):
 
     def feed(self, tracker: IntegrityTracker, own: int, lines: list[bytes], now: int) -> list[str]:
         """:meth:`record_lines` for lines already split (without endings)."""
+        if not self._from <= now < self._until:
+            self._moment(now)
         return self._feed(tracker, own, lines, now, False)
 
     def _record_block(self, tracker: IntegrityTracker, own: int, block: bytes, now: int) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import plots, repeats, roomcharts, rooms, runline
+from bench.report import plots, repeats, roomcharts, rooms, runline, timeline
 from bench.report.fmt import ms, num, pct, plural, ratio_pct
 from bench.results import schema
 from bench.results.schema import (
@@ -154,7 +154,8 @@ def write_report(out: Path, meta: CompareMeta | None = None) -> Path:
     room_charts = {name: path.name for name, path in roomcharts.draw(runs, out).items()}
     write_json(out / COMPARE_JSON, {"kind": schema.COMPARE_KIND, "meta": meta, **summary})
     path = out / COMPARE_MD
-    path.write_text(markdown(summary, meta, charts) + "\n".join(rooms.markdown(runs, room_charts)), encoding="utf-8")
+    text = markdown(summary, meta, charts, over_time(out, meta["targets"]))
+    path.write_text(text + "\n".join(rooms.markdown(runs, room_charts)), encoding="utf-8")
     return path
 
 
@@ -163,6 +164,23 @@ def _runs(directory: Path) -> list[RunDocument]:
     index = load_index(directory / schema.INDEX_NAME)
     files = [run.get("file") for run in index["runs"]]
     return [load_run(directory / file) for file in files if file]
+
+
+def over_time(out: Path, targets: Sequence[str]) -> list[str]:
+    """Each run's chart over time drawn beside its JSON (:mod:`bench.report.timeline`),
+    and one line of links per target (none for runs from before the time axis)."""
+    lines = []
+    for name in targets:
+        index = load_index(out / dirname(name) / schema.INDEX_NAME)
+        files = [f"{dirname(name)}/{run['file']}" for run in index["runs"] if run.get("file")]
+        runs = [(name, load_run(out / file), file) for file in files]
+        charts = timeline.draw_runs([(f"{t}, {d['parameters']['clients']} clients", d, f) for t, d, f in runs], out)
+        links = [f"[{doc['parameters']['clients']}]({charts[file]})" for _, doc, file in runs if file in charts]
+        if links:
+            lines.append(f"- {name}, clients: {', '.join(links)}")
+    if not lines:
+        return []
+    return ["", "## Over time", "", timeline.LINKS_NOTE, "", *lines]
 
 
 # ---------------------------------------------------------------------------
@@ -194,8 +212,9 @@ def _mark(p: ComparePoint, *, share_shown: bool = False) -> str:
     return f" ({', '.join(flags)})" if flags else ""
 
 
-def markdown(summary: CompareSummary, meta: CompareMeta, charts: list[str]) -> str:
-    """COMPARE.md: settings, the ratio tables ours/peer, every point, the charts."""
+def markdown(summary: CompareSummary, meta: CompareMeta, charts: list[str], over: Sequence[str] = ()) -> str:
+    """COMPARE.md: settings, the ratio tables ours/peer, every point, the charts,
+    the links to every run's chart over time (``over``)."""
     lines = [
         "# chatbench: our server next to other chat servers",
         "",
@@ -208,6 +227,7 @@ def markdown(summary: CompareSummary, meta: CompareMeta, charts: list[str]) -> s
         lines += [f"![{c}]({c})" for c in charts]
     elif len({p["clients"] for s in summary["series"].values() for p in s["points"]}) == 1:
         lines += ["", "One client count: the tables above hold every number (a chart of one point would be empty)."]
+    lines += over
     lines += [
         "",
         "Per-run JSON documents (schema: docs/results.md) are in one folder per target.",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from bench.measure import thresholds
 from bench.report.fmt import ms
 from bench.results.schema import RunDocument, server_summary
 
@@ -57,3 +58,14 @@ def summary_line(doc: RunDocument) -> str:
     if doc["load_generator_saturated"]:
         parts.append("LOAD GENERATOR SATURATED")
     return " | ".join(parts)
+
+
+def threshold_lines(doc: RunDocument) -> list[str]:
+    """``  threshold p99<50ms: ok (12.345 ms)``, one per threshold the run was checked against."""
+    out = []
+    for result in doc.get("thresholds", []):
+        shown = thresholds.parse(result["threshold"]).shown(result["value"])
+        mark = "ok" if result["ok"] else "FAILED"
+        stopped = ", it stopped the run" if result["aborted"] else ""
+        out.append(f"  threshold {result['threshold']}: {mark} ({shown}{stopped})")
+    return out

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import results
 from bench.progname import PROG
-from bench.report import capacity, doc, fmt, plots, roomcharts, rooms, runline, stall
+from bench.report import capacity, doc, fmt, plots, roomcharts, rooms, runline, stall, timeline
 from bench.report.environment import environment_rows, server_rows
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
 from bench.report.labels import label_tables
@@ -68,6 +68,8 @@ class SeriesData:
     files: list[str] = field(default_factory=list)
     #: index entries that have no run document (errors, skipped points)
     failed: list[IndexEntry] = field(default_factory=list)
+    #: each run's chart over time (relative to the report), same order; None: the run has no intervals
+    timelines: list[str | None] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -186,6 +188,7 @@ TABLE_HEADER = (
     "server threads",
     "warnings",
     "data",
+    "over time",
 )
 
 
@@ -497,6 +500,7 @@ def document(
         if name == CAPACITY_CHART or name in rooms.CHARTS:
             continue
         blocks += [doc.Heading(3, CHART_TITLES[name]), doc.Image(CHART_TITLES[name], file)]
+    blocks += timeline.blocks([t for s in series for t in s.timelines if t])
     blocks += [doc.Heading(2, "Every point"), doc.Para(TABLE_NOTE), points_table(series)]
     runs = [(s.label, r) for s in series for r in s.runs]
     for dim, meaning, table in label_tables(runs):
@@ -527,11 +531,15 @@ TABLE_NOTE = (
 
 
 def points_table(series: Sequence[SeriesData]) -> doc.Table:
-    """The 'Every point' table: numbers right-aligned, the run JSON linked."""
-    rows: list[list[doc.Cell]] = [
-        [*row[:-1], doc.Link("json", row[-1]) if row[-1] else ""] for row in table_rows(series)
+    """The 'Every point' table: numbers right-aligned, the run JSON and its chart over time linked."""
+    charts = [
+        c for s in series for c in [*s.timelines, *[None] * (len(s.runs) - len(s.timelines)), *[None] * len(s.failed)]
     ]
-    align = "".join("l" if h in ("strategy", "warnings", "data") else "r" for h in TABLE_HEADER)
+    rows: list[list[doc.Cell]] = [
+        [*row[:-1], doc.Link("json", row[-1]) if row[-1] else "", doc.Link("chart", chart) if chart else ""]
+        for row, chart in zip(table_rows(series), charts, strict=True)
+    ]
+    align = "".join("l" if h in ("strategy", "warnings", "data", "over time") else "r" for h in TABLE_HEADER)
     return doc.Table(TABLE_HEADER, rows, align, flag_column=TABLE_HEADER.index("warnings"))
 
 
@@ -574,6 +582,15 @@ def build_report(
     drawn.update(roomcharts.draw([(s.label, r) for s in series for r in s.runs], out))
     charts = {name: path.relative_to(out).as_posix() for name, path in drawn.items()}
     written: dict[str, Path] = dict(drawn)
+    runs = [
+        (f"{s.label}, {r['parameters']['clients']} clients", r, f)
+        for s in series
+        for r, f in zip(s.runs, s.files, strict=True)
+    ]
+    timelines = timeline.draw_runs(runs, out)
+    for s in series:
+        s.timelines = [timelines.get(f) for f in s.files]
+    written.update({f"over time: {f}": out / name for f, name in timelines.items()})
     if out.resolve() != root.resolve():
         # links to the run JSON must still resolve from the report's location
         for s in series:

@@ -85,6 +85,7 @@ class SeriesParameters(TypedDict):
     connect_timeout_s: float
     drain_timeout_s: float
     sample_interval_s: float
+    interval_s: NotRequired[float]  #: --interval: the time axis (absent before it)
     spin_us: int
     target: str
     protocol: str
@@ -260,6 +261,69 @@ class RoomsSection(TypedDict):
     buckets: list[RoomBucket]
 
 
+class IntervalLabel(TypedDict):
+    """One label's share of one interval (runs with labels only)."""
+
+    label: str
+    delivered: int
+    latency_us: Latency
+    histogram: NotRequired[Histogram]  #: in the document; not in the live records
+
+
+class IntervalSection(TypedDict):
+    """One interval of a run's time axis (:mod:`bench.measure.intervals`):
+    the deliveries that *arrived* in it, and the messages *intended* in it.
+    Live records (JSON lines, the live view) have ``sent`` and ``lost`` None
+    and no histograms: they are known when the run ends."""
+
+    index: int
+    start_s: float  #: seconds after the first intended send (interval 0 starts there)
+    length_s: float  #: the interval length; the last one may be shorter
+    phase: str  #: warmup (it starts before the measured messages), measured, drain (after the last send)
+    delivered: int  #: measured deliveries that arrived in it (its histogram's count)
+    delivered_all: int  #: intact deliveries that arrived in it, warm-up included
+    per_s: float  #: delivered_all / length_s
+    scheduled: int  #: messages the timetable intended in it
+    sent: int | None  #: of those, handed to the kernel
+    owed: int  #: deliveries the plan's audience is owed by the messages sent (live: scheduled) in it
+    lost: int | None  #: deliveries of messages intended in it that never arrived
+    duplicated: int  #: faults seen in it
+    reordered: int
+    corrupted: int
+    late_reads: int  #: reads recorded in it although stamped in an earlier, closed interval
+    disconnects: int  #: receivers the server disconnected in it
+    latency_us: Latency
+    receive_lag_us: Latency | None  #: the harness's read lag of the reads made in it
+    server_cpu_percent: float | None  #: mean of the samples taken in it
+    server_rss_bytes: int | None  #: largest sample in it
+    harness_cpu_percent: float | None  #: the load generator's processes, summed
+    histogram: NotRequired[Histogram]  #: every label merged; in the document, not in live records
+    labels: NotRequired[list[IntervalLabel]]
+
+
+class IntervalSeries(TypedDict):
+    """``intervals``: the run over time.  The histograms are also written, in
+    HdrHistogram's interval-log form, to the ``.hlog`` file beside the document."""
+
+    interval_s: float
+    assigned_by: str  #: "arrival": a delivery is counted in the interval it arrived in
+    origin_unix_s: float  #: wall-clock time (Unix seconds) of interval 0's start: the first intended send
+    warmup_s: float  #: when the measured messages begin (seconds on the same axis)
+    send_end_s: float  #: the last intended send
+    hlog: NotRequired[str]  #: the interval log's file name, beside the document
+    intervals: list[IntervalSection]
+
+
+class ThresholdResult(TypedDict):
+    """One ``--threshold`` checked at the end of a run (:mod:`bench.measure.thresholds`)."""
+
+    threshold: str
+    ok: bool
+    value: float | None  #: what was measured, in the threshold's unit (None: nothing to measure)
+    abort_on_fail: bool
+    aborted: bool  #: the run was stopped when it was crossed
+
+
 class RunDocument(TypedDict):
     """``run-cNNNNN.json``: one swarm run."""
 
@@ -288,6 +352,8 @@ class RunDocument(TypedDict):
     histogram: Histogram
     timing: dict[str, float]
     notes: list[str]
+    intervals: NotRequired[IntervalSeries]  #: the run over time (absent before the time axis)
+    thresholds: NotRequired[list[ThresholdResult]]  #: --threshold, when given
 
 
 def server_summary(run: RunDocument) -> ProcessSummary:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench.measure.stats import LatencyHistogram
+from bench.results.hlog import hlog_name, write_hlog
 from bench.results.machine import environment
 from bench.results.schema import (
     CAPACITY_JSON,
@@ -203,6 +204,11 @@ class SeriesWriter:
     def add(self, doc: RunDocument, repeat: int = 1) -> Path:
         clients = int(doc["parameters"]["clients"])
         file = run_file_name(clients, repeat)
+        intervals = doc.get("intervals")
+        if intervals is not None:  # the interval log beside the JSON, named in it
+            intervals["hlog"] = hlog_name(file)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write_hlog(self.directory / intervals["hlog"], doc)
         path = write_json(self.directory / file, doc)
         self.index["sweep"]["values"].append(clients)
         self.index["runs"].append(index_entry(doc, file))

@@ -12,6 +12,7 @@ their points.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,9 +21,11 @@ from pathlib import Path
 from typing import TextIO
 
 from bench import cli
+from bench.live import OutputError, open_outputs
+from bench.measure.thresholds import THRESHOLDS_FAILED_EXIT
 from bench.report import fmt
 from bench.report import sweep as sweep_report
-from bench.report.runline import summary_line
+from bench.report.runline import summary_line, threshold_lines
 from bench.report.stall import STALL_DIR
 from bench.results.schema import RunDocument
 from bench.results.store import SeriesWriter, new_report_dir, point_latest
@@ -71,8 +74,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sweep_options(parser: argparse.ArgumentParser, clients: Sequence[int], clients_help: str) -> None:
-    """--clients, the shared swarm groups, --keep-going and --strict (sweep and run)."""
-    cli.add_parents(parser, *cli.swarm_parents())
+    """--clients, the shared swarm groups, the live outputs, --keep-going and --strict (sweep and run)."""
+    cli.add_parents(parser, *cli.swarm_parents(), cli.live_options())
     parser.add_argument(
         "--clients", type=cli.client_counts, default=list(clients), metavar="N,N,...", help=clients_help
     )
@@ -132,11 +135,14 @@ def run_series(
         [estimate_point_s(s.base, n) for n, _, s in order], sys.stderr, enabled=not plan.quiet and len(order) > 1
     )
     stopped: dict[int, tuple[int, str]] = {}  #: series -> (the count that did not finish, why)
+    aborted: str | None = None  #: a threshold with abort-on-fail stopped a run: no more runs
     for n, r, s in order:
         w = s.writer
         if not plan.interleave and n == clients[0] and r == 1:
             print(f"== {w.label} ==", flush=True)
-        if id(s) in stopped and n > stopped[id(s)][0] and not plan.keep_going:
+        if aborted is not None:
+            w.add_error(n, f"skipped: {aborted}")
+        elif id(s) in stopped and n > stopped[id(s)][0] and not plan.keep_going:
             w.add_error(n, f"skipped: {stopped[id(s)][1]}")
             print(f"{w.label} clients={n}: skipped ({stopped[id(s)][1]})", flush=True)
         else:
@@ -144,6 +150,11 @@ def run_series(
             doc = run_point(s, n, run, r)
             if doc is not None:
                 print(f"{w.label}: {summary_line(doc)}" if plan.prefix else summary_line(doc), flush=True)
+                for line in threshold_lines(doc):
+                    print(line, flush=True)
+                crossed = [t["threshold"] for t in doc.get("thresholds", []) if t["aborted"]]
+                if crossed:
+                    aborted = f"threshold {crossed[0]} stopped an earlier run (abort-on-fail)"
                 if not doc.get("completed", True):
                     stopped[id(s)] = (
                         n,
@@ -237,8 +248,9 @@ def finish_report(out: Path, args: argparse.Namespace, title: str, latest_name: 
     return 0
 
 
-def execute(args: argparse.Namespace, default_fanouts: Sequence[str], title: str, *, run: RunFn = run_swarm) -> int:
-    """``sweep`` and ``run``: the points, then the report."""
+def execute(args: argparse.Namespace, default_fanouts: Sequence[str], title: str, *, run: RunFn | None = None) -> int:
+    """``sweep`` and ``run``: the points (shown and exported live as they go,
+    :mod:`bench.live`), then the report; exit 99 when a threshold failed."""
     clients: list[int] = args.clients
     strategies = cli.fanouts(args, default_fanouts)
     cli.validate(args, clients, strategies)
@@ -251,16 +263,39 @@ def execute(args: argparse.Namespace, default_fanouts: Sequence[str], title: str
     )
     plan = Plan(keep_going=args.keep_going, quiet=args.quiet)
     try:
-        writers = run_series(make_series(args, clients, strategies, out), clients, plan, run=run)
-        if getattr(args, "stall_point", False) and args.target == "embedded":
-            run_series(stall_series(args, strategies, out), [STALL_CLIENTS], plan, run=run)
+        live = open_outputs(args)
+    except OutputError as exc:
+        raise cli.UsageError(str(exc)) from exc
+    checked = Checked(run or functools.partial(run_swarm, outputs=live.outputs))
+    try:
+        with live:
+            writers = run_series(make_series(args, clients, strategies, out), clients, plan, run=checked)
+            if getattr(args, "stall_point", False) and args.target == "embedded":
+                run_series(stall_series(args, strategies, out), [STALL_CLIENTS], plan, run=checked)
     except KeyboardInterrupt:
         print("\ninterrupted: reporting the points that finished", file=sys.stderr)
         if sweep_report.find_indexes(out):
             finish_report(out, args, f"{title} (interrupted)", LATEST)
         return 130
     code = finish_report(out, args, title, LATEST)
-    return exit_code(writers, args.strict) or code
+    return exit_code(writers, args.strict) or checked.exit_code() or code
+
+
+class Checked:
+    """A run function that remembers whether a run's threshold failed."""
+
+    def __init__(self, run: RunFn) -> None:
+        self.run = run
+        self.failed = 0
+
+    def __call__(self, config: SwarmConfig) -> RunDocument:
+        doc = self.run(config)
+        self.failed += sum(1 for result in doc.get("thresholds", []) if not result["ok"])
+        return doc
+
+    def exit_code(self) -> int:
+        """:data:`bench.measure.thresholds.THRESHOLDS_FAILED_EXIT` (99, k6's) when a threshold failed."""
+        return THRESHOLDS_FAILED_EXIT if self.failed else 0
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from bench import wire
-from bench.measure import probe
+from bench.measure import intervals, probe
 from bench.measure.sampler import DEFAULT_INTERVAL_S
 from bench.results.schema import RunParameters, SeriesParameters, WorkloadParameters
 from bench.swarm import pinning
@@ -55,6 +55,9 @@ class SwarmConfig:
     server_pid: int | None = None  #: external target: process to sample
     server_cpus: tuple[int, ...] | None = None  #: pin the server to these CPUs (bench.swarm.pinning)
     harness_cpus: tuple[int, ...] | None = None  #: pin the workers and this process to these CPUs
+    interval_s: float = (
+        intervals.DEFAULT_INTERVAL_S
+    )  #: the time axis: one histogram per interval (bench.measure.intervals)
     progress: bool = True  #: progress line on stderr for long runs
     label: str | None = None
     #: rooms, senders and messages (bench.workload); the default is the one room
@@ -99,6 +102,7 @@ class SwarmConfig:
         need(self.connect_timeout_s > 0, "--connect-timeout must be positive")
         need(self.drain_timeout_s >= 0, "--drain-timeout must be >= 0")
         need(self.sample_interval_s > 0, "--sample-interval must be positive")
+        need(self.interval_s >= intervals.MIN_INTERVAL_S, f"--interval must be at least {intervals.MIN_INTERVAL_S:g} s")
         why_not = pinning.check_cpus(self.server_cpus or (), self.harness_cpus or ())
         need(why_not is None, str(why_not))
 
@@ -211,6 +215,7 @@ class SwarmConfig:
             "connect_timeout_s": self.connect_timeout_s,
             "drain_timeout_s": self.drain_timeout_s,
             "sample_interval_s": self.sample_interval_s,
+            "interval_s": self.interval_s,
             "spin_us": self.spin_us,
             "target": self.target,
             "protocol": self.protocol_name,

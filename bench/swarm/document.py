@@ -19,9 +19,9 @@ from bench.measure.stats import LatencyHistogram
 from bench.results.machine import environment
 from bench.results.schema import (
     Deliveries,
-    Histogram,
     Integrity,
     IntegrityPair,
+    IntervalSeries,
     LabelSection,
     Resources,
     RoomBucket,
@@ -32,6 +32,7 @@ from bench.results.schema import (
 from bench.swarm.config import SwarmConfig
 from bench.swarm.messages import Result
 from bench.swarm.plan import ClientSpec, Schedule
+from bench.swarm.series import histogram_doc
 from bench.workload import Plan, label_values
 from bench.workload.labels import expected_by_label, size_bucket
 
@@ -59,6 +60,7 @@ class Collected:
     worker_results: list[Result] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    intervals: IntervalSeries | None = None  #: the run over time (bench.swarm.series)
 
 
 @dataclass
@@ -121,11 +123,6 @@ def merge_results(worker_results: list[Result]) -> Merged:
         m.bytes_in += r.bytes_in
         m.last_recv = max(m.last_recv, r.last_measured_recv_ns)
     return m
-
-
-def histogram_doc(hist: LatencyHistogram) -> Histogram:
-    """A histogram as the document keeps it (HDR's interchange format)."""
-    return {"format": "hdrhistogram-v2-base64", "unit": "us", "data": hist.encode(), "clamped": hist.clamped}
 
 
 def integrity_doc(counts: IntegrityCounts) -> Integrity:
@@ -294,6 +291,8 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
     rooms = rooms_section(got.workload)
     if rooms is not None:
         doc["rooms"] = rooms
+    if got.intervals is not None:
+        doc["intervals"] = got.intervals
     return doc
 
 

@@ -8,9 +8,11 @@ gets with the ``start`` command.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bench.measure.intervals import DEFAULT_INTERVAL_S
 from bench.swarm.config import SwarmConfig
 from bench.workload import Client, Plan, Room, Stream, one_room
 from bench.workload.build import Layout
@@ -79,6 +81,8 @@ class WorkerPlan:
     #: A target of several nodes: every node's address, in node order; client
     #: ``spec`` connects to ``addresses[spec.node]``.  Empty: all to host:port.
     addresses: tuple[tuple[str, int], ...] = ()
+    #: Seconds per interval of the run's time axis (bench.measure.intervals).
+    interval_s: float = DEFAULT_INTERVAL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,21 @@ class Schedule:
     def end_ns(self) -> int:
         """Intended time of the last message."""
         return self.intended_ns(max(0, self.total - 1))
+
+    def first_at(self, t_ns: int) -> int:
+        """The first message intended at or after ``t_ns`` (``total`` if none)."""
+        if t_ns <= self.t0_ns:
+            return 0
+        if self.rate <= 0:
+            return self.total
+        m = min(self.total, max(0, math.ceil((t_ns - self.t0_ns) * self.rate / 1e9) - 2))
+        while m < self.total and self.intended_ns(m) < t_ns:
+            m += 1
+        return m
+
+    def first_seq_at(self, slot: int, t_ns: int) -> int:
+        """Sender ``slot``'s first sequence number intended at or after ``t_ns``."""
+        return max(0, -((slot - self.first_at(t_ns)) // self.senders))
 
     def messages_of(self, slot: int) -> int:
         """How many messages stream slot ``slot`` sends (round robin only: see :meth:`slot_messages`)."""
@@ -224,6 +243,7 @@ def make_plans(
             quickack=config.quickack,
             rx_clock=config.rx_clock,
             addresses=nodes,
+            interval_s=config.interval_s,
             **inflight,
         )
         for w in range(p)

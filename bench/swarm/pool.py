@@ -14,7 +14,7 @@ from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
 from bench.swarm.config import SwarmError
-from bench.swarm.messages import Command, Exit, Failed, Progress, Report
+from bench.swarm.messages import Command, Exit, Failed, Interval, Progress, Report
 from bench.swarm.plan import WorkerPlan
 from bench.swarm.worker import worker_main
 
@@ -58,11 +58,13 @@ class WorkerHandle:
 
 
 class WorkerPool:
-    """The run's worker processes; ``on_wait`` is told what a long wait is for."""
+    """The run's worker processes; ``on_wait`` is told what a long wait is
+    for, ``on_interval`` gets every :class:`Interval` as it comes."""
 
-    def __init__(self, on_wait: Callable[[str], None]) -> None:
+    def __init__(self, on_wait: Callable[[str], None], on_interval: Callable[[Interval], None] | None = None) -> None:
         self.workers: list[WorkerHandle] = []
         self.on_wait = on_wait
+        self.on_interval = on_interval
 
     def spawn(self, plans: list[WorkerPlan]) -> None:
         """One fresh process per plan (``spawn``: no state inherited)."""
@@ -94,17 +96,19 @@ class WorkerPool:
             raise SwarmError(f"worker {msg.worker} failed:\n{msg.traceback}")
         if isinstance(msg, Progress):
             handle.progress = msg
+        elif isinstance(msg, Interval) and self.on_interval is not None:
+            self.on_interval(msg)
         return msg
 
     def poll(self, timeout: float) -> list[tuple[WorkerHandle, Report]]:
-        """Reports that arrive within ``timeout`` (progress is absorbed)."""
+        """Reports that arrive within ``timeout`` (progress and intervals are absorbed)."""
         by_conn = {h.conn: h for h in self.workers}
         out: list[tuple[WorkerHandle, Report]] = []
         for c in wait(list(by_conn), timeout):
             handle = by_conn[c]  # type: ignore[index]
             while handle.conn.poll():
                 msg = self._receive(handle)
-                if not isinstance(msg, Progress):
+                if not isinstance(msg, Progress | Interval):
                     out.append((handle, msg))
         return out
 

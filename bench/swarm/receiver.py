@@ -39,6 +39,7 @@ class Receiver:
         workload = plan.workload
         keys, routes = labels.routes(workload, [c.cid for c in plan.clients if c.receives])
         self.recorder = DeliveryRecorder(workload.sender_names(), labelled=Labelled(keys, routes))
+        registrar.fault_sink = self.recorder.fault_sink
         self.path = ReceivePath(adapter, self.recorder)
         self.reader = StampedReader(kernel=registrar.kernel_clock)
         self.bytes_in = 0

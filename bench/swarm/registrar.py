@@ -50,6 +50,9 @@ class Registrar:
         self.stalled_conns: list[Conn] = []
         self.connecting_stalled = False
         self.ready_sent = False
+        #: where the receivers' trackers count faults too (the recorder's: each
+        #: fault in the interval it was seen in); set by the receiver
+        self.fault_sink: list[int] | None = None
 
     # -- the loop's hooks -----------------------------------------------------------
 
@@ -205,7 +208,7 @@ class Registrar:
             return
         conn.state = READY
         if conn.spec.receives:
-            conn.tracker = IntegrityTracker()
+            conn.tracker = IntegrityTracker(self.fault_sink)
             self.receiver_conns.append(conn)
         if conn.spec.slot is not None:
             self.sender_conns.append(conn)

@@ -10,10 +10,12 @@ import secrets
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TextIO
 
 from bench.measure.sampler import ResourceSampler
 from bench.results.schema import Resources, RunDocument
+from bench.results.verdicts import check_run
 from bench.swarm import pinning
 from bench.swarm.config import SwarmConfig, SwarmError
 from bench.swarm.document import Collected, build_document
@@ -33,6 +35,8 @@ from bench.swarm.messages import (
 )
 from bench.swarm.plan import Schedule, make_plans
 from bench.swarm.pool import WorkerPool
+from bench.swarm.series import Outputs, RunInfo, SeriesMerger
+from bench.swarm.thresholdwatch import ThresholdWatch
 from bench.targets import Target, make_target
 from bench.workload.traffic import traffic
 from server.limits import raise_open_file_limit
@@ -74,11 +78,13 @@ def rooms_refusal(config: SwarmConfig, target: Target) -> str | None:
 
 
 class ProgressLine:
-    """One status line on stderr, shown once a run is past a few seconds."""
+    """One status line on stderr, shown once a run is past a few seconds
+    (``sink``: handed to it instead, e.g. a live view that draws it)."""
 
-    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, enabled: bool, stream: TextIO = sys.stderr, sink: Callable[[str], None] | None = None) -> None:
         self.enabled = enabled
         self.stream = stream
+        self.sink = sink
         self.t0 = time.monotonic()
         self.tty = stream.isatty()
         self.last = 0.0
@@ -93,6 +99,9 @@ class ProgressLine:
             return
         self.last = now
         line = f"[swarm {now - self.t0:6.1f}s] {text}"
+        if self.sink is not None:
+            self.sink(line)
+            return
         if self.tty:
             self.stream.write("\r\x1b[K" + line)
         else:
@@ -101,7 +110,7 @@ class ProgressLine:
         self.shown = True
 
     def done(self) -> None:
-        if self.enabled and self.shown and self.tty:
+        if self.enabled and self.shown and self.tty and self.sink is None:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -115,13 +124,20 @@ def pin(pid: int, cpus: tuple[int, ...]) -> None:
 
 
 class SwarmRun:
-    """One run of a :class:`SwarmConfig`; :meth:`run` returns its document."""
+    """One run of a :class:`SwarmConfig`; :meth:`run` returns its document.
+    ``outputs``: observers see every interval as it completes
+    (:mod:`bench.live`), thresholds are checked at the end and stop the run
+    when one marked abort-on-fail is crossed."""
 
-    def __init__(self, config: SwarmConfig) -> None:
+    def __init__(self, config: SwarmConfig, outputs: Outputs | None = None) -> None:
         self.config = config
-        self.progress = ProgressLine(config.progress)
-        self.pool = WorkerPool(self.progress.update)
+        outputs = outputs or Outputs()
+        self.progress = ProgressLine(config.progress, sink=outputs.status)
         self.sampler = ResourceSampler(config.sample_interval_s)
+        self.thresholds = list(outputs.thresholds)
+        watch = [ThresholdWatch(self.thresholds)] if any(t.abort_on_fail for t in self.thresholds) else []
+        self.series = SeriesMerger(config.worker_count, [*outputs.observers, *watch], self.sampler)
+        self.pool = WorkerPool(self.progress.update, self.series.add)
         self.timing: dict[str, float] = {}
         self.notes: list[str] = []
 
@@ -156,7 +172,11 @@ class SwarmRun:
             self.sampler.stop()
             target.stop()  # before the workers close: leaves are then silent
             self.pool.shutdown()
-        return build_document(config, got, resources, target.describe())
+        doc = build_document(config, got, resources, target.describe())
+        if self.thresholds:
+            doc["thresholds"] = check_run(doc, self.thresholds, aborted=self.series.abort)
+        self.series.run_finished(doc)
+        return doc
 
     def _run_with_target(
         self, target: Target, host: str, port: int, started_at: str, t_start: float
@@ -272,6 +292,16 @@ class SwarmRun:
             audience=got.workload.audience_sizes(set(got.receivers)),
             traffic=traffic(config.workload, config.layout.weights, slots, total, rate),
         )
+        title = f"{config.fanout or config.target}, {config.clients} clients"
+        schedule = got.schedule
+        info = RunInfo(
+            title=title,
+            clients=config.clients,
+            interval_s=config.interval_s,
+            warmup_s=(schedule.measure_start_ns - schedule.t0_ns) / 1e9,
+            send_end_s=(schedule.end_ns - schedule.t0_ns) / 1e9,
+        )
+        self.series.start(schedule, config.interval_s, got.workload, schedule.audience, info)
         self.pool.broadcast(Start(got.schedule))
         got.completed = self._drive(got.schedule, stalled=config.stalled_clients > 0)
 
@@ -284,6 +314,11 @@ class SwarmRun:
             got.unsent_bytes += msg.unsent_bytes
         self.pool.broadcast(Finish(got.sent))
         got.worker_results = list(self.pool.gather(Result, COLLECT_RESULT_S, "collecting").values())
+        self.series.finish(time.monotonic_ns())
+        lost: Counter[int] = Counter()
+        for r in got.worker_results:
+            lost.update(r.lost_by_interval)
+        got.intervals = self.series.document(got.sent, lost)
 
     def _drive(self, schedule: Schedule, *, stalled: bool) -> bool:
         """Run the schedule and the drain; True when every expected delivery arrived."""
@@ -305,6 +340,9 @@ class SwarmRun:
             delivered = sum(p.delivered for p in states)
             expected = sum(p.expected for p in states)
             pending = sum(p.pending for p in states)
+            if self.series.abort is not None:
+                self.notes.append(f"stopped early: {self.series.abort}")
+                break
             if now >= end_ns:
                 if t_end_send is None:
                     t_end_send = now

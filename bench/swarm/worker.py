@@ -68,6 +68,7 @@ from bench.swarm.plan import RX_CLOCKS, WorkerPlan
 from bench.swarm.receiver import Receiver
 from bench.swarm.registrar import Registrar
 from bench.swarm.sender import Sender
+from bench.swarm.timeline import Timeline
 from bench.wire import RECEIVER_LINE_LIMIT
 from server.limits import raise_open_file_limit
 
@@ -110,6 +111,9 @@ class Worker:
         self.registrar = Registrar(plan, adapter, self.sockets, ctl.send)
         self.sender = Sender(plan.payload_bytes, adapter, self.sockets, workload)
         self.receiver = Receiver(plan, adapter, self.registrar, self.sender)
+        self.timeline = Timeline(
+            plan.index, plan.interval_s, self.receiver.recorder, self.receiver.reader, self.sockets, ctl.send
+        )
         #: the running schedule, while progress is reported
         self.reporting = False
         self.next_progress_ns = 0
@@ -173,6 +177,7 @@ class Worker:
         commands, progress; True once ``Exit`` came."""
         self.next_housekeeping_ns = t + HOUSEKEEPING_INTERVAL_NS
         self.receiver.housekeeping()
+        self.timeline.tick(t)
         self._commands()
         if self.reporting and t >= self.next_progress_ns:
             self._report_progress(t)
@@ -189,6 +194,7 @@ class Worker:
         if now >= self.next_housekeeping_ns:
             self.next_housekeeping_ns = now + HOUSEKEEPING_INTERVAL_NS
             self.receiver.housekeeping()
+            self.timeline.tick(now)
 
     def _timeout(self) -> float:
         now = time.monotonic_ns()
@@ -229,6 +235,7 @@ class Worker:
     def _on_start(self, msg: Start) -> None:
         schedule = msg.schedule
         self.receiver.recorder.measure_start_ns = schedule.measure_start_ns
+        self.timeline.start(schedule)
         self.sender.start(schedule, list(self.sockets.conns.values()))
         self.reporting = True
         self.next_progress_ns = time.monotonic_ns()
@@ -269,6 +276,7 @@ class Worker:
     def _result(self, sent: dict[int, int]) -> Result:
         receiver = self.receiver
         receiver.housekeeping()
+        self.timeline.finish(time.monotonic_ns())
         rec = receiver.recorder
         labelled = rec.labelled
         workload = self.plan.workload
@@ -306,6 +314,7 @@ class Worker:
             receivers=len(receivers),
             by_pair=by_pair,
             strays=labelled.strays,
+            lost_by_interval=self.timeline.lost(workload, receivers, sent),
         )
 
 

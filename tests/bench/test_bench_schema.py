@@ -114,7 +114,7 @@ def test_a_swarm_run_document_is_a_run_document_in_the_same_key_order() -> None:
     config = SwarmConfig(clients=4, rate=0, messages=20, workers=1, sample_interval_s=0.2, progress=False)
     doc = json.loads(json.dumps(run_swarm(config)))
     assert conforms(schema.RunDocument, doc) == []
-    assert list(doc)[-2:] == ["target", "started_at"]  # added last, as before the types
+    assert list(doc)[-3:] == ["target", "started_at", "intervals"]  # as before the types, then the time axis
     assert next(iter(doc["parameters"])) == "clients"
     assert list(doc["timing"])[-1] == "total_s"
     assert doc["timing"]["total_s"] >= doc["timing"]["traffic_s"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bench.measure.stats import HIGHEST_US, LatencyHistogram, percentile_key
 
 
@@ -68,3 +71,37 @@ def test_empty_histogram_and_keys() -> None:
     assert h.summary()["count"] == 0 and h.encode() == ""
     assert LatencyHistogram.decode("").count == 0
     assert percentile_key(99.9) == "p99_9_us"
+
+
+# -- the summary from the counts (numpy) is hdrh's own ----------------------------------
+
+
+def _hdrh_reference(h: LatencyHistogram, pcts: list[float], bounds: list[float]) -> tuple[object, ...]:
+    raw = h._hist
+    below = []
+    for bound in bounds:
+        below.append(
+            sum(it.count_at_value_iterated_to for it in raw.get_recorded_iterator() if it.value_iterated_to <= bound)
+        )
+    return (raw.get_mean_value(), [raw.get_value_at_percentile(p) for p in pcts], below)
+
+
+@given(
+    st.lists(st.integers(1, HIGHEST_US), min_size=1, max_size=400),
+    st.lists(st.integers(1, 3000), max_size=200),
+    st.lists(st.floats(0, 100), max_size=6),
+)
+@settings(max_examples=150, deadline=None)
+def test_summary_from_the_counts_is_hdrhs(wide: list[int], narrow: list[int], pcts: list[float]) -> None:
+    h = LatencyHistogram()
+    h.record_many(wide)
+    other = LatencyHistogram()
+    other.record_list(narrow)
+    h.merge(LatencyHistogram.decode(other.encode()) if narrow else other)
+    pcts = [*pcts, 0.0, 50.0, 99.9, 100.0]
+    bounds = [0.5, 100, 2500, 1e6, 1e9]
+    mean, values, below = _hdrh_reference(h, pcts, bounds)
+    assert h.mean == mean
+    assert h.percentiles(pcts) == values
+    assert h.cumulative(bounds) == below
+    assert h.summary()["p99_us"] == h._hist.get_value_at_percentile(99.0)
