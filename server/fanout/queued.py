@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from server.fanout.base import FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
+from server.fanout.base import DONTWAIT, FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
 
 log = logging.getLogger(__name__)
 
@@ -228,39 +228,75 @@ class Flusher:
     def _fan_out_run(
         self, targets: BroadcastTargets, run: list[tuple[BroadcastTargets, bytes, object]], first_seq: int
     ) -> None:
+        """One run of lines with the same audience: one block per recipient.
+        The loop is the server's hottest: per recipient, in the common case
+        (nothing queued, the socket takes the block), one check of the
+        outbox's state and one non-blocking send through the bound method the
+        outbox keeps, no function call in between."""
         block = run[0][1] if len(run) == 1 else b"".join([data for _, data, _ in run])
-        skipping = {exclude for _, _, exclude in run if exclude is not None}
+        size = len(block)
+        if len(run) == 1:
+            only = run[0][2]  # the usual run: one line, its sender excluded (compared by identity)
+            skipping: set[object] = set()
+        else:
+            only = None
+            skipping = {exclude for _, _, exclude in run if exclude is not None}
         ready = self.ready
         for member, outbox in targets:
-            data = block
-            if member in skipping:  # a sender: every line of the run but its own
-                data = b"".join([d for _, d, exclude in run if exclude is not member])
-                if not data:
-                    continue
-            if (
-                outbox.writable
-                and not outbox._pending
-                and not outbox._own
-                and not outbox._backlog
-                and not outbox.closed
-                and not outbox._held
+            if member is only or (skipping and member in skipping):
+                self._other_lines(member, outbox, run, first_seq)
+                continue
+            if outbox.writable and not (
+                outbox._pending or outbox._own or outbox._backlog or outbox.closed or outbox._held
             ):
                 # The common case: nothing queued, the socket takes data.  One
                 # send, no queue touched.
-                sent = send_nowait(outbox._sock, data)
-                if sent == len(data):
+                try:
+                    sent: int | OSError = outbox.send_now(block, DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as exc:
+                    sent = exc
+                if sent == size:
                     continue
-                outbox.keep_unsent(data, sent)
+                outbox.keep_unsent(block, sent)
                 ready.append(outbox)  # limit check, EPOLLOUT registration
-            elif outbox._own or outbox.closed:
-                # Its own lines must interleave by number (or it is closing):
-                # line by line.
-                lines = [(first_seq + i, d) for i, (_, d, exclude) in enumerate(run) if exclude is not member]
-                outbox.add_broadcasts(lines)
-                ready.append(outbox)
             else:
-                outbox._pending.append(data)
-                ready.append(outbox)
+                self._queue_run(member, outbox, block, run, first_seq)
+
+    def _other_lines(
+        self, member: object, outbox: QueuedOutbox, run: list[tuple[BroadcastTargets, bytes, object]], first_seq: int
+    ) -> None:
+        """A sender of the run: every line of it but its own."""
+        data = b"".join([d for _, d, exclude in run if exclude is not member])
+        if not data:
+            return
+        if outbox.writable and not (outbox._pending or outbox._own or outbox._backlog or outbox.closed or outbox._held):
+            sent = send_nowait(outbox._sock, data)
+            if sent == len(data):
+                return
+            outbox.keep_unsent(data, sent)
+            self.ready.append(outbox)
+            return
+        self._queue_run(member, outbox, data, run, first_seq)
+
+    def _queue_run(
+        self,
+        member: object,
+        outbox: QueuedOutbox,
+        data: bytes,
+        run: list[tuple[BroadcastTargets, bytes, object]],
+        first_seq: int,
+    ) -> None:
+        """A recipient with something queued (or closing): the run waits its turn."""
+        if outbox._own or outbox.closed:
+            # Its own lines must interleave by number (or it is closing):
+            # line by line.
+            lines = [(first_seq + i, d) for i, (_, d, exclude) in enumerate(run) if exclude is not member]
+            outbox.add_broadcasts(lines)
+        else:
+            outbox._pending.append(data)
+        self.ready.append(outbox)
 
     def _unregister(self, fd: int) -> None:
         try:
@@ -297,6 +333,7 @@ class QueuedOutbox:
         "failure",
         "fd",
         "name",
+        "send_now",
         "writable",
     )
 
@@ -304,6 +341,8 @@ class QueuedOutbox:
         self, sock: socket.socket, limit_bytes: int, on_overflow: Callable[[], None], name: str, flusher: Flusher
     ) -> None:
         self._sock = sock
+        #: ``sock.send``, bound once: the flusher's hot loop calls it per recipient.
+        self.send_now = sock.send
         self.fd = sock.fileno()
         self._limit = limit_bytes
         self._on_overflow = on_overflow
