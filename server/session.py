@@ -76,6 +76,8 @@ class Session:
         self.hub = context.hub
         self._forget = context.forget
         self.sock = sock
+        #: Waits for input on a non-blocking socket (made so by the queued fan-out's outbox).
+        self._poller: select.poll | None = None
         self.peer = peer
         #: The address without the port: what failed logins are counted by.
         self.peer_host = peer.rsplit(":", 1)[0].strip("[]")
@@ -195,11 +197,25 @@ class Session:
         except OSError:
             pass
 
+    def _recv(self) -> bytes:
+        """The next bytes (b"" at the end).  A plain socket under the queued
+        fan-out is non-blocking (its outbox writes it with ``os.write``): the
+        reader then waits for input in poll, which returns at input, at the
+        end and when the socket is shut down."""
+        while True:
+            try:
+                return self.sock.recv(RECV_BYTES)
+            except BlockingIOError:
+                if self._poller is None:
+                    self._poller = select.poll()
+                    self._poller.register(self.sock, select.POLLIN)
+                self._poller.poll()
+
     def recv_lines(self) -> list[bytes] | None:
         """Next complete lines, or None at EOF.  Reports dropped oversized lines.
         The one hook a transport overrides (``server.websocket``)."""
         before = self.decoder.oversized
-        data = self.sock.recv(RECV_BYTES)
+        data = self._recv()
         if not data:
             return None
         self.last_activity = time.monotonic()
