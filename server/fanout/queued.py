@@ -46,6 +46,11 @@ STOP_JOIN_SECONDS = 2.0
 #: and only while the flusher sleeps, so one read empties it.
 WAKE_READ_BYTES = 4096
 
+#: How the flusher writes to a plain socket's descriptor: ``os.write``, named
+#: here so that one place can be changed (tests/perf/slow_server.py slows it
+#: to prove the CI gate catches a slower fan-out).
+write_fd = os.write
+
 #: The audience of a broadcast: the hub's immutable snapshot of (member,
 #: outbox) pairs; with this strategy every outbox is a :class:`QueuedOutbox`.
 BroadcastTargets = tuple[tuple[object, Any], ...]
@@ -242,7 +247,7 @@ class Flusher:
             only = None
             skipping = {exclude for _, _, exclude in run if exclude is not None}
         ready = self.ready
-        write = os.write
+        write = write_fd
         for member, outbox in targets:
             if member is only or (skipping and member in skipping):
                 self._other_lines(member, outbox, run, first_seq)

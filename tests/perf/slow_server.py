@@ -84,7 +84,20 @@ def slow_down(factor: float) -> None:
         flusher_clock.last = _clock()
         return result
 
+    original_write = queued.write_fd
+
+    def write_fd(fd: int, data: bytes) -> int:
+        # The flusher's writes to plain sockets, slowed the same way.
+        start = _clock()
+        previous = getattr(flusher_clock, "last", None)
+        result = original_write(fd, data)
+        base = previous if previous is not None and start - previous < 0.001 else start
+        _spin((_clock() - base) * extra)
+        flusher_clock.last = _clock()
+        return result
+
     Session._handle = handle  # type: ignore[method-assign]
+    queued.write_fd = write_fd  # type: ignore[assignment]
     Hub.broadcast = broadcast  # type: ignore[method-assign]
     # Every strategy module holds its own reference to the helper.
     for module in (base, direct, queued, threads):

@@ -57,7 +57,8 @@ def test_a_refused_name_and_a_refused_connection_are_failures_with_their_reason(
     parts = Parts(worker_plan(taken, port=server.address[1]))
     try:
         ready = _drive(parts)
-        assert ready.registered == [0]
+        # Both ask at once: whichever the server takes first has the name (in any letter case).
+        assert ready.registered in ([0], [1])
         ((reason, count),) = ready.failures.items()
         assert count == 1 and reason.startswith("refused: Name taken")
     finally:
