@@ -97,6 +97,11 @@ class Flusher:
         self._epoll = select.epoll()
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self._waiting: dict[int, QueuedOutbox] = {}  # fd -> outbox waiting for EPOLLOUT
+        #: Held by whoever does a round's work on the outboxes: the flusher
+        #: thread after each wake-up, or a broadcasting thread that fans out
+        #: itself while the flusher sleeps (:meth:`broadcast`).  The outboxes'
+        #: flusher-side state is touched only under it.
+        self._round = threading.Lock()
         self._sleeping = False
         self._woken = False
         self._stopped = False
@@ -104,12 +109,38 @@ class Flusher:
         self._thread.start()
 
     def broadcast(self, targets: BroadcastTargets, data: bytes, exclude: object = None) -> None:
-        """Send ``data`` to every outbox in ``targets`` but ``exclude``'s; any thread."""
+        """Send ``data`` to every outbox in ``targets`` but ``exclude``'s; any thread.
+
+        When the flusher sleeps and nothing is waiting in the log, the calling
+        thread does the round's work itself (:meth:`_fan_out_now`): no wake-up,
+        no second thread scheduled, no handing of the GIL back and forth.
+        Otherwise the line joins the log for the flusher's next round."""
+        if self._sleeping and not self._log and self._round.acquire(blocking=False):
+            try:
+                if self._fan_out_now(targets, data, exclude):
+                    return
+            finally:
+                self._round.release()
         with self.lock:
             self._log.append((targets, data, exclude))
             self.next_seq += 1
         if self._sleeping and not self._woken:
             self._wake()
+
+    def _fan_out_now(self, targets: BroadcastTargets, data: bytes, exclude: object) -> bool:
+        """Under the round lock: fan one line out in this thread, numbered as
+        the next broadcast; False (nothing done) when a broadcast is already
+        in the log, which must go first.  Outboxes with something queued take
+        their turn as in a round and are left on ``ready`` for the flusher."""
+        with self.lock:
+            if self._log:
+                return False
+            seq = self.next_seq
+            self.next_seq += 1
+        self._fan_out_run(targets, [(targets, data, exclude)], seq)
+        if self.ready and self._sleeping and not self._woken:
+            self._wake()
+        return True
 
     def schedule(self, outbox: QueuedOutbox) -> None:
         """Called by any thread after queueing data for ``outbox``."""
@@ -129,7 +160,7 @@ class Flusher:
         waits on a socket that will not take it); False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.ready and not self._log and self._sleeping:
+            if not self.ready and not self._log and self._sleeping and not self._round.locked():
                 return True
             time.sleep(DRAIN_POLL_SECONDS)
         return False
@@ -145,17 +176,18 @@ class Flusher:
         log_ = self._log
         while not self._stopped:
             events = self._poll()
-            if events:
-                self._take_events(events)
-            # Everything broadcast so far, then the outboxes with lines of their
-            # own.  Whatever arrives meanwhile waits for the next round and so
-            # travels in a bigger batch.
-            with self.lock:  # the round's broadcasts, and the number after them
-                end = self.next_seq
-                items = [log_.popleft() for _ in range(len(log_))] if log_ else []
-            if items:
-                self._fan_out(items, end - len(items))
-            self._flush_ready(end)
+            with self._round:
+                if events:
+                    self._take_events(events)
+                # Everything broadcast so far, then the outboxes with lines of their
+                # own.  Whatever arrives meanwhile waits for the next round and so
+                # travels in a bigger batch.
+                with self.lock:  # the round's broadcasts, and the number after them
+                    end = self.next_seq
+                    items = [log_.popleft() for _ in range(len(log_))] if log_ else []
+                if items:
+                    self._fan_out(items, end - len(items))
+                self._flush_ready(end)
         self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
