@@ -124,6 +124,8 @@ class TargetInfo(TypedDict):
     nodes: NotRequired[list[TargetInfo]]  #: cluster:N: each node as a target
     redis: NotRequired[TargetInfo]  #: cluster:N: the backplane's redis-server
     pid_check: NotRequired[str]  #: HOST:PORT with --server-pid: why the pid could not be checked
+    #: started by the harness: ``plain`` or ``tls``, and who may log in (never a password)
+    security: NotRequired[str]
 
 
 class Connections(TypedDict):

@@ -30,10 +30,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self
 
 from bench.results.schema import TargetInfo
+from bench.wire.credentials import Logins
 
 #: Seconds a started server gets to start listening (generous: a loaded
 #: 2-core CI machine starts Python slowly).
@@ -55,6 +57,29 @@ LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s:]+):(\d+)")
 
 class TargetError(Exception):
     """The target cannot be used; the message says why, in plain words."""
+
+
+@dataclass(frozen=True)
+class Security:
+    """How a target the harness starts is secured (``--tls``, the logins):
+    it serves TLS with a certificate the harness generates
+    (:mod:`bench.targets.certs`), and lets in exactly the given logins.  A
+    target somebody else started is secured as it is: the harness's clients
+    only use these."""
+
+    tls: bool = False
+    logins: Logins | None = None
+
+    def describe(self) -> str:
+        """``tls``, ``tls, user bench (...)``, ``plain``: what a result records (never a password)."""
+        parts = ["tls" if self.tls else "plain"]
+        if self.logins is not None:
+            parts.append(self.logins.describe())
+        return ", ".join(parts)
+
+
+#: A target started without TLS or logins.
+PLAIN = Security()
 
 
 class AlreadyStarted(RuntimeError):
@@ -98,6 +123,12 @@ class Target(Protocol):
         """Once started, a target of several nodes that the harness may choose
         between: every node's address, in node order (the swarm connects
         client i to node i mod N); None for one address."""
+        ...
+
+    def enroll(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """Let these (name, password) accounts in: a server the harness
+        started whose clients log in under their own names (ours, with an
+        accounts file) gets them before they connect; others need nothing."""
         ...
 
 
@@ -144,6 +175,8 @@ class ProcessTarget:
     startup_timeout = STARTUP_TIMEOUT_S
     #: The signal that asks the server to shut down cleanly (exit status 0).
     stop_signal = signal.SIGTERM
+    #: TLS and logins it is started with (a subclass that can do them sets it).
+    security = PLAIN
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -166,6 +199,9 @@ class ProcessTarget:
 
     def node_addresses(self) -> list[tuple[str, int]] | None:
         return None  # one server, one address
+
+    def enroll(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """Nothing by default: a server whose logins are not per client name."""
 
     def command(self, port: int) -> list[str]:
         raise NotImplementedError
@@ -312,6 +348,7 @@ class ProcessTarget:
             "stderr_lines": self._stderr_lines,
             "stderr_tail": list(self._stderr)[-10:],
             "exit_code": self.exit_code,
+            "security": self.security.describe(),
         }
 
     def __enter__(self) -> Self:

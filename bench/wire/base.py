@@ -35,6 +35,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import ClassVar, NotRequired, Protocol, TypedDict
 
+from bench.wire.credentials import LOGIN_NONE, Credentials
+
 
 class ProtocolInfo(TypedDict):
     """:meth:`Adapter.describe`: the protocol's settings (chat has no others)."""
@@ -111,18 +113,25 @@ class Adapter(abc.ABC):
     #: connection cannot publish: the swarm then makes the senders dedicated
     #: connections and registers them with :meth:`sender_registration`).
     senders_receive: ClassVar[bool] = True
+    #: How the protocol logs in (:data:`bench.wire.credentials.LOGINS`): what
+    #: a registration does with the :class:`Credentials` it is given.
+    login: ClassVar[str] = LOGIN_NONE
+    #: Over TLS, the server speaks one plaintext line before the handshake
+    #: (NATS's ``INFO``; :class:`bench.net.tls.TlsChannel` waits for it).
+    tls_greeting_first: ClassVar[bool] = False
 
     @abc.abstractmethod
     def decoder(self) -> Decoder:
         """A fresh decoder for one connection."""
 
     @abc.abstractmethod
-    def registration(self, name: str) -> Registration:
-        """A fresh registration for a client called ``name``."""
+    def registration(self, name: str, credentials: Credentials | None = None) -> Registration:
+        """A fresh registration for a client called ``name``, logging in
+        with ``credentials`` where given (see :mod:`bench.wire.credentials`)."""
 
-    def sender_registration(self, name: str) -> Registration:
+    def sender_registration(self, name: str, credentials: Credentials | None = None) -> Registration:
         """The registration of a dedicated sender (one that does not receive)."""
-        return self.registration(name)
+        return self.registration(name, credentials)
 
     @abc.abstractmethod
     def encode_chat(self, text: str) -> bytes:

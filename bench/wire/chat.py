@@ -1,6 +1,7 @@
 """This project's chat protocol as the harness speaks it, parsed only through
-:mod:`server.protocol`: wait for the name prompt, send the name, wait for the
-welcome; chat lines are ``/say``-safe lines and arrive as ``NAME: TEXT``:
+:mod:`server.protocol`: wait for the name prompt, send the name (and, on a
+server with accounts, answer the password prompt), wait for the welcome;
+chat lines are ``/say``-safe lines and arrive as ``NAME: TEXT``:
 probe lines as they are (:mod:`bench.measure.probeline`), so a received
 block goes to the recorder untouched.
 """
@@ -8,6 +9,7 @@ block goes to the recorder untouched.
 from __future__ import annotations
 
 from bench.wire.base import Adapter, Decoder, Registration, Step
+from bench.wire.credentials import LOGIN_NAME, Credentials
 from bench.wire.lines import BlockLineDecoder
 from server import protocol
 
@@ -21,13 +23,18 @@ RECEIVER_LINE_LIMIT = 4 << 20
 
 
 class ChatRegistration:
-    """Wait for the name prompt, send the name, wait for the welcome."""
+    """Wait for the name prompt, send the name, answer the password prompt
+    if the server asks one (``password``; an empty line, a guest's answer,
+    without one), wait for the welcome.  A failed login is the server's
+    ``! Login failed: ...`` line, as the error."""
 
-    __slots__ = ("name", "sent_name")
+    __slots__ = ("name", "password", "sent_name", "sent_password")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, password: str | None = None) -> None:
         self.name = name
+        self.password = password
         self.sent_name = False
+        self.sent_password = False
 
     def connected(self) -> bytes:
         return b""
@@ -38,6 +45,9 @@ class ChatRegistration:
         except protocol.ProtocolError:
             return Step()
         if isinstance(event, protocol.Prompt):
+            if event.text == protocol.PASSWORD_PROMPT and self.sent_name and not self.sent_password:
+                self.sent_password = True
+                return Step(send=protocol.encode_line(self.password or ""))
             if self.sent_name:  # a second prompt: the name was refused (the error line said why)
                 return Step(error="name refused")
             self.sent_name = True
@@ -57,6 +67,7 @@ class ChatAdapter(Adapter):
     name = "chat"
     replies_needed = False
     line_errors = (protocol.LineTooLong,)
+    login = LOGIN_NAME
 
     def __init__(self, receive_limit: int = RECEIVER_LINE_LIMIT) -> None:
         self.receive_limit = receive_limit
@@ -64,8 +75,8 @@ class ChatAdapter(Adapter):
     def decoder(self) -> Decoder:
         return BlockLineDecoder(self.receive_limit)
 
-    def registration(self, name: str) -> Registration:
-        return ChatRegistration(name)
+    def registration(self, name: str, credentials: Credentials | None = None) -> Registration:
+        return ChatRegistration(name, credentials.password if credentials is not None else None)
 
     def encode_chat(self, text: str) -> bytes:
         return protocol.encode_say(text)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from bench.wire import irc
 from bench.wire.base import Adapter, Decoder, Incoming, Pair, ProtocolInfo, Registration, Step
+from bench.wire.credentials import LOGIN_PASSWORD, Credentials
 
 #: The channel every IRC client of a run joins.
 IRC_CHANNEL = "#chatbench"
@@ -27,17 +28,18 @@ IRC_RELAY_PREFIX_BYTES = 31 + 11 + 63 + 4
 
 
 class IrcRegistration:
-    """``NICK``/``USER``; on ``001`` ``JOIN`` the channel; done on its ``366``."""
+    """(``PASS``), ``NICK``/``USER``; on ``001`` ``JOIN`` the channel; done on its ``366``."""
 
-    __slots__ = ("channel", "joining", "nick")
+    __slots__ = ("channel", "joining", "nick", "password")
 
-    def __init__(self, nick: str, channel: str = IRC_CHANNEL) -> None:
+    def __init__(self, nick: str, channel: str = IRC_CHANNEL, password: str | None = None) -> None:
         self.nick = nick
         self.channel = channel
+        self.password = password
         self.joining = False
 
     def connected(self) -> bytes:
-        return irc.registration(self.nick)
+        return irc.registration(self.nick, password=self.password)
 
     def line(self, line: bytes) -> Step:
         try:
@@ -96,6 +98,7 @@ class IrcAdapter(Adapter):
     name = "irc"
     replies_needed = True
     line_errors = (irc.LineTooLong,)
+    login = LOGIN_PASSWORD
 
     def __init__(self, channel: str = IRC_CHANNEL) -> None:
         self.channel = channel
@@ -127,8 +130,8 @@ class IrcAdapter(Adapter):
                 return Incoming(pairs=found)
         return self.classify_lines(irc.split_block(block))
 
-    def registration(self, name: str) -> Registration:
-        return IrcRegistration(name, self.channel)
+    def registration(self, name: str, credentials: Credentials | None = None) -> Registration:
+        return IrcRegistration(name, self.channel, credentials.password if credentials is not None else None)
 
     def encode_chat(self, text: str) -> bytes:
         line = self._head + text.encode("utf-8") + irc.CRLF

@@ -32,11 +32,14 @@ from bench.wire.broker import (
     deliveries_block,
     error_line,
 )
+from bench.wire.credentials import LOGIN_USER, Credentials
 
 #: Control line: the broker accepted the connection (``CONNACK`` success).
 CONNECTED = b"* connected"
 #: MQTT protocol level 5 (MQTT 5.0).
 PROTOCOL_LEVEL = 5
+#: CONNECT flags (spec 3.1.2.3): user name, password, clean start.
+FLAG_USER, FLAG_PASSWORD, FLAG_CLEAN_START = 0x80, 0x40, 0x02
 #: SUBSCRIBE options byte: QoS 0, No Local (bit 2).
 SUBSCRIBE_NO_LOCAL_QOS0 = 0x04
 #: Packet types (the fixed header's high nibble).
@@ -85,9 +88,19 @@ def packet(first: int, body: bytes) -> bytes:
     return bytes((first,)) + varint(len(body)) + body
 
 
-def connect(client_id: str) -> bytes:
-    """``CONNECT``: MQTT 5, clean start, keep-alive 0, no properties."""
-    return packet(CONNECT << 4, string(b"MQTT") + bytes((PROTOCOL_LEVEL, 0x02, 0, 0, 0)) + string(client_id.encode()))
+def connect(client_id: str, credentials: Credentials | None = None) -> bytes:
+    """``CONNECT``: MQTT 5, clean start, keep-alive 0, no properties; with
+    ``credentials``, their user name and password (spec 3.1.3.5-6)."""
+    flags = FLAG_CLEAN_START
+    login = b""
+    if credentials is not None:
+        if credentials.user is not None:
+            flags |= FLAG_USER
+            login += string(credentials.user.encode())
+        flags |= FLAG_PASSWORD
+        login += string(credentials.password.encode())
+    head = string(b"MQTT") + bytes((PROTOCOL_LEVEL, flags, 0, 0, 0))
+    return packet(CONNECT << 4, head + string(client_id.encode()) + login)
 
 
 def subscribe(topic: str) -> bytes:
@@ -201,6 +214,7 @@ class MqttAdapter(BrokerAdapter):
     """MQTT 5, QoS 0, no-local subscriptions."""
 
     name = "mqtt"
+    login = LOGIN_USER
     self_delivery = "none: MQTT 5 no-local subscriptions (a sender receives everyone else's messages)"
 
     def __init__(self, topic: str = "chatbench") -> None:
@@ -211,9 +225,9 @@ class MqttAdapter(BrokerAdapter):
     def decoder(self) -> Decoder:
         return MqttDecoder()
 
-    def registration(self, name: str) -> Registration:
+    def registration(self, name: str, credentials: Credentials | None = None) -> Registration:
         # CONNECT; on the CONNACK, SUBSCRIBE (no-local); done on the SUBACK.
-        return BrokerRegistration(connect(name), frozenset({READY}), {CONNECTED: subscribe(self.topic)})
+        return BrokerRegistration(connect(name, credentials), frozenset({READY}), {CONNECTED: subscribe(self.topic)})
 
     def publish(self, payload: bytes) -> bytes:
         body = self._topic + payload

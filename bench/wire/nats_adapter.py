@@ -31,6 +31,7 @@ from bench.wire.broker import (
     deliveries_block,
     error_line,
 )
+from bench.wire.credentials import LOGIN_USER, Credentials
 
 CRLF = b"\r\n"
 #: A ``MSG <subject> <sid> [reply-to] <count>`` line; the count is at most 7
@@ -40,9 +41,10 @@ MSG_LINE = re.compile(rb"MSG [^ \r\n]+ [^ \r\n]+ (?:[^ \r\n]+ )?(\d{1,7})\r\n")
 SID = b"1"
 
 
-def connect(name: str, topic: str) -> bytes:
-    """``CONNECT`` (no ``+OK``s, no echo), ``SUB`` the topic, ``PING``."""
-    options = {
+def connect(name: str, topic: str, credentials: Credentials | None = None) -> bytes:
+    """``CONNECT`` (no ``+OK``s, no echo; with ``credentials`` their user
+    and password), ``SUB`` the topic, ``PING``."""
+    options: dict[str, object] = {
         "verbose": False,
         "pedantic": False,
         "echo": False,
@@ -52,6 +54,10 @@ def connect(name: str, topic: str) -> bytes:
         "version": "chatbench",
         "protocol": 1,
     }
+    if credentials is not None:
+        if credentials.user is not None:
+            options["user"] = credentials.user
+        options["pass"] = credentials.password
     return b"CONNECT %s\r\nSUB %s %s\r\nPING\r\n" % (json.dumps(options).encode(), topic.encode(), SID)
 
 
@@ -122,13 +128,17 @@ class NatsAdapter(BrokerAdapter):
     """NATS core ``PUB``/``SUB`` with ``echo`` off."""
 
     name = "nats"
+    login = LOGIN_USER
+    #: NATS sends INFO in plaintext, then the client starts TLS (without the
+    #: server's ``handshake_first``, nats-server 2.10.4 and later).
+    tls_greeting_first = True
     self_delivery = 'none: CONNECT with "echo": false (a sender receives everyone else\'s messages)'
 
     def decoder(self) -> Decoder:
         return NatsDecoder()
 
-    def registration(self, name: str) -> Registration:
-        return BrokerRegistration(connect(name, self.topic), frozenset({PONG}), {PING: b"PONG\r\n"})
+    def registration(self, name: str, credentials: Credentials | None = None) -> Registration:
+        return BrokerRegistration(connect(name, self.topic, credentials), frozenset({PONG}), {PING: b"PONG\r\n"})
 
     def publish(self, payload: bytes) -> bytes:
         return b"PUB %s %d\r\n%s\r\n" % (self.topic.encode(), len(payload), payload)
