@@ -135,7 +135,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="run nothing: re-read the sweeps in DIR (a previous --out); rewrite compare.json, COMPARE.md, charts",
     )
-    cli.add_parents(parser, cli.clients_options(), cli.traffic_options(), cli.output_options())
+    cli.add_parents(parser, cli.security_options(), cli.clients_options(), cli.traffic_options(), cli.output_options())
     # Receivers ACK at once by default: the peers leave Nagle on (see the module's docstring).
     parser.set_defaults(quickack=True, reports_root=DEFAULT_ROOT)
 
@@ -160,13 +160,12 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UsageError(
             f"--quickack-targets names targets not in --targets: {', '.join(sorted(quick - set(targets)))}"
         )
-    for name in targets:
-        make_target(name)  # installed?  (clear error otherwise)
     senders, flood = flood_plan(targets, args.rate, args.senders)
     args.senders = senders
     base = cli.swarm_config(args, max(args.clients))
     for name in targets:
-        replace(base, target=name)  # validates the payload against each protocol
+        make_target(name, security=base.security)  # installed, and can be so secured?  (clear error otherwise)
+        replace(base, target=name)  # validates the payload (and the logins) against each protocol
     out = sweep.out_dir(args)
     configs = {
         name: replace(

@@ -137,7 +137,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--targets", type=cli.target_list, default=list(DEFAULT_TARGETS), help="comma-separated targets")
     g.add_argument("--clients", type=int, default=100, help="clients (one point)")
     g.add_argument("--repeat", type=int, default=3, help="runs per target, interleaved")
-    cli.add_parents(parser, cli.clients_options(), cli.traffic_options(), cli.output_options())
+    cli.add_parents(parser, cli.security_options(), cli.clients_options(), cli.traffic_options(), cli.output_options())
     parser.set_defaults(reports_root=DEFAULT_ROOT, duration=8.0)
 
 

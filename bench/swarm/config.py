@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from bench import wire
 from bench.measure import probe
 from bench.measure.sampler import DEFAULT_INTERVAL_S
+from bench.net.tls import TlsOptions
 from bench.results.schema import RunParameters, SeriesParameters
 from bench.swarm import pinning
 from bench.targets import TargetError, target_protocol
+from bench.targets.base import Security
+from bench.wire.credentials import CredentialsError, Logins
 
 #: Default senders when ``--senders`` is not given (capped at the client count).
 DEFAULT_SENDERS = 10
@@ -55,6 +58,10 @@ class SwarmConfig:
     harness_cpus: tuple[int, ...] | None = None  #: pin the workers and this process to these CPUs
     progress: bool = True  #: progress line on stderr for long runs
     label: str | None = None
+    #: every connection over TLS (``--tls``, ``--ca``, ``--insecure``, ...); None: plaintext
+    tls: TlsOptions | None = None
+    #: who the clients log in as (``--user``/``--password``, ``--credentials``); None: no login
+    logins: Logins | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -93,11 +100,31 @@ class SwarmConfig:
         need(self.sample_interval_s > 0, "--sample-interval must be positive")
         why_not = pinning.check_cpus(self.server_cpus or (), self.harness_cpus or ())
         need(why_not is None, str(why_not))
+        if self.logins is not None:
+            try:
+                self.logins.check(proto, wire.get(proto).login, self.connections)
+            except CredentialsError as exc:
+                raise ValueError(str(exc)) from None
 
     @property
     def protocol_name(self) -> str:
         """The protocol the target speaks (``chat`` or ``irc``)."""
         return target_protocol(self.target, self.protocol)
+
+    @property
+    def transport(self) -> str:
+        """``tls`` or ``plain``: how every client reaches the target."""
+        return "tls" if self.tls is not None else "plain"
+
+    @property
+    def security(self) -> Security:
+        """What a target the harness starts is secured with."""
+        return Security(tls=self.tls is not None, logins=self.logins)
+
+    @property
+    def connections(self) -> int:
+        """Every connection the run opens: clients, dedicated senders, stalled clients."""
+        return self.clients + (self.sender_count if self.dedicated_senders else 0) + self.stalled_clients
 
     @property
     def sender_count(self) -> int:
@@ -173,4 +200,7 @@ class SwarmConfig:
             "senders_receive": not self.dedicated_senders,
             "server_cpus": list(self.server_cpus) if self.server_cpus is not None else None,
             "harness_cpus": list(self.harness_cpus) if self.harness_cpus is not None else None,
+            "transport": self.transport,
+            "tls": self.tls.describe() if self.tls is not None else None,
+            "login": self.logins.describe() if self.logins is not None else None,
         }

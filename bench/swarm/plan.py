@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench import wire
+from bench.net.tls import TlsOptions
 from bench.swarm.config import SwarmConfig
+from bench.wire.credentials import LOGIN_NAME, Logins
 from bench.workload import Client, Plan, one_room
 
 #: Name prefix of harness clients; a random tag per run keeps names unique.
@@ -72,6 +75,10 @@ class WorkerPlan:
     #: A target of several nodes: every node's address, in node order; client
     #: ``spec`` connects to ``addresses[spec.node]``.  Empty: all to host:port.
     addresses: tuple[tuple[str, int], ...] = ()
+    #: Every connection over TLS with these settings (None: plaintext).
+    tls: TlsOptions | None = None
+    #: Client ``cid`` logs in with ``logins.for_client(cid)`` (None: no login).
+    logins: Logins | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,30 +126,46 @@ def node_of(cid: int, nodes: int) -> int:
     return cid % nodes
 
 
+def login_names(config: SwarmConfig) -> list[str] | None:
+    """The clients' names when they log in under names of their own
+    (``--credentials FILE`` for our protocol: the file's users, in order);
+    None: the harness names them."""
+    logins = config.logins
+    if logins is None or not logins.users or wire.get(config.protocol_name).login != LOGIN_NAME:
+        return None
+    return logins.users
+
+
 def client_specs(config: SwarmConfig, tag: str, nodes: int = 1) -> tuple[list[ClientSpec], list[ClientSpec]]:
     """The run's measured connections (receivers and senders) and its stalled
     ones; with ``nodes`` > 1 each on node :func:`node_of` its id."""
     n, s, k = config.clients, config.sender_count, config.stalled_clients
+    given = login_names(config)
+
+    def name(cid: int, default: str) -> str:
+        return given[cid] if given is not None else f"{NAME_PREFIX}{tag}-{default}"
+
     specs: list[ClientSpec] = []
     for cid in range(n):
         slot = cid if (not config.dedicated_senders and cid < s) else None
-        specs.append(ClientSpec(cid, f"{NAME_PREFIX}{tag}-{cid}", receives=True, slot=slot, node=node_of(cid, nodes)))
+        specs.append(ClientSpec(cid, name(cid, str(cid)), receives=True, slot=slot, node=node_of(cid, nodes)))
     if config.dedicated_senders:
         for i in range(s):
             cid = n + i
-            specs.append(ClientSpec(cid, f"{NAME_PREFIX}{tag}-{cid}", receives=False, slot=i, node=node_of(cid, nodes)))
+            specs.append(ClientSpec(cid, name(cid, str(cid)), receives=False, slot=i, node=node_of(cid, nodes)))
     first_stalled = len(specs)
     stalled = [
-        ClientSpec(cid, f"{NAME_PREFIX}{tag}-st{cid - first_stalled}", receives=False, node=node_of(cid, nodes))
+        ClientSpec(cid, name(cid, f"st{cid - first_stalled}"), receives=False, node=node_of(cid, nodes))
         for cid in range(first_stalled, first_stalled + k)
     ]
     return specs, stalled
 
 
-def plan_of(specs: list[ClientSpec], nodes: int = 1) -> Plan:
+def plan_of(specs: list[ClientSpec], nodes: int = 1, transport: str = "plain") -> Plan:
     """The run's workload plan: one room of every receiver, every sender
-    sending to it (its stream id is its client id)."""
-    clients = [Client(c.cid, c.name, c.receives, c.node) for c in specs]
+    sending to it (its stream id is its client id); every client over
+    ``transport`` (``plain`` or ``tls``)."""
+    clients = [Client(c.cid, c.name, c.receives, c.node, transport) for c in specs]
     return one_room(clients, {c.cid: c.slot for c in specs if c.slot is not None}, nodes=nodes)
 
 
@@ -161,7 +184,7 @@ def make_plans(
     ``cid`` connects to node :func:`node_of` its id and the plans say who is where."""
     nodes = tuple(addresses) if addresses is not None and len(addresses) > 1 else ()
     specs, stalled = client_specs(config, tag, max(1, len(nodes)))
-    workload = plan_of(specs, nodes=max(1, len(nodes)))
+    workload = plan_of(specs, nodes=max(1, len(nodes)), transport=config.transport)
     p = config.worker_count
     batch = config.connect_batch or connect_batch
     inflight = {"max_inflight": max(1, batch // p)} if batch else {}
@@ -182,6 +205,8 @@ def make_plans(
             quickack=config.quickack,
             rx_clock=config.rx_clock,
             addresses=nodes,
+            tls=config.tls,
+            logins=config.logins,
             **inflight,
         )
         for w in range(p)

@@ -4,7 +4,9 @@ Senders emit their probes at the intended send times (open loop: a late loop
 iteration sends everything due at once, and the probe carries the *intended*
 time, so lateness shows up as latency and in ``send_lag``).  What is not
 written at once is buffered per connection and flushed when the socket is
-writable; a message counts as sent once the kernel took all of it.
+writable; a message counts as sent once the kernel took all of it.  Over
+TLS each message is encrypted as it is queued (one record each), so the
+buffer holds records and the same byte counting applies.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class Sender:
             cid = conn.spec.cid
             text = probe.encode_probe(cid, seq, due, self._payload(cid, seq))
             data = encode_message(conn.spec.name, text)
+            if conn.tls is not None:  # one record per message, as a client sends it
+                data = conn.tls.encrypt(data)
             if not conn.outbuf:
                 dirty.append(conn)
             conn.outbuf += data
@@ -134,6 +138,8 @@ class Sender:
         buffered messages, not counted as messages."""
         if conn.state != READY:
             return
+        if conn.tls is not None:
+            data = conn.tls.encrypt(data)
         conn.outbuf += data
         conn.out_lens.append(CONTROL + len(data))
         if not conn.writing:

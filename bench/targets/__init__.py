@@ -31,7 +31,8 @@ miniircd), :mod:`~bench.targets.brokers`, :mod:`~bench.targets.cluster`,
 
 from __future__ import annotations
 
-from bench.targets.base import AlreadyStarted, CommandTarget, ProcessTarget, Target, TargetError
+from bench.targets import certs
+from bench.targets.base import AlreadyStarted, CommandTarget, ProcessTarget, Security, Target, TargetError
 from bench.targets.brokers import MosquittoTarget, NatsTarget, RedisTarget
 from bench.targets.cluster import ClusterTarget, RedisServer, find_redis_server
 from bench.targets.embedded import EmbeddedTarget
@@ -65,9 +66,11 @@ __all__ = [
     "ProcessTarget",
     "RedisServer",
     "RedisTarget",
+    "Security",
     "Target",
     "TargetError",
     "TargetKind",
+    "certs",
     "check_loopback",
     "find_ngircd",
     "find_redis_server",

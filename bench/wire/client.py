@@ -96,8 +96,6 @@ class WireClient:
         *,
         protocol: str = "chat",
         timeout: float = REGISTER_TIMEOUT_S,
-        rcvbuf: int | None = None,
-        decoder: wire.Decoder | None = None,
         tls: TlsOptions | None = None,
         credentials: Credentials | None = None,
     ) -> WireClient:
@@ -105,7 +103,7 @@ class WireClient:
         in with ``credentials``), all within ``timeout`` seconds; the socket
         is closed if anything fails."""
         deadline = time.monotonic() + timeout
-        client = cls.open(address, protocol, timeout, rcvbuf, decoder, tls)
+        client = cls.open(address, protocol, timeout, tls=tls)
         try:
             client.register(name, deadline, credentials=credentials)
         except BaseException:

@@ -40,9 +40,18 @@ def _path(plan: Plan, stream: Stream, receiver: Client) -> str | None:
     return "same" if plan.clients[stream.sender].node == receiver.node else "cross"
 
 
+def _transport(plan: Plan, stream: Stream, receiver: Client) -> str | None:
+    """How the receiver reaches the target: ``tls`` or ``plain`` (the bytes
+    the server encrypts once per recipient); runs without TLS leave it out."""
+    if plan.transports == {"plain"}:
+        return None
+    return receiver.transport
+
+
 #: The label dimensions, in the order a key lists them.
 DIMENSIONS: dict[str, Dimension] = {
     "path": _path,
+    "transport": _transport,
 }
 
 
