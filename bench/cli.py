@@ -82,6 +82,7 @@ SUBCOMMANDS: dict[str, Entry] = {
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
     "cost": Entry("bench.studies.cost", "server CPU time and context switches per delivery, pinned, interleaved"),
+    "handshakes": Entry("bench.studies.handshakes", "TLS handshakes per second and their latency, full and resumed"),
     "selftest": Entry("bench.studies.selftest", "the harness against a fault-injecting relay: exact counts, latency"),
     "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
     "diff": Entry("bench.studies.diff", "compare two results (or one with a saved baseline): ratios NEW/BASE"),
@@ -260,7 +261,7 @@ def traffic_options() -> argparse.ArgumentParser:
 def security_options() -> argparse.ArgumentParser:
     """TLS and logins: --tls, --ca, --insecure, --server-name, --tls-resume, --user, --password, --credentials."""
     p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("TLS and logins")
+    g = p.add_argument_group("TLS")
     g.add_argument(
         "--tls",
         action="store_true",
@@ -283,6 +284,19 @@ def security_options() -> argparse.ArgumentParser:
         help="each worker's connections after its first offer the previous one's session (resumed handshakes, "
         "timed apart from full ones)",
     )
+    add_login_options(p)
+    return p
+
+
+def login_options() -> argparse.ArgumentParser:
+    """Logins alone: --user, --password, --credentials."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_login_options(p)
+    return p
+
+
+def add_login_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("logins")
     g.add_argument(
         "--user",
         help="log in as this user (MQTT, Redis, NATS); a target the harness starts lets in only this login",
@@ -298,7 +312,6 @@ def security_options() -> argparse.ArgumentParser:
         help="USER:PASSWORD lines, client i logs in with line i (modulo their number); for our protocol the users "
         "are the clients' names (one line per client)",
     )
-    return p
 
 
 def client_security(args: argparse.Namespace) -> tuple[TlsOptions | None, Logins | None]:

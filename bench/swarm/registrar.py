@@ -236,8 +236,6 @@ class Registrar:
             conn.secured_ns = time.monotonic_ns()
             (self.tls_resumed_times if tls.session_reused else self.tls_full_times).record(tls.handshake_ns // 1000)
             self.negotiated[f"{tls.version} {tls.cipher}"] += 1
-            if self.plan.tls is not None and self.plan.tls.resume:
-                self.session = tls.session
         return out
 
     def tls_in(self, conn: Conn, data: bytes) -> bytes | None:
@@ -297,6 +295,11 @@ class Registrar:
     def _registered(self, conn: Conn) -> None:
         self.inflight -= 1
         self.register_times.record((time.monotonic_ns() - (conn.secured_ns or conn.up_ns)) // 1000)
+        if conn.tls is not None and self.plan.tls is not None and self.plan.tls.resume:
+            # TLS 1.3 tickets come after the handshake: by now the server has sent them
+            session = conn.tls.session
+            if session is not None and session.has_ticket:
+                self.session = session
         if conn.stalled:
             conn.state = STALLED
             self.sockets.forget(conn)  # never read again
