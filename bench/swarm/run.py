@@ -35,7 +35,7 @@ from bench.swarm.messages import (
 )
 from bench.swarm.plan import Schedule, make_plans
 from bench.swarm.pool import WorkerPool
-from bench.targets import Target, certs, make_target, parse_target
+from bench.targets import Target, make_target, registry
 from server.limits import raise_open_file_limit
 
 #: Seconds between the ``start`` command and the first intended send, so
@@ -97,13 +97,8 @@ class ProgressLine:
 
 
 def client_tls(config: SwarmConfig) -> TlsOptions | None:
-    """The clients' TLS settings: ``config.tls``, trusting the CA of a
-    target the harness started (it generated the certificate) unless
-    ``--ca`` or ``--insecure`` said otherwise."""
-    tls = config.tls
-    if tls is None or tls.ca_file is not None or tls.insecure or parse_target(config.target).kind is None:
-        return tls
-    return replace(tls, ca_file=certs.ca_file())
+    """The clients' TLS settings (:func:`bench.targets.registry.client_tls`)."""
+    return registry.client_tls(config.tls, config.target)
 
 
 def pin(pid: int, cpus: tuple[int, ...]) -> None:

@@ -45,7 +45,7 @@ from bench.targets.peers import (
     find_ngircd,
     miniircd_installed,
 )
-from bench.targets.registry import KINDS, TargetKind, make_target, parse_target, target_protocol
+from bench.targets.registry import KINDS, TargetKind, client_tls, make_target, parse_target, target_protocol
 from bench.targets.websocket import EmbeddedShootoutTarget, EmbeddedWsTarget
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "TargetKind",
     "certs",
     "check_loopback",
+    "client_tls",
     "find_ngircd",
     "find_redis_server",
     "make_target",

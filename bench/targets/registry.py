@@ -19,9 +19,11 @@ entry in :data:`KINDS`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench import wire
+from bench.net.tls import TlsOptions
+from bench.targets import certs
 from bench.targets.base import PLAIN, Security, Target, TargetError
 from bench.targets.brokers import REDIS_SERVER, MosquittoTarget, NatsTarget, RedisTarget
 from bench.targets.cluster import MAX_NODES, ClusterTarget
@@ -331,6 +333,15 @@ def _count(kind: TargetKind, text: str, argument: str | None) -> int:
     if not argument.isdigit() or not 1 <= int(argument) <= kind.max_count:
         raise TargetError(f"bad target {text!r}: {kind.spelling} needs N from 1 to {kind.max_count}")
     return int(argument)
+
+
+def client_tls(tls: TlsOptions | None, spec: str) -> TlsOptions | None:
+    """The clients' TLS settings for ``--target spec``: ``tls``, trusting the
+    CA of a target the harness starts (it generates the certificate) unless
+    ``--ca`` or ``--insecure`` said otherwise."""
+    if tls is None or tls.ca_file is not None or tls.insecure or parse_target(spec).kind is None:
+        return tls
+    return replace(tls, ca_file=certs.ca_file())
 
 
 def target_protocol(spec: str, protocol: str | None = None) -> str:

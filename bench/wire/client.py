@@ -22,16 +22,34 @@ from __future__ import annotations
 import collections
 import socket
 import time
+from dataclasses import dataclass
 
 from bench import wire
 from bench.net.tls import TlsFailure, TlsOptions, TlsStream
-from bench.wire.credentials import Credentials
+from bench.wire.credentials import Credentials, Logins
 
 #: Seconds for connecting plus registering, unless the caller says otherwise:
 #: generous, since a loaded 2-core machine may take a while to accept.
 REGISTER_TIMEOUT_S = 10.0
 #: Bytes one ``recv`` may return.
 RECV_BYTES = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """How blocking clients reach and log in to a target: TLS settings
+    (None: plaintext) and logins (None: none; client ``i`` logs in with
+    ``logins.for_client(i)``)."""
+
+    tls: TlsOptions | None = None
+    logins: Logins | None = None
+
+    def login(self, index: int) -> Credentials | None:
+        return self.logins.for_client(index) if self.logins is not None else None
+
+
+#: Plaintext, no login.
+PLAIN = Access()
 
 
 class ClientError(Exception):
