@@ -24,7 +24,8 @@ in the read lag, like the rest of the harness's work).
   from their event loop.
 * :class:`TlsStream` -- a ``socket.socket`` over a channel, for the blocking
   client (:class:`bench.wire.client.WireClient`: the gate, onebroadcast,
-  Locust): ``sendall`` encrypts; ``recv``, ``recv_into`` and ``recvmsg_into``
+  Locust): ``sendall`` encrypts (``send`` stays the raw socket's); ``recv``,
+  ``recv_into`` and ``recvmsg_into``
   read the raw socket and decrypt, returning the raw read's ancillary data,
   so :class:`bench.net.rx.StampedReader` gets the ciphertext's kernel stamp
   through it unchanged.
@@ -325,13 +326,10 @@ class TlsStream(socket.socket):
     # -- sending -------------------------------------------------------------------
 
     def sendall(self, data: Any, flags: int = 0, /) -> None:
+        """Encrypt ``data`` and send all of its records.  (``send`` is left
+        the raw socket's: gevent's ``sendall``, under Locust, sends through
+        it; the harness's blocking clients only ever call ``sendall``.)"""
         super().sendall(self.channel.encrypt(data))
-
-    def send(self, data: Any, flags: int = 0, /) -> int:
-        """Blocking like :meth:`sendall` (a record cannot be half sent and
-        resumed by the caller): all of ``data``, or an error."""
-        self.sendall(data)
-        return len(data)
 
     # -- receiving ------------------------------------------------------------------
 
