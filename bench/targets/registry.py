@@ -238,8 +238,9 @@ KINDS: tuple[TargetKind, ...] = (
     TargetKind(
         "faultrelay",
         "chat",
-        lambda launch: FaultRelayTarget(launch.server_args),
+        lambda launch: FaultRelayTarget(launch.server_args, launch.security),
         "the selftest's fault-injecting relay (`python -m bench.targets.faultrelay`; --server-arg passes its options)",
+        tls=True,
     ),
 )
 
