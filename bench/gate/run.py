@@ -23,6 +23,7 @@ from typing import Literal, TypedDict
 from bench.gate.burst import BurstResult, FanoutGroup, member_names
 from bench.gate.scenario import GateError, Scenario
 from bench.measure.stats import LatencyHistogram
+from bench.net.tls import TlsInfo
 from bench.results.schema import Latency
 from bench.targets import CommandTarget, Target, TargetError, client_tls, make_target, target_protocol
 from bench.targets.relay import relay_target
@@ -45,6 +46,13 @@ class TargetSummaryDoc(TypedDict):
     latency: Latency
 
 
+class AccessDoc(TypedDict):
+    """How the target's clients connect: TLS settings (None: plaintext), who logs in (never a password)."""
+
+    tls: TlsInfo | None
+    logins: str | None
+
+
 class ScenarioDoc(TypedDict):
     """The :class:`~bench.gate.scenario.Scenario` of a measurement, its server command as one string."""
 
@@ -59,8 +67,7 @@ class ScenarioDoc(TypedDict):
     server_command: str
     target: str | None  #: another target measured instead of our server (None: ours)
     protocol: str | None  #: the protocol of a HOST:PORT or ws:// target
-    transport: str  #: plain or tls (``--tls``: the target only; the relay is plaintext)
-    login: str | None  #: who the clients log in as (never a password)
+    access: AccessDoc  #: TLS and logins (``--tls``: the target only; the relay is plaintext)
 
 
 class MeasurementDoc(TypedDict):
@@ -158,8 +165,10 @@ class Measurement:
                 "server_command": shlex.join(s.server_argv()),
                 "target": s.target,
                 "protocol": s.protocol,
-                "transport": "tls" if s.access.tls is not None else "plain",
-                "login": s.access.logins.describe() if s.access.logins is not None else None,
+                "access": {
+                    "tls": s.access.tls.describe() if s.access.tls is not None else None,
+                    "logins": s.access.logins.describe() if s.access.logins is not None else None,
+                },
             },
             "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
             "stalled": self.stalled,

@@ -83,7 +83,7 @@ class SeriesParameters(TypedDict):
     senders_receive: bool
     transport: NotRequired[str]  #: ``plain`` or ``tls`` (absent in older runs: plain)
     tls: NotRequired[TlsInfo | None]  #: the clients' TLS settings (--tls)
-    login: NotRequired[str | None]  #: who the clients log in as (never a password)
+    logins: NotRequired[str | None]  #: who the clients log in as (never a password)
 
 
 class RunParameters(SeriesParameters):

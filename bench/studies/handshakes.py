@@ -354,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
             "concurrency": study.concurrency,
             "workers": study.workers,
             "register": study.register,
-            "login": logins.describe() if logins is not None else None,
+            "logins": logins.describe() if logins is not None else None,
             "server_cpus": list(study.server_cpus) if study.server_cpus else None,
             "harness_cpus": list(study.harness_cpus) if study.harness_cpus else None,
             "cpu_count": os.cpu_count(),

@@ -202,5 +202,5 @@ class SwarmConfig:
             "harness_cpus": list(self.harness_cpus) if self.harness_cpus is not None else None,
             "transport": self.transport,
             "tls": self.tls.describe() if self.tls is not None else None,
-            "login": self.logins.describe() if self.logins is not None else None,
+            "logins": self.logins.describe() if self.logins is not None else None,
         }

@@ -309,7 +309,7 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "histogram": histogram_doc(hist),
         "timing": {**got.timing, "total_s": round(time.monotonic() - got.t_start, 3)},
         "notes": got.notes,
+        "setup": got.setup.document(config.tls is not None),
         "target": target,
         "started_at": got.started_at,
-        "setup": got.setup.document(config.tls is not None),
     }

@@ -20,8 +20,10 @@ import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import trustme
+if TYPE_CHECKING:  # imported when first used: it brings in cryptography, which most runs never need
+    import trustme
 
 #: The names every server certificate is issued for: the harness only
 #: speaks to loopback (``bench.targets.external.check_loopback``).
@@ -40,6 +42,8 @@ class ServerCertificate:
 @cache
 def _authority() -> tuple[trustme.CA, Path]:
     """The process's CA and the directory its files go to (made once)."""
+    import trustme
+
     where = Path(tempfile.mkdtemp(prefix="chatbench-tls-"))
     os.chmod(where, 0o755)
     atexit.register(shutil.rmtree, where, ignore_errors=True)

@@ -94,6 +94,6 @@ def test_the_gate_measures_a_target_over_tls_with_a_login() -> None:
     scenario = Scenario(clients=5, lines=10, rounds=3, warmup=1, target="nats", access=access)
     measurement = run_gate(scenario)
     assert measurement.server.timed_out == 0 and measurement.server.incomplete_receivers == 0
-    assert measurement.to_json()["scenario"]["transport"] == "tls"
+    assert measurement.to_json()["scenario"]["access"]["tls"] is not None
     with pytest.raises(ValueError, match="apply with --target"):
         Scenario(access=access)

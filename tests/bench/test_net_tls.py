@@ -174,16 +174,15 @@ def test_a_session_offered_again_is_resumed(ca: trustme.CA, ca_file: str) -> Non
 def test_an_untrusted_certificate_is_one_clear_line(ca: trustme.CA, tmp_path: Path) -> None:
     other = tmp_path / "other.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
-    with tls_server(server_context(ca), lambda tls: None) as address:
-        with pytest.raises(TlsFailure) as failed:
-            TlsStream.wrap(connect(address), TlsOptions(ca_file=str(other)), address[0])
+    with tls_server(server_context(ca), lambda tls: None) as address, pytest.raises(TlsFailure) as failed:
+        TlsStream.wrap(connect(address), TlsOptions(ca_file=str(other)), address[0])
     assert "not trusted" in str(failed.value) and "--ca FILE" in str(failed.value)
 
 
 def test_a_wrong_name_is_refused_unless_insecure(ca: trustme.CA, ca_file: str) -> None:
-    with tls_server(server_context(ca), lambda tls: None) as address:
-        with pytest.raises(TlsFailure, match="not trusted"):
-            TlsStream.wrap(connect(address), TlsOptions(ca_file=ca_file, server_name="elsewhere.test"), address[0])
+    wrong_name = TlsOptions(ca_file=ca_file, server_name="elsewhere.test")
+    with tls_server(server_context(ca), lambda tls: None) as address, pytest.raises(TlsFailure, match="not trusted"):
+        TlsStream.wrap(connect(address), wrong_name, address[0])
     with tls_server(server_context(ca), lambda tls: tls.sendall(b"ok\n")) as address:
         stream = TlsStream.wrap(connect(address), TlsOptions(insecure=True), address[0])
         assert stream.recv(10) == b"ok\n"
@@ -195,9 +194,8 @@ def test_a_plaintext_server_is_said_not_to_speak_tls(ca_file: str) -> None:
         conn.sendall(b"? Enter your username:\n")
         conn.recv(1000)
 
-    with tls_server(None, serve) as address:
-        with pytest.raises(TlsFailure, match="does not speak TLS"):
-            TlsStream.wrap(connect(address), TlsOptions(ca_file=ca_file), address[0])
+    with tls_server(None, serve) as address, pytest.raises(TlsFailure, match="does not speak TLS"):
+        TlsStream.wrap(connect(address), TlsOptions(ca_file=ca_file), address[0])
 
 
 def test_the_channel_is_sans_io(ca: trustme.CA, ca_file: str) -> None:

@@ -22,7 +22,7 @@ def test_the_credentials_file_is_user_colon_password_lines() -> None:
     assert [(a.user, a.password) for a in logins.accounts] == [("ann", "one"), ("bob", "two:with:colons")]
     assert logins.for_client(0).user == "ann" and logins.for_client(3).user == "bob"  # client i: line i mod N
     assert logins.describe() == "2 users (creds.txt (2 lines))"
-    with pytest.raises(CredentialsError, match="creds.txt line 2: expected USER:PASSWORD"):
+    with pytest.raises(CredentialsError, match=r"creds\.txt line 2: expected USER:PASSWORD"):
         parse_credentials("ann:one\njust-a-password\n", "creds.txt")
     with pytest.raises(CredentialsError, match="no USER:PASSWORD line"):
         parse_credentials("# nothing\n", "creds.txt")
@@ -51,14 +51,14 @@ def test_what_a_protocol_cannot_use_is_refused(protocol: str, logins: Logins, cl
 
 
 def test_what_a_protocol_can_use_passes() -> None:
-    for protocol, logins in [
+    for name, logins in [
         ("chat", single(None, "x")),
         ("ws", parse_credentials("a:1\nb:2\n", "f")),
         ("irc", single(None, "x")),
         ("redis", single("u", "x")),
         ("nats", parse_credentials("a:1\nb:2\n", "f")),
     ]:
-        logins.check(protocol, wire.get(protocol).login, 2)
+        logins.check(name, wire.get(name).login, 2)
 
 
 def test_chat_answers_the_password_prompt_after_the_name() -> None:
