@@ -5,8 +5,8 @@ what it speaks (its protocol, and the other protocols it can be measured
 over), the URL scheme that names one somebody else started, whether
 ``chat-bench compare`` runs it by default, what it needs installed, its
 line of ``--help``, and whether it can be started with TLS and logins
-(``--tls``, ``--user``/``--password``/``--credentials``).  Everything else is derived from :data:`KINDS`: the names
-``--target`` and ``--targets`` accept, the protocols, the URL schemes,
+(``--tls``, ``--user``/``--password``/``--credentials``).  Everything else
+is derived from :data:`KINDS`: the names ``--target`` and ``--targets`` accept, the protocols, the URL schemes,
 the ``--target``/``--protocol`` help texts, compare's default targets (and so
 ``make compare``'s), the peers ``chat-bench peers`` installs.
 
