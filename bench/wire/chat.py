@@ -57,7 +57,7 @@ class ChatRegistration:
 
     __slots__ = ("name", "password", "rooms", "sent_name", "sent_password", "waiting")
 
-    def __init__(self, name: str, password: str | None = None, rooms: tuple[str, ...] = ("",)) -> None:
+    def __init__(self, name: str, rooms: tuple[str, ...] = ("",), *, password: str | None = None) -> None:
         self.name = name
         self.password = password
         self.rooms = rooms
@@ -126,7 +126,7 @@ class ChatAdapter(Adapter):
     def registration(
         self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
     ) -> Registration:
-        return ChatRegistration(name, credentials.password if credentials is not None else None, rooms)
+        return ChatRegistration(name, rooms, password=credentials.password if credentials is not None else None)
 
     def encode_chat(self, text: str) -> bytes:
         return protocol.encode_say(text)

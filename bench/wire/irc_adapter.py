@@ -60,7 +60,7 @@ class IrcRegistration:
     __slots__ = ("channels", "joining", "nick", "password", "waiting")
 
     def __init__(
-        self, nick: str, channels: str | tuple[str, ...] = (IRC_CHANNEL,), password: str | None = None
+        self, nick: str, channels: str | tuple[str, ...] = (IRC_CHANNEL,), *, password: str | None = None
     ) -> None:
         self.nick = nick
         self.channels = (channels,) if isinstance(channels, str) else channels
@@ -180,7 +180,7 @@ class IrcAdapter(Adapter):
         self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
     ) -> Registration:
         password = credentials.password if credentials is not None else None
-        return IrcRegistration(name, tuple(channel_of(r, self.channel) for r in rooms), password)
+        return IrcRegistration(name, tuple(channel_of(r, self.channel) for r in rooms), password=password)
 
     def encode_chat(self, text: str) -> bytes:
         return self.encode_message("", text)

@@ -184,9 +184,9 @@ class WsRegistration:
     __slots__ = ("chat", "path")
 
     def __init__(
-        self, name: str, path: str = WS_PATH, password: str | None = None, rooms: tuple[str, ...] = ("",)
+        self, name: str, path: str = WS_PATH, rooms: tuple[str, ...] = ("",), *, password: str | None = None
     ) -> None:
-        self.chat = ChatRegistration(name, password, rooms)
+        self.chat = ChatRegistration(name, rooms, password=password)
         self.path = path
 
     def connected(self) -> bytes:
@@ -228,7 +228,9 @@ class WsAdapter(Adapter):
     def registration(
         self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
     ) -> Registration:
-        return WsRegistration(name, self.path, credentials.password if credentials is not None else None, rooms)
+        return WsRegistration(
+            name, self.path, rooms, password=credentials.password if credentials is not None else None
+        )
 
     def encode_chat(self, text: str) -> bytes:
         return mask_text(protocol.encode_say(text))

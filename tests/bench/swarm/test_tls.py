@@ -25,6 +25,7 @@ from bench.swarm import SwarmConfig, SwarmError, run_swarm
 from bench.targets import EmbeddedTarget, RedisTarget, Security, TargetError, certs, make_target
 from bench.targets.packages import find_binary
 from bench.wire.credentials import Logins, parse_credentials, single
+from bench.workload import Workload
 
 PASSWORD = "s3cret-pw"
 #: A short run: 12 clients, 4 senders, 100 msg/s for 1 s (+0.3 s warm-up).
@@ -86,6 +87,33 @@ def test_each_server_over_tls_with_a_login_delivers_everything_once(target: str)
     assert doc["target"]["security"].startswith("tls, ")
     assert doc["rx_clock"] == "kernel"
     assert PASSWORD not in json.dumps(doc)  # never a password in a result
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("target", ["embedded", "redis"])
+def test_a_workload_of_rooms_over_tls_with_logins_delivers_everything_once(target: str) -> None:
+    """Rooms (issue 23) and TLS with logins (issue 25) together: each client
+    logs in, then joins its rooms; the deliveries are labelled by room size
+    and transport, and counted by interval."""
+    binary, _, user = SECURED[target]
+    skip_unless_installed(binary)
+    run = {k: v for k, v in RUN.items() if k != "senders"}  # a workload of rooms has its senders per room
+    workload = Workload(rooms=3, per_client=2, seed=3)
+    doc = run_swarm(
+        SwarmConfig(target=target, tls=TlsOptions(), logins=single(user, PASSWORD), workload=workload, **run)
+    )
+    conns, deliveries = doc["connections"], doc["deliveries"]
+    assert conns["failed"] == 0, conns["failures"]
+    assert deliveries["delivered"] == deliveries["expected"] > 0, (deliveries, doc["notes"])
+    assert doc["integrity"]["faults"] == 0 and deliveries["strays"] == 0, doc["integrity"]
+    assert doc["rooms"]["rooms"] == 3 and doc["rooms"]["memberships"] == 2 * RUN["clients"]
+    assert doc["labels"] and all(s["values"].get("transport") == "tls" for s in doc["labels"])
+    assert all(s["label"].startswith("room_size=") for s in doc["labels"])
+    assert sum(s["delivered"] for s in doc["labels"]) == deliveries["delivered"]
+    assert doc["setup"]["register_us"]["count"] == conns["registered"]
+    # the time axis (issue 26) over TLS: every measured delivery in some interval
+    assert sum(i["delivered"] for i in doc["intervals"]["intervals"]) == deliveries["delivered"]
+    assert PASSWORD not in json.dumps(doc)
 
 
 @pytest.mark.timeout(120)

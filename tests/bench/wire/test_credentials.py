@@ -1,7 +1,8 @@
 """Logins (:mod:`bench.wire.credentials`) and what each protocol's registration
 puts on the wire with them: our password prompt, IRC's PASS, MQTT's CONNECT
-user name and password, Redis's AUTH, NATS's CONNECT fields; the credentials
-file; the rules a protocol's login imposes; a password never shown."""
+user name and password, Redis's AUTH, NATS's CONNECT fields, each also with a
+workload's rooms; the credentials file; the rules a protocol's login imposes;
+a password never shown."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import json
 import pytest
 
 from bench import wire
+from bench.wire import mqtt_adapter, redis_adapter
+from bench.wire.broker import READY
 from bench.wire.credentials import Credentials, CredentialsError, Logins, parse_credentials, single
 from bench.wire.mqtt_adapter import CONNECT, FLAG_PASSWORD, FLAG_USER, read_varint
 from server import protocol
@@ -118,3 +121,27 @@ def test_nats_connect_carries_user_and_pass() -> None:
     options = json.loads(first.split(b"\r\n")[0][len(b"CONNECT ") :])
     assert options["user"] == "bench" and options["pass"] == "pa:ss word"
     assert wire.get("nats").tls_greeting_first  # TLS after the server's INFO
+
+
+def test_a_login_and_a_workloads_rooms_go_together_on_every_protocol() -> None:
+    rooms = ("r1", "r2")
+    chat = wire.get("chat", rooms=True).registration("alice", LOGIN, rooms)
+    assert chat.line(protocol.encode_prompt().rstrip(b"\n")).send == b"alice\n"
+    assert chat.line(protocol.encode_password_prompt().rstrip(b"\n")).send == b"pa:ss word\n"
+    joined = chat.line(protocol.encode_welcome("alice", ["alice"]).rstrip(b"\n"))
+    assert joined.send == b"/join #r1\n/join #r2\n/part #lobby\n" and not joined.done
+    irc = wire.get("irc", rooms=True).registration("nick", Credentials(None, "pw"), rooms)
+    assert irc.connected().startswith(b"PASS pw\r\nNICK nick\r\n")
+    assert irc.line(b":srv 001 nick :Welcome").send == b"JOIN #r1,#r2\r\n"
+    mqtt = wire.get("mqtt", rooms=True).registration("client-1", LOGIN, rooms)
+    assert b"bench" in mqtt.connected() and b"pa:ss word" in mqtt.connected()
+    subscribe = mqtt.line(mqtt_adapter.CONNECTED).send
+    assert b"chatbench/r1" in subscribe and b"chatbench/r2" in subscribe
+    redis = wire.get("redis", rooms=True).registration("r", LOGIN, rooms)
+    assert redis.connected() == redis_adapter.command(b"AUTH", b"bench", b"pa:ss word") + redis_adapter.command(
+        b"SUBSCRIBE", b"chatbench.r1", b"chatbench.r2"
+    )
+    assert not redis.line(READY).done and redis.line(READY).done  # one confirmation per channel
+    hello = wire.get("nats", rooms=True).registration("n", LOGIN, rooms).connected()
+    options = json.loads(hello.split(b"\r\n")[0][len(b"CONNECT ") :])
+    assert options["user"] == "bench" and b"SUB chatbench.r1 1\r\nSUB chatbench.r2 2\r\n" in hello
