@@ -19,6 +19,7 @@ from bench.measure.summaries import ProcessResources as ProcessResources
 from bench.measure.summaries import ProcessSamples as ProcessSamples
 from bench.measure.summaries import ProcessSummary as ProcessSummary
 from bench.measure.summaries import Resources as Resources
+from bench.net.tls import TlsInfo
 
 #: Bumped on any incompatible change to the swarm documents below.
 #: 2: per-label measurements (``labels``) replace the cluster's
@@ -103,6 +104,9 @@ class SeriesParameters(TypedDict):
     measured_messages: int
     senders_receive: bool
     workload: NotRequired[WorkloadParameters]  #: absent: the one room (the run without workload options)
+    transport: NotRequired[str]  #: ``plain`` or ``tls`` (absent in older runs: plain)
+    tls: NotRequired[TlsInfo | None]  #: the clients' TLS settings (--tls)
+    logins: NotRequired[str | None]  #: who the clients log in as (never a password)
 
 
 class RunParameters(SeriesParameters):
@@ -147,6 +151,8 @@ class TargetInfo(TypedDict):
     nodes: NotRequired[list[TargetInfo]]  #: cluster:N: each node as a target
     redis: NotRequired[TargetInfo]  #: cluster:N: the backplane's redis-server
     pid_check: NotRequired[str]  #: HOST:PORT with --server-pid: why the pid could not be checked
+    #: started by the harness: ``plain`` or ``tls``, and who may log in (never a password)
+    security: NotRequired[str]
 
 
 class Connections(TypedDict):
@@ -324,6 +330,22 @@ class ThresholdResult(TypedDict):
     aborted: bool  #: the run was stopped when it was crossed
 
 
+class Setup(TypedDict):
+    """``setup``: how long the run's connections took to open (µs, HDR):
+    ``connect()`` to TCP up, the TLS handshake (ClientHello to the server's
+    Finished; full and resumed handshakes apart, None without TLS), and TCP
+    or TLS up to registered (the protocol's login and join)."""
+
+    connect_us: Latency
+    tls_full_us: Latency | None
+    tls_resumed_us: Latency | None
+    register_us: Latency
+    #: what TLS negotiated ("TLSv1.3 TLS_AES_256_GCM_SHA384") -> connections
+    tls: dict[str, int]
+    #: the four histograms, by the names above without ``_us``
+    histograms: dict[str, Histogram]
+
+
 class RunDocument(TypedDict):
     """``run-cNNNNN.json``: one swarm run."""
 
@@ -352,6 +374,7 @@ class RunDocument(TypedDict):
     histogram: Histogram
     timing: dict[str, float]
     notes: list[str]
+    setup: NotRequired[Setup]  #: absent in runs from before it was measured
     intervals: NotRequired[IntervalSeries]  #: the run over time (absent before the time axis)
     thresholds: NotRequired[list[ThresholdResult]]  #: --threshold, when given
 

@@ -14,6 +14,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from bench.measure.integrity import IntegrityTracker
+from bench.net.tls import TlsChannel
 from bench.swarm.plan import ClientSpec
 from bench.wire import Decoder, Registration
 
@@ -39,6 +40,12 @@ class Conn:
     deadline_ns: int = 0
     stalled: bool = False  #: a stalled client (registers, then is never read)
     tracker: IntegrityTracker | None = None  #: set once a measured receiver is registered
+    #: over TLS: the connection's channel (``outbuf`` then holds records, reads are decrypted)
+    tls: TlsChannel | None = None
+    # connection setup (monotonic ns; 0: not yet): connect() called, TCP up, TLS up
+    opened_ns: int = 0
+    up_ns: int = 0
+    secured_ns: int = 0
     # sending
     outbuf: bytearray = field(default_factory=bytearray)
     out_lens: deque[int] = field(default_factory=deque)

@@ -27,14 +27,46 @@ from bench.results.schema import (
     RoomBucket,
     RoomsSection,
     RunDocument,
+    Setup,
     TargetInfo,
 )
 from bench.swarm.config import SwarmConfig
-from bench.swarm.messages import Result
+from bench.swarm.messages import Result, SetupTimes
 from bench.swarm.plan import ClientSpec, Schedule
 from bench.swarm.series import histogram_doc
 from bench.workload import Plan, label_values
 from bench.workload.labels import expected_by_label, size_bucket
+
+
+@dataclass
+class SetupMerged:
+    """The workers' connection setup times, merged exactly."""
+
+    connect: LatencyHistogram = field(default_factory=LatencyHistogram)
+    tls_full: LatencyHistogram = field(default_factory=LatencyHistogram)
+    tls_resumed: LatencyHistogram = field(default_factory=LatencyHistogram)
+    register: LatencyHistogram = field(default_factory=LatencyHistogram)
+    tls: Counter[str] = field(default_factory=Counter)
+
+    def add(self, times: SetupTimes) -> None:
+        self.connect.merge(times.connect.decode())
+        self.tls_full.merge(times.tls_full.decode())
+        self.tls_resumed.merge(times.tls_resumed.decode())
+        self.register.merge(times.register.decode())
+        self.tls.update(times.tls)
+
+    def document(self, tls: bool) -> Setup:
+        hists = {"connect": self.connect, "register": self.register}
+        if tls:
+            hists |= {"tls_full": self.tls_full, "tls_resumed": self.tls_resumed}
+        return {
+            "connect_us": self.connect.summary(),
+            "tls_full_us": self.tls_full.summary() if tls else None,
+            "tls_resumed_us": self.tls_resumed.summary() if tls else None,
+            "register_us": self.register.summary(),
+            "tls": dict(self.tls),
+            "histograms": {name: histogram_doc(h) for name, h in hists.items()},
+        }
 
 
 @dataclass
@@ -61,6 +93,7 @@ class Collected:
     timing: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     intervals: IntervalSeries | None = None  #: the run over time (bench.swarm.series)
+    setup: SetupMerged = field(default_factory=SetupMerged)
 
 
 @dataclass
@@ -285,6 +318,7 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "histogram": histogram_doc(hist),
         "timing": {**got.timing, "total_s": round(time.monotonic() - got.t_start, 3)},
         "notes": got.notes,
+        "setup": got.setup.document(config.tls is not None),
         "target": target,
         "started_at": got.started_at,
     }

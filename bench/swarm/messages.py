@@ -78,11 +78,26 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class SetupTimes:
+    """How long a worker's connections took to open (µs histograms, merged
+    exactly by the parent): ``connect()`` to TCP up, the TLS handshake
+    (ClientHello to the server's Finished; full and resumed apart), and TCP
+    or TLS up to registered.  ``tls``: what was negotiated -> connections."""
+
+    connect: EncodedHistogram
+    tls_full: EncodedHistogram
+    tls_resumed: EncodedHistogram
+    register: EncodedHistogram
+    tls: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     """Every connection of the worker's share is registered or has failed."""
 
     registered: list[int]  #: client ids
     failures: dict[str, int]  #: reason -> count
+    setup: SetupTimes | None = None  #: the connections' setup times
 
 
 @dataclass(frozen=True, slots=True)

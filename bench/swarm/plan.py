@@ -12,8 +12,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bench import wire
 from bench.measure.intervals import DEFAULT_INTERVAL_S
+from bench.net.tls import TlsOptions
 from bench.swarm.config import SwarmConfig
+from bench.wire.credentials import LOGIN_NAME, Logins
 from bench.workload import Client, Plan, Room, Stream, one_room
 from bench.workload.build import Layout
 from bench.workload.traffic import Traffic
@@ -83,6 +86,10 @@ class WorkerPlan:
     addresses: tuple[tuple[str, int], ...] = ()
     #: Seconds per interval of the run's time axis (bench.measure.intervals).
     interval_s: float = DEFAULT_INTERVAL_S
+    #: Every connection over TLS with these settings (None: plaintext).
+    tls: TlsOptions | None = None
+    #: Client ``cid`` logs in with ``logins.for_client(cid)`` (None: no login).
+    logins: Logins | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +163,16 @@ def node_of(cid: int, nodes: int) -> int:
     return cid % nodes
 
 
+def login_names(config: SwarmConfig) -> list[str] | None:
+    """The clients' names when they log in under names of their own
+    (``--credentials FILE`` for our protocol: the file's users, in order);
+    None: the harness names them."""
+    logins = config.logins
+    if logins is None or not logins.users or wire.get(config.protocol_name).login != LOGIN_NAME:
+        return None
+    return logins.users
+
+
 def client_specs(config: SwarmConfig, tag: str, nodes: int = 1) -> tuple[list[ClientSpec], list[ClientSpec]]:
     """The run's measured connections (receivers and senders) and its stalled
     ones; with ``nodes`` > 1 each on node :func:`node_of` its id.  Who is in
@@ -169,33 +186,42 @@ def client_specs(config: SwarmConfig, tag: str, nodes: int = 1) -> tuple[list[Cl
     one = config.workload.one_room
     names = [name for name, _ in layout.rooms]
     rooms_of = layout.rooms_of
+    given = login_names(config)
 
-    def spec(cid: int, name: str, receives: bool) -> ClientSpec:
+    def name(cid: int, default: str) -> str:
+        return given[cid] if given is not None else f"{NAME_PREFIX}{tag}-{default}"
+
+    def spec(cid: int, receives: bool) -> ClientSpec:
         rooms = ("",) if one else tuple(names[r] for r in rooms_of.get(cid, ()))
-        return ClientSpec(cid, name, receives, first_slot.get(cid), node_of(cid, nodes), rooms)
+        return ClientSpec(cid, name(cid, str(cid)), receives, first_slot.get(cid), node_of(cid, nodes), rooms)
 
-    specs = [spec(cid, f"{NAME_PREFIX}{tag}-{cid}", True) for cid in range(n)]
+    specs = [spec(cid, True) for cid in range(n)]
     if config.dedicated_senders:
-        specs += [spec(cid, f"{NAME_PREFIX}{tag}-{cid}", False) for cid in range(n, n + s)]
+        specs += [spec(cid, False) for cid in range(n, n + s)]
     first_stalled = len(specs)
     # Stalled clients sit in the biggest room (the one room), where they hold up the most.
     biggest = ("",) if one else (max(layout.rooms, key=lambda room: len(room[1]))[0],)
     stalled = [
-        ClientSpec(
-            cid, f"{NAME_PREFIX}{tag}-st{cid - first_stalled}", receives=False, node=node_of(cid, nodes), rooms=biggest
-        )
+        ClientSpec(cid, name(cid, f"st{cid - first_stalled}"), receives=False, node=node_of(cid, nodes), rooms=biggest)
         for cid in range(first_stalled, first_stalled + k)
     ]
     return specs, stalled
 
 
-def plan_of(specs: list[ClientSpec], nodes: int = 1, layout: Layout | None = None, first_stream: int = 0) -> Plan:
+def plan_of(
+    specs: list[ClientSpec],
+    nodes: int = 1,
+    layout: Layout | None = None,
+    first_stream: int = 0,
+    transport: str = "plain",
+) -> Plan:
     """The run's workload plan.  Without ``layout`` (or with a one-room
     layout): one room of every receiver, every sender sending to it, its
     stream id its client id.  With a layout of rooms: its rooms and streams,
     stream ids from ``first_stream`` on (above every client id, so a
-    receiver never mistakes another's stream for its own)."""
-    clients = [Client(c.cid, c.name, c.receives, c.node) for c in specs]
+    receiver never mistakes another's stream for its own).  Every client
+    over ``transport`` (``plain`` or ``tls``)."""
+    clients = [Client(c.cid, c.name, c.receives, c.node, transport) for c in specs]
     if layout is None or all(name == "" for name, _ in layout.rooms):
         return one_room(clients, {c.cid: c.slot for c in specs if c.slot is not None}, nodes=nodes)
     receives = {c.cid for c in specs if c.receives}
@@ -222,7 +248,7 @@ def make_plans(
     ``cid`` connects to node :func:`node_of` its id and the plans say who is where."""
     nodes = tuple(addresses) if addresses is not None and len(addresses) > 1 else ()
     specs, stalled = client_specs(config, tag, max(1, len(nodes)))
-    workload = plan_of(specs, max(1, len(nodes)), config.layout, len(specs) + len(stalled))
+    workload = plan_of(specs, max(1, len(nodes)), config.layout, len(specs) + len(stalled), transport=config.transport)
     p = config.worker_count
     batch = config.connect_batch or connect_batch
     inflight = {"max_inflight": max(1, batch // p)} if batch else {}
@@ -244,6 +270,8 @@ def make_plans(
             rx_clock=config.rx_clock,
             addresses=nodes,
             interval_s=config.interval_s,
+            tls=config.tls,
+            logins=config.logins,
             **inflight,
         )
         for w in range(p)

@@ -57,10 +57,19 @@ def _room_size(plan: Plan, stream: Stream, receiver: Client) -> str | None:
     return size_bucket(len(plan.rooms[stream.room].members))
 
 
+def _transport(plan: Plan, stream: Stream, receiver: Client) -> str | None:
+    """How the receiver reaches the target: ``tls`` or ``plain`` (the bytes
+    the server encrypts once per recipient); runs without TLS leave it out."""
+    if plan.transports == {"plain"}:
+        return None
+    return receiver.transport
+
+
 #: The label dimensions, in the order a key lists them.
 DIMENSIONS: dict[str, Dimension] = {
     "path": _path,
     "room_size": _room_size,
+    "transport": _transport,
 }
 
 

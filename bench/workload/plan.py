@@ -36,6 +36,7 @@ class Client:
     name: str  #: the name it registers with
     receives: bool  #: a measured receiver: its deliveries are counted
     node: int = 0  #: which of the target's nodes it connects to (a cluster)
+    transport: str = "plain"  #: ``plain`` or ``tls``: how it reaches the target
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,11 @@ class Plan:
     hears_self: bool = False
     #: nodes of the target (a cluster has several; a delivery's path crosses them)
     nodes: int = 1
+
+    @cached_property
+    def transports(self) -> frozenset[str]:
+        """The transports the plan's clients use (``plain``, ``tls``)."""
+        return frozenset(c.transport for c in self.clients.values())
 
     # -- who hears what ------------------------------------------------------------
 

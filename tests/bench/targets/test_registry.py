@@ -70,9 +70,10 @@ def test_compare_defaults_and_the_makefile_come_from_the_registry() -> None:
     assert ",".join(registry.COMPARE_DEFAULTS[1:3]) not in makefile  # the list is not repeated there
 
     def dry_run(*variables: str) -> str:
-        # -n: print the commands; a virtualenv that "exists" (-o), so nothing is installed
+        # -n: print the commands; a virtualenv that "exists" (-o), so nothing is installed;
+        # --no-print-directory: under `make test` (MAKELEVEL 1) make would add "Entering directory"
         venv = "/nonexistent-venv"
-        argv = ["make", "-n", "-o", f"{venv}/.installed", f"VENV={venv}", "compare", *variables]
+        argv = ["make", "--no-print-directory", "-n", "-o", f"{venv}/.installed", f"VENV={venv}", "compare", *variables]
         return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
 
     plain = dry_run()

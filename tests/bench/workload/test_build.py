@@ -93,12 +93,13 @@ def test_the_layout_has_the_sizes_the_spread_and_the_senders(case: tuple[Workloa
 def _brute_force(lay: build.Layout, counts: dict[int, int], present: set[int]) -> tuple[int, Counter[str]]:
     """Every message of every slot, every client of the run: is it owed, and under which room size?"""
     total, by_label = 0, Counter[str]()
+    many = len(lay.rooms) > 1  # room_size labels runs of more than one room only
     for slot, (sender, r) in enumerate(lay.streams):
         members = lay.rooms[r][1]
         for cid in present:
             if cid in members and cid != sender:
                 total += counts[slot]
-                by_label[f"room_size={labels.size_bucket(len(members))}"] += counts[slot]
+                by_label[f"room_size={labels.size_bucket(len(members))}" if many else ""] += counts[slot]
     return total, by_label
 
 

@@ -77,7 +77,7 @@ def test_irc_joins_every_channel_in_lines_of_at_most_512_bytes_and_waits_for_eac
 
 def test_mqtt_subscribes_to_every_rooms_topic_and_names_a_delivery_by_its_topic() -> None:
     adapter = wire.get("mqtt", rooms=True)
-    reg = adapter.registration("cb-1", ("r1", "r2"))
+    reg = adapter.registration("cb-1", rooms=("r1", "r2"))
     reg.connected()
     sub = reg.line(mqtt_adapter.CONNECTED).send
     assert b"chatbench/r1" in sub and b"chatbench/r2" in sub
@@ -97,7 +97,7 @@ def test_mqtt_subscribes_to_every_rooms_topic_and_names_a_delivery_by_its_topic(
 
 def test_redis_and_nats_subscribe_to_every_room_and_name_by_channel() -> None:
     redis = wire.get("redis", rooms=True)
-    reg = redis.registration("cb-1", ("r1", "r2"))
+    reg = redis.registration("cb-1", rooms=("r1", "r2"))
     assert reg.connected() == redis_adapter.command(b"SUBSCRIBE", b"chatbench.r1", b"chatbench.r2")
     assert not reg.line(READY).done and reg.line(READY).done  # one confirmation per channel
     decoder = redis.decoder()
@@ -105,7 +105,7 @@ def test_redis_and_nats_subscribe_to_every_room_and_name_by_channel() -> None:
     assert decoder.feed(push) == [b"#r1 a: one"]
     assert redis.publish(b"p", "r9") == redis_adapter.command(b"PUBLISH", b"chatbench.r9", b"p")
     nats = wire.get("nats", rooms=True)
-    hello = nats.registration("cb-1", ("r1", "r2")).connected()
+    hello = nats.registration("cb-1", rooms=("r1", "r2")).connected()
     assert b"SUB chatbench.r1 1\r\nSUB chatbench.r2 2\r\nPING\r\n" in hello
     dec = nats.decoder()
     assert dec.feed(b"MSG chatbench.r2 2 6\r\na: one\r\nMSG chatbench 1 6\r\nb: two\r\n") == [b"#r2 a: one", b"b: two"]
