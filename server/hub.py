@@ -104,7 +104,9 @@ class Hub:
             # The welcome must be the first line it gets, yet it must already be
             # a member when it reads the welcome (and anyone reacts to it).
             session.outbox.admit(welcome, lobby.publish)
-        if self.room_size(lobby) <= self.announce_limit:
+            # Sized under the lock: a part or join racing this one must not change the verdict.
+            announce = self.room_size(lobby) <= self.announce_limit
+        if announce:
             self.notify(lobby.targets, protocol.encode_joined(name), exclude=session)
 
     def welcome_roster(self) -> tuple[list[str], int]:
@@ -128,8 +130,8 @@ class Hub:
             rooms = list(self._rooms_of.pop(session).values())
             for room in rooms:
                 self._remove_member(room, session)
-        if not self.closing:
             quiet = [r for r in rooms if self.room_size(r) < self.announce_limit]
+        if not self.closing:
             self.notify(self.audience(quiet), protocol.encode_left(name, reason))
         return True
 
@@ -182,7 +184,8 @@ class Hub:
             talking = protocol.encode_talking(name, *self.room_roster(room, room.members))
             session.outbox.admit(talking, room.publish)
             member_name = self._name_of[session]
-        if self.room_size(room) <= self.announce_limit:
+            announce = self.room_size(room) <= self.announce_limit
+        if announce:
             self.notify(room.targets, protocol.encode_room_joined(member_name, name), exclude=session)
         return room
 
@@ -200,9 +203,10 @@ class Hub:
             current = mine[next(reversed(mine))] if mine else None
             self._remove_member(room, session)
             member_name = self._name_of[session]
+            announce = self.room_size(room) < self.announce_limit
         line = protocol.encode_room_left(member_name, name, part_reason(reason))
         session.send(line)
-        if self.room_size(room) < self.announce_limit:
+        if announce:
             self.notify(room.targets, line)
         if was_current:
             if current is None:
