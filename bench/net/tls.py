@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypedDict
 
+from client.connection import client_context
+
 #: Plaintext the channel's ``SSL_read`` takes out per call (a TLS record
 #: carries at most 16 KiB; a bigger read takes several records at once).
 READ_CHUNK = 256 * 1024
@@ -100,14 +102,9 @@ class TlsOptions:
         }
 
 
-@cache
-def _client_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+#: One context per (CA, insecure) pair: the client's (client/connection.py), kept, so
+#: that every connection of a run shares its session cache and its loaded CA.
+_client_context = cache(client_context)
 
 
 def describe_failure(exc: ssl.SSLError) -> str:
