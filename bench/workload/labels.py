@@ -57,10 +57,20 @@ def _room_size(plan: Plan, stream: Stream, receiver: Client) -> str | None:
     return size_bucket(len(plan.rooms[stream.room].members))
 
 
+def _membership(plan: Plan, stream: Stream, receiver: Client) -> str | None:
+    """Whether the receiver stays for the whole run (``steady``) or its seat
+    leaves and comes back (``churned``: --churn, --storm); runs with churn or a storm."""
+    membership = plan.membership
+    if membership is None or not membership.churned:
+        return None
+    return "steady" if membership.steady(receiver.cid) else "churned"
+
+
 #: The label dimensions, in the order a key lists them.
 DIMENSIONS: dict[str, Dimension] = {
     "path": _path,
     "room_size": _room_size,
+    "membership": _membership,
 }
 
 
