@@ -67,6 +67,23 @@ class WorkloadParameters(TypedDict):
     total_rate: float  #: messages/s over all streams
 
 
+class ChurnParameters(TypedDict):
+    """``parameters.churn``: membership over time (:class:`bench.workload.membership.Churn`;
+    absent: everyone stays for the whole run)."""
+
+    summary: str  #: in one line
+    rate: float  #: --churn: seats per second that leave and are replaced
+    mode: str  #: --churn-mode: quit, reset, mixed
+    names: str  #: --churn-names: new or same
+    storm_percent: float  #: --storm PCT@T
+    storm_at_s: float
+    reconnect: str  #: --reconnect: immediate or backoff
+    backoff_base_s: float  #: --backoff BASE,CAP
+    backoff_cap_s: float
+    probe_rate: float  #: connect-and-leave connections per second (connect-rate)
+    leave_grace_s: float  #: --leave-grace
+
+
 class SeriesParameters(TypedDict):
     """What the runs of a series share: :class:`RunParameters` without
     ``clients`` (``index.json``'s ``parameters``)."""
@@ -103,6 +120,7 @@ class SeriesParameters(TypedDict):
     measured_messages: int
     senders_receive: bool
     workload: NotRequired[WorkloadParameters]  #: absent: the one room (the run without workload options)
+    churn: NotRequired[ChurnParameters]  #: absent: everyone stays for the whole run
 
 
 class RunParameters(SeriesParameters):
@@ -186,6 +204,9 @@ class Deliveries(TypedDict):
     strays: NotRequired[int]
     lines_received: NotRequired[int]
     bytes_received: NotRequired[int]
+    #: with churn: deliveries at churned seats that were not owed (counted in
+    #: ``delivered``, not in ``delivered_ratio``)
+    boundary: NotRequired[int]
 
 
 class IntegrityPair(TypedDict):
@@ -314,6 +335,86 @@ class IntervalSeries(TypedDict):
     intervals: list[IntervalSection]
 
 
+class ConnectSteps(TypedDict):
+    """``connects.KIND``: how long one kind of connection took to set up
+    (:mod:`bench.measure.connects`): from ``connect()`` to TCP up, the TLS
+    handshake (None in plaintext), then to its registration confirmed."""
+
+    count: int
+    tcp_us: Latency
+    tls_us: Latency | None
+    registration_us: Latency
+    total_us: Latency
+    histogram: Histogram  #: of ``total_us``
+
+
+class NoticeCheck(TypedDict):
+    """``churn.notices``: the server's join and leave notices seen by the
+    steady receivers, against the joins and leaves the harness made."""
+
+    notices: str  #: what the server says (the protocol's notices)
+    receivers: int  #: steady receivers counting
+    joins_expected: int  #: joins made x receivers
+    joins_seen: int
+    leaves_expected: int
+    leaves_seen: int
+
+
+class ChurnSection(TypedDict):
+    """``churn``: membership over time (``docs/results.md``, *Churn and storms*):
+    what the harness did, what the server answered, and what the churned
+    seats' connections were owed and got while they were in."""
+
+    leave_grace_s: float  #: messages intended within this before a leave are not owed to the leaver
+    leaves: dict[str, int]  #: churn leaves of registered connections, by mode
+    replaced: int  #: churn replacements registered
+    skipped: int  #: churn leaves not made: the seat was still connecting
+    attempts: dict[str, int]  #: connection attempts by kind (churn, storm, probe)
+    failures: dict[str, dict[str, int]]  #: kind -> reason -> failed attempts
+    failed: int  #: every failed attempt
+    probes: int  #: connect-rate probes registered
+    memberships: int  #: connections of churned seats accounted
+    owed: int  #: deliveries owed to them while they were in
+    lost: int
+    at_leave: int  #: in flight when they left (not lost)
+    arrived: int  #: first arrivals, owed or at a boundary
+    boundary: int  #: arrivals not owed: before the join was confirmed, in the grace before the leave
+    owed_measured: int  #: of the measured messages (in ``deliveries.expected``)
+    lost_measured: int
+    joins_made: int  #: registrations during traffic (the join notices owed to each steady receiver)
+    leaves_made: int  #: leaves of registered connections sent during traffic
+    notices: NoticeCheck | None  #: None: the server has no join/leave notices
+
+
+class PhaseLatency(TypedDict):
+    """The steady receivers' latency in one phase of a storm (whole intervals)."""
+
+    start_s: float  #: on the run's time axis
+    end_s: float
+    intervals: int
+    latency_us: Latency
+
+
+class StormSection(TypedDict):
+    """``storm``: a reconnect storm (``--storm PCT@T``)."""
+
+    at_s: float  #: when it was made (seconds on the run's time axis)
+    percent: float
+    mode: str  #: how the connections left
+    reconnect: str  #: the policy they came back by
+    seats: int  #: seats in the storm
+    dropped: int  #: connections it dropped (the others' seats were not connected)
+    back: int  #: seats registered again
+    not_back: int
+    time_to_all_s: float | None  #: the storm to the last seat back (None: not all came back)
+    time_to_register_us: Latency  #: per seat: its drop to registered again, retries included
+    attempts: int
+    failures: dict[str, int]  #: reason -> failed attempts (refusals, timeouts, resets)
+    #: the steady receivers' latency before, during (the storm to the last seat
+    #: back, or the end) and after it, from the intervals
+    steady: dict[str, PhaseLatency]
+
+
 class ThresholdResult(TypedDict):
     """One ``--threshold`` checked at the end of a run (:mod:`bench.measure.thresholds`)."""
 
@@ -354,6 +455,9 @@ class RunDocument(TypedDict):
     notes: list[str]
     intervals: NotRequired[IntervalSeries]  #: the run over time (absent before the time axis)
     thresholds: NotRequired[list[ThresholdResult]]  #: --threshold, when given
+    connects: NotRequired[dict[str, ConnectSteps]]  #: setup latencies by kind (absent in older runs)
+    churn: NotRequired[ChurnSection]  #: with --churn, --storm or probes
+    storm: NotRequired[StormSection]  #: with --storm
 
 
 def server_summary(run: RunDocument) -> ProcessSummary:

@@ -20,6 +20,9 @@ from bench.wire import Decoder, Registration
 #: A connection's states, in the order it goes through them (STALLED: a
 #: registered stalled client, never read again).
 CONNECTING, REGISTERING, READY, STALLED, CLOSED = range(5)
+#: A connection whose quit the churn driver sent (bench.swarm.churn): read
+#: and discarded until the server closes it.
+LEAVING = 5
 
 #: ``out_lens`` entries at or above this are bytes that are not a chat message
 #: (a ``PONG``): their length is the entry minus this, and they are not counted.
@@ -51,6 +54,15 @@ class Conn:
     measured_by: dict[int, int] = field(default_factory=dict)  #: stream id -> measured ones of those
     writing: bool = False
     end_reason: str | None = None  #: why the server said it ends the connection
+    # setting up (bench.measure.connects): monotonic ns
+    started_ns: int = 0  #: connect() was called
+    tcp_ns: int = 0  #: TCP is up (the socket became writable)
+    #: the TLS handshake is done (0: plaintext; a TLS transport stamps it)
+    tls_ns: int = 0
+    #: opened by the churn driver (bench.swarm.churn: a replacement, a
+    #: storm's reconnect, a probe): its registration or failure goes to the
+    #: driver's hooks, outside the ramp and the initial registrations in flight
+    churn: bool = False
 
 
 class Sockets:

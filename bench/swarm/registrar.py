@@ -16,7 +16,9 @@ import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Protocol
 
+from bench.measure.connects import ConnectLatency
 from bench.measure.integrity import IntegrityTracker
 from bench.net import stamps
 from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, STALLED, Conn, Sockets
@@ -26,6 +28,20 @@ from bench.wire import Adapter
 
 #: Seconds between scans for registrations past their deadline.
 DEADLINE_CHECK_NS = 100_000_000
+#: The kind of connection the registrar's own (the ramp's) are, in :attr:`Registrar.connects`.
+INITIAL = "initial"
+
+
+class ChurnHooks(Protocol):
+    """Where a connection the churn driver opened (``Conn.churn``) ends up."""
+
+    def registered(self, conn: Conn, now: int) -> None:
+        """``conn`` is registered (READY; a receiver has its tracker)."""
+        ...
+
+    def failed(self, conn: Conn, reason: str) -> None:
+        """``conn`` never got registered (already closed)."""
+        ...
 
 
 class Registrar:
@@ -53,6 +69,12 @@ class Registrar:
         #: where the receivers' trackers count faults too (the recorder's: each
         #: fault in the interval it was seen in); set by the receiver
         self.fault_sink: list[int] | None = None
+        #: setup latencies by kind of connection (``initial``: the ramp's; the
+        #: churn driver adds its kinds)
+        self.connects: dict[str, ConnectLatency] = {}
+        #: the churn driver's hooks (None: no churn), and its connections in flight
+        self.hooks: ChurnHooks | None = None
+        self.churn_inflight = 0
 
     # -- the loop's hooks -----------------------------------------------------------
 
@@ -64,7 +86,7 @@ class Registrar:
         """Open what the ramp allows, time out late registrations, report ``ready``."""
         if self.wants_more():
             self._open_more(now)
-        if self.inflight and now >= self.next_deadline_check_ns:
+        if (self.inflight or self.churn_inflight) and now >= self.next_deadline_check_ns:
             self.next_deadline_check_ns = now + DEADLINE_CHECK_NS
             for conn in self._registering():
                 if now > conn.deadline_ns:
@@ -97,7 +119,14 @@ class Registrar:
                 # Never bank more than one interval of credit after a pause.
                 self.next_connect_ns = max(self.next_connect_ns + interval, now - interval)
 
-    def _connect(self, spec: ClientSpec, *, stalled: bool) -> None:
+    def open(self, spec: ClientSpec) -> Conn | None:
+        """A connection the churn driver asks for (a replacement, a storm's
+        reconnect, a probe): outside the ramp and the registrations in
+        flight; its registration or failure goes to :attr:`hooks` (a
+        connect that fails at once too, and then None is returned)."""
+        return self._connect(spec, stalled=False, churn=True)
+
+    def _connect(self, spec: ClientSpec, *, stalled: bool, churn: bool = False) -> Conn | None:
         plan = self.plan
         sock = socket.socket(socket.AF_INET6 if ":" in plan.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -116,19 +145,24 @@ class Registrar:
                 else self.adapter.registration(spec.name, spec.rooms)
             ),
             fd=sock.fileno(),
-            deadline_ns=time.monotonic_ns() + int(plan.connect_timeout_s * 1e9),
             stalled=stalled,
+            churn=churn,
         )
-        self.inflight += 1
+        if churn:
+            self.churn_inflight += 1
+        else:
+            self.inflight += 1
         # A target of several nodes: the client's own node (round robin, plan.node_of).
+        conn.started_ns = time.monotonic_ns()
+        conn.deadline_ns = conn.started_ns + int(plan.connect_timeout_s * 1e9)
         err = sock.connect_ex(plan.addresses[spec.node] if plan.addresses else (plan.host, plan.port))
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
-            self.inflight -= 1
-            self.failures[f"connect: {errno.errorcode.get(err, err)}"] += 1
             sock.close()
-            self._maybe_stalled_done()
-            return
+            conn.state = CLOSED
+            self._failed(conn, f"connect: {errno.errorcode.get(err, err)}")
+            return None
         self.sockets.add(conn)
+        return conn
 
     def writable(self, conn: Conn) -> None:
         """A connecting or registering connection can be written to."""
@@ -138,6 +172,7 @@ class Registrar:
                 self.fail(conn, f"connect: {errno.errorcode.get(err, str(err))}")
                 return
             conn.state = REGISTERING
+            conn.tcp_ns = time.monotonic_ns()
             self.sockets.want_write(conn, False)
             first = conn.registration.connected()
             if first:
@@ -183,7 +218,7 @@ class Registrar:
             self._line(conn, line)
             if conn.state == READY:
                 return lines[i + 1 :]
-            if conn.state in (STALLED, CLOSED):
+            if conn.state != REGISTERING:  # stalled, failed, or gone at once (a churn probe)
                 return None
         return None
 
@@ -199,7 +234,11 @@ class Registrar:
             self._registered(conn)
 
     def _registered(self, conn: Conn) -> None:
-        self.inflight -= 1
+        now = time.monotonic_ns()
+        if conn.churn:
+            self.churn_inflight -= 1
+        else:
+            self.inflight -= 1
         if conn.stalled:
             conn.state = STALLED
             self.sockets.forget(conn)  # never read again
@@ -210,17 +249,37 @@ class Registrar:
         if conn.spec.receives:
             conn.tracker = IntegrityTracker(self.fault_sink)
             self.receiver_conns.append(conn)
+        if conn.churn:
+            assert self.hooks is not None, "the churn driver opened it"
+            self.hooks.registered(conn, now)
+            return
+        self.timed(INITIAL).record(conn.started_ns, conn.tcp_ns, conn.tls_ns, now)
         if conn.spec.slot is not None:
             self.sender_conns.append(conn)
         self.registered.append(conn.spec.cid)
+
+    def timed(self, kind: str) -> ConnectLatency:
+        """The setup latencies of ``kind`` connections (made on first use)."""
+        got = self.connects.get(kind)
+        if got is None:
+            got = self.connects[kind] = ConnectLatency()
+        return got
 
     # -- failing --------------------------------------------------------------------------
 
     def fail(self, conn: Conn, reason: str) -> None:
         """A connection that never got registered."""
+        self.sockets.drop(conn)
+        self._failed(conn, reason)
+
+    def _failed(self, conn: Conn, reason: str) -> None:
+        if conn.churn:
+            self.churn_inflight -= 1
+            assert self.hooks is not None, "the churn driver opened it"
+            self.hooks.failed(conn, reason)
+            return
         self.failures[reason] += 1
         self.inflight -= 1
-        self.sockets.drop(conn)
         self._maybe_stalled_done()
 
     def end(self, conn: Conn, reason: str) -> None:

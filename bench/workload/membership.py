@@ -51,6 +51,16 @@ RECONNECT_POLICIES = ("immediate", "backoff")
 #: workload's own (bench.workload.traffic uses 1-3).
 _ORDER, _STORM, _MODES = 11, 12, 13
 
+#: Messages intended this long before a connection's leave are owed to it;
+#: those intended later may still have been in flight when it left (the
+#: server's latency plus the harness's read).  250 ms is well above a working
+#: server's p99.9 on loopback (a few ms), yet short beside a seat's time in
+#: the room at the churn rates measured (seconds): a server slower than that
+#: shows the messages as lost to the leaving connections.
+DEFAULT_LEAVE_GRACE_S = 0.25
+#: A longer grace would leave most of a churned connection's time unowed.
+MAX_LEAVE_GRACE_S = 10.0
+
 #: Default jittered exponential backoff: the first retry within 100 ms, doubling up to 5 s.
 DEFAULT_BACKOFF_BASE_S = 0.1
 DEFAULT_BACKOFF_CAP_S = 5.0
@@ -69,6 +79,9 @@ class Churn:
     backoff_base_s: float = DEFAULT_BACKOFF_BASE_S  #: --backoff BASE,CAP (jittered exponential)
     backoff_cap_s: float = DEFAULT_BACKOFF_CAP_S
     probe_rate: float = 0.0  #: connect-and-leave connections per second (the connect-rate study)
+    #: --leave-grace: messages intended this long before a leave are owed to the
+    #: leaving connection; later ones were possibly in flight (bench.swarm.memberships)
+    leave_grace_s: float = DEFAULT_LEAVE_GRACE_S
 
     def __post_init__(self) -> None:
         if self.rate < 0 or not math.isfinite(self.rate):
@@ -87,6 +100,8 @@ class Churn:
             raise WorkloadError("--backoff BASE,CAP needs 0 < BASE <= CAP (seconds)")
         if self.probe_rate < 0:
             raise WorkloadError("the probe rate must be >= 0")
+        if not 0 <= self.leave_grace_s <= MAX_LEAVE_GRACE_S:
+            raise WorkloadError(f"--leave-grace is 0-{MAX_LEAVE_GRACE_S:g} s")
 
     @property
     def storm(self) -> bool:
