@@ -267,7 +267,9 @@ class ChurnDriver:
         if self.probes_inflight >= MAX_PROBES_INFLIGHT:
             self._failed_kind(PROBE, "harness: too many probes in flight")
             return
-        spec = ClientSpec(-1 - k, f"{self.plan.name_stem}p{k}", receives=False, node=k % max(1, len(self.plan.addresses)))
+        spec = ClientSpec(
+            -1 - k, f"{self.plan.name_stem}p{k}", receives=False, node=k % max(1, len(self.plan.addresses))
+        )
         self.attempts[PROBE] += 1
         self.probes_inflight += 1
         self.registrar.open(spec)
@@ -427,4 +429,3 @@ class ChurnDriver:
             notice_joins=self.notice_joins,
             notice_leaves=self.notice_leaves,
         )
-

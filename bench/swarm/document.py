@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bench import results
+from bench import results, wire
 from bench.measure.integrity import IntegrityCounts
 from bench.measure.stats import LatencyHistogram
 from bench.results.machine import environment
@@ -29,7 +29,6 @@ from bench.results.schema import (
     RunDocument,
     TargetInfo,
 )
-from bench import wire
 from bench.swarm import churndoc
 from bench.swarm.config import SwarmConfig
 from bench.swarm.messages import Result

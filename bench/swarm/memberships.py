@@ -39,6 +39,7 @@ from bench.swarm.plan import Schedule
 from bench.swarm.timeline import MessageTimes
 from bench.workload import Plan
 
+
 class Seqs:
     """The schedule per stream slot: how many of a slot's messages were
     intended before a moment (their sequence numbers count from 0)."""

@@ -77,9 +77,7 @@ def test_a_window_counts_what_a_brute_force_count_says(
     holes, tail = tracker.missing({SENDER: end}).get(SENDER, ([], range(0)))
     assert len(holes) + len(tail) == lost
     singles, ranges = tracker.missing_between(SENDER, floor, hi)
-    assert sorted([*singles, *(s for r in ranges for s in r)]) == [
-        s for s in range(floor, hi) if s not in brute.seen
-    ]
+    assert sorted([*singles, *(s for r in ranges for s in r)]) == [s for s in range(floor, hi) if s not in brute.seen]
 
 
 @given(seqs=arrivals)
