@@ -369,16 +369,41 @@ class IntegrityTracker:
         and left in flight in ``[hi, end)`` (its leave; ``hi == end``: it
         stayed to the end, ``end`` then the messages sent);
         ``measured_from``: the sender's first measured seq."""
-        lo = self.floor(sender)
-        lo_m = max(lo, measured_from)
+        lo = self._floor.get(sender, 0) if self._floor else 0
+        lo_m = lo if lo > measured_from else measured_from
+        owed = hi - lo if hi > lo else 0
+        owed_m = hi - lo_m if hi > lo_m else 0
+        top = lo if lo > hi else hi
+        nxt = self._next.get(sender)
+        if nxt is None:  # nothing arrived
+            return Window(owed, owed, end - top if end > top else 0, 0, owed_m, owed_m, 0)
+        if sender in self._holes:
+            missing = self._missing_in
+            return Window(
+                owed=owed,
+                lost=missing(sender, lo, hi),
+                at_leave=missing(sender, top, end),
+                arrived=self._arrived_from(sender, 0),
+                owed_measured=owed_m,
+                lost_measured=missing(sender, lo_m, hi),
+                arrived_measured=self._arrived_from(sender, measured_from),
+            )
+        # no holes: what arrived is exactly [first, nxt)
+        first = self._first.get(sender, 0) if self._first else 0
+
+        def arrived_in(a: int, b: int) -> int:
+            a = a if a > first else first
+            b = b if b < nxt else nxt
+            return b - a if b > a else 0
+
         return Window(
-            owed=max(0, hi - lo),
-            lost=self._missing_in(sender, lo, hi),
-            at_leave=self._missing_in(sender, max(lo, hi), end),
-            arrived=self._arrived_from(sender, 0),
-            owed_measured=max(0, hi - lo_m),
-            lost_measured=self._missing_in(sender, lo_m, hi),
-            arrived_measured=self._arrived_from(sender, measured_from),
+            owed=owed,
+            lost=owed - arrived_in(lo, hi),
+            at_leave=(end - top if end > top else 0) - arrived_in(top, end),
+            arrived=nxt - first,
+            owed_measured=owed_m,
+            lost_measured=owed_m - arrived_in(lo_m, hi),
+            arrived_measured=arrived_in(measured_from, nxt),
         )
 
     def missing_between(self, sender: int, lo: int, hi: int) -> tuple[list[int], list[range]]:

@@ -29,9 +29,9 @@ LEAVING = 5
 CONTROL = 1 << 40
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Conn:
-    """One client connection."""
+    """One client connection (compared and hashed by identity: one object per socket)."""
 
     spec: ClientSpec
     sock: socket.socket

@@ -47,10 +47,10 @@ class Seqs:
     def __init__(self, schedule: Schedule) -> None:
         self.schedule = schedule
         self.by_slot: list[Sequence[int]] = schedule.slot_messages()
-        offsets = schedule.traffic.offset_ns
-        self._offsets = offsets
+        self._offsets = schedule.traffic.offset_ns
+        self._measured: dict[int, int] = {}
 
-    def _first_at(self, t_ns: int) -> int:
+    def first_at(self, t_ns: int) -> int:
         """The first global message intended at or after ``t_ns``."""
         if self._offsets is not None:
             import numpy as np
@@ -58,21 +58,19 @@ class Seqs:
             return int(np.searchsorted(self._offsets, t_ns - self.schedule.t0_ns, "left"))
         return self.schedule.first_at(t_ns)
 
-    def before(self, slot: int, t_ns: int) -> int:
-        """The slot's messages intended before ``t_ns`` (= the first seq intended at or after it)."""
+    def before(self, slot: int, m: int) -> int:
+        """The slot's messages among the global messages before ``m`` (its
+        first seq at or after message ``m``: ``m = first_at(t)`` for a time)."""
         if slot >= len(self.by_slot):
             return 0
-        return bisect_left(self.by_slot[slot], self._first_at(t_ns))
-
-    def after(self, slot: int, t_ns: int) -> int:
-        """The first seq of the slot intended strictly after ``t_ns``."""
-        return self.before(slot, t_ns + 1)
+        return bisect_left(self.by_slot[slot], m)
 
     def measured_from(self, slot: int) -> int:
         """The slot's first measured seq (past the warm-up)."""
-        if slot >= len(self.by_slot):
-            return 0
-        return bisect_left(self.by_slot[slot], self.schedule.warmup)
+        got = self._measured.get(slot)
+        if got is None:
+            got = self._measured[slot] = self.before(slot, self.schedule.warmup)
+        return got
 
 
 class Memberships:
@@ -88,7 +86,6 @@ class Memberships:
         #: streams whose sender registered: the others send nothing and owe nothing
         self.live = frozenset(schedule.audience)
         self.grace_ns = int(grace_s * 1e9)
-        self.window = Window()
         self.integrity = IntegrityCounts()
         #: label key -> (its memberships' windows, its integrity counters)
         self.labels: dict[str, tuple[Window, IntegrityCounts]] = {}
@@ -103,8 +100,9 @@ class Memberships:
         if tracker is None:
             return
         plan, seqs = self.plan, self.seqs
+        after = seqs.first_at(now + 1)  # the first message intended strictly after now
         for sid in plan.heard_by(conn.spec.cid):
-            tracker.expect_from(sid, seqs.after(plan.streams[sid].slot, now))
+            tracker.expect_from(sid, seqs.before(plan.streams[sid].slot, after))
 
     def close(self, conn: Conn, leave_ns: int | None, sent: dict[int, int] | None = None) -> None:
         """Account ``conn``'s membership: it left at ``leave_ns`` (the
@@ -114,52 +112,59 @@ class Memberships:
         if tracker is None:
             return
         self.closed += 1
-        plan, seqs = self.plan, self.seqs
+        plan, seqs, live = self.plan, self.seqs, self.live
         cid = conn.spec.cid
         route = self.labelled.routes.get(cid, {})
         keys = self.labelled.keys
-        heard = plan.heard_by(cid)
-        for sid in heard:
+        faults = tracker.faults_by_sender
+        m_hi = m_end = 0
+        if leave_ns is not None:
+            m_hi = seqs.first_at(leave_ns - self.grace_ns)
+            m_end = seqs.first_at(leave_ns)
+        for sid in plan.heard_by(cid):
             slot = plan.streams[sid].slot
-            if sid not in self.live:
+            if sid not in live:
                 hi = end = 0
             elif leave_ns is None:
                 hi = end = (sent or {}).get(sid, 0)
             else:
-                hi = seqs.before(slot, leave_ns - self.grace_ns)
-                end = seqs.before(slot, leave_ns)
+                hi = seqs.before(slot, m_hi)
+                end = seqs.before(slot, m_end)
             window = tracker.window(sid, hi, end, seqs.measured_from(slot))
             at = route.get(sid)
-            key = keys[at] if at is not None else keys[0]
-            label_window, label_counts = self._label(key)
-            self.window.add(window)
+            label_window, label_counts = self._label(keys[at] if at is not None else keys[0])
             label_window.add(window)
-            pair = self._pair(tracker, sid, window.lost)
-            if pair.faults:
+            if window.lost or sid in faults:
+                dup, reord, corrupt = faults.get(sid, (0, 0, 0))
+                pair = IntegrityCounts(lost=window.lost, duplicated=dup, reordered=reord, corrupted=corrupt)
+                self.integrity.lost += window.lost
                 self.by_pair.setdefault((cid, sid), IntegrityCounts()).add(pair)
                 label_counts.add(pair)
-            self._lost_in_intervals(tracker, sid, slot, hi)
+                if window.lost:
+                    self._lost_in_intervals(tracker, sid, slot, hi)
         self.integrity.add(
             IntegrityCounts(duplicated=tracker.duplicated, reordered=tracker.reordered, corrupted=tracker.corrupted)
         )
-        # faults from streams it does not hear (strays) and damaged probes of no readable stream
-        heard_set = set(heard)
-        for sid, (dup, reord, corrupt) in tracker.faults_by_sender.items():
-            if sid not in heard_set:
-                pair = IntegrityCounts(duplicated=dup, reordered=reord, corrupted=corrupt)
-                self.by_pair.setdefault((cid, sid), IntegrityCounts()).add(pair)
+        if faults:  # from streams it does not hear (strays), or damaged probes of no readable stream
+            heard = set(plan.heard_by(cid))
+            for sid, (dup, reord, corrupt) in faults.items():
+                if sid not in heard:
+                    pair = IntegrityCounts(duplicated=dup, reordered=reord, corrupted=corrupt)
+                    self.by_pair.setdefault((cid, sid), IntegrityCounts()).add(pair)
+
+    @property
+    def window(self) -> Window:
+        """Every membership's windows, summed over the labels."""
+        out = Window()
+        for label_window, _ in self.labels.values():
+            out.add(label_window)
+        return out
 
     def _label(self, key: str) -> tuple[Window, IntegrityCounts]:
         got = self.labels.get(key)
         if got is None:
             got = self.labels[key] = (Window(), IntegrityCounts())
         return got
-
-    def _pair(self, tracker: IntegrityTracker, sid: int, lost: int) -> IntegrityCounts:
-        """One (seat, stream)'s counters of this membership; adds its loss to the worker's."""
-        self.integrity.lost += lost
-        dup, reord, corrupt = tracker.faults_by_sender.get(sid, (0, 0, 0))
-        return IntegrityCounts(lost=lost, duplicated=dup, reordered=reord, corrupted=corrupt)
 
     def _lost_in_intervals(self, tracker: IntegrityTracker, sid: int, slot: int, hi: int) -> None:
         """The lost messages of ``sid``, by the interval each was intended in."""
