@@ -40,9 +40,7 @@ def _setup() -> tuple[Any, Schedule, Labelled]:
     from dataclasses import replace
 
     plan = replace(plan, membership=membership)
-    schedule = Schedule(
-        t0_ns=T0, rate=RATE, total=TOTAL, senders=2, warmup=WARMUP, audience={0: 1, 1: 1}
-    )
+    schedule = Schedule(t0_ns=T0, rate=RATE, total=TOTAL, senders=2, warmup=WARMUP, audience={0: 1, 1: 1})
     keys, routes = labels.routes(plan, list(range(6)))
     return plan, schedule, Labelled(keys, routes)
 
