@@ -159,7 +159,7 @@ def churn_check(doc: RunDocument, log: FootprintLog, args: argparse.Namespace) -
     if churned < args.baseline_after:
         problems.append(f"only {churned} connections churned, fewer than --baseline-after {args.baseline_after}")
     for key in ("threads", "fds", "rss_bytes"):
-        first, last = baseline.as_doc()[key], end.as_doc()[key]  # type: ignore[literal-required]
+        first, last = baseline.as_doc()[key], end.as_doc()[key]
         if abs(last - first) > first * args.churn_slack_pct / 100:
             problems.append(
                 f"{key} after {churned} churned: {last}, not within {args.churn_slack_pct:g}% of {first} "
