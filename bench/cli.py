@@ -82,6 +82,9 @@ SUBCOMMANDS: dict[str, Entry] = {
     "gate": Entry("bench.gate.cli", "fan-out regression gate: server vs calibration relay against the baseline"),
     "onebroadcast": Entry("bench.studies.onebroadcast", "time ONE broadcast to N idle clients (the server's floor)"),
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
+    "connect-rate": Entry(
+        "bench.studies.connectrate", "new connections per second each target takes within a p99 connect-latency bound"
+    ),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
     "cost": Entry("bench.studies.cost", "server CPU time and context switches per delivery, pinned, interleaved"),
     "selftest": Entry("bench.studies.selftest", "the harness against a fault-injecting relay: exact counts, latency"),

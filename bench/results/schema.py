@@ -36,6 +36,11 @@ CAPACITY_JSON = "capacity.json"
 CAPACITY_MD = "capacity.md"
 #: capacity.json has its own version: it changes apart from the run documents.
 CAPACITY_SCHEMA_VERSION = 1
+CONNECT_RATE_KIND = "chatbench.connect-rate"
+CONNECT_RATE_JSON = "connect-rate.json"
+CONNECT_RATE_MD = "connect-rate.md"
+#: connect-rate.json has its own version.
+CONNECT_RATE_SCHEMA_VERSION = 1
 COMPARE_KIND = "chatbench.compare"
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "COMPARE.md"
@@ -662,3 +667,62 @@ class CompareDocument(CompareSummary):
 
     kind: str
     meta: CompareMeta
+
+
+# ---------------------------------------------------------------------------
+# a connect-rate study (connect-rate.json)
+# ---------------------------------------------------------------------------
+
+
+class ConnectRateStep(TypedDict):
+    """One offered rate of new connections against one target."""
+
+    rate: float  #: connections per second offered (each registers, then leaves at once)
+    achieved_per_s: float  #: registered per second over the step
+    attempts: int
+    registered: int
+    failures: dict[str, int]  #: reason -> attempts that failed
+    tcp_us: Latency
+    tls_us: Latency | None  #: None: plaintext
+    registration_us: Latency
+    total_us: Latency
+    steady_p99_us: int | None  #: the p99 the steady clients saw meanwhile
+    server_cpu_percent: float | None
+    harness_cpu_percent: float | None
+    load_generator_saturated: bool
+    passed: bool
+    why: list[str]  #: why it failed (empty: it passed)
+    file: str | None  #: its run document, relative to the study's directory
+    error: NotRequired[str]  #: the run could not be carried out
+
+
+class ConnectRateTarget(TypedDict):
+    target: str
+    protocol: str
+    registration: str  #: what "registered" means on this protocol
+    capacity_per_s: float | None  #: the highest rate that passed (None: not even the first)
+    steps: list[ConnectRateStep]
+
+
+class ConnectRateParameters(TypedDict):
+    p99_bound_ms: float
+    start: float
+    factor: float
+    max_rate: float
+    step_duration_s: float
+    clients: int  #: steady clients connected meanwhile
+    rate: float  #: their messages per second
+    mode: str  #: how each new connection leaves: quit, reset, mixed
+
+
+class ConnectRateDocument(TypedDict):
+    """``connect-rate.json``: new connections per second each target takes
+    within a bound on their connect latency (:mod:`bench.studies.connectrate`)."""
+
+    schema_version: int
+    kind: str
+    created: str
+    parameters: ConnectRateParameters
+    environment: Environment
+    command: list[str]
+    targets: list[ConnectRateTarget]
