@@ -310,6 +310,13 @@ def churn_options(p: argparse.ArgumentParser) -> None:
         "send), e.g. 50@10; they reconnect by --reconnect",
     )
     g.add_argument(
+        "--storm-node",
+        type=int,
+        metavar="N",
+        help="a cluster: the storm strikes node N's connections only (PCT%% of them), and they reconnect to the "
+        "next node",
+    )
+    g.add_argument(
         "--reconnect",
         choices=membership.RECONNECT_POLICIES,
         default=d.reconnect,
@@ -349,6 +356,7 @@ def churn_of(args: argparse.Namespace) -> Churn:
             backoff_cap_s=backoff[1],
             probe_rate=float(get("probe_rate") or 0.0),
             leave_grace_s=float(get("leave_grace", Churn.leave_grace_s)),
+            storm_node=get("storm_node"),
         )
     except WorkloadError as exc:
         raise UsageError(str(exc)) from None

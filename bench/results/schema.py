@@ -87,6 +87,7 @@ class ChurnParameters(TypedDict):
     backoff_cap_s: float
     probe_rate: float  #: connect-and-leave connections per second (connect-rate)
     leave_grace_s: float  #: --leave-grace
+    storm_node: int | None  #: --storm-node: a cluster's storm on one node
 
 
 class SeriesParameters(TypedDict):

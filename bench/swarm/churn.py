@@ -256,6 +256,9 @@ class ChurnDriver:
             seat.pending = False  # the run is over: not back
             return
         spec = seat.spec
+        nodes = len(self.plan.addresses)
+        if seat.kind == STORM and self.churn.storm_node is not None and nodes > 1:
+            spec = replace(spec, node=(self.churn.storm_node + 1) % nodes)  # not back to the node that dropped it
         if self.churn.names == "new":
             seat.gen += 1
             spec = replace(spec, name=f"{spec.name}r{seat.gen}")

@@ -12,7 +12,7 @@ from bench.measure import intervals, probe
 from bench.measure.sampler import DEFAULT_INTERVAL_S
 from bench.results.schema import ChurnParameters, RunParameters, SeriesParameters, WorkloadParameters
 from bench.swarm import pinning
-from bench.targets import TargetError, target_protocol
+from bench.targets import TargetError, parse_target, target_protocol
 from bench.workload import Workload, WorkloadError, build
 from bench.workload.membership import Churn
 
@@ -113,6 +113,11 @@ class SwarmConfig:
     def _check_churn(self) -> None:
         """Churn and storms need seats that may leave, and a storm's time inside the sends."""
         churn = self.churn
+        if churn.storm_node is not None:
+            spec = parse_target(self.target)
+            nodes = spec.count if spec.kind is not None and spec.kind.name == "cluster" else None
+            if not churn.storm or nodes is None or churn.storm_node >= nodes:
+                raise ValueError("--storm-node N needs --storm and a cluster:M target with N < M")
         if not (churn.rate > 0 or churn.storm):
             return
         if self.rate <= 0:
@@ -278,6 +283,7 @@ class SwarmConfig:
             "backoff_cap_s": c.backoff_cap_s,
             "probe_rate": c.probe_rate,
             "leave_grace_s": c.leave_grace_s,
+            "storm_node": c.storm_node,
         }
 
     def _workload_parameters(self) -> WorkloadParameters | None:

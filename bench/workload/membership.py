@@ -82,6 +82,10 @@ class Churn:
     #: --leave-grace: messages intended this long before a leave are owed to the
     #: leaving connection; later ones were possibly in flight (bench.swarm.memberships)
     leave_grace_s: float = DEFAULT_LEAVE_GRACE_S
+    #: --storm-node: a cluster's storm strikes this node's seats only, and they
+    #: reconnect to the next node (as a client behind a balancer avoids the one
+    #: that dropped it); None: every node's
+    storm_node: int | None = None
 
     def __post_init__(self) -> None:
         if self.rate < 0 or not math.isfinite(self.rate):
@@ -100,6 +104,8 @@ class Churn:
             raise WorkloadError("--backoff BASE,CAP needs 0 < BASE <= CAP (seconds)")
         if self.probe_rate < 0:
             raise WorkloadError("the probe rate must be >= 0")
+        if self.storm_node is not None and self.storm_node < 0:
+            raise WorkloadError("--storm-node is a node's index, from 0")
         if not 0 <= self.leave_grace_s <= MAX_LEAVE_GRACE_S:
             raise WorkloadError(f"--leave-grace is 0-{MAX_LEAVE_GRACE_S:g} s")
 
@@ -121,7 +127,10 @@ class Churn:
             policy = self.reconnect
             if policy == "backoff":
                 policy += f" {self.backoff_base_s:g}-{self.backoff_cap_s:g} s"
-            parts.append(f"storm {self.storm_percent:g}% at {self.storm_at_s:g} s ({self.mode}, reconnect {policy})")
+            where = f" of node {self.storm_node}" if self.storm_node is not None else ""
+            parts.append(
+                f"storm {self.storm_percent:g}%{where} at {self.storm_at_s:g} s ({self.mode}, reconnect {policy})"
+            )
         if self.probe_rate > 0:
             parts.append(f"probes {self.probe_rate:g}/s")
         return "; ".join(parts) or "none"
@@ -179,14 +188,18 @@ class Membership:
     seed: int = 1
     #: churn begins here (seconds on the time axis: the end of the warm-up)
     start_s: float = 0.0
+    #: the seats the storm takes its share of (empty: every seat; --storm-node: that node's)
+    storm_pool: tuple[int, ...] = ()
 
     @cached_property
     def storm_seats(self) -> tuple[int, ...]:
         """The seats the storm drops: the first PCT % of a seeded order of the seats."""
-        if not self.churn.storm or not self.seats:
+        pool = set(self.storm_pool or self.seats)
+        if not self.churn.storm or not pool:
             return ()
-        count = min(len(self.seats), max(1, round(len(self.seats) * self.churn.storm_percent / 100)))
-        return tuple(sorted(self._permutation(_STORM, 0)[:count]))
+        count = min(len(pool), max(1, round(len(pool) * self.churn.storm_percent / 100)))
+        order = [seat for seat in self._permutation(_STORM, 0) if seat in pool]
+        return tuple(sorted(order[:count]))
 
     @cached_property
     def churned(self) -> frozenset[int]:

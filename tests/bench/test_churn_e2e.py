@@ -5,6 +5,7 @@ server's join and leave notices, who came back), and refusals at
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -37,8 +38,12 @@ def _consistent(doc: dict[str, Any]) -> None:
     # the owed arrivals are the owed ones not lost; what else came is the boundary
     assert d["delivered"] - d["boundary"] == d["expected"] - churn["lost_measured"]
     assert d["delivered_ratio"] == 1.0
-    # the labels split the run: steady + churned, their expectations add up to the run's
-    by_label = {s["values"]["membership"]: s for s in doc["labels"]}
+    # the labels split the run: steady + churned (and a cluster's paths), their expectations add up to the run's
+    by_label: dict[str, Counter[str]] = {}
+    for s in doc["labels"]:
+        by_label.setdefault(s["values"]["membership"], Counter()).update(
+            expected=s["expected"], delivered=s["delivered"]
+        )
     assert set(by_label) == {"steady", "churned"}
     assert sum(s["expected"] for s in doc["labels"]) == d["expected"]
     assert by_label["churned"]["expected"] == churn["owed_measured"] > 0
@@ -110,3 +115,31 @@ def test_refusals_at_max_clients_under_a_storm_are_counted_not_crashed() -> None
     # the steady receivers (the senders) lost nothing while the others were refused
     steady = next(s for s in doc["labels"] if s["values"]["membership"] == "steady")
     assert steady["delivered"] == steady["expected"] > 0 and steady["integrity"]["faults"] == 0
+
+
+def test_a_storm_on_one_cluster_node_the_others_keep_serving_and_names_come_back_on_another() -> None:
+    """cluster:2: every connection of node 0's that may leave is reset at
+    once; they reconnect under the same names to node 1, which may take them
+    as soon as node 0 released them (well within the 3 s lease), while the
+    clients on node 1 lose nothing."""
+    if find_binary("redis-server") is None:
+        pytest.skip("redis-server is not installed (run `make peers`: apt-get install redis-server)")
+    churn = Churn(
+        storm_percent=100,
+        storm_at_s=1.5,
+        storm_node=0,
+        mode="reset",
+        names="same",
+        reconnect="backoff",
+        backoff_base_s=0.05,
+    )
+    doc = run_swarm(SwarmConfig(target="cluster:2", churn=churn, **{**SMALL, "workers": 1}))
+    _consistent(doc)
+    storm = doc["storm"]
+    assert storm["seats"] == storm["dropped"] == 9  # node 0 has clients 0, 2, ..., 18; 0 sends
+    assert storm["back"] == 9 and storm["not_back"] == 0
+    assert storm["time_to_all_s"] < 3.0  # the name lease (server/backplane/leases.py)
+    by_label = {s["label"]: s for s in doc["labels"]}
+    steady_on_1 = [s for key, s in by_label.items() if "membership=steady" in key]
+    assert steady_on_1 and all(s["integrity"]["faults"] == 0 for s in steady_on_1)
+    assert doc["parameters"]["churn"]["storm_node"] == 0
