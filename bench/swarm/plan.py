@@ -202,7 +202,9 @@ def membership_of(specs: list[ClientSpec], churn: Churn, seed: int, start_s: flo
     if not churn.active:
         return None
     seats = tuple(c.cid for c in specs if c.receives and c.slot is None)
-    pool = () if churn.storm_node is None else tuple(c.cid for c in specs if c.cid in seats and c.node == churn.storm_node)
+    pool: tuple[int, ...] = ()
+    if churn.storm_node is not None:  # a cluster's storm on one node: that node's seats
+        pool = tuple(c.cid for c in specs if c.cid in seats and c.node == churn.storm_node)
     return Membership(churn, seats, seed, start_s, pool)
 
 
