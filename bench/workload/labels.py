@@ -3,7 +3,9 @@
 A **label** names the slice of a run a delivery belongs to, one value per
 **dimension** that applies to the run: ``path=cross`` (a cluster: sender and
 receiver on different nodes), and, as the workload grows, the room's size,
-the transport, the phase of a storm, the clock a latency was corrected by.
+the transport, whether the receiver stayed for the whole run (``membership``),
+the clock a latency was corrected by.  (A storm's before/during/after is time,
+not a label: it comes from the interval series, :mod:`bench.swarm.churndoc`.)
 Every label's deliveries get a histogram and counters of their own
 (:mod:`bench.measure.labelled`), merged exactly across workers, carried as
 one field into the result document and the report; the run's overall
