@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import re
 import socket
 import struct
 from collections import Counter, deque
@@ -92,6 +93,15 @@ def backoff_s(policy: str, attempt: int, base_s: float, cap_s: float, rng: rando
     if policy == "immediate":
         return 0.0 if attempt == 0 else IMMEDIATE_RETRY_S
     return rng.uniform(0.0, min(cap_s, base_s * 2.0**attempt))
+
+
+def failure_reason(reason: str, stem: str) -> str:
+    """A failure's reason with the run's names in it (``STEM...``) as NAME:
+    reasons are counted, not kept per connection, so "Name taken: cb7r3" and
+    "Name taken: cb7r4" are one reason, "Name taken: NAME"."""
+    if not stem:
+        return reason
+    return re.sub(re.escape(stem) + r"\S*", "NAME", reason)
 
 
 class ChurnDriver:
@@ -358,6 +368,8 @@ class ChurnDriver:
         self._reconnect(seat, seat.kind, conn.started_ns, seat.attempt + 1)
 
     def _failed_kind(self, kind: str, reason: str) -> None:
+        """Count a failed attempt by its reason (see :func:`failure_reason`)."""
+        reason = failure_reason(reason, self.plan.name_stem)
         got = self.failures.get(kind)
         if got is None:
             got = self.failures[kind] = Counter()
