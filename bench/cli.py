@@ -19,15 +19,18 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NoReturn, Protocol, cast
 
 from bench import progname
 from bench.measure import thresholds
 from bench.measure.thresholds import Threshold
+from bench.net.tls import TlsOptions
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig, pinning
 from bench.swarm.run import rooms_refusal
 from bench.targets import TargetError, make_target, parse_target, registry
 from bench.wire import PROTOCOLS
+from bench.wire.credentials import CredentialsError, Logins, parse_credentials, single
 from bench.workload import Workload, WorkloadError, membership, model, scenario
 from bench.workload.membership import Churn
 from server.config import FANOUT_STRATEGIES, ServerConfig
@@ -87,6 +90,7 @@ SUBCOMMANDS: dict[str, Entry] = {
     ),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
     "cost": Entry("bench.studies.cost", "server CPU time and context switches per delivery, pinned, interleaved"),
+    "handshakes": Entry("bench.studies.handshakes", "TLS handshakes per second and their latency, full and resumed"),
     "selftest": Entry("bench.studies.selftest", "the harness against a fault-injecting relay: exact counts, latency"),
     "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
     "diff": Entry("bench.studies.diff", "compare two results (or one with a saved baseline): ratios NEW/BASE"),
@@ -460,6 +464,95 @@ def workload_of(args: argparse.Namespace) -> tuple[Workload, int]:
     return workload, round(workload.payload.mean)
 
 
+def security_options() -> argparse.ArgumentParser:
+    """TLS and logins: --tls, --ca, --insecure, --server-name, --tls-resume, --user, --password, --credentials."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("TLS")
+    g.add_argument(
+        "--tls",
+        action="store_true",
+        help="every connection over TLS: a target the harness starts serves TLS with a certificate it generates "
+        f"(and its clients trust; {registry.tls_kinds()}); a running server's certificate is checked against "
+        "the system's CAs (or --ca) and its name",
+    )
+    g.add_argument(
+        "--ca", metavar="FILE", help="trust this CA certificate (PEM) instead of the system's; implies --tls"
+    )
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        help="TLS without any certificate check (a self-signed server); implies --tls, and every result says so",
+    )
+    g.add_argument("--server-name", metavar="NAME", help="the name sent (SNI) and checked (default: the target's host)")
+    g.add_argument(
+        "--tls-resume",
+        action="store_true",
+        help="each worker's connections after its first offer the previous one's session (resumed handshakes, "
+        "timed apart from full ones)",
+    )
+    add_login_options(p)
+    return p
+
+
+def login_options() -> argparse.ArgumentParser:
+    """Logins alone: --user, --password, --credentials."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_login_options(p)
+    return p
+
+
+def add_login_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("logins")
+    g.add_argument(
+        "--user",
+        help="log in as this user (MQTT, Redis, NATS); a target the harness starts lets in only this login",
+    )
+    g.add_argument(
+        "--password",
+        help="the password (visible to other users in `ps`: prefer --credentials); alone, every client's "
+        "password: IRC's server password (PASS), our server's per-name accounts (the harness enrolls its clients)",
+    )
+    g.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="USER:PASSWORD lines, client i logs in with line i (modulo their number); for our protocol the users "
+        "are the clients' names (one line per client)",
+    )
+
+
+def client_security(args: argparse.Namespace) -> tuple[TlsOptions | None, Logins | None]:
+    """The TLS settings and logins the options give (UsageError in one line)."""
+    get = args.__dict__.get
+    tls = None
+    if get("tls") or get("ca") or get("insecure") or get("server_name") or get("tls_resume"):
+        ca = get("ca")
+        if ca is not None and not Path(ca).is_file():
+            raise UsageError(f"--ca {ca}: no such file")
+        if ca is not None and get("insecure"):
+            raise UsageError("--ca and --insecure contradict each other: --insecure checks no certificate")
+        tls = TlsOptions(ca, bool(get("insecure")), get("server_name"), bool(get("tls_resume")))
+        if tls.insecure:
+            print("warning: --insecure: the target's TLS certificate is not checked", file=sys.stderr)
+    logins = None
+    try:
+        if get("credentials") is not None:
+            if get("user") is not None or get("password") is not None:
+                raise UsageError("--credentials or --user/--password, not both")
+            path = Path(str(get("credentials")))
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"--credentials {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            logins = parse_credentials(text, str(path))
+        elif (password := get("password")) is not None:
+            logins = single(get("user"), str(password))
+        elif get("user") is not None:
+            raise UsageError("--user needs --password (or --credentials FILE)")
+    except CredentialsError as exc:
+        raise UsageError(str(exc)) from None
+    return tls, logins
+
+
 def output_options() -> argparse.ArgumentParser:
     """Where results go: --reports-root, --out, --no-latest, --label, --quiet."""
     p = argparse.ArgumentParser(add_help=False)
@@ -532,8 +625,8 @@ def add_parents(parser: argparse.ArgumentParser, *parents: argparse.ArgumentPars
 
 
 def swarm_parents() -> list[argparse.ArgumentParser]:
-    """All four groups, for the subcommands that drive the swarm at one target."""
-    return [target_options(), clients_options(), traffic_options(), output_options()]
+    """All five groups, for the subcommands that drive the swarm at one target."""
+    return [target_options(), security_options(), clients_options(), traffic_options(), output_options()]
 
 
 # ---------------------------------------------------------------------------
@@ -548,6 +641,7 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
     get = args.__dict__.get
     rate = float(args.rate)
     workload, payload = workload_of(args)
+    tls, logins = client_security(args)
     return SwarmConfig(
         clients=clients,
         senders=get("senders"),
@@ -581,6 +675,8 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
         harness_cpus=get("harness_cpus"),
         progress=not get("quiet", False),
         label=get("label"),
+        tls=tls,
+        logins=logins,
     )
 
 
@@ -607,7 +703,7 @@ def validate(args: argparse.Namespace, clients: Sequence[int], strategies: Seque
     for f in strategies:
         base = swarm_config(args, max(clients), fanout=f)
         point_config(base, min(clients))  # the smallest point is valid too (SwarmConfig checks)
-        target = make_target(base.target, base.all_server_args, base.server_pid, base.protocol)
+        target = make_target(base.target, base.all_server_args, base.server_pid, base.protocol, base.security)
         why = rooms_refusal(base, target)  # the most rooms: the largest point's
         if why is not None:
             raise UsageError(why)

@@ -13,7 +13,7 @@ last block framed is kept (one entry, compared by identity): a broadcast to
 (pong, close) are wsproto's (:mod:`server.websocket`); only this data path is
 framed here, because it runs once per line in the flusher thread
 (wsproto's ``send(TextMessage)`` costs several times more per line; see
-``tests/test_websocket_codec.py``).
+``tests/server/test_websocket_codec.py``).
 """
 
 from __future__ import annotations

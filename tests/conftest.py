@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime
 import socket
 import ssl
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -221,3 +223,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float = READ_TIMEOUT, int
             return True
         time.sleep(interval)
     return predicate()
+
+
+@pytest.fixture(autouse=True)
+def _gevent_never_reaches_this_process() -> Iterator[None]:
+    """Locust monkey-patches socket and threading (gevent) in the process that
+    imports it; the Locust tests run it in subprocesses.  After every test the
+    threaded server's modules must still be the real ones, so a test that
+    leaks it fails itself, whatever order the files run in."""
+    yield
+    if "gevent.monkey" in sys.modules:  # only to look: never imported here
+        from gevent import monkey
+
+        assert not monkey.is_module_patched("socket"), "gevent patched socket in the test process"
+        assert not monkey.is_module_patched("threading"), "gevent patched threading in the test process"
+    assert socket.socket.__module__ == "socket"
+    assert threading.Lock.__module__ in ("_thread", "threading")

@@ -6,14 +6,12 @@ import os
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.paths import REPO
 from tests.procguard import ITEM_VAR, ItemMark, leaked_processes
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _mark() -> tuple[ItemMark, dict[str, str]]:

@@ -16,8 +16,8 @@ import pytest
 from bench import cli, progname
 from bench.studies import compare
 from bench.targets import KINDS
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 

@@ -42,7 +42,7 @@ from bench.measure.probe import encode_probe, make_payload
 from bench.measure.recorder import DeliveryRecorder
 from bench.measure.stats import LatencyHistogram
 from bench.net.rx import ReceivePath, StampedReader
-from bench.wire.client import WireClient
+from bench.wire.client import PLAIN, Access, WireClient
 from server import protocol
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,14 @@ RECV_BUFFER_BYTES = 1 << 18
 SETTLE_QUIET_S = 0.25
 #: Client ids of the receivers: RECEIVER_BASE + i (the sender is SENDER_ID).
 RECEIVER_BASE = 1000
+
+
+def member_names(clients: int, stalled: int) -> list[tuple[int, str]]:
+    """Every connection a group opens: (login index, name) (see :meth:`Member.join`)."""
+    names = [(0, f"{STALLED_PREFIX}{i}") for i in range(stalled)]
+    names += [(i, f"{RECEIVER_PREFIX}-{i:03d}") for i in range(clients)]
+    names += [(0, FILLER_NAME)] if stalled else []
+    return [*names, (0, SENDER_NAME)]
 
 
 class Member:
@@ -71,14 +79,23 @@ class Member:
 
     @classmethod
     def join(
-        cls, cid: int, address: tuple[str, int], name: str, protocol_name: str, *, rcvbuf: int | None = None
+        cls,
+        cid: int,
+        address: tuple[str, int],
+        name: str,
+        protocol_name: str,
+        *,
+        rcvbuf: int | None = None,
+        access: Access = PLAIN,
     ) -> Member:
-        """Connect and register ``name`` (a sender of a protocol whose
-        subscribers cannot publish registers as a sending-only connection)."""
-        client = WireClient.open(address, protocol_name, HANDSHAKE_TIMEOUT, rcvbuf)
+        """Connect (over TLS with ``access.tls``) and register ``name``
+        (logging in with its login; a sender of a protocol whose subscribers
+        cannot publish registers as a sending-only connection)."""
+        client = WireClient.open(address, protocol_name, HANDSHAKE_TIMEOUT, rcvbuf, tls=access.tls)
         try:
             sender_only = name == SENDER_NAME and not client.adapter.senders_receive
-            client.register(name, time.monotonic() + HANDSHAKE_TIMEOUT, sender_only=sender_only)
+            login = access.login(cid - RECEIVER_BASE if cid >= RECEIVER_BASE else 0)
+            client.register(name, time.monotonic() + HANDSHAKE_TIMEOUT, sender_only=sender_only, credentials=login)
         except BaseException:
             client.close()
             raise
@@ -111,8 +128,16 @@ class FanoutGroup:
     """One sender and N receivers (plus optional non-reading clients)
     registered on one target, measuring bursts."""
 
-    def __init__(self, address: tuple[str, int], scenario: Scenario, stalled: int, protocol_name: str = "chat") -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        scenario: Scenario,
+        stalled: int,
+        protocol_name: str = "chat",
+        access: Access = PLAIN,
+    ) -> None:
         self.scenario = scenario
+        self.access = access
         self.adapter = wire.get(protocol_name)
         if stalled and protocol_name != "chat":
             raise GateError(
@@ -147,13 +172,18 @@ class FanoutGroup:
         # Non-readers join first, so they come first in the server's
         # member list: a sender blocked on them blocks everyone.
         name = self.protocol
+        access = self.access
         for i in range(stalled):
-            self._stalled.append(Member.join(-1 - i, address, f"{STALLED_PREFIX}{i}", name, rcvbuf=STALLED_RCVBUF))
+            self._stalled.append(
+                Member.join(-1 - i, address, f"{STALLED_PREFIX}{i}", name, rcvbuf=STALLED_RCVBUF, access=access)
+            )
         for i in range(self.scenario.clients):
-            self._receivers.append(Member.join(RECEIVER_BASE + i, address, f"{RECEIVER_PREFIX}-{i:03d}", name))
+            self._receivers.append(
+                Member.join(RECEIVER_BASE + i, address, f"{RECEIVER_PREFIX}-{i:03d}", name, access=access)
+            )
         if stalled:
-            self._filler = Member.join(-1 - stalled, address, FILLER_NAME, name)
-        self._sender = Member.join(SENDER_ID, address, SENDER_NAME, name)
+            self._filler = Member.join(-1 - stalled, address, FILLER_NAME, name, access=access)
+        self._sender = Member.join(SENDER_ID, address, SENDER_NAME, name, access=access)
 
     def _settle(self, stalled: int) -> None:
         """Wait until no setup traffic is left, then arm the receivers."""

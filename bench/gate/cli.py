@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TypedDict
 
+from bench.cli import UsageError, add_parents, client_security, security_options
 from bench.gate.baseline import (
     BASELINE_PATH,
     DEFAULT_TOLERANCES,
@@ -27,6 +28,7 @@ from bench.gate.scenario import GateError, Scenario
 from bench.gate.verdict import check
 from bench.progname import PROG
 from bench.targets.relay import run_relay
+from bench.wire.client import Access
 
 #: Runs ``--write-baseline`` measures by default; the median is recorded.
 DEFAULT_BASELINE_RUNS = 7
@@ -70,6 +72,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the full measurement as JSON on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-round progress on stderr")
+    add_parents(parser, security_options())
     relay = parser.add_argument_group("calibration relay (internal; also `python -m bench.targets.relay`)")
     relay.add_argument("--relay", action="store_true", help="only run the calibration relay until killed")
     relay.add_argument("--host", default="127.0.0.1", help="relay listen address")
@@ -130,6 +133,10 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
 
 def scenario_from(args: argparse.Namespace) -> Scenario:
     """The scenario the options describe (ValueError if they make no sense)."""
+    try:
+        tls, logins = client_security(args)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
     return Scenario(
         clients=args.clients,
         lines=args.lines,
@@ -142,6 +149,7 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         server_command=tuple(shlex.split(args.server_command)) if args.server_command else None,
         target=args.target,
         protocol=args.protocol,
+        access=Access(tls, logins),
     )
 
 

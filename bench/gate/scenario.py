@@ -11,6 +11,9 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.targets.base import Security
+from bench.wire.client import PLAIN, Access
+
 #: Receivers per burst: enough that per-recipient cost dominates the round.
 DEFAULT_CLIENTS = 50
 #: Lines per burst.  100 lines of ~120 bytes are ~12 KB per receiver, ~600 KB
@@ -82,6 +85,8 @@ class Scenario:
     #: (``server_command``).  No baseline applies to it: the ratio is measured only.
     target: str | None = None
     protocol: str | None = None  #: the protocol of a HOST:PORT or ws:// ``target``
+    #: ``--tls`` and logins, for ``target`` only (the baseline is our plaintext server's)
+    access: Access = PLAIN
 
     def __post_init__(self) -> None:
         if self.clients < 1 or self.lines < 1 or self.rounds < 1:
@@ -92,6 +97,8 @@ class Scenario:
             raise ValueError("burst timeout must be positive")
         if self.target is not None and self.server_command is not None:
             raise ValueError("--target and --server-command name two servers: give one")
+        if self.access != PLAIN and self.target is None:
+            raise ValueError("--tls and logins apply with --target (the baseline is our server's, in plaintext)")
 
     def server_argv(self) -> list[str]:
         if self.server_command is not None:
@@ -117,7 +124,14 @@ class Scenario:
         text = f"{self.clients} receivers x {self.lines} lines ({self.payload}-char payload), {server}"
         if self.stalled:
             text += f", {self.stalled} non-reading client(s)"
+        if self.access.tls is not None:
+            text += ", over TLS"
         return text
+
+    @property
+    def security(self) -> Security:
+        """What the target is started with."""
+        return Security(tls=self.access.tls is not None, logins=self.access.logins)
 
     def key(self) -> dict[str, int]:
         return {"clients": self.clients, "lines": self.lines, "payload": self.payload}

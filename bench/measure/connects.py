@@ -1,33 +1,80 @@
 """How long a connection takes to set up, split into its steps (HDR, microseconds).
 
-A connection's setup is timed from the ``connect()`` call to the moment the
-harness saw its registration confirmed, in three steps:
+The one place a connection's setup is measured: the swarm's connections of
+every kind (the initial ones, churn replacements, a storm's reconnects,
+connect-rate probes; plaintext or TLS) and the ``handshakes`` study's
+attempts.  A connection is timed from the ``connect()`` call to the moment
+the harness saw its registration confirmed, in steps:
 
 * **tcp**: ``connect()`` until the socket is writable (the handshake done;
   with a full listen backlog this holds the SYN retransmissions: 1 s, 3 s, ...);
-* **tls**: the TLS handshake, for a TLS target; absent (nothing recorded)
-  in plaintext -- the transport that adds a handshake stamps its end
-  (``tls_ns``) and this module records it;
+* **tls_full** / **tls_resumed**: the TLS handshake, ClientHello to the
+  server's Finished (:attr:`bench.net.tls.TlsChannel.handshake_ns`), full
+  and resumed handshakes apart; nothing recorded in plaintext.  With NATS
+  the handshake starts after the server's plaintext ``INFO``, so the steps
+  need not add up to ``total``;
 * **registration**: from there (the end of the TLS handshake, or of TCP) to
   the registration confirmed: our welcome line (and each room's confirmation),
   IRC's ``001`` (and each channel's ``366``), MQTT's ``CONNACK`` (and ``SUBACK``),
   Redis's and NATS's first replies, WebSocket's ``101`` then the welcome.
 
-``total`` is the sum.  :class:`ConnectLatency` keeps one histogram per step
-for one kind of connection (the initial ones, churn replacements, a storm's
-reconnects, connect-rate probes); kinds travel between processes encoded
-(:class:`EncodedConnects`) and merge exactly.
+``total`` is ``connect()`` to registered.  :class:`ConnectLatency` keeps one
+histogram per step for one kind of connection, and what TLS negotiated;
+kinds travel between processes encoded (:class:`EncodedConnects`) and merge
+exactly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from bench.measure.labelled import EncodedHistogram
 from bench.measure.stats import LatencyHistogram
 
-#: The steps, in order (``total`` is their sum).
-STEPS = ("tcp", "tls", "registration", "total")
+#: The steps, in order.
+STEPS = ("tcp", "tls_full", "tls_resumed", "registration", "total")
+
+
+class Handshake(Protocol):
+    """What a TLS channel says of its handshake (:class:`bench.net.tls.TlsChannel`)."""
+
+    @property
+    def handshake_ns(self) -> int:
+        """ClientHello to the server's Finished (0: not established)."""
+        ...
+
+    @property
+    def session_reused(self) -> bool: ...
+
+    @property
+    def version(self) -> str | None: ...
+
+    @property
+    def cipher(self) -> str | None: ...
+
+
+class SetupStamps(Protocol):
+    """A connection's setup as its loop stamped it (monotonic ns; 0: not reached)."""
+
+    @property
+    def opened_ns(self) -> int:
+        """``connect()`` was called."""
+        ...
+
+    @property
+    def up_ns(self) -> int:
+        """TCP is up (the socket became writable)."""
+        ...
+
+    @property
+    def secured_ns(self) -> int:
+        """The TLS handshake is done (0: plaintext)."""
+        ...
+
+    @property
+    def tls(self) -> Handshake | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,54 +82,77 @@ class EncodedConnects:
     """One kind's histograms as they travel between processes."""
 
     tcp: EncodedHistogram
-    tls: EncodedHistogram
+    tls_full: EncodedHistogram
+    tls_resumed: EncodedHistogram
     registration: EncodedHistogram
     total: EncodedHistogram
+    negotiated: dict[str, int] = field(default_factory=dict)
 
 
 class ConnectLatency:
     """The setup latencies of one kind of connection."""
 
-    __slots__ = ("registration", "tcp", "tls", "total")
+    __slots__ = ("negotiated", "registration", "tcp", "tls_full", "tls_resumed", "total")
 
     def __init__(self) -> None:
         self.tcp = LatencyHistogram()
-        self.tls = LatencyHistogram()
+        self.tls_full = LatencyHistogram()
+        self.tls_resumed = LatencyHistogram()
         self.registration = LatencyHistogram()
         self.total = LatencyHistogram()
+        #: what TLS negotiated ("TLSv1.3 TLS_AES_256_GCM_SHA384") -> connections
+        self.negotiated: Counter[str] = Counter()
 
-    def record(self, started_ns: int, tcp_ns: int, tls_ns: int, done_ns: int) -> None:
-        """One connection: ``connect()`` at ``started_ns``, TCP up at
-        ``tcp_ns``, the TLS handshake done at ``tls_ns`` (0: plaintext), its
-        registration confirmed at ``done_ns`` (monotonic ns)."""
-        tcp_ns = max(tcp_ns, started_ns)
-        self.tcp.record((tcp_ns - started_ns) // 1000)
-        ready_ns = tcp_ns
-        if tls_ns:
-            ready_ns = max(tls_ns, tcp_ns)
-            self.tls.record((ready_ns - tcp_ns) // 1000)
+    def record(self, conn: SetupStamps, done_ns: int) -> None:
+        """A connection registered at ``done_ns``: every step of its setup."""
+        self.record_tcp(conn)
+        self.record_tls(conn)
+        self.record_registration(conn, done_ns)
+        self.total.record((max(done_ns, conn.opened_ns) - conn.opened_ns) // 1000)
+
+    def record_tcp(self, conn: SetupStamps) -> None:
+        """The TCP step alone (a loop that times each step when it ends)."""
+        self.tcp.record((max(conn.up_ns, conn.opened_ns) - conn.opened_ns) // 1000)
+
+    def record_tls(self, conn: SetupStamps) -> None:
+        """The TLS handshake alone, if there was one."""
+        tls = conn.tls
+        if tls is None or not conn.secured_ns:
+            return
+        (self.tls_resumed if tls.session_reused else self.tls_full).record(tls.handshake_ns // 1000)
+        self.negotiated[f"{tls.version} {tls.cipher}"] += 1
+
+    def record_registration(self, conn: SetupStamps, done_ns: int) -> None:
+        """The end of TLS (or of TCP) to registered at ``done_ns``."""
+        ready_ns = max(conn.secured_ns, conn.up_ns, conn.opened_ns)
         self.registration.record((max(done_ns, ready_ns) - ready_ns) // 1000)
-        self.total.record((max(done_ns, started_ns) - started_ns) // 1000)
+
+    def tls(self) -> LatencyHistogram:
+        """Every handshake, full and resumed together."""
+        both = LatencyHistogram()
+        both.merge(self.tls_full)
+        both.merge(self.tls_resumed)
+        return both
 
     def merge(self, other: ConnectLatency) -> None:
-        self.tcp.merge(other.tcp)
-        self.tls.merge(other.tls)
-        self.registration.merge(other.registration)
-        self.total.merge(other.total)
+        for step in STEPS:
+            getattr(self, step).merge(getattr(other, step))
+        self.negotiated.update(other.negotiated)
 
     def encoded(self) -> EncodedConnects:
         return EncodedConnects(
             EncodedHistogram.of(self.tcp),
-            EncodedHistogram.of(self.tls),
+            EncodedHistogram.of(self.tls_full),
+            EncodedHistogram.of(self.tls_resumed),
             EncodedHistogram.of(self.registration),
             EncodedHistogram.of(self.total),
+            dict(self.negotiated),
         )
 
     @classmethod
     def decode(cls, encoded: EncodedConnects) -> ConnectLatency:
         out = cls()
-        out.tcp = encoded.tcp.decode()
-        out.tls = encoded.tls.decode()
-        out.registration = encoded.registration.decode()
-        out.total = encoded.total.decode()
+        for step in STEPS:
+            setattr(out, step, getattr(encoded, step).decode())
+        out.negotiated.update(encoded.negotiated)
         return out

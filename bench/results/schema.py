@@ -19,6 +19,7 @@ from bench.measure.summaries import ProcessResources as ProcessResources
 from bench.measure.summaries import ProcessSamples as ProcessSamples
 from bench.measure.summaries import ProcessSummary as ProcessSummary
 from bench.measure.summaries import Resources as Resources
+from bench.net.tls import TlsInfo
 
 #: Bumped on any incompatible change to the swarm documents below.
 #: 2: per-label measurements (``labels``) replace the cluster's
@@ -127,6 +128,9 @@ class SeriesParameters(TypedDict):
     senders_receive: bool
     workload: NotRequired[WorkloadParameters]  #: absent: the one room (the run without workload options)
     churn: NotRequired[ChurnParameters]  #: absent: everyone stays for the whole run
+    transport: NotRequired[str]  #: ``plain`` or ``tls`` (absent in older runs: plain)
+    tls: NotRequired[TlsInfo | None]  #: the clients' TLS settings (--tls)
+    logins: NotRequired[str | None]  #: who the clients log in as (never a password)
 
 
 class RunParameters(SeriesParameters):
@@ -171,6 +175,8 @@ class TargetInfo(TypedDict):
     nodes: NotRequired[list[TargetInfo]]  #: cluster:N: each node as a target
     redis: NotRequired[TargetInfo]  #: cluster:N: the backplane's redis-server
     pid_check: NotRequired[str]  #: HOST:PORT with --server-pid: why the pid could not be checked
+    #: started by the harness: ``plain`` or ``tls``, and who may log in (never a password)
+    security: NotRequired[str]
 
 
 class Connections(TypedDict):
@@ -344,13 +350,18 @@ class IntervalSeries(TypedDict):
 class ConnectSteps(TypedDict):
     """``connects.KIND``: how long one kind of connection took to set up
     (:mod:`bench.measure.connects`): from ``connect()`` to TCP up, the TLS
-    handshake (None in plaintext), then to its registration confirmed."""
+    handshake (None in plaintext; full and resumed also apart), then to its
+    registration confirmed."""
 
     count: int
     tcp_us: Latency
-    tls_us: Latency | None
+    tls_us: Latency | None  #: every handshake
+    tls_full_us: Latency | None
+    tls_resumed_us: Latency | None
     registration_us: Latency
     total_us: Latency
+    #: what TLS negotiated ("TLSv1.3 TLS_AES_256_GCM_SHA384") -> connections (empty in plaintext)
+    tls: dict[str, int]
     histogram: Histogram  #: of ``total_us``
 
 

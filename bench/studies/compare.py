@@ -136,7 +136,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="run nothing: re-read the sweeps in DIR (a previous --out); rewrite compare.json, COMPARE.md, charts",
     )
-    cli.add_parents(parser, cli.clients_options(), cli.traffic_options(), cli.output_options())
+    cli.add_parents(parser, cli.security_options(), cli.clients_options(), cli.traffic_options(), cli.output_options())
     # Receivers ACK at once by default: the peers leave Nagle on (see the module's docstring).
     parser.set_defaults(quickack=True, reports_root=DEFAULT_ROOT)
 
@@ -176,8 +176,6 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UsageError(
             f"--quickack-targets names targets not in --targets: {', '.join(sorted(quick - set(targets)))}"
         )
-    for name in targets:
-        make_target(name)  # installed?  (clear error otherwise)
     senders, flood = flood_plan(targets, args.rate, args.senders)
     if cli.workload_of(args)[0].one_room:
         args.senders = senders
@@ -185,8 +183,10 @@ def run(args: argparse.Namespace) -> int:
         flood += "; with rooms the senders are the rooms' (not spread): ngircd's penalty may hold them back"
     base = cli.swarm_config(args, max(args.clients))
     for name in targets:
-        config = replace(base, target=name)  # validates the payload and the rooms against each protocol
-        why = rooms_refusal(config, make_target(name))
+        # validates the payload, the rooms and the logins against each protocol
+        config = replace(base, target=name)
+        # installed, and can be so secured?  (clear error otherwise)
+        why = rooms_refusal(config, make_target(name, security=base.security))
         if why is not None:
             raise cli.UsageError(why)
     out = sweep.out_dir(args)

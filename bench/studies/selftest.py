@@ -24,6 +24,11 @@ says what it did, the run document what the harness saw:
 * ``--locust`` (:mod:`bench.studies.selftest_locust`): Locust's master and two
   workers against the relay; the merged integrity counters must equal the
   injected faults per (receiver, sender) pair.
+* ``--tls``: every scenario with the relay speaking TLS to every client
+  (a certificate the harness generates): the same exact counts, and the
+  latency checks show that the kernel receive stamp of the *ciphertext*,
+  read raw and decrypted afterwards (:mod:`bench.net.tls`), keeps the
+  reported latency within the same stated bound.
 
 Without ``--ci``/``--only`` it also ramps one worker against our server to
 find the harness's own ceiling (the deliveries/s it takes with a flat read
@@ -51,6 +56,7 @@ from typing import TypedDict, TypeVar
 import psutil
 
 from bench.measure.stats import LatencyHistogram
+from bench.net.tls import TlsOptions
 from bench.results.schema import RunDocument
 from bench.results.store import write_json
 from bench.studies import selftest_bounds as bounds
@@ -197,8 +203,9 @@ def stop_workers_later(stop_ms: float) -> threading.Thread:
     return thread
 
 
-def run_scenario(sc: Scenario, workdir: Path, quiet: bool) -> tuple[RunDocument, ScheduleFile]:
-    """One swarm run against a fresh relay: the run document and the relay's schedule file."""
+def run_scenario(sc: Scenario, workdir: Path, quiet: bool, tls: bool = False) -> tuple[RunDocument, ScheduleFile]:
+    """One swarm run against a fresh relay (over TLS with ``tls``): the run
+    document and the relay's schedule file."""
     schedule = workdir / f"schedule-{sc.name}.json"
     opts = replace(sc.faults, senders=sc.senders, clients=sc.clients, rate=sc.rate)
     config = SwarmConfig(
@@ -212,7 +219,8 @@ def run_scenario(sc: Scenario, workdir: Path, quiet: bool) -> tuple[RunDocument,
         server_args=tuple(option_argv(opts, str(schedule))),
         drain_timeout_s=DRAIN_S + (opts.pause_ms + opts.stall_ms + sc.stop_workers_ms) / 1000,
         progress=not quiet,
-        label=f"selftest {sc.name}",
+        label=f"selftest {sc.name}" + (" over TLS" if tls else ""),
+        tls=TlsOptions() if tls else None,  # the relay's generated certificate, its CA trusted
     )
     stopper = stop_workers_later(sc.stop_workers_ms) if sc.stop_workers_ms else None
     doc: RunDocument = run_swarm(config)
@@ -384,21 +392,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     names = ", ".join(dict.fromkeys(sc.name for sc in scenarios(True) + scenarios(False)))
     parser.add_argument("--only", help=f"comma-separated scenario names (default: all): {names}")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="every scenario over TLS: the relay speaks TLS to every client; the same counts and latency bounds",
+    )
     parser.add_argument("--out", default="reports/selftest", help="directory for selftest.json (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress output on stderr")
 
 
 def selftest(
-    ci: bool, only: set[str] | None = None, quiet: bool = True, locust: bool = False
+    ci: bool, only: set[str] | None = None, quiet: bool = True, locust: bool = False, tls: bool = False
 ) -> tuple[Outcome, dict[str, object]]:
-    """Run the scenarios; the checks and, per scenario, the harness's ceiling figures."""
+    """Run the scenarios (over TLS with ``tls``); the checks and, per
+    scenario, the harness's ceiling figures."""
     out = Outcome()
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="selftest-") as tmp:
         for sc in scenarios(ci):
             if only and sc.name not in only:
                 continue
-            doc, sched = run_scenario(sc, Path(tmp), quiet)
+            doc, sched = run_scenario(sc, Path(tmp), quiet, tls)
             if sc.kind == "integrity":
                 check_integrity(sc, doc, sched, out)
             elif sc.kind in ("stall", "harness"):
@@ -486,10 +500,13 @@ def table(out: Outcome) -> str:
 
 def run(args: argparse.Namespace) -> int:
     only = set(args.only.split(",")) if args.only else None
+    if args.tls and args.locust:
+        print("selftest: --tls covers the swarm's scenarios; run --locust without it", file=sys.stderr)
+        return 2
     t0 = time.monotonic()
     noise = bounds.scheduling_delay()
     try:
-        out, figures = selftest(args.ci, only, args.quiet, args.locust)
+        out, figures = selftest(args.ci, only, args.quiet, args.locust, args.tls)
     except (SwarmError, TargetError, RuntimeError) as exc:
         print(f"selftest: {exc}", file=sys.stderr)
         return 2
@@ -504,6 +521,7 @@ def run(args: argparse.Namespace) -> int:
         {
             "kind": "selftest",
             "ci": args.ci,
+            "transport": "tls" if args.tls else "plain",
             "checks": out.checks,
             "harness": figures,
             "ceiling": top,

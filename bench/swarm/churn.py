@@ -337,14 +337,14 @@ class ChurnDriver:
         if cid < 0:  # a probe: timed, then it leaves at once
             self.probes_inflight -= 1
             self.probes += 1
-            self.registrar.timed(PROBE).record(conn.started_ns, conn.tcp_ns, conn.tls_ns, now)
+            self.registrar.timed(PROBE).record(conn, now)
             mode = self.churn.mode if self.churn.mode != "mixed" else ("reset" if cid % 2 else "quit")
             self.leaves_made += 1
             self._close(conn, mode, now)
             return
         seat = self.seats[cid]
         assert self.book is not None
-        self.registrar.timed(seat.kind).record(conn.started_ns, conn.tcp_ns, conn.tls_ns, now)
+        self.registrar.timed(seat.kind).record(conn, now)
         seat.pending = False
         seat.conn = conn
         self.book.opened(conn, now)
@@ -365,7 +365,7 @@ class ChurnDriver:
         seat = self.seats[cid]
         self._failed_kind(seat.kind, reason)
         seat.conn = None
-        self._reconnect(seat, seat.kind, conn.started_ns, seat.attempt + 1)
+        self._reconnect(seat, seat.kind, conn.opened_ns, seat.attempt + 1)
 
     def _failed_kind(self, kind: str, reason: str) -> None:
         """Count a failed attempt by its reason (see :func:`failure_reason`)."""

@@ -38,16 +38,23 @@ def connects_section(results: Sequence[Result]) -> dict[str, ConnectSteps]:
     for r in results:
         for kind, encoded in r.connects.items():
             merged.setdefault(kind, ConnectLatency()).merge(ConnectLatency.decode(encoded))
+    return {kind: connect_steps(hists) for kind, hists in sorted(merged.items())}
+
+
+def connect_steps(hists: ConnectLatency) -> ConnectSteps:
+    """One kind's section; the TLS steps None when no handshake was made (plaintext)."""
+    tls = hists.tls()
+    secured = tls.count > 0
     return {
-        kind: {
-            "count": hists.total.count,
-            "tcp_us": hists.tcp.summary(),
-            "tls_us": hists.tls.summary() if hists.tls.count else None,
-            "registration_us": hists.registration.summary(),
-            "total_us": hists.total.summary(),
-            "histogram": histogram_doc(hists.total),
-        }
-        for kind, hists in sorted(merged.items())
+        "count": hists.total.count,
+        "tcp_us": hists.tcp.summary(),
+        "tls_us": tls.summary() if secured else None,
+        "tls_full_us": hists.tls_full.summary() if secured else None,
+        "tls_resumed_us": hists.tls_resumed.summary() if secured else None,
+        "registration_us": hists.registration.summary(),
+        "total_us": hists.total.summary(),
+        "tls": dict(hists.negotiated),
+        "histogram": histogram_doc(hists.total),
     }
 
 

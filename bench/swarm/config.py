@@ -10,9 +10,12 @@ from functools import cached_property
 from bench import wire
 from bench.measure import intervals, probe
 from bench.measure.sampler import DEFAULT_INTERVAL_S
+from bench.net.tls import TlsOptions
 from bench.results.schema import ChurnParameters, RunParameters, SeriesParameters, WorkloadParameters
 from bench.swarm import pinning
 from bench.targets import TargetError, parse_target, target_protocol
+from bench.targets.base import Security
+from bench.wire.credentials import CredentialsError, Logins
 from bench.workload import Workload, WorkloadError, build
 from bench.workload.membership import Churn
 
@@ -65,6 +68,10 @@ class SwarmConfig:
     workload: Workload = field(default_factory=Workload)
     #: membership over time: churn, a storm, connect probes (bench.workload.membership)
     churn: Churn = field(default_factory=Churn)
+    #: every connection over TLS (``--tls``, ``--ca``, ``--insecure``, ...); None: plaintext
+    tls: TlsOptions | None = None
+    #: who the clients log in as (``--user``/``--password``, ``--credentials``); None: no login
+    logins: Logins | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -109,6 +116,16 @@ class SwarmConfig:
         self._check_churn()
         why_not = pinning.check_cpus(self.server_cpus or (), self.harness_cpus or ())
         need(why_not is None, str(why_not))
+        self._check_logins(proto)
+
+    def _check_logins(self, proto: str) -> None:
+        """The logins fit the protocol and the run."""
+        if self.logins is None:
+            return
+        try:
+            self.logins.check(proto, wire.get(proto).login, self.connections)
+        except CredentialsError as exc:
+            raise ValueError(str(exc)) from None
 
     def _check_churn(self) -> None:
         """Churn and storms need seats that may leave, and a storm's time inside the sends."""
@@ -181,6 +198,21 @@ class SwarmConfig:
     def protocol_name(self) -> str:
         """The protocol the target speaks (``chat`` or ``irc``)."""
         return target_protocol(self.target, self.protocol)
+
+    @property
+    def transport(self) -> str:
+        """``tls`` or ``plain``: how every client reaches the target."""
+        return "tls" if self.tls is not None else "plain"
+
+    @property
+    def security(self) -> Security:
+        """What a target the harness starts is secured with."""
+        return Security(tls=self.tls is not None, logins=self.logins)
+
+    @property
+    def connections(self) -> int:
+        """Every connection the run opens: clients, dedicated senders, stalled clients."""
+        return self.clients + (self.sender_count if self.dedicated_senders else 0) + self.stalled_clients
 
     @property
     def sender_count(self) -> int:
@@ -261,6 +293,9 @@ class SwarmConfig:
             "senders_receive": not self.dedicated_senders,
             "server_cpus": list(self.server_cpus) if self.server_cpus is not None else None,
             "harness_cpus": list(self.harness_cpus) if self.harness_cpus is not None else None,
+            "transport": self.transport,
+            "tls": self.tls.describe() if self.tls is not None else None,
+            "logins": self.logins.describe() if self.logins is not None else None,
         }
         workload = self._workload_parameters()
         if workload is not None:

@@ -14,6 +14,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from bench.measure.integrity import IntegrityTracker
+from bench.net.tls import TlsChannel
 from bench.swarm.plan import ClientSpec
 from bench.wire import Decoder, Registration
 
@@ -42,6 +43,13 @@ class Conn:
     deadline_ns: int = 0
     stalled: bool = False  #: a stalled client (registers, then is never read)
     tracker: IntegrityTracker | None = None  #: set once a measured receiver is registered
+    #: over TLS: the connection's channel (``outbuf`` then holds records, reads are decrypted)
+    tls: TlsChannel | None = None
+    # connection setup (monotonic ns; 0: not yet): connect() called, TCP up,
+    # TLS up -- timed by bench.measure.connects once it registers
+    opened_ns: int = 0
+    up_ns: int = 0
+    secured_ns: int = 0
     # sending
     outbuf: bytearray = field(default_factory=bytearray)
     out_lens: deque[int] = field(default_factory=deque)
@@ -54,11 +62,6 @@ class Conn:
     measured_by: dict[int, int] = field(default_factory=dict)  #: stream id -> measured ones of those
     writing: bool = False
     end_reason: str | None = None  #: why the server said it ends the connection
-    # setting up (bench.measure.connects): monotonic ns
-    started_ns: int = 0  #: connect() was called
-    tcp_ns: int = 0  #: TCP is up (the socket became writable)
-    #: the TLS handshake is done (0: plaintext; a TLS transport stamps it)
-    tls_ns: int = 0
     #: opened by the churn driver (bench.swarm.churn: a replacement, a
     #: storm's reconnect, a probe): its registration or failure goes to the
     #: driver's hooks, outside the ramp and the initial registrations in flight

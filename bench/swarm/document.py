@@ -305,6 +305,7 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "histogram": histogram_doc(hist),
         "timing": {**got.timing, "total_s": round(time.monotonic() - got.t_start, 3)},
         "notes": got.notes,
+        "connects": churndoc.connects_section(got.worker_results),
         "target": target,
         "started_at": got.started_at,
     }
@@ -313,7 +314,6 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         doc["rooms"] = rooms
     if got.intervals is not None:
         doc["intervals"] = got.intervals
-    doc["connects"] = churndoc.connects_section(got.worker_results)
     _churn_sections(config, got, doc)
     return doc
 

@@ -12,8 +12,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from bench import wire
 from bench.measure.intervals import DEFAULT_INTERVAL_S
+from bench.net.tls import TlsOptions
 from bench.swarm.config import SwarmConfig
+from bench.wire.credentials import LOGIN_NAME, Logins
 from bench.workload import Client, Plan, Room, Stream, one_room
 from bench.workload.build import Layout
 from bench.workload.membership import Churn, Membership
@@ -89,6 +92,10 @@ class WorkerPlan:
     #: What every name of the run starts with (``cbTAG-``): a churn
     #: driver's probes are named with it, and notices about it are counted.
     name_stem: str = ""
+    #: Every connection over TLS with these settings (None: plaintext).
+    tls: TlsOptions | None = None
+    #: Client ``cid`` logs in with ``logins.for_client(cid)`` (None: no login).
+    logins: Logins | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +169,16 @@ def node_of(cid: int, nodes: int) -> int:
     return cid % nodes
 
 
+def login_names(config: SwarmConfig) -> list[str] | None:
+    """The clients' names when they log in under names of their own
+    (``--credentials FILE`` for our protocol: the file's users, in order);
+    None: the harness names them."""
+    logins = config.logins
+    if logins is None or not logins.users or wire.get(config.protocol_name).login != LOGIN_NAME:
+        return None
+    return logins.users
+
+
 def client_specs(config: SwarmConfig, tag: str, nodes: int = 1) -> tuple[list[ClientSpec], list[ClientSpec]]:
     """The run's measured connections (receivers and senders) and its stalled
     ones; with ``nodes`` > 1 each on node :func:`node_of` its id.  Who is in
@@ -175,21 +192,23 @@ def client_specs(config: SwarmConfig, tag: str, nodes: int = 1) -> tuple[list[Cl
     one = config.workload.one_room
     names = [name for name, _ in layout.rooms]
     rooms_of = layout.rooms_of
+    given = login_names(config)
 
-    def spec(cid: int, name: str, receives: bool) -> ClientSpec:
+    def name(cid: int, default: str) -> str:
+        return given[cid] if given is not None else f"{NAME_PREFIX}{tag}-{default}"
+
+    def spec(cid: int, receives: bool) -> ClientSpec:
         rooms = ("",) if one else tuple(names[r] for r in rooms_of.get(cid, ()))
-        return ClientSpec(cid, name, receives, first_slot.get(cid), node_of(cid, nodes), rooms)
+        return ClientSpec(cid, name(cid, str(cid)), receives, first_slot.get(cid), node_of(cid, nodes), rooms)
 
-    specs = [spec(cid, f"{NAME_PREFIX}{tag}-{cid}", True) for cid in range(n)]
+    specs = [spec(cid, True) for cid in range(n)]
     if config.dedicated_senders:
-        specs += [spec(cid, f"{NAME_PREFIX}{tag}-{cid}", False) for cid in range(n, n + s)]
+        specs += [spec(cid, False) for cid in range(n, n + s)]
     first_stalled = len(specs)
     # Stalled clients sit in the biggest room (the one room), where they hold up the most.
     biggest = ("",) if one else (max(layout.rooms, key=lambda room: len(room[1]))[0],)
     stalled = [
-        ClientSpec(
-            cid, f"{NAME_PREFIX}{tag}-st{cid - first_stalled}", receives=False, node=node_of(cid, nodes), rooms=biggest
-        )
+        ClientSpec(cid, name(cid, f"st{cid - first_stalled}"), receives=False, node=node_of(cid, nodes), rooms=biggest)
         for cid in range(first_stalled, first_stalled + k)
     ]
     return specs, stalled
@@ -214,14 +233,16 @@ def plan_of(
     layout: Layout | None = None,
     first_stream: int = 0,
     membership: Membership | None = None,
+    transport: str = "plain",
 ) -> Plan:
     """The run's workload plan.  Without ``layout`` (or with a one-room
     layout): one room of every receiver, every sender sending to it, its
     stream id its client id.  With a layout of rooms: its rooms and streams,
     stream ids from ``first_stream`` on (above every client id, so a
-    receiver never mistakes another's stream for its own).  ``membership``:
-    who leaves when (churn, a storm)."""
-    clients = [Client(c.cid, c.name, c.receives, c.node) for c in specs]
+    receiver never mistakes another's stream for its own).  Every client
+    over ``transport`` (``plain`` or ``tls``).  ``membership``: who leaves
+    when (churn, a storm)."""
+    clients = [Client(c.cid, c.name, c.receives, c.node, transport) for c in specs]
     if layout is None or all(name == "" for name, _ in layout.rooms):
         plan = one_room(clients, {c.cid: c.slot for c in specs if c.slot is not None}, nodes=nodes)
         return plan if membership is None else replace(plan, membership=membership)
@@ -251,7 +272,9 @@ def make_plans(
     specs, stalled = client_specs(config, tag, max(1, len(nodes)))
     warmup_s = config.warmup_messages / config.total_rate if config.rate > 0 else 0.0
     membership = membership_of(specs, config.churn, config.workload.seed, warmup_s)
-    workload = plan_of(specs, max(1, len(nodes)), config.layout, len(specs) + len(stalled), membership)
+    workload = plan_of(
+        specs, max(1, len(nodes)), config.layout, len(specs) + len(stalled), membership, transport=config.transport
+    )
     p = config.worker_count
     batch = config.connect_batch or connect_batch
     inflight = {"max_inflight": max(1, batch // p)} if batch else {}
@@ -275,6 +298,8 @@ def make_plans(
             interval_s=config.interval_s,
             workers=p,
             name_stem=f"{NAME_PREFIX}{tag}-",
+            tls=config.tls,
+            logins=config.logins,
             **inflight,
         )
         for w in range(p)

@@ -7,12 +7,23 @@ registration asks for, feeds it the received lines, and gives up on a
 connection past its deadline.  When the worker's share is done it reports
 :class:`~bench.swarm.messages.Ready` (and, for the stalled clients,
 :class:`~bench.swarm.messages.Stalled`).
+
+Over TLS (``plan.tls``) each connection gets a :class:`bench.net.tls.TlsChannel`:
+the handshake runs here once TCP is up (after the server's plaintext
+greeting for NATS), then the registration's bytes are encrypted, and every
+later read of the connection is decrypted by :meth:`Registrar.tls_in` after
+its raw, kernel-stamped read.  The setup of every registered connection is
+timed (``connect()`` to TCP up, the handshake, up to registered:
+:mod:`bench.measure.connects`) by kind, the initial ones here, the churn
+driver's (:class:`ChurnHooks`) by the driver, and reported with the
+worker's ``Result``.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -21,6 +32,7 @@ from typing import Protocol
 from bench.measure.connects import ConnectLatency
 from bench.measure.integrity import IntegrityTracker
 from bench.net import stamps
+from bench.net.tls import TlsChannel, TlsFailure
 from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, STALLED, Conn, Sockets
 from bench.swarm.messages import Ready, Report, Stalled
 from bench.swarm.plan import ClientSpec, WorkerPlan
@@ -75,6 +87,9 @@ class Registrar:
         #: the churn driver's hooks (None: no churn), and its connections in flight
         self.hooks: ChurnHooks | None = None
         self.churn_inflight = 0
+        #: ``--tls-resume``: the session the next connection offers (the
+        #: churn driver's reconnects too)
+        self.session: ssl.SSLSession | None = None
 
     # -- the loop's hooks -----------------------------------------------------------
 
@@ -135,26 +150,35 @@ class Registrar:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, plan.stalled_rcvbuf)
         elif self.kernel_clock and spec.receives:
             stamps.enable(sock)
+        login = plan.logins.for_client(spec.cid) if plan.logins is not None else None
         conn = Conn(
             spec=spec,
             sock=sock,
             decoder=self.adapter.decoder(),
             registration=(
-                self.adapter.sender_registration(spec.name, spec.rooms)
+                self.adapter.sender_registration(spec.name, login, spec.rooms)
                 if spec.slot is not None and not spec.receives
-                else self.adapter.registration(spec.name, spec.rooms)
+                else self.adapter.registration(spec.name, login, spec.rooms)
             ),
             fd=sock.fileno(),
             stalled=stalled,
             churn=churn,
         )
+        if plan.tls is not None:
+            address = plan.addresses[spec.node] if plan.addresses else (plan.host, plan.port)
+            conn.tls = TlsChannel(
+                plan.tls.context(),
+                plan.tls.name_for(address[0]),
+                self.session if plan.tls.resume else None,
+                self.adapter.tls_greeting_first,
+            )
         if churn:
             self.churn_inflight += 1
         else:
             self.inflight += 1
         # A target of several nodes: the client's own node (round robin, plan.node_of).
-        conn.started_ns = time.monotonic_ns()
-        conn.deadline_ns = conn.started_ns + int(plan.connect_timeout_s * 1e9)
+        conn.opened_ns = time.monotonic_ns()
+        conn.deadline_ns = conn.opened_ns + int(plan.connect_timeout_s * 1e9)
         err = sock.connect_ex(plan.addresses[spec.node] if plan.addresses else (plan.host, plan.port))
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             sock.close()
@@ -172,8 +196,11 @@ class Registrar:
                 self.fail(conn, f"connect: {errno.errorcode.get(err, str(err))}")
                 return
             conn.state = REGISTERING
-            conn.tcp_ns = time.monotonic_ns()
+            conn.up_ns = time.monotonic_ns()
             self.sockets.want_write(conn, False)
+            if conn.tls is not None:
+                self._send_raw(conn, self._tls_step(conn, conn.tls.start))
+                return
             first = conn.registration.connected()
             if first:
                 self._send(conn, first)
@@ -191,7 +218,16 @@ class Registrar:
             self.sockets.want_write(conn, False)
 
     def _send(self, conn: Conn, data: bytes) -> None:
-        """Registration lines: tiny, sent before any traffic; queue if needed."""
+        """Registration lines: tiny, sent before any traffic; queue if needed
+        (over TLS: encrypted)."""
+        if conn.tls is not None and data:
+            data = conn.tls.encrypt(data)
+        self._send_raw(conn, data)
+
+    def _send_raw(self, conn: Conn, data: bytes) -> None:
+        """Bytes as they go on the wire (a TLS handshake's, or records)."""
+        if not data or conn.state == CLOSED:
+            return
         conn.outbuf += data
         try:
             n = conn.sock.send(conn.outbuf)
@@ -203,6 +239,47 @@ class Registrar:
         del conn.outbuf[:n]
         if conn.outbuf:
             self.sockets.want_write(conn, True)
+
+    # -- TLS --------------------------------------------------------------------------
+
+    def _tls_step(self, conn: Conn, step: Callable[[], bytes]) -> bytes:
+        """One step of ``conn``'s handshake: the bytes to send (empty when it
+        failed: the connection is closed, the reason counted)."""
+        tls = conn.tls
+        assert tls is not None
+        try:
+            out = step()
+        except TlsFailure as exc:
+            self.fail(conn, str(exc))
+            return b""
+        if tls.established and not conn.secured_ns:
+            conn.secured_ns = time.monotonic_ns()
+        return out
+
+    def tls_in(self, conn: Conn, data: bytes) -> bytes | None:
+        """Raw bytes read from a TLS connection -> the plaintext for the
+        layers above (None: nothing for them now -- the handshake took the
+        bytes, a record is still arriving -- or the connection ended)."""
+        tls = conn.tls
+        assert tls is not None
+        if not tls.established:
+            out = self._tls_step(conn, lambda: tls.handshake(data))
+            if conn.state == CLOSED:
+                return None
+            self._send_raw(conn, out)
+            if not tls.established:
+                return None
+            self._send(conn, conn.registration.connected())
+            data = b""  # records that came with the server's last flight, if any
+        try:
+            plain = tls.decrypt(data)
+        except TlsFailure as exc:
+            self.end(conn, str(exc))
+            return None
+        if tls.closed and not plain:
+            self.end(conn, "closed by server" if conn.state == READY else "closed during registration")
+            return None
+        return plain or None
 
     # -- registering --------------------------------------------------------------------
 
@@ -239,6 +316,11 @@ class Registrar:
             self.churn_inflight -= 1
         else:
             self.inflight -= 1
+        if conn.tls is not None and self.plan.tls is not None and self.plan.tls.resume:
+            # TLS 1.3 tickets come after the handshake: by now the server has sent them
+            session = conn.tls.session
+            if session is not None and session.has_ticket:
+                self.session = session
         if conn.stalled:
             conn.state = STALLED
             self.sockets.forget(conn)  # never read again
@@ -253,7 +335,7 @@ class Registrar:
             assert self.hooks is not None, "the churn driver opened it"
             self.hooks.registered(conn, now)
             return
-        self.timed(INITIAL).record(conn.started_ns, conn.tcp_ns, conn.tls_ns, now)
+        self.timed(INITIAL).record(conn, now)
         if conn.spec.slot is not None:
             self.sender_conns.append(conn)
         self.registered.append(conn.spec.cid)

@@ -11,9 +11,11 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TextIO
 
 from bench.measure.sampler import ResourceSampler
+from bench.net.tls import TlsOptions
 from bench.results.schema import Resources, RunDocument
 from bench.results.verdicts import check_run
 from bench.swarm import pinning
@@ -37,7 +39,7 @@ from bench.swarm.plan import Schedule, make_plans
 from bench.swarm.pool import WorkerPool
 from bench.swarm.series import Outputs, RunInfo, SeriesMerger
 from bench.swarm.thresholdwatch import ThresholdWatch
-from bench.targets import Target, make_target
+from bench.targets import Target, make_target, registry
 from bench.workload import Plan
 from bench.workload.traffic import traffic
 from server.limits import raise_open_file_limit
@@ -128,6 +130,11 @@ class ProgressLine:
             self.stream.flush()
 
 
+def client_tls(config: SwarmConfig) -> TlsOptions | None:
+    """The clients' TLS settings (:func:`bench.targets.registry.client_tls`)."""
+    return registry.client_tls(config.tls, config.target)
+
+
 def pin(pid: int, cpus: tuple[int, ...]) -> None:
     """Every thread of ``pid`` on ``cpus``; a SwarmError if it cannot be."""
     try:
@@ -157,13 +164,16 @@ class SwarmRun:
     def run(self) -> RunDocument:
         """Start the target, run with it, stop everything (whatever happened),
         then the document."""
-        config = self.config
+        # a started target's CA trusted (it generates its certificate)
+        config = self.config = replace(self.config, tls=client_tls(self.config))
         started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         t_start = time.monotonic()
         raise_open_file_limit()
-        target = make_target(config.target, config.all_server_args, config.server_pid, config.protocol)
+        target = make_target(config.target, config.all_server_args, config.server_pid, config.protocol, config.security)
+        if config.tls is not None and config.tls.insecure:
+            self.notes.append("--insecure: the target's TLS certificate was not checked")
         limit = target.max_connections
-        wanted = config.clients + (config.sender_count if config.dedicated_senders else 0) + config.stalled_clients
+        wanted = config.connections
         if limit is not None and wanted > limit:
             raise SwarmError(
                 f"{config.target} cannot hold {wanted} connections (its limit is about {limit}); "
@@ -198,6 +208,10 @@ class SwarmRun:
         config = self.config
         tag = secrets.token_hex(2)
         plans = make_plans(config, host, port, tag, target.connect_batch, target.node_addresses())
+        if config.logins is not None:  # ours: the clients' names and passwords, in its accounts file
+            target.enroll(
+                [(c.name, config.logins.for_client(c.cid).password) for p in plans for c in (*p.clients, *p.stalled)]
+            )
         got = Collected(
             tag=tag,
             started_at=started_at,

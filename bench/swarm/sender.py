@@ -6,7 +6,9 @@ time, so lateness shows up as latency and in ``send_lag``).  What is not
 written at once is buffered per connection and flushed when the socket is
 writable; a message counts as sent once the kernel took all of it, per
 stream (a connection that sends to several rooms has a stream per room,
-each with its own sequence numbers and counts).
+each with its own sequence numbers and counts).  Over TLS each message is
+encrypted as it is queued (one record each), so the buffer holds records
+and the same byte counting applies.
 """
 
 from __future__ import annotations
@@ -140,6 +142,8 @@ class Sender:
                 size = sizes[m]
             text = probe.encode_probe(sid, seq, due, self._payload(sid, seq, size))
             data = encode_message(conn.spec.name, text, stream.room)
+            if conn.tls is not None:  # one record per message, as a client sends it
+                data = conn.tls.encrypt(data)
             if not conn.outbuf:
                 dirty.append(conn)
             conn.outbuf += data
@@ -187,6 +191,8 @@ class Sender:
         buffered messages, not counted as messages."""
         if conn.state != READY:
             return
+        if conn.tls is not None:
+            data = conn.tls.encrypt(data)
         conn.outbuf += data
         conn.out_lens.append(CONTROL + len(data))
         if not conn.writing:

@@ -31,7 +31,8 @@ miniircd), :mod:`~bench.targets.brokers`, :mod:`~bench.targets.cluster`,
 
 from __future__ import annotations
 
-from bench.targets.base import AlreadyStarted, CommandTarget, ProcessTarget, Target, TargetError
+from bench.targets import certs
+from bench.targets.base import AlreadyStarted, CommandTarget, ProcessTarget, Security, Target, TargetError
 from bench.targets.brokers import MosquittoTarget, NatsTarget, RedisTarget
 from bench.targets.cluster import ClusterTarget, RedisServer, find_redis_server
 from bench.targets.embedded import EmbeddedTarget
@@ -44,7 +45,7 @@ from bench.targets.peers import (
     find_ngircd,
     miniircd_installed,
 )
-from bench.targets.registry import KINDS, TargetKind, make_target, parse_target, target_protocol
+from bench.targets.registry import KINDS, TargetKind, client_tls, make_target, parse_target, target_protocol
 from bench.targets.websocket import EmbeddedShootoutTarget, EmbeddedWsTarget
 
 __all__ = [
@@ -65,10 +66,13 @@ __all__ = [
     "ProcessTarget",
     "RedisServer",
     "RedisTarget",
+    "Security",
     "Target",
     "TargetError",
     "TargetKind",
+    "certs",
     "check_loopback",
+    "client_tls",
     "find_ngircd",
     "find_redis_server",
     "make_target",

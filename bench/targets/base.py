@@ -30,10 +30,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self
 
 from bench.results.schema import TargetInfo
+from bench.wire.credentials import Logins
 
 #: Seconds a started server gets to start listening (generous: a loaded
 #: 2-core CI machine starts Python slowly).
@@ -55,6 +57,29 @@ LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s:]+):(\d+)")
 
 class TargetError(Exception):
     """The target cannot be used; the message says why, in plain words."""
+
+
+@dataclass(frozen=True)
+class Security:
+    """How a target the harness starts is secured (``--tls``, the logins):
+    it serves TLS with a certificate the harness generates
+    (:mod:`bench.targets.certs`), and lets in exactly the given logins.  A
+    target somebody else started is secured as it is: the harness's clients
+    only use these."""
+
+    tls: bool = False
+    logins: Logins | None = None
+
+    def describe(self) -> str:
+        """``tls``, ``tls, user bench (...)``, ``plain``: what a result records (never a password)."""
+        parts = ["tls" if self.tls else "plain"]
+        if self.logins is not None:
+            parts.append(self.logins.describe())
+        return ", ".join(parts)
+
+
+#: A target started without TLS or logins.
+PLAIN = Security()
 
 
 class AlreadyStarted(RuntimeError):
@@ -105,6 +130,12 @@ class Target(Protocol):
         client in up to ``per_client`` of them (a limit of its own), or None."""
         ...
 
+    def enroll(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """Let these (name, password) accounts in: a server the harness
+        started whose clients log in under their own names (ours, with an
+        accounts file) gets them before they connect; others need nothing."""
+        ...
+
 
 def free_port(host: str) -> int:
     """A port nobody listens on right now (another process may take it)."""
@@ -149,6 +180,8 @@ class ProcessTarget:
     startup_timeout = STARTUP_TIMEOUT_S
     #: The signal that asks the server to shut down cleanly (exit status 0).
     stop_signal = signal.SIGTERM
+    #: TLS and logins it is started with (a subclass that can do them sets it).
+    security = PLAIN
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -175,6 +208,9 @@ class ProcessTarget:
     def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
         """No limit on rooms (the peers' configs the harness writes set none)."""
         return None
+
+    def enroll(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """Nothing by default: a server whose logins are not per client name."""
 
     def command(self, port: int) -> list[str]:
         raise NotImplementedError
@@ -321,6 +357,7 @@ class ProcessTarget:
             "stderr_lines": self._stderr_lines,
             "stderr_tail": list(self._stderr)[-10:],
             "exit_code": self.exit_code,
+            "security": self.security.describe(),
         }
 
     def __enter__(self) -> Self:

@@ -165,6 +165,9 @@ class ClusterTarget:
         share one (the kernel chooses)."""
         return None if self.share_port else list(self.addresses)
 
+    def enroll(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """Nothing: the cluster runs without TLS and accounts (the registry says so)."""
+
     def describe(self) -> TargetInfo:
         return {
             "kind": f"cluster:{self.count}",

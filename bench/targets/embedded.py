@@ -1,13 +1,30 @@
-"""This project's server (``python -m server``) as a target."""
+"""This project's server (``python -m server``) as a target.
+
+With ``--tls`` it serves the chat protocol on its TLS port only
+(``--tls-port``, ``--tls-only``), with a certificate the harness generates
+(:mod:`bench.targets.certs`); with logins it runs with an accounts file and
+``--accounts-required``, so every client's password is checked (scrypt, as
+for any login), and the harness's client names are written to it
+(:meth:`EmbeddedTarget.enroll`) before they connect -- the server rereads
+the file when it changes.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench.results.schema import TargetInfo
-from bench.targets.base import ProcessTarget, TargetError
+from bench.targets import certs
+from bench.targets.base import PLAIN, ProcessTarget, Security, TargetError
+from server.accounts import PasswordHash
 from server.config import DEFAULT_MAX_ROOMS, DEFAULT_MAX_ROOMS_PER_CLIENT
+
+#: Options the harness chooses for the server it starts.
+CHOSEN_OPTIONS = ("--host", "--port", "--tls-port", "--tls-cert", "--tls-key", "--tls-only", "--accounts")
 
 
 class EmbeddedTarget(ProcessTarget):
@@ -17,18 +34,68 @@ class EmbeddedTarget(ProcessTarget):
     protocol = "chat"
     label = "embedded server"
 
-    def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
+    def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1", security: Security = PLAIN) -> None:
         for arg in server_args:
-            if arg.split("=")[0] in ("--host", "--port"):
+            if arg.split("=")[0] in CHOSEN_OPTIONS:
                 raise TargetError(f"{arg.split('=')[0]} is chosen by the harness for an embedded server")
         super().__init__(host)
         self.server_args = list(server_args)
+        self.security = security
+        self.certificate = certs.issue("embedded") if security.tls else None
+        self._accounts_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._accounts: dict[str, str] = {}  #: name -> encoded hash
+        self._hashes: dict[str, str] = {}  #: password -> one encoded hash (one scrypt per password)
+        if security.logins is not None:
+            self._accounts_dir = tempfile.TemporaryDirectory(prefix="chatbench-accounts-")
+            self._write_accounts()
+
+    @property
+    def accounts_file(self) -> str | None:
+        return str(Path(self._accounts_dir.name) / "accounts") if self._accounts_dir is not None else None
+
+    def enroll(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """Add (name, password) accounts to the server's accounts file."""
+        if self._accounts_dir is None:
+            return
+        for name, password in accounts:
+            hashed = self._hashes.get(password)
+            if hashed is None:
+                hashed = self._hashes[password] = PasswordHash.make(password).encode()
+            self._accounts[name] = hashed
+        self._write_accounts()
+
+    def _write_accounts(self) -> None:
+        path = self.accounts_file
+        assert path is not None
+        tmp = f"{path}.new"
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write("# written by the chatbench harness\n")
+            out.writelines(f"{name}:{hashed}\n" for name, hashed in self._accounts.items())
+        os.replace(tmp, path)
 
     def command(self, port: int) -> list[str]:
         # Flood control off: the harness measures fan-out, not the limiter (it would
         # delay a fast sender's lines).  A later --log-level or --rate-limit wins.
-        args = ["--log-level", "WARNING", "--rate-limit", "0", *self.server_args]
-        return [sys.executable, "-m", "server", "--host", self.host, "--port", str(port), *args]
+        args = ["--log-level", "WARNING", "--rate-limit", "0", *self.security_args(), *self.server_args]
+        return [sys.executable, "-m", "server", "--host", self.host, *self.listen_args(port), *args]
+
+    def listen_args(self, port: int) -> list[str]:
+        """Where it listens: ``port`` is the one the clients use."""
+        if self.certificate is None:
+            return ["--port", str(port)]
+        return ["--port", "0", "--tls-port", str(port), "--tls-only"]
+
+    def security_args(self) -> list[str]:
+        """The certificate and the accounts file, when secured."""
+        args: list[str] = []
+        if self.certificate is not None:
+            args += ["--tls-cert", self.certificate.cert_file, "--tls-key", self.certificate.key_file]
+        if self.accounts_file is not None:
+            args += ["--accounts", self.accounts_file, "--accounts-required"]
+        return args
+
+    def cleanup(self) -> None:
+        """Nothing per start: the accounts file outlives a restart (removed with the object)."""
 
     def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
         return room_refusal(self.server_args, rooms, per_client)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
+from collections.abc import Sequence
 
 import psutil
 
@@ -60,6 +61,9 @@ class ExternalTarget:
 
     def node_addresses(self) -> list[tuple[str, int]] | None:
         return None  # one address
+
+    def enroll(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """Nothing: somebody else's server has the accounts it has."""
 
     def describe(self) -> TargetInfo:
         info: TargetInfo = {

@@ -3,9 +3,10 @@
 A :class:`TargetKind` says what a ``--target`` name starts (its factory),
 what it speaks (its protocol, and the other protocols it can be measured
 over), the URL scheme that names one somebody else started, whether
-``chat-bench compare`` runs it by default, what it needs installed and its
-line of ``--help``.  Everything else is derived from :data:`KINDS`: the names
-``--target`` and ``--targets`` accept, the protocols, the URL schemes,
+``chat-bench compare`` runs it by default, what it needs installed, its
+line of ``--help``, and whether it can be started with TLS and logins
+(``--tls``, ``--user``/``--password``/``--credentials``).  Everything else
+is derived from :data:`KINDS`: the names ``--target`` and ``--targets`` accept, the protocols, the URL schemes,
 the ``--target``/``--protocol`` help texts, compare's default targets (and so
 ``make compare``'s), the peers ``chat-bench peers`` installs.
 
@@ -18,10 +19,12 @@ entry in :data:`KINDS`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench import wire
-from bench.targets.base import Target, TargetError
+from bench.net.tls import TlsOptions
+from bench.targets import certs
+from bench.targets.base import PLAIN, Security, Target, TargetError
 from bench.targets.brokers import REDIS_SERVER, MosquittoTarget, NatsTarget, RedisTarget
 from bench.targets.cluster import MAX_NODES, ClusterTarget
 from bench.targets.embedded import EmbeddedTarget
@@ -36,10 +39,12 @@ from bench.wire.ws_adapter import DEFAULT_WS_PORT, WS_PATH, WS_PATHS
 
 @dataclass(frozen=True)
 class Launch:
-    """What a factory gets: the ``--server-arg`` options, and N of ``cluster:N``."""
+    """What a factory gets: the ``--server-arg`` options, N of ``cluster:N``,
+    and the TLS and logins to start it with."""
 
     server_args: tuple[str, ...] = ()
     count: int | None = None
+    security: Security = PLAIN
 
 
 #: Nodes of ``cluster`` written without N.
@@ -95,6 +100,10 @@ class TargetKind:
     default_count: int | None = None
     #: It runs this project's server, which takes the server's options (``--fanout``, ...).
     ours: bool = False
+    #: The harness can start it serving TLS (``--tls``) with a certificate it generates.
+    tls: bool = False
+    #: The harness can start it letting in only the given logins.
+    logins: bool = False
 
     @property
     def spelling(self) -> str:
@@ -107,6 +116,17 @@ class TargetKind:
 
     def factory_for(self, protocol: str) -> Factory:
         return dict(self.variants).get(protocol, self.factory)
+
+    def refusal(self, security: Security) -> str | None:
+        """Why it cannot be started so secured (one line), or None."""
+        if security.tls and not self.tls:
+            return f"target {self.spelling} cannot be started with TLS by the harness (--tls works with {tls_kinds()})"
+        if security.logins is not None and not self.logins:
+            return (
+                f"target {self.spelling} cannot be started with logins by the harness (--user/--password/"
+                f"--credentials work with {login_kinds()})"
+            )
+        return None
 
 
 def _choice(protocols: Sequence[str]) -> str:
@@ -123,20 +143,22 @@ KINDS: tuple[TargetKind, ...] = (
     TargetKind(
         "embedded",
         "chat",
-        lambda launch: EmbeddedTarget(launch.server_args),
+        lambda launch: EmbeddedTarget(launch.server_args, security=launch.security),
         "this project's server (`python -m server`, flood control off), started on a free loopback port for "
         "every point; `--protocol ws` or `shootout` measures it over its WebSocket port",
         variants=(
-            ("ws", lambda launch: EmbeddedWsTarget(launch.server_args)),
-            ("shootout", lambda launch: EmbeddedShootoutTarget(launch.server_args)),
+            ("ws", lambda launch: EmbeddedWsTarget(launch.server_args, security=launch.security)),
+            ("shootout", lambda launch: EmbeddedShootoutTarget(launch.server_args, security=launch.security)),
         ),
         compare=True,
         ours=True,
+        tls=True,
+        logins=True,
     ),
     TargetKind(
         "embedded-ws",
         "ws",
-        lambda launch: EmbeddedWsTarget(launch.server_args),
+        lambda launch: EmbeddedWsTarget(launch.server_args, security=launch.security),
         "the same server measured over WebSocket (`--target embedded --protocol ws`, as a name of its own)",
         scheme=UrlScheme(
             "ws",
@@ -147,14 +169,18 @@ KINDS: tuple[TargetKind, ...] = (
             f"ws://HOST:PORT{WS_PATH}",
         ),
         ours=True,
+        tls=True,
+        logins=True,
     ),
     TargetKind(
         "ngircd",
         "irc",
-        lambda launch: NgircdTarget(launch.server_args),
+        lambda launch: NgircdTarget(launch.server_args, security=launch.security),
         "ngIRCd, spoken to over IRC, with a config the harness writes",
         compare=True,
         needs=(NGIRCD,),
+        tls=True,
+        logins=True,
     ),
     TargetKind(
         "miniircd",
@@ -167,29 +193,35 @@ KINDS: tuple[TargetKind, ...] = (
     TargetKind(
         "mosquitto",
         "mqtt",
-        lambda launch: MosquittoTarget(launch.server_args),
+        lambda launch: MosquittoTarget(launch.server_args, security=launch.security),
         "Eclipse Mosquitto, MQTT 5 at QoS 0, started with a benchmark config (--server-arg: one more config line)",
         scheme=UrlScheme("mqtt", "an MQTT broker", ("mqtt",)),
         compare=True,
         needs=(MosquittoTarget.requires,),
+        tls=True,
+        logins=True,
     ),
     TargetKind(
         "redis",
         "redis",
-        lambda launch: RedisTarget(launch.server_args),
+        lambda launch: RedisTarget(launch.server_args, security=launch.security),
         "Redis pub/sub over RESP2, started with a benchmark config (--server-arg: one more config line)",
         scheme=UrlScheme("redis", "a Redis", ("redis",)),
         compare=True,
         needs=(REDIS_SERVER,),
+        tls=True,
+        logins=True,
     ),
     TargetKind(
         "nats",
         "nats",
-        lambda launch: NatsTarget(launch.server_args),
+        lambda launch: NatsTarget(launch.server_args, security=launch.security),
         "NATS core pub/sub, started with a benchmark config (--server-arg: one more config line)",
         scheme=UrlScheme("nats", "a NATS server", ("nats",)),
         compare=True,
         needs=(NatsTarget.requires,),
+        tls=True,
+        logins=True,
     ),
     TargetKind(
         "cluster",
@@ -206,8 +238,9 @@ KINDS: tuple[TargetKind, ...] = (
     TargetKind(
         "faultrelay",
         "chat",
-        lambda launch: FaultRelayTarget(launch.server_args),
+        lambda launch: FaultRelayTarget(launch.server_args, launch.security),
         "the selftest's fault-injecting relay (`python -m bench.targets.faultrelay`; --server-arg passes its options)",
+        tls=True,
     ),
 )
 
@@ -303,15 +336,38 @@ def _count(kind: TargetKind, text: str, argument: str | None) -> int:
     return int(argument)
 
 
+def client_tls(tls: TlsOptions | None, spec: str) -> TlsOptions | None:
+    """The clients' TLS settings for ``--target spec``: ``tls``, trusting the
+    CA of a target the harness starts (it generates the certificate) unless
+    ``--ca`` or ``--insecure`` said otherwise."""
+    if tls is None or tls.ca_file is not None or tls.insecure or parse_target(spec).kind is None:
+        return tls
+    return replace(tls, ca_file=certs.ca_file())
+
+
 def target_protocol(spec: str, protocol: str | None = None) -> str:
     """The protocol a ``--target`` speaks with ``--protocol`` (None: its default)."""
     return parse_target(spec).protocol(protocol)
 
 
+def tls_kinds() -> str:
+    return ", ".join(kind.spelling for kind in KINDS if kind.tls) + " and any server already running"
+
+
+def login_kinds() -> str:
+    return ", ".join(kind.spelling for kind in KINDS if kind.logins) + " and any server already running"
+
+
 def make_target(
-    spec: str, server_args: Sequence[str] = (), server_pid: int | None = None, protocol: str | None = None
+    spec: str,
+    server_args: Sequence[str] = (),
+    server_pid: int | None = None,
+    protocol: str | None = None,
+    security: Security = PLAIN,
 ) -> Target:
-    """Build the target a ``--target`` value names (not started yet)."""
+    """Build the target a ``--target`` value names (not started yet),
+    secured as ``security`` says (a started kind that cannot be: a
+    TargetError in one line); a server somebody else started is as it is."""
     parsed = parse_target(spec)
     proto = parsed.protocol(protocol)
     if parsed.kind is not None:
@@ -319,7 +375,10 @@ def make_target(
             raise TargetError(
                 f"--server-pid applies to a HOST:PORT target only; the harness knows the pid of the {spec} it starts"
             )
-        return parsed.kind.factory_for(proto)(Launch(tuple(server_args), parsed.count))
+        why = parsed.kind.refusal(security)
+        if why is not None:
+            raise TargetError(why)
+        return parsed.kind.factory_for(proto)(Launch(tuple(server_args), parsed.count, security))
     if server_args:
         started = ", ".join(kind.spelling for kind in KINDS)
         raise TargetError(

@@ -27,7 +27,13 @@ class EmbeddedWsTarget(EmbeddedTarget):
         self.ws_port = free_port(self.host)
 
     def command(self, port: int) -> list[str]:
-        return [*super().command(port), "--ws-port", str(self.ws_port), *self.ws_args]
+        ws = "--wss-port" if self.certificate is not None else "--ws-port"
+        return [*super().command(port), ws, str(self.ws_port), *self.ws_args]
+
+    def listen_args(self, port: int) -> list[str]:
+        """The plaintext TCP port (where start-up is watched) and, with TLS,
+        the WebSocket port over TLS (``--wss-port``) is the clients'."""
+        return ["--port", str(port)]
 
     def start(self) -> tuple[str, int]:
         host, _ = super().start()

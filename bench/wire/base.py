@@ -58,6 +58,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import ClassVar, NotRequired, Protocol, TypedDict
 
+from bench.wire.credentials import LOGIN_NONE, Credentials
+
 
 class ProtocolInfo(TypedDict):
     """:meth:`Adapter.describe`: the protocol's settings (chat has no others)."""
@@ -142,19 +144,31 @@ class Adapter(abc.ABC):
     #: What the server tells the others when someone joins or leaves (for the
     #: result); None: the protocol has no such notices (the brokers).
     notices: ClassVar[str | None] = None
+    #: How the protocol logs in (:data:`bench.wire.credentials.LOGINS`): what
+    #: a registration does with the :class:`Credentials` it is given.
+    login: ClassVar[str] = LOGIN_NONE
+    #: Over TLS, the server speaks one plaintext line before the handshake
+    #: (NATS's ``INFO``; :class:`bench.net.tls.TlsChannel` waits for it).
+    tls_greeting_first: ClassVar[bool] = False
 
     @abc.abstractmethod
     def decoder(self) -> Decoder:
         """A fresh decoder for one connection."""
 
     @abc.abstractmethod
-    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
-        """A fresh registration for a client called ``name``, in ``rooms``."""
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        """A fresh registration for a client called ``name``, logging in
+        with ``credentials`` where given (see :mod:`bench.wire.credentials`),
+        in ``rooms``."""
 
-    def sender_registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
+    def sender_registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
         """The registration of a dedicated sender (one that does not
         receive) that sends to ``rooms``."""
-        return self.registration(name, rooms)
+        return self.registration(name, credentials, rooms)
 
     @abc.abstractmethod
     def encode_chat(self, text: str) -> bytes:

@@ -1,6 +1,7 @@
 """This project's chat protocol as the harness speaks it, parsed only through
-:mod:`server.protocol`: wait for the name prompt, send the name, wait for the
-welcome; chat lines are ``/say``-safe lines and arrive as ``NAME: TEXT``:
+:mod:`server.protocol`: wait for the name prompt, send the name (and, on a
+server with accounts, answer the password prompt), wait for the welcome;
+chat lines are ``/say``-safe lines and arrive as ``NAME: TEXT``:
 probe lines as they are (:mod:`bench.measure.probeline`), so a received
 block goes to the recorder untouched.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 
 from bench.wire.base import Adapter, Decoder, Registration, Step
+from bench.wire.credentials import LOGIN_NAME, Credentials
 from bench.wire.lines import BlockLineDecoder
 from server import protocol
 
@@ -66,15 +68,20 @@ def room_commands(rooms: tuple[str, ...]) -> tuple[bytes, frozenset[str]]:
 
 
 class ChatRegistration:
-    """Wait for the name prompt, send the name, wait for the welcome; then
-    join the client's rooms and leave the lobby (see the module docstring)."""
+    """Wait for the name prompt, send the name, answer the password prompt
+    if the server asks one (``password``; an empty line, a guest's answer,
+    without one), wait for the welcome; then join the client's rooms and
+    leave the lobby (see the module docstring).  A failed login is the
+    server's ``! Login failed: ...`` line, as the error."""
 
-    __slots__ = ("name", "rooms", "sent_name", "waiting")
+    __slots__ = ("name", "password", "rooms", "sent_name", "sent_password", "waiting")
 
-    def __init__(self, name: str, rooms: tuple[str, ...] = ("",)) -> None:
+    def __init__(self, name: str, rooms: tuple[str, ...] = ("",), *, password: str | None = None) -> None:
         self.name = name
+        self.password = password
         self.rooms = rooms
         self.sent_name = False
+        self.sent_password = False
         #: rooms whose join (or, for the lobby, part) is not confirmed yet; None before the welcome
         self.waiting: set[str] | None = None
 
@@ -87,6 +94,9 @@ class ChatRegistration:
         except protocol.ProtocolError:
             return Step()
         if isinstance(event, protocol.Prompt):
+            if event.text == protocol.PASSWORD_PROMPT and self.sent_name and not self.sent_password:
+                self.sent_password = True
+                return Step(send=protocol.encode_line(self.password or ""))
             if self.sent_name:  # a second prompt: the name was refused (the error line said why)
                 return Step(error="name refused")
             self.sent_name = True
@@ -124,6 +134,7 @@ class ChatAdapter(Adapter):
     name = "chat"
     replies_needed = False
     line_errors = (protocol.LineTooLong,)
+    login = LOGIN_NAME
 
     def __init__(self, receive_limit: int = RECEIVER_LINE_LIMIT) -> None:
         self.receive_limit = receive_limit
@@ -131,8 +142,10 @@ class ChatAdapter(Adapter):
     def decoder(self) -> Decoder:
         return BlockLineDecoder(self.receive_limit)
 
-    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
-        return ChatRegistration(name, rooms)
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        return ChatRegistration(name, rooms, password=credentials.password if credentials is not None else None)
 
     def encode_chat(self, text: str) -> bytes:
         return protocol.encode_say(text)

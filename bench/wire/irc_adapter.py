@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from bench.wire import irc
 from bench.wire.base import Adapter, Decoder, Incoming, Pair, ProtocolInfo, Registration, Step
+from bench.wire.credentials import LOGIN_PASSWORD, Credentials
 
 #: The channel every IRC client of a run joins.
 IRC_CHANNEL = "#chatbench"
@@ -57,19 +58,22 @@ def join_lines(channels: list[str]) -> bytes:
 
 
 class IrcRegistration:
-    """``NICK``/``USER``; on ``001`` ``JOIN`` the channels; done on their ``366``."""
+    """(``PASS``), ``NICK``/``USER``; on ``001`` ``JOIN`` the channels; done on their ``366``."""
 
-    __slots__ = ("channels", "joining", "nick", "waiting")
+    __slots__ = ("channels", "joining", "nick", "password", "waiting")
 
-    def __init__(self, nick: str, channels: str | tuple[str, ...] = (IRC_CHANNEL,)) -> None:
+    def __init__(
+        self, nick: str, channels: str | tuple[str, ...] = (IRC_CHANNEL,), *, password: str | None = None
+    ) -> None:
         self.nick = nick
         self.channels = (channels,) if isinstance(channels, str) else channels
+        self.password = password
         self.joining = False
         #: channels (lower case) whose end of NAMES has not come yet
         self.waiting = {irc.lower(c) for c in self.channels}
 
     def connected(self) -> bytes:
-        return irc.registration(self.nick)
+        return irc.registration(self.nick, password=self.password)
 
     def line(self, line: bytes) -> Step:
         try:
@@ -129,6 +133,7 @@ class IrcAdapter(Adapter):
     name = "irc"
     replies_needed = True
     line_errors = (irc.LineTooLong,)
+    login = LOGIN_PASSWORD
 
     def __init__(self, channel: str = IRC_CHANNEL) -> None:
         self.channel = channel
@@ -174,8 +179,11 @@ class IrcAdapter(Adapter):
                     return Incoming(pairs=found)
         return self.classify_lines(irc.split_block(block))
 
-    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
-        return IrcRegistration(name, tuple(channel_of(r, self.channel) for r in rooms))
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        password = credentials.password if credentials is not None else None
+        return IrcRegistration(name, tuple(channel_of(r, self.channel) for r in rooms), password=password)
 
     notices = ":nick!user@host JOIN #channel / :nick!user@host QUIT :REASON, to the channel's members"
 

@@ -33,11 +33,14 @@ from bench.wire.broker import (
     deliveries_block,
     error_line,
 )
+from bench.wire.credentials import LOGIN_USER, Credentials
 
 #: Control line: the broker accepted the connection (``CONNACK`` success).
 CONNECTED = b"* connected"
 #: MQTT protocol level 5 (MQTT 5.0).
 PROTOCOL_LEVEL = 5
+#: CONNECT flags (spec 3.1.2.3): user name, password, clean start.
+FLAG_USER, FLAG_PASSWORD, FLAG_CLEAN_START = 0x80, 0x40, 0x02
 #: SUBSCRIBE options byte: QoS 0, No Local (bit 2).
 SUBSCRIBE_NO_LOCAL_QOS0 = 0x04
 #: Packet types (the fixed header's high nibble).
@@ -86,9 +89,19 @@ def packet(first: int, body: bytes) -> bytes:
     return bytes((first,)) + varint(len(body)) + body
 
 
-def connect(client_id: str) -> bytes:
-    """``CONNECT``: MQTT 5, clean start, keep-alive 0, no properties."""
-    return packet(CONNECT << 4, string(b"MQTT") + bytes((PROTOCOL_LEVEL, 0x02, 0, 0, 0)) + string(client_id.encode()))
+def connect(client_id: str, credentials: Credentials | None = None) -> bytes:
+    """``CONNECT``: MQTT 5, clean start, keep-alive 0, no properties; with
+    ``credentials``, their user name and password (spec 3.1.3.5-6)."""
+    flags = FLAG_CLEAN_START
+    login = b""
+    if credentials is not None:
+        if credentials.user is not None:
+            flags |= FLAG_USER
+            login += string(credentials.user.encode())
+        flags |= FLAG_PASSWORD
+        login += string(credentials.password.encode())
+    head = string(b"MQTT") + bytes((PROTOCOL_LEVEL, flags, 0, 0, 0))
+    return packet(CONNECT << 4, head + string(client_id.encode()) + login)
 
 
 def subscribe(topic: str | list[str]) -> bytes:
@@ -212,6 +225,7 @@ class MqttAdapter(BrokerAdapter):
     """MQTT 5, QoS 0, no-local subscriptions."""
 
     name = "mqtt"
+    login = LOGIN_USER
     self_delivery = "none: MQTT 5 no-local subscriptions (a sender receives everyone else's messages)"
 
     #: MQTT topics are levels: a room's topic is ``chatbench/r12``.
@@ -226,12 +240,15 @@ class MqttAdapter(BrokerAdapter):
     def decoder(self) -> Decoder:
         return MqttDecoder(self.room_prefixes())
 
-    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
         # CONNECT; on the CONNACK, SUBSCRIBE (no-local) to every room's topic; done on the SUBACK.
+        hello = connect(name, credentials)
         if not rooms:
-            return BrokerRegistration(connect(name), frozenset({CONNECTED}))
+            return BrokerRegistration(hello, frozenset({CONNECTED}))
         topics = [self.room_topic(r) for r in rooms]
-        return BrokerRegistration(connect(name), frozenset({READY}), {CONNECTED: subscribe(topics)})
+        return BrokerRegistration(hello, frozenset({READY}), {CONNECTED: subscribe(topics)})
 
     def publish(self, payload: bytes, room: str = "") -> bytes:
         topic = self._topics.get(room)

@@ -32,6 +32,7 @@ from bench.wire.broker import (
     deliveries_block,
     error_line,
 )
+from bench.wire.credentials import LOGIN_USER, Credentials
 
 CRLF = b"\r\n"
 #: A ``MSG <subject> <sid> [reply-to] <count>`` line; the count is at most 7
@@ -41,9 +42,10 @@ MSG_LINE = re.compile(rb"MSG ([^ \r\n]+) [^ \r\n]+ (?:[^ \r\n]+ )?(\d{1,7})\r\n"
 SID = b"1"
 
 
-def connect(name: str, topic: str | list[str]) -> bytes:
-    """``CONNECT`` (no ``+OK``s, no echo), ``SUB`` the topic(s), ``PING``."""
-    options = {
+def connect(name: str, topic: str | list[str], credentials: Credentials | None = None) -> bytes:
+    """``CONNECT`` (no ``+OK``s, no echo; with ``credentials`` their user
+    and password), ``SUB`` the topic(s), ``PING``."""
+    options: dict[str, object] = {
         "verbose": False,
         "pedantic": False,
         "echo": False,
@@ -53,6 +55,10 @@ def connect(name: str, topic: str | list[str]) -> bytes:
         "version": "chatbench",
         "protocol": 1,
     }
+    if credentials is not None:
+        if credentials.user is not None:
+            options["user"] = credentials.user
+        options["pass"] = credentials.password
     topics = [topic] if isinstance(topic, str) else topic
     subs = b"".join(b"SUB %s %d\r\n" % (t.encode(), int(SID) + i) for i, t in enumerate(topics))
     return b"CONNECT %s\r\n%sPING\r\n" % (json.dumps(options).encode(), subs)
@@ -128,14 +134,20 @@ class NatsAdapter(BrokerAdapter):
     """NATS core ``PUB``/``SUB`` with ``echo`` off."""
 
     name = "nats"
+    login = LOGIN_USER
+    #: NATS sends INFO in plaintext, then the client starts TLS (without the
+    #: server's ``handshake_first``, nats-server 2.10.4 and later).
+    tls_greeting_first = True
     self_delivery = 'none: CONNECT with "echo": false (a sender receives everyone else\'s messages)'
 
     def decoder(self) -> Decoder:
         return NatsDecoder(self.room_prefixes())
 
-    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
         topics = [self.room_topic(r) for r in rooms]
-        return BrokerRegistration(connect(name, topics), frozenset({PONG}), {PING: b"PONG\r\n"})
+        return BrokerRegistration(connect(name, topics, credentials), frozenset({PONG}), {PING: b"PONG\r\n"})
 
     def publish(self, payload: bytes, room: str = "") -> bytes:
         return b"PUB %s %d\r\n%s\r\n" % (self.room_topic(room).encode(), len(payload), payload)

@@ -27,10 +27,20 @@ from bench.wire.broker import (
     deliveries_block,
     error_line,
 )
+from bench.wire.credentials import LOGIN_USER, Credentials
 
 #: A subscriber is registered once its subscription is confirmed; a sender once its PING is answered.
 SUBSCRIBED = frozenset({READY})
 PONGED = frozenset({PONG})
+
+
+def auth(credentials: Credentials | None) -> bytes:
+    """``AUTH [user] password`` first when logging in (an ACL user; a
+    failure is a ``WRONGPASS`` error, the commands after it ``NOAUTH``)."""
+    if credentials is None:
+        return b""
+    user = (credentials.user.encode(),) if credentials.user is not None else ()
+    return command(b"AUTH", *user, credentials.password.encode())
 
 
 def command(*args: bytes) -> bytes:
@@ -95,21 +105,26 @@ class RedisAdapter(BrokerAdapter):
     """Redis ``PUBLISH``/``SUBSCRIBE`` over RESP2."""
 
     name = "redis"
+    login = LOGIN_USER
     senders_receive = False
     self_delivery = "none: senders are dedicated connections that never subscribe (Redis cannot publish from one)"
 
     def decoder(self) -> Decoder:
         return RedisDecoder(self.room_prefixes())
 
-    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
         channels = [self.room_topic(r).encode() for r in rooms]
         if not channels:
-            return self.sender_registration(name)
+            return self.sender_registration(name, credentials)
         # One confirmation per channel.
-        return BrokerRegistration(command(b"SUBSCRIBE", *channels), SUBSCRIBED, count=len(channels))
+        return BrokerRegistration(auth(credentials) + command(b"SUBSCRIBE", *channels), SUBSCRIBED, count=len(channels))
 
-    def sender_registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
-        return BrokerRegistration(command(b"PING"), PONGED)
+    def sender_registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        return BrokerRegistration(auth(credentials) + command(b"PING"), PONGED)
 
     def publish(self, payload: bytes, room: str = "") -> bytes:
         return command(b"PUBLISH", self.room_topic(room).encode(), payload)

@@ -24,6 +24,7 @@ import json
 
 from bench.wire.base import Decoder, Incoming, Pair, Registration, Step
 from bench.wire.chat import RECEIVER_LINE_LIMIT
+from bench.wire.credentials import LOGIN_NONE, Credentials
 from bench.wire.lines import split_block
 from bench.wire.ws_adapter import WsAdapter, WsDecoder, mask_text, upgrade_request
 from server import protocol
@@ -75,6 +76,7 @@ class ShootoutAdapter(WsAdapter):
 
     name = "shootout"
     no_rooms = "the websocket-shootout protocol has no rooms (every client hears every broadcast)"
+    login = LOGIN_NONE
 
     def __init__(self, receive_limit: int = RECEIVER_LINE_LIMIT, path: str = SHOOTOUT_PATH) -> None:
         super().__init__(receive_limit, path)
@@ -82,7 +84,9 @@ class ShootoutAdapter(WsAdapter):
     def decoder(self) -> Decoder:
         return WsDecoder(self.receive_limit, opened_line=OPENED)
 
-    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
         return ShootoutRegistration(name, self.path)
 
     def encode_chat(self, text: str) -> bytes:

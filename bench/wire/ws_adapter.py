@@ -24,6 +24,7 @@ from wsproto.frame_protocol import FrameProtocol
 from bench.wire.address import parse_address
 from bench.wire.base import Adapter, Decoder, Incoming, Registration, Step
 from bench.wire.chat import RECEIVER_LINE_LIMIT, ChatAdapter, ChatRegistration
+from bench.wire.credentials import LOGIN_NAME, Credentials
 from bench.wire.lines import split_block
 from server import protocol
 
@@ -182,8 +183,10 @@ class WsRegistration:
 
     __slots__ = ("chat", "path")
 
-    def __init__(self, name: str, path: str = WS_PATH, rooms: tuple[str, ...] = ("",)) -> None:
-        self.chat = ChatRegistration(name, rooms)
+    def __init__(
+        self, name: str, path: str = WS_PATH, rooms: tuple[str, ...] = ("",), *, password: str | None = None
+    ) -> None:
+        self.chat = ChatRegistration(name, rooms, password=password)
         self.path = path
 
     def connected(self) -> bytes:
@@ -206,6 +209,7 @@ class WsAdapter(Adapter):
     #: Server pings (the server pings clients silent for 30 s) are answered.
     replies_needed = True
     line_errors = ChatAdapter.line_errors
+    login = LOGIN_NAME
 
     def __init__(self, receive_limit: int = RECEIVER_LINE_LIMIT, path: str = WS_PATH) -> None:
         self.chat = ChatAdapter(receive_limit)
@@ -229,8 +233,12 @@ class WsAdapter(Adapter):
     def decoder(self) -> Decoder:
         return WsDecoder(self.receive_limit)
 
-    def registration(self, name: str, rooms: tuple[str, ...] = ("",)) -> Registration:
-        return WsRegistration(name, self.path, rooms)
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        return WsRegistration(
+            name, self.path, rooms, password=credentials.password if credentials is not None else None
+        )
 
     def encode_chat(self, text: str) -> bytes:
         return mask_text(protocol.encode_say(text))

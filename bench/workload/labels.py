@@ -68,11 +68,20 @@ def _membership(plan: Plan, stream: Stream, receiver: Client) -> str | None:
     return "steady" if membership.steady(receiver.cid) else "churned"
 
 
+def _transport(plan: Plan, stream: Stream, receiver: Client) -> str | None:
+    """How the receiver reaches the target: ``tls`` or ``plain`` (the bytes
+    the server encrypts once per recipient); runs without TLS leave it out."""
+    if plan.transports == {"plain"}:
+        return None
+    return receiver.transport
+
+
 #: The label dimensions, in the order a key lists them.
 DIMENSIONS: dict[str, Dimension] = {
     "path": _path,
     "room_size": _room_size,
     "membership": _membership,
+    "transport": _transport,
 }
 
 

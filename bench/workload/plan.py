@@ -45,6 +45,7 @@ class Client:
     name: str  #: the name it registers with
     receives: bool  #: a measured receiver: its deliveries are counted
     node: int = 0  #: which of the target's nodes it connects to (a cluster)
+    transport: str = "plain"  #: ``plain`` or ``tls``: how it reaches the target
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,11 @@ class Plan:
     nodes: int = 1
     #: who is a member when (churn, a storm); None: every client stays for the whole run
     membership: Membership | None = None
+
+    @cached_property
+    def transports(self) -> frozenset[str]:
+        """The transports the plan's clients use (``plain``, ``tls``)."""
+        return frozenset(c.transport for c in self.clients.values())
 
     # -- who hears what ------------------------------------------------------------
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import itertools
 import shlex
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from bench import cli
 from bench.studies import capacity, sweep
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 #: A timestamp as ``bench.results.store.new_report_dir`` writes it.
 STAMP = "20260101-000000"

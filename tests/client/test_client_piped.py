@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from client_harness import TIMEOUT, ClientProcess, Peer, free_port
 
 from client.app import is_quit, prompt_for, render
 from client.connection import Line
 from server import protocol
 from server.app import ChatServer
+from tests.client.client_harness import TIMEOUT, ClientProcess, Peer, free_port
 
 Spawn = Callable[..., ClientProcess]
 

@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from client_harness import REPO, TIMEOUT, ClientProcess
 
 from server import protocol
 from server.accounts import set_password
 from server.app import ChatServer
 from server.config import ServerConfig
+from tests.client.client_harness import REPO, TIMEOUT, ClientProcess
 from tests.conftest import ChatTestClient, TlsFiles
 
 Spawn = Callable[..., ClientProcess]

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from client_harness import REPO, TIMEOUT, Peer
 
 from server import protocol
 from server.accounts import set_password
 from server.app import ChatServer
 from server.config import ServerConfig
+from tests.client.client_harness import REPO, TIMEOUT, Peer
 from tests.conftest import TlsFiles
 
 pytestmark = [
