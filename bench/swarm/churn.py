@@ -73,6 +73,8 @@ CHURN, STORM, PROBE = "churn", "storm", "probe"
 _LEAVE, _STORM, _CONNECT, _PROBE = range(4)
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
+#: A replacement's name is its seat's with ``rGEN`` after it.
+_RENAMED = re.compile(rb"r[0-9]+$")
 
 
 @dataclass(slots=True, eq=False)
@@ -121,6 +123,11 @@ class ChurnDriver:
         self.seats = {spec.cid: Seat(spec) for spec in plan.clients if spec.cid in membership.churned}
         self.rng = random.Random(membership.seed * 1_000_003 + plan.index)
         self.stem = plan.name_stem.encode()
+        #: the run's churned seats' names, every worker's (their replacements'
+        #: are NAMErK): whose notices are counted -- not a stalled client's,
+        #: whatever the names (the harness's, or a --credentials file's)
+        clients = plan.workload.clients
+        self.seat_names = {clients[cid].name.encode() for cid in membership.churned if cid in clients}
         self.heap: list[tuple[int, int, int, object]] = []
         self._order = 0
         self._events: Iterator[Leave] = iter(())
@@ -317,8 +324,9 @@ class ChurnDriver:
             self.sockets.close(conn, None)
             return
         try:
-            if self.quit_bytes:
-                conn.sock.send(self.quit_bytes)
+            goodbye = self._goodbye(conn)
+            if goodbye:
+                conn.sock.send(goodbye)
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
             self.sockets.close(conn, None)
@@ -327,6 +335,17 @@ class ChurnDriver:
         if conn.writing:
             self.sockets.want_write(conn, False)
         self.leaving.append((now + int(LEAVE_TIMEOUT_S * 1e9), conn))
+
+    def _goodbye(self, conn: Conn) -> bytes:
+        """What a quit sends: the protocol's goodbye after what was still
+        queued (a whole record, over TLS), and over TLS encrypted, then the
+        close_notify alert."""
+        out = bytes(conn.outbuf)
+        conn.outbuf.clear()
+        tls = conn.tls
+        if tls is None:
+            return out + self.quit_bytes
+        return out + (tls.encrypt(self.quit_bytes) if self.quit_bytes else b"") + tls.close_notify()
 
     # -- the registrar's hooks ---------------------------------------------------------------
 
@@ -391,9 +410,12 @@ class ChurnDriver:
         return block
 
     def _churning_name(self, name: bytes) -> bool:
-        """A name of this run's, not of a stalled client's (those leave when released)."""
-        stem = self.stem
-        return name.startswith(stem) and not name.startswith(b"st", len(stem))
+        """A churned seat's name (or its replacement's), or a probe's; not a
+        stalled client's (those leave when released)."""
+        names = self.seat_names
+        if name in names or (self.churn.names == "new" and _RENAMED.sub(b"", name) in names):
+            return True
+        return name.startswith(self.stem + b"p")
 
     # -- the end ----------------------------------------------------------------------------------
 

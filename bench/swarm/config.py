@@ -15,7 +15,7 @@ from bench.results.schema import ChurnParameters, RunParameters, SeriesParameter
 from bench.swarm import pinning
 from bench.targets import TargetError, parse_target, target_protocol
 from bench.targets.base import Security
-from bench.wire.credentials import CredentialsError, Logins
+from bench.wire.credentials import LOGIN_NAME, CredentialsError, Logins
 from bench.workload import Workload, WorkloadError, build
 from bench.workload.membership import Churn
 
@@ -119,13 +119,21 @@ class SwarmConfig:
         self._check_logins(proto)
 
     def _check_logins(self, proto: str) -> None:
-        """The logins fit the protocol and the run."""
+        """The logins fit the protocol and the run; under a login per client
+        name (our server's accounts) no connection may come with a new name."""
         if self.logins is None:
             return
+        login = wire.get(proto).login
         try:
-            self.logins.check(proto, wire.get(proto).login, self.connections)
+            self.logins.check(proto, login, self.connections)
         except CredentialsError as exc:
             raise ValueError(str(exc)) from None
+        churn = self.churn
+        if login == LOGIN_NAME and (churn.probe_rate > 0 or (churn.names == "new" and (churn.rate > 0 or churn.storm))):
+            raise ValueError(
+                f"{proto} logs in under each client's own name, and a new name has no account: "
+                "with --churn or --storm give --churn-names same (connect-rate's probes cannot log in)"
+            )
 
     def _check_churn(self) -> None:
         """Churn and storms need seats that may leave, and a storm's time inside the sends."""

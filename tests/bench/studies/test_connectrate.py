@@ -72,6 +72,7 @@ def test_connect_rate_against_our_server_writes_its_steps_and_report(tmp_path: P
         (["--clients", "20", "--storm", "fifty"], "--storm is PCT@T"),
         (["--clients", "20", "--storm", "50@1", "--storm-node", "0"], "a cluster:M target"),
         (["--clients", "20", "--churn", "5", "--backoff", "5,1"], "0 < BASE <= CAP"),
+        (["--clients", "20", "--churn", "5", "--tls", "--password", "pw"], "--churn-names same"),
     ],
 )
 def test_churn_options_say_what_is_wrong_in_one_line(args: list[str], message: str) -> None:

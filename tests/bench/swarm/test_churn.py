@@ -6,17 +6,24 @@ reason with the run's names as NAME."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
+from bench.net.tls import TlsOptions
 from bench.swarm import SwarmConfig, run_swarm
 from bench.swarm.churn import failure_reason
+from bench.targets import EmbeddedTarget, Security, certs
 from bench.targets.packages import find_binary
+from bench.wire.client import ClientError, WireClient
+from bench.wire.credentials import Credentials, parse_credentials, single
 from bench.workload.membership import Churn
 
 pytestmark = pytest.mark.timeout(120)
+
+PASSWORD = "s3cret-pw"
 
 #: 20 clients, 2 of them sending 200 msg/s for 3 s after a 0.5 s warm-up.
 SMALL: dict[str, Any] = {
@@ -145,6 +152,54 @@ def test_a_storm_on_one_cluster_node_the_others_keep_serving_and_names_come_back
     steady_on_1 = [s for key, s in by_label.items() if "membership=steady" in key]
     assert steady_on_1 and all(s["integrity"]["faults"] == 0 for s in steady_on_1)
     assert doc["parameters"]["churn"]["storm_node"] == 0
+
+
+def test_churn_over_tls_resumes_logs_in_and_quits_inside_tls() -> None:
+    """Churn over TLS (issue 25) with --tls-resume and a login per name (our
+    server's accounts, the names a --credentials file's): the replacements
+    handshake with the session of an earlier connection, log in, and are owed
+    exactly; their quits are TLS records the server reads as ``/quit`` (a
+    watcher over TLS sees every churn leave as ``(quit)``)."""
+    names = [f"user{i}" for i in range(SMALL["clients"])]
+    logins = parse_credentials("".join(f"{n}:{PASSWORD}\n" for n in names), "logins.txt")
+    with EmbeddedTarget(security=Security(tls=True, logins=single(None, PASSWORD))) as server:
+        server.enroll([(name, PASSWORD) for name in [*names, "watcher"]])
+        tls = TlsOptions(ca_file=certs.ca_file(), resume=True)
+        address = (server.host, server.port)
+        watcher = WireClient.connect(address, "watcher", tls=tls, credentials=Credentials(None, PASSWORD))
+        try:
+            churn = Churn(rate=10, mode="quit", names="same")
+            doc = run_swarm(
+                SwarmConfig(target=f"{server.host}:{server.port}", tls=tls, logins=logins, churn=churn, **SMALL)
+            )
+            quits = Counter(
+                line.split(b" left the chat ")[0].rsplit(b" ", 1)[-1]
+                for line in _lines_until_idle(watcher)
+                if line.endswith(b" left the chat (quit)")
+            )
+        finally:
+            watcher.close()
+    _consistent(doc)
+    leaves = doc["churn"]["leaves"]["quit"]
+    assert leaves >= 20 and doc["churn"]["replaced"] == leaves
+    assert sum(quits.values()) == leaves and set(quits) <= {n.encode() for n in names}
+    setup = doc["connects"]["churn"]
+    assert setup["count"] == leaves and setup["tls_us"] is not None and setup["tls_us"]["count"] == leaves
+    assert setup["tls_resumed_us"] is not None and setup["tls_resumed_us"]["count"] >= 1  # the sessions offered resumed
+    assert sum(setup["tls"].values()) == leaves
+    notices = doc["churn"]["notices"]  # the seats' names are the file's: still counted
+    assert notices is not None and notices["joins_seen"] == notices["joins_expected"] == 2 * leaves
+    assert notices["leaves_seen"] == notices["leaves_expected"] == 2 * leaves
+
+
+def _lines_until_idle(client: WireClient, idle_s: float = 0.5) -> list[bytes]:
+    """What ``client`` received until nothing more came for ``idle_s``."""
+    lines: list[bytes] = []
+    while True:
+        try:
+            lines.append(client.next_line(time.monotonic() + idle_s))
+        except ClientError:
+            return lines
 
 
 def test_the_runs_names_in_a_reason_are_one_reason_and_other_text_is_kept() -> None:
