@@ -695,7 +695,8 @@ class ConnectRateStep(TypedDict):
     registered: int
     failures: dict[str, int]  #: reason -> attempts that failed
     tcp_us: Latency
-    tls_us: Latency | None  #: None: plaintext
+    tls_us: Latency | None  #: the TLS handshake (--tls); None: plaintext
+    tls_resumed: NotRequired[int]  #: of the registered, those whose handshake was resumed (--tls-resume)
     registration_us: Latency
     total_us: Latency
     steady_p99_us: int | None  #: the p99 the steady clients saw meanwhile
@@ -725,6 +726,9 @@ class ConnectRateParameters(TypedDict):
     clients: int  #: steady clients connected meanwhile
     rate: float  #: their messages per second
     mode: str  #: how each new connection leaves: quit, reset, mixed
+    transport: NotRequired[str]  #: ``plain`` or ``tls`` (--tls; absent in older studies: plain)
+    tls: NotRequired[TlsInfo | None]  #: the clients' TLS settings
+    logins: NotRequired[str | None]  #: who the clients log in as (never a password)
 
 
 class ConnectRateDocument(TypedDict):

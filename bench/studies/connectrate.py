@@ -14,9 +14,12 @@ so the report also says what they saw.  A step passes when
 
 the target's **capacity** is the highest rate that passed, and its first
 failing step is the last one run.  Connect latency is split into TCP
-connect, TLS handshake (absent in plaintext) and registration (our welcome
-line; IRC ``001``; MQTT ``CONNACK``; Redis's first reply; NATS ``PONG``;
-WebSocket ``101`` and the welcome): :mod:`bench.measure.connects`.
+connect, TLS handshake (``--tls``; absent in plaintext) and registration (our
+welcome line; IRC ``001``; MQTT ``CONNACK``; Redis's first reply; NATS
+``PONG``; WebSocket ``101`` and the welcome): :mod:`bench.measure.connects`.
+With ``--tls`` every connection, the probes and the steady clients, is
+over TLS (``--tls-resume``: the probes resume the worker's last session),
+and without ``--targets`` the targets are the default ones that serve TLS.
 
 Output: ``connect-rate.json`` (:class:`~bench.results.schema.ConnectRateDocument`),
 ``connect-rate.md`` / ``.html`` and ``connect-rate.png``
@@ -29,10 +32,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import cli
 from bench.measure.stats import LatencyHistogram
+from bench.net.tls import TlsOptions
 from bench.progname import PROG
 from bench.report import connectrate as report
 from bench.results import schema
@@ -41,7 +46,9 @@ from bench.results.schema import ConnectRateDocument, ConnectRateParameters, Con
 from bench.results.store import new_report_dir, point_latest, write_json
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
 from bench.swarm.churn import CHURN_TAIL_S
-from bench.targets import TargetError, registry
+from bench.targets import TargetError, make_target, registry
+from bench.targets.base import Security
+from bench.wire.credentials import Logins
 from bench.workload.membership import CHURN_MODES, Churn
 
 #: Without --targets: every kind compare runs, and our server over WebSocket.
@@ -79,7 +86,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Connect latency is split into TCP connect, TLS handshake and registration."
     )
     g = parser.add_argument_group("connect rate")
-    g.add_argument("--targets", type=cli.target_list, default=list(DEFAULT_TARGETS), help="targets, each in turn")
+    g.add_argument(
+        "--targets",
+        type=cli.target_list,
+        help="targets, each in turn (default: compare's and embedded-ws; with --tls those that serve TLS)",
+    )
     g.add_argument("--start", type=float, default=DEFAULT_START, help="new connections per second of the first step")
     g.add_argument("--factor", type=float, default=DEFAULT_FACTOR, help="each step offers this many times more")
     g.add_argument("--max", type=float, default=DEFAULT_MAX, dest="max_rate", help="the last step's rate at most")
@@ -89,7 +100,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--rate", type=float, default=DEFAULT_RATE, help="their messages per second")
     g.add_argument("--mode", choices=CHURN_MODES, default="quit", help="how each new connection leaves")
     g.add_argument("--workers", type=int, help="load-generator processes (default: CPU count - 1)")
-    cli.add_parents(parser, cli.output_options())
+    cli.add_parents(parser, cli.security_options(), cli.output_options())
 
 
 def rates(start: float, factor: float, most: float) -> list[float]:
@@ -137,6 +148,7 @@ def step_of(rate: float, doc: schema.RunDocument, file: str, bound_ms: float) ->
         "failures": churn["failures"].get("probe", {}) if churn is not None else {},
         "tcp_us": probe["tcp_us"] if probe is not None else none,
         "tls_us": probe["tls_us"] if probe is not None else None,
+        "tls_resumed": probe["tls_resumed_us"]["count"] if probe is not None and probe["tls_resumed_us"] else 0,
         "registration_us": probe["registration_us"] if probe is not None else none,
         "total_us": probe["total_us"] if probe is not None else none,
         "steady_p99_us": steady[0]["latency_us"]["p99_us"] if steady else doc["latency_us"]["p99_us"],
@@ -152,7 +164,15 @@ def step_of(rate: float, doc: schema.RunDocument, file: str, bound_ms: float) ->
     return step
 
 
-def _config(args: argparse.Namespace, target: str, rate: float) -> SwarmConfig:
+@dataclass(frozen=True)
+class Access:
+    """How the study's clients reach the targets (``--tls`` ..., the logins)."""
+
+    tls: TlsOptions | None = None
+    logins: Logins | None = None
+
+
+def _config(args: argparse.Namespace, target: str, rate: float, access: Access) -> SwarmConfig:
     return SwarmConfig(
         clients=args.clients,
         senders=min(2, args.clients - 1) if args.clients > 1 else None,
@@ -162,12 +182,14 @@ def _config(args: argparse.Namespace, target: str, rate: float) -> SwarmConfig:
         target=target,
         workers=args.workers,
         churn=Churn(probe_rate=rate, mode=args.mode),
+        tls=access.tls,
+        logins=access.logins,
         progress=False,
         label=f"connect-rate {rate:g}/s",
     )
 
 
-def search(args: argparse.Namespace, target: str, out: Path) -> ConnectRateTarget:
+def search(args: argparse.Namespace, target: str, out: Path, access: Access) -> ConnectRateTarget:
     """One target's steps, until one fails."""
     protocol = registry.parse_target(target).protocols[0]
     steps: list[ConnectRateStep] = []
@@ -175,7 +197,7 @@ def search(args: argparse.Namespace, target: str, out: Path) -> ConnectRateTarge
     for rate in rates(args.start, args.factor, args.max_rate):
         file = f"{_dir_name(target)}/run-r{round(rate):06d}.json"
         try:
-            doc = run_swarm(_config(args, target, rate))
+            doc = run_swarm(_config(args, target, rate, access))
         except (SwarmError, TargetError, ValueError) as exc:
             steps.append(_failed_step(rate, str(exc)))
             _print(target, steps[-1], args.quiet)
@@ -210,6 +232,7 @@ def _failed_step(rate: float, error: str) -> ConnectRateStep:
         "failures": {},
         "tcp_us": none,
         "tls_us": None,
+        "tls_resumed": 0,
         "registration_us": none,
         "total_us": none,
         "steady_p99_us": None,
@@ -232,14 +255,39 @@ def _print(target: str, step: ConnectRateStep, quiet: bool) -> None:
         return
     p99 = step["total_us"]["p99_us"]
     shown = f"p99 {p99 / 1000:.1f} ms" if p99 is not None else "no p99"
+    tls = step["tls_us"]
+    if tls is not None and tls["p99_us"] is not None:
+        shown += f" (TLS handshake p99 {tls['p99_us'] / 1000:.1f} ms)"
     verdict = "pass" if step["passed"] else "FAIL: " + "; ".join(step["why"])
     print(f"{target}: {step['rate']:g}/s -> {step['achieved_per_s']:g}/s registered, {shown}: {verdict}", flush=True)
+
+
+def default_targets(tls: bool) -> list[str]:
+    """Compare's and ``embedded-ws``; with TLS those that can serve it."""
+    kinds = {t: registry.parse_target(t).kind for t in DEFAULT_TARGETS}
+    return [t for t, kind in kinds.items() if not tls or kind is None or kind.refusal(Security(tls=True)) is None]
+
+
+def check(args: argparse.Namespace, access: Access) -> None:
+    """Every target can be run so (secured, with these logins): a UsageError
+    in one line before any run."""
+    security = Security(tls=access.tls is not None, logins=access.logins)
+    for target in args.targets:
+        try:
+            make_target(target, security=security)
+            _config(args, target, args.start, access)
+        except (TargetError, ValueError) as exc:
+            raise cli.UsageError(f"{target}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     rates(args.start, args.factor, args.max_rate)  # the usage errors first
     if args.clients < 2:
         raise cli.UsageError("--clients must be at least 2 (a sender and a receiver stay connected)")
+    access = Access(*cli.client_security(args))
+    if args.targets is None:
+        args.targets = default_targets(access.tls is not None)
+    check(args, access)
     root = Path(args.reports_root)
     out = Path(args.out) if args.out else new_report_dir(root, "-connect-rate")
     out.mkdir(parents=True, exist_ok=True)
@@ -252,6 +300,9 @@ def run(args: argparse.Namespace) -> int:
         "clients": args.clients,
         "rate": args.rate,
         "mode": args.mode,
+        "transport": "tls" if access.tls is not None else "plain",
+        "tls": access.tls.describe() if access.tls is not None else None,
+        "logins": access.logins.describe() if access.logins is not None else None,
     }
     doc: ConnectRateDocument = {
         "schema_version": schema.CONNECT_RATE_SCHEMA_VERSION,
@@ -263,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
         "targets": [],
     }
     for target in args.targets:
-        doc["targets"].append(search(args, target, out))
+        doc["targets"].append(search(args, target, out, access))
         write_json(out / schema.CONNECT_RATE_JSON, doc)  # readable after each target
     report.write(out, doc)
     if not args.out and not args.no_latest:

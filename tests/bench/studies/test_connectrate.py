@@ -64,6 +64,49 @@ def test_connect_rate_against_our_server_writes_its_steps_and_report(tmp_path: P
     assert "| embedded | chat | the welcome line | 100 |" in (out / "connect-rate.md").read_text()
 
 
+@pytest.mark.timeout(120)
+def test_connect_rate_over_tls_times_every_probes_handshake(tmp_path: Path) -> None:
+    """``--tls --tls-resume``: every probe handshakes (resuming the worker's
+    session), and the step and its report show the handshake's part."""
+    out = tmp_path / "cr"
+    args = ["connect-rate", "--targets", "embedded", "--start", "50", "--max", "50", "--step-duration", "1.5"]
+    tls = ["--tls", "--tls-resume"]
+    assert (
+        cli.main([*args, *tls, "--clients", "4", "--rate", "10", "--workers", "1", "--out", str(out), "--quiet"]) == 0
+    )
+    study = json.loads((out / "connect-rate.json").read_text())
+    params = study["parameters"]
+    assert params["transport"] == "tls" and params["tls"]["resume"] is True and params["logins"] is None
+    (step,) = study["targets"][0]["steps"]
+    assert step["passed"], step["why"]
+    assert step["tls_us"] is not None and step["tls_us"]["count"] == step["registered"] > 0
+    assert 1 <= step["tls_resumed"] <= step["registered"]  # offered once a connection of the worker registered
+    run = json.loads((out / step["file"]).read_text())
+    assert run["connects"]["probe"]["tls_us"] == step["tls_us"] and run["labels"][0]["values"]["transport"] == "tls"
+    report = (out / "connect-rate.md").read_text()
+    assert "| TLS p99 ms |" in report and "Every connection is over TLS." in report
+
+
+def test_connect_rate_over_tls_leaves_out_the_targets_that_cannot_serve_it() -> None:
+    assert connectrate.default_targets(tls=False) == list(connectrate.DEFAULT_TARGETS)
+    secured = connectrate.default_targets(tls=True)
+    assert "miniircd" not in secured and {"embedded", "embedded-ws", "mosquitto"} <= set(secured)
+
+
+def test_connect_rate_refuses_what_cannot_run_before_any_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for args, message in [
+        (["--targets", "miniircd", "--tls"], "cannot be started with TLS"),
+        (["--targets", "embedded", "--password", "pw"], "a new name has no account"),  # probes cannot log in
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["connect-rate", *args, "--out", str(tmp_path / "x"), "--quiet"])
+        assert exited.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
