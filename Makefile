@@ -26,7 +26,7 @@ COMPARE_TARGETS ?=
 COMPARE_CLIENTS ?= 10,50,100,250,500
 COMPARE_TARGET_ARGS = $(if $(COMPARE_TARGETS),--targets $(COMPARE_TARGETS))
 
-.PHONY: install lock test lint selftest bench capacity bench-gate bench-baseline bench-replay peers compare soak cluster bench-cluster help clean
+.PHONY: install lock test lint selftest bench capacity bench-gate bench-baseline bench-replay peers compare soak soak-churn cluster bench-cluster help clean
 
 help:
 	@echo "make install   create $(VENV) and install chatbench with its bench and test extras, pinned by $(CONSTRAINTS)"
@@ -44,6 +44,7 @@ help:
 	@echo "make cluster  redis-server + NODES=$(NODES) server nodes on port 8000 over a Redis backplane (Ctrl-C stops)"
 	@echo "make bench-cluster  deliveries/s and p99 vs nodes ($(CLUSTER_NODES)), scaling chart in reports/*-cluster/"
 	@echo "make soak      60 s bounded soak; checks the server returns to its idle RSS/threads/fds"
+	@echo "make soak-churn 100,000 connections churned at 500/s during traffic: no leak (threads, fds, RSS within 10%)"
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -102,6 +103,9 @@ compare: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python -m bench soak
+
+soak-churn: $(STAMP)
+	$(BIN)/python -m bench soak --clients 200 --rate 100 --churn 500 --churned 100000 --out reports/soak-churn.json
 
 cluster: $(STAMP)
 	$(BIN)/python -m bench cluster --nodes $(NODES)

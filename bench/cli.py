@@ -31,7 +31,8 @@ from bench.swarm.run import rooms_refusal
 from bench.targets import TargetError, make_target, parse_target, registry
 from bench.wire import PROTOCOLS
 from bench.wire.credentials import CredentialsError, Logins, parse_credentials, single
-from bench.workload import Workload, WorkloadError, model, scenario
+from bench.workload import Workload, WorkloadError, membership, model, scenario
+from bench.workload.membership import Churn
 from server.config import FANOUT_STRATEGIES, ServerConfig
 
 PROG = progname.PROG  #: chat-bench or python -m bench, as started
@@ -84,6 +85,9 @@ SUBCOMMANDS: dict[str, Entry] = {
     "gate": Entry("bench.gate.cli", "fan-out regression gate: server vs calibration relay against the baseline"),
     "onebroadcast": Entry("bench.studies.onebroadcast", "time ONE broadcast to N idle clients (the server's floor)"),
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
+    "connect-rate": Entry(
+        "bench.studies.connectrate", "new connections per second each target takes within a p99 connect-latency bound"
+    ),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
     "cost": Entry("bench.studies.cost", "server CPU time and context switches per delivery, pinned, interleaved"),
     "handshakes": Entry("bench.studies.handshakes", "TLS handshakes per second and their latency, full and resumed"),
@@ -268,7 +272,98 @@ def traffic_options() -> argparse.ArgumentParser:
         "in the run JSON's intervals, the .hlog beside it, the charts over time and the live outputs",
     )
     workload_options(p)
+    churn_options(p)
     return p
+
+
+def churn_options(p: argparse.ArgumentParser) -> None:
+    """Membership over time (bench/workload/membership.py): churn and a reconnect storm during traffic."""
+    d = Churn()
+    g = p.add_argument_group(
+        "churn and storms",
+        "connections that leave and come back during traffic (receivers that do not send; the senders stay). "
+        "A connection is owed what is sent after the server confirmed its registration, until shortly before "
+        "it leaves (README: Churn and storms)",
+    )
+    g.add_argument(
+        "--churn",
+        type=float,
+        default=d.rate,
+        metavar="RATE",
+        help="connections per second that leave and are replaced at once, from the end of the warm-up",
+    )
+    g.add_argument(
+        "--churn-mode",
+        choices=membership.CHURN_MODES,
+        default=d.mode,
+        help="how a connection leaves (churn and storm): quit (the protocol's goodbye, then a clean close), "
+        "reset (TCP RST), mixed (a seeded draw per leave)",
+    )
+    g.add_argument(
+        "--churn-names",
+        choices=membership.NAME_MODES,
+        default=d.names,
+        help="a replacement registers under a new name (NAMErK) or the same name (retried while the server "
+        "still holds it)",
+    )
+    g.add_argument(
+        "--storm",
+        type=_parsed(membership.parse_storm),
+        metavar="PCT@T",
+        help="drop PCT%% of the churnable connections at once at T seconds on the run's time axis (0: the first "
+        "send), e.g. 50@10; they reconnect by --reconnect",
+    )
+    g.add_argument(
+        "--storm-node",
+        type=int,
+        metavar="N",
+        help="a cluster: the storm strikes node N's connections only (PCT%% of them), and they reconnect to the "
+        "next node",
+    )
+    g.add_argument(
+        "--reconnect",
+        choices=membership.RECONNECT_POLICIES,
+        default=d.reconnect,
+        help="how dropped connections come back: immediate, or backoff (jittered exponential, --backoff)",
+    )
+    g.add_argument(
+        "--backoff",
+        type=_parsed(membership.parse_backoff),
+        metavar="BASE,CAP",
+        help=f"--reconnect backoff: attempt k waits a uniform draw in [0, min(CAP, BASE x 2^k)) seconds "
+        f"(default {d.backoff_base_s:g},{d.backoff_cap_s:g})",
+    )
+    g.add_argument(
+        "--leave-grace",
+        type=float,
+        default=d.leave_grace_s,
+        metavar="S",
+        help="messages intended this long before a connection's leave are owed to it; later ones may have been "
+        "in flight (not counted as lost when missing)",
+    )
+
+
+def churn_of(args: argparse.Namespace) -> Churn:
+    """The churn the options describe (all off without them)."""
+    get = args.__dict__.get
+    storm = get("storm") or (0.0, 0.0)
+    backoff = get("backoff") or (Churn.backoff_base_s, Churn.backoff_cap_s)
+    try:
+        return Churn(
+            rate=float(get("churn") or 0.0),
+            mode=get("churn_mode") or Churn.mode,
+            names=get("churn_names") or Churn.names,
+            storm_percent=storm[0],
+            storm_at_s=storm[1],
+            reconnect=get("reconnect") or Churn.reconnect,
+            backoff_base_s=backoff[0],
+            backoff_cap_s=backoff[1],
+            probe_rate=float(get("probe_rate") or 0.0),
+            leave_grace_s=float(get("leave_grace", Churn.leave_grace_s)),
+            storm_node=get("storm_node"),
+        )
+    except WorkloadError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _parsed(parse: Callable[[str], object]) -> Callable[[str], object]:
@@ -559,6 +654,7 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
         warmup_s=args.warmup if rate > 0 else 0.0,
         payload_bytes=payload,
         workload=workload,
+        churn=churn_of(args),
         workers=get("workers"),
         ramp_per_s=get("ramp", SwarmConfig.ramp_per_s),
         connect_timeout_s=get("connect_timeout", SwarmConfig.connect_timeout_s),

@@ -28,6 +28,18 @@ Definitions (each message from a sender to this receiver counts once):
 So a stream with one message missing, one arriving twice, one swapped with
 its successor and one damaged reports exactly ``lost=1, duplicated=1,
 reordered=1, corrupted=1``.
+
+**A receiver that joins mid-stream** (churn: :mod:`bench.swarm.churn`) is
+owed a stream only from a **floor** on (:meth:`IntegrityTracker.expect_from`:
+the first sequence number sent after the server confirmed its join).
+Messages below the floor may still arrive (they were in the server's hands
+when it joined): they are tracked like any other -- a repeat is a
+duplicate, one arriving after a later one reordered -- but the numbers
+below the floor that never came are not holes, and a first arrival far
+above 0 opens holes only from the floor on, so the state stays as small as
+the gaps after the floor.  :meth:`IntegrityTracker.window` then counts what
+one membership was owed (``[floor, hi)``), lost, left in flight at its
+leave (``[hi, end)``) and received.
 """
 
 from __future__ import annotations
@@ -86,7 +98,17 @@ class IntegrityCounts:
 class IntegrityTracker:
     """What one receiver got from every sender.  See the module docstring."""
 
-    __slots__ = ("_holes", "_next", "corrupted", "duplicated", "faults_by_sender", "reordered", "sink")
+    __slots__ = (
+        "_first",
+        "_floor",
+        "_holes",
+        "_next",
+        "corrupted",
+        "duplicated",
+        "faults_by_sender",
+        "reordered",
+        "sink",
+    )
 
     def __init__(self, sink: list[int] | None = None) -> None:
         #: where every fault is counted as well, by kind (duplicated, reordered,
@@ -97,6 +119,11 @@ class IntegrityTracker:
         self._next: dict[int, int] = {}
         #: sender -> seqs below ``_next`` not seen yet; only senders with holes.
         self._holes: dict[int, set[int]] = {}
+        #: a receiver that joined mid-stream: sender -> the first seq it is
+        #: owed (None: owed every message from 0, the plain case)
+        self._floor: dict[int, int] | None = None
+        #: with floors: sender -> the lowest seq its state covers (absent: 0)
+        self._first: dict[int, int] = {}
         self.duplicated = 0
         self.reordered = 0
         self.corrupted = 0
@@ -129,6 +156,11 @@ class IntegrityTracker:
             holes.discard(seq)
             if not holes:
                 del self._holes[sender]
+            self.reordered += 1
+            self._fault(sender, _REORDERED_AT)
+            return REORDERED
+        if seq < self._first.get(sender, 0):  # below all it saw, and never seen: late, not repeated
+            self._below(sender, seq)
             self.reordered += 1
             self._fault(sender, _REORDERED_AT)
             return REORDERED
@@ -178,6 +210,18 @@ class IntegrityTracker:
             count=n,
         )
 
+    def expect_from(self, sender: int, seq: int) -> None:
+        """This receiver is owed ``sender``'s messages from ``seq`` on (it
+        joined mid-stream; see the module docstring).  Call before the first
+        observe of that sender."""
+        if self._floor is None:
+            self._floor = {}
+        self._floor[sender] = seq
+
+    def floor(self, sender: int) -> int:
+        """The first seq owed from ``sender`` (0 unless :meth:`expect_from` said)."""
+        return self._floor.get(sender, 0) if self._floor else 0
+
     def start_at(self, sender: int, seq: int) -> None:
         """This receiver joined while ``sender`` was already sending: count
         its messages from ``seq`` on (call before the first observe of that
@@ -198,12 +242,33 @@ class IntegrityTracker:
         return {sender: len(holes) for sender, holes in self._holes.items() if holes}
 
     def _skip(self, sender: int, expected: int, seq: int) -> None:
-        """``seq`` came ahead of ``expected``: the numbers between are holes."""
+        """``seq`` came ahead of ``expected``: the numbers between are holes
+        (with a floor, a first arrival's numbers below the floor are not)."""
+        if self._floor is not None and sender not in self._next:
+            floor = self._floor.get(sender, 0)
+            if seq <= floor:  # a first arrival at or below its floor: nothing before it is owed
+                self._first[sender] = seq
+                self._next[sender] = seq + 1
+                return
+            expected = floor  # the numbers below the floor are not holes
+            if floor:
+                self._first[sender] = floor
         holes = self._holes.get(sender)
         if holes is None:
             holes = self._holes[sender] = set()
         holes.update(range(expected, seq))
         self._next[sender] = seq + 1
+
+    def _below(self, sender: int, seq: int) -> None:
+        """``seq`` arrived below the lowest seq the state covers (a receiver
+        with a floor): the numbers between become holes, ``seq`` the lowest."""
+        first = self._first.get(sender, 0)
+        if seq + 1 < first:
+            holes = self._holes.get(sender)
+            if holes is None:
+                holes = self._holes[sender] = set()
+            holes.update(range(seq + 1, first))
+        self._first[sender] = seq
 
     def observe_corrupt(self, sender: int | None = None, seq: int | None = None) -> None:
         """Account one damaged probe; ``sender``/``seq`` when still readable."""
@@ -224,10 +289,12 @@ class IntegrityTracker:
             self._next[sender] = seq + 1
             return
         holes = self._holes.get(sender)
-        if holes is not None:
+        if holes is not None and seq in holes:
             holes.discard(seq)
             if not holes:
                 del self._holes[sender]
+        elif seq < self._first.get(sender, 0):
+            self._below(sender, seq)
 
     def lost(self, sent: Mapping[int, int], skip_sender: int | None = None) -> int:
         """Messages sent that never arrived.  ``sent`` maps every sender to
@@ -241,9 +308,10 @@ class IntegrityTracker:
         for sender, count in sent.items():
             if sender == skip_sender:
                 continue
-            seen_up_to = self._next.get(sender, 0)
+            floor = self.floor(sender)
+            seen_up_to = max(self._next.get(sender, 0), floor)
             holes = self._holes.get(sender)
-            lost = sum(1 for seq in holes if seq < count) if holes else 0
+            lost = sum(1 for seq in holes if floor <= seq < count) if holes else 0
             if count > seen_up_to:
                 lost += count - seen_up_to
             if lost:
@@ -258,12 +326,99 @@ class IntegrityTracker:
         for sender, count in sent.items():
             if sender == skip_sender:
                 continue
+            floor = self.floor(sender)
             holes = self._holes.get(sender)
-            below = sorted(seq for seq in holes if seq < count) if holes else []
-            tail = range(self._next.get(sender, 0), count)
+            below = sorted(seq for seq in holes if floor <= seq < count) if holes else []
+            tail = range(max(self._next.get(sender, 0), floor), count)
             if below or tail:
                 out[sender] = (below, tail)
         return out
+
+    # -- a membership's window (churn) ------------------------------------------------
+
+    def _missing_in(self, sender: int, lo: int, hi: int) -> int:
+        """Seqs in [lo, hi) that did not arrive."""
+        if hi <= lo:
+            return 0
+        nxt = self._next.get(sender)
+        if nxt is None:
+            return hi - lo
+        first = self._first.get(sender, 0)
+        holes = self._holes.get(sender)
+        n = sum(1 for seq in holes if lo <= seq < hi) if holes else 0
+        n += max(0, min(hi, first) - lo)  # below what the state covers: never seen
+        n += max(0, hi - max(lo, nxt))  # at or past the highest seen
+        return n
+
+    def _arrived_from(self, sender: int, lo: int) -> int:
+        """Seqs at or above ``lo`` that arrived (duplicates once)."""
+        nxt = self._next.get(sender)
+        if nxt is None:
+            return 0
+        start = max(lo, self._first.get(sender, 0))
+        holes = self._holes.get(sender)
+        gaps = sum(1 for seq in holes if seq >= start) if holes else 0
+        return max(0, nxt - start - gaps)
+
+    def received(self) -> int:
+        """Intact first arrivals from every sender (a duplicate counts once)."""
+        return sum(self._arrived_from(sender, 0) for sender in self._next)
+
+    def window(self, sender: int, hi: int, end: int, measured_from: int = 0) -> Window:
+        """What this receiver was owed by ``sender`` from its floor to ``hi``,
+        and left in flight in ``[hi, end)`` (its leave; ``hi == end``: it
+        stayed to the end, ``end`` then the messages sent);
+        ``measured_from``: the sender's first measured seq."""
+        lo = self._floor.get(sender, 0) if self._floor else 0
+        lo_m = lo if lo > measured_from else measured_from
+        owed = hi - lo if hi > lo else 0
+        owed_m = hi - lo_m if hi > lo_m else 0
+        top = lo if lo > hi else hi
+        nxt = self._next.get(sender)
+        if nxt is None:  # nothing arrived
+            return Window(owed, owed, end - top if end > top else 0, 0, owed_m, owed_m, 0)
+        if sender in self._holes:
+            missing = self._missing_in
+            return Window(
+                owed=owed,
+                lost=missing(sender, lo, hi),
+                at_leave=missing(sender, top, end),
+                arrived=self._arrived_from(sender, 0),
+                owed_measured=owed_m,
+                lost_measured=missing(sender, lo_m, hi),
+                arrived_measured=self._arrived_from(sender, measured_from),
+            )
+        # no holes: what arrived is exactly [first, nxt)
+        first = self._first.get(sender, 0) if self._first else 0
+
+        def arrived_in(a: int, b: int) -> int:
+            a = a if a > first else first
+            b = b if b < nxt else nxt
+            return b - a if b > a else 0
+
+        return Window(
+            owed=owed,
+            lost=owed - arrived_in(lo, hi),
+            at_leave=(end - top if end > top else 0) - arrived_in(top, end),
+            arrived=nxt - first,
+            owed_measured=owed_m,
+            lost_measured=owed_m - arrived_in(lo_m, hi),
+            arrived_measured=arrived_in(measured_from, nxt),
+        )
+
+    def missing_between(self, sender: int, lo: int, hi: int) -> tuple[list[int], list[range]]:
+        """The seqs in [lo, hi) that did not arrive: single ones (holes) and
+        ranges (never reached, or below what arrived): to say when each was due."""
+        if hi <= lo:
+            return [], []
+        nxt = self._next.get(sender)
+        if nxt is None:
+            return [], [range(lo, hi)]
+        first = self._first.get(sender, 0)
+        holes = self._holes.get(sender)
+        singles = sorted(seq for seq in holes if lo <= seq < hi) if holes else []
+        ranges = [r for r in (range(lo, min(hi, first)), range(max(lo, nxt), hi)) if r]
+        return singles, ranges
 
     def finish_by_sender(self, sent: Mapping[int, int], skip_sender: int | None = None) -> dict[int, IntegrityCounts]:
         """The four counters per sender, only for senders with a fault: what
@@ -281,6 +436,36 @@ class IntegrityTracker:
             reordered=self.reordered,
             corrupted=self.corrupted,
         )
+
+
+@dataclass(slots=True)
+class Window:
+    """One stream's share of one membership (a connection that was in from
+    a floor to its leave): what it was owed, lost, left in flight, received.
+    Addable across streams, connections and workers."""
+
+    owed: int = 0  #: messages in [floor, hi): sent while it was in, long enough before its leave
+    lost: int = 0  #: of those, never arrived (whole or damaged)
+    at_leave: int = 0  #: messages in [hi, end) that did not arrive: in flight when it left, not lost
+    arrived: int = 0  #: intact first arrivals, owed or not (boundary ones included)
+    owed_measured: int = 0  #: the same, of the measured messages only (past the warm-up)
+    lost_measured: int = 0
+    arrived_measured: int = 0
+
+    def add(self, other: Window) -> None:
+        self.owed += other.owed
+        self.lost += other.lost
+        self.at_leave += other.at_leave
+        self.arrived += other.arrived
+        self.owed_measured += other.owed_measured
+        self.lost_measured += other.lost_measured
+        self.arrived_measured += other.arrived_measured
+
+    @property
+    def boundary(self) -> int:
+        """Arrivals that were not owed: sent before the join was confirmed
+        or within the grace before the leave (not faults)."""
+        return self.arrived - (self.owed - self.lost)
 
 
 def total(counts: Iterable[IntegrityCounts]) -> IntegrityCounts:

@@ -30,9 +30,11 @@ def summary_line(doc: RunDocument) -> str:
     server = server_summary(doc)
     ratio = d["delivered_ratio"]
     rate = f"{p['rate']:g}/s" if p["rate"] else "burst"
+    boundary = d.get("boundary", 0)
     parts = [
         f"clients={p['clients']} senders={p['senders']} rate={rate} msgs={p['measured_messages']}",
-        f"{MEASURED}: delivered {d['delivered']}/{d['expected']} ({100 * ratio:.2f}%)"
+        f"{MEASURED}: delivered {d['delivered'] - boundary}/{d['expected']} ({100 * ratio:.2f}%)"
+        + (f" +{boundary} at churn boundaries" if boundary else "")
         if ratio is not None
         else f"{MEASURED}: no deliveries",
         f"{d['per_s'] or 0:,.0f} deliveries/s {RATE_WINDOW} (offered {d.get('offered_per_s') or 0:,.0f}/s)",
@@ -53,11 +55,29 @@ def summary_line(doc: RunDocument) -> str:
     rx_lag = doc.get("receive_lag_us")
     if rx_lag:
         parts.append(f"harness read lag p99 {_lat(rx_lag['p99_us'])}")
+    parts += churn_parts(doc)
     if doc["connections"]["failed"]:
         parts.append(f"FAILED CONNECTIONS {doc['connections']['failed']}")
     if doc["load_generator_saturated"]:
         parts.append("LOAD GENERATOR SATURATED")
     return " | ".join(parts)
+
+
+def churn_parts(doc: RunDocument) -> list[str]:
+    """A churn run's and a storm's headline: connections churned, registration p99, the storm's recovery."""
+    out = []
+    churn = doc.get("churn")
+    if churn is not None:
+        churned = sum(churn["leaves"].values())
+        kinds = doc.get("connects", {})
+        reg = [f"{kind} p99 {_lat(kinds[kind]['total_us']['p99_us'])}" for kind in ("churn", "storm") if kind in kinds]
+        failed = f", {churn['failed']} attempts failed" if churn["failed"] else ""
+        out.append(f"churned {churned} (connect {', '.join(reg) or 'none'}{failed})")
+    storm = doc.get("storm")
+    if storm is not None:
+        back = f"all back in {storm['time_to_all_s']:.3f}s" if storm["time_to_all_s"] is not None else "NOT ALL BACK"
+        out.append(f"storm {storm['percent']:g}% at {storm['at_s']:g}s: {storm['back']}/{storm['seats']} {back}")
+    return out
 
 
 def threshold_lines(doc: RunDocument) -> list[str]:

@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: files only (before pyplot is imported)
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bench.report import doc
@@ -70,6 +71,9 @@ def timeline_figure(run: RunDocument, title: str) -> Figure | None:
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 6), layout="constrained")
     for name, key, style in (("p50", "p50_us", "-"), ("p99", "p99_us", "--"), ("max", "max_us", ":")):
         top.plot(mids, [_ms(s, key) for s in sections], style, marker=".", label=name)
+    steady = [_steady_p99_ms(s) for s in sections]
+    if any(not math.isnan(v) for v in steady):  # churn or a storm: what the clients that stayed saw
+        top.plot(mids, steady, "-", color="black", linewidth=1.2, marker="x", label="p99 of the steady clients")
     top.set_yscale("log")
     top.set_ylabel("latency (ms, log scale)")
     bottom.plot(
@@ -87,6 +91,7 @@ def timeline_figure(run: RunDocument, title: str) -> Figure | None:
             ax.axvspan(series["send_end_s"], end, color="tab:blue", alpha=0.06, label="drain (after the last send)")
         ax.grid(True, alpha=0.3)
         ax.set_xlim(0, end)
+    _membership_marks(run, (top, bottom))
     faulty = [(m, marks(s)) for m, s in zip(mids, sections, strict=True) if marks(s)]
     for i, (mid, _) in enumerate(faulty):
         for ax in (top, bottom):
@@ -104,6 +109,43 @@ def timeline_figure(run: RunDocument, title: str) -> Figure | None:
     stopped = [t["threshold"] for t in run.get("thresholds", []) if t["aborted"]]
     fig.suptitle(title + (f"\nstopped early: threshold {stopped[0]} crossed" if stopped else ""), fontsize=11)
     return fig
+
+
+def _steady_p99_ms(section: IntervalSection) -> float:
+    """The interval's p99 over the deliveries to the steady receivers (label membership=steady)."""
+    for part in section.get("labels", []):
+        if "membership=steady" in part["label"].split(","):
+            value = part["latency_us"]["p99_us"] if part["latency_us"]["count"] else None
+            return math.nan if value is None else value / 1000
+    return math.nan
+
+
+def _membership_marks(run: RunDocument, axes: Sequence[Axes]) -> None:
+    """A storm: a red line where it struck, shaded until the last seat was back
+    (to the end of the sends if not all came back); churn: said in a note."""
+    storm = run.get("storm")
+    churn = run.get("parameters", {}).get("churn")
+    series = run.get("intervals")
+    if series is None:
+        return
+    if storm is not None:
+        at = storm["at_s"]
+        back = storm["time_to_all_s"]
+        until = at + back if back is not None else series["send_end_s"]
+        label = f"storm: {storm['percent']:g}% dropped, " + (
+            f"all back in {back:.2f} s" if back is not None else f"{storm['not_back']} not back"
+        )
+        for ax in axes:
+            ax.axvline(at, color="tab:red", linewidth=1.5, label=label if ax is axes[0] else None)
+            ax.axvspan(at, max(until, at + 0.01), color="tab:red", alpha=0.12)
+    if churn is not None and churn["rate"] > 0:
+        axes[0].annotate(
+            f"churn {churn['rate']:g}/s from {series['warmup_s']:g} s ({churn['mode']})",
+            xy=(0.01, 0.95),
+            xycoords="axes fraction",
+            fontsize="x-small",
+            va="top",
+        )
 
 
 def timeline_chart(run: RunDocument, path: Path, title: str) -> Path | None:

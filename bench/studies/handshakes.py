@@ -40,6 +40,7 @@ from typing import TypedDict
 import psutil
 
 from bench import cli
+from bench.measure.connects import ConnectLatency
 from bench.measure.stats import LatencyHistogram
 from bench.net.tls import TlsOptions
 from bench.progname import PROG
@@ -98,14 +99,25 @@ class Merged:
     completed: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     cpu_s: float = 0.0
-    hists: dict[str, LatencyHistogram] = field(default_factory=dict)
+    setup: ConnectLatency = field(default_factory=ConnectLatency)
 
     def add(self, result: HandshakeResult) -> None:
         self.completed += result.completed
         self.failures.update(result.failures)
         self.cpu_s += result.cpu_s
-        for name in ("connect", "tls_full", "tls_resumed", "register", "total"):
-            self.hists.setdefault(name, LatencyHistogram()).merge(getattr(result, name).decode())
+        self.setup.merge(ConnectLatency.decode(result.setup))
+
+    @property
+    def hists(self) -> dict[str, LatencyHistogram]:
+        """The phases under this study's names (``connect``, ``register``: the swarm's ``tcp``, ``registration``)."""
+        s = self.setup
+        return {
+            "connect": s.tcp,
+            "tls_full": s.tls_full,
+            "tls_resumed": s.tls_resumed,
+            "register": s.registration,
+            "total": s.total,
+        }
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

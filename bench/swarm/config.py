@@ -11,12 +11,13 @@ from bench import wire
 from bench.measure import intervals, probe
 from bench.measure.sampler import DEFAULT_INTERVAL_S
 from bench.net.tls import TlsOptions
-from bench.results.schema import RunParameters, SeriesParameters, WorkloadParameters
+from bench.results.schema import ChurnParameters, RunParameters, SeriesParameters, WorkloadParameters
 from bench.swarm import pinning
-from bench.targets import TargetError, target_protocol
+from bench.targets import TargetError, parse_target, target_protocol
 from bench.targets.base import Security
-from bench.wire.credentials import CredentialsError, Logins
+from bench.wire.credentials import LOGIN_NAME, CredentialsError, Logins
 from bench.workload import Workload, WorkloadError, build
+from bench.workload.membership import Churn
 
 #: Default senders when ``--senders`` is not given (capped at the client count).
 DEFAULT_SENDERS = 10
@@ -65,6 +66,8 @@ class SwarmConfig:
     label: str | None = None
     #: rooms, senders and messages (bench.workload); the default is the one room
     workload: Workload = field(default_factory=Workload)
+    #: membership over time: churn, a storm, connect probes (bench.workload.membership)
+    churn: Churn = field(default_factory=Churn)
     #: every connection over TLS (``--tls``, ``--ca``, ``--insecure``, ...); None: plaintext
     tls: TlsOptions | None = None
     #: who the clients log in as (``--user``/``--password``, ``--credentials``); None: no login
@@ -110,13 +113,52 @@ class SwarmConfig:
         need(self.drain_timeout_s >= 0, "--drain-timeout must be >= 0")
         need(self.sample_interval_s > 0, "--sample-interval must be positive")
         need(self.interval_s >= intervals.MIN_INTERVAL_S, f"--interval must be at least {intervals.MIN_INTERVAL_S:g} s")
+        self._check_churn()
         why_not = pinning.check_cpus(self.server_cpus or (), self.harness_cpus or ())
         need(why_not is None, str(why_not))
-        if self.logins is not None:
-            try:
-                self.logins.check(proto, wire.get(proto).login, self.connections)
-            except CredentialsError as exc:
-                raise ValueError(str(exc)) from None
+        self._check_logins(proto)
+
+    def _check_logins(self, proto: str) -> None:
+        """The logins fit the protocol and the run; under a login per client
+        name (our server's accounts) no connection may come with a new name."""
+        if self.logins is None:
+            return
+        login = wire.get(proto).login
+        try:
+            self.logins.check(proto, login, self.connections)
+        except CredentialsError as exc:
+            raise ValueError(str(exc)) from None
+        churn = self.churn
+        if login == LOGIN_NAME and (churn.probe_rate > 0 or (churn.names == "new" and (churn.rate > 0 or churn.storm))):
+            raise ValueError(
+                f"{proto} logs in under each client's own name, and a new name has no account: "
+                "with --churn or --storm give --churn-names same (connect-rate's probes cannot log in)"
+            )
+
+    def _check_churn(self) -> None:
+        """Churn and storms need seats that may leave, and a storm's time inside the sends."""
+        churn = self.churn
+        if churn.storm_node is not None:
+            spec = parse_target(self.target)
+            nodes = spec.count if spec.kind is not None and spec.kind.name == "cluster" else None
+            if not churn.storm or nodes is None or churn.storm_node >= nodes:
+                raise ValueError("--storm-node N needs --storm and a cluster:M target with N < M")
+        if not (churn.rate > 0 or churn.storm):
+            return
+        if self.rate <= 0:
+            raise ValueError("--churn and --storm run during traffic at a rate: give --rate > 0")
+        receivers_only = self.clients - (0 if self.dedicated_senders else self.sender_count)
+        if receivers_only < 1:
+            raise ValueError(
+                "--churn and --storm take the receivers that do not send (the senders stay): "
+                "give more --clients than --senders"
+            )
+        send_s = (self.warmup_messages + self.measured_messages) / self.total_rate
+        if churn.storm and not self.warmup_messages / self.total_rate <= churn.storm_at_s < send_s:
+            raise ValueError(
+                f"--storm's time must fall in the measured sends: {self.warmup_s:g} s (the warm-up's end) "
+                f"to {send_s:g} s"
+            )
 
     def _check_workload(self, proto: str) -> None:
         """The workload fits the protocol: rooms where it has them, the
@@ -266,7 +308,26 @@ class SwarmConfig:
         workload = self._workload_parameters()
         if workload is not None:
             out["workload"] = workload
+        if self.churn.active:
+            out["churn"] = self._churn_parameters()
         return out
+
+    def _churn_parameters(self) -> ChurnParameters:
+        c = self.churn
+        return {
+            "summary": c.describe(),
+            "rate": c.rate,
+            "mode": c.mode,
+            "names": c.names,
+            "storm_percent": c.storm_percent,
+            "storm_at_s": c.storm_at_s,
+            "reconnect": c.reconnect,
+            "backoff_base_s": c.backoff_base_s,
+            "backoff_cap_s": c.backoff_cap_s,
+            "probe_rate": c.probe_rate,
+            "leave_grace_s": c.leave_grace_s,
+            "storm_node": c.storm_node,
+        }
 
     def _workload_parameters(self) -> WorkloadParameters | None:
         """``parameters.workload`` of a run with rooms or drawn traffic; None for the plain one room."""

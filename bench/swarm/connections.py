@@ -21,15 +21,18 @@ from bench.wire import Decoder, Registration
 #: A connection's states, in the order it goes through them (STALLED: a
 #: registered stalled client, never read again).
 CONNECTING, REGISTERING, READY, STALLED, CLOSED = range(5)
+#: A connection whose quit the churn driver sent (bench.swarm.churn): read
+#: and discarded until the server closes it.
+LEAVING = 5
 
 #: ``out_lens`` entries at or above this are bytes that are not a chat message
 #: (a ``PONG``): their length is the entry minus this, and they are not counted.
 CONTROL = 1 << 40
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Conn:
-    """One client connection."""
+    """One client connection (compared and hashed by identity: one object per socket)."""
 
     spec: ClientSpec
     sock: socket.socket
@@ -42,7 +45,8 @@ class Conn:
     tracker: IntegrityTracker | None = None  #: set once a measured receiver is registered
     #: over TLS: the connection's channel (``outbuf`` then holds records, reads are decrypted)
     tls: TlsChannel | None = None
-    # connection setup (monotonic ns; 0: not yet): connect() called, TCP up, TLS up
+    # connection setup (monotonic ns; 0: not yet): connect() called, TCP up,
+    # TLS up -- timed by bench.measure.connects once it registers
     opened_ns: int = 0
     up_ns: int = 0
     secured_ns: int = 0
@@ -58,6 +62,10 @@ class Conn:
     measured_by: dict[int, int] = field(default_factory=dict)  #: stream id -> measured ones of those
     writing: bool = False
     end_reason: str | None = None  #: why the server said it ends the connection
+    #: opened by the churn driver (bench.swarm.churn: a replacement, a
+    #: storm's reconnect, a probe): its registration or failure goes to the
+    #: driver's hooks, outside the ramp and the initial registrations in flight
+    churn: bool = False
 
 
 class Sockets:

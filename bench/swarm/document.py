@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bench import results
+from bench import results, wire
 from bench.measure.integrity import IntegrityCounts
 from bench.measure.stats import LatencyHistogram
 from bench.results.machine import environment
@@ -27,46 +27,15 @@ from bench.results.schema import (
     RoomBucket,
     RoomsSection,
     RunDocument,
-    Setup,
     TargetInfo,
 )
+from bench.swarm import churndoc
 from bench.swarm.config import SwarmConfig
-from bench.swarm.messages import Result, SetupTimes
+from bench.swarm.messages import Result
 from bench.swarm.plan import ClientSpec, Schedule
 from bench.swarm.series import histogram_doc
 from bench.workload import Plan, label_values
 from bench.workload.labels import expected_by_label, size_bucket
-
-
-@dataclass
-class SetupMerged:
-    """The workers' connection setup times, merged exactly."""
-
-    connect: LatencyHistogram = field(default_factory=LatencyHistogram)
-    tls_full: LatencyHistogram = field(default_factory=LatencyHistogram)
-    tls_resumed: LatencyHistogram = field(default_factory=LatencyHistogram)
-    register: LatencyHistogram = field(default_factory=LatencyHistogram)
-    tls: Counter[str] = field(default_factory=Counter)
-
-    def add(self, times: SetupTimes) -> None:
-        self.connect.merge(times.connect.decode())
-        self.tls_full.merge(times.tls_full.decode())
-        self.tls_resumed.merge(times.tls_resumed.decode())
-        self.register.merge(times.register.decode())
-        self.tls.update(times.tls)
-
-    def document(self, tls: bool) -> Setup:
-        hists = {"connect": self.connect, "register": self.register}
-        if tls:
-            hists |= {"tls_full": self.tls_full, "tls_resumed": self.tls_resumed}
-        return {
-            "connect_us": self.connect.summary(),
-            "tls_full_us": self.tls_full.summary() if tls else None,
-            "tls_resumed_us": self.tls_resumed.summary() if tls else None,
-            "register_us": self.register.summary(),
-            "tls": dict(self.tls),
-            "histograms": {name: histogram_doc(h) for name, h in hists.items()},
-        }
 
 
 @dataclass
@@ -93,7 +62,6 @@ class Collected:
     timing: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     intervals: IntervalSeries | None = None  #: the run over time (bench.swarm.series)
-    setup: SetupMerged = field(default_factory=SetupMerged)
 
 
 @dataclass
@@ -168,13 +136,22 @@ def integrity_doc(counts: IntegrityCounts) -> Integrity:
     }
 
 
+def steady_present(got: Collected) -> set[int]:
+    """The receivers present whose expectations come from the plan's audience
+    (with churn: the steady ones; the churned seats' come from their memberships)."""
+    plan = got.workload
+    return {cid for cid in got.receivers if plan.steady(cid)}
+
+
 def _label_sections(got: Collected, merged: Merged) -> list[LabelSection]:
-    """``labels``: per label, what was owed (the plan's audience), what
-    arrived and its latency; empty when no label dimension applies to the
-    run (its one label is the whole run)."""
+    """``labels``: per label, what was owed (the plan's audience; with churn
+    plus the churned seats' memberships), what arrived and its latency;
+    empty when no label dimension applies to the run (its one label is the
+    whole run)."""
     if list(merged.labels) in ([], [""]):
         return []
-    expected = expected_by_label(got.workload, got.measured, set(got.receivers))
+    expected = Counter(expected_by_label(got.workload, got.measured, steady_present(got)))
+    expected.update(churndoc.owed_by_label(churndoc.reports(got.worker_results)))
     sections: list[LabelSection] = []
     for key in sorted(set(merged.labels) | set(expected)):
         part = merged.labels.get(key, LabelMerged())
@@ -242,18 +219,25 @@ def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> Deliveri
     stream, of the receivers present) against delivered, and the rate."""
     schedule = got.schedule
     assert schedule is not None
-    present = set(got.receivers)
+    present = steady_present(got)
     expected = got.workload.expected(got.measured, present)
     expected_all = got.workload.expected(got.sent, present)
     delivered = merged.delivered
+    churned = churndoc.reports(got.worker_results)
+    boundary = 0
+    if churned:  # the churned seats' memberships: what they were owed, and what arrived but was not owed
+        window = churndoc.window(churned)
+        expected += window.owed_measured
+        expected_all += window.owed
+        boundary = window.arrived_measured - (window.owed_measured - window.lost_measured)
     send_span = config.measured_messages / config.total_rate if config.rate > 0 else 0.0
     last_recv = merged.last_recv
     recv_span = max(0.0, (last_recv - schedule.measure_start_ns) / 1e9) if last_recv else 0.0
     span = max(send_span, recv_span)
-    return {
+    out: Deliveries = {
         "expected": expected,
         "delivered": delivered,
-        "delivered_ratio": round(delivered / expected, 6) if expected else None,
+        "delivered_ratio": round((delivered - boundary) / expected, 6) if expected else None,
         "per_s": round(delivered / span, 1) if span > 0 else None,
         "offered_per_s": round(expected / send_span, 1) if send_span > 0 else None,
         "span_s": round(span, 4),
@@ -264,6 +248,9 @@ def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> Deliveri
         "lines_received": merged.lines,
         "bytes_received": merged.bytes_in,
     }
+    if churned:
+        out["boundary"] = boundary
+    return out
 
 
 def build_document(config: SwarmConfig, got: Collected, resources: Resources, target: TargetInfo) -> RunDocument:
@@ -318,7 +305,7 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "histogram": histogram_doc(hist),
         "timing": {**got.timing, "total_s": round(time.monotonic() - got.t_start, 3)},
         "notes": got.notes,
-        "setup": got.setup.document(config.tls is not None),
+        "connects": churndoc.connects_section(got.worker_results),
         "target": target,
         "started_at": got.started_at,
     }
@@ -327,7 +314,37 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         doc["rooms"] = rooms
     if got.intervals is not None:
         doc["intervals"] = got.intervals
+    _churn_sections(config, got, doc)
     return doc
+
+
+def _churn_sections(config: SwarmConfig, got: Collected, doc: RunDocument) -> None:
+    """``churn`` and ``storm`` of a run with membership over time, and what a reader must know about them."""
+    parts = churndoc.reports(got.worker_results)
+    if not parts:
+        return
+    notices = wire.get(config.protocol_name).notices
+    churn = doc["churn"] = churndoc.churn_section(config.churn, parts, notices)
+    schedule = got.schedule
+    assert schedule is not None
+    if config.churn.storm:
+        doc["storm"] = churndoc.storm_section(config.churn, parts, schedule, got.intervals)
+    if notices is None:
+        got.notes.append(f"{config.target} has no join/leave notices: none are counted")
+    check = churn["notices"]
+    if check is not None and (
+        check["joins_seen"] != check["joins_expected"] or check["leaves_seen"] != check["leaves_expected"]
+    ):
+        got.notes.append(
+            f"join/leave notices at the steady receivers: {check['joins_seen']}/{check['joins_expected']} joins, "
+            f"{check['leaves_seen']}/{check['leaves_expected']} leaves (a server may stay silent in large rooms: "
+            "ours above --announce-limit members)"
+        )
+    if doc["messages"]["unsent"]:
+        got.notes.append(
+            "some messages were never sent: a churned seat's membership owes what the timetable intended, "
+            "so its losses may count messages that were not sent"
+        )
 
 
 def rooms_section(plan: Plan) -> RoomsSection | None:

@@ -7,9 +7,11 @@ in a ``selectors`` loop: each attempt connects, does the TLS handshake
 registers through the protocol adapter's state machine (unless
 ``register`` is off: then the handshake is the whole attempt), and closes;
 a finished attempt is replaced at once, until ``end_ns``.  Every phase is
-timed into HDR histograms (µs): ``connect()`` to TCP up, the handshake
-(full and resumed apart; ``resume`` offers the previous attempt's
-session), TCP or TLS up to registered, and the whole attempt.  Only
+timed as it ends, as the swarm times its connections
+(:class:`bench.measure.connects.ConnectLatency`, HDR in µs): ``connect()``
+to TCP up, the handshake (full and resumed apart; ``resume`` offers the
+previous attempt's session), TCP or TLS up to registered, and the whole
+attempt.  Only
 attempts that finish within ``[start_ns, end_ns]`` count, so completed /
 (end - start) is the rate.  :mod:`bench.studies.handshakes` runs several
 such processes per target and merges their results exactly.
@@ -27,8 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from bench import wire
-from bench.measure.labelled import EncodedHistogram
-from bench.measure.stats import LatencyHistogram
+from bench.measure.connects import ConnectLatency, EncodedConnects
 from bench.net.tls import TlsChannel, TlsFailure, TlsOptions
 from bench.wire.credentials import Logins
 
@@ -62,11 +63,9 @@ class HandshakeResult:
     worker: int
     completed: int  #: attempts finished within the window
     failures: dict[str, int]
-    connect: EncodedHistogram
-    tls_full: EncodedHistogram
-    tls_resumed: EncodedHistogram
-    register: EncodedHistogram
-    total: EncodedHistogram
+    #: the phases (``total``: the attempts finished within the window; the
+    #: others: every attempt that got so far)
+    setup: EncodedConnects
     cpu_s: float  #: this process's CPU time (user + system) over its run
 
 
@@ -97,7 +96,7 @@ class HandshakeLoop:
         self.started = 0
         self.completed = 0
         self.failures: Counter[str] = Counter()
-        self.hists = {k: LatencyHistogram() for k in ("connect", "tls_full", "tls_resumed", "register", "total")}
+        self.setup = ConnectLatency()
         self.session: ssl.SSLSession | None = None
         self.deadlines: dict[int, int] = {}  #: fd -> deadline (ns)
 
@@ -131,7 +130,7 @@ class HandshakeLoop:
             completed=self.completed,
             failures=dict(self.failures),
             cpu_s=round((after.user + after.system) - (before.user + before.system), 3),
-            **{k: EncodedHistogram.of(h) for k, h in self.hists.items()},
+            setup=self.setup.encoded(),
         )
 
     # -- one attempt ---------------------------------------------------------------
@@ -171,7 +170,7 @@ class HandshakeLoop:
                 return
             attempt.connected = True
             attempt.up_ns = time.monotonic_ns()
-            self.hists["connect"].record((attempt.up_ns - attempt.opened_ns) // 1000)
+            self.setup.record_tcp(attempt)
             self.sel.modify(attempt.sock, selectors.EVENT_READ, attempt)
             if attempt.tls is not None:
                 self._send(attempt, attempt.tls.start())
@@ -209,15 +208,13 @@ class HandshakeLoop:
                 self._end(attempt, step.error)
                 return
             if step.done:
-                self.hists["register"].record((time.monotonic_ns() - (attempt.secured_ns or attempt.up_ns)) // 1000)
+                self.setup.record_registration(attempt, time.monotonic_ns())
                 self._done(attempt)
                 return
 
     def _secured(self, attempt: Attempt) -> None:
-        tls = attempt.tls
-        assert tls is not None
         attempt.secured_ns = time.monotonic_ns()
-        self.hists["tls_resumed" if tls.session_reused else "tls_full"].record(tls.handshake_ns // 1000)
+        self.setup.record_tls(attempt)
 
     def _ticket(self, attempt: Attempt) -> bool:
         """Whether the attempt has what the next one resumes with: with
@@ -253,7 +250,7 @@ class HandshakeLoop:
         now = time.monotonic_ns()
         if now <= self.plan.end_ns:
             self.completed += 1
-            self.hists["total"].record((now - attempt.opened_ns) // 1000)
+            self.setup.total.record((now - attempt.opened_ns) // 1000)
         self._close(attempt)
 
     def _end(self, attempt: Attempt, reason: str) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.measure.integrity import IntegrityCounts
+from bench.measure.connects import EncodedConnects
+from bench.measure.integrity import IntegrityCounts, Window
 from bench.measure.intervals import IntervalCounts
 from bench.measure.labelled import EncodedHistogram
 from bench.swarm.plan import Schedule
@@ -78,26 +79,11 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
-class SetupTimes:
-    """How long a worker's connections took to open (µs histograms, merged
-    exactly by the parent): ``connect()`` to TCP up, the TLS handshake
-    (ClientHello to the server's Finished; full and resumed apart), and TCP
-    or TLS up to registered.  ``tls``: what was negotiated -> connections."""
-
-    connect: EncodedHistogram
-    tls_full: EncodedHistogram
-    tls_resumed: EncodedHistogram
-    register: EncodedHistogram
-    tls: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
 class Ready:
     """Every connection of the worker's share is registered or has failed."""
 
     registered: list[int]  #: client ids
     failures: dict[str, int]  #: reason -> count
-    setup: SetupTimes | None = None  #: the connections' setup times
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +97,12 @@ class Stalled:
 @dataclass(frozen=True, slots=True)
 class Quiet:
     """When the worker last received anything (monotonic ns; 0: never), and
-    how many bytes it has received so far."""
+    how many bytes it has received so far; with churn, how many of its
+    connections are still connecting or leaving."""
 
     last_rx_ns: int
     bytes_in: int
+    churning: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +141,38 @@ class LabelResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ChurnReport:
+    """One worker's membership over time (:mod:`bench.swarm.churn`): what it
+    did, what the server answered, what its churned seats were owed."""
+
+    leaves: dict[str, int]  #: churn leaves of registered connections, by mode (quit, reset)
+    replaced: int  #: churn replacements registered
+    skipped: int  #: churn leaves not made: the seat was still connecting
+    storm_seats: int  #: this worker's seats in the storm
+    storm_left: int  #: of them, connections the storm dropped (the others were not connected)
+    storm_back: int  #: storm seats registered again
+    storm_at_ns: int  #: when the storm was made (0: no storm here)
+    storm_last_back_ns: int  #: when the last of them was registered again (0: none)
+    #: storm seats: from the drop to registered again, retries and backoff included (us)
+    time_to_register: EncodedHistogram
+    attempts: dict[str, int]  #: connection attempts by kind (churn, storm, probe)
+    failures: dict[str, dict[str, int]]  #: kind -> reason -> failed attempts
+    probes: int  #: probe connections registered
+    window: Window  #: the churned seats' memberships, summed
+    #: label key -> (its memberships' windows, its integrity counters)
+    labels: dict[str, tuple[Window, IntegrityCounts]]
+    integrity: IntegrityCounts  #: the churned seats' memberships' counters
+    by_pair: dict[tuple[int, int], IntegrityCounts]  #: (seat, stream) -> counters, pairs with a fault
+    lost_by_interval: dict[int, int]  #: interval -> deliveries lost to churned seats
+    memberships: int  #: memberships accounted (connections of churned seats)
+    joins_made: int  #: registrations during traffic (churn, storm, probes): the notices owed
+    leaves_made: int  #: leaves of registered connections sent during traffic
+    notice_receivers: int  #: steady receivers whose notices are counted
+    notice_joins: int  #: join notices they saw, of this run's churning names
+    notice_leaves: int  #: leave notices they saw
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """One worker's measurements (histograms HDR-encoded, merged exactly by the parent)."""
 
@@ -178,6 +198,9 @@ class Result:
     strays: int = 0
     #: interval -> deliveries lost, by when the lost message was intended
     lost_by_interval: dict[int, int] = field(default_factory=dict)
+    #: setup latencies by kind of connection (initial; churn, storm, probe)
+    connects: dict[str, EncodedConnects] = field(default_factory=dict)
+    churn: ChurnReport | None = None  #: membership over time (churn, a storm, probes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bench import wire
 from bench.measure.intervals import DEFAULT_INTERVAL_S
@@ -19,6 +19,7 @@ from bench.swarm.config import SwarmConfig
 from bench.wire.credentials import LOGIN_NAME, Logins
 from bench.workload import Client, Plan, Room, Stream, one_room
 from bench.workload.build import Layout
+from bench.workload.membership import Churn, Membership
 from bench.workload.traffic import Traffic
 
 #: Name prefix of harness clients; a random tag per run keeps names unique.
@@ -86,6 +87,11 @@ class WorkerPlan:
     addresses: tuple[tuple[str, int], ...] = ()
     #: Seconds per interval of the run's time axis (bench.measure.intervals).
     interval_s: float = DEFAULT_INTERVAL_S
+    #: Worker processes of the run (connect probes are dealt over them).
+    workers: int = 1
+    #: What every name of the run starts with (``cbTAG-``): a churn
+    #: driver's probes are named with it, and notices about it are counted.
+    name_stem: str = ""
     #: Every connection over TLS with these settings (None: plaintext).
     tls: TlsOptions | None = None
     #: Client ``cid`` logs in with ``logins.for_client(cid)`` (None: no login).
@@ -208,11 +214,25 @@ def client_specs(config: SwarmConfig, tag: str, nodes: int = 1) -> tuple[list[Cl
     return specs, stalled
 
 
+def membership_of(specs: list[ClientSpec], churn: Churn, seed: int, start_s: float) -> Membership | None:
+    """Who is a member when (None: everyone stays): the churnable seats are
+    the receivers that do not send; churn begins at ``start_s`` (the end of
+    the warm-up, on the run's time axis)."""
+    if not churn.active:
+        return None
+    seats = tuple(c.cid for c in specs if c.receives and c.slot is None)
+    pool: tuple[int, ...] = ()
+    if churn.storm_node is not None:  # a cluster's storm on one node: that node's seats
+        pool = tuple(c.cid for c in specs if c.cid in seats and c.node == churn.storm_node)
+    return Membership(churn, seats, seed, start_s, pool)
+
+
 def plan_of(
     specs: list[ClientSpec],
     nodes: int = 1,
     layout: Layout | None = None,
     first_stream: int = 0,
+    membership: Membership | None = None,
     transport: str = "plain",
 ) -> Plan:
     """The run's workload plan.  Without ``layout`` (or with a one-room
@@ -220,17 +240,19 @@ def plan_of(
     stream id its client id.  With a layout of rooms: its rooms and streams,
     stream ids from ``first_stream`` on (above every client id, so a
     receiver never mistakes another's stream for its own).  Every client
-    over ``transport`` (``plain`` or ``tls``)."""
+    over ``transport`` (``plain`` or ``tls``).  ``membership``: who leaves
+    when (churn, a storm)."""
     clients = [Client(c.cid, c.name, c.receives, c.node, transport) for c in specs]
     if layout is None or all(name == "" for name, _ in layout.rooms):
-        return one_room(clients, {c.cid: c.slot for c in specs if c.slot is not None}, nodes=nodes)
+        plan = one_room(clients, {c.cid: c.slot for c in specs if c.slot is not None}, nodes=nodes)
+        return plan if membership is None else replace(plan, membership=membership)
     receives = {c.cid for c in specs if c.receives}
     rooms = tuple(Room(name, tuple(m for m in members if m in receives)) for name, members in layout.rooms)
     streams = {
         first_stream + slot: Stream(first_stream + slot, sender, room, slot)
         for slot, (sender, room) in enumerate(layout.streams)
     }
-    return Plan(clients={c.cid: c for c in clients}, rooms=rooms, streams=streams, nodes=nodes)
+    return Plan(clients={c.cid: c for c in clients}, rooms=rooms, streams=streams, nodes=nodes, membership=membership)
 
 
 def make_plans(
@@ -248,7 +270,11 @@ def make_plans(
     ``cid`` connects to node :func:`node_of` its id and the plans say who is where."""
     nodes = tuple(addresses) if addresses is not None and len(addresses) > 1 else ()
     specs, stalled = client_specs(config, tag, max(1, len(nodes)))
-    workload = plan_of(specs, max(1, len(nodes)), config.layout, len(specs) + len(stalled), transport=config.transport)
+    warmup_s = config.warmup_messages / config.total_rate if config.rate > 0 else 0.0
+    membership = membership_of(specs, config.churn, config.workload.seed, warmup_s)
+    workload = plan_of(
+        specs, max(1, len(nodes)), config.layout, len(specs) + len(stalled), membership, transport=config.transport
+    )
     p = config.worker_count
     batch = config.connect_batch or connect_batch
     inflight = {"max_inflight": max(1, batch // p)} if batch else {}
@@ -270,6 +296,8 @@ def make_plans(
             rx_clock=config.rx_clock,
             addresses=nodes,
             interval_s=config.interval_s,
+            workers=p,
+            name_stem=f"{NAME_PREFIX}{tag}-",
             tls=config.tls,
             logins=config.logins,
             **inflight,

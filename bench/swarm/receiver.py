@@ -16,11 +16,12 @@ so decryption is the harness's time, never the server's latency.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 from bench.measure.labelled import Labelled
 from bench.measure.recorder import DeliveryRecorder
-from bench.net.rx import Read, ReceivePath, StampedReader
-from bench.swarm.connections import READY, Conn
+from bench.net.rx import RECV_BYTES, Read, ReceivePath, StampedReader
+from bench.swarm.connections import LEAVING, READY, Conn
 from bench.swarm.plan import WorkerPlan
 from bench.swarm.registrar import Registrar
 from bench.swarm.sender import Sender
@@ -48,6 +49,10 @@ class Receiver:
         self.bytes_in = 0
         #: when the last bytes arrived on any connection (monotonic ns; 0: never)
         self.last_rx_ns = 0
+        #: with churn: a registered connection's whole lines pass through this
+        #: first (the churn driver takes out and counts the server's join and
+        #: leave notices: bench.swarm.churn)
+        self.block_filter: Callable[[Conn, bytes], bytes] | None = None
 
     def housekeeping(self) -> None:
         """Refresh the clock offset and move the read lags into their histogram."""
@@ -55,6 +60,9 @@ class Receiver:
 
     def readable(self, conn: Conn) -> None:
         """``conn`` has bytes (or its end) to read."""
+        if conn.state == LEAVING:
+            self._drain(conn)
+            return
         measured = conn.state == READY and conn.tracker is not None
         try:
             read = self.reader.read(conn.sock, stamped=measured)
@@ -92,7 +100,10 @@ class Receiver:
         the whole lines its registration left over, instead of the read's bytes)."""
         path, cid = self.path, conn.spec.cid
         try:
-            if block is None:
+            if self.block_filter is not None:
+                lines = conn.decoder.feed_block(read.data) if block is None else block
+                incoming = path.take_block(conn.tracker, cid, self.block_filter(conn, lines), read.arrival_ns)
+            elif block is None:
                 incoming = path.take(conn.decoder, conn.tracker, cid, read)
             else:
                 incoming = path.take_block(conn.tracker, cid, block, read.arrival_ns)
@@ -103,3 +114,14 @@ class Receiver:
             self.send_control(conn, incoming.reply)
         if incoming.ended is not None:
             conn.end_reason = incoming.ended
+
+    def _drain(self, conn: Conn) -> None:
+        """A connection whose quit was sent: read and discard until the server closes it."""
+        try:
+            data = conn.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.sockets.drop(conn)

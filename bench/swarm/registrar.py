@@ -12,9 +12,11 @@ Over TLS (``plan.tls``) each connection gets a :class:`bench.net.tls.TlsChannel`
 the handshake runs here once TCP is up (after the server's plaintext
 greeting for NATS), then the registration's bytes are encrypted, and every
 later read of the connection is decrypted by :meth:`Registrar.tls_in` after
-its raw, kernel-stamped read.  The setup of every connection is timed
-(``connect()`` to TCP up, the handshake, up to registered) and reported
-with ``Ready`` (:class:`~bench.swarm.messages.SetupTimes`).
+its raw, kernel-stamped read.  The setup of every registered connection is
+timed (``connect()`` to TCP up, the handshake, up to registered:
+:mod:`bench.measure.connects`) by kind, the initial ones here, the churn
+driver's (:class:`ChurnHooks`) by the driver, and reported with the
+worker's ``Result``.
 """
 
 from __future__ import annotations
@@ -25,19 +27,33 @@ import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Protocol
 
+from bench.measure.connects import ConnectLatency
 from bench.measure.integrity import IntegrityTracker
-from bench.measure.labelled import EncodedHistogram
-from bench.measure.stats import LatencyHistogram
 from bench.net import stamps
 from bench.net.tls import TlsChannel, TlsFailure
 from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, STALLED, Conn, Sockets
-from bench.swarm.messages import Ready, Report, SetupTimes, Stalled
+from bench.swarm.messages import Ready, Report, Stalled
 from bench.swarm.plan import ClientSpec, WorkerPlan
 from bench.wire import Adapter
 
 #: Seconds between scans for registrations past their deadline.
 DEADLINE_CHECK_NS = 100_000_000
+#: The kind of connection the registrar's own (the ramp's) are, in :attr:`Registrar.connects`.
+INITIAL = "initial"
+
+
+class ChurnHooks(Protocol):
+    """Where a connection the churn driver opened (``Conn.churn``) ends up."""
+
+    def registered(self, conn: Conn, now: int) -> None:
+        """``conn`` is registered (READY; a receiver has its tracker)."""
+        ...
+
+    def failed(self, conn: Conn, reason: str) -> None:
+        """``conn`` never got registered (already closed)."""
+        ...
 
 
 class Registrar:
@@ -65,13 +81,14 @@ class Registrar:
         #: where the receivers' trackers count faults too (the recorder's: each
         #: fault in the interval it was seen in); set by the receiver
         self.fault_sink: list[int] | None = None
-        # connection setup times (µs) and what TLS negotiated
-        self.connect_times = LatencyHistogram()
-        self.tls_full_times = LatencyHistogram()
-        self.tls_resumed_times = LatencyHistogram()
-        self.register_times = LatencyHistogram()
-        self.negotiated: Counter[str] = Counter()
-        #: ``--tls-resume``: the session the next connection offers
+        #: setup latencies by kind of connection (``initial``: the ramp's; the
+        #: churn driver adds its kinds)
+        self.connects: dict[str, ConnectLatency] = {}
+        #: the churn driver's hooks (None: no churn), and its connections in flight
+        self.hooks: ChurnHooks | None = None
+        self.churn_inflight = 0
+        #: ``--tls-resume``: the session the next connection offers (the
+        #: churn driver's reconnects too)
         self.session: ssl.SSLSession | None = None
 
     # -- the loop's hooks -----------------------------------------------------------
@@ -84,23 +101,14 @@ class Registrar:
         """Open what the ramp allows, time out late registrations, report ``ready``."""
         if self.wants_more():
             self._open_more(now)
-        if self.inflight and now >= self.next_deadline_check_ns:
+        if (self.inflight or self.churn_inflight) and now >= self.next_deadline_check_ns:
             self.next_deadline_check_ns = now + DEADLINE_CHECK_NS
             for conn in self._registering():
                 if now > conn.deadline_ns:
                     self.fail(conn, "registration timeout")
         if not self.ready_sent and not self.pending and not self.inflight:
             self.ready_sent = True
-            self.report(Ready(list(self.registered), dict(self.failures), self.setup_times()))
-
-    def setup_times(self) -> SetupTimes:
-        return SetupTimes(
-            connect=EncodedHistogram.of(self.connect_times),
-            tls_full=EncodedHistogram.of(self.tls_full_times),
-            tls_resumed=EncodedHistogram.of(self.tls_resumed_times),
-            register=EncodedHistogram.of(self.register_times),
-            tls=dict(self.negotiated),
-        )
+            self.report(Ready(list(self.registered), dict(self.failures)))
 
     def stall(self) -> None:
         """Open the stalled clients (the ``stall`` command)."""
@@ -126,7 +134,14 @@ class Registrar:
                 # Never bank more than one interval of credit after a pause.
                 self.next_connect_ns = max(self.next_connect_ns + interval, now - interval)
 
-    def _connect(self, spec: ClientSpec, *, stalled: bool) -> None:
+    def open(self, spec: ClientSpec) -> Conn | None:
+        """A connection the churn driver asks for (a replacement, a storm's
+        reconnect, a probe): outside the ramp and the registrations in
+        flight; its registration or failure goes to :attr:`hooks` (a
+        connect that fails at once too, and then None is returned)."""
+        return self._connect(spec, stalled=False, churn=True)
+
+    def _connect(self, spec: ClientSpec, *, stalled: bool, churn: bool = False) -> Conn | None:
         plan = self.plan
         sock = socket.socket(socket.AF_INET6 if ":" in plan.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -136,7 +151,6 @@ class Registrar:
         elif self.kernel_clock and spec.receives:
             stamps.enable(sock)
         login = plan.logins.for_client(spec.cid) if plan.logins is not None else None
-        now = time.monotonic_ns()
         conn = Conn(
             spec=spec,
             sock=sock,
@@ -147,9 +161,8 @@ class Registrar:
                 else self.adapter.registration(spec.name, login, spec.rooms)
             ),
             fd=sock.fileno(),
-            deadline_ns=now + int(plan.connect_timeout_s * 1e9),
             stalled=stalled,
-            opened_ns=now,
+            churn=churn,
         )
         if plan.tls is not None:
             address = plan.addresses[spec.node] if plan.addresses else (plan.host, plan.port)
@@ -159,16 +172,21 @@ class Registrar:
                 self.session if plan.tls.resume else None,
                 self.adapter.tls_greeting_first,
             )
-        self.inflight += 1
+        if churn:
+            self.churn_inflight += 1
+        else:
+            self.inflight += 1
         # A target of several nodes: the client's own node (round robin, plan.node_of).
+        conn.opened_ns = time.monotonic_ns()
+        conn.deadline_ns = conn.opened_ns + int(plan.connect_timeout_s * 1e9)
         err = sock.connect_ex(plan.addresses[spec.node] if plan.addresses else (plan.host, plan.port))
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
-            self.inflight -= 1
-            self.failures[f"connect: {errno.errorcode.get(err, err)}"] += 1
             sock.close()
-            self._maybe_stalled_done()
-            return
+            conn.state = CLOSED
+            self._failed(conn, f"connect: {errno.errorcode.get(err, err)}")
+            return None
         self.sockets.add(conn)
+        return conn
 
     def writable(self, conn: Conn) -> None:
         """A connecting or registering connection can be written to."""
@@ -179,7 +197,6 @@ class Registrar:
                 return
             conn.state = REGISTERING
             conn.up_ns = time.monotonic_ns()
-            self.connect_times.record((conn.up_ns - conn.opened_ns) // 1000)
             self.sockets.want_write(conn, False)
             if conn.tls is not None:
                 self._send_raw(conn, self._tls_step(conn, conn.tls.start))
@@ -237,8 +254,6 @@ class Registrar:
             return b""
         if tls.established and not conn.secured_ns:
             conn.secured_ns = time.monotonic_ns()
-            (self.tls_resumed_times if tls.session_reused else self.tls_full_times).record(tls.handshake_ns // 1000)
-            self.negotiated[f"{tls.version} {tls.cipher}"] += 1
         return out
 
     def tls_in(self, conn: Conn, data: bytes) -> bytes | None:
@@ -280,7 +295,7 @@ class Registrar:
             self._line(conn, line)
             if conn.state == READY:
                 return lines[i + 1 :]
-            if conn.state in (STALLED, CLOSED):
+            if conn.state != REGISTERING:  # stalled, failed, or gone at once (a churn probe)
                 return None
         return None
 
@@ -296,8 +311,11 @@ class Registrar:
             self._registered(conn)
 
     def _registered(self, conn: Conn) -> None:
-        self.inflight -= 1
-        self.register_times.record((time.monotonic_ns() - (conn.secured_ns or conn.up_ns)) // 1000)
+        now = time.monotonic_ns()
+        if conn.churn:
+            self.churn_inflight -= 1
+        else:
+            self.inflight -= 1
         if conn.tls is not None and self.plan.tls is not None and self.plan.tls.resume:
             # TLS 1.3 tickets come after the handshake: by now the server has sent them
             session = conn.tls.session
@@ -313,17 +331,37 @@ class Registrar:
         if conn.spec.receives:
             conn.tracker = IntegrityTracker(self.fault_sink)
             self.receiver_conns.append(conn)
+        if conn.churn:
+            assert self.hooks is not None, "the churn driver opened it"
+            self.hooks.registered(conn, now)
+            return
+        self.timed(INITIAL).record(conn, now)
         if conn.spec.slot is not None:
             self.sender_conns.append(conn)
         self.registered.append(conn.spec.cid)
+
+    def timed(self, kind: str) -> ConnectLatency:
+        """The setup latencies of ``kind`` connections (made on first use)."""
+        got = self.connects.get(kind)
+        if got is None:
+            got = self.connects[kind] = ConnectLatency()
+        return got
 
     # -- failing --------------------------------------------------------------------------
 
     def fail(self, conn: Conn, reason: str) -> None:
         """A connection that never got registered."""
+        self.sockets.drop(conn)
+        self._failed(conn, reason)
+
+    def _failed(self, conn: Conn, reason: str) -> None:
+        if conn.churn:
+            self.churn_inflight -= 1
+            assert self.hooks is not None, "the churn driver opened it"
+            self.hooks.failed(conn, reason)
+            return
         self.failures[reason] += 1
         self.inflight -= 1
-        self.sockets.drop(conn)
         self._maybe_stalled_done()
 
     def end(self, conn: Conn, reason: str) -> None:

@@ -40,6 +40,7 @@ from bench.swarm.pool import WorkerPool
 from bench.swarm.series import Outputs, RunInfo, SeriesMerger
 from bench.swarm.thresholdwatch import ThresholdWatch
 from bench.targets import Target, make_target, registry
+from bench.workload import Plan
 from bench.workload.traffic import traffic
 from server.limits import raise_open_file_limit
 
@@ -66,6 +67,9 @@ QUIET_S = 0.3
 SETTLE_TIMEOUT_S = 60.0
 #: How often the workers are asked while the room settles.
 SETTLE_POLL_S = 0.1
+#: With churn, after the sends: the longest wait for the last connections to
+#: finish connecting or leaving, and their notices to arrive, before the counts.
+CHURN_SETTLE_TIMEOUT_S = 10.0
 
 
 def rooms_refusal(config: SwarmConfig, target: Target) -> str | None:
@@ -77,6 +81,15 @@ def rooms_refusal(config: SwarmConfig, target: Target) -> str | None:
     per_client = max((len(rooms) for rooms in layout.rooms_of.values()), default=0)
     why = target.refuses_rooms(len(layout.rooms), per_client)
     return f"{config.target} cannot run this workload: {why}" if why is not None else None
+
+
+def steady_audience(plan: Plan, present: set[int], senders: set[int]) -> dict[int, int]:
+    """A churn run's audience in the schedule: per stream whose sender
+    registered (the others send nothing), the steady receivers present that
+    must get each message (the churned seats' share is counted by their
+    memberships: bench.swarm.memberships)."""
+    steady = {cid for cid in present if plan.steady(cid)}
+    return {sid: n for sid, n in plan.audience_sizes(steady).items() if plan.streams[sid].sender in senders}
 
 
 class ProgressLine:
@@ -223,6 +236,8 @@ class SwarmRun:
             self._stall(got)
         self._settle()
         self._traffic(got)
+        if config.churn.active:
+            self._settle(CHURN_SETTLE_TIMEOUT_S, "churn_settle_s")
         self._collect(got)
         self.sampler.stop()
         return got, self.sampler.result()
@@ -248,8 +263,6 @@ class SwarmRun:
         for msg in ready.values():
             got.registered.update(msg.registered)
             got.failures.update(msg.failures)
-            if msg.setup is not None:
-                got.setup.add(msg.setup)
         got.receivers = sorted(cid for cid in got.registered if got.specs[cid].receives)
         got.senders = sorted(cid for cid in got.registered if got.specs[cid].slot is not None)
         if not got.senders:
@@ -269,29 +282,33 @@ class SwarmRun:
         for m in stalled.values():
             got.failures.update(m.failures)  # a worker's failure counts are cumulative
 
-    def _settle(self) -> None:
-        """Wait until no client has received anything for :data:`QUIET_S`:
-        the fan-out is then measured in a quiet room, not behind the
-        registrations' join notices.  ``timing.settle_s`` says how long it took."""
+    def _settle(self, timeout_s: float = SETTLE_TIMEOUT_S, timing: str = "settle_s") -> None:
+        """Wait until no client has received anything for :data:`QUIET_S`
+        (and, with churn, no connection is connecting or leaving): the
+        fan-out is then measured in a quiet room, not behind the
+        registrations' join notices; after a churn run's sends, its last
+        notices are in before the counts.  ``timing[timing]`` says how long it took."""
         t0 = time.monotonic_ns()
-        deadline = t0 + int(SETTLE_TIMEOUT_S * 1e9)
+        deadline = t0 + int(timeout_s * 1e9)
         quiet_ns = int(QUIET_S * 1e9)
         while True:
             self.pool.broadcast(Settle())
             answers = self.pool.gather(Quiet, COLLECT_SENT_S, "waiting for a quiet room")
             now = time.monotonic_ns()
             last = max((q.last_rx_ns for q in answers.values()), default=0)
-            if now - last >= quiet_ns:
+            churning = sum(q.churning for q in answers.values())
+            if now - last >= quiet_ns and not churning:
                 break
             if now >= deadline:
                 self.notes.append(
-                    f"the room was not quiet after {SETTLE_TIMEOUT_S:g}s (clients still receiving registration "
-                    "traffic): measured anyway"
+                    f"the room was not quiet after {timeout_s:g}s (clients still receiving registration "
+                    f"traffic{f', {churning} connections still connecting or leaving' if churning else ''}): "
+                    "measured anyway"
                 )
                 break
             self.progress.update("waiting for registration traffic to stop")
-            time.sleep(min(SETTLE_POLL_S, (quiet_ns - (now - last)) / 1e9))
-        self.timing["settle_s"] = round((time.monotonic_ns() - t0) / 1e9, 3)
+            time.sleep(max(0.01, min(SETTLE_POLL_S, (quiet_ns - (now - last)) / 1e9)))
+        self.timing[timing] = round((time.monotonic_ns() - t0) / 1e9, 3)
 
     def _traffic(self, got: Collected) -> None:
         """Send the schedule and wait for its deliveries."""
@@ -299,13 +316,15 @@ class SwarmRun:
         total = config.warmup_messages + config.measured_messages
         slots = len(config.layout.streams)
         rate = config.total_rate
+        plan, present = got.workload, set(got.receivers)
+        sizes = plan.audience_sizes(present)
         got.schedule = Schedule(
             t0_ns=time.monotonic_ns() + int(START_LEAD_S * 1e9),
             rate=rate,
             total=total,
             senders=slots,
             warmup=config.warmup_messages,
-            audience=got.workload.audience_sizes(set(got.receivers)),
+            audience=sizes if plan.membership is None else steady_audience(plan, present, set(got.senders)),
             traffic=traffic(config.workload, config.layout.weights, slots, total, rate),
         )
         title = f"{config.fanout or config.target}, {config.clients} clients"
@@ -317,7 +336,7 @@ class SwarmRun:
             warmup_s=(schedule.measure_start_ns - schedule.t0_ns) / 1e9,
             send_end_s=(schedule.end_ns - schedule.t0_ns) / 1e9,
         )
-        self.series.start(schedule, config.interval_s, got.workload, schedule.audience, info)
+        self.series.start(schedule, config.interval_s, got.workload, sizes, info)
         self.pool.broadcast(Start(got.schedule))
         got.completed = self._drive(got.schedule, stalled=config.stalled_clients > 0)
 

@@ -41,6 +41,7 @@ import select
 import selectors
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -48,8 +49,10 @@ from typing import Any
 from bench import wire
 from bench.measure.integrity import IntegrityCounts
 from bench.measure.labelled import EncodedHistogram
+from bench.swarm.churn import ChurnDriver
 from bench.swarm.connections import CLOSED, CONNECTING, REGISTERING, Conn, Sockets
 from bench.swarm.messages import (
+    ChurnReport,
     Command,
     Exit,
     Failed,
@@ -114,6 +117,11 @@ class Worker:
         self.timeline = Timeline(
             plan.index, plan.interval_s, self.receiver.recorder, self.receiver.reader, self.sockets, ctl.send
         )
+        #: membership over time (churn, a storm, probes); None: everyone stays
+        self.churn: ChurnDriver | None = None
+        membership = workload.membership
+        if membership is not None and membership.churn.active:
+            self.churn = ChurnDriver(plan, adapter, self.registrar, self.receiver.recorder.labelled)
         #: the running schedule, while progress is reported
         self.reporting = False
         self.next_progress_ns = 0
@@ -186,6 +194,8 @@ class Worker:
     def _tick(self, now: int) -> None:
         """Once per loop round: connections, sends, progress, housekeeping."""
         self.registrar.tick(now)
+        if self.churn is not None:
+            self.churn.tick(now)
         due = self.sender.due_ns()
         if due is not None and due <= now:
             self.sender.emit_due(now)
@@ -206,6 +216,10 @@ class Worker:
             if due - now <= self.plan.spin_us * 1000:
                 return 0.0
             wait_ns = min(wait_ns, due - now)
+        if self.churn is not None:
+            churn_due = self.churn.due_ns()
+            if churn_due is not None:
+                wait_ns = min(wait_ns, max(0, churn_due - now))
         if self.reporting:
             wait_ns = min(wait_ns, max(0, self.next_progress_ns - now))
         return max(0.0, wait_ns / 1e9)
@@ -230,13 +244,17 @@ class Worker:
         self.registrar.stall()
 
     def _on_settle(self, msg: Settle) -> None:
-        self.ctl.send(Quiet(self.receiver.last_rx_ns, self.receiver.bytes_in))
+        churning = self.churn.churning() if self.churn is not None else 0
+        self.ctl.send(Quiet(self.receiver.last_rx_ns, self.receiver.bytes_in, churning))
 
     def _on_start(self, msg: Start) -> None:
         schedule = msg.schedule
         self.receiver.recorder.measure_start_ns = schedule.measure_start_ns
         self.timeline.start(schedule)
         self.sender.start(schedule, list(self.sockets.conns.values()))
+        if self.churn is not None:
+            self.churn.start(schedule, self.timeline.times)
+            self.receiver.block_filter = self.churn.filter_block
         self.reporting = True
         self.next_progress_ns = time.monotonic_ns()
 
@@ -247,7 +265,8 @@ class Worker:
         self.ctl.send(self.sender.stop(self.registrar.sender_conns))
 
     def _on_finish(self, msg: Finish) -> None:
-        self.ctl.send(self._result(msg.sent))
+        churn = self.churn.finish(msg.sent) if self.churn is not None else None
+        self.ctl.send(self._result(msg.sent, churn))
         self.reporting = False  # no more progress reports
 
     def _on_exit(self, msg: Exit) -> None:
@@ -262,10 +281,12 @@ class Worker:
         senders = self.registrar.sender_conns
         audience = schedule.audience
         expected = sum(n * audience.get(sid, 0) for conn in senders for sid, n in conn.sent_by.items())
+        # with churn the audience counts the steady receivers only, and so does the drain
+        delivered = self.receiver.recorder.delivered_all if self.churn is None else self.churn.steady_received()
         self.ctl.send(
             Progress(
                 t_ns=now,
-                delivered=self.receiver.recorder.delivered_all,
+                delivered=delivered,
                 expected=expected,
                 sent=sum(c.sent for c in senders),
                 pending=self.sender.pending(),
@@ -273,7 +294,7 @@ class Worker:
             )
         )
 
-    def _result(self, sent: dict[int, int]) -> Result:
+    def _result(self, sent: dict[int, int], churn: ChurnReport | None) -> Result:
         receiver = self.receiver
         receiver.housekeeping()
         self.timeline.finish(time.monotonic_ns())
@@ -295,6 +316,14 @@ class Worker:
                 at = 0 if labelled.single else route.get(stream)
                 if at is not None:
                     by_label[labelled.keys[at]].add(pair)
+        lost_by_interval = Counter(self.timeline.lost(workload, receivers, sent))
+        if churn is not None:  # the churned seats' memberships (accounted by the churn driver)
+            counts.add(churn.integrity)
+            for pair_key, pair in churn.by_pair.items():
+                by_pair.setdefault(pair_key, IntegrityCounts()).add(pair)
+            for key, (_, label_counts) in churn.labels.items():
+                by_label.setdefault(key, IntegrityCounts()).add(label_counts)
+            lost_by_interval.update(churn.lost_by_interval)
         encoded = labelled.encoded()
         return Result(
             worker=self.plan.index,
@@ -314,7 +343,9 @@ class Worker:
             receivers=len(receivers),
             by_pair=by_pair,
             strays=labelled.strays,
-            lost_by_interval=self.timeline.lost(workload, receivers, sent),
+            lost_by_interval=dict(lost_by_interval),
+            connects={kind: hists.encoded() for kind, hists in self.registrar.connects.items()},
+            churn=churn,
         )
 
 

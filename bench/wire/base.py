@@ -24,7 +24,16 @@ and for traffic
   that must be sent back at once (``PONG``) and whether the server said it
   is closing the connection;
 * :meth:`Adapter.control` -- a line the recorder did not take as a delivery
-  (a notice): the reason if it says the server is ending the connection.
+  (a notice): the reason if it says the server is ending the connection;
+
+and for membership over time (churn, :mod:`bench.swarm.churn`)
+
+* :meth:`Adapter.encode_quit` -- the protocol's goodbye (our ``/quit``, IRC
+  ``QUIT``, MQTT ``DISCONNECT``; nothing where the protocol has none: the
+  client then only closes its side);
+* :meth:`Adapter.split_notices` -- the server's join and leave notices
+  (:attr:`Adapter.notices`) taken out of a received block, with the names
+  they are about.
 
 **Rooms** (a workload's, :mod:`bench.workload`): a plan's room is a name
 (``r12``; ``""`` for the target's one room) that each protocol spells its
@@ -132,6 +141,9 @@ class Adapter(abc.ABC):
     #: This adapter's decoders look at each delivery's room (set by
     #: :func:`bench.wire.get` for a workload of several rooms).
     rooms: bool = False
+    #: What the server tells the others when someone joins or leaves (for the
+    #: result); None: the protocol has no such notices (the brokers).
+    notices: ClassVar[str | None] = None
     #: How the protocol logs in (:data:`bench.wire.credentials.LOGINS`): what
     #: a registration does with the :class:`Credentials` it is given.
     login: ClassVar[str] = LOGIN_NONE
@@ -181,6 +193,18 @@ class Adapter(abc.ABC):
         """A received line the recorder did not take (not a delivery): the
         reason if it says the server is closing the connection."""
         return None
+
+    def encode_quit(self) -> bytes:
+        """The protocol's goodbye, sent before a client closes its side
+        (empty: the protocol has none; the close itself says it)."""
+        return b""
+
+    def split_notices(self, block: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
+        """``block`` without the server's join and leave notices (one room:
+        our ``*** NAME joined the chat`` / ``left the chat (...)``, IRC's
+        ``JOIN`` / ``QUIT``), and the names joined and left.  The default:
+        no notices."""
+        return block, [], []
 
     def describe(self) -> ProtocolInfo:
         """What a result document records about the protocol."""

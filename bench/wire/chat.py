@@ -15,6 +15,8 @@ probe line whose name is ``#r12 NAME`` (:meth:`bench.workload.Plan.sender_names`
 
 from __future__ import annotations
 
+import re
+
 from bench.wire.base import Adapter, Decoder, Registration, Step
 from bench.wire.credentials import LOGIN_NAME, Credentials
 from bench.wire.lines import BlockLineDecoder
@@ -27,6 +29,23 @@ from server import protocol
 #: past 4 KiB.  4 MiB covers that worst case; the decoder only holds a partial
 #: line this long while such a line is actually arriving.
 RECEIVER_LINE_LIMIT = 4 << 20
+
+
+#: The one room's join and leave notices (server.protocol.events: encode_joined,
+#: encode_left), a whole line each: the name, and which.
+_NOTICE = re.compile(rb"^\*\*\* (\S+) (j)oined the chat\r?\n|^\*\*\* (\S+) left the chat \([^\n]*\)\r?\n", re.MULTILINE)
+
+
+def split_notices(block: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
+    """:meth:`Adapter.split_notices` for our protocol's lines."""
+    if b"*** " not in block:
+        return block, [], []
+    found = _NOTICE.findall(block)
+    if not found:
+        return block, [], []
+    joins = [name for name, j, _ in found if j]
+    leaves = [left for _, j, left in found if not j]
+    return _NOTICE.sub(b"", block), joins, leaves
 
 
 def wire_room(room: str) -> str:
@@ -141,6 +160,14 @@ class ChatAdapter(Adapter):
                 f"a {size}-byte chat line is longer than the server's {protocol.DEFAULT_MAX_LINE_BYTES}-byte line limit"
             )
         return None
+
+    notices = "*** NAME joined the chat / *** NAME left the chat (REASON), to the room's members"
+
+    def encode_quit(self) -> bytes:
+        return protocol.encode_quit()
+
+    def split_notices(self, block: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
+        return split_notices(block)
 
     def control(self, text: str) -> str | None:
         try:

@@ -28,6 +28,9 @@ from bench.wire.credentials import LOGIN_PASSWORD, Credentials
 #: The channel every IRC client of a run joins.
 IRC_CHANNEL = "#chatbench"
 
+#: Another client's JOIN or QUIT, a whole line: the nick, the command.
+_NOTICE = re.compile(rb"^:([^ !\r\n]+)(?:![^ \r\n]*)? (JOIN|QUIT)(?: [^\r\n]*)?\r?\n", re.MULTILINE)
+
 #: Room an IRC server's relay prefix ``:nick!user@host `` may take when it
 #: forwards a ``PRIVMSG``: nick up to 31 (NICKLEN), ``~`` + user up to 11,
 #: host up to 63, punctuation 4.
@@ -181,6 +184,21 @@ class IrcAdapter(Adapter):
     ) -> Registration:
         password = credentials.password if credentials is not None else None
         return IrcRegistration(name, tuple(channel_of(r, self.channel) for r in rooms), password=password)
+
+    notices = ":nick!user@host JOIN #channel / :nick!user@host QUIT :REASON, to the channel's members"
+
+    def encode_quit(self) -> bytes:
+        return irc.encode("QUIT", "bye")
+
+    def split_notices(self, block: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
+        if b" JOIN " not in block and b" QUIT" not in block:
+            return block, [], []
+        found = _NOTICE.findall(block)
+        if not found:
+            return block, [], []
+        joins = [nick for nick, command in found if command == b"JOIN"]
+        quits = [nick for nick, command in found if command == b"QUIT"]
+        return _NOTICE.sub(b"", block), joins, quits
 
     def encode_chat(self, text: str) -> bytes:
         return self.encode_message("", text)

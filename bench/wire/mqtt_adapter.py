@@ -259,3 +259,6 @@ class MqttAdapter(BrokerAdapter):
 
     def pong(self) -> bytes:
         return b""  # brokers never ping a client
+
+    def encode_quit(self) -> bytes:
+        return packet(DISCONNECT << 4, b"")  # normal disconnection, no will

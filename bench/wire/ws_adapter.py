@@ -222,6 +222,14 @@ class WsAdapter(Adapter):
     def control(self, text: str) -> str | None:
         return self.chat.control(text)
 
+    notices = ChatAdapter.notices
+
+    def encode_quit(self) -> bytes:
+        return mask_text(self.chat.encode_quit())
+
+    def split_notices(self, block: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
+        return self.chat.split_notices(block)
+
     def decoder(self) -> Decoder:
         return WsDecoder(self.receive_limit)
 

@@ -3,7 +3,9 @@
 A **label** names the slice of a run a delivery belongs to, one value per
 **dimension** that applies to the run: ``path=cross`` (a cluster: sender and
 receiver on different nodes), and, as the workload grows, the room's size,
-the transport, the phase of a storm, the clock a latency was corrected by.
+the transport, whether the receiver stayed for the whole run (``membership``),
+the clock a latency was corrected by.  (A storm's before/during/after is time,
+not a label: it comes from the interval series, :mod:`bench.swarm.churndoc`.)
 Every label's deliveries get a histogram and counters of their own
 (:mod:`bench.measure.labelled`), merged exactly across workers, carried as
 one field into the result document and the report; the run's overall
@@ -57,6 +59,15 @@ def _room_size(plan: Plan, stream: Stream, receiver: Client) -> str | None:
     return size_bucket(len(plan.rooms[stream.room].members))
 
 
+def _membership(plan: Plan, stream: Stream, receiver: Client) -> str | None:
+    """Whether the receiver stays for the whole run (``steady``) or its seat
+    leaves and comes back (``churned``: --churn, --storm); runs with churn or a storm."""
+    membership = plan.membership
+    if membership is None or not membership.churned:
+        return None
+    return "steady" if membership.steady(receiver.cid) else "churned"
+
+
 def _transport(plan: Plan, stream: Stream, receiver: Client) -> str | None:
     """How the receiver reaches the target: ``tls`` or ``plain`` (the bytes
     the server encrypts once per recipient); runs without TLS leave it out."""
@@ -69,6 +80,7 @@ def _transport(plan: Plan, stream: Stream, receiver: Client) -> str | None:
 DIMENSIONS: dict[str, Dimension] = {
     "path": _path,
     "room_size": _room_size,
+    "membership": _membership,
     "transport": _transport,
 }
 

@@ -16,6 +16,13 @@ Expected deliveries, the integrity pairs (receiver, stream) and the expected
 count of every label (:mod:`bench.workload.labels`) are computed from it and
 nowhere else.
 
+**Membership over time** (:mod:`bench.workload.membership`): with churn or
+a storm, a receiving client is a *seat* whose connection may leave and be
+replaced during the run (:attr:`Plan.membership`); the audience of a stream
+is then its room's members *while they are in*.  The plan says who leaves
+when; what each connection was owed follows from when the server confirmed
+its join and when its leave was sent (:mod:`bench.swarm.churn`).
+
 A one-room run -- every receiver hears every sender -- is :func:`one_room`;
 a workload's (:mod:`bench.workload.model`) is laid out by
 :mod:`bench.workload.build` and built by the swarm.
@@ -26,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+
+from bench.workload.membership import Membership
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,8 @@ class Plan:
     hears_self: bool = False
     #: nodes of the target (a cluster has several; a delivery's path crosses them)
     nodes: int = 1
+    #: who is a member when (churn, a storm); None: every client stays for the whole run
+    membership: Membership | None = None
 
     @cached_property
     def transports(self) -> frozenset[str]:
@@ -138,6 +149,10 @@ class Plan:
     def streams_of(self, cid: int) -> tuple[Stream, ...]:
         """The streams client ``cid`` sends, in slot order."""
         return self._streams_of.get(cid, ())
+
+    def steady(self, cid: int) -> bool:
+        """Client ``cid`` stays for the whole run (no churn or storm takes its seat)."""
+        return self.membership is None or self.membership.steady(cid)
 
     @property
     def one_room(self) -> bool:

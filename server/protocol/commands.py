@@ -206,3 +206,8 @@ def encode_join(room: str) -> bytes:
 def encode_part(room: str) -> bytes:
     """What a client sends to leave ``room`` (``#ROOM``)."""
     return encode_line(f"/part {room}")
+
+
+def encode_quit(reason: str = "") -> bytes:
+    """What a client sends to leave the chat (``/quit [REASON]``)."""
+    return encode_line(f"/quit {reason}" if reason else "/quit")

@@ -28,6 +28,7 @@ from bench.swarm import SwarmConfig, run_swarm
 from bench.targets import EmbeddedTarget, ExternalTarget
 from bench.wire.base import ProtocolInfo
 from bench.workload import Workload
+from bench.workload.membership import Churn
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -123,13 +124,17 @@ def test_a_swarm_run_document_is_a_run_document_in_the_same_key_order() -> None:
 def test_parameters_hold_every_config_field_but_progress() -> None:
     config = SwarmConfig(clients=7, senders=3)
     params = config.parameters()
-    # The workload is recorded only where it is not the one room (older documents stay as they were).
-    fields = {f.name for f in dataclasses.fields(SwarmConfig)} - {"progress", "workload"}
-    assert fields <= set(params) and "workload" not in params
+    # The workload is recorded only where it is not the one room, the churn only
+    # where membership changes (older documents stay as they were).
+    fields = {f.name for f in dataclasses.fields(SwarmConfig)} - {"progress", "workload", "churn"}
+    assert fields <= set(params) and "workload" not in params and "churn" not in params
     rooms = SwarmConfig(clients=7, workload=Workload(rooms=2, seed=5)).parameters()
     assert rooms["workload"]["rooms"] == 2 and rooms["workload"]["seed"] == 5
-    assert set(params) | {"workload"} == keys(schema.RunParameters)
+    churned = SwarmConfig(clients=7, senders=3, rate=10, churn=Churn(rate=2.0)).parameters()
+    assert churned["churn"]["rate"] == 2.0
+    assert set(params) | {"workload", "churn"} == keys(schema.RunParameters)
     assert conforms(schema.RunParameters, params) == [] and conforms(schema.RunParameters, rooms) == []
+    assert conforms(schema.RunParameters, churned) == []
     series = config.series_parameters()
     assert series == {k: v for k, v in params.items() if k != "clients"}
     assert conforms(schema.SeriesParameters, series) == []

@@ -47,7 +47,7 @@ def test_cost_with_tls_runs_plaintext_then_tls_and_gives_the_ratio(tmp_path: Pat
     ratios = sorted(round(by_rep[n, "tls"] / by_rep[n, "plain"], 3) for n in (1, 2))
     assert [lo, hi] == ratios  # the ratio of each repeat's adjacent pair
     run = json.loads(next((out / "embedded-tls").glob("run-*.json")).read_text())
-    assert run["parameters"]["transport"] == "tls" and run["setup"]["tls_full_us"]["count"] > 0
+    assert run["parameters"]["transport"] == "tls" and run["connects"]["initial"]["tls_full_us"]["count"] > 0
     with pytest.raises(SystemExit):  # logins do not change the traffic: refused
         cli.main(["cost", "--password", "x", "--out", str(tmp_path / "x")])
 
