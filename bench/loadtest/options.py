@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bench.loadtest.clocks import DEFAULT_MAX_CLOCK_ERROR_MS
 from bench.loadtest.support import MAX_PAYLOAD
 from bench.wire import PROTOCOLS
 
@@ -87,8 +88,19 @@ def add_arguments(parser: Any) -> None:
         choices=list(PROTOCOLS),
         default=DEFAULT_PROTOCOL,
         help=f"what the host speaks (default {DEFAULT_PROTOCOL}): mqtt (MQTT 5, no-local), redis (pub/sub; each "
-        "user publishes on a second connection, so it also receives its own messages: deliveries = users x rate x "
-        "users), nats (echo off), or irc; the room is the topic 'chatbench'",
+        "user publishes on a second connection; its own messages coming back are not counted), nats (echo off), "
+        "or irc; the room is the topic 'chatbench'",
+    )
+    _add(
+        group,
+        "--chat-max-clock-error",
+        "--max-clock-error",
+        type=_non_negative,
+        default=DEFAULT_MAX_CLOCK_ERROR_MS,
+        metavar="MS",
+        help="a delivery from a worker on another clock (another machine, a time namespace) is timed by the two "
+        "clocks' measured offsets; when their error bound is over this, it is counted but not timed "
+        f"(default {DEFAULT_MAX_CLOCK_ERROR_MS:g} ms)",
     )
     _add(
         group,

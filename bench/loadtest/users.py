@@ -11,11 +11,15 @@ concrete user the locustfile exposes: it sends one probe per scheduled slot
 Request events (what Locust's statistics, charts and CSV show):
 
 ``FANOUT broadcast``   one per probe delivered to this user; response time is
-                       receive time minus the *intended* send time the sender
-                       embedded (ms), so a stalled sender or server shows up
-                       as latency (no coordinated omission).
-``FANOUT broadcast (other clock)``  a probe from a sender on another machine
-                       (another monotonic clock): counted, not timed.
+                       the kernel's receive stamp minus the *intended* send
+                       time the sender embedded (ms), so a stalled sender or
+                       server shows up as latency (no coordinated omission),
+                       and a busy worker reading late does not; a sender on
+                       another clock (another machine, a time namespace) is
+                       corrected by the two clocks' offsets.
+``FANOUT broadcast (clock unmeasured)``  a probe counted, not timed: its
+                       sender's clock offset is not known (yet), or its error
+                       bound is over ``--max-clock-error``.
 ``SEND chat``          one per line sent; response time is from the intended
                        send instant until the line was handed to the kernel.
 ``CONNECT register``   connect + registration time; connection, registration
@@ -24,11 +28,12 @@ Request events (what Locust's statistics, charts and CSV show):
                        does not know (the connection stays up).
 
 Registration goes through the harness's one blocking client
-(:mod:`bench.wire.client`, driving the chat adapter's state machine);
-everything else on the wire through :mod:`server.protocol`; the probe text is
-:mod:`bench.measure.probe`'s.  Sockets are plain :mod:`socket` objects: Locust
-monkey-patches the process with gevent, so they are cooperative.  Nothing here
-patches anything itself.
+(:mod:`bench.wire.client`, driving the adapter's state machine); what a user
+receives goes through the swarm's one receive path (:mod:`bench.loadtest.receive`:
+kernel receive stamps, the adapter's deliveries, the recorder, integrity per
+sender); the probe text is :mod:`bench.measure.probe`'s.  Sockets are plain
+:mod:`socket` objects: Locust monkey-patches the process with gevent, so they
+are cooperative.  Nothing here patches anything itself.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import gevent
 from locust import User, task
 
 from bench.loadtest import finalcsv
+from bench.loadtest.clocks import DEFAULT_MAX_CLOCK_ERROR_MS
 from bench.loadtest.hdr import RECORDER
 from bench.loadtest.integrity import LEDGER
 from bench.loadtest.options import (
@@ -54,30 +60,25 @@ from bench.loadtest.options import (
     add_arguments,
     option,
 )
+from bench.loadtest.receive import receiving
 from bench.loadtest.support import (
     CONNECT_NAME,
     CONNECT_TYPE,
     DEFAULT_HOST,
     FANOUT_NAME,
     FANOUT_TYPE,
-    FOREIGN_NAME,
+    IDENTITY,
     RECEIVE_LINE_LIMIT,
     RECEIVE_NAME,
     RECEIVE_TYPE,
     SEND_NAME,
     SEND_TYPE,
-    BadLine,
-    ChatLine,
-    CorruptDelivery,
-    Delivery,
-    ForeignDelivery,
-    Identity,
     parse_host,
-    read_line,
 )
-from bench.measure.probe import encode_probe, make_payload
+from bench.measure.probe import CorruptProbe, encode_probe, make_payload
+from bench.net.rx import ReceivePath
 from bench.wire.client import RegistrationRefused, WireClient
-from bench.wire.lines import BlockLineDecoder, split_block
+from bench.wire.lines import BlockLineDecoder
 from server import protocol
 
 log = logging.getLogger("chatbench.locust")
@@ -91,12 +92,13 @@ WEB_UI_USERS = 10
 RECONNECT_INTERVAL = 1.0
 
 
+#: Protocols whose servers send this project's server lines (notices, errors),
+#: which a user's :meth:`ChatUser.on_server_event` hook gets.
+SERVER_LINE_PROTOCOLS = frozenset({"chat", "ws"})
+
+
 class ChatConnectionError(Exception):
     """Connecting, registering, or staying connected failed; says why."""
-
-
-#: Names and sender ids of this process's users.
-IDENTITY = Identity()
 
 
 # --------------------------------------------------------------------------
@@ -140,6 +142,9 @@ class ChatConnection:
         deadline = time.monotonic() + timeout
         decoder = BlockLineDecoder(RECEIVE_LINE_LIMIT) if protocol_name == DEFAULT_PROTOCOL else None
         client = WireClient.open(address, protocol_name, timeout, decoder=decoder)
+        # Kernel receive stamps from the start: the kernel switches stamping
+        # on from a work queue, so the first segments after this may lack one.
+        receiving().reader.enable(client.sock)
         try:
             for _ in range(attempts):
                 name, sender_id = identities()
@@ -162,16 +167,6 @@ class ChatConnection:
         self.client.close()
         if self.publisher is not None:
             self.publisher.close()
-
-    def translate(self, lines: list[bytes]) -> list[bytes]:
-        """Received lines as ``NAME: TEXT`` lines (a broker's deliveries,
-        IRC's ``PRIVMSG``s); answers what needs an answer (``PING``)."""
-        got = self.adapter.deliveries(b"".join([line + b"\n" for line in lines]))
-        if got.reply:
-            self.sock.sendall(got.reply)
-        if got.ended is not None:
-            raise ChatConnectionError(f"disconnected by server: {got.ended}")
-        return split_block(got.lines) + [(name or b"?") + b": " + text for name, text in got.pairs]
 
 
 def open_publisher(client: WireClient, address: tuple[str, int], timeout: float, deadline: float) -> WireClient | None:
@@ -365,21 +360,65 @@ class ChatUser(User):
         """Any other server line (joins, leaves, notices...; hook)."""
 
     def _receive_loop(self, conn: ChatConnection) -> None:
+        """Read the connection through the process's one receive path until
+        it ends (see :mod:`bench.loadtest.receive`)."""
+        rx = receiving()
+        rx.labels.max_error_ns = int(
+            float(option(self.environment, "chat_max_clock_error", DEFAULT_MAX_CLOCK_ERROR_MS)) * 1e6
+        )
+        path = ReceivePath(conn.adapter, rx.recorder)
+        reader, recorder, labels = rx.reader, rx.recorder, rx.labels
+        sock, decoder, own, name = conn.sock, conn.decoder, conn.sender_id, conn.name
+        others: list[str] = []
         try:
             if conn.backlog:
-                self._handle(conn.translate(conn.backlog), time.monotonic_ns())
+                block = b"".join([line + b"\n" for line in conn.backlog])
                 conn.backlog = []
-            sock, decoder = conn.sock, conn.decoder
+                path.take_block(LEDGER.tracker(name), own, block, time.monotonic_ns(), others)
+                labels.flush()
+                self._others(conn, others)
             while True:
-                data = sock.recv(65536)
-                if not data:
+                read = reader.read(sock)
+                if not read.data:
                     raise ChatConnectionError("server closed the connection")
-                now = time.monotonic_ns()
-                self._handle(conn.translate(decoder.feed(data)), now)
+                tracker = LEDGER.tracker(name)
+                corrupted, delivered = tracker.corrupted, recorder.delivered_all
+                incoming = path.take(decoder, tracker, own, read, others)
+                # The block's latencies to their labels and to Locust, at once.
+                labels.flush(len(read.data) // max(1, recorder.delivered_all - delivered))
+                for _ in range(tracker.corrupted - corrupted):
+                    self._fire(FANOUT_TYPE, FANOUT_NAME, 0.0, 0, CorruptProbe("corrupted probe"))
+                if incoming.reply:
+                    sock.sendall(incoming.reply)
+                if others:
+                    self._others(conn, others)
+                if incoming.ended is not None:
+                    raise ChatConnectionError(f"disconnected by server: {incoming.ended}")
         except gevent.GreenletExit:
             raise
         except Exception as exc:
+            labels.flush()
             self._lost(conn, exc)
+
+    def _others(self, conn: ChatConnection, texts: list[str]) -> None:
+        """Received lines that are not deliveries, to the hooks: chat that is
+        not a probe to :meth:`on_chat`, our server's lines to
+        :meth:`on_server_event` (one it does not know is a RECEIVE failure)."""
+        server_lines = conn.adapter.name in SERVER_LINE_PROTOCOLS
+        for text in texts:
+            split = protocol.split_message(text)
+            if split is not None:
+                self.on_chat(*split)
+                continue
+            if not server_lines:
+                continue
+            try:
+                event = protocol.parse_server_line(text)
+            except protocol.ProtocolError as exc:
+                self._fire(RECEIVE_TYPE, RECEIVE_NAME, 0.0, len(text), exc)
+                continue
+            self.on_server_event(event)
+        texts.clear()
 
     def _drain_publisher(self, conn: ChatConnection) -> None:
         """Read the sending-only connection's replies (Redis: a count per
@@ -391,38 +430,13 @@ class ChatUser(User):
                 data = sock.recv(65536)
                 if not data:
                     raise ChatConnectionError("server closed the sending connection")
-                got = conn.adapter.deliveries(b"".join([line + b"\n" for line in decoder.feed(data)]))
+                got = conn.adapter.deliveries(decoder.feed_block(data))
                 if got.ended is not None:
                     raise ChatConnectionError(f"disconnected by server: {got.ended}")
         except gevent.GreenletExit:
             raise
         except Exception as exc:
             self._lost(conn, exc)
-
-    def _handle(self, lines: list[bytes], now_ns: int) -> None:
-        for line in lines:
-            got = read_line(line, now_ns)
-            if isinstance(got, Delivery):
-                if not LEDGER.delivered(self.name, got.sender, got.seq):
-                    continue  # a duplicate: counted by the ledger, not a delivery
-                # Histogram and Locust event together, with no greenlet
-                # switch between them: the two counts always agree.
-                RECORDER.record(got.latency_ns // 1000)
-                self._fire(FANOUT_TYPE, FANOUT_NAME, got.latency_ns / 1e6, got.length)
-            elif isinstance(got, ChatLine):
-                self.on_chat(got.sender, got.text)
-            elif isinstance(got, ForeignDelivery):
-                if LEDGER.delivered(self.name, got.sender, got.seq):
-                    self._fire(FANOUT_TYPE, FOREIGN_NAME, 0.0, got.length)
-            elif isinstance(got, CorruptDelivery):
-                LEDGER.corrupted(self.name, got.header)
-                self._fire(FANOUT_TYPE, FANOUT_NAME, 0.0, got.length, got.error)
-            elif isinstance(got, BadLine):
-                self._fire(RECEIVE_TYPE, RECEIVE_NAME, 0.0, got.length, got.error)
-            elif isinstance(got.event, protocol.Disconnected):
-                raise ChatConnectionError(f"disconnected by server: {got.event.reason}")
-            else:
-                self.on_server_event(got.event)
 
     def _lost(self, conn: ChatConnection, exc: Exception) -> None:
         """A connection failed while in use: one CONNECT failure, then the

@@ -42,11 +42,18 @@ kept for the tests to compare against):
 
 Pairs take the per-pair equivalent of the per-line path
 (:meth:`DeliveryRecorder.record_pairs`).
+
+Senders are known in advance (the plan's) or, where they come and go during
+the run (the Locust users), learned as they appear: a ``resolve`` function
+gives the name a sender id's messages must arrive under (or None: not a
+sender), and the first probe of a sender the recorder does not know yet asks
+it (:meth:`DeliveryRecorder.add_sender`); its later probes take the fast paths.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from bench.measure import probe, probeline
@@ -97,10 +104,15 @@ class DeliveryRecorder:
         "last_measured_recv_ns",
         "lines",
         "measure_start_ns",
+        "resolve",
     )
 
     def __init__(
-        self, sender_names: dict[int, str], measure_start_ns: int = 0, labelled: Labelled | None = None
+        self,
+        sender_names: dict[int, str],
+        measure_start_ns: int = 0,
+        labelled: Labelled | None = None,
+        resolve: Callable[[int], str | None] | None = None,
     ) -> None:
         self._labelled = labelled if labelled is not None else Labelled()
         self.measure_start_ns = measure_start_ns
@@ -120,6 +132,17 @@ class DeliveryRecorder:
         self._name_ids = {name + b":": sid for sid, name in self._names_b.items() if b" " not in name}
         self._sender_b = {sid: b"%d" % sid for sid in self._name_ids.values()}
         self._table: tuple[Any, Any] | None = None  # the block path's name table, built on first use
+        #: sender id -> the name its messages arrive under, for senders not known yet (None: no such sender)
+        self.resolve = resolve
+
+    def add_sender(self, sid: int, name: str) -> None:
+        """From now on, messages of stream ``sid`` arrive under ``name``."""
+        name_b = name.encode("utf-8")
+        self._names_b[sid] = name_b
+        if b" " not in name_b:
+            self._name_ids[name_b + b":"] = sid
+            self._sender_b[sid] = b"%d" % sid
+        self._table = None  # rebuilt with the new name on the next block
 
     # -- probe lines -----------------------------------------------------------
 
@@ -359,6 +382,11 @@ class DeliveryRecorder:
             self.echoes += 1
             return 0
         known = self._names_b.get(sender)
+        if known is None and self.resolve is not None:
+            learned = self.resolve(sender)
+            if learned is not None:
+                self.add_sender(sender, learned)
+                known = self._names_b[sender]
         if known is None or (name is not None and name != known):  # attributed to the wrong sender
             tracker.observe_corrupt(sender, parsed.seq)
             return 0

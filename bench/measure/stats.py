@@ -136,6 +136,8 @@ class LatencyHistogram:
             self.record_array(values)
 
     def merge(self, other: LatencyHistogram) -> None:
+        if not other.count:
+            return  # hdrh's add() would take the empty histogram's minimum, 0
         self._hist.add(other._hist)
         self.clamped += other.clamped
 

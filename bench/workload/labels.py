@@ -40,9 +40,20 @@ def _path(plan: Plan, stream: Stream, receiver: Client) -> str | None:
     return "same" if plan.clients[stream.sender].node == receiver.node else "cross"
 
 
+def _clock(plan: Plan, stream: Stream, receiver: Client) -> str | None:
+    """The clock a latency was measured on: ``same`` (sender and receiver
+    stamp on one monotonic clock) or ``corrected`` (the sender's stamp moved
+    onto the receiver's clock by the two clocks' measured offsets; the result
+    gives the error bound)."""
+    if plan.clocks < 2:
+        return None
+    return "same" if plan.clients[stream.sender].clock == receiver.clock else "corrected"
+
+
 #: The label dimensions, in the order a key lists them.
 DIMENSIONS: dict[str, Dimension] = {
     "path": _path,
+    "clock": _clock,
 }
 
 
