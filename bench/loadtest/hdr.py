@@ -60,6 +60,7 @@ from bench.loadtest.document import (
     summary_line,
     unpack_delta,
 )
+from bench.loadtest.locuststats import FanoutRows
 from bench.loadtest.receive import CORRECTED_KEY, SAME_KEY, ClockCounts, receiving
 from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE
 from bench.measure.stats import LatencyHistogram
@@ -125,7 +126,7 @@ class FanoutRecorder:
         self.environment = environment
         events: Any = environment.events  # EventHook.add_listener is untyped
         rx = receiving()
-        rx.labels.fire = events.request.fire
+        rx.labels.rows = FanoutRows(environment.stats)
         events.test_start.add_listener(self.reset)
         events.reset_stats.add_listener(self.reset)
         if environment.reset_stats:

@@ -16,29 +16,20 @@ list per origin (:class:`ClockLabels`) until the block is done; then each
 list goes, through the process's :class:`~bench.loadtest.clocks.ClockTable`,
 to ``clock=same`` as it is, to ``clock=corrected`` moved by the two clocks'
 offsets, or -- offset unknown, or its error bound over ``--max-clock-error``
--- nowhere: counted, not measured.  Each measured delivery also becomes a
-Locust ``FANOUT broadcast`` request event, in the same step, so Locust's
-count and the exact histograms always agree.
+-- nowhere: counted, not measured.  In the same step the block's deliveries
+are added to Locust's ``FANOUT`` rows (:mod:`bench.loadtest.locuststats`),
+so Locust's count and the exact histograms always agree.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bench.loadtest.clocks import DEFAULT_MAX_CLOCK_ERROR_MS, OVER_BOUND, ClockTable, Correction, clock_key
-from bench.loadtest.support import (
-    FANOUT_NAME,
-    FANOUT_TYPE,
-    UNMEASURED_NAME,
-    clock_labels,
-    name_of,
-    origin_of,
-    process_origin,
-)
+from bench.loadtest.support import clock_labels, name_of, origin_of, process_origin
 from bench.measure.labelled import EncodedHistogram, Labelled
 from bench.measure.recorder import DeliveryRecorder
 from bench.measure.stats import LatencyHistogram
@@ -53,8 +44,14 @@ CORRECTION_TTL_NS = 100_000_000
 #: numpy step each); a report or the end of the test adds what is left.
 BATCH = 4096
 
-#: ``events.request.fire`` of Locust, or anything with its keywords.
-Fire = Callable[..., Any]
+
+class Rows(Protocol):
+    """Where a block's deliveries are counted besides the exact histograms
+    (Locust's statistics: :class:`bench.loadtest.locuststats.FanoutRows`)."""
+
+    def delivered(self, latencies_us: list[int], length: int) -> None: ...
+
+    def unmeasured(self, count: int, length: int) -> None: ...
 
 
 @dataclass
@@ -78,13 +75,13 @@ class ClockLabels(Labelled):
     list per sender origin, shared by every receiver of the process (they
     are all on its clock), flushed through the clock table after every block."""
 
-    __slots__ = ("_batches", "_cache", "_route", "_slots", "clock", "fire", "max_error_ns", "table")
+    __slots__ = ("_batches", "_cache", "_route", "_slots", "clock", "max_error_ns", "rows", "table")
 
     def __init__(self, table: ClockTable) -> None:
         super().__init__([SAME_KEY, CORRECTED_KEY])
         self.table = table
         self.max_error_ns = int(DEFAULT_MAX_CLOCK_ERROR_MS * 1e6)
-        self.fire: Fire | None = None
+        self.rows: Rows | None = None
         self.clock = ClockCounts()
         self._slots: dict[int, list[int]] = {}  # origin -> latencies (us) not flushed yet
         self._route: dict[int, list[int]] = {}  # sender id -> its origin's list
@@ -112,8 +109,7 @@ class ClockLabels(Labelled):
 
     def flush(self, length: int = 0) -> None:
         """Every origin's waiting latencies to their label (or counted as not
-        measured), each a Locust request event of ``length`` bytes."""
-        fire = self.fire
+        measured), and to Locust's rows (``length`` bytes each)."""
         now = 0
         for origin, pending in self._slots.items():
             if not pending:
@@ -124,10 +120,10 @@ class ClockLabels(Labelled):
             if isinstance(correction, str):
                 self._unmeasured(correction, len(pending), length)
             elif correction.same:
-                self._add(0, pending, fire, length)
+                self._add(0, pending, length)
             else:
                 shift = (correction.shift_ns + 500) // 1000
-                self._add(1, [v - shift for v in pending], fire, length)
+                self._add(1, [v - shift for v in pending], length)
                 self.clock.corrected += len(pending)
                 self.clock.bound_max_ns = max(self.clock.bound_max_ns, correction.bound_ns)
             pending.clear()
@@ -144,19 +140,11 @@ class ClockLabels(Labelled):
         self._cache[origin] = (version, until, correction)
         return correction
 
-    def _add(self, label: int, values: list[int], fire: Fire | None, length: int) -> None:
+    def _add(self, label: int, values: list[int], length: int) -> None:
         batch = self._batches[label]
         batch += values
-        if fire is not None:
-            for value in values:
-                fire(
-                    request_type=FANOUT_TYPE,
-                    name=FANOUT_NAME,
-                    response_time=value / 1000.0,
-                    response_length=length,
-                    exception=None,
-                    context={},
-                )
+        if self.rows is not None:
+            self.rows.delivered(values, length)
         if len(batch) >= BATCH:
             self.hists[label].record_list(batch)
             batch.clear()
@@ -166,17 +154,8 @@ class ClockLabels(Labelled):
             self.clock.over_bound += count
         else:
             self.clock.unknown += count
-        fire = self.fire
-        if fire is not None:
-            for _ in range(count):
-                fire(
-                    request_type=FANOUT_TYPE,
-                    name=UNMEASURED_NAME,
-                    response_time=None,
-                    response_length=length,
-                    exception=None,
-                    context={},
-                )
+        if self.rows is not None:
+            self.rows.unmeasured(count, length)
 
     # -- the histograms ------------------------------------------------------------------
 

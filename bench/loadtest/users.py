@@ -51,7 +51,6 @@ from locust import User, task
 from bench.loadtest import finalcsv
 from bench.loadtest.clocks import DEFAULT_MAX_CLOCK_ERROR_MS
 from bench.loadtest.hdr import RECORDER
-from bench.loadtest.integrity import LEDGER
 from bench.loadtest.options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PAYLOAD,
@@ -61,6 +60,7 @@ from bench.loadtest.options import (
     option,
 )
 from bench.loadtest.receive import receiving
+from bench.loadtest.rxloop import Member, receive_loop
 from bench.loadtest.support import (
     CONNECT_NAME,
     CONNECT_TYPE,
@@ -76,7 +76,6 @@ from bench.loadtest.support import (
     parse_host,
 )
 from bench.measure.probe import CorruptProbe, encode_probe, make_payload
-from bench.net.rx import ReceivePath
 from bench.wire.client import RegistrationRefused, WireClient
 from bench.wire.lines import BlockLineDecoder
 from server import protocol
@@ -217,7 +216,7 @@ class ChatUser(User):
         self.name = ""
         self.sender_id = 0
         self.seq = 0
-        self._receiver: gevent.Greenlet | None = None
+        self._member: Member | None = None
         self._period_ns = 0
         self._next_ns = 0
         self._retry_at = 0.0
@@ -263,7 +262,12 @@ class ChatUser(User):
         self.seq = 0
         if self._period_ns:
             self._next_ns = time.monotonic_ns() + random.randrange(self._period_ns)
-        self._receiver = gevent.spawn(self._receive_loop, conn)
+        rx = receiving()
+        rx.labels.max_error_ns = int(
+            float(option(self.environment, "chat_max_clock_error", DEFAULT_MAX_CLOCK_ERROR_MS)) * 1e6
+        )
+        backlog, conn.backlog = conn.backlog, []
+        self._member = receive_loop().add(self, conn, conn.adapter, backlog)
         if conn.publisher is not None:
             self._drainer = gevent.spawn(self._drain_publisher, conn)
         return True
@@ -274,11 +278,12 @@ class ChatUser(User):
 
     def disconnect(self) -> None:
         conn, self.conn = self.conn, None
-        receiver, self._receiver = self._receiver, None
+        member, self._member = self._member, None
         drainer, self._drainer = self._drainer, None
-        for greenlet in (receiver, drainer):
-            if greenlet is not None and greenlet is not gevent.getcurrent():
-                greenlet.kill(block=False)
+        if member is not None:
+            receive_loop().remove(member)
+        if drainer is not None and drainer is not gevent.getcurrent():
+            drainer.kill(block=False)
         if conn is not None:
             conn.close()
 
@@ -359,48 +364,9 @@ class ChatUser(User):
     def on_server_event(self, event: protocol.ServerEvent) -> None:
         """Any other server line (joins, leaves, notices...; hook)."""
 
-    def _receive_loop(self, conn: ChatConnection) -> None:
-        """Read the connection through the process's one receive path until
-        it ends (see :mod:`bench.loadtest.receive`)."""
-        rx = receiving()
-        rx.labels.max_error_ns = int(
-            float(option(self.environment, "chat_max_clock_error", DEFAULT_MAX_CLOCK_ERROR_MS)) * 1e6
-        )
-        path = ReceivePath(conn.adapter, rx.recorder)
-        reader, recorder, labels = rx.reader, rx.recorder, rx.labels
-        sock, decoder, own, name = conn.sock, conn.decoder, conn.sender_id, conn.name
-        others: list[str] = []
-        try:
-            if conn.backlog:
-                block = b"".join([line + b"\n" for line in conn.backlog])
-                conn.backlog = []
-                path.take_block(LEDGER.tracker(name), own, block, time.monotonic_ns(), others)
-                labels.flush()
-                self._others(conn, others)
-            while True:
-                read = reader.read(sock)
-                if not read.data:
-                    raise ChatConnectionError("server closed the connection")
-                tracker = LEDGER.tracker(name)
-                corrupted, delivered = tracker.corrupted, recorder.delivered_all
-                incoming = path.take(decoder, tracker, own, read, others)
-                # The block's latencies to their labels and to Locust, at once.
-                labels.flush(len(read.data) // max(1, recorder.delivered_all - delivered))
-                for _ in range(tracker.corrupted - corrupted):
-                    self._fire(FANOUT_TYPE, FANOUT_NAME, 0.0, 0, CorruptProbe("corrupted probe"))
-                if incoming.reply:
-                    sock.sendall(incoming.reply)
-                if others:
-                    self._others(conn, others)
-                if incoming.ended is not None:
-                    raise ChatConnectionError(f"disconnected by server: {incoming.ended}")
-        except gevent.GreenletExit:
-            raise
-        except Exception as exc:
-            labels.flush()
-            self._lost(conn, exc)
+    # -- what the process's receive loop (bench.loadtest.rxloop) tells the user --
 
-    def _others(self, conn: ChatConnection, texts: list[str]) -> None:
+    def received_others(self, conn: ChatConnection, texts: list[str]) -> None:
         """Received lines that are not deliveries, to the hooks: chat that is
         not a probe to :meth:`on_chat`, our server's lines to
         :meth:`on_server_event` (one it does not know is a RECEIVE failure)."""
@@ -418,7 +384,15 @@ class ChatUser(User):
                 self._fire(RECEIVE_TYPE, RECEIVE_NAME, 0.0, len(text), exc)
                 continue
             self.on_server_event(event)
-        texts.clear()
+
+    def corrupted(self, count: int) -> None:
+        """Damaged probes: a FANOUT failure each."""
+        for _ in range(count):
+            self._fire(FANOUT_TYPE, FANOUT_NAME, 0.0, 0, CorruptProbe("a corrupted probe"))
+
+    def lost(self, conn: ChatConnection, exc: Exception) -> None:
+        """The loop stopped reading ``conn``: it ended or failed."""
+        self._lost(conn, exc)
 
     def _drain_publisher(self, conn: ChatConnection) -> None:
         """Read the sending-only connection's replies (Redis: a count per
