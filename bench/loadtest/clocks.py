@@ -122,13 +122,15 @@ def better(new: Estimate, old: Estimate | None) -> bool:
 
 
 class ClockEntry(TypedDict):
-    """One process's clock as the master tells every worker (a Locust message)."""
+    """One process's clock as the master tells every worker (a Locust message).
+    A worker announces its key at once; the offset follows with its first
+    estimate (None until then)."""
 
     origin: int  #: the process's sender-id origin (:func:`bench.loadtest.support.origin_of`)
     key: str  #: :func:`clock_key`
-    offset_ns: int
-    bound_ns: int
-    at_master_ns: int  #: when it was estimated, on the master's clock
+    offset_ns: int | None
+    bound_ns: int | None
+    at_master_ns: int | None  #: when it was estimated, on the master's clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,14 +176,16 @@ class ClockTable:
         entry = self.entries.get(origin)
         if entry is None:
             return UNKNOWN
+        same_key = entry["key"] == self.key
         own = self.own
-        if own is None:
-            return Correction(same=True) if entry["key"] == self.key else UNKNOWN
+        offset, sender_bound, at = entry["offset_ns"], entry["bound_ns"], entry["at_master_ns"]
+        if own is None or offset is None or sender_bound is None or at is None:
+            # Offsets not measured yet: one clock by its key, else unknown.
+            return Correction(same=True) if same_key else UNKNOWN
         now_master = now_ns + own.offset_ns
-        sender_bound = entry["bound_ns"] + max(0, now_master - entry["at_master_ns"]) * MAX_DRIFT_PPM // 1_000_000
-        bound = sender_bound + own.bound_at(now_ns)
-        shift = entry["offset_ns"] - own.offset_ns
-        if entry["key"] == self.key and abs(shift) <= bound:
+        bound = sender_bound + max(0, now_master - at) * MAX_DRIFT_PPM // 1_000_000 + own.bound_at(now_ns)
+        shift = offset - own.offset_ns
+        if same_key and abs(shift) <= bound:
             return Correction(same=True)
         if bound > max_error_ns:
             return OVER_BOUND
@@ -195,11 +199,15 @@ def disagreements(entries: Iterable[ClockEntry]) -> list[str]:
     out: list[str] = []
     seen: list[ClockEntry] = []
     for entry in sorted(entries, key=lambda e: e["origin"]):
+        offset, bound = entry["offset_ns"], entry["bound_ns"]
+        if offset is None or bound is None:
+            continue
         for other in seen:
-            if other["key"] != entry["key"]:
+            other_offset, other_bound = other["offset_ns"], other["bound_ns"]
+            if other["key"] != entry["key"] or other_offset is None or other_bound is None:
                 continue
-            apart = abs(entry["offset_ns"] - other["offset_ns"])
-            if apart > entry["bound_ns"] + other["bound_ns"]:
+            apart = abs(offset - other_offset)
+            if apart > bound + other_bound:
                 out.append(
                     f"workers {other['origin']:x} and {entry['origin']:x} report the same clock ({entry['key']}) "
                     f"but their offsets differ by {apart / 1e6:.3f} ms: corrected as two clocks"

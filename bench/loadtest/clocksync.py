@@ -1,6 +1,8 @@
 """Clock offsets between Locust's worker processes, over Locust's own messages.
 
-Each worker estimates its monotonic clock's offset to the master's
+Each worker announces its clock key as soon as it is connected (so workers
+on one clock measure each other's deliveries from the first one), then
+estimates its monotonic clock's offset to the master's
 (:mod:`bench.loadtest.clocks`): every :data:`INTERVAL_S` it sends
 :data:`EXCHANGES` timestamped pings (``runner.send_message``), the master
 answers each with its own time, and the exchange with the lowest round trip
@@ -25,6 +27,7 @@ import time
 from typing import Any
 
 import gevent
+from gevent.event import Event
 from locust.runners import MasterRunner, Runner, WorkerRunner
 
 from bench.loadtest.clocks import ClockEntry, Exchange, better, disagreements, estimate
@@ -40,8 +43,8 @@ TABLE = "chatbench_clocks"
 #: Exchanges per estimate: enough that one of them meets neither a busy
 #: master nor a busy worker (the lowest round trip is kept).
 EXCHANGES = 8
-#: Seconds between the pings of one estimate, and how long the last answer
-#: may take (an answer later than that is from a busy moment anyway).
+#: Seconds between the pings of one estimate, and how long the answers may
+#: take once the last ping is out (one later than that is from a busy moment anyway).
 EXCHANGE_GAP_S = 0.005
 ANSWER_WAIT_S = 0.25
 #: Seconds between estimates: the bound grows by the drift allowance in between.
@@ -57,8 +60,11 @@ class WorkerClock:
         self.runner = runner
         self.rx = rx
         self.exchanges: list[Exchange] = []
+        self.answered = Event()
         runner.register_message(PONG, self._on_pong)
         runner.register_message(TABLE, self._on_table)
+        table = rx.table
+        runner.send_message(REPORT, {"origin": table.origin, "key": table.key})
         self.greenlet = gevent.spawn(self._run)
 
     def _run(self) -> None:
@@ -69,10 +75,11 @@ class WorkerClock:
     def estimate_once(self) -> None:
         """One round of exchanges; report the estimate if it is better."""
         self.exchanges = []
+        self.answered.clear()
         for _ in range(EXCHANGES):
             self.runner.send_message(PING, {"t0": time.monotonic_ns()})
             gevent.sleep(EXCHANGE_GAP_S)
-        gevent.sleep(ANSWER_WAIT_S)
+        self.answered.wait(ANSWER_WAIT_S)
         est = estimate(self.exchanges)
         table = self.rx.table
         if est is None or not better(est, table.own):
@@ -93,6 +100,8 @@ class WorkerClock:
     def _on_pong(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
         t1 = time.monotonic_ns()
         self.exchanges.append((int(msg.data["t0"]), int(msg.data["tm"]), t1))
+        if len(self.exchanges) >= EXCHANGES:
+            self.answered.set()
 
     def _on_table(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
         self.rx.table.update(msg.data["entries"])
@@ -117,25 +126,23 @@ class MasterClock:
     def _on_report(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
         data = msg.data
         origin = int(data["origin"])
-        offset = int(data["offset_ns"])
-        entry = ClockEntry(
-            origin=origin,
-            key=str(data["key"]),
-            offset_ns=offset,
-            bound_ns=int(data["bound_ns"]),
-            at_master_ns=int(data["at_ns"]) + offset,
-        )
-        new = origin not in self.entries
+        offset = data.get("offset_ns")
+        entry = ClockEntry(origin=origin, key=str(data["key"]), offset_ns=None, bound_ns=None, at_master_ns=None)
+        if offset is not None:  # an estimate (else the worker's first word: its key)
+            entry["offset_ns"] = int(offset)
+            entry["bound_ns"] = int(data["bound_ns"])
+            entry["at_master_ns"] = int(data["at_ns"]) + int(offset)
+        old = self.entries.get(origin)
         self.entries[origin] = entry
         self.workers[origin] = str(msg.node_id)
-        if new:
-            if "+monotonic=" in entry["key"]:
-                log.info(
-                    "worker %s runs in a time namespace (clock %s): its latencies are corrected by its offset",
-                    msg.node_id,
-                    entry["key"],
-                )
-            self.send_table()
+        if old is None and "+monotonic=" in entry["key"]:
+            log.info(
+                "worker %s runs in a time namespace (clock %s): its latencies are corrected by its offset",
+                msg.node_id,
+                entry["key"],
+            )
+        if old is None or old["offset_ns"] is None:
+            self.send_table()  # a new worker, or its first offset: at once
         else:
             self._dirty = True
         for line in disagreements(self.entries.values()):

@@ -113,8 +113,8 @@ class WorkerClockInfo(TypedDict):
     worker: str  #: Locust's worker id
     origin: int  #: the top bits of its users' sender ids
     key: str  #: boot id hash, and the time namespace's monotonic offset if any
-    offset_ms: float  #: the master's monotonic clock minus the worker's
-    bound_ms: float  #: the estimate's error bound (half its lowest round trip)
+    offset_ms: float | None  #: the master's monotonic clock minus the worker's (None: not measured yet)
+    bound_ms: float | None  #: the estimate's error bound (half its lowest round trip)
 
 
 class ClockResult(TypedDict):

@@ -251,8 +251,8 @@ class FanoutRecorder:
                     worker=clocks.workers.get(origin, ""),
                     origin=origin,
                     key=entry["key"],
-                    offset_ms=entry["offset_ns"] / 1e6,
-                    bound_ms=entry["bound_ns"] / 1e6,
+                    offset_ms=None if entry["offset_ns"] is None else entry["offset_ns"] / 1e6,
+                    bound_ms=None if entry["bound_ns"] is None else entry["bound_ns"] / 1e6,
                 )
                 for origin, entry in sorted(clocks.entries.items())
             ]

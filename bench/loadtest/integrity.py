@@ -44,6 +44,9 @@ class IntegrityState(TypedDict):
     corrupted: int
     receivers: int
     pairs: list[PairCounts]
+    #: per receiver (user name): the messages that arrived, whole or damaged,
+    #: counting each sender from its first one (duplicates not counted)
+    received: dict[str, int]
 
 
 class JoiningTracker(IntegrityTracker):
@@ -55,12 +58,27 @@ class JoiningTracker(IntegrityTracker):
     yet counts as corrupted, but its sequence number does not start the
     sender: the damage may be in that very field."""
 
-    __slots__ = ()
+    __slots__ = ("starts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts: dict[int, int] = {}  #: sender -> the first seq counted (absent: 0)
+
+    def start_at(self, sender: int, seq: int) -> None:
+        if sender not in self._next:
+            self.starts[sender] = seq
+        super().start_at(sender, seq)
 
     def observe(self, sender: int, seq: int) -> int:
         if sender not in self._next:
             self.start_at(sender, seq)
         return super().observe(sender, seq)
+
+    def received(self) -> int:
+        """Messages that arrived from every sender, whole or damaged, from
+        the first one counted on (the span seen, less its holes)."""
+        starts, holes = self.starts, self._holes
+        return sum(n - starts.get(s, 0) - len(holes.get(s, ())) for s, n in self._next.items())
 
     def observe_corrupt(self, sender: int | None = None, seq: int | None = None) -> None:
         if sender is not None and sender not in self._next:
@@ -94,10 +112,11 @@ class Ledger:
                 PairCounts(receiver=receiver, sender=s, lost=c[0], duplicated=c[1], reordered=c[2], corrupted=c[3])
                 for s, c in sorted(counts.items())
             ]
-        return _totals(pairs, len(self.trackers))
+        received = {receiver: t.received() for receiver, t in sorted(self.trackers.items())}
+        return _totals(pairs, len(self.trackers), received)
 
 
-def _totals(pairs: list[PairCounts], receivers: int) -> IntegrityState:
+def _totals(pairs: list[PairCounts], receivers: int, received: dict[str, int]) -> IntegrityState:
     return IntegrityState(
         lost=sum(p["lost"] for p in pairs),
         duplicated=sum(p["duplicated"] for p in pairs),
@@ -105,13 +124,15 @@ def _totals(pairs: list[PairCounts], receivers: int) -> IntegrityState:
         corrupted=sum(p["corrupted"] for p in pairs),
         receivers=receivers,
         pairs=pairs,
+        received=received,
     )
 
 
 def merge_states(states: list[IntegrityState]) -> IntegrityState:
     """The workers' latest states added up (each receiver lives in one worker)."""
     pairs = sorted((p for s in states for p in s["pairs"]), key=lambda p: (p["receiver"], p["sender"]))
-    return _totals(pairs, sum(s["receivers"] for s in states))
+    received = {name: n for s in states for name, n in s.get("received", {}).items()}
+    return _totals(pairs, sum(s["receivers"] for s in states), dict(sorted(received.items())))
 
 
 def summary_text(state: IntegrityState) -> str:

@@ -166,7 +166,28 @@ def check_healthy_run(code: int, output: str, prefix: Path) -> dict[str, Any]:
     assert (integrity["lost"], integrity["duplicated"], integrity["reordered"], integrity["corrupted"]) == (0, 0, 0, 0)
     assert integrity["pairs"] == [] and integrity["receivers"] > 0
     assert "lost=0 duplicated=0 reordered=0 corrupted=0" in output
+    check_exact_files(result, prefix, output)
     return result
+
+
+def check_exact_files(result: dict[str, Any], prefix: Path, output: str) -> None:
+    """Schema 2: the labels add up to the summary, the read lag (kernel stamp
+    to read, per read) is there beside it, in the JSON, the CSV and the console."""
+    assert result["schema"] == 2
+    labels = result["labels"]
+    assert sum(section["summary"]["count"] for section in labels.values()) == result["summary"]["count"]
+    # One machine, one clock: every delivery timed as it is, none left unmeasured.
+    assert labels["clock=same"]["summary"]["count"] == result["summary"]["count"]
+    clock = result["clock"]
+    assert (clock["corrected"], clock["unmeasured"], clock["warnings"]) == (0, 0, []), clock
+    lag = result["read_lag"]
+    assert lag["summary"]["count"] > 0  # kernel receive stamps through gevent's socket
+    assert lag["unstamped_reads"] <= lag["summary"]["count"] // 10 + 5, lag
+    assert "| read lag p50=" in output
+    with open(f"{prefix}_fanout_exact.csv", newline="") as f:
+        rows = {row["Series"]: row for row in csv.DictReader(f)}
+    assert int(rows["all"]["Count"]) == result["summary"]["count"]
+    assert int(rows["read lag"]["Count"]) == lag["summary"]["count"]
 
 
 def test_headless_run_reports_fanout_and_send_without_failures(tmp_path: Path, chat_server: int) -> None:
