@@ -24,7 +24,8 @@ def state(e):
             "per_s": dict(e.num_reqs_per_sec), "bytes": e.total_content_length}
 
 stats = RequestStats()
-one, batch = StatsEntry(stats, "a", "X", use_response_times_cache=True), StatsEntry(stats, "b", "X", use_response_times_cache=True)
+one = StatsEntry(stats, "a", "X", use_response_times_cache=True)
+batch = StatsEntry(stats, "b", "X", use_response_times_cache=True)
 for block in blocks:
     for v in block:
         one.log(v, 90)
