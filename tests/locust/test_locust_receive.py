@@ -9,7 +9,7 @@ import time
 
 from bench import wire
 from bench.loadtest.clocks import Estimate
-from bench.loadtest.integrity import JoiningTracker, Ledger
+from bench.loadtest.integrity import JoiningTracker, Ledger, merge_states
 from bench.loadtest.receive import CORRECTED_KEY, SAME_KEY, Receiving
 from bench.loadtest.support import COUNTER_BITS, Identity, name_of, origin_of
 from bench.measure.probe import encode_probe, make_payload
@@ -155,3 +155,23 @@ def test_pairs_protocols_learn_their_senders_too() -> None:
     path.take(wire.get("irc").decoder(), JoiningTracker(), 1, Read(block, T0))
     rx.labels.flush()
     assert rows.delivered == [3000]
+
+
+def test_the_ledger_counts_gaps_from_the_first_message_and_merges() -> None:
+    a = Ledger()
+    t = a.tracker("r1")
+    t.observe(9, 5)  # joined mid-stream: 0..4 are not lost
+    t.observe(9, 7)
+    t.observe(9, 6)  # reordered
+    t.observe(9, 6)  # duplicated
+    t.observe_corrupt(9, 8)  # arrived damaged: not lost
+    t.observe(9, 10)  # 9 is a gap: lost
+    b = Ledger()
+    b.tracker("r2").observe(9, 0)
+    merged = merge_states([a.state(), b.state()])
+    assert (merged["lost"], merged["duplicated"], merged["reordered"], merged["corrupted"]) == (1, 1, 1, 1)
+    assert merged["receivers"] == 2
+    assert merged["received"] == {"r1": 5, "r2": 1}  # 5, 6, 7, 8 (damaged), 10
+    assert merged["pairs"] == [
+        {"receiver": "r1", "sender": 9, "lost": 1, "duplicated": 1, "reordered": 1, "corrupted": 1}
+    ]
