@@ -106,11 +106,14 @@ class ReceiveLoop:
         )
         if backlog:
             block = b"".join([line + b"\n" for line in backlog])
-            member.path.take_block(LEDGER.tracker(member.name), member.own, block, time.monotonic_ns(), self._others)
+            tracker = LEDGER.tracker(member.name)
+            incoming = member.path.take_block(tracker, member.own, block, time.monotonic_ns(), self._others)
             self.rx.labels.flush()
-            if self._others:
-                owner.received_others(conn, self._others[:])
-                self._others.clear()
+            others, self._others = self._others, []
+            if others:
+                owner.received_others(conn, others)
+            if incoming.reply:
+                sock.sendall(incoming.reply)
         self.members[raw.fileno()] = member
         self.epoll.register(raw.fileno(), select.EPOLLIN)
         if self.greenlet is None or self.greenlet.dead:
@@ -141,8 +144,12 @@ class ReceiveLoop:
             before = recorder.delivered_all
             for fd, _events in poll(0):
                 member = members.get(fd)
-                if member is not None:
+                if member is None:
+                    continue
+                try:
                     got += self._read(member)
+                except Exception as exc:  # a bug on one connection ends that one, not the loop
+                    self._lost(member, exc)
             delivered = recorder.delivered_all - before
             # The round's latencies to their labels and to Locust, at once.
             self.rx.labels.flush(got // delivered if delivered else 0)

@@ -3,12 +3,15 @@
 adapters: :mod:`bench.wire`).
 
 :class:`ChatUser` is the abstract base: it connects, registers a unique name,
-runs a receiving greenlet that measures every fan-out delivery, and offers
-``send_probe()`` / ``say()`` / ``send_line()`` to tasks.  :class:`ChatClientUser` is the
+hands its connection to the process's receiving loop (:mod:`bench.loadtest.rxloop`),
+which measures every fan-out delivery, and offers ``send_probe()`` / ``say()`` /
+``send_line()`` to tasks.  :class:`ChatClientUser` is the
 concrete user the locustfile exposes: it sends one probe per scheduled slot
 (``--chat-rate`` per second) and measures what everybody else sends.
 
-Request events (what Locust's statistics, charts and CSV show):
+What Locust's statistics, charts and CSV show (the ``FANOUT`` rows are added
+a round of reads at a time, :mod:`bench.loadtest.locuststats`; the others are
+request events):
 
 ``FANOUT broadcast``   one per probe delivered to this user; response time is
                        the kernel's receive stamp minus the *intended* send
@@ -19,7 +22,7 @@ Request events (what Locust's statistics, charts and CSV show):
                        corrected by the two clocks' offsets.
 ``FANOUT broadcast (clock unmeasured)``  a probe counted, not timed: its
                        sender's clock offset is not known (yet), or its error
-                       bound is over ``--max-clock-error``.
+                       bound is over ``--chat-max-clock-error``.
 ``SEND chat``          one per line sent; response time is from the intended
                        send instant until the line was handed to the kernel.
 ``CONNECT register``   connect + registration time; connection, registration
