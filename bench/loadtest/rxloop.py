@@ -36,10 +36,17 @@ import gevent
 from gevent import monkey
 
 from bench.loadtest.integrity import LEDGER
+from bench.loadtest.pacer import pacer
 from bench.loadtest.receive import Receiving, receiving
 from bench.net.rx import ReceivePath
 from bench.wire import Adapter, Decoder
 
+#: A round of reads ends after this long (ns), or as soon as a user's send is
+#: due (:meth:`bench.loadtest.pacer.Pacer.due`), ready connections left for
+#: the next one: between rounds the hub runs the users' timers, so a burst of
+#: receive work does not hold a due send back (the swarm's worker sends what
+#: is due between two reads for the same reason).
+ROUND_NS = 250_000
 #: The real epoll (gevent's monkey-patching removes it from ``select``), and
 #: the plain socket class (the loop reads without gevent's waiting).
 _epoll: Any = monkey.get_original("select", "epoll")
@@ -138,10 +145,12 @@ class ReceiveLoop:
         poll = self.epoll.poll
         members = self.members
         recorder = self.rx.recorder
+        sends = pacer()
         while True:
             hub.wait(watcher)
             got = 0
             before = recorder.delivered_all
+            end = time.monotonic_ns() + ROUND_NS
             for fd, _events in poll(0):
                 member = members.get(fd)
                 if member is None:
@@ -150,6 +159,9 @@ class ReceiveLoop:
                     got += self._read(member)
                 except Exception as exc:  # a bug on one connection ends that one, not the loop
                     self._lost(member, exc)
+                now = time.monotonic_ns()
+                if now > end or sends.due(now):
+                    break  # the others stay readable: the next round reads them first
             delivered = recorder.delivered_all - before
             # The round's latencies to their labels and to Locust, at once.
             self.rx.labels.flush(got // delivered if delivered else 0)

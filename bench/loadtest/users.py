@@ -62,6 +62,7 @@ from bench.loadtest.options import (
     add_arguments,
     option,
 )
+from bench.loadtest.pacer import pacer
 from bench.loadtest.receive import receiving
 from bench.loadtest.rxloop import Member, receive_loop
 from bench.loadtest.support import (
@@ -92,6 +93,9 @@ MAX_NAME_ATTEMPTS = 5
 WEB_UI_USERS = 10
 #: Seconds between reconnection attempts of a user that lost its connection.
 RECONNECT_INTERVAL = 1.0
+#: Locust's wait between tasks ends this long before the next send is due (a
+#: gevent timer wakes up to a millisecond late); the pacer waits the rest.
+PACER_LEAD_S = 0.002
 
 
 #: Protocols whose servers send this project's server lines (notices, errors),
@@ -300,13 +304,15 @@ class ChatUser(User):
     # -- pacing ---------------------------------------------------------------
 
     def wait_time(self) -> float:
-        """Seconds until the next scheduled send (open loop: a late user
-        sends at once and the lateness counts as latency)."""
+        """Seconds until just before the next scheduled send (open loop: a
+        late user sends at once and the lateness counts as latency).  The
+        task then waits out the rest to the microsecond (:mod:`bench.loadtest.pacer`):
+        Locust's own wait, a gevent timer, may wake a millisecond late."""
         if self.conn is None:
             return max(0.0, self._retry_at - time.monotonic())
         if not self._period_ns:
             return 1.0
-        return max(0.0, (self._next_ns - time.monotonic_ns()) / 1e9)
+        return max(0.0, (self._next_ns - time.monotonic_ns()) / 1e9 - PACER_LEAD_S)
 
     # -- sending --------------------------------------------------------------
 
@@ -346,9 +352,7 @@ class ChatUser(User):
                 return False
             intended = self._next_ns
             self._next_ns += self._period_ns
-            early = intended - time.monotonic_ns()
-            if early > 0:  # the first task runs at once; keep to the schedule
-                gevent.sleep(early / 1e9)
+            pacer().wait_until(intended)  # (the first task runs at once: keep to the schedule)
         else:
             intended = time.monotonic_ns()
         seq = self.seq

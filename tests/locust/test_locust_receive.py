@@ -16,8 +16,6 @@ from bench.measure.probe import encode_probe, make_payload
 from bench.net.rx import Read, ReceivePath
 
 MS = 1_000_000
-#: Now, near enough: corrections age their bounds by the time since the estimates.
-T0 = time.monotonic_ns()
 
 
 class Rows:
@@ -68,12 +66,13 @@ def test_identities_name_their_process_and_their_name() -> None:
 
 
 def test_same_clock_and_corrected_deliveries_go_to_their_labels() -> None:
+    t0 = time.monotonic_ns()  # now: corrections age their bounds by the time since the estimates
     rx, rows, path = setup()
     own = (rx.table.origin << COUNTER_BITS) | 99
     local = (rx.table.origin << COUNTER_BITS) | 1
     foreign_origin = rx.table.origin + 1
     foreign = (foreign_origin << COUNTER_BITS) | 1
-    rx.table.set_own(Estimate(offset_ns=0, bound_ns=100_000, at_ns=T0))
+    rx.table.set_own(Estimate(offset_ns=0, bound_ns=100_000, at_ns=t0))
     rx.table.update(
         [
             {
@@ -81,14 +80,14 @@ def test_same_clock_and_corrected_deliveries_go_to_their_labels() -> None:
                 "key": rx.table.key + "+monotonic=3.000000000",
                 "offset_ns": -3000 * MS,
                 "bound_ns": 50_000,
-                "at_master_ns": T0,
+                "at_master_ns": t0,
             }
         ]
     )
     tracker = JoiningTracker()
     # A local sender 2 ms ago; the foreign one stamped on a clock 3 s ahead, 2 ms ago too.
-    block = line(local, 0, T0 - 2 * MS) + line(foreign, 0, T0 + 3000 * MS - 2 * MS) + line(own, 0, T0)
-    path.take_block(tracker, own, block, T0)
+    block = line(local, 0, t0 - 2 * MS) + line(foreign, 0, t0 + 3000 * MS - 2 * MS) + line(own, 0, t0)
+    path.take_block(tracker, own, block, t0)
     rx.labels.flush()
     hists, clock = rx.labels.take()
     assert hists[SAME_KEY].count == 1 and hists[SAME_KEY].max == 2000
@@ -100,32 +99,34 @@ def test_same_clock_and_corrected_deliveries_go_to_their_labels() -> None:
 
 
 def test_a_sender_of_unknown_clock_or_beyond_the_bound_is_counted_not_measured() -> None:
+    t0 = time.monotonic_ns()  # now: corrections age their bounds by the time since the estimates
     rx, rows, path = setup()
     stranger = ((rx.table.origin + 7) << COUNTER_BITS) | 1
     tracker = JoiningTracker()
-    path.take_block(tracker, 5, line(stranger, 0, T0 - MS) + line(stranger, 1, T0 - MS), T0)
+    path.take_block(tracker, 5, line(stranger, 0, t0 - MS) + line(stranger, 1, t0 - MS), t0)
     rx.labels.flush()
     hists, clock = rx.labels.take()
     assert hists[SAME_KEY].count == hists[CORRECTED_KEY].count == 0
     assert clock.unknown == 2 and rows.unmeasured == 2 and rows.delivered == []
     assert rx.recorder.delivered_all == 2 and tracker.received() == 2  # counted for integrity all the same
     # Known now, but its offset is older than the bound allows: over the bound.
-    rx.table.set_own(Estimate(offset_ns=0, bound_ns=900_000, at_ns=T0))
+    rx.table.set_own(Estimate(offset_ns=0, bound_ns=900_000, at_ns=t0))
     rx.table.update(
-        [{"origin": rx.table.origin + 7, "key": "elsewhere", "offset_ns": 0, "bound_ns": 200_000, "at_master_ns": T0}]
+        [{"origin": rx.table.origin + 7, "key": "elsewhere", "offset_ns": 0, "bound_ns": 200_000, "at_master_ns": t0}]
     )
-    path.take_block(tracker, 5, line(stranger, 2, T0 - MS), T0)
+    path.take_block(tracker, 5, line(stranger, 2, t0 - MS), t0)
     rx.labels.flush()
     assert rx.labels.take()[1].over_bound == 1
 
 
 def test_a_receiver_counts_each_sender_from_the_first_message_it_gets() -> None:
+    t0 = time.monotonic_ns()  # now: corrections age their bounds by the time since the estimates
     rx, _rows, path = setup()
     sender = (rx.table.origin << COUNTER_BITS) | 3
     tracker = JoiningTracker()
     # Joined while the sender was at 57: 57, 58, (59 lost), 60; then 58 again.
-    block = b"".join(line(sender, seq, T0 - MS) for seq in (57, 58, 60, 58))
-    path.take_block(tracker, 1, block, T0)
+    block = b"".join(line(sender, seq, t0 - MS) for seq in (57, 58, 60, 58))
+    path.take_block(tracker, 1, block, t0)
     assert tracker.gaps() == {sender: 1}
     assert tracker.duplicated == 1 and tracker.received() == 3
     ledger = Ledger()
@@ -135,24 +136,26 @@ def test_a_receiver_counts_each_sender_from_the_first_message_it_gets() -> None:
 
 
 def test_names_are_checked_against_the_sender_id_and_damage_is_counted() -> None:
+    t0 = time.monotonic_ns()  # now: corrections age their bounds by the time since the estimates
     rx, _rows, path = setup()
     sender = (rx.table.origin << COUNTER_BITS) | 4
     tracker = JoiningTracker()
-    impostor = line(sender, 0, T0 - MS, name="mallory")
-    damaged = line(sender, 1, T0 - MS).replace(b"~cb2 ", b"~cb2 9", 1)  # its sender field damaged
-    path.take_block(tracker, 1, impostor + damaged + line(sender, 2, T0 - MS), T0)
+    impostor = line(sender, 0, t0 - MS, name="mallory")
+    damaged = line(sender, 1, t0 - MS).replace(b"~cb2 ", b"~cb2 9", 1)  # its sender field damaged
+    path.take_block(tracker, 1, impostor + damaged + line(sender, 2, t0 - MS), t0)
     assert tracker.corrupted == 2
     assert tracker.gaps() == {}  # the damaged ones started nothing: the sender is counted from seq 2
     assert rx.recorder.delivered_all == 1
 
 
 def test_pairs_protocols_learn_their_senders_too() -> None:
+    t0 = time.monotonic_ns()  # now: corrections age their bounds by the time since the estimates
     rx, rows, _path = setup()
     path = ReceivePath(wire.get("irc"), rx.recorder)
     sender = (rx.table.origin << COUNTER_BITS) | 5
-    text = encode_probe(sender, 0, T0 - 3 * MS, make_payload(16, sender, 0))
+    text = encode_probe(sender, 0, t0 - 3 * MS, make_payload(16, sender, 0))
     block = f":{name_of(sender)}!u@h PRIVMSG #chatbench :{text}\r\n".encode()
-    path.take(wire.get("irc").decoder(), JoiningTracker(), 1, Read(block, T0))
+    path.take(wire.get("irc").decoder(), JoiningTracker(), 1, Read(block, t0))
     rx.labels.flush()
     assert rows.delivered == [3000]
 
