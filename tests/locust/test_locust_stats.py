@@ -1,6 +1,8 @@
-"""A block of deliveries added to Locust's statistics at once changes them as
-Locust's own ``StatsEntry.log`` would, value by value (bench/loadtest/locuststats.py).
-Run in a subprocess: importing Locust monkey-patches the process with gevent."""
+"""Locust-side pieces that need gevent, each run in a subprocess (importing
+Locust monkey-patches the process): a block of deliveries added to Locust's
+statistics at once changes them as Locust's own ``StatsEntry.log`` would,
+value by value (bench/loadtest/locuststats.py); the pacer wakes each waiting
+greenlet at its time (bench/loadtest/pacer.py)."""
 
 from __future__ import annotations
 
@@ -52,4 +54,36 @@ print("ok")
 
 def test_log_many_changes_locust_stats_as_entry_log_does() -> None:
     done = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:] + done.stdout
+
+
+PACER = r"""
+import gevent.monkey; gevent.monkey.patch_all()
+import time, gevent
+from bench.loadtest.pacer import pacer
+
+p = pacer()
+assert p._fd >= 0, "no timerfd"
+woken = []
+
+def waiter(name, delay_ms):
+    due = time.monotonic_ns() + int(delay_ms * 1e6)
+    p.wait_until(due)
+    woken.append((name, time.monotonic_ns() - due))
+
+start = time.monotonic_ns()
+greenlets = [gevent.spawn(waiter, n, d) for n, d in (("c", 30), ("a", 10), ("killed", 15), ("b", 20))]
+gevent.sleep(0.005)
+assert p.due(time.monotonic_ns() + 50_000_000) and not p.due(time.monotonic_ns())
+greenlets[2].kill()  # a user stopped while it waited: the others are not disturbed
+gevent.joinall(greenlets, timeout=5)
+assert [name for name, _ in woken] == ["a", "b", "c"], woken
+assert all(late >= 0 for _, late in woken), woken  # never early
+p.wait_until(time.monotonic_ns() - 1)  # a time already past: at once
+print("ok")
+"""
+
+
+def test_the_pacer_wakes_each_greenlet_at_its_time_in_order_never_early() -> None:
+    done = subprocess.run([sys.executable, "-c", PACER], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:] + done.stdout
