@@ -36,16 +36,14 @@ import gevent
 from gevent import monkey
 
 from bench.loadtest.integrity import LEDGER
-from bench.loadtest.pacer import pacer
 from bench.loadtest.receive import Receiving, receiving
 from bench.net.rx import ReceivePath
 from bench.wire import Adapter, Decoder
 
-#: A round of reads ends after this long (ns), or as soon as a user's send is
-#: due (:meth:`bench.loadtest.pacer.Pacer.due`), ready connections left for
-#: the next one: between rounds the hub runs the users' timers, so a burst of
-#: receive work does not hold a due send back (the swarm's worker sends what
-#: is due between two reads for the same reason).
+#: A round of reads ends after this long (ns), ready connections left for the
+#: next one: between rounds the hub runs the users' timers (the pacer's), so a
+#: burst of receive work holds a due send back by at most about this (the
+#: swarm's worker sends what is due between two reads for the same reason).
 ROUND_NS = 250_000
 #: The real epoll (gevent's monkey-patching removes it from ``select``), and
 #: the plain socket class (the loop reads without gevent's waiting).
@@ -145,7 +143,6 @@ class ReceiveLoop:
         poll = self.epoll.poll
         members = self.members
         recorder = self.rx.recorder
-        sends = pacer()
         while True:
             hub.wait(watcher)
             got = 0
@@ -159,8 +156,7 @@ class ReceiveLoop:
                     got += self._read(member)
                 except Exception as exc:  # a bug on one connection ends that one, not the loop
                     self._lost(member, exc)
-                now = time.monotonic_ns()
-                if now > end or sends.due(now):
+                if time.monotonic_ns() > end:
                     break  # the others stay readable: the next round reads them first
             delivered = recorder.delivered_all - before
             # The round's latencies to their labels and to Locust, at once.
