@@ -1,18 +1,23 @@
-"""Send times to the microsecond for the Locust users, through a timerfd.
+"""Probes sent at their intended time, to the microsecond, as the swarm sends them.
 
 gevent's timers wake a greenlet to the millisecond (its loop waits in
-``epoll_wait``, whose timeout is in whole milliseconds, rounded up), so a
-user sleeping until its probe's intended send time sends up to a millisecond
-late, about half a millisecond on average -- all of it counted as fan-out
-latency, as open-loop measurement must.  The swarm's worker sends what is
-due between two reads instead.  Here one timer per process, a Linux
-``timerfd`` armed with the earliest intended time on the monotonic clock (to
-the nanosecond, ``TFD_TIMER_ABSTIME``; a time namespace's offset applies),
-becomes readable when it is due: gevent watches it like any socket and the
-pacer wakes every user whose time has come; the receive loop
-(:mod:`bench.loadtest.rxloop`) ends its round of reads as soon as one is due,
-so a send waits for at most one read.  Where there is no timerfd
-(not Linux) :meth:`Pacer.wait_until` falls back to ``gevent.sleep``.
+``epoll_wait``, whose timeout is in whole milliseconds, rounded up), and a
+woken user greenlet runs only when the receive loop gives way, so users who
+slept until their probes' intended send times would send up to a millisecond
+late, and in bursts behind rounds of reads -- all of it fan-out latency, as
+open-loop measurement must count it, and bursts that queue at the server.
+The swarm's worker instead sends what is due between two reads.  So does a
+Locust process: a user hands its encoded probe and intended time to the
+process's :class:`Pacer` (:meth:`Pacer.send_at`) and waits; the probe goes
+out from whichever comes first once it is due: the receive loop, which looks
+between any two reads (:meth:`Pacer.emit_due`, :mod:`bench.loadtest.rxloop`),
+or the pacer's own greenlet, woken by a Linux ``timerfd`` armed with the
+earliest intended time on the monotonic clock (to the nanosecond,
+``TFD_TIMER_ABSTIME``; a time namespace's offset applies), which gevent
+watches like any socket.  The send is one non-blocking ``write``: what the
+kernel does not take at once (a full send buffer) goes back to the user,
+which sends the rest cooperatively.  Where there is no timerfd (not Linux)
+the user sleeps until the time and sends itself.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import itertools
 import os
 import sys
 import time
+from typing import Any
 
 import gevent
 from gevent.hub import Waiter
@@ -53,12 +59,29 @@ def _timerfd() -> tuple[int, ctypes.CDLL] | None:
     return (fd, libc) if fd >= 0 else None
 
 
+class Job:
+    """One probe waiting for its time."""
+
+    __slots__ = ("cancelled", "data", "sock", "waiter")
+
+    def __init__(self, sock: Any, data: bytes, waiter: Waiter) -> None:
+        self.sock = sock  #: the user's (cooperative) socket
+        self.data = data
+        self.waiter = waiter
+        self.cancelled = False  #: the user stopped waiting (its greenlet was killed)
+
+
+#: What a user gets back: when the write returned (ns), the bytes the kernel
+#: did not take, and the error the write raised (None: none).
+Sent = tuple[int, bytes, "OSError | None"]
+
+
 class Pacer:
-    """Wakes greenlets at monotonic times, to the microsecond (see the module docstring)."""
+    """Sends probes at their intended times (see the module docstring)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self._heap: list[tuple[int, int, Waiter]] = []
+        self._heap: list[tuple[int, int, Job]] = []
         self._order = itertools.count()
         self._armed = 0  #: the time the timer is set for (0: not set)
         self._greenlet: gevent.Greenlet | None = None
@@ -66,30 +89,42 @@ class Pacer:
         self._fd = made[0] if made is not None else -1
         self._libc: ctypes.CDLL | None = made[1] if made is not None else None
 
-    def due(self, now_ns: int) -> bool:
-        """Whether a waiting greenlet's time has come (the receive loop ends
-        its round then, so the send is not kept waiting behind reads)."""
-        heap = self._heap
-        return bool(heap) and heap[0][0] <= now_ns
-
-    def wait_until(self, due_ns: int) -> None:
-        """Return at ``due_ns`` (``time.monotonic_ns()``), letting other greenlets run meanwhile."""
-        if due_ns <= time.monotonic_ns():
-            return
+    def send_at(self, due_ns: int, sock: Any, data: bytes) -> Sent:
+        """Send ``data`` on ``sock`` at ``due_ns`` (``time.monotonic_ns()``; at
+        once if past), letting other greenlets run meanwhile."""
         if self._fd < 0:
-            gevent.sleep((due_ns - time.monotonic_ns()) / 1e9)
-            return
-        waiter = Waiter()
-        heapq.heappush(self._heap, (due_ns, next(self._order), waiter))
+            wait = due_ns - time.monotonic_ns()
+            if wait > 0:
+                gevent.sleep(wait / 1e9)
+            return _write(sock, data)
+        job = Job(sock, data, Waiter())
+        heapq.heappush(self._heap, (due_ns, next(self._order), job))
         if not self._armed or due_ns < self._armed:
             self._arm(due_ns)
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._run)
-        waiter.get()
+        try:
+            result: Sent = job.waiter.get()
+        finally:
+            job.cancelled = True  # sent, or the user is gone: never send it (again)
+        return result
+
+    def emit_due(self, now_ns: int) -> None:
+        """Send every probe due by ``now_ns`` (the receive loop calls this between reads)."""
+        heap = self._heap
+        if not heap or heap[0][0] > now_ns:
+            return
+        run_callback = gevent.get_hub().loop.run_callback
+        while heap and heap[0][0] <= now_ns:
+            job = heapq.heappop(heap)[2]
+            if not job.cancelled:
+                job.cancelled = True
+                run_callback(job.waiter.switch, _write(job.sock, job.data))
 
     def _arm(self, due_ns: int) -> None:
         spec = _Itimerspec()
-        spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(due_ns, 1_000_000_000)
+        # (a zero time would disarm the timer: a time in the past fires at once)
+        spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(max(due_ns, 1), 1_000_000_000)
         assert self._libc is not None
         if self._libc.timerfd_settime(self._fd, TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
             raise OSError(ctypes.get_errno(), "timerfd_settime")
@@ -106,12 +141,23 @@ class Pacer:
             except BlockingIOError:
                 pass
             self._armed = 0
-            now = time.monotonic_ns()
-            while heap and heap[0][0] <= now:
-                _, _, waiter = heapq.heappop(heap)
-                hub.loop.run_callback(waiter.switch, None)
+            self.emit_due(time.monotonic_ns())
             if heap:
                 self._arm(heap[0][0])
+
+
+def _write(sock: Any, data: bytes) -> Sent:
+    """One non-blocking write of ``data`` to ``sock``'s descriptor (gevent keeps it non-blocking)."""
+    fd = sock.fileno()
+    if fd < 0:
+        return time.monotonic_ns(), data, OSError("the connection was closed")
+    try:
+        n = os.write(fd, data)
+    except BlockingIOError:
+        n = 0
+    except OSError as exc:
+        return time.monotonic_ns(), data, exc
+    return time.monotonic_ns(), data[n:], None
 
 
 _pacer: Pacer | None = None

@@ -36,14 +36,14 @@ import gevent
 from gevent import monkey
 
 from bench.loadtest.integrity import LEDGER
+from bench.loadtest.pacer import pacer
 from bench.loadtest.receive import Receiving, receiving
 from bench.net.rx import ReceivePath
 from bench.wire import Adapter, Decoder
 
 #: A round of reads ends after this long (ns), ready connections left for the
-#: next one: between rounds the hub runs the users' timers (the pacer's), so a
-#: burst of receive work holds a due send back by at most about this (the
-#: swarm's worker sends what is due between two reads for the same reason).
+#: next one, so the hub runs the other greenlets (the users' tasks) at least
+#: that often.  (Probes due meanwhile go out between two reads: the pacer's.)
 ROUND_NS = 250_000
 #: The real epoll (gevent's monkey-patching removes it from ``select``), and
 #: the plain socket class (the loop reads without gevent's waiting).
@@ -143,6 +143,7 @@ class ReceiveLoop:
         poll = self.epoll.poll
         members = self.members
         recorder = self.rx.recorder
+        emit_due = pacer().emit_due
         while True:
             hub.wait(watcher)
             got = 0
@@ -156,7 +157,9 @@ class ReceiveLoop:
                     got += self._read(member)
                 except Exception as exc:  # a bug on one connection ends that one, not the loop
                     self._lost(member, exc)
-                if time.monotonic_ns() > end:
+                now = time.monotonic_ns()
+                emit_due(now)  # probes due meanwhile go out now, as the swarm's worker sends them
+                if now > end:
                     break  # the others stay readable: the next round reads them first
             delivered = recorder.delivered_all - before
             # The round's latencies to their labels and to Locust, at once.

@@ -94,7 +94,7 @@ WEB_UI_USERS = 10
 #: Seconds between reconnection attempts of a user that lost its connection.
 RECONNECT_INTERVAL = 1.0
 #: Locust's wait between tasks ends this long before the next send is due (a
-#: gevent timer wakes up to a millisecond late); the pacer waits the rest.
+#: gevent timer wakes up to a millisecond late); the pacer sends it on time.
 PACER_LEAD_S = 0.002
 
 
@@ -306,8 +306,9 @@ class ChatUser(User):
     def wait_time(self) -> float:
         """Seconds until just before the next scheduled send (open loop: a
         late user sends at once and the lateness counts as latency).  The
-        task then waits out the rest to the microsecond (:mod:`bench.loadtest.pacer`):
-        Locust's own wait, a gevent timer, may wake a millisecond late."""
+        task then hands the probe to the pacer, which sends it on time
+        (:mod:`bench.loadtest.pacer`): Locust's own wait, a gevent timer, may
+        wake a millisecond late."""
         if self.conn is None:
             return max(0.0, self._retry_at - time.monotonic())
         if not self._period_ns:
@@ -344,15 +345,17 @@ class ChatUser(User):
         return True
 
     def send_probe(self) -> bool:
-        """Send the next measured message (reconnecting first if needed)."""
+        """Send the next measured message (reconnecting first if needed).
+        On the user's own schedule it goes out at its intended time through
+        the process's pacer (:mod:`bench.loadtest.pacer`), as the swarm's do."""
         if not self.ensure_connected():
             return False
-        if self._paced:
+        paced = self._paced
+        if paced:
             if not self._period_ns:
                 return False
             intended = self._next_ns
             self._next_ns += self._period_ns
-            pacer().wait_until(intended)  # (the first task runs at once: keep to the schedule)
         else:
             intended = time.monotonic_ns()
         seq = self.seq
@@ -361,7 +364,20 @@ class ChatUser(User):
         if conn is None:
             return False
         text = encode_probe(self.sender_id, seq, intended, make_payload(self._payload_size, self.sender_id, seq))
-        return self.send_bytes(conn.adapter.encode_message(self.name, text), intended)
+        data = conn.adapter.encode_message(self.name, text)
+        if not paced:
+            return self.send_bytes(data, intended)
+        _, rest, error = pacer().send_at(intended, conn.send_sock, data)
+        try:
+            if error is not None:
+                raise error
+            if rest:  # the kernel took only part: the rest cooperatively
+                conn.send_sock.sendall(rest)
+        except OSError as exc:
+            self._lost(conn, exc)
+            return False
+        self._fire(SEND_TYPE, SEND_NAME, (time.monotonic_ns() - intended) / 1e6, len(data))
+        return True
 
     # -- receiving ------------------------------------------------------------
 

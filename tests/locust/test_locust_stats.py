@@ -1,8 +1,8 @@
 """Locust-side pieces that need gevent, each run in a subprocess (importing
 Locust monkey-patches the process): a block of deliveries added to Locust's
 statistics at once changes them as Locust's own ``StatsEntry.log`` would,
-value by value (bench/loadtest/locuststats.py); the pacer wakes each waiting
-greenlet at its time (bench/loadtest/pacer.py)."""
+value by value (bench/loadtest/locuststats.py); the pacer sends each probe at
+its time (bench/loadtest/pacer.py)."""
 
 from __future__ import annotations
 
@@ -59,31 +59,40 @@ def test_log_many_changes_locust_stats_as_entry_log_does() -> None:
 
 PACER = r"""
 import gevent.monkey; gevent.monkey.patch_all()
-import time, gevent
+import socket, time, gevent
 from bench.loadtest.pacer import pacer
 
 p = pacer()
 assert p._fd >= 0, "no timerfd"
-woken = []
+a, b = socket.socketpair()
+sent = []
 
-def waiter(name, delay_ms):
+def user(name, delay_ms):
     due = time.monotonic_ns() + int(delay_ms * 1e6)
-    p.wait_until(due)
-    woken.append((name, time.monotonic_ns() - due))
+    done, rest, error = p.send_at(due, a, name.encode())
+    assert error is None and rest == b"", (rest, error)
+    sent.append((name, done - due))
 
-start = time.monotonic_ns()
-greenlets = [gevent.spawn(waiter, n, d) for n, d in (("c", 30), ("a", 10), ("killed", 15), ("b", 20))]
+greenlets = [gevent.spawn(user, n, d) for n, d in (("c", 30), ("a", 10), ("X", 15), ("b", 20))]
 gevent.sleep(0.005)
-assert p.due(time.monotonic_ns() + 50_000_000) and not p.due(time.monotonic_ns())
-greenlets[2].kill()  # a user stopped while it waited: the others are not disturbed
+greenlets[2].kill()  # a user stopped while it waited: its probe never goes out, the others are undisturbed
 gevent.joinall(greenlets, timeout=5)
-assert [name for name, _ in woken] == ["a", "b", "c"], woken
-assert all(late >= 0 for _, late in woken), woken  # never early
-p.wait_until(time.monotonic_ns() - 1)  # a time already past: at once
+assert [name for name, _ in sent] == ["a", "b", "c"], sent
+assert all(late >= 0 for _, late in sent), sent  # never early
+b.settimeout(2)
+assert b.recv(100) == b"abc"
+p.emit_due(time.monotonic_ns())  # nothing left
+# Due between two reads: the receive loop's call sends it before the timer would.
+job = gevent.spawn(p.send_at, time.monotonic_ns() + 50_000_000, a, b"d")
+gevent.sleep(0)
+p.emit_due(time.monotonic_ns() + 60_000_000)
+assert job.get(timeout=1)[1:] == (b"", None) and b.recv(100) == b"d"
+a.close()
+assert isinstance(p.send_at(0, a, b"e")[2], OSError)  # a closed connection: the error, nothing written
 print("ok")
 """
 
 
-def test_the_pacer_wakes_each_greenlet_at_its_time_in_order_never_early() -> None:
+def test_the_pacer_sends_each_probe_at_its_time_in_order_never_early() -> None:
     done = subprocess.run([sys.executable, "-c", PACER], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:] + done.stdout
