@@ -98,6 +98,7 @@ class Pacer:
                 gevent.sleep(wait / 1e9)
             return _write(sock, data)
         job = Job(sock, data, Waiter())
+        due_ns = max(due_ns, 1)  # (0 would turn the timer off)
         heapq.heappush(self._heap, (due_ns, next(self._order), job))
         if not self._armed or due_ns < self._armed:
             self._arm(due_ns)
@@ -109,8 +110,14 @@ class Pacer:
             job.cancelled = True  # sent, or the user is gone: never send it (again)
         return result
 
+    @property
+    def heap(self) -> list[tuple[int, int, Job]]:
+        """The waiting probes, earliest first at index 0 (the receive loop
+        looks at ``heap[0][0]`` between reads before it calls :meth:`emit_due`)."""
+        return self._heap
+
     def emit_due(self, now_ns: int) -> None:
-        """Send every probe due by ``now_ns`` (the receive loop calls this between reads)."""
+        """Send every probe due by ``now_ns``."""
         heap = self._heap
         if not heap or heap[0][0] > now_ns:
             return
@@ -120,11 +127,15 @@ class Pacer:
             if not job.cancelled:
                 job.cancelled = True
                 run_callback(job.waiter.switch, _write(job.sock, job.data))
+        if self._armed and self._armed <= now_ns:
+            # Sent before the timer went off: set it for the next probe (or
+            # off), rather than wake the pacer for nothing.
+            self._arm(heap[0][0] if heap else 0)
 
     def _arm(self, due_ns: int) -> None:
+        """Set the timer for ``due_ns`` (0: off; a time in the past fires at once)."""
         spec = _Itimerspec()
-        # (a zero time would disarm the timer: a time in the past fires at once)
-        spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(max(due_ns, 1), 1_000_000_000)
+        spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(due_ns, 1_000_000_000)
         assert self._libc is not None
         if self._libc.timerfd_settime(self._fd, TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
             raise OSError(ctypes.get_errno(), "timerfd_settime")

@@ -143,7 +143,8 @@ class ReceiveLoop:
         poll = self.epoll.poll
         members = self.members
         recorder = self.rx.recorder
-        emit_due = pacer().emit_due
+        sends = pacer()
+        due, emit_due = sends.heap, sends.emit_due
         while True:
             hub.wait(watcher)
             got = 0
@@ -158,7 +159,8 @@ class ReceiveLoop:
                 except Exception as exc:  # a bug on one connection ends that one, not the loop
                     self._lost(member, exc)
                 now = time.monotonic_ns()
-                emit_due(now)  # probes due meanwhile go out now, as the swarm's worker sends them
+                if due and due[0][0] <= now:
+                    emit_due(now)  # probes due meanwhile go out now, as the swarm's worker sends them
                 if now > end:
                     break  # the others stay readable: the next round reads them first
             delivered = recorder.delivered_all - before
