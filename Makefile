@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The versions CI checked (`make lock` writes it): `make install` installs exactly these.
+CONSTRAINTS := constraints.txt
+LOCK_VENV   := .venv-lock
 
 # Bench knobs (override on the command line: make bench CLIENTS=10,100 RATE=500)
 CLIENTS  ?= 10,50,100,250,500,1000
@@ -18,13 +21,16 @@ CLUSTER_NODES ?= 1,2,4,8
 CLUSTER_CLIENTS ?= 200
 CLUSTER_RATE ?= 25
 
-COMPARE_TARGETS ?= embedded,ngircd,miniircd,mosquitto,redis,nats
+# Empty: compare's own defaults (`python -m bench compare --help` lists them).
+COMPARE_TARGETS ?=
 COMPARE_CLIENTS ?= 10,50,100,250,500
+COMPARE_TARGET_ARGS = $(if $(COMPARE_TARGETS),--targets $(COMPARE_TARGETS))
 
-.PHONY: install test lint selftest bench capacity bench-gate bench-baseline bench-replay peers compare soak cluster bench-cluster help clean
+.PHONY: install lock test lint selftest bench capacity bench-gate bench-baseline bench-replay peers compare soak cluster bench-cluster help clean
 
 help:
-	@echo "make install   create $(VENV) and install chatbench with its test extras"
+	@echo "make install   create $(VENV) and install chatbench with its bench and test extras, pinned by $(CONSTRAINTS)"
+	@echo "make lock      rewrite $(CONSTRAINTS) from a fresh virtualenv (the newest releases pyproject.toml allows)"
 	@echo "make test      run the test suite (what CI runs)"
 	@echo "make lint      ruff + mypy"
 	@echo "make selftest  the harness against a fault-injecting relay: exact loss/dup/reorder/corrupt counts, latency (< 2 min)"
@@ -33,26 +39,40 @@ help:
 	@echo "make bench-replay    the harness's own receive path, no sockets: deliveries/s per process"
 	@echo "make bench-gate      fan-out regression gate: server vs calibration relay ratio against the baseline"
 	@echo "make bench-baseline  re-measure bench/gate/baseline.json (7 runs, keeps the tolerances)"
-	@echo "make peers     install the peer servers (ngircd, mosquitto, redis-server, nats-server via apt-get; miniircd via pip)"
-	@echo "make compare   same sweep against ours, ngircd, miniircd, mosquitto, redis, nats; table + charts under reports/compare/"
+	@echo "make peers     install every target's peer server (ngircd, mosquitto, redis-server, nats-server via apt-get; miniircd via pip)"
+	@echo "make compare   same sweep against ours and the peers (COMPARE_TARGETS=embedded,redis,...; default: compare's own); reports/compare/"
 	@echo "make cluster  redis-server + NODES=$(NODES) server nodes on port 8000 over a Redis backplane (Ctrl-C stops)"
 	@echo "make bench-cluster  deliveries/s and p99 vs nodes ($(CLUSTER_NODES)), scaling chart in reports/*-cluster/"
 	@echo "make soak      60 s bounded soak; checks the server returns to its idle RSS/threads/fds"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[bench,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Resolve every dependency afresh (and miniircd, the pip-installed peer) in a
+# throw-away virtualenv and pin what it got; commit the result with the change
+# that needed it.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[bench,test]' miniircd
+	{ echo "# The versions CI checks: make install uses them (pip install -c $(CONSTRAINTS))."; \
+	  echo "# Written by make lock with $$($(LOCK_VENV)/bin/python --version); do not edit by hand."; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude-editable; } > $(CONSTRAINTS).tmp
+	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check server client bench tests
-	$(BIN)/ruff format --check server client bench tests
+	$(BIN)/ruff check server client bench tests tools
+	$(BIN)/ruff format --check server client bench tests tools
 	$(BIN)/mypy
 
 selftest: $(STAMP)
@@ -74,10 +94,11 @@ bench-baseline: $(STAMP)
 	$(BIN)/python -m bench gate --write-baseline
 
 peers: $(STAMP)
-	bash bench/peers/install.sh $(VENV)
+	$(BIN)/python -m bench peers --all --install
 
-compare: $(STAMP) peers
-	$(BIN)/python -m bench compare --targets $(COMPARE_TARGETS) --clients $(COMPARE_CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD)
+compare: $(STAMP)
+	$(BIN)/python -m bench peers --install $(COMPARE_TARGET_ARGS)
+	$(BIN)/python -m bench compare --clients $(COMPARE_CLIENTS) --rate $(RATE) --duration $(DURATION) --payload $(PAYLOAD) $(COMPARE_TARGET_ARGS)
 
 soak: $(STAMP)
 	$(BIN)/python -m bench soak
@@ -89,4 +110,4 @@ bench-cluster: $(STAMP)
 	$(BIN)/python -m bench cluster-scaling --nodes $(CLUSTER_NODES) --clients $(CLUSTER_CLIENTS) --rate $(CLUSTER_RATE) --rate-per-node --duration $(DURATION) --payload $(PAYLOAD)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache .mypy_cache .ruff_cache

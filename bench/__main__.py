@@ -1,10 +1,42 @@
-"""``python -m bench`` / ``chat-bench``: the one command line (:mod:`bench.cli`)."""
+"""``python -m bench`` / ``chat-bench``: the one command line (:mod:`bench.cli`).
+
+The harness's packages are an extra (``pip install 'chatbench[bench]'``); a
+chat server installed without it gets one line saying so, not a traceback.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-from bench.cli import main
+#: Top-level modules of the ``bench`` extra (pyproject.toml) that the command line imports.
+BENCH_EXTRA_MODULES = ("hdrh", "psutil", "matplotlib", "locust", "gevent", "numpy", "redis", "hiredis")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """:func:`bench.cli.main`, imported here so that a Ctrl-C while the
+    harness is still loading (numpy, matplotlib: a second or two) ends as
+    quietly as one during a run, and a missing extra is one line."""
+    try:
+        from bench.cli import main as cli_main
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in BENCH_EXTRA_MODULES:
+            raise
+        print(
+            f"chat-bench: the harness needs its own packages ({exc.name} is not installed): "
+            "pip install 'chatbench[bench]' (or make install)",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    try:
+        return cli_main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
 
 if __name__ == "__main__":
     sys.exit(main())

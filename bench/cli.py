@@ -19,14 +19,22 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NoReturn, Protocol, cast
 
+from bench import progname
+from bench.measure import thresholds
+from bench.measure.thresholds import Threshold
+from bench.net.tls import TlsOptions
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig, pinning
-from bench.targets import TARGET_KINDS, TargetError, make_target
+from bench.swarm.run import rooms_refusal
+from bench.targets import TargetError, make_target, parse_target, registry
 from bench.wire import PROTOCOLS
+from bench.wire.credentials import CredentialsError, Logins, parse_credentials, single
+from bench.workload import Workload, WorkloadError, model, scenario
 from server.config import FANOUT_STRATEGIES, ServerConfig
 
-PROG = "python -m bench"
+PROG = progname.PROG  #: chat-bench or python -m bench, as started
 
 #: Defaults of the swarm options: ``make bench``'s sweep.  A subcommand that
 #: wants others calls ``parser.set_defaults`` in its ``configure``.
@@ -64,15 +72,21 @@ class Entry:
 
 #: name -> the module that implements it (miniircd-like: one readable table).
 SUBCOMMANDS: dict[str, Entry] = {
-    "sweep": Entry("bench.studies.sweep", "the default benchmark: several client counts x both fan-out strategies"),
+    "sweep": Entry(
+        "bench.studies.sweep", "the default benchmark: client counts x both fan-out strategies, then a stalled reader"
+    ),
     "run": Entry("bench.studies.point", "one point (or a list of client counts), one strategy; all swarm options"),
     "capacity": Entry("bench.studies.capacity", "largest client count within a p95 bound, no loss, no failed conn."),
-    "compare": Entry("bench.studies.compare", "the same sweep against ours, ngircd and miniircd; ratios and charts"),
+    "compare": Entry(
+        "bench.studies.compare",
+        f"the same sweep against several servers (default {','.join(registry.COMPARE_DEFAULTS)}); ratios, charts",
+    ),
     "gate": Entry("bench.gate.cli", "fan-out regression gate: server vs calibration relay against the baseline"),
     "onebroadcast": Entry("bench.studies.onebroadcast", "time ONE broadcast to N idle clients (the server's floor)"),
     "soak": Entry("bench.studies.soak", "bounded soak: steady traffic, then the server must return to idle"),
     "replay": Entry("bench.studies.replay", "the harness's receive path on a generated stream, no sockets"),
     "cost": Entry("bench.studies.cost", "server CPU time and context switches per delivery, pinned, interleaved"),
+    "handshakes": Entry("bench.studies.handshakes", "TLS handshakes per second and their latency, full and resumed"),
     "selftest": Entry("bench.studies.selftest", "the harness against a fault-injecting relay: exact counts, latency"),
     "report": Entry("bench.report.command", "redraw charts and report from saved JSON (no run)"),
     "diff": Entry("bench.studies.diff", "compare two results (or one with a saved baseline): ratios NEW/BASE"),
@@ -81,6 +95,7 @@ SUBCOMMANDS: dict[str, Entry] = {
     "cluster": Entry("bench.studies.clusterup", "start redis-server and N server nodes on one port until Ctrl-C"),
     "cluster-scaling": Entry("bench.studies.scaling", "deliveries/s and p99 vs nodes of a Redis-backplane cluster"),
     "cluster-paths": Entry("bench.studies.paths", "latency of one line to receivers on the same node vs across nodes"),
+    "peers": Entry("bench.peers", "the peer servers the chosen targets need: list them, or --install them"),
 }
 
 
@@ -114,14 +129,15 @@ def fanout_list(text: str) -> list[str]:
 
 
 def target_list(text: str) -> list[str]:
+    """``embedded,redis,cluster:2`` -> the targets, each a ``--target`` value (checked)."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
         raise argparse.ArgumentTypeError("expected a comma-separated list of targets")
-    unknown = [t for t in names if t not in TARGET_KINDS and ":" not in t]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGET_KINDS)} or HOST:PORT"
-        )
+    for name in names:
+        try:
+            parse_target(name)
+        except TargetError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError("a target is listed twice")
     return names
@@ -136,21 +152,8 @@ def target_options() -> argparse.ArgumentParser:
     """Which server: --target, --protocol, --fanout, --send-queue-bytes, --server-arg, --server-pid."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("target")
-    g.add_argument(
-        "--target",
-        default="embedded",
-        help="'embedded': start this project's server (`python -m server`, flood control off) on a free loopback "
-        "port for every point; 'ngircd' or 'miniircd' (that IRC server, `make peers` installs them); 'mosquitto', "
-        "'redis' or 'nats' (that pub/sub broker, started with a benchmark config); or HOST:PORT of a server already "
-        "running on this machine (loopback only), or redis://HOST:PORT, nats://HOST:PORT, mqtt://HOST:PORT",
-    )
-    g.add_argument(
-        "--protocol",
-        choices=list(PROTOCOLS),
-        help="what to speak: a HOST:PORT target's protocol (default chat); 'embedded' also over ws (WebSocket) or "
-        "shootout (the websocket-shootout protocol), and a ws:// target speaks ws or shootout; ngircd/miniircd "
-        "always speak irc, the brokers theirs",
-    )
+    g.add_argument("--target", default="embedded", help=registry.target_help())
+    g.add_argument("--protocol", choices=list(PROTOCOLS), help=registry.protocol_help())
     g.add_argument(
         "--fanout",
         type=fanout_list,
@@ -168,7 +171,12 @@ def target_options() -> argparse.ArgumentParser:
         help="embedded server: one more option passed verbatim (repeatable), e.g. --server-arg=--max-clients=20000; "
         "a broker: one more config line, e.g. --server-arg='client-output-buffer-limit pubsub 64kb 0 0'",
     )
-    g.add_argument("--server-pid", type=int, help="HOST:PORT target: the server's pid, to sample its CPU/RSS/threads")
+    g.add_argument(
+        "--server-pid",
+        type=int,
+        help="HOST:PORT target: the server's pid, to sample its CPU/RSS/threads; it must be the process listening "
+        "on the target's port (checked; the error names the one that is)",
+    )
     return p
 
 
@@ -237,7 +245,7 @@ def traffic_options() -> argparse.ArgumentParser:
     g.add_argument("--messages", type=int, help="measured messages (default: rate x duration; needed with --rate 0)")
     g.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="measured seconds per point")
     g.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, help="unmeasured seconds of traffic first")
-    g.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="payload bytes per message")
+    g.add_argument("--payload", type=int, help="payload bytes per message (a distribution: --payload-sizes)")
     g.add_argument(
         "--drain-timeout",
         type=float,
@@ -251,7 +259,203 @@ def traffic_options() -> argparse.ArgumentParser:
         help="busy-poll when the next send is due within this many us (more precise pacing, more harness CPU)",
     )
     g.add_argument("--sample-interval", type=float, default=d.sample_interval_s, help="seconds between psutil samples")
+    g.add_argument(
+        "--interval",
+        type=float,
+        default=d.interval_s,
+        metavar="S",
+        help="seconds per interval of the run's time axis: one HDR histogram per interval (deliveries by arrival), "
+        "in the run JSON's intervals, the .hlog beside it, the charts over time and the live outputs",
+    )
+    workload_options(p)
     return p
+
+
+def _parsed(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a workload parser (its error is argparse's one line)."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except WorkloadError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def workload_options(p: argparse.ArgumentParser) -> None:
+    """The workload (bench/workload): a scenario, then any of these on top of it."""
+    g = p.add_argument_group(
+        "workload",
+        "rooms, senders and messages; without any of these every client is in one room and hears every sender. "
+        "A --scenario gives them all; an option given too overrides the scenario's value",
+    )
+    g.add_argument(
+        "--scenario",
+        type=_parsed(scenario.load),
+        metavar="NAME|FILE",
+        help=f"a shipped workload ({', '.join(scenario.names())}) or a TOML workload file (README: Workloads)",
+    )
+    g.add_argument("--rooms", type=int, metavar="R", help="rooms (default 1; personal rooms not counted)")
+    g.add_argument(
+        "--room-sizes",
+        type=_parsed(model.room_sizes),
+        metavar="DIST",
+        help="fixed (memberships spread evenly; default), fixed:M (M members each), uniform:A-B, zipf:S "
+        "(room i of R gets a share i**-S of the memberships)",
+    )
+    g.add_argument("--rooms-per-client", type=int, metavar="K", help="rooms each client is in (default 1)")
+    g.add_argument(
+        "--personal-rooms",
+        action=argparse.BooleanOptionalAction,
+        help="also a room of its own per client, sent to by one other client",
+    )
+    g.add_argument(
+        "--senders-per-room",
+        type=int,
+        metavar="S",
+        help="members of each room that send (default 1; in one room: the senders, as --senders)",
+    )
+    g.add_argument(
+        "--publisher-skew",
+        type=_parsed(model.skew),
+        metavar="none|zipf:S",
+        help="the streams' shares of the rate: equal (none, default) or Zipf over a random ranking",
+    )
+    g.add_argument(
+        "--payload-sizes",
+        type=_parsed(model.payload_sizes),
+        metavar="DIST",
+        help="payload bytes drawn per message: uniform:A-B, or sizes with weights 64:80,1024:15,16384:5",
+    )
+    g.add_argument("--arrivals", choices=model.ARRIVALS, help="constant (default) or poisson (exponential gaps)")
+    g.add_argument(
+        "--rate-per-room",
+        action=argparse.BooleanOptionalAction,
+        help="--rate is messages/s per room (total: rate x rooms with a sender), not over all rooms",
+    )
+    g.add_argument("--seed", type=int, help="seed of every random draw of the workload (default 1)")
+
+
+def workload_of(args: argparse.Namespace) -> tuple[Workload, int]:
+    """The workload the options describe (the scenario, overridden by the
+    options given) and the payload bytes of a message (``--payload``, the
+    workload's one size, the mean of its distribution, or the default)."""
+    get = args.__dict__.get
+    base: Workload = get("scenario") or Workload()
+    workload = base.with_options(
+        rooms=get("rooms"),
+        sizes=get("room_sizes"),
+        per_client=get("rooms_per_client"),
+        personal=get("personal_rooms"),
+        senders_per_room=get("senders_per_room"),
+        publisher_skew=get("publisher_skew"),
+        payload=get("payload_sizes"),
+        arrivals=get("arrivals"),
+        rate_mode=None if get("rate_per_room") is None else ("per-room" if get("rate_per_room") else "total"),
+        seed=get("seed"),
+    )
+    payload = get("payload")
+    if payload is not None:
+        if get("payload_sizes") is not None:
+            raise UsageError("give --payload (one size) or --payload-sizes (a distribution), not both")
+        return replace(workload, payload=None), payload
+    if workload.payload is None:
+        return workload, DEFAULT_PAYLOAD
+    fixed = workload.payload.fixed
+    if fixed is not None:
+        return replace(workload, payload=None), fixed
+    return workload, round(workload.payload.mean)
+
+
+def security_options() -> argparse.ArgumentParser:
+    """TLS and logins: --tls, --ca, --insecure, --server-name, --tls-resume, --user, --password, --credentials."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("TLS")
+    g.add_argument(
+        "--tls",
+        action="store_true",
+        help="every connection over TLS: a target the harness starts serves TLS with a certificate it generates "
+        f"(and its clients trust; {registry.tls_kinds()}); a running server's certificate is checked against "
+        "the system's CAs (or --ca) and its name",
+    )
+    g.add_argument(
+        "--ca", metavar="FILE", help="trust this CA certificate (PEM) instead of the system's; implies --tls"
+    )
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        help="TLS without any certificate check (a self-signed server); implies --tls, and every result says so",
+    )
+    g.add_argument("--server-name", metavar="NAME", help="the name sent (SNI) and checked (default: the target's host)")
+    g.add_argument(
+        "--tls-resume",
+        action="store_true",
+        help="each worker's connections after its first offer the previous one's session (resumed handshakes, "
+        "timed apart from full ones)",
+    )
+    add_login_options(p)
+    return p
+
+
+def login_options() -> argparse.ArgumentParser:
+    """Logins alone: --user, --password, --credentials."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_login_options(p)
+    return p
+
+
+def add_login_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("logins")
+    g.add_argument(
+        "--user",
+        help="log in as this user (MQTT, Redis, NATS); a target the harness starts lets in only this login",
+    )
+    g.add_argument(
+        "--password",
+        help="the password (visible to other users in `ps`: prefer --credentials); alone, every client's "
+        "password: IRC's server password (PASS), our server's per-name accounts (the harness enrolls its clients)",
+    )
+    g.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="USER:PASSWORD lines, client i logs in with line i (modulo their number); for our protocol the users "
+        "are the clients' names (one line per client)",
+    )
+
+
+def client_security(args: argparse.Namespace) -> tuple[TlsOptions | None, Logins | None]:
+    """The TLS settings and logins the options give (UsageError in one line)."""
+    get = args.__dict__.get
+    tls = None
+    if get("tls") or get("ca") or get("insecure") or get("server_name") or get("tls_resume"):
+        ca = get("ca")
+        if ca is not None and not Path(ca).is_file():
+            raise UsageError(f"--ca {ca}: no such file")
+        if ca is not None and get("insecure"):
+            raise UsageError("--ca and --insecure contradict each other: --insecure checks no certificate")
+        tls = TlsOptions(ca, bool(get("insecure")), get("server_name"), bool(get("tls_resume")))
+        if tls.insecure:
+            print("warning: --insecure: the target's TLS certificate is not checked", file=sys.stderr)
+    logins = None
+    try:
+        if get("credentials") is not None:
+            if get("user") is not None or get("password") is not None:
+                raise UsageError("--credentials or --user/--password, not both")
+            path = Path(str(get("credentials")))
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"--credentials {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            logins = parse_credentials(text, str(path))
+        elif (password := get("password")) is not None:
+            logins = single(get("user"), str(password))
+        elif get("user") is not None:
+            raise UsageError("--user needs --password (or --credentials FILE)")
+    except CredentialsError as exc:
+        raise UsageError(str(exc)) from None
+    return tls, logins
 
 
 def output_options() -> argparse.ArgumentParser:
@@ -266,6 +470,56 @@ def output_options() -> argparse.ArgumentParser:
     return p
 
 
+def threshold_arg(text: str) -> Threshold:
+    try:
+        return thresholds.parse(text)
+    except thresholds.ThresholdError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def port_arg(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0-65535 (0 picks a free one), got {text!r}")
+    return port
+
+
+def live_options() -> argparse.ArgumentParser:
+    """The run shown and exported while it goes (bench.live), and its thresholds."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("live view, outputs and thresholds")
+    g.add_argument(
+        "--live",
+        choices=("auto", "table", "lines", "off"),
+        default="auto",
+        help="one row per interval on stderr while a run goes: table (a live table), lines (a plain line each), "
+        "auto (table on a terminal, lines when piped), off; --quiet turns it off",
+    )
+    g.add_argument("--web", type=port_arg, metavar="PORT", help="serve a page with live charts on PORT (0: a free one)")
+    g.add_argument("--web-host", default="127.0.0.1", help="the address --web listens on")
+    g.add_argument("--out-jsonl", metavar="FILE", help="append one JSON object per interval (and per run) to FILE")
+    g.add_argument(
+        "--prometheus", type=port_arg, metavar="PORT", help="serve Prometheus metrics on http://HOST:PORT/metrics"
+    )
+    g.add_argument("--prometheus-host", default="127.0.0.1", help="the address --prometheus listens on")
+    g.add_argument(
+        "--otlp", metavar="URL", help="export OpenTelemetry metrics (OTLP/HTTP) to URL, e.g. http://127.0.0.1:4318"
+    )
+    g.add_argument(
+        "--threshold",
+        type=threshold_arg,
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="pass/fail criterion as k6 writes it, repeatable: 'p99<50ms', 'delivered>=99.9%%', 'lost==0', "
+        "'p99{path=cross}<80ms', 'max<1s abort-on-fail' (stops the run when crossed); any failed: exit 99",
+    )
+    return p
+
+
 def add_parents(parser: argparse.ArgumentParser, *parents: argparse.ArgumentParser) -> None:
     """What ``ArgumentParser(parents=...)`` does, for a subparser that already
     exists (the CLI makes it, the subcommand's ``configure`` fills it)."""
@@ -276,8 +530,8 @@ def add_parents(parser: argparse.ArgumentParser, *parents: argparse.ArgumentPars
 
 
 def swarm_parents() -> list[argparse.ArgumentParser]:
-    """All four groups, for the subcommands that drive the swarm at one target."""
-    return [target_options(), clients_options(), traffic_options(), output_options()]
+    """All five groups, for the subcommands that drive the swarm at one target."""
+    return [target_options(), security_options(), clients_options(), traffic_options(), output_options()]
 
 
 # ---------------------------------------------------------------------------
@@ -291,6 +545,8 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
     for its options).  ValueError says what is wrong."""
     get = args.__dict__.get
     rate = float(args.rate)
+    workload, payload = workload_of(args)
+    tls, logins = client_security(args)
     return SwarmConfig(
         clients=clients,
         senders=get("senders"),
@@ -301,12 +557,14 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
         messages=get("messages"),
         duration_s=args.duration,
         warmup_s=args.warmup if rate > 0 else 0.0,
-        payload_bytes=args.payload,
+        payload_bytes=payload,
+        workload=workload,
         workers=get("workers"),
         ramp_per_s=get("ramp", SwarmConfig.ramp_per_s),
         connect_timeout_s=get("connect_timeout", SwarmConfig.connect_timeout_s),
         drain_timeout_s=args.drain_timeout,
         sample_interval_s=get("sample_interval", SwarmConfig.sample_interval_s),
+        interval_s=get("interval", SwarmConfig.interval_s),
         spin_us=get("pacing_spin_us", SwarmConfig.spin_us),
         target=get("target", "embedded"),
         protocol=get("protocol"),
@@ -321,6 +579,8 @@ def swarm_config(args: argparse.Namespace, clients: int, *, fanout: str | None =
         harness_cpus=get("harness_cpus"),
         progress=not get("quiet", False),
         label=get("label"),
+        tls=tls,
+        logins=logins,
     )
 
 
@@ -347,7 +607,10 @@ def validate(args: argparse.Namespace, clients: Sequence[int], strategies: Seque
     for f in strategies:
         base = swarm_config(args, max(clients), fanout=f)
         point_config(base, min(clients))  # the smallest point is valid too (SwarmConfig checks)
-        make_target(base.target, base.all_server_args, base.server_pid, base.protocol)
+        target = make_target(base.target, base.all_server_args, base.server_pid, base.protocol, base.security)
+        why = rooms_refusal(base, target)  # the most rooms: the largest point's
+        if why is not None:
+            raise UsageError(why)
 
 
 def command_line(argv: Sequence[str] | None) -> list[str]:
@@ -361,7 +624,7 @@ def command_line(argv: Sequence[str] | None) -> list[str]:
 
 
 #: What an option left unset (None) means, for --help: the value the run computes.
-NONE_DEFAULTS: dict[str, str] = {"senders": f"min(clients, {DEFAULT_SENDERS})"}
+NONE_DEFAULTS: dict[str, str] = {"senders": f"min(clients, {DEFAULT_SENDERS})", "payload": str(DEFAULT_PAYLOAD)}
 
 
 def default_text(value: object) -> str | None:
@@ -423,7 +686,7 @@ def build_parser() -> Parser:
             "reports/<timestamp>/ as JSON, PNG charts, report.md and report.html."
         ),
         epilog=(
-            "Start with `python -m bench sweep` (what `make bench` runs, a few minutes), then open "
+            f"Start with `{PROG} sweep` (what `make bench` runs, a few minutes), then open "
             "reports/latest/report.html. Each subcommand has its own --help."
         ),
     )

@@ -9,9 +9,22 @@ Two front ends share one :class:`ChatClient`:
   client sends ``/quit`` and prints until the server closes.  Output is the
   server's lines, uncoloured, one per line.
 
+Rooms: a line from a room other than the default one starts with its room
+(``#rust alice: hi``, as the server sends it; coloured in terminal mode), and
+the prompt names the current room when it is not the default one
+(``alice #rust>``), so the person knows where plain text goes.
+
 Exit codes: 0 after ``/quit``, EOF, Ctrl-D or Ctrl-C; 1 when the connection
-is refused or lost, or the server disconnects us unasked; 2 when the server
-refuses the name and there is no person to type another (plain mode).
+is refused or lost, the TLS handshake fails (the server's certificate is not
+trusted, expired...), or the server disconnects us unasked; 2 when the
+server refuses the name or the login and there is no person to type another
+(plain mode).
+
+A server with accounts asks for a password after the name
+(``? Enter your password:``).  The answer is ``--password-file``'s first
+line or ``$CHAT_PASSWORD`` if given, sent once; else the person types it
+(not echoed, kept out of the input history), or with stdin piped the line
+after the name is the password.
 """
 
 from __future__ import annotations
@@ -19,12 +32,19 @@ from __future__ import annotations
 import codecs
 import os
 import queue
+import ssl
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from client.connection import Closed, Connection, ConnectionEvent, Line, Oversized
 from server import protocol
+from server.tls import TlsError
+
+if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
 
 EXIT_OK = 0
 EXIT_CONNECTION = 1
@@ -32,6 +52,11 @@ EXIT_NAME_REFUSED = 2
 
 #: Seconds to wait for the server to close after we sent ``/quit``.
 QUIT_GRACE = 5.0
+#: Seconds to wait for the connection (and TLS handshake), and then for the
+#: server's first line (the name prompt, sent at once): past it this is not
+#: our server, or a plaintext connection to a TLS port, which waits for a
+#: handshake that never comes (``--timeout``).
+DEFAULT_TIMEOUT = 10.0
 
 PROG = "chat-client"
 
@@ -51,18 +76,49 @@ _STYLE: dict[type, str] = {
     protocol.PrivateEcho: "\x1b[35m",
 }
 _BOLD = "\x1b[1m"
+_ROOM = "\x1b[32m"
 
 
 def render(line: Line, colour: bool) -> str:
     """How one server line is shown: the server's own text, which is already
-    readable, with colour by kind in terminal mode."""
+    readable (a room's line starts with its room), with colour by kind in
+    terminal mode."""
     event = line.event
     if not colour or event is None:
         return line.text
     if isinstance(event, protocol.Message):
-        return f"{_BOLD}{event.sender}{_RESET}: {event.text}"
+        return f"{_room(event.room)}{_BOLD}{event.sender}{_RESET}: {event.text}"
     style = _STYLE.get(type(event))
+    if isinstance(event, protocol.Action) and style:
+        return f"{_room(event.room)}{style}* {event.sender} {event.action}{_RESET}"
     return f"{style}{line.text}{_RESET}" if style else line.text
+
+
+def _room(room: str | None) -> str:
+    """A room line's room, coloured (nothing for the default room)."""
+    return f"{_ROOM}{room}{_RESET} " if room else ""
+
+
+def prompt_for(name: str, room: str | None) -> str:
+    """The input prompt: the name, and the current room unless it is the default one."""
+    if room == protocol.DEFAULT_ROOM:
+        return f"{name}> "
+    return f"{name} {room or '(no room)'}> "
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How to connect and log in (from the command line)."""
+
+    host: str
+    port: int
+    name: str | None = None
+    #: The TLS settings (``--tls``, ``--ca``, ``--insecure``); None: plaintext.
+    tls: ssl.SSLContext | None = None
+    #: Sent once when the server asks for a password (None: ask the person).
+    password: str | None = None
+    #: Seconds for the connection, and then for the server's first line.
+    timeout: float = DEFAULT_TIMEOUT
 
 
 def is_quit(text: str) -> bool:
@@ -81,18 +137,26 @@ class ChatClient:
     ``done``.
     """
 
-    def __init__(self, host: str, port: int, name: str | None, *, interactive: bool) -> None:
+    def __init__(self, options: Options, *, interactive: bool) -> None:
         self.interactive = interactive
-        self.conn = Connection(host, port, self.on_event)
-        self._auto_name = name
-        self.name_sent = name is not None
+        self.conn = Connection(options.host, options.port, self.on_event, tls=options.tls)
+        self._auto_name = options.name
+        self._auto_password = options.password
+        #: The server asked for a password and the person is to type it (the
+        #: terminal hides the input and keeps it out of the history).
+        self.expecting_password = False
+        self.name_sent = options.name is not None
         self.name: str | None = None
+        #: Where plain text goes: the room joined last (None: no room).
+        self.room: str | None = protocol.DEFAULT_ROOM
         self.prompt_text = protocol.NAME_PROMPT + " "
         self.quitting = False
         #: Set once the first answer to our name arrives (welcome or refusal), or the connection ends.
         self.settled = threading.Event()
         #: Set when the connection is over and ``exit_code``/``status`` are final.
         self.done = threading.Event()
+        #: Set on the server's first line (or the connection's end).
+        self.greeted = threading.Event()
         self.exit_code = EXIT_OK
         #: One line for stderr explaining a non-zero exit, printed by the front end.
         self.status: str | None = None
@@ -114,11 +178,17 @@ class ChatClient:
         """Send a line the person typed (or a script piped), verbatim."""
         if self.done.is_set():
             return
+        if self.expecting_password:
+            self.expecting_password = False
+            self.settled.clear()  # the verdict on the login comes next
+            self.conn.send_line(text)
+            return
         if is_quit(text):
             self.quit(text)
             return
         if self.name is None:
             self.name_sent = True
+            self.settled.clear()
         self.conn.send_line(text)
 
     def quit(self, line: str = "/quit") -> None:
@@ -138,6 +208,7 @@ class ChatClient:
     # -- events from the receiving thread ---------------------------------------
 
     def on_event(self, item: ConnectionEvent) -> None:
+        self.greeted.set()
         if isinstance(item, Closed):
             self._closed(item.error)
         elif isinstance(item, Oversized):
@@ -147,10 +218,31 @@ class ChatClient:
         for listener in self.listeners:
             listener(item)
 
+    def _password_prompt(self, line: Line) -> None:
+        """The server asks for the password: send the given one (once), or
+        let the person (or the next piped line) answer."""
+        if self._auto_password is not None:
+            password, self._auto_password = self._auto_password, None
+            self.conn.send_line(password)
+            return
+        self.expecting_password = True
+        self.prompt_text = "password (not shown): "
+        if not self.interactive:
+            self.show(line.text)
+        self.settled.set()
+
     def _line(self, line: Line) -> None:
         event = line.event
+        if self.exit_code == EXIT_NAME_REFUSED:
+            return  # closing: the prompt that follows a refusal is for nobody
+        if isinstance(event, protocol.Prompt) and event.text == protocol.PASSWORD_PROMPT:
+            self._password_prompt(line)
+            return
         if isinstance(event, protocol.Prompt):
+            self.expecting_password = False
             self.prompt_text = event.text + " "
+            if self.exit_code == EXIT_NAME_REFUSED:
+                return  # the server asks again after refusing the name; nobody is there to answer
             if self._auto_name is not None:
                 name, self._auto_name = self._auto_name, None
                 self.conn.send_line(name)
@@ -159,21 +251,35 @@ class ChatClient:
             return
         if isinstance(event, protocol.Welcome):
             self.name = event.name
-            self.prompt_text = f"{event.name}> "
+            self.prompt_text = prompt_for(event.name, self.room)
             self.settled.set()
         elif isinstance(event, protocol.Renamed) and event.old == self.name:
             self.name = event.new
-            self.prompt_text = f"{event.new}> "
+            self.prompt_text = prompt_for(event.new, self.room)
+        elif isinstance(event, protocol.Talking | protocol.Notice) and self.name is not None:
+            self._room_changed(event)
         elif isinstance(event, protocol.Error) and self.name is None and self.name_sent:
             self.settled.set()
             if not self.interactive:
                 self.exit_code = EXIT_NAME_REFUSED
-                self.status = f"{PROG}: the server refused the name: {event.message}"
+                what = "login" if event.message.startswith(("Login failed", "Too many failed logins")) else "name"
+                self.status = f"{PROG}: the server refused the {what}: {event.message}"
                 self.conn.close()
                 return
         elif isinstance(event, protocol.Disconnected) and not self.quitting:
             self._disconnect_reason = event.reason
         self.show(render(line, self.interactive))
+
+    def _room_changed(self, event: protocol.Talking | protocol.Notice) -> None:
+        """The server said which room is current now (or that there is none)."""
+        assert self.name is not None
+        if isinstance(event, protocol.Talking):
+            self.room = event.room
+        elif event.text == protocol.NO_ROOM:
+            self.room = None
+        else:
+            return
+        self.prompt_text = prompt_for(self.name, self.room)
 
     def _closed(self, error: str | None) -> None:
         if self.exit_code == EXIT_NAME_REFUSED:
@@ -247,11 +353,25 @@ class _ConnectionEnded(Exception):
     """Ends the prompt when the connection is over."""
 
 
+def prompt_session(client: ChatClient) -> PromptSession[str]:
+    """The terminal's input line: hidden while the person types a password,
+    which never enters the input history."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.filters import Condition
+    from prompt_toolkit.history import InMemoryHistory
+
+    class History(InMemoryHistory):
+        def append_string(self, string: str) -> None:
+            if not client.expecting_password:
+                super().append_string(string)
+
+    typing_password = Condition(lambda: client.expecting_password)
+    return PromptSession(history=History(), is_password=typing_password)
+
+
 def run_terminal(client: ChatClient) -> int:
     """Interactive mode: prompt_toolkit keeps the input line intact."""
-    from prompt_toolkit import PromptSession
-
-    session: PromptSession[str] = PromptSession()
+    session = prompt_session(client)
     app = session.app
 
     def end_prompt() -> None:
@@ -279,7 +399,7 @@ def run_terminal(client: ChatClient) -> int:
             client.settled.wait()
         while not client.done.is_set():
             text = session.prompt(lambda: client.prompt_text, pre_run=pre_run)
-            if text.strip():
+            if text.strip() or client.expecting_password:  # an empty password: a guest
                 client.submit(text)
             if client.quitting:
                 break
@@ -300,20 +420,31 @@ def leave(client: ChatClient) -> int:
         return EXIT_OK
 
 
-def run(host: str, port: int, name: str | None) -> int:
+def run(options: Options) -> int:
     """Connect and chat; the program's exit code."""
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    client = ChatClient(host, port, name, interactive=interactive)
+    client = ChatClient(options, interactive=interactive)
     try:
-        client.conn.open()
+        client.conn.open(options.timeout)
+        greeted = client.greeted.wait(options.timeout)
     except ConnectionRefusedError:
         print(f"{PROG}: connection to {client.conn.address} refused (is the server running?)", file=sys.stderr)
+        return EXIT_CONNECTION
+    except TlsError as exc:
+        why = exc.strerror or str(exc)
+        hint = " (trust the server's CA with --ca FILE)" if "issuer certificate" in why else ""
+        print(f"{PROG}: TLS with {client.conn.address} failed: {why}{hint}", file=sys.stderr)
         return EXIT_CONNECTION
     except OSError as exc:
         print(f"{PROG}: cannot connect to {client.conn.address}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONNECTION
     except KeyboardInterrupt:
         return EXIT_OK
+    if not greeted:
+        tls = "" if options.tls else "; if it is a TLS port, use --tls"
+        print(f"{PROG}: no answer from {client.conn.address} in {options.timeout:g} s{tls}", file=sys.stderr)
+        client.conn.close()
+        return EXIT_CONNECTION
     try:
         if interactive:
             from prompt_toolkit.patch_stdout import patch_stdout

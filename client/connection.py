@@ -4,22 +4,40 @@ thread that turns bytes into events.
 All framing and parsing goes through :mod:`server.protocol`; this module only
 moves bytes.  Events reach the UI through one callback, called from the
 receiving thread, in order, ending with exactly one :class:`Closed`.
+
+With TLS (``--tls``) the connection is a :class:`server.tls.TlsSocket`, the
+same one the server uses: the receiving thread reads while the person's
+thread sends, and one OpenSSL connection must not be read and written by
+two threads at once, so TLS goes through memory BIOs under one lock.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from server import protocol
+from server.tls import TlsSocket
 
 #: Seconds to wait for the TCP handshake before giving up.
 CONNECT_TIMEOUT = 10.0
 
 #: Bytes asked of the kernel per recv.
 RECV_BYTES = 65536
+
+
+def client_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+    """TLS 1.2+ with the server's certificate checked against ``ca_file``
+    (or the system's CAs) and its name; ``insecure``: nothing checked."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,22 +87,34 @@ class Connection:
         on_event: Callable[[ConnectionEvent], None],
         *,
         max_line_bytes: int = protocol.DEFAULT_MAX_LINE_BYTES,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.address = format_address(host, port)
         self._on_event = on_event
         self._decoder = protocol.LineDecoder(max_line_bytes + protocol.SERVER_LINE_OVERHEAD, discard_oversized=True)
-        self._sock: socket.socket | None = None
+        self._tls_context = tls
+        self._sock: socket.socket | TlsSocket | None = None
         self._send_lock = threading.Lock()
         self._closing = False
         self._thread: threading.Thread | None = None
 
     def open(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Connect (and with TLS, shake hands), both within ``timeout``;
+        :class:`OSError` on failure (:class:`server.tls.TlsError` for TLS)."""
         sock = socket.create_connection((self.host, self.port), timeout=timeout)
-        sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
+        stream: socket.socket | TlsSocket = sock
+        if self._tls_context is not None:
+            stream = TlsSocket(sock, self._tls_context, self.address, server_hostname=self.host)
+            try:
+                stream.handshake()
+            except OSError:  # TlsError: OpenSSL's reason, in words
+                sock.close()
+                raise
+        sock.settimeout(None)
+        self._sock = stream
         self._thread = threading.Thread(target=self._receive, name="receiver", daemon=True)
         self._thread.start()
 

@@ -24,21 +24,27 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from server import protocol
+from server.accounts import AccountsError, AccountsFile
 from server.backplane.errors import BackplaneError
 from server.config import ServerConfig
 from server.fanout import Fanout, make_fanout
 from server.hub import Hub
 from server.limits import raise_open_file_limit
+from server.login import Login
+from server.memory import Trimmer, limit_arenas
 from server.session import Session, SessionContext
+from server.tls import PLAINTEXT_CHAT_ANSWER, PLAINTEXT_HTTP_ANSWER, TlsSocket, server_context
 from server.wsframes import UNAVAILABLE_RESPONSE
 
 if TYPE_CHECKING:
+    import ssl
+
     from server.backplane.hub import ClusterHub
 
-__all__ = ["ChatServer", "format_address", "raise_open_file_limit", "serve", "set_keepalive"]
+__all__ = ["ChatServer", "StartError", "format_address", "raise_open_file_limit", "serve", "set_keepalive"]
 
 log = logging.getLogger(__name__)
 #: The "listening on HOST:PORT" line is what scripts wait for, so it is shown
@@ -70,8 +76,25 @@ MakeSession = Callable[[socket.socket, str], Session]
 Refuse = Callable[[socket.socket, str], None]
 
 
+class StartError(Exception):
+    """A file the server needs at start does not load (TLS certificate or
+    key, accounts): the one line ``serve`` logs before exiting 2."""
+
+
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ListenError(OSError):
+    """A port the server cannot listen on: which address, for which option, and why."""
+
+    def __init__(self, exc: OSError, address: tuple[str, int], option: str) -> None:
+        super().__init__(exc.errno, exc.strerror)
+        self.address = address
+        self.option = option
+
+    def __str__(self) -> str:
+        return f"cannot listen on {format_address(*self.address)} ({self.option}): {self.strerror}"
 
 
 def set_keepalive(sock: socket.socket, idle_seconds: int) -> None:
@@ -85,16 +108,43 @@ def set_keepalive(sock: socket.socket, idle_seconds: int) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
 
 
+def load_tls(config: ServerConfig) -> ssl.SSLContext | None:
+    """The TLS ports' context from ``--tls-cert``/``--tls-key`` (None: no TLS)."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    try:
+        return server_context(config.tls_cert, config.tls_key)
+    except OSError as exc:  # ssl.SSLError is one too
+        detail = exc.strerror if exc.strerror and not getattr(exc, "reason", None) else str(exc)
+        files = f"{config.tls_cert} / {config.tls_key}"
+        raise StartError(f"cannot load the TLS certificate / key {files}: {detail}") from None
+
+
+def load_login(config: ServerConfig) -> Login | None:
+    """The login policy with ``--accounts`` (``server.login``; None: no passwords)."""
+    if config.accounts is None:
+        return None
+    try:
+        accounts = AccountsFile(config.accounts)
+    except AccountsError as exc:
+        raise StartError(str(exc)) from None
+    if not len(accounts):
+        log.warning("the accounts file %s has no account yet", config.accounts)
+    return Login(accounts, config.accounts_required)
+
+
 class ChatServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         #: The cluster's hub with --backplane (None: this process is the whole room).
         self.cluster: ClusterHub | None = None
         if config.backplane is not None:
-            from server.backplane.hub import ClusterHub  # here: redis is imported only for a cluster
-
-            self.cluster = ClusterHub(config.backplane, config.announce_limit)
-        self.hub: Hub = Hub(config.announce_limit) if self.cluster is None else self.cluster
+            self.cluster = cluster_hub(config)
+        self.hub: Hub = (
+            Hub(config.announce_limit, config.max_rooms, config.max_rooms_per_client)
+            if self.cluster is None
+            else self.cluster
+        )
         #: The room of WebSocket clients speaking the shootout protocol
         #: (``/ws-shootout``): no names shown, so no join or leave notices.
         self.shootout_hub = Hub(announce_limit=0)
@@ -107,6 +157,13 @@ class ChatServer:
         self.address: tuple[str, int] = (config.host, config.port)
         #: Where WebSocket clients connect (``--ws-port``); None when off.
         self.ws_address: tuple[str, int] | None = None
+        #: The TLS ports (``--tls-port``, ``--wss-port``); None when off.
+        self.tls_address: tuple[str, int] | None = None
+        self.wss_address: tuple[str, int] | None = None
+        #: The TLS settings of both TLS ports, loaded by ``start``.
+        self.tls_context: ssl.SSLContext | None = None
+        #: The login policy with ``--accounts``, loaded by ``start``.
+        self.login: Login | None = None
         #: The fan-out strategy (``--fanout``), built once by ``start``.
         self.fanout: Fanout | None = None
         self._context: SessionContext | None = None
@@ -116,29 +173,48 @@ class ChatServer:
     def start(self) -> None:
         """Bind, listen and start accepting in a background thread."""
         threading.stack_size(self.config.thread_stack_bytes)
+        self.tls_context = load_tls(self.config)
         self.fanout = make_fanout(self.config.fanout, self.config.send_queue_bytes)
         self.hub.fan_out = self.fanout.fan_out
         self.shootout_hub.fan_out = self.fanout.fan_out
-        self._context = SessionContext(self.hub, self.config, self.fanout, self.forget)
+        self.login = load_login(self.config)
+        self._context = SessionContext(self.hub, self.config, self.fanout, self.forget, self.login)
         if self.cluster is not None:
             self.cluster.start()  # joins before listening: BackplaneError if Redis is unreachable
-        self.address = self._listen(self.config.port, self.make_session, self.refuse)
-        if self.config.ws_port is not None:
-            try:
-                self.ws_address = self._listen(self.config.ws_port, self.make_ws_session, self.refuse_ws)
-            except OSError as exc:
-                self._stopping.set()  # no half-started server
-                self._stop_accepting(SHUTDOWN_GRACE_SECONDS)
-                self.fanout.stop()
-                raise OSError(exc.errno, f"websocket port {self.config.ws_port}: {exc.strerror}") from exc
+        try:
+            self._open_listeners()
+        except OSError:
+            self._stopping.set()  # no half-started server
+            self._stop_accepting(SHUTDOWN_GRACE_SECONDS)
+            self.fanout.stop()
+            raise
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
 
-    def _listen(self, port: int, make: MakeSession, refuse: Refuse) -> tuple[str, int]:
-        """Bind ``port`` and accept on it in a thread of its own; the address."""
+    def _open_listeners(self) -> None:
+        """Every port the config asks for; :class:`ListenError` names the one that failed."""
+        config = self.config
+        if not config.tls_only:
+            self.address = self._listen(config.port, "--port", self.make_session, self.refuse)
+        self.tls_address = self._listen_extra(config.tls_port, "--tls-port", self.make_tls_session, self.refuse_tls)
+        self.ws_address = self._listen_extra(config.ws_port, "--ws-port", self.make_ws_session, self.refuse_ws)
+        self.wss_address = self._listen_extra(config.wss_port, "--wss-port", self.make_wss_session, self.refuse_tls)
+        if config.tls_only and self.tls_address is not None:
+            self.address = self.tls_address
+
+    def _listen_extra(self, port: int | None, option: str, make: MakeSession, refuse: Refuse) -> tuple[str, int] | None:
+        """Listen on an optional port (None: off)."""
+        return None if port is None else self._listen(port, option, make, refuse)
+
+    def _listen(self, port: int, option: str, make: MakeSession, refuse: Refuse) -> tuple[str, int]:
+        """Bind ``port`` (the value of ``option``) and accept on it in a thread
+        of its own; the address.  :class:`ListenError` names the port that failed."""
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        listener = socket.create_server(
-            (self.config.host, port), family=family, backlog=self.config.backlog, reuse_port=self.config.reuse_port
-        )
+        try:
+            listener = socket.create_server(
+                (self.config.host, port), family=family, backlog=self.config.backlog, reuse_port=self.config.reuse_port
+            )
+        except OSError as exc:
+            raise ListenError(exc, (self.config.host, port), option) from exc
         self._listeners.append(listener)
         thread = threading.Thread(
             target=self._accept_loop, args=(listener, make, refuse), name=f"accept-{port}", daemon=True
@@ -237,15 +313,18 @@ class ChatServer:
 
     def _reap(self) -> None:
         """Disconnect connections that did not register in time, and (with
-        ``--idle-timeout``) registered clients that went silent.  One thread
+        ``--idle-timeout``) registered clients that went silent; give memory
+        back after a storm (``server.memory.Trimmer``).  One thread
         for all, instead of socket timeouts: a timeout on a socket also makes
         every send on it wait for room, and no writer may ever wait."""
         idle_limit = self.config.idle_timeout
         intervals = [REAP_INTERVAL_SECONDS, self.config.registration_timeout / 4]
         if idle_limit > 0:
             intervals.append(idle_limit / 4)
+        trimmer = Trimmer()
         while not self._stopping.wait(min(intervals)):
             now = time.monotonic()
+            trimmer.tick(now)
             with self._lock:
                 sessions = list(self._sessions)
             for session in sessions:
@@ -288,6 +367,19 @@ class ChatServer:
 
         return WebSocketSession(self._context, sock, peer, self.shootout_hub)
 
+    def make_tls_session(self, sock: socket.socket, peer: str) -> Session:
+        """Hook: the session of a chat client on the TLS port (``server.tls``)."""
+        assert self._context is not None and self.tls_context is not None, "start() builds both"
+        tls = TlsSocket(sock, self.tls_context, peer, plaintext_answer=PLAINTEXT_CHAT_ANSWER)
+        # TlsSocket has the methods a session and its outbox use (see WsSocket).
+        return Session(self._context, cast(socket.socket, tls), peer)
+
+    def make_wss_session(self, sock: socket.socket, peer: str) -> Session:
+        """Hook: the session of a WebSocket client on the TLS port (https, wss)."""
+        assert self.tls_context is not None, "start() loads it"
+        tls = TlsSocket(sock, self.tls_context, peer, plaintext_answer=PLAINTEXT_HTTP_ANSWER)
+        return self.make_ws_session(cast(socket.socket, tls), peer)
+
     def refuse(self, sock: socket.socket, reason: str) -> None:
         """Hook: turn a connection away with one line."""
         self._turn_away(sock, reason, protocol.encode_disconnect(reason))
@@ -296,10 +388,16 @@ class ChatServer:
         """Hook: turn a WebSocket connection away (HTTP 503, before its handshake)."""
         self._turn_away(sock, reason, UNAVAILABLE_RESPONSE)
 
+    def refuse_tls(self, sock: socket.socket, reason: str) -> None:
+        """Hook: turn a TLS connection away (closed before its handshake: no
+        plaintext line would be readable to it)."""
+        self._turn_away(sock, reason, b"")
+
     def _turn_away(self, sock: socket.socket, reason: str, answer: bytes) -> None:
         log.warning("refused %s: %s", sock.getpeername() if sock.fileno() >= 0 else "?", reason)
         try:
-            sock.send(answer, socket.MSG_DONTWAIT)
+            if answer:
+                sock.send(answer, socket.MSG_DONTWAIT)
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
@@ -317,31 +415,51 @@ class ChatServer:
             return len(self._sessions)
 
 
+def cluster_hub(config: ServerConfig) -> ClusterHub:
+    """The hub of a cluster node (--backplane).  Redis is imported here, only
+    for a cluster: it is an extra (``pip install 'chatbench[cluster]'``)."""
+    try:
+        from server.backplane.hub import ClusterHub
+    except ModuleNotFoundError as exc:
+        raise BackplaneError(
+            f"--backplane needs the Python package {exc.name!r}, which is not installed: "
+            "pip install 'chatbench[cluster]'"
+        ) from exc
+    assert config.backplane is not None
+    return ClusterHub(config.backplane, config.announce_limit, config.max_rooms, config.max_rooms_per_client)
+
+
 def serve(config: ServerConfig) -> int:
     """Run until SIGINT or SIGTERM; the program's exit code."""
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_open_file_limit()
-    server = ChatServer(config)
-    try:
-        server.start()
-    except OSError as exc:
-        log.error("cannot listen on %s: %s", format_address(config.host, config.port), exc.strerror or exc)
-        return 2
-    except BackplaneError as exc:
-        log.error("cannot join the cluster: %s", exc)
-        return 2
-    startup_log.info("listening on %s", format_address(*server.address))
-    if server.ws_address is not None:
-        startup_log.info("websocket on %s", format_address(*server.ws_address))
-    startup_log.info("%s", config.options_line())
+    limit_arenas()  # before any thread starts (server.memory)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
         stop.set()
 
+    # Before listening: a SIGTERM right after "listening on" is a clean stop too.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    try:
+        server = ChatServer(config)
+        server.start()
+    except (ListenError, StartError) as exc:
+        log.error("%s", exc)
+        return 2
+    except OSError as exc:
+        log.error("cannot start: %s", exc.strerror or exc)
+        return 2
+    except BackplaneError as exc:
+        log.error("cannot join the cluster: %s", exc)
+        return 2
+    startup_log.info("listening on %s", format_address(*server.address))
+    for label, address in (("tls", server.tls_address), ("websocket", server.ws_address), ("wss", server.wss_address)):
+        if address is not None:
+            startup_log.info("%s on %s", label, format_address(*address))
+    startup_log.info("%s", config.options_line())
     while not stop.wait(0.5):
         pass
     # Every client gets its goodbye line; the sockets close as the process exits.

@@ -70,6 +70,21 @@ MIN_LINE_BYTES = 16
 DEFAULT_ANNOUNCE_LIMIT = 1000
 
 
+#: Rooms one client may be in at once, the default room included.  Every room
+#: a client is in sends it that room's lines and notices, and costs a place in
+#: the room's snapshot, rebuilt on each join; IRC networks allow 20 to 250
+#: channels per user (CHANLIMIT).  50 fits a person in many rooms and the
+#: harness's workloads (a few rooms per client, a personal room each).
+DEFAULT_MAX_ROOMS_PER_CLIENT = 50
+
+#: Rooms that may exist at once, the default room included.  A room costs a
+#: dict entry and its snapshot (well under 1 KiB when small) and, in a
+#: cluster, a Redis channel.  Twice the default client limit, so a personal
+#: room for every one of 10,000 clients still leaves 10,000 for groups
+#: (Centrifugo's benchmark: a personal channel and a 10-member group each).
+DEFAULT_MAX_ROOMS = 20_000
+
+
 #: URL schemes --backplane accepts (Redis over TCP, over TLS, over a Unix socket).
 BACKPLANE_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -88,6 +103,8 @@ class ServerConfig:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     keepalive: int = DEFAULT_KEEPALIVE
     announce_limit: int = DEFAULT_ANNOUNCE_LIMIT
+    max_rooms: int = DEFAULT_MAX_ROOMS
+    max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
     thread_stack_bytes: int = DEFAULT_THREAD_STACK_BYTES
     backlog: int = DEFAULT_BACKLOG
     log_level: str = "INFO"
@@ -100,6 +117,24 @@ class ServerConfig:
     #: ``/ws`` speaks the websocket-shootout protocol instead of chat (as the
     #: shootout's reference servers do); ``/ws-shootout`` always does.
     ws_shootout: bool = False
+    #: PEM certificate chain and private key for the TLS ports (``server.tls``).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: The chat protocol over TLS on this port; None = off, 0 = a free one.
+    tls_port: int | None = None
+    #: WebSocket over TLS (``https://`` page, ``wss://``) on this port; None = off.
+    wss_port: int | None = None
+    #: No plaintext listeners: ``--port`` and ``--ws-port`` are not opened.
+    tls_only: bool = False
+    #: ``name:scrypt-hash`` lines (``server.accounts``); None = no passwords.
+    accounts: str | None = None
+    #: With accounts: names that have no account are refused (else they are guests).
+    accounts_required: bool = False
+
+    @property
+    def tls(self) -> bool:
+        """Whether any TLS port is on."""
+        return self.tls_port is not None or self.wss_port is not None
 
     def options_line(self) -> str:
         """Every effective setting as ``options: name=value ...`` (the second
@@ -124,12 +159,30 @@ class ServerConfig:
             raise ValueError("rate limit must be >= 0 (0 = off) and rate burst >= 1")
         if self.announce_limit < 0:
             raise ValueError("announce limit must be >= 0")
+        if self.max_rooms < 1 or self.max_rooms_per_client < 1:
+            raise ValueError("max rooms and max rooms per client must be at least 1 (the default room counts)")
         if self.idle_timeout < 0 or self.keepalive < 0:
             raise ValueError("idle timeout and keepalive must be >= 0 (0 = off)")
         if self.backplane is not None and not self.backplane.startswith(BACKPLANE_SCHEMES):
             raise ValueError(f"backplane must be a redis:// URL, got {self.backplane!r}")
         if self.fanout not in FANOUT_STRATEGIES:
             raise ValueError(f"fanout must be one of {', '.join(FANOUT_STRATEGIES)}")
+        self._check_tls()
+        if self.accounts_required and self.accounts is None:
+            raise ValueError("--accounts-required needs --accounts FILE")
+
+    def _check_tls(self) -> None:
+        for name, port in (("tls", self.tls_port), ("wss", self.wss_port)):
+            if port is not None and not 0 <= port <= 65535:
+                raise ValueError(f"{name} port must be 0..65535, got {port}")
+        if self.tls and (self.tls_cert is None or self.tls_key is None):
+            raise ValueError("--tls-port and --wss-port need --tls-cert and --tls-key")
+        if not self.tls and (self.tls_cert is not None or self.tls_key is not None):
+            raise ValueError("--tls-cert/--tls-key need --tls-port or --wss-port (where TLS is spoken)")
+        if self.tls_only and self.tls_port is None:
+            raise ValueError("--tls-only needs --tls-port (the chat port over TLS)")
+        if self.tls_only and self.ws_port is not None:
+            raise ValueError("--tls-only opens no plaintext port: use --wss-port instead of --ws-port")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -149,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multi-user chat server over TCP lines, and WebSocket with --ws-port "
         "(threads, one reader per client, bounded per-client send queues).",
         epilog="Connect with `chat-client --port PORT` or `nc HOST PORT`; with --ws-port, open "
-        "http://HOST:WS_PORT/ in a browser. SIGINT/SIGTERM shut down cleanly.",
+        "http://HOST:WS_PORT/ in a browser. SIGINT/SIGTERM shut down cleanly. "
+        "`chat-server passwd NAME --accounts FILE` adds an account (see --accounts).",
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--host", default=d.host, help="address to listen on")
@@ -158,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-clients", type=int, default=d.max_clients, help="connections beyond this get 'server full'"
     )
     _add_transport_options(parser)
+    _add_security_options(parser)
     parser.add_argument("--max-line-bytes", type=int, default=d.max_line_bytes, help="longest accepted client line")
     _add_limit_options(parser, d)
     parser.add_argument(
@@ -191,6 +246,43 @@ def _add_transport_options(parser: argparse.ArgumentParser) -> None:
         "--reuse-port",
         action="store_true",
         help="listen with SO_REUSEPORT, so several nodes on one machine share --port",
+    )
+
+
+def _add_security_options(parser: argparse.ArgumentParser) -> None:
+    """TLS ports and accounts (``server.tls``, ``server.accounts``)."""
+    group = parser.add_argument_group("TLS and accounts")
+    group.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain for the TLS ports")
+    group.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    group.add_argument(
+        "--tls-port",
+        type=int,
+        default=None,
+        help="also speak the chat protocol over TLS (1.2+) on this port; 0 picks a free one "
+        "(logged as 'tls on HOST:PORT'); needs --tls-cert and --tls-key; off by default",
+    )
+    group.add_argument(
+        "--wss-port",
+        type=int,
+        default=None,
+        help="WebSocket over TLS on this port: the chat page at https://HOST:PORT/, wss://HOST:PORT/ws "
+        "(logged as 'wss on HOST:PORT'); off by default",
+    )
+    group.add_argument(
+        "--tls-only",
+        action="store_true",
+        help="open no plaintext port: --port and --ws-port are not listened on (needs --tls-port)",
+    )
+    group.add_argument(
+        "--accounts",
+        metavar="FILE",
+        help="password file (`chat-server passwd NAME --accounts FILE` adds one): registration asks for a "
+        "password, and a name in the file is taken only with its password; off by default",
+    )
+    group.add_argument(
+        "--accounts-required",
+        action="store_true",
+        help="with --accounts: only names in the file may join (default: other names join as guests)",
     )
 
 
@@ -236,6 +328,18 @@ def _add_limit_options(parser: argparse.ArgumentParser, d: ServerConfig) -> None
         default=d.announce_limit,
         help="send join/leave notices only while at most this many are online (they cost N^2 lines)",
     )
+    parser.add_argument(
+        "--max-rooms",
+        type=int,
+        default=d.max_rooms,
+        help="rooms that may exist at once, the default room included (/join of a new room past it is refused)",
+    )
+    parser.add_argument(
+        "--max-rooms-per-client",
+        type=int,
+        default=d.max_rooms_per_client,
+        help="rooms one client may be in at once, the default room included",
+    )
     parser.add_argument("--thread-stack-kib", type=int, default=d.thread_stack_bytes // 1024, help="stack per thread")
     parser.add_argument("--backlog", type=int, default=d.backlog, help="listen() backlog")
 
@@ -257,6 +361,8 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
             idle_timeout=args.idle_timeout,
             keepalive=args.keepalive,
             announce_limit=args.announce_limit,
+            max_rooms=args.max_rooms,
+            max_rooms_per_client=args.max_rooms_per_client,
             thread_stack_bytes=args.thread_stack_kib * 1024,
             backlog=args.backlog,
             log_level=args.log_level,
@@ -264,6 +370,13 @@ def config_from_args(argv: list[str] | None = None) -> ServerConfig:
             reuse_port=args.reuse_port,
             ws_port=args.ws_port,
             ws_shootout=args.ws_shootout,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_port=args.tls_port,
+            wss_port=args.wss_port,
+            tls_only=args.tls_only,
+            accounts=args.accounts,
+            accounts_required=args.accounts_required,
         )
     except ValueError as exc:
         parser.error(str(exc))

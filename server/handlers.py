@@ -5,10 +5,15 @@ A handler that wants the connection closed raises :class:`EndSession`.
 Adding a command means a dataclass and a parser row in
 ``server.protocol.commands`` and one function + table row here.
 
-Chat lines (``protocol.Say``) have no row: the session batches consecutive
-chat lines into one broadcast (one send per recipient per batch instead of
-one per line), which a per-line handler could not do, so it handles them
-itself and hands only slash commands to :func:`dispatch`.
+Chat lines (``protocol.Say``, and ``/say #ROOM``'s ``protocol.SayTo``) have
+no row: the session batches consecutive chat lines to one room into one
+broadcast (one send per recipient per batch instead of one per line), which a
+per-line handler could not do, so it handles them itself and hands only the
+other slash commands to :func:`dispatch`.
+
+A room command that cannot be done (not in that room, past a limit) gets one
+error line and the session goes on: the hub raises :class:`RoomError` with the
+line's text.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from server import protocol
 from server.hub import NameTaken
+from server.rooms import NO_ROOM_ERROR, RoomError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,13 @@ class EndSession(Exception):
 
 
 def _who(session: Session, cmd: protocol.Who) -> None:
-    session.send(protocol.encode_who(session.hub.names()))
+    if cmd.room is None:
+        session.send(protocol.encode_who(session.hub.names()))
+        return
+    members = session.hub.room_members(cmd.room)
+    if members is None:
+        raise RoomError(f"No such room: {cmd.room}")
+    session.send(protocol.encode_room_who(cmd.room, *members))
 
 
 def _help(session: Session, cmd: protocol.Help) -> None:
@@ -58,12 +70,33 @@ def _msg(session: Session, cmd: protocol.PrivateMessage) -> None:
 
 def _me(session: Session, cmd: protocol.Me) -> None:
     assert session.name is not None
-    session.hub.broadcast(protocol.encode_action(session.name, cmd.action), exclude=session)
+    room = session.room
+    if room is None:
+        raise RoomError(NO_ROOM_ERROR)
+    session.hub.broadcast(room.action(session.name, cmd.action), session, room)
+
+
+def _join(session: Session, cmd: protocol.Join) -> None:
+    session.room = session.hub.join_room(session, cmd.room)
+
+
+def _part(session: Session, cmd: protocol.Part) -> None:
+    current, changed = session.hub.part_room(session, cmd.room, cmd.reason)
+    if changed:
+        session.room = current
+
+
+def _rooms(session: Session, cmd: protocol.Rooms) -> None:
+    session.send(protocol.encode_rooms(session.hub.room_list()))
 
 
 def _nick(session: Session, cmd: protocol.Nick) -> None:
     try:
         new_name = protocol.validate_name(cmd.new_name)
+        refusal = session.may_rename(new_name)  # accounts: registered names are their owners'
+        if refusal is not None:
+            session.send(protocol.encode_error(refusal))
+            return
         old_name = session.hub.rename(session, new_name)
         session.name = new_name
         log.info("%s is now known as %s", old_name, new_name)
@@ -87,9 +120,15 @@ COMMANDS: dict[type, Handler] = {
     protocol.Me: _me,
     protocol.Nick: _nick,
     protocol.Quit: _quit,
+    protocol.Join: _join,
+    protocol.Part: _part,
+    protocol.Rooms: _rooms,
 }
 
 
 def dispatch(session: Session, cmd: protocol.SlashCommand) -> None:
     """Run the handler of one slash command for ``session``."""
-    COMMANDS[type(cmd)](session, cmd)
+    try:
+        COMMANDS[type(cmd)](session, cmd)
+    except RoomError as exc:
+        session.send(protocol.encode_error(str(exc)))

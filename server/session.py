@@ -20,11 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from server import protocol
+from server.accounts import MAX_PASSWORD_BYTES
 from server.config import ServerConfig
 from server.fanout import Fanout, Outbox
 from server.flood import TokenBucket, Verdict
 from server.handlers import EndSession, dispatch
 from server.hub import Hub, NameTaken
+from server.login import MAX_ATTEMPTS_PER_CONNECTION, Login, Outcome
+from server.rooms import NO_ROOM_ERROR, Room
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,19 @@ RECV_BYTES = 65536
 #: How long a session that is ending waits for the client to close after our
 #: last line (see ``Session._linger``).
 LINGER_SECONDS = 2.0
+
+#: The first byte of a TLS client's first record (a handshake): no name can
+#: start with it (a control character), so on the plaintext port it means
+#: a TLS client came to the wrong port.
+TLS_HANDSHAKE_START = b"\x16"
+
+
+def kernel_socket(sock: object) -> socket.socket:
+    """The OS socket under a transport's wrappers (``WsSocket``,
+    ``TlsSocket``: each keeps the one below as ``raw``)."""
+    while not isinstance(sock, socket.socket):
+        sock = sock.raw  # type: ignore[attr-defined]
+    return sock
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +64,8 @@ class SessionContext:
     fanout: Fanout
     #: Called by a session's reader thread as its very last act.
     forget: Callable[[Session], None]
+    #: The login policy with ``--accounts`` (passwords); None: names only.
+    login: Login | None = None
 
 
 class Session:
@@ -59,9 +77,21 @@ class Session:
         self._forget = context.forget
         self.sock = sock
         self.peer = peer
+        #: The address without the port: what failed logins are counted by.
+        self.peer_host = peer.rsplit(":", 1)[0].strip("[]")
+        self.login = context.login
+        #: The account this session logged in to (None: a guest, or no accounts).
+        self.account: str | None = None
+        self._failed_logins = 0
         #: Our name once the hub accepted it (set by us after ``Hub.join`` and
         #: by the /nick handler after ``Hub.rename``); None until registered.
         self.name: str | None = None
+        #: Where plain text goes: the room joined last (the lobby after
+        #: registration; set by the /join and /part handlers from the hub's
+        #: answer); None when in no room.
+        self.room: Room | None = None
+        #: The room the chat lines batched in ``_handle`` go to.
+        self._batch_room: Room | None = None
         config = context.config
         self.decoder = protocol.LineDecoder(config.max_line_bytes, discard_oversized=True)
         self.outbox: Outbox = context.fanout.outbox(sock, self._send_queue_exceeded, peer)
@@ -153,11 +183,14 @@ class Session:
         # poll(), not a socket timeout: a timeout would also make every send on
         # this socket wait for room first, and the flusher must never wait.
         deadline = time.monotonic() + LINGER_SECONDS
+        # The kernel socket, not a transport over it: what is drained is
+        # dropped, and a TLS record cut short must not make us wait for the rest.
+        sock = kernel_socket(self.sock)
         poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
+        poller.register(sock, select.POLLIN)
         try:
             while (remaining := deadline - time.monotonic()) > 0:
-                if poller.poll(remaining * 1000) and not self.sock.recv(RECV_BYTES):
+                if poller.poll(remaining * 1000) and not sock.recv(RECV_BYTES):
                     return
         except OSError:
             pass
@@ -170,6 +203,9 @@ class Session:
         if not data:
             return None
         self.last_activity = time.monotonic()
+        if self.name is None and data.startswith(TLS_HANDSHAKE_START) and type(self.sock) is socket.socket:
+            log.warning("%s: a TLS handshake on the plaintext port, closing", self.peer)
+            raise EndSession("TLS on the plaintext port", farewell="this port does not speak TLS", linger=False)
         lines = self.decoder.feed(data)
         if self.decoder.oversized != before:
             limit = self.decoder.max_line_bytes
@@ -180,23 +216,66 @@ class Session:
         # The registration deadline is enforced by the server's reaper thread
         # (see ChatServer._reap), which disconnects this session when it passes.
         self.send(protocol.encode_prompt())
-        while True:
-            lines = self.recv_lines()
-            if lines is None:
-                return
+        waiting: str | None = None  # a valid name whose password is the next line
+        while (lines := self.recv_lines()) is not None:
             for i, line in enumerate(lines):
                 self._pace()
-                if self._try_name(protocol.decode_text(line)):
+                if waiting is None:
+                    name = self._valid_name(protocol.decode_text(line))
+                    if name is not None and self.login is not None:
+                        waiting = name
+                        self.send(protocol.encode_password_prompt())
+                        continue
+                else:
+                    name, waiting = waiting, None
+                    if not self._logged_in(name, protocol.decode_text(line)):
+                        continue
+                if name is not None and self._try_join(name):
                     self._handle(lines[i + 1 :])
                     return
 
-    def _try_name(self, raw: str) -> bool:
+    def _valid_name(self, raw: str) -> str | None:
         try:
-            name = protocol.validate_name(raw)
+            return protocol.validate_name(raw)
         except protocol.ProtocolError as exc:
             self.send(protocol.encode_error(f"Invalid name: {exc}"))
             self.send(protocol.encode_prompt())
-            return False
+            return None
+
+    def _logged_in(self, name: str, password: str) -> bool:
+        """Check ``name``'s password (``--accounts``); on failure tell the
+        client (after a pause, the same for every failure) and ask again."""
+        assert self.login is not None
+        verdict = self.login.check(self.peer_host, name, password)
+        if verdict.outcome is Outcome.ACCOUNT:
+            self.account = name
+            return True
+        if verdict.outcome is Outcome.GUEST:
+            return True
+        if verdict.outcome is Outcome.LIMITED:
+            self.send(
+                protocol.encode_error(
+                    f"Too many failed logins from your address; try again in {max(1, round(verdict.retry_after))} s"
+                )
+            )
+            raise EndSession("too many failed logins", farewell="too many failed logins", linger=False)
+        self._failed_logins += 1
+        self._ending.wait(self.login.failure_delay)
+        if verdict.outcome is Outcome.TOO_LONG:
+            self.send(protocol.encode_error(f"Login failed: password too long (limit {MAX_PASSWORD_BYTES} bytes)"))
+        else:
+            self.send(protocol.encode_error("Login failed: unknown name or wrong password"))
+        if self._failed_logins >= MAX_ATTEMPTS_PER_CONNECTION:
+            raise EndSession("too many failed logins", farewell="too many failed logins", linger=False)
+        self.send(protocol.encode_prompt())
+        return False
+
+    def may_rename(self, new_name: str) -> str | None:
+        """Why this session may not take ``new_name`` with /nick, or None.
+        With accounts, a registered name is only for its owner."""
+        return None if self.login is None else self.login.rename_refusal(self.account, new_name)
+
+    def _try_join(self, name: str) -> bool:
         try:
             self.hub.join(self, name)
         except NameTaken:
@@ -204,7 +283,8 @@ class Session:
             self.send(protocol.encode_prompt())
             return False
         self.name = name
-        log.info("%s joined from %s", name, self.peer)
+        self.room = self.hub.lobby
+        log.info("%s joined from %s%s", name, self.peer, " (account)" if self.account else "")
         return True
 
     def _chat(self) -> None:
@@ -212,9 +292,10 @@ class Session:
             self._handle(lines)
 
     def _handle(self, lines: list[bytes]) -> None:
-        """Act on a batch of lines.  Consecutive chat lines become one
-        broadcast, so each recipient gets one send per batch, not per line."""
-        assert self.name is not None
+        """Act on a batch of lines.  Consecutive chat lines to one room become
+        one broadcast, so each recipient gets one send per batch, not per line."""
+        name = self.name
+        assert name is not None
         pending: list[bytes] = []
         for line in lines:
             if self.bucket is not None and self._pace(pending):
@@ -229,11 +310,34 @@ class Session:
             if cmd is None:
                 continue
             if type(cmd) is protocol.Say:
-                pending.append(protocol.encode_message(self.name, cmd.text))
+                room = self.room
+                if room is None or room is not self._batch_room:
+                    self._flush(pending)
+                    if room is None:
+                        self.send(protocol.encode_error(NO_ROOM_ERROR))
+                        continue
+                    self._batch_room = room
+                pending.append(room.message(name, cmd.text))
+                continue
+            if type(cmd) is protocol.SayTo:
+                self._say_to(cmd, pending)
                 continue
             self._flush(pending)
             dispatch(self, cmd)
         self._flush(pending)
+
+    def _say_to(self, cmd: protocol.SayTo, pending: list[bytes]) -> None:
+        """``/say #ROOM TEXT``: batched like plain text, for one of our rooms."""
+        assert self.name is not None
+        room = self.hub.member_room(self, cmd.room)
+        if room is None:
+            self._flush(pending)
+            self.send(protocol.encode_error(f"You are not in {cmd.room}; /join {cmd.room} first"))
+            return
+        if room is not self._batch_room:
+            self._flush(pending)
+            self._batch_room = room
+        pending.append(room.message(self.name, cmd.text))
 
     def _pace(self, pending: list[bytes] | None = None) -> bool:
         """Flood control for one line: returns after the line may be handled
@@ -262,5 +366,5 @@ class Session:
 
     def _flush(self, pending: list[bytes]) -> None:
         if pending:
-            self.hub.broadcast(b"".join(pending) if len(pending) > 1 else pending[0], exclude=self)
+            self.hub.broadcast(b"".join(pending) if len(pending) > 1 else pending[0], self, self._batch_room)
             pending.clear()

@@ -7,7 +7,7 @@ how bytes become lines and back:
 * in: :meth:`WebSocketSession.recv_lines` reads the socket and hands the
   bytes to wsproto (sans-IO): first the HTTP request (``GET /ws`` upgrades,
   ``GET /`` gets the chat page, anything else an HTTP error), then frames;
-  every text message is one chat line.
+  every text message is one chat line (one per ``\n`` in it, as over TCP).
 * out: the outbox writes to a :class:`~server.wsframes.WsSocket`, which frames
   each line as one text frame, so TCP clients' hot path is untouched.
 
@@ -46,6 +46,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Request, TextMessage
 from wsproto.utilities import RemoteProtocolError
 
+from server import protocol
 from server.handlers import EndSession
 from server.hub import Hub
 from server.session import RECV_BYTES, Session, SessionContext
@@ -195,6 +196,9 @@ class WebSocketSession(Session):
         return self._messages()
 
     def _handshake(self, data: bytes) -> list[bytes] | None:
+        if not self._head and data.startswith(b"\x16") and type(self.wsock.raw) is socket.socket:
+            log.warning("%s: a TLS handshake on the plaintext WebSocket port, closing", self.peer)
+            return None  # an HTTP answer would be unreadable to it
         self._head += data
         if b"\r\n\r\n" not in self._head:
             if len(self._head) > MAX_REQUEST_HEAD_BYTES:
@@ -245,7 +249,7 @@ class WebSocketSession(Session):
                     if self.shootout:
                         shootout_reply(self, text)
                     else:
-                        lines.append(text.encode())
+                        lines += message_lines(text)
             elif isinstance(event, Ping):
                 self.wsock.control(self.ws.send(event.response()))
                 self.outbox.send(b"")
@@ -269,8 +273,12 @@ class WebSocketSession(Session):
         (close with the code it names).  Lines before it are still handled."""
         assert self.ws is not None
         if self.ws.state is ConnectionState.REMOTE_CLOSING:
-            self.wsock.close_bytes = close_frame(event.code)
-            log.debug("%s: websocket closed by the client (%d)", self.peer, event.code)
+            # Echo the client's code and reason; its reason is the leave notice's too.
+            reason = event.reason or ""
+            self.wsock.close_bytes = close_frame(event.code, reason)
+            log.debug("%s: websocket closed by the client (%d %s)", self.peer, event.code, reason)
+            if reason and self._end_reason is None:
+                self._end_reason = f"connection closed: {protocol.sanitize_text(reason)}"
             return lines or None
         self._refuse(int(event.code), event.reason or "protocol error")
         return None
@@ -279,6 +287,16 @@ class WebSocketSession(Session):
         log.warning("%s (%s): websocket close %d: %s", self.name or "?", self.peer, code, why)
         self.wsock.close_bytes = close_frame(code, why)
         raise EndSession(f"websocket: {why}", farewell=why, linger=False)
+
+
+def message_lines(text: str) -> list[bytes]:
+    """A chat text message as lines: one, or, when it holds ``\n``, one per
+    part (a ``\r`` before the ``\n`` dropped), as the same bytes would be
+    over TCP: a pasted paragraph is several lines, never one with U+FFFD.
+    (Empty parts are blank lines, which the session ignores.)"""
+    if "\n" not in text:
+        return [text.encode()]
+    return [part.removesuffix("\r").encode() for part in text.split("\n")]
 
 
 #: Numbers for the made-up names of shootout clients.

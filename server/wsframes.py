@@ -13,7 +13,7 @@ last block framed is kept (one entry, compared by identity): a broadcast to
 (pong, close) are wsproto's (:mod:`server.websocket`); only this data path is
 framed here, because it runs once per line in the flusher thread
 (wsproto's ``send(TextMessage)`` costs several times more per line; see
-``tests/test_websocket_codec.py``).
+``tests/server/test_websocket_codec.py``).
 """
 
 from __future__ import annotations
@@ -61,8 +61,15 @@ TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nConten
 UNAVAILABLE_RESPONSE = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
+#: What wsproto reports for a close frame without a code; never sent (RFC 6455 7.4.1).
+NO_STATUS_RECEIVED = 1005
+
+
 def close_frame(code: int, reason: str = "") -> bytes:
-    """An unmasked close frame with ``code`` and ``reason`` (cut to fit)."""
+    """An unmasked close frame with ``code`` and ``reason`` (cut to fit);
+    for :data:`NO_STATUS_RECEIVED` one without a body, as the client sent."""
+    if code == NO_STATUS_RECEIVED:
+        return bytes((CLOSE_FIN, 0))
     payload = struct.pack("!H", code) + reason.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore").encode()
     return bytes((CLOSE_FIN, len(payload))) + payload
 

@@ -4,9 +4,14 @@ on every read."""
 
 from __future__ import annotations
 
+import datetime
 import socket
+import ssl
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
@@ -14,6 +19,10 @@ import pytest
 from server import protocol
 from server.app import ChatServer
 from server.config import ServerConfig
+
+#: Every test stops the processes it starts (tests/procguard.py); pytester runs a
+#: session inside a test (tests/test_procguard.py).
+pytest_plugins = ["tests.procguard", "pytester"]
 
 E = TypeVar("E")
 
@@ -24,12 +33,14 @@ READ_TIMEOUT = 10.0
 class ChatTestClient:
     """A raw protocol client for tests.  Every read has a deadline."""
 
-    def __init__(self, address: tuple[str, int], rcvbuf: int | None = None) -> None:
+    def __init__(self, address: tuple[str, int], rcvbuf: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(READ_TIMEOUT)
         self.sock.connect(address)
+        if tls is not None:  # the handshake happens here, within READ_TIMEOUT
+            self.sock = tls.wrap_socket(self.sock, server_hostname=address[0])
         self.decoder = protocol.LineDecoder(protocol.DEFAULT_MAX_LINE_BYTES + protocol.SERVER_LINE_OVERHEAD)
         self.pending: list[protocol.ServerEvent] = []
         self.raw_lines: list[bytes] = []
@@ -57,7 +68,7 @@ class ChatTestClient:
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError):
             data = b""
         if not data:
             self.closed = True
@@ -126,6 +137,43 @@ class ChatTestClient:
             pass
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """Test certificates (trustme): a CA, and server certificates for
+    127.0.0.1 and localhost signed by it, one of them expired."""
+
+    ca: str
+    #: Private key and certificate chain in one PEM (--tls-cert and --tls-key).
+    cert: str
+    expired: str
+
+    def server_options(self) -> dict[str, Any]:
+        """ServerConfig fields for a TLS chat port on a free port."""
+        return {"tls_port": 0, "tls_cert": self.cert, "tls_key": self.cert}
+
+    def client_context(self, **versions: ssl.TLSVersion) -> ssl.SSLContext:
+        """A client context that trusts the test CA (``maximum_version=...``)."""
+        context = ssl.create_default_context(cafile=self.ca)
+        for name, value in versions.items():
+            setattr(context, name, value)
+        return context
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    trustme = pytest.importorskip("trustme", reason="trustme is not installed (pip install -e '.[test]')")
+    where = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(where / "ca.pem"))
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(where / "server.pem"))
+    yesterday = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    expired = ca.issue_cert(
+        "127.0.0.1", "localhost", not_before=yesterday - datetime.timedelta(days=30), not_after=yesterday
+    )
+    expired.private_key_and_cert_chain_pem.write_to_path(str(where / "expired.pem"))
+    return TlsFiles(str(where / "ca.pem"), str(where / "server.pem"), str(where / "expired.pem"))
+
+
 @pytest.fixture
 def make_server() -> Iterator[Callable[..., ChatServer]]:
     """Start in-process servers with given config overrides; all are shut down."""
@@ -175,3 +223,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float = READ_TIMEOUT, int
             return True
         time.sleep(interval)
     return predicate()
+
+
+@pytest.fixture(autouse=True)
+def _gevent_never_reaches_this_process() -> Iterator[None]:
+    """Locust monkey-patches socket and threading (gevent) in the process that
+    imports it; the Locust tests run it in subprocesses.  After every test the
+    threaded server's modules must still be the real ones, so a test that
+    leaks it fails itself, whatever order the files run in."""
+    yield
+    if "gevent.monkey" in sys.modules:  # only to look: never imported here
+        from gevent import monkey
+
+        assert not monkey.is_module_patched("socket"), "gevent patched socket in the test process"
+        assert not monkey.is_module_patched("threading"), "gevent patched threading in the test process"
+    assert socket.socket.__module__ == "socket"
+    assert threading.Lock.__module__ in ("_thread", "threading")

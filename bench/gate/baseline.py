@@ -19,20 +19,28 @@ from typing import Any, TypedDict
 from bench import results
 from bench.gate.run import Measurement
 from bench.gate.scenario import GateError
+from bench.progname import PROG
 from bench.results.machine import environment
 from bench.results.schema import Environment
 
-#: The gated metrics and their meaning, for messages.
+#: The gated metrics and their meaning, for messages.  Two different things:
+#: how long the LAST receiver waits for the burst (the whole fan-out) and how
+#: long the median delivery takes (the fixed cost before fan-out starts weighs
+#: more there, the last recipients' cost less).  A per-delivery p99 is not a
+#: third one: the burst is one write, so every probe has the same intended
+#: time and the 99th percentile delivery is in the last receiver's last read,
+#: equal to the fan-out time in every round (it was gated until 2026-12 and
+#: was identical to fanout_ratio in every run).
 METRIC_DESCRIPTIONS: dict[str, str] = {
-    "fanout_ratio": "server fan-out time / calibration relay fan-out time",
-    "p99_ratio": "server p99 delivery latency / calibration relay p99 delivery latency",
+    "fanout_ratio": "server fan-out time (burst start to the last receiver's last byte) / calibration relay's",
+    "p50_ratio": "server median delivery latency (over every receiver and line) / calibration relay's",
 }
-#: Reported but not gated: p50 is dominated by the first receivers and noisy.
-REPORTED_RATIOS = ("fanout_ratio", "p50_ratio", "p99_ratio")
+#: The ratios a measurement reports (and a baseline run records): the gated ones.
+REPORTED_RATIOS = tuple(METRIC_DESCRIPTIONS)
 
 #: Tolerances used when no baseline exists yet (see bench/gate/baseline.json for
 #: the committed ones and how they were chosen).
-DEFAULT_TOLERANCES: dict[str, float] = {"fanout_ratio": 0.5, "p99_ratio": 0.5}
+DEFAULT_TOLERANCES: dict[str, float] = {"fanout_ratio": 0.5, "p50_ratio": 0.5}
 
 #: The committed baseline.
 BASELINE_PATH = Path(__file__).with_name("baseline.json")
@@ -66,7 +74,6 @@ class BaselineRun(TypedDict):
 
     fanout_ratio: float
     p50_ratio: float
-    p99_ratio: float
     server_fanout_ms: float
     relay_fanout_ms: float
 
@@ -122,7 +129,7 @@ def load_baseline(path: Path = BASELINE_PATH) -> Baseline:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise GateError(f"no baseline at {path}; create it with `python -m bench gate --write-baseline`") from exc
+        raise GateError(f"no baseline at {path}; create it with `{PROG} gate --write-baseline`") from exc
     except (OSError, ValueError) as exc:
         raise GateError(f"cannot read baseline {path}: {exc}") from exc
     try:
@@ -187,7 +194,6 @@ def _run_entry(m: Measurement) -> BaselineRun:
     return {
         "fanout_ratio": round(ratios["fanout_ratio"], 4),
         "p50_ratio": round(ratios["p50_ratio"], 4),
-        "p99_ratio": round(ratios["p99_ratio"], 4),
         "server_fanout_ms": round(m.server.typical_fanout_us / 1000, 3),
         "relay_fanout_ms": round(m.relay.typical_fanout_us / 1000, 3),
     }

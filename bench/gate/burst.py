@@ -1,13 +1,17 @@
 """One fan-out group on one target, measuring bursts.
 
 A :class:`FanoutGroup` registers one sender and N receivers (plus, for the
-regression the gate must catch, clients that never read) through the
-harness's blocking client (:class:`bench.wire.client.WireClient`), then
-measures bursts: the sender writes ``lines`` probes at once, a single
-``selectors`` loop receives with kernel receive stamps until every receiver
-has every byte, and afterwards every line is decoded (through
-:mod:`server.protocol`) and every probe checked (:mod:`bench.measure.probe`),
-so a wrong, lost or extra line fails the run instead of skewing it.
+regression the gate must catch, clients that never read: our protocol only)
+through the harness's blocking client (:class:`bench.wire.client.WireClient`)
+in the target's protocol, waits until the registrations' traffic is over,
+then measures bursts: the sender writes ``lines`` probes at once, a single
+``selectors`` loop reads every receiver through the harness's one receive
+path (:class:`bench.net.rx.StampedReader` with kernel receive stamps, then
+:class:`bench.net.rx.ReceivePath`: the protocol adapter's deliveries, the
+recorder's checks) until every receiver has every probe, so a lost,
+repeated, reordered or corrupted probe fails the run instead of skewing it.
+The same group works against every protocol (our server, the calibration
+relay, redis, nats, mosquitto, WebSocket, IRC).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from bench import wire
 from bench.gate.scenario import (
     FILLER_NAME,
     HANDSHAKE_TIMEOUT,
@@ -32,46 +37,69 @@ from bench.gate.scenario import (
     GateError,
     Scenario,
 )
-from bench.measure.probe import CorruptProbe, encode_probe, make_payload, parse_probe
+from bench.measure.integrity import IntegrityTracker
+from bench.measure.probe import encode_probe, make_payload
+from bench.measure.recorder import DeliveryRecorder
 from bench.measure.stats import LatencyHistogram
-from bench.net import stamps as rxstamp
-from bench.wire.client import WireClient
-from bench.wire.lines import BlockLineDecoder
+from bench.net.rx import ReceivePath, StampedReader
+from bench.wire.client import PLAIN, Access, WireClient
 from server import protocol
 
 log = logging.getLogger(__name__)
 
-#: Longest line a receiver accepts: the server's line limit plus what it
-#: adds in front of a relayed line (``NAME: ``).
-RECEIVE_LINE_LIMIT = protocol.DEFAULT_MAX_LINE_BYTES + protocol.SERVER_LINE_OVERHEAD
 #: Bytes of the burst loop's one receive buffer.
 RECV_BUFFER_BYTES = 1 << 18
+#: Setup is over once no member received a byte for this long (join notices,
+#: a broker's subscription confirmations).
+SETTLE_QUIET_S = 0.25
+#: Client ids of the receivers: RECEIVER_BASE + i (the sender is SENDER_ID).
+RECEIVER_BASE = 1000
+
+
+def member_names(clients: int, stalled: int) -> list[tuple[int, str]]:
+    """Every connection a group opens: (login index, name) (see :meth:`Member.join`)."""
+    names = [(0, f"{STALLED_PREFIX}{i}") for i in range(stalled)]
+    names += [(i, f"{RECEIVER_PREFIX}-{i:03d}") for i in range(clients)]
+    names += [(0, FILLER_NAME)] if stalled else []
+    return [*names, (0, SENDER_NAME)]
 
 
 class Member:
-    """One registered connection of a group, with its burst state."""
+    """One registered connection of a group."""
 
-    __slots__ = ("chunks", "client", "decoder", "expected", "name", "received", "sock")
+    __slots__ = ("cid", "client", "done_ns", "name", "sock", "tracker")
 
-    def __init__(self, address: tuple[str, int], name: str, rcvbuf: int | None = None) -> None:
-        self.decoder = BlockLineDecoder(RECEIVE_LINE_LIMIT)
-        self.client = WireClient.connect(address, name, timeout=HANDSHAKE_TIMEOUT, rcvbuf=rcvbuf, decoder=self.decoder)
-        self.sock: socket.socket = self.client.sock
-        self.name = name
-        self.expected = 0
-        self.received = 0
-        self.chunks: list[tuple[int, bytes]] = []
+    def __init__(self, cid: int, client: WireClient) -> None:
+        self.cid = cid
+        self.client = client
+        self.sock: socket.socket = client.sock
+        self.name = client.name
+        self.tracker = IntegrityTracker()
+        self.done_ns = 0  #: arrival of the read that completed the current burst
 
-    def await_names(self, kind: type[protocol.Joined | protocol.Left], names: set[str], deadline: float) -> None:
-        """Read until a ``kind`` notice (join or leave) arrived for each of
-        ``names``, skipping other notices; refusals are errors."""
-        awaited = set(names)
-        while awaited:
-            event = protocol.parse_server_line(protocol.decode_text(self.client.next_line(deadline)))
-            if isinstance(event, kind):
-                awaited.discard(event.name)
-            elif isinstance(event, protocol.Error | protocol.Disconnected):
-                raise GateError(f"{self.name}: the target said {event!r}")
+    @classmethod
+    def join(
+        cls,
+        cid: int,
+        address: tuple[str, int],
+        name: str,
+        protocol_name: str,
+        *,
+        rcvbuf: int | None = None,
+        access: Access = PLAIN,
+    ) -> Member:
+        """Connect (over TLS with ``access.tls``) and register ``name``
+        (logging in with its login; a sender of a protocol whose subscribers
+        cannot publish registers as a sending-only connection)."""
+        client = WireClient.open(address, protocol_name, HANDSHAKE_TIMEOUT, rcvbuf, tls=access.tls)
+        try:
+            sender_only = name == SENDER_NAME and not client.adapter.senders_receive
+            login = access.login(cid - RECEIVER_BASE if cid >= RECEIVER_BASE else 0)
+            client.register(name, time.monotonic() + HANDSHAKE_TIMEOUT, sender_only=sender_only, credentials=login)
+        except BaseException:
+            client.close()
+            raise
+        return cls(cid, client)
 
     def close(self) -> None:
         self.client.close()
@@ -100,8 +128,22 @@ class FanoutGroup:
     """One sender and N receivers (plus optional non-reading clients)
     registered on one target, measuring bursts."""
 
-    def __init__(self, address: tuple[str, int], scenario: Scenario, stalled: int) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        scenario: Scenario,
+        stalled: int,
+        protocol_name: str = "chat",
+        access: Access = PLAIN,
+    ) -> None:
         self.scenario = scenario
+        self.access = access
+        self.adapter = wire.get(protocol_name)
+        if stalled and protocol_name != "chat":
+            raise GateError(
+                f"non-reading clients are filled with private messages: our chat protocol only, not {protocol_name}"
+            )
+        self.protocol = protocol_name
         self._stalled: list[Member] = []
         self._receivers: list[Member] = []
         self._sender: Member | None = None
@@ -109,11 +151,9 @@ class FanoutGroup:
         self._selector = selectors.DefaultSelector()
         self._payloads = [make_payload(scenario.payload, SENDER_ID, i) for i in range(scenario.lines)]
         self._seq = 0
-        #: Chunks whose arrival time came from the harness's clock because
-        #: the kernel gave no receive timestamp.
-        self.unstamped_chunks = 0
-        #: (first seq, fan-out µs, incomplete receivers) of a transfer not yet finished.
-        self._pending: tuple[int, int, int] | None = None
+        self.reader = StampedReader(kernel=True, buffer_bytes=RECV_BUFFER_BYTES)
+        #: (fan-out µs, incomplete receivers, the burst's latencies) of a transfer not yet finished.
+        self._pending: tuple[int, int, LatencyHistogram] | None = None
         self.broken = False
         try:
             self._register(address, stalled)
@@ -122,40 +162,77 @@ class FanoutGroup:
             self.close()
             raise
 
+    @property
+    def unstamped_chunks(self) -> int:
+        """Reads whose arrival time came from the harness's clock because the
+        kernel gave no receive timestamp."""
+        return self.reader.unstamped_reads
+
     def _register(self, address: tuple[str, int], stalled: int) -> None:
         # Non-readers join first, so they come first in the server's
         # member list: a sender blocked on them blocks everyone.
+        name = self.protocol
+        access = self.access
         for i in range(stalled):
-            self._stalled.append(Member(address, f"{STALLED_PREFIX}{i}", rcvbuf=STALLED_RCVBUF))
+            self._stalled.append(
+                Member.join(-1 - i, address, f"{STALLED_PREFIX}{i}", name, rcvbuf=STALLED_RCVBUF, access=access)
+            )
         for i in range(self.scenario.clients):
-            self._receivers.append(Member(address, f"{RECEIVER_PREFIX}{i:03d}"))
+            self._receivers.append(
+                Member.join(RECEIVER_BASE + i, address, f"{RECEIVER_PREFIX}-{i:03d}", name, access=access)
+            )
         if stalled:
-            self._filler = Member(address, FILLER_NAME)
-        self._sender = Member(address, SENDER_NAME)
+            self._filler = Member.join(-1 - stalled, address, FILLER_NAME, name, access=access)
+        self._sender = Member.join(SENDER_ID, address, SENDER_NAME, name, access=access)
 
     def _settle(self, stalled: int) -> None:
         """Wait until no setup traffic is left, then arm the receivers."""
         assert self._sender is not None
-        late = {SENDER_NAME, FILLER_NAME} if stalled else {SENDER_NAME}
-        # Each receiver gets a join notice for everyone who registered
-        # after it (in any order: joins are broadcast by the joiners'
-        # own threads); after those, no setup traffic is left.
-        deadline = time.monotonic() + HANDSHAKE_TIMEOUT
-        for i, receiver in enumerate(self._receivers):
-            receiver.await_names(protocol.Joined, {r.name for r in self._receivers[i + 1 :]} | late, deadline)
+        readers = [*self._receivers, self._sender]
+        self._drain_until_quiet(readers)
         if stalled and not self._prefill():
             # The server cut the stalled clients off instead of blocking:
             # everyone gets their leave notices; take them out of the way.
-            deadline = time.monotonic() + HANDSHAKE_TIMEOUT
-            for receiver in self._receivers:
-                receiver.await_names(protocol.Left, {c.name for c in self._stalled}, deadline)
+            self._drain_until_quiet(readers)
         for receiver in self._receivers:
-            if receiver.decoder.buffered:
-                raise GateError(f"{receiver.name}: unexpected partial line after setup")
-            rxstamp.enable(receiver.sock)
+            if not self.reader.enable(receiver.sock):
+                raise GateError("kernel receive stamps (SO_TIMESTAMPNS) are needed: Linux only")
             receiver.sock.setblocking(False)
             self._selector.register(receiver.sock, selectors.EVENT_READ, receiver)
         self._sender.sock.settimeout(self.scenario.burst_timeout)
+
+    def _drain_until_quiet(self, members: list[Member]) -> None:
+        """Read and drop what ``members`` receive until nothing came for
+        :data:`SETTLE_QUIET_S` (answering what needs an answer, e.g. PING)."""
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+        with selectors.DefaultSelector() as sel:
+            for member in members:
+                member.client.take_lines()
+                member.sock.setblocking(False)
+                sel.register(member.sock, selectors.EVENT_READ, member)
+            while time.monotonic() < deadline:
+                ready = sel.select(SETTLE_QUIET_S)
+                if not ready:
+                    break
+                for key, _ in ready:
+                    self._discard(key.data)
+            else:
+                raise GateError(f"the target kept talking for {HANDSHAKE_TIMEOUT:g}s after registration")
+        for member in members:
+            member.sock.setblocking(True)
+
+    def _discard(self, member: Member) -> None:
+        try:
+            data = member.sock.recv(RECV_BUFFER_BYTES)
+        except BlockingIOError:
+            return
+        if not data:
+            raise GateError(f"{member.name}: the target closed the connection during setup")
+        got = self.adapter.deliveries(member.client.decoder.feed_block(data))
+        if got.reply:
+            member.sock.sendall(got.reply)
+        if got.ended is not None:
+            raise GateError(f"{member.name}: {got.ended}")
 
     def close(self) -> None:
         self._selector.close()
@@ -189,111 +266,87 @@ class FanoutGroup:
         return self.finish()
 
     def transfer(self) -> None:
-        """Send ``lines`` probes in one write and wait until every receiver
-        has all of their bytes (or the burst timeout passes).  Only this is
-        timed; :meth:`finish` decodes and checks what arrived."""
+        """Send ``lines`` probes in one write and read every receiver through
+        the receive path until each has every probe (or the burst timeout
+        passes).  :meth:`finish` gives the result."""
         if self.broken:
             raise GateError("this target already stalled; no further bursts possible")
         if self._pending is not None:
             raise GateError("finish() the previous burst first")
-        assert self._sender is not None
+        sender = self._sender
+        assert sender is not None
         scenario = self.scenario
         seq0 = self._seq
         self._seq += scenario.lines
-        receivers = self._receivers
+        recorder = DeliveryRecorder({SENDER_ID: SENDER_NAME})
+        path = ReceivePath(self.adapter, recorder)
         t0 = time.monotonic_ns()
         texts = [encode_probe(SENDER_ID, seq0 + i, t0, payload) for i, payload in enumerate(self._payloads)]
-        data = b"".join(protocol.encode_say(text) for text in texts)
-        expected = sum(len(protocol.encode_message(SENDER_NAME, text)) for text in texts)
-        for receiver in receivers:
-            receiver.expected = expected
-            receiver.received = 0
-            receiver.chunks = []
-        deadline = t0 + int(scenario.burst_timeout * 1e9)
-        # Kernel stamps are CLOCK_REALTIME; this offset maps them onto the
-        # monotonic clock of t0 (a burst lasts milliseconds: no drift).
-        realtime_offset = rxstamp.realtime_offset_ns()
+        data = b"".join(self.adapter.encode_message(SENDER_NAME, text) for text in texts)
+        self.reader.housekeeping()  # the clock offset, fresh: a burst lasts milliseconds
         try:
-            self._sender.sock.sendall(data)
+            sender.sock.sendall(data)
         except TimeoutError:
             pass  # the target stopped reading from the sender: stalled, shows below
-        pending = len(receivers)
+        incomplete = self._receive(path, seq0 + scenario.lines, t0 + int(scenario.burst_timeout * 1e9))
+        if incomplete:
+            self.broken = True
+            fanout_us = int(scenario.burst_timeout * 1e6)
+        else:
+            fanout_us = (max(r.done_ns for r in self._receivers) - t0) // 1000
+        self._pending = (fanout_us, incomplete, recorder.hist)
+
+    def _receive(self, path: ReceivePath, end_seq: int, deadline_ns: int) -> int:
+        """Read until every receiver has probes up to ``end_seq``; how many did not."""
+        for receiver in self._receivers:
+            receiver.done_ns = 0
+        pending = len(self._receivers)
         select = self._selector.select
-        monotonic_ns = time.monotonic_ns
-        recv_stamped = rxstamp.recv_stamped
-        buffer = memoryview(bytearray(RECV_BUFFER_BYTES))
-        views = [buffer]
-        unstamped = 0
-        # The hot loop: recv and timestamp, nothing else.
+        read = self.reader.read
+        take = path.take
         while pending:
-            remaining = (deadline - monotonic_ns()) / 1e9
+            remaining = (deadline_ns - time.monotonic_ns()) / 1e9
             if remaining <= 0:
                 break
             for key, _ in select(remaining):
                 receiver = key.data
                 try:
-                    n, arrived = recv_stamped(receiver.sock, views, realtime_offset)
+                    got = read(receiver.sock)
                 except BlockingIOError:
                     continue
-                chunk = buffer[:n].tobytes()
-                if not arrived:
-                    arrived = monotonic_ns()
-                    unstamped += 1
-                if not chunk:
+                if not got.data:
                     raise GateError(f"{receiver.name}: the target closed the connection mid-burst")
-                receiver.chunks.append((arrived, chunk))
-                receiver.received += len(chunk)
-                if receiver.received >= receiver.expected and receiver.received - len(chunk) < receiver.expected:
+                incoming = take(receiver.client.decoder, receiver.tracker, receiver.cid, got)
+                if incoming.reply:
+                    receiver.sock.sendall(incoming.reply)
+                if incoming.ended is not None:
+                    raise GateError(f"{receiver.name}: {incoming.ended}")
+                tracker = receiver.tracker
+                if tracker.duplicated or tracker.reordered or tracker.corrupted:
+                    raise GateError(f"{receiver.name}: a probe arrived damaged, twice or out of order")
+                if not receiver.done_ns and tracker.next_seq(SENDER_ID) >= end_seq:
+                    lost = tracker.gaps().get(SENDER_ID, 0)
+                    if lost:
+                        raise GateError(f"{receiver.name}: {lost} probe(s) of the burst never arrived")
+                    receiver.done_ns = got.arrival_ns
                     pending -= 1
-        self.unstamped_chunks += unstamped
-        incomplete = sum(1 for r in receivers if r.received < r.expected)
-        if incomplete:
-            self.broken = True
-            fanout_us = int(scenario.burst_timeout * 1e6)
-        else:
-            fanout_us = (max(r.chunks[-1][0] for r in receivers) - t0) // 1000
-        self._pending = (seq0, fanout_us, incomplete)
+        return pending
 
     def finish(self) -> BurstResult:
-        """Decode and check the last :meth:`transfer`; its result."""
+        """The last :meth:`transfer`'s result."""
         if self._pending is None:
             raise GateError("no burst to finish")
-        seq0, fanout_us, incomplete = self._pending
+        fanout_us, incomplete, hist = self._pending
         self._pending = None
-        latencies = self._decode(seq0, complete=not incomplete)
-        hist = LatencyHistogram()
-        hist.record_many(latencies)
         if incomplete:
             p50 = p99 = fanout_us  # censored: at least this
         else:
+            missing = sum(self.scenario.lines for r in self._receivers) - hist.count
+            if missing:
+                raise GateError(f"{missing} probes of the burst were not measured")
             p50, p99 = hist.percentile(50.0), hist.percentile(99.0)
-        return BurstResult(fanout_us, p50, p99, len(latencies), incomplete, hist)
+        return BurstResult(fanout_us, p50, p99, hist.count, incomplete, hist)
 
     @property
     def pending(self) -> bool:
         return self._pending is not None
-
-    def _decode(self, seq0: int, complete: bool) -> list[int]:
-        """Decode every receiver's bytes and check every probe; returns the
-        per-delivery latencies in µs."""
-        latencies: list[int] = []
-        lines = self.scenario.lines
-        for receiver in self._receivers:
-            seq = seq0
-            for arrived_ns, chunk in receiver.chunks:
-                for line in receiver.decoder.feed(chunk):
-                    text = protocol.decode_text(line)
-                    event = protocol.parse_server_line(text)
-                    if not isinstance(event, protocol.Message) or event.sender != SENDER_NAME:
-                        raise GateError(f"{receiver.name}: unexpected line from the target: {text[:120]!r}")
-                    try:
-                        probe = parse_probe(event.text)
-                    except CorruptProbe as exc:
-                        raise GateError(f"{receiver.name}: corrupted probe ({exc}): {text[:120]!r}") from exc
-                    if probe.seq != seq or probe.sender != SENDER_ID:
-                        raise GateError(f"{receiver.name}: expected probe {seq}, got {probe.sender}/{probe.seq}")
-                    seq += 1
-                    latencies.append((arrived_ns - probe.intended_ns) // 1000)
-            if complete and (seq != seq0 + lines or receiver.decoder.buffered):
-                raise GateError(f"{receiver.name}: got {seq - seq0} of {lines} lines and extra bytes")
-        return latencies

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TypedDict
 
+from bench.cli import UsageError, add_parents, client_security, security_options
 from bench.gate.baseline import (
     BASELINE_PATH,
     DEFAULT_TOLERANCES,
@@ -25,7 +26,9 @@ from bench.gate.baseline import (
 from bench.gate.run import Measurement, MeasurementDoc, Progress, run_gate
 from bench.gate.scenario import GateError, Scenario
 from bench.gate.verdict import check
+from bench.progname import PROG
 from bench.targets.relay import run_relay
+from bench.wire.client import Access
 
 #: Runs ``--write-baseline`` measures by default; the median is recorded.
 DEFAULT_BASELINE_RUNS = 7
@@ -39,9 +42,10 @@ DESCRIPTION = (
     "in the same run, and compare the ratio with the committed baseline (exit 1 on regression)."
 )
 EPILOG = (
-    "Examples:  python -m bench gate            (check against bench/gate/baseline.json)\n"
-    "           python -m bench gate --write-baseline --runs 5\n"
-    "           python -m bench gate --fanout direct --stalled 1   (a regression the gate must catch)"
+    f"Examples:  {PROG} gate            (check against bench/gate/baseline.json)\n"
+    f"           {PROG} gate --write-baseline --runs 5\n"
+    f"           {PROG} gate --fanout direct --stalled 1   (a regression the gate must catch)\n"
+    f"           {PROG} gate --target redis   (the same bursts against another server: measured, no baseline)"
 )
 
 
@@ -68,6 +72,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the full measurement as JSON on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-round progress on stderr")
+    add_parents(parser, security_options())
     relay = parser.add_argument_group("calibration relay (internal; also `python -m bench.targets.relay`)")
     relay.add_argument("--relay", action="store_true", help="only run the calibration relay until killed")
     relay.add_argument("--host", default="127.0.0.1", help="relay listen address")
@@ -108,6 +113,12 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
         help="start the server under test with this command instead of `python -m server` "
         "(it must log 'listening on HOST:PORT' on stderr); --fanout is then ignored",
     )
+    parser.add_argument(
+        "--target",
+        help="measure another server instead of ours, in its own protocol (a --target of `run`: redis, nats, "
+        "mosquitto, embedded-ws, ngircd, HOST:PORT, ...); the ratio to the relay is reported, no baseline applies",
+    )
+    parser.add_argument("--protocol", help="the protocol of a HOST:PORT or ws:// --target")
     parser.add_argument("--clients", type=int, default=d.clients, help="receivers (default: %(default)s)")
     parser.add_argument("--lines", type=int, default=d.lines, help="lines per burst (default: %(default)s)")
     parser.add_argument("--payload", type=int, default=d.payload, help="payload characters per line")
@@ -122,6 +133,10 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
 
 def scenario_from(args: argparse.Namespace) -> Scenario:
     """The scenario the options describe (ValueError if they make no sense)."""
+    try:
+        tls, logins = client_security(args)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
     return Scenario(
         clients=args.clients,
         lines=args.lines,
@@ -132,6 +147,9 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         fanout=args.fanout,
         stalled=args.stalled,
         server_command=tuple(shlex.split(args.server_command)) if args.server_command else None,
+        target=args.target,
+        protocol=args.protocol,
+        access=Access(tls, logins),
     )
 
 
@@ -150,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"[gate] {message}", file=sys.stderr, flush=True)
 
     try:
+        if scenario.target is not None:
+            return _measure_only(args, scenario, progress)
         if args.write_baseline:
             return _write_baseline(args, scenario, progress)
         baseline = load_baseline(args.baseline)
@@ -167,6 +187,25 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(verdict.message)
     return EXIT_PASS if verdict.ok else EXIT_REGRESSION
+
+
+def _measure_only(args: argparse.Namespace, scenario: Scenario, progress: Progress) -> int:
+    """Another target: the same bursts, the ratios printed; the committed
+    baseline is our server's, so nothing is judged."""
+    if args.write_baseline:
+        raise GateError("--write-baseline records our server's baseline: not with --target")
+    measurement = run_gate(scenario, progress)
+    if args.json:
+        print(json.dumps(measurement.to_json(), indent=2))
+        return EXIT_PASS
+    server, relay = measurement.server, measurement.relay
+    print(
+        f"{scenario.target}: burst to {scenario.clients} receivers in {server.median_fanout_us / 1000:.2f} ms "
+        f"(median; the calibration relay {relay.median_fanout_us / 1000:.2f} ms); "
+        + ", ".join(f"{k} {v:.3f}" for k, v in measurement.ratios.items())
+        + " (measured only: the baseline is our server's)"
+    )
+    return EXIT_PASS
 
 
 def baseline_command(args: argparse.Namespace) -> str:

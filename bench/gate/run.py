@@ -16,15 +16,16 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Literal, TypedDict
 
-from bench.gate.burst import BurstResult, FanoutGroup
+from bench.gate.burst import BurstResult, FanoutGroup, member_names
 from bench.gate.scenario import GateError, Scenario
 from bench.measure.stats import LatencyHistogram
+from bench.net.tls import TlsInfo
 from bench.results.schema import Latency
-from bench.targets import CommandTarget, TargetError
+from bench.targets import CommandTarget, Target, TargetError, client_tls, make_target, target_protocol
 from bench.targets.relay import relay_target
 from bench.wire.client import ClientError
 
@@ -45,6 +46,13 @@ class TargetSummaryDoc(TypedDict):
     latency: Latency
 
 
+class AccessDoc(TypedDict):
+    """How the target's clients connect: TLS settings (None: plaintext), who logs in (never a password)."""
+
+    tls: TlsInfo | None
+    logins: str | None
+
+
 class ScenarioDoc(TypedDict):
     """The :class:`~bench.gate.scenario.Scenario` of a measurement, its server command as one string."""
 
@@ -57,6 +65,9 @@ class ScenarioDoc(TypedDict):
     fanout: Literal["queued", "direct"]
     stalled: int
     server_command: str
+    target: str | None  #: another target measured instead of our server (None: ours)
+    protocol: str | None  #: the protocol of a HOST:PORT or ws:// target
+    access: AccessDoc  #: TLS and logins (``--tls``: the target only; the relay is plaintext)
 
 
 class MeasurementDoc(TypedDict):
@@ -137,7 +148,6 @@ class Measurement:
         return {
             "fanout_ratio": self.server.typical_fanout_us / max(1.0, self.relay.typical_fanout_us),
             "p50_ratio": self.server.typical_p50_us / max(1.0, self.relay.typical_p50_us),
-            "p99_ratio": self.server.typical_p99_us / max(1.0, self.relay.typical_p99_us),
         }
 
     def to_json(self) -> MeasurementDoc:
@@ -153,6 +163,12 @@ class Measurement:
                 "fanout": s.fanout,
                 "stalled": s.stalled,
                 "server_command": shlex.join(s.server_argv()),
+                "target": s.target,
+                "protocol": s.protocol,
+                "access": {
+                    "tls": s.access.tls.describe() if s.access.tls is not None else None,
+                    "logins": s.access.logins.describe() if s.access.logins is not None else None,
+                },
             },
             "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
             "stalled": self.stalled,
@@ -204,11 +220,20 @@ class GateRun:
         self._started = time.monotonic()
         try:
             relay = self._stack.enter_context(relay_target())
-            server = self._stack.enter_context(CommandTarget(self.scenario.server_argv(), "server"))
-            self.progress(f"relay on {relay.host}:{relay.port}, server on {server.host}:{server.port}")
+            server, protocol_name = self._server_target()
+            host, port = server.start()
+            self._stack.callback(server.stop)
+            scenario = self.scenario
+            access = scenario.access
+            if access.logins is not None:  # ours: the group's names, in its accounts file
+                names = member_names(scenario.clients, scenario.stalled)
+                server.enroll([(name, access.logins.for_client(i).password) for i, name in names])
+            if scenario.target is not None:
+                access = replace(access, tls=client_tls(access.tls, scenario.target))
+            self.progress(f"relay on {relay.host}:{relay.port}, server on {host}:{port} ({protocol_name})")
             self._relay_group = FanoutGroup((relay.host, relay.port), self.scenario, stalled=0)
             self._stack.callback(self._relay_group.close)
-            self._server_group = FanoutGroup((server.host, server.port), self.scenario, stalled=self.scenario.stalled)
+            self._server_group = FanoutGroup((host, port), scenario, scenario.stalled, protocol_name, access)
             self._stack.callback(self._server_group.close)
         except (TargetError, ClientError) as exc:
             self._stack.close()
@@ -218,6 +243,15 @@ class GateRun:
             raise
         self.progress(f"connected {self.scenario.describe()} to both targets")
         return self
+
+    def _server_target(self) -> tuple[Target, str]:
+        """The server under test (not started) and the protocol it is spoken to in."""
+        scenario = self.scenario
+        if scenario.target is None:
+            return CommandTarget(scenario.server_argv(), "server"), "chat"
+        return make_target(scenario.target, (), None, scenario.protocol, scenario.security), target_protocol(
+            scenario.target, scenario.protocol
+        )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

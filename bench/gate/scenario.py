@@ -11,6 +11,9 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.targets.base import Security
+from bench.wire.client import PLAIN, Access
+
 #: Receivers per burst: enough that per-recipient cost dominates the round.
 DEFAULT_CLIENTS = 50
 #: Lines per burst.  100 lines of ~120 bytes are ~12 KB per receiver, ~600 KB
@@ -77,6 +80,13 @@ class Scenario:
     #: Command that starts the server under test; ``None``: ``python -m
     #: server`` with ``fanout``.  It must log ``listening on HOST:PORT``.
     server_command: tuple[str, ...] | None = None
+    #: Another target to measure instead (a ``--target`` value: ``redis``,
+    #: ``nats``, ``embedded-ws``, ...), in its own protocol; None: our server
+    #: (``server_command``).  No baseline applies to it: the ratio is measured only.
+    target: str | None = None
+    protocol: str | None = None  #: the protocol of a HOST:PORT or ws:// ``target``
+    #: ``--tls`` and logins, for ``target`` only (the baseline is our plaintext server's)
+    access: Access = PLAIN
 
     def __post_init__(self) -> None:
         if self.clients < 1 or self.lines < 1 or self.rounds < 1:
@@ -85,6 +95,10 @@ class Scenario:
             raise ValueError("payload, warmup and stalled must not be negative")
         if self.burst_timeout <= 0:
             raise ValueError("burst timeout must be positive")
+        if self.target is not None and self.server_command is not None:
+            raise ValueError("--target and --server-command name two servers: give one")
+        if self.access != PLAIN and self.target is None:
+            raise ValueError("--tls and logins apply with --target (the baseline is our server's, in plaintext)")
 
     def server_argv(self) -> list[str]:
         if self.server_command is not None:
@@ -106,10 +120,18 @@ class Scenario:
         ]
 
     def describe(self) -> str:
-        text = f"{self.clients} receivers x {self.lines} lines ({self.payload}-char payload), fanout={self.fanout}"
+        server = f"target={self.target}" if self.target is not None else f"fanout={self.fanout}"
+        text = f"{self.clients} receivers x {self.lines} lines ({self.payload}-char payload), {server}"
         if self.stalled:
             text += f", {self.stalled} non-reading client(s)"
+        if self.access.tls is not None:
+            text += ", over TLS"
         return text
+
+    @property
+    def security(self) -> Security:
+        """What the target is started with."""
+        return Security(tls=self.access.tls is not None, logins=self.access.logins)
 
     def key(self) -> dict[str, int]:
         return {"clients": self.clients, "lines": self.lines, "payload": self.payload}

@@ -88,7 +88,8 @@ def judge(measurement: Measurement, baseline: Baseline) -> Verdict:
         f"measured: {measurement.scenario.describe()}, {len(server.fanout_us)} rounds; "
         f"fan-out server {at_least}{server.typical_fanout_us / 1000:.2f} ms "
         f"vs relay {relay.typical_fanout_us / 1000:.2f} ms; "
-        f"p99 server {at_least}{server.typical_p99_us / 1000:.2f} ms vs relay {relay.typical_p99_us / 1000:.2f} ms "
+        f"median delivery server {at_least}{server.typical_p50_us / 1000:.2f} ms "
+        f"vs relay {relay.typical_p50_us / 1000:.2f} ms "
         f"(means of the faster half of the rounds); arrival times: {measurement.arrival_clock}"
     )
     return replace(verdict, lines=(*verdict.lines, context))

@@ -10,7 +10,7 @@ Locust's total) in one step: :func:`log_many` changes a
 :class:`locust.stats.StatsEntry` exactly as ``entry.log(value, length)``
 for every value would (the same counts, sums, minimum, maximum, per-second
 counts and rounded response-time buckets, through Locust's own
-``bucket_response_time``; ``tests/locust/test_locust_stats.py`` checks it
+``bucket_response_time``; ``tests/bench/loadtest/test_locuststats.py`` checks it
 against ``StatsEntry.log`` on the installed Locust).  Everything Locust
 builds from its statistics -- the console tables, the CSV files, the web UI,
 the master's merge of its workers -- sees them as usual; what does not see

@@ -9,11 +9,15 @@ one back from a Locust environment.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from bench.loadtest.clocks import DEFAULT_MAX_CLOCK_ERROR_MS
 from bench.loadtest.support import MAX_PAYLOAD
+from bench.net.tls import TlsOptions
 from bench.wire import PROTOCOLS
+from bench.wire.client import Access
+from bench.wire.credentials import CredentialsError, Logins, parse_credentials, single
 
 #: Defaults of the ``--chat-*`` options.
 DEFAULT_RATE = 1.0
@@ -136,6 +140,79 @@ def add_arguments(parser: Any) -> None:
         help="where to save the exact fan-out percentiles (JSON); default <csv-prefix>_fanout_hdr.json "
         "when --csv is given, else only printed",
     )
+    add_security_arguments(parser)
+
+
+def _existing_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return text
+
+
+def _credentials_file(text: str) -> str:
+    try:
+        parse_credentials(Path(text).read_text(encoding="utf-8"), text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"{text}: {getattr(exc, 'strerror', None) or exc}") from None
+    except CredentialsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_security_arguments(parser: Any) -> None:
+    """``--chat-tls`` and the logins: what ``chat-bench run``'s ``--tls``,
+    ``--ca``, ``--insecure``, ``--server-name``, ``--user``, ``--password`` and
+    ``--credentials`` do, for the host (a server somebody else started)."""
+    group = parser.add_argument_group("chatbench TLS and logins", "every user's connection over TLS, logged in")
+    _add(group, "--chat-tls", action="store_true", default=False, help="connect over TLS (certificate checked)")
+    _add(
+        group,
+        "--chat-ca",
+        type=_existing_file,
+        default=None,
+        metavar="FILE",
+        help="trust this CA (PEM); implies --chat-tls",
+    )
+    _add(
+        group,
+        "--chat-insecure",
+        action="store_true",
+        default=False,
+        help="TLS without a certificate check; implies --chat-tls",
+    )
+    _add(group, "--chat-server-name", default=None, metavar="NAME", help="name sent (SNI) and checked")
+    _add(group, "--chat-user", default=None, metavar="USER", help="log in as this user (MQTT, Redis, NATS)")
+    _add(group, "--chat-password", default=None, metavar="PASSWORD", help="the password (IRC: PASS; ours: each name's)")
+    _add(
+        group,
+        "--chat-credentials",
+        type=_credentials_file,
+        default=None,
+        metavar="FILE",
+        web_ui=False,
+        help="USER:PASSWORD lines; user i logs in with line i (modulo their number)",
+    )
+
+
+def access(environment: Any) -> Access:
+    """The users' TLS settings and logins (``ValueError`` saying what is wrong)."""
+    ca = option(environment, "chat_ca", None)
+    insecure = bool(option(environment, "chat_insecure", False))
+    name = option(environment, "chat_server_name", None)
+    tls = None
+    if option(environment, "chat_tls", False) or ca or insecure or name:
+        tls = TlsOptions(ca, insecure, name)
+    logins: Logins | None = None
+    user, password = option(environment, "chat_user", None), option(environment, "chat_password", None)
+    path = option(environment, "chat_credentials", None)
+    try:
+        if path is not None:
+            logins = parse_credentials(Path(path).read_text(encoding="utf-8"), str(path))
+        elif password is not None:
+            logins = single(user, str(password))
+    except (OSError, CredentialsError) as exc:
+        raise ValueError(str(exc)) from None
+    return Access(tls, logins)
 
 
 def _add(group: Any, *flags: str, web_ui: bool = True, **kwargs: Any) -> None:

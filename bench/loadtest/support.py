@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from urllib.parse import urlsplit
 
+from bench.wire.address import AddressError, parse_address
 from bench.workload import Client, labels, one_room
 from server import protocol
 
@@ -52,19 +52,11 @@ def parse_host(host: str | None) -> tuple[str, int]:
     """``tcp://HOST:PORT`` (the documented form), ``HOST:PORT``,
     ``[V6]:PORT`` or ``HOST`` (port 8000) to an address tuple.  Raises
     ``ValueError`` saying what is wrong."""
-    text = (host or DEFAULT_HOST).strip()
-    if "://" not in text:
-        text = "tcp://" + text
-    parts = urlsplit(text)
-    if parts.scheme != "tcp":
-        raise ValueError(f"host {host!r}: use tcp://HOST:PORT (the chat server speaks raw TCP, not {parts.scheme})")
-    if not parts.hostname:
-        raise ValueError(f"host {host!r} has no host name; use tcp://HOST:PORT")
     try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"host {host!r}: {exc}") from exc
-    return parts.hostname, port if port is not None else DEFAULT_PORT
+        address = parse_address(host or DEFAULT_HOST, schemes=("tcp",), default_scheme="tcp", default_port=DEFAULT_PORT)
+    except AddressError as exc:
+        raise ValueError(f"--host {exc}") from None
+    return address.host, address.port
 
 
 # --------------------------------------------------------------------------

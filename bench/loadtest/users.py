@@ -62,6 +62,7 @@ from bench.loadtest.options import (
     add_arguments,
     option,
 )
+from bench.loadtest.options import access as user_access
 from bench.loadtest.pacer import pacer
 from bench.loadtest.receive import receiving
 from bench.loadtest.rxloop import Member, receive_loop
@@ -80,7 +81,8 @@ from bench.loadtest.support import (
     parse_host,
 )
 from bench.measure.probe import CorruptProbe, encode_probe, make_payload
-from bench.wire.client import RegistrationRefused, WireClient
+from bench.wire.client import PLAIN, Access, RegistrationRefused, WireClient
+from bench.wire.credentials import Credentials
 from bench.wire.lines import BlockLineDecoder
 from server import protocol
 
@@ -140,31 +142,35 @@ class ChatConnection:
         identities: Callable[[], tuple[str, int]],
         attempts: int,
         protocol_name: str = DEFAULT_PROTOCOL,
+        access: Access = PLAIN,
     ) -> ChatConnection:
-        """Connect and register with a fresh name from ``identities``; on
-        refusal (name taken) try another, up to ``attempts`` names, all
-        within ``timeout`` seconds.  ``protocol_name``: what the host speaks
-        (:data:`bench.wire.PROTOCOLS`)."""
+        """Connect (``access``: over TLS, logged in) and register with a fresh
+        name from ``identities``; on refusal (name taken) try another, up to
+        ``attempts`` names, all within ``timeout`` seconds.  ``protocol_name``:
+        what the host speaks (:data:`bench.wire.PROTOCOLS`)."""
         deadline = time.monotonic() + timeout
         decoder = BlockLineDecoder(RECEIVE_LINE_LIMIT) if protocol_name == DEFAULT_PROTOCOL else None
-        client = WireClient.open(address, protocol_name, timeout, decoder=decoder)
+        client = WireClient.open(address, protocol_name, timeout, decoder=decoder, tls=access.tls)
         # Kernel receive stamps from the start: the kernel switches stamping
         # on from a work queue, so the first segments after this may lack one.
         receiving().reader.enable(client.sock)
+        last = ""
         try:
             for _ in range(attempts):
                 name, sender_id = identities()
                 try:
-                    client.register(name, deadline)
+                    client.register(name, deadline, credentials=access.login(sender_id))
                 except RegistrationRefused as exc:
                     log.debug("%s", exc)
+                    last = str(exc)
                     continue
-                return cls(client, sender_id, open_publisher(client, address, timeout, deadline))
+                publisher = open_publisher(client, address, timeout, deadline, access.login(sender_id), access)
+                return cls(client, sender_id, publisher)
         except BaseException:
             client.close()
             raise
         client.close()
-        raise ChatConnectionError(f"no name accepted after {attempts} attempts")
+        raise ChatConnectionError(f"no name accepted after {attempts} attempts (the last: {last})")
 
     def close(self) -> None:
         if self.closed:
@@ -175,14 +181,21 @@ class ChatConnection:
             self.publisher.close()
 
 
-def open_publisher(client: WireClient, address: tuple[str, int], timeout: float, deadline: float) -> WireClient | None:
+def open_publisher(
+    client: WireClient,
+    address: tuple[str, int],
+    timeout: float,
+    deadline: float,
+    login: Credentials | None = None,
+    access: Access = PLAIN,
+) -> WireClient | None:
     """A second, sending-only connection for ``client``'s user where its
     protocol cannot send on a receiving connection (Redis), else None."""
     if client.adapter.senders_receive:
         return None
-    publisher = WireClient.open(address, client.adapter.name, timeout)
+    publisher = WireClient.open(address, client.adapter.name, timeout, tls=access.tls)
     try:
-        publisher.register(client.name, deadline, sender_only=True)
+        publisher.register(client.name, deadline, sender_only=True, credentials=login)
     except BaseException:
         publisher.close()
         raise
@@ -232,6 +245,7 @@ class ChatUser(User):
         self._payload_size = int(size if size is not None else option(environment, "chat_payload", DEFAULT_PAYLOAD))
         self._timeout = float(option(environment, "chat_connect_timeout", DEFAULT_CONNECT_TIMEOUT))
         self._protocol = self.wire_protocol or str(option(environment, "chat_protocol", DEFAULT_PROTOCOL))
+        self._access = user_access(environment)
         self._drainer: gevent.Greenlet | None = None
         self._paced = type(self).wait_time is ChatUser.wait_time
         if self._rate > 0:
@@ -253,7 +267,9 @@ class ChatUser(User):
         conn: ChatConnection | None = None
         try:
             address = self.target_address()
-            conn = ChatConnection.open(address, self._timeout, IDENTITY.next, MAX_NAME_ATTEMPTS, self._protocol)
+            conn = ChatConnection.open(
+                address, self._timeout, IDENTITY.next, MAX_NAME_ATTEMPTS, self._protocol, self._access
+            )
             conn.sock.settimeout(None)
             conn.send_sock.settimeout(None)
         except Exception as exc:

@@ -86,9 +86,13 @@ class IntegrityCounts:
 class IntegrityTracker:
     """What one receiver got from every sender.  See the module docstring."""
 
-    __slots__ = ("_holes", "_next", "corrupted", "duplicated", "faults_by_sender", "reordered")
+    __slots__ = ("_holes", "_next", "corrupted", "duplicated", "faults_by_sender", "reordered", "sink")
 
-    def __init__(self) -> None:
+    def __init__(self, sink: list[int] | None = None) -> None:
+        #: where every fault is counted as well, by kind (duplicated, reordered,
+        #: corrupted): shared by a process's receivers, so the recorder can
+        #: count each fault in the interval it was seen in (bench.measure.intervals)
+        self.sink = sink
         #: sender -> next expected seq (one more than the highest seen).
         self._next: dict[int, int] = {}
         #: sender -> seqs below ``_next`` not seen yet; only senders with holes.
@@ -103,6 +107,8 @@ class IntegrityTracker:
         self.faults_by_sender: dict[int, list[int]] = {}
 
     def _fault(self, sender: int, kind: int) -> None:
+        if self.sink is not None:
+            self.sink[kind] += 1
         counts = self.faults_by_sender.get(sender)
         if counts is None:
             counts = self.faults_by_sender[sender] = [0, 0, 0]
@@ -242,6 +248,21 @@ class IntegrityTracker:
                 lost += count - seen_up_to
             if lost:
                 out[sender] = lost
+        return out
+
+    def missing(self, sent: Mapping[int, int], skip_sender: int | None = None) -> dict[int, tuple[list[int], range]]:
+        """Per sender with a loss, the lost sequence numbers: the holes (below
+        its ``sent`` count) and the range it never reached.  Together they are
+        :meth:`lost_by_sender`'s counts, by message (to say when each was due)."""
+        out: dict[int, tuple[list[int], range]] = {}
+        for sender, count in sent.items():
+            if sender == skip_sender:
+                continue
+            holes = self._holes.get(sender)
+            below = sorted(seq for seq in holes if seq < count) if holes else []
+            tail = range(self._next.get(sender, 0), count)
+            if below or tail:
+                out[sender] = (below, tail)
         return out
 
     def finish_by_sender(self, sent: Mapping[int, int], skip_sender: int | None = None) -> dict[int, IntegrityCounts]:

@@ -66,10 +66,11 @@ class LineLayout:
     spaces: Any
 
 
-def line_layout(block: bytes, text_spaces: int) -> LineLayout | None:
+def line_layout(block: bytes, text_spaces: int, name_spaces: int = 0) -> LineLayout | None:
     """The layout of a whole block of complete lines (each ending in
     ``\\n``), vectorised with numpy, when *every* line is ``NAME: TEXT``
-    with a non-empty name without spaces, a text of exactly ``text_spaces``
+    with a non-empty name of exactly ``name_spaces`` spaces (0; 1 for a
+    room's line ``#ROOM NAME: TEXT``, whose name is ``#ROOM NAME``), a text of exactly ``text_spaces``
     spaces, and only ASCII without control characters (no byte below 0x20
     but the ``\\n``, none of 0x80 and above); then, for line ``i`` from ``starts[i]`` to ``ends[i]``,
     the name is ``block[starts[i]:spaces[i, 0] - 1]`` and the text
@@ -79,10 +80,11 @@ def line_layout(block: bytes, text_spaces: int) -> LineLayout | None:
 
     One pass finds every byte that is a space, a newline, a control
     character or not ASCII (the bytes <= 0x20 as signed 8-bit numbers); in
-    an accepted block they are exactly ``text_spaces + 1`` spaces and a
-    newline per line, in that order, and the first space of each line comes
-    right after a colon that ends a non-empty name: the first ``": "``, as
-    :func:`split_line` reads it.
+    an accepted block they are exactly ``name_spaces + text_spaces + 1``
+    spaces and a newline per line, in that order, and the name's last space
+    is followed by more name, then a colon and the separator's space: with
+    names that hold no ``": "`` (the harness's), the first ``": "``, as
+    :func:`split_line` reads it.  ``spaces`` leaves the name's spaces out.
     """
     import numpy as np
 
@@ -90,7 +92,7 @@ def line_layout(block: bytes, text_spaces: int) -> LineLayout | None:
         return None
     a = np.frombuffer(block, dtype=np.int8)  # bytes >= 0x80 are negative
     flat = np.flatnonzero(a <= 32)
-    width = text_spaces + 2
+    width = name_spaces + text_spaces + 2
     if len(flat) % width:
         return None
     marks = flat.reshape(-1, width)
@@ -100,7 +102,7 @@ def line_layout(block: bytes, text_spaces: int) -> LineLayout | None:
     if not (a[marks] == pattern).all():
         return None
     ends = marks[:, -1]
-    spaces = marks[:, :-1]
+    spaces = marks[:, name_spaces:-1]
     starts = np.empty_like(ends)
     starts[0] = 0
     starts[1:] = ends[:-1] + 1

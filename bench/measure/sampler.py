@@ -14,6 +14,7 @@ the harness as much as the server.
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import time
@@ -150,6 +151,24 @@ class ResourceSampler:
                 w.cpu_percent.append(round(cpu, 1))
                 w.rss_bytes.append(int(rss))
                 w.threads.append(int(threads))
+
+    def between(self, role: str, lo_s: float, hi_s: float) -> tuple[float | None, int | None]:
+        """The samples of ``role``'s processes taken in ``[lo_s, hi_s)``
+        (``time.monotonic()`` seconds): their CPU % (each process's mean,
+        summed over the processes) and the largest RSS; None without a sample."""
+        lo, hi = lo_s - self._t0, hi_s - self._t0
+        cpu: float | None = None
+        rss: int | None = None
+        with self._lock:
+            for w in self._watched:
+                if w.role != role:
+                    continue
+                first, stop = bisect.bisect_left(w.t_s, lo), bisect.bisect_left(w.t_s, hi)  # t_s grows
+                if first >= stop:
+                    continue
+                cpu = (cpu or 0.0) + sum(w.cpu_percent[first:stop]) / (stop - first)
+                rss = max(rss or 0, max(w.rss_bytes[first:stop]))
+        return (round(cpu, 1) if cpu is not None else None), rss
 
     # -- results -----------------------------------------------------------------
 

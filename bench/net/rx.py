@@ -54,6 +54,8 @@ class StampedReader:
         self._views = [self.buffer]
         #: kernel clock: read time minus the kernel's arrival stamp, once per read (us)
         self.receive_lag = LatencyHistogram()
+        #: the same, since its owner last emptied it (the time axis' share of the read lags)
+        self.interval_lag = LatencyHistogram()
         self._lags: list[int] = []  # not yet in receive_lag (added by housekeeping)
         self.unstamped_reads = 0  #: stamps asked for, but a read came without one
         #: CLOCK_REALTIME minus CLOCK_MONOTONIC (ns): the kernel stamps are realtime
@@ -69,6 +71,7 @@ class StampedReader:
         self.realtime_offset_ns = stamps.realtime_offset_ns()
         if self._lags:
             self.receive_lag.record_many(self._lags)
+            self.interval_lag.record_list(self._lags)
             self._lags = []
 
     def read(self, sock: socket.socket, stamped: bool = True) -> Read:

@@ -62,14 +62,22 @@ BOUNDARY_HEADER = ("clients", "side", "runs", "passed", "p95 ms min", "p95 ms ma
 
 
 def boundary_rows(search: CapacitySearch) -> list[list[doc.Cell]]:
-    """The last passing and the first failing count: every run of each
-    (``--repeat-boundary``, confirmations), how many passed, the p95 spread."""
+    """The headline count (the largest that passed every run), any count
+    above it that passed only some runs, and the first failing count: every
+    run of each (``--repeat-boundary``, confirmations), how many passed, the p95 spread."""
     r = search["result"]
+    held, first_fail = r["largest_passing"], r["smallest_failing"]
+    if first_fail is None:
+        return []
+    steps = search["steps"]
+    band = sorted({st["clients"] for st in steps if st["passed"] and (held or 0) < st["clients"] < first_fail})
+    if held is None and not band:
+        return []
+    sides = [(held, "passed every run")] if held is not None else []
+    sides += [(n, "passed some runs") for n in band] + [(first_fail, "first failing")]
     rows: list[list[doc.Cell]] = []
-    if r["largest_passing"] is None or r["smallest_failing"] is None:
-        return rows
-    for side, n in (("last passing", r["largest_passing"]), ("first failing", r["smallest_failing"])):
-        runs = [st for st in search["steps"] if st["clients"] == n]
+    for n, side in sides:
+        runs = [st for st in steps if st["clients"] == n]
         p95 = [v for v in (st.get("p95_us") for st in runs) if v is not None]
         lo, hi = (min(p95), max(p95)) if p95 else (None, None)
         spread = f"{100 * (hi - lo) / lo:.0f}%" if lo and hi is not None else "-"
@@ -130,8 +138,9 @@ def blocks(capacity: CapacityDocument, level: int = 1, chart: str | None = None)
 
 
 BOUNDARY_NOTE = (
-    "Every run of the last passing and the first failing count (`--repeat-boundary` runs each, with any "
-    "confirmations): the verdict above is the search's; the spread says how firmly this machine draws the line."
+    "Every run at the boundary (`--repeat-boundary` runs each, with any confirmations): the headline is the "
+    "largest count that passed every one of its runs; a count above it that passed only some is where this "
+    "machine draws the line as a band, not a line."
 )
 
 

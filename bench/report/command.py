@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from bench import cli
+from bench.progname import PROG
 from bench.report import compare, sweep
 from bench.results import COMPARE_JSON, ResultsError
 
@@ -16,7 +17,7 @@ from bench.results import COMPARE_JSON, ResultsError
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Redraw the charts and rewrite report.md / report.html (or, for a comparison, COMPARE.md) from saved "
-        "results JSON, without running anything. DIR is a directory written by `python -m bench sweep`, `run`, "
+        f"results JSON, without running anything. DIR is a directory written by `{PROG} sweep`, `run`, "
         "`capacity` or `compare`."
     )
     parser.add_argument("dir", metavar="DIR", help="a results directory, e.g. reports/latest")

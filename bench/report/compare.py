@@ -7,11 +7,12 @@ redraws from them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import plots, repeats, runline
+from bench.report import plots, repeats, roomcharts, rooms, runline, timeline
 from bench.report.fmt import ms, num, pct, plural, ratio_pct
 from bench.results import schema
 from bench.results.schema import (
@@ -26,6 +27,7 @@ from bench.results.schema import (
     RunDocument,
 )
 from bench.results.store import load_compare, load_index, load_run, write_json
+from bench.results.summary import summarize_into
 from bench.swarm.pinning import format_cpus
 
 #: The target that is "ours" in the ratios when it is among the targets.
@@ -40,23 +42,9 @@ OURS = "embedded"
 def _point(run: IndexEntry, doc: RunDocument | None) -> ComparePoint:
     if run.get("status") != "ok" or doc is None:
         return {"clients": run["clients"], "status": "error", "error": run.get("error")}
-    lat = doc["latency_us"]
-    server = schema.server_summary(doc)
-    return {
-        "clients": run["clients"],
-        "status": "ok",
-        "deliveries_per_s": doc["deliveries"]["per_s"],
-        "delivered_ratio": doc["deliveries"]["delivered_ratio"],
-        "p50_us": lat["p50_us"],
-        "p99_us": lat["p99_us"],
-        "max_us": lat["max_us"],
-        "faults": doc["integrity"]["faults"],
-        "failed_connections": doc["connections"]["failed"],
-        "server_cpu_percent": server.get("cpu_percent_window"),
-        "server_rss_max_bytes": server.get("rss_max_bytes"),
-        "harness_cpu_percent": doc["resources"].get("harness_cpu_percent_window"),
-        "load_generator_saturated": doc["load_generator_saturated"],
-    }
+    point: ComparePoint = {"clients": run["clients"], "status": "ok"}
+    summarize_into(point, doc)
+    return point
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -93,11 +81,12 @@ def summarize(out: Path, targets: Sequence[str]) -> CompareSummary:
             ok = mine["status"] == "ok" and peer["status"] == "ok"
             row: CompareRatio = {
                 "clients": peer["clients"],
-                "deliveries_per_s": _ratio(mine.get("deliveries_per_s"), peer.get("deliveries_per_s")) if ok else None,
+                # fractions, not deliveries/s: each target's expected count is its own (module docstring)
+                "delivered": _ratio(mine.get("delivered_ratio"), peer.get("delivered_ratio")) if ok else None,
                 "p99": _ratio(mine.get("p99_us"), peer.get("p99_us")) if ok else None,
             }
             if ok and ("spread" in mine or "spread" in peer):  # --repeat N
-                row["deliveries_per_s_spread"] = repeats.ratio_spread(mine, peer, "deliveries_per_s")
+                row["delivered_spread"] = repeats.ratio_spread(mine, peer, "delivered_ratio")
                 row["p99_spread"] = repeats.ratio_spread(mine, peer, "p99_us")
             rows.append(row)
         ratios[name] = rows
@@ -123,14 +112,23 @@ def _target_summary(first: RunDocument | None) -> dict[str, Any]:
     return summary
 
 
+#: A version number in a server's ``--version`` text: ``26.1``, ``v2.9.10``, ``v=7.0.15``.
+VERSION_NUMBER = re.compile(r"\bv?=?(\d+(?:\.\d+)+)")
+
+
 def server_label(name: str, target: dict[str, Any]) -> str:
-    """A target as the charts name it: its server and version ('ngIRCd 26.1',
-    'miniircd 2.3', 'chatbench 87d2086'), not the harness's target kind."""
-    version = target.get("version")
+    """A target as the charts name it: its server's name and version number
+    ('ngIRCd 26.1', 'Redis 7.0.15', 'nats-server 2.9.10', 'mosquitto 2.0.11',
+    'chatbench 87d2086'), not the harness's target kind nor the whole
+    ``--version`` text (Redis's names its sha, allocator and build)."""
+    version = str(target.get("version") or "")
     if not version:
         return name
-    # ngircd --version: "ngIRCd 26.1-IDENT+IPv6+...-x86_64/pc/linux-gnu": the name and number are enough
-    return str(version).split("-", 1)[0] if not str(version).startswith(OUR_NAME) else str(version)
+    if version.startswith(OUR_NAME):
+        return version
+    number = VERSION_NUMBER.search(version)
+    server = version.split()[0].rstrip(":")
+    return f"{server} {number[1]}" if number else server
 
 
 def dirname(target: str) -> str:
@@ -150,11 +148,39 @@ def write_report(out: Path, meta: CompareMeta | None = None) -> Path:
         {name: s["points"] for name, s in series.items()},
         out,
         {name: server_label(name, s["target"]) for name, s in series.items()},
+        ours=OURS,
     )
+    runs = [(name, doc) for name in meta["targets"] for doc in _runs(out / dirname(name))]
+    room_charts = {name: path.name for name, path in roomcharts.draw(runs, out).items()}
     write_json(out / COMPARE_JSON, {"kind": schema.COMPARE_KIND, "meta": meta, **summary})
     path = out / COMPARE_MD
-    path.write_text(markdown(summary, meta, charts), encoding="utf-8")
+    text = markdown(summary, meta, charts, over_time(out, meta["targets"]))
+    path.write_text(text + "\n".join(rooms.markdown(runs, room_charts)), encoding="utf-8")
     return path
+
+
+def _runs(directory: Path) -> list[RunDocument]:
+    """A target's run documents, in its index's order."""
+    index = load_index(directory / schema.INDEX_NAME)
+    files = [run.get("file") for run in index["runs"]]
+    return [load_run(directory / file) for file in files if file]
+
+
+def over_time(out: Path, targets: Sequence[str]) -> list[str]:
+    """Each run's chart over time drawn beside its JSON (:mod:`bench.report.timeline`),
+    and one line of links per target (none for runs from before the time axis)."""
+    lines = []
+    for name in targets:
+        index = load_index(out / dirname(name) / schema.INDEX_NAME)
+        files = [f"{dirname(name)}/{run['file']}" for run in index["runs"] if run.get("file")]
+        runs = [(name, load_run(out / file), file) for file in files]
+        charts = timeline.draw_runs([(f"{t}, {d['parameters']['clients']} clients", d, f) for t, d, f in runs], out)
+        links = [f"[{doc['parameters']['clients']}]({charts[file]})" for _, doc, file in runs if file in charts]
+        if links:
+            lines.append(f"- {name}, clients: {', '.join(links)}")
+    if not lines:
+        return []
+    return ["", "## Over time", "", timeline.LINKS_NOTE, "", *lines]
 
 
 # ---------------------------------------------------------------------------
@@ -166,12 +192,14 @@ def _pct(v: float | None) -> str:
     return pct(v, unit="%")
 
 
-def _mark(p: ComparePoint) -> str:
+def _mark(p: ComparePoint, *, share_shown: bool = False) -> str:
+    """What to know about a point: (error), a share not delivered (unless the
+    cell shows the share already), faults, failed connections, saturation."""
     flags = []
     if p["status"] != "ok":
         return " (error)"
     ratio = p.get("delivered_ratio")
-    if ratio is not None and ratio < 1:
+    if ratio is not None and ratio < 1 and not share_shown:
         flags.append(f"{ratio_pct(ratio, 1)} of the {runline.MEASURED} delivered")
     if p.get("faults"):
         flags.append(f"{plural(p.get('faults', 0), 'fault')} ({runline.ALL_TRAFFIC})")
@@ -184,8 +212,9 @@ def _mark(p: ComparePoint) -> str:
     return f" ({', '.join(flags)})" if flags else ""
 
 
-def markdown(summary: CompareSummary, meta: CompareMeta, charts: list[str]) -> str:
-    """COMPARE.md: settings, the ratio tables ours/peer, every point, the charts."""
+def markdown(summary: CompareSummary, meta: CompareMeta, charts: list[str], over: Sequence[str] = ()) -> str:
+    """COMPARE.md: settings, the ratio tables ours/peer, every point, the charts,
+    the links to every run's chart over time (``over``)."""
     lines = [
         "# chatbench: our server next to other chat servers",
         "",
@@ -198,6 +227,7 @@ def markdown(summary: CompareSummary, meta: CompareMeta, charts: list[str]) -> s
         lines += [f"![{c}]({c})" for c in charts]
     elif len({p["clients"] for s in summary["series"].values() for p in s["points"]}) == 1:
         lines += ["", "One client count: the tables above hold every number (a chart of one point would be empty)."]
+    lines += over
     lines += [
         "",
         "Per-run JSON documents (schema: docs/results.md) are in one folder per target.",
@@ -216,7 +246,7 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
         f"- Workload (same for every target): clients {', '.join(str(c) for c in meta['clients'])}; "
         f"{meta['parameters']['senders']} senders among them; {meta['parameters']['rate']:g} messages/s in total; "
         f"{meta['parameters']['payload_bytes']}-byte payload; {meta['parameters']['warmup_s']:g} s warm-up, "
-        f"{meta['parameters']['duration_s']:g} s measured; {_order(meta)}",
+        f"{meta['parameters']['duration_s']:g} s measured; {_workload(meta)}{_order(meta)}",
         *_pinning(meta),
         f"- Receivers ACK every read at once (TCP_QUICKACK): {_quickack(meta)}. "
         "ngircd and miniircd leave Nagle on (no TCP_NODELAY), so without quick ACKs their lines wait up to "
@@ -253,6 +283,15 @@ def _settings(summary: CompareSummary, meta: CompareMeta) -> list[str]:
     return lines
 
 
+def _workload(meta: CompareMeta) -> str:
+    """A workload of rooms, in the settings' sentence (the Rooms section has the rest)."""
+    w = meta["parameters"].get("workload")
+    if w is None:
+        return ""
+    name = f"scenario {w['scenario']}: " if w["scenario"] else ""
+    return f"rooms: {name}{w['summary']} (seed {w['seed']}, {w['total_rate']:g} msg/s in total); "
+
+
 def _quickack(meta: CompareMeta) -> str:
     quick = meta.get("quickack_targets")
     if quick is None:
@@ -286,6 +325,11 @@ def _pinning(meta: CompareMeta) -> list[str]:
     ]
 
 
+def _delivered(p: ComparePoint) -> str:
+    """``100% (900/s)``: the share of the expected deliveries, and the rate."""
+    return f"{ratio_pct(p.get('delivered_ratio'), 1)} ({num(p.get('deliveries_per_s'))}/s)"
+
+
 def _ratio_tables(summary: CompareSummary) -> list[str]:
     ours = summary["ours"]
     series = summary["series"]
@@ -293,8 +337,11 @@ def _ratio_tables(summary: CompareSummary) -> list[str]:
         "",
         "## Ratios (ours / peer)",
         "",
-        "deliveries/s: above 1 = ours delivered more. p99: below 1 = ours was faster. "
-        "CPU is each server's average over the traffic window (100% = one core).",
+        "delivered: the share of its expected deliveries each target made, with its deliveries/s beside it; "
+        "the ratio compares the shares, not the counts, because the targets differ in who hears whom (a Redis "
+        "publisher is a connection of its own, so every subscriber, the sender's too, gets the message; our "
+        "server and the others skip the sender): above 1 = ours delivered a larger share, 1 = the same. "
+        "p99: below 1 = ours was faster. CPU is each server's average over the traffic window (100% = one core).",
         "",
     ]
     ours_points = {p["clients"]: p for p in series[ours]["points"]}
@@ -303,16 +350,16 @@ def _ratio_tables(summary: CompareSummary) -> list[str]:
         lines += [
             f"### {ours} vs {peer}",
             "",
-            f"| clients | deliveries/s {ours} | deliveries/s {peer} | ratio | p99 ms {ours} | p99 ms {peer} | ratio "
+            f"| clients | delivered {ours} | delivered {peer} | ratio | p99 ms {ours} | p99 ms {peer} | ratio "
             f"| CPU {ours} | CPU {peer} |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row in rows:
             a, b = ours_points[row["clients"]], peer_points[row["clients"]]
             lines.append(
-                f"| {row['clients']} | {num(a.get('deliveries_per_s'))}{_mark(a)} | "
-                f"{num(b.get('deliveries_per_s'))}{_mark(b)} | "
-                f"{repeats.ratio_text(row['deliveries_per_s'], row.get('deliveries_per_s_spread'))} | "
+                f"| {row['clients']} | {_delivered(a)}{_mark(a, share_shown=True)} | "
+                f"{_delivered(b)}{_mark(b, share_shown=True)} | "
+                f"{repeats.ratio_text(row['delivered'], row.get('delivered_spread'))} | "
                 f"{repeats.with_spread(a, 'p99_us', ms)} | {repeats.with_spread(b, 'p99_us', ms)} | "
                 f"{repeats.ratio_text(row['p99'], row.get('p99_spread'))} | "
                 f"{_pct(a.get('server_cpu_percent'))} | {_pct(b.get('server_cpu_percent'))} |"

@@ -22,6 +22,16 @@ from bench.report.fmt import MISSING
 DIFF_MD = "diff.md"
 DIFF_PNG = "diff.png"
 
+#: What one run per point is worth, said under every diff: without it a reader
+#: takes an 8% difference for a change.
+NOISE_NOTE = (
+    "**Run-to-run noise**: each point is one run. On the 2-core machine this project was developed on, "
+    "two identical sweeps differed by 8% at p99 (more at p99.9 and max, and more on a shared machine), so "
+    "a ratio that close to 1 is not a change. Diff two runs of the same build to see this machine's noise; "
+    "for a decision, measure with repeats (`compare --repeat N` runs each point N times, interleaved, and "
+    "reports the median with its min-max spread) and keep `--fail` limits wider than the noise."
+)
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -108,6 +118,7 @@ def document(pairs: Sequence[Pair], names: tuple[str, str], failures: Sequence[s
             "count all traffic, warm-up included; '-' is a point or number one side lacks."
         ),
         *tables(pairs),
+        doc.Para(NOISE_NOTE),
     ]
     if failures:
         blocks += [doc.Heading(2, "Past the limits (--fail)"), doc.Bullets(list(failures), css="warn")]

@@ -2,10 +2,13 @@
 ``column -> scalar``, for spreadsheets (``chat-bench export``) and for the
 metrics ``chat-bench diff`` compares.
 
-Columns are the document's sections joined with a dot (``latency_us.p99_us``,
-``integrity.lost``, ``parameters.rate``); lists become space-separated text,
-nested mappings other than the server's resource summary are left out
-(they are in the run JSON).
+Columns: the run's headline numbers first (``summary.p99_us``,
+``summary.deliveries_per_s``: :func:`bench.results.summary.run_summary`, the
+same as the index, capacity and compare documents, and what ``diff``
+compares), then the document's sections joined with a dot
+(``latency_us.p99_9_us``, ``integrity.lost``, ``parameters.rate``); lists
+become space-separated text, nested mappings other than the server's
+resource summary are left out (they are in the run JSON).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from bench.results.schema import IndexEntry, RunDocument, server_summary
+from bench.results.summary import run_summary
 
 #: Scalar = what a CSV cell holds.
 Scalar = str | int | float | bool | None
@@ -47,12 +51,11 @@ def point_row(series: str, run: RunDocument, file: str = "") -> Row:
         "clients": run["parameters"]["clients"],
         "status": "ok",
         "completed": run.get("completed", True),
-        "load_generator_saturated": run.get("load_generator_saturated", False),
     }
+    _section(row, "summary", run_summary(run))
     for name in SECTIONS:
         _section(row, name, run.get(name))  # type: ignore[arg-type]
     _section(row, "server", server_summary(run))
-    row["harness.cpu_percent_window"] = (run.get("resources") or {}).get("harness_cpu_percent_window")
     _section(row, "parameters", run["parameters"])
     env = run.get("environment") or {}
     for key in ("cpu_model", "cpu_count", "memory_bytes", "git_commit"):
@@ -97,13 +100,13 @@ class Metric:
 
 #: What ``diff`` compares, in table order (latencies in ms).
 METRICS: tuple[Metric, ...] = (
-    Metric("p50", "latency_us.p50_us", "p50 ms", 1e-3),
-    Metric("p95", "latency_us.p95_us", "p95 ms", 1e-3),
-    Metric("p99", "latency_us.p99_us", "p99 ms", 1e-3),
-    Metric("p99.9", "latency_us.p99_9_us", "p99.9 ms", 1e-3),
-    Metric("max", "latency_us.max_us", "max ms", 1e-3),
-    Metric("deliveries", "deliveries.per_s", "deliveries/s", 1.0, 0),
-    Metric("faults", "integrity.faults", "faults", 1.0, 0),
-    Metric("cpu", "server.cpu_percent_window", "server CPU %", 1.0, 0),
+    Metric("p50", "summary.p50_us", "p50 ms", 1e-3),
+    Metric("p95", "summary.p95_us", "p95 ms", 1e-3),
+    Metric("p99", "summary.p99_us", "p99 ms", 1e-3),
+    Metric("p99.9", "summary.p99_9_us", "p99.9 ms", 1e-3),
+    Metric("max", "summary.max_us", "max ms", 1e-3),
+    Metric("deliveries", "summary.deliveries_per_s", "deliveries/s", 1.0, 0),
+    Metric("faults", "summary.faults", "faults", 1.0, 0),
+    Metric("cpu", "summary.server_cpu_percent", "server CPU %", 1.0, 0),
 )
 METRIC_NAMES = {m.name: m for m in METRICS}

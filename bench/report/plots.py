@@ -1,4 +1,5 @@
-"""The report's charts (PNG).  The only module that imports matplotlib.
+"""The report's charts (PNG).  With :mod:`bench.report.roomcharts` (a
+workload's rooms), the only module that imports matplotlib.
 
 Every function takes plain data (:class:`Series`, built by
 :mod:`bench.report` from the results JSON) and writes one PNG, so the
@@ -196,6 +197,11 @@ def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG and close it (for :mod:`bench.report.roomcharts`, the room charts)."""
+    return _save(fig, path)
 
 
 def latency_chart(series: Sequence[Series], path: Path, subtitle: str = "") -> Path:
@@ -482,27 +488,67 @@ def repeated_bars(ax: Axes, pts: Sequence[Mapping[str, Any]], how: tuple[str, fl
         ax.errorbar(xs, ys, yerr=yerr, fmt="none", ecolor=colour, capsize=3, alpha=0.8)
 
 
+#: Line styles of the comparison's targets, with :data:`SERIES_MARKERS`: lines that
+#: coincide (two servers alike at some counts) stay apart by shape as well as colour.
+COMPARE_LINESTYLES = ("-", "--", "-.", ":")
+
+
+@dataclass(frozen=True)
+class TargetStyle:
+    """How one target's line is drawn in the comparison's charts."""
+
+    marker: str
+    linestyle: str
+    linewidth: float
+    zorder: float
+    shift: float  #: x factor: each target a little to the side (log axis), points and bars alike
+
+
+def compare_styles(names: Sequence[str], ours: str | None = None) -> dict[str, TargetStyle]:
+    """A marker, a line style and a small x offset per target, each its own;
+    ``ours`` drawn thicker and on top, so no peer's line hides it."""
+    n = len(names)
+    return {
+        name: TargetStyle(
+            marker=SERIES_MARKERS[i % len(SERIES_MARKERS)],
+            linestyle=COMPARE_LINESTYLES[i % len(COMPARE_LINESTYLES)],
+            linewidth=2.4 if name == ours else 1.4,
+            zorder=3.0 if name == ours else 2.0,
+            shift=1 + BAR_DODGE * (i - (n - 1) / 2),
+        )
+        for i, name in enumerate(names)
+    }
+
+
 def compare_charts(
-    points: Mapping[str, Sequence[Mapping[str, Any]]], out: Path, labels: Mapping[str, str] | None = None
+    points: Mapping[str, Sequence[Mapping[str, Any]]],
+    out: Path,
+    labels: Mapping[str, str] | None = None,
+    ours: str | None = None,
 ) -> list[str]:
     """One PNG per metric of :data:`COMPARE_CHARTS`, one line per target,
-    named ``labels[target]`` (the server and its version).  ``points``:
-    target -> its points (compare.json's); those with a ``status`` other
-    than ``ok`` are left out.  One client count is no line: no chart then
-    (the report's table holds the numbers).  Returns the file names."""
+    named ``labels[target]`` (the server and its version), each in a style
+    of its own (:func:`compare_styles`).  ``points``: target -> its points
+    (compare.json's); those with a ``status`` other than ``ok`` are left
+    out.  One client count is no line: no chart then (the report's table
+    holds the numbers).  Returns the file names."""
     files: list[str] = []
     all_clients = sorted({p["clients"] for pts in points.values() for p in pts})
     if len(all_clients) < 2:
         return files
+    styles = compare_styles(list(points), ours)
     for file, key, label, scale, logy in COMPARE_CHARTS:
         fig, ax = plt.subplots(figsize=(7, 4.2))
-        for i, (name, pts) in enumerate(points.items()):
+        for name, pts in points.items():
             xy = [(p["clients"], p[key] * scale) for p in pts if p["status"] == "ok" and p.get(key)]
             if xy:
                 xs, ys = zip(*xy, strict=True)
-                line = ax.plot(xs, ys, marker="o", label=(labels or {}).get(name, name))[0]
-                shift = 1 + BAR_DODGE * (i - (len(points) - 1) / 2)
-                repeated_bars(ax, pts, (key, scale, shift), line.get_color())
+                st = styles[name]
+                line = ax.plot(
+                    [x * st.shift for x in xs], ys, marker=st.marker, linestyle=st.linestyle,
+                    linewidth=st.linewidth, zorder=st.zorder, label=(labels or {}).get(name, name),
+                )[0]  # fmt: skip
+                repeated_bars(ax, pts, (key, scale, st.shift), line.get_color())
         ax.set_xscale("log")
         ax.set_xticks(all_clients)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))

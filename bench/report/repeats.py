@@ -19,8 +19,8 @@ from typing import Any, Literal, cast
 from bench.results.schema import ComparePoint, PointSpread
 
 #: The point's fields given as median with a spread (the others: worst case or sum, see :func:`merge`).
-SpreadKey = Literal["deliveries_per_s", "p50_us", "p99_us", "server_cpu_percent"]
-SPREAD_KEYS: tuple[SpreadKey, ...] = ("deliveries_per_s", "p50_us", "p99_us", "server_cpu_percent")
+SpreadKey = Literal["deliveries_per_s", "delivered_ratio", "p50_us", "p99_us", "server_cpu_percent"]
+SPREAD_KEYS: tuple[SpreadKey, ...] = ("deliveries_per_s", "delivered_ratio", "p50_us", "p99_us", "server_cpu_percent")
 
 
 def _values(points: Sequence[ComparePoint], key: str) -> list[float]:
@@ -69,7 +69,10 @@ def merge(runs: Sequence[ComparePoint]) -> ComparePoint:
         "deliveries_per_s": _median(ok, "deliveries_per_s"),
         "delivered_ratio": min(ratios) if ratios else None,
         "p50_us": _median_us(ok, "p50_us"),
+        "p90_us": _median_us(ok, "p90_us"),
+        "p95_us": _median_us(ok, "p95_us"),
         "p99_us": _median_us(ok, "p99_us"),
+        "p99_9_us": _median_us(ok, "p99_9_us"),
         "max_us": round(max(max_us)) if max_us else None,
         "faults": sum(p.get("faults", 0) for p in ok),
         "failed_connections": sum(p.get("failed_connections", 0) for p in ok),

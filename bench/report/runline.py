@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from bench.measure import thresholds
 from bench.report.fmt import ms
 from bench.results.schema import RunDocument, server_summary
 
@@ -37,7 +38,8 @@ def summary_line(doc: RunDocument) -> str:
         f"{d['per_s'] or 0:,.0f} deliveries/s {RATE_WINDOW} (offered {d.get('offered_per_s') or 0:,.0f}/s)",
         f"p50 {_lat(lat['p50_us'])} p90 {_lat(lat['p90_us'])} p99 {_lat(lat['p99_us'])} "
         f"p99.9 {_lat(lat['p99_9_us'])} max {_lat(lat['max_us'])}",
-        f"{ALL_TRAFFIC}: lost {i['lost']} dup {i['duplicated']} reord {i['reordered']} corrupt {i['corrupted']}",
+        f"{ALL_TRAFFIC}: lost {i['lost']} dup {i['duplicated']} reord {i['reordered']} corrupt {i['corrupted']}"
+        + (f" stray {i['strays']}" if "strays" in i else ""),
     ]
     cpu = server.get("cpu_percent_window")
     if cpu is not None:
@@ -56,3 +58,14 @@ def summary_line(doc: RunDocument) -> str:
     if doc["load_generator_saturated"]:
         parts.append("LOAD GENERATOR SATURATED")
     return " | ".join(parts)
+
+
+def threshold_lines(doc: RunDocument) -> list[str]:
+    """``  threshold p99<50ms: ok (12.345 ms)``, one per threshold the run was checked against."""
+    out = []
+    for result in doc.get("thresholds", []):
+        shown = thresholds.parse(result["threshold"]).shown(result["value"])
+        mark = "ok" if result["ok"] else "FAILED"
+        stopped = ", it stopped the run" if result["aborted"] else ""
+        out.append(f"  threshold {result['threshold']}: {mark} ({shown}{stopped})")
+    return out

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import results
-from bench.report import capacity, doc, fmt, plots, runline
+from bench.progname import PROG
+from bench.report import capacity, doc, fmt, plots, roomcharts, rooms, runline, stall, timeline
 from bench.report.environment import environment_rows, server_rows
 from bench.report.fmt import mib, ms, num, pct, ratio_pct
 from bench.report.labels import label_tables
@@ -67,6 +68,8 @@ class SeriesData:
     files: list[str] = field(default_factory=list)
     #: index entries that have no run document (errors, skipped points)
     failed: list[IndexEntry] = field(default_factory=list)
+    #: each run's chart over time (relative to the report), same order; None: the run has no intervals
+    timelines: list[str | None] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -100,7 +103,7 @@ def load_series(directory: str | Path) -> list[SeriesData]:
     if not indexes:
         raise ReportError(
             f"no {results.INDEX_NAME} in {root} or its subdirectories: point at a directory written by "
-            "`python -m bench sweep` or `python -m bench run`"
+            f"`{PROG} sweep` or `{PROG} run`"
         )
     out: list[SeriesData] = []
     for path in indexes:
@@ -185,6 +188,7 @@ TABLE_HEADER = (
     "server threads",
     "warnings",
     "data",
+    "over time",
 )
 
 
@@ -273,13 +277,19 @@ def _integrity(all_runs: Labelled) -> str | None:
     for label, r in faulty:
         i = r["integrity"]
         kinds = fmt.counts(
-            {"lost": i["lost"], "duplicated": i["duplicated"], "reordered": i["reordered"], "corrupted": i["corrupted"]}
+            {
+                "lost": i["lost"],
+                "duplicated": i["duplicated"],
+                "reordered": i["reordered"],
+                "corrupted": i["corrupted"],
+                "strays": i.get("strays", 0),
+            }
         )
         parts.append(f"{label} {r['parameters']['clients']} clients: {kinds}")
     return (
         f"**Integrity faults** in {fmt.plural(len(faulty), 'run')}: {'; '.join(parts)}. Lost means a message a "
         "client should have received never arrived; duplicated, reordered and corrupted mean "
-        "the server delivered it wrongly."
+        "the server delivered it wrongly; strays, that it delivered a room's message to a client not in the room."
     )
 
 
@@ -346,6 +356,19 @@ def _server_exit(all_runs: Labelled) -> str | None:
     return f"**The server exited with an error** after {_points(bad_exit)} (see the run JSON's stderr_tail)."
 
 
+def _pid_unchecked(all_runs: Labelled) -> str | None:
+    unchecked = [
+        (label, r["parameters"]["clients"]) for label, r in all_runs if (r.get("target") or {}).get("pid_check")
+    ]
+    if not unchecked:
+        return None
+    return (
+        f"**The server's pid could not be checked** for {_points(unchecked)}: --server-pid may name another "
+        "process than the one listening, and the server CPU and memory figures would then be that process's "
+        "(see the run JSON's target.pid_check)."
+    )
+
+
 def warnings(series: Sequence[SeriesData]) -> list[str]:
     """Plain-words warnings for the top of the report (empty when all is well)."""
     all_runs: Labelled = [(s.label, r) for s in series for r in s.runs]
@@ -359,6 +382,7 @@ def warnings(series: Sequence[SeriesData]) -> list[str]:
         _disconnected(all_runs),
         _clamped(all_runs),
         _server_exit(all_runs),
+        _pid_unchecked(all_runs),
     ]
     return [w for w in found if w is not None]
 
@@ -446,6 +470,7 @@ def document(
     charts: dict[str, str],
     capacity_doc: CapacityDocument | None = None,
     title: str = DEFAULT_TITLE,
+    stalled: Sequence[stall.StallRun] = (),
 ) -> list[doc.Block]:
     """The report as blocks (rendered by :func:`render_markdown` and :func:`render_html`)."""
     generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -453,7 +478,7 @@ def document(
         doc.Heading(1, title),
         doc.Para(
             f"Generated {generated} from the JSON results in this directory "
-            "(`python -m bench report DIR` redraws it). Latency is measured from each message's *intended* send "
+            f"(`{PROG} report DIR` redraws it). Latency is measured from each message's *intended* send "
             "time to its arrival at every other client (open loop: a stalled server shows as latency); arrival is "
             f"{arrival_clock(series)}. Units: ms, deliveries per second, CPU in % of one core."
         ),
@@ -467,16 +492,20 @@ def document(
     hl = highlights(series)
     if hl:
         blocks += [doc.Heading(2, "At a glance"), doc.Bullets(hl)]
+    blocks += stall.blocks(stalled)
     if capacity_doc is not None:
         blocks += capacity.blocks(capacity_doc, level=2, chart=charts.get(CAPACITY_CHART))
     blocks.append(doc.Heading(2, "Charts"))
     for name, file in charts.items():
-        if name == CAPACITY_CHART:
+        if name == CAPACITY_CHART or name in rooms.CHARTS:
             continue
         blocks += [doc.Heading(3, CHART_TITLES[name]), doc.Image(CHART_TITLES[name], file)]
+    blocks += timeline.blocks([t for s in series for t in s.timelines if t])
     blocks += [doc.Heading(2, "Every point"), doc.Para(TABLE_NOTE), points_table(series)]
-    for dim, meaning, table in label_tables([(s.label, r) for s in series for r in s.runs]):
+    runs = [(s.label, r) for s in series for r in s.runs]
+    for dim, meaning, table in label_tables(runs):
         blocks += [doc.Heading(3, f"By {dim}"), doc.Para(meaning), table]
+    blocks += rooms.blocks(runs, charts)
     notes = [
         f"{label}, {r['parameters']['clients']} clients: {note}"
         for label, r in ((s.label, r) for s in series for r in s.runs)
@@ -502,11 +531,15 @@ TABLE_NOTE = (
 
 
 def points_table(series: Sequence[SeriesData]) -> doc.Table:
-    """The 'Every point' table: numbers right-aligned, the run JSON linked."""
-    rows: list[list[doc.Cell]] = [
-        [*row[:-1], doc.Link("json", row[-1]) if row[-1] else ""] for row in table_rows(series)
+    """The 'Every point' table: numbers right-aligned, the run JSON and its chart over time linked."""
+    charts = [
+        c for s in series for c in [*s.timelines, *[None] * (len(s.runs) - len(s.timelines)), *[None] * len(s.failed)]
     ]
-    align = "".join("l" if h in ("strategy", "warnings", "data") else "r" for h in TABLE_HEADER)
+    rows: list[list[doc.Cell]] = [
+        [*row[:-1], doc.Link("json", row[-1]) if row[-1] else "", doc.Link("chart", chart) if chart else ""]
+        for row, chart in zip(table_rows(series), charts, strict=True)
+    ]
+    align = "".join("l" if h in ("strategy", "warnings", "data", "over time") else "r" for h in TABLE_HEADER)
     return doc.Table(TABLE_HEADER, rows, align, flag_column=TABLE_HEADER.index("warnings"))
 
 
@@ -515,8 +548,9 @@ def render_markdown(
     charts: dict[str, str],
     capacity_doc: CapacityDocument | None = None,
     title: str = DEFAULT_TITLE,
+    stalled: Sequence[stall.StallRun] = (),
 ) -> str:
-    return doc.to_markdown(document(series, charts, capacity_doc, title))
+    return doc.to_markdown(document(series, charts, capacity_doc, title, stalled))
 
 
 def render_html(
@@ -524,8 +558,9 @@ def render_html(
     charts: dict[str, str],
     capacity_doc: CapacityDocument | None = None,
     title: str = DEFAULT_TITLE,
+    stalled: Sequence[stall.StallRun] = (),
 ) -> str:
-    return doc.to_html(title, document(series, charts, capacity_doc, title))
+    return doc.to_html(title, document(series, charts, capacity_doc, title, stalled))
 
 
 def build_report(
@@ -540,22 +575,45 @@ def build_report(
     if not any(s.runs for s in series):
         raise ReportError(f"no completed run in {root}: every point failed (see its index.json)")
     capacity_doc = load_capacity(root) if (root / results.CAPACITY_JSON).is_file() else None
+    stalled = load_stalled(root, out)
     drawn = plots.draw_all(chart_series(series), out, _subtitle(series))
     if capacity_doc is not None:
         drawn[CAPACITY_CHART] = capacity.draw(capacity_doc, out)
+    drawn.update(roomcharts.draw([(s.label, r) for s in series for r in s.runs], out))
     charts = {name: path.relative_to(out).as_posix() for name, path in drawn.items()}
     written: dict[str, Path] = dict(drawn)
+    runs = [
+        (f"{s.label}, {r['parameters']['clients']} clients", r, f)
+        for s in series
+        for r, f in zip(s.runs, s.files, strict=True)
+    ]
+    timelines = timeline.draw_runs(runs, out)
+    for s in series:
+        s.timelines = [timelines.get(f) for f in s.files]
+    written.update({f"over time: {f}": out / name for f, name in timelines.items()})
     if out.resolve() != root.resolve():
         # links to the run JSON must still resolve from the report's location
         for s in series:
             s.files = [Path(os.path.relpath(root / f, out)).as_posix() for f in s.files]
     md = out / REPORT_MD
-    md.write_text(render_markdown(series, charts, capacity_doc, title), encoding="utf-8")
+    md.write_text(render_markdown(series, charts, capacity_doc, title, stalled), encoding="utf-8")
     page = out / REPORT_HTML
-    page.write_text(render_html(series, charts, capacity_doc, title), encoding="utf-8")
+    page.write_text(render_html(series, charts, capacity_doc, title, stalled), encoding="utf-8")
     written["markdown"] = md
     written["html"] = page
     return written
+
+
+def load_stalled(root: Path, out: Path) -> list[stall.StallRun]:
+    """The stalled-reader runs under ``root/stalled/`` (the sweep's last point), their JSON linked from ``out``."""
+    where = root / stall.STALL_DIR
+    if not where.is_dir() or not find_indexes(where):
+        return []
+    return [
+        stall.StallRun(s.label, run, Path(os.path.relpath(where / file, out)).as_posix())
+        for s in load_series(where)
+        for run, file in zip(s.runs, s.files, strict=True)
+    ]
 
 
 def print_warnings(series: Sequence[SeriesData]) -> None:

@@ -1,7 +1,10 @@
-"""What machine a result was measured on: collected once, stored in every result."""
+"""What machine a result was measured on: collected once per process (a
+series' runs share it: the CPU, the memory, Python, the git checkout), stored
+in the series' index and in every run with the load average at that moment."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -33,6 +36,15 @@ def _git(*args: str) -> str | None:
 
 
 def environment() -> Environment:
+    """The machine (collected once, :func:`machine`) and its load average now."""
+    env = machine().copy()
+    env["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return env
+
+
+@functools.cache
+def machine() -> Environment:
+    """What does not change during a series: read once per process (git runs twice)."""
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "cpu_model": cpu_model(),
@@ -43,7 +55,7 @@ def environment() -> Environment:
         "platform": platform.platform(),
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average": None,
     }
 
 

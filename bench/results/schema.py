@@ -19,6 +19,7 @@ from bench.measure.summaries import ProcessResources as ProcessResources
 from bench.measure.summaries import ProcessSamples as ProcessSamples
 from bench.measure.summaries import ProcessSummary as ProcessSummary
 from bench.measure.summaries import Resources as Resources
+from bench.net.tls import TlsInfo
 
 #: Bumped on any incompatible change to the swarm documents below.
 #: 2: per-label measurements (``labels``) replace the cluster's
@@ -46,6 +47,27 @@ COMPARE_MD = "COMPARE.md"
 # ---------------------------------------------------------------------------
 
 
+class WorkloadParameters(TypedDict):
+    """``parameters.workload``: the workload of a run with rooms or drawn
+    traffic (:class:`bench.workload.Workload`; absent: the one room, every
+    message alike)."""
+
+    scenario: str | None  #: the shipped scenario's name or the file's path; None: options only
+    description: str
+    summary: str  #: the workload in one line
+    seed: int  #: every random draw of the plan and the timetable
+    rooms: int | None  #: R as given (None: 1, or what fixed:M / uniform:A-B sizes needed)
+    room_sizes: str
+    rooms_per_client: int | None
+    personal_rooms: bool
+    senders_per_room: int | None
+    publisher_skew: float  #: Zipf exponent of the streams' shares (0: equal)
+    payload_sizes: str | None  #: a drawn payload distribution; None: ``payload_bytes`` each
+    arrivals: str
+    rate_mode: str  #: "total" or "per-room" (``rate`` per room)
+    total_rate: float  #: messages/s over all streams
+
+
 class SeriesParameters(TypedDict):
     """What the runs of a series share: :class:`RunParameters` without
     ``clients`` (``index.json``'s ``parameters``)."""
@@ -64,6 +86,7 @@ class SeriesParameters(TypedDict):
     connect_timeout_s: float
     drain_timeout_s: float
     sample_interval_s: float
+    interval_s: NotRequired[float]  #: --interval: the time axis (absent before it)
     spin_us: int
     target: str
     protocol: str
@@ -80,6 +103,10 @@ class SeriesParameters(TypedDict):
     warmup_messages: int
     measured_messages: int
     senders_receive: bool
+    workload: NotRequired[WorkloadParameters]  #: absent: the one room (the run without workload options)
+    transport: NotRequired[str]  #: ``plain`` or ``tls`` (absent in older runs: plain)
+    tls: NotRequired[TlsInfo | None]  #: the clients' TLS settings (--tls)
+    logins: NotRequired[str | None]  #: who the clients log in as (never a password)
 
 
 class RunParameters(SeriesParameters):
@@ -123,10 +150,15 @@ class TargetInfo(TypedDict):
     addresses: NotRequired[list[str]]  #: cluster:N: every node's address
     nodes: NotRequired[list[TargetInfo]]  #: cluster:N: each node as a target
     redis: NotRequired[TargetInfo]  #: cluster:N: the backplane's redis-server
+    pid_check: NotRequired[str]  #: HOST:PORT with --server-pid: why the pid could not be checked
+    #: started by the harness: ``plain`` or ``tls``, and who may log in (never a password)
+    security: NotRequired[str]
 
 
 class Connections(TypedDict):
-    requested: int
+    requested: int  #: --clients + --stalled-clients
+    #: connections opened only to send (--dedicated-senders; always for Redis): besides ``requested``
+    dedicated_senders: NotRequired[int]
     registered: int
     receivers: int
     senders: int
@@ -179,6 +211,8 @@ class Integrity(TypedDict):
     duplicated: int
     reordered: int
     corrupted: int
+    #: a run of several rooms: deliveries of a stream to a receiver not in its room (counted in ``faults``)
+    strays: NotRequired[int]
     faults: int
     pairs: NotRequired[list[IntegrityPair]]  #: absent in runs from before the per-pair counters
 
@@ -204,6 +238,114 @@ class LabelSection(TypedDict):
     histogram: NotRequired[Histogram]  #: absent in documents upgraded from version 1
 
 
+class RoomSizeCount(TypedDict):
+    """How many rooms of a run have one size (receiving members)."""
+
+    size: int
+    rooms: int
+
+
+class RoomBucket(TypedDict):
+    """The rooms of one ``room_size`` label value (a decade of sizes)."""
+
+    bucket: str  #: ``1-9``, ``10-99``, ...
+    rooms: int
+    members: int  #: memberships of receivers in those rooms
+    streams: int  #: streams said in them
+
+
+class RoomsSection(TypedDict):
+    """``rooms``: the plan's rooms (a run of several rooms; absent with one)."""
+
+    rooms: int
+    streams: int
+    sending_clients: int
+    memberships: int  #: receivers x their rooms
+    smallest: int
+    largest: int
+    sizes: list[RoomSizeCount]  #: every size, ascending: the histogram of room sizes
+    buckets: list[RoomBucket]
+
+
+class IntervalLabel(TypedDict):
+    """One label's share of one interval (runs with labels only)."""
+
+    label: str
+    delivered: int
+    latency_us: Latency
+    histogram: NotRequired[Histogram]  #: in the document; not in the live records
+
+
+class IntervalSection(TypedDict):
+    """One interval of a run's time axis (:mod:`bench.measure.intervals`):
+    the deliveries that *arrived* in it, and the messages *intended* in it.
+    Live records (JSON lines, the live view) have ``sent`` and ``lost`` None
+    and no histograms: they are known when the run ends."""
+
+    index: int
+    start_s: float  #: seconds after the first intended send (interval 0 starts there)
+    length_s: float  #: the interval length; the last one may be shorter
+    phase: str  #: warmup (it starts before the measured messages), measured, drain (after the last send)
+    delivered: int  #: measured deliveries that arrived in it (its histogram's count)
+    delivered_all: int  #: intact deliveries that arrived in it, warm-up included
+    per_s: float  #: delivered_all / length_s
+    scheduled: int  #: messages the timetable intended in it
+    sent: int | None  #: of those, handed to the kernel
+    owed: int  #: deliveries the plan's audience is owed by the messages sent (live: scheduled) in it
+    lost: int | None  #: deliveries of messages intended in it that never arrived
+    duplicated: int  #: faults seen in it
+    reordered: int
+    corrupted: int
+    late_reads: int  #: reads recorded in it although stamped in an earlier, closed interval
+    disconnects: int  #: receivers the server disconnected in it
+    latency_us: Latency
+    receive_lag_us: Latency | None  #: the harness's read lag of the reads made in it
+    server_cpu_percent: float | None  #: mean of the samples taken in it
+    server_rss_bytes: int | None  #: largest sample in it
+    harness_cpu_percent: float | None  #: the load generator's processes, summed
+    histogram: NotRequired[Histogram]  #: every label merged; in the document, not in live records
+    labels: NotRequired[list[IntervalLabel]]
+
+
+class IntervalSeries(TypedDict):
+    """``intervals``: the run over time.  The histograms are also written, in
+    HdrHistogram's interval-log form, to the ``.hlog`` file beside the document."""
+
+    interval_s: float
+    assigned_by: str  #: "arrival": a delivery is counted in the interval it arrived in
+    origin_unix_s: float  #: wall-clock time (Unix seconds) of interval 0's start: the first intended send
+    warmup_s: float  #: when the measured messages begin (seconds on the same axis)
+    send_end_s: float  #: the last intended send
+    hlog: NotRequired[str]  #: the interval log's file name, beside the document
+    intervals: list[IntervalSection]
+
+
+class ThresholdResult(TypedDict):
+    """One ``--threshold`` checked at the end of a run (:mod:`bench.measure.thresholds`)."""
+
+    threshold: str
+    ok: bool
+    value: float | None  #: what was measured, in the threshold's unit (None: nothing to measure)
+    abort_on_fail: bool
+    aborted: bool  #: the run was stopped when it was crossed
+
+
+class Setup(TypedDict):
+    """``setup``: how long the run's connections took to open (µs, HDR):
+    ``connect()`` to TCP up, the TLS handshake (ClientHello to the server's
+    Finished; full and resumed handshakes apart, None without TLS), and TCP
+    or TLS up to registered (the protocol's login and join)."""
+
+    connect_us: Latency
+    tls_full_us: Latency | None
+    tls_resumed_us: Latency | None
+    register_us: Latency
+    #: what TLS negotiated ("TLSv1.3 TLS_AES_256_GCM_SHA384") -> connections
+    tls: dict[str, int]
+    #: the four histograms, by the names above without ``_us``
+    histograms: dict[str, Histogram]
+
+
 class RunDocument(TypedDict):
     """``run-cNNNNN.json``: one swarm run."""
 
@@ -222,6 +364,7 @@ class RunDocument(TypedDict):
     latency_us: Latency
     #: per label; empty when no label dimension applies to the run
     labels: list[LabelSection]
+    rooms: NotRequired[RoomsSection]  #: a run of several rooms: their sizes
     send_lag_us: Latency
     rx_clock: NotRequired[str]  #: absent in runs from before the kernel clock: they timed the read
     receive_lag_us: NotRequired[Latency | None]
@@ -231,6 +374,9 @@ class RunDocument(TypedDict):
     histogram: Histogram
     timing: dict[str, float]
     notes: list[str]
+    setup: NotRequired[Setup]  #: absent in runs from before it was measured
+    intervals: NotRequired[IntervalSeries]  #: the run over time (absent before the time axis)
+    thresholds: NotRequired[list[ThresholdResult]]  #: --threshold, when given
 
 
 def server_summary(run: RunDocument) -> ProcessSummary:
@@ -244,17 +390,25 @@ def server_summary(run: RunDocument) -> ProcessSummary:
 # ---------------------------------------------------------------------------
 
 
-class IndexSummary(TypedDict):
+class RunSummary(TypedDict, total=False):
+    """One run's headline numbers, picked in one place
+    (:func:`bench.results.summary.run_summary`) for the index, the capacity
+    steps, the comparison's points and the flat rows.  Every key is there in
+    what this code writes; older documents may lack the newer ones (``p95_us``)."""
+
     p50_us: int | None
     p90_us: int | None
+    p95_us: int | None
     p99_us: int | None
     p99_9_us: int | None
     max_us: int | None
     deliveries_per_s: float | None
+    #: delivered / expected (each target's own expectation: who hears whom differs)
     delivered_ratio: float | None
     faults: int
     failed_connections: int
     server_cpu_percent: float | None
+    server_rss_max_bytes: int | None
     harness_cpu_percent: float | None
     load_generator_saturated: bool
 
@@ -263,7 +417,7 @@ class IndexEntry(TypedDict):
     clients: int
     file: str | None
     status: Literal["ok", "error"]
-    summary: NotRequired[IndexSummary]
+    summary: NotRequired[RunSummary]
     error: NotRequired[str]
 
 
@@ -281,6 +435,8 @@ class IndexDocument(TypedDict):
     command: list[str] | None
     sweep: Sweep
     parameters: SeriesParameters
+    #: where the series ran, collected once when it started (absent in older indexes)
+    environment: NotRequired[Environment]
     runs: list[IndexEntry]
 
 
@@ -289,22 +445,17 @@ class IndexDocument(TypedDict):
 # ---------------------------------------------------------------------------
 
 
-class CapacityStep(TypedDict):
+class CapacityStep(RunSummary):
+    """One step of a search: the run's summary (none for a run that failed), and the verdict."""
+
     clients: int
     passed: bool
     reasons: list[str]
+    #: the same as the summary's ``load_generator_saturated`` (False for a failed run)
     saturated: bool
     attempt: NotRequired[int]
     error: NotRequired[str | None]
     latency_only: NotRequired[bool]
-    p50_us: NotRequired[int | None]
-    p95_us: NotRequired[int | None]
-    p99_us: NotRequired[int | None]
-    max_us: NotRequired[int | None]
-    delivered_ratio: NotRequired[float | None]
-    deliveries_per_s: NotRequired[float | None]
-    faults: NotRequired[int]
-    failed_connections: NotRequired[int]
 
 
 class CapacityResult(TypedDict):
@@ -355,21 +506,13 @@ class CapacityDocument(TypedDict):
 # ---------------------------------------------------------------------------
 
 
-class ComparePoint(TypedDict):
+class ComparePoint(RunSummary):
+    """One target at one client count: the run's summary (or the median of
+    --repeat's runs), none for a point that failed."""
+
     clients: int
     status: Literal["ok", "error"]
     error: NotRequired[str | None]
-    deliveries_per_s: NotRequired[float | None]
-    delivered_ratio: NotRequired[float | None]
-    p50_us: NotRequired[int | None]
-    p99_us: NotRequired[int | None]
-    max_us: NotRequired[int | None]
-    faults: NotRequired[int]
-    failed_connections: NotRequired[int]
-    server_cpu_percent: NotRequired[float | None]
-    server_rss_max_bytes: NotRequired[int | None]
-    harness_cpu_percent: NotRequired[float | None]
-    load_generator_saturated: NotRequired[bool]
     #: --repeat N: the point is the median of ``runs`` runs that finished (of ``runs + failed_runs``)
     runs: NotRequired[int]
     failed_runs: NotRequired[int]
@@ -380,6 +523,7 @@ class PointSpread(TypedDict, total=False):
     """--repeat N: [min, max] over a point's runs, beside the median in :class:`ComparePoint`."""
 
     deliveries_per_s: list[float]
+    delivered_ratio: list[float]
     p50_us: list[float]
     p99_us: list[float]
     server_cpu_percent: list[float]
@@ -393,10 +537,12 @@ class CompareSeries(TypedDict):
 
 class CompareRatio(TypedDict):
     clients: int
-    deliveries_per_s: float | None
+    #: ours / peer of the delivered FRACTIONS (``delivered_ratio``), not of deliveries/s: targets
+    #: differ in who hears whom (a Redis publisher hears its own message), so their counts differ
+    delivered: float | None
     p99: float | None
     #: --repeat N: [lowest, highest] ratio any two runs give (ours min / peer max, ours max / peer min)
-    deliveries_per_s_spread: NotRequired[list[float] | None]
+    delivered_spread: NotRequired[list[float] | None]
     p99_spread: NotRequired[list[float] | None]
 
 
@@ -406,6 +552,7 @@ class CompareParameters(TypedDict):
     payload_bytes: int
     warmup_s: float
     duration_s: float
+    workload: NotRequired[WorkloadParameters]  #: a workload of rooms or drawn traffic (absent: one room)
 
 
 class CompareMeta(TypedDict):

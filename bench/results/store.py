@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench.measure.stats import LatencyHistogram
+from bench.results.hlog import hlog_name, write_hlog
+from bench.results.machine import environment
 from bench.results.schema import (
     CAPACITY_JSON,
     CAPACITY_KIND,
@@ -35,8 +37,8 @@ from bench.results.schema import (
     IndexEntry,
     RunDocument,
     SeriesParameters,
-    server_summary,
 )
+from bench.results.summary import run_summary
 
 
 class ResultsError(Exception):
@@ -168,27 +170,7 @@ def run_histogram(run: RunDocument) -> LatencyHistogram:
 
 def index_entry(doc: RunDocument, file: str) -> IndexEntry:
     """The index's line for one finished run."""
-    lat = doc["latency_us"]
-    resources = doc["resources"]
-    return {
-        "clients": doc["parameters"]["clients"],
-        "file": file,
-        "status": "ok",
-        "summary": {
-            "p50_us": lat["p50_us"],
-            "p90_us": lat["p90_us"],
-            "p99_us": lat["p99_us"],
-            "p99_9_us": lat["p99_9_us"],
-            "max_us": lat["max_us"],
-            "deliveries_per_s": doc["deliveries"]["per_s"],
-            "delivered_ratio": doc["deliveries"]["delivered_ratio"],
-            "faults": doc["integrity"]["faults"],
-            "failed_connections": doc["connections"]["failed"],
-            "server_cpu_percent": server_summary(doc).get("cpu_percent_window"),
-            "harness_cpu_percent": resources.get("harness_cpu_percent_window"),
-            "load_generator_saturated": doc["load_generator_saturated"],
-        },
-    }
+    return {"clients": doc["parameters"]["clients"], "file": file, "status": "ok", "summary": run_summary(doc)}
 
 
 def run_file_name(clients: int, repeat: int = 1) -> str:
@@ -215,12 +197,18 @@ class SeriesWriter:
             "command": list(command) if command is not None else None,
             "sweep": {"variable": "clients", "values": []},
             "parameters": series,
+            "environment": environment(),
             "runs": [],
         }
 
     def add(self, doc: RunDocument, repeat: int = 1) -> Path:
         clients = int(doc["parameters"]["clients"])
         file = run_file_name(clients, repeat)
+        intervals = doc.get("intervals")
+        if intervals is not None:  # the interval log beside the JSON, named in it
+            intervals["hlog"] = hlog_name(file)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write_hlog(self.directory / intervals["hlog"], doc)
         path = write_json(self.directory / file, doc)
         self.index["sweep"]["values"].append(clients)
         self.index["runs"].append(index_entry(doc, file))

@@ -5,7 +5,8 @@ directory's JSON as ``reports/baselines/NAME/``, and ``python -m bench diff
 The design is a plain directory per name, a copy of the results' JSON files
 (``index.json``, the run JSONs, ``capacity.json``, ``compare.json``) in
 their layout: any tool that reads a results directory reads a baseline, and
-``git add reports/baselines/NAME`` shares one.  Charts and reports are not
+``git add -f reports/baselines/NAME`` shares one (the directory is ignored,
+so ``git status`` stays clean after a save).  Charts and reports are not
 copied (``python -m bench report`` redraws them).
 """
 
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from bench import cli
+from bench.progname import PROG
 from bench.report import sweep as sweep_report
 
 #: Where named baselines live, under the reports root.
@@ -68,8 +70,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         f"under {DEFAULT_ROOT}/NAME, for `diff --baseline NAME NEW`. Runs nothing."
     )
     parser.epilog = (
-        "Example: `python -m bench save reports/latest before-flusher`, then after a change "
-        "`python -m bench sweep && python -m bench diff --baseline before-flusher reports/latest`."
+        f"Example: `{PROG} save reports/latest before-flusher`, then after a change "
+        f"`{PROG} sweep && {PROG} diff --baseline before-flusher reports/latest`."
     )
     parser.add_argument("dir", metavar="DIR", help="a results directory, e.g. reports/latest")
     parser.add_argument("name", metavar="NAME", help="the baseline's name (letters, digits, '.', '_', '-')")

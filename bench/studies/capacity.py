@@ -14,8 +14,12 @@ A point that fails on latency alone is run again (``confirm`` times) and
 passes if any attempt passes: on a shared machine one slow run is often
 other load, not the server.  Lost deliveries and failed connections are
 never retried.  The search then bisects ``refine`` times between the last
-passing and the first failing count, and reports the largest passing count and why the smallest
-failing one failed.  A point where the load generator was saturated is
+passing and the first failing count.  With ``repeat_boundary`` N, both are
+then run N times in all, and the headline is the largest count that passed
+every one of its N runs: a last passing count that failed a repeat sends the
+search down to the next passing count, repeated in turn (the boundary is a
+band on this machine, and the report shows it).  It reports that count, the
+spread of its runs, and why the smallest failing one failed.  A point where the load generator was saturated is
 still judged, but the result says so: the limit found may be the
 harness's, not the server's.
 
@@ -49,6 +53,7 @@ from bench.results.schema import (
     RunDocument,
 )
 from bench.results.store import write_json
+from bench.results.summary import summarize_into
 from bench.studies import sweep
 
 #: The offered rate and measured time of every point: short points, so a
@@ -139,25 +144,14 @@ def _step_record(clients: int, doc: RunDocument | None, error: str | None, bound
             "error": error,
             "saturated": False,
         }
-    lat = doc["latency_us"]
     reasons = judge(doc, bound)
-    p95 = lat.get("p95_us")
+    step: CapacityStep = {"clients": clients, "passed": not reasons, "reasons": reasons, "saturated": False}
+    summarize_into(step, doc)
+    p95 = step["p95_us"]
     slow = p95 is not None and p95 > bound * 1000
-    return {
-        "clients": clients,
-        "passed": not reasons,
-        "reasons": reasons,
-        "latency_only": bool(reasons) and slow and len(reasons) == 1,
-        "p50_us": lat["p50_us"],
-        "p95_us": lat["p95_us"],
-        "p99_us": lat["p99_us"],
-        "max_us": lat["max_us"],
-        "delivered_ratio": doc["deliveries"]["delivered_ratio"],
-        "deliveries_per_s": doc["deliveries"]["per_s"],
-        "faults": doc["integrity"]["faults"],
-        "failed_connections": doc["connections"]["failed"],
-        "saturated": bool(doc.get("load_generator_saturated")),
-    }
+    step["latency_only"] = bool(reasons) and slow and len(reasons) == 1
+    step["saturated"] = step["load_generator_saturated"]
+    return step
 
 
 #: run_point(clients) -> (run document, None) or (None, error message)
@@ -212,11 +206,10 @@ def search(
             last_pass = low = mid
         else:
             first_fail = mid
-    result = _result(steps, last_pass, first_fail, config)
+    held = last_pass
     if last_pass is not None and first_fail is not None:
-        # the spread at the boundary (shown in the report); the verdict above stands
-        _repeat(run_once, steps, (last_pass, first_fail), config.repeat_boundary)
-    return {"steps": steps, "result": result}
+        held = _hold(run_once, steps, last_pass, first_fail, config.repeat_boundary)
+    return {"steps": steps, "result": _result(steps, held, first_fail, config)}
 
 
 def _repeat(
@@ -226,6 +219,70 @@ def _repeat(
     for n in counts:
         while sum(1 for s in steps if s["clients"] == n) < runs:
             run_once(n)
+
+
+def holds(steps: list[CapacityStep], n: int) -> bool:
+    """Whether ``n`` clients passed, and every run of it since (the boundary
+    repeats) passed too; failed attempts before its first pass are the
+    search's latency confirmations."""
+    runs = [s["passed"] for s in steps if s["clients"] == n]
+    return True in runs and all(runs[runs.index(True) :])
+
+
+def _hold(
+    run_once: Callable[[int], CapacityStep], steps: list[CapacityStep], last_pass: int, first_fail: int, runs: int
+) -> int | None:
+    """The headline count: the largest passing count that passes every one of
+    ``runs`` runs.  The search's last passing and first failing counts are run
+    ``runs`` times each (the spread at the boundary); if a run of the last
+    passing count failed, the next passing count below it is repeated in turn,
+    and so on down.  None when no count holds."""
+    _repeat(run_once, steps, (last_pass, first_fail), runs)
+    for n in sorted({s["clients"] for s in steps if s["passed"] and s["clients"] <= last_pass}, reverse=True):
+        _repeat(run_once, steps, (n,), runs)
+        if holds(steps, n):
+            return n
+    return None
+
+
+def runs_passed(steps: list[CapacityStep], n: int) -> tuple[int, int]:
+    """(runs of ``n`` that passed, runs of ``n``)."""
+    runs = [s["passed"] for s in steps if s["clients"] == n]
+    return sum(runs), len(runs)
+
+
+def _p95_range(steps: list[CapacityStep], n: int) -> str:
+    """`` (p95 310-450 ms)`` over the runs of ``n`` (empty for one run)."""
+    p95 = [v for s in steps if s["clients"] == n and (v := s.get("p95_us")) is not None]
+    if len(p95) < 2:
+        return ""
+    return f" (p95 {min(p95) / 1000:.0f}-{max(p95) / 1000:.0f} ms)"
+
+
+def _runs_text(steps: list[CapacityStep], n: int) -> str:
+    passed, runs = runs_passed(steps, n)
+    return "" if runs == 1 else f"{passed} of {runs} runs"
+
+
+def _headline(steps: list[CapacityStep], held: int | None, first_fail: int, fail: CapacityStep | None) -> str:
+    """``375 clients pass all 3 runs (p95 ...); 400 passed 1 of 3 runs; 500 fail (0 of 3 runs passed): ...``."""
+    band = sorted({s["clients"] for s in steps if s["passed"] and (held or 0) < s["clients"] < first_fail})
+    parts = []
+    if held is not None:
+        runs = runs_passed(steps, held)[1]
+        every = f" all {runs} runs" if runs > 1 else ""
+        parts.append(f"{held} clients pass{every}{_p95_range(steps, held)}")
+    else:
+        parts.append("no count passed every run")
+    parts += [f"{n} passed {_runs_text(steps, n)}{_p95_range(steps, n)}" for n in band]
+    failed = _runs_text(steps, first_fail)
+    return (
+        "; ".join(parts)
+        + f"; {first_fail} fail"
+        + (f" ({failed} passed)" if failed else "")
+        + ": "
+        + ("; ".join(fail["reasons"] if fail else []))
+    )
 
 
 def _result(
@@ -240,10 +297,10 @@ def _result(
             f"every point passed up to the {config.max_clients}-client limit of the search; the capacity is "
             f"at least {last_pass} clients"
         )
-    elif last_pass is None:
+    elif last_pass is None and not any(st["passed"] for st in steps):
         summary = f"even the first point ({first_fail} clients) failed: " + "; ".join(fail["reasons"] if fail else [])
     else:
-        summary = f"{last_pass} clients pass; {first_fail} fail: " + "; ".join(fail["reasons"] if fail else [])
+        summary = _headline(steps, last_pass, first_fail, fail)
     if saturated_at_limit:
         summary += (
             " (the load generator was saturated at the limit, so this may be the harness's capacity on this "
@@ -325,8 +382,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_REPEAT_BOUNDARY,
         metavar="N",
-        help="once found, run the last passing and the first failing count N times in all; the report shows "
-        "their spread (1: no repeat)",
+        help="once found, run the last passing and the first failing count N times in all; the headline is the "
+        "largest count that passed every one of its N runs (a count whose runs did not all pass sends the "
+        "search to the next passing count below, repeated in turn), with the spread beside it (1: no repeat)",
     )
     cli.add_parents(parser, *cli.swarm_parents())
     parser.set_defaults(rate=CAPACITY_RATE, duration=CAPACITY_DURATION_S, senders=DEFAULT_SENDERS)
@@ -421,6 +479,8 @@ def _search_one(series: sweep.Series, cfg: SearchConfig, quiet: bool) -> Capacit
 
 def run(args: argparse.Namespace) -> int:
     cfg = _search_config(args)
+    if args.senders == DEFAULT_SENDERS and not cli.workload_of(args)[0].one_room:
+        args.senders = None  # the default is one room's; a workload of rooms has senders per room
     strategies = cli.fanouts(args, DEFAULT_FANOUTS)
     cli.validate(args, [cfg.start, cfg.max_clients], strategies)
     out = sweep.out_dir(args, "-capacity")

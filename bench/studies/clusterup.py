@@ -8,8 +8,12 @@ them running until Ctrl-C (or SIGTERM), then stops them all.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import signal
+import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from bench.targets import ClusterTarget, TargetError
@@ -31,6 +35,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def client_command(port: int, python: str = sys.executable) -> str:
+    """How to start the terminal client from here: ``chat-client`` when that
+    is on PATH, else the one installed beside this Python (``.venv/bin/...``,
+    relative to the current directory when inside it), else the module."""
+    script = Path(python).with_name("chat-client")
+    if not script.exists():
+        return f"{python} -m client --port {port}"
+    found = shutil.which("chat-client")
+    if found is not None and os.path.samefile(found, script):
+        return f"chat-client --port {port}"
+    shown = os.path.relpath(script) if script.is_relative_to(Path.cwd()) else str(script)
+    return f"{shown} --port {port}"
+
+
 def run(args: argparse.Namespace) -> int:
     target = ClusterTarget(args.nodes, [*args.server_arg, "--log-level", "INFO"], port=args.port)
     try:
@@ -47,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     pids = ", ".join(str(node.pid) for node in target.nodes)
     print(f"cluster: {args.nodes} nodes (pids {pids}) on {host}:{port}, backplane {target.redis.url}")
-    print(f"connect with: chat-client --port {port}    (Ctrl-C stops the cluster)", flush=True)
+    print(f"connect with: {client_command(port)}    (Ctrl-C stops the cluster)", flush=True)
     try:
         while not stop.wait(0.5):
             dead = [node.label for node in target.nodes if node.pid is None]

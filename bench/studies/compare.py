@@ -6,16 +6,19 @@ For each target the sweep (:func:`bench.studies.sweep.run_series`: one run per
 client count, a fresh server each) goes to ``OUT/<target>/`` (run JSONs and
 ``index.json``, the usual results schema).  Then:
 
-``OUT/compare.json``  per target and client count: deliveries/s, p50/p99,
-                      delivered ratio, faults, server and harness CPU; and the
-                      ratios ours / each peer.
+``OUT/compare.json``  per target and client count: the run summary
+                      (deliveries/s, delivered ratio, p50/p99, faults, server
+                      and harness CPU); and the ratios ours / each peer.
 ``OUT/COMPARE.md``    the settings (protocol, flood control, TCP_QUICKACK), the
                       ratio table per peer, and the charts.
 ``OUT/*.png``         one line per target: p99 latency, deliveries/s and
                       server CPU against the client count.
 
-Ratios are *ours / peer*: for deliveries/s above 1 means ours delivered
-more; for p99 below 1 means ours was faster.  Our server is the ``embedded``
+Ratios are *ours / peer*: of the delivered *fractions* (each target's
+deliveries over its own expected count: a Redis publisher is a connection of
+its own, so there every subscriber gets every message, the sender's too,
+where the other servers skip the sender), above 1 means ours delivered a
+larger share; of p99, below 1 means ours was faster.  Our server is the ``embedded``
 target (the first of ``--targets`` when ``embedded`` is not among them).
 
 Fairness: every target gets the same workload (clients, senders, rate,
@@ -41,15 +44,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import cli
+from bench.progname import PROG
 from bench.report import compare as compare_report
 from bench.results.machine import environment
-from bench.results.schema import CompareMeta
+from bench.results.schema import CompareMeta, CompareParameters
 from bench.results.store import ResultsError, SeriesWriter
 from bench.studies import sweep
-from bench.swarm import DEFAULT_SENDERS
-from bench.targets import NGIRCD_PENALTY_RATE_PER_SENDER, NgircdTarget, make_target
+from bench.swarm import DEFAULT_SENDERS, SwarmConfig
+from bench.swarm.run import rooms_refusal
+from bench.targets import NGIRCD_PENALTY_RATE_PER_SENDER, NgircdTarget, make_target, parse_target, registry
 
-DEFAULT_TARGETS = ("embedded", "ngircd", "miniircd", "mosquitto", "redis", "nats")
+#: Without --targets: the registry's (bench/targets/registry.py, ``compare=True``).
+DEFAULT_TARGETS = registry.COMPARE_DEFAULTS
 DEFAULT_CLIENTS = (10, 50, 100, 250, 500)
 #: Where comparisons go without --out.
 DEFAULT_ROOT = "reports/compare"
@@ -85,19 +91,21 @@ def flood_plan(targets: Sequence[str], rate: float, senders: int | None) -> tupl
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Run the same fan-out sweep against several chat servers (ours and IRC peers) and write a "
+        "Run the same fan-out sweep against several servers (ours, IRC servers, pub/sub brokers) and write a "
         "comparison: per-target run JSONs, compare.json, COMPARE.md with ratios ours/peer, and charts."
     )
     parser.epilog = (
-        "Peers: `make peers` installs ngircd (apt) and miniircd (pip). miniircd's select() loop cannot go "
-        "past ~1,020 connections. Example: `python -m bench compare --clients 10,50,100 --rate 100 --duration 3`."
+        f"Peers: `{PROG} peers --targets LIST --install` installs what the chosen targets need (Debian "
+        "packages with apt-get, miniircd with pip; `make compare` does it first). Every target kind: "
+        f"`{PROG} run --help`. miniircd's select() loop cannot go past ~1,020 connections. Example: "
+        f"`{PROG} compare --targets embedded,redis --clients 10,50,100 --rate 100 --duration 3`."
     )
     g = parser.add_argument_group("targets")
     g.add_argument(
         "--targets",
         type=cli.target_list,
         default=list(DEFAULT_TARGETS),
-        help="comma-separated targets; 'embedded' is ours, the ratios are against it",
+        help="comma-separated --target values (see `run --help`); 'embedded' is ours, the ratios are against it",
     )
     g.add_argument(
         "--clients", type=cli.client_counts, default=list(DEFAULT_CLIENTS), help="client counts (comma-separated)"
@@ -128,9 +136,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="run nothing: re-read the sweeps in DIR (a previous --out); rewrite compare.json, COMPARE.md, charts",
     )
-    cli.add_parents(parser, cli.clients_options(), cli.traffic_options(), cli.output_options())
+    cli.add_parents(parser, cli.security_options(), cli.clients_options(), cli.traffic_options(), cli.output_options())
     # Receivers ACK at once by default: the peers leave Nagle on (see the module's docstring).
     parser.set_defaults(quickack=True, reports_root=DEFAULT_ROOT)
+
+
+def _parameters(args: argparse.Namespace, base: SwarmConfig, senders: int | None) -> CompareParameters:
+    """``meta.parameters``: what every target was given (a workload of rooms included)."""
+    out: CompareParameters = {
+        "senders": base.sender_count if senders or not base.workload.one_room else f"min(clients, {DEFAULT_SENDERS})",
+        "rate": args.rate,
+        "payload_bytes": base.payload_bytes,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+    }
+    workload = base.parameters().get("workload")
+    if workload is not None:
+        out["workload"] = workload
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,20 +169,26 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UsageError("--rate must be positive")
     if args.repeat < 1:
         raise cli.UsageError("--repeat must be at least 1")
-    if args.server_pid is not None and sum(":" in t for t in targets) != 1:
+    if args.server_pid is not None and sum(parse_target(t).address is not None for t in targets) != 1:
         raise cli.UsageError("--server-pid names the pid of the one HOST:PORT target among --targets")
     quick = set(args.quickack_targets or ())
     if quick - set(targets):
         raise cli.UsageError(
             f"--quickack-targets names targets not in --targets: {', '.join(sorted(quick - set(targets)))}"
         )
-    for name in targets:
-        make_target(name)  # installed?  (clear error otherwise)
     senders, flood = flood_plan(targets, args.rate, args.senders)
-    args.senders = senders
+    if cli.workload_of(args)[0].one_room:
+        args.senders = senders
+    elif senders != args.senders:  # rooms: each has its senders; ngircd's penalty applies as it is
+        flood += "; with rooms the senders are the rooms' (not spread): ngircd's penalty may hold them back"
     base = cli.swarm_config(args, max(args.clients))
     for name in targets:
-        replace(base, target=name)  # validates the payload against each protocol
+        # validates the payload, the rooms and the logins against each protocol
+        config = replace(base, target=name)
+        # installed, and can be so secured?  (clear error otherwise)
+        why = rooms_refusal(config, make_target(name, security=base.security))
+        if why is not None:
+            raise cli.UsageError(why)
     out = sweep.out_dir(args)
     configs = {
         name: replace(
@@ -167,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
             target=name,
             label=f"compare:{name}",
             quickack=(name in quick) if args.quickack_targets else base.quickack,
+            server_pid=base.server_pid if parse_target(name).address is not None else None,
         )
         for name in targets
     }
@@ -187,13 +217,7 @@ def run(args: argparse.Namespace) -> int:
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": list(args.argv),
         "clients": list(args.clients),
-        "parameters": {
-            "senders": base.sender_count if senders else f"min(clients, {DEFAULT_SENDERS})",
-            "rate": args.rate,
-            "payload_bytes": args.payload,
-            "warmup_s": args.warmup,
-            "duration_s": args.duration,
-        },
+        "parameters": _parameters(args, base, senders),
         "quickack": args.quickack,
         "flood_plan": flood,
         "environment": environment(),

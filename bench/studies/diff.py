@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import cli
+from bench.progname import PROG
 from bench.report import diff as diff_report
 from bench.report import flat
 from bench.report import sweep as sweep_report
@@ -116,8 +117,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Exit codes: 0 within the --fail limits (or none given); 1 a point is past a limit; 2 a usage error "
         "(unreadable results, no point in common, different machines without --force, bad --fail). "
-        "Examples: `python -m bench diff reports/A reports/B`; `python -m bench save reports/latest main` then "
-        "`python -m bench diff --baseline main reports/latest --fail p99:+10%,deliveries:-5% --out diff/`."
+        f"Examples: `{PROG} diff reports/A reports/B`; `{PROG} save reports/latest main` then "
+        f"`{PROG} diff --baseline main reports/latest --fail p99:+10%,deliveries:-5% --out diff/`. "
+        "Each point is one run: two identical sweeps can differ by 8% at p99, so keep --fail limits wider "
+        "than that, and measure with repeats (compare --repeat N) before deciding."
     )
     parser.add_argument(
         "dirs", nargs="+", metavar="DIR", help="BASE NEW (two results directories), or NEW alone with --baseline"

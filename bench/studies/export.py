@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from bench import cli
+from bench.progname import PROG
 from bench.report import flat
 from bench.report import sweep as sweep_report
 from bench.report.flat import Row
@@ -30,8 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "deliveries, integrity counters, resources, parameters), for spreadsheets. Runs nothing."
     )
     parser.epilog = (
-        "Example: `python -m bench export reports/latest --csv points.csv`; "
-        "`python -m bench export reports/latest | column -s, -t`. Latencies are in microseconds (columns ending _us)."
+        f"Example: `{PROG} export reports/latest --csv points.csv`; "
+        f"`{PROG} export reports/latest | column -s, -t`. Latencies are in microseconds (columns ending _us)."
     )
     parser.add_argument("dir", metavar="DIR", help="a results directory, e.g. reports/latest")
     parser.add_argument(

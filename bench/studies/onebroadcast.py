@@ -23,7 +23,9 @@ on ``cluster:N``.
 
 This is the lower bound a swarm run at that client count can show (the swarm
 adds queueing behind other messages and CPU contention with the harness).
-Loopback only.
+Loopback only.  ``--tls`` and the logins work as for ``run``: over TLS the
+stamp is the ciphertext's arrival (:class:`bench.net.tls.TlsStream` reads
+the raw socket, then decrypts), so decryption is not counted.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import TypedDict
 
-from bench import wire
+from bench import cli, wire
 from bench.measure import probe
 from bench.measure.integrity import IntegrityTracker
 from bench.measure.labelled import Labelled
@@ -44,10 +46,12 @@ from bench.measure.recorder import DeliveryRecorder
 from bench.measure.stats import LatencyHistogram
 from bench.net import stamps
 from bench.net.rx import ReceivePath, StampedReader
+from bench.net.tls import TlsOptions
 from bench.report.fmt import ms
 from bench.results.schema import Latency
-from bench.targets import Target, TargetError, make_target, target_protocol
+from bench.targets import Security, Target, TargetError, client_tls, make_target, parse_target, target_protocol
 from bench.wire.client import ClientError, WireClient, discard_pending
+from bench.wire.credentials import CredentialsError, Logins
 from bench.workload import Client, Plan, labels, one_room
 from server.config import FANOUT_STRATEGIES
 
@@ -56,9 +60,6 @@ from server.config import FANOUT_STRATEGIES
 ROUND_SETTLE_S = 0.2
 #: Seconds a receiver may wait for its probe before the study fails.
 READ_TIMEOUT_S = 10.0
-#: Targets that run this project's server, which take ``--fanout`` and whose
-#: join notices are switched off for the study (``--announce-limit 0``).
-OUR_SERVERS = ("embedded", "embedded-ws")
 
 
 class Arrivals(TypedDict):
@@ -94,6 +95,12 @@ class Study:
     fanout: str = "queued"  #: this project's server only
     payload: int = 64
     timeout: float = READ_TIMEOUT_S
+    tls: TlsOptions | None = None  #: every connection over TLS
+    logins: Logins | None = None  #: client ``cid`` logs in with ``logins.for_client(cid)``
+
+    @property
+    def security(self) -> Security:
+        return Security(tls=self.tls is not None, logins=self.logins)
 
 
 @dataclass
@@ -126,10 +133,16 @@ def _medians(rounds: list[Arrivals]) -> Arrivals:
     }
 
 
+def _ours(spec: str) -> bool:
+    """Whether the target runs this project's server (it takes ``--fanout``;
+    its join notices are switched off for the study: ``--announce-limit 0``)."""
+    kind = parse_target(spec).kind
+    return kind is not None and kind.ours
+
+
 def _target(study: Study) -> Target:
-    ours = study.target in OUR_SERVERS or study.target.startswith("cluster:")
-    args = ["--fanout", study.fanout, "--announce-limit", "0"] if ours else []
-    return make_target(study.target, args, None, study.protocol)
+    args = ["--fanout", study.fanout, "--announce-limit", "0"] if _ours(study.target) else []
+    return make_target(study.target, args, None, study.protocol, study.security)
 
 
 class Broadcasts:
@@ -139,6 +152,7 @@ class Broadcasts:
         self.study = study
         self.protocol = target_protocol(study.target, study.protocol)
         self.adapter = wire.get(self.protocol)
+        self.tls = client_tls(study.tls, study.target)
         nodes = len(addresses)
         sender_only = not self.adapter.senders_receive
         deadline = time.monotonic() + study.timeout
@@ -163,9 +177,11 @@ class Broadcasts:
         self.seqs = [0] * len(self.senders)
 
     def _join(self, cid: int, name: str, address: tuple[str, int], deadline: float, sender_only: bool) -> Member:
-        client = WireClient.open(address, self.protocol, self.study.timeout)
+        client = WireClient.open(address, self.protocol, self.study.timeout, tls=self.tls)
+        logins = self.study.logins
         try:
-            client.register(name, deadline, sender_only=sender_only)
+            login = logins.for_client(cid) if logins is not None else None
+            client.register(name, deadline, sender_only=sender_only, credentials=login)
         except BaseException:
             client.close()
             raise
@@ -236,7 +252,11 @@ def measure(study: Study) -> OneBroadcastResult:
     target = _target(study)
     try:
         host, port = target.start()
-        group = Broadcasts(study, target.node_addresses() or [(host, port)])
+        addresses = target.node_addresses() or [(host, port)]
+        if study.logins is not None:  # ours: the study's names and passwords, in its accounts file
+            names = [*(f"s{n}" for n in range(len(addresses))), *(f"r{i}" for i in range(study.clients))]
+            target.enroll([(name, study.logins.for_client(cid).password) for cid, name in enumerate(names)])
+        group = Broadcasts(study, addresses)
         try:
             group.settle()
             for member in group.receivers:
@@ -276,6 +296,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fanout", choices=FANOUT_STRATEGIES, default="queued", help="our server's strategy")
     parser.add_argument("--payload", type=int, default=64, help="characters of the probe's payload")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    cli.add_parents(parser, cli.security_options())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -283,7 +304,20 @@ def run(args: argparse.Namespace) -> int:
     if args.clients < 1 or args.rounds < 1:
         print("bench onebroadcast: error: --clients and --rounds must be at least 1", file=sys.stderr)
         return 2
-    study = Study(args.clients, args.rounds, args.target, args.protocol, args.fanout, args.payload)
+    tls, logins = cli.client_security(args)
+    if tls is not None and tls.resume:
+        print("bench onebroadcast: error: --tls-resume applies to the swarm (one session per worker)", file=sys.stderr)
+        return 2
+    study = Study(
+        args.clients, args.rounds, args.target, args.protocol, args.fanout, args.payload, tls=tls, logins=logins
+    )
+    if logins is not None:
+        protocol = target_protocol(study.target, study.protocol)
+        try:
+            logins.check(protocol, wire.get(protocol).login, 1)
+        except CredentialsError as exc:
+            print(f"bench onebroadcast: error: {exc}", file=sys.stderr)
+            return 2
     try:
         result = measure(study)
     except (RuntimeError, OSError, ClientError, TargetError) as exc:
@@ -293,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     m = result["median"]
-    what = f"fanout={args.fanout}" if args.target in OUR_SERVERS else f"{args.target}, {result['protocol']}"
+    what = f"fanout={args.fanout}" if args.target == "embedded" else f"{args.target}, {result['protocol']}"
     print(
         f"one broadcast to {args.clients} idle clients ({what}, median of {args.rounds} rounds): "
         f"first {m['first_us'] / 1000:.2f} ms, median {m['p50_us'] / 1000:.2f} ms, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from bench.progname import PROG
 from bench.studies import sweep
 
 #: The point ``run`` measures when no --clients is given.
@@ -26,9 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "a comma-separated --clients runs each count."
     )
     parser.epilog = (
-        "Examples: `python -m bench run --clients 100 --rate 1000 --duration 5`; "
-        "`python -m bench run --rate 0 --messages 200 --clients 20 --fanout direct --stalled-clients 1`; "
-        "`python -m bench run --target 127.0.0.1:8000 --server-pid PID`. "
+        f"Examples: `{PROG} run --clients 100 --rate 1000 --duration 5`; "
+        f"`{PROG} run --rate 0 --messages 200 --clients 20 --fanout direct --stalled-clients 1`; "
+        f"`{PROG} run --target 127.0.0.1:8000 --server-pid PID`. "
         f"Fan-out strategy without --fanout: {DEFAULT_FANOUTS[0]}."
     )
     sweep.add_sweep_options(parser, DEFAULT_CLIENTS, "client count (a list runs each)")

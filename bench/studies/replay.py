@@ -40,6 +40,7 @@ from typing import TypedDict
 from bench import wire
 from bench.measure import probe, probeline
 from bench.measure.integrity import IntegrityCounts, IntegrityTracker
+from bench.measure.intervals import CLOSE_GRACE_NS, DEFAULT_INTERVAL_S, ClosedInterval, IntervalAxis
 from bench.measure.recorder import DeliveryRecorder
 from bench.measure.stats import LatencyHistogram
 from bench.net.rx import Read, ReceivePath
@@ -50,6 +51,8 @@ from server import protocol
 NAME_PREFIX = "cbREPLAY-"
 #: ``kind`` of the ``--json`` document.
 REPLAY_KIND = "chatbench.replay"
+#: How often (stream time) the replay closes intervals: a swarm worker's housekeeping period.
+HOUSEKEEPING_NS = 20_000_000
 
 
 class ReplayConfigDoc(TypedDict):
@@ -65,6 +68,7 @@ class ReplayConfigDoc(TypedDict):
     jitter_us: int
     warmup_fraction: float
     seed: int
+    interval_s: float
 
 
 class ReplayResultDoc(TypedDict):
@@ -113,6 +117,8 @@ class ReplayConfig:
     jitter_us: int = 2000  #: ...plus a pseudo-random 0..jitter_us
     warmup_fraction: float = 0.1  #: the first messages are intended before measure_start (not measured)
     seed: int = 1
+    #: seconds per interval of the time axis, as the swarm records (0: none)
+    interval_s: float = DEFAULT_INTERVAL_S
 
     def as_doc(self) -> ReplayConfigDoc:
         return {
@@ -126,6 +132,7 @@ class ReplayConfig:
             "jitter_us": self.jitter_us,
             "warmup_fraction": self.warmup_fraction,
             "seed": self.seed,
+            "interval_s": self.interval_s,
         }
 
     def __post_init__(self) -> None:
@@ -139,6 +146,8 @@ class ReplayConfig:
             raise ValueError("--rate must be positive")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError("--warmup-fraction must be in [0, 1)")
+        if self.interval_s < 0:
+            raise ValueError("--interval must be >= 0")
 
     @property
     def messages(self) -> int:
@@ -156,6 +165,7 @@ class ReplayStream:
     now_ns: list[int]  #: receive time of each chunk
     sender_names: dict[int, str]
     own: int  #: the receivers' own sender id (they do not send)
+    t0_ns: int  #: the first message's intended time: interval 0 starts there
     measure_start_ns: int
     messages: int
     measured: int  #: messages intended at or after measure_start_ns
@@ -218,6 +228,7 @@ def make_stream(config: ReplayConfig, *, build_expected: bool = True) -> ReplayS
         now_ns=now_ns,
         sender_names=names,
         own=own,
+        t0_ns=t0,
         measure_start_ns=measure_start,
         messages=m_total,
         measured=m_total - warm,
@@ -241,6 +252,9 @@ class ReplayResult:
     blocks_fast: int  #: recv buffers that took the vectorised block path
     elapsed_s: float
     histogram: LatencyHistogram = field(repr=False)
+    #: the interval histograms (every label merged), added up: the time axis' share
+    intervals: LatencyHistogram | None = field(default=None, repr=False)
+    interval_count: int = 0
 
     @property
     def per_s(self) -> float:
@@ -278,13 +292,23 @@ def run_replay(stream: ReplayStream) -> ReplayResult:
     adapter = wire.get("chat")
     rec = DeliveryRecorder(stream.sender_names, stream.measure_start_ns)
     take = ReceivePath(adapter, rec).take
-    rxs = [(adapter.decoder(), IntegrityTracker()) for _ in range(cfg.receivers)]
+    rxs = [(adapter.decoder(), IntegrityTracker(rec.fault_sink)) for _ in range(cfg.receivers)]
     reads = [Read(chunk, now) for chunk, now in zip(stream.chunks, stream.now_ns, strict=True)]
     own = stream.own
+    closed: list[ClosedInterval] = []
+    close_at = 1 << 63  # no time axis: never
+    if cfg.interval_s > 0:  # as a swarm worker records: by interval, closed as the clock passes them
+        rec.start_intervals(IntervalAxis.of(stream.t0_ns, cfg.interval_s))
+        close_at = stream.t0_ns
     t0 = time.perf_counter()
     for read in reads:
+        if read.arrival_ns >= close_at:
+            closed += rec.close_intervals(read.arrival_ns - CLOSE_GRACE_NS)
+            close_at = read.arrival_ns + HOUSEKEEPING_NS
         for decoder, tracker in rxs:
             take(decoder, tracker, own, read)
+    if cfg.interval_s > 0:
+        closed += rec.close_intervals(reads[-1].arrival_ns, final=True)
     elapsed = time.perf_counter() - t0
     other = rec.lines - rec.delivered_all  # every line of the stream is a probe: the rest were not taken
     counts = IntegrityCounts()
@@ -303,7 +327,18 @@ def run_replay(stream: ReplayStream) -> ReplayResult:
         blocks_fast=rec.blocks_fast,
         elapsed_s=elapsed,
         histogram=rec.hist,
+        intervals=_added(closed) if cfg.interval_s > 0 else None,
+        interval_count=len(closed),
     )
+
+
+def _added(closed: list[ClosedInterval]) -> LatencyHistogram:
+    """Every closed interval's histograms, added up."""
+    total = LatencyHistogram()
+    for part in closed:
+        for encoded in part.labels.values():
+            total.merge(encoded.decode())
+    return total
 
 
 def block_path_steps(stream: ReplayStream, buffers: int = 20, passes: int = 5) -> dict[str, float]:
@@ -375,6 +410,8 @@ def check(stream: ReplayStream, result: ReplayResult) -> list[str]:
         expected.merge(stream.expected_histogram)
     if expected.count and result.histogram.summary() != expected.summary():
         problems.append(f"histogram differs: {result.histogram.summary()} != {expected.summary()}")
+    if result.intervals is not None and result.intervals.summary() != result.histogram.summary():
+        problems.append(f"the intervals add up to {result.intervals.summary()}, not the run's histogram")
     return problems
 
 
@@ -397,6 +434,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--repeat", type=int, default=3, help="runs per chunk size; the best is reported")
     ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument(
+        "--interval",
+        type=float,
+        default=d.interval_s,
+        help="seconds per interval of the time axis, recorded as the swarm does (0: one histogram, no axis)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     ap.add_argument("--no-check", action="store_true", help="skip checking the results against the stream")
     ap.add_argument(
@@ -419,6 +462,7 @@ def _configs(args: argparse.Namespace) -> list[ReplayConfig]:
             payload_bytes=args.payload,
             chunk_bytes=size,
             seed=args.seed,
+            interval_s=args.interval,
         )
         for size in sizes
     ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from bench import cli
-from bench.report import doc, plots
+from bench.report import doc, plots, timeline
 from bench.report.fmt import md_cell
 from bench.report.labels import label_tables
 from bench.results.schema import RunDocument
@@ -93,12 +93,14 @@ def run(args: argparse.Namespace) -> int:
     writers = run_series(series, [args.clients], Plan(interleave=False, quiet=args.quiet))
     scaling = scaling_document(args.nodes, series, writers, args.rate_per_node)
     write_json(out / "scaling.json", scaling)
-    runs = [
-        (f"cluster:{n}", load_run(w.directory / file))
+    files = [
+        (f"cluster:{n}", f"{w.directory.name}/{file}")
         for n, w in zip(args.nodes, writers, strict=True)
         if (file := w.index["runs"][0].get("file"))
     ]
-    write_report(out, scaling, runs)
+    runs = [(label, load_run(out / file)) for label, file in files]
+    charts = timeline.draw_runs([(label, run, file) for (label, run), (_, file) in zip(runs, files, strict=True)], out)
+    write_report(out, scaling, runs, {label: charts[file] for label, file in files if file in charts})
     print(f"\nscaling: {out / 'scaling.md'}\n         {out / 'scaling.png'}")
     return 0 if all(p["error"] is None for p in scaling["points"]) else 1
 
@@ -129,9 +131,15 @@ def scaling_document(
     return {"kind": "chatbench-cluster-scaling", "rate_per_node": rate_per_node, "points": points}
 
 
-def write_report(out: Path, scaling: ScalingDocument, runs: list[tuple[str, RunDocument]] | None = None) -> None:
+def write_report(
+    out: Path,
+    scaling: ScalingDocument,
+    runs: list[tuple[str, RunDocument]] | None = None,
+    over_time: dict[str, str] | None = None,
+) -> None:
     """``scaling.md``/``.html`` and the chart; ``runs`` (label, run) add the
-    table of each run's latencies by path."""
+    table of each run's latencies by path, ``over_time`` (label -> chart) the
+    links to each run's chart over time."""
     points = scaling["points"]
     plots.scaling_chart(
         [p["nodes"] for p in points],
@@ -167,5 +175,12 @@ def write_report(out: Path, scaling: ScalingDocument, runs: list[tuple[str, RunD
     ]
     for dim, meaning, table in label_tables(runs or []):
         blocks += [doc.Heading(2, f"By {dim}"), doc.Para(meaning), table]
+    if over_time:
+        links: list[list[doc.Cell]] = [[label, doc.Link("chart", chart)] for label, chart in over_time.items()]
+        blocks += [
+            doc.Heading(2, "Over time"),
+            doc.Para(timeline.LINKS_NOTE),
+            doc.Table(["run", "over time"], links, "ll"),
+        ]
     (out / "scaling.md").write_text(doc.to_markdown(blocks))
     (out / "scaling.html").write_text(doc.to_html("chatbench cluster scaling", blocks))

@@ -26,6 +26,11 @@ says what it did, the run document what the harness saw:
   counters must equal the injected faults per (receiver, sender) pair; a
   constant delay at light and heavy load, the median within the latency
   tolerance; and a user disconnected mid-run.
+* ``--tls``: every scenario with the relay speaking TLS to every client
+  (a certificate the harness generates): the same exact counts, and the
+  latency checks show that the kernel receive stamp of the *ciphertext*,
+  read raw and decrypted afterwards (:mod:`bench.net.tls`), keeps the
+  reported latency within the same stated bound.
 
 Without ``--ci``/``--only`` it also ramps one worker against our server to
 find the harness's own ceiling (the deliveries/s it takes with a flat read
@@ -53,8 +58,10 @@ from typing import TypedDict, TypeVar
 import psutil
 
 from bench.measure.stats import LatencyHistogram
+from bench.net.tls import TlsOptions
 from bench.results.schema import RunDocument
 from bench.results.store import write_json
+from bench.studies import selftest_bounds as bounds
 from bench.studies import selftest_locust
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
 from bench.swarm.plan import Schedule
@@ -65,10 +72,9 @@ from bench.targets.faultrelay import option_argv
 #: Latency tolerance of the full run: 1% of the expected value plus 0.2 ms (the issue's bound).
 TOLERANCE_REL = 0.01
 TOLERANCE_US = 200
-#: In CI (``--ci``) the machine is shared: 10% + 5 ms, plus the run's read lag
-#: (p99 of ``receive_lag_us``).  A late read is stamped with the arrival of the
-#: last segment it copies, so an earlier line in it looks late by up to the
-#: read lag: the harness's own stated error bound.
+#: In CI (``--ci``) the machine is shared: 10% + 5 ms.  Either way a value
+#: *late* by more may still pass as "busy machine" within the run's read lag
+#: p99 (:mod:`bench.studies.selftest_bounds` says why, the check's note how much).
 CI_TOLERANCE_REL = 0.10
 CI_TOLERANCE_US = 5_000
 #: The stall's share above :data:`SLOW_US` must match within this many percentage points.
@@ -120,6 +126,10 @@ class Check(TypedDict):
     expected: str
     reported: str
     ok: bool
+    #: pass, "pass, busy machine" (within the stated bound widened by the run's read lag) or FAIL
+    verdict: str
+    #: why, when the verdict is not a plain pass (else empty)
+    note: str
 
 
 @dataclass
@@ -127,7 +137,26 @@ class Outcome:
     checks: list[Check] = field(default_factory=list)
 
     def add(self, scenario: str, check: str, expected: object, reported: object, ok: bool) -> None:
-        self.checks.append(Check(scenario=scenario, check=check, expected=str(expected), reported=str(reported), ok=ok))
+        self.judged(scenario, check, expected, reported, (bounds.PASS if ok else bounds.FAIL, ""))
+
+    def judged(self, scenario: str, check: str, expected: object, reported: object, verdict: tuple[str, str]) -> None:
+        """A row whose verdict and note :func:`bounds.judge` gave."""
+        result, note = verdict
+        self.checks.append(
+            Check(
+                scenario=scenario,
+                check=check,
+                expected=str(expected),
+                reported=str(reported),
+                ok=result != bounds.FAIL,
+                verdict=result,
+                note=note,
+            )
+        )
+
+    def busy(self) -> list[Check]:
+        """The checks that passed only within the bound widened by the machine's read lag."""
+        return [c for c in self.checks if c["verdict"] == bounds.PASS_BUSY]
 
 
 def scenarios(ci: bool) -> list[Scenario]:
@@ -176,8 +205,9 @@ def stop_workers_later(stop_ms: float) -> threading.Thread:
     return thread
 
 
-def run_scenario(sc: Scenario, workdir: Path, quiet: bool) -> tuple[RunDocument, ScheduleFile]:
-    """One swarm run against a fresh relay: the run document and the relay's schedule file."""
+def run_scenario(sc: Scenario, workdir: Path, quiet: bool, tls: bool = False) -> tuple[RunDocument, ScheduleFile]:
+    """One swarm run against a fresh relay (over TLS with ``tls``): the run
+    document and the relay's schedule file."""
     schedule = workdir / f"schedule-{sc.name}.json"
     opts = replace(sc.faults, senders=sc.senders, clients=sc.clients, rate=sc.rate)
     config = SwarmConfig(
@@ -191,7 +221,8 @@ def run_scenario(sc: Scenario, workdir: Path, quiet: bool) -> tuple[RunDocument,
         server_args=tuple(option_argv(opts, str(schedule))),
         drain_timeout_s=DRAIN_S + (opts.pause_ms + opts.stall_ms + sc.stop_workers_ms) / 1000,
         progress=not quiet,
-        label=f"selftest {sc.name}",
+        label=f"selftest {sc.name}" + (" over TLS" if tls else ""),
+        tls=TlsOptions() if tls else None,  # the relay's generated certificate, its CA trusted
     )
     stopper = stop_workers_later(sc.stop_workers_ms) if sc.stop_workers_ms else None
     doc: RunDocument = run_swarm(config)
@@ -263,15 +294,13 @@ def check_latency(sc: Scenario, doc: RunDocument, sched: ScheduleFile, out: Outc
     reported = LatencyHistogram.decode(doc["histogram"]["data"])
     rel, absolute = (CI_TOLERANCE_REL, CI_TOLERANCE_US) if ci else (TOLERANCE_REL, TOLERANCE_US)
     lag = ceiling(doc)["receive_lag_p99_us"] or 0.0
-    if ci:  # a shared machine: the harness's own stated error bound, its read lag, on top
-        absolute += int(lag)
+    bound = bounds.Bound(rel=rel, abs_us=absolute, read_lag_us=lag)
     out.add(sc.name, "harness read lag p99 ms (info)", "-", f"{lag / 1000:.2f}", True)
     out.add(sc.name, "deliveries", latency["deliveries"], reported.count, reported.count == latency["deliveries"])
     points = [(label, expected.percentile(p), reported.percentile(p)) for p, label in PERCENTILES]
     points.append(("max", expected.max, reported.max))
     for label, want, got in points:
-        ok = abs(got - want) <= rel * want + absolute
-        out.add(sc.name, f"{label} ms", f"{want / 1000:.2f}", f"{got / 1000:.2f}", ok)
+        out.judged(sc.name, f"{label} ms", f"{want / 1000:.2f}", f"{got / 1000:.2f}", bounds.judge(want, got, bound))
     faults = doc["integrity"]["faults"]
     out.add(sc.name, "integrity faults", 0, faults, faults == 0)
 
@@ -353,21 +382,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     names = ", ".join(dict.fromkeys(sc.name for sc in scenarios(True) + scenarios(False)))
     parser.add_argument("--only", help=f"comma-separated scenario names (default: all): {names}")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="every scenario over TLS: the relay speaks TLS to every client; the same counts and latency bounds",
+    )
     parser.add_argument("--out", default="reports/selftest", help="directory for selftest.json (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress output on stderr")
 
 
 def selftest(
-    ci: bool, only: set[str] | None = None, quiet: bool = True, locust: bool = False
+    ci: bool, only: set[str] | None = None, quiet: bool = True, locust: bool = False, tls: bool = False
 ) -> tuple[Outcome, dict[str, object]]:
-    """Run the scenarios; the checks and, per scenario, the harness's ceiling figures."""
+    """Run the scenarios (over TLS with ``tls``); the checks and, per
+    scenario, the harness's ceiling figures."""
     out = Outcome()
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="selftest-") as tmp:
         for sc in scenarios(ci):
             if only and sc.name not in only:
                 continue
-            doc, sched = run_scenario(sc, Path(tmp), quiet)
+            doc, sched = run_scenario(sc, Path(tmp), quiet, tls)
             if sc.kind == "integrity":
                 check_integrity(sc, doc, sched, out)
             elif sc.kind in ("stall", "harness"):
@@ -444,23 +479,29 @@ def ceiling_line(top: Ceiling) -> str:
 
 
 def table(out: Outcome) -> str:
+    """The checks, one row each; below them the note of every check that is not a plain pass."""
     rows = [("scenario", "check", "expected", "reported", "result")]
-    rows += [
-        (c["scenario"], c["check"], c["expected"], c["reported"], "pass" if c["ok"] else "FAIL") for c in out.checks
-    ]
+    rows += [(c["scenario"], c["check"], c["expected"], c["reported"], c["verdict"]) for c in out.checks]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    notes = [f"  {c['scenario']} {c['check']}: {c['note']}" for c in out.checks if c["note"]]
+    return "\n".join(lines + (["", "Notes:", *notes] if notes else []))
 
 
 def run(args: argparse.Namespace) -> int:
     only = set(args.only.split(",")) if args.only else None
+    if args.tls and args.locust:
+        print("selftest: --tls covers the swarm's scenarios; run --locust without it", file=sys.stderr)
+        return 2
     t0 = time.monotonic()
+    noise = bounds.scheduling_delay()
     try:
-        out, figures = selftest(args.ci, only, args.quiet, args.locust)
+        out, figures = selftest(args.ci, only, args.quiet, args.locust, args.tls)
     except (SwarmError, TargetError, RuntimeError) as exc:
         print(f"selftest: {exc}", file=sys.stderr)
         return 2
     failed = [c for c in out.checks if not c["ok"]]
+    print(bounds.noise_line(noise))
     print(table(out))
     top = None if (args.ci or only or args.no_ceiling) else harness_ceiling(args.quiet)
     if top is not None:
@@ -470,11 +511,17 @@ def run(args: argparse.Namespace) -> int:
         {
             "kind": "selftest",
             "ci": args.ci,
+            "transport": "tls" if args.tls else "plain",
             "checks": out.checks,
             "harness": figures,
             "ceiling": top,
             "failed": len(failed),
+            "machine_noise": noise,
+            "busy_machine": len(out.busy()),
         },
     )
-    print(f"\n{len(out.checks) - len(failed)}/{len(out.checks)} checks passed in {time.monotonic() - t0:.0f} s; {path}")
+    busy = out.busy()
+    why = f" ({len(busy)} only within the bound widened by the machine's read lag: see Notes)" if busy else ""
+    passed = f"{len(out.checks) - len(failed)}/{len(out.checks)} checks passed{why}"
+    print(f"\n{passed} in {time.monotonic() - t0:.0f} s; {path}")
     return 1 if failed else 0

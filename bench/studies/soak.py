@@ -79,9 +79,9 @@ class SoakResult(TypedDict):
 
 
 def soak(args: argparse.Namespace) -> SoakResult:
-    with EmbeddedTarget(["--log-level", "WARNING"]) as target:
-        host, port = target.start()
-        assert target.pid is not None
+    with EmbeddedTarget(["--log-level", "WARNING"]) as target:  # entering starts it
+        assert target.pid is not None and target.address is not None
+        host, port = target.address
         proc = psutil.Process(target.pid)
         time.sleep(0.5)
         idle = Footprint.of(proc)

@@ -12,17 +12,21 @@ their points.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
 from bench import cli
+from bench.live import OutputError, open_outputs
+from bench.measure.thresholds import THRESHOLDS_FAILED_EXIT
 from bench.report import fmt
 from bench.report import sweep as sweep_report
-from bench.report.runline import summary_line
+from bench.report.runline import summary_line, threshold_lines
+from bench.report.stall import STALL_DIR
 from bench.results.schema import RunDocument
 from bench.results.store import SeriesWriter, new_report_dir, point_latest
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
@@ -34,6 +38,16 @@ DEFAULT_CLIENTS = (10, 50, 100, 250, 500, 1000)
 DEFAULT_FANOUTS = ("queued", "direct")
 LATEST = "latest"
 
+#: The sweep's last point, per strategy (:func:`stall_series`): the README's
+#: stalled-reader example.  20 clients, 1,500 msg/s of 3,900 B: the client that
+#: stops reading is sent ~5.9 MB a second, more than the kernel buffers hold
+#: within a second, so ``direct`` blocks on it; ``queued`` cuts it off at a
+#: 64 KiB queue (the server's --send-queue-bytes, small so it happens at once).
+STALL_CLIENTS = 20
+STALL_RATE = 1500.0
+STALL_PAYLOAD = 3900
+STALL_QUEUE_BYTES = 65536
+
 #: run_swarm, or a stand-in in tests.
 RunFn = Callable[[SwarmConfig], RunDocument]
 
@@ -41,16 +55,27 @@ RunFn = Callable[[SwarmConfig], RunDocument]
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run every client count for each fan-out strategy (interleaved: 10 queued, 10 direct, 50 queued, ...), "
+        "then one point per strategy in which a client stops reading (where the strategies differ), "
         "write the run JSON, index.json per strategy, four charts, report.md and report.html under "
         "reports/<timestamp>/, and point reports/latest at it. Expected deliveries/s = rate x (clients - 1)."
     )
     parser.epilog = f"Fan-out strategies without --fanout: {','.join(DEFAULT_FANOUTS)}."
     add_sweep_options(parser, DEFAULT_CLIENTS, "comma-separated client counts")
+    parser.add_argument(
+        "--no-stall-point",
+        dest="stall_point",
+        action="store_false",
+        help=(
+            f"skip the last point: per strategy, {STALL_CLIENTS} clients at {STALL_RATE:,.0f} msg/s of "
+            f"{STALL_PAYLOAD:,} B with one client that stops reading (--duration long), which shows what the "
+            "strategies are for (embedded target only)"
+        ),
+    )
 
 
 def add_sweep_options(parser: argparse.ArgumentParser, clients: Sequence[int], clients_help: str) -> None:
-    """--clients, the shared swarm groups, --keep-going and --strict (sweep and run)."""
-    cli.add_parents(parser, *cli.swarm_parents())
+    """--clients, the shared swarm groups, the live outputs, --keep-going and --strict (sweep and run)."""
+    cli.add_parents(parser, *cli.swarm_parents(), cli.live_options())
     parser.add_argument(
         "--clients", type=cli.client_counts, default=list(clients), metavar="N,N,...", help=clients_help
     )
@@ -110,11 +135,14 @@ def run_series(
         [estimate_point_s(s.base, n) for n, _, s in order], sys.stderr, enabled=not plan.quiet and len(order) > 1
     )
     stopped: dict[int, tuple[int, str]] = {}  #: series -> (the count that did not finish, why)
+    aborted: str | None = None  #: a threshold with abort-on-fail stopped a run: no more runs
     for n, r, s in order:
         w = s.writer
         if not plan.interleave and n == clients[0] and r == 1:
             print(f"== {w.label} ==", flush=True)
-        if id(s) in stopped and n > stopped[id(s)][0] and not plan.keep_going:
+        if aborted is not None:
+            w.add_error(n, f"skipped: {aborted}")
+        elif id(s) in stopped and n > stopped[id(s)][0] and not plan.keep_going:
             w.add_error(n, f"skipped: {stopped[id(s)][1]}")
             print(f"{w.label} clients={n}: skipped ({stopped[id(s)][1]})", flush=True)
         else:
@@ -122,6 +150,11 @@ def run_series(
             doc = run_point(s, n, run, r)
             if doc is not None:
                 print(f"{w.label}: {summary_line(doc)}" if plan.prefix else summary_line(doc), flush=True)
+                for line in threshold_lines(doc):
+                    print(line, flush=True)
+                crossed = [t["threshold"] for t in doc.get("thresholds", []) if t["aborted"]]
+                if crossed:
+                    aborted = f"threshold {crossed[0]} stopped an earlier run (abort-on-fail)"
                 if not doc.get("completed", True):
                     stopped[id(s)] = (
                         n,
@@ -144,6 +177,25 @@ def run_point(series: Series, clients: int, run: RunFn = run_swarm, repeat: int 
         return None
     series.writer.add(doc, repeat)
     return doc
+
+
+def stall_series(args: argparse.Namespace, strategies: Sequence[str | None], out: Path) -> list[Series]:
+    """The stalled-reader point of each strategy, under ``out/stalled/``
+    (the report's "When a client stops reading" section)."""
+    out_series = []
+    for f in strategies:
+        base = replace(
+            cli.swarm_config(args, STALL_CLIENTS, fanout=f),
+            senders=None,
+            rate=STALL_RATE,
+            payload_bytes=STALL_PAYLOAD,
+            stalled_clients=1,
+            send_queue_bytes=STALL_QUEUE_BYTES,
+        )
+        name = series_name(base.target, f)
+        writer = SeriesWriter(out / STALL_DIR / name, base.series_parameters(), f"{name}, 1 not reading", args.argv)
+        out_series.append(Series(base, writer))
+    return out_series
 
 
 def make_series(
@@ -196,8 +248,9 @@ def finish_report(out: Path, args: argparse.Namespace, title: str, latest_name: 
     return 0
 
 
-def execute(args: argparse.Namespace, default_fanouts: Sequence[str], title: str, *, run: RunFn = run_swarm) -> int:
-    """``sweep`` and ``run``: the points, then the report."""
+def execute(args: argparse.Namespace, default_fanouts: Sequence[str], title: str, *, run: RunFn | None = None) -> int:
+    """``sweep`` and ``run``: the points (shown and exported live as they go,
+    :mod:`bench.live`), then the report; exit 99 when a threshold failed."""
     clients: list[int] = args.clients
     strategies = cli.fanouts(args, default_fanouts)
     cli.validate(args, clients, strategies)
@@ -210,14 +263,39 @@ def execute(args: argparse.Namespace, default_fanouts: Sequence[str], title: str
     )
     plan = Plan(keep_going=args.keep_going, quiet=args.quiet)
     try:
-        writers = run_series(make_series(args, clients, strategies, out), clients, plan, run=run)
+        live = open_outputs(args)
+    except OutputError as exc:
+        raise cli.UsageError(str(exc)) from exc
+    checked = Checked(run or functools.partial(run_swarm, outputs=live.outputs))
+    try:
+        with live:
+            writers = run_series(make_series(args, clients, strategies, out), clients, plan, run=checked)
+            if getattr(args, "stall_point", False) and args.target == "embedded":
+                run_series(stall_series(args, strategies, out), [STALL_CLIENTS], plan, run=checked)
     except KeyboardInterrupt:
         print("\ninterrupted: reporting the points that finished", file=sys.stderr)
         if sweep_report.find_indexes(out):
             finish_report(out, args, f"{title} (interrupted)", LATEST)
         return 130
     code = finish_report(out, args, title, LATEST)
-    return exit_code(writers, args.strict) or code
+    return exit_code(writers, args.strict) or checked.exit_code() or code
+
+
+class Checked:
+    """A run function that remembers whether a run's threshold failed."""
+
+    def __init__(self, run: RunFn) -> None:
+        self.run = run
+        self.failed = 0
+
+    def __call__(self, config: SwarmConfig) -> RunDocument:
+        doc = self.run(config)
+        self.failed += sum(1 for result in doc.get("thresholds", []) if not result["ok"])
+        return doc
+
+    def exit_code(self) -> int:
+        """:data:`bench.measure.thresholds.THRESHOLDS_FAILED_EXIT` (99, k6's) when a threshold failed."""
+        return THRESHOLDS_FAILED_EXIT if self.failed else 0
 
 
 # ---------------------------------------------------------------------------
@@ -266,5 +344,5 @@ class PointProgress:
 def estimate_point_s(config: SwarmConfig, clients: int) -> float:
     """A rough run time for one point (for the progress bar's time left)."""
     ramp = clients / config.ramp_per_s if config.ramp_per_s > 0 else 0.0
-    traffic = config.warmup_s + (config.measured_messages / config.rate if config.rate > 0 else 1.0)
+    traffic = config.warmup_s + (config.measured_messages / config.total_rate if config.rate > 0 else 1.0)
     return 2.0 + ramp + traffic + clients / 500

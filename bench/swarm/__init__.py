@@ -43,14 +43,16 @@ from bench.results.schema import RunDocument
 from bench.swarm.config import DEFAULT_SENDERS, SwarmConfig, SwarmError
 from bench.swarm.plan import RX_CLOCKS
 from bench.swarm.run import SwarmRun
+from bench.swarm.series import Outputs
 from bench.targets import TargetError
 
-__all__ = ["DEFAULT_SENDERS", "RX_CLOCKS", "SwarmConfig", "SwarmError", "run_swarm"]
+__all__ = ["DEFAULT_SENDERS", "RX_CLOCKS", "Outputs", "SwarmConfig", "SwarmError", "run_swarm"]
 
 
-def run_swarm(config: SwarmConfig) -> RunDocument:
-    """Carry out one run and return its result document (not written anywhere)."""
+def run_swarm(config: SwarmConfig, outputs: Outputs | None = None) -> RunDocument:
+    """Carry out one run and return its result document (not written
+    anywhere); ``outputs``: live outputs and thresholds (:mod:`bench.live`)."""
     try:
-        return SwarmRun(config).run()
+        return SwarmRun(config, outputs).run()
     except TargetError as exc:
         raise SwarmError(str(exc)) from exc

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from bench import wire
-from bench.measure import probe
+from bench.measure import intervals, probe
 from bench.measure.sampler import DEFAULT_INTERVAL_S
-from bench.results.schema import RunParameters, SeriesParameters
+from bench.net.tls import TlsOptions
+from bench.results.schema import RunParameters, SeriesParameters, WorkloadParameters
 from bench.swarm import pinning
 from bench.targets import TargetError, target_protocol
+from bench.targets.base import Security
+from bench.wire.credentials import CredentialsError, Logins
+from bench.workload import Workload, WorkloadError, build
 
 #: Default senders when ``--senders`` is not given (capped at the client count).
 DEFAULT_SENDERS = 10
@@ -53,8 +58,17 @@ class SwarmConfig:
     server_pid: int | None = None  #: external target: process to sample
     server_cpus: tuple[int, ...] | None = None  #: pin the server to these CPUs (bench.swarm.pinning)
     harness_cpus: tuple[int, ...] | None = None  #: pin the workers and this process to these CPUs
+    interval_s: float = (
+        intervals.DEFAULT_INTERVAL_S
+    )  #: the time axis: one histogram per interval (bench.measure.intervals)
     progress: bool = True  #: progress line on stderr for long runs
     label: str | None = None
+    #: rooms, senders and messages (bench.workload); the default is the one room
+    workload: Workload = field(default_factory=Workload)
+    #: every connection over TLS (``--tls``, ``--ca``, ``--insecure``, ...); None: plaintext
+    tls: TlsOptions | None = None
+    #: who the clients log in as (``--user``/``--password``, ``--credentials``); None: no login
+    logins: Logins | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -63,12 +77,18 @@ class SwarmConfig:
 
         need(self.clients >= 1, "--clients must be at least 1")
         need(self.senders is None or self.senders >= 1, "--senders must be at least 1")
+        one_room = self.workload.one_room
         try:
             if not self.dedicated_senders and not wire.get(self.protocol_name).senders_receive:
                 object.__setattr__(self, "dedicated_senders", True)  # e.g. Redis: subscribers cannot publish
         except (TargetError, ValueError):
             pass  # reported below
         if not self.dedicated_senders:
+            need(
+                one_room or self.senders is None,
+                "--senders counts the senders of one room (or the --dedicated-senders); a workload of rooms has "
+                "--senders-per-room of its members sending in each",
+            )
             need(self.sender_count <= self.clients, "--senders cannot exceed --clients (or use --dedicated-senders)")
             need(self.clients >= 2, "with senders among the clients, at least 2 clients are needed")
         need(self.stalled_clients >= 0, "--stalled-clients must be >= 0")
@@ -82,17 +102,63 @@ class SwarmConfig:
             proto = self.protocol_name
         except TargetError as exc:
             raise ValueError(str(exc)) from None
-        sample = probe.encode_probe(10**6, 10**9, time.monotonic_ns(), "x" * self.payload_bytes)
-        why = wire.get(proto).check_text(sample)
-        need(why is None, f"--payload {self.payload_bytes} is too big for the {proto} protocol: {why}")
+        self._check_workload(proto)
         need(self.connect_batch is None or self.connect_batch >= 1, "--connect-batch must be at least 1")
         need(self.workers is None or self.workers >= 1, "--workers must be at least 1")
         need(self.ramp_per_s >= 0, "--ramp must be >= 0")
         need(self.connect_timeout_s > 0, "--connect-timeout must be positive")
         need(self.drain_timeout_s >= 0, "--drain-timeout must be >= 0")
         need(self.sample_interval_s > 0, "--sample-interval must be positive")
+        need(self.interval_s >= intervals.MIN_INTERVAL_S, f"--interval must be at least {intervals.MIN_INTERVAL_S:g} s")
         why_not = pinning.check_cpus(self.server_cpus or (), self.harness_cpus or ())
         need(why_not is None, str(why_not))
+        if self.logins is not None:
+            try:
+                self.logins.check(proto, wire.get(proto).login, self.connections)
+            except CredentialsError as exc:
+                raise ValueError(str(exc)) from None
+
+    def _check_workload(self, proto: str) -> None:
+        """The workload fits the protocol: rooms where it has them, the
+        largest payload within its limits (sent to the longest room name)."""
+        adapter = wire.get(proto)
+        if not self.workload.one_room:
+            if adapter.no_rooms is not None:
+                raise ValueError(f"{self.workload.name or 'this workload'} needs rooms, but {adapter.no_rooms}")
+            try:
+                self.layout  # noqa: B018 - built now, for its errors
+            except WorkloadError as exc:
+                raise ValueError(str(exc)) from None
+        largest = self.workload.payload.largest if self.workload.payload is not None else self.payload_bytes
+        room = "" if self.workload.one_room else "r" + "9" * len(str(self.clients + self.sender_count))
+        sample = probe.encode_probe(10**6, 10**9, time.monotonic_ns(), "x" * largest)
+        why = adapter.check_text(sample, room)
+        if why is not None:
+            raise ValueError(f"--payload {largest} is too big for the {proto} protocol: {why}")
+
+    @cached_property
+    def layout(self) -> build.Layout:
+        """Who is in which room and sends where (by client index: the
+        receivers, then the dedicated senders)."""
+        dedicated = self.declared_senders if self.dedicated_senders else 0
+        return build.layout(self.workload, self.clients, dedicated, self.declared_senders)
+
+    @property
+    def declared_senders(self) -> int:
+        """``--senders`` (one room's senders, or the dedicated senders); default min(clients, 10)."""
+        if self.senders is not None:
+            return self.senders
+        if self.workload.one_room and self.workload.senders_per_room is not None and not self.dedicated_senders:
+            return self.workload.senders_per_room
+        return min(self.clients, DEFAULT_SENDERS)
+
+    @property
+    def total_rate(self) -> float:
+        """Messages/s over all streams: ``rate``, or with the rate per room
+        ``rate`` times the rooms that have a sender."""
+        if self.workload.rate_mode == "per-room":
+            return self.rate * self.layout.rooms_with_streams
+        return self.rate
 
     @property
     def protocol_name(self) -> str:
@@ -100,8 +166,27 @@ class SwarmConfig:
         return target_protocol(self.target, self.protocol)
 
     @property
+    def transport(self) -> str:
+        """``tls`` or ``plain``: how every client reaches the target."""
+        return "tls" if self.tls is not None else "plain"
+
+    @property
+    def security(self) -> Security:
+        """What a target the harness starts is secured with."""
+        return Security(tls=self.tls is not None, logins=self.logins)
+
+    @property
+    def connections(self) -> int:
+        """Every connection the run opens: clients, dedicated senders, stalled clients."""
+        return self.clients + (self.sender_count if self.dedicated_senders else 0) + self.stalled_clients
+
+    @property
     def sender_count(self) -> int:
-        return self.senders if self.senders is not None else min(self.clients, DEFAULT_SENDERS)
+        """Sending connections: one room's senders or the dedicated ones;
+        in a workload of rooms, the members its layout has sending."""
+        if self.workload.one_room or self.dedicated_senders:
+            return self.declared_senders
+        return len(self.layout.senders)
 
     @property
     def worker_count(self) -> int:
@@ -117,13 +202,13 @@ class SwarmConfig:
 
     @property
     def warmup_messages(self) -> int:
-        return round(self.warmup_s * self.rate) if self.rate > 0 else 0
+        return round(self.warmup_s * self.total_rate) if self.rate > 0 else 0
 
     @property
     def measured_messages(self) -> int:
         if self.messages is not None:
             return self.messages
-        return max(1, round(self.duration_s * self.rate))
+        return max(1, round(self.duration_s * self.total_rate))
 
     @property
     def all_server_args(self) -> tuple[str, ...]:
@@ -142,7 +227,7 @@ class SwarmConfig:
 
     def series_parameters(self) -> SeriesParameters:
         """:meth:`parameters` without ``clients`` (a series' index)."""
-        return {
+        out: SeriesParameters = {
             "senders": self.sender_count,
             "dedicated_senders": self.dedicated_senders,
             "stalled_clients": self.stalled_clients,
@@ -157,6 +242,7 @@ class SwarmConfig:
             "connect_timeout_s": self.connect_timeout_s,
             "drain_timeout_s": self.drain_timeout_s,
             "sample_interval_s": self.sample_interval_s,
+            "interval_s": self.interval_s,
             "spin_us": self.spin_us,
             "target": self.target,
             "protocol": self.protocol_name,
@@ -173,4 +259,33 @@ class SwarmConfig:
             "senders_receive": not self.dedicated_senders,
             "server_cpus": list(self.server_cpus) if self.server_cpus is not None else None,
             "harness_cpus": list(self.harness_cpus) if self.harness_cpus is not None else None,
+            "transport": self.transport,
+            "tls": self.tls.describe() if self.tls is not None else None,
+            "logins": self.logins.describe() if self.logins is not None else None,
+        }
+        workload = self._workload_parameters()
+        if workload is not None:
+            out["workload"] = workload
+        return out
+
+    def _workload_parameters(self) -> WorkloadParameters | None:
+        """``parameters.workload`` of a run with rooms or drawn traffic; None for the plain one room."""
+        w = self.workload
+        if w.plain:
+            return None
+        return {
+            "scenario": w.name,
+            "description": w.description,
+            "summary": w.describe(),
+            "seed": w.seed,
+            "rooms": w.rooms,
+            "room_sizes": str(w.sizes),
+            "rooms_per_client": w.per_client,
+            "personal_rooms": w.personal,
+            "senders_per_room": w.senders_per_room,
+            "publisher_skew": w.publisher_skew,
+            "payload_sizes": str(w.payload) if w.payload is not None else None,
+            "arrivals": w.arrivals,
+            "rate_mode": w.rate_mode,
+            "total_rate": self.total_rate,
         }

@@ -14,6 +14,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from bench.measure.integrity import IntegrityTracker
+from bench.net.tls import TlsChannel
 from bench.swarm.plan import ClientSpec
 from bench.wire import Decoder, Registration
 
@@ -39,13 +40,22 @@ class Conn:
     deadline_ns: int = 0
     stalled: bool = False  #: a stalled client (registers, then is never read)
     tracker: IntegrityTracker | None = None  #: set once a measured receiver is registered
+    #: over TLS: the connection's channel (``outbuf`` then holds records, reads are decrypted)
+    tls: TlsChannel | None = None
+    # connection setup (monotonic ns; 0: not yet): connect() called, TCP up, TLS up
+    opened_ns: int = 0
+    up_ns: int = 0
+    secured_ns: int = 0
     # sending
     outbuf: bytearray = field(default_factory=bytearray)
     out_lens: deque[int] = field(default_factory=deque)
+    #: the stream of each message in ``out_lens`` (not of control bytes), in order
+    out_streams: deque[int] = field(default_factory=deque)
     out_head_done: int = 0  #: bytes of out_lens[0] already written
-    next_seq: int = 0
     sent: int = 0
     measured_sent: int = 0
+    sent_by: dict[int, int] = field(default_factory=dict)  #: stream id -> messages handed to the kernel
+    measured_by: dict[int, int] = field(default_factory=dict)  #: stream id -> measured ones of those
     writing: bool = False
     end_reason: str | None = None  #: why the server said it ends the connection
 

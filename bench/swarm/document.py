@@ -19,19 +19,54 @@ from bench.measure.stats import LatencyHistogram
 from bench.results.machine import environment
 from bench.results.schema import (
     Deliveries,
-    Histogram,
     Integrity,
     IntegrityPair,
+    IntervalSeries,
     LabelSection,
     Resources,
+    RoomBucket,
+    RoomsSection,
     RunDocument,
+    Setup,
     TargetInfo,
 )
 from bench.swarm.config import SwarmConfig
-from bench.swarm.messages import Result
+from bench.swarm.messages import Result, SetupTimes
 from bench.swarm.plan import ClientSpec, Schedule
+from bench.swarm.series import histogram_doc
 from bench.workload import Plan, label_values
-from bench.workload.labels import expected_by_label
+from bench.workload.labels import expected_by_label, size_bucket
+
+
+@dataclass
+class SetupMerged:
+    """The workers' connection setup times, merged exactly."""
+
+    connect: LatencyHistogram = field(default_factory=LatencyHistogram)
+    tls_full: LatencyHistogram = field(default_factory=LatencyHistogram)
+    tls_resumed: LatencyHistogram = field(default_factory=LatencyHistogram)
+    register: LatencyHistogram = field(default_factory=LatencyHistogram)
+    tls: Counter[str] = field(default_factory=Counter)
+
+    def add(self, times: SetupTimes) -> None:
+        self.connect.merge(times.connect.decode())
+        self.tls_full.merge(times.tls_full.decode())
+        self.tls_resumed.merge(times.tls_resumed.decode())
+        self.register.merge(times.register.decode())
+        self.tls.update(times.tls)
+
+    def document(self, tls: bool) -> Setup:
+        hists = {"connect": self.connect, "register": self.register}
+        if tls:
+            hists |= {"tls_full": self.tls_full, "tls_resumed": self.tls_resumed}
+        return {
+            "connect_us": self.connect.summary(),
+            "tls_full_us": self.tls_full.summary() if tls else None,
+            "tls_resumed_us": self.tls_resumed.summary() if tls else None,
+            "register_us": self.register.summary(),
+            "tls": dict(self.tls),
+            "histograms": {name: histogram_doc(h) for name, h in hists.items()},
+        }
 
 
 @dataclass
@@ -57,6 +92,8 @@ class Collected:
     worker_results: list[Result] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    intervals: IntervalSeries | None = None  #: the run over time (bench.swarm.series)
+    setup: SetupMerged = field(default_factory=SetupMerged)
 
 
 @dataclass
@@ -121,11 +158,6 @@ def merge_results(worker_results: list[Result]) -> Merged:
     return m
 
 
-def histogram_doc(hist: LatencyHistogram) -> Histogram:
-    """A histogram as the document keeps it (HDR's interchange format)."""
-    return {"format": "hdrhistogram-v2-base64", "unit": "us", "data": hist.encode(), "clamped": hist.clamped}
-
-
 def integrity_doc(counts: IntegrityCounts) -> Integrity:
     return {
         "lost": counts.lost,
@@ -180,6 +212,16 @@ def _notes(notes: list[str], merged: Merged, resources: Resources, target: Targe
         notes.append(f"{target['kind']} cut off or refused clients ({len(logged)} log line(s)), first: {logged[0]}")
 
 
+def _integrity(plan: Plan, counts: IntegrityCounts, merged: Merged) -> Integrity:
+    """The run's integrity counters; with several rooms also its strays (a
+    delivery in a room the receiver is not in), which count as faults."""
+    out: Integrity = {**integrity_doc(counts), "pairs": _pairs(merged)}
+    if len(plan.rooms) > 1:
+        out["strays"] = merged.strays
+        out["faults"] += merged.strays
+    return out
+
+
 def _pairs(merged: Merged) -> list[IntegrityPair]:
     """``integrity.pairs``: the counters per (receiver, sender) with a fault."""
     return [
@@ -204,7 +246,7 @@ def _deliveries(config: SwarmConfig, got: Collected, merged: Merged) -> Deliveri
     expected = got.workload.expected(got.measured, present)
     expected_all = got.workload.expected(got.sent, present)
     delivered = merged.delivered
-    send_span = config.measured_messages / config.rate if config.rate > 0 else 0.0
+    send_span = config.measured_messages / config.total_rate if config.rate > 0 else 0.0
     last_recv = merged.last_recv
     recv_span = max(0.0, (last_recv - schedule.measure_start_ns) / 1e9) if last_recv else 0.0
     span = max(send_span, recv_span)
@@ -235,7 +277,7 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
     hist, integrity, disconnects, rx_clocks = merged.hist, merged.integrity, merged.disconnects, merged.rx_clocks
     total_sent = sum(got.sent.values())
     deliveries = _deliveries(config, got, merged)
-    return {
+    doc: RunDocument = {
         "schema_version": results.SCHEMA_VERSION,
         "kind": results.RUN_KIND,
         "run_id": f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{got.tag}",
@@ -243,7 +285,9 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "parameters": config.parameters(),
         "environment": environment(),
         "connections": {
-            "requested": got.total_conns + config.stalled_clients,
+            # --clients and --stalled-clients; a broker's dedicated senders are apart
+            "requested": config.clients + config.stalled_clients,
+            "dedicated_senders": got.total_conns - config.clients,
             "registered": len(got.registered),
             "receivers": len(got.receivers),
             "senders": len(got.senders),
@@ -268,12 +312,45 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "send_lag_us": merged.send_lag.summary(),
         "rx_clock": rx_clocks.pop() if len(rx_clocks) == 1 else ("mixed" if rx_clocks else config.rx_clock),
         "receive_lag_us": merged.receive_lag.summary() if merged.receive_lag.count else None,
-        "integrity": {**integrity_doc(integrity), "pairs": _pairs(merged)},
+        "integrity": _integrity(got.workload, integrity, merged),
         "resources": resources,
         "load_generator_saturated": bool(resources["saturated_workers"]),
         "histogram": histogram_doc(hist),
         "timing": {**got.timing, "total_s": round(time.monotonic() - got.t_start, 3)},
         "notes": got.notes,
+        "setup": got.setup.document(config.tls is not None),
         "target": target,
         "started_at": got.started_at,
+    }
+    rooms = rooms_section(got.workload)
+    if rooms is not None:
+        doc["rooms"] = rooms
+    if got.intervals is not None:
+        doc["intervals"] = got.intervals
+    return doc
+
+
+def rooms_section(plan: Plan) -> RoomsSection | None:
+    """``rooms``: the sizes of a run's rooms (receiving members), as a
+    histogram and by ``room_size`` label value; None with one room."""
+    if len(plan.rooms) < 2:
+        return None
+    sizes = [len(room.members) for room in plan.rooms]
+    streams_in = Counter(stream.room for stream in plan.streams.values())
+    buckets: dict[str, RoomBucket] = {}
+    for r, size in enumerate(sizes):
+        key = size_bucket(max(1, size))
+        part = buckets.setdefault(key, {"bucket": key, "rooms": 0, "members": 0, "streams": 0})
+        part["rooms"] += 1
+        part["members"] += size
+        part["streams"] += streams_in[r]
+    return {
+        "rooms": len(sizes),
+        "streams": len(plan.streams),
+        "sending_clients": len({stream.sender for stream in plan.streams.values()}),
+        "memberships": sum(sizes),
+        "smallest": min(sizes),
+        "largest": max(sizes),
+        "sizes": [{"size": size, "rooms": count} for size, count in sorted(Counter(sizes).items())],
+        "buckets": [buckets[key] for key in sorted(buckets, key=lambda k: int(k.split("-")[0]))],
     }

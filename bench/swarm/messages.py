@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.measure.integrity import IntegrityCounts
+from bench.measure.intervals import IntervalCounts
 from bench.measure.labelled import EncodedHistogram
 from bench.swarm.plan import Schedule
 
@@ -77,11 +78,26 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class SetupTimes:
+    """How long a worker's connections took to open (µs histograms, merged
+    exactly by the parent): ``connect()`` to TCP up, the TLS handshake
+    (ClientHello to the server's Finished; full and resumed apart), and TCP
+    or TLS up to registered.  ``tls``: what was negotiated -> connections."""
+
+    connect: EncodedHistogram
+    tls_full: EncodedHistogram
+    tls_resumed: EncodedHistogram
+    register: EncodedHistogram
+    tls: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     """Every connection of the worker's share is registered or has failed."""
 
     registered: list[int]  #: client ids
     failures: dict[str, int]  #: reason -> count
+    setup: SetupTimes | None = None  #: the connections' setup times
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +125,21 @@ class Sent:
     sent: dict[int, int]
     measured: dict[int, int]
     unsent_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One closed interval of the run's time axis (:mod:`bench.measure.intervals`),
+    sent as soon as it closes: every worker sends every interval from 0 on, in
+    order, empty ones too, so the parent knows when it has all of one."""
+
+    worker: int
+    index: int
+    #: label key -> the latencies of its deliveries that arrived in the interval
+    #: (labels without any left out); the run's histograms are their sums
+    labels: dict[str, EncodedHistogram]
+    counts: IntervalCounts
+    receive_lag: EncodedHistogram  #: the harness's read lag of the reads made in it
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +176,8 @@ class Result:
     by_pair: dict[tuple[int, int], IntegrityCounts] = field(default_factory=dict)
     #: measured deliveries of a stream to a receiver outside its audience
     strays: int = 0
+    #: interval -> deliveries lost, by when the lost message was intended
+    lost_by_interval: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,4 +188,4 @@ class Failed:
     traceback: str
 
 
-Report = Progress | Ready | Stalled | Quiet | Sent | Result | Failed
+Report = Progress | Interval | Ready | Stalled | Quiet | Sent | Result | Failed

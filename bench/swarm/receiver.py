@@ -7,7 +7,10 @@ harness's read delay is measured apart as ``receive_lag``) and then the one
 receive path, :class:`bench.net.rx.ReceivePath`: the connection's decoder
 cuts whole lines, the protocol adapter says which are deliveries, the
 recorder (:class:`bench.measure.recorder.DeliveryRecorder`) accounts them
-under their labels (:mod:`bench.workload.labels`).
+under their labels (:mod:`bench.workload.labels`).  Over TLS the raw read
+(and so its kernel stamp: the ciphertext's arrival) comes first, then the
+connection's channel decrypts (:meth:`bench.swarm.registrar.Registrar.tls_in`),
+so decryption is the harness's time, never the server's latency.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Receiver:
         workload = plan.workload
         keys, routes = labels.routes(workload, [c.cid for c in plan.clients if c.receives])
         self.recorder = DeliveryRecorder(workload.sender_names(), labelled=Labelled(keys, routes))
+        registrar.fault_sink = self.recorder.fault_sink
         self.path = ReceivePath(adapter, self.recorder)
         self.reader = StampedReader(kernel=registrar.kernel_clock)
         self.bytes_in = 0
@@ -68,6 +72,12 @@ class Receiver:
             return
         self.bytes_in += len(data)
         self.last_rx_ns = read.arrival_ns
+        if conn.tls is not None:
+            plain = self.registrar.tls_in(conn, data)
+            if plain is None:
+                return  # a record still arriving, the handshake's bytes, or the end
+            data = plain
+            read = Read(plain, read.arrival_ns)
         if conn.state != READY:
             rest = self.registrar.receive(conn, data)
             if rest:  # lines after the registration are traffic

@@ -7,20 +7,32 @@ registration asks for, feeds it the received lines, and gives up on a
 connection past its deadline.  When the worker's share is done it reports
 :class:`~bench.swarm.messages.Ready` (and, for the stalled clients,
 :class:`~bench.swarm.messages.Stalled`).
+
+Over TLS (``plan.tls``) each connection gets a :class:`bench.net.tls.TlsChannel`:
+the handshake runs here once TCP is up (after the server's plaintext
+greeting for NATS), then the registration's bytes are encrypted, and every
+later read of the connection is decrypted by :meth:`Registrar.tls_in` after
+its raw, kernel-stamped read.  The setup of every connection is timed
+(``connect()`` to TCP up, the handshake, up to registered) and reported
+with ``Ready`` (:class:`~bench.swarm.messages.SetupTimes`).
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 
 from bench.measure.integrity import IntegrityTracker
+from bench.measure.labelled import EncodedHistogram
+from bench.measure.stats import LatencyHistogram
 from bench.net import stamps
+from bench.net.tls import TlsChannel, TlsFailure
 from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, STALLED, Conn, Sockets
-from bench.swarm.messages import Ready, Report, Stalled
+from bench.swarm.messages import Ready, Report, SetupTimes, Stalled
 from bench.swarm.plan import ClientSpec, WorkerPlan
 from bench.wire import Adapter
 
@@ -50,6 +62,17 @@ class Registrar:
         self.stalled_conns: list[Conn] = []
         self.connecting_stalled = False
         self.ready_sent = False
+        #: where the receivers' trackers count faults too (the recorder's: each
+        #: fault in the interval it was seen in); set by the receiver
+        self.fault_sink: list[int] | None = None
+        # connection setup times (µs) and what TLS negotiated
+        self.connect_times = LatencyHistogram()
+        self.tls_full_times = LatencyHistogram()
+        self.tls_resumed_times = LatencyHistogram()
+        self.register_times = LatencyHistogram()
+        self.negotiated: Counter[str] = Counter()
+        #: ``--tls-resume``: the session the next connection offers
+        self.session: ssl.SSLSession | None = None
 
     # -- the loop's hooks -----------------------------------------------------------
 
@@ -68,7 +91,16 @@ class Registrar:
                     self.fail(conn, "registration timeout")
         if not self.ready_sent and not self.pending and not self.inflight:
             self.ready_sent = True
-            self.report(Ready(list(self.registered), dict(self.failures)))
+            self.report(Ready(list(self.registered), dict(self.failures), self.setup_times()))
+
+    def setup_times(self) -> SetupTimes:
+        return SetupTimes(
+            connect=EncodedHistogram.of(self.connect_times),
+            tls_full=EncodedHistogram.of(self.tls_full_times),
+            tls_resumed=EncodedHistogram.of(self.tls_resumed_times),
+            register=EncodedHistogram.of(self.register_times),
+            tls=dict(self.negotiated),
+        )
 
     def stall(self) -> None:
         """Open the stalled clients (the ``stall`` command)."""
@@ -103,19 +135,30 @@ class Registrar:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, plan.stalled_rcvbuf)
         elif self.kernel_clock and spec.receives:
             stamps.enable(sock)
+        login = plan.logins.for_client(spec.cid) if plan.logins is not None else None
+        now = time.monotonic_ns()
         conn = Conn(
             spec=spec,
             sock=sock,
             decoder=self.adapter.decoder(),
             registration=(
-                self.adapter.sender_registration(spec.name)
+                self.adapter.sender_registration(spec.name, login, spec.rooms)
                 if spec.slot is not None and not spec.receives
-                else self.adapter.registration(spec.name)
+                else self.adapter.registration(spec.name, login, spec.rooms)
             ),
             fd=sock.fileno(),
-            deadline_ns=time.monotonic_ns() + int(plan.connect_timeout_s * 1e9),
+            deadline_ns=now + int(plan.connect_timeout_s * 1e9),
             stalled=stalled,
+            opened_ns=now,
         )
+        if plan.tls is not None:
+            address = plan.addresses[spec.node] if plan.addresses else (plan.host, plan.port)
+            conn.tls = TlsChannel(
+                plan.tls.context(),
+                plan.tls.name_for(address[0]),
+                self.session if plan.tls.resume else None,
+                self.adapter.tls_greeting_first,
+            )
         self.inflight += 1
         # A target of several nodes: the client's own node (round robin, plan.node_of).
         err = sock.connect_ex(plan.addresses[spec.node] if plan.addresses else (plan.host, plan.port))
@@ -135,7 +178,12 @@ class Registrar:
                 self.fail(conn, f"connect: {errno.errorcode.get(err, str(err))}")
                 return
             conn.state = REGISTERING
+            conn.up_ns = time.monotonic_ns()
+            self.connect_times.record((conn.up_ns - conn.opened_ns) // 1000)
             self.sockets.want_write(conn, False)
+            if conn.tls is not None:
+                self._send_raw(conn, self._tls_step(conn, conn.tls.start))
+                return
             first = conn.registration.connected()
             if first:
                 self._send(conn, first)
@@ -153,7 +201,16 @@ class Registrar:
             self.sockets.want_write(conn, False)
 
     def _send(self, conn: Conn, data: bytes) -> None:
-        """Registration lines: tiny, sent before any traffic; queue if needed."""
+        """Registration lines: tiny, sent before any traffic; queue if needed
+        (over TLS: encrypted)."""
+        if conn.tls is not None and data:
+            data = conn.tls.encrypt(data)
+        self._send_raw(conn, data)
+
+    def _send_raw(self, conn: Conn, data: bytes) -> None:
+        """Bytes as they go on the wire (a TLS handshake's, or records)."""
+        if not data or conn.state == CLOSED:
+            return
         conn.outbuf += data
         try:
             n = conn.sock.send(conn.outbuf)
@@ -165,6 +222,49 @@ class Registrar:
         del conn.outbuf[:n]
         if conn.outbuf:
             self.sockets.want_write(conn, True)
+
+    # -- TLS --------------------------------------------------------------------------
+
+    def _tls_step(self, conn: Conn, step: Callable[[], bytes]) -> bytes:
+        """One step of ``conn``'s handshake: the bytes to send (empty when it
+        failed: the connection is closed, the reason counted)."""
+        tls = conn.tls
+        assert tls is not None
+        try:
+            out = step()
+        except TlsFailure as exc:
+            self.fail(conn, str(exc))
+            return b""
+        if tls.established and not conn.secured_ns:
+            conn.secured_ns = time.monotonic_ns()
+            (self.tls_resumed_times if tls.session_reused else self.tls_full_times).record(tls.handshake_ns // 1000)
+            self.negotiated[f"{tls.version} {tls.cipher}"] += 1
+        return out
+
+    def tls_in(self, conn: Conn, data: bytes) -> bytes | None:
+        """Raw bytes read from a TLS connection -> the plaintext for the
+        layers above (None: nothing for them now -- the handshake took the
+        bytes, a record is still arriving -- or the connection ended)."""
+        tls = conn.tls
+        assert tls is not None
+        if not tls.established:
+            out = self._tls_step(conn, lambda: tls.handshake(data))
+            if conn.state == CLOSED:
+                return None
+            self._send_raw(conn, out)
+            if not tls.established:
+                return None
+            self._send(conn, conn.registration.connected())
+            data = b""  # records that came with the server's last flight, if any
+        try:
+            plain = tls.decrypt(data)
+        except TlsFailure as exc:
+            self.end(conn, str(exc))
+            return None
+        if tls.closed and not plain:
+            self.end(conn, "closed by server" if conn.state == READY else "closed during registration")
+            return None
+        return plain or None
 
     # -- registering --------------------------------------------------------------------
 
@@ -197,6 +297,12 @@ class Registrar:
 
     def _registered(self, conn: Conn) -> None:
         self.inflight -= 1
+        self.register_times.record((time.monotonic_ns() - (conn.secured_ns or conn.up_ns)) // 1000)
+        if conn.tls is not None and self.plan.tls is not None and self.plan.tls.resume:
+            # TLS 1.3 tickets come after the handshake: by now the server has sent them
+            session = conn.tls.session
+            if session is not None and session.has_ticket:
+                self.session = session
         if conn.stalled:
             conn.state = STALLED
             self.sockets.forget(conn)  # never read again
@@ -205,7 +311,7 @@ class Registrar:
             return
         conn.state = READY
         if conn.spec.receives:
-            conn.tracker = IntegrityTracker()
+            conn.tracker = IntegrityTracker(self.fault_sink)
             self.receiver_conns.append(conn)
         if conn.spec.slot is not None:
             self.sender_conns.append(conn)

@@ -10,10 +10,14 @@ import secrets
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TextIO
 
 from bench.measure.sampler import ResourceSampler
+from bench.net.tls import TlsOptions
 from bench.results.schema import Resources, RunDocument
+from bench.results.verdicts import check_run
 from bench.swarm import pinning
 from bench.swarm.config import SwarmConfig, SwarmError
 from bench.swarm.document import Collected, build_document
@@ -33,7 +37,10 @@ from bench.swarm.messages import (
 )
 from bench.swarm.plan import Schedule, make_plans
 from bench.swarm.pool import WorkerPool
-from bench.targets import Target, make_target
+from bench.swarm.series import Outputs, RunInfo, SeriesMerger
+from bench.swarm.thresholdwatch import ThresholdWatch
+from bench.targets import Target, make_target, registry
+from bench.workload.traffic import traffic
 from server.limits import raise_open_file_limit
 
 #: Seconds between the ``start`` command and the first intended send, so
@@ -61,12 +68,25 @@ SETTLE_TIMEOUT_S = 60.0
 SETTLE_POLL_S = 0.1
 
 
-class ProgressLine:
-    """One status line on stderr, shown once a run is past a few seconds."""
+def rooms_refusal(config: SwarmConfig, target: Target) -> str | None:
+    """Why ``target`` cannot hold the rooms of ``config``'s workload (a limit
+    of its own, checked before anything starts), or None."""
+    if config.workload.one_room:
+        return None
+    layout = config.layout
+    per_client = max((len(rooms) for rooms in layout.rooms_of.values()), default=0)
+    why = target.refuses_rooms(len(layout.rooms), per_client)
+    return f"{config.target} cannot run this workload: {why}" if why is not None else None
 
-    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
+
+class ProgressLine:
+    """One status line on stderr, shown once a run is past a few seconds
+    (``sink``: handed to it instead, e.g. a live view that draws it)."""
+
+    def __init__(self, enabled: bool, stream: TextIO = sys.stderr, sink: Callable[[str], None] | None = None) -> None:
         self.enabled = enabled
         self.stream = stream
+        self.sink = sink
         self.t0 = time.monotonic()
         self.tty = stream.isatty()
         self.last = 0.0
@@ -81,6 +101,9 @@ class ProgressLine:
             return
         self.last = now
         line = f"[swarm {now - self.t0:6.1f}s] {text}"
+        if self.sink is not None:
+            self.sink(line)
+            return
         if self.tty:
             self.stream.write("\r\x1b[K" + line)
         else:
@@ -89,9 +112,14 @@ class ProgressLine:
         self.shown = True
 
     def done(self) -> None:
-        if self.enabled and self.shown and self.tty:
+        if self.enabled and self.shown and self.tty and self.sink is None:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def client_tls(config: SwarmConfig) -> TlsOptions | None:
+    """The clients' TLS settings (:func:`bench.targets.registry.client_tls`)."""
+    return registry.client_tls(config.tls, config.target)
 
 
 def pin(pid: int, cpus: tuple[int, ...]) -> None:
@@ -103,31 +131,44 @@ def pin(pid: int, cpus: tuple[int, ...]) -> None:
 
 
 class SwarmRun:
-    """One run of a :class:`SwarmConfig`; :meth:`run` returns its document."""
+    """One run of a :class:`SwarmConfig`; :meth:`run` returns its document.
+    ``outputs``: observers see every interval as it completes
+    (:mod:`bench.live`), thresholds are checked at the end and stop the run
+    when one marked abort-on-fail is crossed."""
 
-    def __init__(self, config: SwarmConfig) -> None:
+    def __init__(self, config: SwarmConfig, outputs: Outputs | None = None) -> None:
         self.config = config
-        self.progress = ProgressLine(config.progress)
-        self.pool = WorkerPool(self.progress.update)
+        outputs = outputs or Outputs()
+        self.progress = ProgressLine(config.progress, sink=outputs.status)
         self.sampler = ResourceSampler(config.sample_interval_s)
+        self.thresholds = list(outputs.thresholds)
+        watch = [ThresholdWatch(self.thresholds)] if any(t.abort_on_fail for t in self.thresholds) else []
+        self.series = SeriesMerger(config.worker_count, [*outputs.observers, *watch], self.sampler)
+        self.pool = WorkerPool(self.progress.update, self.series.add)
         self.timing: dict[str, float] = {}
         self.notes: list[str] = []
 
     def run(self) -> RunDocument:
         """Start the target, run with it, stop everything (whatever happened),
         then the document."""
-        config = self.config
+        # a started target's CA trusted (it generates its certificate)
+        config = self.config = replace(self.config, tls=client_tls(self.config))
         started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         t_start = time.monotonic()
         raise_open_file_limit()
-        target = make_target(config.target, config.all_server_args, config.server_pid, config.protocol)
+        target = make_target(config.target, config.all_server_args, config.server_pid, config.protocol, config.security)
+        if config.tls is not None and config.tls.insecure:
+            self.notes.append("--insecure: the target's TLS certificate was not checked")
         limit = target.max_connections
-        wanted = config.clients + (config.sender_count if config.dedicated_senders else 0) + config.stalled_clients
+        wanted = config.connections
         if limit is not None and wanted > limit:
             raise SwarmError(
                 f"{config.target} cannot hold {wanted} connections (its limit is about {limit}); "
                 "use fewer clients for this target"
             )
+        why = rooms_refusal(config, target)
+        if why is not None:
+            raise SwarmError(why)
         try:
             with pinning.pinned_self(config.harness_cpus):
                 host, port = target.start()
@@ -141,7 +182,11 @@ class SwarmRun:
             self.sampler.stop()
             target.stop()  # before the workers close: leaves are then silent
             self.pool.shutdown()
-        return build_document(config, got, resources, target.describe())
+        doc = build_document(config, got, resources, target.describe())
+        if self.thresholds:
+            doc["thresholds"] = check_run(doc, self.thresholds, aborted=self.series.abort)
+        self.series.run_finished(doc)
+        return doc
 
     def _run_with_target(
         self, target: Target, host: str, port: int, started_at: str, t_start: float
@@ -150,6 +195,10 @@ class SwarmRun:
         config = self.config
         tag = secrets.token_hex(2)
         plans = make_plans(config, host, port, tag, target.connect_batch, target.node_addresses())
+        if config.logins is not None:  # ours: the clients' names and passwords, in its accounts file
+            target.enroll(
+                [(c.name, config.logins.for_client(c.cid).password) for p in plans for c in (*p.clients, *p.stalled)]
+            )
         got = Collected(
             tag=tag,
             started_at=started_at,
@@ -199,6 +248,8 @@ class SwarmRun:
         for msg in ready.values():
             got.registered.update(msg.registered)
             got.failures.update(msg.failures)
+            if msg.setup is not None:
+                got.setup.add(msg.setup)
         got.receivers = sorted(cid for cid in got.registered if got.specs[cid].receives)
         got.senders = sorted(cid for cid in got.registered if got.specs[cid].slot is not None)
         if not got.senders:
@@ -245,14 +296,28 @@ class SwarmRun:
     def _traffic(self, got: Collected) -> None:
         """Send the schedule and wait for its deliveries."""
         config = self.config
+        total = config.warmup_messages + config.measured_messages
+        slots = len(config.layout.streams)
+        rate = config.total_rate
         got.schedule = Schedule(
             t0_ns=time.monotonic_ns() + int(START_LEAD_S * 1e9),
-            rate=config.rate,
-            total=config.warmup_messages + config.measured_messages,
-            senders=config.sender_count,
+            rate=rate,
+            total=total,
+            senders=slots,
             warmup=config.warmup_messages,
             audience=got.workload.audience_sizes(set(got.receivers)),
+            traffic=traffic(config.workload, config.layout.weights, slots, total, rate),
         )
+        title = f"{config.fanout or config.target}, {config.clients} clients"
+        schedule = got.schedule
+        info = RunInfo(
+            title=title,
+            clients=config.clients,
+            interval_s=config.interval_s,
+            warmup_s=(schedule.measure_start_ns - schedule.t0_ns) / 1e9,
+            send_end_s=(schedule.end_ns - schedule.t0_ns) / 1e9,
+        )
+        self.series.start(schedule, config.interval_s, got.workload, schedule.audience, info)
         self.pool.broadcast(Start(got.schedule))
         got.completed = self._drive(got.schedule, stalled=config.stalled_clients > 0)
 
@@ -265,6 +330,11 @@ class SwarmRun:
             got.unsent_bytes += msg.unsent_bytes
         self.pool.broadcast(Finish(got.sent))
         got.worker_results = list(self.pool.gather(Result, COLLECT_RESULT_S, "collecting").values())
+        self.series.finish(time.monotonic_ns())
+        lost: Counter[int] = Counter()
+        for r in got.worker_results:
+            lost.update(r.lost_by_interval)
+        got.intervals = self.series.document(got.sent, lost)
 
     def _drive(self, schedule: Schedule, *, stalled: bool) -> bool:
         """Run the schedule and the drain; True when every expected delivery arrived."""
@@ -286,6 +356,9 @@ class SwarmRun:
             delivered = sum(p.delivered for p in states)
             expected = sum(p.expected for p in states)
             pending = sum(p.pending for p in states)
+            if self.series.abort is not None:
+                self.notes.append(f"stopped early: {self.series.abort}")
+                break
             if now >= end_ns:
                 if t_end_send is None:
                     t_end_send = now

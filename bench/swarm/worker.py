@@ -48,7 +48,7 @@ from typing import Any
 from bench import wire
 from bench.measure.integrity import IntegrityCounts
 from bench.measure.labelled import EncodedHistogram
-from bench.swarm.connections import CLOSED, CONNECTING, READY, REGISTERING, Conn, Sockets
+from bench.swarm.connections import CLOSED, CONNECTING, REGISTERING, Conn, Sockets
 from bench.swarm.messages import (
     Command,
     Exit,
@@ -68,6 +68,7 @@ from bench.swarm.plan import RX_CLOCKS, WorkerPlan
 from bench.swarm.receiver import Receiver
 from bench.swarm.registrar import Registrar
 from bench.swarm.sender import Sender
+from bench.swarm.timeline import Timeline
 from bench.wire import RECEIVER_LINE_LIMIT
 from server.limits import raise_open_file_limit
 
@@ -105,10 +106,14 @@ class Worker:
         self.plan = plan
         self.ctl = ctl
         self.sockets = Sockets()
-        adapter = wire.get(plan.protocol)
+        workload = plan.workload
+        adapter = wire.get(plan.protocol, rooms=not workload.one_room)
         self.registrar = Registrar(plan, adapter, self.sockets, ctl.send)
-        self.sender = Sender(plan.payload_bytes, adapter, self.sockets)
+        self.sender = Sender(plan.payload_bytes, adapter, self.sockets, workload)
         self.receiver = Receiver(plan, adapter, self.registrar, self.sender)
+        self.timeline = Timeline(
+            plan.index, plan.interval_s, self.receiver.recorder, self.receiver.reader, self.sockets, ctl.send
+        )
         #: the running schedule, while progress is reported
         self.reporting = False
         self.next_progress_ns = 0
@@ -172,6 +177,7 @@ class Worker:
         commands, progress; True once ``Exit`` came."""
         self.next_housekeeping_ns = t + HOUSEKEEPING_INTERVAL_NS
         self.receiver.housekeeping()
+        self.timeline.tick(t)
         self._commands()
         if self.reporting and t >= self.next_progress_ns:
             self._report_progress(t)
@@ -188,6 +194,7 @@ class Worker:
         if now >= self.next_housekeeping_ns:
             self.next_housekeeping_ns = now + HOUSEKEEPING_INTERVAL_NS
             self.receiver.housekeeping()
+            self.timeline.tick(now)
 
     def _timeout(self) -> float:
         now = time.monotonic_ns()
@@ -228,6 +235,7 @@ class Worker:
     def _on_start(self, msg: Start) -> None:
         schedule = msg.schedule
         self.receiver.recorder.measure_start_ns = schedule.measure_start_ns
+        self.timeline.start(schedule)
         self.sender.start(schedule, list(self.sockets.conns.values()))
         self.reporting = True
         self.next_progress_ns = time.monotonic_ns()
@@ -252,19 +260,15 @@ class Worker:
         schedule = self.sender.schedule
         assert schedule is not None
         senders = self.registrar.sender_conns
-        # Messages live senders still have to hand to the kernel (buffered or not yet due).
-        pending = sum(
-            schedule.messages_of(c.spec.slot) - c.sent for c in senders if c.state == READY and c.spec.slot is not None
-        )
         audience = schedule.audience
-        expected = sum(conn.sent * audience.get(conn.spec.cid, 0) for conn in senders)
+        expected = sum(n * audience.get(sid, 0) for conn in senders for sid, n in conn.sent_by.items())
         self.ctl.send(
             Progress(
                 t_ns=now,
                 delivered=self.receiver.recorder.delivered_all,
                 expected=expected,
                 sent=sum(c.sent for c in senders),
-                pending=pending,
+                pending=self.sender.pending(),
                 disconnects=sum(self.sockets.disconnects.values()),
             )
         )
@@ -272,6 +276,7 @@ class Worker:
     def _result(self, sent: dict[int, int]) -> Result:
         receiver = self.receiver
         receiver.housekeeping()
+        self.timeline.finish(time.monotonic_ns())
         rec = receiver.recorder
         labelled = rec.labelled
         workload = self.plan.workload
@@ -309,6 +314,7 @@ class Worker:
             receivers=len(receivers),
             by_pair=by_pair,
             strays=labelled.strays,
+            lost_by_interval=self.timeline.lost(workload, receivers, sent),
         )
 
 

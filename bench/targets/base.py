@@ -30,10 +30,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self
 
 from bench.results.schema import TargetInfo
+from bench.wire.credentials import Logins
 
 #: Seconds a started server gets to start listening (generous: a loaded
 #: 2-core CI machine starts Python slowly).
@@ -57,6 +59,34 @@ class TargetError(Exception):
     """The target cannot be used; the message says why, in plain words."""
 
 
+@dataclass(frozen=True)
+class Security:
+    """How a target the harness starts is secured (``--tls``, the logins):
+    it serves TLS with a certificate the harness generates
+    (:mod:`bench.targets.certs`), and lets in exactly the given logins.  A
+    target somebody else started is secured as it is: the harness's clients
+    only use these."""
+
+    tls: bool = False
+    logins: Logins | None = None
+
+    def describe(self) -> str:
+        """``tls``, ``tls, user bench (...)``, ``plain``: what a result records (never a password)."""
+        parts = ["tls" if self.tls else "plain"]
+        if self.logins is not None:
+            parts.append(self.logins.describe())
+        return ", ".join(parts)
+
+
+#: A target started without TLS or logins.
+PLAIN = Security()
+
+
+class AlreadyStarted(RuntimeError):
+    """``start()`` on a target that is running: a bug in the caller (the
+    first server would be left running), never a user's mistake."""
+
+
 def write_config(prefix: str, filename: str, text: str) -> tempfile.TemporaryDirectory[str]:
     """A fresh temporary directory holding one config file ``filename``, both
     readable by a server that drops root after reading them."""
@@ -69,6 +99,12 @@ def write_config(prefix: str, filename: str, text: str) -> tempfile.TemporaryDir
 
 
 class Target(Protocol):
+    """``start()`` once, then ``stop()`` (which may be called any number of
+    times); a second ``start()`` before ``stop()`` raises
+    :class:`AlreadyStarted` rather than start a second server that nobody
+    would stop.  ``with target:`` starts it; the address it listens on is
+    what ``start()`` returned, also kept as ``address``."""
+
     kind: str
     protocol: str
     connect_batch: int | None
@@ -87,6 +123,17 @@ class Target(Protocol):
         """Once started, a target of several nodes that the harness may choose
         between: every node's address, in node order (the swarm connects
         client i to node i mod N); None for one address."""
+        ...
+
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        """Why this target cannot hold a workload of ``rooms`` rooms with a
+        client in up to ``per_client`` of them (a limit of its own), or None."""
+        ...
+
+    def enroll(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """Let these (name, password) accounts in: a server the harness
+        started whose clients log in under their own names (ours, with an
+        accounts file) gets them before they connect; others need nothing."""
         ...
 
 
@@ -133,6 +180,8 @@ class ProcessTarget:
     startup_timeout = STARTUP_TIMEOUT_S
     #: The signal that asks the server to shut down cleanly (exit status 0).
     stop_signal = signal.SIGTERM
+    #: TLS and logins it is started with (a subclass that can do them sets it).
+    security = PLAIN
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -146,6 +195,8 @@ class ProcessTarget:
         self._announced: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self.exit_code: int | None = None
         self.last_pid: int | None = None
+        #: Where it listens once started (what ``start()`` returned).
+        self.address: tuple[str, int] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -153,6 +204,13 @@ class ProcessTarget:
 
     def node_addresses(self) -> list[tuple[str, int]] | None:
         return None  # one server, one address
+
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        """No limit on rooms (the peers' configs the harness writes set none)."""
+        return None
+
+    def enroll(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """Nothing by default: a server whose logins are not per client name."""
 
     def command(self, port: int) -> list[str]:
         raise NotImplementedError
@@ -169,8 +227,12 @@ class ProcessTarget:
         """Called after the server stopped."""
 
     def start(self) -> tuple[str, int]:
-        if self.announces_address:
-            return self._start_announced()
+        if self._proc is not None:
+            raise AlreadyStarted(f"{self.label} is already running (pid {self._proc.pid}); stop() it first")
+        self.address = self._start_announced() if self.announces_address else self._start_on_port()
+        return self.address
+
+    def _start_on_port(self) -> tuple[str, int]:
         last_error = "unknown error"
         for _ in range(PORT_ATTEMPTS):
             port = self.pick_port()
@@ -295,9 +357,11 @@ class ProcessTarget:
             "stderr_lines": self._stderr_lines,
             "stderr_tail": list(self._stderr)[-10:],
             "exit_code": self.exit_code,
+            "security": self.security.describe(),
         }
 
     def __enter__(self) -> Self:
+        """Starts it: ``with EmbeddedTarget() as t:`` runs a server, at ``t.address``."""
         self.start()
         return self
 

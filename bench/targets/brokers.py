@@ -8,12 +8,21 @@ distort a fan-out benchmark are set for one in the config, each with a comment
 server options (``--server-arg``) are appended as config lines, so a test or a
 user can put a limit back (``client-output-buffer-limit pubsub 64kb 0 0``).
 
+With ``--tls`` each serves TLS on that port with a certificate the harness
+generates (:mod:`bench.targets.certs`), and with logins it lets in only
+those (:meth:`BrokerTarget.security_config`): Redis ``tls-port`` (plaintext
+``port 0``) and ACL users, Mosquitto the listener's ``certfile``/``keyfile``
+and a ``password_file`` (``mosquitto_passwd``), NATS a ``tls`` block and an
+``authorization`` block.
+
 ``redis://HOST:PORT``, ``nats://HOST:PORT`` and ``mqtt://HOST:PORT`` name a
-broker somebody else started (loopback only, :func:`split_broker_url`).
+broker somebody else started (loopback only; the schemes are the registry's,
+:mod:`bench.targets.registry`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -23,7 +32,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.results.schema import TargetInfo
-from bench.targets.base import ProcessTarget, TargetError, write_config
+from bench.targets import certs
+from bench.targets.base import PLAIN, ProcessTarget, Security, TargetError, write_config
+from bench.targets.packages import Package
+from bench.wire.credentials import Credentials
 
 #: redis.conf for a benchmark (see redis.conf's own comments).
 REDIS_CONFIG = """\
@@ -84,19 +96,13 @@ log_type notice
 connection_messages false
 """
 
+#: Redis's server binary and its Debian package (the broker target, and the cluster's backplane).
+REDIS_SERVER = Package("redis-server", debian="redis-server")
+
 #: Fault lines a run document keeps (the first ones: the rest are alike).
 FAULT_LINES_KEPT = 20
 #: Characters kept of one (Redis logs the whole client description).
 FAULT_LINE_CHARS = 240
-
-#: URL scheme of an external broker -> the protocol it speaks.
-BROKER_SCHEMES = {"redis": "redis", "nats": "nats", "mqtt": "mqtt"}
-
-
-def find_binary(name: str) -> str | None:
-    """Path of a broker binary (``/usr/sbin`` is searched even when not on PATH)."""
-    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/sbin"))
-    return shutil.which(name, path=path)
 
 
 def shorten(line: str) -> str:
@@ -108,24 +114,12 @@ def shorten(line: str) -> str:
     return f"{line[:half]} ... {line[-half:]}"
 
 
-def split_broker_url(spec: str) -> tuple[str, str] | None:
-    """``redis://HOST:PORT`` -> (``redis``, ``HOST:PORT``); None if ``spec``
-    is not a broker URL; :class:`TargetError` for an unknown scheme."""
-    scheme, sep, rest = spec.partition("://")
-    if not sep:
-        return None
-    protocol = BROKER_SCHEMES.get(scheme.lower())
-    if protocol is None:
-        raise TargetError(f"unknown target scheme {scheme!r}:// (choose from {', '.join(BROKER_SCHEMES)})")
-    return protocol, rest.rstrip("/")
-
-
 class BrokerTarget(ProcessTarget):
     """A broker from a Debian package with a config file the harness writes.
-    Subclasses give the binary, the package, the config and the command."""
+    Subclasses give the binary and its package, the config and the command."""
 
-    binary_name = ""
-    package = ""
+    #: The binary and the Debian package it comes from.
+    requires = Package("broker", debian="broker")
     config_template = ""
     config_file = ""
     #: Argument that makes the binary print its version (on stdout or stderr).
@@ -137,18 +131,29 @@ class BrokerTarget(ProcessTarget):
     #: throttling or cutting off clients (the comparison's "flood control").
     flood_control = ""
 
-    def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
-        binary = find_binary(self.binary_name)
+    def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1", security: Security = PLAIN) -> None:
+        binary = self.requires.find()
         if binary is None:
-            raise TargetError(
-                f"{self.binary_name} is not installed (Debian package `{self.package}`: `make peers` installs it, "
-                f"or apt-get install {self.package})"
-            )
+            raise TargetError(self.requires.missing())
         super().__init__(host)
         self.binary = binary
         self.extra_config = list(server_args)
+        self.security = security
+        self.certificate = certs.issue(self.kind) if security.tls else None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.config_text = ""
+
+    @property
+    def accounts(self) -> list[Credentials]:
+        """The logins it lets in, each user once (the last password given wins)."""
+        if self.security.logins is None:
+            return []
+        return list({a.user: a for a in self.security.logins.accounts}.values())
+
+    def security_config(self, port: int, directory: Path) -> str:
+        """Config lines for TLS and logins (written after the template, so they
+        win), with any file they need written to ``directory``."""
+        return ""
 
     @property
     def config_path(self) -> str:
@@ -157,10 +162,14 @@ class BrokerTarget(ProcessTarget):
     def prepare(self, port: int) -> None:
         self.cleanup()
         extra = "".join(f"{line}\n" for line in self.extra_config)
-        self.config_text = self.config_template.format(host=self.host, port=port) + (
-            f"# --server-arg\n{extra}" if extra else ""
+        self._dir = write_config(f"chatbench-{self.kind}-", self.config_file, "")
+        secured = self.security_config(port, Path(self._dir.name))
+        self.config_text = (
+            self.config_template.format(host=self.host, port=port)
+            + (f"# --tls and logins\n{secured}" if secured else "")
+            + (f"# --server-arg\n{extra}" if extra else "")
         )
-        self._dir = write_config(f"chatbench-{self.kind}-", self.config_file, self.config_text)
+        Path(self.config_path).write_text(self.config_text)
 
     def cleanup(self) -> None:
         if self._dir is not None:
@@ -179,13 +188,19 @@ class BrokerTarget(ProcessTarget):
 
     def describe(self) -> TargetInfo:
         doc = super().describe()
-        doc["command"] = [self.binary_name, *self.command(self.port)[1:]]
+        doc["command"] = [self.requires.name, *self.command(self.port)[1:]]
         doc["command"] = [a if a != self.config_path else self.config_file for a in doc["command"]]
         doc["version"] = self.version()
-        doc["config"] = self.config_text.splitlines()
+        doc["config"] = self.redact(self.config_text).splitlines()
         doc["faults_logged"] = self.faults_logged()
         doc["flood_control"] = self.flood_control + (" (+ --server-arg lines)" if self.extra_config else "")
         return doc
+
+    def redact(self, text: str) -> str:
+        """``text`` with every login's password replaced (a result never holds one)."""
+        for account in self.accounts:
+            text = text.replace(account.password, "***")
+        return text
 
     def faults_logged(self) -> list[str]:
         """The kept log lines in which the broker says it cut a client off or
@@ -200,8 +215,7 @@ class RedisTarget(BrokerTarget):
     kind = "redis"
     protocol = "redis"
     label = "redis-server"
-    binary_name = "redis-server"
-    package = "redis-server"
+    requires = REDIS_SERVER
     config_template = REDIS_CONFIG
     config_file = "redis.conf"
     port_taken_markers = ("Address already in use",)
@@ -211,6 +225,24 @@ class RedisTarget(BrokerTarget):
     def command(self, port: int) -> list[str]:
         return [self.binary, self.config_path]
 
+    def security_config(self, port: int, directory: Path) -> str:
+        lines = []
+        if self.certificate is not None:
+            # TLS only: no plaintext port; clients are not asked for certificates
+            lines += [
+                "port 0",
+                f"tls-port {port}",
+                f"tls-cert-file {self.certificate.cert_file}",
+                f"tls-key-file {self.certificate.key_file}",
+                f"tls-ca-cert-file {self.certificate.ca_file}",
+                "tls-auth-clients no",
+            ]
+        if self.accounts:
+            # no default user; each login an ACL user with every key, channel and command
+            lines.append("user default off")
+            lines += [f"user {a.user} on >{a.password} ~* &* +@all" for a in self.accounts]
+        return "".join(f"{line}\n" for line in lines)
+
 
 class NatsTarget(BrokerTarget):
     """NATS (``nats-server``, Debian package ``nats-server``): core pub/sub."""
@@ -218,8 +250,7 @@ class NatsTarget(BrokerTarget):
     kind = "nats"
     protocol = "nats"
     label = "nats-server"
-    binary_name = "nats-server"
-    package = "nats-server"
+    requires = Package("nats-server", debian="nats-server")
     config_template = NATS_CONFIG
     config_file = "nats.conf"
     fault_markers = ("Slow Consumer", "Maximum Connections Exceeded", "Write Error", "Stale Connection")
@@ -230,6 +261,21 @@ class NatsTarget(BrokerTarget):
     def command(self, port: int) -> list[str]:
         return [self.binary, "--config", self.config_path]
 
+    def security_config(self, port: int, directory: Path) -> str:
+        text = ""
+        if self.certificate is not None:
+            # the server sends INFO in plaintext, then the client starts TLS (NATS's default)
+            text += (
+                f"tls {{\n  cert_file: {json.dumps(self.certificate.cert_file)}\n"
+                f"  key_file: {json.dumps(self.certificate.key_file)}\n  timeout: 10\n}}\n"
+            )
+        if self.accounts:
+            users = ", ".join(
+                f"{{user: {json.dumps(a.user)}, password: {json.dumps(a.password)}}}" for a in self.accounts
+            )
+            text += f"authorization {{\n  users: [{users}]\n}}\n"
+        return text
+
 
 class MosquittoTarget(BrokerTarget):
     """Eclipse Mosquitto (Debian package ``mosquitto``): MQTT 5 at QoS 0."""
@@ -237,8 +283,7 @@ class MosquittoTarget(BrokerTarget):
     kind = "mosquitto"
     protocol = "mqtt"
     label = "mosquitto"
-    binary_name = "mosquitto"
-    package = "mosquitto"
+    requires = Package("mosquitto", debian="mosquitto")
     config_template = MOSQUITTO_CONFIG
     config_file = "mosquitto.conf"
     fault_markers = ("Out of memory", "exceeded", "disconnected due to")
@@ -248,3 +293,25 @@ class MosquittoTarget(BrokerTarget):
 
     def command(self, port: int) -> list[str]:
         return [self.binary, "-c", self.config_path]
+
+    def security_config(self, port: int, directory: Path) -> str:
+        lines = []
+        if self.certificate is not None:  # the listener above speaks TLS
+            lines += [f"certfile {self.certificate.cert_file}", f"keyfile {self.certificate.key_file}"]
+        if self.accounts:
+            lines += ["allow_anonymous false", f"password_file {self.password_file(directory)}"]
+        return "".join(f"{line}\n" for line in lines)
+
+    def password_file(self, directory: Path) -> str:
+        """Mosquitto's password file for the logins, made by its own ``mosquitto_passwd``."""
+        tool = shutil.which("mosquitto_passwd") or str(Path(self.binary).parent / "mosquitto_passwd")
+        path = directory / "passwords"
+        for i, account in enumerate(self.accounts):
+            assert account.user is not None
+            argv = [tool, *(["-c"] if i == 0 else []), "-b", str(path), account.user, account.password]
+            try:
+                subprocess.run(argv, check=True, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise TargetError(f"cannot write mosquitto's password file with {tool}: {exc}") from None
+        os.chmod(path, 0o644)  # mosquitto drops root before it reads it
+        return str(path)

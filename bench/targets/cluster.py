@@ -15,22 +15,22 @@ every node.  :class:`RedisServer` is also what the cluster tests start.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Sequence
+from typing import Self
 
 from bench.results.schema import TargetInfo
-from bench.targets.base import CommandTarget, ProcessTarget, TargetError, free_port
+from bench.targets.base import AlreadyStarted, CommandTarget, ProcessTarget, TargetError, free_port
+from bench.targets.brokers import REDIS_SERVER
+from bench.targets.embedded import room_refusal
 
-#: The Debian package (and binary) the cluster target needs.
-REDIS_SERVER = "redis-server"
 #: Most nodes one cluster target starts: more processes than that on one
 #: machine measure the scheduler, not the cluster.
 MAX_NODES = 16
 
 
 def find_redis_server() -> str | None:
-    return shutil.which(REDIS_SERVER)
+    return REDIS_SERVER.find()
 
 
 class RedisServer(ProcessTarget):
@@ -48,9 +48,9 @@ class RedisServer(ProcessTarget):
         self.fixed_port = port
 
     def command(self, port: int) -> list[str]:
-        binary = find_redis_server()
+        binary = REDIS_SERVER.find()
         if binary is None:
-            raise TargetError(f"{REDIS_SERVER} is not installed (apt-get install {REDIS_SERVER})")
+            raise TargetError(REDIS_SERVER.missing())
         # No RDB/AOF files, no protected mode (loopback only anyway), errors only on stdout.
         quiet = ["--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"]
         return [binary, "--port", str(port), "--bind", self.host, *quiet, "--logfile", ""]
@@ -86,6 +86,10 @@ class ClusterTarget:
     connect_batch: int | None = None
     max_connections: int | None = None
 
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        """Each node is our server, with its room limits."""
+        return room_refusal(self.server_args, rooms, per_client)
+
     def __init__(
         self,
         nodes: int,
@@ -114,9 +118,16 @@ class ClusterTarget:
         self.port = 0
         #: Where each node listens, in node order.
         self.addresses: list[tuple[str, int]] = []
+        #: "The" address once started (what ``start()`` returned).
+        self.address: tuple[str, int] | None = None
+        self._running = False
 
     def start(self) -> tuple[str, int]:
+        if self._running:
+            raise AlreadyStarted(f"cluster:{self.count} is already running; stop() it first")
+        self.nodes, self.addresses = [], []
         self.redis.start()
+        self._running = True
         self.port = self.fixed_port or free_port(self.host)
         try:
             for i in range(self.count):
@@ -129,12 +140,21 @@ class ClusterTarget:
             raise
         if not self.share_port:
             self.port = self.addresses[0][1]  # "the" address: the first node's
-        return self.host, self.port
+        self.address = (self.host, self.port)
+        return self.address
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
         self.redis.stop()
+        self._running = False
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     @property
     def pid(self) -> int | None:
@@ -144,6 +164,9 @@ class ClusterTarget:
         """Every node's address when each has its own port; None when they
         share one (the kernel chooses)."""
         return None if self.share_port else list(self.addresses)
+
+    def enroll(self, accounts: Sequence[tuple[str, str]]) -> None:
+        """Nothing: the cluster runs without TLS and accounts (the registry says so)."""
 
     def describe(self) -> TargetInfo:
         return {
@@ -156,15 +179,3 @@ class ClusterTarget:
             "redis": self.redis.describe(),
             "server_options": list(self.server_args),
         }
-
-
-def parse_cluster_spec(spec: str) -> int | None:
-    """N for ``cluster:N`` (``cluster`` alone is 2 nodes); None for any other spec."""
-    name, _, count = spec.partition(":")
-    if name != "cluster":
-        return None
-    if not count:
-        return 2
-    if not count.isdigit():
-        raise TargetError(f"cluster:N needs a node count, got {spec!r}")
-    return int(count)

@@ -53,6 +53,9 @@ class FaultOptions:
     uniform_ms: tuple[float, float] | None = None  #: plus a seeded uniform delay in [lo, hi]
     stall_every_ms: float = 0.0  #: every this often (0: never) ...
     stall_ms: float = 0.0  #: ... hold all deliveries this long (due times in the window move to its end)
+    #: or once (0: never): hold all deliveries ``stall_ms`` from this long after the
+    #: timetable's first intended send on (the swarm's interval 0 starts there)
+    stall_at_ms: float = 0.0
     disconnect: int | None = None  #: receiver id the relay disconnects ...
     disconnect_after: int = 0  #: ... once it has delivered this many probes to it
     pause_sender: int | None = None  #: sender id the relay stops reading from ...
@@ -110,6 +113,10 @@ class DelayModel:
         self.seed = opts.seed
         self.every_ns = round(opts.stall_every_ms * 1e6)
         self.stall_ns = round(opts.stall_ms * 1e6)
+        self.once_at_ns = round(opts.stall_at_ms * 1e6)
+        self.senders = opts.senders
+        self.rate = opts.rate
+        self.origin_ns: int | None = None  #: the timetable's first intended send (the once-stall's origin)
         self.last_due: dict[int, int] = {}
 
     def uniform_fraction(self, sender: int, seq: int) -> float:
@@ -129,6 +136,13 @@ class DelayModel:
             phase = due % self.every_ns
             if phase < self.stall_ns:
                 due += self.stall_ns - phase
+        if self.once_at_ns and self.stall_ns:
+            if self.origin_ns is None:  # message m = seq * senders + sender was intended at t0 + m / rate
+                m = seq * self.senders + sender
+                self.origin_ns = intended_ns - (int(m * 1e9 / self.rate) if self.rate > 0 else 0)
+            start = self.origin_ns + self.once_at_ns
+            if start <= due < start + self.stall_ns:
+                due = start + self.stall_ns
         due = max(due, self.last_due.get(sender, 0))
         self.last_due[sender] = due
         return due

@@ -18,6 +18,12 @@ It writes the schedule to ``--schedule FILE`` at start, and at exit (SIGTERM)
 the outcome too: which faults it applied, what the disconnected receiver got,
 and HDR histograms of each delivery's scheduled and observed latency.
 
+With ``--tls-cert FILE --tls-key FILE`` it speaks TLS to every client
+(:class:`server.tls.TlsSocket`, as our server does), so the selftest can
+show that kernel receive stamps still end a delivery's latency where the
+ciphertext arrived: its delays are then checked over TLS (``selftest --tls``).
+Its own delivery time is measured after the encrypting send returns.
+
 Run on its own: ``python -m bench.targets.faultrelay --schedule s.json
 --drop 2 --senders 2 --clients 4 --seq-range 5,50`` (it logs ``listening on
 HOST:PORT``); as a swarm target: ``--target faultrelay`` with the relay's
@@ -32,17 +38,19 @@ import itertools
 import logging
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from bench.measure import probe
 from bench.measure.stats import LatencyHistogram
 from bench.results.store import write_json
-from bench.targets.base import CommandTarget
+from bench.targets import certs
+from bench.targets.base import PLAIN, CommandTarget, Security
 from bench.targets.faultplan import (
     ID_MODES,
     SCHEDULE_KIND,
@@ -59,6 +67,7 @@ from bench.targets.faultplan import (
 )
 from bench.targets.relay import RECV_BYTES, accept_forever, read_name, send_welcome
 from server import protocol
+from server.tls import PLAINTEXT_CHAT_ANSWER, TlsSocket, server_context
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +153,11 @@ class FaultRelay:
     sends everything at its due time (so every byte a client gets comes from
     that thread, in one order)."""
 
-    def __init__(self, listener: socket.socket, opts: FaultOptions) -> None:
+    def __init__(self, listener: socket.socket, opts: FaultOptions, tls: ssl.SSLContext | None = None) -> None:
         self._listener = listener
         self.opts = opts
+        #: TLS to every client (None: plaintext)
+        self.tls = tls
         if opts.ids not in ID_MODES:
             raise ValueError(f"--ids {opts.ids!r}: choose from {', '.join(ID_MODES)}")
         self.delays = DelayModel(opts)
@@ -174,6 +185,9 @@ class FaultRelay:
     # -- reading -----------------------------------------------------------------
 
     def _session(self, sock: socket.socket) -> None:
+        if self.tls is not None:  # the handshake runs on the first recv, in this thread
+            peer = f"client fd {sock.fileno()}"
+            sock = cast(socket.socket, TlsSocket(sock, self.tls, peer, plaintext_answer=PLAINTEXT_CHAT_ANSWER))
         try:
             if (registered := read_name(sock)) is None:
                 return
@@ -344,16 +358,22 @@ def _terminate(signum: int, frame: object) -> NoReturn:
     raise SystemExit(0)
 
 
-def run_relay(host: str, port: int, opts: FaultOptions, schedule: str) -> int:
-    """Serve until SIGTERM; writes ``schedule`` at start and at exit."""
+def run_relay(host: str, port: int, opts: FaultOptions, schedule: str, tls_files: tuple[str, str] | None = None) -> int:
+    """Serve until SIGTERM (over TLS with ``tls_files``: certificate, key);
+    writes ``schedule`` at start and at exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        tls = server_context(*tls_files) if tls_files is not None else None
+    except (OSError, ssl.SSLError) as exc:
+        log.error("cannot load the TLS certificate and key: %s", exc)
+        return 2
     try:
         relay_listener = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         return 2
     try:
-        relay = FaultRelay(relay_listener, opts)
+        relay = FaultRelay(relay_listener, opts, tls)
     except ValueError as exc:
         log.error("bad fault options: %s", exc)
         return 2
@@ -400,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="listen address")
     parser.add_argument("--port", type=int, default=0, help="port; 0 picks one (logged on stderr)")
     parser.add_argument("--schedule", required=True, help="JSON file the plan and, at exit, the outcome go to")
+    parser.add_argument("--tls-cert", help="speak TLS to every client with this certificate chain (PEM)")
+    parser.add_argument("--tls-key", help="... and this key (PEM)")
     helps = {
         "seed": "seed of the fault choice and the uniform delays",
         "senders": "sender ids 0..N-1 faults may hit",
@@ -424,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     opts = FaultOptions(**{f.name: getattr(args, f.name) for f in fields(FaultOptions)})
-    return run_relay(args.host, args.port, opts, args.schedule)
+    tls_files = (args.tls_cert, args.tls_key or args.tls_cert) if args.tls_cert else None
+    return run_relay(args.host, args.port, opts, args.schedule, tls_files)
 
 
 class FaultRelayTarget(CommandTarget):
@@ -432,8 +455,16 @@ class FaultRelayTarget(CommandTarget):
 
     kind = "faultrelay"
 
-    def __init__(self, server_args: Sequence[str]) -> None:
-        super().__init__([sys.executable, "-m", "bench.targets.faultrelay", *server_args], "fault relay")
+    def __init__(self, server_args: Sequence[str], security: Security = PLAIN) -> None:
+        tls: list[str] = []
+        if security.tls:
+            cert = certs.issue("faultrelay")
+            tls = ["--tls-cert", cert.cert_file, "--tls-key", cert.key_file]
+        super().__init__([sys.executable, "-m", "bench.targets.faultrelay", *tls, *server_args], "fault relay")
+        self.security = security
+
+    def refuses_rooms(self, rooms: int, per_client: int) -> str | None:
+        return "the fault relay has one room: it relays every line to every client"
 
 
 if __name__ == "__main__":

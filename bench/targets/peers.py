@@ -11,7 +11,6 @@ import functools
 import importlib.metadata
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.results.schema import TargetInfo
-from bench.targets.base import ProcessTarget, TargetError, write_config
+from bench.targets import certs
+from bench.targets.base import PLAIN, ProcessTarget, Security, TargetError, write_config
+from bench.targets.packages import Package
 
 #: ngircd's settings for a benchmark on loopback (see ``ngircd.conf(5)``).
 #: No per-IP or total connection limit, no PAM/DNS/ident look-ups (each would
@@ -47,15 +48,29 @@ DNS = no
 Ident = no
 """
 
+#: ngircd's [SSL] section with ``--tls``: TLS on the clients' port only
+#: (no plaintext ``Ports`` in [Global]), the harness's certificate.
+NGIRCD_SSL_CONFIG = """\
+[SSL]
+CertFile = {cert}
+KeyFile = {key}
+Ports = {port}
+"""
+
 #: ngircd's flood penalty without MaxPenaltyTime = 0: what one sender can
 #: sustain (messages/s); the swarm then spreads the rate over more senders.
 NGIRCD_PENALTY_RATE_PER_SENDER = 1.0
 
 
+#: ngIRCd's binary and its Debian package.
+NGIRCD = Package("ngircd", debian="ngircd")
+#: miniircd's module and its PyPI package (installed into the harness's Python).
+MINIIRCD = Package("miniircd", pypi="miniircd")
+
+
 def find_ngircd() -> str | None:
     """Path of the ngircd binary (``/usr/sbin`` is searched even when not on PATH)."""
-    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/sbin"))
-    return shutil.which("ngircd", path=path)
+    return NGIRCD.find()
 
 
 @functools.lru_cache(maxsize=4)
@@ -94,16 +109,17 @@ class NgircdTarget(ProcessTarget):
     connect_batch: int | None = 8  # listen backlog 10
     port_taken_markers = ("Address already in use", "Can't bind", "isn't listening")
 
-    def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
+    def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1", security: Security = PLAIN) -> None:
         if server_args:
             raise TargetError(f"server options ({' '.join(server_args)}) only apply to the embedded server")
-        binary = find_ngircd()
+        binary = NGIRCD.find()
         if binary is None:
-            raise TargetError(
-                "ngircd is not installed (Debian package `ngircd`: `make peers` installs it, or apt-get install ngircd)"
-            )
+            raise TargetError(NGIRCD.missing())
         super().__init__(host)
         self.binary = binary
+        self.security = security
+        self.certificate = certs.issue("ngircd") if security.tls else None
+        self.password = self.server_password(security)
         self.penalty_disabled = ngircd_supports_max_penalty_time(binary)
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.config_text = ""
@@ -122,10 +138,27 @@ class NgircdTarget(ProcessTarget):
         """Messages/s one sender can sustain, when the server limits it."""
         return None if self.penalty_disabled else NGIRCD_PENALTY_RATE_PER_SENDER
 
+    @staticmethod
+    def server_password(security: Security) -> str | None:
+        """IRC's one server password (``PASS``): every login's, which must be the same."""
+        if security.logins is None:
+            return None
+        passwords = {a.password for a in security.logins.accounts}
+        if len(passwords) != 1:
+            raise TargetError("ngircd has one server password (PASS): give every login the same password")
+        return passwords.pop()
+
     def prepare(self, port: int) -> None:
         self.cleanup()
         penalty = "MaxPenaltyTime = 0\n" if self.penalty_disabled else ""
-        self.config_text = NGIRCD_BASE_CONFIG.format(host=self.host, port=port, penalty=penalty)
+        text = NGIRCD_BASE_CONFIG.format(host=self.host, port=port, penalty=penalty)
+        if self.password is not None:  # in [Global]: PASS before NICK/USER
+            text = text.replace("MotdPhrase = chatbench\n", f"MotdPhrase = chatbench\nPassword = {self.password}\n")
+        if self.certificate is not None:  # the clients' port speaks TLS, no plaintext port
+            text = text.replace(f"Ports = {port}\n", "")
+            cert, key = self.certificate.cert_file, self.certificate.key_file
+            text += NGIRCD_SSL_CONFIG.format(cert=cert, key=key, port=port)
+        self.config_text = text
         self._dir = write_config("chatbench-ngircd-", "ngircd.conf", self.config_text)
 
     @property
@@ -154,7 +187,10 @@ class NgircdTarget(ProcessTarget):
         doc["command"] = [self.binary, "--nodaemon", "--config", "ngircd.conf"]
         doc["version"] = self.version()
         doc["flood_control"] = self.flood_control
-        doc["config"] = self.config_text.splitlines()
+        text = self.config_text
+        if self.password is not None:
+            text = text.replace(self.password, "***")  # a result never holds a password
+        doc["config"] = text.splitlines()
         return doc
 
 
@@ -164,7 +200,7 @@ MINIIRCD_MAX_CONNECTIONS = 1020
 
 
 def miniircd_installed() -> bool:
-    return importlib.util.find_spec("miniircd") is not None
+    return MINIIRCD.installed
 
 
 class MiniircdTarget(ProcessTarget):
@@ -185,11 +221,8 @@ class MiniircdTarget(ProcessTarget):
     def __init__(self, server_args: Sequence[str] = (), host: str = "127.0.0.1") -> None:
         if server_args:
             raise TargetError(f"server options ({' '.join(server_args)}) only apply to the embedded server")
-        if not miniircd_installed():
-            raise TargetError(
-                f"miniircd is not installed for {sys.executable} (PyPI package `miniircd`: "
-                "`make peers` installs it, or pip install miniircd)"
-            )
+        if not MINIIRCD.installed:
+            raise TargetError(f"{MINIIRCD.missing()}; this Python is {sys.executable}")
         super().__init__(host)
 
     def command(self, port: int) -> list[str]:

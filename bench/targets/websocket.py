@@ -7,7 +7,6 @@ import time
 
 from bench.targets.base import POLL_INTERVAL_S, TargetError, can_connect, free_port
 from bench.targets.embedded import EmbeddedTarget
-from bench.wire.ws_adapter import parse_ws_url
 
 #: Seconds the WebSocket port gets to accept once the TCP port does (the
 #: server opens both before it logs that it listens).
@@ -28,7 +27,13 @@ class EmbeddedWsTarget(EmbeddedTarget):
         self.ws_port = free_port(self.host)
 
     def command(self, port: int) -> list[str]:
-        return [*super().command(port), "--ws-port", str(self.ws_port), *self.ws_args]
+        ws = "--wss-port" if self.certificate is not None else "--ws-port"
+        return [*super().command(port), ws, str(self.ws_port), *self.ws_args]
+
+    def listen_args(self, port: int) -> list[str]:
+        """The plaintext TCP port (where start-up is watched) and, with TLS,
+        the WebSocket port over TLS (``--wss-port``) is the clients'."""
+        return ["--port", str(port)]
 
     def start(self) -> tuple[str, int]:
         host, _ = super().start()
@@ -38,7 +43,8 @@ class EmbeddedWsTarget(EmbeddedTarget):
                 self.stop()
                 raise TargetError(f"{self.label}: websocket port {self.ws_port} did not accept")
             time.sleep(POLL_INTERVAL_S)
-        return host, self.ws_port
+        self.address = (host, self.ws_port)
+        return self.address
 
 
 class EmbeddedShootoutTarget(EmbeddedWsTarget):
@@ -47,16 +53,3 @@ class EmbeddedShootoutTarget(EmbeddedWsTarget):
     protocol = "shootout"
     label = "embedded server (websocket-shootout)"
     ws_args = ("--ws-shootout",)
-
-
-#: What a ``ws://`` target may speak, and the default.
-WS_URL_PROTOCOLS = ("shootout", "ws")
-
-
-def split_ws_url(spec: str) -> tuple[str, int]:
-    """``ws://HOST:PORT/ws`` (a websocket-shootout server, say) -> (host,
-    port); :class:`TargetError` saying what is wrong otherwise."""
-    try:
-        return parse_ws_url(spec)
-    except ValueError as exc:
-        raise TargetError(f"target {exc}") from None

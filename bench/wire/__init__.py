@@ -40,12 +40,18 @@ _ADAPTERS: dict[str, Callable[[], Adapter]] = {
 PROTOCOLS = tuple(_ADAPTERS)
 
 
-def get(name: str) -> Adapter:
-    """The adapter for a ``--protocol`` value."""
+def get(name: str, *, rooms: bool = False) -> Adapter:
+    """The adapter for a ``--protocol`` value; ``rooms``: for a workload of
+    several rooms (its decoders look at each delivery's room)."""
     factory = _ADAPTERS.get(name)
     if factory is None:
         raise ValueError(f"unknown protocol {name!r} (choose from {', '.join(PROTOCOLS)})")
-    return factory()
+    adapter = factory()
+    if rooms:
+        if adapter.no_rooms is not None:
+            raise ValueError(adapter.no_rooms)
+        adapter.rooms = True
+    return adapter
 
 
 __all__ = ["PROTOCOLS", "RECEIVER_LINE_LIMIT", "Adapter", "Decoder", "Incoming", "Registration", "Step", "get"]

@@ -13,8 +13,9 @@ moves bytes; an :class:`Adapter` says what they mean.  Per connection it gives
 
 and for traffic
 
-* :meth:`Adapter.encode_message` -- a message framed for sending, and
-  :meth:`Adapter.check_text`, whether a message fits the protocol's limits;
+* :meth:`Adapter.encode_message` -- a message framed for sending (to one of
+  the client's rooms), and :meth:`Adapter.check_text`, whether a message
+  fits the protocol's limits;
 * :meth:`Adapter.deliveries` -- a received block (what
   :meth:`Decoder.feed_block` returned) as :class:`Incoming`: the deliveries
   in the form the recorder takes straight from the protocol's framing -- a
@@ -25,6 +26,19 @@ and for traffic
 * :meth:`Adapter.control` -- a line the recorder did not take as a delivery
   (a notice): the reason if it says the server is ending the connection.
 
+**Rooms** (a workload's, :mod:`bench.workload`): a plan's room is a name
+(``r12``; ``""`` for the target's one room) that each protocol spells its
+own way -- our server's ``#r12``, an IRC channel, a broker topic.  A
+registration joins (subscribes to) the client's rooms; a message goes to one
+room; and every delivery said in a room other than the one room comes out of
+:meth:`Adapter.deliveries` under the name ``#r12 SENDER`` (a probe line
+``#r12 SENDER: PROBE``, or that name in a pair), taken from where the
+protocol says the room (our server's room line, the channel of a
+``PRIVMSG``, the topic a broker delivered on), so a delivery in the wrong
+room never passes as one.  An adapter whose protocol has no rooms says so
+(:attr:`Adapter.rooms`); :func:`bench.wire.get` with ``rooms=True`` gives an
+adapter whose decoders look at the room of every delivery.
+
 Nothing here does I/O: every method is a pure function of its arguments and
 the adapter's (or the registration's) own state.
 """
@@ -34,6 +48,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from typing import ClassVar, NotRequired, Protocol, TypedDict
+
+from bench.wire.credentials import LOGIN_NONE, Credentials
 
 
 class ProtocolInfo(TypedDict):
@@ -111,31 +127,49 @@ class Adapter(abc.ABC):
     #: connection cannot publish: the swarm then makes the senders dedicated
     #: connections and registers them with :meth:`sender_registration`).
     senders_receive: ClassVar[bool] = True
+    #: Why the protocol cannot carry a workload's rooms; None: it can.
+    no_rooms: ClassVar[str | None] = None
+    #: This adapter's decoders look at each delivery's room (set by
+    #: :func:`bench.wire.get` for a workload of several rooms).
+    rooms: bool = False
+    #: How the protocol logs in (:data:`bench.wire.credentials.LOGINS`): what
+    #: a registration does with the :class:`Credentials` it is given.
+    login: ClassVar[str] = LOGIN_NONE
+    #: Over TLS, the server speaks one plaintext line before the handshake
+    #: (NATS's ``INFO``; :class:`bench.net.tls.TlsChannel` waits for it).
+    tls_greeting_first: ClassVar[bool] = False
 
     @abc.abstractmethod
     def decoder(self) -> Decoder:
         """A fresh decoder for one connection."""
 
     @abc.abstractmethod
-    def registration(self, name: str) -> Registration:
-        """A fresh registration for a client called ``name``."""
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        """A fresh registration for a client called ``name``, logging in
+        with ``credentials`` where given (see :mod:`bench.wire.credentials`),
+        in ``rooms``."""
 
-    def sender_registration(self, name: str) -> Registration:
-        """The registration of a dedicated sender (one that does not receive)."""
-        return self.registration(name)
+    def sender_registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        """The registration of a dedicated sender (one that does not
+        receive) that sends to ``rooms``."""
+        return self.registration(name, credentials, rooms)
 
     @abc.abstractmethod
     def encode_chat(self, text: str) -> bytes:
         """One chat message, framed for sending."""
 
-    def encode_message(self, sender: str, text: str) -> bytes:
-        """One chat message from ``sender``, framed for sending (a broker has
-        no names: its adapter puts the sender's name in the payload)."""
+    def encode_message(self, sender: str, text: str, room: str = "") -> bytes:
+        """One chat message from ``sender`` to ``room``, framed for sending
+        (a broker has no names: its adapter puts the sender's name in the payload)."""
         return self.encode_chat(text)
 
     @abc.abstractmethod
-    def check_text(self, text: str) -> str | None:
-        """Why ``text`` cannot be sent as one message, or None if it can."""
+    def check_text(self, text: str, room: str = "") -> str | None:
+        """Why ``text`` cannot be sent as one message (to ``room``), or None if it can."""
 
     def deliveries(self, block: bytes) -> Incoming:
         """A received block of whole lines (:meth:`Decoder.feed_block`) as

@@ -21,6 +21,14 @@ So a block of payloads is a block of probe lines the recorder takes as it is
 (:meth:`BrokerAdapter.deliveries`), and when control lines are among them
 the adapter answers ``PING``, reports the broker's reason for closing, and
 hands on the payloads.
+
+Rooms: a plan's room ``r12`` is the topic ``chatbench<SEP>r12`` (``SEP``:
+``/`` for MQTT's topic levels, ``.`` for NATS subjects and Redis channels;
+the target's one room is the topic itself).  A client subscribes to each of
+its rooms' topics and publishes to one; in a workload of several rooms a
+decoder puts ``#r12 `` before each payload delivered on ``chatbench<SEP>r12``
+(:class:`RoomPrefixes`), so the delivery reads ``#r12 NAME: PROBE``, a
+room's probe line, named by the topic it came on.
 """
 
 from __future__ import annotations
@@ -66,24 +74,64 @@ def deliveries_block(lines: list[bytes]) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
+#: Most topics a decoder remembers the room prefix of (a run's clients are
+#: in a few rooms each; a broker delivers only on what they subscribed to).
+MAX_PREFIXES = 4096
+
+
+class RoomPrefixes:
+    """Topic -> the prefix ``#ROOM `` of its room's deliveries (see the
+    module docstring); ``b""`` for the one room's topic, and for any topic
+    not of this run's form ``#?TOPIC `` (no stream's name: a fault)."""
+
+    __slots__ = ("_cache", "_stem", "base")
+
+    def __init__(self, base: str, separator: str) -> None:
+        self.base = base.encode()
+        self._stem = (base + separator).encode()
+        self._cache: dict[bytes, bytes] = {}
+
+    def __call__(self, topic: bytes) -> bytes:
+        prefix = self._cache.get(topic)
+        if prefix is None:
+            if topic == self.base:
+                prefix = b""
+            elif topic.startswith(self._stem) and len(topic) > len(self._stem):
+                prefix = b"#" + topic[len(self._stem) :] + b" "
+            else:
+                prefix = b"#?" + topic + b" "
+            if len(self._cache) < MAX_PREFIXES:
+                self._cache[topic] = prefix
+        return prefix
+
+
 class BrokerRegistration:
     """A broker connection's registration: send ``greeting``; answer a line
-    in ``answers`` with its bytes; done on a line in ``done_on``; an error
-    line refuses the connection with the broker's words."""
+    in ``answers`` with its bytes; done on the ``count``-th line in
+    ``done_on`` (one per subscription, for a broker that confirms each); an
+    error line refuses the connection with the broker's words."""
 
-    __slots__ = ("answers", "done_on", "greeting")
+    __slots__ = ("answers", "count", "done_on", "greeting")
 
-    def __init__(self, greeting: bytes, done_on: frozenset[bytes], answers: dict[bytes, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        greeting: bytes,
+        done_on: frozenset[bytes],
+        answers: dict[bytes, bytes] | None = None,
+        count: int = 1,
+    ) -> None:
         self.greeting = greeting
         self.done_on = done_on
         self.answers = answers or {}
+        self.count = count
 
     def connected(self) -> bytes:
         return self.greeting
 
     def line(self, line: bytes) -> Step:
         if line in self.done_on:
-            return Step(done=True)
+            self.count -= 1
+            return Step(done=self.count <= 0)
         answer = self.answers.get(line)
         if answer is not None:
             return Step(send=answer)
@@ -100,13 +148,24 @@ class BrokerAdapter(Adapter):
     line_errors: ClassVar[tuple[type[Exception], ...]] = (FrameError,)
     #: How a sender is kept from receiving its own messages (the result says).
     self_delivery: ClassVar[str]
+    #: Between the topic and a room's name in a room's topic.
+    separator: ClassVar[str] = "."
 
     def __init__(self, topic: str = "chatbench") -> None:
         self.topic = topic
 
+    def room_topic(self, room: str) -> str:
+        """A plan's room as a topic (the one room: :attr:`topic`)."""
+        return f"{self.topic}{self.separator}{room}" if room else self.topic
+
+    def room_prefixes(self) -> RoomPrefixes | None:
+        """What a decoder of this adapter puts before a room's deliveries;
+        None with one room (the payloads go as they are)."""
+        return RoomPrefixes(self.topic, self.separator) if self.rooms else None
+
     @abc.abstractmethod
-    def publish(self, payload: bytes) -> bytes:
-        """One payload published to the room's topic, framed for sending."""
+    def publish(self, payload: bytes, room: str = "") -> bytes:
+        """One payload published to ``room``'s topic, framed for sending."""
 
     @abc.abstractmethod
     def pong(self) -> bytes:
@@ -115,10 +174,10 @@ class BrokerAdapter(Adapter):
     def encode_chat(self, text: str) -> bytes:
         return self.publish(text.encode("utf-8"))
 
-    def encode_message(self, sender: str, text: str) -> bytes:
-        return self.publish(f"{sender}: {text}".encode())
+    def encode_message(self, sender: str, text: str, room: str = "") -> bytes:
+        return self.publish(f"{sender}: {text}".encode(), room)
 
-    def check_text(self, text: str) -> str | None:
+    def check_text(self, text: str, room: str = "") -> str | None:
         raw = text.encode("utf-8")
         if b"\n" in raw:
             return f"{self.name} payloads the harness sends hold one line (no LF)"

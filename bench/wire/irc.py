@@ -210,9 +210,11 @@ def pong(ping: Message) -> bytes:
     return encode("PONG", ping.param(-1) or ping.param(0))
 
 
-def registration(nick: str, realname: str = "chatbench") -> bytes:
-    """``NICK`` and ``USER``: what a client sends first."""
-    return encode("NICK", nick) + encode("USER", nick, "0", "*", realname)
+def registration(nick: str, realname: str = "chatbench", password: str | None = None) -> bytes:
+    """``NICK`` and ``USER``, after ``PASS`` when the server has a password
+    (RFC 2812 3.1.1: PASS comes first): what a client sends first."""
+    first = encode("PASS", password) if password is not None else b""
+    return first + encode("NICK", nick) + encode("USER", nick, "0", "*", realname)
 
 
 #: Replies that refuse a nick during registration.

@@ -7,6 +7,13 @@ sends are at most 512 bytes, and a message must leave room for the prefix a
 server adds when it relays it.  A received channel message is a delivery
 pair ``(nick, text)``, taken straight from the ``PRIVMSG`` (one regex pass
 over a whole block of them), which the recorder reads as it is.
+
+Rooms: a plan's room ``r12`` is channel ``#r12`` (the target's one room is
+:data:`IRC_CHANNEL`); a client sends ``JOIN`` for all of its channels (as few
+``JOIN`` lines as fit 512 bytes) and is registered once each one's ``366``
+came.  In a workload of several rooms (``IrcAdapter.rooms``) a delivery's
+name is the channel it arrived on, a space and the nick (``#r12 alice``):
+the room comes from the ``PRIVMSG`` itself.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from dataclasses import dataclass
 
 from bench.wire import irc
 from bench.wire.base import Adapter, Decoder, Incoming, Pair, ProtocolInfo, Registration, Step
+from bench.wire.credentials import LOGIN_PASSWORD, Credentials
 
 #: The channel every IRC client of a run joins.
 IRC_CHANNEL = "#chatbench"
@@ -26,18 +34,43 @@ IRC_CHANNEL = "#chatbench"
 IRC_RELAY_PREFIX_BYTES = 31 + 11 + 63 + 4
 
 
+def channel_of(room: str, default: str = IRC_CHANNEL) -> str:
+    """A plan's room as an IRC channel."""
+    return f"#{room}" if room else default
+
+
+def join_lines(channels: list[str]) -> bytes:
+    """``JOIN`` lines for ``channels``, as many per line as fit 512 bytes."""
+    out: list[bytes] = []
+    batch: list[str] = []
+    for channel in channels:
+        joined = len("JOIN ") + len(",".join([*batch, channel]).encode()) + len(irc.CRLF)
+        if batch and joined > irc.MAX_LINE_BYTES:
+            out.append(irc.encode("JOIN", ",".join(batch)))
+            batch = []
+        batch.append(channel)
+    if batch:
+        out.append(irc.encode("JOIN", ",".join(batch)))
+    return b"".join(out)
+
+
 class IrcRegistration:
-    """``NICK``/``USER``; on ``001`` ``JOIN`` the channel; done on its ``366``."""
+    """(``PASS``), ``NICK``/``USER``; on ``001`` ``JOIN`` the channels; done on their ``366``."""
 
-    __slots__ = ("channel", "joining", "nick")
+    __slots__ = ("channels", "joining", "nick", "password", "waiting")
 
-    def __init__(self, nick: str, channel: str = IRC_CHANNEL) -> None:
+    def __init__(
+        self, nick: str, channels: str | tuple[str, ...] = (IRC_CHANNEL,), *, password: str | None = None
+    ) -> None:
         self.nick = nick
-        self.channel = channel
+        self.channels = (channels,) if isinstance(channels, str) else channels
+        self.password = password
         self.joining = False
+        #: channels (lower case) whose end of NAMES has not come yet
+        self.waiting = {irc.lower(c) for c in self.channels}
 
     def connected(self) -> bytes:
-        return irc.registration(self.nick)
+        return irc.registration(self.nick, password=self.password)
 
     def line(self, line: bytes) -> Step:
         try:
@@ -54,12 +87,13 @@ class IrcRegistration:
         if not self.joining:
             if cmd == irc.WELCOME:
                 self.joining = True
-                return Step(send=irc.encode("JOIN", self.channel))
+                return Step(send=join_lines(list(self.channels)), done=not self.waiting)
             if cmd in irc.NICK_REFUSED:
                 return Step(error=f"nick refused: {cmd} {msg.param(-1)[:60]}")
         else:
-            if cmd == irc.END_OF_NAMES and irc.lower(msg.param(1)) == irc.lower(self.channel):
-                return Step(done=True)
+            if cmd == irc.END_OF_NAMES and irc.lower(msg.param(1)) in self.waiting:
+                self.waiting.discard(irc.lower(msg.param(1)))
+                return Step(done=not self.waiting)
             if cmd in irc.JOIN_REFUSED:
                 return Step(error=f"join refused: {cmd} {msg.param(-1)[:60]}")
         return Step()
@@ -96,6 +130,7 @@ class IrcAdapter(Adapter):
     name = "irc"
     replies_needed = True
     line_errors = (irc.LineTooLong,)
+    login = LOGIN_PASSWORD
 
     def __init__(self, channel: str = IRC_CHANNEL) -> None:
         self.channel = channel
@@ -109,7 +144,16 @@ class IrcAdapter(Adapter):
             re.MULTILINE,
         )
         # Longest text whose relayed line (":prefix PRIVMSG #chan :text\r\n") fits 512 bytes.
-        self.max_text_bytes = irc.MAX_LINE_BYTES - len(irc.CRLF) - len(self._head) - IRC_RELAY_PREFIX_BYTES
+        self.max_text_bytes = self._max_text(channel)
+        # A workload's rooms: (nick, channel, text) of every relayed channel message.
+        self._room_privmsg_block = re.compile(
+            rb"^:([^ !\r\n]+)(?:![^ \r\n]*)? PRIVMSG ([#&][^ \r\n]*) :([^\r\n]*)\r?\n", re.MULTILINE
+        )
+        self._heads: dict[str, bytes] = {"": self._head}
+
+    def _max_text(self, channel: str) -> int:
+        head = len(f"PRIVMSG {channel} :".encode())
+        return irc.MAX_LINE_BYTES - len(irc.CRLF) - head - IRC_RELAY_PREFIX_BYTES
 
     def decoder(self) -> Decoder:
         return irc.LineSplitter()
@@ -122,28 +166,43 @@ class IrcAdapter(Adapter):
         :text`` in ASCII, one regex scan finds them all; otherwise line by
         line (:meth:`classify`)."""
         if block.isascii():  # invalid UTF-8 would be replaced, one line at a time
-            found: list[Pair] = self._privmsg_block.findall(block)
-            if len(found) == block.count(b"\n"):
-                return Incoming(pairs=found)
+            if self.rooms:
+                rooms = self._room_privmsg_block.findall(block)
+                if len(rooms) == block.count(b"\n"):
+                    return Incoming(pairs=[(channel.lower() + b" " + nick, text) for nick, channel, text in rooms])
+            else:
+                found: list[Pair] = self._privmsg_block.findall(block)
+                if len(found) == block.count(b"\n"):
+                    return Incoming(pairs=found)
         return self.classify_lines(irc.split_block(block))
 
-    def registration(self, name: str) -> Registration:
-        return IrcRegistration(name, self.channel)
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        password = credentials.password if credentials is not None else None
+        return IrcRegistration(name, tuple(channel_of(r, self.channel) for r in rooms), password=password)
 
     def encode_chat(self, text: str) -> bytes:
-        line = self._head + text.encode("utf-8") + irc.CRLF
+        return self.encode_message("", text)
+
+    def encode_message(self, sender: str, text: str, room: str = "") -> bytes:
+        head = self._heads.get(room)
+        if head is None:
+            head = self._heads[room] = f"PRIVMSG {channel_of(room)} :".encode()
+        line = head + text.encode("utf-8") + irc.CRLF
         if len(line) > irc.MAX_LINE_BYTES:
             raise irc.LineTooLong(len(line), irc.MAX_LINE_BYTES)
         return line
 
-    def check_text(self, text: str) -> str | None:
+    def check_text(self, text: str, room: str = "") -> str | None:
         raw = text.encode("utf-8")
         if any(c in raw for c in (b"\r", b"\n", b"\0")):
             return "IRC messages cannot hold CR, LF or NUL"
-        if len(raw) > self.max_text_bytes:
+        most = self._max_text(channel_of(room, self.channel))
+        if len(raw) > most:
             return (
                 f"a {len(raw)}-byte message does not fit IRC's 512-byte line once a server relays it "
-                f"(at most {self.max_text_bytes} bytes of text)"
+                f"(at most {most} bytes of text)"
             )
         return None
 
@@ -153,6 +212,9 @@ class IrcAdapter(Adapter):
         fast = irc.privmsg(line)
         if fast is not None:
             nick, target, text = fast
+            if self.rooms:
+                name = self._room_name(target, nick)
+                return Delivery(name.decode("utf-8", "replace"), text.decode("utf-8", "replace"))
             if irc.lower(target.decode("utf-8", "replace")) != self._channel_lower:
                 return None
             return Delivery(nick.decode("utf-8", "replace"), text.decode("utf-8", "replace"))
@@ -165,9 +227,18 @@ class IrcAdapter(Adapter):
             return Reply(irc.pong(msg))
         if cmd == "ERROR":
             return Ended(f"disconnected: {msg.param(-1)[:60]}")
-        if cmd == "PRIVMSG" and msg.prefix and len(msg.params) >= 2 and irc.lower(msg.params[0]) == self._channel_lower:
-            return Delivery(msg.nick or "", msg.params[-1])
+        if cmd == "PRIVMSG" and msg.prefix and len(msg.params) >= 2:
+            if self.rooms:
+                name = self._room_name(msg.params[0].encode("utf-8"), (msg.nick or "").encode("utf-8"))
+                return Delivery(name.decode("utf-8", "replace"), msg.params[-1])
+            if irc.lower(msg.params[0]) == self._channel_lower:
+                return Delivery(msg.nick or "", msg.params[-1])
         return None
+
+    @staticmethod
+    def _room_name(channel: bytes, nick: bytes) -> bytes:
+        """The name a delivery in a workload's room arrives under: ``#r12 nick``."""
+        return channel.lower() + b" " + nick
 
     def classify_lines(self, lines: list[bytes]) -> Incoming:
         """:meth:`deliveries` line by line (:meth:`classify`): what the
@@ -179,7 +250,7 @@ class IrcAdapter(Adapter):
         key = self._channel_key
         for line in lines:
             fast = privmsg(line)
-            if fast is not None and fast[1].lower() == key:  # the hot path: a message to our channel
+            if fast is not None and not self.rooms and fast[1].lower() == key:  # the hot path: our channel
                 pairs.append((fast[0], fast[2]))
                 continue
             event = self.classify(line)

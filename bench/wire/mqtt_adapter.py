@@ -29,14 +29,18 @@ from bench.wire.broker import (
     BrokerAdapter,
     BrokerRegistration,
     FrameError,
+    RoomPrefixes,
     deliveries_block,
     error_line,
 )
+from bench.wire.credentials import LOGIN_USER, Credentials
 
 #: Control line: the broker accepted the connection (``CONNACK`` success).
 CONNECTED = b"* connected"
 #: MQTT protocol level 5 (MQTT 5.0).
 PROTOCOL_LEVEL = 5
+#: CONNECT flags (spec 3.1.2.3): user name, password, clean start.
+FLAG_USER, FLAG_PASSWORD, FLAG_CLEAN_START = 0x80, 0x40, 0x02
 #: SUBSCRIBE options byte: QoS 0, No Local (bit 2).
 SUBSCRIBE_NO_LOCAL_QOS0 = 0x04
 #: Packet types (the fixed header's high nibble).
@@ -85,14 +89,26 @@ def packet(first: int, body: bytes) -> bytes:
     return bytes((first,)) + varint(len(body)) + body
 
 
-def connect(client_id: str) -> bytes:
-    """``CONNECT``: MQTT 5, clean start, keep-alive 0, no properties."""
-    return packet(CONNECT << 4, string(b"MQTT") + bytes((PROTOCOL_LEVEL, 0x02, 0, 0, 0)) + string(client_id.encode()))
+def connect(client_id: str, credentials: Credentials | None = None) -> bytes:
+    """``CONNECT``: MQTT 5, clean start, keep-alive 0, no properties; with
+    ``credentials``, their user name and password (spec 3.1.3.5-6)."""
+    flags = FLAG_CLEAN_START
+    login = b""
+    if credentials is not None:
+        if credentials.user is not None:
+            flags |= FLAG_USER
+            login += string(credentials.user.encode())
+        flags |= FLAG_PASSWORD
+        login += string(credentials.password.encode())
+    head = string(b"MQTT") + bytes((PROTOCOL_LEVEL, flags, 0, 0, 0))
+    return packet(CONNECT << 4, head + string(client_id.encode()) + login)
 
 
-def subscribe(topic: str) -> bytes:
-    """``SUBSCRIBE`` packet id 1, no properties, the topic at QoS 0 with no-local."""
-    return packet(SUBSCRIBE << 4 | 0x02, b"\x00\x01\x00" + string(topic.encode()) + bytes((SUBSCRIBE_NO_LOCAL_QOS0,)))
+def subscribe(topic: str | list[str]) -> bytes:
+    """``SUBSCRIBE`` packet id 1, no properties, the topic(s) at QoS 0 with no-local."""
+    topics = [topic] if isinstance(topic, str) else topic
+    filters = b"".join(string(t.encode()) + bytes((SUBSCRIBE_NO_LOCAL_QOS0,)) for t in topics)
+    return packet(SUBSCRIBE << 4 | 0x02, b"\x00\x01\x00" + filters)
 
 
 def reason(code: int) -> str:
@@ -116,16 +132,19 @@ class MqttDecoder:
     """Broker packets -> lines: a ``PUBLISH``'s payload, or a control line
     (see :mod:`bench.wire.broker`)."""
 
-    __slots__ = ("buf",)
+    __slots__ = ("buf", "prefixes")
 
-    def __init__(self) -> None:
+    def __init__(self, prefixes: RoomPrefixes | None = None) -> None:
         self.buf = bytearray()
+        #: a workload's rooms: the topic's room before each payload
+        self.prefixes = prefixes
 
     def feed(self, data: bytes) -> list[bytes]:
         self.buf += data
         buf = bytes(self.buf)  # slicing bytes is cheaper than slicing a bytearray
         out: list[bytes] = []
         append = out.append
+        prefixes = self.prefixes
         pos = 0
         n = len(buf)
         while pos + 2 <= n:
@@ -147,10 +166,13 @@ class MqttDecoder:
                 # The hot path: topic length, topic, properties length (one byte when < 128), payload.
                 props = start + 2 + (buf[start] << 8 | buf[start + 1])
                 if props < stop and buf[props] < 0x80 and props + 1 + buf[props] <= stop:
-                    append(buf[props + 1 + buf[props] : stop])
+                    if prefixes is None:
+                        append(buf[props + 1 + buf[props] : stop])
+                    else:
+                        append(prefixes(buf[start + 2 : props]) + buf[props + 1 + buf[props] : stop])
                     pos = stop
                     continue
-            line = self.packet(first, buf[start:stop])
+            line = self.packet(first, buf[start:stop], prefixes)
             if line is not None:
                 append(line)
             pos = stop
@@ -161,10 +183,11 @@ class MqttDecoder:
         return deliveries_block(self.feed(data))
 
     @staticmethod
-    def packet(first: int, body: bytes) -> bytes | None:
+    def packet(first: int, body: bytes, prefixes: RoomPrefixes | None = None) -> bytes | None:
         kind = first >> 4
         if kind == PUBLISH:
-            return publish_payload(first, body)
+            payload = publish_payload(first, body)
+            return payload if prefixes is None else prefixes(body[2 : 2 + int.from_bytes(body[:2], "big")]) + payload
         if kind == CONNACK:
             if len(body) < 2:
                 raise FrameError("MQTT CONNACK shorter than 2 bytes")
@@ -173,8 +196,9 @@ class MqttDecoder:
             got = read_varint(body, 2) if len(body) >= 3 else None
             if got is None or got[1] + got[0] >= len(body):
                 raise FrameError("MQTT SUBACK without a reason code")
-            code = body[got[1] + got[0]]
-            return READY if code < 0x80 else error_line(f"SUBACK {reason(code)}")
+            # One reason code per topic filter subscribed.
+            refused = [code for code in body[got[1] + got[0] :] if code >= 0x80]
+            return error_line(f"SUBACK {reason(refused[0])}") if refused else READY
         if kind == DISCONNECT:
             return error_line(f"DISCONNECT {reason(body[0]) if body else 'reason 0x00 (normal)'}")
         if kind == PINGRESP:
@@ -201,22 +225,36 @@ class MqttAdapter(BrokerAdapter):
     """MQTT 5, QoS 0, no-local subscriptions."""
 
     name = "mqtt"
+    login = LOGIN_USER
     self_delivery = "none: MQTT 5 no-local subscriptions (a sender receives everyone else's messages)"
+
+    #: MQTT topics are levels: a room's topic is ``chatbench/r12``.
+    separator = "/"
 
     def __init__(self, topic: str = "chatbench") -> None:
         super().__init__(topic)
         self._head = bytes((PUBLISH << 4,))
-        self._topic = string(topic.encode()) + b"\x00"  # + no properties
+        #: room -> its topic's bytes as a PUBLISH carries them, with no properties
+        self._topics: dict[str, bytes] = {"": string(topic.encode()) + b"\x00"}
 
     def decoder(self) -> Decoder:
-        return MqttDecoder()
+        return MqttDecoder(self.room_prefixes())
 
-    def registration(self, name: str) -> Registration:
-        # CONNECT; on the CONNACK, SUBSCRIBE (no-local); done on the SUBACK.
-        return BrokerRegistration(connect(name), frozenset({READY}), {CONNECTED: subscribe(self.topic)})
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        # CONNECT; on the CONNACK, SUBSCRIBE (no-local) to every room's topic; done on the SUBACK.
+        hello = connect(name, credentials)
+        if not rooms:
+            return BrokerRegistration(hello, frozenset({CONNECTED}))
+        topics = [self.room_topic(r) for r in rooms]
+        return BrokerRegistration(hello, frozenset({READY}), {CONNECTED: subscribe(topics)})
 
-    def publish(self, payload: bytes) -> bytes:
-        body = self._topic + payload
+    def publish(self, payload: bytes, room: str = "") -> bytes:
+        topic = self._topics.get(room)
+        if topic is None:
+            topic = self._topics[room] = string(self.room_topic(room).encode()) + b"\x00"
+        body = topic + payload
         return self._head + varint(len(body)) + body
 
     def pong(self) -> bytes:

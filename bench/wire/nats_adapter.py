@@ -28,21 +28,24 @@ from bench.wire.broker import (
     BrokerAdapter,
     BrokerRegistration,
     FrameError,
+    RoomPrefixes,
     deliveries_block,
     error_line,
 )
+from bench.wire.credentials import LOGIN_USER, Credentials
 
 CRLF = b"\r\n"
 #: A ``MSG <subject> <sid> [reply-to] <count>`` line; the count is at most 7
 #: digits (:data:`MAX_FRAME_BYTES`: a longer count is a bad line, below).
-MSG_LINE = re.compile(rb"MSG [^ \r\n]+ [^ \r\n]+ (?:[^ \r\n]+ )?(\d{1,7})\r\n")
-#: The subscription id every harness client uses (one subscription each).
+MSG_LINE = re.compile(rb"MSG ([^ \r\n]+) [^ \r\n]+ (?:[^ \r\n]+ )?(\d{1,7})\r\n")
+#: The subscription id of a harness client's first subscription (the next ones count up).
 SID = b"1"
 
 
-def connect(name: str, topic: str) -> bytes:
-    """``CONNECT`` (no ``+OK``s, no echo), ``SUB`` the topic, ``PING``."""
-    options = {
+def connect(name: str, topic: str | list[str], credentials: Credentials | None = None) -> bytes:
+    """``CONNECT`` (no ``+OK``s, no echo; with ``credentials`` their user
+    and password), ``SUB`` the topic(s), ``PING``."""
+    options: dict[str, object] = {
         "verbose": False,
         "pedantic": False,
         "echo": False,
@@ -52,17 +55,25 @@ def connect(name: str, topic: str) -> bytes:
         "version": "chatbench",
         "protocol": 1,
     }
-    return b"CONNECT %s\r\nSUB %s %s\r\nPING\r\n" % (json.dumps(options).encode(), topic.encode(), SID)
+    if credentials is not None:
+        if credentials.user is not None:
+            options["user"] = credentials.user
+        options["pass"] = credentials.password
+    topics = [topic] if isinstance(topic, str) else topic
+    subs = b"".join(b"SUB %s %d\r\n" % (t.encode(), int(SID) + i) for i, t in enumerate(topics))
+    return b"CONNECT %s\r\n%sPING\r\n" % (json.dumps(options).encode(), subs)
 
 
 class NatsDecoder:
     """Server operations -> lines: a ``MSG``'s payload, or a control line
     (see :mod:`bench.wire.broker`); ``+OK`` and ``INFO`` give none."""
 
-    __slots__ = ("buf",)
+    __slots__ = ("buf", "prefixes")
 
-    def __init__(self) -> None:
+    def __init__(self, prefixes: RoomPrefixes | None = None) -> None:
         self.buf = bytearray()
+        #: a workload's rooms: the subject's room before each payload
+        self.prefixes = prefixes
 
     def feed(self, data: bytes) -> list[bytes]:
         self.buf += data
@@ -70,12 +81,13 @@ class NatsDecoder:
         out: list[bytes] = []
         append = out.append
         match = MSG_LINE.match
+        prefixes = self.prefixes
         pos = 0
         n = len(buf)
         while pos < n:
             m = match(buf, pos)
             if m is not None:  # the hot path: one MSG, its header matched in one step
-                size = int(m[1])
+                size = int(m[2])
                 if size > MAX_FRAME_BYTES:
                     raise FrameError(f"a {size}-byte NATS message is over the {MAX_FRAME_BYTES}-byte limit")
                 start = m.end()
@@ -84,7 +96,7 @@ class NatsDecoder:
                     break  # the payload is still arriving
                 if buf[stop : stop + 2] != CRLF:
                     raise FrameError("NATS MSG payload not followed by CR LF (wrong byte count)")
-                append(buf[start:stop])
+                append(buf[start:stop] if prefixes is None else prefixes(m[1]) + buf[start:stop])
                 pos = stop + 2
                 continue
             end = buf.find(CRLF, pos)
@@ -122,16 +134,23 @@ class NatsAdapter(BrokerAdapter):
     """NATS core ``PUB``/``SUB`` with ``echo`` off."""
 
     name = "nats"
+    login = LOGIN_USER
+    #: NATS sends INFO in plaintext, then the client starts TLS (without the
+    #: server's ``handshake_first``, nats-server 2.10.4 and later).
+    tls_greeting_first = True
     self_delivery = 'none: CONNECT with "echo": false (a sender receives everyone else\'s messages)'
 
     def decoder(self) -> Decoder:
-        return NatsDecoder()
+        return NatsDecoder(self.room_prefixes())
 
-    def registration(self, name: str) -> Registration:
-        return BrokerRegistration(connect(name, self.topic), frozenset({PONG}), {PING: b"PONG\r\n"})
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        topics = [self.room_topic(r) for r in rooms]
+        return BrokerRegistration(connect(name, topics, credentials), frozenset({PONG}), {PING: b"PONG\r\n"})
 
-    def publish(self, payload: bytes) -> bytes:
-        return b"PUB %s %d\r\n%s\r\n" % (self.topic.encode(), len(payload), payload)
+    def publish(self, payload: bytes, room: str = "") -> bytes:
+        return b"PUB %s %d\r\n%s\r\n" % (self.room_topic(room).encode(), len(payload), payload)
 
     def pong(self) -> bytes:
         return b"PONG\r\n"

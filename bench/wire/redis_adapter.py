@@ -1,8 +1,8 @@
 """Redis pub/sub (RESP2) as the harness speaks it; replies parsed by
 ``hiredis.Reader`` (the sans-IO RESP parser in C that redis-py uses).
 
-A receiver sends ``SUBSCRIBE <topic>`` and is registered on the
-confirmation.  A connection in subscribe mode cannot publish, so the senders
+A receiver sends ``SUBSCRIBE <topic>...`` (its rooms' channels) and is
+registered on the confirmation of each.  A connection in subscribe mode cannot publish, so the senders
 are dedicated connections that never subscribe (:attr:`RedisAdapter.senders_receive`
 false: the swarm turns ``--dedicated-senders`` on, and a run expects every
 message at every receiver); a sender's registration is a ``PING`` answered
@@ -23,13 +23,24 @@ from bench.wire.broker import (
     BrokerAdapter,
     BrokerRegistration,
     FrameError,
+    RoomPrefixes,
     deliveries_block,
     error_line,
 )
+from bench.wire.credentials import LOGIN_USER, Credentials
 
 #: A subscriber is registered once its subscription is confirmed; a sender once its PING is answered.
 SUBSCRIBED = frozenset({READY})
 PONGED = frozenset({PONG})
+
+
+def auth(credentials: Credentials | None) -> bytes:
+    """``AUTH [user] password`` first when logging in (an ACL user; a
+    failure is a ``WRONGPASS`` error, the commands after it ``NOAUTH``)."""
+    if credentials is None:
+        return b""
+    user = (credentials.user.encode(),) if credentials.user is not None else ()
+    return command(b"AUTH", *user, credentials.password.encode())
 
 
 def command(*args: bytes) -> bytes:
@@ -44,10 +55,12 @@ class RedisDecoder:
     """RESP2 replies -> lines: a ``message`` push gives its payload, the rest
     control lines (see :mod:`bench.wire.broker`)."""
 
-    __slots__ = ("reader",)
+    __slots__ = ("prefixes", "reader")
 
-    def __init__(self) -> None:
+    def __init__(self, prefixes: RoomPrefixes | None = None) -> None:
         self.reader = hiredis.Reader()
+        #: a workload's rooms: the channel's room before each payload
+        self.prefixes = prefixes
 
     def feed(self, data: bytes) -> list[bytes]:
         reader = self.reader
@@ -70,10 +83,11 @@ class RedisDecoder:
     def feed_block(self, data: bytes) -> bytes:
         return deliveries_block(self.feed(data))
 
-    @staticmethod
-    def line(reply: object) -> bytes | None:
+    def line(self, reply: object) -> bytes | None:
         if isinstance(reply, list):
             if len(reply) == 3 and reply[0] == b"message" and isinstance(reply[2], bytes):
+                if self.prefixes is not None:
+                    return self.prefixes(reply[1]) + reply[2]
                 return reply[2]
             if reply and reply[0] == b"subscribe":
                 return READY
@@ -91,20 +105,29 @@ class RedisAdapter(BrokerAdapter):
     """Redis ``PUBLISH``/``SUBSCRIBE`` over RESP2."""
 
     name = "redis"
+    login = LOGIN_USER
     senders_receive = False
     self_delivery = "none: senders are dedicated connections that never subscribe (Redis cannot publish from one)"
 
     def decoder(self) -> Decoder:
-        return RedisDecoder()
+        return RedisDecoder(self.room_prefixes())
 
-    def registration(self, name: str) -> Registration:
-        return BrokerRegistration(command(b"SUBSCRIBE", self.topic.encode()), SUBSCRIBED)
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        channels = [self.room_topic(r).encode() for r in rooms]
+        if not channels:
+            return self.sender_registration(name, credentials)
+        # One confirmation per channel.
+        return BrokerRegistration(auth(credentials) + command(b"SUBSCRIBE", *channels), SUBSCRIBED, count=len(channels))
 
-    def sender_registration(self, name: str) -> Registration:
-        return BrokerRegistration(command(b"PING"), PONGED)
+    def sender_registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        return BrokerRegistration(auth(credentials) + command(b"PING"), PONGED)
 
-    def publish(self, payload: bytes) -> bytes:
-        return command(b"PUBLISH", self.topic.encode(), payload)
+    def publish(self, payload: bytes, room: str = "") -> bytes:
+        return command(b"PUBLISH", self.room_topic(room).encode(), payload)
 
     def pong(self) -> bytes:
         return b""  # Redis never pings a client

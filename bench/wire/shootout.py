@@ -24,6 +24,7 @@ import json
 
 from bench.wire.base import Decoder, Incoming, Pair, Registration, Step
 from bench.wire.chat import RECEIVER_LINE_LIMIT
+from bench.wire.credentials import LOGIN_NONE, Credentials
 from bench.wire.lines import split_block
 from bench.wire.ws_adapter import WsAdapter, WsDecoder, mask_text, upgrade_request
 from server import protocol
@@ -74,6 +75,8 @@ class ShootoutAdapter(WsAdapter):
     """websocket-shootout: probes travel as broadcast payloads."""
 
     name = "shootout"
+    no_rooms = "the websocket-shootout protocol has no rooms (every client hears every broadcast)"
+    login = LOGIN_NONE
 
     def __init__(self, receive_limit: int = RECEIVER_LINE_LIMIT, path: str = SHOOTOUT_PATH) -> None:
         super().__init__(receive_limit, path)
@@ -81,11 +84,16 @@ class ShootoutAdapter(WsAdapter):
     def decoder(self) -> Decoder:
         return WsDecoder(self.receive_limit, opened_line=OPENED)
 
-    def registration(self, name: str) -> Registration:
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
         return ShootoutRegistration(name, self.path)
 
     def encode_chat(self, text: str) -> bytes:
         return mask_text(json.dumps({"type": "broadcast", "payload": text}).encode())
+
+    def encode_message(self, sender: str, text: str, room: str = "") -> bytes:
+        return self.encode_chat(text)
 
     def deliveries(self, block: bytes) -> Incoming:
         """Broadcasts as nameless pairs, a masked pong for every ping;

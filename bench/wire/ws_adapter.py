@@ -17,14 +17,14 @@ on this 2-core machine), which at 100,000 deliveries/s is half a core.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 from wsproto.frame_protocol import FrameProtocol
 
+from bench.wire.address import parse_address
 from bench.wire.base import Adapter, Decoder, Incoming, Registration, Step
 from bench.wire.chat import RECEIVER_LINE_LIMIT, ChatAdapter, ChatRegistration
+from bench.wire.credentials import LOGIN_NAME, Credentials
 from bench.wire.lines import split_block
 from server import protocol
 
@@ -48,23 +48,15 @@ MASKED = 0x80
 
 #: Port of a ``ws://HOST`` URL without one (the HTTP default).
 DEFAULT_WS_PORT = 80
+#: What a ``ws://HOST:PORT`` URL may end with: the chat's WebSocket path, or nothing.
+WS_PATHS = ("", WS_PATH)
 
 
 def parse_ws_url(url: str) -> tuple[str, int]:
-    """``ws://HOST:PORT/ws`` -> (host, port); ``ValueError`` saying what is
-    wrong otherwise (another scheme or path, no host, a bad port)."""
-    parts = urlsplit(url.strip() if "://" in url else "ws://" + url.strip())
-    if parts.scheme != "ws":
-        raise ValueError(f"{url!r}: use ws://HOST:PORT{WS_PATH} (wss:// is not supported)")
-    if parts.path not in ("", WS_PATH):
-        raise ValueError(f"{url!r}: the harness speaks WebSocket on path {WS_PATH} only")
-    if not parts.hostname:
-        raise ValueError(f"{url!r} has no host name; use ws://HOST:PORT{WS_PATH}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"{url!r}: {exc}") from None
-    return parts.hostname, port if port is not None else DEFAULT_WS_PORT
+    """``ws://HOST:PORT/ws`` (or ``HOST:PORT``) -> (host, port); ``ValueError``
+    saying what is wrong otherwise (another scheme or path, no host, a bad port)."""
+    address = parse_address(url, schemes=("ws",), default_scheme="ws", default_port=DEFAULT_WS_PORT, paths=WS_PATHS)
+    return address.host, address.port
 
 
 class WsProtocolError(protocol.LineTooLong):
@@ -191,8 +183,10 @@ class WsRegistration:
 
     __slots__ = ("chat", "path")
 
-    def __init__(self, name: str, path: str = WS_PATH) -> None:
-        self.chat = ChatRegistration(name)
+    def __init__(
+        self, name: str, path: str = WS_PATH, rooms: tuple[str, ...] = ("",), *, password: str | None = None
+    ) -> None:
+        self.chat = ChatRegistration(name, rooms, password=password)
         self.path = path
 
     def connected(self) -> bytes:
@@ -200,8 +194,9 @@ class WsRegistration:
 
     def line(self, line: bytes) -> Step:
         step = self.chat.line(line)
-        if step.send:
-            return Step(send=mask_text(step.send), done=step.done, error=step.error)
+        if step.send:  # one frame per line (the room joins are several)
+            frames = b"".join(mask_text(text) for text in split_block(step.send))
+            return Step(send=frames, done=step.done, error=step.error)
         return step
 
 
@@ -214,14 +209,15 @@ class WsAdapter(Adapter):
     #: Server pings (the server pings clients silent for 30 s) are answered.
     replies_needed = True
     line_errors = ChatAdapter.line_errors
+    login = LOGIN_NAME
 
     def __init__(self, receive_limit: int = RECEIVER_LINE_LIMIT, path: str = WS_PATH) -> None:
         self.chat = ChatAdapter(receive_limit)
         self.receive_limit = receive_limit
         self.path = path
 
-    def check_text(self, text: str) -> str | None:
-        return self.chat.check_text(text)
+    def check_text(self, text: str, room: str = "") -> str | None:
+        return self.chat.check_text(text, room)
 
     def control(self, text: str) -> str | None:
         return self.chat.control(text)
@@ -229,11 +225,18 @@ class WsAdapter(Adapter):
     def decoder(self) -> Decoder:
         return WsDecoder(self.receive_limit)
 
-    def registration(self, name: str) -> Registration:
-        return WsRegistration(name, self.path)
+    def registration(
+        self, name: str, credentials: Credentials | None = None, rooms: tuple[str, ...] = ("",)
+    ) -> Registration:
+        return WsRegistration(
+            name, self.path, rooms, password=credentials.password if credentials is not None else None
+        )
 
     def encode_chat(self, text: str) -> bytes:
         return mask_text(protocol.encode_say(text))
+
+    def encode_message(self, sender: str, text: str, room: str = "") -> bytes:
+        return mask_text(self.chat.encode_message(sender, text, room))
 
     def deliveries(self, block: bytes) -> Incoming:
         """The lines as they are, unless a ping is among them: then a masked

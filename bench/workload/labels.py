@@ -50,10 +50,37 @@ def _clock(plan: Plan, stream: Stream, receiver: Client) -> str | None:
     return "same" if plan.clients[stream.sender].clock == receiver.clock else "corrected"
 
 
+def size_bucket(size: int) -> str:
+    """A room size's decade: ``1-9``, ``10-99``, ``100-999``, ... (these
+    sort as text in size order)."""
+    low = 1
+    while size >= low * 10:
+        low *= 10
+    return f"{low}-{low * 10 - 1}"
+
+
+def _room_size(plan: Plan, stream: Stream, receiver: Client) -> str | None:
+    """The size of the room a delivery was said in: its receiving members,
+    in decades (``1-9``, ``10-99``, ``100-999``, ...); runs of more than one room."""
+    if len(plan.rooms) < 2:
+        return None
+    return size_bucket(len(plan.rooms[stream.room].members))
+
+
+def _transport(plan: Plan, stream: Stream, receiver: Client) -> str | None:
+    """How the receiver reaches the target: ``tls`` or ``plain`` (the bytes
+    the server encrypts once per recipient); runs without TLS leave it out."""
+    if plan.transports == {"plain"}:
+        return None
+    return receiver.transport
+
+
 #: The label dimensions, in the order a key lists them.
 DIMENSIONS: dict[str, Dimension] = {
     "path": _path,
     "clock": _clock,
+    "room_size": _room_size,
+    "transport": _transport,
 }
 
 
@@ -78,8 +105,10 @@ def label_values(key: str) -> dict[str, str]:
 def routes(plan: Plan, receivers: Iterable[int]) -> tuple[list[str], dict[int, dict[int, int]]]:
     """For a worker's ``receivers``: the label keys they can see (index ->
     key) and, per receiver, stream id -> the index of its deliveries' label.
-    With one label for everything (no dimension applies) the routes are
-    empty: every delivery has label 0, ``""``."""
+    With one label for everything (no dimension applies) and one room the
+    routes are empty: every delivery has label 0, ``""``; with several rooms
+    they are kept even for one label, so a delivery of a stream the
+    receiver does not hear is counted as a stray."""
     keys: list[str] = []
     index: dict[str, int] = {}
     out: dict[int, dict[int, int]] = {}
@@ -92,7 +121,7 @@ def routes(plan: Plan, receivers: Iterable[int]) -> tuple[list[str], dict[int, d
                 at = index[key] = len(keys)
                 keys.append(key)
             route[sid] = at
-    if len(keys) <= 1:
+    if len(keys) <= 1 and len(plan.rooms) <= 1:
         return [keys[0] if keys else ""], {}
     return keys, out
 

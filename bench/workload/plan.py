@@ -16,7 +16,9 @@ Expected deliveries, the integrity pairs (receiver, stream) and the expected
 count of every label (:mod:`bench.workload.labels`) are computed from it and
 nowhere else.
 
-A one-room run -- every receiver hears every sender -- is :func:`one_room`.
+A one-room run -- every receiver hears every sender -- is :func:`one_room`;
+a workload's (:mod:`bench.workload.model`) is laid out by
+:mod:`bench.workload.build` and built by the swarm.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Client:
     name: str  #: the name it registers with
     receives: bool  #: a measured receiver: its deliveries are counted
     node: int = 0  #: which of the target's nodes it connects to (a cluster)
+    transport: str = "plain"  #: ``plain`` or ``tls``: how it reaches the target
     #: which monotonic clock its stamps are on (0: the harness's own; a Locust
     #: worker on another machine or in a time namespace stamps on another)
     clock: int = 0
@@ -43,8 +46,11 @@ class Client:
 class Room:
     """Receivers that hear the same messages."""
 
-    #: the room's name on the wire; "" is the target's one room (the
-    #: adapter's default channel, topic or subject)
+    #: the room's name ("r12", "p7"); "" is the target's one room (our
+    #: server's lobby, the adapter's default channel, topic or subject).
+    #: Each protocol spells it its own way on the wire (``#r12`` on our
+    #: server and IRC, a topic ``chatbench/r12`` on MQTT, ...), and hands
+    #: its deliveries over under the name ``#r12 SENDER`` (:meth:`Plan.sender_names`)
     name: str
     members: tuple[int, ...]  #: client ids of its receiving members
 
@@ -73,6 +79,11 @@ class Plan:
     #: monotonic clocks the run's clients stamp with (Locust: workers on other
     #: machines; a latency between two of them is corrected by their offsets)
     clocks: int = 1
+
+    @cached_property
+    def transports(self) -> frozenset[str]:
+        """The transports the plan's clients use (``plain``, ``tls``)."""
+        return frozenset(c.transport for c in self.clients.values())
 
     # -- who hears what ------------------------------------------------------------
 
@@ -115,8 +126,34 @@ class Plan:
     # -- names ---------------------------------------------------------------------
 
     def sender_names(self) -> dict[int, str]:
-        """Stream id -> the name its sender's messages arrive under."""
-        return {sid: self.clients[s.sender].name for sid, s in self.streams.items()}
+        """Stream id -> the name its messages arrive under: the sender's
+        name, after ``#ROOM `` for a room other than the target's one room
+        (``#r12 alice``, as our server writes ``#r12 alice: TEXT``).  Every
+        adapter hands deliveries over under that name, so a line delivered
+        in the wrong room is a fault, never a delivery."""
+        rooms, clients = self.rooms, self.clients
+        return {sid: delivery_name(rooms[s.room].name, clients[s.sender].name) for sid, s in self.streams.items()}
+
+    @cached_property
+    def _streams_of(self) -> dict[int, tuple[Stream, ...]]:
+        out: dict[int, list[Stream]] = {}
+        for stream in sorted(self.streams.values(), key=lambda s: s.slot):
+            out.setdefault(stream.sender, []).append(stream)
+        return {cid: tuple(streams) for cid, streams in out.items()}
+
+    def streams_of(self, cid: int) -> tuple[Stream, ...]:
+        """The streams client ``cid`` sends, in slot order."""
+        return self._streams_of.get(cid, ())
+
+    @property
+    def one_room(self) -> bool:
+        """Every stream goes to the target's one room."""
+        return all(room.name == "" for room in self.rooms)
+
+
+def delivery_name(room: str, sender: str) -> str:
+    """The name a message of ``sender`` in ``room`` arrives under (see :meth:`Plan.sender_names`)."""
+    return f"#{room} {sender}" if room else sender
 
 
 def one_room(

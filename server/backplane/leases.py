@@ -4,8 +4,10 @@ Keys (all under ``PREFIX``):
 
 ``name:KEY``      the node holding the name (its casefolded key), with a lease
                   of LEASE_MS: a node that dies loses its names within it.
-``names:NODE``    hash name key -> name: every name on NODE (for /who snapshots
-                  and for announcing a dead node's users as gone).
+``names:NODE``    hash name key -> entry ``NAME ROOM ROOM ...``: every name on
+                  NODE and its rooms (for the snapshot a node takes when it
+                  (re)joins, and for announcing a dead node's users as gone);
+                  the rooms are rewritten with every renewal.
 ``alive:NODE``    exists while NODE renews it (lease LEASE_MS).
 ``nodes``         set of the nodes that registered.
 ``reap:NODE``     taken (SET NX) by the one node that announces NODE's users as
@@ -20,10 +22,15 @@ from __future__ import annotations
 import redis
 
 from server import protocol
+from server.backplane import codec
 
 PREFIX = "chatbench:"
-#: The channel every node publishes to and subscribes to.
-CHANNEL = PREFIX + "room"
+#: The channel of everything but lines (membership, /msg, sync): every node
+#: publishes to it and subscribes to it.
+CONTROL_CHANNEL = PREFIX + "control"
+#: A room's lines go to this channel + the room's name; a node subscribes to
+#: it only while the room has members on that node.
+ROOM_CHANNEL_PREFIX = PREFIX + "room:"
 
 #: Lease of a name and of a node's liveness, in ms: a crashed node's users are
 #: announced as gone, and its names free again, within about this long.
@@ -54,6 +61,10 @@ return 1
 """
 
 
+def room_channel(room: str) -> str:
+    return ROOM_CHANNEL_PREFIX + room
+
+
 def name_key(name: str) -> str:
     return f"{PREFIX}name:{protocol.name_key(name)}"
 
@@ -76,43 +87,48 @@ class Leases:
         self._claim = client.register_script(CLAIM_SCRIPT)
         self._release = client.register_script(RELEASE_SCRIPT)
 
-    def claim(self, name: str) -> bool:
-        """Take ``name`` for this node; False if another node holds it."""
+    def claim(self, name: str, entry: str) -> bool:
+        """Take ``name`` for this node (``entry``: it and its rooms); False if
+        another node holds it."""
         keys = [name_key(name), names_key(self.node)]
-        return bool(self._claim(keys=keys, args=[self.node, LEASE_MS, protocol.name_key(name), name]))
+        return bool(self._claim(keys=keys, args=[self.node, LEASE_MS, protocol.name_key(name), entry]))
 
     def release(self, name: str) -> None:
         self._release(keys=[name_key(name), names_key(self.node)], args=[self.node, protocol.name_key(name)])
 
-    def renew(self, names: list[str]) -> list[str]:
-        """Renew this node's liveness and every name it holds; the names another
-        node took meanwhile (after a partition longer than the lease)."""
+    def renew(self, members: dict[str, str]) -> list[str]:
+        """Renew this node's liveness and every name it holds (``members``:
+        name -> entry); the names another node took meanwhile (after a
+        partition longer than the lease)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.set(alive_key(self.node), b"1", px=LEASE_MS)
         pipe.sadd(PREFIX + "nodes", self.node)
-        for name in names:
+        for name, entry in members.items():
             keys = [name_key(name), names_key(self.node)]
-            self._claim(keys=keys, args=[self.node, LEASE_MS, protocol.name_key(name), name], client=pipe)
+            self._claim(keys=keys, args=[self.node, LEASE_MS, protocol.name_key(name), entry], client=pipe)
         results = pipe.execute()
-        return [name for name, ok in zip(names, results[2:], strict=True) if not ok]
+        return [name for name, ok in zip(members, results[2:], strict=True) if not ok]
 
-    def register(self, names: list[str]) -> list[str]:
-        """Join (or rejoin) the cluster holding exactly ``names``; returns the
-        names another node took meanwhile."""
+    def register(self, members: dict[str, str]) -> list[str]:
+        """Join (or rejoin) the cluster holding exactly ``members``; returns
+        the names another node took meanwhile."""
         self.client.delete(names_key(self.node))
-        return self.renew(names)
+        return self.renew(members)
 
     def other_nodes(self) -> list[bytes]:
         members: set[bytes] = self.client.smembers(PREFIX + "nodes")  # type: ignore[assignment]
         return [n for n in members if n != self.node]
 
-    def snapshot(self) -> dict[bytes, list[str]]:
-        """Every other registered node's names."""
+    def snapshot(self) -> dict[bytes, dict[str, list[str]]]:
+        """Every other registered node's names and their rooms."""
         nodes = self.other_nodes()
         pipe = self.client.pipeline(transaction=False)
         for node in nodes:
             pipe.hvals(names_key(node))
-        return {node: [v.decode() for v in vals] for node, vals in zip(nodes, pipe.execute(), strict=True)}
+        return {
+            node: dict(codec.parse_entry(v.decode()) for v in vals)
+            for node, vals in zip(nodes, pipe.execute(), strict=True)
+        }
 
     def dead_nodes(self) -> list[bytes]:
         """Registered nodes whose liveness lease ran out."""
@@ -128,7 +144,7 @@ class Leases:
         if not self.client.set(f"{PREFIX}reap:{node.decode()}", self.node, nx=True, px=REAP_CLAIM_MS):
             return None
         values: list[bytes] = self.client.hvals(names_key(node))  # type: ignore[assignment]
-        names = [v.decode() for v in values]
+        names = [codec.parse_entry(v.decode())[0] for v in values]
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(names_key(node))
         pipe.srem(PREFIX + "nodes", node)
@@ -136,10 +152,11 @@ class Leases:
         return names
 
     def publish_now(self, messages: list[bytes]) -> None:
-        """Publish in one pipeline, bypassing the publisher's queue (reaping, leaving)."""
+        """Publish on the control channel in one pipeline, bypassing the
+        publisher's queue (reaping, leaving, sync)."""
         pipe = self.client.pipeline(transaction=False)
         for message in messages:
-            pipe.publish(CHANNEL, message)
+            pipe.publish(CONTROL_CHANNEL, message)
         pipe.execute()
 
     def unregister(self, names: list[str]) -> None:

@@ -1,10 +1,12 @@
 """The publisher thread: reader threads hand it messages, it publishes them.
 
-``offer`` never blocks on Redis: it appends to a queue bounded in bytes and
-returns.  The thread takes everything queued at once, joins consecutive line
-messages of this node into one (a burst becomes a few big PUBLISHes) and sends
-them in one pipeline.  One thread and one FIFO queue: a sender's lines leave
-in the order they were offered, which is what per-sender order rests on.
+``offer`` never blocks on Redis: it appends (channel, message) to a queue
+bounded in bytes and returns.  The thread takes everything queued at once,
+joins consecutive line messages of this node to one channel into one (a burst
+to a room becomes a few big PUBLISHes) and sends them in one pipeline.  One
+thread, one FIFO queue and one connection: a sender's lines and notices leave
+in the order they were offered, on whatever channels, and Redis relays them to
+each subscriber in that order, which is what per-sender order rests on.
 
 While the link is down nothing is queued (the lines reach the local members
 only; the node told them the room is partitioned), so memory stays bounded.
@@ -13,6 +15,7 @@ only; the node told them the room is partitioned), so memory stays bounded.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -37,16 +40,14 @@ class Publisher:
     def __init__(
         self,
         client: redis.Redis,
-        channel: str,
         node: bytes,
         on_lost: Callable[[Exception], None],
     ) -> None:
         self._client = client
-        self._channel = channel
         self._node = node
         self._on_lost = on_lost
         self._cond = threading.Condition(threading.Lock())
-        self._queue: collections.deque[bytes] = collections.deque()
+        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
         self._bytes = 0
         self._stopping = False
         #: False while the link is down: offers are dropped, not queued.
@@ -58,18 +59,18 @@ class Publisher:
     def start(self) -> None:
         self._thread.start()
 
-    def offer(self, message: bytes) -> None:
-        """Queue one encoded message; never waits for Redis."""
+    def offer(self, channel: str, message: bytes) -> None:
+        """Queue one encoded message for ``channel``; never waits for Redis."""
         with self._cond:
             if not self.up or self._bytes + len(message) > PUBLISH_QUEUE_BYTES:
                 self.dropped += 1
                 return
-            self._queue.append(message)
+            self._queue.append((channel, message))
             self._bytes += len(message)
             if len(self._queue) == 1:
                 self._cond.notify()
 
-    def _take(self) -> list[bytes] | None:
+    def _take(self) -> list[tuple[str, bytes]] | None:
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait()
@@ -84,8 +85,9 @@ class Publisher:
         while (batch := self._take()) is not None:
             try:
                 pipe = self._client.pipeline(transaction=False)
-                for message in coalesce(batch, self._node):
-                    pipe.publish(self._channel, message)
+                for channel, run in itertools.groupby(batch, key=lambda item: item[0]):
+                    for message in coalesce([m for _, m in run], self._node):
+                        pipe.publish(channel, message)
                 pipe.execute()
             except redis.RedisError as exc:
                 self.dropped += len(batch)
@@ -108,9 +110,9 @@ class Publisher:
 
 
 def coalesce(batch: list[bytes], node: bytes) -> list[bytes]:
-    """Join runs of this node's line messages into messages of up to
-    PUBLISH_BATCH_BYTES; every other message stays where it is, so the
-    order of everything is kept."""
+    """Join runs of this node's line messages (to one channel) into messages
+    of up to PUBLISH_BATCH_BYTES; every other message stays where it is, so
+    the order of everything is kept."""
     out: list[bytes] = []
     run: list[bytes] = []
     size = 0

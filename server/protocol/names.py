@@ -18,6 +18,10 @@ MAX_NAME_CHARS = 32
 RESERVED_FIRST = frozenset("*!?[/#@")
 #: Characters that would make ``NAME: TEXT`` or name lists ambiguous.
 _FORBIDDEN_IN_NAME = frozenset(":,")
+#: U+FFFD REPLACEMENT CHARACTER: what invalid UTF-8 decodes to (and what
+#: control characters in text become).  A name made of it is bytes the client
+#: did not mean, and "\ufffd\ufffd" and "\ufffd\ufffd\ufffd" look alike to people.
+REPLACEMENT_CHAR = "\ufffd"
 
 
 def validate_name(raw: str) -> str:
@@ -36,6 +40,8 @@ def validate_name(raw: str) -> str:
             raise ProtocolError("name must not contain control characters")
         if ch in _FORBIDDEN_IN_NAME:
             raise ProtocolError(f"name must not contain {ch!r}")
+        if ch == REPLACEMENT_CHAR:
+            raise ProtocolError("name must be valid UTF-8 (it contains U+FFFD, the replacement character)")
     if name[0] in RESERVED_FIRST:
         raise ProtocolError(f"name must not start with {name[0]!r}")
     return name

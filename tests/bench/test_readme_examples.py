@@ -7,8 +7,9 @@ import shlex
 from pathlib import Path
 
 from bench import cli
+from tests.paths import REPO
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = REPO / "README.md"
 
 
 def readme_command(marker: str) -> list[str]:

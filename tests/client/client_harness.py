@@ -10,11 +10,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from server import protocol
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 #: Generous: the machine is shared and noisy; these only bound a failure.
 TIMEOUT = 10.0
 

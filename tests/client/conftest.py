@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from client_harness import ClientProcess, Peer
 
 from server.app import ChatServer
 from server.config import ServerConfig
+from tests.client.client_harness import ClientProcess, Peer
 
 
 @pytest.fixture

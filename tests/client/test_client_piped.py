@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from client_harness import TIMEOUT, ClientProcess, Peer, free_port
 
-from client.app import is_quit, render
+from client.app import is_quit, prompt_for, render
 from client.connection import Line
 from server import protocol
 from server.app import ChatServer
+from tests.client.client_harness import TIMEOUT, ClientProcess, Peer, free_port
 
 Spawn = Callable[..., ClientProcess]
 
@@ -109,6 +109,7 @@ def test_name_taken_exits_2(server: ChatServer, spawn: Spawn, peer: Callable[[st
     imposter = spawn("--port", port_of(server), "--name", "ALICE")  # names clash case-insensitively
     assert imposter.wait(keep_stdin=True) == 2
     assert imposter.stderr.strip() == "chat-client: the server refused the name: Name taken: ALICE"
+    assert imposter.lines == []  # not the server's prompt that follows the refusal
 
 
 def test_piped_invalid_first_line_name_exits_2(server: ChatServer, spawn: Spawn) -> None:
@@ -118,6 +119,7 @@ def test_piped_invalid_first_line_name_exits_2(server: ChatServer, spawn: Spawn)
     client.proc.stdin.flush()
     assert client.wait(keep_stdin=True) == 2
     assert "Invalid name: name must not contain spaces" in client.stderr
+    assert client.lines == ["? Enter your username:"]  # the first prompt only, not the one after the refusal
 
 
 def test_invalid_name_option_is_a_usage_error(spawn: Spawn) -> None:
@@ -220,6 +222,40 @@ def test_render_colours_only_in_terminal_mode() -> None:
     error = Line("! nope", protocol.parse_server_line("! nope"))
     assert render(error, colour=True).startswith("\x1b[31m")
     assert render(Line("odd line", None), colour=True) == "odd line"
+
+
+def test_room_lines_show_their_room_and_the_room_commands_work(
+    server: ChatServer, spawn: Spawn, peer: Callable[[str], Peer]
+) -> None:
+    watcher = peer("watcher")
+    watcher.sock.sendall(protocol.encode_line("/join #rust"))
+    watcher.expect(lambda e: isinstance(e, protocol.Talking))
+    bob = spawn("--port", port_of(server), "--name", "bob")
+    bob.expect("*** Welcome, bob! Online (2): bob, watcher")
+    bob.send("/join #rust")
+    bob.expect("*** Now talking in #rust (2): bob, watcher")
+    bob.send("hi rust")
+    assert watcher.expect(lambda e: isinstance(e, protocol.Message)) == protocol.Message("bob", "hi rust", "#rust")
+    watcher.say("hi bob")  # the watcher's current room is #rust too
+    bob.expect("#rust watcher: hi bob")
+    watcher.sock.sendall(protocol.encode_line("/say #lobby and the lobby"))
+    bob.expect("watcher: and the lobby")  # the default room's lines as always
+    bob.send("/rooms")
+    bob.expect("*** Rooms (2): #lobby (2), #rust (2)")
+    bob.close_stdin()
+    assert bob.wait() == 0, bob.stderr
+
+
+def test_render_and_prompt_name_the_room() -> None:
+    line = Line("#rust alice: hi", protocol.parse_server_line("#rust alice: hi"))
+    assert render(line, colour=False) == "#rust alice: hi"
+    coloured = render(line, colour=True)
+    assert coloured.startswith("\x1b[32m#rust\x1b[0m ") and coloured.endswith(": hi")
+    action = Line("#rust * alice waves", protocol.parse_server_line("#rust * alice waves"))
+    assert render(action, colour=True) == "\x1b[32m#rust\x1b[0m \x1b[33m* alice waves\x1b[0m"
+    assert prompt_for("alice", protocol.DEFAULT_ROOM) == "alice> "
+    assert prompt_for("alice", "#rust") == "alice #rust> "
+    assert prompt_for("alice", None) == "alice (no room)> "
 
 
 def test_is_quit() -> None:

@@ -14,10 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from client_harness import REPO, TIMEOUT, Peer
 
 from server import protocol
+from server.accounts import set_password
 from server.app import ChatServer
+from server.config import ServerConfig
+from tests.client.client_harness import REPO, TIMEOUT, Peer
+from tests.conftest import TlsFiles
 
 pytestmark = [
     pytest.mark.tmux,
@@ -148,3 +151,42 @@ def test_connection_lost_while_typing_exits_1(server: ChatServer, tmux: Tmux, tm
     server.shutdown(grace=1.0)
     assert wait_for_file(exit_file) == "EXIT=1"
     assert err_file.read_text().strip() == "chat-client: disconnected by the server: server shutting down"
+
+
+def test_the_password_is_typed_without_echo_and_kept_out_of_history(
+    tmux: Tmux, tmp_path: Path, tls_files: TlsFiles
+) -> None:
+    """Over TLS, to a server with accounts: the password line shows nothing
+    of what is typed, and the up arrow does not bring it back."""
+    accounts = tmp_path / "accounts.txt"
+    set_password(accounts, "alice", "s3cr3t-pw")
+    config = ServerConfig(port=0, log_level="ERROR", accounts=str(accounts), **tls_files.server_options())
+    with ChatServer(config) as server:
+        assert server.tls_address is not None
+        exit_file = tmp_path / "exit"
+        client = shlex.join(
+            [
+                sys.executable,
+                "-m",
+                "client",
+                "--port",
+                str(server.tls_address[1]),
+                "--ca",
+                tls_files.ca,
+                "--name",
+                "alice",
+            ]
+        )
+        tmux.start(f"cd {shlex.quote(str(REPO))} && {client}; echo EXIT=$? > {shlex.quote(str(exit_file))}")
+        tmux.wait_for(lambda s: s[-1:] == ["password (not shown):"], "the password prompt")
+        tmux.keys("s3cr3t-pw", literal=True)
+        screen = tmux.wait_for(lambda s: s[-1].startswith("password (not shown): *"), "the hidden input")
+        assert not any("s3cr3t" in line for line in screen)
+        tmux.keys("Enter")
+        tmux.wait_for(lambda s: s[-1:] == ["alice>"], "the chat prompt")
+        tmux.keys("Up")  # the history holds no password
+        time.sleep(0.3)
+        assert tmux.screen()[-1] == "alice>"
+        assert not any("s3cr3t" in line for line in tmux.screen())
+        tmux.keys("C-d")
+        assert wait_for_file(exit_file) == "EXIT=0"

@@ -25,6 +25,7 @@ import time
 from server.__main__ import main
 from server.fanout import base, direct, queued, threads
 from server.hub import Hub
+from server.rooms import Room
 from server.session import Session
 
 _clock = time.perf_counter
@@ -50,9 +51,9 @@ def slow_down(factor: float) -> None:
         finally:
             _batch.active = False
 
-    def broadcast(self: Hub, data: bytes, exclude: Session | None = None) -> None:
-        if not getattr(_batch, "active", False):  # a join or leave notice
-            original_broadcast(self, data, exclude)
+    def broadcast(self: Hub, data: bytes, exclude: Session | None = None, room: Room | None = None) -> None:
+        if not getattr(_batch, "active", False):  # not a reader thread's batch
+            original_broadcast(self, data, exclude, room)
             return
         started = _batch.started
         if started is not None:  # parsing the batch took this long so far
@@ -60,10 +61,10 @@ def slow_down(factor: float) -> None:
             _batch.started = None
         if self.fan_out is not None:  # queued: one hand-over, the sends are the flusher's
             start = _clock()
-            original_broadcast(self, data, exclude)
+            original_broadcast(self, data, exclude, room)
             _spin((_clock() - start) * extra)
             return
-        for member, outbox in self._targets:
+        for member, outbox in (self.lobby if room is None else room).targets:
             if member is not exclude:
                 start = _clock()
                 outbox.send(data)

@@ -67,6 +67,9 @@ def test_perf_fanout_gate(benchmark: Any, baseline: gate.Baseline) -> None:
     benchmark.extra_info.update(_extra_info(measurements))
     assert first.server.timed_out == 0, verdict.message
     assert len(first.server.fanout_us) == len(first.relay.fanout_us) == scenario.rounds
+    # The two gated metrics are two things: the median delivery comes before the last one.
+    assert first.server.typical_p50_us < first.server.typical_fanout_us
+    assert set(first.ratios) == set(gate.METRIC_DESCRIPTIONS)
     assert verdict.ok, verdict.message
 
 
@@ -122,6 +125,11 @@ def test_perf_committed_baseline_records_how_it_was_made(baseline: gate.Baseline
     assert len(raw["runs"]) >= 1
     assert baseline.scenario == gate.Scenario().key(), "the baseline must describe the scenario the gate runs"
     assert set(baseline.metrics) == set(gate.METRIC_DESCRIPTIONS)
+    # Each gated metric measures something of its own: no two are equal in every run.
+    names = sorted(gate.METRIC_DESCRIPTIONS)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert any(run[a] != run[b] for run in raw["runs"]), f"{a} and {b} are one metric"
 
 
 def test_perf_committed_tolerance_catches_a_2x_slowdown(baseline: gate.Baseline) -> None:

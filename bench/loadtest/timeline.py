@@ -1,0 +1,188 @@
+"""The time axis for the Locust path: interval histograms across Locust's processes,
+their ``.hlog`` and JSON lines, and the thresholds -- what the Locust users call.
+
+No Locust import here (so it is tested without Locust, and the users wire it
+where their HDR merge is, :mod:`bench.loadtest.hdr`):
+
+* every process keeps an :class:`IntervalRecorder`: ``record(latency_us,
+  arrival_unix_ns)`` per delivery, into the interval of its *arrival* (as the
+  swarm does: :mod:`bench.measure.intervals`).  Intervals are aligned to the
+  Unix epoch (interval ``k`` covers ``[k * step, (k + 1) * step)``), so
+  processes on different machines agree on them without talking, given
+  synchronised clocks;
+* a worker ships its closed intervals with each ``report_to_master``
+  (``data[REPORT_KEY] = recorder.pack(recorder.close(time.time_ns()))``);
+  a local run hands them to its own merge;
+* the master (or the local process) keeps an :class:`IntervalMerge`:
+  ``merge.add(parts)`` merges them exactly (HDR counts add), whenever they
+  come; at the end ``merge.sections()`` is the series (the swarm document's
+  interval fields that the Locust path knows), ``merge.write_hlog(path)``
+  its HdrHistogram interval log, ``merge.write_jsonl(path)`` its JSON lines,
+  and :func:`check_thresholds` checks ``--threshold`` texts against the
+  merged figures (exit code 99 when one fails, as the swarm and k6 do).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TypedDict
+
+from bench.measure.intervals import CLOSE_GRACE_NS, DEFAULT_INTERVAL_S, IntervalAxis
+from bench.measure.stats import LatencyHistogram
+from bench.measure.thresholds import Observed, Verdict, check, parse_all
+from bench.results.hlog import interval_log, write_text
+from bench.results.schema import IntervalSection
+
+#: Key of a worker's closed intervals in Locust's report message.
+REPORT_KEY = "chatbench_intervals"
+
+
+class PackedInterval(TypedDict):
+    """One closed interval of one process, as Locust's messages carry it."""
+
+    index: int  #: epoch-aligned: the interval starts at index * interval_s
+    interval_s: float
+    histogram: str  #: HDR's compressed base64 (empty: no delivery)
+    count: int
+
+
+class IntervalRecorder:
+    """One process's interval histograms (see the module docstring)."""
+
+    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+        self.axis = IntervalAxis.of(0, interval_s)
+        self.interval_s = interval_s
+        self._open: dict[int, LatencyHistogram] = {}
+
+    def record(self, latency_us: int, arrival_unix_ns: int) -> None:
+        """One delivery that arrived at ``arrival_unix_ns`` (``time.time_ns()``)."""
+        k = self.axis.index(arrival_unix_ns)
+        hist = self._open.get(k)
+        if hist is None:
+            hist = self._open[k] = LatencyHistogram()
+        hist.record(latency_us)
+
+    def close(self, now_unix_ns: int, final: bool = False) -> dict[int, LatencyHistogram]:
+        """The intervals that ended at least the grace before ``now_unix_ns``
+        (``final``: all), taken out."""
+        last = self.axis.index(now_unix_ns - CLOSE_GRACE_NS) - 1
+        done = sorted(k for k in self._open if final or k <= last)
+        return {k: self._open.pop(k) for k in done}
+
+    def pack(self, closed: dict[int, LatencyHistogram]) -> list[PackedInterval]:
+        """``closed`` for a Locust message (plain, msgpack-able)."""
+        return [
+            {"index": k, "interval_s": self.interval_s, "histogram": h.encode(), "count": h.count}
+            for k, h in closed.items()
+        ]
+
+
+class IntervalMerge:
+    """Every process's intervals merged into one series (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._hists: dict[int, LatencyHistogram] = {}
+        self.interval_s: float | None = None
+
+    def add(self, parts: Iterable[PackedInterval]) -> None:
+        """Parts from any process, in any order, the same interval more than once."""
+        for part in parts:
+            if self.interval_s is None:
+                self.interval_s = part["interval_s"]
+            elif part["interval_s"] != self.interval_s:
+                raise ValueError(f"intervals of {part['interval_s']} s and {self.interval_s} s cannot be merged")
+            hist = self._hists.setdefault(part["index"], LatencyHistogram())
+            if part["histogram"]:
+                hist.merge(LatencyHistogram.decode(part["histogram"]))
+
+    def total(self) -> LatencyHistogram:
+        """Every interval merged: the run's histogram."""
+        out = LatencyHistogram()
+        for hist in self._hists.values():
+            out.merge(hist)
+        return out
+
+    @property
+    def origin_unix_s(self) -> float:
+        """When the first interval began (Unix seconds)."""
+        return min(self._hists, default=0) * (self.interval_s or 0.0)
+
+    def sections(self) -> list[IntervalSection]:
+        """The series, from the first interval with a delivery to the last,
+        empty ones included: what the swarm's document has per interval and
+        the Locust path knows (latency, deliveries; the rest None or 0)."""
+        if not self._hists or self.interval_s is None:
+            return []
+        step = self.interval_s
+        first, last = min(self._hists), max(self._hists)
+        out: list[IntervalSection] = []
+        for k in range(first, last + 1):
+            hist = self._hists.get(k) or LatencyHistogram()
+            out.append(
+                {
+                    "index": k - first,
+                    "start_s": round((k - first) * step, 6),
+                    "length_s": step,
+                    "phase": "measured",
+                    "delivered": hist.count,
+                    "delivered_all": hist.count,
+                    "per_s": round(hist.count / step, 1),
+                    "scheduled": 0,
+                    "sent": None,
+                    "owed": 0,
+                    "lost": None,
+                    "duplicated": 0,
+                    "reordered": 0,
+                    "corrupted": 0,
+                    "late_reads": 0,
+                    "disconnects": 0,
+                    "latency_us": hist.summary(),
+                    "receive_lag_us": None,
+                    "server_cpu_percent": None,
+                    "server_rss_bytes": None,
+                    "harness_cpu_percent": None,
+                    "histogram": {
+                        "format": "hdrhistogram-v2-base64",
+                        "unit": "us",
+                        "data": hist.encode(),
+                        "clamped": 0,
+                    },
+                }
+            )
+        return out
+
+    def write_hlog(self, path: str | Path) -> Path:
+        """The series as an HdrHistogram interval log (the swarm's format: :mod:`bench.results.hlog`)."""
+        text = interval_log(self.origin_unix_s, self.sections(), "chatbench Locust FANOUT latency, us, by arrival")
+        return write_text(path, text)
+
+    def write_jsonl(self, path: str | Path) -> Path:
+        """One JSON object per interval (the swarm's ``--out-jsonl`` fields, without the histogram)."""
+        p = Path(path)
+        with p.open("w", encoding="utf-8") as f:
+            for section in self.sections():
+                record = {k: v for k, v in section.items() if k != "histogram"}
+                f.write(json.dumps({"type": "interval", "run": "locust", **record}, separators=(",", ":")) + "\n")
+        return p
+
+
+def check_thresholds(  # noqa: PLR0913 - the figures the Locust path has, each by name
+    texts: Sequence[str],
+    latency: LatencyHistogram,
+    *,
+    delivered: int,
+    expected: int | None = None,
+    lost: int | None = None,
+    duplicated: int = 0,
+    reordered: int = 0,
+    corrupted: int = 0,
+    per_s: float | None = None,
+) -> list[Verdict]:
+    """``--threshold`` texts (the swarm's syntax, :mod:`bench.measure.thresholds`)
+    checked against the Locust run's merged figures; a label selector picks
+    nothing here (the Locust users have no labels), so it fails.  A
+    :class:`~bench.measure.thresholds.ThresholdError` says what is wrong with a text."""
+    observed = Observed(latency, delivered, expected, lost, duplicated, reordered, corrupted, per_s)
+    return check(parse_all(texts), lambda selector: None if selector else observed)

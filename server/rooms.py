@@ -1,0 +1,68 @@
+"""One room's members, and what the hub refuses about rooms.
+
+A :class:`Room` is what a broadcast is handed: its ``targets``, an immutable
+snapshot of (member, outbox) pairs replaced under the hub's lock on every
+join and part, so broadcasting takes no lock (the same snapshot the one-room
+server had; the ``queued`` flusher groups lines by it).  The hub owns every
+room (``server.hub``); this module only holds the type.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from server import protocol
+
+if TYPE_CHECKING:
+    from server.fanout.base import Outbox
+    from server.session import Session
+
+#: A room's snapshot: (member, outbox) pairs, what a broadcast is handed.
+Members = tuple[tuple["Session", "Outbox"], ...]
+
+
+#: Told to a client that sends chat (or /me) while it is in no room.
+NO_ROOM_ERROR = "You are in no room; /join #ROOM to talk"
+
+
+def part_reason(reason: str) -> str:
+    """What a part's notice says in parentheses: ``part`` or ``part: REASON``."""
+    return f"part: {reason}" if reason else "part"
+
+
+class RoomError(Exception):
+    """A room command that cannot be done: the message is the client's one
+    error line (``! MESSAGE``); the session goes on."""
+
+
+class Room:
+    __slots__ = ("default", "members", "name", "targets")
+
+    def __init__(self, name: str) -> None:
+        #: Its one spelling (``protocol.validate_room``).
+        self.name = name
+        #: The default room's lines keep the one-room formats (``alice: hi``).
+        self.default = name == protocol.DEFAULT_ROOM
+        #: Member -> its outbox, in join order; the source of ``targets``.
+        self.members: dict[Session, Outbox] = {}
+        #: Snapshot of ``members`` as (member, outbox) pairs: what broadcasts read.
+        self.targets: Members = ()
+
+    def publish(self) -> None:
+        """Rebuild the snapshot (the hub's lock is held); C-speed copies only,
+        so a join in a room of 10,000 stays cheap."""
+        self.targets = tuple(self.members.items())
+
+    def message(self, sender: str, text: str) -> bytes:
+        """``sender`` says ``text`` here, encoded once for every member."""
+        if self.default:
+            return protocol.encode_message(sender, text)
+        return protocol.encode_room_message(self.name, sender, text)
+
+    def action(self, sender: str, action: str) -> bytes:
+        if self.default:
+            return protocol.encode_action(sender, action)
+        return protocol.encode_room_action(self.name, sender, action)
+
+    def __repr__(self) -> str:
+        return f"Room({self.name!r}, {len(self.targets)} members)"

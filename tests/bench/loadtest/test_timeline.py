@@ -1,0 +1,66 @@
+"""The Locust path's time axis without Locust: two processes record by arrival,
+ship their closed intervals, a master merges them exactly, writes the
+``.hlog`` (read back with ``hdrhistogram``) and checks thresholds."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
+
+from bench.loadtest.timeline import IntervalMerge, IntervalRecorder, check_thresholds
+from bench.measure.stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_FIGURES, LatencyHistogram
+
+T0 = 1_767_225_600 * 10**9  # a whole second, Unix ns
+
+
+def test_two_processes_merge_exactly_and_the_log_reads_back(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    workers = [IntervalRecorder(0.5), IntervalRecorder(0.5)]
+    merge = IntervalMerge()
+    whole = LatencyHistogram()
+    now = T0
+    for step in range(60):  # 6 s of deliveries, shipped every 0.1 s as report_to_master would
+        now = T0 + step * 100_000_000
+        for w in workers:
+            for _ in range(rng.randint(0, 30)):
+                latency = rng.randint(100, 50_000)
+                w.record(latency, now + rng.randint(0, 99_999_999))
+                whole.record(latency)
+            merge.add(w.pack(w.close(now)))
+    for w in workers:
+        merge.add(w.pack(w.close(now, final=True)))
+
+    sections = merge.sections()
+    assert [s["start_s"] for s in sections] == [k * 0.5 for k in range(12)]
+    assert sum(s["delivered"] for s in sections) == whole.count
+    assert list(merge.total()._hist.counts) == list(whole._hist.counts)
+    assert merge.origin_unix_s == T0 / 1e9
+
+    path = merge.write_hlog(tmp_path / "run_fanout.hlog")
+    reader = HistogramLogReader(str(path), HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES))
+    total, n = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES), 0
+    while (h := reader.get_next_interval_histogram()) is not None:
+        total.add(h)
+        n += 1
+    reader.close()
+    assert n == 12 and list(total.counts) == list(whole._hist.counts)
+    lines = [json.loads(line) for line in merge.write_jsonl(tmp_path / "run.jsonl").read_text().splitlines()]
+    assert [line["delivered"] for line in lines] == [s["delivered"] for s in sections]
+
+
+def test_thresholds_from_the_locust_path() -> None:
+    hist = LatencyHistogram()
+    for v in range(1000, 11000, 10):
+        hist.record(v)
+    verdicts = check_thresholds(
+        ["p99<20ms", "p50<1ms", "lost==0", "delivered>=99.9%", "p99{path=cross}<1s"],
+        hist,
+        delivered=hist.count,
+        expected=hist.count,
+        lost=0,
+    )
+    assert [v.ok for v in verdicts] == [True, False, True, True, False]
