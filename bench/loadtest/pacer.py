@@ -16,7 +16,9 @@ earliest intended time on the monotonic clock (to the nanosecond,
 ``TFD_TIMER_ABSTIME``; a time namespace's offset applies), which gevent
 watches like any socket.  The send is one non-blocking ``write``: what the
 kernel does not take at once (a full send buffer) goes back to the user,
-which sends the rest cooperatively.  Where there is no timerfd (not Linux)
+which sends the rest cooperatively (:func:`send_rest`).  Over TLS the probe
+is encrypted at that moment, so records leave in the order the channel
+made them, and the rest is ciphertext.  Where there is no timerfd (not Linux)
 the user sleeps until the time and sends itself.
 """
 
@@ -33,6 +35,8 @@ from typing import Any
 
 import gevent
 from gevent.hub import Waiter
+
+from bench.net.tls import TlsFailure, TlsStream
 
 #: <sys/timerfd.h>, <time.h>
 CLOCK_MONOTONIC = 1
@@ -72,7 +76,8 @@ class Job:
 
 
 #: What a user gets back: when the write returned (ns), the bytes the kernel
-#: did not take, and the error the write raised (None: none).
+#: did not take (over TLS: of the records), and the error the write raised
+#: (None: none).
 Sent = tuple[int, bytes, "OSError | None"]
 
 
@@ -162,6 +167,11 @@ def _write(sock: Any, data: bytes) -> Sent:
     fd = sock.fileno()
     if fd < 0:
         return time.monotonic_ns(), data, OSError("the connection was closed")
+    if isinstance(sock, TlsStream):
+        try:
+            data = sock.channel.encrypt(data)
+        except TlsFailure as exc:
+            return time.monotonic_ns(), b"", ConnectionError(str(exc))
     try:
         n = os.write(fd, data)
     except BlockingIOError:
@@ -169,6 +179,14 @@ def _write(sock: Any, data: bytes) -> Sent:
     except OSError as exc:
         return time.monotonic_ns(), data, exc
     return time.monotonic_ns(), data[n:], None
+
+
+def send_rest(sock: Any, rest: bytes) -> None:
+    """Send what a paced write left (already encrypted over TLS), cooperatively."""
+    if isinstance(sock, TlsStream):
+        sock.sendall_records(rest)
+    else:
+        sock.sendall(rest)
 
 
 _pacer: Pacer | None = None

@@ -18,7 +18,12 @@ connections handed back -- is done after it.
 
 The loop reads a duplicate of each connection's descriptor through a plain
 socket object (never blocking: gevent keeps the descriptor non-blocking);
-the user keeps sending on its own, cooperative, socket.  A connection that
+the user keeps sending on its own, cooperative, socket.  Over TLS
+(``--chat-tls``) the user's socket is a :class:`~bench.net.tls.TlsStream`:
+the loop still reads the raw descriptor, so the kernel's stamp is the
+ciphertext's arrival, and decrypts through the stream's channel after the
+read (decryption is the harness's time: it shows in the read lag, never in
+the latency), as the swarm's receiver does.  A connection that
 ends, fails or says the server is closing it is handed back to its user
 (:meth:`Owner.lost`), which reconnects as usual.
 """
@@ -38,7 +43,8 @@ from gevent import monkey
 from bench.loadtest.integrity import LEDGER
 from bench.loadtest.pacer import pacer
 from bench.loadtest.receive import Receiving, receiving
-from bench.net.rx import ReceivePath
+from bench.net.rx import Read, ReceivePath
+from bench.net.tls import TlsChannel, TlsFailure, TlsStream
 from bench.wire import Adapter, Decoder
 
 #: A round of reads ends after this long (ns), ready connections left for the
@@ -77,6 +83,7 @@ class Member:
     path: ReceivePath
     decoder: Decoder
     line_errors: tuple[type[Exception], ...]
+    tls: TlsChannel | None = None  #: the TLS connection's channel (None: plaintext)
 
 
 class ReceiveLoop:
@@ -89,7 +96,8 @@ class ReceiveLoop:
         self.members: dict[int, Member] = {}
         self.greenlet: gevent.Greenlet | None = None
         self._others: list[str] = []
-        self._replies: list[tuple[Member, bytes]] = []
+        #: bytes to send back: (member, bytes, already encrypted: TLS's own)
+        self._replies: list[tuple[Member, bytes, bool]] = []
         self._hooks: list[tuple[Member, list[str]]] = []
         self._losses: list[tuple[Member, Exception]] = []
 
@@ -108,22 +116,31 @@ class ReceiveLoop:
             path=ReceivePath(adapter, self.rx.recorder),
             decoder=conn.decoder,
             line_errors=adapter.line_errors,
+            tls=sock.channel if isinstance(sock, TlsStream) else None,
         )
-        if backlog:
-            block = b"".join([line + b"\n" for line in backlog])
-            tracker = LEDGER.tracker(member.name)
-            incoming = member.path.take_block(tracker, member.own, block, time.monotonic_ns(), self._others)
-            self.rx.labels.flush()
-            others, self._others = self._others, []
-            if others:
-                owner.received_others(conn, others)
-            if incoming.reply:
-                sock.sendall(incoming.reply)
+        block = b"".join([line + b"\n" for line in backlog])
+        if isinstance(sock, TlsStream) and sock.pending():
+            # Plaintext the stream decrypted with the registration's records
+            # and nobody read yet: it comes before anything read from now on.
+            block += member.decoder.feed_block(sock.recv(sock.pending()))
+        if block:
+            self._take_backlog(member, block)
         self.members[raw.fileno()] = member
         self.epoll.register(raw.fileno(), select.EPOLLIN)
         if self.greenlet is None or self.greenlet.dead:
             self.greenlet = gevent.spawn(self._run)
         return member
+
+    def _take_backlog(self, member: Member, block: bytes) -> None:
+        """The whole lines a connection received before the loop reads it."""
+        tracker = LEDGER.tracker(member.name)
+        incoming = member.path.take_block(tracker, member.own, block, time.monotonic_ns(), self._others)
+        self.rx.labels.flush()
+        others, self._others = self._others, []
+        if others:
+            member.owner.received_others(member.conn, others)
+        if incoming.reply:
+            member.sock.sendall(incoming.reply)
 
     def remove(self, member: Member) -> None:
         """Stop reading ``member`` (idempotent)."""
@@ -174,11 +191,14 @@ class ReceiveLoop:
         replies, self._replies = self._replies, []
         hooks, self._hooks = self._hooks, []
         losses, self._losses = self._losses, []
-        for member, data in replies:
+        for member, data, encrypted in replies:
             if member.raw.fileno() < 0:
                 continue  # lost meanwhile
             try:
-                member.sock.sendall(data)
+                if encrypted:
+                    member.sock.sendall_records(data)
+                else:
+                    member.sock.sendall(data)
             except OSError as failed:
                 self.remove(member)
                 losses.append((member, failed))
@@ -200,6 +220,21 @@ class ReceiveLoop:
         if not data:
             self._lost(member, ConnectionError("server closed the connection"))
             return 0
+        if member.tls is not None:
+            got = len(data)
+            try:
+                data = member.tls.decrypt(data)
+            except TlsFailure as exc:
+                self._lost(member, exc)
+                return got
+            out = member.tls.pending_output()  # TLS's own answer (a key update's)
+            if out:
+                self._replies.append((member, out, True))
+            if member.tls.closed:
+                self._lost(member, ConnectionError("server closed the connection (TLS close_notify)"))
+            if not data:
+                return got  # a record still arriving, or TLS's own messages
+            read = Read(data, read.arrival_ns)
         tracker = LEDGER.tracker(member.name)
         corrupted = tracker.corrupted
         others = self._others
@@ -214,7 +249,7 @@ class ReceiveLoop:
             self._hooks.append((member, others[:]))
             others.clear()
         if incoming.reply:
-            self._replies.append((member, incoming.reply))
+            self._replies.append((member, incoming.reply, False))
         if incoming.ended is not None:
             self._lost(member, ConnectionError(f"disconnected by server: {incoming.ended}"))
         return len(data)

@@ -63,7 +63,7 @@ from bench.loadtest.options import (
     option,
 )
 from bench.loadtest.options import access as user_access
-from bench.loadtest.pacer import pacer
+from bench.loadtest.pacer import pacer, send_rest
 from bench.loadtest.receive import receiving
 from bench.loadtest.rxloop import Member, receive_loop
 from bench.loadtest.support import (
@@ -388,7 +388,7 @@ class ChatUser(User):
             if error is not None:
                 raise error
             if rest:  # the kernel took only part: the rest cooperatively
-                conn.send_sock.sendall(rest)
+                send_rest(conn.send_sock, rest)
         except OSError as exc:
             self._lost(conn, exc)
             return False
