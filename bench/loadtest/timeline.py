@@ -5,8 +5,9 @@ No Locust import here (so it is tested without Locust, and the users wire it
 where their HDR merge is, :mod:`bench.loadtest.hdr`):
 
 * every process keeps an :class:`IntervalRecorder`: ``record(latency_us,
-  arrival_unix_ns)`` per delivery, into the interval of its *arrival* (as the
-  swarm does: :mod:`bench.measure.intervals`).  Intervals are aligned to the
+  arrival_unix_ns)`` per delivery (``record_many`` for a batch that arrived
+  together: the Locust users' round of reads), into the interval of its
+  *arrival* (as the swarm does: :mod:`bench.measure.intervals`).  Intervals are aligned to the
   Unix epoch (interval ``k`` covers ``[k * step, (k + 1) * step)``), so
   processes on different machines agree on them without talking, given
   synchronised clocks;
@@ -19,21 +20,23 @@ where their HDR merge is, :mod:`bench.loadtest.hdr`):
   interval fields that the Locust path knows), ``merge.write_hlog(path)``
   its HdrHistogram interval log, ``merge.write_jsonl(path)`` its JSON lines,
   and :func:`check_thresholds` checks ``--threshold`` texts against the
-  merged figures (exit code 99 when one fails, as the swarm and k6 do).
+  merged figures, by label where a selector names one (exit code 99 when
+  one fails, as the swarm and k6 do).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypedDict
 
 from bench.measure.intervals import CLOSE_GRACE_NS, DEFAULT_INTERVAL_S, IntervalAxis
 from bench.measure.stats import LatencyHistogram
-from bench.measure.thresholds import Observed, Verdict, check, parse_all
+from bench.measure.thresholds import COUNT_METRICS, Observed, Verdict, check, parse_all
 from bench.results.hlog import interval_log, write_text
 from bench.results.schema import IntervalSection
+from bench.workload.labels import label_values
 
 #: Key of a worker's closed intervals in Locust's report message.
 REPORT_KEY = "chatbench_intervals"
@@ -63,6 +66,14 @@ class IntervalRecorder:
         if hist is None:
             hist = self._open[k] = LatencyHistogram()
         hist.record(latency_us)
+
+    def record_many(self, latencies_us: list[int], arrival_unix_ns: int) -> None:
+        """Deliveries that arrived together at ``arrival_unix_ns``."""
+        k = self.axis.index(arrival_unix_ns)
+        hist = self._open.get(k)
+        if hist is None:
+            hist = self._open[k] = LatencyHistogram()
+        hist.record_list(latencies_us)
 
     def close(self, now_unix_ns: int, final: bool = False) -> dict[int, LatencyHistogram]:
         """The intervals that ended at least the grace before ``now_unix_ns``
@@ -96,6 +107,13 @@ class IntervalMerge:
             hist = self._hists.setdefault(part["index"], LatencyHistogram())
             if part["histogram"]:
                 hist.merge(LatencyHistogram.decode(part["histogram"]))
+
+    @property
+    def span_s(self) -> float:
+        """From the first interval with a delivery to the end of the last (seconds)."""
+        if not self._hists or self.interval_s is None:
+            return 0.0
+        return (max(self._hists) - min(self._hists) + 1) * self.interval_s
 
     def total(self) -> LatencyHistogram:
         """Every interval merged: the run's histogram."""
@@ -179,10 +197,36 @@ def check_thresholds(  # noqa: PLR0913 - the figures the Locust path has, each b
     reordered: int = 0,
     corrupted: int = 0,
     per_s: float | None = None,
+    labels: Mapping[str, LatencyHistogram] | None = None,
 ) -> list[Verdict]:
     """``--threshold`` texts (the swarm's syntax, :mod:`bench.measure.thresholds`)
-    checked against the Locust run's merged figures; a label selector picks
-    nothing here (the Locust users have no labels), so it fails.  A
-    :class:`~bench.measure.thresholds.ThresholdError` says what is wrong with a text."""
+    checked against the Locust run's merged figures.  A label selector
+    (``p99{clock=corrected}<5ms``) picks the ``labels`` (key -> histogram,
+    :mod:`bench.workload.labels`' keys) whose values match, merged: their
+    latencies and deliveries (their faults are not kept by label: unknown);
+    one that picks none fails.  A :class:`~bench.measure.thresholds.ThresholdError`
+    says what is wrong with a text."""
     observed = Observed(latency, delivered, expected, lost, duplicated, reordered, corrupted, per_s)
-    return check(parse_all(texts), lambda selector: None if selector else observed)
+
+    def observe(selector: tuple[tuple[str, str], ...]) -> Observed | None:
+        if not selector:
+            return observed
+        wanted = dict(selector)
+        picked = [
+            hist
+            for key, hist in (labels or {}).items()
+            if hist.count and all(label_values(key).get(k) == v for k, v in wanted.items())
+        ]
+        if not picked:
+            return None
+        merged = LatencyHistogram()
+        for hist in picked:
+            merged.merge(hist)
+        return Observed(merged, merged.count)
+
+    verdicts = check(parse_all(texts), observe)
+    # A label's faults are unknown (not 0): such a threshold has nothing to check.
+    return [
+        Verdict(v.threshold, False, None) if v.threshold.selector and v.threshold.metric in COUNT_METRICS else v
+        for v in verdicts
+    ]
