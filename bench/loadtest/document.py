@@ -16,7 +16,7 @@ from typing import Any, TypedDict
 from bench.loadtest.integrity import IntegrityState
 from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE
 from bench.measure.stats import LatencyHistogram
-from bench.results.schema import Latency
+from bench.results.schema import IntervalSection, Latency, ThresholdResult
 
 #: Schema version of ``_fanout_hdr.json`` (2: labels, read lag, clocks).
 SCHEMA = 2
@@ -90,6 +90,8 @@ class HdrOptions(TypedDict):
     chat_payload: int | None
     chat_step_load: bool | None
     chat_max_clock_error: float | None
+    chat_interval: float | None
+    chat_threshold: list[str] | None
     num_users: int | None
     run_time: int | None
 
@@ -150,6 +152,10 @@ class FanoutHdrDocument(TypedDict):
     per_worker_count: dict[str, int]
     histogram: str
     integrity: IntegrityState  #: lost/duplicated/reordered/corrupted per (receiver, sender)
+    #: the deliveries by interval of arrival (bench.loadtest.timeline: the swarm's
+    #: interval fields the Locust path knows), first to last interval with one
+    intervals: list[IntervalSection]
+    thresholds: list[ThresholdResult]  #: --chat-threshold, checked when Locust quits
 
 
 def exact(hist: LatencyHistogram) -> Exact:

@@ -19,11 +19,21 @@ role of the process:
   also runs the clock exchanges (:mod:`bench.loadtest.clocksync`) and lists
   every worker's clock in the result.
 
+The same deltas carry each process's closed intervals (the time axis,
+:mod:`bench.loadtest.timeline`: every measured delivery also counted in the
+interval of its arrival, ``--chat-interval``), which the master merges as
+exactly as the rest.
+
 At the end of a test the summary (count, p50/p90/p95/p99/p99.9, max, in
 microseconds, per label and in all, the read lag, the clocks, plus the
-encoded histograms) is written as JSON next to Locust's CSV files
-(``<csv-prefix>_fanout_hdr.json``, or ``--chat-hdr-file``) with the same
-figures as CSV (``<csv-prefix>_fanout_exact.csv``), and printed.  On a master
+encoded histograms, the intervals and the thresholds' verdicts) is written
+as JSON next to Locust's CSV files (``<csv-prefix>_fanout_hdr.json``, or
+``--chat-hdr-file``) with the same figures as CSV
+(``<csv-prefix>_fanout_exact.csv``) and the intervals as an HdrHistogram
+interval log (``<csv-prefix>_fanout.hlog``), and printed.
+``--chat-threshold`` criteria are checked on the master (or the local
+process) when Locust quits, after the workers' last reports: a failed one
+makes the exit code 99.  On a master
 the final write happens on Locust's ``quit`` event, after the workers' last
 reports have arrived; ``test_stop`` fires on a master before that, so there
 it only schedules a provisional write.
@@ -42,7 +52,7 @@ import gevent
 from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner, WorkerRunner
 
-from bench.loadtest import clocksync, integrity
+from bench.loadtest import clocksync, integrity, timeline
 from bench.loadtest.clocks import DEFAULT_MAX_CLOCK_ERROR_MS
 from bench.loadtest.document import (
     SCHEMA,
@@ -63,7 +73,10 @@ from bench.loadtest.document import (
 from bench.loadtest.locuststats import FanoutRows
 from bench.loadtest.receive import CORRECTED_KEY, SAME_KEY, ClockCounts, receiving
 from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE
+from bench.measure.intervals import DEFAULT_INTERVAL_S
 from bench.measure.stats import LatencyHistogram
+from bench.measure.thresholds import THRESHOLDS_FAILED_EXIT, Verdict
+from bench.results.schema import ThresholdResult
 
 log = logging.getLogger("chatbench.locust")
 
@@ -94,6 +107,10 @@ class FanoutRecorder:
         self._unstamped_shipped = 0
         self._written_count = -1
         self._pending: gevent.Greenlet | None = None
+        #: every process's intervals, merged (master, local run)
+        self.intervals = timeline.IntervalMerge()
+        self._stopped = False  #: a worker's test stopped: its next report ships every interval
+        self.verdicts: list[Verdict] = []  #: --chat-threshold, checked when Locust quits
 
     @property
     def hist(self) -> LatencyHistogram:
@@ -119,6 +136,10 @@ class FanoutRecorder:
         integrity.LEDGER.reset()
         self.locust_counts = (0, 0)
         self._written_count = -1
+        self.intervals = timeline.IntervalMerge()
+        rx.labels.timeline = timeline.IntervalRecorder(float(self._option("chat_interval") or DEFAULT_INTERVAL_S))
+        self._stopped = False
+        self.verdicts = []
 
     def attach(self, environment: Environment, runner: Runner | None) -> None:
         """Wire the listeners for this process's role.  Called from Locust's
@@ -127,6 +148,7 @@ class FanoutRecorder:
         events: Any = environment.events  # EventHook.add_listener is untyped
         rx = receiving()
         rx.labels.rows = FanoutRows(environment.stats)
+        rx.labels.timeline = timeline.IntervalRecorder(float(self._option("chat_interval") or DEFAULT_INTERVAL_S))
         events.test_start.add_listener(self.reset)
         events.reset_stats.add_listener(self.reset)
         if environment.reset_stats:
@@ -135,6 +157,7 @@ class FanoutRecorder:
         if isinstance(runner, WorkerRunner):
             self.role = "worker"
             events.report_to_master.add_listener(self._on_report_to_master)
+            events.test_stop.add_listener(self._on_worker_test_stop)
             return
         if isinstance(runner, MasterRunner):
             self.role = "master"
@@ -143,6 +166,7 @@ class FanoutRecorder:
         else:
             self.role = "local"
             events.test_stop.add_listener(self._on_test_stop)
+        events.quitting.add_listener(self._on_quitting)
         events.quit.add_listener(self._on_quit)
 
     # -- this process's figures -------------------------------------------------
@@ -189,12 +213,19 @@ class FanoutRecorder:
             },
         }
         data[REPORT_KEY] = report
+        rec = receiving().labels.timeline
+        if rec is not None:
+            data[timeline.REPORT_KEY] = rec.pack(rec.close(time.time_ns(), final=self._stopped))
+
+    def _on_worker_test_stop(self, **_kwargs: Any) -> None:
+        self._stopped = True  # (its last report follows: every interval goes with it)
 
     def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         requests, failures = fanout_counts(data.get("stats", ()))
         self.locust_counts = (self.locust_counts[0] + requests, self.locust_counts[1] + failures)
         if integrity.REPORT_KEY in data:
             self.integrity_states[client_id] = data[integrity.REPORT_KEY]
+        self.intervals.add(data.get(timeline.REPORT_KEY) or [])
         report: WorkerReport | None = data.get(REPORT_KEY)
         if not report:
             return
@@ -219,6 +250,31 @@ class FanoutRecorder:
         if self._pending is not None:
             self._pending.kill(block=False)
         self._pending = gevent.spawn_later(WORKER_REPORT_INTERVAL + 1.0, self.finalise, "test stopped")
+
+    def _on_quitting(self, environment: Environment, **_kwargs: Any) -> None:
+        """The thresholds, on the figures as Locust quits (a master has had
+        the workers' last reports: it waits for them before this event)."""
+        texts = self._option("chat_threshold") or []
+        if not texts:
+            return
+        doc = self.result()
+        counts = doc["integrity"]
+        span = self.intervals.span_s
+        self.verdicts = timeline.check_thresholds(
+            texts,
+            self.hist,
+            delivered=doc["summary"]["count"],
+            lost=counts["lost"],
+            duplicated=counts["duplicated"],
+            reordered=counts["reordered"],
+            corrupted=counts["corrupted"],
+            per_s=round(doc["summary"]["count"] / span, 1) if span else None,
+            labels=self.labels,
+        )
+        for verdict in self.verdicts:
+            print(f"chatbench threshold {verdict.line()}", flush=True)
+        if not all(v.ok for v in self.verdicts):
+            environment.process_exit_code = THRESHOLDS_FAILED_EXIT
 
     def _on_quit(self, exit_code: int = 0, **_kwargs: Any) -> None:
         if self._pending is not None:
@@ -274,6 +330,9 @@ class FanoutRecorder:
         histograms, and Locust's own FANOUT count for comparison."""
         if self.role == "local" and self.environment is not None:
             self._add(*self._take_local())
+            rec = receiving().labels.timeline
+            if rec is not None:
+                self.intervals.add(rec.pack(rec.close(time.time_ns(), final=True)))
             # (Locust's --json-file resets its stats at exit: read them while valid.)
             entry = self.environment.stats.entries.get((FANOUT_NAME, FANOUT_TYPE))
             if entry is not None and entry.num_requests:
@@ -292,6 +351,8 @@ class FanoutRecorder:
                 "chat_payload": option("chat_payload"),
                 "chat_step_load": option("chat_step_load"),
                 "chat_max_clock_error": option("chat_max_clock_error"),
+                "chat_interval": option("chat_interval"),
+                "chat_threshold": option("chat_threshold"),
                 "num_users": option("num_users"),
                 "run_time": option("run_time"),
             },
@@ -306,6 +367,8 @@ class FanoutRecorder:
             "per_worker_count": dict(self.per_worker),
             "integrity": self.integrity(),
             "histogram": hist.encode(),
+            "intervals": self.intervals.sections(),
+            "thresholds": [_threshold_result(v) for v in self.verdicts],
         }
 
     def integrity(self) -> integrity.IntegrityState:
@@ -319,7 +382,12 @@ class FanoutRecorder:
         changed since the last write)."""
         self._pending = None
         doc = self.result()
-        written = doc["summary"]["count"] + doc["read_lag"]["summary"]["count"] + doc["clock"]["unmeasured"]
+        written = (
+            doc["summary"]["count"]
+            + doc["read_lag"]["summary"]["count"]
+            + doc["clock"]["unmeasured"]
+            + len(doc["thresholds"])  # (checked after the last deliveries: written once more)
+        )
         if written == self._written_count:
             return
         self._written_count = written
@@ -331,6 +399,8 @@ class FanoutRecorder:
                 _write(path, json.dumps(doc, indent=2) + "\n")
                 csv_path = _csv_path(path)
                 _write(csv_path, csv_text(doc["summary"], doc["labels"], doc["read_lag"], doc["clock"]))
+                if doc["intervals"]:
+                    self.intervals.write_hlog(_sibling(path, "_fanout.hlog", ".hlog"))
             except OSError as exc:
                 log.error("cannot write %s: %s", path, exc)
                 path = None
@@ -357,10 +427,26 @@ class FanoutRecorder:
 
 def _csv_path(json_path: Path) -> Path:
     """``PREFIX_fanout_hdr.json`` -> ``PREFIX_fanout_exact.csv`` (any other name: the suffix replaced)."""
+    return _sibling(json_path, "_fanout_exact.csv", ".csv")
+
+
+def _sibling(json_path: Path, ending: str, suffix: str) -> Path:
+    """``PREFIX_fanout_hdr.json`` -> ``PREFIX`` + ``ending`` (any other name: ``suffix`` for its own)."""
     name = json_path.name
     if name.endswith("_fanout_hdr.json"):
-        return json_path.with_name(name[: -len("_fanout_hdr.json")] + "_fanout_exact.csv")
-    return json_path.with_suffix(".csv")
+        return json_path.with_name(name[: -len("_fanout_hdr.json")] + ending)
+    return json_path.with_suffix(suffix)
+
+
+def _threshold_result(verdict: Verdict) -> ThresholdResult:
+    t = verdict.threshold
+    return {
+        "threshold": t.text,
+        "ok": verdict.ok,
+        "value": verdict.value,
+        "abort_on_fail": t.abort_on_fail,
+        "aborted": False,
+    }
 
 
 def _write(path: Path, text: str) -> None:

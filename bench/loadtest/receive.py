@@ -18,7 +18,10 @@ to ``clock=same`` as it is, to ``clock=corrected`` moved by the two clocks'
 offsets, or -- offset unknown, or its error bound over ``--max-clock-error``
 -- nowhere: counted, not measured.  In the same step the block's deliveries
 are added to Locust's ``FANOUT`` rows (:mod:`bench.loadtest.locuststats`),
-so Locust's count and the exact histograms always agree.
+so Locust's count and the exact histograms always agree; and, with a time
+axis (:attr:`ClockLabels.timeline`, :mod:`bench.loadtest.timeline`), into the
+interval of the flush (a round of reads: at most its 250 us and the read lag
+after the kernel's stamps).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, Protocol
 
 from bench.loadtest.clocks import DEFAULT_MAX_CLOCK_ERROR_MS, OVER_BOUND, ClockTable, Correction, clock_key
 from bench.loadtest.support import clock_labels, name_of, origin_of, process_origin
+from bench.loadtest.timeline import IntervalRecorder
 from bench.measure.labelled import EncodedHistogram, Labelled
 from bench.measure.recorder import DeliveryRecorder
 from bench.measure.stats import LatencyHistogram
@@ -75,13 +79,15 @@ class ClockLabels(Labelled):
     list per sender origin, shared by every receiver of the process (they
     are all on its clock), flushed through the clock table after every block."""
 
-    __slots__ = ("_batches", "_cache", "_route", "_slots", "clock", "max_error_ns", "rows", "table")
+    __slots__ = ("_batches", "_cache", "_route", "_slots", "clock", "max_error_ns", "rows", "table", "timeline")
 
     def __init__(self, table: ClockTable) -> None:
         super().__init__([SAME_KEY, CORRECTED_KEY])
         self.table = table
         self.max_error_ns = int(DEFAULT_MAX_CLOCK_ERROR_MS * 1e6)
         self.rows: Rows | None = None
+        #: the measured latencies by interval of arrival (None: no time axis)
+        self.timeline: IntervalRecorder | None = None
         self.clock = ClockCounts()
         self._slots: dict[int, list[int]] = {}  # origin -> latencies (us) not flushed yet
         self._route: dict[int, list[int]] = {}  # sender id -> its origin's list
@@ -110,20 +116,20 @@ class ClockLabels(Labelled):
     def flush(self, length: int = 0) -> None:
         """Every origin's waiting latencies to their label (or counted as not
         measured), and to Locust's rows (``length`` bytes each)."""
-        now = 0
+        now = unix = 0
         for origin, pending in self._slots.items():
             if not pending:
                 continue
             if not now:
-                now = time.monotonic_ns()
+                now, unix = time.monotonic_ns(), time.time_ns()
             correction = self._correction(origin, now)
             if isinstance(correction, str):
                 self._unmeasured(correction, len(pending), length)
             elif correction.same:
-                self._add(0, pending, length)
+                self._add(0, pending, length, unix)
             else:
                 shift = (correction.shift_ns + 500) // 1000
-                self._add(1, [v - shift for v in pending], length)
+                self._add(1, [v - shift for v in pending], length, unix)
                 self.clock.corrected += len(pending)
                 self.clock.bound_max_ns = max(self.clock.bound_max_ns, correction.bound_ns)
             pending.clear()
@@ -140,11 +146,13 @@ class ClockLabels(Labelled):
         self._cache[origin] = (version, until, correction)
         return correction
 
-    def _add(self, label: int, values: list[int], length: int) -> None:
+    def _add(self, label: int, values: list[int], length: int, arrival_unix_ns: int) -> None:
         batch = self._batches[label]
         batch += values
         if self.rows is not None:
             self.rows.delivered(values, length)
+        if self.timeline is not None:
+            self.timeline.record_many(values, arrival_unix_ns)
         if len(batch) >= BATCH:
             self.hists[label].record_list(batch)
             batch.clear()
