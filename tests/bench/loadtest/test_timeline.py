@@ -96,8 +96,10 @@ def test_a_batch_goes_to_the_interval_of_its_arrival() -> None:
     rec = IntervalRecorder(1.0)
     rec.record_many([100, 200, 300], T0 + 999_999_999)
     rec.record_many([400], T0 + 1_000_000_000)
+    rec.record_many(list(range(1, 5001)), T0 + 1_500_000_000)  # past a batch: recorded at once
     closed = rec.close(T0 + 3 * 10**9)
-    assert {k - T0 // 10**9: h.count for k, h in closed.items()} == {0: 3, 1: 1}
+    assert {k - T0 // 10**9: h.count for k, h in closed.items()} == {0: 3, 1: 5001}
+    assert closed[T0 // 10**9 + 1].max >= 4995 and rec.close(T0 + 9 * 10**9, final=True) == {}
     merge = IntervalMerge()
     merge.add(rec.pack(closed))
     assert merge.span_s == 2.0
