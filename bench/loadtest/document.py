@@ -155,6 +155,7 @@ class FanoutHdrDocument(TypedDict):
     #: the deliveries by interval of arrival (bench.loadtest.timeline: the swarm's
     #: interval fields the Locust path knows), first to last interval with one
     intervals: list[IntervalSection]
+    interval_origin_unix_s: float  #: wall-clock start of intervals[0] (Unix seconds; 0: no interval)
     thresholds: list[ThresholdResult]  #: --chat-threshold, checked when Locust quits
 
 

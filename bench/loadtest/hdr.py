@@ -368,6 +368,7 @@ class FanoutRecorder:
             "integrity": self.integrity(),
             "histogram": hist.encode(),
             "intervals": self.intervals.sections(),
+            "interval_origin_unix_s": self.intervals.origin_unix_s,
             "thresholds": [_threshold_result(v) for v in self.verdicts],
         }
 
