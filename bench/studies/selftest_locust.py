@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.measure.stats import LatencyHistogram
+from bench.targets.base import free_port
 from bench.targets.faultplan import FaultOptions, ScheduleFile
 from bench.targets.faultrelay import FaultRelayTarget, option_argv
 
@@ -87,7 +88,10 @@ def locust_command(sc: LocustScenario, host: str, port: int, prefix: Path) -> li
         "--chat-rate", str(sc.rate), "--chat-payload", str(sc.payload), "--csv", str(prefix), "--only-summary",
     ]  # fmt: skip
     if sc.processes:
-        command += ["--processes", str(sc.processes)]
+        # The master on a free loopback port, not Locust's fixed 5557 (another run may hold it).
+        master = str(free_port("127.0.0.1"))
+        command += ["--processes", str(sc.processes), "--master-bind-host", "127.0.0.1"]
+        command += ["--master-bind-port", master, "--master-port", master]
     return command
 
 
