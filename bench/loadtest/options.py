@@ -12,7 +12,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bench.loadtest.clocks import DEFAULT_MAX_CLOCK_ERROR_MS
 from bench.loadtest.support import MAX_PAYLOAD
+from bench.measure import thresholds
+from bench.measure.intervals import DEFAULT_INTERVAL_S
 from bench.net.tls import TlsOptions
 from bench.wire import PROTOCOLS
 from bench.wire.client import Access
@@ -55,6 +58,14 @@ def _positive(text: str) -> float:
     return value
 
 
+def _threshold(text: str) -> str:
+    try:
+        thresholds.parse(text)
+    except thresholds.ThresholdError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_arguments(parser: Any) -> None:
     """The ``--chat-*`` options (Locust's ``init_command_line_parser``)."""
     group = parser.add_argument_group(
@@ -91,8 +102,19 @@ def add_arguments(parser: Any) -> None:
         choices=list(PROTOCOLS),
         default=DEFAULT_PROTOCOL,
         help=f"what the host speaks (default {DEFAULT_PROTOCOL}): mqtt (MQTT 5, no-local), redis (pub/sub; each "
-        "user publishes on a second connection, so it also receives its own messages: deliveries = users x rate x "
-        "users), nats (echo off), or irc; the room is the topic 'chatbench'",
+        "user publishes on a second connection; its own messages coming back are not counted), nats (echo off), "
+        "or irc; the room is the topic 'chatbench'",
+    )
+    _add(
+        group,
+        "--chat-max-clock-error",
+        "--max-clock-error",
+        type=_non_negative,
+        default=DEFAULT_MAX_CLOCK_ERROR_MS,
+        metavar="MS",
+        help="a delivery from a worker on another clock (another machine, a time namespace) is timed by the two "
+        "clocks' measured offsets; when their error bound is over this, it is counted but not timed "
+        f"(default {DEFAULT_MAX_CLOCK_ERROR_MS:g} ms)",
     )
     _add(
         group,
@@ -128,7 +150,35 @@ def add_arguments(parser: Any) -> None:
         help="where to save the exact fan-out percentiles (JSON); default <csv-prefix>_fanout_hdr.json "
         "when --csv is given, else only printed",
     )
+    add_time_arguments(parser)
     add_security_arguments(parser)
+
+
+def add_time_arguments(parser: Any) -> None:
+    """The time axis and the thresholds (``chat-bench run``'s ``--interval``
+    and ``--threshold``, :mod:`bench.loadtest.timeline`)."""
+    group = parser.add_argument_group("chatbench over time and thresholds")
+    _add(
+        group,
+        "--chat-interval",
+        type=_positive,
+        default=DEFAULT_INTERVAL_S,
+        metavar="SECONDS",
+        help="deliveries are also counted per interval of this length, by arrival (epoch-aligned; "
+        f"PREFIX_fanout.hlog and the JSON's intervals; default {DEFAULT_INTERVAL_S:g})",
+    )
+    _add(
+        group,
+        "--chat-threshold",
+        type=_threshold,
+        action="append",
+        default=None,
+        metavar="EXPR",
+        web_ui=False,
+        help="pass/fail criterion on the exact figures, as chat-bench run's --threshold (k6's syntax: "
+        "p99<50ms, max<1s, lost==0, p99{clock=corrected}<5ms); repeatable; checked when Locust quits: "
+        "exit code 99 when one fails",
+    )
 
 
 def _existing_file(text: str) -> str:

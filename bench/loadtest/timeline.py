@@ -5,8 +5,9 @@ No Locust import here (so it is tested without Locust, and the users wire it
 where their HDR merge is, :mod:`bench.loadtest.hdr`):
 
 * every process keeps an :class:`IntervalRecorder`: ``record(latency_us,
-  arrival_unix_ns)`` per delivery, into the interval of its *arrival* (as the
-  swarm does: :mod:`bench.measure.intervals`).  Intervals are aligned to the
+  arrival_unix_ns)`` per delivery (``record_many`` for a batch that arrived
+  together: the Locust users' round of reads), into the interval of its
+  *arrival* (as the swarm does: :mod:`bench.measure.intervals`).  Intervals are aligned to the
   Unix epoch (interval ``k`` covers ``[k * step, (k + 1) * step)``), so
   processes on different machines agree on them without talking, given
   synchronised clocks;
@@ -19,24 +20,29 @@ where their HDR merge is, :mod:`bench.loadtest.hdr`):
   interval fields that the Locust path knows), ``merge.write_hlog(path)``
   its HdrHistogram interval log, ``merge.write_jsonl(path)`` its JSON lines,
   and :func:`check_thresholds` checks ``--threshold`` texts against the
-  merged figures (exit code 99 when one fails, as the swarm and k6 do).
+  merged figures, by label where a selector names one (exit code 99 when
+  one fails, as the swarm and k6 do).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypedDict
 
 from bench.measure.intervals import CLOSE_GRACE_NS, DEFAULT_INTERVAL_S, IntervalAxis
 from bench.measure.stats import LatencyHistogram
-from bench.measure.thresholds import Observed, Verdict, check, parse_all
+from bench.measure.thresholds import COUNT_METRICS, Observed, Verdict, check, parse_all
 from bench.results.hlog import interval_log, write_text
 from bench.results.schema import IntervalSection
+from bench.workload.labels import label_values
 
 #: Key of a worker's closed intervals in Locust's report message.
 REPORT_KEY = "chatbench_intervals"
+#: ``record_many``'s latencies wait in a list until this many (one numpy step
+#: each, ~10 us whatever the size): a round of reads adds a few dozen.
+BATCH = 4096
 
 
 class PackedInterval(TypedDict):
@@ -55,6 +61,7 @@ class IntervalRecorder:
         self.axis = IntervalAxis.of(0, interval_s)
         self.interval_s = interval_s
         self._open: dict[int, LatencyHistogram] = {}
+        self._pending: dict[int, list[int]] = {}  # interval -> latencies not in its histogram yet
 
     def record(self, latency_us: int, arrival_unix_ns: int) -> None:
         """One delivery that arrived at ``arrival_unix_ns`` (``time.time_ns()``)."""
@@ -64,11 +71,28 @@ class IntervalRecorder:
             hist = self._open[k] = LatencyHistogram()
         hist.record(latency_us)
 
+    def record_many(self, latencies_us: list[int], arrival_unix_ns: int) -> None:
+        """Deliveries that arrived together at ``arrival_unix_ns`` (recorded
+        in batches: the same histograms as :meth:`record` each)."""
+        k = self.axis.index(arrival_unix_ns)
+        pending = self._pending.get(k)
+        if pending is None:
+            pending = self._pending[k] = []
+            self._open.setdefault(k, LatencyHistogram())
+        pending += latencies_us
+        if len(pending) >= BATCH:
+            self._open[k].record_list(pending)
+            pending.clear()
+
     def close(self, now_unix_ns: int, final: bool = False) -> dict[int, LatencyHistogram]:
         """The intervals that ended at least the grace before ``now_unix_ns``
         (``final``: all), taken out."""
         last = self.axis.index(now_unix_ns - CLOSE_GRACE_NS) - 1
         done = sorted(k for k in self._open if final or k <= last)
+        for k in done:
+            pending = self._pending.pop(k, None)
+            if pending:
+                self._open[k].record_list(pending)
         return {k: self._open.pop(k) for k in done}
 
     def pack(self, closed: dict[int, LatencyHistogram]) -> list[PackedInterval]:
@@ -96,6 +120,13 @@ class IntervalMerge:
             hist = self._hists.setdefault(part["index"], LatencyHistogram())
             if part["histogram"]:
                 hist.merge(LatencyHistogram.decode(part["histogram"]))
+
+    @property
+    def span_s(self) -> float:
+        """From the first interval with a delivery to the end of the last (seconds)."""
+        if not self._hists or self.interval_s is None:
+            return 0.0
+        return (max(self._hists) - min(self._hists) + 1) * self.interval_s
 
     def total(self) -> LatencyHistogram:
         """Every interval merged: the run's histogram."""
@@ -179,10 +210,36 @@ def check_thresholds(  # noqa: PLR0913 - the figures the Locust path has, each b
     reordered: int = 0,
     corrupted: int = 0,
     per_s: float | None = None,
+    labels: Mapping[str, LatencyHistogram] | None = None,
 ) -> list[Verdict]:
     """``--threshold`` texts (the swarm's syntax, :mod:`bench.measure.thresholds`)
-    checked against the Locust run's merged figures; a label selector picks
-    nothing here (the Locust users have no labels), so it fails.  A
-    :class:`~bench.measure.thresholds.ThresholdError` says what is wrong with a text."""
+    checked against the Locust run's merged figures.  A label selector
+    (``p99{clock=corrected}<5ms``) picks the ``labels`` (key -> histogram,
+    :mod:`bench.workload.labels`' keys) whose values match, merged: their
+    latencies and deliveries (their faults are not kept by label: unknown);
+    one that picks none fails.  A :class:`~bench.measure.thresholds.ThresholdError`
+    says what is wrong with a text."""
     observed = Observed(latency, delivered, expected, lost, duplicated, reordered, corrupted, per_s)
-    return check(parse_all(texts), lambda selector: None if selector else observed)
+
+    def observe(selector: tuple[tuple[str, str], ...]) -> Observed | None:
+        if not selector:
+            return observed
+        wanted = dict(selector)
+        picked = [
+            hist
+            for key, hist in (labels or {}).items()
+            if hist.count and all(label_values(key).get(k) == v for k, v in wanted.items())
+        ]
+        if not picked:
+            return None
+        merged = LatencyHistogram()
+        for hist in picked:
+            merged.merge(hist)
+        return Observed(merged, merged.count)
+
+    verdicts = check(parse_all(texts), observe)
+    # A label's faults are unknown (not 0): such a threshold has nothing to check.
+    return [
+        Verdict(v.threshold, False, None) if v.threshold.selector and v.threshold.metric in COUNT_METRICS else v
+        for v in verdicts
+    ]

@@ -3,19 +3,26 @@
 adapters: :mod:`bench.wire`).
 
 :class:`ChatUser` is the abstract base: it connects, registers a unique name,
-runs a receiving greenlet that measures every fan-out delivery, and offers
-``send_probe()`` / ``say()`` / ``send_line()`` to tasks.  :class:`ChatClientUser` is the
+hands its connection to the process's receiving loop (:mod:`bench.loadtest.rxloop`),
+which measures every fan-out delivery, and offers ``send_probe()`` / ``say()`` /
+``send_line()`` to tasks.  :class:`ChatClientUser` is the
 concrete user the locustfile exposes: it sends one probe per scheduled slot
 (``--chat-rate`` per second) and measures what everybody else sends.
 
-Request events (what Locust's statistics, charts and CSV show):
+What Locust's statistics, charts and CSV show (the ``FANOUT`` rows are added
+a round of reads at a time, :mod:`bench.loadtest.locuststats`; the others are
+request events):
 
 ``FANOUT broadcast``   one per probe delivered to this user; response time is
-                       receive time minus the *intended* send time the sender
-                       embedded (ms), so a stalled sender or server shows up
-                       as latency (no coordinated omission).
-``FANOUT broadcast (other clock)``  a probe from a sender on another machine
-                       (another monotonic clock): counted, not timed.
+                       the kernel's receive stamp minus the *intended* send
+                       time the sender embedded (ms), so a stalled sender or
+                       server shows up as latency (no coordinated omission),
+                       and a busy worker reading late does not; a sender on
+                       another clock (another machine, a time namespace) is
+                       corrected by the two clocks' offsets.
+``FANOUT broadcast (clock unmeasured)``  a probe counted, not timed: its
+                       sender's clock offset is not known (yet), or its error
+                       bound is over ``--chat-max-clock-error``.
 ``SEND chat``          one per line sent; response time is from the intended
                        send instant until the line was handed to the kernel.
 ``CONNECT register``   connect + registration time; connection, registration
@@ -24,11 +31,12 @@ Request events (what Locust's statistics, charts and CSV show):
                        does not know (the connection stays up).
 
 Registration goes through the harness's one blocking client
-(:mod:`bench.wire.client`, driving the chat adapter's state machine);
-everything else on the wire through :mod:`server.protocol`; the probe text is
-:mod:`bench.measure.probe`'s.  Sockets are plain :mod:`socket` objects: Locust
-monkey-patches the process with gevent, so they are cooperative.  Nothing here
-patches anything itself.
+(:mod:`bench.wire.client`, driving the adapter's state machine); what a user
+receives goes through the swarm's one receive path (:mod:`bench.loadtest.receive`:
+kernel receive stamps, the adapter's deliveries, the recorder, integrity per
+sender); the probe text is :mod:`bench.measure.probe`'s.  Sockets are plain
+:mod:`socket` objects: Locust monkey-patches the process with gevent, so they
+are cooperative.  Nothing here patches anything itself.
 """
 
 from __future__ import annotations
@@ -44,8 +52,8 @@ import gevent
 from locust import User, task
 
 from bench.loadtest import finalcsv
+from bench.loadtest.clocks import DEFAULT_MAX_CLOCK_ERROR_MS
 from bench.loadtest.hdr import RECORDER
-from bench.loadtest.integrity import LEDGER
 from bench.loadtest.options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PAYLOAD,
@@ -55,31 +63,27 @@ from bench.loadtest.options import (
     option,
 )
 from bench.loadtest.options import access as user_access
+from bench.loadtest.pacer import pacer, send_rest
+from bench.loadtest.receive import receiving
+from bench.loadtest.rxloop import Member, receive_loop
 from bench.loadtest.support import (
     CONNECT_NAME,
     CONNECT_TYPE,
     DEFAULT_HOST,
     FANOUT_NAME,
     FANOUT_TYPE,
-    FOREIGN_NAME,
+    IDENTITY,
     RECEIVE_LINE_LIMIT,
     RECEIVE_NAME,
     RECEIVE_TYPE,
     SEND_NAME,
     SEND_TYPE,
-    BadLine,
-    ChatLine,
-    CorruptDelivery,
-    Delivery,
-    ForeignDelivery,
-    Identity,
     parse_host,
-    read_line,
 )
-from bench.measure.probe import encode_probe, make_payload
+from bench.measure.probe import CorruptProbe, encode_probe, make_payload
 from bench.wire.client import PLAIN, Access, RegistrationRefused, WireClient
 from bench.wire.credentials import Credentials
-from bench.wire.lines import BlockLineDecoder, split_block
+from bench.wire.lines import BlockLineDecoder
 from server import protocol
 
 log = logging.getLogger("chatbench.locust")
@@ -91,14 +95,18 @@ MAX_NAME_ATTEMPTS = 5
 WEB_UI_USERS = 10
 #: Seconds between reconnection attempts of a user that lost its connection.
 RECONNECT_INTERVAL = 1.0
+#: Locust's wait between tasks ends this long before the next send is due (a
+#: gevent timer wakes up to a millisecond late); the pacer sends it on time.
+PACER_LEAD_S = 0.002
+
+
+#: Protocols whose servers send this project's server lines (notices, errors),
+#: which a user's :meth:`ChatUser.on_server_event` hook gets.
+SERVER_LINE_PROTOCOLS = frozenset({"chat", "ws"})
 
 
 class ChatConnectionError(Exception):
     """Connecting, registering, or staying connected failed; says why."""
-
-
-#: Names and sender ids of this process's users.
-IDENTITY = Identity()
 
 
 # --------------------------------------------------------------------------
@@ -143,6 +151,9 @@ class ChatConnection:
         deadline = time.monotonic() + timeout
         decoder = BlockLineDecoder(RECEIVE_LINE_LIMIT) if protocol_name == DEFAULT_PROTOCOL else None
         client = WireClient.open(address, protocol_name, timeout, decoder=decoder, tls=access.tls)
+        # Kernel receive stamps from the start: the kernel switches stamping
+        # on from a work queue, so the first segments after this may lack one.
+        receiving().reader.enable(client.sock)
         last = ""
         try:
             for _ in range(attempts):
@@ -168,16 +179,6 @@ class ChatConnection:
         self.client.close()
         if self.publisher is not None:
             self.publisher.close()
-
-    def translate(self, lines: list[bytes]) -> list[bytes]:
-        """Received lines as ``NAME: TEXT`` lines (a broker's deliveries,
-        IRC's ``PRIVMSG``s); answers what needs an answer (``PING``)."""
-        got = self.adapter.deliveries(b"".join([line + b"\n" for line in lines]))
-        if got.reply:
-            self.sock.sendall(got.reply)
-        if got.ended is not None:
-            raise ChatConnectionError(f"disconnected by server: {got.ended}")
-        return split_block(got.lines) + [(name or b"?") + b": " + text for name, text in got.pairs]
 
 
 def open_publisher(
@@ -235,7 +236,7 @@ class ChatUser(User):
         self.name = ""
         self.sender_id = 0
         self.seq = 0
-        self._receiver: gevent.Greenlet | None = None
+        self._member: Member | None = None
         self._period_ns = 0
         self._next_ns = 0
         self._retry_at = 0.0
@@ -284,7 +285,12 @@ class ChatUser(User):
         self.seq = 0
         if self._period_ns:
             self._next_ns = time.monotonic_ns() + random.randrange(self._period_ns)
-        self._receiver = gevent.spawn(self._receive_loop, conn)
+        rx = receiving()
+        rx.labels.max_error_ns = int(
+            float(option(self.environment, "chat_max_clock_error", DEFAULT_MAX_CLOCK_ERROR_MS)) * 1e6
+        )
+        backlog, conn.backlog = conn.backlog, []
+        self._member = receive_loop().add(self, conn, conn.adapter, backlog)
         if conn.publisher is not None:
             self._drainer = gevent.spawn(self._drain_publisher, conn)
         return True
@@ -295,11 +301,12 @@ class ChatUser(User):
 
     def disconnect(self) -> None:
         conn, self.conn = self.conn, None
-        receiver, self._receiver = self._receiver, None
+        member, self._member = self._member, None
         drainer, self._drainer = self._drainer, None
-        for greenlet in (receiver, drainer):
-            if greenlet is not None and greenlet is not gevent.getcurrent():
-                greenlet.kill(block=False)
+        if member is not None:
+            receive_loop().remove(member)
+        if drainer is not None and drainer is not gevent.getcurrent():
+            drainer.kill(block=False)
         if conn is not None:
             conn.close()
 
@@ -313,13 +320,16 @@ class ChatUser(User):
     # -- pacing ---------------------------------------------------------------
 
     def wait_time(self) -> float:
-        """Seconds until the next scheduled send (open loop: a late user
-        sends at once and the lateness counts as latency)."""
+        """Seconds until just before the next scheduled send (open loop: a
+        late user sends at once and the lateness counts as latency).  The
+        task then hands the probe to the pacer, which sends it on time
+        (:mod:`bench.loadtest.pacer`): Locust's own wait, a gevent timer, may
+        wake a millisecond late."""
         if self.conn is None:
             return max(0.0, self._retry_at - time.monotonic())
         if not self._period_ns:
             return 1.0
-        return max(0.0, (self._next_ns - time.monotonic_ns()) / 1e9)
+        return max(0.0, (self._next_ns - time.monotonic_ns()) / 1e9 - PACER_LEAD_S)
 
     # -- sending --------------------------------------------------------------
 
@@ -351,17 +361,17 @@ class ChatUser(User):
         return True
 
     def send_probe(self) -> bool:
-        """Send the next measured message (reconnecting first if needed)."""
+        """Send the next measured message (reconnecting first if needed).
+        On the user's own schedule it goes out at its intended time through
+        the process's pacer (:mod:`bench.loadtest.pacer`), as the swarm's do."""
         if not self.ensure_connected():
             return False
-        if self._paced:
+        paced = self._paced
+        if paced:
             if not self._period_ns:
                 return False
             intended = self._next_ns
             self._next_ns += self._period_ns
-            early = intended - time.monotonic_ns()
-            if early > 0:  # the first task runs at once; keep to the schedule
-                gevent.sleep(early / 1e9)
         else:
             intended = time.monotonic_ns()
         seq = self.seq
@@ -370,7 +380,20 @@ class ChatUser(User):
         if conn is None:
             return False
         text = encode_probe(self.sender_id, seq, intended, make_payload(self._payload_size, self.sender_id, seq))
-        return self.send_bytes(conn.adapter.encode_message(self.name, text), intended)
+        data = conn.adapter.encode_message(self.name, text)
+        if not paced:
+            return self.send_bytes(data, intended)
+        _, rest, error = pacer().send_at(intended, conn.send_sock, data)
+        try:
+            if error is not None:
+                raise error
+            if rest:  # the kernel took only part: the rest cooperatively
+                send_rest(conn.send_sock, rest)
+        except OSError as exc:
+            self._lost(conn, exc)
+            return False
+        self._fire(SEND_TYPE, SEND_NAME, (time.monotonic_ns() - intended) / 1e6, len(data))
+        return True
 
     # -- receiving ------------------------------------------------------------
 
@@ -380,22 +403,35 @@ class ChatUser(User):
     def on_server_event(self, event: protocol.ServerEvent) -> None:
         """Any other server line (joins, leaves, notices...; hook)."""
 
-    def _receive_loop(self, conn: ChatConnection) -> None:
-        try:
-            if conn.backlog:
-                self._handle(conn.translate(conn.backlog), time.monotonic_ns())
-                conn.backlog = []
-            sock, decoder = conn.sock, conn.decoder
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    raise ChatConnectionError("server closed the connection")
-                now = time.monotonic_ns()
-                self._handle(conn.translate(decoder.feed(data)), now)
-        except gevent.GreenletExit:
-            raise
-        except Exception as exc:
-            self._lost(conn, exc)
+    # -- what the process's receive loop (bench.loadtest.rxloop) tells the user --
+
+    def received_others(self, conn: ChatConnection, texts: list[str]) -> None:
+        """Received lines that are not deliveries, to the hooks: chat that is
+        not a probe to :meth:`on_chat`, our server's lines to
+        :meth:`on_server_event` (one it does not know is a RECEIVE failure)."""
+        server_lines = conn.adapter.name in SERVER_LINE_PROTOCOLS
+        for text in texts:
+            split = protocol.split_message(text)
+            if split is not None:
+                self.on_chat(*split)
+                continue
+            if not server_lines:
+                continue
+            try:
+                event = protocol.parse_server_line(text)
+            except protocol.ProtocolError as exc:
+                self._fire(RECEIVE_TYPE, RECEIVE_NAME, 0.0, len(text), exc)
+                continue
+            self.on_server_event(event)
+
+    def corrupted(self, count: int) -> None:
+        """Damaged probes: a FANOUT failure each."""
+        for _ in range(count):
+            self._fire(FANOUT_TYPE, FANOUT_NAME, 0.0, 0, CorruptProbe("a corrupted probe"))
+
+    def lost(self, conn: ChatConnection, exc: Exception) -> None:
+        """The loop stopped reading ``conn``: it ended or failed."""
+        self._lost(conn, exc)
 
     def _drain_publisher(self, conn: ChatConnection) -> None:
         """Read the sending-only connection's replies (Redis: a count per
@@ -407,38 +443,13 @@ class ChatUser(User):
                 data = sock.recv(65536)
                 if not data:
                     raise ChatConnectionError("server closed the sending connection")
-                got = conn.adapter.deliveries(b"".join([line + b"\n" for line in decoder.feed(data)]))
+                got = conn.adapter.deliveries(decoder.feed_block(data))
                 if got.ended is not None:
                     raise ChatConnectionError(f"disconnected by server: {got.ended}")
         except gevent.GreenletExit:
             raise
         except Exception as exc:
             self._lost(conn, exc)
-
-    def _handle(self, lines: list[bytes], now_ns: int) -> None:
-        for line in lines:
-            got = read_line(line, now_ns)
-            if isinstance(got, Delivery):
-                if not LEDGER.delivered(self.name, got.sender, got.seq):
-                    continue  # a duplicate: counted by the ledger, not a delivery
-                # Histogram and Locust event together, with no greenlet
-                # switch between them: the two counts always agree.
-                RECORDER.record(got.latency_ns // 1000)
-                self._fire(FANOUT_TYPE, FANOUT_NAME, got.latency_ns / 1e6, got.length)
-            elif isinstance(got, ChatLine):
-                self.on_chat(got.sender, got.text)
-            elif isinstance(got, ForeignDelivery):
-                if LEDGER.delivered(self.name, got.sender, got.seq):
-                    self._fire(FANOUT_TYPE, FOREIGN_NAME, 0.0, got.length)
-            elif isinstance(got, CorruptDelivery):
-                LEDGER.corrupted(self.name, got.header)
-                self._fire(FANOUT_TYPE, FANOUT_NAME, 0.0, got.length, got.error)
-            elif isinstance(got, BadLine):
-                self._fire(RECEIVE_TYPE, RECEIVE_NAME, 0.0, got.length, got.error)
-            elif isinstance(got.event, protocol.Disconnected):
-                raise ChatConnectionError(f"disconnected by server: {got.event.reason}")
-            else:
-                self.on_server_event(got.event)
 
     def _lost(self, conn: ChatConnection, exc: Exception) -> None:
         """A connection failed while in use: one CONNECT failure, then the

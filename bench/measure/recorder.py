@@ -47,11 +47,18 @@ With a time axis (:meth:`DeliveryRecorder.start_intervals`) every call checks
 once whether its arrival time lies in the current interval and switches the
 labels' histograms when it does not (:mod:`bench.measure.intervals`): the
 loops above are unchanged.
+
+Senders are known in advance (the plan's) or, where they come and go during
+the run (the Locust users), learned as they appear: a ``resolve`` function
+gives the name a sender id's messages must arrive under (or None: not a
+sender), and the first probe of a sender the recorder does not know yet asks
+it (:meth:`Accounting.add_sender`); its later probes take the fast paths.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from bench.measure import probe, probeline
@@ -111,10 +118,15 @@ class Accounting:
         "last_measured_recv_ns",
         "lines",
         "measure_start_ns",
+        "resolve",
     )
 
     def __init__(
-        self, sender_names: dict[int, str], measure_start_ns: int = 0, labelled: Labelled | None = None
+        self,
+        sender_names: dict[int, str],
+        measure_start_ns: int = 0,
+        labelled: Labelled | None = None,
+        resolve: Callable[[int], str | None] | None = None,
     ) -> None:
         self._labelled = labelled if labelled is not None else Labelled()
         self.measure_start_ns = measure_start_ns
@@ -143,6 +155,19 @@ class Accounting:
         self._table: tuple[Any, Any] | None = None  # the block path's name table, built on first use
         # The current interval's bounds: an arrival outside them switches intervals (_moment).
         self._from, self._until = _ALWAYS
+        #: sender id -> the name its messages arrive under, for senders not known yet (None: no such sender)
+        self.resolve = resolve
+
+    def add_sender(self, sid: int, name: str) -> None:
+        """From now on, messages of stream ``sid`` arrive under ``name``."""
+        name_b = name.encode("utf-8")
+        self._names_b[sid] = name_b
+        if b": " not in name_b:
+            self._name_ids[name_b + b":"] = sid
+            self._sender_b[sid] = b"%d" % sid
+        spaces = {known.count(b" ") for known in self._names_b.values()}
+        self._name_spaces = spaces.pop() if len(spaces) == 1 else 0
+        self._table = None  # rebuilt with the new name on the next block
 
     # -- pairs -------------------------------------------------------------------
 
@@ -262,6 +287,11 @@ class Accounting:
             self.echoes += 1
             return 0
         known = self._names_b.get(sender)
+        if known is None and self.resolve is not None:
+            learned = self.resolve(sender)
+            if learned is not None:
+                self.add_sender(sender, learned)
+                known = self._names_b[sender]
         if known is None or (name is not None and name != known):  # attributed to the wrong sender
             tracker.observe_corrupt(sender, parsed.seq)
             return 0

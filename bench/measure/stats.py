@@ -150,6 +150,8 @@ class LatencyHistogram:
         self.clamped = 0
 
     def merge(self, other: LatencyHistogram) -> None:
+        if not other.count:
+            return  # hdrh's add() would take the empty histogram's minimum, 0
         self._hist.add(other._hist)
         self.clamped += other.clamped
 

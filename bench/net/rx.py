@@ -108,15 +108,31 @@ class ReceivePath:
         self.adapter = adapter
         self.recorder = recorder
 
-    def take(self, decoder: Decoder, tracker: IntegrityTracker | None, own: int, read: Read) -> Incoming:
+    def take(
+        self,
+        decoder: Decoder,
+        tracker: IntegrityTracker | None,
+        own: int,
+        read: Read,
+        others: list[str] | None = None,
+    ) -> Incoming:
         """The whole lines ``read`` completes on a connection (its
         ``decoder``), recorded for receiver ``own`` when it is measured
         (``tracker``); the result says what to send back and whether the
-        server is ending the connection.  Raises the adapter's
-        ``line_errors`` for a line past the decoder's limit."""
-        return self.take_block(tracker, own, decoder.feed_block(read.data), read.arrival_ns)
+        server is ending the connection.  ``others``: where to put the lines
+        that are not deliveries (notices, other chat), for a caller that
+        looks at them.  Raises the adapter's ``line_errors`` for a line past
+        the decoder's limit."""
+        return self.take_block(tracker, own, decoder.feed_block(read.data), read.arrival_ns, others)
 
-    def take_block(self, tracker: IntegrityTracker | None, own: int, block: bytes, arrival_ns: int) -> Incoming:
+    def take_block(
+        self,
+        tracker: IntegrityTracker | None,
+        own: int,
+        block: bytes,
+        arrival_ns: int,
+        others: list[str] | None = None,
+    ) -> Incoming:
         """:meth:`take` for whole lines already cut (``\\n``-ended)."""
         incoming = self.adapter.deliveries(block)
         if tracker is None:
@@ -127,6 +143,8 @@ class ReceivePath:
         if incoming.lines:
             control = self.adapter.control
             for text in recorder.record_lines(tracker, own, incoming.lines, arrival_ns):
+                if others is not None:
+                    others.append(text)
                 reason = control(text)
                 if reason is not None:
                     incoming.ended = reason

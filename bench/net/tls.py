@@ -24,7 +24,8 @@ in the read lag, like the rest of the harness's work).
   from their event loop.
 * :class:`TlsStream` -- a ``socket.socket`` over a channel, for the blocking
   client (:class:`bench.wire.client.WireClient`: the gate, onebroadcast,
-  Locust): ``sendall`` encrypts (``send`` stays the raw socket's); ``recv``,
+  Locust): ``sendall`` encrypts (``send`` stays the raw socket's, and
+  ``sendall_records`` sends what the channel encrypted); ``recv``,
   ``recv_into`` and ``recvmsg_into``
   read the raw socket and decrypt, returning the raw read's ancillary data,
   so :class:`bench.net.rx.StampedReader` gets the ciphertext's kernel stamp
@@ -327,6 +328,11 @@ class TlsStream(socket.socket):
         the raw socket's: gevent's ``sendall``, under Locust, sends through
         it; the harness's blocking clients only ever call ``sendall``.)"""
         super().sendall(self.channel.encrypt(data))
+
+    def sendall_records(self, records: bytes) -> None:
+        """Send bytes already encrypted by :attr:`channel` (the rest of a
+        record that a non-blocking write left, TLS's own answers), as they are."""
+        super().sendall(records)
 
     # -- receiving ------------------------------------------------------------------
 

@@ -21,9 +21,11 @@ says what it did, the run document what the harness saw:
   its open-loop timetable time (the relay checks each one against the
   timetable it knows from ``--rate``), and the late sends must show as
   latency.  Every scenario checks the timetable too.
-* ``--locust`` (:mod:`bench.studies.selftest_locust`): Locust's master and two
-  workers against the relay; the merged integrity counters must equal the
-  injected faults per (receiver, sender) pair.
+* ``--locust`` (:mod:`bench.studies.selftest_locust`): the Locust users
+  against the relay: a master and two workers, whose merged integrity
+  counters must equal the injected faults per (receiver, sender) pair; a
+  constant delay at light and heavy load, the median within the latency
+  tolerance; and a user disconnected mid-run.
 * ``--tls``: every scenario with the relay speaking TLS to every client
   (a certificate the harness generates): the same exact counts, and the
   latency checks show that the kernel receive stamp of the *ciphertext*,
@@ -285,19 +287,6 @@ def compare_pairs(
     out.add(scenario, "per (receiver, sender) pair", f"{len(want)} pairs", shown or f"{len(got)} pairs", not wrong)
 
 
-def check_locust(workdir: Path, out: Outcome) -> None:
-    """``--locust``: Locust's master and two workers against the relay, exact per pair."""
-    result, sched = selftest_locust.run_locust(workdir)
-    name = "locust-integrity"
-    merged = result["integrity"]
-    reported = (merged["lost"], merged["duplicated"], merged["reordered"], merged["corrupted"])
-    compare_pairs(
-        name, selftest_locust.expected_locust_pairs(sched), selftest_locust.reported_locust_pairs(result), reported, out
-    )
-    workers = result.get("per_worker_count", {})
-    out.add(name, "master merged 2 workers", 2, len(workers), result.get("role") == "master" and len(workers) == 2)
-
-
 def check_latency(sc: Scenario, doc: RunDocument, sched: ScheduleFile, out: Outcome, ci: bool) -> None:
     latency = sched["latency"]
     assert latency is not None
@@ -388,7 +377,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--locust",
         action="store_true",
-        help="also Locust's master and two workers (--processes 2): exact counts per pair",
+        help="also the Locust users: exact counts per pair (a master and two workers), the median at light and "
+        "heavy load, a disconnect",
     )
     names = ", ".join(dict.fromkeys(sc.name for sc in scenarios(True) + scenarios(False)))
     parser.add_argument("--only", help=f"comma-separated scenario names (default: all): {names}")
@@ -422,7 +412,7 @@ def selftest(
             check_timetable(sc, sched, out)
             figures[sc.name] = ceiling(doc)
         if locust:
-            check_locust(Path(tmp), out)
+            selftest_locust.check_locust(Path(tmp), out, ci)
     return out, figures
 
 

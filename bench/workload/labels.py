@@ -42,6 +42,16 @@ def _path(plan: Plan, stream: Stream, receiver: Client) -> str | None:
     return "same" if plan.clients[stream.sender].node == receiver.node else "cross"
 
 
+def _clock(plan: Plan, stream: Stream, receiver: Client) -> str | None:
+    """The clock a latency was measured on: ``same`` (sender and receiver
+    stamp on one monotonic clock) or ``corrected`` (the sender's stamp moved
+    onto the receiver's clock by the two clocks' measured offsets; the result
+    gives the error bound)."""
+    if plan.clocks < 2:
+        return None
+    return "same" if plan.clients[stream.sender].clock == receiver.clock else "corrected"
+
+
 def size_bucket(size: int) -> str:
     """A room size's decade: ``1-9``, ``10-99``, ``100-999``, ... (these
     sort as text in size order)."""
@@ -79,6 +89,7 @@ def _transport(plan: Plan, stream: Stream, receiver: Client) -> str | None:
 #: The label dimensions, in the order a key lists them.
 DIMENSIONS: dict[str, Dimension] = {
     "path": _path,
+    "clock": _clock,
     "room_size": _room_size,
     "membership": _membership,
     "transport": _transport,

@@ -46,6 +46,9 @@ class Client:
     receives: bool  #: a measured receiver: its deliveries are counted
     node: int = 0  #: which of the target's nodes it connects to (a cluster)
     transport: str = "plain"  #: ``plain`` or ``tls``: how it reaches the target
+    #: which monotonic clock its stamps are on (0: the harness's own; a Locust
+    #: worker on another machine or in a time namespace stamps on another)
+    clock: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,9 @@ class Plan:
     nodes: int = 1
     #: who is a member when (churn, a storm); None: every client stays for the whole run
     membership: Membership | None = None
+    #: monotonic clocks the run's clients stamp with (Locust: workers on other
+    #: machines; a latency between two of them is corrected by their offsets)
+    clocks: int = 1
 
     @cached_property
     def transports(self) -> frozenset[str]:
@@ -166,7 +172,12 @@ def delivery_name(room: str, sender: str) -> str:
 
 
 def one_room(
-    clients: Iterable[Client], senders: Mapping[int, int], *, hears_self: bool = False, nodes: int = 1
+    clients: Iterable[Client],
+    senders: Mapping[int, int],
+    *,
+    hears_self: bool = False,
+    nodes: int = 1,
+    clocks: int = 1,
 ) -> Plan:
     """Every receiver in one room, every sender sending to it: ``senders``
     maps a sending client's id to its schedule slot, and each sender's stream
@@ -175,4 +186,4 @@ def one_room(
     by_id = {c.cid: c for c in clients}
     room = Room("", tuple(c.cid for c in by_id.values() if c.receives))
     streams = {cid: Stream(sid=cid, sender=cid, room=0, slot=slot) for cid, slot in senders.items()}
-    return Plan(clients=by_id, rooms=(room,), streams=streams, hears_self=hears_self, nodes=nodes)
+    return Plan(clients=by_id, rooms=(room,), streams=streams, hears_self=hears_self, nodes=nodes, clocks=clocks)

@@ -139,8 +139,9 @@ def exact_result(prefix: Path) -> dict[str, Any]:
     return result
 
 
-def check_healthy_run(code: int, output: str, prefix: Path) -> dict[str, Any]:
-    """The checks every successful run shares; returns the exact result."""
+def check_healthy_run(code: int, output: str, prefix: Path, clocks: int = 1) -> dict[str, Any]:
+    """The checks every successful run shares (``clocks``: the monotonic
+    clocks its workers stamp with); returns the exact result."""
     assert code == 0, output[-3000:]
     rows = stats_rows(prefix)
     fanout, send = rows[("FANOUT", "broadcast")], rows[("SEND", "chat")]
@@ -167,14 +168,48 @@ def check_healthy_run(code: int, output: str, prefix: Path) -> dict[str, Any]:
     assert (integrity["lost"], integrity["duplicated"], integrity["reordered"], integrity["corrupted"]) == (0, 0, 0, 0)
     assert integrity["pairs"] == [] and integrity["receivers"] > 0
     assert "lost=0 duplicated=0 reordered=0 corrupted=0" in output
+    check_exact_files(result, prefix, output, clocks)
     return result
+
+
+def check_exact_files(result: dict[str, Any], prefix: Path, output: str, clocks: int) -> None:
+    """Schema 2: the labels add up to the summary, the read lag (kernel stamp
+    to read, per read) is there beside it, in the JSON, the CSV and the console."""
+    assert result["schema"] == 2
+    labels = result["labels"]
+    assert sum(section["summary"]["count"] for section in labels.values()) == result["summary"]["count"]
+    clock = result["clock"]
+    assert clock["warnings"] == [], clock
+    if clocks == 1:  # one clock: every delivery timed as it is, none left unmeasured
+        assert labels["clock=same"]["summary"]["count"] == result["summary"]["count"]
+        assert (clock["corrected"], clock["unmeasured"]) == (0, 0), clock
+    lag = result["read_lag"]
+    assert lag["summary"]["count"] > 0  # kernel receive stamps through gevent's socket
+    assert lag["unstamped_reads"] <= lag["summary"]["count"] // 10 + 5, lag
+    assert "| read lag p50=" in output
+    with open(f"{prefix}_fanout_exact.csv", newline="") as f:
+        rows = {row["Series"]: row for row in csv.DictReader(f)}
+    assert int(rows["all"]["Count"]) == result["summary"]["count"]
+    assert int(rows["read lag"]["Count"]) == lag["summary"]["count"]
+    # The time axis: every measured delivery in the interval of its arrival,
+    # merged across processes, and the interval log beside the JSON.
+    intervals = result["intervals"]
+    assert sum(section["delivered"] for section in intervals) == result["summary"]["count"]
+    assert [section["index"] for section in intervals] == list(range(len(intervals)))
+    assert Path(f"{prefix}_fanout.hlog").read_text().count("\n") > len(intervals)
 
 
 def test_headless_run_reports_fanout_and_send_without_failures(tmp_path: Path, chat_server: int) -> None:
     prefix = tmp_path / "local"
-    code, output = run_locust(tmp_path, "local", headless(chat_server, prefix, users=20, seconds=5))
-    result = check_healthy_run(code, output, prefix)
+    thresholds = ["--chat-threshold", "p99<60s", "--chat-threshold", "max<1us"]
+    code, output = run_locust(tmp_path, "local", [*headless(chat_server, prefix, users=20, seconds=5), *thresholds])
+    assert code == 99, output[-3000:]  # a threshold failed (k6's and chat-bench's exit code)
+    result = check_healthy_run(0, output, prefix)
     assert result["role"] == "local"
+    verdicts = result["thresholds"]
+    assert [(v["threshold"], v["ok"]) for v in verdicts] == [("p99<60s", True), ("max<1us", False)]
+    assert verdicts[1]["value"] == result["summary"]["max_us"]
+    assert "chatbench threshold max<1us: FAILED" in output
     # The CSV's FANOUT row is the final count, the one the final table prints.
     assert int(stats_rows(prefix)[("FANOUT", "broadcast")]["Request Count"]) == result["locust_fanout_requests"]
     # Every probe reaches at most the 19 other users: deliveries are bounded
@@ -196,10 +231,18 @@ def test_processes_2_merges_worker_histograms_exactly(tmp_path: Path, chat_serve
         str(master_port),
         "--master-port",
         str(master_port),
+        "--chat-threshold",
+        "p99{clock=same}<60s",
+        "--chat-threshold",
+        "lost==0",
+        "--chat-interval",
+        "0.5",
     ]
     code, output = run_locust(tmp_path, "procs", args)
     result = check_healthy_run(code, output, prefix)
     assert result["role"] == "master"
+    assert [v["ok"] for v in result["thresholds"]] == [True, True]  # checked on the merged figures
+    assert {section["length_s"] for section in result["intervals"]} == {0.5}
     per_worker = result["per_worker_count"]
     assert len(per_worker) == 2 and all(count > 0 for count in per_worker.values()), per_worker
     assert sum(per_worker.values()) == result["summary"]["count"]
@@ -361,6 +404,20 @@ def test_help_lists_the_chat_options() -> None:
         [sys.executable, str(LOCUSTFILE), "--help"], capture_output=True, text=True, timeout=60, cwd=REPO
     )
     assert done.returncode == 0, done.stderr
-    for option in ("--chat-rate", "--chat-payload", "--chat-step-load", "--chat-step-users", "--chat-hdr-file"):
+    for option in (
+        "--chat-rate",
+        "--chat-payload",
+        "--chat-step-load",
+        "--chat-step-users",
+        "--chat-hdr-file",
+        "--chat-interval",
+        "--chat-threshold",
+    ):
         assert option in done.stdout
     assert "--headless" in done.stdout  # Locust's own options are there too
+
+
+def test_a_bad_threshold_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    code, output = run_locust(tmp_path, "bad", ["--headless", "-t", "1s", "--chat-threshold", "p99<<5ms"])
+    assert code == 2, output[-3000:]
+    assert "--chat-threshold" in output and "Traceback" not in output, output[-3000:]

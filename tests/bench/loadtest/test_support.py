@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import subprocess
 import sys
-import time
 
 import pytest
 
-from bench.loadtest.support import (
-    CLOCK_TAG,
-    MAX_PAYLOAD,
-    RECEIVE_LINE_LIMIT,
-    BadLine,
-    ChatLine,
-    CorruptDelivery,
-    Delivery,
-    ForeignDelivery,
-    Identity,
-    ServerLine,
+from bench.loadtest.document import (
+    ClockResult,
+    ReadLag,
+    clock_line,
+    csv_text,
+    exact,
     fanout_counts,
+    lag_line,
     pack_delta,
-    parse_host,
-    probe_line,
-    read_line,
-    sender_clock,
-    step_end,
-    step_users,
     summary_line,
     unpack_delta,
 )
-from bench.measure.probe import encode_probe
+from bench.loadtest.support import (
+    MAX_PAYLOAD,
+    Identity,
+    clock_labels,
+    name_of,
+    origin_of,
+    parse_host,
+    step_end,
+    step_users,
+)
+from bench.measure.probe import encode_probe, make_payload
 from bench.measure.stats import LatencyHistogram
 from server import protocol
 
@@ -66,65 +67,30 @@ def test_parse_host_rejects_other_schemes_and_bad_ports(host: str) -> None:
         parse_host(host)
 
 
-def test_identities_are_unique_valid_names_carrying_this_clock() -> None:
+def test_identities_are_unique_valid_names_carrying_their_process() -> None:
     identity = Identity()
     seen = [identity.next() for _ in range(1000)]
     names = [name for name, _ in seen]
     senders = [sender for _, sender in seen]
     assert len(set(names)) == len(names)
     assert len(set(senders)) == len(senders)
-    for name in names:
-        assert protocol.validate_name(name) == name
-    assert {sender_clock(sender) for sender in senders} == {CLOCK_TAG}
-    # Another process's identity (another random token) does not collide.
+    for name, sender in seen:
+        assert protocol.validate_name(name) == name == name_of(sender)
+    assert {origin_of(sender) for sender in senders} == {identity.origin}
+    # Another process's identity (another random origin) does not collide.
     other = Identity()
     assert not {name for name, _ in (other.next() for _ in range(100))} & set(names)
 
 
-def relayed(sender_name: str, client_bytes: bytes) -> bytes:
-    """What the server makes of a client's chat line: ``NAME: TEXT``."""
-    (line,) = protocol.LineDecoder().feed(client_bytes)
-    text = protocol.decode_text(line)
-    assert isinstance(protocol.parse_client_line(text), protocol.Say)
-    (out,) = protocol.LineDecoder(RECEIVE_LINE_LIMIT).feed(protocol.encode_message(sender_name, text))
-    return out
-
-
-def test_a_relayed_probe_measures_receive_time_minus_intended_time() -> None:
-    sender = (CLOCK_TAG << 48) | 7
-    intended = time.monotonic_ns()
-    line = relayed("alice", probe_line(sender, 3, intended, 64))
-    got = read_line(line, intended + 1_234_567)
-    assert got == Delivery(1_234_567, len(line) + 1, sender, 3)
-
-
 def test_the_largest_payload_still_fits_the_server_line_limit() -> None:
-    sender = (0xFFFF << 48) | (0xFFFFFF << 24) | 0xFFFFFF
-    data = probe_line(sender, 10**9, 2**63 - 1, MAX_PAYLOAD)
-    assert len(data) - 1 <= protocol.DEFAULT_MAX_LINE_BYTES
+    sender = (1 << 63) - 1
+    text = encode_probe(sender, 10**9, 2**63 - 1, make_payload(MAX_PAYLOAD, sender, 0))
+    assert len(protocol.encode_say(text)) - 1 <= protocol.DEFAULT_MAX_LINE_BYTES
+    assert len(name_of(sender)) <= 31  # an IRC nick (ngircd's MaxNickLength)
 
 
-def test_a_probe_from_another_clock_is_counted_not_timed() -> None:
-    other_clock = (CLOCK_TAG + 1) % 0x10000
-    line = relayed("bob", probe_line(other_clock << 48, 0, 5, 8))
-    assert read_line(line, 10) == ForeignDelivery(len(line) + 1, other_clock << 48, 0)
-
-
-def test_a_damaged_probe_is_reported_as_corrupt() -> None:
-    text = encode_probe(CLOCK_TAG << 48, 0, 5, "abcdef").replace("abcdef", "abcdeX")
-    line = protocol.encode_message("carol", text).rstrip(b"\n")
-    got = read_line(line, 10)
-    assert isinstance(got, CorruptDelivery)
-
-
-def test_other_lines_are_chat_or_server_events_or_bad() -> None:
-    assert read_line(b"dave: hello there", 0) == ChatLine("dave", "hello there")
-    got = read_line(protocol.encode_disconnect("server shutting down").rstrip(b"\n"), 0)
-    assert got == ServerLine(protocol.Disconnected("server shutting down"))
-    joined = read_line(protocol.encode_joined("erin").rstrip(b"\n"), 0)
-    assert joined == ServerLine(protocol.Joined("erin"))
-    bad = read_line(b"no separator here", 0)
-    assert isinstance(bad, BadLine)
+def test_the_clock_labels_are_the_workload_dimension() -> None:
+    assert clock_labels() == ("clock=same", "clock=corrected")
 
 
 def test_step_users_climbs_one_step_per_interval_up_to_the_maximum() -> None:
@@ -164,7 +130,7 @@ def test_fanout_counts_reads_the_fanout_row_of_serialized_stats() -> None:
     entries = [
         {"name": "broadcast", "method": "FANOUT", "num_requests": 40, "num_failures": 1},
         {"name": "chat", "method": "SEND", "num_requests": 7, "num_failures": 0},
-        {"name": "broadcast (other clock)", "method": "FANOUT", "num_requests": 3, "num_failures": 0},
+        {"name": "broadcast (clock unmeasured)", "method": "FANOUT", "num_requests": 3, "num_failures": 0},
     ]
     assert fanout_counts(entries) == (40, 1)
     assert fanout_counts([]) == (0, 0)
@@ -177,3 +143,36 @@ def test_summary_line_gives_milliseconds() -> None:
     assert line.startswith("deliveries=100 p50=1.500ms")
     assert "max=2.000ms" in line
     assert "deliveries=0" in summary_line(LatencyHistogram().summary())
+
+
+def test_the_exact_csv_gives_every_series_and_the_read_lag_beside_them() -> None:
+    same, corrected, lag = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    same.record_many([1_000, 2_000])
+    corrected.record_many([1_500])
+    lag.record_many([10, 20, 30])
+    everything = LatencyHistogram()
+    everything.merge(same)
+    everything.merge(corrected)
+    clock = ClockResult(
+        max_error_ms=1.0,
+        corrected=1,
+        bound_max_ms=0.25,
+        unmeasured=2,
+        unmeasured_offset_unknown=2,
+        unmeasured_over_bound=0,
+        workers=[],
+        warnings=[],
+    )
+    read_lag = ReadLag(**exact(lag), unstamped_reads=0)
+    text = csv_text(
+        everything.summary(), {"clock=same": exact(same), "clock=corrected": exact(corrected)}, read_lag, clock
+    )
+    rows = {row["Series"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert list(rows) == ["all", "clock=same", "clock=corrected", "read lag"]
+    assert rows["all"]["Count"] == "3" and rows["all"]["Max"] == "2.000"
+    assert rows["clock=corrected"]["Clock error bound"] == "0.250"
+    assert rows["read lag"]["50%"] == "0.020"
+    assert "read lag p50=0.020ms" in lag_line(read_lag)
+    line = clock_line(clock)
+    assert line is not None and "corrected=1 (error bound <= 0.250ms) unmeasured=2" in line
+    assert clock_line(ClockResult(**{**clock, "corrected": 0, "unmeasured": 0, "bound_max_ms": None})) is None

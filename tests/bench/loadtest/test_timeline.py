@@ -64,3 +64,42 @@ def test_thresholds_from_the_locust_path() -> None:
         lost=0,
     )
     assert [v.ok for v in verdicts] == [True, False, True, True, False]
+
+
+def test_thresholds_pick_the_locust_users_labels() -> None:
+    same, corrected = LatencyHistogram(), LatencyHistogram()
+    for v in range(1000, 2000):
+        same.record(v)  # 1 to 2 ms
+        corrected.record(v * 10)  # 10 to 20 ms
+    whole = LatencyHistogram()
+    whole.merge(same)
+    whole.merge(corrected)
+    verdicts = check_thresholds(
+        [
+            "p99{clock=same}<3ms",
+            "p99{clock=corrected}<3ms",
+            "p50<30ms",
+            "p99{clock=other}<1s",
+            "corrupted{clock=same}==0",
+        ],
+        whole,
+        delivered=whole.count,
+        lost=0,
+        labels={"clock=same": same, "clock=corrected": corrected},
+    )
+    assert [v.ok for v in verdicts] == [True, False, True, False, False]
+    assert verdicts[1].value is not None and 19_000 <= verdicts[1].value <= 20_100  # us
+    assert verdicts[3].value is None and verdicts[4].value is None  # no such label; faults not kept by label
+
+
+def test_a_batch_goes_to_the_interval_of_its_arrival() -> None:
+    rec = IntervalRecorder(1.0)
+    rec.record_many([100, 200, 300], T0 + 999_999_999)
+    rec.record_many([400], T0 + 1_000_000_000)
+    rec.record_many(list(range(1, 5001)), T0 + 1_500_000_000)  # past a batch: recorded at once
+    closed = rec.close(T0 + 3 * 10**9)
+    assert {k - T0 // 10**9: h.count for k, h in closed.items()} == {0: 3, 1: 5001}
+    assert closed[T0 // 10**9 + 1].max >= 4995 and rec.close(T0 + 9 * 10**9, final=True) == {}
+    merge = IntervalMerge()
+    merge.add(rec.pack(closed))
+    assert merge.span_s == 2.0

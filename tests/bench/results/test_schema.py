@@ -18,7 +18,7 @@ import pytest
 from bench import gate, wire
 from bench.gate.baseline import BaselineDocument
 from bench.gate.run import MeasurementDoc, ScenarioDoc
-from bench.loadtest.support import FanoutHdrDocument, HistogramDelta, pack_delta
+from bench.loadtest.document import FanoutHdrDocument, HistogramDelta, pack_delta
 from bench.measure.sampler import ResourceSampler
 from bench.measure.stats import REPORTED_PERCENTILES, LatencyHistogram, percentile_key
 from bench.results import machine, schema
@@ -209,8 +209,9 @@ def test_gate_documents_match_their_types() -> None:
 
 #: Run in a subprocess: importing Locust monkey-patches (gevent) the process that imports it.
 HDR_RESULT = (
-    "import json; from bench.loadtest.hdr import FanoutRecorder; r = FanoutRecorder(); "
-    "r.record(1500); print(json.dumps(r.result()))"
+    "import json; from bench.loadtest.hdr import FanoutRecorder; from bench.loadtest.timeline import IntervalRecorder; "
+    "r = FanoutRecorder(); r.labels['clock=same'].record(1500); t = IntervalRecorder(); t.record(1500, 10**18); "
+    "r.intervals.add(t.pack(t.close(0, final=True))); print(json.dumps(r.result()))"
 )
 
 
@@ -221,6 +222,7 @@ def test_locust_hdr_documents_match_their_types() -> None:
     document = json.loads(out.stdout)
     assert conforms(FanoutHdrDocument, document) == []
     assert document["summary"]["count"] == 1
+    assert [section["delivered"] for section in document["intervals"]] == [1]
     hist = LatencyHistogram()
     hist.record(1500)
     assert conforms(HistogramDelta, pack_delta(hist)) == []
