@@ -91,7 +91,7 @@ def _hdrh_reference(h: LatencyHistogram, pcts: list[float], bounds: list[float])
     st.lists(st.integers(1, 3000), max_size=200),
     st.lists(st.floats(0, 100), max_size=6),
 )
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None)
 def test_summary_from_the_counts_is_hdrhs(wide: list[int], narrow: list[int], pcts: list[float]) -> None:
     h = LatencyHistogram()
     h.record_many(wide)
