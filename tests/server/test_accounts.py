@@ -12,7 +12,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,16 +34,6 @@ def accounts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     set_password(path, "alice", SECRET)
     set_password(path, "Bob", "hunter2")
     return path
-
-
-@pytest.fixture
-def clients() -> Iterator[list[ChatTestClient]]:
-    opened: list[ChatTestClient] = []
-    try:
-        yield opened
-    finally:
-        for c in opened:
-            c.close()
 
 
 def open_client(server: ChatServer, opened: list[ChatTestClient], **kwargs: object) -> ChatTestClient:

@@ -9,7 +9,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -23,16 +23,6 @@ from tests.conftest import ChatTestClient, wait_until
 from tests.server.test_server_process import start_server
 
 MakeServer = Callable[..., ChatServer]
-
-
-@pytest.fixture
-def clients() -> Iterator[list[ChatTestClient]]:
-    opened: list[ChatTestClient] = []
-    try:
-        yield opened
-    finally:
-        for c in opened:
-            c.close()
 
 
 def join(server: ChatServer, opened: list[ChatTestClient], name: str, **kwargs: object) -> ChatTestClient:

@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -25,18 +25,18 @@ from tests.conftest import READ_TIMEOUT, ChatTestClient, TlsFiles, wait_until
 MakeServer = Callable[..., ChatServer]
 
 
-@pytest.fixture
-def clients() -> Iterator[list[ChatTestClient]]:
-    opened: list[ChatTestClient] = []
-    try:
-        yield opened
-    finally:
-        for c in opened:
-            c.close()
-
-
 def tls_server(make_server: MakeServer, tls_files: TlsFiles, **overrides: object) -> ChatServer:
     return make_server(**tls_files.server_options(), **overrides)
+
+
+def alice_over_tls_bob_plain(
+    server: ChatServer, opened: list[ChatTestClient], tls_files: TlsFiles
+) -> tuple[ChatTestClient, ChatTestClient]:
+    """Two registered clients, alice on the TLS port and bob on the plaintext one; alice has seen bob join."""
+    alice = join(server.tls_address, opened, "alice", tls=tls_files.client_context())
+    bob = join(server.address, opened, "bob")
+    alice.expect(p.Joined)
+    return alice, bob
 
 
 def join(address: tuple[str, int] | None, opened: list[ChatTestClient], name: str, **kwargs: object) -> ChatTestClient:
@@ -173,9 +173,7 @@ def test_plaintext_on_the_tls_port_gets_one_line_and_is_closed(
     make_server: MakeServer, tls_files: TlsFiles, clients: list[ChatTestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     server = tls_server(make_server, tls_files)
-    alice = join(server.tls_address, clients, "alice", tls=tls_files.client_context())
-    bob = join(server.address, clients, "bob")
-    alice.expect(p.Joined)
+    alice, bob = alice_over_tls_bob_plain(server, clients, tls_files)
     with caplog.at_level(logging.WARNING, logger="server.tls"):
         for attempt in (b"mallory\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
             plain = socket.create_connection(server.tls_address, timeout=READ_TIMEOUT)
@@ -197,9 +195,7 @@ def test_tls_on_the_plaintext_port_is_closed(
     make_server: MakeServer, tls_files: TlsFiles, clients: list[ChatTestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     server = tls_server(make_server, tls_files)
-    alice = join(server.tls_address, clients, "alice", tls=tls_files.client_context())
-    bob = join(server.address, clients, "bob")
-    alice.expect(p.Joined)
+    alice, bob = alice_over_tls_bob_plain(server, clients, tls_files)
     with caplog.at_level(logging.WARNING, logger="server.session"):
         raw = socket.create_connection(server.address, timeout=READ_TIMEOUT)
         with pytest.raises(ssl.SSLError, match=r"WRONG_VERSION_NUMBER|record layer|wrong version"):
@@ -215,9 +211,7 @@ def test_a_stalled_handshake_ends_at_the_registration_timeout(
     make_server: MakeServer, tls_files: TlsFiles, clients: list[ChatTestClient], sent: str
 ) -> None:
     server = tls_server(make_server, tls_files, registration_timeout=0.6)
-    alice = join(server.tls_address, clients, "alice", tls=tls_files.client_context())
-    bob = join(server.address, clients, "bob")
-    alice.expect(p.Joined)
+    alice, bob = alice_over_tls_bob_plain(server, clients, tls_files)
     assert server.tls_address is not None
     staller = socket.create_connection(server.tls_address, timeout=READ_TIMEOUT)
     started = time.monotonic()
@@ -237,9 +231,7 @@ def test_a_client_that_refuses_our_certificate_is_logged(
     make_server: MakeServer, tls_files: TlsFiles, clients: list[ChatTestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     server = tls_server(make_server, tls_files)
-    alice = join(server.tls_address, clients, "alice", tls=tls_files.client_context())
-    bob = join(server.address, clients, "bob")
-    alice.expect(p.Joined)
+    alice, bob = alice_over_tls_bob_plain(server, clients, tls_files)
     assert server.tls_address is not None
     with caplog.at_level(logging.WARNING, logger="server.tls"):
         raw = socket.create_connection(server.tls_address, timeout=READ_TIMEOUT)
