@@ -118,6 +118,23 @@ def add_arguments(parser: Any) -> None:
     )
     _add(
         group,
+        "--chat-hdr-file",
+        default=None,
+        metavar="PATH",
+        web_ui=False,
+        help="where to save the exact fan-out percentiles (JSON); default <csv-prefix>_fanout_hdr.json "
+        "when --csv is given, else only printed",
+    )
+    add_step_arguments(parser)
+    add_time_arguments(parser)
+    add_security_arguments(parser)
+
+
+def add_step_arguments(parser: Any) -> None:
+    """Step load (``--chat-step-*``): users added in steps up to ``-u``."""
+    group = parser.add_argument_group("chatbench step load")
+    _add(
+        group,
         "--chat-step-load",
         action="store_true",
         default=False,
@@ -141,17 +158,6 @@ def add_arguments(parser: Any) -> None:
         metavar="SECONDS",
         help=f"seconds per step (default {DEFAULT_STEP_TIME:g})",
     )
-    _add(
-        group,
-        "--chat-hdr-file",
-        default=None,
-        metavar="PATH",
-        web_ui=False,
-        help="where to save the exact fan-out percentiles (JSON); default <csv-prefix>_fanout_hdr.json "
-        "when --csv is given, else only printed",
-    )
-    add_time_arguments(parser)
-    add_security_arguments(parser)
 
 
 def add_time_arguments(parser: Any) -> None:
