@@ -61,3 +61,13 @@ class Resources(TypedDict):
     harness_cpu_percent_window: float | None
     saturation_threshold_percent: float
     saturated_workers: list[str]
+
+
+class Histogram(TypedDict):
+    """An HDR histogram as a result stores it: ``format`` ``hdrhistogram-v2-base64`` (HdrHistogram's
+    compressed V2 encoding in ``data``), its ``unit``, and how many values it ``clamped``."""
+
+    format: str
+    unit: str
+    data: str
+    clamped: int

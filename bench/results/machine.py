@@ -9,8 +9,21 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import TypedDict
 
-from bench.results.schema import Environment
+
+class Environment(TypedDict):
+    """``bench.results.machine.environment()``: where a result was measured."""
+
+    cpu_model: str | None
+    cpu_count: int | None
+    memory_bytes: int | None
+    python: str
+    python_implementation: str
+    platform: str
+    git_commit: str | None
+    git_dirty: bool | None
+    load_average: list[float] | None  #: 1/5/15 min; None where the OS has no getloadavg
 
 
 def cpu_model() -> str | None:
