@@ -180,7 +180,10 @@ def test_a_broker_that_dies_mid_run_ends_the_run_within_its_drain_timeout() -> N
     assert doc["connections"]["disconnected_during_run"] == 10, doc["connections"]
     assert sum(doc["connections"]["disconnect_reasons"].values()) == 10
     assert doc["messages"]["unsent"] > 0
-    assert doc["deliveries"]["delivered"] + doc["integrity"]["lost"] == doc["deliveries"]["expected"]
+    # Loss counts every message sent, warm-up included (the broker may die before the measured
+    # window opens on a slow machine), so it adds up against everything sent, not the measured part.
+    assert doc["deliveries"]["expected_all"] > 0
+    assert doc["deliveries"]["delivered_all"] + doc["integrity"]["lost"] == doc["deliveries"]["expected_all"]
 
 
 def test_a_missing_broker_is_one_line_naming_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
