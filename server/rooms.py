@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 Members = tuple[tuple["Session", "Outbox"], ...]
 
 
+class Snapshot(tuple[tuple["Session", "Outbox"], ...]):
+    """A room's members at one moment, what :attr:`Room.targets` holds.
+    ``origin`` is the room: the ``queued`` flusher joins consecutive lines of
+    one room into one send per member even when people joined or left
+    between them (each join and part makes a new snapshot)."""
+
+    origin: Room
+
+
 #: Told to a client that sends chat (or /me) while it is in no room.
 NO_ROOM_ERROR = "You are in no room; /join #ROOM to talk"
 
@@ -51,7 +60,9 @@ class Room:
     def publish(self) -> None:
         """Rebuild the snapshot (the hub's lock is held); C-speed copies only,
         so a join in a room of 10,000 stays cheap."""
-        self.targets = tuple(self.members.items())
+        snapshot = Snapshot(self.members.items())
+        snapshot.origin = self
+        self.targets = snapshot
 
     def message(self, sender: str, text: str) -> bytes:
         """``sender`` says ``text`` here, encoded once for every member."""

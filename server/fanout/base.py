@@ -48,7 +48,10 @@ class Outbox(Protocol):
 
 
 #: The audience of a broadcast: the hub's immutable snapshot of (member,
-#: outbox) pairs.  Members are opaque here (the hub's sessions).
+#: outbox) pairs.  Members are opaque here (the hub's sessions).  A snapshot
+#: may carry an ``origin`` (its room: ``server.rooms.Snapshot``): snapshots
+#: of one origin are one audience changing over time, which the ``queued``
+#: flusher batches as one.
 Targets = tuple[tuple[object, Outbox], ...]
 
 #: Hands one broadcast (audience, line, member not to send it to) to the

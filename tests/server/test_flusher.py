@@ -1,0 +1,203 @@
+"""The ``queued`` flusher on real socket pairs: what one round of a room's
+lines gives each member, and in how many sends, while people join and leave
+between the lines (churn).  The round is held open by taking the flusher's
+round lock, so every line below lands in the same round."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.fanout import queued
+from server.fanout.queued import Flusher, QueuedOutbox
+from server.rooms import Room
+
+if TYPE_CHECKING:
+    from server.session import Session
+
+#: Seconds a test waits for a member's bytes.
+READ_TIMEOUT_S = 5.0
+LIMIT_BYTES = 1 << 20
+
+
+@dataclass(eq=False)
+class Member:
+    """One client: the server's outbox and the client's end of the pair."""
+
+    name: str
+    outbox: QueuedOutbox
+    client: socket.socket
+    expected: list[bytes] = field(default_factory=list)
+
+    def read_all(self) -> bytes:
+        """Everything expected, read with a deadline."""
+        want = sum(map(len, self.expected))
+        got = b""
+        while len(got) < want:
+            ready, _, _ = select.select([self.client], [], [], READ_TIMEOUT_S)
+            assert ready, f"{self.name} got {got!r}, expected {b''.join(self.expected)!r}"
+            got += self.client.recv(65536)
+        ready, _, _ = select.select([self.client], [], [], 0.05)
+        if ready:
+            got += self.client.recv(65536)
+        return got
+
+
+class Chat:
+    """A flusher, one or more rooms and their members, on socket pairs."""
+
+    def __init__(self) -> None:
+        self.flusher = Flusher()
+        self.pairs: list[socket.socket] = []
+
+    def member(self, name: str) -> Member:
+        server_end, client_end = socket.socketpair()
+        self.pairs += [server_end, client_end]
+        outbox = QueuedOutbox(server_end, LIMIT_BYTES, lambda: None, name, self.flusher)
+        return Member(name, outbox, client_end)
+
+    def close(self) -> None:
+        self.flusher.stop()
+        for sock in self.pairs:
+            sock.close()
+
+
+@pytest.fixture
+def chat() -> Iterator[Chat]:
+    made = Chat()
+    yield made
+    made.close()
+
+
+def _count_writes(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
+    """The flusher's hot-path writes, per descriptor."""
+    writes: Counter[int] = Counter()
+
+    def counting(fd: int, data: bytes) -> int:
+        writes[fd] += 1
+        return os.write(fd, data)
+
+    monkeypatch.setattr(queued, "write_fd", counting)
+    return writes
+
+
+def _add(room: Room, *members: Member) -> None:
+    """``members`` join ``room`` (the hub's sessions are opaque to the flusher)."""
+    for m in members:
+        room.members[cast("Session", m)] = m.outbox
+
+
+def _present(room: Room) -> list[Member]:
+    return [cast(Member, m) for m in room.members]
+
+
+def _remove(room: Room, member: Member) -> None:
+    del room.members[cast("Session", member)]
+    room.publish()
+
+
+def _say(chat: Chat, room: Room, line: bytes, sender: Member | None) -> None:
+    chat.flusher.broadcast(room.targets, line, sender)
+    for member in _present(room):
+        if member is not sender:
+            member.expected.append(line)
+
+
+def test_a_rounds_lines_reach_each_steady_member_in_one_send_while_people_come_and_go(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = _count_writes(monkeypatch)
+    room = Room("#lobby")
+    a, b, c, d, e = (chat.member(n) for n in "abcde")
+    _add(room, a, b, c, d, e)
+    room.publish()
+    joiner = chat.member("f")
+    with chat.flusher._round:  # one round: the flusher waits for the lock
+        _say(chat, room, b"a: one\n", a)
+        _add(room, joiner)
+        joiner.outbox.admit(b"welcome f\n", room.publish)
+        joiner.expected.append(b"welcome f\n")
+        _say(chat, room, b"* f joined\n", joiner)
+        _remove(room, b)
+        _say(chat, room, b"* b left\n", None)
+        _say(chat, room, b"c: two\n", c)
+    for m in (a, b, c, d, e, joiner):
+        assert m.read_all() == b"".join(m.expected), m.name
+    assert d.expected == [b"a: one\n", b"* f joined\n", b"* b left\n", b"c: two\n"]
+    assert joiner.expected == [b"welcome f\n", b"* b left\n", b"c: two\n"]
+    # Members of every snapshot who sent nothing: the round's four lines in one send each.
+    assert writes[d.outbox.fd] == 1
+    assert writes[e.outbox.fd] == 1
+
+
+def test_lines_of_two_rooms_are_never_joined_across_rooms(chat: Chat) -> None:
+    one, two = Room("#one"), Room("#two")
+    a, b, c = (chat.member(n) for n in "abc")
+    _add(one, a, b)
+    _add(two, b, c)
+    one.publish()
+    two.publish()
+    with chat.flusher._round:
+        _say(chat, one, b"#one a: x\n", a)
+        _say(chat, two, b"#two c: y\n", c)
+        _add(one, c)
+        one.publish()
+        _say(chat, one, b"#one b: z\n", b)
+    assert a.read_all() == b"#one b: z\n"
+    assert b.read_all() == b"#one a: x\n#two c: y\n"
+    assert c.read_all() == b"#one b: z\n"
+
+
+#: One step of a round: someone joins, leaves, or says a line (index into
+#: the members present, or -1 for a notice from nobody).
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("join"), st.just(0)),
+        st.tuples(st.just("leave"), st.integers(0, 20)),
+        st.tuples(st.just("say"), st.integers(-1, 20)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=STEPS, start=st.integers(1, 4))
+def test_every_member_gets_exactly_the_lines_of_the_snapshots_it_was_in(
+    steps: list[tuple[str, int]], start: int
+) -> None:
+    """Against a brute-force model: a line goes to every member present when
+    it was said but its sender, in the order said; a joiner's welcome first."""
+    chat = Chat()
+    try:
+        room = Room("#lobby")
+        everyone = [chat.member(f"m{i}") for i in range(start)]
+        _add(room, *everyone)
+        room.publish()
+        with chat.flusher._round:
+            for n, (step, pick) in enumerate(steps):
+                present = _present(room)
+                if step == "join":
+                    new = chat.member(f"j{n}")
+                    everyone.append(new)
+                    _add(room, new)
+                    new.outbox.admit(f"welcome {n}\n".encode(), room.publish)
+                    new.expected.append(f"welcome {n}\n".encode())
+                elif step == "leave" and present:
+                    _remove(room, present[pick % len(present)])
+                elif step == "say":
+                    sender = present[pick % len(present)] if pick >= 0 and present else None
+                    _say(chat, room, f"line {n}\n".encode(), sender)
+        for m in everyone:
+            assert m.read_all() == b"".join(m.expected), m.name
+    finally:
+        chat.close()
