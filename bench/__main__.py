@@ -6,17 +6,32 @@ chat server installed without it gets one line saying so, not a traceback.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 #: Top-level modules of the ``bench`` extra (pyproject.toml) that the command line imports.
 BENCH_EXTRA_MODULES = ("hdrh", "psutil", "matplotlib", "locust", "gevent", "numpy", "redis", "hiredis")
+
+
+def _interrupted_while_loading(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C while the harness is still importing: nothing is started or
+    written yet, so end at once.  A KeyboardInterrupt would not do: raised
+    inside the import system's own clean-up (a weakref callback) Python
+    prints it as "Exception ignored" and goes on, and the run starts anyway."""
+    os.write(2, b"\ninterrupted\n")
+    os._exit(130)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """:func:`bench.cli.main`, imported here so that a Ctrl-C while the
     harness is still loading (numpy, matplotlib: a second or two) ends as
     quietly as one during a run, and a missing extra is one line."""
+    loading = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if loading:
+        signal.signal(signal.SIGINT, _interrupted_while_loading)
     try:
         from bench.cli import main as cli_main
     except ModuleNotFoundError as exc:
@@ -31,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    finally:
+        if loading:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return cli_main(argv)
     except KeyboardInterrupt:
