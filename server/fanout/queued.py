@@ -282,14 +282,21 @@ class Flusher:
         million sends a second.  Instead the members of every snapshot of the
         run get the whole run in one send, as in :meth:`_fan_out_run`, and the
         few who came or went meanwhile (and the run's senders) get the lines
-        of the snapshots they were in."""
-        audiences: dict[int, dict[object, Any]] = {}
-        for targets, _, _ in run:
-            if id(targets) not in audiences:
-                audiences[id(targets)] = dict(targets)
+        of the snapshots they were in (:func:`_lines_while_present`)."""
+        segments: list[tuple[dict[object, Any], int, int]] = []  # (members, first line, past the last)
+        members_of: dict[int, dict[object, Any]] = {}
+        start = 0
+        for i in range(1, len(run) + 1):
+            if i == len(run) or run[i][0] is not run[start][0]:
+                targets = run[start][0]
+                members = members_of.get(id(targets))
+                if members is None:
+                    members = members_of[id(targets)] = dict(targets)  # C speed
+                segments.append((members, start, i))
+                start = i
         union: dict[object, Any] = {}
         core: set[object] | None = None
-        for members in audiences.values():
+        for members in members_of.values():
             union.update(members)
             if core is None:
                 core = set(members)
@@ -297,7 +304,8 @@ class Flusher:
                 core.intersection_update(members)
         special = union.keys() - (core or set())
         special.update(exclude for _, _, exclude in run if exclude is not None)
-        self._fan_out_run(tuple(union.items()), run, first_seq, special, audiences)
+        lines_of = _lines_while_present(special, segments, run, first_seq)
+        self._fan_out_run(tuple(union.items()), run, first_seq, special, lines_of)
 
     def _fan_out_run(
         self,
@@ -305,10 +313,10 @@ class Flusher:
         run: list[tuple[BroadcastTargets, bytes, object]],
         first_seq: int,
         special: set[object] | None = None,
-        audiences: dict[int, dict[object, Any]] | None = None,
+        lines_of: dict[object, list[tuple[int, bytes]]] | None = None,
     ) -> None:
         """One run of lines with the same audience: one block per recipient
-        (``special``, ``audiences``: a mixed run's, see :meth:`_fan_out_mixed`).
+        (``special``, ``lines_of``: a mixed run's, see :meth:`_fan_out_mixed`).
         The loop is the server's hottest: per recipient, in the common case
         (nothing queued, the socket takes the block), one check of the
         outbox's state and one non-blocking send through the bound method the
@@ -328,7 +336,8 @@ class Flusher:
         write = write_fd
         for member, outbox in targets:
             if member is only or (skipping and member in skipping):
-                self._other_lines(member, outbox, run, first_seq, audiences)
+                lines = lines_of[member] if lines_of is not None else _lines_for(member, run, first_seq)
+                self._other_lines(outbox, lines)
                 continue
             if outbox.writable and not (
                 outbox._pending or outbox._own or outbox._backlog or outbox.closed or outbox._held
@@ -346,20 +355,15 @@ class Flusher:
                     continue
                 outbox.keep_unsent(block, sent)
                 ready.append(outbox)  # limit check, EPOLLOUT registration
+            elif outbox._own or outbox.closed:
+                self._queue_lines(outbox, _lines_for(member, run, first_seq))
             else:
-                self._queue_run(member, outbox, block, run, first_seq)
+                outbox._pending.append(block)
+                ready.append(outbox)
 
-    def _other_lines(
-        self,
-        member: object,
-        outbox: QueuedOutbox,
-        run: list[tuple[BroadcastTargets, bytes, object]],
-        first_seq: int,
-        audiences: dict[int, dict[object, Any]] | None,
-    ) -> None:
-        """A sender of the run, or (``audiences``) a member of only some of
-        its snapshots: every line of it meant for ``member``."""
-        lines = _lines_for(member, run, first_seq, audiences)
+    def _other_lines(self, outbox: QueuedOutbox, lines: list[tuple[int, bytes]]) -> None:
+        """A sender of the run, or a member of only some of a mixed run's
+        snapshots: ``lines``, the run's lines meant for it."""
         if not lines:
             return
         data = lines[0][1] if len(lines) == 1 else b"".join([d for _, d in lines])
@@ -369,25 +373,16 @@ class Flusher:
                 return
             outbox.keep_unsent(data, sent)
             self.ready.append(outbox)
-            return
-        self._queue_run(member, outbox, data, run, first_seq, audiences)
-
-    def _queue_run(
-        self,
-        member: object,
-        outbox: QueuedOutbox,
-        data: bytes,
-        run: list[tuple[BroadcastTargets, bytes, object]],
-        first_seq: int,
-        audiences: dict[int, dict[object, Any]] | None = None,
-    ) -> None:
-        """A recipient with something queued (or closing): the run waits its turn."""
-        if outbox._own or outbox.closed:
-            # Its own lines must interleave by number (or it is closing):
-            # line by line.
-            outbox.add_broadcasts(_lines_for(member, run, first_seq, audiences))
+        elif outbox._own or outbox.closed:
+            self._queue_lines(outbox, lines)
         else:
             outbox._pending.append(data)
+            self.ready.append(outbox)
+
+    def _queue_lines(self, outbox: QueuedOutbox, lines: list[tuple[int, bytes]]) -> None:
+        """A recipient with its own lines queued (or closing): the run's
+        lines interleave with them by number, line by line."""
+        outbox.add_broadcasts(lines)
         self.ready.append(outbox)
 
     def _unregister(self, fd: int) -> None:
@@ -398,20 +393,40 @@ class Flusher:
 
 
 def _lines_for(
-    member: object,
+    member: object, run: list[tuple[BroadcastTargets, bytes, object]], first_seq: int
+) -> list[tuple[int, bytes]]:
+    """The numbered lines of ``run`` but ``member``'s own."""
+    return [(first_seq + i, d) for i, (_, d, exclude) in enumerate(run) if exclude is not member]
+
+
+def _lines_while_present(
+    special: set[object],
+    segments: list[tuple[dict[object, Any], int, int]],
     run: list[tuple[BroadcastTargets, bytes, object]],
     first_seq: int,
-    audiences: dict[int, dict[object, Any]] | None,
-) -> list[tuple[int, bytes]]:
-    """The numbered lines of ``run`` meant for ``member``: not its own, and
-    (``audiences``, a mixed run's) only those whose snapshot holds it."""
-    if audiences is None:
-        return [(first_seq + i, d) for i, (_, d, exclude) in enumerate(run) if exclude is not member]
-    return [
-        (first_seq + i, d)
-        for i, (targets, d, exclude) in enumerate(run)
-        if exclude is not member and member in audiences[id(targets)]
-    ]
+) -> dict[object, list[tuple[int, bytes]]]:
+    """Per member of ``special``, the numbered lines of ``run`` said while it
+    was in the room (the snapshot of their segment holds it), but its own:
+    one walk over the segments, following who came and went between two
+    (set differences at C speed), so the cost is the lines handed out, not
+    members times lines."""
+    lines_of: dict[object, list[tuple[int, bytes]]] = {m: [] for m in special}
+    active: set[object] = set()
+    previous: dict[object, Any] | None = None
+    for members, lo, hi in segments:
+        if previous is None:
+            active = {m for m in special if m in members}
+        elif members is not previous:
+            active.difference_update(previous.keys() - members.keys())
+            active.update(special.intersection(members.keys() - previous.keys()))
+        previous = members
+        for i in range(lo, hi):
+            _, data, exclude = run[i]
+            seq = first_seq + i
+            for m in active:
+                if m is not exclude:
+                    lines_of[m].append((seq, data))
+    return lines_of
 
 
 class QueuedOutbox:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from server.fanout import queued
 from server.fanout.queued import Flusher, QueuedOutbox
-from server.rooms import Room
+from server.rooms import Members, Room
 
 if TYPE_CHECKING:
     from server.session import Session
@@ -105,9 +105,12 @@ def _remove(room: Room, member: Member) -> None:
     room.publish()
 
 
-def _say(chat: Chat, room: Room, line: bytes, sender: Member | None) -> None:
-    chat.flusher.broadcast(room.targets, line, sender)
-    for member in _present(room):
+def _say(chat: Chat, room: Room, line: bytes, sender: Member | None, snapshot: Members | None = None) -> None:
+    """``line`` to the room (or to an older ``snapshot`` of it, as a thread
+    that took the snapshot before a join or part broadcasts after it)."""
+    targets = room.targets if snapshot is None else snapshot
+    chat.flusher.broadcast(targets, line, sender)
+    for member in (cast(Member, m) for m, _ in targets):
         if member is not sender:
             member.expected.append(line)
 
@@ -157,20 +160,22 @@ def test_lines_of_two_rooms_are_never_joined_across_rooms(chat: Chat) -> None:
     assert c.read_all() == b"#one b: z\n"
 
 
-#: One step of a round: someone joins, leaves, or says a line (index into
-#: the members present, or -1 for a notice from nobody).
+#: One step of a round: someone joins, leaves, says a line (index into the
+#: members present, or -1 for a notice from nobody), or a line goes to an
+#: older snapshot of the room (index into the snapshots so far).
 STEPS = st.lists(
     st.one_of(
         st.tuples(st.just("join"), st.just(0)),
         st.tuples(st.just("leave"), st.integers(0, 20)),
         st.tuples(st.just("say"), st.integers(-1, 20)),
+        st.tuples(st.just("stale"), st.integers(0, 20)),
     ),
     min_size=1,
     max_size=12,
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(steps=STEPS, start=st.integers(1, 4))
 def test_every_member_gets_exactly_the_lines_of_the_snapshots_it_was_in(
     steps: list[tuple[str, int]], start: int
@@ -183,9 +188,12 @@ def test_every_member_gets_exactly_the_lines_of_the_snapshots_it_was_in(
         everyone = [chat.member(f"m{i}") for i in range(start)]
         _add(room, *everyone)
         room.publish()
+        history: list[Members] = [room.targets]
         with chat.flusher._round:
             for n, (step, pick) in enumerate(steps):
                 present = _present(room)
+                if room.targets is not history[-1]:
+                    history.append(room.targets)
                 if step == "join":
                     new = chat.member(f"j{n}")
                     everyone.append(new)
@@ -197,6 +205,8 @@ def test_every_member_gets_exactly_the_lines_of_the_snapshots_it_was_in(
                 elif step == "say":
                     sender = present[pick % len(present)] if pick >= 0 and present else None
                     _say(chat, room, f"line {n}\n".encode(), sender)
+                elif step == "stale":
+                    _say(chat, room, f"stale {n}\n".encode(), None, history[pick % len(history)])
         for m in everyone:
             assert m.read_all() == b"".join(m.expected), m.name
     finally:
