@@ -1,25 +1,37 @@
 """The churn note's runs at 1,000 clients x 30 msg/s (30k deliveries/s; 100 msg/s saturates this
-2-core machine's load generator): churn 0 and 500/s, and a 50% reset storm with immediate reconnects."""
-import json, sys
+2-core machine's load generator): churn 0 and 500/s, and a 50% reset storm with immediate
+reconnects, against each target named (default: ours).  Run from the repository root:
+
+    .venv/bin/python reports/churn/runs.py OUT churn0,churn500,storm embedded,ngircd,mosquitto
+"""
+
+import sys
 from pathlib import Path
-sys.path.insert(0, "/work/wt/core/tools")
-import churnmatrix as m
-from bench.results.store import write_json
-from bench.swarm import SwarmConfig
-from bench.workload.membership import Churn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import churnmatrix as m  # noqa: E402
+
+from bench.results.store import write_json  # noqa: E402
+from bench.swarm import SwarmConfig  # noqa: E402
+from bench.workload.membership import Churn  # noqa: E402
 
 
 def main() -> None:
-    out = Path(sys.argv[1]); (out / "runs").mkdir(parents=True, exist_ok=True)
+    out = Path(sys.argv[1])
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    which = sys.argv[2].split(",") if len(sys.argv) > 2 else ["churn0", "churn500", "storm"]
+    targets = sys.argv[3].split(",") if len(sys.argv) > 3 else ["embedded"]
     base = {**m.BASE, "rate": 30.0}
-    results = {}
-    for rate in (0.0, 500.0):
-        for target in m.TARGETS:
-            m.one(out, f"{target}-churn{rate:g}", SwarmConfig(target=target, churn=Churn(rate=rate), **base), results)
-            write_json(out / "summary.json", results)
-    for target in m.TARGETS:
-        storm = Churn(storm_percent=50, storm_at_s=5.0, mode="reset", reconnect="immediate")
-        m.one(out, f"{target}-storm50-immediate", SwarmConfig(target=target, churn=storm, **{**base, "interval_s": 0.25}), results)
+    results: dict[str, object] = {}
+    for target in targets:
+        for rate in (0.0, 500.0):
+            if f"churn{rate:g}" in which:
+                config = SwarmConfig(target=target, churn=Churn(rate=rate), **base)
+                m.one(out, f"{target}-churn{rate:g}", config, results)
+        if "storm" in which:
+            storm = Churn(storm_percent=50, storm_at_s=5.0, mode="reset", reconnect="immediate")
+            config = SwarmConfig(target=target, churn=storm, **{**base, "interval_s": 0.25})
+            m.one(out, f"{target}-storm50-immediate", config, results)
         write_json(out / "summary.json", results)
 
 

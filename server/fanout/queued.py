@@ -64,7 +64,8 @@ class Flusher:
     * :meth:`broadcast` (the hot path): one line for every member of a
       snapshot, appended to the flusher's *log* in O(1) -- the broadcasting
       thread touches no recipient.  Each round the flusher takes the whole
-      log, joins consecutive lines with the same audience into one block
+      log, joins consecutive lines with the same audience (or one room's
+      audience as people come and go) into one block
       (encoded once), and gives every recipient that block in ONE
       non-blocking ``send``: when the socket takes it, no queue is touched
       at all.  The busier the server, the more lines a round carries, so the
