@@ -31,7 +31,7 @@ COMPARE_TARGET_ARGS = $(if $(COMPARE_TARGETS),--targets $(COMPARE_TARGETS))
 help:
 	@echo "make install   create $(VENV) and install chatbench with its bench and test extras, pinned by $(CONSTRAINTS)"
 	@echo "make lock      rewrite $(CONSTRAINTS) from a fresh virtualenv (the newest releases pyproject.toml allows)"
-	@echo "make test      run the test suite (what CI runs)"
+	@echo "make test      run the test suite in TEST_JOBS=2 processes, then the fan-out gate alone (what CI runs)"
 	@echo "make lint      ruff + mypy"
 	@echo "make selftest  the harness against a fault-injecting relay: exact loss/dup/reorder/corrupt counts, latency (< 2 min)"
 	@echo "make bench     sweep 10..1000 clients x queued/direct fan-out; report in reports/latest/report.html"
@@ -68,8 +68,12 @@ lock:
 	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 	rm -rf $(LOCK_VENV)
 
+# The suite in TEST_JOBS processes (pytest-xdist), then the fan-out gate (tests/perf) on its
+# own: a ratio gate measures nothing else running beside it.
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --ignore=tests/perf; status=$$?; \
+	$(BIN)/python -m pytest tests/perf || status=1; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check server client bench tests tools

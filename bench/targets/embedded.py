@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,14 @@ from server.accounts import PasswordHash
 from server.config import DEFAULT_MAX_ROOMS, DEFAULT_MAX_ROOMS_PER_CLIENT
 
 #: Options the harness chooses for the server it starts.
+#: Seconds :meth:`EmbeddedTarget.describe` waits for the server's options
+#: line: it is logged right after the listening line, which ends the start,
+#: but the harness reads the server's stderr in a thread of its own, and on a
+#: loaded machine that thread may not have read it yet.
+OPTIONS_WAIT_S = 5.0
+#: How often it looks meanwhile.
+OPTIONS_POLL_S = 0.01
+
 CHOSEN_OPTIONS = ("--host", "--port", "--tls-port", "--tls-cert", "--tls-key", "--tls-only", "--accounts")
 
 
@@ -104,11 +113,21 @@ class EmbeddedTarget(ProcessTarget):
         doc = super().describe()
         doc["command"] = ["python", "-m", "server", *self.command(self.port)[3:]]
         doc["server_options"] = list(self.server_args)
-        doc["effective_options"] = options = effective_options(self.stderr_head)
+        doc["effective_options"] = options = self._effective_options()
         # command() turns flood control off; a later --server-arg may turn it on again.
         rate = options.get("rate_limit", "0")
         doc["flood_control"] = "off (--rate-limit 0)" if float(rate) == 0 else f"--rate-limit {rate}"
         return doc
+
+    def _effective_options(self) -> dict[str, str]:
+        """The options line's settings, waiting for the line while the server runs."""
+        deadline = time.monotonic() + OPTIONS_WAIT_S
+        while True:
+            options = effective_options(self.stderr_head)
+            proc = self._proc
+            if options or proc is None or proc.poll() is not None or time.monotonic() >= deadline:
+                return options
+            time.sleep(OPTIONS_POLL_S)
 
 
 #: The server's second start-up line: ``options: name=value ...`` (every setting in force).
