@@ -1,8 +1,8 @@
 """The churn note's runs at 1,000 clients x 30 msg/s (30k deliveries/s; 100 msg/s saturates this
 2-core machine's load generator): churn 0 and 500/s, and a 50% reset storm with immediate
-reconnects, against each target named (default: ours).  Run from the repository root:
+reconnects (``storm-backoff``: jittered exponential backoff), against each target named (default: ours).  Run from the repository root:
 
-    .venv/bin/python reports/churn/runs.py OUT churn0,churn500,storm embedded,ngircd,mosquitto
+    .venv/bin/python reports/churn/runs.py OUT churn0,churn100,churn500,storm,storm-backoff embedded,ngircd,mosquitto
 """
 
 import sys
@@ -24,14 +24,13 @@ def main() -> None:
     base = {**m.BASE, "rate": 30.0}
     results: dict[str, object] = {}
     for target in targets:
-        for rate in (0.0, 500.0):
-            if f"churn{rate:g}" in which:
-                config = SwarmConfig(target=target, churn=Churn(rate=rate), **base)
-                m.one(out, f"{target}-churn{rate:g}", config, results)
-        if "storm" in which:
-            storm = Churn(storm_percent=50, storm_at_s=5.0, mode="reset", reconnect="immediate")
+        for rate in [float(w[len("churn") :]) for w in which if w.startswith("churn")]:
+            config = SwarmConfig(target=target, churn=Churn(rate=rate), **base)
+            m.one(out, f"{target}-churn{rate:g}", config, results)
+        for policy in [p for p, w in (("immediate", "storm"), ("backoff", "storm-backoff")) if w in which]:
+            storm = Churn(storm_percent=50, storm_at_s=5.0, mode="reset", reconnect=policy)
             config = SwarmConfig(target=target, churn=storm, **{**base, "interval_s": 0.25})
-            m.one(out, f"{target}-storm50-immediate", config, results)
+            m.one(out, f"{target}-storm50-{policy}", config, results)
         write_json(out / "summary.json", results)
 
 
