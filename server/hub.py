@@ -99,7 +99,7 @@ class Hub:
             self._by_key[key] = session
             self._outbox_of[session] = session.outbox
             self._rooms_of[session] = {lobby.name: lobby}
-            lobby.members[session] = session.outbox
+            lobby.members[session] = (session, session.outbox)
             welcome = protocol.encode_welcome(name, *self.welcome_roster())
             # The welcome must be the first line it gets, yet it must already be
             # a member when it reads the welcome (and anyone reacts to it).
@@ -179,7 +179,7 @@ class Hub:
                     raise RoomError(f"Cannot join {name}: the server has {self.max_rooms} rooms, its limit")
                 room = self._rooms[name] = Room(name)
             mine[name] = room
-            room.members[session] = session.outbox
+            room.members[session] = (session, session.outbox)
             # Who is there, before any line of the room can reach it.
             talking = protocol.encode_talking(name, *self.room_roster(room, room.members))
             session.outbox.admit(talking, room.publish)

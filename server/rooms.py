@@ -52,15 +52,19 @@ class Room:
         self.name = name
         #: The default room's lines keep the one-room formats (``alice: hi``).
         self.default = name == protocol.DEFAULT_ROOM
-        #: Member -> its outbox, in join order; the source of ``targets``.
-        self.members: dict[Session, Outbox] = {}
+        #: Member -> its (member, outbox) pair, in join order; the source of
+        #: ``targets``.  The pair is made once, at the join: a snapshot made
+        #: on every join and part reuses the pairs instead of allocating one
+        #: per member each time (under churn, a million tuples a second for
+        #: the garbage collector to count and traverse).
+        self.members: dict[Session, tuple[Session, Outbox]] = {}
         #: Snapshot of ``members`` as (member, outbox) pairs: what broadcasts read.
         self.targets: Members = ()
 
     def publish(self) -> None:
         """Rebuild the snapshot (the hub's lock is held); C-speed copies only,
         so a join in a room of 10,000 stays cheap."""
-        snapshot = Snapshot(self.members.items())
+        snapshot = Snapshot(self.members.values())
         snapshot.origin = self
         self.targets = snapshot
 

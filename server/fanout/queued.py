@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from server.fanout.base import DONTWAIT, FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
@@ -306,11 +306,12 @@ class Flusher:
         special = union.keys() - (core or set())
         special.update(exclude for _, _, exclude in run if exclude is not None)
         lines_of = _lines_while_present(special, segments, run, first_seq)
-        self._fan_out_run(tuple(union.items()), run, first_seq, special, lines_of)
+        # The dict's own view: iterating it makes no (member, outbox) tuples to keep.
+        self._fan_out_run(union.items(), run, first_seq, special, lines_of)
 
     def _fan_out_run(
         self,
-        targets: BroadcastTargets,
+        targets: Iterable[tuple[object, Any]],
         run: list[tuple[BroadcastTargets, bytes, object]],
         first_seq: int,
         special: set[object] | None = None,

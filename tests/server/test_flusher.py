@@ -93,7 +93,8 @@ def _count_writes(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
 def _add(room: Room, *members: Member) -> None:
     """``members`` join ``room`` (the hub's sessions are opaque to the flusher)."""
     for m in members:
-        room.members[cast("Session", m)] = m.outbox
+        member = cast("Session", m)
+        room.members[member] = (member, m.outbox)
 
 
 def _present(room: Room) -> list[Member]:
@@ -211,3 +212,20 @@ def test_every_member_gets_exactly_the_lines_of_the_snapshots_it_was_in(
             assert m.read_all() == b"".join(m.expected), m.name
     finally:
         chat.close()
+
+
+def test_a_new_snapshot_reuses_the_pairs_of_the_members_that_stayed(chat: Chat) -> None:
+    """Each join and part makes a snapshot; the (member, outbox) pairs in it
+    are made once per member, not once per snapshot (under churn that was
+    a million tuples a second for the garbage collector)."""
+    room = Room("#lobby")
+    a, b, c = (chat.member(n) for n in "abc")
+    _add(room, a, b)
+    room.publish()
+    before = room.targets
+    _add(room, c)
+    room.publish()
+    _remove(room, a)
+    after = room.targets
+    assert [cast(Member, m).name for m, _ in after] == ["b", "c"]
+    assert after[0] is before[1]
