@@ -3,6 +3,7 @@
 reconnects (``storm-backoff``: jittered exponential backoff), against each target named (default: ours).  Run from the repository root:
 
     .venv/bin/python reports/churn/runs.py OUT churn0,churn100,churn500,storm,storm-backoff embedded,ngircd,mosquitto
+    .venv/bin/python reports/churn/runs.py OUT churn0,churn500 embedded,ngircd,mosquitto pinned
 """
 
 import sys
@@ -22,6 +23,8 @@ def main() -> None:
     which = sys.argv[2].split(",") if len(sys.argv) > 2 else ["churn0", "churn500", "storm"]
     targets = sys.argv[3].split(",") if len(sys.argv) > 3 else ["embedded"]
     base = {**m.BASE, "rate": 30.0}
+    if sys.argv[4:5] == ["pinned"]:  # the server alone on CPU 1, the harness on CPU 0
+        base |= {"server_cpus": (1,), "harness_cpus": (0,)}
     results: dict[str, object] = {}
     for target in targets:
         for rate in [float(w[len("churn") :]) for w in which if w.startswith("churn")]:
