@@ -15,7 +15,9 @@ that client ("send queue exceeded"); nobody waits for a slow reader.
 
 This is the server's hot path: the perf gate (``tests/perf``) and the
 benchmarks measure it.  The flusher and its outboxes share state freely, so
-they live in this one module.
+they live in this one module; which lines of a round go to whom (runs of
+one audience, or of one room while people come and go) is
+:mod:`server.fanout.runs`, with no sockets.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from server.fanout.base import DONTWAIT, FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
+from server.fanout.runs import BroadcastTargets, Item, Lines, lines_for, mixed_audience, split_runs
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +53,6 @@ WAKE_READ_BYTES = 4096
 #: here so that one place can be changed (tests/perf/slow_server.py slows it
 #: to prove the CI gate catches a slower fan-out).
 write_fd = os.write
-
-#: The audience of a broadcast: the hub's immutable snapshot of (member,
-#: outbox) pairs; with this strategy every outbox is a :class:`QueuedOutbox`.
-BroadcastTargets = tuple[tuple[object, Any], ...]
 
 
 class Flusher:
@@ -91,7 +90,7 @@ class Flusher:
         self.lock = threading.Lock()
         #: Number of the next broadcast (the log's lines are numbered before it).
         self.next_seq = 0
-        self._log: deque[tuple[BroadcastTargets, bytes, object]] = deque()
+        self._log: deque[Item] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -250,75 +249,30 @@ class Flusher:
                 except (OSError, ValueError):
                     outbox.writable = True
 
-    def _fan_out(self, items: list[tuple[BroadcastTargets, bytes, object]], first_seq: int) -> None:
-        """Deliver one round of broadcasts (numbered from ``first_seq``):
-        each run of consecutive lines with the same audience -- or with
-        audiences of the same origin (one room's snapshots, people joining and
-        leaving between its lines) -- as one block per recipient."""
-        start = 0
-        count = len(items)
-        while start < count:
-            targets = items[start][0]
-            origin = getattr(targets, "origin", None)
-            stop = start + 1
-            mixed = False
-            while stop < count:
-                other = items[stop][0]
-                if other is not targets:
-                    if origin is None or getattr(other, "origin", None) is not origin:
-                        break
-                    mixed = True
-                stop += 1
+    def _fan_out(self, items: list[Item], first_seq: int) -> None:
+        """Deliver one round of broadcasts (numbered from ``first_seq``): each
+        run (:func:`server.fanout.runs.split_runs`) as one block per recipient."""
+        for start, stop, mixed in split_runs(items):
             run = items[start:stop]
             if mixed:
-                self._fan_out_mixed(run, first_seq + start)
+                # One room's lines with people coming and going between them: the
+                # members of every snapshot get the run in one send, the others their lines.
+                who = mixed_audience(run, first_seq + start)
+                # The dict's own view: iterating it makes no (member, outbox) tuples to keep.
+                self._fan_out_run(who.union.items(), run, first_seq + start, who.special, who.lines_of)
             else:
-                self._fan_out_run(targets, run, first_seq + start)
-            start = stop
-
-    def _fan_out_mixed(self, run: list[tuple[BroadcastTargets, bytes, object]], first_seq: int) -> None:
-        """One room's lines with people joining or leaving between them (churn).
-        Line by line, each join and part would be a send to every member: at
-        500 connections churned per second in a room of 1,000 that is a
-        million sends a second.  Instead the members of every snapshot of the
-        run get the whole run in one send, as in :meth:`_fan_out_run`, and the
-        few who came or went meanwhile (and the run's senders) get the lines
-        of the snapshots they were in (:func:`_lines_while_present`)."""
-        segments: list[tuple[dict[object, Any], int, int]] = []  # (members, first line, past the last)
-        members_of: dict[int, dict[object, Any]] = {}
-        start = 0
-        for i in range(1, len(run) + 1):
-            if i == len(run) or run[i][0] is not run[start][0]:
-                targets = run[start][0]
-                members = members_of.get(id(targets))
-                if members is None:
-                    members = members_of[id(targets)] = dict(targets)  # C speed
-                segments.append((members, start, i))
-                start = i
-        union: dict[object, Any] = {}
-        core: set[object] | None = None
-        for members in members_of.values():
-            union.update(members)
-            if core is None:
-                core = set(members)
-            else:
-                core.intersection_update(members)
-        special = union.keys() - (core or set())
-        special.update(exclude for _, _, exclude in run if exclude is not None)
-        lines_of = _lines_while_present(special, segments, run, first_seq)
-        # The dict's own view: iterating it makes no (member, outbox) tuples to keep.
-        self._fan_out_run(union.items(), run, first_seq, special, lines_of)
+                self._fan_out_run(items[start][0], run, first_seq + start)
 
     def _fan_out_run(
         self,
         targets: Iterable[tuple[object, Any]],
-        run: list[tuple[BroadcastTargets, bytes, object]],
+        run: list[Item],
         first_seq: int,
         special: set[object] | None = None,
-        lines_of: dict[object, list[tuple[int, bytes]]] | None = None,
+        lines_of: dict[object, Lines] | None = None,
     ) -> None:
         """One run of lines with the same audience: one block per recipient
-        (``special``, ``lines_of``: a mixed run's, see :meth:`_fan_out_mixed`).
+        (``special``, ``lines_of``: a mixed run's, :func:`server.fanout.runs.mixed_audience`).
         The loop is the server's hottest: per recipient, in the common case
         (nothing queued, the socket takes the block), one check of the
         outbox's state and one non-blocking send through the bound method the
@@ -338,7 +292,7 @@ class Flusher:
         write = write_fd
         for member, outbox in targets:
             if member is only or (skipping and member in skipping):
-                lines = lines_of[member] if lines_of is not None else _lines_for(member, run, first_seq)
+                lines = lines_of[member] if lines_of is not None else lines_for(member, run, first_seq)
                 self._other_lines(outbox, lines)
                 continue
             if outbox.writable and not (
@@ -358,12 +312,12 @@ class Flusher:
                 outbox.keep_unsent(block, sent)
                 ready.append(outbox)  # limit check, EPOLLOUT registration
             elif outbox._own or outbox.closed:
-                self._queue_lines(outbox, _lines_for(member, run, first_seq))
+                self._queue_lines(outbox, lines_for(member, run, first_seq))
             else:
                 outbox._pending.append(block)
                 ready.append(outbox)
 
-    def _other_lines(self, outbox: QueuedOutbox, lines: list[tuple[int, bytes]]) -> None:
+    def _other_lines(self, outbox: QueuedOutbox, lines: Lines) -> None:
         """A sender of the run, or a member of only some of a mixed run's
         snapshots: ``lines``, the run's lines meant for it."""
         if not lines:
@@ -381,7 +335,7 @@ class Flusher:
             outbox._pending.append(data)
             self.ready.append(outbox)
 
-    def _queue_lines(self, outbox: QueuedOutbox, lines: list[tuple[int, bytes]]) -> None:
+    def _queue_lines(self, outbox: QueuedOutbox, lines: Lines) -> None:
         """A recipient with its own lines queued (or closing): the run's
         lines interleave with them by number, line by line."""
         outbox.add_broadcasts(lines)
@@ -392,43 +346,6 @@ class Flusher:
             self._epoll.unregister(fd)
         except (OSError, ValueError):
             pass
-
-
-def _lines_for(
-    member: object, run: list[tuple[BroadcastTargets, bytes, object]], first_seq: int
-) -> list[tuple[int, bytes]]:
-    """The numbered lines of ``run`` but ``member``'s own."""
-    return [(first_seq + i, d) for i, (_, d, exclude) in enumerate(run) if exclude is not member]
-
-
-def _lines_while_present(
-    special: set[object],
-    segments: list[tuple[dict[object, Any], int, int]],
-    run: list[tuple[BroadcastTargets, bytes, object]],
-    first_seq: int,
-) -> dict[object, list[tuple[int, bytes]]]:
-    """Per member of ``special``, the numbered lines of ``run`` said while it
-    was in the room (the snapshot of their segment holds it), but its own:
-    one walk over the segments, following who came and went between two
-    (set differences at C speed), so the cost is the lines handed out, not
-    members times lines."""
-    lines_of: dict[object, list[tuple[int, bytes]]] = {m: [] for m in special}
-    active: set[object] = set()
-    previous: dict[object, Any] | None = None
-    for members, lo, hi in segments:
-        if previous is None:
-            active = {m for m in special if m in members}
-        elif members is not previous:
-            active.difference_update(previous.keys() - members.keys())
-            active.update(special.intersection(members.keys() - previous.keys()))
-        previous = members
-        for i in range(lo, hi):
-            _, data, exclude = run[i]
-            seq = first_seq + i
-            for m in active:
-                if m is not exclude:
-                    lines_of[m].append((seq, data))
-    return lines_of
 
 
 class QueuedOutbox:
@@ -558,7 +475,7 @@ class QueuedOutbox:
         self._backlog_bytes = len(data) - sent
         self.writable = False
 
-    def add_broadcasts(self, lines: list[tuple[int, bytes]]) -> None:
+    def add_broadcasts(self, lines: Lines) -> None:
         """Numbered broadcast lines for us, merged with our own lines in
         number order (an own line numbered n goes before broadcast n)."""
         own = self._own

@@ -11,15 +11,15 @@ import socket
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.fanout import queued
+from server.fanout import queued, runs
 from server.fanout.queued import Flusher, QueuedOutbox
-from server.rooms import Members, Room
+from server.rooms import Members, Room, Snapshot
 
 if TYPE_CHECKING:
     from server.session import Session
@@ -229,3 +229,29 @@ def test_a_new_snapshot_reuses_the_pairs_of_the_members_that_stayed(chat: Chat) 
     after = room.targets
     assert [cast(Member, m).name for m, _ in after] == ["b", "c"]
     assert after[0] is before[1]
+
+
+def _snapshot(room: Room, *members: object) -> Snapshot:
+    snapshot = Snapshot(cast(Any, [(m, f"outbox of {m}") for m in members]))
+    snapshot.origin = room
+    return snapshot
+
+
+def test_runs_join_one_rooms_snapshots_and_name_who_gets_only_some_lines() -> None:
+    """The sans-IO part alone: a round of one room with a join and a part
+    between its lines is one mixed run, another room's line is a run of its
+    own, and only the joiner, the leaver and the senders are special."""
+    lobby, other = Room("#lobby"), Room("#other")
+    items: list[runs.Item] = [
+        (_snapshot(lobby, "a", "b"), b"a: 1\n", "a"),
+        (_snapshot(lobby, "a", "b", "c"), b"* c joined\n", "c"),
+        (_snapshot(lobby, "a", "c"), b"* b left\n", None),
+        (_snapshot(other, "d"), b"#other d: 2\n", "d"),
+    ]
+    assert list(runs.split_runs(items)) == [(0, 3, True), (3, 4, False)]
+    who = runs.mixed_audience(items[:3], 10)
+    assert set(who.union) == {"a", "b", "c"}
+    assert who.special == {"a", "b", "c"}
+    assert who.lines_of["a"] == [(11, b"* c joined\n"), (12, b"* b left\n")]
+    assert who.lines_of["b"] == [(10, b"a: 1\n"), (11, b"* c joined\n")]
+    assert who.lines_of["c"] == [(12, b"* b left\n")]
