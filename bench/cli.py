@@ -7,7 +7,9 @@ code); :data:`SUBCOMMANDS` is the dispatch table, imported lazily so a
 subcommand's dependencies load only when it runs.  The options every
 swarm-driving subcommand shares are declared once, in the parent parsers
 below (:func:`target_options`, :func:`clients_options`,
-:func:`traffic_options`, :func:`output_options`), and turned into a
+:func:`traffic_options`, :func:`output_options`; the workload and churn
+groups in :mod:`bench.cliworkload`, TLS and logins in
+:mod:`bench.clisecurity`, both re-exported here), and turned into a
 :class:`~bench.swarm.SwarmConfig` by one function, :func:`swarm_config`.
 """
 
@@ -19,20 +21,25 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, NoReturn, Protocol, cast
 
 from bench import progname
+from bench.clisecurity import add_login_options as add_login_options
+from bench.clisecurity import client_security as client_security
+from bench.clisecurity import login_options as login_options
+from bench.clisecurity import security_options as security_options
+from bench.cliworkload import DEFAULT_PAYLOAD as DEFAULT_PAYLOAD
+from bench.cliworkload import churn_of as churn_of
+from bench.cliworkload import churn_options as churn_options
+from bench.cliworkload import workload_of as workload_of
+from bench.cliworkload import workload_options as workload_options
 from bench.measure import thresholds
 from bench.measure.thresholds import Threshold
-from bench.net.tls import TlsOptions
 from bench.swarm import DEFAULT_SENDERS, SwarmConfig, pinning
 from bench.swarm.run import rooms_refusal
 from bench.targets import TargetError, make_target, parse_target, registry
+from bench.usage import UsageError as UsageError
 from bench.wire import PROTOCOLS
-from bench.wire.credentials import CredentialsError, Logins, parse_credentials, single
-from bench.workload import Workload, WorkloadError, membership, model, scenario
-from bench.workload.membership import Churn
 from server.config import FANOUT_STRATEGIES, ServerConfig
 
 PROG = progname.PROG  #: chat-bench or python -m bench, as started
@@ -44,17 +51,12 @@ PROG = progname.PROG  #: chat-bench or python -m bench, as started
 DEFAULT_RATE = 100.0
 DEFAULT_DURATION_S = 5.0
 DEFAULT_WARMUP_S = 1.0
-DEFAULT_PAYLOAD = 64
 #: Seconds a point waits for late deliveries after its last message was due;
 #: bounds the run time of a point that cannot keep up (``direct`` at high counts).
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
 DEFAULT_REPORTS_ROOT = "reports"
 #: The server's own fan-out strategy when started without --fanout (shown in --help).
 SERVER_DEFAULT_FANOUT: str = ServerConfig().fanout
-
-
-class UsageError(Exception):
-    """The options do not make sense together; the message says why."""
 
 
 class Subcommand(Protocol):
@@ -274,283 +276,6 @@ def traffic_options() -> argparse.ArgumentParser:
     workload_options(p)
     churn_options(p)
     return p
-
-
-def churn_options(p: argparse.ArgumentParser) -> None:
-    """Membership over time (bench/workload/membership.py): churn and a reconnect storm during traffic."""
-    d = Churn()
-    g = p.add_argument_group(
-        "churn and storms",
-        "connections that leave and come back during traffic (receivers that do not send; the senders stay). "
-        "A connection is owed what is sent after the server confirmed its registration, until shortly before "
-        "it leaves (README: Churn and storms)",
-    )
-    g.add_argument(
-        "--churn",
-        type=float,
-        default=d.rate,
-        metavar="RATE",
-        help="connections per second that leave and are replaced at once, from the end of the warm-up",
-    )
-    g.add_argument(
-        "--churn-mode",
-        choices=membership.CHURN_MODES,
-        default=d.mode,
-        help="how a connection leaves (churn and storm): quit (the protocol's goodbye, then a clean close), "
-        "reset (TCP RST), mixed (a seeded draw per leave)",
-    )
-    g.add_argument(
-        "--churn-names",
-        choices=membership.NAME_MODES,
-        default=d.names,
-        help="a replacement registers under a new name (NAMErK) or the same name (retried while the server "
-        "still holds it)",
-    )
-    g.add_argument(
-        "--storm",
-        type=_parsed(membership.parse_storm),
-        metavar="PCT@T",
-        help="drop PCT%% of the churnable connections at once at T seconds on the run's time axis (0: the first "
-        "send), e.g. 50@10; they reconnect by --reconnect",
-    )
-    g.add_argument(
-        "--storm-node",
-        type=int,
-        metavar="N",
-        help="a cluster: the storm strikes node N's connections only (PCT%% of them), and they reconnect to the "
-        "next node",
-    )
-    g.add_argument(
-        "--reconnect",
-        choices=membership.RECONNECT_POLICIES,
-        default=d.reconnect,
-        help="how dropped connections come back: immediate, or backoff (jittered exponential, --backoff)",
-    )
-    g.add_argument(
-        "--backoff",
-        type=_parsed(membership.parse_backoff),
-        metavar="BASE,CAP",
-        help=f"--reconnect backoff: attempt k waits a uniform draw in [0, min(CAP, BASE x 2^k)) seconds "
-        f"(default {d.backoff_base_s:g},{d.backoff_cap_s:g})",
-    )
-    g.add_argument(
-        "--leave-grace",
-        type=float,
-        default=d.leave_grace_s,
-        metavar="S",
-        help="messages intended this long before a connection's leave are owed to it; later ones may have been "
-        "in flight (not counted as lost when missing)",
-    )
-
-
-def churn_of(args: argparse.Namespace) -> Churn:
-    """The churn the options describe (all off without them)."""
-    get = args.__dict__.get
-    storm = get("storm") or (0.0, 0.0)
-    backoff = get("backoff") or (Churn.backoff_base_s, Churn.backoff_cap_s)
-    try:
-        return Churn(
-            rate=float(get("churn") or 0.0),
-            mode=get("churn_mode") or Churn.mode,
-            names=get("churn_names") or Churn.names,
-            storm_percent=storm[0],
-            storm_at_s=storm[1],
-            reconnect=get("reconnect") or Churn.reconnect,
-            backoff_base_s=backoff[0],
-            backoff_cap_s=backoff[1],
-            probe_rate=float(get("probe_rate") or 0.0),
-            leave_grace_s=float(get("leave_grace", Churn.leave_grace_s)),
-            storm_node=get("storm_node"),
-        )
-    except WorkloadError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _parsed(parse: Callable[[str], object]) -> Callable[[str], object]:
-    """An argparse type from a workload parser (its error is argparse's one line)."""
-
-    def convert(text: str) -> object:
-        try:
-            return parse(text)
-        except WorkloadError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = getattr(parse, "__name__", "value")
-    return convert
-
-
-def workload_options(p: argparse.ArgumentParser) -> None:
-    """The workload (bench/workload): a scenario, then any of these on top of it."""
-    g = p.add_argument_group(
-        "workload",
-        "rooms, senders and messages; without any of these every client is in one room and hears every sender. "
-        "A --scenario gives them all; an option given too overrides the scenario's value",
-    )
-    g.add_argument(
-        "--scenario",
-        type=_parsed(scenario.load),
-        metavar="NAME|FILE",
-        help=f"a shipped workload ({', '.join(scenario.names())}) or a TOML workload file (README: Workloads)",
-    )
-    g.add_argument("--rooms", type=int, metavar="R", help="rooms (default 1; personal rooms not counted)")
-    g.add_argument(
-        "--room-sizes",
-        type=_parsed(model.room_sizes),
-        metavar="DIST",
-        help="fixed (memberships spread evenly; default), fixed:M (M members each), uniform:A-B, zipf:S "
-        "(room i of R gets a share i**-S of the memberships)",
-    )
-    g.add_argument("--rooms-per-client", type=int, metavar="K", help="rooms each client is in (default 1)")
-    g.add_argument(
-        "--personal-rooms",
-        action=argparse.BooleanOptionalAction,
-        help="also a room of its own per client, sent to by one other client",
-    )
-    g.add_argument(
-        "--senders-per-room",
-        type=int,
-        metavar="S",
-        help="members of each room that send (default 1; in one room: the senders, as --senders)",
-    )
-    g.add_argument(
-        "--publisher-skew",
-        type=_parsed(model.skew),
-        metavar="none|zipf:S",
-        help="the streams' shares of the rate: equal (none, default) or Zipf over a random ranking",
-    )
-    g.add_argument(
-        "--payload-sizes",
-        type=_parsed(model.payload_sizes),
-        metavar="DIST",
-        help="payload bytes drawn per message: uniform:A-B, or sizes with weights 64:80,1024:15,16384:5",
-    )
-    g.add_argument("--arrivals", choices=model.ARRIVALS, help="constant (default) or poisson (exponential gaps)")
-    g.add_argument(
-        "--rate-per-room",
-        action=argparse.BooleanOptionalAction,
-        help="--rate is messages/s per room (total: rate x rooms with a sender), not over all rooms",
-    )
-    g.add_argument("--seed", type=int, help="seed of every random draw of the workload (default 1)")
-
-
-def workload_of(args: argparse.Namespace) -> tuple[Workload, int]:
-    """The workload the options describe (the scenario, overridden by the
-    options given) and the payload bytes of a message (``--payload``, the
-    workload's one size, the mean of its distribution, or the default)."""
-    get = args.__dict__.get
-    base: Workload = get("scenario") or Workload()
-    workload = base.with_options(
-        rooms=get("rooms"),
-        sizes=get("room_sizes"),
-        per_client=get("rooms_per_client"),
-        personal=get("personal_rooms"),
-        senders_per_room=get("senders_per_room"),
-        publisher_skew=get("publisher_skew"),
-        payload=get("payload_sizes"),
-        arrivals=get("arrivals"),
-        rate_mode=None if get("rate_per_room") is None else ("per-room" if get("rate_per_room") else "total"),
-        seed=get("seed"),
-    )
-    payload = get("payload")
-    if payload is not None:
-        if get("payload_sizes") is not None:
-            raise UsageError("give --payload (one size) or --payload-sizes (a distribution), not both")
-        return replace(workload, payload=None), payload
-    if workload.payload is None:
-        return workload, DEFAULT_PAYLOAD
-    fixed = workload.payload.fixed
-    if fixed is not None:
-        return replace(workload, payload=None), fixed
-    return workload, round(workload.payload.mean)
-
-
-def security_options() -> argparse.ArgumentParser:
-    """TLS and logins: --tls, --ca, --insecure, --server-name, --tls-resume, --user, --password, --credentials."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("TLS")
-    g.add_argument(
-        "--tls",
-        action="store_true",
-        help="every connection over TLS: a target the harness starts serves TLS with a certificate it generates "
-        f"(and its clients trust; {registry.tls_kinds()}); a running server's certificate is checked against "
-        "the system's CAs (or --ca) and its name",
-    )
-    g.add_argument(
-        "--ca", metavar="FILE", help="trust this CA certificate (PEM) instead of the system's; implies --tls"
-    )
-    g.add_argument(
-        "--insecure",
-        action="store_true",
-        help="TLS without any certificate check (a self-signed server); implies --tls, and every result says so",
-    )
-    g.add_argument("--server-name", metavar="NAME", help="the name sent (SNI) and checked (default: the target's host)")
-    g.add_argument(
-        "--tls-resume",
-        action="store_true",
-        help="each worker's connections after its first offer the previous one's session (resumed handshakes, "
-        "timed apart from full ones)",
-    )
-    add_login_options(p)
-    return p
-
-
-def login_options() -> argparse.ArgumentParser:
-    """Logins alone: --user, --password, --credentials."""
-    p = argparse.ArgumentParser(add_help=False)
-    add_login_options(p)
-    return p
-
-
-def add_login_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("logins")
-    g.add_argument(
-        "--user",
-        help="log in as this user (MQTT, Redis, NATS); a target the harness starts lets in only this login",
-    )
-    g.add_argument(
-        "--password",
-        help="the password (visible to other users in `ps`: prefer --credentials); alone, every client's "
-        "password: IRC's server password (PASS), our server's per-name accounts (the harness enrolls its clients)",
-    )
-    g.add_argument(
-        "--credentials",
-        metavar="FILE",
-        help="USER:PASSWORD lines, client i logs in with line i (modulo their number); for our protocol the users "
-        "are the clients' names (one line per client)",
-    )
-
-
-def client_security(args: argparse.Namespace) -> tuple[TlsOptions | None, Logins | None]:
-    """The TLS settings and logins the options give (UsageError in one line)."""
-    get = args.__dict__.get
-    tls = None
-    if get("tls") or get("ca") or get("insecure") or get("server_name") or get("tls_resume"):
-        ca = get("ca")
-        if ca is not None and not Path(ca).is_file():
-            raise UsageError(f"--ca {ca}: no such file")
-        if ca is not None and get("insecure"):
-            raise UsageError("--ca and --insecure contradict each other: --insecure checks no certificate")
-        tls = TlsOptions(ca, bool(get("insecure")), get("server_name"), bool(get("tls_resume")))
-        if tls.insecure:
-            print("warning: --insecure: the target's TLS certificate is not checked", file=sys.stderr)
-    logins = None
-    try:
-        if get("credentials") is not None:
-            if get("user") is not None or get("password") is not None:
-                raise UsageError("--credentials or --user/--password, not both")
-            path = Path(str(get("credentials")))
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UsageError(f"--credentials {path}: {getattr(exc, 'strerror', None) or exc}") from None
-            logins = parse_credentials(text, str(path))
-        elif (password := get("password")) is not None:
-            logins = single(get("user"), str(password))
-        elif get("user") is not None:
-            raise UsageError("--user needs --password (or --credentials FILE)")
-    except CredentialsError as exc:
-        raise UsageError(str(exc)) from None
-    return tls, logins
 
 
 def output_options() -> argparse.ArgumentParser:
