@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bench.loadtest import phases
 from bench.loadtest.clocks import DEFAULT_MAX_CLOCK_ERROR_MS
 from bench.loadtest.support import MAX_PAYLOAD
 from bench.measure import thresholds
@@ -26,6 +27,7 @@ DEFAULT_RATE = 1.0
 DEFAULT_PAYLOAD = 64
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_PROTOCOL = "chat"
+DEFAULT_PHASE = phases.SPREAD
 DEFAULT_STEP_USERS = 50
 DEFAULT_STEP_TIME = 10.0
 
@@ -79,6 +81,15 @@ def add_arguments(parser: Any) -> None:
         metavar="MSGS",
         help=f"chat messages per second per user; 0 = listen only (default {DEFAULT_RATE}). "
         "Deliveries per second = users x rate x (users - 1).",
+    )
+    _add(
+        group,
+        "--chat-phase",
+        choices=list(phases.CHOICES),
+        default=DEFAULT_PHASE,
+        help="where in its period each user sends: spread (default; the users of a process take golden-ratio "
+        "phases, nearly evenly spaced as the swarm's senders, on one clock grid) or random (a random phase per "
+        "connection: probes bunch up now and then, and the server's queueing behind the bunches is measured too)",
     )
     _add(
         group,

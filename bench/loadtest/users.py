@@ -42,7 +42,6 @@ are cooperative.  Nothing here patches anything itself.
 from __future__ import annotations
 
 import logging
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -57,6 +56,7 @@ from bench.loadtest.hdr import RECORDER
 from bench.loadtest.options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PAYLOAD,
+    DEFAULT_PHASE,
     DEFAULT_PROTOCOL,
     DEFAULT_RATE,
     add_arguments,
@@ -64,6 +64,7 @@ from bench.loadtest.options import (
 )
 from bench.loadtest.options import access as user_access
 from bench.loadtest.pacer import pacer, send_rest
+from bench.loadtest.phases import Phases, process_phases
 from bench.loadtest.receive import receiving
 from bench.loadtest.rxloop import Member, receive_loop
 from bench.loadtest.support import (
@@ -214,9 +215,11 @@ class ChatUser(User):
     messages), :meth:`say` (plain chat) or :meth:`send_line` (commands).
     Pacing: by default each user sends on an open-loop schedule of ``rate``
     messages per second (``--chat-rate``; set the class attribute to
-    override) with a random phase, and a probe carries its *scheduled* time.  A subclass may set its own ``wait_time``
-    (``constant_throughput(2)``, ``between(1, 3)``...); probes then carry the
-    time they were sent.  Override :meth:`on_chat` / :meth:`on_server_event`
+    override) at a phase spread over the period (``--chat-phase``,
+    :mod:`bench.loadtest.phases`), and a probe carries its *scheduled* time.
+    A subclass may set its own ``wait_time`` (``constant_throughput(2)``,
+    ``between(1, 3)``...); probes then carry the time they were sent.
+    Override :meth:`on_chat` / :meth:`on_server_event`
     to react to non-probe traffic.
     """
 
@@ -284,7 +287,7 @@ class ChatUser(User):
         self.sender_id = conn.sender_id
         self.seq = 0
         if self._period_ns:
-            self._next_ns = time.monotonic_ns() + random.randrange(self._period_ns)
+            self._next_ns = user_phases(self.environment).first_send(self._period_ns, time.monotonic_ns())
         rx = receiving()
         rx.labels.max_error_ns = int(
             float(option(self.environment, "chat_max_clock_error", DEFAULT_MAX_CLOCK_ERROR_MS)) * 1e6
@@ -471,6 +474,13 @@ class ChatUser(User):
             exception=exc,
             context={},
         )
+
+
+def user_phases(environment: Any) -> Phases:
+    """The process's phases for ``--chat-phase``; a worker's grid is shifted by its index."""
+    runner = getattr(environment, "runner", None)
+    index = getattr(runner, "worker_index", 0) if runner is not None else 0
+    return process_phases(str(option(environment, "chat_phase", DEFAULT_PHASE)), int(index or 0))
 
 
 class ChatClientUser(ChatUser):
