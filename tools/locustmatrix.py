@@ -16,7 +16,11 @@ from its run document (the workers' CPU over the measured window / the
 deliveries per second); Locust's from the Locust process's CPU time (psutil,
 sampled every 0.25 s) over the whole intervals of its time axis that lie
 after ``--settle`` seconds and before the last second, divided by the
-deliveries that arrived in those intervals.  Everything goes into
+deliveries that arrived in those intervals.  The p99 the goal compares is
+over steady traffic for both: the swarm's measured window (past its
+warm-up; it runs as long as Locust's window by default) and Locust's
+intervals of that same CPU window, their exact histograms merged (Locust's
+whole-run figures, ramp included, are shown beside them).  Everything goes into
 ``OUT/matrix.json`` and ``OUT/MATRIX.md`` (the table, with Locust ÷ swarm and
 the issue's goals: p99 within 1.2x + 0.5 ms, CPU per delivery within 1.3x);
 each run's own files stay beside them.  Loopback only, bounded, and every
@@ -39,15 +43,18 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from bench.measure.stats import LatencyHistogram
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = REPO / "bench" / "locustfile.py"
@@ -79,6 +86,11 @@ class Row:
     lost: int | None
     faults: int | None  #: duplicated + reordered + corrupted
     file: str  #: the run's own result, relative to the output directory
+    #: p50 and p99 of the steady window only (Locust: the intervals of the CPU
+    #: window, past its ramp; the swarm: its measured window, the same as p50/p99)
+    steady_p50_ms: float | None = None
+    steady_p99_ms: float | None = None
+    repeat: int = 1  #: which of ``--repeat`` runs (a median row: 0)
 
 
 def ms(value_us: float | None) -> float | None:
@@ -163,8 +175,13 @@ def cpu_between(samples: list[tuple[float, float]], start: float, end: float) ->
 # --------------------------------------------------------------------------
 
 
-def run_locust(args: argparse.Namespace, rate: float, out: Path) -> Row:
-    name = f"locust-r{rate:g}"
+def run_name(generator: str, rate: float, repeat: int, args: argparse.Namespace) -> str:
+    """A run's file name stem: ``locust-r5``, or ``locust-r5-2`` for the second of ``--repeat``."""
+    return f"{generator}-r{rate:g}" + (f"-{repeat}" if args.repeat > 1 else "")
+
+
+def run_locust(args: argparse.Namespace, rate: float, out: Path, repeat: int = 1) -> Row:
+    name = run_name("locust", rate, repeat, args)
     prefix = out / name
     server, port = start_server(args.server_cpu, out / f"{name}-server.log")
     samples: list[tuple[float, float]] = []
@@ -193,7 +210,7 @@ def run_locust(args: argparse.Namespace, rate: float, out: Path) -> Row:
     if code != 0:
         raise SystemExit(f"locustmatrix: locust exited with {code}; see {out / (name + '.out')}")
     doc = json.loads(Path(f"{prefix}_fanout_hdr.json").read_text(encoding="utf-8"))
-    return locust_row(doc, samples, rate, args, f"{name}_fanout_hdr.json")
+    return replace(locust_row(doc, samples, rate, args, f"{name}_fanout_hdr.json"), repeat=repeat)
 
 
 def locust_row(
@@ -215,6 +232,7 @@ def locust_row(
         else None
     )
     span = sum(s["length_s"] for s in window)
+    steady = merged_percentiles(window)
     summary, lag, counts = doc["summary"], doc["read_lag"]["summary"], doc["integrity"]
     return Row(
         generator="locust",
@@ -231,28 +249,42 @@ def locust_row(
         lost=counts["lost"],
         faults=counts["duplicated"] + counts["reordered"] + counts["corrupted"],
         file=file,
+        steady_p50_ms=steady[0],
+        steady_p99_ms=steady[1],
     )
 
 
-def run_swarm(args: argparse.Namespace, rate: float, out: Path) -> Row:
-    name = f"swarm-r{rate:g}"
+def merged_percentiles(window: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """p50 and p99 (ms) of the deliveries of ``window``'s intervals, from
+    their exact histograms merged (None: no interval holds one)."""
+    merged = LatencyHistogram()
+    for section in window:
+        encoded = section.get("histogram")
+        if encoded and encoded.get("data"):
+            merged.merge(LatencyHistogram.decode(encoded["data"], int(encoded.get("clamped", 0))))
+    if not merged.count:
+        return None, None
+    return ms(merged.percentile(50)), ms(merged.percentile(99))
+
+
+def run_swarm(args: argparse.Namespace, rate: float, out: Path, repeat: int = 1) -> Row:
+    name = run_name("swarm", rate, repeat, args)
     argv = [sys.executable, "-m", "bench", "run", "--clients", str(args.users), "--senders", str(args.users)]
     argv += ["--rate", f"{args.users * rate:g}", "--server-cpus", str(args.server_cpu)]
     argv += ["--harness-cpus", str(args.harness_cpu), "--workers", "1", "--out", str(out / name), "--quiet"]
     argv += ["--live", "off"]
-    if args.swarm_duration is not None:
-        argv += ["--duration", f"{args.swarm_duration:g}"]
+    argv += ["--duration", f"{args.swarm_duration:g}"]
     with (out / f"{name}.out").open("wb") as log:
         proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            code = proc.wait(timeout=(args.swarm_duration or 5) + GRACE_S)
+            code = proc.wait(timeout=args.swarm_duration + GRACE_S)
         finally:
             stop(proc, signal.SIGTERM)
     runs = sorted((out / name).rglob("run-c*.json"))
     if code != 0 or not runs:
         raise SystemExit(f"locustmatrix: chat-bench run exited with {code}; see {out / (name + '.out')}")
     doc = json.loads(runs[0].read_text(encoding="utf-8"))
-    return swarm_row(doc, rate, args, str(runs[0].relative_to(out)))
+    return replace(swarm_row(doc, rate, args, str(runs[0].relative_to(out))), repeat=repeat)
 
 
 def swarm_row(doc: dict[str, Any], rate: float, args: argparse.Namespace, file: str) -> Row:
@@ -276,6 +308,8 @@ def swarm_row(doc: dict[str, Any], rate: float, args: argparse.Namespace, file: 
         lost=counts["lost"],
         faults=counts["duplicated"] + counts["reordered"] + counts["corrupted"],
         file=file,
+        steady_p50_ms=ms(latency.get("p50_us")),
+        steady_p99_ms=ms(latency.get("p99_us")),
     )
 
 
@@ -283,20 +317,71 @@ def swarm_row(doc: dict[str, Any], rate: float, args: argparse.Namespace, file: 
 # The table
 # --------------------------------------------------------------------------
 
+#: Row fields that are measurements (a median row holds their medians).
+MEASURED = (
+    "deliveries",
+    "deliveries_per_s",
+    "p50_ms",
+    "p99_ms",
+    "read_lag_p50_ms",
+    "read_lag_p99_ms",
+    "cpu_percent",
+    "cpu_us_per_delivery",
+    "lost",
+    "faults",
+    "steady_p50_ms",
+    "steady_p99_ms",
+)
+
+
+def median_row(runs: list[Row]) -> Row:
+    """One generator at one load over its repeats: each measurement's median
+    (lost and faults: the largest, a fault in any run is a fault); ``repeat`` 0."""
+    values: dict[str, Any] = {}
+    for name in MEASURED:
+        got = [getattr(r, name) for r in runs if getattr(r, name) is not None]
+        if not got:
+            values[name] = None
+        elif name in ("lost", "faults"):
+            values[name] = max(got)
+        else:
+            middle = statistics.median(got)
+            values[name] = round(middle, 3) if isinstance(middle, float) else middle
+    return replace(runs[0], repeat=0, file="", **values)
+
+
+def spread(values: list[float | None]) -> list[float] | None:
+    """[min, max] of the known values (None: none known)."""
+    known = [v for v in values if v is not None]
+    return [min(known), max(known)] if known else None
+
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+def compare(locusts: list[Row], swarms: list[Row]) -> dict[str, Any]:
+    """The goals on the medians of the repeats, with the spread of the
+    ratios of the run pairs (Locust and swarm run back to back)."""
+    result = verdicts(median_row(locusts), median_row(swarms))
+    pairs = list(zip(locusts, swarms, strict=False))
+    result["p99_ratio_pairs"] = spread([ratio(a.steady_p99_ms, b.steady_p99_ms) for a, b in pairs])
+    result["cpu_ratio_pairs"] = spread([ratio(a.cpu_us_per_delivery, b.cpu_us_per_delivery) for a, b in pairs])
+    result["repeats"] = len(pairs)
+    return result
+
+
 def verdicts(locust: Row, swarm: Row) -> dict[str, Any]:
-    """Locust ÷ swarm and the issue's goals at one load."""
+    """Locust ÷ swarm and the issue's goals at one load: the p99s over the
+    steady windows (the swarm's excludes its warm-up; Locust's whole-run p99
+    holds its ramp too, so it is shown beside but not compared)."""
     p99_ok = None
-    if locust.p99_ms is not None and swarm.p99_ms is not None:
-        p99_ok = locust.p99_ms <= P99_FACTOR * swarm.p99_ms + P99_SLACK_MS
+    if locust.steady_p99_ms is not None and swarm.steady_p99_ms is not None:
+        p99_ok = locust.steady_p99_ms <= P99_FACTOR * swarm.steady_p99_ms + P99_SLACK_MS
     cpu = ratio(locust.cpu_us_per_delivery, swarm.cpu_us_per_delivery)
     return {
         "rate_per_user": locust.rate_per_user,
-        "p99_ratio": ratio(locust.p99_ms, swarm.p99_ms),
+        "p99_ratio": ratio(locust.steady_p99_ms, swarm.steady_p99_ms),
         "p99_goal_met": p99_ok,
         "cpu_ratio": cpu,
         "cpu_goal_met": None if cpu is None else cpu <= CPU_FACTOR,
@@ -311,36 +396,66 @@ def cell(value: Any, unit: str = "") -> str:
     return f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
 
-def markdown(rows: list[Row], compared: list[dict[str, Any]], made: str) -> str:
+def markdown(rows: list[Row], compared: list[dict[str, Any]], made: str, runs: list[Row] | None = None) -> str:
     lines = [
         "# Locust against the swarm at the same load",
         "",
         f"Made by `tools/locustmatrix.py` ({made}). Server pinned to one core, the load generator to",
         "another; exact figures from each generator's own result (see `matrix.json`).",
         "",
-        "| load | generator | deliveries/s | p50 | p99 | read lag p50 / p99 | CPU | CPU per delivery | lost | faults |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Steady p50 and p99: Locust's over the same steady intervals as its CPU figure (past the",
+        "ramp), the swarm's over its measured window (past its warm-up); p50 and p99: the whole",
+        "result each generator prints (Locust's includes the ramp). The goal compares the steady ones.",
+        "",
     ]
-    for r in rows:
-        lag = f"{cell(r.read_lag_p50_ms)} / {cell(r.read_lag_p99_ms, ' ms')}"
-        lines.append(
-            f"| {r.users} users x {r.rate_per_user:g} msg/s | {r.generator} | {cell(r.deliveries_per_s)} | "
-            f"{cell(r.p50_ms, ' ms')} | {cell(r.p99_ms, ' ms')} | {lag} | "
-            f"{cell(r.cpu_percent, '%')} | {cell(r.cpu_us_per_delivery, ' µs')} | {cell(r.lost)} | {cell(r.faults)} |"
-        )
+    if runs:
+        lines += [
+            f"Medians of {max(r.repeat for r in runs)} runs each, Locust and the swarm back to back "
+            "(each run below); lost and faults: the most of any run.",
+            "",
+        ]
+    lines += row_table(rows)
     if compared:
         lines += [
             "",
-            f"| msg/s per user | Locust ÷ swarm p99 | p99 within {P99_FACTOR}x + {P99_SLACK_MS} ms | "
+            f"| msg/s per user | Locust ÷ swarm steady p99 | p99 within {P99_FACTOR}x + {P99_SLACK_MS} ms | "
             f"Locust ÷ swarm CPU per delivery | within {CPU_FACTOR}x |",
             "|---:|---:|---|---:|---|",
         ]
         for c in compared:
             lines.append(
-                f"| {c['rate_per_user']:g} | {cell(c['p99_ratio'])} | {cell(c['p99_goal_met'])} | "
-                f"{cell(c['cpu_ratio'])} | {cell(c['cpu_goal_met'])} |"
+                f"| {c['rate_per_user']:g} | {cell(c['p99_ratio'])}{pairs(c.get('p99_ratio_pairs'))} | "
+                f"{cell(c['p99_goal_met'])} | {cell(c['cpu_ratio'])}{pairs(c.get('cpu_ratio_pairs'))} | "
+                f"{cell(c['cpu_goal_met'])} |"
             )
+    if runs:
+        lines += ["", "## Each run", "", *row_table(runs, with_repeat=True)]
     return "\n".join(lines) + "\n"
+
+
+def pairs(spread: list[float] | None) -> str:
+    """`` (MIN-MAX)`` of the run pairs' ratios, where they differ."""
+    return "" if not spread or spread[0] == spread[1] else f" ({spread[0]:g}-{spread[1]:g})"
+
+
+def row_table(rows: list[Row], with_repeat: bool = False) -> list[str]:
+    """The rows as a markdown table."""
+    head = "| load | generator | " + ("run | " if with_repeat else "")
+    lines = [
+        head + "deliveries/s | steady p50 | steady p99 | p50 | p99 | read lag p50 / p99 | CPU "
+        "| CPU per delivery | lost | faults |",
+        "|---|---|" + ("---:|" if with_repeat else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lag = f"{cell(r.read_lag_p50_ms)} / {cell(r.read_lag_p99_ms, ' ms')}"
+        lines.append(
+            f"| {r.users} users x {r.rate_per_user:g} msg/s | {r.generator} | "
+            + (f"{r.repeat} | " if with_repeat else "")
+            + f"{cell(r.deliveries_per_s)} | {cell(r.steady_p50_ms, ' ms')} | {cell(r.steady_p99_ms, ' ms')} | "
+            f"{cell(r.p50_ms, ' ms')} | {cell(r.p99_ms, ' ms')} | {lag} | "
+            f"{cell(r.cpu_percent, '%')} | {cell(r.cpu_us_per_delivery, ' µs')} | {cell(r.lost)} | {cell(r.faults)} |"
+        )
+    return lines
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -351,13 +466,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--users", type=int, default=100, help="Locust users = swarm clients = senders (default 100)")
     p.add_argument("--rates", default="2,5", help="messages/s per user, comma-separated (default 2,5)")
     p.add_argument("--seconds", type=int, default=20, help="Locust's -t (default 20)")
-    p.add_argument("--swarm-duration", type=float, default=None, help="chat-bench run --duration (default: its own, 5)")
+    p.add_argument(
+        "--swarm-duration",
+        type=float,
+        default=None,
+        help="chat-bench run --duration (default: as long as Locust's steady window, --seconds - --settle - 1)",
+    )
     p.add_argument(
         "--settle", type=float, default=3.0, help="seconds of a Locust run left out of its CPU window (default 3)"
     )
     p.add_argument("--server-cpu", type=int, default=1, help="the core the server is pinned to (default 1)")
     p.add_argument("--harness-cpu", type=int, default=0, help="the core the load generator is pinned to (default 0)")
     p.add_argument("--only", choices=("locust", "swarm"), default=None, help="run one generator only")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each generator at each load, Locust and the swarm back to back; the table gives medians "
+        "and the spread of the run pairs' ratios (default 1; 3 on a shared machine)",
+    )
     args = p.parse_args(argv)
     try:
         args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
@@ -365,6 +492,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--rates {args.rates!r}: write numbers, e.g. 2,5")
     if not args.rate_list or any(r <= 0 for r in args.rate_list) or args.users < 2 or args.seconds < 2:
         p.error("--rates must be positive, --users at least 2, --seconds at least 2")
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    if args.swarm_duration is None:
+        args.swarm_duration = max(1.0, args.seconds - args.settle - 1.0)
     if shutil.which("taskset") is None:
         p.error("taskset is not installed (Debian: util-linux)")
     cpus = os.sched_getaffinity(0)
@@ -373,19 +504,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def summarise(runs: list[Row], rates: list[float]) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Per load and generator one row (the median of its repeats; a single
+    run as it is), and per load where both ran, the goals (:func:`compare`)."""
+    rows: list[Row] = []
+    compared: list[dict[str, Any]] = []
+    for rate in rates:
+        by: dict[str, list[Row]] = {}
+        for r in runs:
+            if r.rate_per_user == rate:
+                by.setdefault(r.generator, []).append(r)
+        for generator in ("locust", "swarm"):
+            got = by.get(generator, [])
+            if got:
+                rows.append(got[0] if len(got) == 1 else median_row(got))
+        if by.get("locust") and by.get("swarm"):
+            compared.append(compare(by["locust"], by["swarm"]))
+    return rows, compared
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[Row] = []
-    compared: list[dict[str, Any]] = []
-    for rate in args.rate_list:
-        locust = run_locust(args, rate, out) if args.only != "swarm" else None
-        swarm = run_swarm(args, rate, out) if args.only != "locust" else None
-        rows += [r for r in (locust, swarm) if r is not None]
-        if locust is not None and swarm is not None:
-            compared.append(verdicts(locust, swarm))
-        print(f"locustmatrix: {args.users} users x {rate:g} msg/s done", file=sys.stderr, flush=True)
+    runs: list[Row] = []
+    for repeat in range(1, args.repeat + 1):
+        for rate in args.rate_list:
+            if args.only != "swarm":
+                runs.append(run_locust(args, rate, out, repeat))
+            if args.only != "locust":
+                runs.append(run_swarm(args, rate, out, repeat))
+            done = f"{args.users} users x {rate:g} msg/s" + (
+                f", run {repeat} of {args.repeat}" if args.repeat > 1 else ""
+            )
+            print(f"locustmatrix: {done} done", file=sys.stderr, flush=True)
+    rows, compared = summarise(runs, args.rate_list)
     when = time.strftime("%Y-%m-%d %H:%M")
     made = f"{when} on {platform.node()}, {psutil.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at the end"
     document = {
@@ -393,10 +546,11 @@ def main(argv: list[str] | None = None) -> int:
         "made": made,
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "rows": [asdict(r) for r in rows],
+        "runs": [asdict(r) for r in runs],
         "compared": compared,
     }
     (out / "matrix.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    table = markdown(rows, compared, made)
+    table = markdown(rows, compared, made, runs if args.repeat > 1 else None)
     (out / "MATRIX.md").write_text(table, encoding="utf-8")
     print(table, end="")
     return 0

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bench.measure.stats import LatencyHistogram
 from tests.paths import REPO
 
 
@@ -30,8 +31,16 @@ ARGS = argparse.Namespace(users=100, settle=3.0)
 T0 = 1_800_000_000.0
 
 
-def interval(k: int, delivered: int) -> dict[str, Any]:
-    return {"start_s": float(k), "length_s": 1.0, "delivered": delivered}
+def encoded(hist: LatencyHistogram) -> dict[str, Any]:
+    """A histogram as the Locust JSON's intervals hold it."""
+    return {"format": "hdrhistogram-v2-base64", "unit": "us", "data": hist.encode(), "clamped": 0}
+
+
+def interval(k: int, delivered: int, latency_us: int = 2000) -> dict[str, Any]:
+    """Interval ``k``: ``delivered`` deliveries, each ``latency_us`` late."""
+    hist = LatencyHistogram()
+    hist.record(latency_us, delivered)
+    return {"start_s": float(k), "length_s": 1.0, "delivered": delivered, "histogram": encoded(hist)}
 
 
 def test_locust_cpu_per_delivery_counts_only_the_steady_intervals() -> None:
@@ -39,7 +48,8 @@ def test_locust_cpu_per_delivery_counts_only_the_steady_intervals() -> None:
     samples = [(T0 + i * 0.25, 0.125 * i) for i in range(41)]
     doc = {
         "interval_origin_unix_s": T0 + 1.0,
-        "intervals": [interval(k, 100 if k < 2 else 10_000) for k in range(9)],  # ramp, then 10k/s
+        # a ramp (slow), then 10k/s: 99% at 2 ms, 1% at 9 ms in the steady intervals
+        "intervals": [interval(k, 100, 80_000) if k < 2 else steady(k) for k in range(9)],
         "summary": {"count": 70_200, "p50_us": 1500, "p99_us": 4000},
         "read_lag": {"summary": {"p50_us": 100, "p99_us": 900}},
         "integrity": {"lost": 0, "duplicated": 0, "reordered": 1, "corrupted": 0},
@@ -50,6 +60,19 @@ def test_locust_cpu_per_delivery_counts_only_the_steady_intervals() -> None:
     assert row.cpu_percent == 50.0
     assert row.cpu_us_per_delivery == 50.0  # 3 CPU s / 60,000
     assert (row.p50_ms, row.p99_ms, row.read_lag_p99_ms, row.faults) == (1.5, 4.0, 0.9, 1)
+    # The steady percentiles: the same intervals' exact histograms merged, the ramp's 80 ms left out.
+    assert row.steady_p50_ms == pytest.approx(2.0, rel=0.002)
+    assert row.steady_p99_ms == pytest.approx(2.0, rel=0.002)
+    assert lm.merged_percentiles([steady(2), interval(3, 500, 80_000)])[1] == pytest.approx(80.0, rel=0.002)
+    assert lm.merged_percentiles([]) == (None, None)
+
+
+def steady(k: int) -> dict[str, Any]:
+    """A steady interval: 10,000 deliveries, 9,901 at 2 ms and 99 at 9 ms (under 1%)."""
+    section = interval(k, 9_901, 2000)
+    hist = LatencyHistogram.decode(section["histogram"]["data"])
+    hist.record(9000, 99)
+    return {**section, "delivered": 10_000, "histogram": encoded(hist)}
 
 
 def test_swarm_row_and_the_goals() -> None:
@@ -62,7 +85,9 @@ def test_swarm_row_and_the_goals() -> None:
     }
     swarm = lm.swarm_row(doc, 2.0, ARGS, "run.json")
     assert swarm.cpu_us_per_delivery == 15.0  # 0.297 core / 19,800 per s
-    locust = lm.Row("locust", 100, 2.0, 1, 19_800.0, 1.2, 4.1, 0.1, 0.5, 40.0, 19.5, 0, 0, "l.json")
+    assert (swarm.steady_p50_ms, swarm.steady_p99_ms) == (1.0, 3.0)  # its measured window is the steady one
+    # Locust's whole-run p99 (ramp included, 40 ms) is shown, but the goal compares the steady one.
+    locust = lm.Row("locust", 100, 2.0, 1, 19_800.0, 9.0, 40.0, 0.1, 0.5, 40.0, 19.5, 0, 0, "l.json", 1.2, 4.1)
     compared = lm.verdicts(locust, swarm)
     assert compared == {
         "rate_per_user": 2.0,
@@ -71,10 +96,10 @@ def test_swarm_row_and_the_goals() -> None:
         "cpu_ratio": 1.3,
         "cpu_goal_met": True,
     }
-    slow = lm.Row("locust", 100, 2.0, 1, 19_800.0, 1.2, 4.2, 0.1, 0.5, 40.0, 19.6, 0, 0, "l.json")
+    slow = lm.Row("locust", 100, 2.0, 1, 19_800.0, 1.2, 4.2, 0.1, 0.5, 40.0, 19.6, 0, 0, "l.json", 1.2, 4.2)
     assert lm.verdicts(slow, swarm)["p99_goal_met"] is False and lm.verdicts(slow, swarm)["cpu_goal_met"] is False
     table = lm.markdown([locust, swarm], [compared], "now")
-    assert "| 100 users x 2 msg/s | locust | 19800 | 1.2 ms | 4.1 ms |" in table
+    assert "| 100 users x 2 msg/s | locust | 19800 | 1.2 ms | 4.1 ms | 9 ms | 40 ms |" in table
     assert "| 2 | 1.37 | yes | 1.3 | yes |" in table
 
 
