@@ -91,6 +91,8 @@ class Row:
     steady_p50_ms: float | None = None
     steady_p99_ms: float | None = None
     repeat: int = 1  #: which of ``--repeat`` runs (a median row: 0)
+    #: how late the generator's probes went out (its share of the latency), p99
+    send_lag_p99_ms: float | None = None
 
 
 def ms(value_us: float | None) -> float | None:
@@ -251,6 +253,7 @@ def locust_row(
         file=file,
         steady_p50_ms=steady[0],
         steady_p99_ms=steady[1],
+        send_lag_p99_ms=ms((doc.get("send_lag") or {}).get("summary", {}).get("p99_us")),
     )
 
 
@@ -310,6 +313,7 @@ def swarm_row(doc: dict[str, Any], rate: float, args: argparse.Namespace, file: 
         file=file,
         steady_p50_ms=ms(latency.get("p50_us")),
         steady_p99_ms=ms(latency.get("p99_us")),
+        send_lag_p99_ms=ms((doc.get("send_lag_us") or {}).get("p99_us")),
     )
 
 
@@ -331,6 +335,7 @@ MEASURED = (
     "faults",
     "steady_p50_ms",
     "steady_p99_ms",
+    "send_lag_p99_ms",
 )
 
 
@@ -442,9 +447,9 @@ def row_table(rows: list[Row], with_repeat: bool = False) -> list[str]:
     """The rows as a markdown table."""
     head = "| load | generator | " + ("run | " if with_repeat else "")
     lines = [
-        head + "deliveries/s | steady p50 | steady p99 | p50 | p99 | read lag p50 / p99 | CPU "
+        head + "deliveries/s | steady p50 | steady p99 | p50 | p99 | read lag p50 / p99 | send lag p99 | CPU "
         "| CPU per delivery | lost | faults |",
-        "|---|---|" + ("---:|" if with_repeat else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|" + ("---:|" if with_repeat else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lag = f"{cell(r.read_lag_p50_ms)} / {cell(r.read_lag_p99_ms, ' ms')}"
@@ -452,7 +457,7 @@ def row_table(rows: list[Row], with_repeat: bool = False) -> list[str]:
             f"| {r.users} users x {r.rate_per_user:g} msg/s | {r.generator} | "
             + (f"{r.repeat} | " if with_repeat else "")
             + f"{cell(r.deliveries_per_s)} | {cell(r.steady_p50_ms, ' ms')} | {cell(r.steady_p99_ms, ' ms')} | "
-            f"{cell(r.p50_ms, ' ms')} | {cell(r.p99_ms, ' ms')} | {lag} | "
+            f"{cell(r.p50_ms, ' ms')} | {cell(r.p99_ms, ' ms')} | {lag} | {cell(r.send_lag_p99_ms, ' ms')} | "
             f"{cell(r.cpu_percent, '%')} | {cell(r.cpu_us_per_delivery, ' µs')} | {cell(r.lost)} | {cell(r.faults)} |"
         )
     return lines

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from bench.loadtest.integrity import IntegrityState
 from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE
@@ -49,6 +49,7 @@ class WorkerReport(TypedDict):
 
     labels: dict[str, HistogramDelta]  #: label key -> its latencies (us)
     read_lag: HistogramDelta | None  #: kernel stamp to read (us), one per read
+    send_lag: NotRequired[HistogramDelta | None]  #: intended time to the write (us), per paced probe
     unstamped_reads: int
     clock: ClockDelta
 
@@ -146,6 +147,9 @@ class FanoutHdrDocument(TypedDict):
     summary: Latency  #: every measured delivery (the labels merged)
     labels: dict[str, Exact]  #: clock=same, clock=corrected
     read_lag: ReadLag
+    #: the load generator's send lag: a paced probe's intended time to its
+    #: write (us; the swarm's send_lag_us), the generator's share of the latency
+    send_lag: Exact
     clock: ClockResult
     locust_fanout_requests: int
     locust_fanout_failures: int
@@ -194,6 +198,14 @@ def lag_line(lag: ReadLag) -> str:
     if lag["unstamped_reads"]:
         text += f" unstamped_reads={lag['unstamped_reads']}"
     return text
+
+
+def send_lag_line(lag: Exact) -> str:
+    """``send lag p50=… p99=… max=…``: how late the probes went out (the load generator's share of the latency)."""
+    s = lag["summary"]
+    if not s.get("count"):
+        return "send lag: no paced probes"
+    return f"send lag p50={_ms(s['p50_us'])} p99={_ms(s['p99_us'])} max={_ms(s['max_us'])}"
 
 
 def clock_line(clock: ClockResult) -> str | None:
@@ -252,9 +264,11 @@ def _row(series: str, s: Latency, bound_ms: float | None = None) -> list[str]:
     ]
 
 
-def csv_text(summary: Latency, labels: Mapping[str, Exact], lag: ReadLag, clock: ClockResult) -> str:
-    """The exact figures as CSV: every delivery, each label, and the read lag
-    beside them (milliseconds; the corrected label's row gives its error bound)."""
+def csv_text(
+    summary: Latency, labels: Mapping[str, Exact], lag: ReadLag, clock: ClockResult, send_lag: Exact | None = None
+) -> str:
+    """The exact figures as CSV: every delivery, each label, and the read and
+    send lags beside them (milliseconds; the corrected label's row gives its error bound)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
@@ -263,4 +277,6 @@ def csv_text(summary: Latency, labels: Mapping[str, Exact], lag: ReadLag, clock:
         corrected = key.endswith("=corrected")
         writer.writerow(_row(key, section["summary"], clock["bound_max_ms"] if corrected else None))
     writer.writerow(_row("read lag", lag["summary"]))
+    if send_lag is not None:
+        writer.writerow(_row("send lag", send_lag["summary"]))
     return out.getvalue()

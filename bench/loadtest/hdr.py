@@ -67,10 +67,12 @@ from bench.loadtest.document import (
     fanout_counts,
     lag_line,
     pack_delta,
+    send_lag_line,
     summary_line,
     unpack_delta,
 )
 from bench.loadtest.locuststats import FanoutRows
+from bench.loadtest.pacer import pacer
 from bench.loadtest.receive import CORRECTED_KEY, SAME_KEY, ClockCounts, receiving
 from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE
 from bench.measure.intervals import DEFAULT_INTERVAL_S
@@ -92,6 +94,7 @@ class FanoutRecorder:
     def __init__(self) -> None:
         self.labels = {SAME_KEY: LatencyHistogram(), CORRECTED_KEY: LatencyHistogram()}
         self.read_lag = LatencyHistogram()
+        self.send_lag = LatencyHistogram()  #: intended send time to the write (us), per paced probe
         self.unstamped_reads = 0
         self.clock = ClockCounts()
         #: Deltas merged from each worker (master only), for the JSON.
@@ -125,6 +128,8 @@ class FanoutRecorder:
     def reset(self, **_kwargs: Any) -> None:
         self.labels = {key: LatencyHistogram() for key in self.labels}
         self.read_lag = LatencyHistogram()
+        self.send_lag = LatencyHistogram()
+        pacer().take_send_lag()
         self.clock = ClockCounts()
         self.per_worker = {}
         self.integrity_states = {}
@@ -204,6 +209,7 @@ class FanoutRecorder:
         report: WorkerReport = {
             "labels": {key: delta for key, hist in hists.items() if (delta := pack_delta(hist)) is not None},
             "read_lag": pack_delta(lag),
+            "send_lag": pack_delta(pacer().take_send_lag()),
             "unstamped_reads": unstamped,
             "clock": {
                 "corrected": clock.corrected,
@@ -230,6 +236,9 @@ class FanoutRecorder:
         if not report:
             return
         lag = report["read_lag"]
+        sent = report.get("send_lag")
+        if sent:
+            self.send_lag.merge(unpack_delta(sent))
         c = report["clock"]
         count = self._add(
             {key: unpack_delta(delta) for key, delta in report["labels"].items()},
@@ -330,6 +339,7 @@ class FanoutRecorder:
         histograms, and Locust's own FANOUT count for comparison."""
         if self.role == "local" and self.environment is not None:
             self._add(*self._take_local())
+            self.send_lag.merge(pacer().take_send_lag())
             rec = receiving().labels.timeline
             if rec is not None:
                 self.intervals.add(rec.pack(rec.close(time.time_ns(), final=True)))
@@ -359,6 +369,7 @@ class FanoutRecorder:
             "summary": hist.summary(),
             "labels": {key: exact(h) for key, h in self.labels.items()},
             "read_lag": ReadLag(**exact(self.read_lag), unstamped_reads=self.unstamped_reads),
+            "send_lag": exact(self.send_lag),
             "clock": self.clock_result(),
             # Locust's FANOUT requests and failures: the histogram holds the
             # successful ones, so count == requests - failures.
@@ -386,6 +397,7 @@ class FanoutRecorder:
         written = (
             doc["summary"]["count"]
             + doc["read_lag"]["summary"]["count"]
+            + doc["send_lag"]["summary"]["count"]
             + doc["clock"]["unmeasured"]
             + len(doc["thresholds"])  # (checked after the last deliveries: written once more)
         )
@@ -399,7 +411,8 @@ class FanoutRecorder:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 _write(path, json.dumps(doc, indent=2) + "\n")
                 csv_path = _csv_path(path)
-                _write(csv_path, csv_text(doc["summary"], doc["labels"], doc["read_lag"], doc["clock"]))
+                text = csv_text(doc["summary"], doc["labels"], doc["read_lag"], doc["clock"], doc["send_lag"])
+                _write(csv_path, text)
                 if doc["intervals"]:
                     self.intervals.write_hlog(_sibling(path, "_fanout.hlog", ".hlog"))
             except OSError as exc:
@@ -411,7 +424,8 @@ class FanoutRecorder:
         where = f" -> {path}" if path is not None else ""
         # A result for the person running the test: stdout, like Locust's own tables.
         print(
-            f"chatbench FANOUT exact ({reason}): {summary_line(doc['summary'])} | {lag_line(doc['read_lag'])}{where}",
+            f"chatbench FANOUT exact ({reason}): {summary_line(doc['summary'])} | {lag_line(doc['read_lag'])} | "
+            f"{send_lag_line(doc['send_lag'])}{where}",
             flush=True,
         )
         clock = doc["clock"]

@@ -36,6 +36,7 @@ from typing import Any
 import gevent
 from gevent.hub import Waiter
 
+from bench.measure.stats import LatencyHistogram
 from bench.net.tls import TlsFailure, TlsStream
 
 #: <sys/timerfd.h>, <time.h>
@@ -93,6 +94,9 @@ class Pacer:
         made = _timerfd()
         self._fd = made[0] if made is not None else -1
         self._libc: ctypes.CDLL | None = made[1] if made is not None else None
+        #: how late each probe's write began after its intended time (us): the
+        #: load generator's own share of the latency (the swarm's send lag)
+        self.send_lag = LatencyHistogram()
 
     def send_at(self, due_ns: int, sock: Any, data: bytes) -> Sent:
         """Send ``data`` on ``sock`` at ``due_ns`` (``time.monotonic_ns()``; at
@@ -101,7 +105,9 @@ class Pacer:
             wait = due_ns - time.monotonic_ns()
             if wait > 0:
                 gevent.sleep(wait / 1e9)
-            return _write(sock, data)
+            sent = _write(sock, data)
+            self.send_lag.record(max(0, sent[0] - due_ns) // 1000)
+            return sent
         job = Job(sock, data, Waiter())
         due_ns = max(due_ns, 1)  # (0 would turn the timer off)
         heapq.heappush(self._heap, (due_ns, next(self._order), job))
@@ -113,7 +119,13 @@ class Pacer:
             result: Sent = job.waiter.get()
         finally:
             job.cancelled = True  # sent, or the user is gone: never send it (again)
+        self.send_lag.record(max(0, result[0] - due_ns) // 1000)
         return result
+
+    def take_send_lag(self) -> LatencyHistogram:
+        """The send lags since the last take."""
+        lag, self.send_lag = self.send_lag, LatencyHistogram()
+        return lag
 
     @property
     def heap(self) -> list[tuple[int, int, Job]]:

@@ -191,6 +191,11 @@ def check_exact_files(result: dict[str, Any], prefix: Path, output: str, clocks:
         rows = {row["Series"]: row for row in csv.DictReader(f)}
     assert int(rows["all"]["Count"]) == result["summary"]["count"]
     assert int(rows["read lag"]["Count"]) == lag["summary"]["count"]
+    # The load generator's own share: how late each paced probe went out, beside them.
+    sent = result["send_lag"]["summary"]
+    assert sent["count"] > 0 and sent["p50_us"] <= sent["max_us"]
+    assert int(rows["send lag"]["Count"]) == sent["count"]
+    assert "| send lag p50=" in output
     # The time axis: every measured delivery in the interval of its arrival,
     # merged across processes, and the interval log beside the JSON.
     intervals = result["intervals"]
