@@ -212,9 +212,21 @@ class Receiving:
         self.labels.add_sender(sid)
         return name_of(sid)
 
+    def housekeeping(self, now_unix_ns: int) -> None:
+        """Every few ms (the receive loop; and before a take): the reader's
+        clock offset refreshed and its read lags moved into their histograms
+        (so none pile up in a list), the interval's share to the time axis."""
+        reader = self.reader
+        reader.housekeeping()
+        if reader.interval_lag.count:
+            timeline = self.labels.timeline
+            if timeline is not None:
+                timeline.record_lags(reader.interval_lag, now_unix_ns)
+            reader.interval_lag.reset()
+
     def take_read_lag(self) -> LatencyHistogram:
         """The read lags since the last take."""
-        self.reader.housekeeping()
+        self.housekeeping(time.time_ns())
         lag, self.reader.receive_lag = self.reader.receive_lag, LatencyHistogram()
         return lag
 

@@ -51,6 +51,10 @@ from bench.wire import Adapter, Decoder
 #: next one, so the hub runs the other greenlets (the users' tasks) at least
 #: that often.  (Probes due meanwhile go out between two reads: the pacer's.)
 ROUND_NS = 250_000
+#: The receive path's housekeeping (read lags out of their list, the clock
+#: offset, the interval's read lag) at most this often: the swarm worker's
+#: cadence, a few hundred values a time.
+HOUSEKEEPING_NS = 20_000_000
 #: The real epoll (gevent's monkey-patching removes it from ``select``), and
 #: the plain socket class (the loop reads without gevent's waiting).
 _epoll: Any = monkey.get_original("select", "epoll")
@@ -162,6 +166,7 @@ class ReceiveLoop:
         recorder = self.rx.recorder
         sends = pacer()
         due, emit_due = sends.heap, sends.emit_due
+        housekeeping_at = 0
         while True:
             hub.wait(watcher)
             got = 0
@@ -183,6 +188,10 @@ class ReceiveLoop:
             delivered = recorder.delivered_all - before
             # The round's latencies to their labels and to Locust, at once.
             self.rx.labels.flush(got // delivered if delivered else 0)
+            after = time.monotonic_ns()
+            if after >= housekeeping_at:
+                housekeeping_at = after + HOUSEKEEPING_NS
+                self.rx.housekeeping(time.time_ns())
             if self._replies or self._hooks or self._losses:
                 self._after_round()
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from bench.measure.intervals import CLOSE_GRACE_NS, DEFAULT_INTERVAL_S, IntervalAxis
 from bench.measure.stats import LatencyHistogram
@@ -52,6 +52,9 @@ class PackedInterval(TypedDict):
     interval_s: float
     histogram: str  #: HDR's compressed base64 (empty: no delivery)
     count: int
+    #: the process's read lags (kernel stamp to read, us) in the interval, HDR
+    #: base64 (empty: no stamped read; absent from an older worker)
+    read_lag: NotRequired[str]
 
 
 class IntervalRecorder:
@@ -62,6 +65,7 @@ class IntervalRecorder:
         self.interval_s = interval_s
         self._open: dict[int, LatencyHistogram] = {}
         self._pending: dict[int, list[int]] = {}  # interval -> latencies not in its histogram yet
+        self._lags: dict[int, LatencyHistogram] = {}  # interval -> read lags
 
     def record(self, latency_us: int, arrival_unix_ns: int) -> None:
         """One delivery that arrived at ``arrival_unix_ns`` (``time.time_ns()``)."""
@@ -84,6 +88,16 @@ class IntervalRecorder:
             self._open[k].record_list(pending)
             pending.clear()
 
+    def record_lags(self, lags: LatencyHistogram, now_unix_ns: int) -> None:
+        """Read lags (us) taken at ``now_unix_ns``, into its interval (the
+        receive loop hands them over every few ms: an interval's read lag is
+        that of the reads made in it, as the swarm's ``receive_lag_us``)."""
+        if not lags.count:
+            return
+        k = self.axis.index(now_unix_ns)
+        self._open.setdefault(k, LatencyHistogram())
+        self._lags.setdefault(k, LatencyHistogram()).merge(lags)
+
     def close(self, now_unix_ns: int, final: bool = False) -> dict[int, LatencyHistogram]:
         """The intervals that ended at least the grace before ``now_unix_ns``
         (``final``: all), taken out."""
@@ -97,10 +111,19 @@ class IntervalRecorder:
 
     def pack(self, closed: dict[int, LatencyHistogram]) -> list[PackedInterval]:
         """``closed`` for a Locust message (plain, msgpack-able)."""
-        return [
-            {"index": k, "interval_s": self.interval_s, "histogram": h.encode(), "count": h.count}
-            for k, h in closed.items()
-        ]
+        packed: list[PackedInterval] = []
+        for k, h in closed.items():
+            lag = self._lags.pop(k, None)
+            packed.append(
+                {
+                    "index": k,
+                    "interval_s": self.interval_s,
+                    "histogram": h.encode(),
+                    "count": h.count,
+                    "read_lag": lag.encode() if lag is not None else "",
+                }
+            )
+        return packed
 
 
 class IntervalMerge:
@@ -108,6 +131,7 @@ class IntervalMerge:
 
     def __init__(self) -> None:
         self._hists: dict[int, LatencyHistogram] = {}
+        self._lags: dict[int, LatencyHistogram] = {}
         self.interval_s: float | None = None
 
     def add(self, parts: Iterable[PackedInterval]) -> None:
@@ -120,6 +144,9 @@ class IntervalMerge:
             hist = self._hists.setdefault(part["index"], LatencyHistogram())
             if part["histogram"]:
                 hist.merge(LatencyHistogram.decode(part["histogram"]))
+            lag = part.get("read_lag")
+            if lag:
+                self._lags.setdefault(part["index"], LatencyHistogram()).merge(LatencyHistogram.decode(lag))
 
     @property
     def span_s(self) -> float:
@@ -151,6 +178,7 @@ class IntervalMerge:
         out: list[IntervalSection] = []
         for k in range(first, last + 1):
             hist = self._hists.get(k) or LatencyHistogram()
+            lag = self._lags.get(k)
             out.append(
                 {
                     "index": k - first,
@@ -170,7 +198,7 @@ class IntervalMerge:
                     "late_reads": 0,
                     "disconnects": 0,
                     "latency_us": hist.summary(),
-                    "receive_lag_us": None,
+                    "receive_lag_us": lag.summary() if lag is not None and lag.count else None,
                     "server_cpu_percent": None,
                     "server_rss_bytes": None,
                     "harness_cpu_percent": None,

@@ -201,6 +201,11 @@ def check_exact_files(result: dict[str, Any], prefix: Path, output: str, clocks:
     intervals = result["intervals"]
     assert sum(section["delivered"] for section in intervals) == result["summary"]["count"]
     assert [section["index"] for section in intervals] == list(range(len(intervals)))
+    # The read lag over time: the receive loop hands its read lags to the
+    # interval they were taken in every few ms (not all at the end).
+    lagged = [section for section in intervals if section["receive_lag_us"] is not None]
+    assert len(lagged) >= min(2, len(intervals)), [section["receive_lag_us"] for section in intervals]
+    assert sum(section["receive_lag_us"]["count"] for section in lagged) == lag["summary"]["count"]
     assert Path(f"{prefix}_fanout.hlog").read_text().count("\n") > len(intervals)
 
 

@@ -103,3 +103,25 @@ def test_a_batch_goes_to_the_interval_of_its_arrival() -> None:
     merge = IntervalMerge()
     merge.add(rec.pack(closed))
     assert merge.span_s == 2.0
+
+
+def test_read_lags_go_to_the_interval_they_were_taken_in_and_merge_across_processes() -> None:
+    workers = [IntervalRecorder(1.0), IntervalRecorder(1.0)]
+    merge = IntervalMerge()
+    for n, w in enumerate(workers):
+        w.record(2000, T0)  # a delivery in interval 0
+        lags = LatencyHistogram()
+        lags.record_many([100 * (n + 1)] * 10)
+        w.record_lags(lags, T0 + 200_000_000)  # taken in interval 0
+        late = LatencyHistogram()
+        late.record(9000)
+        w.record_lags(late, T0 + 1_500_000_000)  # interval 1: reads (notices, say) but no delivery
+        w.record_lags(LatencyHistogram(), T0 + 2_500_000_000)  # nothing read: no interval made
+        merge.add(w.pack(w.close(T0 + 3_000_000_000, final=True)))
+    first, second = merge.sections()
+    lag = first["receive_lag_us"]
+    assert lag is not None and lag["count"] == 20 and (lag["min_us"], lag["max_us"]) == (100, 200)
+    assert first["delivered"] == 2
+    assert second["delivered"] == 0 and second["receive_lag_us"] is not None
+    assert second["receive_lag_us"]["count"] == 2 and 9000 <= second["receive_lag_us"]["max_us"] <= 9010
+    assert len(merge.sections()) == 2
