@@ -1,7 +1,8 @@
 """All rendering of results: markdown, HTML and every chart.
 
 - :mod:`bench.report.sweep`: the sweep report (``report.md``, ``report.html``)
-  of one or more series, with the capacity section when there is one;
+  of one or more series, with the capacity section when there is one; its
+  warnings in plain words in :mod:`bench.report.sweepwarnings`;
 - :mod:`bench.report.capacity`: the capacity search's section and ``capacity.md``;
 - :mod:`bench.report.compare`: ``compare.json`` and ``COMPARE.md`` of a comparison;
 - :mod:`bench.report.plots`: every PNG (the only module that imports matplotlib);
@@ -27,8 +28,8 @@ from bench.report.sweep import (
     load_series,
     render_html,
     render_markdown,
-    warnings,
 )
+from bench.report.sweepwarnings import warnings
 
 __all__ = [
     "DEFAULT_FANOUT",
