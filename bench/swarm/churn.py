@@ -73,8 +73,6 @@ CHURN, STORM, PROBE = "churn", "storm", "probe"
 _LEAVE, _STORM, _CONNECT, _PROBE = range(4)
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
-#: A replacement's name is its seat's with ``rGEN`` after it.
-_RENAMED = re.compile(rb"r[0-9]+$")
 
 
 @dataclass(slots=True, eq=False)
@@ -128,6 +126,8 @@ class ChurnDriver:
         #: whatever the names (the harness's, or a --credentials file's)
         clients = plan.workload.clients
         self.seat_names = {clients[cid].name.encode() for cid in membership.churned if cid in clients}
+        self.renamed = membership.churn.names == "new"  #: replacements are NAMErK
+        self.probe_stem = self.stem + b"p"  #: connect probes' names
         self.heap: list[tuple[int, int, int, object]] = []
         self._order = 0
         self._events: Iterator[Leave] = iter(())
@@ -405,17 +405,22 @@ class ChurnDriver:
             return block
         block, joins, leaves = split(block)
         if (joins or leaves) and self.counting and conn.tracker is not None and conn.spec.cid not in self.seats:
-            self.notice_joins += sum(1 for name in joins if self._churning_name(name))
-            self.notice_leaves += sum(1 for name in leaves if self._churning_name(name))
+            churning = self._churning_name
+            self.notice_joins += sum(map(churning, joins))
+            self.notice_leaves += sum(map(churning, leaves))
         return block
 
     def _churning_name(self, name: bytes) -> bool:
-        """A churned seat's name (or its replacement's), or a probe's; not a
-        stalled client's (those leave when released)."""
+        """A churned seat's name (or its replacement's, NAMErK), or a probe's;
+        not a stalled client's (those leave when released)."""
         names = self.seat_names
-        if name in names or (self.churn.names == "new" and _RENAMED.sub(b"", name) in names):
+        if name in names:
             return True
-        return name.startswith(self.stem + b"p")
+        if self.renamed:
+            head, r, tail = name.rpartition(b"r")  # a replacement: its seat's name, "r", digits
+            if r and tail.isdigit() and head in names:
+                return True
+        return name.startswith(self.probe_stem)
 
     # -- the end ----------------------------------------------------------------------------------
 

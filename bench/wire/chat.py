@@ -32,20 +32,24 @@ RECEIVER_LINE_LIMIT = 4 << 20
 
 
 #: The one room's join and leave notices (server.protocol.events: encode_joined,
-#: encode_left), a whole line each: the name, and which.
-_NOTICE = re.compile(rb"^\*\*\* (\S+) (j)oined the chat\r?\n|^\*\*\* (\S+) left the chat \([^\n]*\)\r?\n", re.MULTILINE)
+#: encode_left), a whole line each: the name, and which ("j": a join).
+_NOTICE = re.compile(rb"^\*\*\* (\S+) (?:(j)oined the chat|left the chat \([^\n]*\))\r?\n", re.MULTILINE)
 
 
 def split_notices(block: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
     """:meth:`Adapter.split_notices` for our protocol's lines."""
     if b"*** " not in block:
         return block, [], []
-    found = _NOTICE.findall(block)
-    if not found:
+    # One pass of the pattern (a churn run's receivers read little else: it
+    # was 38% of a worker's time as a findall and a sub, half that as a split):
+    # [text, name, "j" or None, text, name, ...].
+    parts = _NOTICE.split(block)
+    if len(parts) == 1:
         return block, [], []
-    joins = [name for name, j, _ in found if j]
-    leaves = [left for _, j, left in found if not j]
-    return _NOTICE.sub(b"", block), joins, leaves
+    names, kinds = parts[1::3], parts[2::3]
+    joins = [name for name, j in zip(names, kinds, strict=True) if j]
+    leaves = [name for name, j in zip(names, kinds, strict=True) if not j]
+    return b"".join(parts[0::3]), joins, leaves
 
 
 def wire_room(room: str) -> str:
