@@ -60,3 +60,16 @@ def test_a_block_without_notices_is_handed_back_as_it_is() -> None:
     block = b"alice: hi\nbob: *** hi\n"
     rest, joins, leaves = split_notices(block)
     assert rest is block and (joins, leaves) == ([], [])
+
+
+def test_registration_knows_its_welcome_without_parsing_the_list_and_only_its_own() -> None:
+    from bench.wire.chat import ChatRegistration
+
+    reg = ChatRegistration("alice", ("",))
+    assert reg.line(protocol.encode_prompt().rstrip(b"\n")).send == protocol.encode_line("alice")
+    others = [f"user{i}" for i in range(2000)]
+    # Chat that quotes a welcome is not one.
+    assert reg.line(b"bob: *** Welcome, alice! Online (1): bob").done is False
+    assert reg.waiting is None
+    step = reg.line(protocol.encode_welcome("alice", ["alice", *others]).rstrip(b"\n"))
+    assert step.done and step.error is None and reg.waiting == set()
