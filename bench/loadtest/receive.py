@@ -213,7 +213,7 @@ class Receiving:
         return name_of(sid)
 
     def housekeeping(self, now_unix_ns: int) -> None:
-        """Every few ms (the receive loop; and before a take): the reader's
+        """Every 100 ms (the receive loop; and before a take): the reader's
         clock offset refreshed and its read lags moved into their histograms
         (so none pile up in a list), the interval's share to the time axis."""
         reader = self.reader

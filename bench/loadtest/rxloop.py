@@ -52,9 +52,11 @@ from bench.wire import Adapter, Decoder
 #: that often.  (Probes due meanwhile go out between two reads: the pacer's.)
 ROUND_NS = 250_000
 #: The receive path's housekeeping (read lags out of their list, the clock
-#: offset, the interval's read lag) at most this often: the swarm worker's
-#: cadence, a few hundred values a time.
-HOUSEKEEPING_NS = 20_000_000
+#: offset, the interval's read lag) at most this often.  At 20 ms (the swarm
+#: worker's cadence) py-spy put 5% of a Locust process's time in it (a
+#: histogram merged and cleared each time); at 100 ms it is about 1%, and an
+#: interval's read lag is still that of its reads to within 100 ms.
+HOUSEKEEPING_NS = 100_000_000
 #: The real epoll (gevent's monkey-patching removes it from ``select``), and
 #: the plain socket class (the loop reads without gevent's waiting).
 _epoll: Any = monkey.get_original("select", "epoll")

@@ -90,7 +90,7 @@ class IntervalRecorder:
 
     def record_lags(self, lags: LatencyHistogram, now_unix_ns: int) -> None:
         """Read lags (us) taken at ``now_unix_ns``, into its interval (the
-        receive loop hands them over every few ms: an interval's read lag is
+        receive loop hands them over every 100 ms: an interval's read lag is
         that of the reads made in it, as the swarm's ``receive_lag_us``)."""
         if not lags.count:
             return
