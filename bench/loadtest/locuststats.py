@@ -33,10 +33,27 @@ from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE, UNMEASURED_NAME
 SMALL_BATCH = 8
 
 
-def log_many(entry: Any, values_ms: list[float] | None, count: int, length: int) -> None:
+def buckets_of(values_ms: list[float]) -> dict[int, int]:
+    """Locust's rounded response-time buckets of ``values_ms`` and how many
+    fall in each (:func:`log_many`'s ``buckets``: worked out once for the row
+    and Locust's total)."""
+    bucket = locust_stats.bucket_response_time
+    if len(values_ms) <= SMALL_BATCH:
+        counts: dict[int, int] = {}
+        for value in values_ms:  # a round of one or two reads: a Counter would cost more
+            rounded = bucket(value)
+            counts[rounded] = counts.get(rounded, 0) + 1
+        return counts
+    return Counter(map(bucket, values_ms))
+
+
+def log_many(
+    entry: Any, values_ms: list[float] | None, count: int, length: int, buckets: dict[int, int] | None = None
+) -> None:
     """``entry.log(v, length)`` for each of ``values_ms``, or ``count`` times
     ``entry.log(None, length)`` (a request without a response time) when it is
-    None.  ``entry`` is Locust's StatsEntry (untyped)."""
+    None.  ``entry`` is Locust's StatsEntry (untyped); ``buckets``: the
+    values' :func:`buckets_of`, when the caller has them already."""
     if not count:
         return
     now = time.time()
@@ -58,12 +75,7 @@ def log_many(entry: Any, values_ms: list[float] | None, count: int, length: int)
     entry.min_response_time = low if entry.min_response_time is None else min(entry.min_response_time, low)
     entry.max_response_time = max(entry.max_response_time, high)
     times = entry.response_times
-    bucket = locust_stats.bucket_response_time
-    if len(values_ms) <= SMALL_BATCH:
-        for value in values_ms:  # a round of one or two reads: a Counter would cost more
-            times[bucket(value)] += 1
-        return
-    for rounded, n in Counter(map(bucket, values_ms)).items():
+    for rounded, n in (buckets if buckets is not None else buckets_of(values_ms)).items():
         times[rounded] += n
 
 
@@ -77,8 +89,9 @@ class FanoutRows:
         """Measured deliveries: ``FANOUT broadcast``, response time in ms."""
         values = [v / 1000.0 for v in latencies_us]
         stats = self.stats
-        log_many(stats.entries[(FANOUT_NAME, FANOUT_TYPE)], values, len(values), length)
-        log_many(stats.total, values, len(values), length)
+        buckets = buckets_of(values)  # once for both rows
+        log_many(stats.entries[(FANOUT_NAME, FANOUT_TYPE)], values, len(values), length, buckets)
+        log_many(stats.total, values, len(values), length, buckets)
 
     def unmeasured(self, count: int, length: int) -> None:
         """Deliveries counted, not timed: ``FANOUT broadcast (clock unmeasured)``."""
