@@ -27,13 +27,27 @@ def p99_us(out: Path, series: str) -> int:
     return int(run["summary"]["p99_us"])
 
 
+def saturated(out: Path) -> bool:
+    """The load generator said it was saturated in one of the runs under ``out``."""
+    return any(json.loads(path.read_text()).get("load_generator_saturated") for path in out.glob("*/run-*.json"))
+
+
+#: Runs of the example at most: one more when the load generator says it was
+#: saturated (the suite's other process held the cores), as the report warns
+#: that such a run describes the machine more than the server.
+ATTEMPTS = 3
+
+
 def test_stalled_reader_example_shows_direct_stall_and_queued_not(tmp_path: Path) -> None:
     args = readme_command("--stalled-clients")
     # The README's example, one second long instead of five (1,500 messages: the
     # stalled client still gets ~5.9 MB, more than the kernel buffers hold).
-    out = tmp_path / "stall"
-    extra = ["--duration", "1", "--warmup", "0", "--workers", "2", "--quiet", "--no-latest", "--out", str(out)]
-    assert cli.main([*args, *extra]) == 0
+    for attempt in range(ATTEMPTS):
+        out = tmp_path / f"stall-{attempt}"
+        extra = ["--duration", "1", "--warmup", "0", "--workers", "2", "--quiet", "--no-latest", "--out", str(out)]
+        assert cli.main([*args, *extra]) == 0
+        if not saturated(out):
+            break
     queued, direct = p99_us(out, "queued"), p99_us(out, "direct")
     assert direct > 3 * queued, (queued, direct)
     assert direct > 100_000, direct  # a stall of a tenth of a second or more

@@ -377,6 +377,10 @@ def test_unreachable_server_is_reported_as_connect_failures(tmp_path: Path) -> N
     assert {(row["Method"], row["Name"]) for row in failures} == {("CONNECT", "register")}
     assert any("ConnectionRefusedError" in row["Error"] for row in failures)
     assert ("FANOUT", "broadcast") not in stats_rows(prefix)
+    # The failures file is the final one, as the stats file is: every failed
+    # attempt, the last second's too (users retry every second).
+    connect = stats_rows(prefix)[("CONNECT", "register")]
+    assert sum(int(row["Occurrences"]) for row in failures) == int(connect["Failure Count"]) >= 3
 
 
 @pytest.mark.slow
