@@ -439,6 +439,11 @@ def run(options: Options) -> int:
         print(f"{PROG}: cannot connect to {client.conn.address}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONNECTION
     except KeyboardInterrupt:
+        # The receiving thread may have registered already (the welcome shown)
+        # while this thread had not yet woken from the wait: leave politely then.
+        if client.greeted.is_set():
+            return leave(client)
+        client.conn.close()
         return EXIT_OK
     if not greeted:
         tls = "" if options.tls else "; if it is a TLS port, use --tls"

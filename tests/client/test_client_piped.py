@@ -206,6 +206,24 @@ def test_ctrl_c_quits_cleanly(server: ChatServer, spawn: Spawn, peer: Callable[[
     assert watcher.seen[-1] == "*** bob left the chat (quit)"
 
 
+def test_ctrl_c_before_the_server_speaks_hangs_up_at_once(spawn: Spawn) -> None:
+    """Ctrl-C while the client still waits for the server's first line: no
+    /quit to wait for (nobody registered), it hangs up and exits 0 at once."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        client = spawn("--port", str(listener.getsockname()[1]), "--name", "bob")
+        conn, _ = listener.accept()
+        with conn:
+            time.sleep(0.3)  # the client is in its wait for the greeting
+            started = time.monotonic()
+            client.proc.send_signal(signal.SIGINT)
+            assert client.wait(timeout=5, keep_stdin=True) == 0, client.stderr
+            assert time.monotonic() - started < 3
+            assert client.stderr == ""
+            conn.settimeout(5)
+            assert conn.recv(100) == b""  # it closed its side
+
+
 def test_help_explains_the_options(spawn: Spawn) -> None:
     client = spawn("--help")
     assert client.wait() == 0
