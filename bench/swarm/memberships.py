@@ -63,7 +63,15 @@ class Seqs:
         first seq at or after message ``m``: ``m = first_at(t)`` for a time)."""
         if slot >= len(self.by_slot):
             return 0
-        return bisect_left(self.by_slot[slot], m)
+        seq = self.by_slot[slot]
+        if isinstance(seq, range):
+            # The even timetable (slot s sends s, s + n, s + 2n...): the count
+            # in closed form.  bisect over a range costs ~1.8 us a call, and a
+            # leave makes two per stream it hears: 16% of a worker at churn 500/s.
+            if m <= seq.start:
+                return 0
+            return min(len(seq), -((seq.start - m) // seq.step))
+        return bisect_left(seq, m)
 
     def measured_from(self, slot: int) -> int:
         """The slot's first measured seq (past the warm-up)."""

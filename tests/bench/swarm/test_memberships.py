@@ -140,3 +140,15 @@ def test_memberships_count_what_a_brute_force_count_says(
     # every label's share adds up to the whole (one label here: membership=churned)
     assert list(book.labels) == ["membership=churned"]
     assert book.closed == len(memberships)
+
+
+@given(st.integers(1, 50), st.integers(0, 49), st.integers(0, 2000), st.integers(-5, 2100))
+def test_seqs_before_counts_a_slots_messages_as_bisect_does(senders: int, slot: int, total: int, m: int) -> None:
+    from bisect import bisect_left
+
+    from bench.swarm.memberships import Seqs
+
+    schedule = Schedule(t0_ns=T0, rate=RATE, total=total, senders=senders, warmup=0, audience={})
+    seqs = Seqs(schedule)
+    expected = bisect_left(list(range(slot, total, senders)), m) if slot < senders else 0
+    assert seqs.before(slot, m) == expected
