@@ -66,8 +66,9 @@ class Seqs:
         seq = self.by_slot[slot]
         if isinstance(seq, range):
             # The even timetable (slot s sends s, s + n, s + 2n...): the count
-            # in closed form.  bisect over a range costs ~1.8 us a call, and a
-            # leave makes two per stream it hears: 16% of a worker at churn 500/s.
+            # in closed form.  bisect over a range takes ~0.15 us a step through
+            # the sequence protocol (1.8 us for 3,000 messages a slot), and a
+            # leave makes two calls per stream it hears.
             if m <= seq.start:
                 return 0
             return min(len(seq), -((seq.start - m) // seq.step))
