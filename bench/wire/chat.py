@@ -91,7 +91,7 @@ class ChatRegistration:
         #: how the server's welcome for this name begins: known without parsing
         #: its list of who is online (up to 4 KiB: under churn, every new
         #: connection's, a tenth of a worker's time when parsed in full)
-        self.welcome = protocol.encode_welcome(name, [])[: -len(b"Online (0): \n")]
+        self.welcome = protocol.welcome_prefix(name).encode()
 
     def connected(self) -> bytes:
         return b""

@@ -95,6 +95,7 @@ from server.protocol.events import (
     parse_server_line,
     split_message,
     split_room_line,
+    welcome_prefix,
 )
 from server.protocol.framing import (
     DEFAULT_MAX_LINE_BYTES,
@@ -200,4 +201,5 @@ __all__ = [
     "split_room_line",
     "validate_name",
     "validate_room",
+    "welcome_prefix",
 ]

@@ -74,8 +74,14 @@ def _name_list(online: list[str], total: int | None = None) -> str:
     return "Online " + _listing(online, total)
 
 
+def welcome_prefix(name: str) -> str:
+    """How ``name``'s welcome begins, before the list of who is online (a
+    client knows its welcome by it without parsing the list)."""
+    return f"{NOTICE_PREFIX}Welcome, {name}! "
+
+
 def encode_welcome(name: str, online: list[str], total: int | None = None) -> bytes:
-    return encode_line(f"{NOTICE_PREFIX}Welcome, {name}! {_name_list(online, total)}")
+    return encode_line(welcome_prefix(name) + _name_list(online, total))
 
 
 def encode_joined(name: str) -> bytes:
