@@ -72,7 +72,7 @@ from bench.loadtest.document import (
     unpack_delta,
 )
 from bench.loadtest.locuststats import FanoutRows
-from bench.loadtest.pacer import pacer
+from bench.loadtest.pacer import take_send_lag
 from bench.loadtest.receive import CORRECTED_KEY, SAME_KEY, ClockCounts, receiving
 from bench.loadtest.support import FANOUT_NAME, FANOUT_TYPE
 from bench.measure.intervals import DEFAULT_INTERVAL_S
@@ -129,7 +129,7 @@ class FanoutRecorder:
         self.labels = {key: LatencyHistogram() for key in self.labels}
         self.read_lag = LatencyHistogram()
         self.send_lag = LatencyHistogram()
-        pacer().take_send_lag()
+        take_send_lag()
         self.clock = ClockCounts()
         self.per_worker = {}
         self.integrity_states = {}
@@ -209,7 +209,7 @@ class FanoutRecorder:
         report: WorkerReport = {
             "labels": {key: delta for key, hist in hists.items() if (delta := pack_delta(hist)) is not None},
             "read_lag": pack_delta(lag),
-            "send_lag": pack_delta(pacer().take_send_lag()),
+            "send_lag": pack_delta(take_send_lag()),
             "unstamped_reads": unstamped,
             "clock": {
                 "corrected": clock.corrected,
@@ -339,7 +339,7 @@ class FanoutRecorder:
         histograms, and Locust's own FANOUT count for comparison."""
         if self.role == "local" and self.environment is not None:
             self._add(*self._take_local())
-            self.send_lag.merge(pacer().take_send_lag())
+            self.send_lag.merge(take_send_lag())
             rec = receiving().labels.timeline
             if rec is not None:
                 self.intervals.add(rec.pack(rec.close(time.time_ns(), final=True)))

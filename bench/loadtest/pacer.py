@@ -210,3 +210,11 @@ def pacer() -> Pacer:
     if _pacer is None or _pacer.pid != os.getpid():
         _pacer = Pacer()
     return _pacer
+
+
+def take_send_lag() -> LatencyHistogram:
+    """This process's send lags since the last take (empty where nothing was
+    paced: a master, whose pacer need not exist)."""
+    if _pacer is None or _pacer.pid != os.getpid():
+        return LatencyHistogram()
+    return _pacer.take_send_lag()

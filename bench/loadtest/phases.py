@@ -49,6 +49,7 @@ class Phases:
             raise ValueError(f"phase must be one of {', '.join(CHOICES)}, not {mode!r}")
         self.mode = mode
         self.worker_index = worker_index
+        self.pid = os.getpid()
         self._slots = itertools.count()
 
     def fraction(self) -> float:
@@ -70,13 +71,12 @@ class Phases:
 
 
 _phases: Phases | None = None
-_pid = 0
 
 
 def process_phases(mode: str, worker_index: int) -> Phases:
     """This process's phases (made at its first user; a forked
     ``--processes`` child makes its own)."""
-    global _phases, _pid
-    if _phases is None or _pid != os.getpid():
-        _phases, _pid = Phases(mode, worker_index), os.getpid()
+    global _phases
+    if _phases is None or _phases.pid != os.getpid():
+        _phases = Phases(mode, worker_index)
     return _phases
