@@ -46,7 +46,7 @@ SAME_KEY, CORRECTED_KEY = clock_labels()
 CORRECTION_TTL_NS = 100_000_000
 #: Latencies are added to the exact histograms in batches of this many (one
 #: numpy step each); a report or the end of the test adds what is left.
-BATCH = 4096
+BATCH = 1024
 
 
 class Rows(Protocol):

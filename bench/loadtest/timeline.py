@@ -42,7 +42,7 @@ from bench.workload.labels import label_values
 REPORT_KEY = "chatbench_intervals"
 #: ``record_many``'s latencies wait in a list until this many (one numpy step
 #: each, ~10 us whatever the size): a round of reads adds a few dozen.
-BATCH = 4096
+BATCH = 1024
 
 
 class PackedInterval(TypedDict):
@@ -55,6 +55,16 @@ class PackedInterval(TypedDict):
     #: the process's read lags (kernel stamp to read, us) in the interval, HDR
     #: base64 (empty: no stamped read; absent from an older worker)
     read_lag: NotRequired[str]
+
+
+def _hist_at(hists: dict[int, LatencyHistogram], k: int) -> LatencyHistogram:
+    """Interval ``k``'s histogram, made the first time (not ``setdefault``,
+    which builds one to throw away on every call: ~100 us each, and the
+    receive loop asks every 100 ms)."""
+    hist = hists.get(k)
+    if hist is None:
+        hist = hists[k] = LatencyHistogram()
+    return hist
 
 
 class IntervalRecorder:
@@ -82,7 +92,7 @@ class IntervalRecorder:
         pending = self._pending.get(k)
         if pending is None:
             pending = self._pending[k] = []
-            self._open.setdefault(k, LatencyHistogram())
+            _hist_at(self._open, k)
         pending += latencies_us
         if len(pending) >= BATCH:
             self._open[k].record_list(pending)
@@ -95,8 +105,8 @@ class IntervalRecorder:
         if not lags.count:
             return
         k = self.axis.index(now_unix_ns)
-        self._open.setdefault(k, LatencyHistogram())
-        self._lags.setdefault(k, LatencyHistogram()).merge(lags)
+        _hist_at(self._open, k)
+        _hist_at(self._lags, k).merge(lags)
 
     def close(self, now_unix_ns: int, final: bool = False) -> dict[int, LatencyHistogram]:
         """The intervals that ended at least the grace before ``now_unix_ns``
@@ -141,12 +151,12 @@ class IntervalMerge:
                 self.interval_s = part["interval_s"]
             elif part["interval_s"] != self.interval_s:
                 raise ValueError(f"intervals of {part['interval_s']} s and {self.interval_s} s cannot be merged")
-            hist = self._hists.setdefault(part["index"], LatencyHistogram())
+            hist = _hist_at(self._hists, part["index"])
             if part["histogram"]:
                 hist.merge(LatencyHistogram.decode(part["histogram"]))
             lag = part.get("read_lag")
             if lag:
-                self._lags.setdefault(part["index"], LatencyHistogram()).merge(LatencyHistogram.decode(lag))
+                _hist_at(self._lags, part["index"]).merge(LatencyHistogram.decode(lag))
 
     @property
     def span_s(self) -> float:

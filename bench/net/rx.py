@@ -67,12 +67,21 @@ class StampedReader:
         return self.kernel and stamps.enable(sock)
 
     def housekeeping(self) -> None:
-        """Refresh the clock offset and move the read lags into their histogram."""
+        """Refresh the clock offset and move the read lags into their histograms.
+
+        One numpy array for both (``record_array``, ~0.1 us a read): with
+        ``record_many`` (~0.5 us a value) for one of them, a Locust process
+        reading ~18,000 times a second spent 1.2-2.4 ms here every 100 ms,
+        in which no connection was read -- read lags of that much at about
+        the 99th percentile, the tail issue 29 measured."""
         self.realtime_offset_ns = stamps.realtime_offset_ns()
         if self._lags:
-            self.receive_lag.record_many(self._lags)
-            self.interval_lag.record_list(self._lags)
+            import numpy as np
+
+            lags = np.array(self._lags, dtype=np.int64)  # us, from monotonic ns: never past int64
             self._lags = []
+            self.receive_lag.record_array(lags)
+            self.interval_lag.record_array(lags)
 
     def read(self, sock: socket.socket, stamped: bool = True) -> Read:
         """One ``recv`` (``stamped``: with the kernel's stamp, if this reader
