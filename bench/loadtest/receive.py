@@ -79,7 +79,18 @@ class ClockLabels(Labelled):
     list per sender origin, shared by every receiver of the process (they
     are all on its clock), flushed through the clock table after every block."""
 
-    __slots__ = ("_batches", "_cache", "_route", "_slots", "clock", "max_error_ns", "rows", "table", "timeline")
+    __slots__ = (
+        "_batches",
+        "_cache",
+        "_origin_lists",
+        "_route",
+        "_slots",
+        "clock",
+        "max_error_ns",
+        "rows",
+        "table",
+        "timeline",
+    )
 
     def __init__(self, table: ClockTable) -> None:
         super().__init__([SAME_KEY, CORRECTED_KEY])
@@ -90,6 +101,9 @@ class ClockLabels(Labelled):
         self.timeline: IntervalRecorder | None = None
         self.clock = ClockCounts()
         self._slots: dict[int, list[int]] = {}  # origin -> latencies (us) not flushed yet
+        #: the same lists (``pending_count``, twice a read, sums them: ~60 ns
+        #: with one origin, against ~300 over the dict's values)
+        self._origin_lists: list[list[int]] = []
         self._route: dict[int, list[int]] = {}  # sender id -> its origin's list
         self._batches: list[list[int]] = [[], []]  # per label: flushed, not in its histogram yet
         self._cache: dict[int, tuple[int, int, Correction | str]] = {}  # origin -> (version, until, correction)
@@ -98,20 +112,29 @@ class ClockLabels(Labelled):
 
     def add_sender(self, sid: int) -> None:
         """A sender the recorder just learned: its latencies go to its origin's list."""
-        self._route[sid] = self._slots.setdefault(origin_of(sid), [])
+        self._route[sid] = self._slot(origin_of(sid))
 
     def route(self, own: int) -> dict[int, list[int]]:
         return self._route
 
     def pending_count(self) -> int:
-        return sum(map(len, self._slots.values()))
+        lists = self._origin_lists
+        return len(lists[0]) if len(lists) == 1 else sum(map(len, lists))
 
     def record_array(self, own: int, sids: Any, latencies: Any) -> None:
         import numpy as np
 
         origins = sids >> 32
         for origin in np.unique(origins).tolist():
-            self._slots.setdefault(origin, []).extend(latencies[origins == origin].tolist())
+            self._slot(origin).extend(latencies[origins == origin].tolist())
+
+    def _slot(self, origin: int) -> list[int]:
+        """The pending list of ``origin``'s latencies, made the first time."""
+        slot = self._slots.get(origin)
+        if slot is None:
+            slot = self._slots[origin] = []
+            self._origin_lists.append(slot)
+        return slot
 
     def flush(self, length: int = 0) -> None:
         """Every origin's waiting latencies to their label (or counted as not
