@@ -8,7 +8,6 @@ broker is not installed (``make peers`` installs them)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,9 @@ import psutil
 import pytest
 
 from bench import cli
+from bench.results.schema import RunDocument
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
+from bench.swarm.series import IntervalView, Outputs, RunInfo
 from bench.targets import MosquittoTarget, NatsTarget, RedisTarget, TargetError, make_target
 from bench.targets.packages import find_binary
 from tests.bench.test_readme_examples import readme_command
@@ -156,9 +157,25 @@ def test_a_subscriber_that_stops_reading_is_cut_off_by_the_broker_and_the_run_sa
 def test_a_broker_that_dies_mid_run_ends_the_run_within_its_drain_timeout() -> None:
     broker = NatsTarget()
     broker.start()
+    killed: list[float] = []
+
+    class KillOnFirstDeliveries:
+        """Kills the broker once measured deliveries arrive: a timer from the start could fire
+        before the first message on a slow machine (connects and the quiet room take longer)."""
+
+        def run_started(self, run: RunInfo) -> None:
+            pass
+
+        def interval(self, view: IntervalView) -> str | None:
+            if view.delivered > 0 and not killed and broker.pid:
+                psutil.Process(broker.pid).kill()
+                killed.append(time.monotonic())
+            return None
+
+        def run_finished(self, doc: RunDocument) -> None:
+            pass
+
     try:
-        killer = threading.Timer(1.5, lambda: psutil.Process(broker.pid).kill() if broker.pid else None)
-        killer.start()
         config = SwarmConfig(
             target=f"nats://{broker.host}:{broker.port}",
             clients=10,
@@ -170,11 +187,11 @@ def test_a_broker_that_dies_mid_run_ends_the_run_within_its_drain_timeout() -> N
             workers=1,
         )
         started = time.monotonic()
-        doc = run_swarm(config)
+        doc = run_swarm(config, Outputs(observers=[KillOnFirstDeliveries()]))
         elapsed = time.monotonic() - started
-        killer.join()
     finally:
         broker.stop()
+    assert killed, "the broker was never killed: no measured deliveries arrived"
     assert elapsed < 3.0 + 0.2 + 3.0 + 15.0, elapsed
     # Every receiver saw the broker go; what was never sent is counted, what was in flight is lost.
     assert doc["connections"]["disconnected_during_run"] == 10, doc["connections"]
