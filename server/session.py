@@ -53,6 +53,23 @@ def kernel_socket(sock: object) -> socket.socket:
     return sock
 
 
+#: ``tcp_info.tcpi_state`` of a socket the peer reset (``TCP_CLOSE``; a FIN
+#: leaves ``TCP_CLOSE_WAIT`` until we close our side).
+TCP_CLOSE = 7
+
+
+def reset_by_peer(sock: object) -> bool:
+    """The peer reset the connection under ``sock``, as far as its state
+    says: for a reader that saw end-of-file because another thread's send
+    took the reset error first (a send returns ECONNRESET once, then the
+    reader's recv returns b"")."""
+    try:
+        info = kernel_socket(sock).getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+    except (OSError, AttributeError):
+        return False
+    return info[0] == TCP_CLOSE
+
+
 @dataclass(frozen=True, slots=True)
 class SessionContext:
     """What every session of one server shares."""
@@ -163,7 +180,9 @@ class Session:
         finally:
             if self._end_reason is not None:
                 reason = self._end_reason
-            elif reason == "connection closed" and isinstance(self.outbox.failure, ConnectionResetError):
+            elif reason == "connection closed" and (
+                isinstance(self.outbox.failure, ConnectionResetError) or reset_by_peer(self.sock)
+            ):
                 reason = "connection reset"
             self._leave(reason)
             if self.name is None:

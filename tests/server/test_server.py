@@ -12,6 +12,7 @@ import pytest
 
 from server import protocol as p
 from server.app import ChatServer
+from server.session import reset_by_peer
 from tests.conftest import ChatTestClient, wait_until
 
 Connect = Callable[..., ChatTestClient]
@@ -48,6 +49,29 @@ def test_leave_notices_are_sent_exactly_once_for_quit_eof_and_reset(connect: Con
         p.Left("quitter", "quit: gotta go"),
         p.Left("resetter", "connection reset"),
     ]
+
+
+def test_a_reset_is_told_from_a_close_by_the_sockets_state_once_its_error_is_gone() -> None:
+    """A reader can see end-of-file after a reset when another thread's send
+    took the reset's error first; the socket's TCP state still tells them apart."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        resetter = socket.create_connection(listener.getsockname(), timeout=5)
+        reset_side, _ = listener.accept()
+        closer = socket.create_connection(listener.getsockname(), timeout=5)
+        closed_side, _ = listener.accept()
+    with reset_side, closed_side, closer:
+        resetter.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        resetter.close()
+        closer.shutdown(socket.SHUT_WR)
+        assert wait_until(lambda: reset_by_peer(reset_side), timeout=5)
+        with pytest.raises(ConnectionResetError):
+            reset_side.send(b"x")  # the send takes the error ...
+        reset_side.settimeout(5)
+        assert reset_side.recv(10) == b""  # ... and the reader sees only end-of-file
+        assert reset_by_peer(reset_side)
+        closed_side.settimeout(5)
+        assert closed_side.recv(10) == b""
+        assert not reset_by_peer(closed_side)
 
 
 def test_private_messages_reach_only_the_recipient(connect: Connect) -> None:
