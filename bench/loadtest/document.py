@@ -51,6 +51,7 @@ class WorkerReport(TypedDict):
     read_lag: HistogramDelta | None  #: kernel stamp to read (us), one per read
     send_lag: NotRequired[HistogramDelta | None]  #: intended time to the write (us), per paced probe
     unstamped_reads: int
+    shared_reads: NotRequired[int]  #: measured deliveries that shared a read with a later one
     clock: ClockDelta
 
 
@@ -108,6 +109,9 @@ class ReadLag(Exact):
     """The harness's read lag: read time minus the kernel's receive stamp, per read."""
 
     unstamped_reads: int  #: reads that came without a kernel stamp (timed at the read)
+    #: measured deliveries that shared a read with a later one, so carry its
+    #: stamp: exact if they came in one segment, late by the gap if not
+    shared_reads: NotRequired[int]
 
 
 class WorkerClockInfo(TypedDict):

@@ -96,6 +96,8 @@ class FanoutRecorder:
         self.read_lag = LatencyHistogram()
         self.send_lag = LatencyHistogram()  #: intended send time to the write (us), per paced probe
         self.unstamped_reads = 0
+        #: measured deliveries that shared a read with a later one (DeliveryRecorder.shared_reads)
+        self.shared_reads = 0
         self.clock = ClockCounts()
         #: Deltas merged from each worker (master only), for the JSON.
         self.per_worker: dict[str, int] = {}
@@ -108,6 +110,7 @@ class FanoutRecorder:
         self.role = "local"
         self.clocks: clocksync.MasterClock | clocksync.WorkerClock | None = None
         self._unstamped_shipped = 0
+        self._shared_shipped = 0
         self._written_count = -1
         self._pending: gevent.Greenlet | None = None
         #: every process's intervals, merged (master, local run)
@@ -138,6 +141,8 @@ class FanoutRecorder:
         rx.take_read_lag()
         self.unstamped_reads = 0
         self._unstamped_shipped = rx.reader.unstamped_reads
+        self.shared_reads = 0
+        self._shared_shipped = rx.recorder.shared_reads
         integrity.LEDGER.reset()
         self.locust_counts = (0, 0)
         self._written_count = -1
@@ -176,16 +181,23 @@ class FanoutRecorder:
 
     # -- this process's figures -------------------------------------------------
 
-    def _take_local(self) -> tuple[dict[str, LatencyHistogram], LatencyHistogram, int, ClockCounts]:
-        """This process's figures since the last take."""
+    def _take_local(self) -> tuple[dict[str, LatencyHistogram], LatencyHistogram, int, int, ClockCounts]:
+        """This process's figures since the last take (the two counts: unstamped and shared reads)."""
         rx = receiving()
         hists, clock = rx.labels.take()
         unstamped = rx.reader.unstamped_reads - self._unstamped_shipped
         self._unstamped_shipped = rx.reader.unstamped_reads
-        return hists, rx.take_read_lag(), unstamped, clock
+        shared = rx.recorder.shared_reads - self._shared_shipped
+        self._shared_shipped = rx.recorder.shared_reads
+        return hists, rx.take_read_lag(), unstamped, shared, clock
 
     def _add(
-        self, hists: dict[str, LatencyHistogram], lag: LatencyHistogram, unstamped: int, clock: ClockCounts
+        self,
+        hists: dict[str, LatencyHistogram],
+        lag: LatencyHistogram,
+        unstamped: int,
+        shared: int,
+        clock: ClockCounts,
     ) -> int:
         """Merge figures into the result; returns the deliveries they hold."""
         count = 0
@@ -194,6 +206,7 @@ class FanoutRecorder:
             count += hist.count
         self.read_lag.merge(lag)
         self.unstamped_reads += unstamped
+        self.shared_reads += shared
         self.clock.add(clock)
         return count
 
@@ -205,12 +218,13 @@ class FanoutRecorder:
         # this one, so the deltas shipped here cover exactly the same
         # deliveries as the FANOUT stats in the same message.
         data[integrity.REPORT_KEY] = integrity.LEDGER.state()  # not a delta: the master keeps the latest
-        hists, lag, unstamped, clock = self._take_local()
+        hists, lag, unstamped, shared, clock = self._take_local()
         report: WorkerReport = {
             "labels": {key: delta for key, hist in hists.items() if (delta := pack_delta(hist)) is not None},
             "read_lag": pack_delta(lag),
             "send_lag": pack_delta(take_send_lag()),
             "unstamped_reads": unstamped,
+            "shared_reads": shared,
             "clock": {
                 "corrected": clock.corrected,
                 "bound_max_ns": clock.bound_max_ns,
@@ -244,6 +258,7 @@ class FanoutRecorder:
             {key: unpack_delta(delta) for key, delta in report["labels"].items()},
             unpack_delta(lag) if lag else LatencyHistogram(),
             int(report["unstamped_reads"]),
+            int(report.get("shared_reads", 0)),  # (absent from an older worker)
             ClockCounts(int(c["corrected"]), int(c["bound_max_ns"]), int(c["unknown"]), int(c["over_bound"])),
         )
         self.per_worker[client_id] = self.per_worker.get(client_id, 0) + count
@@ -368,7 +383,9 @@ class FanoutRecorder:
             },
             "summary": hist.summary(),
             "labels": {key: exact(h) for key, h in self.labels.items()},
-            "read_lag": ReadLag(**exact(self.read_lag), unstamped_reads=self.unstamped_reads),
+            "read_lag": ReadLag(
+                **exact(self.read_lag), unstamped_reads=self.unstamped_reads, shared_reads=self.shared_reads
+            ),
             "send_lag": exact(self.send_lag),
             "clock": self.clock_result(),
             # Locust's FANOUT requests and failures: the histogram holds the

@@ -119,6 +119,7 @@ class Accounting:
         "lines",
         "measure_start_ns",
         "resolve",
+        "shared_reads",
     )
 
     def __init__(
@@ -139,6 +140,11 @@ class Accounting:
         self.echoes = 0  #: a receiver's own messages coming back (our server never does this)
         self.lines = 0  #: lines (and pairs) looked at
         self.blocks_fast = 0  #: blocks that took the block path
+        #: measured deliveries that shared their read with a later one: one
+        #: stamp (the newest segment's) times them all, so each is exact if
+        #: they came in one segment and over-stated by the gap if not
+        #: (:mod:`bench.net.stamps`); how much of a tail that can be
+        self.shared_reads = 0
         #: stream id -> its sender's name as bytes
         self._names_b: dict[int, bytes] = {sid: name.encode("utf-8") for sid, name in sender_names.items()}
         # The per-line path's tables: b"NAME:" -> stream id (a line's text
@@ -326,6 +332,8 @@ class Accounting:
         count = len(self._pending) if route is None else labelled.pending_count()
         if count != measured_before:
             self.delivered_measured += count - measured_before
+            if count - measured_before > 1:
+                self.shared_reads += count - measured_before - 1
             self.last_measured_recv_ns = now
             if count >= _PENDING_MAX:
                 labelled.flush()
@@ -438,6 +446,7 @@ class DeliveryRecorder(Accounting):
         measured = intended[keep]
         if len(measured):
             self.delivered_measured += len(measured)
+            self.shared_reads += len(measured) - 1
             self.last_measured_recv_ns = now
             labelled = self._labelled
             if labelled.single:

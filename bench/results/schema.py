@@ -369,6 +369,8 @@ class RunDocument(TypedDict):
     send_lag_us: Latency
     rx_clock: NotRequired[str]  #: absent in runs from before the kernel clock: they timed the read
     receive_lag_us: NotRequired[Latency | None]
+    #: measured deliveries that shared a read with a later one (absent in older runs)
+    shared_reads: NotRequired[int]
     integrity: Integrity
     resources: Resources
     load_generator_saturated: bool

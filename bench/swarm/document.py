@@ -88,6 +88,7 @@ class Merged:
     delivered_all: int = 0
     echoes: int = 0
     strays: int = 0
+    shared_reads: int = 0
     lines: int = 0
     bytes_in: int = 0
     last_recv: int = 0
@@ -120,6 +121,7 @@ def merge_results(worker_results: list[Result]) -> Merged:
         m.delivered_all += r.delivered_all
         m.echoes += r.echoes
         m.strays += r.strays
+        m.shared_reads += r.shared_reads
         m.lines += r.lines
         m.bytes_in += r.bytes_in
         m.last_recv = max(m.last_recv, r.last_measured_recv_ns)
@@ -299,6 +301,7 @@ def build_document(config: SwarmConfig, got: Collected, resources: Resources, ta
         "send_lag_us": merged.send_lag.summary(),
         "rx_clock": rx_clocks.pop() if len(rx_clocks) == 1 else ("mixed" if rx_clocks else config.rx_clock),
         "receive_lag_us": merged.receive_lag.summary() if merged.receive_lag.count else None,
+        "shared_reads": merged.shared_reads,
         "integrity": _integrity(got.workload, integrity, merged),
         "resources": resources,
         "load_generator_saturated": bool(resources["saturated_workers"]),

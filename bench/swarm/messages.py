@@ -196,6 +196,8 @@ class Result:
     by_pair: dict[tuple[int, int], IntegrityCounts] = field(default_factory=dict)
     #: measured deliveries of a stream to a receiver outside its audience
     strays: int = 0
+    #: measured deliveries that shared a read with a later one (DeliveryRecorder.shared_reads)
+    shared_reads: int = 0
     #: interval -> deliveries lost, by when the lost message was intended
     lost_by_interval: dict[int, int] = field(default_factory=dict)
     #: setup latencies by kind of connection (initial; churn, storm, probe)

@@ -343,6 +343,7 @@ class Worker:
             receivers=len(receivers),
             by_pair=by_pair,
             strays=labelled.strays,
+            shared_reads=rec.shared_reads,
             lost_by_interval=dict(lost_by_interval),
             connects={kind: hists.encoded() for kind, hists in self.registrar.connects.items()},
             churn=churn,

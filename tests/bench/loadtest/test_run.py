@@ -186,6 +186,8 @@ def check_exact_files(result: dict[str, Any], prefix: Path, output: str, clocks:
     lag = result["read_lag"]
     assert lag["summary"]["count"] > 0  # kernel receive stamps through gevent's socket
     assert lag["unstamped_reads"] <= lag["summary"]["count"] // 10 + 5, lag
+    # Deliveries that shared a read with a later one (each read's last did not): from every process.
+    assert 0 <= lag["shared_reads"] < result["summary"]["count"], lag
     assert "| read lag p50=" in output
     with open(f"{prefix}_fanout_exact.csv", newline="") as f:
         rows = {row["Series"]: row for row in csv.DictReader(f)}

@@ -255,6 +255,29 @@ def test_receive_gives_the_reference_results(
         assert got[-1] > 0  # the block path was taken
 
 
+@pytest.mark.parametrize("block_min", [0, 1 << 30])
+def test_deliveries_that_share_a_read_with_a_later_one_are_counted(
+    block_min: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One stamp times every line of a read: each but the last shared it (both paths)."""
+    monkeypatch.setattr(recorder_mod, "BLOCK_MIN_BYTES", block_min)
+    lines, _ = _stream(random.Random(4), 40, False)
+    rec = DeliveryRecorder(NAMES, measure_start_ns=0)
+    tracker = IntegrityTracker()
+    decoder = BlockLineDecoder(1 << 16)
+    reads = [1, 3, 1, 5, 2, 1]  # lines per read
+    pos = 0
+    for k in reads:
+        rec.receive(decoder, tracker, OWN, b"".join(lines[pos : pos + k]), 10**13)
+        pos += k
+    assert rec.delivered_measured == sum(reads)
+    assert rec.shared_reads == sum(k - 1 for k in reads) == 7
+    # Warm-up lines are delivered but not measured: they are not counted either.
+    rec.measure_start_ns = 10**13
+    rec.receive(decoder, tracker, OWN, b"".join(lines[pos : pos + 4]), 10**13)
+    assert rec.shared_reads == 7
+
+
 #: A workload's rooms: each stream's name is its room and its sender (``#r1 alice``),
 #: as our server writes a room's line ``#r1 alice: TEXT`` and every adapter names a
 #: room's delivery; the same sender in another room is another stream.

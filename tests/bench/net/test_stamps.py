@@ -117,6 +117,10 @@ def test_swarm_reports_its_clock_and_the_harness_read_lag() -> None:
     assert 0 < lag["count"] <= doc["deliveries"]["lines_received"]
     assert lag["p50_us"] <= lag["max_us"]
     assert "harness read lag p99" in summary_line(doc)
+    # Every measured delivery but the last of its read shared that read's stamp:
+    # what is left is one per read that carried some, and each is a stamped read.
+    assert 0 <= doc["shared_reads"] < doc["deliveries"]["delivered"]
+    assert doc["deliveries"]["delivered"] - doc["shared_reads"] <= lag["count"]
 
     read = _run(rate=500, messages=300, warmup_s=0.1, rx_clock="read")
     assert read["rx_clock"] == "read"
