@@ -330,10 +330,10 @@ class Accounting:
         self.delivered_all += delivered
         labelled = self._labelled
         count = len(self._pending) if route is None else labelled.pending_count()
-        if count != measured_before:
-            self.delivered_measured += count - measured_before
-            if count - measured_before > 1:
-                self.shared_reads += count - measured_before - 1
+        measured = count - measured_before
+        if measured:
+            self.delivered_measured += measured
+            self.shared_reads += measured - 1
             self.last_measured_recv_ns = now
             if count >= _PENDING_MAX:
                 labelled.flush()
