@@ -20,7 +20,9 @@ def _interrupted_while_loading(signum: int, frame: FrameType | None) -> None:
     """Ctrl-C while the harness is still importing: nothing is started or
     written yet, so end at once.  A KeyboardInterrupt would not do: raised
     inside the import system's own clean-up (a weakref callback) Python
-    prints it as "Exception ignored" and goes on, and the run starts anyway."""
+    prints it as "Exception ignored" and goes on, and the run starts anyway;
+    raised inside a class body's ``__set_name__`` (matplotlib's ticker) it
+    comes out as a RuntimeError with a traceback."""
     os.write(2, b"\ninterrupted\n")
     os._exit(130)
 
@@ -33,7 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if loading:
         signal.signal(signal.SIGINT, _interrupted_while_loading)
     try:
+        from bench.cli import build_parser
         from bench.cli import main as cli_main
+
+        # building the parser imports every subcommand (numpy, matplotlib): still loading
+        parser = build_parser()
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in BENCH_EXTRA_MODULES:
             raise
@@ -50,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if loading:
             signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return cli_main(argv)
+        return cli_main(argv, parser)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

@@ -539,8 +539,11 @@ def fanout_default(module: object) -> dict[str, str]:
     return {"fanout": text}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, parser: Parser | None = None) -> int:
+    """Parse ARGV and run its subcommand; PARSER is :func:`build_parser`'s,
+    built beforehand by ``python -m bench`` while Ctrl-C still ends at once
+    (building it imports every subcommand: numpy, matplotlib)."""
+    parser = parser or build_parser()
     args, unknown = parser.parse_known_args(argv)
     args.argv = command_line(argv)
     prog = f"{PROG} {args.command}"
