@@ -114,6 +114,9 @@ class Session:
         config = context.config
         self.decoder = protocol.LineDecoder(config.max_line_bytes, discard_oversized=True)
         self.outbox: Outbox = context.fanout.outbox(sock, self._send_queue_exceeded, peer)
+        if type(sock) is socket.socket and not sock.getblocking():
+            self._poller = select.poll()
+            self._poller.register(sock, select.POLLIN)
         #: Why the session ends, when something other than the reader decides.
         self._end_reason: str | None = None
         #: Set when the session is being ended from outside; cuts flood waits short.
@@ -221,6 +224,13 @@ class Session:
         fan-out is non-blocking (its outbox writes it with ``os.write``): the
         reader then waits for input in poll, which returns at input, at the
         end and when the socket is shut down."""
+        poller = self._poller
+        if poller is not None:
+            # Wait first: at a chat's pace the socket is empty when we come
+            # back for more, and a recv that finds it so raises
+            # BlockingIOError, which costs more than this poll (its message
+            # is decoded from the locale: reports/perf-server.md, round 6).
+            poller.poll()
         while True:
             try:
                 return self.sock.recv(RECV_BYTES)
