@@ -4,8 +4,11 @@ A background thread samples every watched process (CPU %, RSS, threads) at a
 fixed interval.  Besides the time series, the sampler takes exact CPU-time
 snapshots at the start and end of the *active window* (traffic and drain),
 so the window's average CPU is computed from ``cpu_times`` deltas rather than
-from noisy point samples, and the time spent runnable but waiting for a CPU
-(``/proc/PID/task/*/schedstat``).  A harness worker that was running or
+from noisy point samples, and, from ``/proc/PID/task/*/schedstat``, the time
+spent runnable but waiting for a CPU and the times a thread was put on a CPU
+(its context switches).  Those per-thread files are read only at the
+window's two edges: read every interval, a server's 1,000 threads took the
+harness's CPU for milliseconds each time.  A harness worker that was running or
 waiting to run for at least :data:`SATURATION_CPU_PERCENT` of the window flags
 the run as *load generator saturated*: busy, or starved by other load on the
 machine, it cannot read its sockets promptly, and the numbers then describe
@@ -45,6 +48,8 @@ class _Watched:
     window_end_cpu: float | None = None
     window_start_wait: float | None = None
     window_end_wait: float | None = None
+    window_start_switches: int | None = None
+    window_end_switches: int | None = None
     gone: bool = False
 
 
@@ -53,21 +58,25 @@ def _cpu_seconds(proc: psutil.Process) -> float:
     return float(t.user + t.system)
 
 
-def _runqueue_wait_seconds(pid: int) -> float | None:
-    """Time the process's threads spent runnable but waiting for a CPU
-    (``/proc/PID/task/*/schedstat``, Linux); None where unavailable."""
-    total = 0
+def _schedstat(pid: int) -> tuple[float | None, int | None]:
+    """Summed over the process's threads (``/proc/PID/task/*/schedstat``,
+    Linux): seconds runnable but waiting for a CPU, and timeslices (each
+    time a thread was put on a CPU: its context switches in); Nones where
+    unavailable."""
+    wait = switches = 0
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return None
+        return None, None
     for tid in tasks:
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
-                total += int(f.read().split()[1])
-        except (OSError, IndexError, ValueError):
+                _, waited, slices = f.read().split()[:3]
+            wait += int(waited)
+            switches += int(slices)
+        except (OSError, ValueError):
             continue  # a thread that just ended
-    return total / 1e9
+    return wait / 1e9, switches
 
 
 class ResourceSampler:
@@ -113,7 +122,7 @@ class ResourceSampler:
                     w.window_start_cpu = _cpu_seconds(w.proc)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     w.gone = True
-                w.window_start_wait = _runqueue_wait_seconds(w.proc.pid)
+                w.window_start_wait, w.window_start_switches = _schedstat(w.proc.pid)
 
     def window_end(self) -> None:
         """Mark the end of the active window (also takes a sample)."""
@@ -127,7 +136,7 @@ class ResourceSampler:
                     w.window_end_cpu = _cpu_seconds(w.proc)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     w.gone = True
-                w.window_end_wait = _runqueue_wait_seconds(w.proc.pid)
+                w.window_end_wait, w.window_end_switches = _schedstat(w.proc.pid)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -188,6 +197,7 @@ class ResourceSampler:
             "summary": {
                 "cpu_percent_window": self._window_percent(w.window_start_cpu, w.window_end_cpu),
                 "runqueue_wait_percent_window": self._window_percent(w.window_start_wait, w.window_end_wait),
+                "switches_window": _difference(w.window_start_switches, w.window_end_switches),
                 "cpu_percent_max": max(w.cpu_percent, default=None),
                 "rss_max_bytes": max(w.rss_bytes, default=None),
                 "threads_max": max(w.threads, default=None),
@@ -216,6 +226,10 @@ class ResourceSampler:
             "saturation_threshold_percent": SATURATION_CPU_PERCENT,
             "saturated_workers": saturated,
         }
+
+
+def _difference(start: int | None, end: int | None) -> int | None:
+    return None if start is None or end is None else end - start
 
 
 def _demand(summary: ProcessSummary) -> float:

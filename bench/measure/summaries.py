@@ -31,6 +31,8 @@ class Latency(TypedDict):
 class ProcessSummary(TypedDict, total=False):
     cpu_percent_window: float | None
     runqueue_wait_percent_window: float | None
+    #: context switches into the process's threads over the window (schedstat timeslices)
+    switches_window: int | None
     cpu_percent_max: float | None
     rss_max_bytes: int | None
     threads_max: int | None

@@ -4,23 +4,24 @@ latency does not.
 
 For each target (ours, ngircd, miniircd, ...) and repeat, interleaved
 (A B C A B C): start the server, pin it to ``--server-cpus`` (every thread),
-run one swarm point against it with the harness on ``--harness-cpus``, and
-meanwhile read the server's threads from ``/proc`` every
-:data:`PROBE_INTERVAL_S`: their CPU time and their voluntary and involuntary
-context switches.  Reported per run:
+and run one swarm point against it with the harness on ``--harness-cpus``.
+Reported per run, from the run document:
 
 ``cpu_us_per_delivery``  the server's CPU over the traffic window (psutil,
                          the run document's ``cpu_percent_window``) / deliveries
-``switches_per_delivery``  the median per-interval rate of context switches
-                         over all the server's threads / deliveries per second
-                         (a voluntary switch is a thread going to sleep: a reader
-                         waiting in recv, the flusher waiting for work; so this
-                         counts the wake-ups a delivery costs)
-``p99_us``, ``delivered_ratio``  from the run document
+``switches_per_delivery``  context switches into the server's threads over the
+                         traffic window (the sampler's ``switches_window``, from
+                         ``/proc/PID/task/*/schedstat`` at the window's edges)
+                         per second / deliveries per second: a thread woken to
+                         read a line or to send counts once, so this is the
+                         wake-ups a delivery costs
+``p99_us``, ``delivered_ratio``
 
-The median interval is the steady traffic: the run's traffic is most of its
-time (``--duration`` well above the registration time; the default is).
-Medians over the repeats with (min-max) are printed and written to
+The server's threads are read only at the window's edges, not during the
+traffic: with the harness pinned, reading 1,000 threads' files every half
+second took its CPU for milliseconds each time, and sends due meanwhile went
+out late (a p99 of the harness's send lag of 4-5 ms against our server,
+0.3 ms without).  Medians over the repeats with (min-max) are printed and written to
 ``OUT/cost.json`` with every run's figures; each run's document goes to
 ``OUT/<target>/``.  Loopback only, Linux only (``/proc``).
 
@@ -39,11 +40,8 @@ import datetime as dt
 import json
 import statistics
 import sys
-import threading
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TypedDict, cast
 
 from bench import cli
@@ -52,16 +50,10 @@ from bench.results import schema
 from bench.results.store import SeriesWriter, write_json
 from bench.studies import sweep
 from bench.swarm import SwarmConfig, SwarmError, run_swarm
-from bench.swarm.pinning import PinningError, pin_process, threads_of
+from bench.swarm.pinning import PinningError, pin_process
 from bench.swarm.run import client_tls
 from bench.targets import TargetError, make_target
 
-#: Seconds between two reads of the server's threads: short enough for a dozen
-#: intervals in a few seconds of traffic, long enough that reading 1,000 threads'
-#: /proc files stays a small load on the harness's CPU.
-PROBE_INTERVAL_S = 0.5
-#: Clock ticks per second of /proc/PID/task/TID/stat's utime and stime (USER_HZ).
-USER_HZ = 100
 DEFAULT_TARGETS = ("embedded", "ngircd", "miniircd")
 DEFAULT_ROOT = "reports/cost"
 
@@ -93,47 +85,6 @@ class CostDocument(TypedDict):
     medians: dict[str, dict[str, list[float | None]]]
     #: --tls: target -> TLS ÷ plaintext of cpu_us_per_delivery, [median, min, max] over the repeats' pairs
     tls_ratio: dict[str, list[float | None]]
-
-
-@dataclass
-class ThreadProbe:
-    """Reads the server's threads every PROBE_INTERVAL_S in a thread of its own."""
-
-    pid: int
-    samples: list[tuple[float, int, int]] = field(default_factory=list)  #: (t, cpu ticks, switches)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def read(self) -> tuple[int, int]:
-        ticks = switches = 0
-        for tid in threads_of(self.pid):
-            base = Path(f"/proc/{self.pid}/task/{tid}")
-            try:
-                stat = (base / "stat").read_text().rsplit(")", 1)[1].split()
-                status = (base / "status").read_text()
-            except OSError:
-                continue  # a thread that ended
-            ticks += int(stat[11]) + int(stat[12])  # utime, stime (fields 14, 15)
-            for line in status.splitlines():
-                if "ctxt_switches:" in line:  # voluntary_ and nonvoluntary_
-                    switches += int(line.split(":")[1])
-        return ticks, switches
-
-    def loop(self) -> None:
-        while not self.stop.wait(PROBE_INTERVAL_S):
-            try:
-                ticks, switches = self.read()
-            except PinningError:
-                return  # the server is gone
-            self.samples.append((time.monotonic(), ticks, switches))
-
-    def steady_switches_per_s(self) -> float | None:
-        """The median over the intervals in which the server used CPU (traffic, not idle)."""
-        rates = [
-            (s1 - s0) / (t1 - t0)
-            for (t0, c0, s0), (t1, c1, s1) in zip(self.samples, self.samples[1:], strict=False)
-            if c1 > c0 and t1 > t0
-        ]
-        return statistics.median(rates) if rates else None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +122,10 @@ def empty_row(config: SwarmConfig, repeat: int, status: str) -> CostRun:
     }
 
 
+def _per_s(count: int | None, seconds: float | None) -> float | None:
+    return count / seconds if count is not None and seconds else None
+
+
 def one_run(config: SwarmConfig, writer: SeriesWriter, repeat: int) -> CostRun:
     """Start the target, pin it, run the point against it with the probe reading its threads."""
     target = make_target(config.target, security=config.security)
@@ -180,9 +135,6 @@ def one_run(config: SwarmConfig, writer: SeriesWriter, repeat: int) -> CostRun:
         assert target.pid is not None
         if config.server_cpus:
             pin_process(target.pid, config.server_cpus)
-        probe = ThreadProbe(target.pid)
-        reader = threading.Thread(target=probe.loop, name="cost-probe", daemon=True)
-        reader.start()
         external = replace(
             config,
             target=f"{host}:{port}",
@@ -193,14 +145,13 @@ def one_run(config: SwarmConfig, writer: SeriesWriter, repeat: int) -> CostRun:
             connect_batch=config.connect_batch or target.connect_batch,
         )
         doc = run_swarm(external)
-        probe.stop.set()
-        reader.join(timeout=PROBE_INTERVAL_S * 4)
     finally:
         target.stop()
     writer.add(doc, repeat)
     per_s = doc["deliveries"]["per_s"]
-    cpu = schema.server_summary(doc).get("cpu_percent_window")
-    switches = probe.steady_switches_per_s()
+    summary = schema.server_summary(doc)
+    cpu = summary.get("cpu_percent_window")
+    switches = _per_s(summary.get("switches_window"), doc["resources"]["window_s"])
     row.update(
         {
             "deliveries_per_s": per_s,

@@ -68,7 +68,7 @@ class WorkerPlan:
     stalled_rcvbuf: int = 4096
     #: Spin (poll without sleeping) when the next send is due within this many
     #: microseconds; 0 never spins.  Without spinning the loop sleeps to the
-    #: microsecond (see :data:`bench.swarm.worker.PRECISE_WAIT_S`) and a send is
+    #: microsecond (see :meth:`bench.swarm.worker.Worker.run`) and a send is
     #: late by the kernel's wake-up time, typically tens of microseconds (which
     #: shows in the measured latency and in ``send_lag``).
     spin_us: int = 0
