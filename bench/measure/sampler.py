@@ -54,8 +54,21 @@ class _Watched:
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return float(t.user + t.system)
+    """The process's CPU time, every thread's (those that ended too): its CPU
+    clock to the nanosecond where the kernel lets us read it, else psutil's
+    clock ticks (10 ms: +-3% of a 6 s window at 6% of a core)."""
+    try:
+        return time.clock_gettime_ns(_process_cpu_clock(proc.pid)) / 1e9
+    except (OSError, OverflowError):
+        t = proc.cpu_times()
+        return float(t.user + t.system)
+
+
+def _process_cpu_clock(pid: int) -> int:
+    """What ``clock_getcpuclockid(pid)`` returns on Linux (Python has no
+    wrapper): ``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)``, the process's
+    summed on-CPU time; any process's may be read."""
+    return ((~pid) << 3) | 2
 
 
 def _schedstat(pid: int) -> tuple[float | None, int | None]:
@@ -196,6 +209,7 @@ class ResourceSampler:
             "samples": {"t_s": w.t_s, "cpu_percent": w.cpu_percent, "rss_bytes": w.rss_bytes, "threads": w.threads},
             "summary": {
                 "cpu_percent_window": self._window_percent(w.window_start_cpu, w.window_end_cpu),
+                "cpu_seconds_window": _seconds(w.window_start_cpu, w.window_end_cpu),
                 "runqueue_wait_percent_window": self._window_percent(w.window_start_wait, w.window_end_wait),
                 "switches_window": _difference(w.window_start_switches, w.window_end_switches),
                 "cpu_percent_max": max(w.cpu_percent, default=None),
@@ -226,6 +240,10 @@ class ResourceSampler:
             "saturation_threshold_percent": SATURATION_CPU_PERCENT,
             "saturated_workers": saturated,
         }
+
+
+def _seconds(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round(end - start, 6)
 
 
 def _difference(start: int | None, end: int | None) -> int | None:

@@ -30,6 +30,8 @@ class Latency(TypedDict):
 
 class ProcessSummary(TypedDict, total=False):
     cpu_percent_window: float | None
+    #: CPU seconds over the window, to the microsecond (the percent is rounded to 0.1)
+    cpu_seconds_window: float | None
     runqueue_wait_percent_window: float | None
     #: context switches into the process's threads over the window (schedstat timeslices)
     switches_window: int | None

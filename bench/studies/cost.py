@@ -7,8 +7,9 @@ For each target (ours, ngircd, miniircd, ...) and repeat, interleaved
 and run one swarm point against it with the harness on ``--harness-cpus``.
 Reported per run, from the run document:
 
-``cpu_us_per_delivery``  the server's CPU over the traffic window (psutil,
-                         the run document's ``cpu_percent_window``) / deliveries
+``cpu_us_per_delivery``  the server's CPU time over the traffic window (the run
+                         document's ``cpu_seconds_window``: its CPU clock, to the
+                         nanosecond) per second / deliveries per second
 ``switches_per_delivery``  context switches into the server's threads over the
                          traffic window (the sampler's ``switches_window``, from
                          ``/proc/PID/task/*/schedstat`` at the window's edges)
@@ -122,12 +123,12 @@ def empty_row(config: SwarmConfig, repeat: int, status: str) -> CostRun:
     }
 
 
-def _per_s(count: int | None, seconds: float | None) -> float | None:
+def _per_s(count: float | None, seconds: float | None) -> float | None:
     return count / seconds if count is not None and seconds else None
 
 
 def one_run(config: SwarmConfig, writer: SeriesWriter, repeat: int) -> CostRun:
-    """Start the target, pin it, run the point against it with the probe reading its threads."""
+    """Start the target, pin it, run the point against it."""
     target = make_target(config.target, security=config.security)
     row = empty_row(config, repeat, "ok")
     host, port = target.start()
@@ -150,15 +151,17 @@ def one_run(config: SwarmConfig, writer: SeriesWriter, repeat: int) -> CostRun:
     writer.add(doc, repeat)
     per_s = doc["deliveries"]["per_s"]
     summary = schema.server_summary(doc)
+    window_s = doc["resources"]["window_s"]
+    cpu_s = _per_s(summary.get("cpu_seconds_window"), window_s)
     cpu = summary.get("cpu_percent_window")
-    switches = _per_s(summary.get("switches_window"), doc["resources"]["window_s"])
+    switches = _per_s(summary.get("switches_window"), window_s)
     row.update(
         {
             "deliveries_per_s": per_s,
             "delivered_ratio": doc["deliveries"]["delivered_ratio"],
             "p99_us": doc["latency_us"]["p99_us"],
             "server_cpu_percent": cpu,
-            "cpu_us_per_delivery": round(cpu / 100 / per_s * 1e6, 3) if cpu is not None and per_s else None,
+            "cpu_us_per_delivery": round(cpu_s / per_s * 1e6, 3) if cpu_s is not None and per_s else None,
             "switches_per_s": round(switches, 1) if switches is not None else None,
             "switches_per_delivery": round(switches / per_s, 4) if switches is not None and per_s else None,
         }
