@@ -239,6 +239,7 @@ class Flusher:
             except Exception:  # one client's trouble never stops the flusher
                 log.exception("flushing %s failed", outbox.name)
                 outbox.failure = OSError("flush failed")
+                outbox.fast_fd = -1
             if outbox.disposed:
                 if waiting.pop(outbox.fd, None) is not None:
                     self._unregister(outbox.fd)
@@ -274,9 +275,8 @@ class Flusher:
         """One run of lines with the same audience: one block per recipient
         (``special``, ``lines_of``: a mixed run's, :func:`server.fanout.runs.mixed_audience`).
         The loop is the server's hottest: per recipient, in the common case
-        (nothing queued, the socket takes the block), one check of the
-        outbox's state and one non-blocking send through the bound method the
-        outbox keeps, no function call in between."""
+        (nothing queued, the socket takes the block), one attribute of the
+        outbox (``fast_fd``) and one ``os.write``, no function call in between."""
         block = run[0][1] if len(run) == 1 else b"".join([data for _, data, _ in run])
         size = len(block)
         if special is not None:
@@ -295,14 +295,12 @@ class Flusher:
                 lines = lines_of[member] if lines_of is not None else lines_for(member, run, first_seq)
                 self._other_lines(outbox, lines)
                 continue
-            if outbox.writable and not (
-                outbox._pending or outbox._own or outbox._backlog or outbox.closed or outbox._held
-            ):
+            fd = outbox.fast_fd
+            if fd >= 0:
                 # The common case: nothing queued, the socket takes data.  One
                 # send, no queue touched.
-                fd = outbox.write_fd
                 try:
-                    sent: int | OSError = write(fd, block) if fd >= 0 else outbox.send_now(block, DONTWAIT)
+                    sent: int | OSError = write(fd, block)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 except OSError as exc:
@@ -311,11 +309,28 @@ class Flusher:
                     continue
                 outbox.keep_unsent(block, sent)
                 ready.append(outbox)  # limit check, EPOLLOUT registration
-            elif outbox._own or outbox.closed:
-                self._queue_lines(outbox, lines_for(member, run, first_seq))
             else:
-                outbox._pending.append(block)
-                ready.append(outbox)
+                self._deliver(member, outbox, block, run, first_seq)
+
+    def _deliver(self, member: object, outbox: QueuedOutbox, block: bytes, run: list[Item], first_seq: int) -> None:
+        """A recipient off the fast path (``fast_fd`` -1): a transport's
+        socket, or something queued, full or closing."""
+        if outbox.writable and not (outbox._pending or outbox._own or outbox._backlog or outbox.closed or outbox._held):
+            fd = outbox.write_fd
+            try:
+                sent: int | OSError = write_fd(fd, block) if fd >= 0 else outbox.send_now(block, DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                sent = exc
+            if sent != len(block):
+                outbox.keep_unsent(block, sent)
+                self.ready.append(outbox)
+        elif outbox._own or outbox.closed:
+            self._queue_lines(outbox, lines_for(member, run, first_seq))
+        else:
+            outbox._pending.append(block)
+            self.ready.append(outbox)
 
     def _other_lines(self, outbox: QueuedOutbox, lines: Lines) -> None:
         """A sender of the run, or a member of only some of a mixed run's
@@ -374,6 +389,7 @@ class QueuedOutbox:
         "closed",
         "disposed",
         "failure",
+        "fast_fd",
         "fd",
         "name",
         "send_now",
@@ -399,6 +415,13 @@ class QueuedOutbox:
         if type(sock) is socket.socket:
             sock.setblocking(False)
             self.write_fd = self.fd
+        #: ``write_fd`` while nothing stands in the way of writing a broadcast
+        #: straight to the socket (writable; nothing pending, of its own or
+        #: backlogged; not held or closed), else -1: the hot loop's one check
+        #: instead of six attributes of three objects (reports/perf-server.md,
+        #: round 6).  Whatever breaks that sets it to -1 first (other threads
+        #: under the lock); only a flush sets it back (:meth:`_refresh`).
+        self.fast_fd = self.write_fd
         self._limit = limit_bytes
         self._on_overflow = on_overflow
         self.name = name
@@ -426,13 +449,15 @@ class QueuedOutbox:
             if self.closed:
                 return
             self._own.append((flusher.next_seq, data))
+            self.fast_fd = -1
         flusher.schedule(self)
 
     def admit(self, first_line: bytes, publish: Callable[[], None]) -> None:
         # Queue the first line, publish, and only then let the flusher send.
         flusher = self._flusher
-        self._held = True
         with flusher.lock:
+            self._held = True
+            self.fast_fd = -1
             self._own.append((flusher.next_seq, first_line))
         try:
             publish()
@@ -450,6 +475,7 @@ class QueuedOutbox:
             self._close_seq = flusher.next_seq
             self._shutdown_after = shutdown_how(wake_reader, half_close)
             self.closed = True
+            self.fast_fd = -1
         flusher.schedule(self)
 
     def dispose(self) -> None:
@@ -459,6 +485,7 @@ class QueuedOutbox:
             if self._close_seq is None:
                 self._close_seq = self._flusher.next_seq
             self.closed = True
+            self.fast_fd = -1
         self.disposed = True
         self._flusher.schedule(self)
 
@@ -467,6 +494,7 @@ class QueuedOutbox:
     def keep_unsent(self, data: bytes, sent: int | OSError) -> None:
         """A send of ``data`` with nothing left over before it took only
         ``sent`` bytes (or failed): the rest becomes the backlog."""
+        self.fast_fd = -1
         if isinstance(sent, OSError):
             self.failure = sent
             self.closed = True
@@ -512,6 +540,15 @@ class QueuedOutbox:
         if self.failure is None and self._backlog and (self.writable or self.disposed):
             self._send_backlog()
         self._settle()
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """After a flush: back on the fast path if nothing stands in the way.
+        Under the lock, as other threads queue own lines and close under it:
+        a line queued between the check and the store would be overtaken."""
+        with self._flusher.lock:
+            clear = self.writable and not (self._pending or self._own or self._backlog or self.closed or self._held)
+            self.fast_fd = self.write_fd if clear else -1
 
     def _send_placed(self, pending: deque[bytes]) -> None:
         """Send the placed bytes in one syscall when nothing is left over

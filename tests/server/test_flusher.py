@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import select
 import socket
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -255,3 +256,48 @@ def test_runs_join_one_rooms_snapshots_and_name_who_gets_only_some_lines() -> No
     assert who.lines_of["a"] == [(11, b"* c joined\n"), (12, b"* b left\n")]
     assert who.lines_of["b"] == [(10, b"a: 1\n"), (11, b"* c joined\n")]
     assert who.lines_of["c"] == [(12, b"* b left\n")]
+
+
+def _eventually(check: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_the_fast_path_is_left_while_anything_stands_in_the_way_and_taken_again_after_a_flush(chat: Chat) -> None:
+    """``fast_fd``: the hot loop's one check.  An own line queued, a socket
+    that took only part of a block and a close each turn it off at once; a
+    flush that leaves nothing behind turns it back on; a closed outbox stays off."""
+    alice, bob = chat.member("alice"), chat.member("bob")
+    room = Room("#fast")
+    _add(room, alice, bob)
+    room.publish()
+    box = bob.outbox
+    assert box.fast_fd == box.write_fd >= 0
+    with chat.flusher._round:  # no round can flush bob meanwhile
+        box.send(b"own line\n")
+        assert box.fast_fd == -1
+        _say(chat, room, b"alice: after it\n", alice)
+    bob.expected.insert(0, b"own line\n")
+    assert bob.read_all() == b"".join(bob.expected)
+    assert _eventually(lambda: box.fast_fd == box.write_fd)
+
+    # bob stops reading: a block the socket takes only part of leaves a backlog
+    bob.client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    big = b"alice: " + b"x" * 60_000 + b"\n"
+    bob.expected.clear()
+    for _ in range(20):
+        _say(chat, room, big, alice)
+        if box.fast_fd == -1:
+            break
+    assert box.fast_fd == -1 and box._backlog
+    assert bob.read_all() == b"".join(bob.expected)  # reading makes it writable: the backlog goes out
+    assert _eventually(lambda: box.fast_fd == box.write_fd)
+
+    box.close()
+    assert box.fast_fd == -1
+    time.sleep(0.05)
+    assert box.fast_fd == -1
