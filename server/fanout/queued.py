@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from server.fanout.base import DONTWAIT, FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
@@ -48,6 +49,9 @@ STOP_JOIN_SECONDS = 2.0
 #: Bytes read from the wake-up pipe at once; one byte is written per wake-up
 #: and only while the flusher sleeps, so one read empties it.
 WAKE_READ_BYTES = 4096
+
+#: A run's senders when there is one line: its sender is ``only``, skipped by identity.
+NOBODY: frozenset[object] = frozenset()
 
 #: How the flusher writes to a plain socket's descriptor: ``os.write``, named
 #: here so that one place can be changed (tests/perf/slow_server.py slows it
@@ -279,19 +283,22 @@ class Flusher:
         outbox (``fast_fd``) and one ``os.write``, no function call in between."""
         block = run[0][1] if len(run) == 1 else b"".join([data for _, data, _ in run])
         size = len(block)
+        skipping: AbstractSet[object]
         if special is not None:
             only = None
             skipping = special
         elif len(run) == 1:
             only = run[0][2]  # the usual run: one line, its sender excluded (compared by identity)
-            skipping = set()
+            skipping = NOBODY
         else:
             only = None
             skipping = {exclude for _, _, exclude in run if exclude is not None}
         ready = self.ready
         write = write_fd
         for member, outbox in targets:
-            if member is only or (skipping and member in skipping):
+            if member is only:
+                continue  # a one-line run's sender: the line is its own, nothing for it
+            if skipping and member in skipping:
                 lines = lines_of[member] if lines_of is not None else lines_for(member, run, first_seq)
                 self._other_lines(outbox, lines)
                 continue
