@@ -50,8 +50,9 @@ def test_compare_writes_sweeps_ratios_and_charts(tmp_path: Path) -> None:
     for row in rows:
         ours = next(p for p in doc["series"]["embedded"]["points"] if p["clients"] == row["clients"])
         peer = next(p for p in doc["series"]["miniircd"]["points"] if p["clients"] == row["clients"])
-        assert row["p99"] == pytest.approx(ours["p99_us"] / peer["p99_us"], rel=1e-2)
-        assert row["delivered"] == pytest.approx(ours["delivered_ratio"] / peer["delivered_ratio"], rel=1e-2)
+        # ratios are rounded to 3 decimals: 0.045 for 0.04451 is 1.1% off, within 0.0005
+        assert row["p99"] == pytest.approx(ours["p99_us"] / peer["p99_us"], rel=1e-2, abs=5e-4)
+        assert row["delivered"] == pytest.approx(ours["delivered_ratio"] / peer["delivered_ratio"], rel=1e-2, abs=5e-4)
         assert peer["delivered_ratio"] == 1.0
         assert peer["server_cpu_percent"] is not None
     report = (out / "COMPARE.md").read_text()
