@@ -25,11 +25,36 @@ import threading
 from server import protocol
 
 
+def said(fd: int, lines: list[bytes], names: dict[int, str]) -> list[bytes]:
+    """``fd``'s first line is its name (welcomed); the rest, formatted as ours."""
+    blocks = []
+    for line in lines:
+        text = line.rstrip(b"\r").decode()
+        name = names.get(fd)
+        if name is None:
+            names[fd] = text
+            os.write(fd, protocol.encode_welcome(text, []))
+        else:
+            blocks.append(protocol.encode_message(name, text))
+    return blocks
+
+
+def fan_out(fd: int, blocks: list[bytes], names: dict[int, str]) -> None:
+    """Each block to every registered client but ``fd``; full or gone: dropped."""
+    write = os.write
+    for block in blocks:
+        for other in names:
+            if other != fd:
+                try:
+                    write(other, block)
+                except OSError:
+                    pass
+
+
 def threaded(listener: socket.socket) -> None:
     """A thread per client, blocking reads, fan-out under one lock."""
     names: dict[int, str] = {}
     lock = threading.Lock()
-    write = os.write
 
     def reader(sock: socket.socket) -> None:
         fd = sock.fileno()
@@ -37,20 +62,9 @@ def threaded(listener: socket.socket) -> None:
         while data := sock.recv(65536):
             lines = (partial + data).split(b"\n")
             partial = lines.pop()
-            for line in lines:
-                name = names.get(fd)
-                if name is None:
-                    name = names[fd] = line.rstrip(b"\r").decode()
-                    write(fd, protocol.encode_welcome(name, []))
-                    continue
-                block = protocol.encode_message(name, line.rstrip(b"\r").decode())
-                with lock:
-                    for other in names:
-                        if other != fd:
-                            try:
-                                write(other, block)
-                            except OSError:
-                                pass
+            blocks = said(fd, lines, names)
+            with lock:
+                fan_out(fd, blocks, names)
         names.pop(fd, None)
         sock.close()
 
@@ -74,7 +88,6 @@ def main() -> None:
     names: dict[int, str] = {}
     partial: dict[int, bytes] = {}
     prompt = protocol.encode_prompt()
-    write = os.write
     while True:
         for fd, _ in epoll.poll():
             if fd == listener.fileno():
@@ -84,7 +97,7 @@ def main() -> None:
                 socks[sock.fileno()] = sock
                 partial[sock.fileno()] = b""
                 epoll.register(sock.fileno(), select.EPOLLIN)
-                write(sock.fileno(), prompt)
+                os.write(sock.fileno(), prompt)
                 continue
             try:
                 data = os.read(fd, 65536)
@@ -98,19 +111,7 @@ def main() -> None:
                 continue
             lines = (partial[fd] + data).split(b"\n")
             partial[fd] = lines.pop()
-            for line in lines:
-                name = names.get(fd)
-                if name is None:
-                    name = names[fd] = line.rstrip(b"\r").decode()
-                    write(fd, protocol.encode_welcome(name, []))
-                    continue
-                block = protocol.encode_message(name, line.rstrip(b"\r").decode())
-                for other in names:
-                    if other != fd:
-                        try:
-                            write(other, block)
-                        except OSError:
-                            pass  # full or gone: the floor drops it
+            fan_out(fd, said(fd, lines, names), names)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ import statistics as st
 import sys
 
 for path in sys.argv[1:]:
-    doc = json.load(open(path))
+    with open(path) as f:
+        doc = json.load(f)
     print(path)
     for target, rows in doc["latency_by_run"].items():
         cpu = doc["medians"][target]["cpu_us_per_delivery"]
@@ -18,6 +19,7 @@ for path in sys.argv[1:]:
         lag50 = st.median(r["send_lag_p50_us"] / 1000 for r in rows)
         lag99 = st.median(r["send_lag_p99_us"] / 1000 for r in rows)
         print(
-            f"| {target} | {cpu[0]:.2f} ({cpu[1]:.2f}-{cpu[2]:.2f}) | {st.median(p99):.2f} ({min(p99):.2f}-{max(p99):.2f}) "
+            f"| {target} | {cpu[0]:.2f} ({cpu[1]:.2f}-{cpu[2]:.2f}) "
+            f"| {st.median(p99):.2f} ({min(p99):.2f}-{max(p99):.2f}) "
             f"| {p50:.2f} | {lag50:.2f} / {lag99:.2f} | {switches[0]:.4f} |"
         )
