@@ -93,7 +93,8 @@ class Session:
         self.hub = context.hub
         self._forget = context.forget
         self.sock = sock
-        #: Waits for input on a non-blocking socket (made so by the queued fan-out's outbox).
+        #: Waits for input on a non-blocking socket (made so by the queued fan-out's
+        #: outbox): made at the first recv that found nothing, then polled before each.
         self._poller: select.poll | None = None
         self.peer = peer
         #: The address without the port: what failed logins are counted by.
@@ -114,9 +115,6 @@ class Session:
         config = context.config
         self.decoder = protocol.LineDecoder(config.max_line_bytes, discard_oversized=True)
         self.outbox: Outbox = context.fanout.outbox(sock, self._send_queue_exceeded, peer)
-        if type(sock) is socket.socket and not sock.getblocking():
-            self._poller = select.poll()
-            self._poller.register(sock, select.POLLIN)
         #: Why the session ends, when something other than the reader decides.
         self._end_reason: str | None = None
         #: Set when the session is being ended from outside; cuts flood waits short.

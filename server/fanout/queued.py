@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from server.fanout.base import DONTWAIT, FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
+from server.fanout.base import FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
 from server.fanout.runs import BroadcastTargets, Item, Lines, lines_for, mixed_audience, split_runs
 
 log = logging.getLogger(__name__)
@@ -322,17 +322,8 @@ class Flusher:
     def _deliver(self, member: object, outbox: QueuedOutbox, block: bytes, run: list[Item], first_seq: int) -> None:
         """A recipient off the fast path (``fast_fd`` -1): a transport's
         socket, or something queued, full or closing."""
-        if outbox.writable and not (outbox._pending or outbox._own or outbox._backlog or outbox.closed or outbox._held):
-            fd = outbox.write_fd
-            try:
-                sent: int | OSError = write_fd(fd, block) if fd >= 0 else outbox.send_now(block, DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                sent = exc
-            if sent != len(block):
-                outbox.keep_unsent(block, sent)
-                self.ready.append(outbox)
+        if outbox.clear():
+            self._send_clear(outbox, block)
         elif outbox._own or outbox.closed:
             self._queue_lines(outbox, lines_for(member, run, first_seq))
         else:
@@ -345,16 +336,20 @@ class Flusher:
         if not lines:
             return
         data = lines[0][1] if len(lines) == 1 else b"".join([d for _, d in lines])
-        if outbox.writable and not (outbox._pending or outbox._own or outbox._backlog or outbox.closed or outbox._held):
-            sent = send_nowait(outbox._sock, data)
-            if sent == len(data):
-                return
-            outbox.keep_unsent(data, sent)
-            self.ready.append(outbox)
+        if outbox.clear():
+            self._send_clear(outbox, data)
         elif outbox._own or outbox.closed:
             self._queue_lines(outbox, lines)
         else:
             outbox._pending.append(data)
+            self.ready.append(outbox)
+
+    def _send_clear(self, outbox: QueuedOutbox, data: bytes) -> None:
+        """``data`` to an outbox with nothing in the way (:meth:`QueuedOutbox.clear`)
+        in one non-blocking send; what the kernel does not take becomes its backlog."""
+        sent = send_nowait(outbox._sock, data)
+        if sent != len(data):
+            outbox.keep_unsent(data, sent)
             self.ready.append(outbox)
 
     def _queue_lines(self, outbox: QueuedOutbox, lines: Lines) -> None:
@@ -399,7 +394,6 @@ class QueuedOutbox:
         "fast_fd",
         "fd",
         "name",
-        "send_now",
         "writable",
         "write_fd",
     )
@@ -415,9 +409,8 @@ class QueuedOutbox:
         #: fifth less than ``socket.send``'s argument parsing
         #: (reports/perf-server.md, round 4); the reader thread then waits in
         #: poll before a recv (``Session.recv_lines``).  A transport (TLS,
-        #: WebSocket) keeps its own ``send``, bound once (``send_now``), and
+        #: WebSocket) is sent to with its own ``send`` (``send_nowait``), and
         #: ``write_fd`` is -1.
-        self.send_now = sock.send
         self.write_fd = -1
         if type(sock) is socket.socket:
             sock.setblocking(False)
@@ -554,8 +547,13 @@ class QueuedOutbox:
         Under the lock, as other threads queue own lines and close under it:
         a line queued between the check and the store would be overtaken."""
         with self._flusher.lock:
-            clear = self.writable and not (self._pending or self._own or self._backlog or self.closed or self._held)
-            self.fast_fd = self.write_fd if clear else -1
+            self.fast_fd = self.write_fd if self.clear() else -1
+
+    def clear(self) -> bool:
+        """Nothing stands in the way of sending a broadcast straight away:
+        the socket takes data, nothing is pending, of our own or backlogged,
+        and we are neither held nor closed."""
+        return self.writable and not (self._pending or self._own or self._backlog or self.closed or self._held)
 
     def _send_placed(self, pending: deque[bytes]) -> None:
         """Send the placed bytes in one syscall when nothing is left over
