@@ -15,6 +15,7 @@ share (as IRC sends one QUIT per user): the union of those rooms' snapshots.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections.abc import Iterable
@@ -99,15 +100,17 @@ class Hub:
             self._by_key[key] = session
             self._outbox_of[session] = session.outbox
             self._rooms_of[session] = {lobby.name: lobby}
-            lobby.members[session] = (session, session.outbox)
+            pair = lobby.members[session] = (session, session.outbox)
             welcome = protocol.encode_welcome(name, *self.welcome_roster())
             # The welcome must be the first line it gets, yet it must already be
             # a member when it reads the welcome (and anyone reacts to it).
-            session.outbox.admit(welcome, lobby.publish)
-            # Sized under the lock: a part or join racing this one must not change the verdict.
+            session.outbox.admit(welcome, functools.partial(lobby.publish, (session, pair)))
+            # Sized and read under the lock: a part or join racing this one must
+            # change neither the verdict nor who hears it (the room as this join left it).
             announce = self.room_size(lobby) <= self.announce_limit
+            targets = lobby.targets
         if announce:
-            self.notify(lobby.targets, protocol.encode_joined(name), exclude=session)
+            self.notify(targets, protocol.encode_joined(name), exclude=session)
 
     def welcome_roster(self) -> tuple[list[str], int]:
         """Names for a welcome line and how many are online (caller holds the
@@ -130,9 +133,9 @@ class Hub:
             rooms = list(self._rooms_of.pop(session).values())
             for room in rooms:
                 self._remove_member(room, session)
-            quiet = [r for r in rooms if self.room_size(r) < self.announce_limit]
+            told = self.audience([r for r in rooms if self.room_size(r) < self.announce_limit])
         if not self.closing:
-            self.notify(self.audience(quiet), protocol.encode_left(name, reason))
+            self.notify(told, protocol.encode_left(name, reason))
         return True
 
     def rename(self, session: Session, new_name: str) -> str:
@@ -179,14 +182,15 @@ class Hub:
                     raise RoomError(f"Cannot join {name}: the server has {self.max_rooms} rooms, its limit")
                 room = self._rooms[name] = Room(name)
             mine[name] = room
-            room.members[session] = (session, session.outbox)
+            pair = room.members[session] = (session, session.outbox)
             # Who is there, before any line of the room can reach it.
             talking = protocol.encode_talking(name, *self.room_roster(room, room.members))
-            session.outbox.admit(talking, room.publish)
+            session.outbox.admit(talking, functools.partial(room.publish, (session, pair)))
             member_name = self._name_of[session]
             announce = self.room_size(room) <= self.announce_limit
+            targets = room.targets
         if announce:
-            self.notify(room.targets, protocol.encode_room_joined(member_name, name), exclude=session)
+            self.notify(targets, protocol.encode_room_joined(member_name, name), exclude=session)
         return room
 
     def part_room(self, session: Session, name: str, reason: str = "") -> tuple[Room | None, bool]:
@@ -204,10 +208,11 @@ class Hub:
             self._remove_member(room, session)
             member_name = self._name_of[session]
             announce = self.room_size(room) < self.announce_limit
+            targets = room.targets
         line = protocol.encode_room_left(member_name, name, part_reason(reason))
         session.send(line)
         if announce:
-            self.notify(room.targets, line)
+            self.notify(targets, line)
         if was_current:
             if current is None:
                 session.send(protocol.encode_no_room())
@@ -219,7 +224,7 @@ class Hub:
         """Take ``session`` out of ``room``'s snapshot (caller holds the lock);
         an empty room other than the lobby is gone."""
         del room.members[session]
-        room.publish()
+        room.publish((session, None))
         if not room.members and room is not self.lobby:
             del self._rooms[room.name]
 

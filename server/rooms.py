@@ -19,15 +19,26 @@ if TYPE_CHECKING:
 
 #: A room's snapshot: (member, outbox) pairs, what a broadcast is handed.
 Members = tuple[tuple["Session", "Outbox"], ...]
+#: One join or part, as a snapshot remembers it: (member, its (member, outbox)
+#: pair) for a join, (member, None) for a part.
+Change = tuple["Session", "tuple[Session, Outbox] | None"]
 
 
 class Snapshot(tuple[tuple["Session", "Outbox"], ...]):
     """A room's members at one moment, what :attr:`Room.targets` holds.
     ``origin`` is the room: the ``queued`` flusher joins consecutive lines of
     one room into one send per member even when people joined or left
-    between them (each join and part makes a new snapshot)."""
+    between them (each join and part makes a new snapshot).  ``version`` and
+    ``change`` let it tell who came and went from the snapshots alone: a
+    snapshot one version after another differs from it by ``change``
+    (:func:`server.fanout.runs.mixed_audience`), so a round of 500 joins in a
+    room of 1,000 costs the joins, not 500 copies of the room."""
 
     origin: Room
+    #: The room's count of snapshots before this one.
+    version: int
+    #: What makes it differ from the room's previous snapshot (None: not said).
+    change: Change | None
 
 
 #: Told to a client that sends chat (or /me) while it is in no room.
@@ -45,7 +56,7 @@ class RoomError(Exception):
 
 
 class Room:
-    __slots__ = ("default", "members", "name", "targets")
+    __slots__ = ("default", "members", "name", "published", "targets")
 
     def __init__(self, name: str) -> None:
         #: Its one spelling (``protocol.validate_room``).
@@ -60,12 +71,18 @@ class Room:
         self.members: dict[Session, tuple[Session, Outbox]] = {}
         #: Snapshot of ``members`` as (member, outbox) pairs: what broadcasts read.
         self.targets: Members = ()
+        #: Snapshots made so far: the next one's ``version``.
+        self.published = 0
 
-    def publish(self) -> None:
-        """Rebuild the snapshot (the hub's lock is held); C-speed copies only,
-        so a join in a room of 10,000 stays cheap."""
+    def publish(self, change: Change | None = None) -> None:
+        """Rebuild the snapshot (the hub's lock is held) after ``change`` (the
+        one join or part since the last one, None if not one); C-speed copies
+        only, so a join in a room of 10,000 stays cheap."""
         snapshot = Snapshot(self.members.values())
         snapshot.origin = self
+        snapshot.version = self.published
+        snapshot.change = change
+        self.published += 1
         self.targets = snapshot
 
     def message(self, sender: str, text: str) -> bytes:

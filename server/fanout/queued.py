@@ -263,8 +263,7 @@ class Flusher:
                 # One room's lines with people coming and going between them: the
                 # members of every snapshot get the run in one send, the others their lines.
                 who = mixed_audience(run, first_seq + start)
-                # The dict's own view: iterating it makes no (member, outbox) tuples to keep.
-                self._fan_out_run(who.union.items(), run, first_seq + start, who.special, who.lines_of)
+                self._fan_out_run(who.union, run, first_seq + start, who.special, who.lines_of)
             else:
                 self._fan_out_run(items[start][0], run, first_seq + start)
 

@@ -56,12 +56,19 @@ def lines_for(member: object, run: list[Item], first_seq: int) -> Lines:
     return [(first_seq + i, d) for i, (_, d, exclude) in enumerate(run) if exclude is not member]
 
 
+#: When a member came (True) and went (False) over a mixed run: (line index,
+#: present from it on), in order.
+Toggles = list[tuple[int, bool]]
+#: A member there for the whole run.
+ALWAYS: Toggles = [(0, True)]
+
+
 @dataclass(frozen=True)
 class MixedAudience:
     """Who gets what of a mixed run."""
 
-    #: Every member of any of its snapshots -> its outbox.
-    union: dict[object, Any]
+    #: Every member of any of its snapshots, as (member, outbox) pairs, once each.
+    union: tuple[tuple[object, Any], ...]
     #: Those not in every snapshot, and the run's senders.
     special: set[object]
     #: Per special member, the numbered lines meant for it.
@@ -70,53 +77,69 @@ class MixedAudience:
 
 def mixed_audience(run: list[Item], first_seq: int) -> MixedAudience:
     """The union, the special members and their lines of a mixed ``run``
-    (numbered from ``first_seq``)."""
-    segments: list[tuple[dict[object, Any], int, int]] = []  # (members, first line, past the last)
-    members_of: dict[int, dict[object, Any]] = {}
-    start = 0
-    for i in range(1, len(run) + 1):
-        if i == len(run) or run[i][0] is not run[start][0]:
-            targets = run[start][0]
-            members = members_of.get(id(targets))
-            if members is None:
-                members = members_of[id(targets)] = dict(targets)  # C speed
-            segments.append((members, start, i))
-            start = i
-    union: dict[object, Any] = {}
-    core: set[object] | None = None
-    for members in members_of.values():
-        union.update(members)
-        if core is None:
-            core = set(members)
-        else:
-            core.intersection_update(members)
-    special = union.keys() - (core or set())
+    (numbered from ``first_seq``).  The cost is the joins and parts in it
+    and the lines handed out, not the room's size times its snapshots,
+    where the snapshots say what changed (:class:`server.rooms.Snapshot`)."""
+    segments = [(targets, i) for i, (targets, _, _) in enumerate(run) if i == 0 or targets is not run[i - 1][0]]
+    changes = _changes_said(segments)
+    if changes is None:
+        changes = _changes_found(segments)
+    extra: dict[object, Any] = {}  # who came in after the first snapshot -> its pair
+    toggles: dict[object, Toggles] = {}
+    for at, member, pair in changes:
+        got = toggles.get(member)
+        if got is None:
+            # There at the start exactly when the first thing it does is leave.
+            got = toggles[member] = [] if pair is not None else [(0, True)]
+            if pair is not None:
+                extra[member] = pair
+        got.append((at, pair is not None))
+    special = set(toggles)
     special.update(exclude for _, _, exclude in run if exclude is not None)
-    return MixedAudience(union, special, _lines_while_present(special, segments, run, first_seq))
+    lines_of = {m: _lines_while_present(m, toggles.get(m, ALWAYS), run, first_seq) for m in special}
+    first = segments[0][0]
+    return MixedAudience(first + tuple(extra.values()) if extra else first, special, lines_of)
 
 
-def _lines_while_present(
-    special: set[object], segments: list[tuple[dict[object, Any], int, int]], run: list[Item], first_seq: int
-) -> dict[object, Lines]:
-    """Per member of ``special``, the numbered lines of ``run`` said while it
-    was in the room (the snapshot of their segment holds it), but its own:
-    one walk over the segments, following who came and went between two
-    (set differences at C speed), so the cost is the lines handed out, not
-    members times lines."""
-    lines_of: dict[object, Lines] = {m: [] for m in special}
-    active: set[object] = set()
-    previous: dict[object, Any] | None = None
-    for members, lo, hi in segments:
-        if previous is None:
-            active = {m for m in special if m in members}
-        elif members is not previous:
-            active.difference_update(previous.keys() - members.keys())
-            active.update(special.intersection(members.keys() - previous.keys()))
+#: One join (pair: the member's (member, outbox)) or part (pair None) taking
+#: effect at a line of a mixed run: (line index, member, pair).
+Changes = list[tuple[int, object, Any]]
+
+
+def _changes_said(segments: list[tuple[BroadcastTargets, int]]) -> Changes | None:
+    """The joins and parts between the segments' snapshots, read from the
+    snapshots themselves (``version``, ``change``); None when one of them
+    does not say, or a snapshot between two is missing from the run."""
+    changes: Changes = []
+    version = getattr(segments[0][0], "version", None)
+    for targets, at in segments[1:]:
+        change = getattr(targets, "change", None)
+        if change is None or version is None or getattr(targets, "version", None) != version + 1:
+            return None
+        version += 1
+        changes.append((at, change[0], change[1]))
+    return changes
+
+
+def _changes_found(segments: list[tuple[BroadcastTargets, int]]) -> Changes:
+    """The same, found by comparing consecutive snapshots (set differences at
+    C speed, a copy of each snapshot)."""
+    changes: Changes = []
+    previous = dict(segments[0][0])
+    for targets, at in segments[1:]:
+        members = dict(targets)
+        changes.extend((at, m, None) for m in previous.keys() - members.keys())
+        changes.extend((at, m, (m, members[m])) for m in members.keys() - previous.keys())
         previous = members
-        for i in range(lo, hi):
-            _, data, exclude = run[i]
-            seq = first_seq + i
-            for m in active:
-                if m is not exclude:
-                    lines_of[m].append((seq, data))
-    return lines_of
+    return changes
+
+
+def _lines_while_present(member: object, toggles: Toggles, run: list[Item], first_seq: int) -> Lines:
+    """The numbered lines of ``run`` said while ``member`` was in the room
+    (``toggles``), but its own."""
+    lines: Lines = []
+    for k, (at, present) in enumerate(toggles):
+        if present:
+            stop = toggles[k + 1][0] if k + 1 < len(toggles) else len(run)
+            lines += [(first_seq + i, run[i][1]) for i in range(at, stop) if run[i][2] is not member]
+    return lines

@@ -5,6 +5,7 @@ round lock, so every line below lands in the same round."""
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import socket
@@ -23,6 +24,7 @@ from server.fanout.queued import Flusher, QueuedOutbox
 from server.rooms import Members, Room, Snapshot
 
 if TYPE_CHECKING:
+    from server.fanout.base import Outbox
     from server.session import Session
 
 #: Seconds a test waits for a member's bytes.
@@ -102,9 +104,18 @@ def _present(room: Room) -> list[Member]:
     return [cast(Member, m) for m in room.members]
 
 
-def _remove(room: Room, member: Member) -> None:
-    del room.members[cast("Session", member)]
-    room.publish()
+def _remove(room: Room, member: Member, said: bool = True) -> None:
+    """``member`` parts ``room``; its snapshot says so unless not ``said``."""
+    session = cast("Session", member)
+    del room.members[session]
+    room.publish((session, None) if said else None)
+
+
+def _publish_join(room: Room, member: Member, said: bool = True) -> Callable[[], None]:
+    """What the hub hands ``admit`` for ``member``'s join (after ``_add``): the
+    publish whose snapshot says who came, or (not ``said``) one that does not."""
+    session = cast("Session", member)
+    return functools.partial(room.publish, (session, room.members[session])) if said else room.publish
 
 
 def _say(chat: Chat, room: Room, line: bytes, sender: Member | None, snapshot: Members | None = None) -> None:
@@ -129,7 +140,7 @@ def test_a_rounds_lines_reach_each_steady_member_in_one_send_while_people_come_a
     with chat.flusher._round:  # one round: the flusher waits for the lock
         _say(chat, room, b"a: one\n", a)
         _add(room, joiner)
-        joiner.outbox.admit(b"welcome f\n", room.publish)
+        joiner.outbox.admit(b"welcome f\n", _publish_join(room, joiner))
         joiner.expected.append(b"welcome f\n")
         _say(chat, room, b"* f joined\n", joiner)
         _remove(room, b)
@@ -168,6 +179,7 @@ def test_lines_of_two_rooms_are_never_joined_across_rooms(chat: Chat) -> None:
 STEPS = st.lists(
     st.one_of(
         st.tuples(st.just("join"), st.just(0)),
+        st.tuples(st.just("rejoin"), st.integers(0, 20)),
         st.tuples(st.just("leave"), st.integers(0, 20)),
         st.tuples(st.just("say"), st.integers(-1, 20)),
         st.tuples(st.just("stale"), st.integers(0, 20)),
@@ -178,12 +190,15 @@ STEPS = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(steps=STEPS, start=st.integers(1, 4))
+@given(steps=STEPS, start=st.integers(1, 4), said=st.booleans())
 def test_every_member_gets_exactly_the_lines_of_the_snapshots_it_was_in(
-    steps: list[tuple[str, int]], start: int
+    steps: list[tuple[str, int]], start: int, said: bool
 ) -> None:
     """Against a brute-force model: a line goes to every member present when
-    it was said but its sender, in the order said; a joiner's welcome first."""
+    it was said but its sender, in the order said; a joiner's welcome first.
+    The snapshots say who came and went (``said``: the flusher reads the
+    changes from them) or not (it compares the snapshots); someone who left
+    may come back."""
     chat = Chat()
     try:
         room = Room("#lobby")
@@ -196,18 +211,25 @@ def test_every_member_gets_exactly_the_lines_of_the_snapshots_it_was_in(
                 present = _present(room)
                 if room.targets is not history[-1]:
                     history.append(room.targets)
-                if step == "join":
-                    new = chat.member(f"j{n}")
-                    everyone.append(new)
+                away = [m for m in everyone if m not in present]
+                if step == "join" or (step == "rejoin" and away):
+                    new = chat.member(f"j{n}") if step == "join" else away[pick % len(away)]
+                    if step == "join":
+                        everyone.append(new)
                     _add(room, new)
-                    new.outbox.admit(f"welcome {n}\n".encode(), room.publish)
+                    new.outbox.admit(f"welcome {n}\n".encode(), _publish_join(room, new, said))
                     new.expected.append(f"welcome {n}\n".encode())
+                    if said:  # as the hub does: a notice with the snapshot the join made
+                        _say(chat, room, f"* {new.name} joined\n".encode(), new)
                 elif step == "leave" and present:
-                    _remove(room, present[pick % len(present)])
+                    gone = present[pick % len(present)]
+                    _remove(room, gone, said)
+                    if said:
+                        _say(chat, room, f"* {gone.name} left\n".encode(), None)
                 elif step == "say":
                     sender = present[pick % len(present)] if pick >= 0 and present else None
                     _say(chat, room, f"line {n}\n".encode(), sender)
-                elif step == "stale":
+                elif step == "stale" and (not said or pick % 4 == 0):  # said: mostly in order
                     _say(chat, room, f"stale {n}\n".encode(), None, history[pick % len(history)])
         for m in everyone:
             assert m.read_all() == b"".join(m.expected), m.name
@@ -251,11 +273,42 @@ def test_runs_join_one_rooms_snapshots_and_name_who_gets_only_some_lines() -> No
     ]
     assert list(runs.split_runs(items)) == [(0, 3, True), (3, 4, False)]
     who = runs.mixed_audience(items[:3], 10)
-    assert set(who.union) == {"a", "b", "c"}
+    assert sorted(str(m) for m, _ in who.union) == ["a", "b", "c"]
     assert who.special == {"a", "b", "c"}
     assert who.lines_of["a"] == [(11, b"* c joined\n"), (12, b"* b left\n")]
     assert who.lines_of["b"] == [(10, b"a: 1\n"), (11, b"* c joined\n")]
     assert who.lines_of["c"] == [(12, b"* b left\n")]
+
+
+def test_the_snapshots_say_who_came_and_went_and_the_flusher_takes_their_word() -> None:
+    """A room's snapshots one version apart carry their join or part: the
+    same audience as comparing the snapshots, read without copying them
+    (``_changes_found`` is not called); a snapshot missing from the run
+    falls back to comparing."""
+    room = Room("#lobby")
+    members = {n: cast("Session", n) for n in "abcd"}
+    pairs = {n: (members[n], cast("Outbox", f"outbox of {n}")) for n in "abcd"}
+    for n in "abc":
+        room.members[members[n]] = pairs[n]
+    room.publish()
+    items: list[runs.Item] = [(room.targets, b"a: 1\n", members["a"])]
+    room.members[members["d"]] = pairs["d"]
+    room.publish((members["d"], pairs["d"]))
+    items.append((room.targets, b"* d joined\n", members["d"]))
+    del room.members[members["b"]]
+    room.publish((members["b"], None))
+    items.append((room.targets, b"* b left\n", None))
+    plain: list[runs.Item] = [(_snapshot(room, *(m for m, _ in t)), d, x) for t, d, x in items]
+    found = runs.mixed_audience(plain, 10)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runs, "_changes_found", None)  # called: a TypeError
+        said = runs.mixed_audience(items, 10)
+    assert said.special == found.special == {"a", "b", "d"}
+    assert said.lines_of == found.lines_of
+    assert said.lines_of["d"] == [(12, b"* b left\n")]
+    assert said.lines_of["b"] == [(10, b"a: 1\n"), (11, b"* d joined\n")]
+    assert sorted(map(str, said.union)) == sorted(map(str, found.union)) == [str(pairs[n]) for n in "abcd"]
+    assert runs._changes_said([(items[0][0], 0), (items[2][0], 1)]) is None  # d's join is not in the run
 
 
 def _eventually(check: Callable[[], bool]) -> bool:
