@@ -118,6 +118,7 @@ class ChurnDriver:
         self.labelled = labelled
         self.quit_bytes = adapter.encode_quit()
         self.split_notices = adapter.split_notices if adapter.notices is not None else None
+        self.strip_notices = adapter.strip_notices
         self.seats = {spec.cid: Seat(spec) for spec in plan.clients if spec.cid in membership.churned}
         self.rng = random.Random(membership.seed * 1_000_003 + plan.index)
         self.stem = plan.name_stem.encode()
@@ -403,8 +404,10 @@ class ChurnDriver:
         split = self.split_notices
         if split is None:
             return block
+        if not (self.counting and conn.tracker is not None and conn.spec.cid not in self.seats):
+            return self.strip_notices(block)  # most receivers: nothing to count, only to remove
         block, joins, leaves = split(block)
-        if (joins or leaves) and self.counting and conn.tracker is not None and conn.spec.cid not in self.seats:
+        if joins or leaves:
             churning = self._churning_name
             self.notice_joins += sum(map(churning, joins))
             self.notice_leaves += sum(map(churning, leaves))

@@ -200,6 +200,11 @@ class IrcAdapter(Adapter):
         quits = [nick for nick, command in found if command == b"QUIT"]
         return _NOTICE.sub(b"", block), joins, quits
 
+    def strip_notices(self, block: bytes) -> bytes:
+        if b" JOIN " not in block and b" QUIT" not in block:
+            return block
+        return _NOTICE.sub(b"", block)
+
     def encode_chat(self, text: str) -> bytes:
         return self.encode_message("", text)
 

@@ -230,6 +230,9 @@ class WsAdapter(Adapter):
     def split_notices(self, block: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
         return self.chat.split_notices(block)
 
+    def strip_notices(self, block: bytes) -> bytes:
+        return self.chat.strip_notices(block)
+
     def decoder(self) -> Decoder:
         return WsDecoder(self.receive_limit)
 

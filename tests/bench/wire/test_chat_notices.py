@@ -1,13 +1,14 @@
 """The chat adapter's join and leave notices taken out of a received block
-(``split_notices``: what a churn run's receivers do with every read),
-against a line-by-line parse with the server's own protocol module."""
+(``split_notices``: what a churn run's counting receivers do with every
+read; ``strip_notices``: what the others do), against a line-by-line parse
+with the server's own protocol module."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.wire.chat import split_notices
+from bench.wire.chat import split_notices, strip_notices
 from server import protocol
 
 NAMES = st.text(alphabet="abcrz019-_.", min_size=1, max_size=12)
@@ -54,12 +55,14 @@ def test_split_notices_agrees_with_the_protocol_line_by_line(made: tuple[bytes, 
         else:
             expected_rest += line
     assert (rest, joins, leaves) == (expected_rest, expected_joins, expected_leaves)
+    assert strip_notices(block) == expected_rest
 
 
 def test_a_block_without_notices_is_handed_back_as_it_is() -> None:
     block = b"alice: hi\nbob: *** hi\n"
     rest, joins, leaves = split_notices(block)
     assert rest is block and (joins, leaves) == ([], [])
+    assert strip_notices(block) is block
 
 
 def test_registration_knows_its_welcome_without_parsing_the_list_and_only_its_own() -> None:

@@ -270,3 +270,21 @@ def test_plain_channel_messages_take_one_scan() -> None:
     for other in (b"PING :t\r\n", b":bob!b@h PRIVMSG #elsewhere :x\r\n", b":b!b@h PRIVMSG #chatbench :\xff\r\n"):
         got = adapter.deliveries(plain + other)
         assert got.pairs[:2] == [(b"alice", b"hello"), (b"bob", b"~cb2 1 2 3 x")]
+
+
+def test_join_and_quit_notices_are_split_out_or_stripped_alike() -> None:
+    """A churn run's IRC receivers: the counting ones split the notices out
+    (nicks joined and quit), the others only strip them; the rest is the same."""
+    adapter = irc_adapter.IrcAdapter()
+    block = (
+        b":ann!u@h JOIN #chatbench\r\n"
+        b":bob!u@h PRIVMSG #chatbench :hi QUIT JOIN\r\n"
+        b":cid!u@h QUIT :Quit: bye\r\n"
+        b":srv 353 x = #chatbench :a b\r\n"
+    )
+    rest, joins, quits = adapter.split_notices(block)
+    assert (joins, quits) == ([b"ann"], [b"cid"])
+    assert rest == b":bob!u@h PRIVMSG #chatbench :hi QUIT JOIN\r\n:srv 353 x = #chatbench :a b\r\n"
+    assert adapter.strip_notices(block) == rest
+    quiet = b":bob!u@h PRIVMSG #chatbench :hi\r\n"
+    assert adapter.strip_notices(quiet) is quiet
