@@ -67,6 +67,8 @@ from bench.swarm.messages import (
     Start,
     StopSending,
 )
+from bench.swarm.panel import EVERY as PANEL_EVERY
+from bench.swarm.panel import Panel
 from bench.swarm.plan import RX_CLOCKS, WorkerPlan
 from bench.swarm.receiver import Receiver
 from bench.swarm.registrar import Registrar
@@ -123,6 +125,8 @@ class Worker:
         self.next_progress_ns = 0
         self.next_housekeeping_ns = 0
         self.done = False
+        #: under churn, the steady receivers, read first (see bench.swarm.panel)
+        self.panel: Panel | None = None
         #: the command table: message type -> handler
         self.commands: dict[type[Any], Callable[[Any], None]] = {
             Stall: self._on_stall,
@@ -157,11 +161,14 @@ class Worker:
                 # on any socket event; the events are then fetched without waiting.
                 select.select(epoll_fd, (), (), timeout)
                 timeout = 0
-            for key, mask in sel.select(timeout):
+            panel = self.panel
+            for n, (key, mask) in enumerate(sel.select(timeout)):
                 conn = key.data
                 if conn is None:
                     self._commands()
                     continue
+                if panel is not None and n % PANEL_EVERY == PANEL_EVERY - 1:
+                    panel.read(readable)
                 if mask & selectors.EVENT_READ and conn.state != CLOSED:
                     readable(conn)
                 if mask & selectors.EVENT_WRITE and conn.state != CLOSED:
@@ -177,6 +184,8 @@ class Worker:
                     break
             self._tick(time.monotonic_ns())
         self.sockets.close_all(self.registrar.stalled_conns)
+        if self.panel is not None:
+            self.panel.close()
 
     def _housekeeping(self, t: int) -> bool:
         """Every few ms within a batch of events: the clocks, the parent's
@@ -253,6 +262,11 @@ class Worker:
         if self.churn is not None:
             self.churn.start(schedule, self.timeline.times)
             self.receiver.block_filter = self.churn.filter_block
+            self.panel = panel = Panel()
+            seats = self.churn.seats
+            for conn in self.registrar.receiver_conns:
+                if conn.spec.cid not in seats and conn.state != CLOSED:
+                    panel.add(conn)
         self.reporting = True
         self.next_progress_ns = time.monotonic_ns()
 
