@@ -37,7 +37,7 @@ import re
 import socket
 import struct
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from bench.measure.integrity import IntegrityCounts, Window
@@ -178,10 +178,13 @@ class ChurnDriver:
             return self.heap[0][0]
         return None
 
-    def tick(self, now: int) -> None:
-        """Do what is due; close leaving connections past their deadline."""
+    def tick(self, now: int, between: Callable[[], None] | None = None) -> None:
+        """Do what is due (calling ``between`` before each thing: the
+        worker's sends due meanwhile); close leaving connections past their deadline."""
         heap = self.heap
         while heap and heap[0][0] <= now:
+            if between is not None:
+                between()
             _, _, what, arg = heapq.heappop(heap)
             if what == _LEAVE:
                 assert isinstance(arg, Leave)

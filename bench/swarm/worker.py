@@ -202,16 +202,24 @@ class Worker:
         """Once per loop round: connections, sends, progress, housekeeping."""
         self.registrar.tick(now)
         if self.churn is not None:
-            self.churn.tick(now)
-        due = self.sender.due_ns()
-        if due is not None and due <= now:
-            self.sender.emit_due(now)
+            # Its leaves and connects take 0.1-0.3 ms each (a leave accounts every
+            # stream the seat heard): sends due meanwhile go out between two.
+            self.churn.tick(now, self._send_due)
+        self._send_due()
         if self.reporting and now >= self.next_progress_ns:
             self._report_progress(now)
         if now >= self.next_housekeeping_ns:
             self.next_housekeeping_ns = now + HOUSEKEEPING_INTERVAL_NS
             self.receiver.housekeeping()
             self.timeline.tick(now)
+
+    def _send_due(self) -> None:
+        """The sends due by now, if any."""
+        due = self.sender.due_ns()
+        if due is not None:
+            now = time.monotonic_ns()
+            if due <= now:
+                self.sender.emit_due(now)
 
     def _timeout(self) -> float:
         now = time.monotonic_ns()
