@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -45,6 +45,18 @@ DRAIN_POLL_SECONDS = 0.002
 #: How long ``stop`` waits for the flusher thread: it only has to finish one
 #: round (every send is non-blocking), so 2 s means it is stuck.
 STOP_JOIN_SECONDS = 2.0
+
+#: Recipients a fan-out serves between two ``os.sched_yield()`` calls.  A
+#: fan-out holds the GIL but for the instant of each send, and on a busy
+#: core the thread that sent takes it straight back; a reader thread with a
+#: line to broadcast then waits for the switch interval (5 ms), or longer
+#: behind other waiters.  Yielding lets waiting threads run every ~0.3 ms
+#: of sends.  Under churn (500 joins and parts a second, 1,000 members,
+#: pinned, alternated 3 times) the steady clients' p99 fell from 7.1-7.6 to
+#: 4.9-6.7 ms, the time from a line's intended send to its broadcast (p99)
+#: from 3.7-4.5 to 2.4-3.2 ms.  Rooms of up to this many never yield; at
+#: 1,000 x 30 msg/s without churn CPU and p99 did not move.
+YIELD_EVERY = 128
 
 #: Bytes read from the wake-up pipe at once; one byte is written per wake-up
 #: and only while the flusher sleeps, so one read empties it.
@@ -269,7 +281,7 @@ class Flusher:
 
     def _fan_out_run(
         self,
-        targets: Iterable[tuple[object, Any]],
+        targets: Sequence[tuple[object, Any]],
         run: list[Item],
         first_seq: int,
         special: set[object] | None = None,
@@ -294,29 +306,34 @@ class Flusher:
             skipping = {exclude for _, _, exclude in run if exclude is not None}
         ready = self.ready
         write = write_fd
-        for member, outbox in targets:
-            if member is only:
-                continue  # a one-line run's sender: the line is its own, nothing for it
-            if skipping and member in skipping:
-                lines = lines_of[member] if lines_of is not None else lines_for(member, run, first_seq)
-                self._other_lines(outbox, lines)
-                continue
-            fd = outbox.fast_fd
-            if fd >= 0:
-                # The common case: nothing queued, the socket takes data.  One
-                # send, no queue touched.
-                try:
-                    sent: int | OSError = write(fd, block)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError as exc:
-                    sent = exc
-                if sent == size:
+        step = YIELD_EVERY
+        chunks = (targets,) if len(targets) <= step else [targets[i : i + step] for i in range(0, len(targets), step)]
+        for k, chunk in enumerate(chunks):
+            if k:
+                os.sched_yield()  # releases the GIL: waiting threads run (YIELD_EVERY)
+            for member, outbox in chunk:
+                if member is only:
+                    continue  # a one-line run's sender: the line is its own, nothing for it
+                if skipping and member in skipping:
+                    lines = lines_of[member] if lines_of is not None else lines_for(member, run, first_seq)
+                    self._other_lines(outbox, lines)
                     continue
-                outbox.keep_unsent(block, sent)
-                ready.append(outbox)  # limit check, EPOLLOUT registration
-            else:
-                self._deliver(member, outbox, block, run, first_seq)
+                fd = outbox.fast_fd
+                if fd >= 0:
+                    # The common case: nothing queued, the socket takes data.  One
+                    # send, no queue touched.
+                    try:
+                        sent: int | OSError = write(fd, block)
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError as exc:
+                        sent = exc
+                    if sent == size:
+                        continue
+                    outbox.keep_unsent(block, sent)
+                    ready.append(outbox)  # limit check, EPOLLOUT registration
+                else:
+                    self._deliver(member, outbox, block, run, first_seq)
 
     def _deliver(self, member: object, outbox: QueuedOutbox, block: bytes, run: list[Item], first_seq: int) -> None:
         """A recipient off the fast path (``fast_fd`` -1): a transport's

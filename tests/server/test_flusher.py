@@ -354,3 +354,48 @@ def test_the_fast_path_is_left_while_anything_stands_in_the_way_and_taken_again_
     assert box.fast_fd == -1
     time.sleep(0.05)
     assert box.fast_fd == -1
+
+
+def test_a_big_rooms_fan_out_yields_between_chunks_and_still_reaches_everyone_once_in_order(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past YIELD_EVERY members a fan-out lets waiting threads run between
+    chunks (``os.sched_yield``); every member still gets every line once, in
+    order, and a small room never yields."""
+    yields: list[int] = []
+    real_yield = os.sched_yield
+
+    def counting() -> None:
+        yields.append(1)
+        real_yield()
+
+    monkeypatch.setattr(os, "sched_yield", counting)
+    room = Room("#big")
+    members = [chat.member(f"m{i}") for i in range(2 * queued.YIELD_EVERY + 5)]
+    _add(room, *members)
+    room.publish()
+    for n in range(3):
+        _say(chat, room, f"m0: line {n}\n".encode(), members[0])
+    lines = [b"m0: line 0\n", b"m0: line 1\n", b"m0: line 2\n"]
+    for m in members[1:]:  # what each expects, then nothing more (no 50 ms wait for each of 261)
+        m.client.settimeout(READ_TIMEOUT_S)
+        got = b""
+        while len(got) < len(b"".join(lines)):
+            got += m.client.recv(65536)
+        assert got == b"".join(lines), m.name
+    chat.flusher.drain(READ_TIMEOUT_S)
+    for m in members:
+        m.client.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            m.client.recv(1)  # the sender gets none of its own lines, nobody a line twice
+        m.client.setblocking(True)
+        m.expected.clear()
+    assert 2 <= len(yields) <= 6  # two between a fan-out's three chunks (one round, or one per line)
+
+    small = Room("#small")
+    _add(small, *members[:3])
+    small.publish()
+    before = len(yields)
+    _say(chat, small, b"m1: hi\n", members[1])
+    assert members[2].read_all() == b"m1: hi\n"
+    assert len(yields) == before
