@@ -4,6 +4,7 @@ reconnects (``storm-backoff``: jittered exponential backoff), against each targe
 
     .venv/bin/python reports/churn/runs.py OUT churn0,churn100,churn500,storm,storm-backoff embedded,ngircd,mosquitto
     .venv/bin/python reports/churn/runs.py OUT churn0,churn500 embedded,ngircd,mosquitto pinned
+    .venv/bin/python reports/churn/runs.py OUT churn0,churn100,churn500 embedded,ngircd,mosquitto pinned rate=100
 """
 
 import sys
@@ -22,8 +23,10 @@ def main() -> None:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     which = sys.argv[2].split(",") if len(sys.argv) > 2 else ["churn0", "churn500", "storm"]
     targets = sys.argv[3].split(",") if len(sys.argv) > 3 else ["embedded"]
-    base = {**m.BASE, "rate": 30.0}
-    if sys.argv[4:5] == ["pinned"]:  # the server alone on CPU 1, the harness on CPU 0
+    options = sys.argv[4:]
+    rates = [float(o[len("rate=") :]) for o in options if o.startswith("rate=")]
+    base = {**m.BASE, "rate": rates[-1] if rates else 30.0}
+    if "pinned" in options:  # the server alone on CPU 1, the harness on CPU 0
         base |= {"server_cpus": (1,), "harness_cpus": (0,)}
     results: dict[str, object] = {}
     for target in targets:
