@@ -71,7 +71,11 @@ def _room_size(plan: Plan, stream: Stream, receiver: Client) -> str | None:
 
 def _membership(plan: Plan, stream: Stream, receiver: Client) -> str | None:
     """Whether the receiver stays for the whole run (``steady``) or its seat
-    leaves and comes back (``churned``: --churn, --storm); runs with churn or a storm."""
+    leaves and comes back (``churned``: --churn, --storm); runs with churn or a storm.
+    The steady receivers are read first, as soon as they have bytes, so their
+    kernel stamps are exact; a churned seat is read in the worker's pass over
+    every connection, and under heavy notice traffic its read can gather later
+    segments and carry their stamp (the harness read lag says how late)."""
     membership = plan.membership
     if membership is None or not membership.churned:
         return None
