@@ -15,7 +15,6 @@ share (as IRC sends one QUIT per user): the union of those rooms' snapshots.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import threading
 from collections.abc import Iterable
@@ -100,11 +99,11 @@ class Hub:
             self._by_key[key] = session
             self._outbox_of[session] = session.outbox
             self._rooms_of[session] = {lobby.name: lobby}
-            pair = lobby.members[session] = (session, session.outbox)
+            publish = lobby.add(session)
             welcome = protocol.encode_welcome(name, *self.welcome_roster())
             # The welcome must be the first line it gets, yet it must already be
             # a member when it reads the welcome (and anyone reacts to it).
-            session.outbox.admit(welcome, functools.partial(lobby.publish, (session, pair)))
+            session.outbox.admit(welcome, publish)
             # Sized and read under the lock: a part or join racing this one must
             # change neither the verdict nor who hears it (the room as this join left it).
             announce = self.room_size(lobby) <= self.announce_limit
@@ -182,10 +181,10 @@ class Hub:
                     raise RoomError(f"Cannot join {name}: the server has {self.max_rooms} rooms, its limit")
                 room = self._rooms[name] = Room(name)
             mine[name] = room
-            pair = room.members[session] = (session, session.outbox)
+            publish = room.add(session)
             # Who is there, before any line of the room can reach it.
             talking = protocol.encode_talking(name, *self.room_roster(room, room.members))
-            session.outbox.admit(talking, functools.partial(room.publish, (session, pair)))
+            session.outbox.admit(talking, publish)
             member_name = self._name_of[session]
             announce = self.room_size(room) <= self.announce_limit
             targets = room.targets
@@ -223,8 +222,7 @@ class Hub:
     def _remove_member(self, room: Room, session: Session) -> None:
         """Take ``session`` out of ``room``'s snapshot (caller holds the lock);
         an empty room other than the lobby is gone."""
-        del room.members[session]
-        room.publish((session, None))
+        room.remove(session)
         if not room.members and room is not self.lobby:
             del self._rooms[room.name]
 

@@ -9,6 +9,8 @@ room (``server.hub``); this module only holds the type.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from server import protocol
@@ -73,6 +75,19 @@ class Room:
         self.targets: Members = ()
         #: Snapshots made so far: the next one's ``version``.
         self.published = 0
+
+    def add(self, session: Session) -> Callable[[], None]:
+        """Make ``session`` a member (the hub's lock is held).  Returns the
+        publish that shows it to broadcasts, saying who came, for its
+        outbox's ``admit`` to call once its first line is queued."""
+        pair = self.members[session] = (session, session.outbox)
+        return functools.partial(self.publish, (session, pair))
+
+    def remove(self, session: Session) -> None:
+        """``session`` is no longer a member (the hub's lock is held); the
+        new snapshot says who went."""
+        del self.members[session]
+        self.publish((session, None))
 
     def publish(self, change: Change | None = None) -> None:
         """Rebuild the snapshot (the hub's lock is held) after ``change`` (the

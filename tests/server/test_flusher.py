@@ -5,7 +5,6 @@ round lock, so every line below lands in the same round."""
 
 from __future__ import annotations
 
-import functools
 import os
 import select
 import socket
@@ -107,15 +106,17 @@ def _present(room: Room) -> list[Member]:
 def _remove(room: Room, member: Member, said: bool = True) -> None:
     """``member`` parts ``room``; its snapshot says so unless not ``said``."""
     session = cast("Session", member)
-    del room.members[session]
-    room.publish((session, None) if said else None)
+    if said:
+        room.remove(session)
+    else:
+        del room.members[session]
+        room.publish()
 
 
 def _publish_join(room: Room, member: Member, said: bool = True) -> Callable[[], None]:
     """What the hub hands ``admit`` for ``member``'s join (after ``_add``): the
     publish whose snapshot says who came, or (not ``said``) one that does not."""
-    session = cast("Session", member)
-    return functools.partial(room.publish, (session, room.members[session])) if said else room.publish
+    return room.add(cast("Session", member)) if said else room.publish
 
 
 def _say(chat: Chat, room: Room, line: bytes, sender: Member | None, snapshot: Members | None = None) -> None:
