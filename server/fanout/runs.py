@@ -17,7 +17,7 @@ cuts the round into *runs*, each given to every recipient as one block:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +59,8 @@ def lines_for(member: object, run: list[Item], first_seq: int) -> Lines:
 #: When a member came (True) and went (False) over a mixed run: (line index,
 #: present from it on), in order.
 Toggles = list[tuple[int, bool]]
-#: A member there for the whole run.
-ALWAYS: Toggles = [(0, True)]
+#: A member there for the whole run (shared: never appended to).
+ALWAYS: Sequence[tuple[int, bool]] = ((0, True),)
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def _changes_found(segments: list[tuple[BroadcastTargets, int]]) -> Changes:
     return changes
 
 
-def _lines_while_present(member: object, toggles: Toggles, run: list[Item], first_seq: int) -> Lines:
+def _lines_while_present(member: object, toggles: Sequence[tuple[int, bool]], run: list[Item], first_seq: int) -> Lines:
     """The numbered lines of ``run`` said while ``member`` was in the room
     (``toggles``), but its own."""
     lines: Lines = []
