@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -123,10 +124,10 @@ def _say(chat: Chat, room: Room, line: bytes, sender: Member | None, snapshot: M
     """``line`` to the room (or to an older ``snapshot`` of it, as a thread
     that took the snapshot before a join or part broadcasts after it)."""
     targets = room.targets if snapshot is None else snapshot
-    chat.flusher.broadcast(targets, line, sender)
-    for member in (cast(Member, m) for m, _ in targets):
+    for member in (cast(Member, m) for m, _ in targets):  # first: a step taken during the broadcast comes after
         if member is not sender:
             member.expected.append(line)
+    chat.flusher.broadcast(targets, line, sender)
 
 
 def test_a_rounds_lines_reach_each_steady_member_in_one_send_while_people_come_and_go(
@@ -190,50 +191,104 @@ STEPS = st.lists(
 )
 
 
+class Script:
+    """A room and its members driven by STEPS, with the brute-force model's
+    expectations: a line goes to every member present when it was said but
+    its sender, in the order said; a joiner's welcome first."""
+
+    def __init__(self, chat: Chat, start: int, said: bool) -> None:
+        self.chat = chat
+        self.said = said
+        self.room = Room("#lobby")
+        self.everyone = [chat.member(f"m{i}") for i in range(start)]
+        _add(self.room, *self.everyone)
+        self.room.publish()
+        self.history: list[Members] = [self.room.targets]
+        self.count = 0
+
+    def step(self, step: str, pick: int) -> None:
+        """One step, as the hub's threads do it (any thread)."""
+        chat, room, said = self.chat, self.room, self.said
+        n = self.count
+        self.count += 1
+        present = _present(room)
+        if room.targets is not self.history[-1]:
+            self.history.append(room.targets)
+        away = [m for m in self.everyone if m not in present]
+        if step == "join" or (step == "rejoin" and away):
+            new = chat.member(f"j{n}") if step == "join" else away[pick % len(away)]
+            if step == "join":
+                self.everyone.append(new)
+            _add(room, new)
+            new.outbox.admit(f"welcome {n}\n".encode(), _publish_join(room, new, said))
+            new.expected.append(f"welcome {n}\n".encode())
+            if said:  # as the hub does: a notice with the snapshot the join made
+                _say(chat, room, f"* {new.name} joined\n".encode(), new)
+        elif step == "leave" and present:
+            gone = present[pick % len(present)]
+            _remove(room, gone, said)
+            if said:
+                _say(chat, room, f"* {gone.name} left\n".encode(), None)
+        elif step == "say":
+            sender = present[pick % len(present)] if pick >= 0 and present else None
+            _say(chat, room, f"line {n}\n".encode(), sender)
+        elif step == "stale" and (not said or pick % 4 == 0):  # said: mostly in order
+            _say(chat, room, f"stale {n}\n".encode(), None, self.history[pick % len(self.history)])
+
+    def check(self) -> None:
+        for m in self.everyone:
+            assert m.read_all() == b"".join(m.expected), m.name
+
+
 @settings(max_examples=60, deadline=None)
 @given(steps=STEPS, start=st.integers(1, 4), said=st.booleans())
 def test_every_member_gets_exactly_the_lines_of_the_snapshots_it_was_in(
     steps: list[tuple[str, int]], start: int, said: bool
 ) -> None:
-    """Against a brute-force model: a line goes to every member present when
-    it was said but its sender, in the order said; a joiner's welcome first.
-    The snapshots say who came and went (``said``: the flusher reads the
+    """Against a brute-force model (:class:`Script`), all in one round.  The
+    snapshots say who came and went (``said``: the flusher reads the
     changes from them) or not (it compares the snapshots); someone who left
     may come back."""
     chat = Chat()
     try:
-        room = Room("#lobby")
-        everyone = [chat.member(f"m{i}") for i in range(start)]
-        _add(room, *everyone)
-        room.publish()
-        history: list[Members] = [room.targets]
+        script = Script(chat, start, said)
         with chat.flusher._round:
-            for n, (step, pick) in enumerate(steps):
-                present = _present(room)
-                if room.targets is not history[-1]:
-                    history.append(room.targets)
-                away = [m for m in everyone if m not in present]
-                if step == "join" or (step == "rejoin" and away):
-                    new = chat.member(f"j{n}") if step == "join" else away[pick % len(away)]
-                    if step == "join":
-                        everyone.append(new)
-                    _add(room, new)
-                    new.outbox.admit(f"welcome {n}\n".encode(), _publish_join(room, new, said))
-                    new.expected.append(f"welcome {n}\n".encode())
-                    if said:  # as the hub does: a notice with the snapshot the join made
-                        _say(chat, room, f"* {new.name} joined\n".encode(), new)
-                elif step == "leave" and present:
-                    gone = present[pick % len(present)]
-                    _remove(room, gone, said)
-                    if said:
-                        _say(chat, room, f"* {gone.name} left\n".encode(), None)
-                elif step == "say":
-                    sender = present[pick % len(present)] if pick >= 0 and present else None
-                    _say(chat, room, f"line {n}\n".encode(), sender)
-                elif step == "stale" and (not said or pick % 4 == 0):  # said: mostly in order
-                    _say(chat, room, f"stale {n}\n".encode(), None, history[pick % len(history)])
-        for m in everyone:
-            assert m.read_all() == b"".join(m.expected), m.name
+            for step, pick in steps:
+                script.step(step, pick)
+        script.check()
+    finally:
+        chat.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=STEPS, during=STEPS, start=st.integers(1, 6), said=st.booleans())
+def test_lines_said_while_a_round_is_under_way_cut_in_and_every_member_still_gets_its_lines_once_in_order(
+    steps: list[tuple[str, int]], during: list[tuple[str, int]], start: int, said: bool
+) -> None:
+    """The same model with rounds cut (CUT_IN): fan-outs and flushes yield
+    every two members here, and each yield takes the next of ``during``, so
+    lines, joins and parts land between a round's chunks and the round
+    sends them at once to the members it has served."""
+    chat = Chat()
+    script = Script(chat, start, said)
+    later = list(during)
+    real_yield = os.sched_yield
+
+    def yielding() -> None:
+        if later:
+            script.step(*later.pop(0))
+        real_yield()
+
+    try:
+        with patch.object(queued, "YIELD_EVERY", 2), patch.object(os, "sched_yield", yielding):
+            with chat.flusher._round:
+                for step, pick in steps:
+                    script.step(step, pick)
+            assert chat.flusher.drain(READ_TIMEOUT_S)
+            while later:  # what no yield took: said after the round (its yields may take some)
+                script.step(*later.pop(0))
+            assert chat.flusher.drain(READ_TIMEOUT_S)
+            script.check()
     finally:
         chat.close()
 
@@ -400,3 +455,40 @@ def test_a_big_rooms_fan_out_yields_between_chunks_and_still_reaches_everyone_on
     _say(chat, small, b"m1: hi\n", members[1])
     assert members[2].read_all() == b"m1: hi\n"
     assert len(yields) == before
+
+
+def test_a_line_said_during_a_big_fan_out_goes_at_once_to_the_members_already_served(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line said while a fan-out serves a big room does not wait for the
+    whole fan-out: the members the fan-out has served get it in a send of
+    its own, the others get both lines in one send, and everyone gets both
+    lines once, in order."""
+    writes = _count_writes(monkeypatch)
+    room = Room("#big")
+    members = [chat.member(f"m{i}") for i in range(2 * queued.YIELD_EVERY + 5)]
+    _add(room, *members)
+    room.publish()
+    real_yield = os.sched_yield
+    said: list[int] = []
+
+    def saying() -> None:  # the first chunk boundary: another reader thread says a line
+        if not said:
+            said.append(1)
+            _say(chat, room, b"m1: two\n", members[1])
+        real_yield()
+
+    monkeypatch.setattr(os, "sched_yield", saying)
+    chat.flusher.broadcast(room.targets, b"m0: one\n", members[0])
+    assert chat.flusher.drain(READ_TIMEOUT_S)
+    served = members[1 : queued.YIELD_EVERY]  # the first chunk, but the sender of "one"
+    for m in members[1:]:
+        m.client.settimeout(READ_TIMEOUT_S)
+        want = b"m0: one\n" if m is members[1] else b"m0: one\nm1: two\n"
+        got = b""
+        while len(got) < len(want):
+            got += m.client.recv(65536)
+        assert got == want, m.name
+    assert members[0].read_all() == b"m1: two\n"
+    assert all(writes[m.outbox.fd] == 2 for m in served[1:]), "served first: each line in a send of its own"
+    assert all(writes[m.outbox.fd] == 1 for m in members[queued.YIELD_EVERY :]), "the rest: both in one send"
