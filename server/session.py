@@ -16,13 +16,14 @@ import select
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from server import protocol
 from server.accounts import MAX_PASSWORD_BYTES
 from server.config import ServerConfig
-from server.fanout import Fanout, Outbox
+from server.fanout import Fanout, Outbox, OverflowHook
 from server.flood import TokenBucket, Verdict
 from server.handlers import EndSession, dispatch
 from server.hub import Hub, NameTaken
@@ -85,6 +86,24 @@ class SessionContext:
     login: Login | None = None
 
 
+def _overflow_hook(session: Session) -> OverflowHook:
+    """The outbox's call back to its session when its send queue overflows,
+    holding the session only weakly.  The session holds the outbox, so a
+    bound method would close a reference cycle, and every ended session
+    (its socket, decoder, outbox and queues) would wait for the cyclic
+    garbage collector instead of going at once: under churn (500
+    connections a second) 20,000-80,000 objects at a time, and the server's
+    RSS grew from 32 to 48 MiB after 20,000 churned (``make soak-churn``)."""
+    ref = weakref.ref(session)
+
+    def overflow() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._send_queue_exceeded()
+
+    return overflow
+
+
 class Session:
     """One client's reader thread (``run``) and what other threads may do to
     it (``send``, ``disconnect``, ``wake``)."""
@@ -114,7 +133,7 @@ class Session:
         self._batch_room: Room | None = None
         config = context.config
         self.decoder = protocol.LineDecoder(config.max_line_bytes, discard_oversized=True)
-        self.outbox: Outbox = context.fanout.outbox(sock, self._send_queue_exceeded, peer)
+        self.outbox: Outbox = context.fanout.outbox(sock, _overflow_hook(self), peer)
         #: Why the session ends, when something other than the reader decides.
         self._end_reason: str | None = None
         #: Set when the session is being ended from outside; cuts flood waits short.

@@ -8,6 +8,9 @@ time the server (a) got it to broadcast and (b) had handed it to the kernel
 for every member (the end of the round or of the inline fan-out that carried
 it).  On loopback the receivers' kernel stamps are taken during those sends,
 so (b) bounds the true latency from above, whatever the harness reads later.
+Since a round can cut in new lines (``CUT_IN``), (b) is the bound for the
+members served before the cut (the first chunk of 128, where the steady
+receivers are); the rest of a cut round gets its lines in the round's flush.
 At exit it writes PREFIX.PID.json with the percentiles (ms).  Measurement
 only: it wraps Hub.broadcast and the flusher's two fan-out paths.
 
@@ -58,8 +61,8 @@ def _install():
             to_broadcast.append(time.monotonic_ns() - intended)
         return broadcast(self, data, exclude, room)
 
-    def probed_fan_out(self, items, first_seq):
-        fan_out(self, items, first_seq)
+    def probed_fan_out(self, items, first_seq, *args, **kwargs):
+        fan_out(self, items, first_seq, *args, **kwargs)
         now = time.monotonic_ns()
         to_sent.extend(now - i for i in map(_intended, (data for _, data, _ in items)) if i is not None)
 
