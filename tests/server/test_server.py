@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from server import protocol as p
 from server.app import ChatServer
+from server.fanout import queued
 from server.session import reset_by_peer
 from tests.conftest import ChatTestClient, wait_until
 
@@ -413,3 +416,67 @@ def test_lines_broadcast_before_a_kick_arrive_before_the_last_line(make_server: 
     finally:
         victim.close()
         talker.close()
+
+
+def test_a_big_room_with_lines_cut_into_its_rounds_keeps_every_line_once_in_its_senders_order(
+    make_server: Callable[..., ChatServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three senders burst at once into a room bigger than a fan-out chunk
+    (chunks of 8 here, so rounds are cut often: lines said meanwhile go
+    first to the members already served, the rest get them behind what was
+    queued for them).  Every other member still gets every line once, each
+    sender's in order."""
+    monkeypatch.setattr(queued, "YIELD_EVERY", 8)
+    cuts: list[str] = []
+    defer, absorb = queued.Flusher._defer, queued.Flusher._absorb
+
+    def deferring(self: queued.Flusher, *args: Any) -> None:
+        cuts.append("a fan-out cut")
+        defer(self, *args)
+
+    def absorbing(self: queued.Flusher) -> int:
+        if self._log:
+            cuts.append("a flush took lines in")
+        return absorb(self)
+
+    monkeypatch.setattr(queued.Flusher, "_defer", deferring)
+    monkeypatch.setattr(queued.Flusher, "_absorb", absorbing)
+    # One core for this thread and every thread it starts (the server's): a
+    # fan-out's yield then hands the GIL to the reader threads with lines,
+    # as on a server pinned to one core.
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    server = make_server(rate_limit=0)
+    members = [ChatTestClient(server.address) for _ in range(40)]
+    try:
+        for i, m in enumerate(members):
+            m.register(f"m{i}")
+        for m in members[:-1]:
+            m.wait_for(lambda e: e == p.Joined("m39"))
+        senders = members[:3]
+
+        def say_each(sender: ChatTestClient, said: list[str]) -> None:
+            for text in said:  # a send each: most become broadcasts of their own
+                sender.send_raw(p.encode_say(text))
+
+        for burst in range(3):  # a cut needs a line said mid-fan-out: a burst has had 4-11
+            lines = {f"m{k}": [f"{burst}.{k}:{i:04d} " + "y" * (i % 61) for i in range(600)] for k in range(3)}
+            with ThreadPoolExecutor(3) as pool:
+                for k, sender in enumerate(senders):
+                    pool.submit(say_each, sender, lines[f"m{k}"])
+            for i, m in enumerate(members):
+                want = {name: said for name, said in lines.items() if name != f"m{i}"}
+                got: dict[str, list[str]] = {name: [] for name in want}
+                while any(len(got[n]) < len(want[n]) for n in want):
+                    event = m.next_event()
+                    if isinstance(event, p.Message):
+                        got[event.sender].append(event.text)
+                assert got == want, f"m{i}: a line lost, doubled or out of its sender's order"
+            assert all(m.drain(quiet=0.05) == [] for m in members), "a line came twice"
+            if cuts:
+                break
+        assert cuts, "no round was cut: the test did not exercise what it is for"
+    finally:
+        for c in members:
+            c.close()
+        os.sched_setaffinity(0, cores)
