@@ -30,11 +30,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from collections.abc import Set as AbstractSet
 from typing import Any
 
 from server.fanout.base import FanOutHook, Outbox, OverflowHook, send_nowait, shutdown_how, shutdown_socket
-from server.fanout.runs import BroadcastTargets, Item, Lines, lines_for, mixed_audience, split_runs
+from server.fanout.runs import BroadcastTargets, Item, Lines, joined, lines_for, mixed_audience, skips, split_runs
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +71,6 @@ CUT_IN = True
 #: Bytes read from the wake-up pipe at once; one byte is written per wake-up
 #: and only while the flusher sleeps, so one read empties it.
 WAKE_READ_BYTES = 4096
-
-#: A run's senders when there is one line: its sender is ``only``, skipped by identity.
-NOBODY: frozenset[object] = frozenset()
 
 #: How the flusher writes to a plain socket's descriptor: ``os.write``, named
 #: here so that one place can be changed (tests/perf/slow_server.py slows it
@@ -334,7 +330,7 @@ class Flusher:
         queues the rest of the run for the members not served yet (:data:`CUT_IN`)."""
         block = run[0][1] if len(run) == 1 else b"".join([data for _, data, _ in run])
         size = len(block)
-        only, skipping = _skips(run, special)
+        only, skipping = skips(run, special)
         ready = self.ready
         write = write_fd
         step = YIELD_EVERY
@@ -381,8 +377,7 @@ class Flusher:
         """A cut run's members not served yet: what the run has for each is
         queued on its outbox (off the fast path until flushed), so that
         lines broadcast later go behind it, and the round flushes it."""
-        ready = self.ready
-        only, skipping = _skips(run, special)
+        only, skipping = skips(run, special)
         for chunk in chunks:
             for member, outbox in chunk:
                 if member is only:
@@ -393,11 +388,10 @@ class Flusher:
                     lines = lines_of[member] if lines_of is not None else lines_for(member, run, first_seq)
                     if not lines:
                         continue
-                    data = lines[0][1] if len(lines) == 1 else b"".join([d for _, d in lines])
+                    data = joined(lines)
                 outbox.fast_fd = -1
                 if outbox._own or outbox.closed:
-                    outbox.add_broadcasts(lines if lines is not None else lines_for(member, run, first_seq))
-                    ready.append(outbox)
+                    self._queue_lines(outbox, lines if lines is not None else lines_for(member, run, first_seq))
                 else:
                     self._place(outbox, data)
 
@@ -416,7 +410,7 @@ class Flusher:
         snapshots: ``lines``, the run's lines meant for it."""
         if not lines:
             return
-        data = lines[0][1] if len(lines) == 1 else b"".join([d for _, d in lines])
+        data = joined(lines)
         if outbox.clear():
             self._send_clear(outbox, data)
         elif outbox._own or outbox.closed:
@@ -453,18 +447,6 @@ class Flusher:
             self._epoll.unregister(fd)
         except (OSError, ValueError):
             pass
-
-
-def _skips(run: list[Item], special: set[object] | None) -> tuple[object, AbstractSet[object]]:
-    """Who a run's fan-out does not simply give its block: ``only``, a
-    one-line run's sender (compared by identity), and ``skipping``, the
-    members that get some of the run's lines or none (a mixed run's
-    ``special``, or the senders of a run of several lines)."""
-    if special is not None:
-        return None, special
-    if len(run) == 1:
-        return run[0][2], NOBODY
-    return None, {exclude for _, _, exclude in run if exclude is not None}
 
 
 class QueuedOutbox:
@@ -656,8 +638,12 @@ class QueuedOutbox:
     def _write_placed(self) -> None:
         """:meth:`flush` when nothing but placed broadcasts wait on a plain
         socket that takes data: one ``os.write``, as the fan-out's fast path,
-        without the general flush's steps (about 0.6 us less per outbox,
-        which a cut round pays for each member it queued)."""
+        without the general flush's steps.  A cut round flushes every member
+        it queued this way: 0.13-0.15 us less per outbox than the general
+        flush (on socket pairs), and 2 points less server CPU at churn 500/s,
+        1,000 x 100 msg/s, pinned (60-61% against 62-63%, alternated twice).
+        The write's error handling is the fan-out loop's, written out again
+        rather than called: the loop inlines it for speed."""
         pending = self._pending
         if pending:
             data = pending.popleft() if len(pending) == 1 else b"".join(pending)

@@ -18,6 +18,7 @@ cuts the round into *runs*, each given to every recipient as one block:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,27 @@ def split_runs(items: list[Item]) -> Iterator[tuple[int, int, bool]]:
 def lines_for(member: object, run: list[Item], first_seq: int) -> Lines:
     """The numbered lines of ``run`` but ``member``'s own."""
     return [(first_seq + i, d) for i, (_, d, exclude) in enumerate(run) if exclude is not member]
+
+
+#: A run's senders when there is one line: its sender is ``only``, skipped by identity.
+NOBODY: frozenset[object] = frozenset()
+
+
+def skips(run: list[Item], special: set[object] | None) -> tuple[object, AbstractSet[object]]:
+    """Who a run's fan-out does not simply give its block: ``only``, a
+    one-line run's sender (compared by identity), and ``skipping``, the
+    members that get some of the run's lines or none (a mixed run's
+    ``special``, or the senders of a run of several lines)."""
+    if special is not None:
+        return None, special
+    if len(run) == 1:
+        return run[0][2], NOBODY
+    return None, {exclude for _, _, exclude in run if exclude is not None}
+
+
+def joined(lines: Lines) -> bytes:
+    """Numbered lines as one block, for one send."""
+    return lines[0][1] if len(lines) == 1 else b"".join([d for _, d in lines])
 
 
 #: When a member came (True) and went (False) over a mixed run: (line index,

@@ -82,14 +82,20 @@ def chat() -> Iterator[Chat]:
 
 
 def _count_writes(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
-    """The flusher's hot-path writes, per descriptor."""
+    """The flusher's sends, per descriptor: the fan-out's writes and a flush's sends."""
     writes: Counter[int] = Counter()
+    send_nowait = queued.send_nowait
 
     def counting(fd: int, data: bytes) -> int:
         writes[fd] += 1
         return os.write(fd, data)
 
+    def counting_send(sock: socket.socket, data: bytes) -> int | OSError:
+        writes[sock.fileno()] += 1
+        return send_nowait(sock, data)
+
     monkeypatch.setattr(queued, "write_fd", counting)
+    monkeypatch.setattr(queued, "send_nowait", counting_send)
     return writes
 
 
