@@ -2,6 +2,7 @@
 # CPU per delivery of a server at one point, server on CPU 1 and harness on CPU 0, from `perf stat`
 # (task-clock over 3 s of steady traffic): the floor server, ours, or Redis.
 # usage: bash reports/perf-round6/floor.sh floor|floor-threads|embedded|redis [CLIENTS RATE]   (from the project root, as root)
+# SARGS: more options for the harness, e.g. SARGS=--server-arg=--keepalive=0 (one more option for our server)
 set -eu
 T=$1; C=${2:-100}; R=${3:-300}; PY=${PY:-.venv/bin/python}
 OUT=$(mktemp -d)
@@ -14,7 +15,7 @@ if [ "$T" = floor ] || [ "$T" = floor-threads ]; then
 else
     TARGET=(--target $T --server-cpus 1)
 fi
-$PY -m bench run "${TARGET[@]}" --harness-cpus 0 --quickack --clients $C --rate $R --duration 9 --warmup 1 \
+$PY -m bench run "${TARGET[@]}" ${SARGS:-} --harness-cpus 0 --quickack --clients $C --rate $R --duration 9 --warmup 1 \
     --quiet --out $OUT/run > $OUT/run.log 2>&1 &
 RP=$!
 sleep $((C > 500 ? 7 : 4))
