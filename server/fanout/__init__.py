@@ -26,7 +26,8 @@ from collections.abc import Callable
 
 from server.fanout.base import Fanout, FanOutHook, Outbox, OverflowHook, Targets
 from server.fanout.direct import DirectFanout, DirectOutbox
-from server.fanout.queued import Flusher, QueuedFanout, QueuedOutbox
+from server.fanout.outboxes import QueuedOutbox
+from server.fanout.queued import Flusher, QueuedFanout
 from server.fanout.threads import ThreadedOutbox, ThreadsFanout
 
 #: ``--fanout`` name -> the strategy, built from the send-queue limit.

@@ -23,7 +23,7 @@ import threading
 import time
 
 from server.__main__ import main
-from server.fanout import base, direct, queued, threads
+from server.fanout import base, direct, outboxes, threads
 from server.hub import Hub
 from server.rooms import Room
 from server.session import Session
@@ -84,7 +84,7 @@ def slow_down(factor: float) -> None:
         flusher_clock.last = _clock()
         return result
 
-    original_write = queued.write_fd
+    original_write = outboxes.write_fd
 
     def write_fd(fd: int, data: bytes) -> int:
         # The flusher's writes to plain sockets, slowed the same way.
@@ -97,10 +97,10 @@ def slow_down(factor: float) -> None:
         return result
 
     Session._handle = handle  # type: ignore[method-assign]
-    queued.write_fd = write_fd  # type: ignore[assignment]
+    outboxes.write_fd = write_fd  # type: ignore[assignment]
     Hub.broadcast = broadcast  # type: ignore[method-assign]
     # Every strategy module holds its own reference to the helper.
-    for module in (base, direct, queued, threads):
+    for module in (base, direct, outboxes, threads):
         module.send_nowait = send_nowait  # type: ignore[attr-defined]
 
 

@@ -19,8 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.fanout import queued, runs
-from server.fanout.queued import Flusher, QueuedOutbox
+from server.fanout import outboxes, queued, runs
+from server.fanout.outboxes import QueuedOutbox
+from server.fanout.queued import Flusher
 from server.rooms import Members, Room, Snapshot
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def chat() -> Iterator[Chat]:
 def _count_writes(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
     """The flusher's sends, per descriptor: the fan-out's writes and a flush's sends."""
     writes: Counter[int] = Counter()
-    send_nowait = queued.send_nowait
+    send_nowait = outboxes.send_nowait
 
     def counting(fd: int, data: bytes) -> int:
         writes[fd] += 1
@@ -94,8 +95,8 @@ def _count_writes(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
         writes[sock.fileno()] += 1
         return send_nowait(sock, data)
 
-    monkeypatch.setattr(queued, "write_fd", counting)
-    monkeypatch.setattr(queued, "send_nowait", counting_send)
+    monkeypatch.setattr(outboxes, "write_fd", counting)
+    monkeypatch.setattr(outboxes, "send_nowait", counting_send)
     return writes
 
 
