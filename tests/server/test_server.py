@@ -446,9 +446,10 @@ def test_a_big_room_with_lines_cut_into_its_rounds_keeps_every_line_once_in_its_
     # as on a server pinned to one core.
     cores = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(cores)})
-    server = make_server(rate_limit=0)
-    members = [ChatTestClient(server.address) for _ in range(40)]
+    members: list[ChatTestClient] = []
     try:
+        server = make_server(rate_limit=0)
+        members.extend(ChatTestClient(server.address) for _ in range(40))
         for i, m in enumerate(members):
             m.register(f"m{i}")
         for m in members[:-1]:
